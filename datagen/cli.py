@@ -1,0 +1,152 @@
+"""The `datagen` command: a thin layer over the Python API."""
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from datagen.errors import DatagenError
+
+app = typer.Typer(help="Turn raw text into training datasets with declarative DSPy pipelines.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+err = Console(stderr=True)
+out = Console()
+
+Workspace = Annotated[Path | None, typer.Option("--workspace", "-w", envvar="DATAGEN_WORKSPACE",
+                                                help="Workspace folder (default: nearest with datagen.toml "
+                                                     "or programs/).")]
+MaxTokens = Annotated[int | None, typer.Option("--max-tokens", min=16,
+                                               help="Token budget per chunk (default: datagen.toml, else 512).")]
+
+
+def _workspace(path: Path | None) -> Path:
+    from datagen.config import find_workspace
+
+    if path is not None and not path.is_dir():
+        raise DatagenError(f"{path}: workspace folder does not exist")
+    return find_workspace(path)
+
+
+@app.callback()
+def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show debug logging.")] = False) -> None:
+    handler = RichHandler(console=err, show_time=False, show_path=False, markup=False)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler], force=True)
+    for noisy in ("LiteLLM", "httpx", "dspy"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.ERROR)
+
+
+@app.command()
+def chunk(
+    inputs: Annotated[list[Path], typer.Argument(help="Text or Markdown files, or folders to search.")],
+    out_file: Annotated[Path | None, typer.Option("--out", "-o", help="JSONL file to write (default: stdout).")] = None,
+    max_tokens: MaxTokens = None,
+    workspace: Workspace = None,
+) -> None:
+    """Cut text files into chunks that fit a token budget, written as JSONL."""
+    from datagen.chunking import chunk_documents
+    from datagen.config import load_config
+    from datagen.ingest import iter_documents
+
+    config = load_config(_workspace(workspace))
+    budget = max_tokens or config.chunking.max_tokens
+    sink = out_file.open("w", encoding="utf-8") if out_file else sys.stdout
+    count = 0
+    try:
+        for piece in chunk_documents(iter_documents(inputs), budget):
+            sink.write(json.dumps(piece.to_dict(), ensure_ascii=False) + "\n")
+            count += 1
+    finally:
+        if out_file:
+            sink.close()
+    if out_file:
+        err.print(f"{count} chunks (at most {budget} tokens each) written to {out_file}")
+
+
+@app.command()
+def generate(
+    pipeline: Annotated[str, typer.Argument(help="Pipeline name: programs/NAME.py in the workspace.")],
+    inputs: Annotated[list[Path], typer.Option("--input", "-i", help="Text or Markdown files, or folders.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the dataset.")],
+    max_tokens: MaxTokens = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Stop after this many chunks.")] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, help="Chunks in flight.")] = 1,
+    model: Annotated[str | None, typer.Option(help="Task model, e.g. openai/gpt-4o-mini (overrides config).")] = None,
+    api_base: Annotated[str | None, typer.Option(help="Base URL of an OpenAI-compatible server for the task "
+                                                      "model.")] = None,
+    workspace: Workspace = None,
+) -> None:
+    """Run a pipeline over text files and write a ShareGPT dataset."""
+    from datagen.config import ModelSettings, load_config
+    from datagen.generate import generate as run_generate
+
+    root = _workspace(workspace)
+    config = load_config(root)
+    flags = ModelSettings(model=model, api_base=api_base)
+    config.models["task"] = config.models.get("task", ModelSettings()).merged(flags)
+
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[failed]} failed"), TimeElapsedColumn(), console=err,
+                        transient=True)
+    with progress:
+        bar = progress.add_task(pipeline, total=limit, failed=0)
+        failed = 0
+
+        def advance(outcome):
+            nonlocal failed
+            failed += bool(outcome.failure)
+            progress.update(bar, advance=1, failed=failed)
+
+        report = run_generate(pipeline, inputs, out_dir, workspace=root, config=config, max_tokens=max_tokens,
+                              limit=limit, concurrency=concurrency, on_outcome=advance)
+    err.print(f"{report.chunks} chunks through [bold]{pipeline}[/] on {report.model} in {report.seconds:.1f}s: "
+              f"{report.samples} samples, {sum(report.failures.values())} failed")
+    for kind, n in report.failures.most_common():
+        err.print(f"  {n} × {kind}: e.g. {report.failure_examples[kind]}", markup=False, highlight=False)
+    out.print(f"dataset: {report.data_path}", markup=False, highlight=False)
+    if report.samples == 0:
+        raise DatagenError("no samples were produced (see the failures above)")
+
+
+@app.command()
+def models(workspace: Workspace = None) -> None:
+    """Show the model each role uses, after datagen.toml and DATAGEN_* variables."""
+    from datagen.config import ROLES, load_config
+    from datagen.local_model import LOCAL_MODEL
+
+    config = load_config(_workspace(workspace))
+    table = Table("role", "model", "api_base", "key from", "temperature", "max_tokens")
+    for role in ROLES:
+        s = config.role(role)
+        table.add_row(role, s.model or f"{LOCAL_MODEL} (embedded default)", s.api_base or "-",
+                      s.api_key_env or "-", str(s.temperature if s.temperature is not None else "-"),
+                      str(s.max_tokens or "-"))
+    out.print(table)
+
+
+@app.command()
+def pipelines(workspace: Workspace = None) -> None:
+    """List the pipelines in the workspace (programs/*.py)."""
+    from datagen.pipelines import list_pipelines
+
+    root = _workspace(workspace)
+    names = list_pipelines(root)
+    if not names:
+        raise DatagenError(f"no pipelines in {root / 'programs'}")
+    for name in names:
+        out.print(name)
+
+
+def main() -> None:
+    try:
+        app()
+    except DatagenError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise SystemExit(1) from None

@@ -1,0 +1,125 @@
+"""Workspace configuration: `datagen.toml`, overridden by environment variables, overridden by CLI flags.
+
+```toml
+[models.task]                    # runs the pipeline
+model = "openai/gpt-4o-mini"
+api_key_env = "OPENAI_API_KEY"   # the NAME of the variable holding the key; keys never go in this file
+
+[models.judge]                   # scores outputs (metrics)
+model = "openai/NAME"
+api_base = "http://127.0.0.1:8000/v1"
+
+[chunking]
+max_tokens = 512
+```
+
+Environment: `DATAGEN_<ROLE>_<SETTING>`, e.g. `DATAGEN_TASK_MODEL`, `DATAGEN_JUDGE_API_BASE`.
+"""
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from datagen.chunking import DEFAULT_MAX_TOKENS
+from datagen.errors import DatagenError
+
+CONFIG_FILE = "datagen.toml"
+ROLES = ("task", "judge", "prompt")
+Role = Literal["task", "judge", "prompt"]
+_SECRET_KEYS = {"api_key", "key", "token", "secret", "password"}
+
+
+class ModelSettings(BaseModel):
+    """How to reach the model behind one role. Unset fields fall back to the provider's defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = None
+    api_base: str | None = None
+    api_key_env: str | None = Field(None, description="name of the environment variable that holds the API key")
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, gt=0, description="cap on the tokens of one answer")
+    context_window: int | None = Field(None, gt=0, description="for models litellm does not know")
+    engine: Literal["auto", "lm15", "litellm"] | None = None
+
+    def merged(self, override: "ModelSettings") -> "ModelSettings":
+        return self.model_copy(update=override.model_dump(exclude_none=True))
+
+
+class ChunkingSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_tokens: int = Field(DEFAULT_MAX_TOKENS, ge=16)
+    language: str = "en"
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    models: dict[Role, ModelSettings] = Field(default_factory=dict)
+    chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
+
+    def role(self, role: Role) -> ModelSettings:
+        """Settings for a role; the judge and prompt roles fall back to the task model when unset."""
+        own = self.models.get(role, ModelSettings())
+        if role != "task" and own.model is None:
+            return self.models.get("task", ModelSettings()).merged(own)
+        return own
+
+
+def find_workspace(start: Path | None = None) -> Path:
+    """The nearest folder, from `start` upwards, holding datagen.toml or a programs/ folder; else `start`."""
+    start = (start or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        if (folder / CONFIG_FILE).is_file() or (folder / "programs").is_dir():
+            return folder
+    return start
+
+
+def _refuse_secrets(data: dict, where: str) -> None:
+    for role, settings in (data.get("models") or {}).items():
+        if isinstance(settings, dict) and (found := _SECRET_KEYS.intersection(settings)):
+            raise DatagenError(
+                f"{where}: [models.{role}] sets {sorted(found)[0]!r}; keys never go in files: put the key in an "
+                f"environment variable and name it with api_key_env")
+
+
+def _from_env(environ: dict[str, str]) -> dict:
+    models: dict[str, dict] = {}
+    for role in ROLES:
+        for name in ModelSettings.model_fields:
+            value = environ.get(f"DATAGEN_{role.upper()}_{name.upper()}")
+            if value:
+                models.setdefault(role, {})[name] = value
+    return {"models": models}
+
+
+def _validated(data: dict, where: str) -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        location = ".".join(str(part) for part in error["loc"])
+        raise DatagenError(f"{where}: {location}: {error['msg']}") from None
+
+
+def load_config(workspace: Path | None = None, environ: dict[str, str] | None = None) -> Config:
+    """The workspace's config file merged with DATAGEN_* environment variables (which win)."""
+    workspace = workspace or find_workspace()
+    environ = os.environ if environ is None else environ
+    path = workspace / CONFIG_FILE
+    data: dict = {}
+    if path.is_file():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise DatagenError(f"{path}: not valid TOML: {exc}") from None
+        _refuse_secrets(data, str(path))
+    config = _validated(data, str(path))
+    env = _validated(_from_env(environ), "environment (DATAGEN_*)")
+    for role, settings in env.models.items():
+        config.models[role] = config.models.get(role, ModelSettings()).merged(settings)
+    return config

@@ -1,0 +1,184 @@
+"""Running a pipeline over a corpus: chunks in, ShareGPT JSONL out.
+
+A chunk that fails (the model's answer did not parse, the provider gave up after retries) is recorded and
+skipped. Failures that no other chunk would escape (bad key, unknown model, unreachable server) stop the run.
+"""
+
+import json
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+
+import dspy
+from dspy.utils.exceptions import AdapterParseError, LMError
+
+from datagen.chunking import Chunk, chunk_documents
+from datagen.config import Config, find_workspace, load_config
+from datagen.errors import DatagenError
+from datagen.export import sharegpt_record
+from datagen.ingest import iter_documents
+from datagen.models import RoleModel, role_model
+from datagen.pipelines import load_program
+from datagen.samples import Sample
+from datagen.tokens import count_tokens
+
+log = logging.getLogger(__name__)
+
+DATA_FILE = "sharegpt.jsonl"
+METADATA_FILE = "metadata.jsonl"
+# Errors no other chunk would escape: continuing would only repeat them.
+_FATAL = {"auth", "billing", "unsupported_model", "configuration", "not_configured"}
+# When this many chunks fail in a row before any succeeds, the problem is not the chunks: stop spending.
+FAILURES_BEFORE_FIRST_SUCCESS = 5
+
+
+@dataclass
+class Outcome:
+    chunk: Chunk
+    samples: list[Sample] = field(default_factory=list)
+    failure: str | None = None  # kind, e.g. "parse", "timeout"
+    message: str | None = None
+
+
+@dataclass
+class Report:
+    pipeline: str
+    model: str
+    data_path: Path
+    metadata_path: Path
+    chunks: int = 0
+    samples: int = 0
+    failures: Counter = field(default_factory=Counter)
+    failure_examples: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def failure_kind(exc: BaseException) -> str:
+    if isinstance(exc, AdapterParseError):
+        return "parse"
+    if isinstance(exc, LMError):
+        return exc.code
+    return type(exc).__name__
+
+
+def prompt_overhead(program: dspy.Module, model: RoleModel) -> int:
+    """Tokens of the largest prompt the program sends, with its inputs left empty."""
+    largest = 0
+    for _, predictor in program.named_predictors():
+        signature = predictor.signature
+        messages = model.adapter.format(signature, predictor.demos,
+                                        {name: "" for name in signature.input_fields})
+        largest = max(largest, sum(count_tokens(str(m.get("content", ""))) for m in messages))
+    return largest
+
+
+def check_budget(program: dspy.Module, model: RoleModel, budget: int) -> None:
+    """Refuse a chunk budget that cannot fit the model's context window with the prompt and the answer."""
+    if model.context_window is None:
+        return
+    prompt = prompt_overhead(program, model)
+    # With no cap on the answer, reserve as much as the chunk: a rewrite is about as long as its input.
+    answer = model.lm.kwargs.get("max_tokens") or budget
+    if prompt + budget + answer > model.context_window:
+        fits = model.context_window - prompt - answer
+        advice = f"use --max-tokens {fits} or less" if fits >= 16 else "lower the model's max_tokens"
+        raise DatagenError(
+            f"chunks of {budget} tokens do not fit {model.name}'s {model.context_window}-token context "
+            f"(prompt ~{prompt} + chunk {budget} + answer up to {answer}): {advice}")
+
+
+def _run_one(program: dspy.Module, model: RoleModel, chunk: Chunk) -> Outcome:
+    try:
+        with model.context():
+            prediction = program(chunk=chunk.text)
+    except Exception as exc:  # recorded per chunk; the caller decides what is fatal
+        return Outcome(chunk, failure=failure_kind(exc), message=str(exc).splitlines()[0][:500] if str(exc) else "")
+    samples = list(getattr(prediction, "samples", None) or [])
+    if not samples:
+        return Outcome(chunk, failure="no_samples", message="the program returned no samples")
+    empty = next((s for s in samples if not s.input.strip() or not s.output.strip()), None)
+    if empty is not None:
+        return Outcome(chunk, failure="empty_output", message="a sample has an empty input or output")
+    return Outcome(chunk, samples)
+
+
+def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk],
+               concurrency: int = 1) -> Iterator[Outcome]:
+    """Outcomes in chunk order, with at most `concurrency` chunks in flight and no more read ahead."""
+    if concurrency < 1:
+        raise DatagenError(f"--concurrency must be at least 1, got {concurrency}")
+    succeeded = False
+    failed_first = 0
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="datagen") as pool:
+        pending: deque[Future] = deque()
+        source = iter(chunks)
+        try:
+            while True:
+                while len(pending) < concurrency and (chunk := next(source, None)) is not None:
+                    pending.append(pool.submit(_run_one, program, model, chunk))
+                if not pending:
+                    return
+                outcome = pending.popleft().result()
+                fatal = outcome.failure in _FATAL or (outcome.failure == "transport" and not succeeded)
+                if fatal:
+                    raise DatagenError(f"{model.name}: {outcome.message}")
+                succeeded = succeeded or outcome.failure is None
+                failed_first += not succeeded
+                yield outcome
+                if failed_first >= FAILURES_BEFORE_FIRST_SUCCESS:
+                    raise DatagenError(f"the first {failed_first} chunks all failed ({outcome.failure}: "
+                                       f"{outcome.message}); stopped before spending more")
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def generate(pipeline: str, inputs: Iterable[str | Path], out_dir: str | Path, *,
+             workspace: Path | None = None, config: Config | None = None, max_tokens: int | None = None,
+             limit: int | None = None, concurrency: int = 1, model: RoleModel | None = None,
+             on_outcome: Callable[[Outcome], None] | None = None) -> Report:
+    """Chunk `inputs`, run the pipeline on every chunk, and write ShareGPT JSONL plus metadata to `out_dir`.
+
+    `model` overrides the task model the config names (e.g. a `RoleModel` around your own dspy.LM).
+    """
+    workspace = workspace or find_workspace()
+    config = config or load_config(workspace)
+    program = load_program(pipeline, workspace)
+    model = model or role_model(config, "task")
+    budget = max_tokens or config.chunking.max_tokens
+    check_budget(program, model, budget)
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report = Report(pipeline, model.name, out / DATA_FILE, out / METADATA_FILE)
+    chunks = chunk_documents(iter_documents(inputs), budget)
+    if limit is not None:
+        chunks = islice(chunks, limit)
+    started = time.monotonic()
+    # Written under temporary names and renamed at the end, so a stopped run leaves no complete-looking file.
+    partial_data, partial_meta = (p.with_suffix(".jsonl.partial") for p in (report.data_path, report.metadata_path))
+    with partial_data.open("w", encoding="utf-8") as data, partial_meta.open("w", encoding="utf-8") as meta:
+        for outcome in run_chunks(program, model, chunks, concurrency):
+            report.chunks += 1
+            if outcome.failure:
+                report.failures[outcome.failure] += 1
+                report.failure_examples.setdefault(outcome.failure, outcome.message or "")
+                log.warning("chunk %s (%s): %s: %s", outcome.chunk.id, outcome.chunk.source, outcome.failure,
+                            outcome.message)
+            for sample in outcome.samples:
+                data.write(json.dumps(sharegpt_record(sample), ensure_ascii=False) + "\n")
+                meta.write(json.dumps({"chunk_id": outcome.chunk.id, "source": outcome.chunk.source,
+                                       "start": outcome.chunk.start, "end": outcome.chunk.end,
+                                       "pipeline": pipeline, "model": model.name}, ensure_ascii=False) + "\n")
+                report.samples += 1
+            if on_outcome:
+                on_outcome(outcome)
+    partial_data.replace(report.data_path)
+    partial_meta.replace(report.metadata_path)
+    report.seconds = time.monotonic() - started
+    return report

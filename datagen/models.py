@@ -1,0 +1,90 @@
+"""Models by role: `task` runs the pipeline, `judge` scores outputs, `prompt` proposes instructions.
+
+Each role is a model string dspy/litellm understands (`openai/gpt-4o-mini`, `ollama_chat/llama3.2`, `openai/NAME`
+plus `api_base` for any OpenAI-compatible server). With no model configured, the embedded offline model runs.
+API keys are read from environment variables at call time and never written anywhere.
+"""
+
+import logging
+import os
+from dataclasses import dataclass
+
+import dspy
+
+from datagen.config import Config, ModelSettings, Role
+from datagen.errors import DatagenError
+from datagen.local_model import CONTEXT_WINDOW, LOCAL_MODEL, local_lm
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RoleModel:
+    """A role's ready-to-use model: the LM, the adapter that formats prompts for it, and what is known of it."""
+
+    role: Role
+    lm: dspy.LM
+    adapter: dspy.Adapter
+    context_window: int | None
+
+    @property
+    def name(self) -> str:
+        return self.lm.model
+
+    def context(self):
+        """`with model.context(): program(...)` runs DSPy calls against this model."""
+        return dspy.context(lm=self.lm, adapter=self.adapter)
+
+
+def _known_context_window(model: str) -> int | None:
+    import litellm
+
+    try:
+        info = litellm.get_model_info(model)
+    except Exception:  # litellm raises a bare Exception for models missing from its (bundled) catalogue
+        return None
+    return info.get("max_input_tokens") or info.get("max_tokens")
+
+
+def _check_key(settings: ModelSettings, role: Role) -> dict:
+    if settings.api_key_env:
+        key = os.environ.get(settings.api_key_env)
+        if not key:
+            raise DatagenError(f"{settings.api_key_env} is not set (the API key of the {role} model "
+                               f"{settings.model})")
+        return {"api_key": key}
+    import litellm
+
+    missing = litellm.validate_environment(model=settings.model).get("missing_keys") or []
+    if not missing:
+        return {}
+    if settings.api_base is None:
+        # Hosted providers need a key: failing here costs nothing, failing on the first call costs retries.
+        raise DatagenError(f"{missing[0]} is not set (needed by the {role} model {settings.model})")
+    # A self-hosted server usually needs no key, but litellm's OpenAI client refuses to send a request
+    # without one: give it a placeholder, which is no secret.
+    return {"api_key": "no-key"}
+
+
+def build_role_model(settings: ModelSettings, role: Role) -> RoleModel:
+    if settings.model in (None, LOCAL_MODEL):
+        lm = local_lm(max_tokens=settings.max_tokens, temperature=settings.temperature)
+        # JSONAdapter sends the signature's schema, which the engine turns into a decoding grammar.
+        return RoleModel(role, lm, dspy.JSONAdapter(), settings.context_window or CONTEXT_WINDOW)
+    if "/" not in settings.model:
+        raise DatagenError(f"model {settings.model!r} for the {role} role needs a provider prefix, "
+                           "e.g. openai/gpt-4o-mini or ollama_chat/llama3.2")
+    kwargs = _check_key(settings, role)
+    if settings.api_base:
+        kwargs["api_base"] = settings.api_base
+    # OpenAI-compatible servers (llama.cpp, older vLLM) ignore the `max_completion_tokens` that DSPy's native
+    # route sends and generate to the end of the context; litellm sends `max_tokens`, which they honour.
+    engine = settings.engine or ("litellm" if settings.api_base else "auto")
+    lm = dspy.LM(settings.model, temperature=settings.temperature, max_tokens=settings.max_tokens,
+                 engine=engine, **kwargs)
+    window = settings.context_window or _known_context_window(settings.model)
+    return RoleModel(role, lm, dspy.ChatAdapter(), window)
+
+
+def role_model(config: Config, role: Role) -> RoleModel:
+    return build_role_model(config.role(role), role)

@@ -1,0 +1,64 @@
+"""Finding pipelines in a workspace by convention: `datagen generate NAME` runs the dspy.Module in programs/NAME.py.
+
+A pipeline program's `forward(chunk: str)` returns a `dspy.Prediction` whose `samples` is a list of
+`datagen.Sample`. A module defining several dspy.Module classes names the pipeline with `PROGRAM = ClassName`.
+"""
+
+import importlib
+import inspect
+import re
+import sys
+from pathlib import Path
+
+import dspy
+
+from datagen.errors import DatagenError
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# The workspace packages a pipeline imports from; purged when another workspace is loaded in the same process.
+_WORKSPACE_PACKAGES = ("programs", "signatures", "metrics")
+
+
+def list_pipelines(workspace: Path) -> list[str]:
+    folder = workspace / "programs"
+    if not folder.is_dir():
+        return []
+    return sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_"))
+
+
+def _use_workspace(workspace: Path) -> None:
+    root = str(workspace.resolve())
+    loaded = sys.modules.get("programs")
+    if loaded is not None and Path(next(iter(getattr(loaded, "__path__", [])), "")).resolve() != \
+            workspace.resolve() / "programs":
+        for name in list(sys.modules):
+            if name.split(".")[0] in _WORKSPACE_PACKAGES:
+                del sys.modules[name]
+    if root in sys.path:
+        sys.path.remove(root)
+    sys.path.insert(0, root)
+    importlib.invalidate_caches()
+
+
+def _program_class(module) -> type[dspy.Module]:
+    named = getattr(module, "PROGRAM", None)
+    if named is not None:
+        return named
+    defined = [obj for _, obj in inspect.getmembers(module, inspect.isclass)
+               if issubclass(obj, dspy.Module) and obj.__module__ == module.__name__]
+    if len(defined) != 1:
+        found = ", ".join(cls.__name__ for cls in defined) or "none"
+        raise DatagenError(f"{module.__file__}: expected one dspy.Module class (found: {found}); "
+                           "set PROGRAM = ClassName to choose")
+    return defined[0]
+
+
+def load_program(name: str, workspace: Path) -> dspy.Module:
+    """A fresh instance of the pipeline program `name` from the workspace's programs/ folder."""
+    available = list_pipelines(workspace)
+    if not _NAME.match(name) or name not in available:
+        listing = ", ".join(available) or "none"
+        raise DatagenError(f"unknown pipeline {name!r}: no programs/{name}.py in {workspace} (available: {listing})")
+    _use_workspace(workspace)
+    module = importlib.import_module(f"programs.{name}")
+    return _program_class(module)()

@@ -1,0 +1,1 @@
+"""Metric functions and LLM judges."""

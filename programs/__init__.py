@@ -1,0 +1,1 @@
+"""dspy.Module pipelines: `datagen generate NAME` runs the program defined in programs/NAME.py."""

@@ -1,0 +1,1 @@
+"""Typed dspy.Signature classes, one module per pipeline."""

@@ -1,0 +1,146 @@
+"""Deterministic stand-ins for a model, reused by the tests and the benchmarks.
+
+`answer()` reads a DSPy prompt the way a model would: it finds the output fields the prompt asks for, and the
+input fields' values, and answers every output field in the format the adapter asked for (ChatAdapter's
+`[[ ## field ## ]]` markers, or a JSON object). The answer is a deterministic function of the inputs.
+
+`FakeEngine` serves it in process as a DSPy custom engine; `FakeOpenAIServer` serves it over real HTTP as an
+OpenAI-compatible `/v1/chat/completions` endpoint on 127.0.0.1, with a fixed latency per request.
+"""
+
+import json
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import dspy
+from dspy.lm15 import Message, Response, TextPart, Usage, response_to_events
+
+_OUTPUT_FIELDS = re.compile(r"Your output fields are:\n((?:\d+\. `\w+`.*\n?)+)")
+_FIELD = re.compile(r"\d+\. `(\w+)`")
+_INPUT_VALUE = re.compile(r"\[\[ ## (\w+) ## \]\]\n(.*?)(?=\n\n\[\[ ## |\n\nRespond with|\Z)", re.S)
+
+
+def plain(text: str) -> str:
+    """The fake model's 'rephrase': the passage's words, lower-cased, without punctuation."""
+    return " ".join(re.findall(r"[\w’']+", text)).lower()
+
+
+def answer(system: str, user: str, respond=plain) -> str:
+    """Answer a DSPy-formatted prompt: every requested output field gets `respond(first input value)`."""
+    match = _OUTPUT_FIELDS.search(system)
+    fields = _FIELD.findall(match.group(1)) if match else ["answer"]
+    inputs = dict(_INPUT_VALUE.findall(user))
+    source = next(iter(inputs.values()), user)
+    values = {name: respond(source) for name in fields}
+    if "JSON object" in user or "JSON object" in system:
+        return json.dumps(values)
+    return "".join(f"[[ ## {name} ## ]]\n{value}\n\n" for name, value in values.items()) + "[[ ## completed ## ]]"
+
+
+def _split(messages: list[dict]) -> tuple[str, str]:
+    system = "\n".join(m["content"] for m in messages if m["role"] == "system")
+    user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+    return system, user
+
+
+class FakeEngine:
+    """A DSPy custom engine answering with `answer()`; counts its calls."""
+
+    def __init__(self, respond=plain, fail_after: int | None = None):
+        self.respond = respond
+        self.calls = 0
+        self.fail_after = fail_after
+        self._lock = threading.Lock()
+
+    def complete(self, request) -> Response:
+        with self._lock:
+            self.calls += 1
+            if self.fail_after is not None and self.calls > self.fail_after:
+                raise RuntimeError(f"fake engine stopped after {self.fail_after} calls")
+        system = request.system if isinstance(request.system, str) else "".join(p.text for p in request.system or ())
+        user = next((m.text for m in reversed(request.messages) if m.role == "user"), "")
+        text = answer(system or "", user or "", self.respond)
+        return Response(id=None, model="fake", message=Message.assistant([TextPart(text)]), finish_reason="stop",
+                        usage=Usage(input_tokens=len(user.split()), output_tokens=len(text.split())))
+
+    def stream(self, request):
+        return response_to_events(self.complete(request))
+
+    def close(self) -> None:
+        pass
+
+
+def fake_lm(engine: FakeEngine | None = None) -> dspy.LM:
+    return dspy.LM("fake/model", engine=engine or FakeEngine(), cache=False)
+
+
+class FakeOpenAIServer:
+    """An OpenAI-compatible chat-completions server on 127.0.0.1 with a fixed latency per request.
+
+    `responses` may script the first requests: each item is a status code to fail with (e.g. 429, 500) or
+    a string to answer verbatim; once they are used up, `answer()` replies.
+    """
+
+    def __init__(self, latency: float = 0.0, respond=plain, responses: list | None = None):
+        self.latency = latency
+        self.respond = respond
+        self.scripted = list(responses or [])
+        self.requests: list[dict] = []
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                with server._lock:
+                    server.requests.append(body)
+                    scripted = server.scripted.pop(0) if server.scripted else None
+                if server.latency:
+                    time.sleep(server.latency)
+                if isinstance(scripted, int):
+                    return self._send(scripted, {"error": {"message": f"scripted {scripted}", "type": "fake"}},
+                                      {"Retry-After": "0"} if scripted == 429 else {})
+                if not self.path.rstrip("/").endswith("/chat/completions"):
+                    return self._send(404, {"error": {"message": f"no route {self.path}"}})
+                text = scripted if isinstance(scripted, str) else answer(*_split(body["messages"]), server.respond)
+                self._send(200, {
+                    "id": f"fake-{len(server.requests)}", "object": "chat.completion", "created": int(time.time()),
+                    "model": body.get("model", "fake"),
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": text}}],
+                    "usage": {"prompt_tokens": 10, "completion_tokens": len(text.split()),
+                              "total_tokens": 10 + len(text.split())},
+                })
+
+            def _send(self, status: int, payload: dict, headers: dict | None = None):
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+
+    def __enter__(self) -> "FakeOpenAIServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
