@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -17,7 +17,8 @@ from datagen.errors import DatagenError
 app = typer.Typer(help="Turn raw text into training datasets with declarative DSPy pipelines.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 err = Console(stderr=True)
-out = Console()
+# Piped output is not cut to 80 columns: scripts and greps need whole model names and paths.
+out = Console(width=None if sys.stdout.isatty() else 200)
 
 Workspace = Annotated[Path | None, typer.Option("--workspace", "-w", envvar="DATAGEN_WORKSPACE",
                                                 help="Workspace folder (default: nearest with datagen.toml "
@@ -36,8 +37,8 @@ def _workspace(path: Path | None) -> Path:
 
 @app.callback()
 def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show debug logging.")] = False) -> None:
-    handler = RichHandler(console=err, show_time=False, show_path=False, markup=False)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler], force=True)
     for noisy in ("LiteLLM", "httpx", "dspy"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.ERROR)
@@ -86,6 +87,7 @@ def generate(
     """Run a pipeline over text files and write a ShareGPT dataset."""
     from datagen.config import ModelSettings, load_config
     from datagen.generate import generate as run_generate
+    from datagen.local_model import LOCAL_MODEL
 
     root = _workspace(workspace)
     config = load_config(root)
@@ -109,8 +111,13 @@ def generate(
     err.print(f"{report.chunks} chunks through [bold]{pipeline}[/] on {report.model} in {report.seconds:.1f}s: "
               f"{report.samples} samples, {sum(report.failures.values())} failed")
     for kind, n in report.failures.most_common():
-        err.print(f"  {n} × {kind}: e.g. {report.failure_examples[kind]}", markup=False, highlight=False)
-    out.print(f"dataset: {report.data_path}", markup=False, highlight=False)
+        err.print(f"  {n} × {kind}: e.g. {report.failure_examples[kind]}", markup=False, highlight=False,
+                  soft_wrap=True)
+    out.print(f"dataset: {report.data_path}", markup=False, highlight=False, soft_wrap=True)
+    if report.model == LOCAL_MODEL:
+        err.print(f"note: {LOCAL_MODEL} is a 270M base model that keeps everything offline; its rewrites are not "
+                  "training-grade. Set [models.task] in datagen.toml (or --model) to a capable model for real data.",
+                  soft_wrap=True, highlight=False)
     if report.samples == 0:
         raise DatagenError("no samples were produced (see the failures above)")
 
@@ -148,5 +155,5 @@ def main() -> None:
     try:
         app()
     except DatagenError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise SystemExit(1) from None

@@ -80,7 +80,10 @@ def find_workspace(start: Path | None = None) -> Path:
 
 
 def _refuse_secrets(data: dict, where: str) -> None:
-    for role, settings in (data.get("models") or {}).items():
+    models = data.get("models")
+    if not isinstance(models, dict):
+        return  # not a table: validation names the error
+    for role, settings in models.items():
         if isinstance(settings, dict) and (found := _SECRET_KEYS.intersection(settings)):
             raise DatagenError(
                 f"{where}: [models.{role}] sets {sorted(found)[0]!r}; keys never go in files: put the key in an "

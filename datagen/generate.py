@@ -22,7 +22,7 @@ from datagen.config import Config, find_workspace, load_config
 from datagen.errors import DatagenError
 from datagen.export import sharegpt_record
 from datagen.ingest import iter_documents
-from datagen.models import RoleModel, role_model
+from datagen.models import RoleModel, check_reachable, role_model
 from datagen.pipelines import load_program
 from datagen.samples import Sample
 from datagen.tokens import count_tokens
@@ -82,10 +82,12 @@ def check_budget(program: dspy.Module, model: RoleModel, budget: int) -> None:
     if model.context_window is None:
         return
     prompt = prompt_overhead(program, model)
+    cap = model.lm.kwargs.get("max_tokens")
     # With no cap on the answer, reserve as much as the chunk: a rewrite is about as long as its input.
-    answer = model.lm.kwargs.get("max_tokens") or budget
+    answer = cap or budget
     if prompt + budget + answer > model.context_window:
-        fits = model.context_window - prompt - answer
+        room = model.context_window - prompt
+        fits = room - cap if cap else room // 2
         advice = f"use --max-tokens {fits} or less" if fits >= 16 else "lower the model's max_tokens"
         raise DatagenError(
             f"chunks of {budget} tokens do not fit {model.name}'s {model.context_window}-token context "
@@ -152,6 +154,7 @@ def generate(pipeline: str, inputs: Iterable[str | Path], out_dir: str | Path, *
     model = model or role_model(config, "task")
     budget = max_tokens or config.chunking.max_tokens
     check_budget(program, model, budget)
+    check_reachable(model)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@ A file named on the command line that cannot be used is an error (the user asked
 walking a folder is skipped with a warning, so one stray binary does not stop a corpus run.
 """
 
+import codecs
 import logging
 import os
 from collections.abc import Iterable, Iterator
@@ -39,17 +40,18 @@ def read_text(path: Path) -> str:
         raw = path.read_bytes()
     except OSError as exc:
         raise UnusableFile(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    if not raw.strip():
-        raise UnusableFile(f"{path}: file is empty")
+    bom = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
     if b"\x00" in raw[:_SNIFF_BYTES]:
         raise UnusableFile(f"{path}: looks like a binary file (it contains NUL bytes), not text")
     try:
-        return raw.decode("utf-8-sig")
+        text = raw[bom:].decode("utf-8")
     except UnicodeDecodeError as exc:
-        text = raw.decode("utf-8-sig", errors="replace")
+        text = raw[bom:].decode("utf-8", errors="replace")
         log.warning("%s: not valid UTF-8 (first bad byte at offset %d); invalid bytes replaced with U+FFFD",
-                    path, exc.start)
-        return text
+                    path, bom + exc.start)
+    if not text.strip():
+        raise UnusableFile(f"{path}: file is empty")
+    return text
 
 
 def _display(path: Path) -> str:

@@ -7,7 +7,9 @@ API keys are read from environment variables at call time and never written anyw
 
 import logging
 import os
+import socket
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import dspy
 
@@ -84,6 +86,20 @@ def build_role_model(settings: ModelSettings, role: Role) -> RoleModel:
                  engine=engine, **kwargs)
     window = settings.context_window or _known_context_window(settings.model)
     return RoleModel(role, lm, dspy.ChatAdapter(), window)
+
+
+def check_reachable(model: RoleModel, timeout: float = 5.0) -> None:
+    """Fail fast, before any chunk is read, when a self-hosted server's address does not answer: otherwise each
+    chunk would spend its retries (tens of seconds) on a connection that cannot succeed."""
+    api_base = model.lm.kwargs.get("api_base")
+    if not api_base:
+        return
+    url = urlsplit(api_base)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except OSError as exc:
+        raise DatagenError(f"cannot reach {model.name} at {api_base}: {exc.strerror or exc}") from None
 
 
 def role_model(config: Config, role: Role) -> RoleModel:

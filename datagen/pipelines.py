@@ -15,7 +15,7 @@ import dspy
 from datagen.errors import DatagenError
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# The workspace packages a pipeline imports from; purged when another workspace is loaded in the same process.
+# The workspace packages a pipeline imports from.
 _WORKSPACE_PACKAGES = ("programs", "signatures", "metrics")
 
 
@@ -27,13 +27,12 @@ def list_pipelines(workspace: Path) -> list[str]:
 
 
 def _use_workspace(workspace: Path) -> None:
+    """Import from this workspace, afresh: edits to a pipeline take effect on the next load (a notebook
+    iterating on a prompt needs no restart), and another workspace's modules of the same names are dropped."""
     root = str(workspace.resolve())
-    loaded = sys.modules.get("programs")
-    if loaded is not None and Path(next(iter(getattr(loaded, "__path__", [])), "")).resolve() != \
-            workspace.resolve() / "programs":
-        for name in list(sys.modules):
-            if name.split(".")[0] in _WORKSPACE_PACKAGES:
-                del sys.modules[name]
+    for name in list(sys.modules):
+        if name.split(".")[0] in _WORKSPACE_PACKAGES:
+            del sys.modules[name]
     if root in sys.path:
         sys.path.remove(root)
     sys.path.insert(0, root)

@@ -30,9 +30,10 @@ def workspace(tmp_path) -> Path:
     return ws
 
 
-def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run the installed `datagen` command for real, in a subprocess."""
+def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 120,
+            wrapper: list[str] | None = None) -> subprocess.CompletedProcess:
+    """Run the installed `datagen` command for real, in a subprocess (optionally under `wrapper`)."""
     full_env = {**os.environ, "DSPY_CACHEDIR": str(cwd / ".dspy_cache"), **(env or {})}
     exe = Path(sys.executable).with_name("datagen")
-    return subprocess.run([str(exe), *args], cwd=cwd, env=full_env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run([*(wrapper or []), str(exe), *args], cwd=cwd, env=full_env, capture_output=True,
+                          text=True, timeout=timeout)

@@ -27,13 +27,20 @@ def plain(text: str) -> str:
     return " ".join(re.findall(r"[\w’']+", text)).lower()
 
 
+class Unparseable(Exception):
+    """Raised by a `respond` function: the fake model then answers with text no adapter can parse."""
+
+
 def answer(system: str, user: str, respond=plain) -> str:
     """Answer a DSPy-formatted prompt: every requested output field gets `respond(first input value)`."""
     match = _OUTPUT_FIELDS.search(system)
     fields = _FIELD.findall(match.group(1)) if match else ["answer"]
     inputs = dict(_INPUT_VALUE.findall(user))
     source = next(iter(inputs.values()), user)
-    values = {name: respond(source) for name in fields}
+    try:
+        values = {name: respond(source) for name in fields}
+    except Unparseable:
+        return "Sorry, I would rather not."
     if "JSON object" in user or "JSON object" in system:
         return json.dumps(values)
     return "".join(f"[[ ## {name} ## ]]\n{value}\n\n" for name, value in values.items()) + "[[ ## completed ## ]]"

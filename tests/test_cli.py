@@ -1,0 +1,122 @@
+"""The `datagen` command, run for real in subprocesses."""
+
+import json
+
+import pytest
+
+from datagen.chunking import chunk_documents
+from datagen.ingest import iter_documents
+
+from .conftest import run_cli
+from .fakes import FakeOpenAIServer, plain
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+
+
+def test_help_lists_every_command_with_a_description(tmp_path):
+    result = run_cli("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    for command, words in [("chunk", "token budget"), ("generate", "ShareGPT"), ("models", "role"),
+                           ("pipelines", "List")]:
+        line = next(line for line in result.stdout.splitlines() if f" {command} " in line)
+        assert words in line
+
+
+def test_chunk_writes_jsonl_that_recovers_the_source(workspace):
+    result = run_cli("chunk", "data/samples", "--max-tokens", "200", "--out", "chunks.jsonl", cwd=workspace)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in (workspace / "chunks.jsonl").read_text().splitlines()]
+    assert f"{len(rows)} chunks" in result.stderr
+    source = (workspace / rows[0]["source"]).read_text(encoding="utf-8")
+    for row in rows:
+        assert row["tokens"] <= 200
+        assert source[row["start"]:row["end"]] == row["text"]
+
+
+@pytest.mark.parametrize("engine", ["litellm", "auto"])
+def test_generate_against_an_openai_compatible_server(workspace, engine):
+    with FakeOpenAIServer(latency=0.01) as server:
+        result = run_cli("generate", "style_clone", "--input", "data/samples", "--out", "out",
+                         "--max-tokens", "300", "--concurrency", "4", "--model", "openai/fake-model",
+                         "--api-base", server.url, cwd=workspace, env={"DATAGEN_TASK_ENGINE": engine})
+    assert result.returncode == 0, result.stderr
+    chunks = list(chunk_documents(iter_documents([workspace / "data/samples"]), 300))
+    assert len(server.requests) == len(chunks)
+    assert {r["model"] for r in server.requests} == {"fake-model"}
+    assert "out/sharegpt.jsonl" in result.stdout
+    records = [json.loads(line) for line in (workspace / "out/sharegpt.jsonl").read_text().splitlines()]
+    assert [r["conversations"] for r in records] == [
+        [{"from": "human", "value": plain(c.text)}, {"from": "gpt", "value": c.text}] for c in chunks]
+    assert f"{len(chunks)} samples, 0 failed" in result.stderr
+
+
+def test_generate_reads_the_model_from_datagen_toml(workspace):
+    with FakeOpenAIServer() as server:
+        (workspace / "datagen.toml").write_text(
+            f'[models.task]\nmodel = "openai/from-toml"\napi_base = "{server.url}"\n\n[chunking]\nmax_tokens = 200\n')
+        result = run_cli("generate", "style_clone", "-i", "data/samples", "-o", "out", "--limit", "2", cwd=workspace)
+    assert result.returncode == 0, result.stderr
+    assert [r["model"] for r in server.requests] == ["from-toml", "from-toml"]
+
+
+def test_models_shows_each_role(workspace):
+    (workspace / "datagen.toml").write_text('[models.judge]\nmodel = "openai/gpt-4o"\napi_key_env = "JUDGE_KEY"\n')
+    result = run_cli("models", cwd=workspace, env={"DATAGEN_TASK_MODEL": "ollama_chat/llama3.2"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "ollama_chat/llama3.2" in next(line for line in lines if " task " in line)
+    assert "JUDGE_KEY" in next(line for line in lines if " judge " in line)
+    assert "ollama_chat/llama3.2" in next(line for line in lines if " prompt " in line)
+
+
+def _bad_inputs(ws):
+    (ws / "empty_dir").mkdir()
+    (ws / "empty.txt").write_text("")
+    (ws / "binary.txt").write_bytes(b"\x00\x01\x02binary")
+    (ws / "bad.toml.d").mkdir()
+    return {
+        "missing path": (["chunk", "nowhere.txt"], ["nowhere.txt", "no such file"]),
+        "empty folder": (["chunk", "empty_dir"], ["empty_dir", "no text files"]),
+        "empty file": (["chunk", "empty.txt"], ["empty.txt", "empty"]),
+        "binary file": (["chunk", "binary.txt"], ["binary.txt", "binary"]),
+        "unknown pipeline": (["generate", "nope", "-i", "data/samples", "-o", "out"], ["'nope'", "style_clone"]),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing path", "empty folder", "empty file", "binary file", "unknown pipeline"])
+def test_bad_input_gets_a_one_line_error(workspace, case):
+    args, fragments = _bad_inputs(workspace)[case]
+    assert_one_line_error(run_cli(*args, cwd=workspace), *fragments)
+
+
+def test_malformed_config_is_named(workspace):
+    (workspace / "datagen.toml").write_text("[models.task\nmodel = 1\n")
+    assert_one_line_error(run_cli("chunk", "data/samples", cwd=workspace), "datagen.toml", "not valid TOML")
+
+
+def test_invalid_utf8_is_decoded_with_a_warning(workspace):
+    (workspace / "latin1.txt").write_bytes("Caf\xe9 au lait, mon ami. Encore un.".encode("latin-1"))
+    result = run_cli("chunk", "latin1.txt", cwd=workspace)
+    assert result.returncode == 0
+    assert "latin1.txt: not valid UTF-8" in result.stderr
+    assert json.loads(result.stdout)["text"] == "Caf\ufffd au lait, mon ami. Encore un."
+
+
+def test_unreachable_model_server_stops_the_run(workspace):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = run_cli("generate", "style_clone", "-i", "data/samples", "-o", "out", "--model", "openai/x",
+                     "--api-base", f"http://127.0.0.1:{port}/v1", cwd=workspace)
+    assert_one_line_error(result, "openai/x")
+    assert "onnect" in result.stderr  # "Connection refused" / "connect error", in the provider's words
+    assert not (workspace / "out" / "sharegpt.jsonl").exists()

@@ -1,0 +1,327 @@
+"""datagen.config: datagen.toml, overridden by DATAGEN_* environment variables."""
+
+from pathlib import Path
+
+import pytest
+
+from datagen.chunking import DEFAULT_MAX_TOKENS
+from datagen.config import CONFIG_FILE, Config, ModelSettings, find_workspace, load_config
+from datagen.errors import DatagenError
+
+SECRET = "sk-live-DO-NOT-LEAK-0123456789abcdef"
+
+
+def write_config(folder: Path, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / CONFIG_FILE
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# --- reading the file ----------------------------------------------------------------------------------------
+
+
+def test_file_with_task_model_and_chunking_is_read(tmp_path):
+    write_config(tmp_path, """
+[models.task]
+model = "openai/gpt-4o-mini"
+api_key_env = "OPENAI_API_KEY"
+api_base = "http://127.0.0.1:8000/v1"
+temperature = 0.2
+max_tokens = 300
+engine = "litellm"
+
+[chunking]
+max_tokens = 256
+language = "de"
+""")
+    config = load_config(tmp_path, environ={})
+
+    task = config.role("task")
+    assert task == ModelSettings(model="openai/gpt-4o-mini", api_key_env="OPENAI_API_KEY",
+                                 api_base="http://127.0.0.1:8000/v1", temperature=0.2, max_tokens=300,
+                                 engine="litellm")
+    assert config.chunking.max_tokens == 256
+    assert config.chunking.language == "de"
+    assert set(config.models) == {"task"}
+
+
+def test_no_file_gives_defaults(tmp_path):
+    config = load_config(tmp_path, environ={})
+    assert config.models == {}
+    assert config.chunking.max_tokens == DEFAULT_MAX_TOKENS
+    assert config.chunking.language == "en"
+    assert config.role("task") == ModelSettings()
+    assert config.role("judge") == ModelSettings()
+
+
+def test_without_workspace_argument_the_workspace_is_found_from_cwd(tmp_path, monkeypatch):
+    write_config(tmp_path / "ws", '[models.task]\nmodel = "openai/from-file"\n')
+    nested = tmp_path / "ws" / "data" / "raw"
+    nested.mkdir(parents=True)
+    monkeypatch.chdir(nested)
+    assert load_config(environ={}).role("task").model == "openai/from-file"
+
+
+# --- environment overrides -----------------------------------------------------------------------------------
+
+
+def test_environment_overrides_the_file(tmp_path):
+    write_config(tmp_path, """
+[models.task]
+model = "openai/gpt-4o-mini"
+temperature = 0.9
+api_key_env = "OPENAI_API_KEY"
+""")
+    config = load_config(tmp_path, environ={"DATAGEN_TASK_MODEL": "ollama_chat/llama3",
+                                            "DATAGEN_TASK_TEMPERATURE": "0.25"})
+    task = config.role("task")
+    assert task.model == "ollama_chat/llama3"
+    assert task.temperature == 0.25
+    assert isinstance(task.temperature, float)
+    assert task.api_key_env == "OPENAI_API_KEY"  # not overridden: kept from the file
+
+
+def test_environment_alone_sets_a_role(tmp_path):
+    config = load_config(tmp_path, environ={"DATAGEN_JUDGE_MODEL": "openai/judge",
+                                            "DATAGEN_JUDGE_API_BASE": "http://judge:8000/v1",
+                                            "DATAGEN_PROMPT_MAX_TOKENS": "64",
+                                            "UNRELATED": "x"})
+    assert config.models["judge"] == ModelSettings(model="openai/judge", api_base="http://judge:8000/v1")
+    assert config.models["prompt"].max_tokens == 64
+    assert "task" not in config.models
+
+
+def test_empty_environment_variable_is_ignored(tmp_path):
+    write_config(tmp_path, '[models.task]\nmodel = "openai/from-file"\n')
+    config = load_config(tmp_path, environ={"DATAGEN_TASK_MODEL": ""})
+    assert config.role("task").model == "openai/from-file"
+
+
+def test_invalid_environment_value_is_an_error_naming_the_environment(tmp_path):
+    with pytest.raises(DatagenError) as exc:
+        load_config(tmp_path, environ={"DATAGEN_TASK_TEMPERATURE": "5"})
+    message = str(exc.value)
+    assert "DATAGEN_" in message and "temperature" in message
+    assert "\n" not in message
+
+
+# --- role fallback -------------------------------------------------------------------------------------------
+
+
+def test_judge_and_prompt_fall_back_to_the_task_model_but_keep_their_own_settings(tmp_path):
+    write_config(tmp_path, """
+[models.task]
+model = "openai/task-model"
+api_key_env = "TASK_KEY"
+temperature = 0.1
+max_tokens = 500
+
+[models.judge]
+temperature = 0.0
+max_tokens = 20
+""")
+    config = load_config(tmp_path, environ={})
+
+    judge = config.role("judge")
+    assert judge.model == "openai/task-model"
+    assert judge.temperature == 0.0  # its own, even though falsy
+    assert judge.max_tokens == 20
+    assert judge.api_key_env == "TASK_KEY"  # inherited along with the model
+
+    prompt = config.role("prompt")  # no [models.prompt] at all
+    assert prompt == config.role("task")
+    assert prompt.model == "openai/task-model"
+    assert prompt.temperature == 0.1
+
+    # The task role itself is untouched by the fallback.
+    assert config.role("task") == ModelSettings(model="openai/task-model", api_key_env="TASK_KEY",
+                                                temperature=0.1, max_tokens=500)
+
+
+def test_role_with_its_own_model_keeps_it_and_inherits_nothing(tmp_path):
+    write_config(tmp_path, """
+[models.task]
+model = "openai/task-model"
+api_key_env = "TASK_KEY"
+temperature = 0.1
+
+[models.judge]
+model = "openai/judge-model"
+api_base = "http://judge:8000/v1"
+""")
+    judge = load_config(tmp_path, environ={}).role("judge")
+    assert judge == ModelSettings(model="openai/judge-model", api_base="http://judge:8000/v1")
+
+
+def test_role_fallback_through_the_environment(tmp_path):
+    write_config(tmp_path, '[models.judge]\ntemperature = 0.7\n')
+    config = load_config(tmp_path, environ={"DATAGEN_TASK_MODEL": "openai/env-task"})
+    judge = config.role("judge")
+    assert judge.model == "openai/env-task"
+    assert judge.temperature == 0.7
+
+
+def test_role_on_a_config_built_directly():
+    config = Config(models={"task": ModelSettings(model="m", temperature=1.0),
+                            "prompt": ModelSettings(temperature=0.5)})
+    assert config.role("prompt") == ModelSettings(model="m", temperature=0.5)
+    assert config.role("judge") == ModelSettings(model="m", temperature=1.0)
+
+
+# --- errors --------------------------------------------------------------------------------------------------
+
+
+def test_malformed_toml_is_a_single_line_error_naming_the_file(tmp_path):
+    path = write_config(tmp_path, '[models.task\nmodel = "x"\n\n\n')
+    with pytest.raises(DatagenError) as exc:
+        load_config(tmp_path, environ={})
+    message = str(exc.value)
+    assert message.startswith(f"{path}: not valid TOML")
+    assert "line 1" in message
+    assert "\n" not in message
+
+
+def test_non_utf8_config_is_an_error_naming_the_file(tmp_path):
+    path = tmp_path / CONFIG_FILE
+    path.write_bytes(b'[models.task]\nmodel = "caf\xe9"\n')
+    with pytest.raises(DatagenError) as exc:
+        load_config(tmp_path, environ={})
+    assert str(exc.value).startswith(f"{path}: ")
+    assert "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize(("toml", "names"), [
+    ('[models.task]\nmodle = "x"\n', ["models.task.modle"]),
+    ('[models.critic]\nmodel = "x"\n', ["critic"]),
+    ('[chunkin]\nmax_tokens = 100\n', ["chunkin"]),
+    ('[chunking]\nmax_token = 100\n', ["chunking.max_token"]),
+], ids=["misspelt-setting", "unknown-role", "unknown-section", "misspelt-chunking-setting"])
+def test_unknown_key_is_an_error_naming_the_file_and_the_key(tmp_path, toml, names):
+    path = write_config(tmp_path, toml)
+    with pytest.raises(DatagenError) as exc:
+        load_config(tmp_path, environ={})
+    message = str(exc.value)
+    assert message.startswith(f"{path}: ")
+    for name in names:
+        assert name in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(("toml", "key"), [
+    ("[models.task]\ntemperature = 3.5\n", "temperature"),
+    ("[models.judge]\ntemperature = -0.1\n", "temperature"),
+    ("[models.task]\nmax_tokens = 0\n", "max_tokens"),
+    ("[chunking]\nmax_tokens = 8\n", "chunking.max_tokens"),
+    ('[models.task]\nengine = "turbo"\n', "engine"),
+], ids=["temperature-too-high", "temperature-negative", "max-tokens-zero", "chunk-too-small", "unknown-engine"])
+def test_out_of_range_value_is_an_error_naming_the_file_and_the_setting(tmp_path, toml, key):
+    path = write_config(tmp_path, toml)
+    with pytest.raises(DatagenError) as exc:
+        load_config(tmp_path, environ={})
+    message = str(exc.value)
+    assert message.startswith(f"{path}: ")
+    assert key in message
+    assert "\n" not in message
+
+
+def test_temperature_bounds_are_inclusive(tmp_path):
+    write_config(tmp_path, "[models.task]\ntemperature = 2\n[models.judge]\ntemperature = 0\n")
+    config = load_config(tmp_path, environ={})
+    assert config.models["task"].temperature == 2.0
+    assert config.models["judge"].temperature == 0.0
+
+
+@pytest.mark.parametrize("key", ["api_key", "token", "secret", "password", "key"])
+@pytest.mark.parametrize("role", ["task", "judge"])
+def test_secret_in_the_file_is_refused_without_echoing_it(tmp_path, key, role):
+    path = write_config(tmp_path, f'[models.{role}]\nmodel = "openai/x"\n{key} = "{SECRET}"\n')
+    with pytest.raises(DatagenError) as exc:
+        load_config(tmp_path, environ={})
+    message = str(exc.value)
+    assert message.startswith(f"{path}: [models.{role}]")
+    assert repr(key) in message
+    assert "api_key_env" in message
+    assert "\n" not in message
+    assert SECRET not in message
+    assert SECRET not in repr(exc.value)
+    # Nothing chained onto the error could carry the value into a traceback either.
+    assert exc.value.__cause__ is None and exc.value.__context__ is None
+
+
+def test_misspelt_secret_key_is_refused_without_echoing_its_value(tmp_path):
+    path = write_config(tmp_path, f'[models.task]\napikey = "{SECRET}"\n')
+    with pytest.raises(DatagenError) as exc:
+        load_config(tmp_path, environ={})
+    message = str(exc.value)
+    assert message.startswith(f"{path}: ") and "apikey" in message
+    assert SECRET not in message
+
+
+def test_api_key_env_naming_a_variable_is_allowed(tmp_path):
+    write_config(tmp_path, '[models.task]\nmodel = "openai/x"\napi_key_env = "MY_KEY"\n')
+    assert load_config(tmp_path, environ={"MY_KEY": SECRET}).role("task").api_key_env == "MY_KEY"
+
+
+@pytest.mark.parametrize("value", ["1", '"openai/x"'])
+def test_models_that_is_not_a_table_is_a_datagen_error(tmp_path, value):
+    path = write_config(tmp_path, f"models = {value}\n")
+    with pytest.raises(DatagenError, match=str(path)):
+        load_config(tmp_path, environ={})
+
+
+# --- find_workspace ------------------------------------------------------------------------------------------
+
+
+def test_find_workspace_walks_up_to_the_folder_with_datagen_toml(tmp_path):
+    write_config(tmp_path / "ws", "")
+    nested = tmp_path / "ws" / "a" / "b" / "c"
+    nested.mkdir(parents=True)
+    assert find_workspace(nested) == (tmp_path / "ws").resolve()
+    assert find_workspace(tmp_path / "ws") == (tmp_path / "ws").resolve()
+
+
+def test_find_workspace_walks_up_to_the_folder_with_programs(tmp_path):
+    (tmp_path / "ws" / "programs").mkdir(parents=True)
+    nested = tmp_path / "ws" / "data" / "raw"
+    nested.mkdir(parents=True)
+    assert find_workspace(nested) == (tmp_path / "ws").resolve()
+
+
+def test_find_workspace_stops_at_the_nearest_marker(tmp_path):
+    write_config(tmp_path / "outer", "")
+    (tmp_path / "outer" / "inner" / "programs").mkdir(parents=True)
+    nested = tmp_path / "outer" / "inner" / "deep"
+    nested.mkdir()
+    assert find_workspace(nested) == (tmp_path / "outer" / "inner").resolve()
+
+
+def test_find_workspace_ignores_markers_of_the_wrong_kind(tmp_path):
+    _skip_if_an_ancestor_is_a_workspace(tmp_path)
+    (tmp_path / "ws" / CONFIG_FILE).mkdir(parents=True)  # a folder, not a file
+    (tmp_path / "ws" / "programs").write_text("a file, not a folder")
+    nested = tmp_path / "ws" / "sub"
+    nested.mkdir()
+    assert find_workspace(nested) == nested.resolve()
+
+
+def test_find_workspace_returns_the_start_when_nothing_is_found(tmp_path, monkeypatch):
+    _skip_if_an_ancestor_is_a_workspace(tmp_path)
+    nested = tmp_path / "x" / "y"
+    nested.mkdir(parents=True)
+    assert find_workspace(nested) == nested.resolve()
+    monkeypatch.chdir(nested)
+    assert find_workspace() == nested.resolve()
+
+
+def test_find_workspace_defaults_to_cwd(tmp_path, monkeypatch):
+    (tmp_path / "ws" / "programs").mkdir(parents=True)
+    (tmp_path / "ws" / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "ws" / "sub")
+    assert find_workspace() == (tmp_path / "ws").resolve()
+
+
+def _skip_if_an_ancestor_is_a_workspace(folder: Path) -> None:
+    for parent in folder.resolve().parents:
+        if (parent / CONFIG_FILE).is_file() or (parent / "programs").is_dir():
+            pytest.skip(f"{parent} already looks like a workspace")

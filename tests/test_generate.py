@@ -1,0 +1,130 @@
+import json
+
+import dspy
+import pytest
+
+from datagen.chunking import chunk_documents
+from datagen.config import Config, ModelSettings
+from datagen.errors import DatagenError
+from datagen.generate import FAILURES_BEFORE_FIRST_SUCCESS, check_budget, generate
+from datagen.ingest import iter_documents, read_text
+from datagen.models import RoleModel
+from datagen.pipelines import load_program
+
+from .fakes import FakeEngine, Unparseable, fake_lm, plain
+
+
+def fake_model(engine: FakeEngine | None = None, adapter=None, window: int | None = None) -> RoleModel:
+    return RoleModel("task", fake_lm(engine), adapter or dspy.ChatAdapter(), window)
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.mark.parametrize("adapter", [dspy.ChatAdapter(), dspy.JSONAdapter()], ids=["chat", "json"])
+def test_generate_writes_generic_to_original_pairs(workspace, tmp_path, adapter):
+    engine = FakeEngine()
+    report = generate("style_clone", [workspace / "data/samples"], tmp_path / "out", workspace=workspace,
+                      config=Config(), model=fake_model(engine, adapter), max_tokens=300, concurrency=3)
+
+    chunks = list(chunk_documents(iter_documents([workspace / "data/samples"]), 300))
+    records = read_jsonl(report.data_path)
+    metadata = read_jsonl(report.metadata_path)
+    assert report.chunks == report.samples == len(chunks) == len(records) == len(metadata) == engine.calls
+    assert not report.failures
+    for chunk, record, meta in zip(chunks, records, metadata):
+        human, gpt = record["conversations"]
+        assert human == {"from": "human", "value": plain(chunk.text)}
+        assert gpt == {"from": "gpt", "value": chunk.text}
+        assert meta["chunk_id"] == chunk.id and meta["model"] == "fake/model"
+        # Metadata points back at the exact source text.
+        assert read_text(workspace / meta["source"])[meta["start"]:meta["end"]] == chunk.text
+    assert not list((tmp_path / "out").glob("*.partial"))
+
+
+def test_failed_chunks_are_recorded_and_skipped(workspace, tmp_path, caplog):
+    def garbled_for_etienne(text):
+        if "Étienne" in text:
+            raise Unparseable
+        return plain(text)
+
+    report = generate("style_clone", [workspace / "data/samples"], tmp_path / "out", workspace=workspace,
+                      config=Config(), model=fake_model(FakeEngine(respond=garbled_for_etienne)), max_tokens=300)
+    bad = [c for c in chunk_documents(iter_documents([workspace / "data/samples"]), 300) if "Étienne" in c.text]
+    assert bad and report.failures == {"parse": len(bad)}
+    assert report.samples == report.chunks - len(bad)
+    assert len(read_jsonl(report.data_path)) == report.samples
+    assert all("Étienne" not in r["conversations"][1]["value"] for r in read_jsonl(report.data_path))
+    assert bad[0].id in caplog.text
+
+
+def test_run_stops_when_the_first_chunks_all_fail(workspace, tmp_path):
+    engine = FakeEngine(fail_after=0)
+    with pytest.raises(DatagenError, match=f"first {FAILURES_BEFORE_FIRST_SUCCESS} chunks all failed"):
+        generate("style_clone", [workspace / "data/samples"], tmp_path / "out", workspace=workspace,
+                 config=Config(), model=fake_model(engine), max_tokens=200)
+    # No more calls than chunks read: the fifth failure stopped it, nothing was read ahead beyond concurrency.
+    assert engine.calls == FAILURES_BEFORE_FIRST_SUCCESS
+
+
+def test_limit_stops_after_n_chunks(workspace, tmp_path):
+    engine = FakeEngine()
+    report = generate("style_clone", [workspace / "data/samples"], tmp_path / "out", workspace=workspace,
+                      config=Config(), model=fake_model(engine), max_tokens=200, limit=2, concurrency=4)
+    assert report.chunks == report.samples == engine.calls == 2
+
+
+def test_budget_that_cannot_fit_the_context_window_is_refused(workspace):
+    program = load_program("style_clone", workspace)
+    model = fake_model(window=1000)
+    check_budget(program, model, 300)  # fits: prompt ~250 + 300 + 300
+    with pytest.raises(DatagenError) as caught:
+        check_budget(program, model, 600)
+    message = str(caught.value)
+    assert "1000-token context" in message and "fake/model" in message
+    fits = int(message.split("--max-tokens ")[1].split()[0])
+    assert 300 <= fits < 600
+    check_budget(program, model, fits)  # the advice is right: that budget is accepted...
+    with pytest.raises(DatagenError):
+        check_budget(program, model, fits + 1)  # ...and one more token is not
+
+
+def test_unknown_pipeline_lists_the_available_ones(workspace, tmp_path):
+    with pytest.raises(DatagenError, match=r"unknown pipeline 'nope'.*available: style_clone"):
+        generate("nope", [workspace / "data/samples"], tmp_path / "out", workspace=workspace, config=Config(),
+                 model=fake_model())
+
+
+def test_pipeline_module_with_several_programs_must_name_one(workspace):
+    (workspace / "programs" / "two.py").write_text(
+        "import dspy\nclass A(dspy.Module):\n    pass\nclass B(dspy.Module):\n    pass\n")
+    with pytest.raises(DatagenError, match="found: A, B"):
+        load_program("two", workspace)
+    (workspace / "programs" / "two.py").write_text(
+        "import dspy\nclass A(dspy.Module):\n    pass\nclass B(dspy.Module):\n    pass\nPROGRAM = B\n")
+    assert type(load_program("two", workspace)).__name__ == "B"
+
+
+def test_local_default_when_no_model_is_configured():
+    from datagen.local_model import LOCAL_MODEL, LlamaCppEngine
+    from datagen.models import role_model
+
+    model = role_model(Config(), "task")
+    assert model.name == LOCAL_MODEL and isinstance(model.lm.engine, LlamaCppEngine)
+    assert isinstance(model.adapter, dspy.JSONAdapter) and model.context_window == 4096
+    # Declared so that JSONAdapter sends the signature's schema (turned into a llama.cpp grammar).
+    assert model.lm.supports_response_schema and "response_format" in model.lm.supported_params
+
+
+def test_hosted_model_without_its_key_is_refused_before_any_call(monkeypatch):
+    from datagen.models import role_model
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(DatagenError, match="OPENAI_API_KEY is not set"):
+        role_model(Config(models={"task": ModelSettings(model="openai/gpt-4o-mini")}), "task")
+    monkeypatch.setenv("MY_KEY", "sk-test-not-a-real-key")
+    model = role_model(Config(models={"task": ModelSettings(model="openai/gpt-4o-mini", api_key_env="MY_KEY")}),
+                       "task")
+    assert model.lm.kwargs["api_key"] == "sk-test-not-a-real-key"
+    assert model.context_window and model.context_window >= 100_000  # known to litellm's bundled catalogue

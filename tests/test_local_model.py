@@ -1,0 +1,37 @@
+"""The embedded offline model, for real: Gemma 3 270M through llama-cpp-python, with no network."""
+
+import json
+
+import dspy
+
+from datagen.config import ModelSettings
+from datagen.models import build_role_model
+from signatures.style import RephraseAsGeneric
+
+from .conftest import run_cli
+
+PASSAGE = ("’Twas a bitter night, mark you, and the Sea did roar like a bull in a chandler’s shop; "
+           "I’ll own I was afeared, dear reader, though I’d not have said so to Josiah.")
+
+
+def test_generate_runs_end_to_end_on_the_embedded_model(workspace):
+    (workspace / "tiny.txt").write_text(PASSAGE + "\n", encoding="utf-8")
+    result = run_cli("generate", "style_clone", "--input", "tiny.txt", "--out", "out", cwd=workspace,
+                     env={"DATAGEN_TASK_MAX_TOKENS": "96"}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "local/gemma-3-270m" in result.stderr and "1 samples, 0 failed" in result.stderr
+    [record] = [json.loads(line) for line in (workspace / "out/sharegpt.jsonl").read_text().splitlines()]
+    human, gpt = record["conversations"]
+    assert gpt == {"from": "gpt", "value": PASSAGE}
+    assert human["from"] == "human" and isinstance(human["value"], str) and human["value"].strip()
+
+
+def test_grammar_makes_every_answer_parse():
+    model = build_role_model(ModelSettings(max_tokens=64), "task")
+    rephrase = dspy.Predict(RephraseAsGeneric)
+    with model.context():
+        for passage in (PASSAGE, "Aye.", "“Mr Penberthy,” says I, filling my pipe, “when the glass falls so…”"):
+            prediction = rephrase(passage=passage)
+            assert isinstance(prediction.generic, str)
+            # The answer was bounded: a base model left alone rambles to the end of its context.
+            assert model.lm.history[-1]["usage"]["completion_tokens"] <= 64
