@@ -58,6 +58,10 @@ def chunk(
 
     config = load_config(_workspace(workspace))
     budget = max_tokens or config.chunking.max_tokens
+    if out_file:
+        if out_file.is_dir():
+            raise DatagenError(f"{out_file}: is a folder; --out takes a file name")
+        out_file.parent.mkdir(parents=True, exist_ok=True)
     sink = out_file.open("w", encoding="utf-8") if out_file else sys.stdout
     count = 0
     try:
@@ -117,7 +121,7 @@ def generate(
     if report.model == LOCAL_MODEL:
         err.print(f"note: {LOCAL_MODEL} is a 270M base model that keeps everything offline; its rewrites are not "
                   "training-grade. Set [models.task] in datagen.toml (or --model) to a capable model for real data.",
-                  soft_wrap=True, highlight=False)
+                  soft_wrap=True, highlight=False, markup=False)
     if report.samples == 0:
         raise DatagenError("no samples were produced (see the failures above)")
 

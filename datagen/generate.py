@@ -157,6 +157,8 @@ def generate(pipeline: str, inputs: Iterable[str | Path], out_dir: str | Path, *
     check_reachable(model)
 
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise DatagenError(f"{out}: exists and is not a folder; --out takes a folder")
     out.mkdir(parents=True, exist_ok=True)
     report = Report(pipeline, model.name, out / DATA_FILE, out / METADATA_FILE)
     chunks = chunk_documents(iter_documents(inputs), budget)

