@@ -86,9 +86,11 @@ def generate(
     model: Annotated[str | None, typer.Option(help="Task model, e.g. openai/gpt-4o-mini (overrides config).")] = None,
     api_base: Annotated[str | None, typer.Option(help="Base URL of an OpenAI-compatible server for the task "
                                                       "model.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Reuse an --out made by another program or other "
+                                                       "inputs, starting it afresh.")] = False,
     workspace: Workspace = None,
 ) -> None:
-    """Run a pipeline over text files and write a ShareGPT dataset."""
+    """Run a pipeline over text files and write a ShareGPT dataset (re-run to resume)."""
     from datagen.config import ModelSettings, load_config
     from datagen.generate import generate as run_generate
     from datagen.local_model import LOCAL_MODEL
@@ -111,18 +113,21 @@ def generate(
             progress.update(bar, advance=1, failed=failed)
 
         report = run_generate(pipeline, inputs, out_dir, workspace=root, config=config, max_tokens=max_tokens,
-                              limit=limit, concurrency=concurrency, on_outcome=advance)
+                              limit=limit, concurrency=concurrency, force=force, on_outcome=advance)
+    if report.resumed:
+        err.print(f"resumed: {report.resumed} chunks were already done in {out_dir}")
     err.print(f"{report.chunks} chunks through [bold]{pipeline}[/] on {report.model} in {report.seconds:.1f}s: "
               f"{report.samples} samples, {sum(report.failures.values())} failed")
     for kind, n in report.failures.most_common():
         err.print(f"  {n} × {kind}: e.g. {report.failure_examples[kind]}", markup=False, highlight=False,
                   soft_wrap=True)
-    out.print(f"dataset: {report.data_path}", markup=False, highlight=False, soft_wrap=True)
+    out.print(f"dataset: {report.data_path} ({report.exported} samples)", markup=False, highlight=False,
+              soft_wrap=True)
     if report.model == LOCAL_MODEL:
         err.print(f"note: {LOCAL_MODEL} is a 270M base model that keeps everything offline; its rewrites are not "
                   "training-grade. Set [models.task] in datagen.toml (or --model) to a capable model for real data.",
                   soft_wrap=True, highlight=False, markup=False)
-    if report.samples == 0:
+    if report.exported == 0:
         raise DatagenError("no samples were produced (see the failures above)")
 
 

@@ -1,9 +1,10 @@
-"""Running a pipeline over a corpus: chunks in, ShareGPT JSONL out.
+"""Running a pipeline over a corpus: chunks in, a run store and ShareGPT JSONL out.
 
 A chunk that fails (the model's answer did not parse, the provider gave up after retries) is recorded and
 skipped. Failures that no other chunk would escape (bad key, unknown model, unreachable server) stop the run.
 """
 
+import hashlib
 import json
 import logging
 import time
@@ -11,7 +12,6 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 
 import dspy
@@ -25,6 +25,7 @@ from datagen.ingest import iter_documents
 from datagen.models import RoleModel, check_reachable, role_model
 from datagen.pipelines import load_program
 from datagen.samples import Sample
+from datagen.store import RunStore
 from datagen.tokens import count_tokens
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class Outcome:
     samples: list[Sample] = field(default_factory=list)
     failure: str | None = None  # kind, e.g. "parse", "timeout"
     message: str | None = None
+    seconds: float = 0.0
 
 
 @dataclass
@@ -56,6 +58,8 @@ class Report:
     failures: Counter = field(default_factory=Counter)
     failure_examples: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    resumed: int = 0  # chunks already done in the run directory before this call
+    exported: int = 0  # samples in the export, this call's and earlier ones'
 
 
 def failure_kind(exc: BaseException) -> str:
@@ -95,6 +99,13 @@ def check_budget(program: dspy.Module, model: RoleModel, budget: int) -> None:
 
 
 def _run_one(program: dspy.Module, model: RoleModel, chunk: Chunk) -> Outcome:
+    started = time.monotonic()
+    outcome = _outcome(program, model, chunk)
+    outcome.seconds = time.monotonic() - started
+    return outcome
+
+
+def _outcome(program: dspy.Module, model: RoleModel, chunk: Chunk) -> Outcome:
     try:
         with model.context():
             prediction = program(chunk=chunk.text)
@@ -140,13 +151,52 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk],
                 future.cancel()
 
 
+def program_fingerprint(program: dspy.Module, model: RoleModel) -> str:
+    """Hash of what decides a chunk's result: each predictor's fields, instructions and demos, and the model
+    with its sampling settings."""
+    parts = {"model": [model.name, model.lm.kwargs.get("temperature"), model.lm.kwargs.get("max_tokens")]}
+    for name, predictor in program.named_predictors():
+        signature = predictor.signature
+        parts[name] = {
+            "fields": [[f, str(info.annotation), info.json_schema_extra.get("desc")]
+                       for f, info in signature.fields.items()],
+            "instructions": signature.instructions,
+            "demos": [dict(demo) for demo in predictor.demos],
+        }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _inputs_fingerprint(chunks: Iterable[Chunk]) -> str:
+    digest = hashlib.sha256()
+    for chunk in chunks:
+        digest.update(chunk.id.encode())
+    return digest.hexdigest()
+
+
+def _write_exports(store: RunStore, report: "Report") -> None:
+    """ShareGPT and metadata JSONL from the store, in chunk order, replacing the previous export whole."""
+    partial_data, partial_meta = (p.with_suffix(".jsonl.partial") for p in (report.data_path, report.metadata_path))
+    with partial_data.open("w", encoding="utf-8") as data, partial_meta.open("w", encoding="utf-8") as meta:
+        for chunk, samples in store.done():
+            for sample in samples:
+                data.write(json.dumps(sharegpt_record(sample), ensure_ascii=False) + "\n")
+                meta.write(json.dumps({"chunk_id": chunk.id, "source": chunk.source, "start": chunk.start,
+                                       "end": chunk.end, "pipeline": report.pipeline, "model": report.model},
+                                      ensure_ascii=False) + "\n")
+    partial_data.replace(report.data_path)
+    partial_meta.replace(report.metadata_path)
+
+
 def generate(pipeline: str, inputs: Iterable[str | Path], out_dir: str | Path, *,
              workspace: Path | None = None, config: Config | None = None, max_tokens: int | None = None,
-             limit: int | None = None, concurrency: int = 1, model: RoleModel | None = None,
+             limit: int | None = None, concurrency: int = 1, model: RoleModel | None = None, force: bool = False,
              on_outcome: Callable[[Outcome], None] | None = None) -> Report:
     """Chunk `inputs`, run the pipeline on every chunk, and write ShareGPT JSONL plus metadata to `out_dir`.
 
-    `model` overrides the task model the config names (e.g. a `RoleModel` around your own dspy.LM).
+    `out_dir` is a run directory: its store (run.db) keeps every result as it finishes, so calling this again
+    with the same arguments resumes, sending only unfinished chunks to the model. A run directory made by
+    another program or other inputs is refused unless `force`. `model` overrides the task model the config
+    names (e.g. a `RoleModel` around your own dspy.LM). `limit` runs the first N chunks only.
     """
     workspace = workspace or find_workspace()
     config = config or load_config(workspace)
@@ -159,31 +209,32 @@ def generate(pipeline: str, inputs: Iterable[str | Path], out_dir: str | Path, *
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise DatagenError(f"{out}: exists and is not a folder; --out takes a folder")
-    out.mkdir(parents=True, exist_ok=True)
     report = Report(pipeline, model.name, out / DATA_FILE, out / METADATA_FILE)
-    chunks = chunk_documents(iter_documents(inputs), budget)
-    if limit is not None:
-        chunks = islice(chunks, limit)
+
+    def chunks():
+        return chunk_documents(iter_documents(inputs), budget)
+
+    # Chunked twice (cheap next to one LM call): once to identify the inputs, once to store them, so
+    # that a run directory is never written to before it is known to belong to this run.
+    identity = {"pipeline": pipeline, "program": program_fingerprint(program, model),
+                "inputs": _inputs_fingerprint(chunks())}
     started = time.monotonic()
-    # Written under temporary names and renamed at the end, so a stopped run leaves no complete-looking file.
-    partial_data, partial_meta = (p.with_suffix(".jsonl.partial") for p in (report.data_path, report.metadata_path))
-    with partial_data.open("w", encoding="utf-8") as data, partial_meta.open("w", encoding="utf-8") as meta:
-        for outcome in run_chunks(program, model, chunks, concurrency):
+    with RunStore(out) as store:
+        store.claim(identity, force)
+        store.add_chunks(chunks())
+        report.resumed = store.counts()["done"]
+        for outcome in run_chunks(program, model, store.pending(limit), concurrency):
+            store.record(outcome.chunk, outcome.samples, outcome.failure, outcome.message, outcome.seconds)
             report.chunks += 1
+            report.samples += len(outcome.samples)
             if outcome.failure:
                 report.failures[outcome.failure] += 1
                 report.failure_examples.setdefault(outcome.failure, outcome.message or "")
                 log.warning("chunk %s (%s): %s: %s", outcome.chunk.id, outcome.chunk.source, outcome.failure,
                             outcome.message)
-            for sample in outcome.samples:
-                data.write(json.dumps(sharegpt_record(sample), ensure_ascii=False) + "\n")
-                meta.write(json.dumps({"chunk_id": outcome.chunk.id, "source": outcome.chunk.source,
-                                       "start": outcome.chunk.start, "end": outcome.chunk.end,
-                                       "pipeline": pipeline, "model": model.name}, ensure_ascii=False) + "\n")
-                report.samples += 1
             if on_outcome:
                 on_outcome(outcome)
-    partial_data.replace(report.data_path)
-    partial_meta.replace(report.metadata_path)
+        _write_exports(store, report)
+        report.exported = sum(len(samples) for _, samples in store.done())
     report.seconds = time.monotonic() - started
     return report

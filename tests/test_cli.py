@@ -124,3 +124,17 @@ def test_unreachable_model_server_stops_the_run(workspace):
     assert_one_line_error(result, "openai/x")
     assert "onnect" in result.stderr  # "Connection refused" / "connect error", in the provider's words
     assert not (workspace / "out" / "sharegpt.jsonl").exists()
+
+
+def test_rerunning_generate_resumes_without_calling_the_model(workspace):
+    args = ["generate", "style_clone", "-i", "data/samples", "-o", "out", "--max-tokens", "300", "--model",
+            "openai/fake"]
+    with FakeOpenAIServer() as server:
+        first = run_cli(*args, "--limit", "2", "--api-base", server.url, cwd=workspace)
+        assert first.returncode == 0, first.stderr
+        second = run_cli(*args, "--api-base", server.url, cwd=workspace)
+        assert second.returncode == 0, second.stderr
+    chunks = list(chunk_documents(iter_documents([workspace / "data/samples"]), 300))
+    assert len(server.requests) == len(chunks)
+    assert "resumed: 2 chunks were already done" in second.stderr
+    assert f"({len(chunks)} samples)" in second.stdout

@@ -128,3 +128,94 @@ def test_hosted_model_without_its_key_is_refused_before_any_call(monkeypatch):
                        "task")
     assert model.lm.kwargs["api_key"] == "sk-test-not-a-real-key"
     assert model.context_window and model.context_window >= 100_000  # known to litellm's bundled catalogue
+
+
+class Crash(BaseException):
+    """Stands for the process dying mid-run (not an error a chunk could be failed with)."""
+
+
+class DiesAfter(FakeEngine):
+    def __init__(self, calls: int):
+        super().__init__()
+        self.limit = calls
+
+    def complete(self, request):
+        if self.calls >= self.limit:
+            raise Crash
+        return super().complete(request)
+
+
+def run(workspace, out, engine, **kwargs):
+    return generate("style_clone", [workspace / "data/samples"], out, workspace=workspace, config=Config(),
+                    model=fake_model(engine), max_tokens=200, **kwargs)
+
+
+def test_resume_sends_only_unfinished_chunks_and_exports_each_once(workspace, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(Crash):
+        run(workspace, out, DiesAfter(4), concurrency=2)
+    assert not (out / "sharegpt.jsonl").exists()  # no export from a run that did not finish
+
+    healthy = FakeEngine()
+    report = run(workspace, out, healthy, concurrency=2)
+    total = len(list(chunk_documents(iter_documents([workspace / "data/samples"]), 200)))
+    assert report.resumed == 4 and healthy.calls == total - 4 == report.chunks
+    records = read_jsonl(out / "sharegpt.jsonl")
+    assert len(records) == report.exported == total
+    assert len({r["conversations"][1]["value"] for r in records}) == total
+
+    again = FakeEngine()
+    report = run(workspace, out, again)
+    assert again.calls == 0 and report.resumed == total and report.exported == total
+    assert read_jsonl(out / "sharegpt.jsonl") == records
+
+
+def test_limit_then_full_run_continues_the_same_run(workspace, tmp_path):
+    out = tmp_path / "run"
+    first = FakeEngine()
+    assert run(workspace, out, first, limit=3).exported == 3 and first.calls == 3
+    rest = FakeEngine()
+    report = run(workspace, out, rest)
+    assert rest.calls == report.chunks == report.exported - 3
+
+
+def test_failed_chunks_are_retried_on_resume(workspace, tmp_path):
+    out = tmp_path / "run"
+
+    def garbled_for_etienne(text):
+        if "Étienne" in text:
+            raise Unparseable
+        return plain(text)
+
+    report = run(workspace, out, FakeEngine(respond=garbled_for_etienne))
+    failed = report.failures["parse"]
+    assert failed > 0
+    healthy = FakeEngine()
+    report = run(workspace, out, healthy)
+    assert healthy.calls == failed and not report.failures and report.exported == report.resumed + failed
+
+
+def test_changed_program_or_inputs_are_refused_unless_forced(workspace, tmp_path):
+    out = tmp_path / "run"
+    run(workspace, out, FakeEngine())
+    signature = workspace / "signatures" / "style.py"
+    signature.write_text(signature.read_text().replace("Rewrite the passage", "Rewrite this passage"))
+    with pytest.raises(DatagenError, match="different program"):
+        run(workspace, out, FakeEngine())
+    forced = FakeEngine()
+    report = run(workspace, out, forced, force=True)
+    assert forced.calls == report.chunks == report.exported  # started afresh under the new program
+
+    (workspace / "data/samples/extra.txt").write_text("A new passage, mark you.\n")
+    with pytest.raises(DatagenError, match="different inputs"):
+        run(workspace, out, FakeEngine())
+
+
+def test_run_store_passes_integrity_check(workspace, tmp_path):
+    import sqlite3
+
+    out = tmp_path / "run"
+    run(workspace, out, FakeEngine())
+    with sqlite3.connect(out / "run.db") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)

@@ -1,0 +1,134 @@
+"""The run store: one SQLite database (WAL) per run directory, holding the chunks and each chunk's result.
+
+A result is committed the moment its chunk finishes, so a run killed at any point loses only the chunks in
+flight, and re-running the same command continues where it stopped. Exports read the store in chunk order;
+a chunk has at most one result, so no sample can be exported twice.
+"""
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from datagen.chunking import Chunk
+from datagen.errors import DatagenError
+from datagen.samples import Sample
+
+DB_FILE = "run.db"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS chunks (
+    ord INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, source TEXT NOT NULL, start INTEGER NOT NULL,
+    "end" INTEGER NOT NULL, text TEXT NOT NULL, tokens INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS results (
+    chunk_id TEXT PRIMARY KEY REFERENCES chunks(id), status TEXT NOT NULL CHECK (status IN ('done', 'failed')),
+    samples TEXT, failure TEXT, message TEXT, seconds REAL, finished_at REAL NOT NULL);
+"""
+_CHUNK_COLUMNS = 'id, source, start, "end", text, tokens'
+
+
+class RunStore:
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / DB_FILE
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode: a power cut may lose the last commits, never corrupt the database.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise DatagenError(f"{self.path}: not a datagen run store ({exc})") from None
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "RunStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- identity -------------------------------------------------------------------------------------------
+
+    def meta(self) -> dict[str, str]:
+        return dict(self._db.execute("SELECT key, value FROM meta"))
+
+    def set_meta(self, values: dict[str, str]) -> None:
+        with self._transaction():
+            self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", values.items())
+
+    def claim(self, identity: dict[str, str], force: bool = False) -> None:
+        """Bind the store to what produced it (program fingerprint, inputs). A run directory made by something
+        else is refused, never silently mixed; `force` adopts it, dropping results the new program would
+        not have produced."""
+        stored = self.meta()
+        changed = [key for key, value in identity.items() if key in stored and stored[key] != value]
+        if changed and not force:
+            key = changed[0]
+            raise DatagenError(f"{self.path.parent}: this run was made with a different {key} "
+                               f"({stored[key][:12]} here, {identity[key][:12]} now): use a new --out, "
+                               "or --force to reuse it")
+        if changed:
+            with self._transaction():
+                self._db.execute("DELETE FROM results")
+                self._db.execute("DELETE FROM chunks")
+        self.set_meta(identity)
+
+    # --- chunks ---------------------------------------------------------------------------------------------
+
+    def add_chunks(self, chunks: Iterable[Chunk]) -> int:
+        """Store chunks in order (streamed, in one transaction); returns how many the store now holds."""
+        with self._transaction():
+            self._db.executemany(
+                f"INSERT OR IGNORE INTO chunks ({_CHUNK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                ((c.id, c.source, c.start, c.end, c.text, c.tokens) for c in chunks))
+        return self._db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+
+    def pending(self, limit: int | None = None) -> Iterator[Chunk]:
+        """Chunks among the first `limit` (all by default) without a successful result, in order; failed
+        ones are tried again."""
+        reader = sqlite3.connect(self.path)  # its own snapshot: results are written while this is read
+        try:
+            rows = reader.execute(
+                f"SELECT {_CHUNK_COLUMNS} FROM (SELECT * FROM chunks ORDER BY ord LIMIT ?) WHERE id NOT IN "
+                "(SELECT chunk_id FROM results WHERE status = 'done') ORDER BY ord", (-1 if limit is None else limit,))
+            for row in rows:
+                yield Chunk(*row)
+        finally:
+            reader.close()
+
+    # --- results --------------------------------------------------------------------------------------------
+
+    def record(self, chunk: Chunk, samples: list[Sample], failure: str | None, message: str | None,
+               seconds: float) -> None:
+        """Commit one chunk's result now, replacing an earlier failure."""
+        payload = json.dumps([[s.input, s.output] for s in samples], ensure_ascii=False) if samples else None
+        self._db.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         (chunk.id, "failed" if failure else "done", payload, failure, message, seconds,
+                          time.time()))
+
+    def counts(self) -> dict[str, int]:
+        total = self._db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+        by_status = dict(self._db.execute("SELECT status, count(*) FROM results GROUP BY status"))
+        return {"chunks": total, "done": by_status.get("done", 0), "failed": by_status.get("failed", 0)}
+
+    def done(self) -> Iterator[tuple[Chunk, list[Sample]]]:
+        """Finished chunks with their samples, in chunk order."""
+        rows = self._db.execute(
+            f"SELECT {', '.join('c.' + col for col in _CHUNK_COLUMNS.split(', '))}, r.samples "
+            "FROM chunks c JOIN results r ON r.chunk_id = c.id WHERE r.status = 'done' ORDER BY c.ord")
+        for *chunk, samples in rows:
+            yield Chunk(*chunk), [Sample(i, o) for i, o in json.loads(samples)]
+
+    @contextmanager
+    def _transaction(self):
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
