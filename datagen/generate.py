@@ -24,8 +24,7 @@ from datagen.export import sharegpt_record
 from datagen.ingest import iter_documents
 from datagen.models import RoleModel, check_reachable, role_model
 from datagen.pipelines import load_program
-from datagen.samples import Sample
-from datagen.store import RunStore
+from datagen.store import Outcome, RunStore
 from datagen.tokens import count_tokens
 
 log = logging.getLogger(__name__)
@@ -36,15 +35,6 @@ METADATA_FILE = "metadata.jsonl"
 _FATAL = {"auth", "billing", "unsupported_model", "configuration", "not_configured"}
 # When this many chunks fail in a row before any succeeds, the problem is not the chunks: stop spending.
 FAILURES_BEFORE_FIRST_SUCCESS = 5
-
-
-@dataclass
-class Outcome:
-    chunk: Chunk
-    samples: list[Sample] = field(default_factory=list)
-    failure: str | None = None  # kind, e.g. "parse", "timeout"
-    message: str | None = None
-    seconds: float = 0.0
 
 
 @dataclass
@@ -106,18 +96,28 @@ def _run_one(program: dspy.Module, model: RoleModel, chunk: Chunk) -> Outcome:
 
 
 def _outcome(program: dspy.Module, model: RoleModel, chunk: Chunk) -> Outcome:
-    try:
-        with model.context():
+    # Usage is tracked per chunk, so tokens spent on a chunk that then fails are still counted.
+    with model.context(), dspy.track_usage() as tracker:
+        try:
             prediction = program(chunk=chunk.text)
-    except Exception as exc:  # recorded per chunk; the caller decides what is fatal
-        return Outcome(chunk, failure=failure_kind(exc), message=str(exc).splitlines()[0][:500] if str(exc) else "")
+        except Exception as exc:  # recorded per chunk; the caller decides what is fatal
+            return Outcome(chunk, failure=failure_kind(exc), message=_first_line(exc),
+                           raw=getattr(exc, "lm_response", None), usage=tracker.get_total_tokens())
+    outputs = {key: value for key, value in prediction.items() if key != "samples"}
+    outcome = Outcome(chunk, outputs=outputs, usage=tracker.get_total_tokens())
     samples = list(getattr(prediction, "samples", None) or [])
     if not samples:
-        return Outcome(chunk, failure="no_samples", message="the program returned no samples")
-    empty = next((s for s in samples if not s.input.strip() or not s.output.strip()), None)
-    if empty is not None:
-        return Outcome(chunk, failure="empty_output", message="a sample has an empty input or output")
-    return Outcome(chunk, samples)
+        outcome.failure, outcome.message = "no_samples", "the program returned no samples"
+    elif any(not s.input.strip() or not s.output.strip() for s in samples):
+        outcome.failure, outcome.message = "empty_output", "a sample has an empty input or output"
+    else:
+        outcome.samples = samples
+    return outcome
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:500] if text else type(exc).__name__
 
 
 def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk],
@@ -224,7 +224,7 @@ def generate(pipeline: str, inputs: Iterable[str | Path], out_dir: str | Path, *
         store.add_chunks(chunks())
         report.resumed = store.counts()["done"]
         for outcome in run_chunks(program, model, store.pending(limit), concurrency):
-            store.record(outcome.chunk, outcome.samples, outcome.failure, outcome.message, outcome.seconds)
+            store.record(outcome)
             report.chunks += 1
             report.samples += len(outcome.samples)
             if outcome.failure:

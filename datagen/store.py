@@ -10,6 +10,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from datagen.chunking import Chunk
@@ -24,8 +25,25 @@ CREATE TABLE IF NOT EXISTS chunks (
     "end" INTEGER NOT NULL, text TEXT NOT NULL, tokens INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS results (
     chunk_id TEXT PRIMARY KEY REFERENCES chunks(id), status TEXT NOT NULL CHECK (status IN ('done', 'failed')),
-    samples TEXT, failure TEXT, message TEXT, seconds REAL, finished_at REAL NOT NULL);
+    samples TEXT, failure TEXT, message TEXT, seconds REAL, finished_at REAL NOT NULL,
+    outputs TEXT,  -- JSON: each pipeline step's outputs (the prediction's fields)
+    raw TEXT,      -- the LM's answer when it could not be parsed
+    usage TEXT);   -- JSON: {model: {prompt_tokens, completion_tokens, ...}} spent on this chunk
 """
+
+
+@dataclass
+class Outcome:
+    """One chunk's result: its samples, or the kind of failure and what went wrong."""
+
+    chunk: Chunk
+    samples: list[Sample] = field(default_factory=list)
+    failure: str | None = None  # kind, e.g. "parse", "timeout"
+    message: str | None = None
+    seconds: float = 0.0
+    outputs: dict = field(default_factory=dict)
+    raw: str | None = None
+    usage: dict = field(default_factory=dict)
 _CHUNK_COLUMNS = 'id, source, start, "end", text, tokens'
 
 
@@ -102,13 +120,22 @@ class RunStore:
 
     # --- results --------------------------------------------------------------------------------------------
 
-    def record(self, chunk: Chunk, samples: list[Sample], failure: str | None, message: str | None,
-               seconds: float) -> None:
+    def record(self, outcome: Outcome) -> None:
         """Commit one chunk's result now, replacing an earlier failure."""
-        payload = json.dumps([[s.input, s.output] for s in samples], ensure_ascii=False) if samples else None
-        self._db.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?)",
-                         (chunk.id, "failed" if failure else "done", payload, failure, message, seconds,
-                          time.time()))
+        samples = [[s.input, s.output] for s in outcome.samples]
+        self._db.execute(
+            "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (outcome.chunk.id, "failed" if outcome.failure else "done", _json(samples), outcome.failure,
+             outcome.message, outcome.seconds, time.time(), _json(outcome.outputs), outcome.raw,
+             _json(outcome.usage)))
+
+    def usage(self) -> dict[str, dict[str, int]]:
+        """Tokens spent per model over the whole run, failed chunks included."""
+        rows = self._db.execute(
+            "SELECT u.key, sum(json_extract(u.value, '$.prompt_tokens')), "
+            "sum(json_extract(u.value, '$.completion_tokens')) FROM results, json_each(results.usage) u "
+            "WHERE results.usage IS NOT NULL GROUP BY u.key")
+        return {model: {"prompt_tokens": p or 0, "completion_tokens": c or 0} for model, p, c in rows}
 
     def counts(self) -> dict[str, int]:
         total = self._db.execute("SELECT count(*) FROM chunks").fetchone()[0]
@@ -132,3 +159,7 @@ class RunStore:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+
+
+def _json(value) -> str | None:
+    return json.dumps(value, ensure_ascii=False, default=str) if value else None

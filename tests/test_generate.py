@@ -219,3 +219,26 @@ def test_run_store_passes_integrity_check(workspace, tmp_path):
     with sqlite3.connect(out / "run.db") as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_store_keeps_step_outputs_usage_and_raw_answers_of_failures(workspace, tmp_path):
+    import json
+    import sqlite3
+
+    def garbled_for_etienne(text):
+        if "Étienne" in text:
+            raise Unparseable
+        return plain(text)
+
+    out = tmp_path / "run"
+    run(workspace, out, FakeEngine(respond=garbled_for_etienne))
+    with sqlite3.connect(out / "run.db") as db:
+        done = db.execute("SELECT c.text, r.outputs, r.usage FROM results r JOIN chunks c ON c.id = r.chunk_id "
+                          "WHERE status = 'done'").fetchall()
+        failed = db.execute("SELECT raw, usage, failure FROM results WHERE status = 'failed'").fetchall()
+    text, outputs, usage = done[0]
+    assert json.loads(outputs) == {"generic": plain(text)}
+    assert json.loads(usage)["fake/model"]["prompt_tokens"] > 0
+    assert failed and all(f == "parse" and raw == "Sorry, I would rather not." for raw, _, f in failed)
+    # The tokens of failed attempts are spent too: they are counted (ChatAdapter, then its JSON retry).
+    assert all(json.loads(u)["fake/model"]["prompt_tokens"] > 0 for _, u, _ in failed)
