@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
 from rich.table import Table
 
 from datagen.errors import DatagenError
@@ -79,10 +80,12 @@ def chunk(
 def generate(
     pipeline: Annotated[str, typer.Argument(help="Pipeline name: programs/NAME.py in the workspace.")],
     inputs: Annotated[list[Path], typer.Option("--input", "-i", help="Text or Markdown files, or folders.")],
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the dataset.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run folder: the store and the dataset.")],
     max_tokens: MaxTokens = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="Stop after this many chunks.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Run the first N chunks only.")] = None,
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, help="Chunks in flight.")] = 1,
+    rpm: Annotated[float | None, typer.Option(min=0.001, help="At most this many LM calls a minute.")] = None,
+    max_failures: Annotated[int | None, typer.Option(min=1, help="Stop after this many failed chunks.")] = None,
     model: Annotated[str | None, typer.Option(help="Task model, e.g. openai/gpt-4o-mini (overrides config).")] = None,
     api_base: Annotated[str | None, typer.Option(help="Base URL of an OpenAI-compatible server for the task "
                                                       "model.")] = None,
@@ -91,6 +94,8 @@ def generate(
     workspace: Workspace = None,
 ) -> None:
     """Run a pipeline over text files and write a ShareGPT dataset (re-run to resume)."""
+    import dspy
+
     from datagen.config import ModelSettings, load_config
     from datagen.generate import generate as run_generate
     from datagen.local_model import LOCAL_MODEL
@@ -99,36 +104,68 @@ def generate(
     config = load_config(root)
     flags = ModelSettings(model=model, api_base=api_base)
     config.models["task"] = config.models.get("task", ModelSettings()).merged(flags)
+    # Each chunk's answer is distinct, so an in-memory copy of every response only grows; the disk cache
+    # and the run store keep them.
+    dspy.configure_cache(enable_memory_cache=False)
 
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[failed]} failed"), TimeElapsedColumn(), console=err,
-                        transient=True)
+                        TextColumn("{task.fields[failed]} failed · {task.fields[tokens]:,} tokens"),
+                        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err, transient=True)
     with progress:
-        bar = progress.add_task(pipeline, total=limit, failed=0)
-        failed = 0
+        bar = progress.add_task(pipeline, total=None, failed=0, tokens=0)
+        totals = {"failed": 0, "tokens": 0}
 
         def advance(outcome):
-            nonlocal failed
-            failed += bool(outcome.failure)
-            progress.update(bar, advance=1, failed=failed)
+            totals["failed"] += bool(outcome.failure)
+            totals["tokens"] += sum(u.get("total_tokens") or 0 for u in outcome.usage.values())
+            progress.update(bar, advance=1, **totals)
 
         report = run_generate(pipeline, inputs, out_dir, workspace=root, config=config, max_tokens=max_tokens,
-                              limit=limit, concurrency=concurrency, force=force, on_outcome=advance)
+                              limit=limit, concurrency=concurrency, rpm=rpm, max_failures=max_failures,
+                              force=force, on_start=lambda total: progress.update(bar, total=total),
+                              on_outcome=advance)
     if report.resumed:
         err.print(f"resumed: {report.resumed} chunks were already done in {out_dir}")
-    err.print(f"{report.chunks} chunks through [bold]{pipeline}[/] on {report.model} in {report.seconds:.1f}s: "
-              f"{report.samples} samples, {sum(report.failures.values())} failed")
-    for kind, n in report.failures.most_common():
-        err.print(f"  {n} × {kind}: e.g. {report.failure_examples[kind]}", markup=False, highlight=False,
-                  soft_wrap=True)
+    rate = f" ({report.chunks / report.seconds:.2f} chunks/s)" if report.seconds and report.chunks else ""
+    err.print(f"this call: {report.chunks} chunks through [bold]{pipeline}[/] on {report.model} in "
+              f"{report.seconds:.1f}s{rate}: {report.samples} samples, {sum(report.failures.values())} failed")
+    _print_summary(out_dir)
     out.print(f"dataset: {report.data_path} ({report.exported} samples)", markup=False, highlight=False,
               soft_wrap=True)
     if report.model == LOCAL_MODEL:
         err.print(f"note: {LOCAL_MODEL} is a 270M base model that keeps everything offline; its rewrites are not "
                   "training-grade. Set [models.task] in datagen.toml (or --model) to a capable model for real data.",
                   soft_wrap=True, highlight=False, markup=False)
+    if report.stopped:
+        raise DatagenError(f"{report.stopped}; run the same command again to resume")
     if report.exported == 0:
         raise DatagenError("no samples were produced (see the failures above)")
+
+
+def _print_summary(run_dir: Path) -> None:
+    """The run as a whole, from its store: what `status` prints, and `generate` after it."""
+    from datagen.summary import summarize
+
+    summary = summarize(run_dir)
+    line = (f"run {run_dir}: {summary.meta.get('pipeline', '?')}, {summary.done}/{summary.chunks} chunks done, "
+            f"{summary.failed} failed, {summary.pending} not yet run; {summary.samples} samples")
+    err.print(line, markup=False, highlight=False, soft_wrap=True)
+    for kind, (count, example) in summary.failures.items():
+        err.print(f"  {count} × {kind}: e.g. {example}", markup=False, highlight=False, soft_wrap=True)
+    for model_name, usage in summary.usage.items():
+        err.print(f"  tokens on {model_name}: {usage['prompt_tokens']:,} prompt + {usage['completion_tokens']:,} "
+                  "completion", markup=False, highlight=False, soft_wrap=True)
+    cost = summary.cost
+    err.print(f"  cost: ${cost:.4f}" if cost is not None else "  cost: unknown (no price for this model)",
+              markup=False, highlight=False)
+    if (why := summary.why_few_samples()) is not None:
+        err.print(f"  why so few samples: {why}", markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def status(run_dir: Annotated[Path, typer.Argument(help="A run folder made by `datagen generate`.")]) -> None:
+    """Show a run's progress, failures, tokens and cost (finished or interrupted)."""
+    _print_summary(run_dir)
 
 
 @app.command()
@@ -158,6 +195,27 @@ def pipelines(workspace: Workspace = None) -> None:
         raise DatagenError(f"no pipelines in {root / 'programs'}")
     for name in names:
         out.print(name)
+
+
+@app.command("export")
+def export_(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder made by `datagen generate` (holds run.db).")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="sharegpt, alpaca, openai (chat messages), hf "
+                                                            "(Hugging Face dataset folder), jsonl or parquet.")],
+    out_path: Annotated[Path | None, typer.Option("--out", "-o", help="File to write, or folder for hf "
+                                                                      "(default: in the run folder).")] = None,
+    system: Annotated[str | None, typer.Option(help="System prompt put first in every conversation.")] = None,
+    val_fraction: Annotated[float, typer.Option("--val-fraction", help="Share of samples in hf's validation "
+                                                                       "split, chosen by sample id.")] = 0.1,
+) -> None:
+    """Export a run's samples as sharegpt, alpaca, openai, hf, jsonl or parquet, with a dataset card."""
+    from datagen.export import write_export
+
+    result = write_export(run_dir, fmt, out_path, system, val_fraction)
+    splits = f": {', '.join(f'{name} {n}' for name, n in result.splits.items())}" if result.splits else ""
+    out.print(f"{fmt}: {result.path} ({result.samples} samples{splits})", markup=False, highlight=False,
+              soft_wrap=True)
+    err.print(f"dataset card: {result.card}", markup=False, highlight=False, soft_wrap=True)
 
 
 def main() -> None:

@@ -20,10 +20,11 @@ from dspy.utils.exceptions import AdapterParseError, LMError
 from datagen.chunking import Chunk, chunk_documents
 from datagen.config import Config, find_workspace, load_config
 from datagen.errors import DatagenError
-from datagen.export import sharegpt_record
+from datagen.export import dataset_card, sharegpt_record, write_card
 from datagen.ingest import iter_documents
 from datagen.models import RoleModel, check_reachable, role_model
 from datagen.pipelines import load_program
+from datagen.ratelimit import RateLimiter
 from datagen.store import Outcome, RunStore
 from datagen.tokens import count_tokens
 
@@ -50,6 +51,7 @@ class Report:
     seconds: float = 0.0
     resumed: int = 0  # chunks already done in the run directory before this call
     exported: int = 0  # samples in the export, this call's and earlier ones'
+    stopped: str | None = None  # why the run stopped before its last chunk
 
 
 def failure_kind(exc: BaseException) -> str:
@@ -88,16 +90,16 @@ def check_budget(program: dspy.Module, model: RoleModel, budget: int) -> None:
             f"(prompt ~{prompt} + chunk {budget} + answer up to {answer}): {advice}")
 
 
-def _run_one(program: dspy.Module, model: RoleModel, chunk: Chunk) -> Outcome:
+def _run_one(program: dspy.Module, model: RoleModel, chunk: Chunk, settings: dict) -> Outcome:
     started = time.monotonic()
-    outcome = _outcome(program, model, chunk)
+    outcome = _outcome(program, model, chunk, settings)
     outcome.seconds = time.monotonic() - started
     return outcome
 
 
-def _outcome(program: dspy.Module, model: RoleModel, chunk: Chunk) -> Outcome:
+def _outcome(program: dspy.Module, model: RoleModel, chunk: Chunk, settings: dict) -> Outcome:
     # Usage is tracked per chunk, so tokens spent on a chunk that then fails are still counted.
-    with model.context(), dspy.track_usage() as tracker:
+    with model.context(**settings), dspy.track_usage() as tracker:
         try:
             prediction = program(chunk=chunk.text)
         except Exception as exc:  # recorded per chunk; the caller decides what is fatal
@@ -120,11 +122,16 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:500] if text else type(exc).__name__
 
 
-def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk],
-               concurrency: int = 1) -> Iterator[Outcome]:
-    """Outcomes in chunk order, with at most `concurrency` chunks in flight and no more read ahead."""
+def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], concurrency: int = 1,
+               rpm: float | None = None) -> Iterator[Outcome]:
+    """Outcomes in chunk order, with at most `concurrency` chunks in flight and no more read ahead, and LM
+    calls started at most `rpm` a minute."""
     if concurrency < 1:
         raise DatagenError(f"--concurrency must be at least 1, got {concurrency}")
+    # A corpus run keeps no history of its calls in memory: the run store is the record.
+    settings = {"disable_history": True}
+    if rpm:
+        settings["callbacks"] = [*dspy.settings.get("callbacks", []), RateLimiter(rpm)]
     succeeded = False
     failed_first = 0
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="datagen") as pool:
@@ -133,7 +140,7 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk],
         try:
             while True:
                 while len(pending) < concurrency and (chunk := next(source, None)) is not None:
-                    pending.append(pool.submit(_run_one, program, model, chunk))
+                    pending.append(pool.submit(_run_one, program, model, chunk, settings))
                 if not pending:
                     return
                 outcome = pending.popleft().result()
@@ -174,29 +181,41 @@ def _inputs_fingerprint(chunks: Iterable[Chunk]) -> str:
 
 
 def _write_exports(store: RunStore, report: "Report") -> None:
-    """ShareGPT and metadata JSONL from the store, in chunk order, replacing the previous export whole."""
+    """ShareGPT and metadata JSONL from the store, in chunk order, replacing the previous export whole, and
+    the dataset card (README.md) beside them."""
     partial_data, partial_meta = (p.with_suffix(".jsonl.partial") for p in (report.data_path, report.metadata_path))
+    exported = 0
     with partial_data.open("w", encoding="utf-8") as data, partial_meta.open("w", encoding="utf-8") as meta:
         for chunk, samples in store.done():
             for sample in samples:
+                exported += 1
                 data.write(json.dumps(sharegpt_record(sample), ensure_ascii=False) + "\n")
                 meta.write(json.dumps({"chunk_id": chunk.id, "source": chunk.source, "start": chunk.start,
                                        "end": chunk.end, "pipeline": report.pipeline, "model": report.model},
                                       ensure_ascii=False) + "\n")
     partial_data.replace(report.data_path)
     partial_meta.replace(report.metadata_path)
+    card = dataset_card(store, "sharegpt", [report.data_path.name, report.metadata_path.name], exported)
+    try:
+        write_card(report.data_path.parent, card)
+    except DatagenError as exc:  # a README.md that is not ours: keep it, the dataset itself is written
+        log.warning("no dataset card: %s", exc)
 
 
 def generate(pipeline: str, inputs: Iterable[str | Path], out_dir: str | Path, *,
              workspace: Path | None = None, config: Config | None = None, max_tokens: int | None = None,
-             limit: int | None = None, concurrency: int = 1, model: RoleModel | None = None, force: bool = False,
+             limit: int | None = None, concurrency: int = 1, rpm: float | None = None,
+             max_failures: int | None = None, model: RoleModel | None = None, force: bool = False,
+             on_start: Callable[[int], None] | None = None,
              on_outcome: Callable[[Outcome], None] | None = None) -> Report:
     """Chunk `inputs`, run the pipeline on every chunk, and write ShareGPT JSONL plus metadata to `out_dir`.
 
     `out_dir` is a run directory: its store (run.db) keeps every result as it finishes, so calling this again
     with the same arguments resumes, sending only unfinished chunks to the model. A run directory made by
     another program or other inputs is refused unless `force`. `model` overrides the task model the config
-    names (e.g. a `RoleModel` around your own dspy.LM). `limit` runs the first N chunks only.
+    names (e.g. a `RoleModel` around your own dspy.LM). `limit` runs the first N chunks only; `max_failures`
+    stops the run (cleanly: everything finished is kept and exported) once that many chunks have failed.
+    `on_start` gets the number of chunks about to run, `on_outcome` each chunk's outcome.
     """
     workspace = workspace or find_workspace()
     config = config or load_config(workspace)
@@ -217,13 +236,15 @@ def generate(pipeline: str, inputs: Iterable[str | Path], out_dir: str | Path, *
     # Chunked twice (cheap next to one LM call): once to identify the inputs, once to store them, so
     # that a run directory is never written to before it is known to belong to this run.
     identity = {"pipeline": pipeline, "program": program_fingerprint(program, model),
-                "inputs": _inputs_fingerprint(chunks())}
+                "inputs": _inputs_fingerprint(chunks()), "model": model.name}
     started = time.monotonic()
     with RunStore(out) as store:
         store.claim(identity, force)
         store.add_chunks(chunks())
         report.resumed = store.counts()["done"]
-        for outcome in run_chunks(program, model, store.pending(limit), concurrency):
+        if on_start:
+            on_start(store.pending_count(limit))
+        for outcome in run_chunks(program, model, store.pending(limit), concurrency, rpm):
             store.record(outcome)
             report.chunks += 1
             report.samples += len(outcome.samples)
@@ -234,6 +255,9 @@ def generate(pipeline: str, inputs: Iterable[str | Path], out_dir: str | Path, *
                             outcome.message)
             if on_outcome:
                 on_outcome(outcome)
+            if max_failures is not None and sum(report.failures.values()) >= max_failures:
+                report.stopped = f"stopped after {max_failures} failed chunks (--max-failures)"
+                break
         _write_exports(store, report)
         report.exported = sum(len(samples) for _, samples in store.done())
     report.seconds = time.monotonic() - started

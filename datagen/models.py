@@ -33,9 +33,9 @@ class RoleModel:
     def name(self) -> str:
         return self.lm.model
 
-    def context(self):
-        """`with model.context(): program(...)` runs DSPy calls against this model."""
-        return dspy.context(lm=self.lm, adapter=self.adapter)
+    def context(self, **settings):
+        """`with model.context(): program(...)` runs DSPy calls against this model (plus other settings)."""
+        return dspy.context(lm=self.lm, adapter=self.adapter, **settings)
 
 
 def _known_context_window(model: str) -> int | None:

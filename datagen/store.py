@@ -105,14 +105,19 @@ class RunStore:
                 ((c.id, c.source, c.start, c.end, c.text, c.tokens) for c in chunks))
         return self._db.execute("SELECT count(*) FROM chunks").fetchone()[0]
 
+    _PENDING = ("FROM (SELECT * FROM chunks ORDER BY ord LIMIT ?) WHERE id NOT IN "
+                "(SELECT chunk_id FROM results WHERE status = 'done')")
+
+    def pending_count(self, limit: int | None = None) -> int:
+        return self._db.execute(f"SELECT count(*) {self._PENDING}", (-1 if limit is None else limit,)).fetchone()[0]
+
     def pending(self, limit: int | None = None) -> Iterator[Chunk]:
         """Chunks among the first `limit` (all by default) without a successful result, in order; failed
         ones are tried again."""
         reader = sqlite3.connect(self.path)  # its own snapshot: results are written while this is read
         try:
-            rows = reader.execute(
-                f"SELECT {_CHUNK_COLUMNS} FROM (SELECT * FROM chunks ORDER BY ord LIMIT ?) WHERE id NOT IN "
-                "(SELECT chunk_id FROM results WHERE status = 'done') ORDER BY ord", (-1 if limit is None else limit,))
+            rows = reader.execute(f"SELECT {_CHUNK_COLUMNS} {self._PENDING} ORDER BY ord",
+                                  (-1 if limit is None else limit,))
             for row in rows:
                 yield Chunk(*row)
         finally:
@@ -137,10 +142,24 @@ class RunStore:
             "WHERE results.usage IS NOT NULL GROUP BY u.key")
         return {model: {"prompt_tokens": p or 0, "completion_tokens": c or 0} for model, p, c in rows}
 
+    def failures(self) -> dict[str, tuple[int, str]]:
+        """Failed chunks by kind: how many, and one example message."""
+        rows = self._db.execute("SELECT failure, count(*), min(message) FROM results WHERE status = 'failed' "
+                                "GROUP BY failure ORDER BY count(*) DESC")
+        return {kind: (count, example or "") for kind, count, example in rows}
+
+    def sample_count(self) -> int:
+        return self._db.execute("SELECT coalesce(sum(json_array_length(samples)), 0) FROM results "
+                                "WHERE status = 'done'").fetchone()[0]
+
     def counts(self) -> dict[str, int]:
         total = self._db.execute("SELECT count(*) FROM chunks").fetchone()[0]
         by_status = dict(self._db.execute("SELECT status, count(*) FROM results GROUP BY status"))
         return {"chunks": total, "done": by_status.get("done", 0), "failed": by_status.get("failed", 0)}
+
+    def failure_counts(self) -> dict[str, int]:
+        """Failed chunks by kind ("parse", "timeout", ...), most frequent first."""
+        return {kind: count for kind, (count, _) in self.failures().items()}
 
     def done(self) -> Iterator[tuple[Chunk, list[Sample]]]:
         """Finished chunks with their samples, in chunk order."""

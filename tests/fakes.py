@@ -95,6 +95,7 @@ class FakeOpenAIServer:
         self.respond = respond
         self.scripted = list(responses or [])
         self.requests: list[dict] = []
+        self.arrivals: list[float] = []  # time.monotonic() of each request
         self._lock = threading.Lock()
         server = self
 
@@ -108,6 +109,7 @@ class FakeOpenAIServer:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 with server._lock:
                     server.requests.append(body)
+                    server.arrivals.append(time.monotonic())
                     scripted = server.scripted.pop(0) if server.scripted else None
                 if server.latency:
                     time.sleep(server.latency)
