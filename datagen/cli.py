@@ -89,6 +89,8 @@ def generate(
     model: Annotated[str | None, typer.Option(help="Task model, e.g. openai/gpt-4o-mini (overrides config).")] = None,
     api_base: Annotated[str | None, typer.Option(help="Base URL of an OpenAI-compatible server for the task "
                                                       "model.")] = None,
+    option: Annotated[list[str] | None, typer.Option("--option", "-O", help="Pipeline option KEY=VALUE, e.g. "
+                                                     "repair_boundaries=true (repeatable).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Reuse an --out made by another program or other "
                                                        "inputs, starting it afresh.")] = False,
     workspace: Workspace = None,
@@ -122,7 +124,8 @@ def generate(
 
         report = run_generate(pipeline, inputs, out_dir, workspace=root, config=config, max_tokens=max_tokens,
                               limit=limit, concurrency=concurrency, rpm=rpm, max_failures=max_failures,
-                              force=force, on_start=lambda total: progress.update(bar, total=total),
+                              force=force, options=_options(option or []),
+                              on_start=lambda total: progress.update(bar, total=total),
                               on_outcome=advance)
     if report.resumed:
         err.print(f"resumed: {report.resumed} chunks were already done in {out_dir}")
@@ -140,6 +143,20 @@ def generate(
         raise DatagenError(f"{report.stopped}; run the same command again to resume")
     if report.exported == 0:
         raise DatagenError("no samples were produced (see the failures above)")
+
+
+def _options(pairs: list[str]) -> dict:
+    """KEY=VALUE pairs; a VALUE that reads as JSON (true, 3, 0.5, "x") is taken as such, else as text."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise DatagenError(f"--option {pair!r}: expected KEY=VALUE")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
 
 
 def _print_summary(run_dir: Path) -> None:

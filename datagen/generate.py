@@ -206,6 +206,7 @@ def generate(pipeline: str, inputs: Iterable[str | Path], out_dir: str | Path, *
              workspace: Path | None = None, config: Config | None = None, max_tokens: int | None = None,
              limit: int | None = None, concurrency: int = 1, rpm: float | None = None,
              max_failures: int | None = None, model: RoleModel | None = None, force: bool = False,
+             options: dict | None = None,
              on_start: Callable[[int], None] | None = None,
              on_outcome: Callable[[Outcome], None] | None = None) -> Report:
     """Chunk `inputs`, run the pipeline on every chunk, and write ShareGPT JSONL plus metadata to `out_dir`.
@@ -215,11 +216,12 @@ def generate(pipeline: str, inputs: Iterable[str | Path], out_dir: str | Path, *
     another program or other inputs is refused unless `force`. `model` overrides the task model the config
     names (e.g. a `RoleModel` around your own dspy.LM). `limit` runs the first N chunks only; `max_failures`
     stops the run (cleanly: everything finished is kept and exported) once that many chunks have failed.
-    `on_start` gets the number of chunks about to run, `on_outcome` each chunk's outcome.
+    `options` are the pipeline program's constructor arguments. `on_start` gets the number of chunks about to
+    run, `on_outcome` each chunk's outcome.
     """
     workspace = workspace or find_workspace()
     config = config or load_config(workspace)
-    program = load_program(pipeline, workspace)
+    program = load_program(pipeline, workspace, options)
     model = model or role_model(config, "task")
     budget = max_tokens or config.chunking.max_tokens
     check_budget(program, model, budget)

@@ -52,12 +52,18 @@ def _program_class(module) -> type[dspy.Module]:
     return defined[0]
 
 
-def load_program(name: str, workspace: Path) -> dspy.Module:
-    """A fresh instance of the pipeline program `name` from the workspace's programs/ folder."""
+def load_program(name: str, workspace: Path, options: dict | None = None) -> dspy.Module:
+    """A fresh instance of the pipeline program `name` from the workspace's programs/ folder, built with
+    `options` (keyword arguments of its constructor, e.g. {"repair_boundaries": True})."""
     available = list_pipelines(workspace)
     if not _NAME.match(name) or name not in available:
         listing = ", ".join(available) or "none"
         raise DatagenError(f"unknown pipeline {name!r}: no programs/{name}.py in {workspace} (available: {listing})")
     _use_workspace(workspace)
     module = importlib.import_module(f"programs.{name}")
-    return _program_class(module)()
+    cls = _program_class(module)
+    accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    unknown = sorted(set(options or {}) - set(accepted))
+    if unknown:
+        raise DatagenError(f"pipeline {name!r} has no option {unknown[0]!r} (options: {', '.join(accepted) or 'none'})")
+    return cls(**(options or {}))

@@ -12,3 +12,15 @@ class RephraseAsGeneric(dspy.Signature):
 
     passage: str = dspy.InputField(desc="a passage written in a distinctive authorial style")
     generic: str = dspy.OutputField(desc="the same content in plain, generic modern prose")
+
+
+class AddBoundaries(dspy.Signature):
+    """The passage was cut out of a longer text, so it may begin or stop abruptly (a dangling reference, a reply
+    to something unseen, a scene cut off). Write at most one short opening sentence to put before it and at
+    most one short closing sentence to put after it, in the same author's voice, so that it reads as a
+    self-contained piece. Leave a field empty when the passage already begins or ends naturally. Never repeat,
+    summarise or rewrite the passage itself."""
+
+    passage: str = dspy.InputField(desc="a passage cut from a longer text")
+    opening: str = dspy.OutputField(desc="one short sentence in the author's style to put before the passage, or empty")
+    closing: str = dspy.OutputField(desc="one short sentence in the author's style to put after the passage, or empty")

@@ -31,14 +31,16 @@ class Unparseable(Exception):
     """Raised by a `respond` function: the fake model then answers with text no adapter can parse."""
 
 
-def answer(system: str, user: str, respond=plain) -> str:
-    """Answer a DSPy-formatted prompt: every requested output field gets `respond(first input value)`."""
+def answer(system: str, user: str, respond=plain, by_field: dict | None = None) -> str:
+    """Answer a DSPy-formatted prompt: every requested output field gets `respond(first input value)`, or
+    `by_field[name](first input value)` for the fields named there."""
     match = _OUTPUT_FIELDS.search(system)
     fields = _FIELD.findall(match.group(1)) if match else ["answer"]
     inputs = dict(_INPUT_VALUE.findall(user))
     source = next(iter(inputs.values()), user)
+    by_field = by_field or {}
     try:
-        values = {name: respond(source) for name in fields}
+        values = {name: by_field.get(name, respond)(source) for name in fields}
     except Unparseable:
         return "Sorry, I would rather not."
     if "JSON object" in user or "JSON object" in system:
@@ -55,8 +57,9 @@ def _split(messages: list[dict]) -> tuple[str, str]:
 class FakeEngine:
     """A DSPy custom engine answering with `answer()`; counts its calls."""
 
-    def __init__(self, respond=plain, fail_after: int | None = None):
+    def __init__(self, respond=plain, fail_after: int | None = None, by_field: dict | None = None):
         self.respond = respond
+        self.by_field = by_field
         self.calls = 0
         self.fail_after = fail_after
         self._lock = threading.Lock()
@@ -68,7 +71,7 @@ class FakeEngine:
                 raise RuntimeError(f"fake engine stopped after {self.fail_after} calls")
         system = request.system if isinstance(request.system, str) else "".join(p.text for p in request.system or ())
         user = next((m.text for m in reversed(request.messages) if m.role == "user"), "")
-        text = answer(system or "", user or "", self.respond)
+        text = answer(system or "", user or "", self.respond, self.by_field)
         return Response(id=None, model="fake", message=Message.assistant([TextPart(text)]), finish_reason="stop",
                         usage=Usage(input_tokens=len(user.split()), output_tokens=len(text.split())))
 

@@ -90,11 +90,16 @@ def _bad_inputs(ws):
         "output folder is a file": (["generate", "style_clone", "-i", "data/samples", "-o", "empty.txt"],
                                     ["empty.txt", "not a folder"]),
         "output file is a folder": (["chunk", "data/samples", "-o", "empty_dir"], ["empty_dir", "is a folder"]),
+        "malformed option": (["generate", "style_clone", "-i", "data/samples", "-o", "out", "-O", "repair"],
+                             ["--option 'repair'", "KEY=VALUE"]),
+        "unknown option": (["generate", "style_clone", "-i", "data/samples", "-o", "out", "-O", "colour=1"],
+                           ["no option 'colour'", "repair_boundaries"]),
     }
 
 
 @pytest.mark.parametrize("case", ["missing path", "empty folder", "empty file", "binary file", "unknown pipeline",
-                                  "output folder is a file", "output file is a folder"])
+                                  "output folder is a file", "output file is a folder", "malformed option",
+                                  "unknown option"])
 def test_bad_input_gets_a_one_line_error(workspace, case):
     args, fragments = _bad_inputs(workspace)[case]
     assert_one_line_error(run_cli(*args, cwd=workspace), *fragments)
