@@ -79,6 +79,10 @@ def build_role_model(settings: ModelSettings, role: Role) -> RoleModel:
     kwargs = _check_key(settings, role)
     if settings.api_base:
         kwargs["api_base"] = settings.api_base
+    if settings.timeout:
+        kwargs["timeout"] = settings.timeout
+    if settings.num_retries is not None:
+        kwargs["num_retries"] = settings.num_retries
     # OpenAI-compatible servers (llama.cpp, older vLLM) ignore the `max_completion_tokens` that DSPy's native
     # route sends and generate to the end of the context; litellm sends `max_tokens`, which they honour.
     engine = settings.engine or ("litellm" if settings.api_base else "auto")

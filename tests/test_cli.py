@@ -194,6 +194,16 @@ def test_retries_rate_limits_and_server_errors_then_succeeds(workspace):
     assert "1 samples, 0 failed" in result.stderr
 
 
+def test_a_slow_answer_times_out_and_is_retried_as_configured(workspace):
+    env = {"DATAGEN_TASK_TIMEOUT": "0.3", "DATAGEN_TASK_NUM_RETRIES": "1"}
+    with FakeOpenAIServer(latency=1.0) as server:
+        result = run_cli("generate", "style_clone", "-i", "data/samples", "-o", "out", "--max-tokens", "300",
+                         "--limit", "1", "--model", "openai/fake", "--api-base", server.url, env=env, cwd=workspace)
+    assert result.returncode == 1
+    assert len(server.requests) == 2  # the call, then its one retry
+    assert "timeout" in result.stderr
+
+
 def test_rpm_spaces_lm_calls(workspace):
     with FakeOpenAIServer() as server:
         result = run_cli("generate", "style_clone", "-i", "data/samples", "-o", "out", "--max-tokens", "300",
