@@ -207,11 +207,12 @@ def test_a_slow_answer_times_out_and_is_retried_as_configured(workspace):
 def test_rpm_spaces_lm_calls(workspace):
     with FakeOpenAIServer() as server:
         result = run_cli("generate", "style_clone", "-i", "data/samples", "-o", "out", "--max-tokens", "300",
-                         "--limit", "4", "--concurrency", "4", "--rpm", "120", "--model", "openai/fake",
+                         "--limit", "5", "--concurrency", "5", "--rpm", "120", "--model", "openai/fake",
                          "--api-base", server.url, cwd=workspace)
     assert result.returncode == 0, result.stderr
     times = server.arrivals
-    assert len(times) == 4
-    # 120 a minute: calls start 0.5 s apart even with 4 chunks in flight (arrivals jitter a little with
-    # the client's own work between start and send, so the span is checked, not each gap).
-    assert times[-1] - times[0] >= 1.3
+    assert len(times) == 5
+    # 120 a minute: calls start 0.5 s apart even with 5 chunks in flight. Arrivals jitter with the client's
+    # own work between start and send, most on the first call (it opens the connection, warms litellm up),
+    # so the span from the second call on is checked, not each gap: 1.5 s nominal.
+    assert times[-1] - times[1] >= 1.2
