@@ -24,6 +24,9 @@ out = Console(width=None if sys.stdout.isatty() else 200)
 Workspace = Annotated[Path | None, typer.Option("--workspace", "-w", envvar="DATAGEN_WORKSPACE",
                                                 help="Workspace folder (default: nearest with datagen.toml "
                                                      "or programs/).")]
+MinScore = Annotated[list[str] | None, typer.Option(
+    "--min-score", help="Quality gate METRIC=VALUE (e.g. content=0.6): samples scored below stay in the run "
+                        "store but out of the dataset (repeatable).")]
 MaxTokens = Annotated[int | None, typer.Option("--max-tokens", min=16,
                                                help="Token budget per chunk (default: datagen.toml, else 512).")]
 
@@ -91,6 +94,7 @@ def generate(
                                                       "model.")] = None,
     option: Annotated[list[str] | None, typer.Option("--option", "-O", help="Pipeline option KEY=VALUE, e.g. "
                                                      "repair_boundaries=true (repeatable).")] = None,
+    min_score: MinScore = None,
     force: Annotated[bool, typer.Option("--force", help="Reuse an --out made by another program or other "
                                                        "inputs, starting it afresh.")] = False,
     workspace: Workspace = None,
@@ -98,14 +102,11 @@ def generate(
     """Run a pipeline over text files and write a ShareGPT dataset (re-run to resume)."""
     import dspy
 
-    from datagen.config import ModelSettings, load_config
     from datagen.generate import generate as run_generate
     from datagen.local_model import LOCAL_MODEL
 
     root = _workspace(workspace)
-    config = load_config(root)
-    flags = ModelSettings(model=model, api_base=api_base)
-    config.models["task"] = config.models.get("task", ModelSettings()).merged(flags)
+    config = _config(root, model, api_base)
     # Each chunk's answer is distinct, so an in-memory copy of every response only grows; the disk cache
     # and the run store keep them.
     dspy.configure_cache(enable_memory_cache=False)
@@ -124,7 +125,7 @@ def generate(
 
         report = run_generate(pipeline, inputs, out_dir, workspace=root, config=config, max_tokens=max_tokens,
                               limit=limit, concurrency=concurrency, rpm=rpm, max_failures=max_failures,
-                              force=force, options=_options(option or []),
+                              force=force, options=_options(option or []), min_scores=_min_scores(min_score),
                               on_start=lambda total: progress.update(bar, total=total),
                               on_outcome=advance)
     if report.resumed:
@@ -133,7 +134,8 @@ def generate(
     err.print(f"this call: {report.chunks} chunks through [bold]{pipeline}[/] on {report.model} in "
               f"{report.seconds:.1f}s{rate}: {report.samples} samples, {sum(report.failures.values())} failed")
     _print_summary(out_dir)
-    out.print(f"dataset: {report.data_path} ({report.exported} samples)", markup=False, highlight=False,
+    gated = f", {report.held_back} below --min-score kept out" if min_score else ""
+    out.print(f"dataset: {report.data_path} ({report.exported} samples{gated})", markup=False, highlight=False,
               soft_wrap=True)
     if report.model == LOCAL_MODEL:
         err.print(f"note: {LOCAL_MODEL} is a 270M base model that keeps everything offline; its rewrites are not "
@@ -143,6 +145,22 @@ def generate(
         raise DatagenError(f"{report.stopped}; run the same command again to resume")
     if report.exported == 0:
         raise DatagenError("no samples were produced (see the failures above)")
+
+
+def _config(root: Path, model: str | None, api_base: str | None):
+    """The workspace's config with the task model's command-line flags on top."""
+    from datagen.config import ModelSettings, load_config
+
+    config = load_config(root)
+    flags = ModelSettings(model=model, api_base=api_base)
+    config.models["task"] = config.models.get("task", ModelSettings()).merged(flags)
+    return config
+
+
+def _min_scores(pairs: list[str] | None) -> dict[str, float] | None:
+    from datagen.scoring import parse_thresholds
+
+    return parse_thresholds(pairs) if pairs else None
 
 
 def _options(pairs: list[str]) -> dict:
@@ -177,6 +195,71 @@ def _print_summary(run_dir: Path) -> None:
               markup=False, highlight=False)
     if (why := summary.why_few_samples()) is not None:
         err.print(f"  why so few samples: {why}", markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def evaluate(
+    pipeline: Annotated[str, typer.Argument(help="Pipeline name: programs/NAME.py in the workspace.")],
+    dev: Annotated[Path, typer.Option("--dev", "-d", help="Dev set: JSONL with a \"chunk\" per line.")],
+    program: Annotated[Path | None, typer.Option("--program", "-p", help="A compiled program (saved DSPy "
+                                                                         "state) to evaluate instead.")] = None,
+    metric: Annotated[list[str] | None, typer.Option("--metric", "-m", help="Only this metric (repeatable; "
+                                                                            "default: all).")] = None,
+    split: Annotated[str | None, typer.Option(help="Only the dev set's train or val items.")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for eval.json and report.html "
+                                                                     "(default: evals/PIPELINE-TIME).")] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, help="Dev items in flight.")] = 1,
+    model: Annotated[str | None, typer.Option(help="Task model (overrides config).")] = None,
+    api_base: Annotated[str | None, typer.Option(help="Base URL of the task model's server.")] = None,
+    option: Annotated[list[str] | None, typer.Option("--option", "-O", help="Pipeline option KEY=VALUE.")] = None,
+    workspace: Workspace = None,
+) -> None:
+    """Run a pipeline on a dev set and score every sample with its metrics: a table, JSON and an HTML report."""
+    from datetime import datetime
+
+    from datagen.evaluate import evaluate as run_evaluate
+    from datagen.evaluate import write_evaluation
+
+    root = _workspace(workspace)
+    with err.status(f"evaluating {pipeline} on {dev}"):
+        result = run_evaluate(pipeline, dev, workspace=root, config=_config(root, model, api_base),
+                              program_path=program, options=_options(option or []), metrics=metric,
+                              split=split, concurrency=concurrency)
+    table = Table("metric", "kind", "mean", "std", "min", "max", "n", title=f"{pipeline} on {dev}")
+    for name, s in result["metrics"].items():
+        table.add_row(name, s["kind"], *(f"{s[k]:.3f}" if s[k] is not None else "-" for k in
+                                         ("mean", "std", "min", "max")), str(s["n"]))
+    out.print(table)
+    for failure in result["failures"]:
+        err.print(f"  failed {failure['chunk_id']}: {failure['kind']}: {failure['message']}", markup=False,
+                  highlight=False, soft_wrap=True)
+    folder = out_dir or root / "evals" / f"{pipeline}-{datetime.now():%Y%m%d-%H%M%S}"
+    data, report = write_evaluation(result, folder)
+    out.print(f"results: {data}\nreport: {report}", markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command("judge-check")
+def judge_check(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder made by `datagen generate`: its chunks and their "
+                                                 "generic rephrases are the ground truth.")],
+    other: Annotated[list[Path] | None, typer.Option("--other", help="Text by another author to compare with "
+                                                                     "as well (files or folders).")] = None,
+    limit: Annotated[int, typer.Option(min=2, help="Passages to check on (more: surer, dearer).")] = 40,
+    workspace: Workspace = None,
+) -> None:
+    """Measure how well each style judge tells the author's passages from others, against a stylometric baseline."""
+    from datagen.judge_check import judge_check as run_check
+
+    root = _workspace(workspace)
+    with err.status(f"checking judges on {run_dir}"):
+        checks = run_check(run_dir, other=other, limit=limit, workspace=root)
+    table = Table("against", "judge", "accuracy", "AUC", "pairs", "verdict",
+                  title="how often the author's passage ranks above the other")
+    for c in checks:
+        verdict = "[red]worse than the baseline[/]" if c.worse_than_baseline else ""
+        table.add_row(escape(c.against), escape(c.judge), f"{c.accuracy:.2f}",
+                      "-" if c.auc is None else f"{c.auc:.2f}", str(c.pairs), verdict)
+    out.print(table)
 
 
 @app.command()
@@ -224,11 +307,12 @@ def export_(
     system: Annotated[str | None, typer.Option(help="System prompt put first in every conversation.")] = None,
     val_fraction: Annotated[float, typer.Option("--val-fraction", help="Share of samples in hf's validation "
                                                                        "split, chosen by sample id.")] = 0.1,
+    min_score: MinScore = None,
 ) -> None:
     """Export a run's samples as sharegpt, alpaca, openai, hf, jsonl or parquet, with a dataset card."""
     from datagen.export import write_export
 
-    result = write_export(run_dir, fmt, out_path, system, val_fraction)
+    result = write_export(run_dir, fmt, out_path, system, val_fraction, _min_scores(min_score))
     splits = f": {', '.join(f'{name} {n}' for name, n in result.splits.items())}" if result.splits else ""
     out.print(f"{fmt}: {result.path} ({result.samples} samples{splits})", markup=False, highlight=False,
               soft_wrap=True)

@@ -59,11 +59,21 @@ class ChunkingSettings(BaseModel):
     language: str = "en"
 
 
+class MetricSettings(BaseModel):
+    """How a pipeline's composite metric is made: which metrics count and how much, and the pass mark."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    weights: dict[str, float] | None = None
+    threshold: float | None = Field(None, ge=0, le=1)
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     models: dict[Role, ModelSettings] = Field(default_factory=dict)
     chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
+    metrics: dict[str, MetricSettings] = Field(default_factory=dict)  # by pipeline name
 
     def role(self, role: Role) -> ModelSettings:
         """Settings for a role; the judge and prompt roles fall back to the task model when unset."""

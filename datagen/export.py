@@ -76,11 +76,28 @@ def flat_record(chunk: Chunk, index: int, sample: Sample) -> dict:
 _CHAT_RECORDS = {"sharegpt": sharegpt_record, "alpaca": alpaca_record, "openai": openai_record}
 
 
-def run_samples(store: RunStore) -> Iterator[tuple[Chunk, int, Sample]]:
-    """Every finished sample once, in chunk order, with its chunk and its index within the chunk."""
+def run_samples(store: RunStore, min_scores: dict[str, float] | None = None) -> Iterator[tuple[Chunk, int, Sample]]:
+    """Every finished sample once, in chunk order, with its chunk and its index within the chunk; with
+    `min_scores` ({metric: bar}), only the samples whose score reaches the bar on each (quality gating: the
+    others stay in the store, so a bar can be moved without running anything again)."""
     for chunk, samples in store.done():
+        scores = store.sample_scores(chunk.id) if min_scores else {}
         for index, sample in enumerate(samples):
-            yield chunk, index, sample
+            if passes(scores.get(index, {}), min_scores):
+                yield chunk, index, sample
+
+
+def passes(scores: dict[str, float], min_scores: dict[str, float] | None) -> bool:
+    """Whether a sample's scores reach every bar; a sample never scored on a metric does not reach its bar."""
+    return all(scores.get(name, -1.0) >= bar for name, bar in (min_scores or {}).items())
+
+
+def check_scored(store: RunStore, min_scores: dict[str, float] | None) -> None:
+    missing = sorted(set(min_scores or {}) - store.scored_metrics())
+    if missing:
+        raise DatagenError(f"{store.path.parent}: no sample has a {missing[0]!r} score; score them with "
+                           f"datagen generate ... --min-score {missing[0]}=VALUE (finished chunks are only scored, "
+                           "not run again)")
 
 
 def write_jsonl(path: Path, records: Iterable[dict]) -> int:
@@ -117,7 +134,8 @@ def _table(rows: Iterable[tuple[str, object]], header: tuple[str, str] = ("", ""
 
 
 def dataset_card(store: RunStore, fmt: str, files: list[str], samples: int, *, system: str | None = None,
-                 splits: dict[str, int] | None = None, val_fraction: float | None = None) -> str:
+                 splits: dict[str, int] | None = None, val_fraction: float | None = None,
+                 min_scores: dict[str, float] | None = None) -> str:
     """The README.md written beside an export: what made the data, and what the export holds."""
     from datagen import __version__
 
@@ -144,6 +162,9 @@ def dataset_card(store: RunStore, fmt: str, files: list[str], samples: int, *, s
     if splits is not None:
         contents.append(("splits", ", ".join(f"{name} {n}" for name, n in splits.items())
                          + f" (validation fraction {val_fraction}, by sample id)"))
+    if min_scores:
+        contents.append(("quality gate", ", ".join(f"{name} >= {bar:g}" for name, bar in min_scores.items())
+                         + f" ({store.sample_count() - samples} samples below it kept out)"))
     pending = counts["chunks"] - counts["done"] - counts["failed"]
     contents += [("chunks in the run", counts["chunks"]), ("chunks done", counts["done"]),
                  ("chunks failed", counts["failed"]), ("chunks not run yet", pending)]
@@ -188,21 +209,22 @@ class Export:
 
 
 def export_run(run_dir: str | Path, fmt: str, out_path: str | Path | None = None, system: str | None = None,
-               val_fraction: float = 0.1) -> Path:
+               val_fraction: float = 0.1, min_scores: dict[str, float] | None = None) -> Path:
     """Write a run's finished samples in format `fmt` (one of FORMATS), with a dataset card beside them;
     returns where (a file, or a folder for hf). See `write_export` for the details."""
-    return write_export(run_dir, fmt, out_path, system, val_fraction).path
+    return write_export(run_dir, fmt, out_path, system, val_fraction, min_scores).path
 
 
 def write_export(run_dir: str | Path, fmt: str, out_path: str | Path | None = None, system: str | None = None,
-                 val_fraction: float = 0.1) -> Export:
+                 val_fraction: float = 0.1, min_scores: dict[str, float] | None = None) -> Export:
     """Export a run directory's samples, each exactly once, in chunk order.
 
     sharegpt, alpaca, openai and jsonl write JSONL (default `RUN/<fmt>.jsonl`, `RUN/samples.jsonl` for jsonl);
     parquet writes `RUN/dataset.parquet`; both with the card at `README.md` in the same folder. hf saves a
     `datasets.DatasetDict` (train/validation; a sample is in validation when its id hashes below
     `val_fraction`) to the folder `RUN/hf`, card inside. `system` puts a system prompt first in every
-    conversation (not for the flat jsonl and parquet records).
+    conversation (not for the flat jsonl and parquet records). `min_scores` ({metric: bar}) leaves out the
+    samples scored below a bar (see `run_samples`).
     """
     run = Path(run_dir)
     if fmt not in FORMATS:
@@ -230,31 +252,34 @@ def write_export(run_dir: str | Path, fmt: str, out_path: str | Path | None = No
     with RunStore(run) as store:
         if not store.counts()["done"]:
             raise DatagenError(f"{run}: no finished chunks to export yet (run datagen generate)")
+        check_scored(store, min_scores)
+        kept = run_samples(store, min_scores)
         if fmt == "hf":
-            dataset = _hf_dataset(store, system, val_fraction)
+            dataset = _hf_dataset(kept, system, val_fraction)
             splits = {name: len(dataset[name]) for name in SPLITS}
             samples = sum(splits.values())
             card = dataset_card(store, fmt, [f"{name}/" for name in SPLITS], samples, system=system, splits=splits,
-                                val_fraction=val_fraction)
+                                val_fraction=val_fraction, min_scores=min_scores)
             _save_hf(dataset, target, card)
             return Export(target, target / CARD_FILE, samples, splits)
         if fmt == "parquet":
-            samples = _write_parquet(store, target)
+            samples = _write_parquet(kept, target)
         elif fmt == "jsonl":
-            samples = write_jsonl(target, (flat_record(*item) for item in run_samples(store)))
+            samples = write_jsonl(target, (flat_record(*item) for item in kept))
         else:
             to_record = _CHAT_RECORDS[fmt]
-            samples = write_jsonl(target, (to_record(sample, system) for _, _, sample in run_samples(store)))
-        card = write_card(target.parent, dataset_card(store, fmt, [target.name], samples, system=system))
+            samples = write_jsonl(target, (to_record(sample, system) for _, _, sample in kept))
+        card = write_card(target.parent, dataset_card(store, fmt, [target.name], samples, system=system,
+                                                      min_scores=min_scores))
     return Export(target, card, samples)
 
 
-def _write_parquet(store: RunStore, target: Path) -> int:
+def _write_parquet(kept: Iterable[tuple[Chunk, int, Sample]], target: Path) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     schema = pa.schema([(name, pa.int64() if name in ("start", "end") else pa.string()) for name in FLAT_FIELDS])
-    rows = [flat_record(*item) for item in run_samples(store)]
+    rows = [flat_record(*item) for item in kept]
     partial = target.with_name(target.name + ".partial")
     try:
         pq.write_table(pa.Table.from_pylist(rows, schema=schema), partial)
@@ -265,7 +290,7 @@ def _write_parquet(store: RunStore, target: Path) -> int:
     return len(rows)
 
 
-def _hf_dataset(store: RunStore, system: str | None, val_fraction: float):
+def _hf_dataset(kept: Iterable[tuple[Chunk, int, Sample]], system: str | None, val_fraction: float):
     """Records with the chat `messages` (openai form) and the flat fields, split by sample id."""
     import datasets
 
@@ -273,7 +298,7 @@ def _hf_dataset(store: RunStore, system: str | None, val_fraction: float):
         "messages": [{"role": datasets.Value("string"), "content": datasets.Value("string")}],
         **{name: datasets.Value("int64" if name in ("start", "end") else "string") for name in FLAT_FIELDS}})
     columns = {split: {name: [] for name in features} for split in SPLITS}
-    for chunk, index, sample in run_samples(store):
+    for chunk, index, sample in kept:
         record = {**openai_record(sample, system), **flat_record(chunk, index, sample)}
         split = "validation" if in_validation(record["id"], val_fraction) else "train"
         for name, value in record.items():

@@ -20,11 +20,12 @@ from dspy.utils.exceptions import AdapterParseError, LMError
 from datagen.chunking import Chunk, chunk_documents
 from datagen.config import Config, find_workspace, load_config
 from datagen.errors import DatagenError
-from datagen.export import dataset_card, sharegpt_record, write_card
+from datagen.export import dataset_card, run_samples, sharegpt_record, write_card
 from datagen.ingest import iter_documents
 from datagen.models import RoleModel, check_reachable, role_model
 from datagen.pipelines import load_program
 from datagen.ratelimit import RateLimiter
+from datagen.scoring import MetricContext, Scorer
 from datagen.store import Outcome, RunStore
 from datagen.tokens import count_tokens
 
@@ -36,6 +37,8 @@ METADATA_FILE = "metadata.jsonl"
 _FATAL = {"auth", "billing", "unsupported_model", "configuration", "not_configured"}
 # When this many chunks fail in a row before any succeeds, the problem is not the chunks: stop spending.
 FAILURES_BEFORE_FIRST_SUCCESS = 5
+# Passages of the corpus that metrics may use as the author's references (style judges, stylometry).
+CORPUS_SAMPLE = 200
 
 
 @dataclass
@@ -51,6 +54,7 @@ class Report:
     seconds: float = 0.0
     resumed: int = 0  # chunks already done in the run directory before this call
     exported: int = 0  # samples in the export, this call's and earlier ones'
+    held_back: int = 0  # samples in the store kept out of the export by --min-score
     stopped: str | None = None  # why the run stopped before its last chunk
 
 
@@ -90,23 +94,27 @@ def check_budget(program: dspy.Module, model: RoleModel, budget: int) -> None:
             f"(prompt ~{prompt} + chunk {budget} + answer up to {answer}): {advice}")
 
 
-def _run_one(program: dspy.Module, model: RoleModel, chunk: Chunk, settings: dict) -> Outcome:
+def _run_one(program: dspy.Module, model: RoleModel, chunk: Chunk, settings: dict,
+             scorer: Scorer | None) -> Outcome:
     started = time.monotonic()
-    outcome = _outcome(program, model, chunk, settings)
+    # Usage is tracked per chunk, so tokens spent on a chunk that then fails are still counted.
+    with model.context(**settings), dspy.track_usage() as tracker:
+        outcome = _outcome(program, chunk)
+        if scorer is not None and outcome.failure is None:
+            _score(scorer, outcome)
+    outcome.usage = tracker.get_total_tokens()
     outcome.seconds = time.monotonic() - started
     return outcome
 
 
-def _outcome(program: dspy.Module, model: RoleModel, chunk: Chunk, settings: dict) -> Outcome:
-    # Usage is tracked per chunk, so tokens spent on a chunk that then fails are still counted.
-    with model.context(**settings), dspy.track_usage() as tracker:
-        try:
-            prediction = program(chunk=chunk.text)
-        except Exception as exc:  # recorded per chunk; the caller decides what is fatal
-            return Outcome(chunk, failure=failure_kind(exc), message=_first_line(exc),
-                           raw=getattr(exc, "lm_response", None), usage=tracker.get_total_tokens())
+def _outcome(program: dspy.Module, chunk: Chunk) -> Outcome:
+    try:
+        prediction = program(chunk=chunk.text)
+    except Exception as exc:  # recorded per chunk; the caller decides what is fatal
+        return Outcome(chunk, failure=failure_kind(exc), message=_first_line(exc),
+                       raw=getattr(exc, "lm_response", None))
     outputs = {key: value for key, value in prediction.items() if key != "samples"}
-    outcome = Outcome(chunk, outputs=outputs, usage=tracker.get_total_tokens())
+    outcome = Outcome(chunk, outputs=outputs)
     samples = list(getattr(prediction, "samples", None) or [])
     if not samples:
         outcome.failure, outcome.message = "no_samples", "the program returned no samples"
@@ -117,15 +125,26 @@ def _outcome(program: dspy.Module, model: RoleModel, chunk: Chunk, settings: dic
     return outcome
 
 
+def _score(scorer: Scorer, outcome: Outcome) -> None:
+    """Score each sample; a judge that fails fails the chunk (it is retried on resume), since an unscored
+    sample can be neither kept nor rejected."""
+    try:
+        outcome.scores = [scorer.score(outcome.chunk.text, sample) for sample in outcome.samples]
+    except Exception as exc:
+        outcome.failure, outcome.message = f"judge_{failure_kind(exc)}", _first_line(exc)
+        outcome.raw = getattr(exc, "lm_response", None)
+        outcome.samples = []
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:500] if text else type(exc).__name__
 
 
 def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], concurrency: int = 1,
-               rpm: float | None = None) -> Iterator[Outcome]:
+               rpm: float | None = None, scorer: Scorer | None = None) -> Iterator[Outcome]:
     """Outcomes in chunk order, with at most `concurrency` chunks in flight and no more read ahead, and LM
-    calls started at most `rpm` a minute."""
+    calls started at most `rpm` a minute; each sample scored by `scorer` when given."""
     if concurrency < 1:
         raise DatagenError(f"--concurrency must be at least 1, got {concurrency}")
     # A corpus run keeps no history of its calls in memory: the run store is the record.
@@ -140,7 +159,7 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
         try:
             while True:
                 while len(pending) < concurrency and (chunk := next(source, None)) is not None:
-                    pending.append(pool.submit(_run_one, program, model, chunk, settings))
+                    pending.append(pool.submit(_run_one, program, model, chunk, settings, scorer))
                 if not pending:
                     return
                 outcome = pending.popleft().result()
@@ -156,6 +175,25 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
         finally:
             for future in pending:
                 future.cancel()
+
+
+def _score_finished(store: RunStore, scorer: Scorer, concurrency: int) -> None:
+    """Score the finished samples that lack a score the gate needs (a run resumed with a new --min-score):
+    only the metrics run, not the pipeline. A sample whose scoring fails stays unscored, so out of the export."""
+    def score(item: tuple[Chunk, list]) -> tuple[Chunk, list | None]:
+        chunk, samples = item
+        try:
+            return chunk, [scorer.score(chunk.text, sample) for sample in samples]
+        except Exception as exc:
+            log.warning("chunk %s: scoring failed: %s: %s", chunk.id, failure_kind(exc), _first_line(exc))
+            return chunk, None
+
+    unscored = [(chunk, samples) for chunk, samples in store.done()
+                if any(set(scorer.names) - set(store.sample_scores(chunk.id).get(i, {})) for i in range(len(samples)))]
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="datagen-score") as pool:
+        for chunk, scores in pool.map(score, unscored):  # written here: the store's connection is this thread's
+            if scores is not None:
+                store.set_scores(chunk.id, scores)
 
 
 def program_fingerprint(program: dspy.Module, model: RoleModel) -> str:
@@ -180,22 +218,23 @@ def _inputs_fingerprint(chunks: Iterable[Chunk]) -> str:
     return digest.hexdigest()
 
 
-def _write_exports(store: RunStore, report: "Report") -> None:
+def _write_exports(store: RunStore, report: "Report", min_scores: dict[str, float] | None) -> None:
     """ShareGPT and metadata JSONL from the store, in chunk order, replacing the previous export whole, and
-    the dataset card (README.md) beside them."""
+    the dataset card (README.md) beside them; samples scored below `min_scores` are left out."""
     partial_data, partial_meta = (p.with_suffix(".jsonl.partial") for p in (report.data_path, report.metadata_path))
     exported = 0
     with partial_data.open("w", encoding="utf-8") as data, partial_meta.open("w", encoding="utf-8") as meta:
-        for chunk, samples in store.done():
-            for sample in samples:
-                exported += 1
-                data.write(json.dumps(sharegpt_record(sample), ensure_ascii=False) + "\n")
-                meta.write(json.dumps({"chunk_id": chunk.id, "source": chunk.source, "start": chunk.start,
-                                       "end": chunk.end, "pipeline": report.pipeline, "model": report.model},
-                                      ensure_ascii=False) + "\n")
+        for chunk, _, sample in run_samples(store, min_scores):
+            exported += 1
+            data.write(json.dumps(sharegpt_record(sample), ensure_ascii=False) + "\n")
+            meta.write(json.dumps({"chunk_id": chunk.id, "source": chunk.source, "start": chunk.start,
+                                   "end": chunk.end, "pipeline": report.pipeline, "model": report.model},
+                                  ensure_ascii=False) + "\n")
     partial_data.replace(report.data_path)
     partial_meta.replace(report.metadata_path)
-    card = dataset_card(store, "sharegpt", [report.data_path.name, report.metadata_path.name], exported)
+    report.exported = exported
+    card = dataset_card(store, "sharegpt", [report.data_path.name, report.metadata_path.name], exported,
+                        min_scores=min_scores)
     try:
         write_card(report.data_path.parent, card)
     except DatagenError as exc:  # a README.md that is not ours: keep it, the dataset itself is written
@@ -206,7 +245,7 @@ def generate(pipeline: str, inputs: Iterable[str | Path], out_dir: str | Path, *
              workspace: Path | None = None, config: Config | None = None, max_tokens: int | None = None,
              limit: int | None = None, concurrency: int = 1, rpm: float | None = None,
              max_failures: int | None = None, model: RoleModel | None = None, force: bool = False,
-             options: dict | None = None,
+             options: dict | None = None, min_scores: dict[str, float] | None = None,
              on_start: Callable[[int], None] | None = None,
              on_outcome: Callable[[Outcome], None] | None = None) -> Report:
     """Chunk `inputs`, run the pipeline on every chunk, and write ShareGPT JSONL plus metadata to `out_dir`.
@@ -216,8 +255,10 @@ def generate(pipeline: str, inputs: Iterable[str | Path], out_dir: str | Path, *
     another program or other inputs is refused unless `force`. `model` overrides the task model the config
     names (e.g. a `RoleModel` around your own dspy.LM). `limit` runs the first N chunks only; `max_failures`
     stops the run (cleanly: everything finished is kept and exported) once that many chunks have failed.
-    `options` are the pipeline program's constructor arguments. `on_start` gets the number of chunks about to
-    run, `on_outcome` each chunk's outcome.
+    `options` are the pipeline program's constructor arguments. `min_scores` ({metric: bar}) scores each sample
+    with those metrics of the pipeline and keeps the samples below a bar out of the export (they stay in the
+    store with their scores; finished samples never scored on them are scored first). `on_start` gets the
+    number of chunks about to run, `on_outcome` each chunk's outcome.
     """
     workspace = workspace or find_workspace()
     config = config or load_config(workspace)
@@ -244,9 +285,14 @@ def generate(pipeline: str, inputs: Iterable[str | Path], out_dir: str | Path, *
         store.claim(identity, force)
         store.add_chunks(chunks())
         report.resumed = store.counts()["done"]
+        scorer = None
+        if min_scores:
+            context = MetricContext(workspace, config, corpus=store.chunk_texts(CORPUS_SAMPLE))
+            scorer = Scorer(pipeline, context, list(min_scores))
+            _score_finished(store, scorer, concurrency)
         if on_start:
             on_start(store.pending_count(limit))
-        for outcome in run_chunks(program, model, store.pending(limit), concurrency, rpm):
+        for outcome in run_chunks(program, model, store.pending(limit), concurrency, rpm, scorer):
             store.record(outcome)
             report.chunks += 1
             report.samples += len(outcome.samples)
@@ -260,7 +306,7 @@ def generate(pipeline: str, inputs: Iterable[str | Path], out_dir: str | Path, *
             if max_failures is not None and sum(report.failures.values()) >= max_failures:
                 report.stopped = f"stopped after {max_failures} failed chunks (--max-failures)"
                 break
-        _write_exports(store, report)
-        report.exported = sum(len(samples) for _, samples in store.done())
+        _write_exports(store, report, min_scores)
+        report.held_back = store.sample_count() - report.exported
     report.seconds = time.monotonic() - started
     return report

@@ -108,3 +108,12 @@ def check_reachable(model: RoleModel, timeout: float = 5.0) -> None:
 
 def role_model(config: Config, role: Role) -> RoleModel:
     return build_role_model(config.role(role), role)
+
+
+def judge_model(config: Config) -> RoleModel:
+    """The judge role's model, at temperature 0 unless configured otherwise: the same sample gets the same
+    verdict, and a repeated verdict comes from DSPy's cache."""
+    settings = config.role("judge")
+    if settings.temperature is None:
+        settings = settings.model_copy(update={"temperature": 0.0})
+    return build_role_model(settings, "judge")

@@ -67,3 +67,12 @@ def load_program(name: str, workspace: Path, options: dict | None = None) -> dsp
     if unknown:
         raise DatagenError(f"pipeline {name!r} has no option {unknown[0]!r} (options: {', '.join(accepted) or 'none'})")
     return cls(**(options or {}))
+
+
+def load_metric_suite(name: str, workspace: Path):
+    """The module metrics/NAME.py of the workspace: the metrics of pipeline `name` (see datagen.scoring)."""
+    if not _NAME.match(name) or not (workspace / "metrics" / f"{name}.py").is_file():
+        raise DatagenError(f"pipeline {name!r} has no metrics: add metrics/{name}.py to {workspace} "
+                           "(see metrics/style_clone.py)")
+    _use_workspace(workspace)
+    return importlib.import_module(f"metrics.{name}")

@@ -29,6 +29,9 @@ CREATE TABLE IF NOT EXISTS results (
     outputs TEXT,  -- JSON: each pipeline step's outputs (the prediction's fields)
     raw TEXT,      -- the LM's answer when it could not be parsed
     usage TEXT);   -- JSON: {model: {prompt_tokens, completion_tokens, ...}} spent on this chunk
+CREATE TABLE IF NOT EXISTS scores (  -- metric scores of a done chunk's samples (quality gating, evaluation)
+    chunk_id TEXT NOT NULL REFERENCES chunks(id), sample INTEGER NOT NULL, metric TEXT NOT NULL,
+    value REAL NOT NULL, feedback TEXT, PRIMARY KEY (chunk_id, sample, metric));
 """
 
 
@@ -44,6 +47,7 @@ class Outcome:
     outputs: dict = field(default_factory=dict)
     raw: str | None = None
     usage: dict = field(default_factory=dict)
+    scores: list[dict] = field(default_factory=list)  # per sample: {metric: Score (value, feedback)}
 _CHUNK_COLUMNS = 'id, source, start, "end", text, tokens'
 
 
@@ -128,11 +132,24 @@ class RunStore:
     def record(self, outcome: Outcome) -> None:
         """Commit one chunk's result now, replacing an earlier failure."""
         samples = [[s.input, s.output] for s in outcome.samples]
-        self._db.execute(
-            "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (outcome.chunk.id, "failed" if outcome.failure else "done", _json(samples), outcome.failure,
-             outcome.message, outcome.seconds, time.time(), _json(outcome.outputs), outcome.raw,
-             _json(outcome.usage)))
+        with self._transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (outcome.chunk.id, "failed" if outcome.failure else "done", _json(samples), outcome.failure,
+                 outcome.message, outcome.seconds, time.time(), _json(outcome.outputs), outcome.raw,
+                 _json(outcome.usage)))
+            self._replace_scores(outcome.chunk.id, outcome.scores)
+
+    def set_scores(self, chunk_id: str, scores: list[dict]) -> None:
+        """Replace a done chunk's sample scores ({metric: Score} per sample)."""
+        with self._transaction():
+            self._replace_scores(chunk_id, scores)
+
+    def _replace_scores(self, chunk_id: str, scores: list[dict]) -> None:
+        self._db.execute("DELETE FROM scores WHERE chunk_id = ?", (chunk_id,))
+        self._db.executemany("INSERT INTO scores VALUES (?, ?, ?, ?, ?)", (
+            (chunk_id, index, metric, score.value, score.feedback)
+            for index, sample_scores in enumerate(scores) for metric, score in sample_scores.items()))
 
     def usage(self) -> dict[str, dict[str, int]]:
         """Tokens spent per model over the whole run, failed chunks included."""
@@ -168,6 +185,24 @@ class RunStore:
             "FROM chunks c JOIN results r ON r.chunk_id = c.id WHERE r.status = 'done' ORDER BY c.ord")
         for *chunk, samples in rows:
             yield Chunk(*chunk), [Sample(i, o) for i, o in json.loads(samples)]
+
+    def chunk_texts(self, limit: int) -> list[str]:
+        """The text of up to `limit` chunks spread evenly over the run (e.g. references of the author's style)."""
+        total = self._db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+        step = max(1, total // limit)
+        return [text for (text,) in self._db.execute(
+            "SELECT text FROM chunks WHERE (ord - 1) % ? = 0 ORDER BY ord LIMIT ?", (step, limit))]
+
+    def scored_metrics(self) -> set[str]:
+        return {name for (name,) in self._db.execute("SELECT DISTINCT metric FROM scores")}
+
+    def sample_scores(self, chunk_id: str) -> dict[int, dict[str, float]]:
+        """A done chunk's scores: {sample index: {metric: value}}."""
+        scores: dict[int, dict[str, float]] = {}
+        for index, metric, value in self._db.execute(
+                "SELECT sample, metric, value FROM scores WHERE chunk_id = ?", (chunk_id,)):
+            scores.setdefault(index, {})[metric] = value
+        return scores
 
     @contextmanager
     def _transaction(self):

@@ -22,11 +22,10 @@ def _isolated_dspy(tmp_path, monkeypatch):
 
 @pytest.fixture
 def workspace(tmp_path) -> Path:
-    """A copy of this repository's workspace (programs, signatures, metrics, samples) in a temp folder."""
+    """A copy of this repository's workspace (programs, signatures, metrics, data) in a temp folder."""
     ws = tmp_path / "ws"
-    for name in ("programs", "signatures", "metrics"):
+    for name in ("programs", "signatures", "metrics", "data"):
         shutil.copytree(ROOT / name, ws / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(SAMPLES, ws / "data" / "samples")
     return ws
 
 

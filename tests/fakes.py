@@ -86,17 +86,27 @@ def fake_lm(engine: FakeEngine | None = None) -> dspy.LM:
     return dspy.LM("fake/model", engine=engine or FakeEngine(), cache=False)
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # The listen backlog: the default (5) refuses or resets connections when dozens of clients connect at once.
+    request_queue_size = 128
+
+
 class FakeOpenAIServer:
     """An OpenAI-compatible chat-completions server on 127.0.0.1 with a fixed latency per request.
 
     `responses` may script the first requests: each item is a status code to fail with (e.g. 429, 500) or
-    a string to answer verbatim; once they are used up, `answer()` replies.
+    a string to answer verbatim; once they are used up, `answer()` replies. With `record=False` the request
+    bodies are not kept (a long benchmark would hold them all); `arrivals` still counts every request.
     """
 
-    def __init__(self, latency: float = 0.0, respond=plain, responses: list | None = None):
+    def __init__(self, latency: float = 0.0, respond=plain, responses: list | None = None, record: bool = True,
+                 by_field: dict | None = None):
         self.latency = latency
         self.respond = respond
+        self.by_field = by_field
         self.scripted = list(responses or [])
+        self.record = record
         self.requests: list[dict] = []
         self.arrivals: list[float] = []  # time.monotonic() of each request
         self._lock = threading.Lock()
@@ -104,6 +114,7 @@ class FakeOpenAIServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # as real servers do: no 40 ms delayed-ACK stall per response
 
             def log_message(self, *args):
                 pass
@@ -111,7 +122,8 @@ class FakeOpenAIServer:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 with server._lock:
-                    server.requests.append(body)
+                    if server.record:
+                        server.requests.append(body)
                     server.arrivals.append(time.monotonic())
                     scripted = server.scripted.pop(0) if server.scripted else None
                 if server.latency:
@@ -121,9 +133,9 @@ class FakeOpenAIServer:
                                       {"Retry-After": "0"} if scripted == 429 else {})
                 if not self.path.rstrip("/").endswith("/chat/completions"):
                     return self._send(404, {"error": {"message": f"no route {self.path}"}})
-                text = scripted if isinstance(scripted, str) else answer(*_split(body["messages"]), server.respond)
+                text = scripted if isinstance(scripted, str) else answer(*_split(body["messages"]), server.respond, server.by_field)
                 self._send(200, {
-                    "id": f"fake-{len(server.requests)}", "object": "chat.completion", "created": int(time.time()),
+                    "id": f"fake-{len(server.arrivals)}", "object": "chat.completion", "created": int(time.time()),
                     "model": body.get("model", "fake"),
                     "choices": [{"index": 0, "finish_reason": "stop",
                                  "message": {"role": "assistant", "content": text}}],
@@ -141,8 +153,7 @@ class FakeOpenAIServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
+        self._httpd = _Server(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
     @property

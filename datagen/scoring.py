@@ -1,0 +1,94 @@
+"""Scoring samples with a pipeline's metrics, found by convention in the workspace's metrics/PIPELINE.py.
+
+That module names its metrics and how to build each from a `MetricContext` (`METRICS`), and the weights and
+pass mark of its composite (`WEIGHTS`, `THRESHOLD`), which `[metrics.PIPELINE]` in datagen.toml may override.
+A scorer builds only the metrics asked for, so gating on an offline metric loads no judge model.
+"""
+
+import importlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from datagen.config import Config
+from datagen.errors import DatagenError
+from datagen.models import RoleModel, judge_model
+from datagen.pipelines import load_metric_suite
+from datagen.samples import Sample
+
+COMPOSITE = "composite"
+
+
+@dataclass
+class MetricContext:
+    """What a metric may need: the judge model (built on first use), the author's passages (`corpus`, for
+    style references and stylometry), the workspace, and a place to keep what several metrics share."""
+
+    workspace: Path
+    config: Config
+    corpus: list[str]
+    _shared: dict = field(default_factory=dict, repr=False)
+
+    @cached_property
+    def judge(self) -> RoleModel:
+        return judge_model(self.config)
+
+    def shared(self, key: str, make: Callable[[], object]):
+        """One object per context for `key` (e.g. a style classifier fitted once for two metrics)."""
+        if key not in self._shared:
+            self._shared[key] = make()
+        return self._shared[key]
+
+
+class Scorer:
+    """Scores samples with the named metrics of a pipeline, `composite` included when asked for."""
+
+    def __init__(self, pipeline: str, context: MetricContext, names: Iterable[str] | None = None):
+        suite = load_metric_suite(pipeline, context.workspace)
+        settings = context.config.metrics.get(pipeline)
+        weights = (settings and settings.weights) or suite.WEIGHTS
+        threshold = settings.threshold if settings and settings.threshold is not None else suite.THRESHOLD
+        available = [*suite.METRICS, COMPOSITE]
+        names = list(dict.fromkeys(names or available))
+        for name in names:
+            if name not in available:
+                raise DatagenError(f"pipeline {pipeline!r} has no metric {name!r} (metrics: {', '.join(available)})")
+        wanted = [n for n in names if n != COMPOSITE]
+        if COMPOSITE in names:
+            missing = sorted(set(weights) - set(suite.METRICS))
+            if missing:
+                raise DatagenError(f"metric weight {missing[0]!r}: pipeline {pipeline!r} has no such metric "
+                                   f"(metrics: {', '.join(suite.METRICS)})")
+            wanted += [n for n in weights if weights[n] and n not in wanted]
+        self.names = names
+        self.metrics = [suite.METRICS[name](context) for name in wanted]
+        self.kinds = {metric.name: metric.kind for metric in self.metrics}
+        self.composite = None
+        if COMPOSITE in names:
+            self.composite = importlib.import_module("metrics.composite").Composite(self.metrics, weights, threshold)
+            self.kinds[COMPOSITE] = "composite"
+
+    def score(self, chunk: str, sample: Sample) -> dict:
+        """{metric: Score} for one sample: the metrics asked for, and the composite's parts when it was."""
+        scores = {metric.name: metric(chunk, sample) for metric in self.metrics}
+        if self.composite is not None:
+            score = importlib.import_module("metrics.base").Score
+            scores[COMPOSITE] = score(self.composite.combine(scores), "weighted mean of " + ", ".join(
+                f"{name} x{weight:g}" for name, weight in self.composite.weights.items()))
+        return scores
+
+
+def parse_thresholds(pairs: Iterable[str]) -> dict[str, float]:
+    """--min-score METRIC=VALUE pairs, VALUE in [0, 1]."""
+    thresholds = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        try:
+            bar = float(value)
+        except ValueError:
+            bar = -1.0
+        if not sep or not name or not 0 <= bar <= 1:
+            raise DatagenError(f"--min-score {pair!r}: expected METRIC=VALUE with VALUE between 0 and 1")
+        thresholds[name] = bar
+    return thresholds

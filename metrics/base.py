@@ -1,0 +1,28 @@
+"""What every metric is: a name, and a score in [0, 1] with a short feedback for one sample.
+
+A metric sees the chunk the sample was made from and the sample itself (its input, what the fine-tuned model
+will be given, and its output, what it should answer). LLM judges and offline metrics share this shape, so the
+composite metric, `datagen evaluate` and quality gating treat them alike.
+"""
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from datagen.samples import Sample
+
+
+@dataclass(frozen=True)
+class Score:
+    value: float  # in [0, 1], higher is better
+    feedback: str = ""  # why, in a sentence: what GEPA reads, and what a report shows beside the worst samples
+
+
+class Metric(Protocol):
+    name: str
+    kind: str  # "judge" (an LLM call per score) or "offline" (no LLM)
+
+    def __call__(self, chunk: str, sample: Sample) -> Score: ...
+
+
+def clamp(value: float) -> float:
+    return min(1.0, max(0.0, float(value)))

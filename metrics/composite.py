@@ -1,0 +1,60 @@
+"""The composite metric: a weighted mean of several metrics, in the forms DSPy's optimizers call.
+
+Ensembles of different metrics are harder to game than any one of them, and keeping each part's score and
+feedback lets reports show style, content and fluency apart instead of one opaque number.
+"""
+
+from collections.abc import Sequence
+
+import dspy
+
+from datagen.errors import DatagenError
+from datagen.samples import Sample
+from metrics.base import Metric, Score
+
+COMPOSITE = "composite"
+
+
+class Composite:
+    """`weights` name the metrics that count and how much (a metric left out counts for nothing);
+    `threshold` is the composite score a prediction needs to pass where DSPy wants a verdict (bootstrapping)."""
+
+    def __init__(self, metrics: Sequence[Metric], weights: dict[str, float], threshold: float = 0.5):
+        by_name = {metric.name: metric for metric in metrics}
+        unknown = sorted(set(weights) - set(by_name))
+        if unknown:
+            raise DatagenError(f"metric weight {unknown[0]!r}: no such metric (metrics: {', '.join(by_name)})")
+        self.weights = {name: float(w) for name, w in weights.items() if w}
+        if not self.weights or any(w < 0 for w in self.weights.values()):
+            raise DatagenError("metric weights must be non-negative and not all zero")
+        self.metrics = [by_name[name] for name in self.weights]
+        self.threshold = threshold
+
+    def score_sample(self, chunk: str, sample: Sample) -> tuple[float, dict[str, Score]]:
+        scores = {metric.name: metric(chunk, sample) for metric in self.metrics}
+        return self.combine(scores), scores
+
+    def combine(self, scores: dict[str, Score]) -> float:
+        total = sum(self.weights.values())
+        return sum(self.weights[name] * scores[name].value for name in self.weights) / total
+
+    def score_prediction(self, example, prediction) -> tuple[float, str]:
+        """Mean composite over the prediction's samples (0 when it made none), and the feedback of the worst."""
+        samples = list(getattr(prediction, "samples", None) or [])
+        if not samples:
+            return 0.0, "the program produced no samples"
+        scored = [self.score_sample(example.chunk, sample) for sample in samples]
+        worst = min(scored, key=lambda item: item[0])[1]
+        feedback = "; ".join(f"{name} {score.value:.2f}: {score.feedback}" for name, score in worst.items())
+        return sum(value for value, _ in scored) / len(scored), feedback
+
+    def __call__(self, example, prediction, trace=None) -> float | bool:
+        """DSPy's metric convention: a float for evaluation, a pass/fail verdict while bootstrapping demos
+        (`trace` is set), since BootstrapFewShot takes any non-zero float as a pass."""
+        value, _ = self.score_prediction(example, prediction)
+        return value >= self.threshold if trace is not None else value
+
+    def gepa(self, gold, pred, trace=None, pred_name=None, pred_trace=None) -> dspy.Prediction:
+        """GEPA's metric convention: the score with textual feedback for its reflection model to read."""
+        value, feedback = self.score_prediction(gold, pred)
+        return dspy.Prediction(score=value, feedback=feedback)

@@ -1,0 +1,50 @@
+"""The style-cloning pipeline's metrics, and how much each counts in its composite.
+
+Style, content and fluency are scored apart (one opaque number hides which one failed), by LLM judges and by
+offline metrics that need no LLM, so every run gets a signal it can trust even on a weak judge model.
+"""
+
+from datagen.chunking import Chunker
+from datagen.ingest import iter_documents
+from datagen.scoring import MetricContext
+from metrics.judges import (BoundariesJudge, ContentJudge, GenericnessJudge, PairwiseStyleJudge, References,
+                            StyleFidelityJudge)
+from metrics.overlap import ChrF, EmbeddingSimilarity, embedding_available
+from metrics.stylometry import (CrossFittedClassifier, StylometricFidelity, StylometricGenericness,
+                               neutral_reference_path)
+
+# Neutral passages to fit the stylometric classifier against, cut like a corpus.
+NEUTRAL_CHUNK_TOKENS = 200
+
+
+def references(ctx: MetricContext) -> References:
+    return ctx.shared("references", lambda: References(ctx.corpus))
+
+
+def classifier(ctx: MetricContext) -> CrossFittedClassifier:
+    """Fitted once per context: the author's passages against the workspace's neutral reference text."""
+    def fit() -> CrossFittedClassifier:
+        chunker = Chunker(NEUTRAL_CHUNK_TOKENS)
+        documents = iter_documents([neutral_reference_path(ctx.workspace)])
+        neutral = [chunk.text for document in documents for chunk in chunker.chunks(document)]
+        return CrossFittedClassifier(ctx.corpus, neutral)
+    return ctx.shared("classifier", fit)
+
+
+METRICS = {
+    "style_fidelity": lambda ctx: StyleFidelityJudge(ctx.judge, references(ctx)),
+    "style_pairwise": lambda ctx: PairwiseStyleJudge(ctx.judge, references(ctx)),
+    "boundaries": lambda ctx: BoundariesJudge(ctx.judge),
+    "content": lambda ctx: ContentJudge(ctx.judge),
+    "genericness": lambda ctx: GenericnessJudge(ctx.judge),
+    "style_offline": lambda ctx: StylometricFidelity(classifier(ctx)),
+    "generic_offline": lambda ctx: StylometricGenericness(classifier(ctx)),
+    "chrf": lambda ctx: ChrF(),
+}
+if embedding_available():
+    METRICS["embedding"] = lambda ctx: EmbeddingSimilarity()
+
+# What the rephrase must get right: keep the content, lose the style. chrF is reported, not counted: copying the
+# passage would maximise it (surface overlap rewards not rephrasing at all).
+WEIGHTS = {"content": 2.0, "genericness": 1.0, "generic_offline": 1.0, "boundaries": 0.5}
+THRESHOLD = 0.6
