@@ -76,14 +76,13 @@ def comparison_sets(run_dir: Path, other: list[Path] | None, limit: int) -> tupl
 def judge_check(run_dir: str | Path, *, other: list[Path] | None = None, limit: int = 40,
                 workspace: Path | None = None, config: Config | None = None) -> list[Check]:
     """Check the run's pipeline's style judges on up to `limit` of its samples (see the module's doc)."""
-    from metrics.stylometry import cross_validated_probabilities
-
     run_dir = Path(run_dir)
     workspace = workspace or find_workspace()
     config = config or load_config(workspace)
     pipeline, author, against = comparison_sets(run_dir, other, limit)
     scorer = Scorer(pipeline, MetricContext(workspace, config, corpus=author), [*POINTWISE, PAIRWISE])
     metrics = {metric.name: metric for metric in scorer.metrics}
+    from metrics.stylometry import cross_validated_probabilities  # the workspace's, importable once it is loaded
 
     def style(name: str, passage: str) -> float:
         return metrics[name](passage, Sample(input="", output=passage)).value

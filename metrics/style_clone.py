@@ -41,10 +41,11 @@ METRICS = {
     "generic_offline": lambda ctx: StylometricGenericness(classifier(ctx)),
     "chrf": lambda ctx: ChrF(),
 }
-if embedding_available():
-    METRICS["embedding"] = lambda ctx: EmbeddingSimilarity()
-
 # What the rephrase must get right: keep the content, lose the style. chrF is reported, not counted: copying the
 # passage would maximise it (surface overlap rewards not rephrasing at all).
 WEIGHTS = {"content": 2.0, "genericness": 1.0, "generic_offline": 1.0, "boundaries": 0.5}
 THRESHOLD = 0.6
+if embedding_available():
+    METRICS["embedding"] = lambda ctx: EmbeddingSimilarity()
+    # Meaning kept, checked without an LLM: a weak judge passes a junk rephrase that this catches.
+    WEIGHTS["embedding"] = 1.0

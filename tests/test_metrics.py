@@ -155,6 +155,16 @@ def test_judge_check_scores_a_discerning_judge_and_flags_a_biased_one(workspace,
     assert 0.5 < baseline.auc <= 1  # the stylometric classifier, on passages it was not fitted on
 
 
+def test_judge_check_command_prints_the_table(workspace, run_dir):
+    by_field = {"rating": lambda text: "5" if styled(text) else "1", "closer": lambda _: "A", "reasoning": str}
+    with FakeOpenAIServer(by_field=by_field) as server:
+        env = {"DATAGEN_JUDGE_MODEL": "openai/fake", "DATAGEN_JUDGE_API_BASE": server.url}
+        result = run_cli("judge-check", str(run_dir), "--limit", "12", env=env, cwd=workspace)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"generic rephrases .* style_fidelity .* 1\.00 .* 1\.00 .* 12", result.stdout)
+    assert re.search(r"style_pairwise .* 0\.50 .* worse than the baseline", result.stdout)
+
+
 def test_judge_check_refuses_a_folder_that_is_not_a_run(workspace, tmp_path):
     with pytest.raises(DatagenError, match="not a datagen run folder"):
         judge_check(tmp_path, workspace=workspace, config=Config())
