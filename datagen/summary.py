@@ -43,6 +43,8 @@ class RunSummary:
 def cost_usd(model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
     import litellm
 
+    # Otherwise litellm prints a banner ("Provider List: ...") for a model it cannot price, such as the local one.
+    litellm.suppress_debug_info = True
     try:
         prompt, completion = litellm.cost_per_token(model=model, prompt_tokens=prompt_tokens,
                                                     completion_tokens=completion_tokens)
