@@ -1,0 +1,1 @@
+"""Benchmarks of datagen (see bench/README.md)."""
