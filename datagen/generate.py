@@ -97,8 +97,9 @@ def check_budget(program: dspy.Module, model: RoleModel, budget: int) -> None:
 def _run_one(program: dspy.Module, model: RoleModel, chunk: Chunk, settings: dict,
              scorer: Scorer | None) -> Outcome:
     started = time.monotonic()
-    # Usage is tracked per chunk, so tokens spent on a chunk that then fails are still counted.
-    with model.context(**settings), dspy.track_usage() as tracker:
+    # Usage is tracked per chunk, so tokens spent on a chunk that then fails are still counted. Each chunk gets a
+    # trace of its own: DSPy's shared one keeps the last 10,000 predictions, inputs included, for the whole run.
+    with model.context(**settings, trace=[]), dspy.track_usage() as tracker:
         outcome = _outcome(program, chunk)
         if scorer is not None and outcome.failure is None:
             _score(scorer, outcome)

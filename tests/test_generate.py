@@ -242,3 +242,11 @@ def test_store_keeps_step_outputs_usage_and_raw_answers_of_failures(workspace, t
     assert failed and all(f == "parse" and raw == "Sorry, I would rather not." for raw, _, f in failed)
     # The tokens of failed attempts are spent too: they are counted (ChatAdapter, then its JSON retry).
     assert all(json.loads(u)["fake/model"]["prompt_tokens"] > 0 for _, u, _ in failed)
+
+
+def test_a_run_keeps_no_predictions_in_memory(workspace, tmp_path):
+    """DSPy's shared trace keeps the last 10,000 predictions with their inputs: a corpus run must not fill it."""
+    report = generate("style_clone", [workspace / "data/samples"], tmp_path / "out", workspace=workspace,
+                      config=Config(), model=fake_model(), max_tokens=150, concurrency=2)
+    assert report.samples > 10
+    assert dspy.settings.trace == []
