@@ -21,7 +21,8 @@ from datagen.chunking import Chunk, chunk_documents
 from datagen.config import Config, find_workspace, load_config
 from datagen.errors import DatagenError
 from datagen.export import dataset_card, run_samples, sharegpt_record, write_card
-from datagen.ingest import iter_documents
+from datagen import __version__
+from datagen.ingest import iter_documents, iter_files
 from datagen.models import RoleModel, check_reachable, role_model
 from datagen.pipelines import load_program
 from datagen.ratelimit import RateLimiter
@@ -32,6 +33,7 @@ from datagen.tokens import count_tokens
 log = logging.getLogger(__name__)
 
 DATA_FILE = "sharegpt.jsonl"
+FILES_STAMP = "files"  # run store meta key: the input files' stamp when the store last chunked them
 METADATA_FILE = "metadata.jsonl"
 # Errors no other chunk would escape: continuing would only repeat them.
 _FATAL = {"auth", "billing", "unsupported_model", "configuration", "not_configured"}
@@ -212,6 +214,16 @@ def program_fingerprint(program: dspy.Module, model: RoleModel) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _files_stamp(inputs: Iterable[str | Path], budget: int) -> str:
+    """What the chunks of `inputs` depend on, read without reading the files: each file's path, size and
+    modification time, the chunk budget, and the chunker's version."""
+    digest = hashlib.sha256(f"{__version__}\0{budget}\n".encode())
+    for path, _ in iter_files(inputs):
+        stat = path.stat()
+        digest.update(f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
 def _inputs_fingerprint(chunks: Iterable[Chunk]) -> str:
     digest = hashlib.sha256()
     for chunk in chunks:
@@ -277,14 +289,20 @@ def generate(pipeline: str, inputs: Iterable[str | Path], out_dir: str | Path, *
     def chunks():
         return chunk_documents(iter_documents(inputs), budget)
 
-    # Chunked twice (cheap next to one LM call): once to identify the inputs, once to store them, so
-    # that a run directory is never written to before it is known to belong to this run.
-    identity = {"pipeline": pipeline, "program": program_fingerprint(program, model),
-                "inputs": _inputs_fingerprint(chunks()), "model": model.name}
     started = time.monotonic()
+    stamp = _files_stamp(inputs, budget)
     with RunStore(out) as store:
+        # Files unchanged since the store last chunked them (a resume): their chunks are in the store already.
+        # Otherwise chunked twice (cheap next to one LM call): once to identify the inputs, once to store them,
+        # so that the store is never written to before it is known to belong to this run.
+        unchanged = store.meta().get(FILES_STAMP) == stamp
+        identity = {"pipeline": pipeline, "program": program_fingerprint(program, model),
+                    "inputs": store.meta()["inputs"] if unchanged else _inputs_fingerprint(chunks()),
+                    "model": model.name}
         store.claim(identity, force)
-        store.add_chunks(chunks())
+        if not unchanged or not store.counts()["chunks"]:
+            store.add_chunks(chunks())
+            store.set_meta({FILES_STAMP: stamp})
         report.resumed = store.counts()["done"]
         scorer = None
         if min_scores:

@@ -73,9 +73,9 @@ def _walk(folder: Path) -> Iterator[Path]:
                 yield Path(root) / name
 
 
-def iter_documents(paths: Iterable[str | Path]) -> Iterator[Document]:
-    """Documents from files and folders (searched recursively for .txt and .md files), in a stable order."""
-    found_any = False
+def iter_files(paths: Iterable[str | Path]) -> Iterator[tuple[Path, bool]]:
+    """The text files that files and folders name, in a stable order, each with whether it was found in a
+    folder (an unusable file found there is skipped; one named outright is an error)."""
     for given in paths:
         path = Path(given)
         if not path.exists():
@@ -84,16 +84,23 @@ def iter_documents(paths: Iterable[str | Path]) -> Iterator[Document]:
             candidates = list(_walk(path))
             if not candidates:
                 raise DatagenError(f"{path}: folder holds no text files ({', '.join(TEXT_SUFFIXES)})")
-            for file in candidates:
-                try:
-                    text = read_text(file)
-                except UnusableFile as exc:
-                    log.warning("skipped %s", exc)
-                    continue
-                found_any = True
-                yield Document(_display(file), text)
+            yield from ((file, True) for file in candidates)
         else:
-            found_any = True
-            yield Document(_display(path), read_text(path))
+            yield path, False
+
+
+def iter_documents(paths: Iterable[str | Path]) -> Iterator[Document]:
+    """Documents from files and folders (searched recursively for .txt and .md files), in a stable order."""
+    found_any = False
+    for file, in_folder in iter_files(paths):
+        try:
+            text = read_text(file)
+        except UnusableFile as exc:
+            if not in_folder:
+                raise
+            log.warning("skipped %s", exc)
+            continue
+        found_any = True
+        yield Document(_display(file), text)
     if not found_any:
         raise DatagenError("no usable text in the given input")

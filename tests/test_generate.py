@@ -170,6 +170,20 @@ def test_resume_sends_only_unfinished_chunks_and_exports_each_once(workspace, tm
     assert read_jsonl(out / "sharegpt.jsonl") == records
 
 
+def test_a_resume_with_unchanged_files_does_not_chunk_them_again(workspace, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    run(workspace, out, FakeEngine(), limit=3)
+    chunked = []
+    monkeypatch.setattr("datagen.generate.chunk_documents", lambda *a: chunked.append(a) or chunk_documents(*a))
+    report = run(workspace, out, FakeEngine())
+    assert not chunked and report.resumed == 3 and report.exported > 3  # the store's chunks were used
+    sample = workspace / "data/samples/lighthouse_keeper.md"
+    sample.write_text(sample.read_text() + "\nA last word, mark you.\n")
+    with pytest.raises(DatagenError, match="different inputs"):  # an edited file is chunked and noticed
+        run(workspace, out, FakeEngine())
+    assert chunked
+
+
 def test_limit_then_full_run_continues_the_same_run(workspace, tmp_path):
     out = tmp_path / "run"
     first = FakeEngine()
@@ -204,7 +218,8 @@ def test_changed_program_or_inputs_are_refused_unless_forced(workspace, tmp_path
         run(workspace, out, FakeEngine())
     forced = FakeEngine()
     report = run(workspace, out, forced, force=True)
-    assert forced.calls == report.chunks == report.exported  # started afresh under the new program
+    total = len(list(chunk_documents(iter_documents([workspace / "data/samples"]), 200)))
+    assert forced.calls == report.chunks == report.exported == total  # started afresh under the new program
 
     (workspace / "data/samples/extra.txt").write_text("A new passage, mark you.\n")
     with pytest.raises(DatagenError, match="different inputs"):
