@@ -94,6 +94,8 @@ def generate(
                                                       "model.")] = None,
     option: Annotated[list[str] | None, typer.Option("--option", "-O", help="Pipeline option KEY=VALUE, e.g. "
                                                      "repair_boundaries=true (repeatable).")] = None,
+    compiled: Annotated[Path | None, typer.Option(help="Run a program compiled by `datagen optimize` "
+                                                       "(compiled/PIPELINE/NAME.json).")] = None,
     min_score: MinScore = None,
     force: Annotated[bool, typer.Option("--force", help="Reuse an --out made by another program or other "
                                                        "inputs, starting it afresh.")] = False,
@@ -125,7 +127,8 @@ def generate(
 
         report = run_generate(pipeline, inputs, out_dir, workspace=root, config=config, max_tokens=max_tokens,
                               limit=limit, concurrency=concurrency, rpm=rpm, max_failures=max_failures,
-                              force=force, options=_options(option or []), min_scores=_min_scores(min_score),
+                              force=force, options=_options(option or []), compiled=compiled,
+                              min_scores=_min_scores(min_score),
                               on_start=lambda total: progress.update(bar, total=total),
                               on_outcome=advance)
     if report.resumed:
@@ -236,6 +239,91 @@ def evaluate(
     folder = out_dir or root / "evals" / f"{pipeline}-{datetime.now():%Y%m%d-%H%M%S}"
     data, report = write_evaluation(result, folder)
     out.print(f"results: {data}\nreport: {report}", markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def optimize(
+    pipeline: Annotated[str, typer.Argument(help="Pipeline name: programs/NAME.py in the workspace.")],
+    dev: Annotated[Path, typer.Option("--dev", "-d", help="Dev set with train and val items (datagen devset).")],
+    optimizer: Annotated[str, typer.Option("--optimizer", help="bootstrap, bootstrap-rs, mipro or gepa.")] = "bootstrap",
+    name: Annotated[str | None, typer.Option(help="Save as compiled/PIPELINE/NAME.json (default: the "
+                                                  "optimizer's name).")] = None,
+    max_calls: Annotated[int | None, typer.Option("--max-calls", min=1, help="Hard cap on LM calls, every role "
+                                                                             "counted.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Start without asking after the estimate.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the optimizer's random choices.")] = 0,
+    option: Annotated[list[str] | None, typer.Option("--option", "-O", help="Pipeline option KEY=VALUE.")] = None,
+    model: Annotated[str | None, typer.Option(help="Task model (overrides config).")] = None,
+    api_base: Annotated[str | None, typer.Option(help="Base URL of the task model's server.")] = None,
+    workspace: Workspace = None,
+) -> None:
+    """Tune a pipeline's instructions and demos on a dev set; score it before and after on held-out items."""
+    from datagen.optimize import optimize as run_optimize
+
+    root = _workspace(workspace)
+
+    def confirm(estimate: int) -> None:
+        cap = f", capped at {max_calls}" if max_calls else ""
+        err.print(f"{optimizer}: about {estimate} LM calls (every role, both held-out evaluations){cap}",
+                  highlight=False)
+        if not yes and sys.stdin.isatty() and not typer.confirm("start?", default=True, err=True):
+            raise typer.Exit(1)
+
+    with err.status(f"optimizing {pipeline} with {optimizer}"):
+        result = run_optimize(pipeline, dev, optimizer, name=name, workspace=root, config=_config(root, model, api_base),
+                              options=_options(option or []), max_calls=max_calls, seed=seed, on_estimate=confirm)
+    calls = ", ".join(f"{role} {n}" for role, n in sorted(result.calls.items())) or "none"
+    if result.stopped:
+        raise DatagenError(f"{result.stopped}; LM calls made: {calls}")
+    table = Table("program", "composite (val)", "n", title=f"{pipeline}: held-out scores")
+    for label, evaluation in (("before", result.before), ("after", result.after)):
+        summary = evaluation["metrics"]["composite"]
+        table.add_row(f"{label}: {evaluation['program']}", "-" if summary["mean"] is None else f"{summary['mean']:.3f}",
+                      str(summary["n"]))
+    out.print(table)
+    err.print(f"LM calls: {calls} (estimate was {result.estimate})", highlight=False)
+    out.print(f"compiled: {result.state}", markup=False, highlight=False, soft_wrap=True)
+
+
+compiled_app = typer.Typer(help="Programs compiled by `datagen optimize`.", no_args_is_help=True)
+app.add_typer(compiled_app, name="compiled")
+
+
+@compiled_app.command("list")
+def compiled_list(workspace: Workspace = None) -> None:
+    """What has been compiled, with held-out scores before and after."""
+    from datagen.compiled import list_compiled
+
+    root = _workspace(workspace)
+    table = Table("program", "optimizer", "before", "after", "dev", "created")
+    for state, manifest in list_compiled(root):
+        scores = manifest.get("scores", {})
+        table.add_row(escape(str(state.relative_to(root))), escape(str(manifest.get("optimizer", "?"))),
+                      *(f"{scores[k]:.3f}" if scores.get(k) is not None else "-" for k in ("before", "after")),
+                      escape(str(manifest.get("dev", {}).get("path", "?"))), manifest.get("created", "?"))
+    out.print(table)
+
+
+@compiled_app.command("show")
+def compiled_show(state: Annotated[Path, typer.Argument(help="A compiled program: compiled/PIPELINE/NAME.json.")]) -> None:
+    """The instructions and demos of a compiled program, and how it was made."""
+    from datagen.compiled import read_manifest
+
+    manifest = read_manifest(state)
+    try:
+        saved = json.loads(state.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DatagenError(f"{state}: not valid JSON ({exc.msg})") from None
+    show = [f"{state}: pipeline {manifest.get('pipeline')}, optimizer {manifest.get('optimizer')}, scores "
+            f"{manifest.get('scores')}, models {manifest.get('models')}, created {manifest.get('created')}"]
+    for predictor, predictor_state in saved.items():
+        if not isinstance(predictor_state, dict) or "signature" not in predictor_state:
+            continue
+        show += ["", f"== {predictor} ==", "instructions:", predictor_state["signature"].get("instructions", "")]
+        for number, demo in enumerate(predictor_state.get("demos", []), 1):
+            show.append(f"-- demo {number} --")
+            show += [f"{key}: {value}" for key, value in demo.items() if not key.startswith("augmented")]
+    out.print("\n".join(show), markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("judge-check")

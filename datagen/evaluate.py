@@ -9,6 +9,9 @@ import statistics
 from datetime import UTC, datetime
 from pathlib import Path
 
+import dspy
+
+from datagen.compiled import load_compiled
 from datagen.config import Config, find_workspace, load_config
 from datagen.devset import read_devset
 from datagen.errors import DatagenError
@@ -26,18 +29,20 @@ REPORT_FILE = "report.html"
 def evaluate(pipeline: str, dev: str | Path, *, workspace: Path | None = None, config: Config | None = None,
              program_path: str | Path | None = None, options: dict | None = None,
              metrics: list[str] | None = None, split: str | None = None, concurrency: int = 1,
-             model: RoleModel | None = None) -> dict:
-    """Run `pipeline` (loaded with `options`, then the saved state at `program_path` if given) on the dev set
-    (its `split` only, when given) and score each sample with `metrics` (all of the pipeline's by default)."""
+             model: RoleModel | None = None, program: dspy.Module | None = None,
+             judge: RoleModel | None = None, label: str | None = None) -> dict:
+    """Run `pipeline` (loaded with `options`; or compiled, from `program_path`; or `program` as given) on the dev
+    set (its `split` only, when given) and score each sample with `metrics` (all of the pipeline's by default),
+    judged by `judge` (default: the judge role's model)."""
     workspace = workspace or find_workspace()
     config = config or load_config(workspace)
-    program = load_program(pipeline, workspace, options)
-    if program_path is not None:
-        if not Path(program_path).is_file():
-            raise DatagenError(f"{program_path}: no such compiled program file")
-        program.load(str(program_path))
+    if program is None:
+        program = (load_compiled(pipeline, program_path, workspace) if program_path
+                   else load_program(pipeline, workspace, options))
     items = read_devset(dev, split)
     context = MetricContext(workspace, config, corpus=[item.chunk.text for item in items])
+    if judge is not None:
+        context.judge = judge
     scorer = Scorer(pipeline, context, metrics)
     model = model or role_model(config, "task")
     check_reachable(model)
@@ -48,7 +53,7 @@ def evaluate(pipeline: str, dev: str | Path, *, workspace: Path | None = None, c
     outcomes = list(run_chunks(program, model, (item.chunk for item in items), concurrency, scorer=scorer))
     return {
         "pipeline": pipeline,
-        "program": str(program_path) if program_path else "uncompiled",
+        "program": label or (str(program_path) if program_path else "uncompiled"),
         "dev": str(dev) + (f" ({split})" if split else ""),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "models": models,

@@ -18,6 +18,7 @@ import dspy
 from dspy.utils.exceptions import AdapterParseError, LMError
 
 from datagen.chunking import Chunk, chunk_documents
+from datagen.compiled import load_compiled
 from datagen.config import Config, find_workspace, load_config
 from datagen.errors import DatagenError
 from datagen.export import dataset_card, run_samples, sharegpt_record, write_card
@@ -150,10 +151,10 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
     calls started at most `rpm` a minute; each sample scored by `scorer` when given."""
     if concurrency < 1:
         raise DatagenError(f"--concurrency must be at least 1, got {concurrency}")
-    # A corpus run keeps no history of its calls in memory: the run store is the record.
-    settings = {"disable_history": True}
-    if rpm:
-        settings["callbacks"] = [*dspy.settings.get("callbacks", []), RateLimiter(rpm)]
+    # A corpus run keeps no history of its calls in memory: the run store is the record. The caller's callbacks
+    # are handed on explicitly: DSPy's context does not follow work into this pool's threads.
+    settings = {"disable_history": True,
+                "callbacks": [*dspy.settings.get("callbacks", []), *([RateLimiter(rpm)] if rpm else [])]}
     succeeded = False
     failed_first = 0
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="datagen") as pool:
@@ -258,7 +259,8 @@ def generate(pipeline: str, inputs: Iterable[str | Path], out_dir: str | Path, *
              workspace: Path | None = None, config: Config | None = None, max_tokens: int | None = None,
              limit: int | None = None, concurrency: int = 1, rpm: float | None = None,
              max_failures: int | None = None, model: RoleModel | None = None, force: bool = False,
-             options: dict | None = None, min_scores: dict[str, float] | None = None,
+             options: dict | None = None, compiled: str | Path | None = None,
+             min_scores: dict[str, float] | None = None,
              on_start: Callable[[int], None] | None = None,
              on_outcome: Callable[[Outcome], None] | None = None) -> Report:
     """Chunk `inputs`, run the pipeline on every chunk, and write ShareGPT JSONL plus metadata to `out_dir`.
@@ -268,14 +270,18 @@ def generate(pipeline: str, inputs: Iterable[str | Path], out_dir: str | Path, *
     another program or other inputs is refused unless `force`. `model` overrides the task model the config
     names (e.g. a `RoleModel` around your own dspy.LM). `limit` runs the first N chunks only; `max_failures`
     stops the run (cleanly: everything finished is kept and exported) once that many chunks have failed.
-    `options` are the pipeline program's constructor arguments. `min_scores` ({metric: bar}) scores each sample
+    `options` are the pipeline program's constructor arguments; `compiled` runs a program compiled by
+    `datagen optimize` instead (its options are the ones it was compiled with). `min_scores` ({metric: bar}) scores each sample
     with those metrics of the pipeline and keeps the samples below a bar out of the export (they stay in the
     store with their scores; finished samples never scored on them are scored first). `on_start` gets the
     number of chunks about to run, `on_outcome` each chunk's outcome.
     """
     workspace = workspace or find_workspace()
     config = config or load_config(workspace)
-    program = load_program(pipeline, workspace, options)
+    if compiled is not None and options:
+        raise DatagenError("--option does not apply with --compiled: a compiled program keeps the options it was "
+                           "compiled with")
+    program = load_compiled(pipeline, compiled, workspace) if compiled else load_program(pipeline, workspace, options)
     model = model or role_model(config, "task")
     budget = max_tokens or config.chunking.max_tokens
     check_budget(program, model, budget)

@@ -1,0 +1,98 @@
+"""Compiled programs: a pipeline's optimized state (instructions and demos) saved with a manifest beside it.
+
+`compiled/PIPELINE/NAME.json` is DSPy's saved state; `NAME.manifest.json` says what made it (pipeline and its
+options, each predictor's fields, models per role by name, optimizer and settings, dev-set hash, scores before
+and after, dspy version, date). DSPy's `load` re-applies saved field descriptions by position, so a state saved
+for other fields would be silently misassigned: loading compares the fields first and refuses a mismatch.
+"""
+
+import importlib.metadata
+import json
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dspy
+
+from datagen.errors import DatagenError
+from datagen.pipelines import load_program
+
+COMPILED_DIR = "compiled"
+MANIFEST_SUFFIX = ".manifest.json"
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def signature_fields(program: dspy.Module) -> dict[str, list[list[str]]]:
+    """Each predictor's fields in order, as [name, "input" or "output", type]: what a saved state depends on."""
+    return {name: [[field, "input" if field in predictor.signature.input_fields else "output", str(info.annotation)]
+                   for field, info in predictor.signature.fields.items()]
+            for name, predictor in program.named_predictors()}
+
+
+def manifest_path(state: Path) -> Path:
+    return state.with_name(state.name.removesuffix(".json") + MANIFEST_SUFFIX)
+
+
+def save_compiled(program: dspy.Module, pipeline: str, name: str, workspace: Path, manifest: dict) -> Path:
+    """Write the program's state and its manifest to compiled/PIPELINE/NAME.json; returns the state's path."""
+    if not _NAME.match(name):
+        raise DatagenError(f"compiled program name {name!r}: use letters, digits, '.', '_' or '-'")
+    folder = workspace / COMPILED_DIR / pipeline
+    folder.mkdir(parents=True, exist_ok=True)
+    state = folder / f"{name}.json"
+    partial = folder / f"{name}.partial.json"
+    program.save(str(partial))
+    full = {"pipeline": pipeline, "name": name, "signatures": signature_fields(program),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "dspy": importlib.metadata.version("dspy"), **manifest}
+    manifest_partial = manifest_path(partial)
+    manifest_partial.write_text(json.dumps(full, indent=1, ensure_ascii=False), encoding="utf-8")
+    partial.replace(state)
+    manifest_partial.replace(manifest_path(state))
+    return state
+
+
+def read_manifest(state: str | Path) -> dict:
+    state = Path(state)
+    if not state.is_file():
+        raise DatagenError(f"{state}: no such compiled program")
+    path = manifest_path(state)
+    if not path.is_file():
+        raise DatagenError(f"{state}: no {path.name} beside it (not made by datagen optimize)")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DatagenError(f"{path}: not valid JSON ({exc.msg})") from None
+
+
+def load_compiled(pipeline: str, state: str | Path, workspace: Path) -> dspy.Module:
+    """The pipeline's program with the compiled state applied, refusing a state compiled for other fields."""
+    manifest = read_manifest(state)
+    if manifest.get("pipeline") != pipeline:
+        raise DatagenError(f"{state}: compiled for pipeline {manifest.get('pipeline')!r}, not {pipeline!r}")
+    program = load_program(pipeline, workspace, manifest.get("options") or {})
+    _check_fields(state, manifest.get("signatures", {}), signature_fields(program))
+    program.load(str(state))
+    return program
+
+
+def _check_fields(state, saved: dict, current: dict) -> None:
+    for name in sorted(set(saved) | set(current)):
+        if name not in current or name not in saved:
+            where = "no longer in the program" if name not in current else "not in the compiled state"
+            raise DatagenError(f"{state}: predictor {name!r} is {where}; run datagen optimize again")
+        if saved[name] != current[name]:
+            was = ", ".join(f"{role} {f}: {kind}" for f, role, kind in saved[name])
+            now = ", ".join(f"{role} {f}: {kind}" for f, role, kind in current[name])
+            raise DatagenError(f"{state}: the fields of {name!r} changed since it was compiled (then: {was}; now: "
+                               f"{now}); run datagen optimize again")
+
+
+def list_compiled(workspace: Path) -> list[tuple[Path, dict]]:
+    """Every compiled program in the workspace with its manifest, by pipeline and name."""
+    found = []
+    for path in sorted((workspace / COMPILED_DIR).glob(f"*/*{MANIFEST_SUFFIX}")):
+        state = path.with_name(path.name.removesuffix(MANIFEST_SUFFIX) + ".json")
+        if state.is_file():
+            found.append((state, read_manifest(state)))
+    return found

@@ -1,0 +1,133 @@
+"""Optimizing against a dev set: a held-out gain, the call cap, compiled artifacts and their safety checks."""
+
+import json
+
+import pytest
+
+from datagen.compiled import list_compiled, load_compiled, read_manifest
+from datagen.config import Config, MetricSettings
+from datagen.errors import DatagenError
+from datagen.generate import generate
+from datagen.optimize import estimate_calls, optimize
+
+from .conftest import run_cli
+from .fakes import FakeEngine
+from .test_generate import fake_model
+
+DEV = "data/style_clone/dev.jsonl"
+# The offline genericness score alone: no judge model, so every LM call is the task model's.
+CONFIG = Config(metrics={"style_clone": MetricSettings(weights={"generic_offline": 1}, threshold=0.5)})
+
+
+class LearnsFromDemos(FakeEngine):
+    """A task model that rephrases well (plain expository prose) when its prompt shows worked examples, and
+    otherwise only for about half of the passages, copying the rest: what a bootstrapped demo should fix."""
+
+    def __init__(self, plain_prose: list[str]):
+        super().__init__()
+        self.plain_prose = plain_prose
+        self.with_demos = False
+
+    def complete(self, request):
+        self.with_demos = sum(m.role == "user" for m in request.messages) > 1
+        return super().complete(request)
+
+    def rephrase(self, passage: str) -> str:
+        if self.with_demos or len(passage) % 2 == 0:
+            return self.plain_prose[len(passage) % len(self.plain_prose)]
+        return passage
+
+
+@pytest.fixture
+def engine(workspace):
+    text = (workspace / "data/reference/neutral.md").read_text()
+    engine = LearnsFromDemos([p for p in text.split("\n\n") if len(p.split()) > 30])
+    engine.respond = engine.rephrase
+    return engine
+
+
+def run_optimize(workspace, engine, **kwargs):
+    return optimize("style_clone", workspace / DEV, "bootstrap", workspace=workspace, config=CONFIG,
+                    model=fake_model(engine), **kwargs)
+
+
+def test_bootstrap_raises_the_held_out_score_and_saves_a_compiled_program(workspace, engine):
+    estimates = []
+    result = run_optimize(workspace, engine, on_estimate=estimates.append)
+    before, after = (r["metrics"]["composite"]["mean"] for r in (result.before, result.after))
+    assert after > before + 0.2
+    assert result.before["metrics"]["composite"]["n"] == 4  # the val split only
+    assert result.state == workspace / "compiled/style_clone/bootstrap.json"
+    manifest = read_manifest(result.state)
+    assert manifest["scores"] == {"before": before, "after": after}
+    assert manifest["dev"]["train"] == 12 and manifest["dev"]["val"] == 4 and len(manifest["dev"]["sha256"]) == 64
+    assert manifest["models"] == {"task": "fake/model", "judge": None, "prompt": None}
+    assert result.calls["task"] == engine.calls <= estimates[0]
+    saved = json.loads(result.state.read_text())
+    assert saved["rephrase"]["demos"]  # what made the difference
+
+
+def test_a_compiled_program_round_trips_and_reproduces_its_outputs(workspace, engine):
+    result = run_optimize(workspace, engine)
+    program = load_compiled("style_clone", result.state, workspace)
+    from datagen.devset import read_devset
+
+    val = [item.chunk.text for item in read_devset(workspace / DEV, "val")]
+    after = [s["input"] for s in result.after["samples"]]
+    with fake_model(engine).context():
+        assert [program(chunk=text).samples[0].input for text in val] == after
+
+
+def test_max_calls_is_a_hard_cap(workspace, engine):
+    result = run_optimize(workspace, engine, max_calls=6)
+    assert result.stopped and "--max-calls 6" in result.stopped
+    assert engine.calls == result.calls["task"] == 6
+    assert result.state is None and not list_compiled(workspace)
+
+
+def test_generate_refuses_a_compiled_program_whose_fields_changed(workspace, engine, tmp_path):
+    state = run_optimize(workspace, engine).state
+    report = generate("style_clone", [workspace / "data/samples"], tmp_path / "ok", workspace=workspace,
+                      config=Config(), model=fake_model(engine), max_tokens=300, compiled=state)
+    assert report.exported > 0
+    signature = workspace / "signatures/style.py"
+    text = signature.read_text()
+    generic = '    generic: str = dspy.OutputField(desc="the same content in plain, generic modern prose")\n'
+    notes = '    notes: str = dspy.OutputField(desc="anything left out")\n'
+    assert generic in text
+    signature.write_text(text.replace(generic, notes + generic))  # DSPy would misassign descriptions by position
+    with pytest.raises(DatagenError, match="fields of 'rephrase' changed since it was compiled"):
+        generate("style_clone", [workspace / "data/samples"], tmp_path / "bad", workspace=workspace,
+                 config=Config(), model=fake_model(engine), max_tokens=300, compiled=state)
+
+
+def test_estimates_grow_with_the_dev_set_and_the_preset():
+    small, large = estimate_calls("bootstrap", 10, 4, 2), estimate_calls("bootstrap", 40, 10, 2)
+    assert 0 < small < large
+    assert estimate_calls("bootstrap", 10, 4, 2) < estimate_calls("mipro", 10, 4, 2)
+
+
+def test_compiled_list_and_show(workspace, engine):
+    run_optimize(workspace, engine)
+    listed = run_cli("compiled", "list", cwd=workspace)
+    assert listed.returncode == 0, listed.stderr
+    assert "compiled/style_clone/bootstrap.json" in listed.stdout and "bootstrap" in listed.stdout
+    shown = run_cli("compiled", "show", "compiled/style_clone/bootstrap.json", cwd=workspace)
+    assert shown.returncode == 0, shown.stderr
+    assert "== rephrase ==" in shown.stdout and "-- demo 1 --" in shown.stdout
+    assert "Rewrite the passage in plain" in shown.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--optimizer", "nope"], "unknown optimizer 'nope'"),
+    (["--max-calls", "0"], "--max-calls"),
+])
+def test_bad_optimize_input_gets_a_one_line_error(workspace, args, message):
+    result = run_cli("optimize", "style_clone", "--dev", DEV, "--yes", *args, cwd=workspace)
+    assert result.returncode != 0 and message in result.stderr
+
+
+def test_a_dev_set_without_both_splits_is_refused(workspace):
+    (workspace / "dev.jsonl").write_text('{"chunk": "one"}\n{"chunk": "two"}\n')
+    result = run_cli("optimize", "style_clone", "--dev", "dev.jsonl", "--yes", cwd=workspace)
+    assert result.returncode == 1 and "needs items in both splits" in result.stderr
