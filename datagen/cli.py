@@ -351,6 +351,45 @@ def judge_check(
 
 
 @app.command()
+def devset(
+    pipeline: Annotated[str, typer.Argument(help="Pipeline name: programs/NAME.py in the workspace.")],
+    inputs: Annotated[list[Path], typer.Option("--input", "-i", help="Text or Markdown files, or folders.")],
+    n: Annotated[int, typer.Option("--n", help="How many chunks to take.")] = 40,
+    out_file: Annotated[Path | None, typer.Option("--out", "-o", help="JSONL file to write (default: "
+                                                                      "data/PIPELINE/dev.jsonl).")] = None,
+    val_fraction: Annotated[float, typer.Option("--val-fraction", help="Share of items in the val split, chosen "
+                                                                       "by chunk id.")] = 0.25,
+    seed: Annotated[int, typer.Option(help="Seed of which chunks are taken.")] = 0,
+    max_tokens: MaxTokens = None,
+    workspace: Workspace = None,
+) -> None:
+    """Sample a dev set (train and val items) for evaluate and optimize: chunks spread across the input files."""
+    from datagen.config import load_config
+    from datagen.devset import sample_devset, write_devset
+    from datagen.pipelines import list_pipelines
+
+    root = _workspace(workspace)
+    available = list_pipelines(root)
+    if pipeline not in available:
+        raise DatagenError(f"unknown pipeline {pipeline!r}: no programs/{pipeline}.py in {root} "
+                           f"(available: {', '.join(available) or 'none'})")
+    target = out_file or root / "data" / pipeline / "dev.jsonl"
+    if target.is_dir():
+        raise DatagenError(f"{target}: is a folder; --out takes a file name")
+    budget = max_tokens or load_config(root).chunking.max_tokens
+    records = sample_devset(inputs, n, max_tokens=budget, val_fraction=val_fraction, seed=seed)
+    write_devset(records, target)
+    try:
+        shown = target.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        shown = target
+    val = sum(r["split"] == "val" for r in records)
+    files = len({r["source"] for r in records})
+    err.print(f"{len(records)} dev items ({len(records) - val} train, {val} val) from {files} "
+              f"file{'s' if files != 1 else ''} → {shown}", markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
 def status(run_dir: Annotated[Path, typer.Argument(help="A run folder made by `datagen generate`.")]) -> None:
     """Show a run's progress, failures, tokens and cost (finished or interrupted)."""
     _print_summary(run_dir)

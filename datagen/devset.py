@@ -2,15 +2,25 @@
 
 One JSON object a line with the pipeline's input, `chunk` (the passage), and optionally where it came from
 (`source`, `start`, `end`), its `split` (`train` or `val`) and reference outputs under any other key.
+
+`sample_devset` draws one from a corpus: chunks spread over its files, each put in a split by a hash of its id.
 """
 
+import hashlib
 import json
+import logging
+import os
+import random
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from datagen.chunking import Chunk, chunk_id
+from datagen.chunking import DEFAULT_MAX_TOKENS, Chunk, chunk_documents, chunk_id
 from datagen.errors import DatagenError
+from datagen.ingest import iter_documents
 from datagen.tokens import count_tokens
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val")
 
@@ -63,3 +73,108 @@ def _item(record, path: Path, number: int) -> DevItem:
     chunk = Chunk(chunk_id(text), str(record.get("source") or path), start, end, text, count_tokens(text))
     references = {k: v for k, v in record.items() if k not in ("chunk", "id", "source", "start", "end", "split")}
     return DevItem(chunk, split, references)
+
+
+def split_fraction(chunk_id_: str) -> float:
+    """Where a chunk id falls in [0, 1): the first 64 bits of its SHA-256, stable across runs and machines."""
+    return int(hashlib.sha256(chunk_id_.encode("utf-8")).hexdigest()[:16], 16) / 2 ** 64
+
+
+def split_of(chunk_id_: str, val_fraction: float) -> str:
+    """The hash rule: a chunk is `val` when its id's fraction is below `val_fraction`, else `train`."""
+    return "val" if split_fraction(chunk_id_) < val_fraction else "train"
+
+
+def _check_sampling(n: int, val_fraction: float, max_tokens: int) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise DatagenError(f"--n must be at least 1, got {n}")
+    if not 0 < val_fraction < 1:
+        raise DatagenError(f"--val-fraction must be between 0 and 1 (exclusive), got {val_fraction}")
+    if max_tokens < 16:
+        raise DatagenError(f"--max-tokens must be at least 16, got {max_tokens}")
+
+
+def _spread(chunks: list[Chunk], n: int, rng: random.Random) -> list[int]:
+    """Indices of `n` chunks taken round-robin over the files in a shuffled order, each file's chunks in a
+    shuffled order: every file gets a turn before any gets a second."""
+    by_file: dict[str, list[int]] = {}
+    for index, piece in enumerate(chunks):
+        by_file.setdefault(piece.source, []).append(index)
+    files = list(by_file)
+    rng.shuffle(files)
+    queues = [rng.sample(by_file[name], len(by_file[name])) for name in files]
+    picked: list[int] = []
+    turn = 0
+    while len(picked) < n:
+        queue = queues[turn % len(queues)]
+        if queue:
+            picked.append(queue.pop())
+        turn += 1
+    return picked
+
+
+def _assign_splits(chunks: list[Chunk], val_fraction: float) -> list[str]:
+    """Each chunk's split by the hash rule; with two or more chunks all in one split, the one nearest the
+    boundary moves to the other, so a dev set always has items to train on and items to score on."""
+    fractions = [split_fraction(piece.id) for piece in chunks]
+    splits = ["val" if f < val_fraction else "train" for f in fractions]
+    if len(splits) >= 2 and len(set(splits)) == 1:
+        if splits[0] == "train":
+            splits[min(range(len(fractions)), key=lambda i: (fractions[i], chunks[i].id))] = "val"
+        else:
+            splits[max(range(len(fractions)), key=lambda i: (fractions[i], chunks[i].id))] = "train"
+    return splits
+
+
+def sample_devset(inputs: Iterable[str | Path], n: int, *, max_tokens: int = DEFAULT_MAX_TOKENS,
+                  val_fraction: float = 0.25, seed: int = 0) -> list[dict]:
+    """An unlabelled dev set of `n` chunks of the inputs (files or folders), spread across the source files.
+
+    Files take turns in a seeded random order, each giving a seeded-random chunk of its own, so a corpus of many
+    files is not represented by its first one. With fewer than `n` chunks in the inputs, all of them are taken
+    (and a warning logged). Records come back in corpus order, each `{"chunk", "source", "start", "end",
+    "split"}`, the split chosen by `split_of(chunk id, val_fraction)`, except that with two or more records both
+    splits are guaranteed (see `_assign_splits`). Same inputs and seed: same records.
+    """
+    _check_sampling(n, val_fraction, max_tokens)
+    chunks = list(chunk_documents(iter_documents(inputs), max_tokens))
+    if len(chunks) <= n:
+        if len(chunks) < n:
+            log.warning("the input holds only %d chunk(s) of at most %d tokens (asked for %d): taking them all",
+                        len(chunks), max_tokens, n)
+        chosen = chunks
+    else:
+        # chunk_documents yields file by file, in order, so sorting indices restores corpus order.
+        chosen = [chunks[i] for i in sorted(_spread(chunks, n, random.Random(seed)))]
+    splits = _assign_splits(chosen, val_fraction)
+    return [{"chunk": piece.text, "source": piece.source, "start": piece.start, "end": piece.end, "split": split}
+            for piece, split in zip(chosen, splits)]
+
+
+def write_devset(records: Iterable[dict], path: str | Path) -> Path:
+    """Write dev set records as JSONL (one object a line, UTF-8) atomically: a reader sees the old file or the
+    whole new one. Parent folders are made as needed; a path that is a folder is refused."""
+    path = Path(path)
+    if path.is_dir():
+        raise DatagenError(f"{path}: is a folder; the dev set needs a file name")
+    lines = [json.dumps(record, ensure_ascii=False) + "\n" for record in records]
+    if not lines:
+        raise DatagenError(f"{path}: no dev items to write")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DatagenError(f"{path.parent}: cannot create the folder ({exc.strerror or exc})") from None
+    # A temporary name beside the target (same file system, so the rename is atomic), opened as an ordinary
+    # file so the dev set gets the usual permissions.
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with temp.open("w", encoding="utf-8", newline="\n") as sink:
+            sink.writelines(lines)
+        os.replace(temp, path)
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        raise DatagenError(f"{path}: cannot write the dev set ({exc.strerror or exc})") from None
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return path
