@@ -17,7 +17,7 @@ from datagen.samples import Sample
 from datagen.scoring import MetricContext, Scorer, parse_thresholds
 
 from .conftest import run_cli
-from .fakes import FakeEngine, FakeOpenAIServer, fake_lm, plain
+from .fakes import FakeEngine, FakeOpenAIServer, fake_lm
 from .test_generate import fake_model
 
 MARK = "Verily"
