@@ -1,4 +1,4 @@
-"""Dataset exports: the record formats, and `export_run`, which writes a run's samples in one of them.
+"""Dataset exports: the record formats, and `write_export`, which writes a run's samples in one of them.
 
 Every export reads the run store in chunk order, so each finished sample appears exactly once; it is written
 under a temporary name and renamed into place, and a dataset card (README.md) beside it records where the
@@ -206,13 +206,6 @@ class Export:
     card: Path
     samples: int
     splits: dict[str, int] = field(default_factory=dict)  # hf only
-
-
-def export_run(run_dir: str | Path, fmt: str, out_path: str | Path | None = None, system: str | None = None,
-               val_fraction: float = 0.1, min_scores: dict[str, float] | None = None) -> Path:
-    """Write a run's finished samples in format `fmt` (one of FORMATS), with a dataset card beside them;
-    returns where (a file, or a folder for hf). See `write_export` for the details."""
-    return write_export(run_dir, fmt, out_path, system, val_fraction, min_scores).path
 
 
 def write_export(run_dir: str | Path, fmt: str, out_path: str | Path | None = None, system: str | None = None,

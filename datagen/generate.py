@@ -301,9 +301,10 @@ def generate(pipeline: str, inputs: Iterable[str | Path], out_dir: str | Path, *
         # Files unchanged since the store last chunked them (a resume): their chunks are in the store already.
         # Otherwise chunked twice (cheap next to one LM call): once to identify the inputs, once to store them,
         # so that the store is never written to before it is known to belong to this run.
-        unchanged = store.meta().get(FILES_STAMP) == stamp
+        stored = store.meta()
+        unchanged = stored.get(FILES_STAMP) == stamp
         identity = {"pipeline": pipeline, "program": program_fingerprint(program, model),
-                    "inputs": store.meta()["inputs"] if unchanged else _inputs_fingerprint(chunks()),
+                    "inputs": stored["inputs"] if unchanged else _inputs_fingerprint(chunks()),
                     "model": model.name}
         store.claim(identity, force)
         if not unchanged or not store.counts()["chunks"]:

@@ -67,14 +67,14 @@ class Scorer:
         self.composite = None
         if COMPOSITE in names:
             self.composite = importlib.import_module("metrics.composite").Composite(self.metrics, weights, threshold)
+            self._score = importlib.import_module("metrics.base").Score
             self.kinds[COMPOSITE] = "composite"
 
     def score(self, chunk: str, sample: Sample) -> dict:
         """{metric: Score} for one sample: the metrics asked for, and the composite's parts when it was."""
         scores = {metric.name: metric(chunk, sample) for metric in self.metrics}
         if self.composite is not None:
-            score = importlib.import_module("metrics.base").Score
-            scores[COMPOSITE] = score(self.composite.combine(scores), "weighted mean of " + ", ".join(
+            scores[COMPOSITE] = self._score(self.composite.combine(scores), "weighted mean of " + ", ".join(
                 f"{name} x{weight:g}" for name, weight in self.composite.weights.items()))
         return scores
 

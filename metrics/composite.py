@@ -12,8 +12,6 @@ from datagen.errors import DatagenError
 from datagen.samples import Sample
 from metrics.base import Metric, Score
 
-COMPOSITE = "composite"
-
 
 class Composite:
     """`weights` name the metrics that count and how much (a metric left out counts for nothing);

@@ -8,7 +8,7 @@ import pytest
 
 from datagen.config import Config
 from datagen.errors import DatagenError
-from datagen.export import CARD_FILE, FORMATS, export_run, in_validation, sample_id, write_export
+from datagen.export import CARD_FILE, FORMATS, in_validation, sample_id, write_export
 from datagen.generate import generate
 from datagen.store import RunStore
 
@@ -54,7 +54,7 @@ def run(workspace, tmp_path):
 
 @pytest.mark.parametrize("fmt", ["sharegpt", "alpaca", "openai", "jsonl", "parquet"])
 def test_file_formats_hold_each_finished_sample_once_in_chunk_order(run, fmt):
-    path = export_run(run, fmt)
+    path = write_export(run, fmt).path
     assert path.parent == run and path.exists()
     expected = stored_samples(run)
     records = read_export(path, fmt)
@@ -73,12 +73,12 @@ def test_file_formats_hold_each_finished_sample_once_in_chunk_order(run, fmt):
     assert not any("Étienne" in sample.output for _, _, sample in expected)
     assert not list(run.glob("*.partial"))
     # Exporting again replaces the file whole: still each sample once.
-    assert read_export(export_run(run, fmt), fmt) == records
+    assert read_export(write_export(run, fmt).path, fmt) == records
 
 
 def test_sharegpt_export_matches_what_generate_wrote(run):
     written = read_jsonl(run / "sharegpt.jsonl")
-    assert read_jsonl(export_run(run, "sharegpt")) == written
+    assert read_jsonl(write_export(run, "sharegpt").path) == written
 
 
 def test_sample_ids_are_distinct_per_sample_within_a_chunk(workspace, tmp_path):
@@ -90,7 +90,7 @@ def test_sample_ids_are_distinct_per_sample_within_a_chunk(workspace, tmp_path):
         "        return dspy.Prediction(samples=[Sample(generic, chunk), Sample(chunk, generic)])\n")
     out = tmp_path / "run"
     report = make_run(workspace, out, pipeline="two_ways")
-    records = read_jsonl(export_run(out, "jsonl"))
+    records = read_jsonl(write_export(out, "jsonl").path)
     assert len(records) == report.exported == 2 * report.chunks
     assert len({r["id"] for r in records}) == len(records)
     for first, second in zip(records[::2], records[1::2]):  # a chunk's samples stay together, in order
@@ -101,15 +101,15 @@ def test_sample_ids_are_distinct_per_sample_within_a_chunk(workspace, tmp_path):
 
 def test_system_prompt_comes_first(run):
     first = stored_samples(run)[0][2]
-    assert read_jsonl(export_run(run, "sharegpt", system=SYSTEM))[0]["conversations"] == [
+    assert read_jsonl(write_export(run, "sharegpt", system=SYSTEM).path)[0]["conversations"] == [
         {"from": "system", "value": SYSTEM}, {"from": "human", "value": first.input},
         {"from": "gpt", "value": first.output}]
-    assert read_jsonl(export_run(run, "alpaca", system=SYSTEM))[0] == {
+    assert read_jsonl(write_export(run, "alpaca", system=SYSTEM).path)[0] == {
         "instruction": first.input, "input": "", "output": first.output, "system": SYSTEM}
-    assert read_jsonl(export_run(run, "openai", system=SYSTEM))[0]["messages"] == [
+    assert read_jsonl(write_export(run, "openai", system=SYSTEM).path)[0]["messages"] == [
         {"role": "system", "content": SYSTEM}, {"role": "user", "content": first.input},
         {"role": "assistant", "content": first.output}]
-    hf = datasets.load_from_disk(str(export_run(run, "hf", system=SYSTEM, val_fraction=0)))
+    hf = datasets.load_from_disk(str(write_export(run, "hf", system=SYSTEM, val_fraction=0).path))
     assert all(row["messages"][0] == {"role": "system", "content": SYSTEM} for row in hf["train"])
     assert SYSTEM in (run / CARD_FILE).read_text() and SYSTEM in (run / "hf" / CARD_FILE).read_text()
 
@@ -147,18 +147,18 @@ def test_hf_dataset_round_trips_through_load_from_disk(run):
 def test_hf_split_is_stable_across_re_exports_and_a_growing_run(workspace, tmp_path):
     out = tmp_path / "run"
     make_run(workspace, out, limit=6)
-    early = load_splits(export_run(out, "hf", val_fraction=0.5))
+    early = load_splits(write_export(out, "hf", val_fraction=0.5).path)
     assert len(early) == 6 and set(early.values()) == {"train", "validation"}
-    assert load_splits(export_run(out, "hf", val_fraction=0.5)) == early
+    assert load_splits(write_export(out, "hf", val_fraction=0.5).path) == early
 
     make_run(workspace, out)  # the rest of the chunks
-    grown = load_splits(export_run(out, "hf", val_fraction=0.5))
+    grown = load_splits(write_export(out, "hf", val_fraction=0.5).path)
     assert len(grown) > len(early) and {sid: grown[sid] for sid in early} == early
 
     (workspace / "data" / "more.txt").write_text("Another passage, mark you, from the keeper's log.\n\n"
                                                  "And the gulls, dear reader, the gulls cried all night.\n")
     make_run(workspace, out, inputs=[workspace / "data"], force=True)  # more inputs: a new, larger run
-    larger = load_splits(export_run(out, "hf", val_fraction=0.5))
+    larger = load_splits(write_export(out, "hf", val_fraction=0.5).path)
     assert len(larger) > len(grown) and {sid: larger[sid] for sid in grown} == grown
 
 
@@ -214,31 +214,31 @@ def test_generate_writes_a_card_and_keeps_a_readme_that_is_not_one(workspace, tm
     assert (other / CARD_FILE).read_text() == "# my notes\n" and (other / "sharegpt.jsonl").exists()
     assert "not a datagen dataset card" in caplog.text
     with pytest.raises(DatagenError, match="not a datagen dataset card"):
-        export_run(other, "alpaca")
+        write_export(other, "alpaca").path
     assert (other / CARD_FILE).read_text() == "# my notes\n" and not (other / "alpaca.jsonl").exists()
 
 
 def test_bad_input_is_refused(run, tmp_path):
     with pytest.raises(DatagenError, match=r"unknown export format 'csv'.*sharegpt, alpaca, openai, hf"):
-        export_run(run, "csv")
+        write_export(run, "csv").path
     for fraction in (-0.1, 0.51, float("nan")):
         with pytest.raises(DatagenError, match="--val-fraction must be between 0 and 0.5"):
-            export_run(run, "hf", val_fraction=fraction)
+            write_export(run, "hf", val_fraction=fraction).path
     with pytest.raises(DatagenError, match="no run.db"):
-        export_run(tmp_path / "nowhere", "sharegpt")
+        write_export(tmp_path / "nowhere", "sharegpt").path
     assert not (tmp_path / "nowhere").exists()  # nothing created on the way
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatagenError, match="no run.db"):
-        export_run(tmp_path / "empty", "hf")
+        write_export(tmp_path / "empty", "hf").path
     assert not (tmp_path / "empty" / "run.db").exists()
     with pytest.raises(DatagenError, match="--system does not apply to jsonl"):
-        export_run(run, "jsonl", system=SYSTEM)
+        write_export(run, "jsonl", system=SYSTEM).path
     with pytest.raises(DatagenError, match="is a folder"):
-        export_run(run, "openai", out_path=tmp_path)
+        write_export(run, "openai", out_path=tmp_path).path
     (tmp_path / "stuff").mkdir()
     (tmp_path / "stuff" / "keep.txt").write_text("mine")
     with pytest.raises(DatagenError, match="not a saved dataset"):
-        export_run(run, "hf", out_path=tmp_path / "stuff")
+        write_export(run, "hf", out_path=tmp_path / "stuff").path
     assert (tmp_path / "stuff" / "keep.txt").read_text() == "mine"
 
 
@@ -250,7 +250,7 @@ def test_a_run_with_nothing_finished_is_refused(workspace, tmp_path):
     with pytest.raises(DatagenError, match="chunks all failed"):
         make_run(workspace, out, respond=never)
     with pytest.raises(DatagenError, match="no finished chunks"):
-        export_run(out, "hf")
+        write_export(out, "hf").path
 
 
 def one_line_error(result) -> str:
