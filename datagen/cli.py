@@ -2,6 +2,7 @@
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -44,6 +45,15 @@ def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show d
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler], force=True)
+    if not verbose:  # optimizers draw tqdm bars over the command's own progress; read when tqdm is imported
+        os.environ.setdefault("TQDM_DISABLE", "1")
+    _quiet_libraries()
+
+
+def _quiet_libraries() -> None:
+    """Libraries' loggers at the level --verbose chose: their INFO lines drown the command's own output. Called
+    again once DSPy is imported, since importing it sets its loggers to INFO."""
+    verbose = logging.getLogger().level <= logging.DEBUG
     for noisy in ("LiteLLM", "httpx", "dspy"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.ERROR)
 
@@ -245,11 +255,16 @@ def evaluate(
 def optimize(
     pipeline: Annotated[str, typer.Argument(help="Pipeline name: programs/NAME.py in the workspace.")],
     dev: Annotated[Path, typer.Option("--dev", "-d", help="Dev set with train and val items (datagen devset).")],
-    optimizer: Annotated[str, typer.Option("--optimizer", help="bootstrap, bootstrap-rs, mipro or gepa.")] = "bootstrap",
-    name: Annotated[str | None, typer.Option(help="Save as compiled/PIPELINE/NAME.json (default: the "
-                                                  "optimizer's name).")] = None,
-    max_calls: Annotated[int | None, typer.Option("--max-calls", min=1, help="Hard cap on LM calls, every role "
-                                                                             "counted.")] = None,
+    optimizer: Annotated[list[str] | None, typer.Option(
+        "--optimizer", help="bootstrap, bootstrap-rs, mipro, gepa, copro or simba (default: bootstrap; with "
+                            "--trials, the choices searched, repeatable: default bootstrap and bootstrap-rs).")] = None,
+    trials: Annotated[int | None, typer.Option(
+        "--trials", min=1, help="Search the knobs outside the prompts (optimizer, demos, temperature, chunk "
+                                "budget, pipeline options) until the study holds N trials; rerun to continue.")] = None,
+    name: Annotated[str | None, typer.Option(help="Save as compiled/PIPELINE/NAME.json (default: the optimizer's "
+                                                  "name; with --trials, 'search', also the study's name).")] = None,
+    max_calls: Annotated[int | None, typer.Option("--max-calls", min=1, help="Hard cap on LM requests, every "
+                                                                             "role counted.")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Start without asking after the estimate.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the optimizer's random choices.")] = 0,
     option: Annotated[list[str] | None, typer.Option("--option", "-O", help="Pipeline option KEY=VALUE.")] = None,
@@ -258,31 +273,83 @@ def optimize(
     workspace: Workspace = None,
 ) -> None:
     """Tune a pipeline's instructions and demos on a dev set; score it before and after on held-out items."""
-    from datagen.optimize import optimize as run_optimize
+    import dspy  # noqa: F401  (imported before quieting its loggers, which the import resets)
 
+    _quiet_libraries()
     root = _workspace(workspace)
 
     def confirm(estimate: int) -> None:
         cap = f", capped at {max_calls}" if max_calls else ""
-        err.print(f"{optimizer}: about {estimate} LM calls (every role, both held-out evaluations){cap}",
+        what = f"{trials} trials" if trials else (optimizer or ["bootstrap"])[0]
+        err.print(f"{what}: about {estimate} LM calls (every role, held-out scoring included){cap}",
                   highlight=False)
         if not yes and sys.stdin.isatty() and not typer.confirm("start?", default=True, err=True):
             raise typer.Exit(1)
 
-    with err.status(f"optimizing {pipeline} with {optimizer}"):
-        result = run_optimize(pipeline, dev, optimizer, name=name, workspace=root, config=_config(root, model, api_base),
-                              options=_options(option or []), max_calls=max_calls, seed=seed, on_estimate=confirm)
+    settings = dict(workspace=root, config=_config(root, model, api_base), options=_options(option or []),
+                    max_calls=max_calls, seed=seed, on_estimate=confirm)
+    if trials:
+        from datagen.search import DEFAULT_OPTIMIZERS, search
+
+        with err.status(f"searching {pipeline}: {trials} trials"):
+            result = search(pipeline, dev, trials, optimizers=optimizer or DEFAULT_OPTIMIZERS, name=name or "search",
+                            on_trial=lambda t: err.print(f"  trial {t.number}: {_params(t.params)}: {_score(t.score)}",
+                                                         markup=False, highlight=False, soft_wrap=True), **settings)
+        _print_search(result)
+        after = (f"after: best trial {result.best.number}", result.best.score, "") if result.best else None
+    else:
+        from datagen.optimize import optimize as run_optimize
+
+        if optimizer and len(optimizer) > 1:
+            raise DatagenError("--optimizer once, or several with --trials (the search chooses among them)")
+        chosen = (optimizer or ["bootstrap"])[0]
+        with err.status(f"optimizing {pipeline} with {chosen}"):
+            result = run_optimize(pipeline, dev, chosen, name=name, **settings)
+        after = result.after and (f"after: {result.after['program']}", *_composite(result.after))
     calls = ", ".join(f"{role} {n}" for role, n in sorted(result.calls.items())) or "none"
+    if result.before and after:
+        table = Table("program", "composite (val)", "n", title=f"{pipeline}: held-out scores")
+        for label, mean, n in [(f"before: {result.before['program']}", *_composite(result.before)), after]:
+            table.add_row(label, _score(mean), str(n))
+        out.print(table)
+        before, gained = _composite(result.before)[0], after[1]
+        if before is not None and (gained is None or gained <= before):
+            err.print(f"[yellow]the compiled program does not beat the uncompiled one ({_score(before)}) on the "
+                      "held-out items: keep generating without --compiled, or try more trials or another "
+                      "optimizer[/]")
+    tokens = ", ".join(f"{lm} {n}" for lm, n in sorted(result.usage.items()))
+    err.print(f"LM calls: {calls} (estimate was {result.estimate})" + (f"; tokens: {tokens}" if tokens else ""),
+              highlight=False)
+    if result.state:
+        out.print(f"compiled: {result.state}\nreport: {result.report}", markup=False, highlight=False,
+                  soft_wrap=True)
     if result.stopped:
-        raise DatagenError(f"{result.stopped}; LM calls made: {calls}")
-    table = Table("program", "composite (val)", "n", title=f"{pipeline}: held-out scores")
-    for label, evaluation in (("before", result.before), ("after", result.after)):
-        summary = evaluation["metrics"]["composite"]
-        table.add_row(f"{label}: {evaluation['program']}", "-" if summary["mean"] is None else f"{summary['mean']:.3f}",
-                      str(summary["n"]))
+        raise DatagenError(result.stopped)
+
+
+def _composite(evaluation: dict) -> tuple[float | None, int]:
+    summary = evaluation["metrics"]["composite"]
+    return summary["mean"], summary["n"]
+
+
+def _score(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _params(params: dict) -> str:
+    return ", ".join(f"{key.removeprefix('option.')}={value}" for key, value in params.items())
+
+
+def _print_search(result) -> None:
+    """Every complete trial of the study, the best one marked, and where the study is kept."""
+    table = Table("trial", "settings", "composite (val)", "LM calls", title=f"study {result.study!r}: "
+                  f"{len(result.trials)} trials ({result.ran} this run)")
+    for trial in sorted(result.trials, key=lambda t: t.number):
+        mark = " *" if result.best and trial.number == result.best.number else ""
+        table.add_row(f"{trial.number}{mark}", escape(_params(trial.params)), _score(trial.score), str(trial.calls))
     out.print(table)
-    err.print(f"LM calls: {calls} (estimate was {result.estimate})", highlight=False)
-    out.print(f"compiled: {result.state}", markup=False, highlight=False, soft_wrap=True)
+    err.print(f"study: sqlite:///{result.storage} (name {result.study!r}); run again with a larger --trials to "
+              "continue it", markup=False, highlight=False, soft_wrap=True)
 
 
 compiled_app = typer.Typer(help="Programs compiled by `datagen optimize`.", no_args_is_help=True)

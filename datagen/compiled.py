@@ -2,9 +2,9 @@
 
 `compiled/PIPELINE/NAME.json` is DSPy's saved state; `NAME.manifest.json` says what made it (pipeline and its
 options, each predictor's fields, models per role by name, optimizer and settings, dev-set hash, scores before
-and after, dspy version, date). DSPy's `load` re-applies saved field descriptions by position, so a state saved
-for other fields would be silently misassigned: loading compares the fields first and refuses a mismatch.
-"""
+and after, dspy version, date); `NAME.report.html` shows the held-out scores before and after. DSPy's `load`
+re-applies saved field descriptions by position, so a state saved for other fields would be silently
+misassigned: loading compares the fields first and refuses a mismatch."""
 
 import importlib.metadata
 import json
@@ -31,6 +31,11 @@ def signature_fields(program: dspy.Module) -> dict[str, list[list[str]]]:
 
 def manifest_path(state: Path) -> Path:
     return state.with_name(state.name.removesuffix(".json") + MANIFEST_SUFFIX)
+
+
+def report_path(state: Path) -> Path:
+    """The HTML report of the held-out scores before and after compiling, beside the state."""
+    return state.with_name(state.name.removesuffix(".json") + ".report.html")
 
 
 def save_compiled(program: dspy.Module, pipeline: str, name: str, workspace: Path, manifest: dict) -> Path:

@@ -15,9 +15,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from datagen.chunking import DEFAULT_MAX_TOKENS, Chunk, chunk_documents, chunk_id
+from datagen.chunking import DEFAULT_MAX_TOKENS, Chunk, Chunker, chunk_documents, chunk_id
 from datagen.errors import DatagenError
-from datagen.ingest import iter_documents
+from datagen.ingest import Document, iter_documents
 from datagen.tokens import count_tokens
 
 log = logging.getLogger(__name__)
@@ -178,3 +178,26 @@ def write_devset(records: Iterable[dict], path: str | Path) -> Path:
         temp.unlink(missing_ok=True)
         raise
     return path
+
+
+def recut(items: list[DevItem], max_tokens: int, root: Path) -> list[DevItem]:
+    """The dev set cut again at another chunk budget: each source re-chunked as `generate` would cut it, keeping
+    the chunks where the items start, each in its item's split. A chunk that now spans items of both splits is
+    held out (`val`), so no train item overlaps a val one. Sources are found as recorded, relative to `root`
+    (or the working directory); a missing source, or one whose text changed since, is an error naming it."""
+    by_source: dict[str, list[DevItem]] = {}
+    for item in items:
+        by_source.setdefault(item.chunk.source, []).append(item)
+    splits: dict[Chunk, set[str]] = {}
+    for source, sourced in by_source.items():
+        path = next((p for p in (root / source, Path(source)) if p.is_file()), None)
+        if path is None:
+            raise DatagenError(f"{source}: the dev set's source is not found (needed to cut it at {max_tokens} tokens)")
+        document = next(iter_documents([path]))
+        if any(document.text[i.chunk.start:i.chunk.end] != i.chunk.text for i in sourced):
+            raise DatagenError(f"{source}: changed since the dev set was drawn from it")
+        pieces = list(Chunker(max_tokens).chunks(Document(source, document.text)))
+        for item in sourced:
+            piece = next((p for p in pieces if p.end > item.chunk.start), pieces[-1])
+            splits.setdefault(piece, set()).add(item.split or "train")
+    return [DevItem(piece, "val" if "val" in kinds else "train") for piece, kinds in splits.items()]

@@ -13,7 +13,7 @@ import dspy
 
 from datagen.compiled import load_compiled
 from datagen.config import Config, find_workspace, load_config
-from datagen.devset import read_devset
+from datagen.devset import DevItem, read_devset
 from datagen.errors import DatagenError
 from datagen.generate import run_chunks
 from datagen.models import RoleModel, check_reachable, role_model
@@ -30,17 +30,19 @@ def evaluate(pipeline: str, dev: str | Path, *, workspace: Path | None = None, c
              program_path: str | Path | None = None, options: dict | None = None,
              metrics: list[str] | None = None, split: str | None = None, concurrency: int = 1,
              model: RoleModel | None = None, program: dspy.Module | None = None,
-             judge: RoleModel | None = None, label: str | None = None) -> dict:
+             judge: RoleModel | None = None, label: str | None = None, items: list[DevItem] | None = None,
+             corpus: list[str] | None = None) -> dict:
     """Run `pipeline` (loaded with `options`; or compiled, from `program_path`; or `program` as given) on the dev
-    set (its `split` only, when given) and score each sample with `metrics` (all of the pipeline's by default),
-    judged by `judge` (default: the judge role's model)."""
+    set (its `split` only, when given; or on `items`, e.g. the dev set cut anew) and score each sample with
+    `metrics` (all of the pipeline's by default), judged by `judge` (default: the judge role's model). `corpus`
+    is the author's text the style metrics learn from (default: the items evaluated)."""
     workspace = workspace or find_workspace()
     config = config or load_config(workspace)
     if program is None:
         program = (load_compiled(pipeline, program_path, workspace) if program_path
                    else load_program(pipeline, workspace, options))
-    items = read_devset(dev, split)
-    context = MetricContext(workspace, config, corpus=[item.chunk.text for item in items])
+    items = read_devset(dev, split) if items is None else [item for item in items if split in (None, item.split)]
+    context = MetricContext(workspace, config, corpus=corpus or [item.chunk.text for item in items])
     if judge is not None:
         context.judge = judge
     scorer = Scorer(pipeline, context, metrics)

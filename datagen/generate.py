@@ -18,7 +18,7 @@ import dspy
 from dspy.utils.exceptions import AdapterParseError, LMError
 
 from datagen.chunking import Chunk, chunk_documents
-from datagen.compiled import load_compiled
+from datagen.compiled import load_compiled, read_manifest
 from datagen.config import Config, find_workspace, load_config
 from datagen.errors import DatagenError
 from datagen.export import dataset_card, run_samples, sharegpt_record, write_card
@@ -271,7 +271,8 @@ def generate(pipeline: str, inputs: Iterable[str | Path], out_dir: str | Path, *
     names (e.g. a `RoleModel` around your own dspy.LM). `limit` runs the first N chunks only; `max_failures`
     stops the run (cleanly: everything finished is kept and exported) once that many chunks have failed.
     `options` are the pipeline program's constructor arguments; `compiled` runs a program compiled by
-    `datagen optimize` instead (its options are the ones it was compiled with). `min_scores` ({metric: bar}) scores each sample
+    `datagen optimize` instead (with the options it was compiled with, and the temperature and chunk budget a
+    search tuned, `max_tokens` overriding the budget). `min_scores` ({metric: bar}) scores each sample
     with those metrics of the pipeline and keeps the samples below a bar out of the export (they stay in the
     store with their scores; finished samples never scored on them are scored first). `on_start` gets the
     number of chunks about to run, `on_outcome` each chunk's outcome.
@@ -283,7 +284,11 @@ def generate(pipeline: str, inputs: Iterable[str | Path], out_dir: str | Path, *
                            "compiled with")
     program = load_compiled(pipeline, compiled, workspace) if compiled else load_program(pipeline, workspace, options)
     model = model or role_model(config, "task")
-    budget = max_tokens or config.chunking.max_tokens
+    # A program found by `datagen optimize --trials` runs with the temperature and chunk budget it was tuned at.
+    tuned = (read_manifest(compiled).get("settings") or {}) if compiled else {}
+    if tuned.get("temperature") is not None:
+        model = model.with_settings(temperature=tuned["temperature"])
+    budget = max_tokens or tuned.get("chunk_tokens") or config.chunking.max_tokens
     check_budget(program, model, budget)
     check_reachable(model)
 

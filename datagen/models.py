@@ -37,6 +37,10 @@ class RoleModel:
         """`with model.context(): program(...)` runs DSPy calls against this model (plus other settings)."""
         return dspy.context(lm=self.lm, adapter=self.adapter, **settings)
 
+    def with_settings(self, **settings) -> "RoleModel":
+        """The same model with other request settings, e.g. `temperature=0.7` (the LM is copied, not changed)."""
+        return RoleModel(self.role, self.lm.copy(**settings), self.adapter, self.context_window)
+
 
 def _known_context_window(model: str) -> int | None:
     import litellm

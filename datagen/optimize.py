@@ -6,8 +6,11 @@ Every LM call of every role counts against `max_calls`; the call that would pass
 sent.
 """
 
+import contextlib
 import hashlib
 import importlib.util
+import io
+import logging
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -16,7 +19,7 @@ from pathlib import Path
 import dspy
 from dspy.utils.callback import BaseCallback
 
-from datagen.compiled import save_compiled
+from datagen.compiled import report_path, save_compiled
 from datagen.config import Config, find_workspace, load_config
 from datagen.devset import read_devset
 from datagen.errors import DatagenError
@@ -24,13 +27,20 @@ from datagen.evaluate import evaluate
 from datagen.generate import program_fingerprint
 from datagen.models import RoleModel, check_reachable, role_model
 from datagen.pipelines import load_program
+from datagen.report import write_report
 from datagen.scoring import COMPOSITE, MetricContext, Scorer
 
-OPTIMIZERS = ("bootstrap", "bootstrap-rs", "mipro", "gepa")
+log = logging.getLogger(__name__)
+
+OPTIMIZERS = ("bootstrap", "bootstrap-rs", "mipro", "gepa", "copro", "simba")
+# The optimizers that ask a model (the prompt role) to write instructions.
+PROPOSING = ("mipro", "gepa", "copro", "simba")
 # Demos a bootstrapped program keeps per predictor: enough to show a style, few enough for a small context.
 MAX_DEMOS = 3
 RANDOM_SEARCH_CANDIDATES = 4
 GEPA_METRIC_CALLS = 60
+COPRO_BREADTH, COPRO_DEPTH = 3, 2
+SIMBA_BATCH, SIMBA_CANDIDATES, SIMBA_STEPS = 8, 3, 2
 
 
 class CallBudgetExhausted(BaseException):
@@ -39,23 +49,33 @@ class CallBudgetExhausted(BaseException):
 
 
 class CallCounter(BaseCallback):
-    """Counts every LM call by role and refuses the one that would pass `limit`."""
+    """Counts every LM request by role and refuses the call that would pass `limit`."""
 
-    def __init__(self, roles: dict[int, str], limit: int | None):
-        self.roles = roles  # id(lm) -> role
+    def __init__(self, limit: int | None):
         self.limit = limit
         self.by_role: Counter = Counter()
+        self._by_id: dict[int, str] = {}
+        self._by_name: dict[str, str] = {}
         self._lock = threading.Lock()
+
+    def add(self, role: str, lm: dspy.LM) -> None:
+        """Count `lm`'s calls as `role`'s; so too its copies' (SIMBA samples at other temperatures), unless
+        another role's model has the same name (the first role added keeps it)."""
+        self._by_id[id(lm)] = role
+        self._by_name.setdefault(lm.model, role)
 
     @property
     def total(self) -> int:
         return sum(self.by_role.values())
 
     def on_lm_start(self, call_id, instance, inputs):
+        # A call asking for n completions is n requests to most providers (COPRO asks for several at once).
+        requests = (inputs.get("kwargs") or {}).get("n") or getattr(instance, "kwargs", {}).get("n") or 1
         with self._lock:
-            if self.limit is not None and self.total >= self.limit:
+            if self.limit is not None and self.total + requests > self.limit:
                 raise CallBudgetExhausted(f"--max-calls {self.limit} reached")
-            self.by_role[self.roles.get(id(instance), "other")] += 1
+            role = self._by_id.get(id(instance)) or self._by_name.get(getattr(instance, "model", None), "other")
+            self.by_role[role] += requests
 
 
 @dataclass
@@ -66,47 +86,174 @@ class Result:
     calls: Counter
     estimate: int
     stopped: str | None = None
-    usage: dict = field(default_factory=dict)
+    usage: Counter = field(default_factory=Counter)  # tokens by model name
+    report: Path | None = None
 
 
-def estimate_calls(optimizer: str, train: int, val: int, per_example: int) -> int:
-    """A reading of what the preset will spend, before it starts: LM calls of every role, both held-out
-    evaluations included. `per_example` is one program run plus the judge calls of one metric score."""
-    evaluations = 2 * val * per_example
+def estimate_calls(optimizer: str, train: int, val: int, per_example: int, held_out: int = 2) -> int:
+    """A reading of what the preset will spend, before it starts: LM calls of every role, `held_out`
+    evaluations of the val items included. `per_example` is one program run plus the judge calls of one
+    metric score."""
+    evaluations = held_out * val * per_example
     if optimizer == "bootstrap":  # each train item is tried once until MAX_DEMOS pass
         return evaluations + train * per_example
     if optimizer == "bootstrap-rs":  # each candidate bootstraps, then is scored on the train set
         return evaluations + (RANDOM_SEARCH_CANDIDATES + 3) * 2 * train * per_example
     if optimizer == "mipro":  # MIPROv2 light: demo sets, ~10 instruction proposals, ~10 minibatch trials
         return evaluations + 6 * train * per_example + 12 + 10 * min(35, val) * per_example + val * per_example
+    if optimizer == "copro":  # every candidate instruction scored on the whole train set, proposals in batches
+        return evaluations + COPRO_BREADTH * COPRO_DEPTH * train * per_example + (COPRO_DEPTH + 1) * COPRO_BREADTH
+    if optimizer == "simba":  # per step: the batch run by candidates at two temperatures, rules or demos added
+        batch = min(SIMBA_BATCH, train)
+        return evaluations + SIMBA_STEPS * (batch * (3 * SIMBA_CANDIDATES + 1) * per_example + 2 * SIMBA_CANDIDATES)
     return evaluations + GEPA_METRIC_CALLS * per_example + GEPA_METRIC_CALLS // 3  # gepa: + reflections
 
 
-def _optimizer(name: str, metric, prompt: RoleModel | None, seed: int):
+def _optimizer(name: str, metric, task: RoleModel, prompt: RoleModel | None, seed: int, demos: int):
     """The DSPy optimizer for a preset, set for unlabeled dev sets: no labeled demos (input-only demos would be
     silently dropped), and a pass/fail verdict while bootstrapping (the composite gives one under `trace`)."""
     if name == "bootstrap":
-        return dspy.BootstrapFewShot(metric=metric, max_bootstrapped_demos=MAX_DEMOS, max_labeled_demos=0,
+        return dspy.BootstrapFewShot(metric=metric, max_bootstrapped_demos=demos, max_labeled_demos=0,
                                      max_rounds=1)
     if name == "bootstrap-rs":
-        return dspy.BootstrapFewShotWithRandomSearch(metric=metric, max_bootstrapped_demos=MAX_DEMOS,
+        return dspy.BootstrapFewShotWithRandomSearch(metric=metric, max_bootstrapped_demos=demos,
                                                      max_labeled_demos=0, num_candidate_programs=RANDOM_SEARCH_CANDIDATES,
                                                      num_threads=1)
     if name == "mipro":
-        return dspy.MIPROv2(metric=metric, prompt_model=prompt.lm, auto="light", max_bootstrapped_demos=MAX_DEMOS,
+        return dspy.MIPROv2(metric=metric, prompt_model=prompt.lm, task_model=task.lm, auto="light", max_bootstrapped_demos=demos,
                             max_labeled_demos=0, num_threads=1, seed=seed, verbose=False)
+    if name == "copro":
+        return dspy.COPRO(prompt_model=prompt.lm, metric=metric, breadth=COPRO_BREADTH, depth=COPRO_DEPTH)
+    if name == "simba":
+        return dspy.SIMBA(metric=metric, bsize=SIMBA_BATCH, num_candidates=SIMBA_CANDIDATES, max_steps=SIMBA_STEPS,
+                          max_demos=demos, prompt_model=prompt.lm, num_threads=1)
     return dspy.GEPA(metric=metric.gepa, reflection_lm=prompt.lm, max_metric_calls=GEPA_METRIC_CALLS,
                      num_threads=1, seed=seed)
 
 
-def _require_optuna(optimizer: str) -> None:
+def _compile_kwargs(name: str, trainset: list, seed: int) -> dict:
+    if name == "gepa":  # GEPA needs a set to select candidates on: the train items (val stays held out)
+        return {"valset": trainset}
+    if name == "copro":
+        return {"eval_kwargs": {"num_threads": 1, "display_progress": False}}
+    if name == "simba":
+        return {"seed": seed}
+    return {}
+
+
+def _require_optuna(optimizers) -> None:
     """MIPROv2 imports optuna only at its third step, after spending LM calls: check before the first."""
-    if optimizer == "mipro" and importlib.util.find_spec("optuna") is None:
+    if "mipro" in optimizers and importlib.util.find_spec("optuna") is None:
         raise DatagenError("the mipro optimizer needs optuna: pip install 'optuna>=4,<5'")
 
 
 def dev_hash(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+class _LogLines(io.TextIOBase):
+    """Where optimizers' print() goes: debug log lines (shown by `datagen -v`), so stdout carries only results."""
+
+    def write(self, text: str) -> int:
+        for line in text.splitlines():
+            if line.strip():
+                log.debug("%s", line)
+        return len(text)
+
+
+class Session:
+    """What every compile and held-out score of one optimize (or search) run shares: the dev set's splits, the
+    models by role, the metric, and one call counter over every role, so `max_calls` caps the whole run."""
+
+    def __init__(self, pipeline: str, dev: str | Path, optimizers, *, workspace: Path | None = None,
+                 config: Config | None = None, options: dict | None = None, max_calls: int | None = None,
+                 model: RoleModel | None = None, judge: RoleModel | None = None, prompt: RoleModel | None = None):
+        for name in optimizers:
+            if name not in OPTIMIZERS:
+                raise DatagenError(f"unknown optimizer {name!r}: use one of {', '.join(OPTIMIZERS)}")
+        if max_calls is not None and max_calls < 1:
+            raise DatagenError(f"--max-calls must be at least 1, got {max_calls}")
+        _require_optuna(optimizers)
+        self.pipeline, self.dev, self.options = pipeline, dev, options or {}
+        self.workspace = workspace or find_workspace()
+        self.config = config or load_config(self.workspace)
+        self.program = load_program(pipeline, self.workspace, options)
+        self.items = read_devset(dev)
+        self.train = [item for item in self.items if item.split != "val"]
+        self.val = [item for item in self.items if item.split == "val"]
+        if not self.train or not self.val:
+            raise DatagenError(f"{dev}: needs items in both splits (\"split\": \"train\" and \"val\"); "
+                               "datagen devset makes such a file")
+        self.model = model or role_model(self.config, "task")
+        context = MetricContext(self.workspace, self.config, corpus=[item.chunk.text for item in self.items])
+        if judge is not None:
+            context.judge = judge
+        self.scorer = Scorer(pipeline, context, [COMPOSITE])
+        self.prompt = None
+        if any(name in PROPOSING for name in optimizers):
+            self.prompt = prompt or role_model(self.config, "prompt")
+            check_reachable(self.prompt)
+        check_reachable(self.model)
+        judged = [m for m in self.scorer.metrics if m.kind == "judge"]
+        self.judge = context.judge if judged else None
+        if self.judge:
+            check_reachable(self.judge)
+        self.per_example = len(self.program.named_predictors()) + len(judged)
+        self.counter = CallCounter(max_calls)
+        for role, role_model_ in (("task", self.model), ("judge", self.judge), ("prompt", self.prompt)):
+            if role_model_:
+                self.counter.add(role, role_model_.lm)
+        self.usage: Counter = Counter()  # tokens (prompt + completion) by model name
+
+    def counting(self):
+        """Every DSPy call inside counts against the cap (the caller's own callbacks kept)."""
+        return dspy.context(callbacks=[*dspy.settings.get("callbacks", []), self.counter])
+
+    def task_model(self, **settings) -> RoleModel:
+        """The task model with other settings (e.g. temperature), its calls counted as the task role's."""
+        if not settings:
+            return self.model
+        model = self.model.with_settings(**settings)
+        self.counter.add("task", model.lm)
+        return model
+
+    def held_out(self, program: dspy.Module, label: str, *, items=None, model: RoleModel | None = None) -> dict:
+        """The program's composite score on the val items (or `items`), with the session's metric and judge. The
+        style metrics learn from the whole dev set, every time: a score must not depend on how many items the
+        val split happens to hold."""
+        result = evaluate(self.pipeline, self.dev, program=program, label=label, workspace=self.workspace,
+                          config=self.config, model=model or self.model, judge=self.judge, metrics=[COMPOSITE],
+                          split="val", items=items, corpus=[item.chunk.text for item in self.items])
+        self._add_usage(result["usage"])
+        return result
+
+    def _add_usage(self, by_model: dict) -> None:
+        for lm_name, usage in by_model.items():
+            self.usage[lm_name] += (usage.get("prompt_tokens") or 0) + (usage.get("completion_tokens") or 0)
+
+    def compile(self, program: dspy.Module, optimizer: str, *, seed: int = 0, demos: int = MAX_DEMOS,
+                train=None, model: RoleModel | None = None) -> dspy.Module:
+        """`program` tuned by `optimizer` on the train items (or `train`); tokens spent add to `usage`."""
+        trainset = [dspy.Example(chunk=item.chunk.text).with_inputs("chunk") for item in train or self.train]
+        model = model or self.model
+        with model.context(), dspy.track_usage() as tracker, contextlib.redirect_stdout(_LogLines()):
+            tuner = _optimizer(optimizer, self.scorer.composite, model, self.prompt, seed, demos)
+            compiled = tuner.compile(program, trainset=trainset, **_compile_kwargs(optimizer, trainset, seed))
+        self._add_usage(tracker.get_total_tokens())
+        return compiled
+
+    def save(self, program: dspy.Module, name: str, before: dict, after: dict, settings: dict) -> tuple[Path, Path]:
+        """compiled/PIPELINE/NAME.json with its manifest, and the held-out before/after report beside it."""
+        state = save_compiled(program, self.pipeline, name, self.workspace, {
+            "options": settings.pop("options", self.options), **settings,
+            "models": {"task": self.model.name, "judge": self.judge.name if self.judge else None,
+                       "prompt": self.prompt.name if self.prompt else None},
+            "program": program_fingerprint(program, self.model),
+            "dev": {"path": str(self.dev), "sha256": dev_hash(self.dev), "train": len(self.train),
+                    "val": len(self.val)},
+            "scores": {"before": _mean(before), "after": _mean(after)},
+            "calls": dict(self.counter.by_role)})
+        return state, write_report({**after, "baseline": before}, report_path(state))
 
 
 def optimize(pipeline: str, dev: str | Path, optimizer: str = "bootstrap", *, name: str | None = None,
@@ -115,66 +262,25 @@ def optimize(pipeline: str, dev: str | Path, optimizer: str = "bootstrap", *, na
              judge: RoleModel | None = None, prompt: RoleModel | None = None,
              on_estimate=None) -> Result:
     """Compile `pipeline` with `optimizer` on the dev set's train items, score it before and after on its val
-    items, and save it to compiled/PIPELINE/NAME.json (NAME defaults to the optimizer's). `on_estimate` gets
-    the estimated LM calls before any is made. Models default to the task, judge and prompt roles'."""
-    if optimizer not in OPTIMIZERS:
-        raise DatagenError(f"unknown optimizer {optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
-    if max_calls is not None and max_calls < 1:
-        raise DatagenError(f"--max-calls must be at least 1, got {max_calls}")
-    _require_optuna(optimizer)
-    workspace = workspace or find_workspace()
-    config = config or load_config(workspace)
-    program = load_program(pipeline, workspace, options)
-    items = read_devset(dev)
-    train = [item for item in items if item.split != "val"]
-    val = [item for item in items if item.split == "val"]
-    if not train or not val:
-        raise DatagenError(f"{dev}: needs items in both splits (\"split\": \"train\" and \"val\"); "
-                           "datagen devset makes such a file")
-    model = model or role_model(config, "task")
-    context = MetricContext(workspace, config, corpus=[item.chunk.text for item in items])
-    if judge is not None:
-        context.judge = judge
-    scorer = Scorer(pipeline, context, [COMPOSITE])
-    if optimizer in ("mipro", "gepa"):  # the optimizers that ask a model to write instructions
-        prompt = prompt or role_model(config, "prompt")
-        check_reachable(prompt)
-    check_reachable(model)
-    judged = [m for m in scorer.metrics if m.kind == "judge"]
-    if judged:
-        check_reachable(context.judge)
-    per_example = len(program.named_predictors()) + len(judged)
-    estimate = estimate_calls(optimizer, len(train), len(val), per_example)
+    items, and save it to compiled/PIPELINE/NAME.json (NAME defaults to the optimizer's) with an HTML report of
+    both scores beside it. `on_estimate` gets the estimated LM calls before any is made. Models default to the
+    task, judge and prompt roles'."""
+    session = Session(pipeline, dev, [optimizer], workspace=workspace, config=config, options=options,
+                      max_calls=max_calls, model=model, judge=judge, prompt=prompt)
+    estimate = estimate_calls(optimizer, len(session.train), len(session.val), session.per_example)
     if on_estimate:
         on_estimate(estimate)
-
-    roles = {id(model.lm): "task", **({id(prompt.lm): "prompt"} if prompt else {})}
-    if judged:
-        roles[id(context.judge.lm)] = "judge"
-    counter = CallCounter(roles, max_calls)
-    callbacks = [*dspy.settings.get("callbacks", []), counter]
-    result = Result(None, {}, None, counter.by_role, estimate)
-    held_out = dict(workspace=workspace, config=config, model=model, judge=context.judge if judged else None,
-                    metrics=[COMPOSITE], split="val")
+    result = Result(None, {}, None, session.counter.by_role, estimate, usage=session.usage)
     try:
-        with dspy.context(callbacks=callbacks):
-            result.before = evaluate(pipeline, dev, program=program, label="uncompiled", **held_out)
-            trainset = [dspy.Example(chunk=item.chunk.text).with_inputs("chunk") for item in train]
-            with model.context(), dspy.track_usage() as tracker:
-                compiled = _optimizer(optimizer, scorer.composite, prompt, seed).compile(
-                    program, trainset=trainset, **({"valset": trainset} if optimizer == "gepa" else {}))
-            result.usage = tracker.get_total_tokens()
-            result.after = evaluate(pipeline, dev, program=compiled, label=f"compiled ({optimizer})", **held_out)
+        with session.counting():
+            result.before = session.held_out(session.program, "uncompiled")
+            compiled = session.compile(session.program, optimizer, seed=seed)
+            result.after = session.held_out(compiled, f"compiled ({optimizer})")
     except CallBudgetExhausted as exc:
         result.stopped = f"{exc}: stopped, nothing compiled (raise --max-calls; the estimate was {estimate})"
         return result
-    result.state = save_compiled(compiled, pipeline, name or optimizer, workspace, {
-        "options": options or {}, "optimizer": optimizer, "seed": seed, "max_calls": max_calls,
-        "models": {"task": model.name, "judge": context.judge.name if judged else None, "prompt": prompt.name if prompt else None},
-        "program": program_fingerprint(compiled, model), "dev": {"path": str(dev), "sha256": dev_hash(dev),
-                                                                 "train": len(train), "val": len(val)},
-        "scores": {"before": _mean(result.before), "after": _mean(result.after)},
-        "calls": dict(counter.by_role)})
+    result.state, result.report = session.save(compiled, name or optimizer, result.before, result.after, {
+        "optimizer": optimizer, "seed": seed, "max_calls": max_calls})
     return result
 
 

@@ -52,16 +52,26 @@ def _program_class(module) -> type[dspy.Module]:
     return defined[0]
 
 
-def load_program(name: str, workspace: Path, options: dict | None = None) -> dspy.Module:
-    """A fresh instance of the pipeline program `name` from the workspace's programs/ folder, built with
-    `options` (keyword arguments of its constructor, e.g. {"repair_boundaries": True})."""
+def _program_module(name: str, workspace: Path):
     available = list_pipelines(workspace)
     if not _NAME.match(name) or name not in available:
         listing = ", ".join(available) or "none"
         raise DatagenError(f"unknown pipeline {name!r}: no programs/{name}.py in {workspace} (available: {listing})")
     _use_workspace(workspace)
-    module = importlib.import_module(f"programs.{name}")
-    cls = _program_class(module)
+    return importlib.import_module(f"programs.{name}")
+
+
+def search_space(name: str, workspace: Path) -> dict[str, list]:
+    """The pipeline's own options worth searching (`datagen optimize --trials`), as its module declares them:
+    `SEARCH_SPACE = {"option": [choice, ...]}`; none when it declares none."""
+    declared = getattr(_program_module(name, workspace), "SEARCH_SPACE", {})
+    return {option: list(choices) for option, choices in declared.items()}
+
+
+def load_program(name: str, workspace: Path, options: dict | None = None) -> dspy.Module:
+    """A fresh instance of the pipeline program `name` from the workspace's programs/ folder, built with
+    `options` (keyword arguments of its constructor, e.g. {"repair_boundaries": True})."""
+    cls = _program_class(_program_module(name, workspace))
     accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
     unknown = sorted(set(options or {}) - set(accepted))
     if unknown:

@@ -12,6 +12,8 @@ import dspy
 from datagen import Sample
 from signatures.style import AddBoundaries, RephraseAsGeneric
 
+# What `datagen optimize --trials` may try besides prompts: whether repairing chunk boundaries pays off.
+SEARCH_SPACE = {"repair_boundaries": [False, True]}
 # An added boundary sentence is short; anything longer is the model rewriting the passage, not framing it.
 MAX_BOUNDARY_WORDS = 40
 

@@ -46,8 +46,8 @@ def engine(workspace):
     return engine
 
 
-def run_optimize(workspace, engine, **kwargs):
-    return optimize("style_clone", workspace / DEV, "bootstrap", workspace=workspace, config=CONFIG,
+def run_optimize(workspace, engine, optimizer="bootstrap", **kwargs):
+    return optimize("style_clone", workspace / DEV, optimizer, workspace=workspace, config=CONFIG,
                     model=fake_model(engine), **kwargs)
 
 
@@ -131,3 +131,20 @@ def test_a_dev_set_without_both_splits_is_refused(workspace):
     (workspace / "dev.jsonl").write_text('{"chunk": "one"}\n{"chunk": "two"}\n')
     result = run_cli("optimize", "style_clone", "--dev", "dev.jsonl", "--yes", cwd=workspace)
     assert result.returncode == 1 and "needs items in both splits" in result.stderr
+
+
+@pytest.mark.parametrize("optimizer", ["bootstrap-rs", "mipro", "gepa", "copro", "simba"])
+def test_every_preset_runs_end_to_end_within_its_estimate(workspace, engine, optimizer):
+    proposer = FakeEngine()
+    result = run_optimize(workspace, engine, optimizer=optimizer, prompt=fake_model(proposer))
+    assert result.state == workspace / f"compiled/style_clone/{optimizer}.json" and not result.stopped
+    assert sum(result.calls.values()) == engine.calls + proposer.calls <= result.estimate
+    if optimizer != "bootstrap-rs":
+        assert proposer.calls > 0  # the prompt role wrote instructions (or rules)
+    assert read_manifest(result.state)["models"]["prompt"] == ("fake/model" if optimizer != "bootstrap-rs" else None)
+
+
+def test_the_cap_holds_for_an_optimizer_asking_several_completions_at_once(workspace, engine):
+    proposer = FakeEngine()
+    result = run_optimize(workspace, engine, optimizer="copro", prompt=fake_model(proposer), max_calls=30)
+    assert result.stopped and engine.calls + proposer.calls == sum(result.calls.values()) <= 30
