@@ -7,10 +7,16 @@ runs apart. It keeps no request bodies; the parent asks it over a pipe how many 
 import multiprocessing
 
 
-def _serve(latency: float, conn) -> None:
+def _rating(passage: str) -> str:
+    """A judge's 1-5 rating that varies with the passage, as a real judge's would."""
+    return str(1 + len(passage) % 5)
+
+
+def _serve(latency: float, judge: bool, conn) -> None:
     from tests.fakes import FakeOpenAIServer
 
-    with FakeOpenAIServer(latency=latency, record=False) as server:
+    by_field = {"rating": _rating} if judge else None
+    with FakeOpenAIServer(latency=latency, record=False, by_field=by_field) as server:
         conn.send(server.url)
         while conn.recv() == "count":
             conn.send(len(server.arrivals))
@@ -18,12 +24,12 @@ def _serve(latency: float, conn) -> None:
 
 class ServerProcess:
     """`with ServerProcess(latency=0.2) as server:` serves on `server.url`; `server.count()` is the number of
-    requests it has received so far."""
+    requests it has received so far. With `judge`, judges' ratings are numbers (1-5, by the passage)."""
 
-    def __init__(self, latency: float):
+    def __init__(self, latency: float, judge: bool = False):
         context = multiprocessing.get_context("spawn")
         self._conn, self._child_conn = context.Pipe()
-        self._process = context.Process(target=_serve, args=(latency, self._child_conn), daemon=True)
+        self._process = context.Process(target=_serve, args=(latency, judge, self._child_conn), daemon=True)
         self.url = ""
 
     def count(self) -> int:

@@ -31,27 +31,29 @@ def evaluate(pipeline: str, dev: str | Path, *, workspace: Path | None = None, c
              metrics: list[str] | None = None, split: str | None = None, concurrency: int = 1,
              model: RoleModel | None = None, program: dspy.Module | None = None,
              judge: RoleModel | None = None, label: str | None = None, items: list[DevItem] | None = None,
-             corpus: list[str] | None = None) -> dict:
+             scorer: Scorer | None = None) -> dict:
     """Run `pipeline` (loaded with `options`; or compiled, from `program_path`; or `program` as given) on the dev
     set (its `split` only, when given; or on `items`, e.g. the dev set cut anew) and score each sample with
-    `metrics` (all of the pipeline's by default), judged by `judge` (default: the judge role's model). `corpus`
-    is the author's text the style metrics learn from (default: the items evaluated)."""
+    `metrics` (all of the pipeline's by default), judged by `judge` (default: the judge role's model); or with
+    `scorer`, a scorer already built (its metrics fitted and judge chosen), as an optimizer scoring many
+    programs passes."""
     workspace = workspace or find_workspace()
     config = config or load_config(workspace)
     if program is None:
         program = (load_compiled(pipeline, program_path, workspace) if program_path
                    else load_program(pipeline, workspace, options))
     items = read_devset(dev, split) if items is None else [item for item in items if split in (None, item.split)]
-    context = MetricContext(workspace, config, corpus=corpus or [item.chunk.text for item in items])
-    if judge is not None:
-        context.judge = judge
-    scorer = Scorer(pipeline, context, metrics)
+    if scorer is None:
+        context = MetricContext(workspace, config, corpus=[item.chunk.text for item in items])
+        if judge is not None:
+            context.judge = judge
+        scorer = Scorer(pipeline, context, metrics)
     model = model or role_model(config, "task")
     check_reachable(model)
     models = {"task": model.name}
     if any(kind == "judge" for kind in scorer.kinds.values()):
-        check_reachable(context.judge)
-        models["judge"] = context.judge.name
+        check_reachable(scorer.context.judge)
+        models["judge"] = scorer.context.judge.name
     outcomes = list(run_chunks(program, model, (item.chunk for item in items), concurrency, scorer=scorer))
     return {
         "pipeline": pipeline,
@@ -84,6 +86,8 @@ def _sample_record(outcome: Outcome, index: int) -> dict:
     record = {"chunk_id": outcome.chunk.id, "chunk": outcome.chunk.text, "input": sample.input,
               "output": sample.output,
               "scores": {name: {"value": s.value, "feedback": s.feedback} for name, s in scores.items()}}
+    if sample.history:  # a conversation's earlier turns, oldest first
+        record["history"] = [list(turn) for turn in sample.history]
     if COMPOSITE in scores:
         record["composite"] = scores[COMPOSITE].value
     return record

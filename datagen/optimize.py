@@ -218,12 +218,12 @@ class Session:
         return model
 
     def held_out(self, program: dspy.Module, label: str, *, items=None, model: RoleModel | None = None) -> dict:
-        """The program's composite score on the val items (or `items`), with the session's metric and judge. The
-        style metrics learn from the whole dev set, every time: a score must not depend on how many items the
-        val split happens to hold."""
+        """The program's composite score on the val items (or `items`), by the session's scorer: the metric the
+        optimizer climbs, its style metrics fitted once on the whole dev set (a score must not depend on how many
+        items the val split happens to hold, nor a trial pay for fitting them again)."""
         result = evaluate(self.pipeline, self.dev, program=program, label=label, workspace=self.workspace,
-                          config=self.config, model=model or self.model, judge=self.judge, metrics=[COMPOSITE],
-                          split="val", items=items, corpus=[item.chunk.text for item in self.items])
+                          config=self.config, model=model or self.model, split="val", items=items,
+                          scorer=self.scorer)
         self._add_usage(result["usage"])
         return result
 

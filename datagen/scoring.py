@@ -62,6 +62,7 @@ class Scorer:
                                    f"(metrics: {', '.join(suite.METRICS)})")
             wanted += [n for n in weights if weights[n] and n not in wanted]
         self.names = names
+        self.context = context
         self.metrics = [suite.METRICS[name](context) for name in wanted]
         self.kinds = {metric.name: metric.kind for metric in self.metrics}
         self.composite = None
