@@ -28,6 +28,7 @@ Workspace = Annotated[Path | None, typer.Option("--workspace", "-w", envvar="DAT
 MinScore = Annotated[list[str] | None, typer.Option(
     "--min-score", help="Quality gate METRIC=VALUE (e.g. content=0.6): samples scored below stay in the run "
                         "store but out of the dataset (repeatable).")]
+INPUTS_HELP = "Text, Markdown, PDF, EPUB, DOCX or HTML files, or folders (searched recursively)."
 MaxTokens = Annotated[int | None, typer.Option("--max-tokens", min=16,
                                                help="Token budget per chunk (default: datagen.toml, else 512).")]
 
@@ -54,13 +55,13 @@ def _quiet_libraries() -> None:
     """Libraries' loggers at the level --verbose chose: their INFO lines drown the command's own output. Called
     again once DSPy is imported, since importing it sets its loggers to INFO."""
     verbose = logging.getLogger().level <= logging.DEBUG
-    for noisy in ("LiteLLM", "httpx", "dspy"):
+    for noisy in ("LiteLLM", "httpx", "dspy", "pypdf"):  # pypdf: its warnings do not name the file
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.ERROR)
 
 
 @app.command()
 def chunk(
-    inputs: Annotated[list[Path], typer.Argument(help="Text or Markdown files, or folders to search.")],
+    inputs: Annotated[list[Path], typer.Argument(help=INPUTS_HELP)],
     out_file: Annotated[Path | None, typer.Option("--out", "-o", help="JSONL file to write (default: stdout).")] = None,
     max_tokens: MaxTokens = None,
     workspace: Workspace = None,
@@ -92,7 +93,7 @@ def chunk(
 @app.command()
 def generate(
     pipeline: Annotated[str, typer.Argument(help="Pipeline name: programs/NAME.py in the workspace.")],
-    inputs: Annotated[list[Path], typer.Option("--input", "-i", help="Text or Markdown files, or folders.")],
+    inputs: Annotated[list[Path], typer.Option("--input", "-i", help=INPUTS_HELP)],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run folder: the store and the dataset.")],
     max_tokens: MaxTokens = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Run the first N chunks only.")] = None,
@@ -146,6 +147,10 @@ def generate(
     rate = f" ({report.chunks / report.seconds:.2f} chunks/s)" if report.seconds and report.chunks else ""
     err.print(f"this call: {report.chunks} chunks through [bold]{pipeline}[/] on {report.model} in "
               f"{report.seconds:.1f}s{rate}: {report.samples} samples, {sum(report.failures.values())} failed")
+    if report.dropped:
+        reasons = ", ".join(f"{reason} {n}" for reason, n in report.dropped.most_common())
+        err.print(f"dropped by the pipeline's own checks: {sum(report.dropped.values())} ({reasons})",
+                  highlight=False)
     _print_summary(out_dir)
     gated = f", {report.held_back} below --min-score kept out" if min_score else ""
     out.print(f"dataset: {report.data_path} ({report.exported} samples{gated})", markup=False, highlight=False,
@@ -352,6 +357,23 @@ def _print_search(result) -> None:
               "continue it", markup=False, highlight=False, soft_wrap=True)
 
 
+@app.command()
+def new(
+    name: Annotated[str, typer.Argument(help="Name of the new pipeline (a Python identifier).")],
+    signature: Annotated[str | None, typer.Option("--signature", "-s", help="Its fields, inputs -> outputs (default: "
+                                                  "\"passage -> output\"); the first input gets each chunk.")] = None,
+    workspace: Workspace = None,
+) -> None:
+    """Scaffold a pipeline that runs as it is: signature, program, metrics, a dev set and an offline test."""
+    from datagen.scaffold import scaffold
+
+    root = _workspace(workspace)
+    for path in scaffold(root, name, signature):
+        out.print(f"wrote {path.relative_to(root)}", markup=False, highlight=False, soft_wrap=True)
+    err.print(f"next: datagen generate {name} --input data/samples --out out/{name}", markup=False, highlight=False,
+              soft_wrap=True)
+
+
 compiled_app = typer.Typer(help="Programs compiled by `datagen optimize`.", no_args_is_help=True)
 app.add_typer(compiled_app, name="compiled")
 
@@ -420,7 +442,7 @@ def judge_check(
 @app.command()
 def devset(
     pipeline: Annotated[str, typer.Argument(help="Pipeline name: programs/NAME.py in the workspace.")],
-    inputs: Annotated[list[Path], typer.Option("--input", "-i", help="Text or Markdown files, or folders.")],
+    inputs: Annotated[list[Path], typer.Option("--input", "-i", help=INPUTS_HELP)],
     n: Annotated[int, typer.Option("--n", help="How many chunks to take.")] = 40,
     out_file: Annotated[Path | None, typer.Option("--out", "-o", help="JSONL file to write (default: "
                                                                       "data/PIPELINE/dev.jsonl).")] = None,

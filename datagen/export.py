@@ -44,33 +44,44 @@ def in_validation(sid: str, val_fraction: float) -> bool:
 
 
 def sharegpt_record(sample: Sample, system: str | None = None) -> dict:
-    """ShareGPT: the input as the human turn, the output as the gpt turn, after the system turn if given."""
-    turns = [{"from": "human", "value": sample.input}, {"from": "gpt", "value": sample.output}]
+    """ShareGPT: the input as the human turn, the output as the gpt turn, after the earlier turns of a
+    multi-turn sample and the system turn if given."""
+    turns = [{"from": who, "value": text} for user, assistant in sample.turns
+             for who, text in (("human", user), ("gpt", assistant))]
     if system is not None:
         turns.insert(0, {"from": "system", "value": system})
     return {"conversations": turns}
 
 
 def alpaca_record(sample: Sample, system: str | None = None) -> dict:
-    """Alpaca: the input as the instruction, with no separate input, and the output."""
+    """Alpaca: the input as the instruction, with no separate input, and the output; a multi-turn sample's
+    earlier turns as alpaca's `history` of [instruction, output] pairs."""
     record = {"instruction": sample.input, "input": "", "output": sample.output}
     if system is not None:
         record["system"] = system
+    if sample.history:
+        record["history"] = [list(turn) for turn in sample.history]
     return record
 
 
 def openai_record(sample: Sample, system: str | None = None) -> dict:
-    """Chat `messages` as fine-tuning APIs take them: the input as the user turn, the output as the assistant's."""
-    messages = [{"role": "user", "content": sample.input}, {"role": "assistant", "content": sample.output}]
+    """Chat `messages` as fine-tuning APIs take them: the input as the user turn, the output as the assistant's,
+    after the earlier turns of a multi-turn sample."""
+    messages = [{"role": role, "content": text} for user, assistant in sample.turns
+                for role, text in (("user", user), ("assistant", assistant))]
     if system is not None:
         messages.insert(0, {"role": "system", "content": system})
     return {"messages": messages}
 
 
 def flat_record(chunk: Chunk, index: int, sample: Sample) -> dict:
-    """One sample with its id and the place in the corpus it came from (the `jsonl` and `parquet` formats)."""
-    return {"id": sample_id(chunk.id, index), "input": sample.input, "output": sample.output, "chunk_id": chunk.id,
-            "source": chunk.source, "start": chunk.start, "end": chunk.end}
+    """One sample with its id and the place in the corpus it came from (the `jsonl` and `parquet` formats), and
+    a multi-turn sample's earlier turns as `history`, [user, assistant] pairs."""
+    record = {"id": sample_id(chunk.id, index), "input": sample.input, "output": sample.output,
+              "chunk_id": chunk.id, "source": chunk.source, "start": chunk.start, "end": chunk.end}
+    if sample.history:
+        record["history"] = [list(turn) for turn in sample.history]
+    return record
 
 
 _CHAT_RECORDS = {"sharegpt": sharegpt_record, "alpaca": alpaca_record, "openai": openai_record}
@@ -271,8 +282,12 @@ def _write_parquet(kept: Iterable[tuple[Chunk, int, Sample]], target: Path) -> i
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = pa.schema([(name, pa.int64() if name in ("start", "end") else pa.string()) for name in FLAT_FIELDS])
+    columns = [(name, pa.int64() if name in ("start", "end") else pa.string()) for name in FLAT_FIELDS]
     rows = [flat_record(*item) for item in kept]
+    if any("history" in row for row in rows):  # multi-turn samples: a history column, empty for single turns
+        columns.append(("history", pa.list_(pa.list_(pa.string()))))
+        rows = [{"history": [], **row} for row in rows]
+    schema = pa.schema(columns)
     partial = target.with_name(target.name + ".partial")
     try:
         pq.write_table(pa.Table.from_pylist(rows, schema=schema), partial)
@@ -294,8 +309,8 @@ def _hf_dataset(kept: Iterable[tuple[Chunk, int, Sample]], system: str | None, v
     for chunk, index, sample in kept:
         record = {**openai_record(sample, system), **flat_record(chunk, index, sample)}
         split = "validation" if in_validation(record["id"], val_fraction) else "train"
-        for name, value in record.items():
-            columns[split][name].append(value)
+        for name in features:  # a multi-turn sample's history is in its messages
+            columns[split][name].append(record[name])
     return datasets.DatasetDict({split: datasets.Dataset.from_dict(columns[split], features=features)
                                  for split in SPLITS})
 

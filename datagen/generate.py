@@ -58,6 +58,7 @@ class Report:
     resumed: int = 0  # chunks already done in the run directory before this call
     exported: int = 0  # samples in the export, this call's and earlier ones'
     held_back: int = 0  # samples in the store kept out of the export by --min-score
+    dropped: Counter = field(default_factory=Counter)  # candidates the pipeline itself rejected, by reason
     stopped: str | None = None  # why the run stopped before its last chunk
 
 
@@ -120,6 +121,8 @@ def _outcome(program: dspy.Module, chunk: Chunk) -> Outcome:
     outputs = {key: value for key, value in prediction.items() if key != "samples"}
     outcome = Outcome(chunk, outputs=outputs)
     samples = list(getattr(prediction, "samples", None) or [])
+    if not samples and outputs.get("dropped"):
+        return outcome  # candidates were made and the program's own checks rejected them all: done, not failed
     if not samples:
         outcome.failure, outcome.message = "no_samples", "the program returned no samples"
     elif any(not s.input.strip() or not s.output.strip() for s in samples):
@@ -127,6 +130,11 @@ def _outcome(program: dspy.Module, chunk: Chunk) -> Outcome:
     else:
         outcome.samples = samples
     return outcome
+
+
+def _drop_reason(dropped) -> str:
+    """Why a pipeline rejected a candidate: the "reason" of its `dropped` entry (see programs/factual_qa.py)."""
+    return str(dropped.get("reason") or "unspecified") if isinstance(dropped, dict) else "unspecified"
 
 
 def _score(scorer: Scorer, outcome: Outcome) -> None:
@@ -311,6 +319,9 @@ def generate(pipeline: str, inputs: Iterable[str | Path], out_dir: str | Path, *
         identity = {"pipeline": pipeline, "program": program_fingerprint(program, model),
                     "inputs": stored["inputs"] if unchanged else _inputs_fingerprint(chunks()),
                     "model": model.name}
+        run_options = (read_manifest(compiled).get("options") if compiled else options) or {}
+        if run_options:  # e.g. factual_qa's questions=5 changes results without changing any predictor
+            identity["options"] = json.dumps(run_options, sort_keys=True)
         store.claim(identity, force)
         if not unchanged or not store.counts()["chunks"]:
             store.add_chunks(chunks())
@@ -327,6 +338,7 @@ def generate(pipeline: str, inputs: Iterable[str | Path], out_dir: str | Path, *
             store.record(outcome)
             report.chunks += 1
             report.samples += len(outcome.samples)
+            report.dropped.update(_drop_reason(d) for d in outcome.outputs.get("dropped") or [])
             if outcome.failure:
                 report.failures[outcome.failure] += 1
                 report.failure_examples.setdefault(outcome.failure, outcome.message or "")

@@ -1,5 +1,8 @@
 """Reading raw text: files and folders in, decoded documents out.
 
+Text and Markdown files are decoded as they are; PDF, EPUB, DOCX and HTML files have their text extracted
+(datagen.formats). `read_document` is the one way to a source's text, since chunk offsets index into it.
+
 A file named on the command line that cannot be used is an error (the user asked for it); a file found while
 walking a folder is skipped with a warning, so one stray binary does not stop a corpus run.
 """
@@ -12,16 +15,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datagen.errors import DatagenError
+from datagen.formats import READERS
 
 log = logging.getLogger(__name__)
 
 TEXT_SUFFIXES = (".txt", ".md", ".markdown")
+# What a folder is searched for.
+SUFFIXES = TEXT_SUFFIXES + tuple(READERS)
 _SNIFF_BYTES = 8192
 
 
 @dataclass(frozen=True)
 class Document:
-    """A source file's text. Chunk offsets index into `text`, as `read_text(source)` returns it."""
+    """A source file's text. Chunk offsets index into `text`, as `read_document(source)` returns it."""
 
     source: str
     text: str
@@ -36,10 +42,7 @@ def read_text(path: Path) -> str:
 
     Newlines are kept as they are in the file, so character offsets recover the original text exactly.
     """
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise UnusableFile(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    raw = _read_bytes(path)
     bom = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
     if b"\x00" in raw[:_SNIFF_BYTES]:
         raise UnusableFile(f"{path}: looks like a binary file (it contains NUL bytes), not text")
@@ -52,6 +55,29 @@ def read_text(path: Path) -> str:
     if not text.strip():
         raise UnusableFile(f"{path}: file is empty")
     return text
+
+
+def read_document(path: Path) -> str:
+    """A file's text: extracted for the formats datagen.formats reads (by suffix), decoded for any other file."""
+    reader = READERS.get(path.suffix.lower())
+    if reader is None:
+        return read_text(path)
+    raw = _read_bytes(path)
+    try:
+        text = reader(raw)
+    except Exception as exc:  # a damaged file makes parsers raise anything: zip, XML, key, value errors, ...
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise UnusableFile(f"{path}: cannot read as {path.suffix[1:].upper()} ({reason})") from exc
+    if not text.strip():
+        raise UnusableFile(f"{path}: holds no text")
+    return text
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise UnusableFile(f"{path}: cannot read ({exc.strerror or exc})") from exc
 
 
 def _display(path: Path) -> str:
@@ -69,12 +95,12 @@ def _walk(folder: Path) -> Iterator[Path]:
                                                                              e.strerror)):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
-            if name.lower().endswith(TEXT_SUFFIXES) and not name.startswith("."):
+            if name.lower().endswith(SUFFIXES) and not name.startswith("."):
                 yield Path(root) / name
 
 
 def iter_files(paths: Iterable[str | Path]) -> Iterator[tuple[Path, bool]]:
-    """The text files that files and folders name, in a stable order, each with whether it was found in a
+    """The files that files and folders name, in a stable order, each with whether it was found in a
     folder (an unusable file found there is skipped; one named outright is an error)."""
     for given in paths:
         path = Path(given)
@@ -83,18 +109,18 @@ def iter_files(paths: Iterable[str | Path]) -> Iterator[tuple[Path, bool]]:
         if path.is_dir():
             candidates = list(_walk(path))
             if not candidates:
-                raise DatagenError(f"{path}: folder holds no text files ({', '.join(TEXT_SUFFIXES)})")
+                raise DatagenError(f"{path}: folder holds no text files ({', '.join(SUFFIXES)})")
             yield from ((file, True) for file in candidates)
         else:
             yield path, False
 
 
 def iter_documents(paths: Iterable[str | Path]) -> Iterator[Document]:
-    """Documents from files and folders (searched recursively for .txt and .md files), in a stable order."""
+    """Documents from files and folders (searched recursively for files with the SUFFIXES), in a stable order."""
     found_any = False
     for file, in_folder in iter_files(paths):
         try:
-            text = read_text(file)
+            text = read_document(file)
         except UnusableFile as exc:
             if not in_folder:
                 raise

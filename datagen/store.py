@@ -32,7 +32,47 @@ CREATE TABLE IF NOT EXISTS results (
 CREATE TABLE IF NOT EXISTS scores (  -- metric scores of a done chunk's samples (quality gating, evaluation)
     chunk_id TEXT NOT NULL REFERENCES chunks(id), sample INTEGER NOT NULL, metric TEXT NOT NULL,
     value REAL NOT NULL, feedback TEXT, PRIMARY KEY (chunk_id, sample, metric));
+-- What a chunk's latest attempt did, written with its result: each predictor call (step), in order...
+CREATE TABLE IF NOT EXISTS steps (
+    chunk_id TEXT NOT NULL REFERENCES chunks(id), seq INTEGER NOT NULL,
+    step TEXT NOT NULL,  -- the predictor's name in the program ("rephrase"), "judge:METRIC" for a judge's
+    inputs TEXT, outputs TEXT,  -- JSON: {field: value}
+    error TEXT,  -- what the step raised instead of answering
+    PRIMARY KEY (chunk_id, seq));
+-- ...and each LM call: the exact messages sent and the raw completion.
+CREATE TABLE IF NOT EXISTS calls (
+    chunk_id TEXT NOT NULL REFERENCES chunks(id), seq INTEGER NOT NULL,
+    step TEXT NOT NULL,  -- the step that made the call (the model's name for a call outside any predictor)
+    model TEXT NOT NULL, messages TEXT NOT NULL,  -- JSON: [{role, content}], as the adapter formatted them
+    response TEXT,  -- the completion's text (a JSON list when the call asked for several); NULL if it raised
+    error TEXT, usage TEXT,  -- JSON: the tokens DSPy counted for this call
+    cached INTEGER,  -- 1: DSPy counted no tokens, as for a cache hit; NULL: unknown (calls overlapped)
+    seconds REAL, PRIMARY KEY (chunk_id, seq));
 """
+
+
+@dataclass
+class Step:
+    """One predictor call of a chunk: the step's name, what it was given, and what it answered (or its error)."""
+
+    step: str
+    inputs: dict
+    outputs: dict | None = None
+    error: str | None = None
+
+
+@dataclass
+class Call:
+    """One LM call of a chunk: the exact messages sent and the raw completion (or the error)."""
+
+    step: str
+    model: str
+    messages: list
+    response: str | None = None
+    error: str | None = None
+    usage: dict | None = None
+    cached: bool | None = None
+    seconds: float = 0.0
 
 
 @dataclass
@@ -48,7 +88,12 @@ class Outcome:
     raw: str | None = None
     usage: dict = field(default_factory=dict)
     scores: list[dict] = field(default_factory=list)  # per sample: {metric: Score (value, feedback)}
+    steps: list[Step] = field(default_factory=list)
+    calls: list[Call] = field(default_factory=list)
+
+
 _CHUNK_COLUMNS = 'id, source, start, "end", text, tokens'
+_JOINED_CHUNK_COLUMNS = ", ".join("c." + col for col in _CHUNK_COLUMNS.split(", "))  # chunks as c in a join
 
 
 class RunStore:
@@ -95,8 +140,8 @@ class RunStore:
                                "or --force to reuse it")
         if changed:
             with self._transaction():
-                self._db.execute("DELETE FROM results")
-                self._db.execute("DELETE FROM chunks")
+                for table in ("calls", "steps", "results", "chunks"):
+                    self._db.execute(f"DELETE FROM {table}")
         self.set_meta(identity)
 
     # --- chunks ---------------------------------------------------------------------------------------------
@@ -131,7 +176,7 @@ class RunStore:
 
     def record(self, outcome: Outcome) -> None:
         """Commit one chunk's result now, replacing an earlier failure."""
-        samples = [[s.input, s.output] for s in outcome.samples]
+        samples = [_sample_row(s) for s in outcome.samples]
         with self._transaction():
             self._db.execute(
                 "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -139,6 +184,7 @@ class RunStore:
                  outcome.message, outcome.seconds, time.time(), _json(outcome.outputs), outcome.raw,
                  _json(outcome.usage)))
             self._replace_scores(outcome.chunk.id, outcome.scores)
+            self._replace_log(outcome.chunk.id, outcome.steps, outcome.calls)
 
     def set_scores(self, chunk_id: str, scores: list[dict]) -> None:
         """Replace a done chunk's sample scores ({metric: Score} per sample)."""
@@ -150,6 +196,17 @@ class RunStore:
         self._db.executemany("INSERT INTO scores VALUES (?, ?, ?, ?, ?)", (
             (chunk_id, index, metric, score.value, score.feedback)
             for index, sample_scores in enumerate(scores) for metric, score in sample_scores.items()))
+
+    def _replace_log(self, chunk_id: str, steps: list[Step], calls: list[Call]) -> None:
+        """The chunk's steps and LM calls, replacing an earlier attempt's (in the result's transaction, so that
+        the log and the result it led to are never one without the other)."""
+        self._db.execute("DELETE FROM steps WHERE chunk_id = ?", (chunk_id,))
+        self._db.execute("DELETE FROM calls WHERE chunk_id = ?", (chunk_id,))
+        self._db.executemany("INSERT INTO steps VALUES (?, ?, ?, ?, ?, ?)", (
+            (chunk_id, seq, s.step, _json(s.inputs), _json(s.outputs), s.error) for seq, s in enumerate(steps)))
+        self._db.executemany("INSERT INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (
+            (chunk_id, seq, c.step, c.model, _json(c.messages), c.response, c.error, _json(c.usage), c.cached,
+             c.seconds) for seq, c in enumerate(calls)))
 
     def usage(self) -> dict[str, dict[str, int]]:
         """Tokens spent per model over the whole run, failed chunks included."""
@@ -181,10 +238,10 @@ class RunStore:
     def done(self) -> Iterator[tuple[Chunk, list[Sample]]]:
         """Finished chunks with their samples, in chunk order."""
         rows = self._db.execute(
-            f"SELECT {', '.join('c.' + col for col in _CHUNK_COLUMNS.split(', '))}, r.samples "
+            f"SELECT {_JOINED_CHUNK_COLUMNS}, r.samples "
             "FROM chunks c JOIN results r ON r.chunk_id = c.id WHERE r.status = 'done' ORDER BY c.ord")
-        for *chunk, samples in rows:
-            yield Chunk(*chunk), [Sample(i, o) for i, o in json.loads(samples)]
+        for *chunk, samples in rows:  # NULL: done with no samples (the pipeline's own checks rejected all)
+            yield Chunk(*chunk), [_sample(row) for row in json.loads(samples or "[]")]
 
     def chunk_texts(self, limit: int) -> list[str]:
         """The text of up to `limit` chunks spread evenly over the run (e.g. references of the author's style)."""
@@ -198,11 +255,56 @@ class RunStore:
 
     def sample_scores(self, chunk_id: str) -> dict[int, dict[str, float]]:
         """A done chunk's scores: {sample index: {metric: value}}."""
-        scores: dict[int, dict[str, float]] = {}
-        for index, metric, value in self._db.execute(
-                "SELECT sample, metric, value FROM scores WHERE chunk_id = ?", (chunk_id,)):
-            scores.setdefault(index, {})[metric] = value
+        return {index: {metric: value for metric, (value, _) in scores.items()}
+                for index, scores in self.sample_feedback(chunk_id).items()}
+
+    def sample_feedback(self, chunk_id: str) -> dict[int, dict[str, tuple[float, str | None]]]:
+        """A done chunk's scores with the metric's feedback: {sample index: {metric: (value, feedback)}}."""
+        scores: dict[int, dict[str, tuple[float, str | None]]] = {}
+        for index, metric, value, feedback in self._db.execute(
+                "SELECT sample, metric, value, feedback FROM scores WHERE chunk_id = ?", (chunk_id,)):
+            scores.setdefault(index, {})[metric] = (value, feedback)
         return scores
+
+    # --- inspection -----------------------------------------------------------------------------------------
+
+    def chunk(self, chunk_id: str) -> Chunk | None:
+        row = self._db.execute(f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE id = ?", (chunk_id,)).fetchone()
+        return Chunk(*row) if row else None
+
+    def result(self, chunk_id: str) -> dict | None:
+        """A chunk's result (status, samples, failure, message, seconds, outputs, raw, usage), JSON decoded;
+        None when the chunk has not been run."""
+        cursor = self._db.execute("SELECT status, samples, failure, message, seconds, outputs, raw, usage "
+                                  "FROM results WHERE chunk_id = ?", (chunk_id,))
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        result = dict(zip((c[0] for c in cursor.description), row))
+        for key in ("outputs", "usage"):
+            result[key] = _loads(result[key]) or {}
+        result["samples"] = [_sample(r) for r in _loads(result["samples"]) or []]
+        return result
+
+    def steps(self, chunk_id: str) -> list[Step]:
+        rows = self._db.execute("SELECT step, inputs, outputs, error FROM steps WHERE chunk_id = ? ORDER BY seq",
+                                (chunk_id,))
+        return [Step(step, _loads(inputs) or {}, _loads(outputs), error) for step, inputs, outputs, error in rows]
+
+    def calls(self, chunk_id: str) -> list[Call]:
+        rows = self._db.execute("SELECT step, model, messages, response, error, usage, cached, seconds FROM calls "
+                                "WHERE chunk_id = ? ORDER BY seq", (chunk_id,))
+        return [Call(step, model, _loads(messages), response, error, _loads(usage),
+                     None if cached is None else bool(cached), seconds)
+                for step, model, messages, response, error, usage, cached, seconds in rows]
+
+    def failed(self) -> Iterator[tuple[Chunk, str, str | None, str | None]]:
+        """Failed chunks in chunk order, each with its failure's kind, message and the raw answer if any."""
+        rows = self._db.execute(
+            f"SELECT {_JOINED_CHUNK_COLUMNS}, r.failure, r.message, r.raw "
+            "FROM chunks c JOIN results r ON r.chunk_id = c.id WHERE r.status = 'failed' ORDER BY c.ord")
+        for *chunk, kind, message, raw in rows:
+            yield Chunk(*chunk), kind, message, raw
 
     @contextmanager
     def _transaction(self):
@@ -213,6 +315,23 @@ class RunStore:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+
+
+def _sample_row(sample: Sample) -> list:
+    """A sample as stored: [input, output], with its earlier turns third when it has any (so single-turn rows
+    stay as every store has always written them)."""
+    row = [sample.input, sample.output]
+    return [*row, [list(turn) for turn in sample.history]] if sample.history else row
+
+
+def _sample(row: list) -> Sample:
+    """A stored row back as a sample (rows written before samples had a history have two elements)."""
+    history = row[2] if len(row) > 2 else ()
+    return Sample(row[0], row[1], tuple(tuple(turn) for turn in history))
+
+
+def _loads(value: str | None):
+    return json.loads(value) if value else None
 
 
 def _json(value) -> str | None:

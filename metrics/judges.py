@@ -76,6 +76,19 @@ class Genericness(dspy.Signature):
     rating: int = dspy.OutputField(desc="1 to 5: 5 = entirely plain and neutral, 1 = strongly marked style")
 
 
+class FollowsInstructions(dspy.Signature):
+    """Judge whether a training sample does what the task asks: made from the source passage as the task's
+    instructions say, its output carries out every instruction for its input, is correct and grounded in the
+    passage, and is complete. Judge what the output does, not how long or polished it is."""
+
+    task: str = dspy.InputField(desc="the instructions the sample was made by")
+    passage: str = dspy.InputField(desc="the source passage the sample was made from")
+    sample_input: str = dspy.InputField(desc="what a model will be given")
+    sample_output: str = dspy.InputField(desc="what the model should answer")
+    reasoning: str = dspy.OutputField(desc="one or two sentences naming what the output does or fails to do")
+    rating: int = dspy.OutputField(desc="1 to 5: 5 = does all the task asks, 1 = ignores the task")
+
+
 def rating_score(rating: int) -> float:
     """A 1-5 rating on [0, 1]; a rating outside the scale is clamped to it."""
     return clamp((int(rating) - 1) / 4)
@@ -161,6 +174,22 @@ class GenericnessJudge(_Judge):
 
     def __call__(self, chunk: str, sample: Sample) -> Score:
         return self.ask(passage=sample.input)
+
+
+class InstructionsJudge(_Judge):
+    """Does the sample do what the pipeline's instructions ask of its passage? A judge for any pipeline, given
+    its task's instructions (e.g. the docstring of its signature)."""
+
+    name, signature = "follows_instructions", FollowsInstructions
+
+    def __init__(self, judge: RoleModel, task: str):
+        super().__init__(judge)
+        self.task = task
+
+    def __call__(self, chunk: str, sample: Sample) -> Score:
+        # A sample whose input is the passage itself need not send it twice (a small model's context is short).
+        passage = "(the same text as the sample's input)" if chunk == sample.input else chunk
+        return self.ask(task=self.task, passage=passage, sample_input=sample.input, sample_output=sample.output)
 
 
 class PairwiseStyleJudge:

@@ -13,10 +13,11 @@ SAMPLES = ROOT / "data" / "samples"
 
 @pytest.fixture(autouse=True)
 def _isolated_dspy(tmp_path, monkeypatch):
-    """No DSPy response cache between tests (a cached answer would hide a broken path)."""
+    """No DSPy response cache between tests (a cached answer would hide a broken path), and a trace of its own
+    per test (a program called outside datagen's runner records its predictions in the trace in effect)."""
     monkeypatch.setenv("DSPY_CACHEDIR", str(tmp_path / ".dspy_cache"))
     dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
-    with dspy.context(lm=None):
+    with dspy.context(lm=None, trace=[]):
         yield
 
 

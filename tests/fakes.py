@@ -12,6 +12,8 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dspy
@@ -31,16 +33,29 @@ class Unparseable(Exception):
     """Raised by a `respond` function: the fake model then answers with text no adapter can parse."""
 
 
+@dataclass(frozen=True)
+class FromInputs:
+    """A `by_field` answer made from every input value of the prompt ({field: value}), not only the first."""
+
+    answer: Callable[[dict[str, str]], str]
+
+
 def answer(system: str, user: str, respond=plain, by_field: dict | None = None) -> str:
     """Answer a DSPy-formatted prompt: every requested output field gets `respond(first input value)`, or
-    `by_field[name](first input value)` for the fields named there."""
+    `by_field[name](first input value)` for the fields named there (`by_field[name].answer(input values)` for a
+    `FromInputs`)."""
     match = _OUTPUT_FIELDS.search(system)
     fields = _FIELD.findall(match.group(1)) if match else ["answer"]
     inputs = dict(_INPUT_VALUE.findall(user))
     source = next(iter(inputs.values()), user)
     by_field = by_field or {}
+
+    def value(name: str) -> str:
+        made = by_field.get(name, respond)
+        return made.answer(inputs) if isinstance(made, FromInputs) else made(source)
+
     try:
-        values = {name: by_field.get(name, respond)(source) for name in fields}
+        values = {name: value(name) for name in fields}
     except Unparseable:
         return "Sorry, I would rather not."
     if "JSON object" in user or "JSON object" in system:

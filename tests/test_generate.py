@@ -91,7 +91,7 @@ def test_budget_that_cannot_fit_the_context_window_is_refused(workspace):
 
 
 def test_unknown_pipeline_lists_the_available_ones(workspace, tmp_path):
-    with pytest.raises(DatagenError, match=r"unknown pipeline 'nope'.*available: style_clone"):
+    with pytest.raises(DatagenError, match=r"unknown pipeline 'nope'.*available: factual_qa, style_clone"):
         generate("nope", [workspace / "data/samples"], tmp_path / "out", workspace=workspace, config=Config(),
                  model=fake_model())
 

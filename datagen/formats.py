@@ -1,0 +1,149 @@
+"""Text out of formats other than plain text: PDF, EPUB, DOCX and HTML.
+
+Each reader turns a file's bytes into text in the shape chunking expects: paragraphs separated by blank lines,
+and headings (HTML's h1-h6, Word's Title and Heading styles) on lines of their own written the Markdown way
+("## Title"), so a heading stays with the text under it. A reader raises whatever its parser raises on a damaged
+file; ingest reports that as an unusable file. Parsers are imported on first use: most commands never need them.
+"""
+
+import io
+import posixpath
+import re
+import warnings
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
+from urllib.parse import unquote
+from xml.etree import ElementTree
+
+# Paragraph and line breaks marked inside an HTML tree before its text is taken, so that they survive the
+# collapsing of the markup's own whitespace. Control characters: no document text uses them.
+_PARAGRAPH = "\x1e"
+_LINE = "\x1f"
+# Not text a reader of the page sees.
+_HTML_HIDDEN = ["head", "script", "style", "noscript", "template", "svg"]
+_HTML_HEADINGS = ["h1", "h2", "h3", "h4", "h5", "h6"]
+_HTML_BLOCKS = ["address", "article", "aside", "blockquote", "body", "dd", "div", "dl", "dt", "figcaption", "figure",
+                "footer", "header", "hr", "li", "main", "nav", "ol", "p", "pre", "section", "table", "td", "th",
+                "tr", "ul"]
+_DOCX_HEADING = re.compile(r"Heading (\d)$|Title$")
+_BLANK_LINE = re.compile(r"\n[^\S\n]*\n")
+_OPF = "{http://www.idpf.org/2007/opf}"
+_CONTAINER = "{urn:oasis:names:tc:opendocument:xmlns:container}"
+
+
+def _assemble(paragraphs: Iterable[Iterable[str]]) -> str:
+    """Paragraphs, each given as its lines, joined by blank lines: runs of whitespace inside a line become one
+    space, and empty lines and paragraphs are dropped."""
+    blocks = []
+    for lines in paragraphs:
+        if block := "\n".join(kept for line in lines if (kept := " ".join(line.split()))):
+            blocks.append(block)
+    return "\n\n".join(blocks) + "\n" if blocks else ""
+
+
+def _heading(level: int, title: str) -> str:
+    """A heading as a one-line Markdown heading (empty for an empty title)."""
+    title = " ".join(title.split())
+    return f"{'#' * level} {title}" if title else ""
+
+
+def html_text(markup: bytes) -> str:
+    """The visible text of an HTML or XHTML page: block elements are paragraphs, <br> a line break, h1-h6
+    headings; scripts, styles and the <head> are left out. The encoding is detected (BOM, declared charset)."""
+    from bs4 import BeautifulSoup, MarkupResemblesLocatorWarning, XMLParsedAsHTMLWarning
+
+    if b"\x00" in markup[:8192]:
+        raise ValueError("it contains NUL bytes: a binary file, not a page")
+    with warnings.catch_warnings():
+        # Parsing XHTML as HTML is deliberate: the HTML parser also copes with pages that are not well-formed.
+        warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)
+        warnings.simplefilter("ignore", MarkupResemblesLocatorWarning)
+        soup = BeautifulSoup(markup, "lxml")
+    for tag in soup.find_all(_HTML_HIDDEN):
+        tag.decompose()
+    for tag in soup.find_all(_HTML_HEADINGS):
+        tag.replace_with(_PARAGRAPH + _heading(int(tag.name[1]), tag.get_text(" ")) + _PARAGRAPH)
+    for tag in soup.find_all("br"):
+        tag.replace_with(_LINE)
+    for tag in soup.find_all("pre"):
+        for string in tag.find_all(string=True):
+            string.replace_with(string.replace("\n", _LINE))
+    for tag in soup.find_all(_HTML_BLOCKS):
+        tag.insert_before(_PARAGRAPH)
+        tag.insert_after(_PARAGRAPH)
+    return _assemble(paragraph.split(_LINE) for paragraph in soup.get_text().split(_PARAGRAPH))
+
+
+def _docx_blocks(document) -> Iterator[list[str]]:
+    """The lines of each paragraph and table of a Word document's body, in order. A table row is one line, its
+    cells joined by " | " (a merged cell, which python-docx repeats once per column it spans, counted once)."""
+    from docx.table import Table
+
+    for block in document.iter_inner_content():
+        if isinstance(block, Table):
+            yield [" | ".join(dict.fromkeys(cell.text for cell in row.cells)) for row in block.rows]
+        elif block.style is not None and (match := _DOCX_HEADING.match(block.style.name)):
+            yield [_heading(int(match.group(1) or 1), block.text)]
+        else:
+            yield block.text.splitlines()
+
+
+def docx_text(raw: bytes) -> str:
+    """The text of a Word document's body (headers, footers and notes are left out)."""
+    import docx
+
+    return _assemble(_docx_blocks(docx.Document(io.BytesIO(raw))))
+
+
+def _epub_member(book: zipfile.ZipFile, name: str) -> bytes:
+    try:
+        return book.read(name)
+    except KeyError:  # zipfile's message, quoted by KeyError, reads badly in a report
+        raise ValueError(f"{name} is missing") from None
+
+
+def _epub_chapters(book: zipfile.ZipFile) -> Iterator[bytes]:
+    """The XHTML documents of an EPUB's spine, in reading order, without the navigation document (a table of
+    contents, not the book's text)."""
+    container = ElementTree.fromstring(_epub_member(book, "META-INF/container.xml"))
+    rootfile = container.find(f".//{_CONTAINER}rootfile")
+    if rootfile is None or not rootfile.get("full-path"):
+        raise ValueError("META-INF/container.xml names no package document")
+    package_path = rootfile.get("full-path")
+    package = ElementTree.fromstring(_epub_member(book, package_path))
+    folder = posixpath.dirname(package_path)
+    manifest = {item.get("id"): item for item in package.iter(f"{_OPF}item")}
+    for ref in package.iter(f"{_OPF}itemref"):
+        item = manifest.get(ref.get("idref"))
+        if item is None:
+            raise ValueError(f"the spine names {ref.get('idref')!r}, which the manifest does not list")
+        if "nav" not in (item.get("properties") or "").split():
+            # An href is a URL relative to the package document.
+            yield _epub_member(book, posixpath.normpath(posixpath.join(folder, unquote(item.get("href", "")))))
+
+
+def epub_text(raw: bytes) -> str:
+    """The text of an EPUB book: its chapters in reading order, each read as HTML."""
+    with zipfile.ZipFile(io.BytesIO(raw)) as book:
+        chapters = [text for chapter in _epub_chapters(book) if (text := html_text(chapter))]
+    return "\n".join(chapters)
+
+
+def pdf_text(raw: bytes) -> str:
+    """The text of a PDF, page by page, as pypdf's layout mode places it: a vertical gap between lines starts a
+    paragraph. A PDF does not mark paragraphs, so ones set apart by a first-line indent alone stay together."""
+    from pypdf import PdfReader
+
+    pages = (page.extract_text(extraction_mode="layout") for page in PdfReader(io.BytesIO(raw)).pages)
+    return _assemble(block.splitlines() for page in pages for block in _BLANK_LINE.split(page))
+
+
+# File suffix (lower case) -> reader. Files with other suffixes are read as plain text.
+READERS: dict[str, Callable[[bytes], str]] = {
+    ".pdf": pdf_text,
+    ".epub": epub_text,
+    ".docx": docx_text,
+    ".html": html_text,
+    ".htm": html_text,
+    ".xhtml": html_text,
+}
