@@ -285,8 +285,8 @@ def optimize(
 
     def confirm(estimate: int) -> None:
         cap = f", capped at {max_calls}" if max_calls else ""
-        what = f"{trials} trials" if trials else (optimizer or ["bootstrap"])[0]
-        err.print(f"{what}: about {estimate} LM calls (every role, held-out scoring included){cap}",
+        what = f"{trials} trials: at most" if trials else f"{(optimizer or ['bootstrap'])[0]}:"
+        err.print(f"{what} about {estimate} LM calls (every role, held-out scoring included){cap}",
                   highlight=False)
         if not yes and sys.stdin.isatty() and not typer.confirm("start?", default=True, err=True):
             raise typer.Exit(1)

@@ -90,10 +90,11 @@ class Result:
     report: Path | None = None
 
 
-def estimate_calls(optimizer: str, train: int, val: int, per_example: int, held_out: int = 2) -> int:
+def estimate_calls(optimizer: str, train: int, val: int, per_example: int, held_out: int = 2,
+                   judged: int = 0) -> int:
     """A reading of what the preset will spend, before it starts: LM calls of every role, `held_out`
     evaluations of the val items included. `per_example` is one program run plus the judge calls of one
-    metric score."""
+    metric score, `judged` those judge calls alone."""
     evaluations = held_out * val * per_example
     if optimizer == "bootstrap":  # each train item is tried once until MAX_DEMOS pass
         return evaluations + train * per_example
@@ -106,7 +107,8 @@ def estimate_calls(optimizer: str, train: int, val: int, per_example: int, held_
     if optimizer == "simba":  # per step: the batch run by candidates at two temperatures, rules or demos added
         batch = min(SIMBA_BATCH, train)
         return evaluations + SIMBA_STEPS * (batch * (3 * SIMBA_CANDIDATES + 1) * per_example + 2 * SIMBA_CANDIDATES)
-    return evaluations + GEPA_METRIC_CALLS * per_example + GEPA_METRIC_CALLS // 3  # gepa: + reflections
+    # gepa: its metric calls, each minibatch scored again for feedback (judges only), and the reflections
+    return evaluations + GEPA_METRIC_CALLS * per_example + GEPA_METRIC_CALLS // 2 * judged + GEPA_METRIC_CALLS // 3
 
 
 def _optimizer(name: str, metric, task: RoleModel, prompt: RoleModel | None, seed: int, demos: int):
@@ -198,7 +200,8 @@ class Session:
         self.judge = context.judge if judged else None
         if self.judge:
             check_reachable(self.judge)
-        self.per_example = len(self.program.named_predictors()) + len(judged)
+        self.judged = len(judged)
+        self.per_example = len(self.program.named_predictors()) + self.judged
         self.counter = CallCounter(max_calls)
         for role, role_model_ in (("task", self.model), ("judge", self.judge), ("prompt", self.prompt)):
             if role_model_:
@@ -267,7 +270,8 @@ def optimize(pipeline: str, dev: str | Path, optimizer: str = "bootstrap", *, na
     task, judge and prompt roles'."""
     session = Session(pipeline, dev, [optimizer], workspace=workspace, config=config, options=options,
                       max_calls=max_calls, model=model, judge=judge, prompt=prompt)
-    estimate = estimate_calls(optimizer, len(session.train), len(session.val), session.per_example)
+    estimate = estimate_calls(optimizer, len(session.train), len(session.val), session.per_example,
+                              judged=session.judged)
     if on_estimate:
         on_estimate(estimate)
     result = Result(None, {}, None, session.counter.by_role, estimate, usage=session.usage)

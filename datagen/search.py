@@ -84,8 +84,9 @@ def search(pipeline: str, dev: str | Path, trials: int, *, optimizers=DEFAULT_OP
     done = _complete(study)
     result = SearchResult(storage, name, done, 0, 0, session.counter.by_role, usage=session.usage)
     to_run = trials - len(done)
-    per_trial = max(estimate_calls(o, len(session.train), len(session.val), session.per_example, held_out=1)
-                    for o in optimizers)
+    # An upper bound: every trial priced as the dearest optimizer at the most demos.
+    per_trial = max(estimate_calls(o, len(session.train), len(session.val), session.per_example, held_out=1,
+                                   judged=session.judged) for o in optimizers)
     result.estimate = (session.per_example * len(session.val) + to_run * per_trial) if to_run > 0 else 0
     if on_estimate:
         on_estimate(result.estimate)
