@@ -374,6 +374,58 @@ def new(
               soft_wrap=True)
 
 
+@app.command("inspect")
+def inspect_(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder made by `datagen generate`.")],
+    item: Annotated[str | None, typer.Argument(help="A sample id (as exports write it) or a chunk id: what "
+                                                    "happened to it. Without one: a list of samples.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="How many samples (or failed chunks) to list.")] = 5,
+    worst: Annotated[bool, typer.Option("--worst", help="List the lowest-scored samples first (composite, else "
+                                                        "the lowest score), not a random pick.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the random pick.")] = 0,
+    failed: Annotated[bool, typer.Option("--failed", help="List failed chunks, with their failure's kind and "
+                                                          "message.")] = False,
+    prompts: Annotated[bool, typer.Option("--prompts", help="With an id: every LM call of its chunk, the exact "
+                                                            "messages sent and the raw answer.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the same as JSON, for scripts.")] = False,
+) -> None:
+    """Look into a run: a sample's steps, scores and prompts, or a pick of its samples or failures."""
+    from datagen.inspection import inspect_item, list_failed, list_samples, render, shorten
+
+    if item is not None and (worst or failed):
+        raise DatagenError("--worst and --failed choose what to list: give them without an id")
+    if item is None and prompts:
+        raise DatagenError("--prompts shows one chunk's LM calls: give a sample or chunk id")
+    if worst and failed:
+        raise DatagenError("--worst orders samples, --failed lists failed chunks: one or the other")
+    if item is not None:
+        view = inspect_item(run_dir, item, prompts)
+    elif failed:
+        view = list_failed(run_dir, limit)
+    else:
+        view = list_samples(run_dir, limit, worst, seed)
+    if as_json:
+        out.print(json.dumps(view, ensure_ascii=False, indent=2), markup=False, highlight=False, soft_wrap=True)
+    elif item is not None:
+        out.print(render(view), markup=False, highlight=False, soft_wrap=True)
+    elif failed:
+        table = Table("chunk", "source", "kind", "message", "raw answer",
+                      title=f"{len(view['failed'])} of {view['total']} failed chunks")
+        for row in view["failed"]:
+            table.add_row(row["chunk_id"], escape(f"{row['source']} [{row['start']}:{row['end']}]"), row["kind"],
+                          escape(shorten(row["message"])), escape(shorten(row["raw"], 80)))
+        out.print(table)
+    else:
+        order = "lowest-scored first" if worst else f"a random pick, seed {seed}"
+        table = Table("sample", "source", "input", "output", "scores",
+                      title=f"{len(view['samples'])} of {view['total']} samples ({order})")
+        for row in view["samples"]:
+            table.add_row(row["id"], escape(f"{row['source']} [{row['start']}:{row['end']}]"),
+                          escape(shorten(row["input"])), escape(shorten(row["output"])),
+                          "\n".join(f"{metric} {value:.3f}" for metric, value in row["scores"].items()))
+        out.print(table)
+
+
 compiled_app = typer.Typer(help="Programs compiled by `datagen optimize`.", no_args_is_help=True)
 app.add_typer(compiled_app, name="compiled")
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import dspy
 from dspy.utils.exceptions import AdapterParseError, LMError
 
+from datagen.calllog import CallLog, step_names
 from datagen.chunking import Chunk, chunk_documents
 from datagen.compiled import load_compiled, read_manifest
 from datagen.config import Config, find_workspace, load_config
@@ -99,15 +100,19 @@ def check_budget(program: dspy.Module, model: RoleModel, budget: int) -> None:
 
 
 def _run_one(program: dspy.Module, model: RoleModel, chunk: Chunk, settings: dict,
-             scorer: Scorer | None) -> Outcome:
+             scorer: Scorer | None, names: dict[int, str]) -> Outcome:
     started = time.monotonic()
     # Usage is tracked per chunk, so tokens spent on a chunk that then fails are still counted. Each chunk gets a
     # trace of its own: DSPy's shared one keeps the last 10,000 predictions, inputs included, for the whole run.
-    with model.context(**settings, trace=[]), dspy.track_usage() as tracker:
+    # And a call log of its own (its steps, its LM calls), stored with its result.
+    log = CallLog(names)
+    with (model.context(**{**settings, "callbacks": [*settings["callbacks"], log]}, trace=[]),
+          dspy.track_usage() as tracker):
         outcome = _outcome(program, chunk)
         if scorer is not None and outcome.failure is None:
             _score(scorer, outcome)
     outcome.usage = tracker.get_total_tokens()
+    outcome.steps, outcome.calls = log.steps, log.calls
     outcome.seconds = time.monotonic() - started
     return outcome
 
@@ -163,6 +168,7 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
     # are handed on explicitly: DSPy's context does not follow work into this pool's threads.
     settings = {"disable_history": True,
                 "callbacks": [*dspy.settings.get("callbacks", []), *([RateLimiter(rpm)] if rpm else [])]}
+    names = step_names(program, scorer.metrics if scorer else ())
     succeeded = False
     failed_first = 0
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="datagen") as pool:
@@ -171,7 +177,7 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
         try:
             while True:
                 while len(pending) < concurrency and (chunk := next(source, None)) is not None:
-                    pending.append(pool.submit(_run_one, program, model, chunk, settings, scorer))
+                    pending.append(pool.submit(_run_one, program, model, chunk, settings, scorer, names))
                 if not pending:
                     return
                 outcome = pending.popleft().result()

@@ -163,7 +163,9 @@ class RunStore:
     def pending(self, limit: int | None = None) -> Iterator[Chunk]:
         """Chunks among the first `limit` (all by default) without a successful result, in order; failed
         ones are tried again."""
-        reader = sqlite3.connect(self.path)  # its own snapshot: results are written while this is read
+        # Its own snapshot: results are written while this is read. A generator left unfinished (a run killed by
+        # an exception) is closed by the garbage collector, in whichever thread it runs: hence any thread.
+        reader = sqlite3.connect(self.path, check_same_thread=False)
         try:
             rows = reader.execute(f"SELECT {_CHUNK_COLUMNS} {self._PENDING} ORDER BY ord",
                                   (-1 if limit is None else limit,))

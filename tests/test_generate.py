@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import dspy
 import pytest
@@ -135,25 +136,32 @@ class Crash(BaseException):
 
 
 class DiesAfter(FakeEngine):
-    def __init__(self, calls: int):
+    """Answers the first `chunks` chunks of the run and crashes on the next. Decided by the chunk a prompt holds,
+    not by a count of calls: with chunks in flight together, the order of their calls is the threads' choice."""
+
+    def __init__(self, chunks: int, workspace: Path):
         super().__init__()
-        self.limit = calls
+        texts = [c.text for c in chunk_documents(iter_documents([workspace / "data/samples"]), RUN_BUDGET)]
+        self.first, self.fatal = texts[:chunks], texts[chunks]
 
     def complete(self, request):
-        if self.calls >= self.limit:
+        if any(self.fatal in m.text for m in request.messages):
             raise Crash
         return super().complete(request)
 
 
+RUN_BUDGET = 200
+
+
 def run(workspace, out, engine, **kwargs):
     return generate("style_clone", [workspace / "data/samples"], out, workspace=workspace, config=Config(),
-                    model=fake_model(engine), max_tokens=200, **kwargs)
+                    model=fake_model(engine), max_tokens=RUN_BUDGET, **kwargs)
 
 
 def test_resume_sends_only_unfinished_chunks_and_exports_each_once(workspace, tmp_path):
     out = tmp_path / "run"
     with pytest.raises(Crash):
-        run(workspace, out, DiesAfter(4), concurrency=2)
+        run(workspace, out, DiesAfter(4, workspace), concurrency=2)
     assert not (out / "sharegpt.jsonl").exists()  # no export from a run that did not finish
 
     healthy = FakeEngine()

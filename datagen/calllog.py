@@ -1,0 +1,127 @@
+"""A chunk's call log: what each step of the program was given and answered, and every LM call's exact messages
+and raw completion, gathered by a DSPy callback while the chunk runs and written to the run store with its result.
+
+DSPy's settings are per thread, so `generate.run_chunks` hands each chunk a log of its own. A program that runs
+steps in DSPy's own worker threads (dspy.Parallel) still reports to its chunk's log, hence the lock, and the
+stack of running steps kept per thread.
+"""
+
+import json
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import dspy
+from dspy.utils.callback import BaseCallback
+
+from datagen.store import Call, Step
+
+
+def step_names(program: dspy.Module, metrics: Iterable = ()) -> dict[int, str]:
+    """Each predictor's name, by identity: its name in the program ("rephrase"), or "judge:METRIC" for a
+    predictor a metric holds."""
+    names = {id(predictor): name for name, predictor in program.named_predictors()}
+    for metric in metrics:
+        names.update({id(value): f"judge:{metric.name}" for value in vars(metric).values()
+                      if isinstance(value, dspy.Predict)})
+    return names
+
+
+@dataclass
+class _InFlight:
+    call: Call
+    started: float
+    counted: int | None  # usage entries the chunk's tracker held for the model when the call started
+    alone: bool = True  # no other LM call of the chunk overlapped it, so the usage entry it added is its own
+
+
+class CallLog(BaseCallback):
+    """Collects a chunk's steps (predictor calls) and LM calls, in the order they started."""
+
+    def __init__(self, names: dict[int, str]):
+        self.names = names  # from step_names()
+        self.steps: list[Step] = []
+        self.calls: list[Call] = []
+        self._open_steps: dict[str, Step] = {}
+        self._open_calls: dict[str, _InFlight] = {}
+        self._local = threading.local()
+        self._lock = threading.Lock()
+
+    def _running(self) -> list[str]:
+        """The names of the steps running in this thread, innermost last."""
+        if not hasattr(self._local, "steps"):
+            self._local.steps = []
+        return self._local.steps
+
+    def on_module_start(self, call_id, instance, inputs):
+        if not isinstance(instance, dspy.Predict):
+            return  # the program, or a wrapper such as ChainOfThought: its predictors are logged themselves
+        fields = instance.signature.input_fields
+        step = Step(self.names.get(id(instance), instance.signature.__name__),
+                    {key: value for key, value in inputs.get("kwargs", {}).items() if key in fields})
+        with self._lock:
+            self.steps.append(step)
+            self._open_steps[call_id] = step
+        self._running().append(step.step)
+
+    def on_module_end(self, call_id, outputs, exception=None):
+        with self._lock:
+            step = self._open_steps.pop(call_id, None)
+        if step is None:
+            return
+        self._running().pop()
+        if exception is None:
+            step.outputs = dict(outputs.items())
+        else:
+            step.error = _error(exception)
+
+    def on_lm_start(self, call_id, instance, inputs):
+        running = self._running()
+        call = Call(running[-1] if running else instance.model, instance.model, _messages(inputs))
+        entries = _usage_entries(instance.model)
+        with self._lock:
+            for other in self._open_calls.values():
+                other.alone = False
+            self.calls.append(call)
+            self._open_calls[call_id] = _InFlight(call, time.monotonic(), None if entries is None else len(entries),
+                                                  alone=not self._open_calls)
+
+    def on_lm_end(self, call_id, outputs, exception=None):
+        with self._lock:
+            flight = self._open_calls.pop(call_id, None)
+        if flight is None:
+            return
+        call = flight.call
+        call.seconds = time.monotonic() - flight.started
+        if exception is not None:
+            call.error = _error(exception)
+            return
+        call.response = _response(outputs)
+        entries = _usage_entries(call.model)
+        if flight.alone and flight.counted is not None and entries is not None:
+            # DSPy counts no tokens for a cache hit: a call that added no usage entry was answered from the cache.
+            added = entries[flight.counted:]
+            call.usage, call.cached = (added[0] if added else None), not added
+
+
+def _usage_entries(model: str) -> list | None:
+    """The usage entries the chunk's tracker (dspy.track_usage) holds for `model`; None without a tracker."""
+    tracker = dspy.settings.usage_tracker
+    return None if tracker is None else tracker.usage_data.get(model, [])
+
+
+def _messages(inputs: dict) -> list:
+    """The messages an LM call sends: the adapter's, or a bare prompt as the one user message DSPy makes of it."""
+    return inputs.get("messages") or [{"role": "user", "content": inputs.get("prompt")}]
+
+
+def _response(outputs) -> str:
+    """A completion's text; several completions (or ones with more than text) as JSON."""
+    if isinstance(outputs, list) and len(outputs) == 1 and isinstance(outputs[0], str):
+        return outputs[0]
+    return json.dumps(outputs, ensure_ascii=False, default=str)
+
+
+def _error(exception: BaseException) -> str:
+    return f"{type(exception).__name__}: {exception}"
