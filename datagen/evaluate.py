@@ -39,6 +39,9 @@ def evaluate(pipeline: str, dev: str | Path, *, workspace: Path | None = None, c
     programs passes."""
     workspace = workspace or find_workspace()
     config = config or load_config(workspace)
+    if program_path and options:
+        raise DatagenError("--option does not apply with --program: a compiled program keeps the options it was "
+                           "compiled with")
     if program is None:
         program = (load_compiled(pipeline, program_path, workspace) if program_path
                    else load_program(pipeline, workspace, options))

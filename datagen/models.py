@@ -118,6 +118,8 @@ def judge_model(config: Config) -> RoleModel:
     """The judge role's model, at temperature 0 unless configured otherwise: the same sample gets the same
     verdict, and a repeated verdict comes from DSPy's cache."""
     settings = config.role("judge")
-    if settings.temperature is None:
+    own = config.models.get("judge")
+    # Only the judge's own setting counts: a judge falling back to the task model must not take its temperature.
+    if own is None or own.temperature is None:
         settings = settings.model_copy(update={"temperature": 0.0})
     return build_role_model(settings, "judge")

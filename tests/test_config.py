@@ -7,6 +7,7 @@ import pytest
 from datagen.chunking import DEFAULT_MAX_TOKENS
 from datagen.config import CONFIG_FILE, Config, ModelSettings, find_workspace, load_config
 from datagen.errors import DatagenError
+from datagen.models import judge_model
 
 SECRET = "sk-live-DO-NOT-LEAK-0123456789abcdef"
 
@@ -325,3 +326,13 @@ def _skip_if_an_ancestor_is_a_workspace(folder: Path) -> None:
     for parent in folder.resolve().parents:
         if (parent / CONFIG_FILE).is_file() or (parent / "programs").is_dir():
             pytest.skip(f"{parent} already looks like a workspace")
+
+
+def test_a_judge_falling_back_to_the_task_model_judges_at_temperature_0(tmp_path):
+    write_config(tmp_path, '[models.task]\nmodel = "openai/task-model"\napi_base = "http://127.0.0.1:9/v1"\n'
+                           'temperature = 0.7\n')
+    config = load_config(tmp_path, environ={})
+    assert judge_model(config).lm.kwargs["temperature"] == 0.0
+    write_config(tmp_path, '[models.task]\nmodel = "openai/task-model"\napi_base = "http://127.0.0.1:9/v1"\n'
+                           'temperature = 0.7\n[models.judge]\ntemperature = 0.3\n')
+    assert judge_model(load_config(tmp_path, environ={})).lm.kwargs["temperature"] == 0.3  # its own counts

@@ -148,3 +148,12 @@ def test_the_cap_holds_for_an_optimizer_asking_several_completions_at_once(works
     proposer = FakeEngine()
     result = run_optimize(workspace, engine, optimizer="copro", prompt=fake_model(proposer), max_calls=30)
     assert result.stopped and engine.calls + proposer.calls == sum(result.calls.values()) <= 30
+
+
+def test_evaluate_refuses_options_for_a_compiled_program(workspace, engine):
+    state = run_optimize(workspace, engine).state
+    from datagen.evaluate import evaluate
+
+    with pytest.raises(DatagenError, match="--option does not apply with --program"):
+        evaluate("style_clone", workspace / DEV, workspace=workspace, config=CONFIG, program_path=state,
+                 options={"repair_boundaries": True}, model=fake_model(engine))
