@@ -18,7 +18,7 @@ from pathlib import Path
 from datagen.chunking import Chunk
 from datagen.errors import DatagenError
 from datagen.samples import Sample
-from datagen.store import DB_FILE, RunStore
+from datagen.store import RunStore
 
 FORMATS = ("sharegpt", "alpaca", "openai", "hf", "jsonl", "parquet")
 # Where each format is written in the run folder unless told otherwise (hf is a folder).
@@ -219,6 +219,20 @@ class Export:
     splits: dict[str, int] = field(default_factory=dict)  # hf only
 
 
+def _check_target(fmt: str, target: Path) -> None:
+    """Refuse a target the export would damage: a folder for a file, or a folder that is not a saved dataset."""
+    if fmt == "hf":
+        if target.exists() and not target.is_dir():
+            raise DatagenError(f"{target}: exists and is not a folder; the hf export is a folder")
+        if target.is_dir() and any(target.iterdir()) and not (target / "dataset_dict.json").exists():
+            raise DatagenError(f"{target}: a folder that is not a saved dataset; the hf export replaces its "
+                               "folder whole, so give it a new one")
+    else:
+        if target.is_dir():
+            raise DatagenError(f"{target}: is a folder; the {fmt} export is a file")
+        _check_card(target.parent / CARD_FILE)
+
+
 def write_export(run_dir: str | Path, fmt: str, out_path: str | Path | None = None, system: str | None = None,
                  val_fraction: float = 0.1, min_scores: dict[str, float] | None = None) -> Export:
     """Export a run directory's samples, each exactly once, in chunk order.
@@ -238,22 +252,10 @@ def write_export(run_dir: str | Path, fmt: str, out_path: str | Path | None = No
     if system is not None and fmt in ("jsonl", "parquet"):
         raise DatagenError(f"--system does not apply to {fmt} (flat records with no turns): use sharegpt, "
                            "alpaca, openai or hf")
-    if not (run / DB_FILE).is_file():
-        raise DatagenError(f"{run}: not a datagen run folder (no {DB_FILE}); make one with datagen generate")
     target = Path(out_path) if out_path is not None else run / DEFAULT_NAMES[fmt]
-    if fmt == "hf":
-        if target.exists() and not target.is_dir():
-            raise DatagenError(f"{target}: exists and is not a folder; the hf export is a folder")
-        if target.is_dir() and any(target.iterdir()) and not (target / "dataset_dict.json").exists():
-            raise DatagenError(f"{target}: a folder that is not a saved dataset; the hf export replaces its "
-                               "folder whole, so give it a new one")
-    else:
-        if target.is_dir():
-            raise DatagenError(f"{target}: is a folder; the {fmt} export is a file")
-        _check_card(target.parent / CARD_FILE)
-    target.parent.mkdir(parents=True, exist_ok=True)
-
-    with RunStore(run) as store:
+    with RunStore.existing(run) as store:
+        _check_target(fmt, target)
+        target.parent.mkdir(parents=True, exist_ok=True)
         if not store.counts()["done"]:
             raise DatagenError(f"{run}: no finished chunks to export yet (run datagen generate)")
         check_scored(store, min_scores)

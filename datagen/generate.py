@@ -299,7 +299,8 @@ def generate(pipeline: str, inputs: Iterable[str | Path], out_dir: str | Path, *
     program = load_compiled(pipeline, compiled, workspace) if compiled else load_program(pipeline, workspace, options)
     model = model or role_model(config, "task")
     # A program found by `datagen optimize --trials` runs with the temperature and chunk budget it was tuned at.
-    tuned = (read_manifest(compiled).get("settings") or {}) if compiled else {}
+    manifest = read_manifest(compiled) if compiled else {}
+    tuned = manifest.get("settings") or {}
     if tuned.get("temperature") is not None:
         model = model.with_settings(temperature=tuned["temperature"])
     budget = max_tokens or tuned.get("chunk_tokens") or config.chunking.max_tokens
@@ -325,7 +326,7 @@ def generate(pipeline: str, inputs: Iterable[str | Path], out_dir: str | Path, *
         identity = {"pipeline": pipeline, "program": program_fingerprint(program, model),
                     "inputs": stored["inputs"] if unchanged else _inputs_fingerprint(chunks()),
                     "model": model.name}
-        run_options = (read_manifest(compiled).get("options") if compiled else options) or {}
+        run_options = (manifest.get("options") if compiled else options) or {}
         if run_options:  # e.g. factual_qa's questions=5 changes results without changing any predictor
             identity["options"] = json.dumps(run_options, sort_keys=True)
         store.claim(identity, force)

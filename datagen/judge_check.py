@@ -18,7 +18,7 @@ from datagen.errors import DatagenError
 from datagen.ingest import iter_documents
 from datagen.samples import Sample
 from datagen.scoring import MetricContext, Scorer
-from datagen.store import DB_FILE, RunStore
+from datagen.store import RunStore
 
 # The judges that say how much a passage reads as the author's (pointwise), and the one comparing two.
 POINTWISE = ("style_fidelity",)
@@ -56,9 +56,7 @@ def _spread(items: list, limit: int, seed: int = 0) -> list:
 def comparison_sets(run_dir: Path, other: list[Path] | None, limit: int) -> tuple[str, list[str], dict]:
     """The run's pipeline, the author's passages, and what to compare them with: their generic rephrases
     (paired), and another author's passages when given."""
-    if not (run_dir / DB_FILE).is_file():
-        raise DatagenError(f"{run_dir}: not a datagen run folder (no {DB_FILE}); make one with datagen generate")
-    with RunStore(run_dir) as store:
+    with RunStore.existing(run_dir) as store:
         pipeline = store.meta().get("pipeline", "")
         pairs = _spread([s for _, samples in store.done() for s in samples], limit)
     if len(pairs) < 2:

@@ -109,6 +109,14 @@ class RunStore:
         except sqlite3.DatabaseError as exc:
             raise DatagenError(f"{self.path}: not a datagen run store ({exc})") from None
 
+    @classmethod
+    def existing(cls, run_dir: str | Path) -> "RunStore":
+        """The store of a run folder that `datagen generate` made; refused (never created) when there is none."""
+        run = Path(run_dir)
+        if not (run / DB_FILE).is_file():
+            raise DatagenError(f"{run}: not a datagen run folder (no {DB_FILE}); make one with datagen generate")
+        return cls(run)
+
     def close(self) -> None:
         self._db.close()
 
@@ -243,7 +251,7 @@ class RunStore:
             f"SELECT {_JOINED_CHUNK_COLUMNS}, r.samples "
             "FROM chunks c JOIN results r ON r.chunk_id = c.id WHERE r.status = 'done' ORDER BY c.ord")
         for *chunk, samples in rows:  # NULL: done with no samples (the pipeline's own checks rejected all)
-            yield Chunk(*chunk), [_sample(row) for row in json.loads(samples or "[]")]
+            yield Chunk(*chunk), [_sample(row) for row in _loads(samples) or []]
 
     def chunk_texts(self, limit: int) -> list[str]:
         """The text of up to `limit` chunks spread evenly over the run (e.g. references of the author's style)."""

@@ -3,8 +3,7 @@
 from dataclasses import dataclass
 from pathlib import Path
 
-from datagen.errors import DatagenError
-from datagen.store import DB_FILE, RunStore
+from datagen.store import RunStore
 
 
 @dataclass
@@ -55,9 +54,7 @@ def cost_usd(model: str, prompt_tokens: int, completion_tokens: int) -> float | 
 
 def summarize(run_dir: str | Path) -> RunSummary:
     run_dir = Path(run_dir)
-    if not (run_dir / DB_FILE).is_file():
-        raise DatagenError(f"{run_dir}: not a run directory (no {DB_FILE})")
-    with RunStore(run_dir) as store:
+    with RunStore.existing(run_dir) as store:
         counts = store.counts()
         return RunSummary(run_dir, store.meta(), counts["chunks"], counts["done"], counts["failed"],
                           store.sample_count(), store.failures(), store.usage())

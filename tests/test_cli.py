@@ -166,7 +166,7 @@ def test_status_reports_progress_failures_and_tokens_of_an_interrupted_run(works
     assert f"{7 - failed}/{total} chunks done, {failed} failed, {total - 7} not yet run" in status.stderr
     assert f"{failed} × parse: e.g." in status.stderr
     assert "tokens on openai/fake:" in status.stderr and "cost: unknown" in status.stderr
-    assert_one_line_error(run_cli("status", "data", cwd=workspace), "not a run directory")
+    assert_one_line_error(run_cli("status", "data", cwd=workspace), "not a datagen run folder")
 
 
 def test_max_failures_stops_cleanly_keeping_finished_work(workspace):
