@@ -16,9 +16,16 @@ from datagen.tokens import count_tokens
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_TOKENS = 512
+_SPACES = re.compile(r"\s*")
 _PARAGRAPH_BREAK = re.compile(r"[ \t]*\r?\n(?:[ \t]*\r?\n)+")
 # pysbd is exact but slow on very long inputs; a longer paragraph is first cut at line ends or spaces.
 _SENTENCE_WINDOW_CHARS = 20_000
+# Where pysbd may end a sentence (its punctuation, and line ends): a window with none of them is one sentence,
+# and pysbd, whose abbreviation rules take time quadratic in the window, is not run on it.
+_SENTENCE_END = re.compile(r"[.!?\n\r。．！？]")
+# An over-long paragraph is known to be over the budget from its first max_tokens * this many characters: it is
+# not counted whole (tiktoken takes seconds on a megabyte-long run of letters).
+_HEAD_CHARS_PER_TOKEN = 16
 
 
 @dataclass(frozen=True)
@@ -78,6 +85,10 @@ class _SentenceSplitter:
 
     def spans(self, text: str, start: int, end: int) -> Iterator[Span]:
         for w_start, w_end in self._windows(text, start, end):
+            if not _SENTENCE_END.search(text, w_start, w_end):
+                if (span := _trimmed(text, w_start, w_end)) is not None:
+                    yield span
+                continue
             cursor = w_start
             for sentence in self._segmenter.segment(text[w_start:w_end]):
                 # pysbd returns verbatim substrings with clean=False; locate each to get exact offsets.
@@ -125,31 +136,28 @@ class Chunker:
     def _units(self, text: str) -> Iterator[tuple[Span, int]]:
         """Pieces that each fit the budget, with their token counts, in document order."""
         for p_start, p_end in paragraph_spans(text):
-            tokens = self._count(text[p_start:p_end])
+            tokens = self._count_upto(text, p_start, p_end)
             if tokens <= self.max_tokens:
                 yield (p_start, p_end), tokens
                 continue
             for s_start, s_end in self._sentences.spans(text, p_start, p_end):
-                tokens = self._count(text[s_start:s_end])
+                tokens = self._count_upto(text, s_start, s_end)
                 if tokens <= self.max_tokens:
                     yield (s_start, s_end), tokens
                 else:
                     yield from self._hard_split(text, s_start, s_end)
 
+    def _count_upto(self, text: str, start: int, end: int) -> int:
+        """Tokens of text[start:end]; or of its head only, when the head alone is over the budget."""
+        head = min(end, start + self.max_tokens * _HEAD_CHARS_PER_TOKEN)
+        tokens = self._count(text[start:head])
+        return tokens if tokens > self.max_tokens or head == end else self._count(text[start:end])
+
     def _hard_split(self, text: str, start: int, end: int) -> Iterator[tuple[Span, int]]:
         """Cut a sentence longer than the budget: at the last space that fits, else at a character."""
-        while start < end:
-            window = min(end, start + self.max_tokens * 16)
-            while window < end and self._count(text[start:window]) <= self.max_tokens:
-                window = min(end, window + self.max_tokens * 16)
-            lo, hi = start + 1, window  # largest cut in [lo, hi] whose piece fits
-            while lo < hi:
-                mid = (lo + hi + 1) // 2
-                if self._count(text[start:mid]) <= self.max_tokens:
-                    lo = mid
-                else:
-                    hi = mid - 1
-            cut = lo
+        # Each piece is measured without the whitespace before it: " word" can be one token where "word" is two.
+        while (start := _SPACES.match(text, start, end).end()) < end:
+            cut = self._largest_fit(text, start, end)
             if cut < end:
                 space = text.rfind(" ", start + 1, cut + 1)
                 if space > start:
@@ -157,6 +165,30 @@ class Chunker:
             if (span := _trimmed(text, start, cut)) is not None:
                 yield span, self._count(text[span[0]:span[1]])
             start = cut
+
+    def _largest_fit(self, text: str, start: int, end: int) -> int:
+        """The largest cut in (start, end] whose piece text[start:cut] fits the budget (at least one character).
+        Probes are aimed by the token rate of the counts so far, and bisect after two probes landed on the same
+        side: three or four counts of about a chunk each, where a plain bisection over a window of many chunks
+        counted long pieces a dozen times a cut (minutes for a 50 MB line)."""
+        budget = self.max_tokens
+        lo, lo_tokens = start, 0  # the largest cut known to fit
+        hi, hi_tokens = end + 1, None  # the smallest cut known not to fit (end + 1: none yet)
+        halve, fitted = False, None
+        while hi - lo > 1:
+            if halve:
+                aim = (lo + hi) // 2
+            elif hi_tokens is None:  # extrapolate: as many characters a token as so far (4 to begin with)
+                aim = lo + (lo - start) * (budget - lo_tokens) // lo_tokens if lo_tokens else start + budget * 4
+            else:  # interpolate between the cut that fits and the one that does not, aiming half a token past
+                aim = lo + (hi - lo) * (2 * (budget - lo_tokens) + 1) // (2 * (hi_tokens - lo_tokens))
+            probe = min(max(aim, lo + 1), hi - 1, end)
+            if fits := (tokens := self._count(text[start:probe])) <= budget:
+                lo, lo_tokens = probe, tokens
+            else:
+                hi, hi_tokens = probe, tokens
+            halve, fitted = fits == fitted, fits
+        return max(lo, start + 1)
 
     def _pack(self, text: str, units: Iterable[tuple[Span, int]]) -> Iterator[Span]:
         """Greedy packing. Counts of separate pieces add up to about the count of their join: the running sum
