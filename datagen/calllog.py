@@ -7,6 +7,7 @@ stack of running steps kept per thread.
 """
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterable
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 import dspy
 from dspy.utils.callback import BaseCallback
 
+from datagen.redaction import redact
 from datagen.store import Call, Step
 
 
@@ -45,6 +47,7 @@ class CallLog(BaseCallback):
         self.calls: list[Call] = []
         self._open_steps: dict[str, Step] = {}
         self._open_calls: dict[str, _InFlight] = {}
+        self.truncated = 0  # LM answers cut off at max_tokens (finish_reason "length")
         self._local = threading.local()
         self._lock = threading.Lock()
 
@@ -97,12 +100,33 @@ class CallLog(BaseCallback):
         if exception is not None:
             call.error = _error(exception)
             return
-        call.response = _response(outputs)
+        call.response = redact(_response(outputs))
         entries = _usage_entries(call.model)
         if flight.alone and flight.counted is not None and entries is not None:
             # DSPy counts no tokens for a cache hit: a call that added no usage entry was answered from the cache.
             added = entries[flight.counted:]
             call.usage, call.cached = (added[0] if added else None), not added
+
+
+class _Truncations(logging.Filter):
+    """Counts truncated answers in the chunk's CallLog. DSPy's only sign that an answer stopped at max_tokens
+    (finish_reason "length"), on either engine, is this warning; the answer itself goes on to the adapter, which
+    parses a field cut off mid-sentence as if it were whole."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.getMessage().startswith("LM response was truncated"):
+            return True
+        logs = [c for c in dspy.settings.callbacks if isinstance(c, CallLog)]  # the chunk this thread runs
+        for log in logs:
+            with log._lock:
+                log.truncated += 1
+        return not logs  # the chunk's failure says it; the warning would only repeat it
+
+
+_DSPY_LM_LOG = logging.getLogger("dspy.clients.lm")
+_DSPY_LM_LOG.addFilter(_Truncations())
+# The warning must be made even where "dspy" logs errors only (the CLI's default), or no filter sees it.
+_DSPY_LM_LOG.setLevel(logging.WARNING)
 
 
 def _usage_entries(model: str) -> list | None:
@@ -124,4 +148,4 @@ def _response(outputs) -> str:
 
 
 def _error(exception: BaseException) -> str:
-    return f"{type(exception).__name__}: {exception}"
+    return redact(f"{type(exception).__name__}: {exception}")  # a provider's error may quote the key

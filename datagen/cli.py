@@ -4,6 +4,7 @@ import json
 import logging
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Annotated
 
@@ -14,7 +15,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
                            TimeRemainingColumn)
 from rich.table import Table
 
-from datagen.errors import DatagenError
+from datagen.errors import DatagenError, Interrupted
 
 app = typer.Typer(help="Turn raw text into training datasets with declarative DSPy pipelines.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -49,6 +50,35 @@ def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show d
     if not verbose:  # optimizers draw tqdm bars over the command's own progress; read when tqdm is imported
         os.environ.setdefault("TQDM_DISABLE", "1")
     _quiet_libraries()
+    _redact_output()
+
+
+def _redact_output() -> None:
+    """No API key on stderr: a provider's error may quote the key, and it reaches stderr outside datagen's own
+    messages too, in the libraries' log lines (DSPy's optimizers log each failed example with its error) and in
+    the traceback of an error nothing catches."""
+    from datagen.redaction import redact
+
+    make_record = logging.getLogRecordFactory()
+    if getattr(make_record, "redacting", False):  # set up already (the app run again in one process)
+        return
+
+    def record(*args, **kwargs) -> logging.LogRecord:
+        made = make_record(*args, **kwargs)
+        try:
+            message = made.getMessage()
+        except Exception:  # a malformed call: logging reports it when the record is emitted
+            return made
+        if (cleaned := redact(message)) != message:
+            made.msg, made.args = cleaned, ()
+        if made.exc_info:  # formatted now, redacted, and kept where the formatter looks for it first
+            made.exc_text = redact(logging.Formatter().formatException(made.exc_info))
+        return made
+
+    record.redacting = True
+    logging.setLogRecordFactory(record)
+    sys.excepthook = lambda kind, value, tb: sys.stderr.write(redact("".join(
+        traceback.format_exception(kind, value, tb))))
 
 
 def _quiet_libraries() -> None:
@@ -136,12 +166,16 @@ def generate(
             totals["tokens"] += sum(u.get("total_tokens") or 0 for u in outcome.usage.values())
             progress.update(bar, advance=1, **totals)
 
-        report = run_generate(pipeline, inputs, out_dir, workspace=root, config=config, max_tokens=max_tokens,
-                              limit=limit, concurrency=concurrency, rpm=rpm, max_failures=max_failures,
-                              force=force, options=_options(option or []), compiled=compiled,
-                              min_scores=_min_scores(min_score),
-                              on_start=lambda total: progress.update(bar, total=total),
-                              on_outcome=advance)
+        try:
+            report = run_generate(pipeline, inputs, out_dir, workspace=root, config=config, max_tokens=max_tokens,
+                                  limit=limit, concurrency=concurrency, rpm=rpm, max_failures=max_failures,
+                                  force=force, options=_options(option or []), compiled=compiled,
+                                  min_scores=_min_scores(min_score),
+                                  on_start=lambda total: progress.update(bar, total=total),
+                                  on_outcome=advance)
+        except KeyboardInterrupt:  # a second Ctrl-C: chunks in flight abandoned, the rest is in the store
+            raise Interrupted(f"interrupted (Ctrl-C): finished chunks are kept in {out_dir}; run the same "
+                              "command again to resume") from None
     if report.resumed:
         err.print(f"resumed: {report.resumed} chunks were already done in {out_dir}")
     rate = f" ({report.chunks / report.seconds:.2f} chunks/s)" if report.seconds and report.chunks else ""
@@ -160,7 +194,8 @@ def generate(
                   "training-grade. Set [models.task] in datagen.toml (or --model) to a capable model for real data.",
                   soft_wrap=True, highlight=False, markup=False)
     if report.stopped:
-        raise DatagenError(f"{report.stopped}; run the same command again to resume")
+        raise (Interrupted if report.interrupted else DatagenError)(
+            f"{report.stopped}; run the same command again to resume")
     if report.exported == 0:
         raise DatagenError("no samples were produced (see the failures above)")
 
@@ -448,13 +483,10 @@ def compiled_list(workspace: Workspace = None) -> None:
 @compiled_app.command("show")
 def compiled_show(state: Annotated[Path, typer.Argument(help="A compiled program: compiled/PIPELINE/NAME.json.")]) -> None:
     """The instructions and demos of a compiled program, and how it was made."""
-    from datagen.compiled import read_manifest
+    from datagen.compiled import read_manifest, read_state
 
     manifest = read_manifest(state)
-    try:
-        saved = json.loads(state.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DatagenError(f"{state}: not valid JSON ({exc.msg})") from None
+    saved = read_state(state)
     show = [f"{state}: pipeline {manifest.get('pipeline')}, optimizer {manifest.get('optimizer')}, scores "
             f"{manifest.get('scores')}, models {manifest.get('models')}, created {manifest.get('created')}"]
     for predictor, predictor_state in saved.items():
@@ -590,6 +622,23 @@ def export_(
 def main() -> None:
     try:
         app()
+    except KeyboardInterrupt:
+        _fail(Interrupted("interrupted (Ctrl-C)"))
     except DatagenError as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        raise SystemExit(1) from None
+        _fail(exc)
+    except OSError as exc:  # a file that vanished, a full disk, a permission: name it (-v shows where it came from)
+        logging.getLogger(__name__).debug("", exc_info=True)
+        culprit = f"{exc.filename}: " if exc.filename else ""
+        _fail(DatagenError(f"{culprit}{exc.strerror or exc}"))
+
+
+def _fail(exc: DatagenError) -> None:
+    err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    if isinstance(exc, Interrupted):
+        # Threads may still wait on the model (a second Ctrl-C abandons them): the interpreter's exit would join
+        # them, so leave at once. Everything worth keeping is committed already (SQLite survives this as it
+        # survives a kill).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(exc.exit_code)
+    raise SystemExit(exc.exit_code) from None

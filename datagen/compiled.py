@@ -15,6 +15,7 @@ from pathlib import Path
 import dspy
 
 from datagen.errors import DatagenError
+from datagen.files import replacing
 from datagen.pipelines import load_program
 
 COMPILED_DIR = "compiled"
@@ -45,15 +46,14 @@ def save_compiled(program: dspy.Module, pipeline: str, name: str, workspace: Pat
     folder = workspace / COMPILED_DIR / pipeline
     folder.mkdir(parents=True, exist_ok=True)
     state = folder / f"{name}.json"
-    partial = folder / f"{name}.partial.json"
-    program.save(str(partial))
     full = {"pipeline": pipeline, "name": name, "signatures": signature_fields(program),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "dspy": importlib.metadata.version("dspy"), **manifest}
-    manifest_partial = manifest_path(partial)
-    manifest_partial.write_text(json.dumps(full, indent=1, ensure_ascii=False), encoding="utf-8")
-    partial.replace(state)
-    manifest_partial.replace(manifest_path(state))
+    # The state first, then its manifest: a program is only listed (and loaded) once its manifest is there.
+    with replacing(manifest_path(state)) as manifest_partial:
+        with replacing(state) as partial:
+            program.save(str(partial))
+        manifest_partial.write_text(json.dumps(full, indent=1, ensure_ascii=False), encoding="utf-8")
     return state
 
 
@@ -64,10 +64,24 @@ def read_manifest(state: str | Path) -> dict:
     path = manifest_path(state)
     if not path.is_file():
         raise DatagenError(f"{state}: no {path.name} beside it (not made by datagen optimize)")
+    return _json_object(path)
+
+
+def read_state(state: str | Path) -> dict:
+    """A compiled program's saved DSPy state, with its manifest checked first."""
+    read_manifest(state)
+    return _json_object(Path(state))
+
+
+def _json_object(path: Path) -> dict:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DatagenError(f"{path}: not valid JSON ({exc.msg})") from None
+        data = json.loads(path.read_bytes())
+    except ValueError as exc:  # not UTF-8 or not JSON; a message of the first kind would quote the whole file
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
+        raise DatagenError(f"{path}: not valid JSON ({reason})") from None
+    if not isinstance(data, dict):
+        raise DatagenError(f"{path}: expected a JSON object, found {type(data).__name__}")
+    return data
 
 
 def load_compiled(pipeline: str, state: str | Path, workspace: Path) -> dspy.Module:
@@ -77,7 +91,11 @@ def load_compiled(pipeline: str, state: str | Path, workspace: Path) -> dspy.Mod
         raise DatagenError(f"{state}: compiled for pipeline {manifest.get('pipeline')!r}, not {pipeline!r}")
     program = load_program(pipeline, workspace, manifest.get("options") or {})
     _check_fields(state, manifest.get("signatures", {}), signature_fields(program))
-    program.load(str(state))
+    _json_object(Path(state))
+    try:
+        program.load(str(state))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a state of the wrong shape
+        raise DatagenError(f"{state}: not a saved DSPy program state ({type(exc).__name__}: {exc})") from None
     return program
 
 

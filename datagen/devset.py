@@ -9,7 +9,6 @@ One JSON object a line with the pipeline's input, `chunk` (the passage), and opt
 import hashlib
 import json
 import logging
-import os
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from datagen.chunking import DEFAULT_MAX_TOKENS, Chunk, Chunker, chunk_documents, chunk_id
 from datagen.errors import DatagenError
+from datagen.files import replacing
 from datagen.ingest import Document, iter_documents
 from datagen.tokens import count_tokens
 
@@ -38,12 +38,14 @@ def read_devset(path: str | Path, split: str | None = None) -> list[DevItem]:
     if not path.is_file():
         raise DatagenError(f"{path}: no such dev set file")
     items = []
-    with path.open(encoding="utf-8") as lines:
+    with path.open("rb") as lines:  # decoded line by line, so that a bad byte is reported with its line
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = json.loads(line.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                raise DatagenError(f"{path}:{number}: not valid UTF-8 (byte {exc.start + 1} of the line)") from None
             except json.JSONDecodeError as exc:
                 raise DatagenError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
             items.append(_item(record, path, number))
@@ -164,15 +166,10 @@ def write_devset(records: Iterable[dict], path: str | Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DatagenError(f"{path.parent}: cannot create the folder ({exc.strerror or exc})") from None
-    # A temporary name beside the target (same file system, so the rename is atomic), opened as an ordinary
-    # file so the dev set gets the usual permissions.
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with temp.open("w", encoding="utf-8", newline="\n") as sink:
+        with replacing(path) as temp, temp.open("w", encoding="utf-8", newline="\n") as sink:
             sink.writelines(lines)
-        os.replace(temp, path)
     except OSError as exc:
-        temp.unlink(missing_ok=True)
         raise DatagenError(f"{path}: cannot write the dev set ({exc.strerror or exc})") from None
     except BaseException:
         temp.unlink(missing_ok=True)

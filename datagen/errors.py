@@ -6,3 +6,11 @@ class DatagenError(Exception):
 
     The message is a single line that names the culprit (a file, a setting, a model).
     """
+
+    exit_code = 1
+
+
+class Interrupted(DatagenError):
+    """The user stopped the command (Ctrl-C); what was finished is kept."""
+
+    exit_code = 130  # the shell's convention for a command ended by SIGINT

@@ -15,6 +15,7 @@ from datagen.compiled import load_compiled
 from datagen.config import Config, find_workspace, load_config
 from datagen.devset import DevItem, read_devset
 from datagen.errors import DatagenError
+from datagen.files import replacing
 from datagen.generate import run_chunks
 from datagen.models import RoleModel, check_reachable, role_model
 from datagen.pipelines import load_program
@@ -113,7 +114,6 @@ def write_evaluation(result: dict, out_dir: str | Path) -> tuple[Path, Path]:
         raise DatagenError(f"{out}: exists and is not a folder; --out takes a folder")
     out.mkdir(parents=True, exist_ok=True)
     data = out / RESULT_FILE
-    partial = data.with_name(data.name + ".partial")
-    partial.write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
-    partial.replace(data)
+    with replacing(data) as partial:
+        partial.write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
     return data, write_report(result, out / REPORT_FILE)

@@ -9,7 +9,6 @@ import hashlib
 import importlib.metadata
 import json
 import re
-import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from datagen.chunking import Chunk
 from datagen.errors import DatagenError
+from datagen.files import replacing
 from datagen.samples import Sample
 from datagen.store import RunStore
 
@@ -113,17 +113,11 @@ def check_scored(store: RunStore, min_scores: dict[str, float] | None) -> None:
 
 def write_jsonl(path: Path, records: Iterable[dict]) -> int:
     """Write records as JSONL under a temporary name, then rename it over `path`; returns how many."""
-    partial = path.with_name(path.name + ".partial")
     count = 0
-    try:
-        with partial.open("w", encoding="utf-8") as sink:
-            for record in records:
-                sink.write(json.dumps(record, ensure_ascii=False) + "\n")
-                count += 1
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    partial.replace(path)
+    with replacing(path) as partial, partial.open("w", encoding="utf-8") as sink:
+        for record in records:
+            sink.write(json.dumps(record, ensure_ascii=False) + "\n")
+            count += 1
     return count
 
 
@@ -203,9 +197,8 @@ def write_card(folder: Path, text: str) -> Path:
     """Write the dataset card into `folder`, refusing to replace a README.md datagen did not write."""
     card = folder / CARD_FILE
     _check_card(card)
-    partial = card.with_name(card.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
-    partial.replace(card)
+    with replacing(card) as partial:
+        partial.write_text(text, encoding="utf-8")
     return card
 
 
@@ -290,13 +283,8 @@ def _write_parquet(kept: Iterable[tuple[Chunk, int, Sample]], target: Path) -> i
         columns.append(("history", pa.list_(pa.list_(pa.string()))))
         rows = [{"history": [], **row} for row in rows]
     schema = pa.schema(columns)
-    partial = target.with_name(target.name + ".partial")
-    try:
+    with replacing(target) as partial:
         pq.write_table(pa.Table.from_pylist(rows, schema=schema), partial)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    partial.replace(target)
     return len(rows)
 
 
@@ -321,26 +309,15 @@ def _save_hf(dataset, target: Path, card: str) -> None:
     """save_to_disk into a sibling folder with the card, then swap it in for the previous export."""
     import datasets
 
-    partial, old = (target.with_name(target.name + suffix) for suffix in (".partial", ".old"))
-    for leftover in (partial, old):
-        if leftover.exists():
-            shutil.rmtree(leftover)
     bars = not datasets.are_progress_bars_disabled()
     datasets.disable_progress_bars()
     try:
-        # An empty split (val_fraction 0, a tiny run) would be saved with no shard at all, which
-        # load_from_disk cannot read back (datasets 5.2): give it one, empty.
-        empty = {name: 1 for name, split in dataset.items() if len(split) == 0}
-        dataset.save_to_disk(str(partial), num_shards=empty or None)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+        with replacing(target) as partial:
+            # An empty split (val_fraction 0, a tiny run) would be saved with no shard at all, which
+            # load_from_disk cannot read back (datasets 5.2): give it one, empty.
+            empty = {name: 1 for name, split in dataset.items() if len(split) == 0}
+            dataset.save_to_disk(str(partial), num_shards=empty or None)
+            write_card(partial, card)
     finally:
         if bars:
             datasets.enable_progress_bars()
-    write_card(partial, card)
-    if target.exists():
-        target.rename(old)
-    partial.rename(target)
-    if old.exists():
-        shutil.rmtree(old)

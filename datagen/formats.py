@@ -27,6 +27,9 @@ _HTML_BLOCKS = ["address", "article", "aside", "blockquote", "body", "dd", "div"
                 "tr", "ul"]
 _DOCX_HEADING = re.compile(r"Heading (\d)$|Title$")
 _BLANK_LINE = re.compile(r"\n[^\S\n]*\n")
+# An archive (DOCX, EPUB) whose members would inflate to more than this is refused before any is inflated: a
+# zip bomb of a few kilobytes can declare gigabytes. zipfile never inflates a member past its declared size.
+MAX_UNZIPPED_BYTES = 256 * 2**20
 _OPF = "{http://www.idpf.org/2007/opf}"
 _CONTAINER = "{urn:oasis:names:tc:opendocument:xmlns:container}"
 
@@ -88,10 +91,21 @@ def _docx_blocks(document) -> Iterator[list[str]]:
             yield block.text.splitlines()
 
 
+def _checked_zip(raw: bytes) -> zipfile.ZipFile:
+    """The archive, refused when its members declare more than MAX_UNZIPPED_BYTES in all."""
+    archive = zipfile.ZipFile(io.BytesIO(raw))
+    if (size := sum(member.file_size for member in archive.infolist())) > MAX_UNZIPPED_BYTES:
+        archive.close()
+        raise ValueError(f"it would unzip to {size / 2**20:,.0f} MiB, over the {MAX_UNZIPPED_BYTES // 2**20} MiB "
+                         "limit: a zip bomb or a file too large to read")
+    return archive
+
+
 def docx_text(raw: bytes) -> str:
     """The text of a Word document's body (headers, footers and notes are left out)."""
     import docx
 
+    _checked_zip(raw).close()
     return _assemble(_docx_blocks(docx.Document(io.BytesIO(raw))))
 
 
@@ -124,7 +138,7 @@ def _epub_chapters(book: zipfile.ZipFile) -> Iterator[bytes]:
 
 def epub_text(raw: bytes) -> str:
     """The text of an EPUB book: its chapters in reading order, each read as HTML."""
-    with zipfile.ZipFile(io.BytesIO(raw)) as book:
+    with _checked_zip(raw) as book:
         chapters = [text for chapter in _epub_chapters(book) if (text := html_text(chapter))]
     return "\n".join(chapters)
 

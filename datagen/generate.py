@@ -7,10 +7,13 @@ skipped. Failures that no other chunk would escape (bad key, unknown model, unre
 import hashlib
 import json
 import logging
+import signal
+import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,9 +26,12 @@ from datagen.compiled import load_compiled, read_manifest
 from datagen.config import Config, find_workspace, load_config
 from datagen.errors import DatagenError
 from datagen.export import dataset_card, run_samples, sharegpt_record, write_card
+from datagen.files import replacing
 from datagen import __version__
 from datagen.ingest import iter_documents, iter_files
+from datagen.locking import exclusive
 from datagen.models import RoleModel, check_reachable, role_model
+from datagen.redaction import redact
 from datagen.pipelines import load_program
 from datagen.ratelimit import RateLimiter
 from datagen.scoring import MetricContext, Scorer
@@ -36,6 +42,7 @@ log = logging.getLogger(__name__)
 
 DATA_FILE = "sharegpt.jsonl"
 FILES_STAMP = "files"  # run store meta key: the input files' stamp when the store last chunked them
+LOCK_FILE = "run.lock"  # held by the generate writing the run folder
 METADATA_FILE = "metadata.jsonl"
 # Errors no other chunk would escape: continuing would only repeat them.
 _FATAL = {"auth", "billing", "unsupported_model", "configuration", "not_configured"}
@@ -61,14 +68,33 @@ class Report:
     held_back: int = 0  # samples in the store kept out of the export by --min-score
     dropped: Counter = field(default_factory=Counter)  # candidates the pipeline itself rejected, by reason
     stopped: str | None = None  # why the run stopped before its last chunk
+    interrupted: bool = False  # stopped by Ctrl-C
 
 
 def failure_kind(exc: BaseException) -> str:
     if isinstance(exc, AdapterParseError):
-        return "parse"
+        return "parse" if (exc.lm_response or "").strip() else "empty_answer"
     if isinstance(exc, LMError):
+        # The engines disagree on what a slow answer or a dropped connection is (litellm calls a reset a server
+        # error, DSPy's own engine calls a timeout a transport error); the OS error under them does not.
+        # A refused connection stays "transport": nothing listens there, which run_chunks treats as fatal.
+        cause = _root_cause(exc)
+        if isinstance(cause, TimeoutError):
+            return "timeout"
+        if isinstance(cause, ConnectionRefusedError):
+            return "transport"
+        if isinstance(cause, ConnectionError):
+            return "connection"
         return exc.code
     return type(exc).__name__
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    seen = {id(exc)}
+    while (inner := exc.__cause__ or exc.__context__) is not None and id(inner) not in seen:
+        seen.add(id(inner))
+        exc = inner
+    return exc
 
 
 def prompt_overhead(program: dspy.Module, model: RoleModel) -> int:
@@ -111,6 +137,11 @@ def _run_one(program: dspy.Module, model: RoleModel, chunk: Chunk, settings: dic
         outcome = _outcome(program, chunk)
         if scorer is not None and outcome.failure is None:
             _score(scorer, outcome)
+    if log.truncated:  # whatever came of it, a sample or a parse error, it was made from a cut-off answer
+        cap = model.lm.kwargs.get("max_tokens") or model.lm.kwargs.get("max_completion_tokens")
+        outcome.failure, outcome.samples, outcome.scores = "truncated", [], []
+        outcome.message = (f"the model's answer was cut off at max_tokens={cap or 'the server default'} "
+                           "(finish_reason length): raise the model's max_tokens")
     outcome.usage = tracker.get_total_tokens()
     outcome.steps, outcome.calls = log.steps, log.calls
     outcome.seconds = time.monotonic() - started
@@ -122,7 +153,7 @@ def _outcome(program: dspy.Module, chunk: Chunk) -> Outcome:
         prediction = program(chunk=chunk.text)
     except Exception as exc:  # recorded per chunk; the caller decides what is fatal
         return Outcome(chunk, failure=failure_kind(exc), message=_first_line(exc),
-                       raw=getattr(exc, "lm_response", None))
+                       raw=redact(getattr(exc, "lm_response", None)))
     outputs = {key: value for key, value in prediction.items() if key != "samples"}
     outcome = Outcome(chunk, outputs=outputs)
     samples = list(getattr(prediction, "samples", None) or [])
@@ -149,19 +180,37 @@ def _score(scorer: Scorer, outcome: Outcome) -> None:
         outcome.scores = [scorer.score(outcome.chunk.text, sample) for sample in outcome.samples]
     except Exception as exc:
         outcome.failure, outcome.message = f"judge_{failure_kind(exc)}", _first_line(exc)
-        outcome.raw = getattr(exc, "lm_response", None)
+        outcome.raw = redact(getattr(exc, "lm_response", None))
         outcome.samples = []
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:500] if text else type(exc).__name__
+    """The error in one line that names its cause (the provider's own wording keeps it only a layer down)."""
+    from datagen.models import MAX_RETRY_AFTER
+
+    # Stored, reported and printed: a provider's error may quote the key. Redacted before the line is cut short
+    # (which could cut a key in two), and again for the cause added to it.
+    text = redact(str(exc).strip())
+    line = text.splitlines()[0][:500] if text else type(exc).__name__
+    if isinstance(exc, AdapterParseError):
+        line = f"{exc.adapter_name} could not parse the model's answer: {line}"
+    cause = _root_cause(exc)
+    if isinstance(cause, OSError) and str(cause) not in line:  # litellm's "Connection error." hides a reset
+        line += f" ({cause})"
+    wait = getattr(exc, "retry_after", None)
+    if isinstance(wait, (int, float)) and wait > MAX_RETRY_AFTER:
+        line += (f" (the provider asked to retry after {wait:g} s, longer than datagen waits: "
+                 "run the same command again later)")
+    return redact(line)
 
 
 def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], concurrency: int = 1,
-               rpm: float | None = None, scorer: Scorer | None = None) -> Iterator[Outcome]:
+               rpm: float | None = None, scorer: Scorer | None = None,
+               interrupt: "Interrupt | None" = None, retried: Collection[str] = ()) -> Iterator[Outcome]:
     """Outcomes in chunk order, with at most `concurrency` chunks in flight and no more read ahead, and LM
-    calls started at most `rpm` a minute; each sample scored by `scorer` when given."""
+    calls started at most `rpm` a minute; each sample scored by `scorer` when given. Once `interrupt` is
+    requested no chunk starts; those in flight finish and are yielded. Chunks whose ids are in `retried` (they
+    failed before) ask the model afresh, past DSPy's cache."""
     if concurrency < 1:
         raise DatagenError(f"--concurrency must be at least 1, got {concurrency}")
     # A corpus run keeps no history of its calls in memory: the run store is the record. The caller's callbacks
@@ -169,30 +218,65 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
     settings = {"disable_history": True,
                 "callbacks": [*dspy.settings.get("callbacks", []), *([RateLimiter(rpm)] if rpm else [])]}
     names = step_names(program, scorer.metrics if scorer else ())
+    # DSPy caches an answer that came back, whether or not it then parsed: a failed chunk would get its bad answer
+    # (malformed, empty, cut off) again from the cache, and a cut-off one, unflagged then, would pass as a sample.
+    fresh = model.with_settings(cache=False)
     succeeded = False
     failed_first = 0
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="datagen") as pool:
-        pending: deque[Future] = deque()
-        source = iter(chunks)
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="datagen")
+    pending: deque[Future] = deque()
+    source = iter(chunks)
+    try:
+        while True:
+            while (len(pending) < concurrency and not (interrupt and interrupt.requested)
+                   and (chunk := next(source, None)) is not None):
+                pending.append(pool.submit(_run_one, program, fresh if chunk.id in retried else model, chunk,
+                                           settings, scorer, names))
+            if not pending:
+                return
+            outcome = pending.popleft().result()
+            fatal = outcome.failure in _FATAL or (outcome.failure == "transport" and not succeeded)
+            if fatal:
+                raise DatagenError(f"{model.name}: {outcome.message}")
+            succeeded = succeeded or outcome.failure is None
+            failed_first += not succeeded
+            yield outcome
+            if failed_first >= FAILURES_BEFORE_FIRST_SUCCESS:
+                raise DatagenError(f"the first {failed_first} chunks all failed ({outcome.failure}: "
+                                   f"{outcome.message}); stopped before spending more")
+    finally:
+        for future in pending:
+            future.cancel()
+        # Stopped at once (a second Ctrl-C): calls in flight are abandoned, not waited for.
+        pool.shutdown(wait=not (interrupt and interrupt.forced))
+
+
+class Interrupt:
+    """Ctrl-C during a run, as a SIGINT handler: the first press lets the chunks in flight finish (they are
+    paid for) and starts no more; a second stops at once with KeyboardInterrupt."""
+
+    def __init__(self):
+        self.requested = False
+        self.forced = False
+
+    def __call__(self, signum, frame) -> None:
+        if self.requested:
+            self.forced = True
+            raise KeyboardInterrupt
+        self.requested = True
+        log.warning("stopping: the chunks in flight finish and are kept; Ctrl-C again to stop at once")
+
+    @contextmanager
+    def handling(self) -> Iterator["Interrupt"]:
+        """Handle SIGINT this way for the duration (only the main thread can set a signal handler)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = signal.signal(signal.SIGINT, self)
         try:
-            while True:
-                while len(pending) < concurrency and (chunk := next(source, None)) is not None:
-                    pending.append(pool.submit(_run_one, program, model, chunk, settings, scorer, names))
-                if not pending:
-                    return
-                outcome = pending.popleft().result()
-                fatal = outcome.failure in _FATAL or (outcome.failure == "transport" and not succeeded)
-                if fatal:
-                    raise DatagenError(f"{model.name}: {outcome.message}")
-                succeeded = succeeded or outcome.failure is None
-                failed_first += not succeeded
-                yield outcome
-                if failed_first >= FAILURES_BEFORE_FIRST_SUCCESS:
-                    raise DatagenError(f"the first {failed_first} chunks all failed ({outcome.failure}: "
-                                       f"{outcome.message}); stopped before spending more")
+            yield self
         finally:
-            for future in pending:
-                future.cancel()
+            signal.signal(signal.SIGINT, previous)
 
 
 def _score_finished(store: RunStore, scorer: Scorer, concurrency: int) -> None:
@@ -249,17 +333,15 @@ def _inputs_fingerprint(chunks: Iterable[Chunk]) -> str:
 def _write_exports(store: RunStore, report: "Report", min_scores: dict[str, float] | None) -> None:
     """ShareGPT and metadata JSONL from the store, in chunk order, replacing the previous export whole, and
     the dataset card (README.md) beside them; samples scored below `min_scores` are left out."""
-    partial_data, partial_meta = (p.with_suffix(".jsonl.partial") for p in (report.data_path, report.metadata_path))
     exported = 0
-    with partial_data.open("w", encoding="utf-8") as data, partial_meta.open("w", encoding="utf-8") as meta:
+    with (replacing(report.data_path) as partial_data, replacing(report.metadata_path) as partial_meta,
+          partial_data.open("w", encoding="utf-8") as data, partial_meta.open("w", encoding="utf-8") as meta):
         for chunk, _, sample in run_samples(store, min_scores):
             exported += 1
             data.write(json.dumps(sharegpt_record(sample), ensure_ascii=False) + "\n")
             meta.write(json.dumps({"chunk_id": chunk.id, "source": chunk.source, "start": chunk.start,
                                    "end": chunk.end, "pipeline": report.pipeline, "model": report.model},
                                   ensure_ascii=False) + "\n")
-    partial_data.replace(report.data_path)
-    partial_meta.replace(report.metadata_path)
     report.exported = exported
     card = dataset_card(store, "sharegpt", [report.data_path.name, report.metadata_path.name], exported,
                         min_scores=min_scores)
@@ -267,6 +349,27 @@ def _write_exports(store: RunStore, report: "Report", min_scores: dict[str, floa
         write_card(report.data_path.parent, card)
     except DatagenError as exc:  # a README.md that is not ours: keep it, the dataset itself is written
         log.warning("no dataset card: %s", exc)
+
+
+def _run_pending(store: RunStore, report: Report, outcomes: Iterator[Outcome], max_failures: int | None,
+                 on_outcome: Callable[[Outcome], None] | None) -> None:
+    """Record each chunk's outcome as it comes, counting it in `report`; stop after `max_failures`."""
+    with closing(outcomes):  # closed at once on a stop: the chunks in flight are then waited for, not leaked
+        for outcome in outcomes:
+            store.record(outcome)
+            report.chunks += 1
+            report.samples += len(outcome.samples)
+            report.dropped.update(_drop_reason(d) for d in outcome.outputs.get("dropped") or [])
+            if outcome.failure:
+                report.failures[outcome.failure] += 1
+                report.failure_examples.setdefault(outcome.failure, outcome.message or "")
+                log.warning("chunk %s (%s): %s: %s", outcome.chunk.id, outcome.chunk.source, outcome.failure,
+                            outcome.message)
+            if on_outcome:
+                on_outcome(outcome)
+            if max_failures is not None and sum(report.failures.values()) >= max_failures:
+                report.stopped = f"stopped after {max_failures} failed chunks (--max-failures)"
+                return
 
 
 def generate(pipeline: str, inputs: Iterable[str | Path], out_dir: str | Path, *,
@@ -290,6 +393,10 @@ def generate(pipeline: str, inputs: Iterable[str | Path], out_dir: str | Path, *
     with those metrics of the pipeline and keeps the samples below a bar out of the export (they stay in the
     store with their scores; finished samples never scored on them are scored first). `on_start` gets the
     number of chunks about to run, `on_outcome` each chunk's outcome.
+
+    Ctrl-C (SIGINT, when called from the main thread) stops the run cleanly: no chunk starts, those in flight
+    finish and are kept, the export is written, and `stopped` says so; a second Ctrl-C raises KeyboardInterrupt
+    at once (what is in the store stays there). Only one call at a time may write a run directory.
     """
     workspace = workspace or find_workspace()
     config = config or load_config(workspace)
@@ -317,7 +424,9 @@ def generate(pipeline: str, inputs: Iterable[str | Path], out_dir: str | Path, *
 
     started = time.monotonic()
     stamp = _files_stamp(inputs, budget)
-    with RunStore(out) as store:
+    # One run at a time per folder: two would both send its pending chunks to the model, paying twice.
+    with (exclusive(out / LOCK_FILE, str(out), "wait for the run there to finish, or use another --out"),
+          RunStore(out) as store):
         # Files unchanged since the store last chunked them (a resume): their chunks are in the store already.
         # Otherwise chunked twice (cheap next to one LM call): once to identify the inputs, once to store them,
         # so that the store is never written to before it is known to belong to this run.
@@ -341,21 +450,13 @@ def generate(pipeline: str, inputs: Iterable[str | Path], out_dir: str | Path, *
             _score_finished(store, scorer, concurrency)
         if on_start:
             on_start(store.pending_count(limit))
-        for outcome in run_chunks(program, model, store.pending(limit), concurrency, rpm, scorer):
-            store.record(outcome)
-            report.chunks += 1
-            report.samples += len(outcome.samples)
-            report.dropped.update(_drop_reason(d) for d in outcome.outputs.get("dropped") or [])
-            if outcome.failure:
-                report.failures[outcome.failure] += 1
-                report.failure_examples.setdefault(outcome.failure, outcome.message or "")
-                log.warning("chunk %s (%s): %s: %s", outcome.chunk.id, outcome.chunk.source, outcome.failure,
-                            outcome.message)
-            if on_outcome:
-                on_outcome(outcome)
-            if max_failures is not None and sum(report.failures.values()) >= max_failures:
-                report.stopped = f"stopped after {max_failures} failed chunks (--max-failures)"
-                break
+        interrupt = Interrupt()
+        with interrupt.handling():
+            outcomes = run_chunks(program, model, store.pending(limit), concurrency, rpm, scorer, interrupt,
+                                  retried=store.failed_ids())
+            _run_pending(store, report, outcomes, max_failures, on_outcome)
+        if interrupt.requested and store.pending_count(limit):
+            report.stopped, report.interrupted = "interrupted (Ctrl-C)", True
         _write_exports(store, report, min_scores)
         report.held_back = store.sample_count() - report.exported
     report.seconds = time.monotonic() - started

@@ -10,6 +10,7 @@ walking a folder is skipped with a warning, so one stray binary does not stop a 
 import codecs
 import logging
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,9 +76,20 @@ def read_document(path: Path) -> str:
 
 def _read_bytes(path: Path) -> bytes:
     try:
+        if not path.is_file():  # a FIFO or a device would block or never end; a dangling symlink is not found
+            raise UnusableFile(f"{path}: not a regular file ({_why_not_found(path)})")
         return path.read_bytes()
     except OSError as exc:
         raise UnusableFile(f"{path}: cannot read ({exc.strerror or exc})") from exc
+
+
+def _why_not_found(path: Path) -> str:
+    """What `path` is, when it is not a regular file: the error of following it, or its kind."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:  # a dangling symlink, a symlink loop
+        return f"{'a symlink: ' if path.is_symlink() else ''}{exc.strerror or exc}"
+    return "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
 
 
 def _display(path: Path) -> str:
@@ -105,7 +117,8 @@ def iter_files(paths: Iterable[str | Path]) -> Iterator[tuple[Path, bool]]:
     for given in paths:
         path = Path(given)
         if not path.exists():
-            raise DatagenError(f"{path}: no such file or folder")
+            why = f" ({_why_not_found(path)})" if path.is_symlink() else ""
+            raise DatagenError(f"{path}: no such file or folder{why}")
         if path.is_dir():
             candidates = list(_walk(path))
             if not candidates:

@@ -12,12 +12,31 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import dspy
+from dspy.clients import execution
 
 from datagen.config import Config, ModelSettings, Role
 from datagen.errors import DatagenError
 from datagen.local_model import CONTEXT_WINDOW, LOCAL_MODEL, local_lm
+from datagen.redaction import remember_key
 
 log = logging.getLogger(__name__)
+
+# The longest Retry-After a retry waits for: DSPy's own backoff cap. DSPy waits for any Retry-After, however long
+# (a spent daily quota says 3600+), holding the chunk, and with every chunk the run, for that long.
+MAX_RETRY_AFTER = 60.0
+
+
+def _delay_or_give_up(exc, attempt, _delay=execution._delay):
+    """DSPy's wait before a retry (`dspy.clients.execution._delay`, called in its `except` block), except that a
+    wait over MAX_RETRY_AFTER re-raises the error: the chunk fails now, as a rate limit, and a resume retries it."""
+    delay = _delay(exc, attempt)
+    if delay > MAX_RETRY_AFTER:
+        raise exc
+    return delay
+
+
+# DSPy 3.4 has no setting for this: its retry loop (sync and async) looks the function up at each retry.
+execution._delay = _delay_or_give_up
 
 
 @dataclass
@@ -58,6 +77,7 @@ def _check_key(settings: ModelSettings, role: Role) -> dict:
         if not key:
             raise DatagenError(f"{settings.api_key_env} is not set (the API key of the {role} model "
                                f"{settings.model})")
+        remember_key(key)  # a provider's error may quote it back
         return {"api_key": key}
     import litellm
 
@@ -80,6 +100,12 @@ def build_role_model(settings: ModelSettings, role: Role) -> RoleModel:
     if "/" not in settings.model:
         raise DatagenError(f"model {settings.model!r} for the {role} role needs a provider prefix, "
                            "e.g. openai/gpt-4o-mini or ollama_chat/llama3.2")
+    import litellm
+
+    provider = settings.model.split("/", 1)[0]
+    if provider not in litellm.provider_list:  # else the first call fails, after the run store is opened
+        raise DatagenError(f"model {settings.model!r} for the {role} role: unknown provider {provider!r} "
+                           "(e.g. openai, anthropic, ollama_chat)")
     kwargs = _check_key(settings, role)
     if settings.api_base:
         kwargs["api_base"] = settings.api_base

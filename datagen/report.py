@@ -11,6 +11,8 @@ import html
 import math
 from pathlib import Path
 
+from datagen.files import replacing
+
 BINS = 10  # histogram bins over [0, 1]
 WORST = 10  # how many of the worst samples a report shows unless told otherwise
 
@@ -60,13 +62,8 @@ def write_report(result: dict, path: Path, worst: int = WORST) -> Path:
     """Write the report to `path` under a temporary name first, then rename it into place; returns `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    try:
+    with replacing(path) as partial:
         partial.write_text(render_report(result, worst), encoding="utf-8")
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    partial.replace(path)
     return path
 
 

@@ -21,6 +21,7 @@ from datagen.compiled import COMPILED_DIR, report_path
 from datagen.config import Config
 from datagen.devset import DevItem, recut
 from datagen.errors import DatagenError
+from datagen.locking import exclusive
 from datagen.models import RoleModel
 from datagen.optimize import PROPOSING, CallBudgetExhausted, Session, estimate_calls
 from datagen.pipelines import load_program, search_space
@@ -80,60 +81,64 @@ def search(pipeline: str, dev: str | Path, trials: int, *, optimizers=DEFAULT_OP
     cuts = _cuts(session)
     space = _space(session, optimizers, list(cuts))
     storage = study_storage(session.workspace, pipeline)
-    study = _open_study(storage, name, space, seed)
-    done = _complete(study)
-    result = SearchResult(storage, name, done, 0, 0, session.counter.by_role, usage=session.usage)
-    to_run = trials - len(done)
-    # An upper bound: every trial priced as the dearest optimizer at the most demos.
-    per_trial = max(estimate_calls(o, len(session.train), len(session.val), session.per_example, held_out=1,
-                                   judged=session.judged) for o in optimizers)
-    result.estimate = (session.per_example * len(session.val) + to_run * per_trial) if to_run > 0 else 0
-    if on_estimate:
-        on_estimate(result.estimate)
-    if to_run <= 0:
+    # One process at a time per study: a second would take the first one's running trials for a killed
+    # process's and fail them (see _open_study), and both would write the same compiled program.
+    with exclusive(storage.with_name(f"{pipeline}.{name}.lock"), f"study {name!r} of {pipeline}",
+                   "wait for that search to finish, or use another --name"):
+        study = _open_study(storage, name, space, seed)
+        done = _complete(study)
+        result = SearchResult(storage, name, done, 0, 0, session.counter.by_role, usage=session.usage)
+        to_run = trials - len(done)
+        # An upper bound: every trial priced as the dearest optimizer at the most demos.
+        per_trial = max(estimate_calls(o, len(session.train), len(session.val), session.per_example, held_out=1,
+                                       judged=session.judged) for o in optimizers)
+        result.estimate = (session.per_example * len(session.val) + to_run * per_trial) if to_run > 0 else 0
+        if on_estimate:
+            on_estimate(result.estimate)
+        if to_run <= 0:
+            return _with_best(result, session, name)
+
+        kept = {}
+
+        def run_trial(trial: optuna.Trial) -> float:
+            settings = _suggest(trial, space, session.options)
+            train, val = cuts.get(settings["chunk_tokens"], (session.train, session.val))
+            program = load_program(pipeline, session.workspace, settings["options"])
+            task = session.task_model(temperature=settings["temperature"])
+            if settings["demos"] or settings["optimizer"] in PROPOSING:
+                program = session.compile(program, settings["optimizer"], seed=seed, demos=settings["demos"],
+                                          train=train, model=task)
+            evaluation = session.held_out(program, f"trial {trial.number}", items=val, model=task)
+            kept[trial.number] = (program, evaluation, settings)
+            return evaluation["metrics"][COMPOSITE]["mean"] or 0.0
+
+        try:
+            with session.counting():
+                result.before = session.held_out(session.program, "uncompiled")
+                for _ in range(to_run):
+                    calls_before = session.counter.total
+                    trial = study.ask()
+                    try:
+                        score = run_trial(trial)
+                    except BaseException:  # the cap, Ctrl-C, an error: the trial ends failed, the study stays usable
+                        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                        raise
+                    calls = session.counter.total - calls_before
+                    trial.set_user_attr("calls", calls)
+                    study.tell(trial, score)
+                    result.ran += 1
+                    ended = Trial(trial.number, dict(trial.params), score, calls)
+                    result.trials.append(ended)
+                    if on_trial:
+                        on_trial(ended)
+                    if study.best_trial.number == trial.number:
+                        result.state, result.report = _save_best(session, name, trial.number, result.before,
+                                                                 *kept.pop(trial.number), seed)
+                    kept.clear()
+        except CallBudgetExhausted as exc:
+            result.stopped = (f"{exc}: stopped after {result.ran} trial(s) of this run; run the same command again "
+                              "to continue the study")
         return _with_best(result, session, name)
-
-    kept = {}
-
-    def run_trial(trial: optuna.Trial) -> float:
-        settings = _suggest(trial, space, session.options)
-        train, val = cuts.get(settings["chunk_tokens"], (session.train, session.val))
-        program = load_program(pipeline, session.workspace, settings["options"])
-        task = session.task_model(temperature=settings["temperature"])
-        if settings["demos"] or settings["optimizer"] in PROPOSING:
-            program = session.compile(program, settings["optimizer"], seed=seed, demos=settings["demos"],
-                                      train=train, model=task)
-        evaluation = session.held_out(program, f"trial {trial.number}", items=val, model=task)
-        kept[trial.number] = (program, evaluation, settings)
-        return evaluation["metrics"][COMPOSITE]["mean"] or 0.0
-
-    try:
-        with session.counting():
-            result.before = session.held_out(session.program, "uncompiled")
-            for _ in range(to_run):
-                calls_before = session.counter.total
-                trial = study.ask()
-                try:
-                    score = run_trial(trial)
-                except BaseException:  # the cap, Ctrl-C, an error: the trial ends failed, the study stays usable
-                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                    raise
-                calls = session.counter.total - calls_before
-                trial.set_user_attr("calls", calls)
-                study.tell(trial, score)
-                result.ran += 1
-                ended = Trial(trial.number, dict(trial.params), score, calls)
-                result.trials.append(ended)
-                if on_trial:
-                    on_trial(ended)
-                if study.best_trial.number == trial.number:
-                    result.state, result.report = _save_best(session, name, trial.number, result.before,
-                                                             *kept.pop(trial.number), seed)
-                kept.clear()
-    except CallBudgetExhausted as exc:
-        result.stopped = (f"{exc}: stopped after {result.ran} trial(s) of this run; run the same command again "
-                          "to continue the study")
-    return _with_best(result, session, name)
 
 
 def _with_best(result: SearchResult, session: Session, name: str) -> SearchResult:

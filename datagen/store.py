@@ -308,6 +308,9 @@ class RunStore:
                      None if cached is None else bool(cached), seconds)
                 for step, model, messages, response, error, usage, cached, seconds in rows]
 
+    def failed_ids(self) -> set[str]:
+        return {chunk_id for (chunk_id,) in self._db.execute("SELECT chunk_id FROM results WHERE status = 'failed'")}
+
     def failed(self) -> Iterator[tuple[Chunk, str, str | None, str | None]]:
         """Failed chunks in chunk order, each with its failure's kind, message and the raw answer if any."""
         rows = self._db.execute(

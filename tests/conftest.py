@@ -30,10 +30,19 @@ def workspace(tmp_path) -> Path:
     return ws
 
 
+def _cli(args: tuple[str, ...], cwd: Path, env: dict | None, wrapper: list[str] | None = None) -> dict:
+    """subprocess arguments that run the installed `datagen` command (optionally under `wrapper`) in `cwd`."""
+    exe = Path(sys.executable).with_name("datagen")
+    return {"args": [*(wrapper or []), str(exe), *args], "cwd": cwd, "text": True,
+            "env": {**os.environ, "DSPY_CACHEDIR": str(cwd / ".dspy_cache"), **(env or {})}}
+
+
 def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 120,
             wrapper: list[str] | None = None) -> subprocess.CompletedProcess:
-    """Run the installed `datagen` command for real, in a subprocess (optionally under `wrapper`)."""
-    full_env = {**os.environ, "DSPY_CACHEDIR": str(cwd / ".dspy_cache"), **(env or {})}
-    exe = Path(sys.executable).with_name("datagen")
-    return subprocess.run([*(wrapper or []), str(exe), *args], cwd=cwd, env=full_env, capture_output=True,
-                          text=True, timeout=timeout)
+    """Run the installed `datagen` command for real, in a subprocess, to the end."""
+    return subprocess.run(**_cli(args, cwd, env, wrapper), capture_output=True, timeout=timeout)
+
+
+def start_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Popen:
+    """Start the installed `datagen` command in a subprocess and return at once (to signal it, to race it)."""
+    return subprocess.Popen(**_cli(args, cwd, env), stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -5,11 +5,15 @@ input fields' values, and answers every output field in the format the adapter a
 `[[ ## field ## ]]` markers, or a JSON object). The answer is a deterministic function of the inputs.
 
 `FakeEngine` serves it in process as a DSPy custom engine; `FakeOpenAIServer` serves it over real HTTP as an
-OpenAI-compatible `/v1/chat/completions` endpoint on 127.0.0.1, with a fixed latency per request.
+OpenAI-compatible `/v1/chat/completions` endpoint on 127.0.0.1, with a fixed latency per request, and the
+faults a real server has (`Fault`), scripted per request.
 """
 
+import hashlib
 import json
 import re
+import socket
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -101,28 +105,71 @@ def fake_lm(engine: FakeEngine | None = None) -> dspy.LM:
     return dspy.LM("fake/model", engine=engine or FakeEngine(), cache=False)
 
 
+@dataclass(frozen=True)
+class Fault:
+    """What the fake server does instead of answering well: see the constants below."""
+
+    kind: str  # "status", "hang", "reset", "truncated", "malformed" or "empty"
+    status: int = 0
+    retry_after: float | None = None  # seconds, sent as Retry-After with a status
+
+
+def status(code: int, retry_after: float | None = None) -> Fault:
+    """Fail with HTTP `code` (429, 500, 503...), with a Retry-After header when given."""
+    return Fault("status", code, retry_after)
+
+
+HANG = Fault("hang")  # answer nothing until the server stops: the client times out
+RESET = Fault("reset")  # close the connection without answering (a TCP reset)
+TRUNCATED = Fault("truncated")  # the answer cut off half-way, with finish_reason "length"
+MALFORMED = Fault("malformed")  # text no adapter can parse
+EMPTY = Fault("empty")  # an empty message
+
+
+@dataclass
+class Served:
+    """One request as the fake server saw it: what it answered, and the how-manieth identical request it was."""
+
+    at: float  # time.monotonic() on arrival
+    source: str  # the prompt's first input value: the chunk's text, for a pipeline's first step
+    attempt: int  # 0 for the first request with these exact messages, 1 for its first retry, ...
+    fault: Fault | None
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     # The listen backlog: the default (5) refuses or resets connections when dozens of clients connect at once.
     request_queue_size = 128
 
+    def handle_error(self, request, client_address):
+        pass  # a client that gave up (timed out) mid-answer, or a connection reset on purpose: not news
+
 
 class FakeOpenAIServer:
     """An OpenAI-compatible chat-completions server on 127.0.0.1 with a fixed latency per request.
 
-    `responses` may script the first requests: each item is a status code to fail with (e.g. 429, 500) or
-    a string to answer verbatim; once they are used up, `answer()` replies. With `record=False` the request
-    bodies are not kept (a long benchmark would hold them all); `arrivals` still counts every request.
+    `responses` may script the first requests, in order of arrival: each item is a status code to fail with
+    (e.g. 429, 500), a `Fault`, or a string to answer verbatim; once they are used up, `answer()` replies.
+    `faults(source, attempt)` scripts by content instead, so deterministically under concurrency: it gets the
+    prompt's first input value and how many identical requests came before (0 first, 1 for a retry...) and
+    returns what to do (a `Fault`, a status code, a string) or None to answer well. `served` records every
+    request. With `record=False` the request bodies are not kept, nor `served` (a long benchmark would hold
+    them all); `arrivals` still counts every request.
     """
 
     def __init__(self, latency: float = 0.0, respond=plain, responses: list | None = None, record: bool = True,
-                 by_field: dict | None = None):
+                 by_field: dict | None = None, faults: Callable[[str, int], Fault | int | str | None] | None = None):
         self.latency = latency
         self.respond = respond
         self.by_field = by_field
         self.scripted = list(responses or [])
+        self.faults = faults
         self.record = record
+        self.served: list[Served] = []
+        self._seen: dict[str, int] = {}  # requests so far per exact message list
+        self._stopping = threading.Event()  # ends the HANG faults' waits
         self.requests: list[dict] = []
+        self.headers: list = []  # each recorded request's HTTP headers (`.get` ignores case), e.g. Authorization
         self.arrivals: list[float] = []  # time.monotonic() of each request
         self._lock = threading.Lock()
         server = self
@@ -136,26 +183,61 @@ class FakeOpenAIServer:
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                messages = body.get("messages") or []
+                source = next(iter(dict(_INPUT_VALUE.findall(_split(messages)[1])).values()), "")
+                key = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
+                with server._lock:
+                    arrived = time.monotonic()
+                    server.arrivals.append(arrived)
+                    attempt = server._seen.get(key, 0)
+                    server._seen[key] = attempt + 1
+                    scripted = server.scripted.pop(0) if server.scripted else None
+                if scripted is None and server.faults:
+                    scripted = server.faults(source, attempt)
+                fault = status(scripted) if isinstance(scripted, int) else scripted
                 with server._lock:
                     if server.record:
                         server.requests.append(body)
-                    server.arrivals.append(time.monotonic())
-                    scripted = server.scripted.pop(0) if server.scripted else None
+                        server.headers.append(self.headers)
+                        server.served.append(Served(arrived, source, attempt,
+                                                    fault if isinstance(fault, Fault) else None))
                 if server.latency:
                     time.sleep(server.latency)
-                if isinstance(scripted, int):
-                    return self._send(scripted, {"error": {"message": f"scripted {scripted}", "type": "fake"}},
-                                      {"Retry-After": "0"} if scripted == 429 else {})
+                if not isinstance(fault, Fault):
+                    return self._answer(body, fault)
+                if fault.kind == "status":
+                    # A 429 without Retry-After says "now": the scripted ones always did, and tests stay fast.
+                    retry_after = 0 if fault.retry_after is None and fault.status == 429 else fault.retry_after
+                    return self._send(fault.status, {"error": {"message": f"scripted {fault.status}", "type": "fake"}},
+                                      {} if retry_after is None else {"Retry-After": f"{retry_after:g}"})
+                if fault.kind == "hang":
+                    server._stopping.wait()
+                    self.close_connection = True
+                elif fault.kind == "reset":
+                    # Linger 0: close() sends a TCP RST instead of a clean FIN, as a crashed proxy does.
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.connection.close()
+                    self.close_connection = True
+                else:
+                    text = {"malformed": "Sorry, I would rather not.", "empty": ""}.get(fault.kind)
+                    self._answer(body, text, truncated=fault.kind == "truncated")
+
+            def _answer(self, body: dict, text: str | None = None, truncated: bool = False):
                 if not self.path.rstrip("/").endswith("/chat/completions"):
                     return self._send(404, {"error": {"message": f"no route {self.path}"}})
-                text = scripted if isinstance(scripted, str) else answer(*_split(body["messages"]), server.respond, server.by_field)
+                if text is None:
+                    text = answer(*_split(body["messages"]), server.respond, server.by_field)
+                if truncated:  # a model that ran out of tokens mid-answer: the text stops, and says why
+                    text = text[:len(text) // 2]
+                completion = len(text.split())
+                if truncated:  # a server that stops at the cap reports it used all of it
+                    completion = body.get("max_tokens") or body.get("max_completion_tokens") or completion
                 self._send(200, {
                     "id": f"fake-{len(server.arrivals)}", "object": "chat.completion", "created": int(time.time()),
                     "model": body.get("model", "fake"),
-                    "choices": [{"index": 0, "finish_reason": "stop",
+                    "choices": [{"index": 0, "finish_reason": "length" if truncated else "stop",
                                  "message": {"role": "assistant", "content": text}}],
-                    "usage": {"prompt_tokens": 10, "completion_tokens": len(text.split()),
-                              "total_tokens": 10 + len(text.split())},
+                    "usage": {"prompt_tokens": 10, "completion_tokens": completion, "total_tokens": 10 + completion},
                 })
 
             def _send(self, status: int, payload: dict, headers: dict | None = None):
@@ -180,5 +262,6 @@ class FakeOpenAIServer:
         return self
 
     def __exit__(self, *exc) -> None:
+        self._stopping.set()
         self._httpd.shutdown()
         self._httpd.server_close()

@@ -41,7 +41,7 @@ def test_generate_writes_generic_to_original_pairs(workspace, tmp_path, adapter)
         assert meta["chunk_id"] == chunk.id and meta["model"] == "fake/model"
         # Metadata points back at the exact source text.
         assert read_text(workspace / meta["source"])[meta["start"]:meta["end"]] == chunk.text
-    assert not list((tmp_path / "out").glob("*.partial"))
+    assert not list((tmp_path / "out").glob("*.partial*"))
 
 
 def test_failed_chunks_are_recorded_and_skipped(workspace, tmp_path, caplog):

@@ -1,0 +1,44 @@
+"""Writing a file (or a folder) whole or not at all."""
+
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def replacing(target: Path) -> Iterator[Path]:
+    """A fresh path beside `target` for the block to write, as a file or a folder; when the block ends without
+    error it takes `target`'s place by renaming, otherwise it is removed.
+
+    Readers see the old version or the new one, never part of one; a process killed mid-write leaves at most a
+    `*.partial*` beside the target; two processes writing one target each write their own, and the last wins.
+    The name keeps the target's suffix, for writers that choose a format by it (DSPy's `save`).
+    """
+    temp = target.with_name(f"{target.stem}.{uuid.uuid4().hex[:8]}.partial{target.suffix}")
+    try:
+        yield temp
+        if temp.is_dir():
+            _swap_folder(temp, target)
+        else:
+            temp.replace(target)
+    except BaseException:
+        _remove(temp)
+        raise
+
+
+def _swap_folder(new: Path, target: Path) -> None:
+    """Put folder `new` in `target`'s place (a folder cannot be renamed over another that has files in it)."""
+    old = target.with_name(f"{target.name}.{uuid.uuid4().hex[:8]}.old")
+    if target.exists():
+        target.rename(old)
+    new.rename(target)
+    _remove(old)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)

@@ -1,0 +1,163 @@
+"""Interruptions, for real: `datagen generate` killed (SIGKILL) at random moments and resumed, stopped with
+Ctrl-C, and raced by a second process on the same run folder or study."""
+
+import json
+import random
+import signal
+import sqlite3
+import subprocess
+import time
+
+from datagen.chunking import chunk_documents
+from datagen.ingest import iter_documents
+
+from .conftest import run_cli, start_cli
+from .fakes import FakeOpenAIServer
+from .test_cli import assert_one_line_error
+
+BUDGET = "100"  # small chunks: 44 of the sample corpus, so kills land at many points of a run
+CONCURRENCY = 4
+
+
+def generate_args(server, out="out", *extra):
+    return ["generate", "style_clone", "-i", "data/samples", "-o", out, "--max-tokens", BUDGET, "--concurrency",
+            str(CONCURRENCY), "--model", "openai/fake", "--api-base", server.url, *extra]
+
+
+def wait_for(condition, timeout=60.0, process=None):
+    """Poll until `condition()` holds; False if `process` ends first or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        if process is not None and process.poll() is not None:
+            return False
+        time.sleep(0.02)
+    raise AssertionError("timed out waiting")
+
+
+def integrity(run_dir):
+    with sqlite3.connect(run_dir / "run.db") as db:
+        return db.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+def exported(run_dir):
+    return [(run_dir / name).read_bytes() for name in ("sharegpt.jsonl", "metadata.jsonl")]
+
+
+def test_killed_at_random_moments_and_resumed_the_export_is_byte_identical(workspace):
+    chunks = list(chunk_documents(iter_documents([workspace / "data/samples"]), int(BUDGET)))
+    rng = random.Random(20261125)
+    with FakeOpenAIServer(latency=0.05) as server:
+        # Its own DSPy cache: the runs below must ask the model themselves.
+        reference = run_cli(*generate_args(server, "reference"), cwd=workspace,
+                            env={"DSPY_CACHEDIR": str(workspace / "reference-cache")})
+        assert reference.returncode == 0, reference.stderr
+        paid_by_reference = len(server.arrivals)
+        killed = 0
+        for _ in range(6):
+            started, before = time.monotonic(), len(server.arrivals)
+            # Either after a random number of LM calls (mid-run), or after a random time (start-up, chunking,
+            # opening the store, writing the export: wherever that lands).
+            if rng.random() < 0.7:
+                calls = rng.randint(1, 24)
+                moment = lambda: len(server.arrivals) - before >= calls  # noqa: E731
+            else:
+                delay = rng.uniform(0.5, 6.0)
+                moment = lambda: time.monotonic() - started >= delay  # noqa: E731
+            process = start_cli(*generate_args(server), cwd=workspace)
+            if wait_for(moment, process=process):
+                process.send_signal(signal.SIGKILL)
+                killed += 1
+            process.communicate()
+            if (workspace / "out/run.db").exists():  # not yet made when killed early in start-up
+                assert integrity(workspace / "out") == "ok"
+        assert killed >= 4  # most rounds did die mid-way (one may finish first: it is then a plain resume)
+        final = run_cli(*generate_args(server), cwd=workspace)
+    assert final.returncode == 0, final.stderr
+    assert exported(workspace / "out") == exported(workspace / "reference")
+    metadata = [json.loads(line) for line in (workspace / "out/metadata.jsonl").read_text().splitlines()]
+    assert [m["chunk_id"] for m in metadata] == [c.id for c in chunks]  # each chunk once, in order
+    assert integrity(workspace / "out") == "ok"
+    # A kill loses at most the chunks in flight: everything committed before it was not paid for again.
+    paid = len(server.arrivals) - paid_by_reference
+    assert len(chunks) <= paid <= len(chunks) + killed * CONCURRENCY
+
+
+def test_ctrl_c_finishes_the_chunks_in_flight_and_says_how_to_resume(workspace):
+    with FakeOpenAIServer(latency=0.3) as server:
+        process = start_cli(*generate_args(server), cwd=workspace)
+        assert wait_for(lambda: len(server.arrivals) >= 6, process=process)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+        asked = len(server.arrivals)
+        assert process.returncode == 130, stderr
+        assert "Traceback" not in stderr
+        assert "stopping: the chunks in flight finish and are kept" in stderr
+        assert_one_line_error(subprocess.CompletedProcess([], process.returncode, "", stderr),
+                              "interrupted (Ctrl-C)", "run the same command again to resume")
+        # Every call made was for a chunk that finished and was kept: none paid for and thrown away.
+        with sqlite3.connect(workspace / "out/run.db") as db:
+            assert db.execute("SELECT count(*) FROM results WHERE status = 'done'").fetchone()[0] == asked
+        assert len((workspace / "out/sharegpt.jsonl").read_text().splitlines()) == asked
+        resumed = run_cli(*generate_args(server), cwd=workspace)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed: {asked} chunks were already done" in resumed.stderr
+    assert len(server.arrivals) == 44
+
+
+def test_a_second_ctrl_c_stops_at_once_without_waiting_for_the_model(workspace):
+    with FakeOpenAIServer(latency=30) as server:  # a model that hangs
+        process = start_cli(*generate_args(server, "out", "--limit", "8"), cwd=workspace)
+        assert wait_for(lambda: len(server.arrivals) >= CONCURRENCY, process=process)
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        _, stderr = process.communicate(timeout=20)
+        assert time.monotonic() - started < 5
+    assert process.returncode == 130
+    assert "Traceback" not in stderr
+    assert_one_line_error(subprocess.CompletedProcess([], 130, "", stderr), "interrupted (Ctrl-C)",
+                          "finished chunks are kept in out", "again to resume")
+    assert integrity(workspace / "out") == "ok"
+
+
+def test_a_second_generate_on_a_run_folder_in_use_is_refused(workspace):
+    with FakeOpenAIServer(latency=1.0) as server:  # slow enough that the first run outlasts the second's start-up
+        first = start_cli(*generate_args(server), cwd=workspace)
+        assert wait_for(lambda: len(server.arrivals) >= 1, process=first)
+        second = run_cli(*generate_args(server), cwd=workspace)
+        first.communicate(timeout=60)
+        assert first.returncode == 0
+        assert_one_line_error(second, "out is in use by process", str(first.pid), "another --out")
+        assert len(server.arrivals) == 44  # the second paid for nothing
+        # The lock dies with its holder: a run killed outright leaves its lock file, but not its folder locked.
+        killed = start_cli(*generate_args(server, "other"), cwd=workspace)
+        lock = workspace / "other/run.lock"
+        assert wait_for(lambda: lock.exists() and lock.read_text() == str(killed.pid), process=killed)
+        killed.send_signal(signal.SIGKILL)
+        killed.communicate()
+        assert run_cli(*generate_args(server, "other"), cwd=workspace).returncode == 0
+
+
+def test_a_second_search_of_a_study_in_use_is_refused_while_another_study_runs(workspace):
+    (workspace / "datagen.toml").write_text('[metrics.style_clone]\nweights = { generic_offline = 1 }\n')
+    args = ["optimize", "style_clone", "--dev", "data/style_clone/dev.jsonl", "--yes", "--model", "openai/fake",
+            "--trials"]
+    # The first search waits on a slow model while the others run; theirs answers at once.
+    with FakeOpenAIServer(latency=5) as slow, FakeOpenAIServer() as fast:
+        first = start_cli(*args, "3", "--api-base", slow.url, cwd=workspace)
+        try:
+            assert wait_for(lambda: len(slow.arrivals) >= 1, process=first)
+            same = run_cli(*args, "1", "--api-base", fast.url, cwd=workspace)
+            assert not fast.arrivals
+            other = run_cli(*args, "1", "--api-base", fast.url, "--name", "other", cwd=workspace)
+        finally:
+            first.send_signal(signal.SIGKILL)
+            first.communicate()
+    assert_one_line_error(same, "study 'search' of style_clone is in use by process", str(first.pid),
+                          "another --name")
+    # Another study in the same database runs beside it.
+    assert other.returncode == 0, other.stderr
+    assert "1 trials (1 this run)" in other.stdout
