@@ -87,6 +87,8 @@ def _quiet_libraries() -> None:
     verbose = logging.getLogger().level <= logging.DEBUG
     for noisy in ("LiteLLM", "httpx", "dspy", "pypdf"):  # pypdf: its warnings do not name the file
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.ERROR)
+    # Never quieter than WARNING: its warning is DSPy's only sign of an answer cut off at max_tokens (see calllog).
+    logging.getLogger("dspy.clients.lm").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 @app.command()
