@@ -30,7 +30,7 @@ from datagen.files import replacing
 from datagen import __version__
 from datagen.ingest import iter_documents, iter_files
 from datagen.locking import exclusive
-from datagen.models import RoleModel, check_reachable, role_model
+from datagen.models import MAX_RETRY_AFTER, RoleModel, check_reachable, role_model
 from datagen.redaction import redact
 from datagen.pipelines import load_program
 from datagen.ratelimit import RateLimiter
@@ -186,8 +186,6 @@ def _score(scorer: Scorer, outcome: Outcome) -> None:
 
 def _first_line(exc: BaseException) -> str:
     """The error in one line that names its cause (the provider's own wording keeps it only a layer down)."""
-    from datagen.models import MAX_RETRY_AFTER
-
     # Stored, reported and printed: a provider's error may quote the key. Redacted before the line is cut short
     # (which could cut a key in two), and again for the cause added to it.
     text = redact(str(exc).strip())
