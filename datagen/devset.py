@@ -171,9 +171,6 @@ def write_devset(records: Iterable[dict], path: str | Path) -> Path:
             sink.writelines(lines)
     except OSError as exc:
         raise DatagenError(f"{path}: cannot write the dev set ({exc.strerror or exc})") from None
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
     return path
 
 

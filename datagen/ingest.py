@@ -77,13 +77,13 @@ def read_document(path: Path) -> str:
 def _read_bytes(path: Path) -> bytes:
     try:
         if not path.is_file():  # a FIFO or a device would block or never end; a dangling symlink is not found
-            raise UnusableFile(f"{path}: not a regular file ({_why_not_found(path)})")
+            raise UnusableFile(f"{path}: not a regular file ({_what_is_there(path)})")
         return path.read_bytes()
     except OSError as exc:
         raise UnusableFile(f"{path}: cannot read ({exc.strerror or exc})") from exc
 
 
-def _why_not_found(path: Path) -> str:
+def _what_is_there(path: Path) -> str:
     """What `path` is, when it is not a regular file: the error of following it, or its kind."""
     try:
         mode = path.stat().st_mode
@@ -117,7 +117,7 @@ def iter_files(paths: Iterable[str | Path]) -> Iterator[tuple[Path, bool]]:
     for given in paths:
         path = Path(given)
         if not path.exists():
-            why = f" ({_why_not_found(path)})" if path.is_symlink() else ""
+            why = f" ({_what_is_there(path)})" if path.is_symlink() else ""
             raise DatagenError(f"{path}: no such file or folder{why}")
         if path.is_dir():
             candidates = list(_walk(path))
