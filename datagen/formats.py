@@ -11,6 +11,7 @@ import posixpath
 import re
 import warnings
 import zipfile
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from urllib.parse import unquote
 from xml.etree import ElementTree
@@ -144,12 +145,122 @@ def epub_text(raw: bytes) -> str:
 
 
 def pdf_text(raw: bytes) -> str:
-    """The text of a PDF, page by page, as pypdf's layout mode places it: a vertical gap between lines starts a
-    paragraph. A PDF does not mark paragraphs, so ones set apart by a first-line indent alone stay together."""
+    """The text of a PDF, page by page, as pypdf's layout mode places it, in reading order: a page set in columns
+    is read column by column (see `_reading_order`), and running headers and footers (a line at the top or
+    bottom of most pages, page numbers included) are left out. A vertical gap between lines starts a paragraph;
+    a PDF does not mark paragraphs, so ones set apart by a first-line indent alone stay together."""
     from pypdf import PdfReader
 
-    pages = (page.extract_text(extraction_mode="layout") for page in PdfReader(io.BytesIO(raw)).pages)
-    return _assemble(block.splitlines() for page in pages for block in _BLANK_LINE.split(page))
+    pages = [page.extract_text(extraction_mode="layout").splitlines() for page in PdfReader(io.BytesIO(raw)).pages]
+    running = _running_lines(pages)
+    texts = ("\n".join(_reading_order([line for i, line in enumerate(lines)
+                                       if i not in _edges(lines) or _line_key(line) not in running]))
+             for lines in pages)
+    return _assemble(block.splitlines() for text in texts for block in _BLANK_LINE.split(text))
+
+
+# A running header or footer is among the first or last lines of a page with text on it.
+_EDGE_LINES = 3
+# ... and is on at least this share of the pages (two pages at least).
+_RUNNING_SHARE = 0.6
+# Columns: a gutter is at least this many blank character columns wide in layout mode's text; the lines with
+# text on both sides of it have at least this many words on each side (cells of a table have fewer).
+_GUTTER_CHARS = 3
+_COLUMN_WORDS = 3
+_SENTENCE_END = re.compile(r"[.!?…:;\"”’»)\]]$")
+
+
+def _edges(lines: list[str]) -> set[int]:
+    """The indexes of a page's first and last few lines with text on them."""
+    filled = [i for i, line in enumerate(lines) if line.strip()]
+    return set(filled[:_EDGE_LINES] + filled[-_EDGE_LINES:])
+
+
+def _line_key(line: str) -> str:
+    """A line as running headers and footers repeat it: its numbers (the page's) and spacing aside."""
+    return re.sub(r"\d+", "#", " ".join(line.split())).casefold()
+
+
+def _running_lines(pages: list[list[str]]) -> set[str]:
+    """The keys of lines repeated at the top or bottom of most pages: running headers, footers, page numbers."""
+    counts = Counter(key for lines in pages for key in {_line_key(lines[i]) for i in _edges(lines)})
+    least = max(2, _RUNNING_SHARE * len(pages))
+    return {key for key, count in counts.items() if count >= least and key}
+
+
+def _reading_order(lines: list[str]) -> list[str]:
+    """A page's layout-mode lines in reading order. Where a gutter (a band of blank space) runs down the page with
+    text in words on both sides, the lines beside it are read as columns, the left one first (the right one then
+    split again, for three or more); a line across the gutter (a title over both columns, a footer) keeps its
+    place, between the columns' lines above and below it."""
+    gutter = _gutter(lines)
+    if gutter is None:
+        return lines
+    start, end = gutter
+    ordered: list[str] = []
+    left: list[str] = []
+    right: list[str] = []
+
+    def flush() -> None:
+        columns = [_trimmed(_reading_order(left)), _trimmed(_reading_order(right))]
+        if columns[0] and columns[1] and _SENTENCE_END.search(columns[0][-1].rstrip()):
+            columns[0].append("")  # the left column ends a sentence: the right one starts a paragraph
+        ordered.extend(columns[0] + columns[1])
+        left.clear()
+        right.clear()
+
+    for line in lines:
+        if line[start:end].strip():
+            flush()
+            ordered.append(line)
+        else:
+            left.append(line[:start])
+            right.append(line[end:])
+    flush()
+    return ordered
+
+
+def _trimmed(lines: list[str]) -> list[str]:
+    """Lines without the blank ones at either end."""
+    filled = [i for i, line in enumerate(lines) if line.strip()]
+    return lines[filled[0]:filled[-1] + 1] if filled else []
+
+
+def _gutter(lines: list[str]) -> tuple[int, int] | None:
+    """The character columns [start, end) of a gutter between text columns, or None. Among the bands of columns
+    that at most a fifth of the lines cross, the widest run crossed by the fewest (a long last line of a column
+    reaches into a band, a title crosses it); the lines beside it must have several words on both sides (at
+    least three of them, and a fifth of those that do not cross it)."""
+    filled = [line for line in lines if line.strip()]
+    width = max(map(len, filled), default=0)
+    crossing = [sum(1 for line in filled if c < len(line) and not line[c].isspace()) for c in range(width)]
+    candidates = []
+    for start, end in _runs(range(width), lambda c: crossing[c] * 5 <= len(filled)):
+        fewest = min(crossing[start:end])
+        runs = _runs(range(start, end), lambda c: crossing[c] == fewest)
+        inner = max(runs, key=lambda run: run[1] - run[0])
+        if start > 0 and end < width and inner[1] - inner[0] >= _GUTTER_CHARS:
+            candidates.append((fewest, inner[0] - inner[1], inner))
+    if not candidates:
+        return None
+    start, end = min(candidates)[2]
+    beside = [line for line in filled if not line[start:end].strip()]
+    both = [line for line in beside if len(line[:start].split()) >= _COLUMN_WORDS
+            and len(line[end:].split()) >= _COLUMN_WORDS]
+    return (start, end) if len(both) >= 3 and len(both) * 5 >= len(beside) else None
+
+
+def _runs(indexes: range, keep) -> list[tuple[int, int]]:
+    """The maximal runs [start, end) of consecutive indexes for which `keep` holds."""
+    runs: list[tuple[int, int]] = []
+    for i in indexes:
+        if not keep(i):
+            continue
+        if runs and runs[-1][1] == i:
+            runs[-1] = (runs[-1][0], i + 1)
+        else:
+            runs.append((i, i + 1))
+    return runs
 
 
 # File suffix (lower case) -> reader. Files with other suffixes are read as plain text.

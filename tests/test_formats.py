@@ -40,19 +40,30 @@ PAGE_TEXT = ("# The Lighthouse\n\nThe keeper climbed the stair at dusk.\n\nHe li
              "The waves came in.\n\n## Night\n\nIt was a long night.\n\nwind\n\nrain\n\nTide high\nWind north\n")
 
 
+def _literal(line: str) -> str:
+    return "(" + line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") + ")"
+
+
 def pdf_bytes(pages: list[list[str]]) -> bytes:
     """A minimal valid PDF: a page for each list of lines, set in Helvetica; an empty line leaves a gap."""
+    return pdf_of_streams(["BT /F1 12 Tf 14 TL 72 720 Td " + "".join(f"{_literal(line)} Tj T* " if line else "T* "
+                                                                    for line in lines) + "ET" for lines in pages])
 
-    def literal(line: str) -> str:
-        return "(" + line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") + ")"
 
-    kids = " ".join(f"{4 + 2 * i} 0 R" for i in range(len(pages)))
+def placed_pdf(pages: list[list[tuple]]) -> bytes:
+    """A PDF whose lines are placed where told: a page for each list of (x, y, text) or (x, y, text, size), in
+    that order in the page's content (which need not be reading order); Helvetica, 11 pt unless told."""
+    return pdf_of_streams([" ".join(f"BT /F1 {item[3] if len(item) > 3 else 11} Tf {item[0]} {item[1]} Td "
+                                    f"{_literal(item[2])} Tj ET" for item in items) for items in pages])
+
+
+def pdf_of_streams(streams: list[str]) -> bytes:
+    """A valid PDF with a page (US Letter) for each content stream, and the font F1 (Helvetica)."""
+    kids = " ".join(f"{4 + 2 * i} 0 R" for i in range(len(streams)))
     objects = ["<< /Type /Catalog /Pages 2 0 R >>",
-               f"<< /Type /Pages /Kids [{kids}] /Count {len(pages)} >>",
+               f"<< /Type /Pages /Kids [{kids}] /Count {len(streams)} >>",
                "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"]
-    for i, lines in enumerate(pages):
-        stream = "BT /F1 12 Tf 14 TL 72 720 Td " + "".join(f"{literal(line)} Tj T* " if line else "T* "
-                                                           for line in lines) + "ET"
+    for i, stream in enumerate(streams):
         objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {5 + 2 * i} 0 R "
                        "/Resources << /Font << /F1 3 0 R >> >> >>")
         objects.append(f"<< /Length {len(stream)} >>\nstream\n{stream}\nendstream")
@@ -189,6 +200,83 @@ def test_pdf_keeps_pages_and_paragraphs(tmp_path):
     text = read_document(write(tmp_path / "book.pdf", pdf_bytes(pages)))
     assert text == ("Chapter One\n\nThe keeper climbed the stair at dusk.\nHe lit the lamp (and waited).\n\n"
                     "It was a long night.\n\nChapter Two\n\nMorning came grey.\n")
+
+
+# Two pages set in two columns, as a report is: a running header, and a page number in the footer.
+LEFT = [["The lamp was lit at dusk on every", "night of the year, and the keeper", "wound the clockwork that",
+         "turned the lens every four hours.", "", "Oil came up the stair in cans",
+         "that he carried two at a time, while"],
+        ["In the great storm the glass of the", "lantern cracked, and he mended it", "with canvas and tar before",
+         "the dark came down over the bay."]]
+RIGHT = [["supplies came by boat once a month", "in summer and once a quarter in", "winter, when the crossing was",
+          "often too rough for the small boat"],
+         ["The inspector who came in spring", "wrote that the light had never", "failed in thirty years of its",
+          "service to the ships at sea."]]
+
+
+def two_column_page(number: int, left: list[str], right: list[str], by_row: bool) -> list[tuple]:
+    """A page of `left` and `right` columns under a running header, over "Page N". `by_row`: the content lists
+    the lines row by row across the columns (where plain extraction would interleave them)."""
+    cells = [[(50, 700 - 14 * row, text) for row, text in enumerate(left) if text],
+             [(320, 700 - 14 * row, text) for row, text in enumerate(right) if text]]
+    body = sorted(cells[0] + cells[1], key=lambda cell: -cell[1]) if by_row else cells[0] + cells[1]
+    return [(50, 750, "HARBOUR LIGHT ANNUAL REPORT", 9), *body, (290, 40, f"Page {number}", 9)]
+
+
+@pytest.mark.parametrize("by_row", [False, True], ids=["content-by-column", "content-by-row"])
+def test_a_two_column_pdf_is_read_column_by_column_without_running_headers_or_page_numbers(tmp_path, by_row):
+    pages = [two_column_page(n + 1, LEFT[n], RIGHT[n], by_row) for n in range(2)]
+    text = read_document(write(tmp_path / "report.pdf", placed_pdf(pages)))
+    # The first page's left column ends mid-sentence: its right column goes on with the same paragraph.
+    assert text == ("The lamp was lit at dusk on every\nnight of the year, and the keeper\nwound the clockwork that\n"
+                    "turned the lens every four hours.\n\nOil came up the stair in cans\n"
+                    "that he carried two at a time, while\n"
+                    "supplies came by boat once a month\nin summer and once a quarter in\n"
+                    "winter, when the crossing was\noften too rough for the small boat\n\n"
+                    "In the great storm the glass of the\nlantern cracked, and he mended it\n"
+                    "with canvas and tar before\nthe dark came down over the bay.\n\n"
+                    "The inspector who came in spring\nwrote that the light had never\n"
+                    "failed in thirty years of its\nservice to the ships at sea.\n")
+
+
+def test_a_title_across_both_columns_keeps_its_place_above_them(tmp_path):
+    page = [(50, 740, "NOTES ON THE KEEPING OF A REMOTE LIGHT STATION IN WINTER"),
+            *[(50, 700 - 14 * row, text) for row, text in enumerate(LEFT[1])],
+            *[(320, 700 - 14 * row, text) for row, text in enumerate(RIGHT[1])]]
+    text = read_document(write(tmp_path / "notes.pdf", placed_pdf([page])))
+    assert text == ("NOTES ON THE KEEPING OF A REMOTE LIGHT STATION IN WINTER\n\n" + "\n".join(LEFT[1]) + "\n\n"
+                    + "\n".join(RIGHT[1]) + "\n")
+
+
+def test_one_column_pdf_loses_its_running_lines_and_keeps_the_rest(tmp_path):
+    body = [["The keeper climbed the stair at dusk.", "All is well.", "He lit the lamp and waited.",
+             "The oil was low.", "He wrote it down."],
+            ["The wind rose in the night.", "All is well.", "The glass held.", "The lamp burned on.", "Rain came."],
+            ["Morning came grey over the bay.", "All is well.", "The boat was late.", "Gulls rode the swell.",
+             "He slept."]]
+    pages = [[(72, 760, "The Keeper's Log", 9), (72, 740, f"{n + 7}", 9),
+              *[(72, 700 - 14 * row, line) for row, line in enumerate(lines)],
+              (500, 40, f"Page {n + 1} of 3", 9)] for n, lines in enumerate(body)]
+    text = read_document(write(tmp_path / "log.pdf", placed_pdf(pages)))
+    # The header, the page numbers at the top and "Page N of 3" go; a line repeated on every page, but in its
+    # text rather than above or below it, stays.
+    assert text == "".join("\n".join(lines) + "\n\n" for lines in body).removesuffix("\n")
+
+
+def test_a_one_page_pdf_keeps_its_first_and_last_lines(tmp_path):
+    page = [(72, 760, "Report 3", 9), (72, 700, "The keeper climbed the stair at dusk."), (290, 40, "Page 1", 9)]
+    text = read_document(write(tmp_path / "one.pdf", placed_pdf([page])))
+    assert text == "Report 3\n\nThe keeper climbed the stair at dusk.\n\nPage 1\n"
+
+
+def test_a_table_of_short_cells_is_read_row_by_row(tmp_path):
+    rows = [("Monday", "north, 3 knots"), ("Tuesday", "west, 5 knots"), ("Wednesday", "calm"),
+            ("Thursday", "south, 2 knots")]
+    page = [(72, 720, "The week's winds were these, as the keeper wrote them down:"),
+            *[(x, 700 - 14 * row, cell) for row, cells in enumerate(rows) for x, cell in zip((72, 320), cells)]]
+    text = read_document(write(tmp_path / "table.pdf", placed_pdf([page])))
+    lines = text.splitlines()
+    assert [" ".join(line.split()) for line in lines[1:]] == [" ".join(cells) for cells in rows]
 
 
 # --- through ingest and chunking --------------------------------------------------------------------------------
