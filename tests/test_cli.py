@@ -130,15 +130,11 @@ def test_max_failures_stops_cleanly_keeping_finished_work(workspace):
     assert len((workspace / "out/sharegpt.jsonl").read_text().splitlines()) == 2
 
 
-def test_rpm_spaces_lm_calls(workspace):
+def test_rpm_is_taken_by_generate(workspace):
+    # The spacing itself is checked on the limiter's own clock (test_ratelimit.py): no wall-clock gaps here.
     with FakeOpenAIServer() as server:
         result = run_cli("generate", "style_clone", "-i", "data/samples", "-o", "out", "--max-tokens", "300",
-                         "--limit", "5", "--concurrency", "5", "--rpm", "120", "--model", "openai/fake",
+                         "--limit", "3", "--concurrency", "3", "--rpm", "6000", "--model", "openai/fake",
                          "--api-base", server.url, cwd=workspace)
     assert result.returncode == 0, result.stderr
-    times = server.arrivals
-    assert len(times) == 5
-    # 120 a minute: calls start 0.5 s apart even with 5 chunks in flight. Arrivals jitter with the client's
-    # own work between start and send, most on the first call (it opens the connection, warms litellm up),
-    # so the span from the second call on is checked, not each gap: 1.5 s nominal.
-    assert times[-1] - times[1] >= 1.2
+    assert len(server.arrivals) == 3

@@ -6,6 +6,7 @@ import random
 import signal
 import sqlite3
 import subprocess
+import threading
 import time
 
 from datagen.chunking import chunk_documents
@@ -124,18 +125,27 @@ def test_a_second_ctrl_c_stops_at_once_without_waiting_for_the_model(workspace):
 
 
 def test_a_second_generate_on_a_run_folder_in_use_is_refused(workspace):
-    with FakeOpenAIServer(latency=1.0) as server:  # slow enough that the first run outlasts the second's start-up
+    # The model answers nothing until the second run is over, so the first holds the folder all along however
+    # slowly either starts: no race on timings.
+    second_done = threading.Event()
+    with FakeOpenAIServer(faults=lambda source, attempt: second_done.wait(120) and None) as server:
         first = start_cli(*generate_args(server), cwd=workspace)
-        assert wait_for(lambda: len(server.arrivals) >= 1, process=first)
-        second = run_cli(*generate_args(server), cwd=workspace)
-        first.communicate(timeout=60)
+        lock = workspace / "out/run.lock"
+        # The first holds the lock (its pid is in the lock file) and is waiting on the model.
+        assert wait_for(lambda: len(server.arrivals) >= 1 and lock.read_text() == str(first.pid), timeout=120,
+                        process=first)
+        try:
+            second = run_cli(*generate_args(server), cwd=workspace)
+        finally:
+            second_done.set()
+        first.communicate(timeout=120)
         assert first.returncode == 0
         assert_one_line_error(second, "out is in use by process", str(first.pid), "another --out")
         assert len(server.arrivals) == 44  # the second paid for nothing
         # The lock dies with its holder: a run killed outright leaves its lock file, but not its folder locked.
         killed = start_cli(*generate_args(server, "other"), cwd=workspace)
         lock = workspace / "other/run.lock"
-        assert wait_for(lambda: lock.exists() and lock.read_text() == str(killed.pid), process=killed)
+        assert wait_for(lambda: lock.exists() and lock.read_text() == str(killed.pid), timeout=120, process=killed)
         killed.send_signal(signal.SIGKILL)
         killed.communicate()
         assert run_cli(*generate_args(server, "other"), cwd=workspace).returncode == 0
