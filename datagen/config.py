@@ -21,9 +21,9 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from datagen.chunking import DEFAULT_MAX_TOKENS
+from datagen.chunking import AUTO, DEFAULT_MAX_TOKENS, languages
 from datagen.errors import DatagenError
 
 CONFIG_FILE = "datagen.toml"
@@ -53,10 +53,20 @@ class ModelSettings(BaseModel):
 
 
 class ChunkingSettings(BaseModel):
+    """How inputs are cut into chunks."""
+
     model_config = ConfigDict(extra="forbid")
 
     max_tokens: int = Field(DEFAULT_MAX_TOKENS, ge=16)
-    language: str = "en"
+    language: str = Field(AUTO, description="the sentence splitter's rules: a pysbd language code, or \"auto\" "
+                          "(picked by each paragraph's script)")
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, value: str) -> str:
+        if value not in languages():
+            raise ValueError(f"unknown language {value!r}: one of {', '.join(languages())}")
+        return value
 
 
 class MetricSettings(BaseModel):

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from datagen.chunking import DEFAULT_MAX_TOKENS, Chunk, Chunker, chunk_documents, chunk_id
+from datagen.chunking import DEFAULT_MAX_TOKENS, Chunk, Chunker, chunk_documents, chunk_id, is_cut_from
 from datagen.errors import DatagenError
 from datagen.files import replacing
 from datagen.ingest import Document, iter_documents
@@ -188,7 +188,7 @@ def recut(items: list[DevItem], max_tokens: int, root: Path) -> list[DevItem]:
         if path is None:
             raise DatagenError(f"{source}: the dev set's source is not found (needed to cut it at {max_tokens} tokens)")
         document = next(iter_documents([path]))
-        if any(document.text[i.chunk.start:i.chunk.end] != i.chunk.text for i in sourced):
+        if not all(is_cut_from(document.text, i.chunk) for i in sourced):
             raise DatagenError(f"{source}: changed since the dev set was drawn from it")
         pieces = list(Chunker(max_tokens).chunks(Document(source, document.text)))
         for item in sourced:

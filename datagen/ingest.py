@@ -41,7 +41,9 @@ class UnusableFile(DatagenError):
 def read_text(path: Path) -> str:
     """Decode a text file as UTF-8 (a byte-order mark is dropped, invalid bytes become U+FFFD).
 
-    Newlines are kept as they are in the file, so character offsets recover the original text exactly.
+    Newlines are kept as they are in the file, so character offsets recover the original text exactly: the text
+    is `open(path, encoding="utf-8-sig", errors="replace", newline="").read()` (a plain `open(path).read()` keeps
+    the mark and translates "\r\n" to "\n").
     """
     raw = _read_bytes(path)
     bom = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0

@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from datagen.chunking import Chunker, chunk_documents, chunk_id
+from datagen.chunking import Chunker, chunk_documents, chunk_id, is_cut_from
 from datagen.ingest import Document, read_text
 from datagen.tokens import count_tokens
 
@@ -122,3 +122,200 @@ def test_sample_corpus_chunks_at_default_budget():
     chunks = list(Chunker().chunks(Document("s.md", text)))
     assert 4 <= len(chunks) <= 20
     assert all(c.tokens <= 512 for c in chunks)
+
+
+# --- sentence ends of every script -----------------------------------------------------------------------------
+
+# Words of each script (none holding a sentence end) and the marks its sentences end with. "sep" joins sentences.
+SCRIPTS = {
+    "hindi": ("दीपक समुद्र रात हवा नाव रस्सी तेल खिड़की तूफ़ान रखवाला सीढ़ी चाय किनारा", "।", " "),
+    "bengali": ("বাতিঘর সমুদ্র রাত বাতাস নৌকা দড়ি তেল জানালা ঝড় রক্ষক সিঁড়ি চা", "।", " "),
+    "marathi": ("दिवा समुद्र रात्र वारा होडी दोर तेल खिडकी वादळ रखवालदार जिना चहा", ".?", " "),
+    "arabic": ("المنارة البحر الليل الريح القارب الحبل الزيت النافذة العاصفة الحارس، الدرج الشاي", ".؟!", " "),
+    "urdu": ("چراغ سمندر رات ہوا کشتی رسی تیل کھڑکی طوفان محافظ، سیڑھی چائے", "۔؟", " "),
+    "persian": ("فانوس دریا شب باد قایق طناب روغن پنجره طوفان نگهبان، پله چای", ".؟", " "),
+    "armenian": ("փարոս ծով գիշեր քամի նավակ պարան յուղ պատուհան փոթորիկ պահապան, աստիճան թեյ", "։", " "),
+    "amharic": ("መብራት ባህር ሌሊት ነፋስ ጀልባ ገመድ ዘይት መስኮት ማዕበል ጠባቂ፣ ደረጃ ሻይ", "።፧", " "),
+    "greek": ("φάρος θάλασσα νύχτα άνεμος βάρκα σχοινί λάδι παράθυρο καταιγίδα φύλακας, σκάλα τσάι", ".;", " "),
+    "russian": ("маяк море ночь ветер лодка верёвка масло окно буря смотритель, лестница чай", ".?!", " "),
+    "burmese": ("မီးပြတိုက် ပင်လယ် ည လေ လှေ ကြိုး ဆီ ပြတင်းပေါက် မုန်တိုင်း စောင့်", "။", " "),
+    "khmer": ("ប្រទីប សមុទ្រ យប់ ខ្យល់ ទូក ខ្សែ ប្រេង បង្អួច ព្យុះ អ្នកយាម", "។", " "),
+    "chinese": ("灯塔 大海 夜晚 风 小船 绳子 灯油 窗户 暴风雨 看守人，楼梯 热茶", "。！？", ""),
+    "japanese": ("灯台 海 夜 風 小舟 綱 油 窓 嵐 番人、階段 お茶", "。", ""),
+}
+
+
+def script_text(script: str, seed: int, sentences: int = 40, words: tuple[int, int] = (6, 30)) -> tuple[str, set]:
+    """A paragraph of sentences in `script`, and the offsets where its sentences start and end."""
+    vocab, ends, sep = SCRIPTS[script]
+    vocab = vocab.split()
+    rng = random.Random(seed)
+    text, bounds = "", {0}
+    for _ in range(sentences):
+        sentence = (sep or "").join(rng.choice(vocab) for _ in range(rng.randint(*words))).rstrip("،,、，፣")
+        text += ("" if not text else sep) + sentence + rng.choice(ends)
+        bounds |= {len(text) - len(sentence) - 1, len(text)}
+    return text, bounds
+
+
+def longest_sentence(text: str, bounds: set) -> int:
+    """Tokens of the longest sentence of a text `script_text` made."""
+    cuts = sorted(bounds)
+    return max(count_tokens(text[a:b]) for a, b in zip(cuts, cuts[1:]))
+
+
+@pytest.mark.parametrize("script", list(SCRIPTS))
+@pytest.mark.parametrize("seed", [1, 2])
+def test_every_script_is_cut_at_sentence_ends(script, seed):
+    text, bounds = script_text(script, seed)
+    longest = longest_sentence(text, bounds)
+    for budget in (longest, longest + 25, 3 * longest):
+        chunks = list(Chunker(budget).chunks(Document("s.txt", text)))
+        assert len(chunks) > 1
+        for c in chunks:
+            assert c.tokens <= budget
+            assert c.start in bounds and c.end in bounds, f"{script} cut mid-sentence: {c.text[-30:]!r}"
+
+
+@pytest.mark.parametrize("language", ["auto", "el"])
+def test_greek_question_mark_ends_a_sentence(language):
+    text, bounds = script_text("greek", 3)
+    for c in Chunker(longest_sentence(text, bounds), language=language).chunks(Document("el.txt", text)):
+        assert c.start in bounds and c.end in bounds
+
+
+def test_a_comma_or_colon_never_ends_a_sentence():
+    # pysbd's Arabic rules end a sentence at '،' and ':': a cut there would be mid-sentence.
+    clause = "ذهب الحارس إلى المنارة في المساء البارد"
+    sentence = "، ".join([clause] * 3) + ": " + clause + "."
+    text = " ".join([sentence] * 6)
+    budget = count_tokens(sentence) + 5
+    for c in Chunker(budget).chunks(Document("ar.txt", text)):
+        assert c.text.endswith(".") and c.text.startswith("ذهب")
+
+
+def test_thai_is_cut_between_sentences_at_spaces():
+    sentences = ["ผู้ดูแลประภาคารปีนบันไดทุกเย็นเพื่อจุดตะเกียง", "ลมทะเลในฤดูหนาวหนาวมาก", "เขาจึงนำชาร้อนไปด้วยเสมอ"]
+    text = " ".join(sentences * 5)
+    chunks = list(Chunker(40).chunks(Document("th.txt", text)))
+    assert len(chunks) > 1
+    for c in chunks:
+        assert all(part in sentences for part in c.text.split(" "))
+
+
+def test_an_unknown_language_is_refused():
+    with pytest.raises(ValueError, match="unknown language 'xx'"):
+        Chunker(100, language="xx")
+
+
+# --- Markdown structure ----------------------------------------------------------------------------------------
+
+STACKED = """# 2 The tower
+
+Some words about the tower before its parts are described in turn, at a length that fills a line or two.
+
+## 2.1 Building
+### 2.1.1 The lens
+
+{body}
+
+## 2.2 Keeping
+
+### 2.2.1 The lamp
+
+#### 2.2.1.1 Oil
+
+{body}
+
+The lamp
+========
+
+{body}
+"""
+
+
+@pytest.mark.parametrize("budget", [40, 60, 80, 100, 150])
+def test_a_run_of_headings_moves_with_the_text_under_it(budget):
+    body = synthetic_text(4, paragraphs=1).strip()
+    text = STACKED.format(body=body)
+    chunks = list(Chunker(budget).chunks(Document("s.md", text)))
+    for c in chunks:
+        lines = [line for line in c.text.splitlines() if line.strip()]
+        assert not lines[-1].startswith("#") and not set(lines[-1]) <= {"="}, f"ends in a heading: {c.text!r}"
+    assert "".join(c.text for c in chunks).count("#") == text.count("#")
+
+
+def _fence_lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip().startswith(("```", "~~~"))]
+
+
+CODE = '''Intro to the code.
+
+   ~~~~python title="range.py"
+   def beam_range(height_m):
+       """Distance to the horizon in nautical miles."""
+
+       import math
+
+
+       return 1.17 * math.sqrt(height_m * 3.28)
+   ~~~~
+
+After the code.
+'''
+
+
+def test_a_fenced_block_that_fits_is_one_unit():
+    chunks = list(Chunker(count_tokens(CODE) - 6).chunks(Document("c.md", CODE)))
+    code = CODE[CODE.index("   ~~~~python"):CODE.rindex("~~~~") + 4]
+    assert sum(code in c.text for c in chunks) == 1  # whole, blank lines, indentation and all
+    for c in chunks:
+        assert CODE[c.start:c.end] == c.text
+
+
+@pytest.mark.parametrize("budget", [24, 30, 45])
+def test_a_fenced_block_over_the_budget_is_cut_between_lines_and_fenced_again(budget):
+    body = "\n".join(f"    total_{i} = compute(total_{i - 1}, step={i})" + ("\n" if i % 3 == 0 else "")
+                     for i in range(1, 25))
+    text = f"Before.\n\n  ```python {{.numberLines}}\n{body}\n  ```\n\nAfter.\n"
+    chunks = [c for c in Chunker(budget).chunks(Document("c.md", text)) if "total_" in c.text]
+    assert len(chunks) > 2
+    code_lines = []
+    for c in chunks:
+        assert c.tokens == count_tokens(c.text) <= budget
+        lines = c.text.splitlines()
+        assert _fence_lines(c.text) == ["```python {.numberLines}", "```"]  # one block, fenced as it was
+        opening, closing = lines.index("  ```python {.numberLines}"), lines.index("  ```")
+        assert opening < closing and all(line in ("Before.", "After.", "") for line in lines[:opening] +
+                                         lines[closing + 1:])
+        code_lines += [line for line in lines[opening + 1:closing] if line.strip()]
+        assert text[c.start:c.end] in c.text and is_cut_from(text, c)  # the offsets cover the source it holds
+    assert code_lines == [line for line in body.splitlines() if line.strip()]  # indentation kept
+
+
+@pytest.mark.parametrize("budget", [40, 70])
+def test_a_table_is_cut_between_rows_and_each_piece_repeats_its_header(budget):
+    header = "| Light | Built | Height |\n|:---|---:|---|"
+    rows = [f"| Light number {i} | {1800 + i} | {10 + i} m |" for i in range(30)]
+    text = "## Lights\n\n" + header + "\n" + "\n".join(rows) + "\n\nThe end.\n"
+    chunks = [c for c in Chunker(budget).chunks(Document("t.md", text)) if "Light number" in c.text]
+    assert len(chunks) > 2
+    seen = []
+    for c in chunks:
+        assert c.tokens <= budget and is_cut_from(text, c)
+        table = c.text[c.text.index("| Light |"):].split("\n\n")[0].splitlines()
+        assert "\n".join(table[:2]) == header
+        assert all(row in rows for row in table[2:])
+        seen += table[2:]
+    assert seen == rows
+
+
+def test_the_language_setting_is_checked_and_reaches_the_chunker(tmp_path):
+    from datagen.config import load_config
+    from datagen.errors import DatagenError
+
+    (tmp_path / "datagen.toml").write_text('[chunking]\nlanguage = "xx"\n')
+    with pytest.raises(DatagenError, match=r"chunking\.language: .*unknown language 'xx'"):
+        load_config(tmp_path, environ={})
+    (tmp_path / "datagen.toml").write_text('[chunking]\nlanguage = "el"\n')
+    assert Chunker(64, language=load_config(tmp_path, environ={}).chunking.language)._sentences.language == "el"

@@ -51,7 +51,7 @@ def test_no_file_gives_defaults(tmp_path):
     config = load_config(tmp_path, environ={})
     assert config.models == {}
     assert config.chunking.max_tokens == DEFAULT_MAX_TOKENS
-    assert config.chunking.language == "en"
+    assert config.chunking.language == "auto"
     assert config.role("task") == ModelSettings()
     assert config.role("judge") == ModelSettings()
 

@@ -381,3 +381,25 @@ def test_non_ascii_utf8_round_trips(tmp_path):
     original = "Étienne’s café — 東京 🚢\n"
     path = write(tmp_path / "u.txt", original)
     assert read_text(path) == original
+
+
+@pytest.mark.parametrize("raw", [
+    b"\xef\xbb\xbf# Title\r\n\r\nThe first paragraph, \xe2\x80\x9cquoted\xe2\x80\x9d, runs on for a while here.\r\n\r\n"
+    b"The second paragraph also runs on for a while.\r\nIt has two lines.\r\n",
+    b"\xef\xbb\xbfA line\rold mac line end, and then some more words to fill it.\n\n"
+    b"A bad \xff byte sits in the second paragraph, which runs on.\n\nThe last one.",
+], ids=["bom-crlf", "bom-cr-invalid"])
+def test_chunk_offsets_index_the_file_read_as_the_readme_says(tmp_path, raw):
+    """The README's promise for text files: open(source, encoding="utf-8-sig", errors="replace",
+    newline="").read()[start:end] == text (a BOM dropped, line ends kept as they are)."""
+    from datagen.chunking import chunk_documents
+
+    path = write(tmp_path / "doc.txt", raw)
+    chunks = list(chunk_documents(iter_documents([path]), 16))
+    assert len(chunks) >= 2
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as source:
+        text = source.read()
+    assert text == read_text(path)
+    for chunk in chunks:
+        assert text[chunk.start:chunk.end] == chunk.text
+    assert chunks[0].start == 0 and chunks[0].text.startswith(("# Title\r\n", "A line\rold"))
