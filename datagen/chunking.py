@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 import regex  # tiktoken's own dependency; unlike re, it knows Unicode's Sentence_Terminal and Script properties
 
 from datagen.ingest import Document
-from datagen.tokens import count_tokens
+from datagen.tokens import count_tokens, head_within
 
 log = logging.getLogger(__name__)
 
@@ -391,16 +391,38 @@ class Chunker:
         """Cut a sentence longer than the budget (the first piece: `first`): at the last space that fits, else at
         a character."""
         # Each piece is measured without the whitespace before it: " word" can be one token where "word" is two.
+        chars_per_token = 6.0  # a guess at first, then the rate of the last piece: it sizes the window encoded
         while (start := _SPACES.match(text, start, end).end()) < end:
-            cut = self._largest_fit(text, start, end, budget if first is None else first)
-            first = None
-            if cut < end:
-                space = text.rfind(" ", start + 1, cut + 1)
-                if space > start:
-                    cut = space
-            if (span := _trimmed(text, start, cut)) is not None:
-                yield _Unit(*span, self._count(text[span[0]:span[1]]))
-            start = cut
+            limit, first = budget if first is None else first, None
+            cut = self._aimed_cut(text, start, end, limit, int(limit * chars_per_token * 1.2) + 16)
+            span, tokens = self._piece(text, start, cut, end)
+            if tokens > limit:  # the aimed cut was off (a token's split differs alone): find the cut by counting
+                cut = self._largest_fit(text, start, end, limit)
+                span, tokens = self._piece(text, start, cut, end)
+            if span is not None:
+                yield _Unit(*span, tokens)
+                chars_per_token = (span[1] - span[0]) / max(tokens, 1)
+            start = max(span[1] if span else cut, start + 1)
+
+    def _piece(self, text: str, start: int, cut: int, end: int) -> tuple[Span | None, int]:
+        """The piece text[start:cut] ends at the last space in it, if any, and its tokens."""
+        if cut < end:
+            space = text.rfind(" ", start + 1, cut + 1)
+            if space > start:
+                cut = space
+        span = _trimmed(text, start, cut)
+        return span, self._count(text[span[0]:span[1]]) if span else 0
+
+    def _aimed_cut(self, text: str, start: int, end: int, budget: int, window: int) -> int:
+        """Where the first `budget` tokens of text[start:end] end, by encoding a window of it once (with the
+        default token count; another count is probed by `_largest_fit`)."""
+        if self._count is not count_tokens:
+            return self._largest_fit(text, start, end, budget)
+        while True:
+            head = head_within(text[start:min(end, start + window)], budget)
+            if head < window or start + window >= end:
+                return max(start + head, start + 1)
+            window *= 4
 
     def _largest_fit(self, text: str, start: int, end: int, budget: int) -> int:
         """The largest cut in (start, end] whose piece text[start:cut] fits the budget (at least one character).

@@ -44,3 +44,14 @@ def _encoding():
 def count_tokens(text: str) -> int:
     """Number of tokens in `text` (special-token strings count as plain text)."""
     return len(_encoding().encode_ordinary(text))
+
+
+def head_within(text: str, budget: int) -> int:
+    """Characters of the longest head of `text` made of its first `budget` tokens (all of it when it fits): one
+    encoding, where finding the cut by counting candidate heads takes several."""
+    encoding = _encoding()
+    tokens = encoding.encode_ordinary(text)
+    if len(tokens) <= budget:
+        return len(text)
+    # A token may end inside a character: the bytes of that partial character are dropped.
+    return len(encoding.decode_bytes(tokens[:budget]).decode("utf-8", errors="ignore"))

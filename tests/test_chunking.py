@@ -319,3 +319,41 @@ def test_the_language_setting_is_checked_and_reaches_the_chunker(tmp_path):
         load_config(tmp_path, environ={})
     (tmp_path / "datagen.toml").write_text('[chunking]\nlanguage = "el"\n')
     assert Chunker(64, language=load_config(tmp_path, environ={}).chunking.language)._sentences.language == "el"
+
+
+# --- a very long line: what keeps it fast, checked by what the chunker is given, not by the clock ---------------
+# (bench/chunk_bench.py times 8 MiB and 50 MB lines.)
+
+
+@pytest.mark.parametrize("sep", [" ", ""])
+def test_a_long_line_is_never_handed_whole_to_pysbd_or_the_tokenizer(monkeypatch, sep):
+    import datagen.chunking as chunking
+
+    rng = random.Random(0)
+    words = [rng.choice(WORDS).capitalize() + ("." if rng.random() < 0.01 else "") for _ in range(25_000)]
+    text = sep.join(words)  # about 125,000 characters on one line
+    segmented, counted = [], []
+    real_segmenter, real_head = chunking._segmenter, chunking.head_within
+
+    def segmenter(language):
+        real = real_segmenter(language)
+        return type("Spy", (), {"segment": lambda self, t: segmented.append(len(t)) or real.segment(t)})()
+
+    def counting(t):
+        counted.append(len(t))
+        return count_tokens(t)
+
+    def head_within(t, budget):
+        counted.append(len(t))
+        return real_head(t, budget)
+
+    monkeypatch.setattr(chunking, "_segmenter", segmenter)
+    monkeypatch.setattr(chunking, "head_within", head_within)
+    monkeypatch.setattr(chunking, "count_tokens", counting)
+    chunks = list(Chunker(200, count=counting).chunks(Document("long.txt", text)))
+    assert "".join(c.text for c in chunks).replace(" ", "") == text.replace(" ", "")
+    assert all(c.tokens <= 200 for c in chunks)
+    assert max(segmented, default=0) <= chunking._SENTENCE_WINDOW_CHARS  # pysbd is quadratic in its input
+    # Each count or encoding covers about a chunk (a few, aiming a cut), never the line: linear in all.
+    assert max(counted) <= 200 * chunking._HEAD_CHARS_PER_TOKEN
+    assert sum(counted) <= 5 * len(text)
