@@ -183,11 +183,7 @@ def generate(
     rate = f" ({report.chunks / report.seconds:.2f} chunks/s)" if report.seconds and report.chunks else ""
     err.print(f"this call: {report.chunks} chunks through [bold]{pipeline}[/] on {report.model} in "
               f"{report.seconds:.1f}s{rate}: {report.samples} samples, {sum(report.failures.values())} failed")
-    if report.dropped:
-        reasons = ", ".join(f"{reason} {n}" for reason, n in report.dropped.most_common())
-        err.print(f"dropped by the pipeline's own checks: {sum(report.dropped.values())} ({reasons})",
-                  highlight=False)
-    _print_summary(out_dir)
+    summary = _print_summary(out_dir)
     gated = f", {report.held_back} below --min-score kept out" if min_score else ""
     out.print(f"dataset: {report.data_path} ({report.exported} samples{gated})", markup=False, highlight=False,
               soft_wrap=True)
@@ -199,7 +195,7 @@ def generate(
         raise (Interrupted if report.interrupted else DatagenError)(
             f"{report.stopped}; run the same command again to resume")
     if report.exported == 0:
-        raise DatagenError("no samples were produced (see the failures above)")
+        raise DatagenError(f"the dataset is empty: {summary.why_few_samples() or 'no chunk produced a sample'}")
 
 
 def _config(root: Path, model: str | None, api_base: str | None):
@@ -232,7 +228,7 @@ def _options(pairs: list[str]) -> dict:
     return options
 
 
-def _print_summary(run_dir: Path) -> None:
+def _print_summary(run_dir: Path):
     """The run as a whole, from its store: what `status` prints, and `generate` after it."""
     from datagen.summary import summarize
 
@@ -248,8 +244,14 @@ def _print_summary(run_dir: Path) -> None:
     cost = summary.cost
     err.print(f"  cost: ${cost:.4f}" if cost is not None else "  cost: unknown (no price for this model)",
               markup=False, highlight=False)
+    if summary.dropped:
+        err.print(f"  dropped by the pipeline's own checks: {summary.drops()}", markup=False, highlight=False,
+                  soft_wrap=True)
+    if summary.gate:
+        err.print(f"  quality gate {summary.gate_line()}", markup=False, highlight=False, soft_wrap=True)
     if (why := summary.why_few_samples()) is not None:
         err.print(f"  why so few samples: {why}", markup=False, highlight=False, soft_wrap=True)
+    return summary
 
 
 @app.command()

@@ -8,6 +8,7 @@ misassigned: loading compares the fields first and refuses a mismatch."""
 
 import importlib.metadata
 import json
+import logging
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +17,9 @@ import dspy
 
 from datagen.errors import DatagenError
 from datagen.files import replacing
-from datagen.pipelines import load_program
+from datagen.pipelines import code_fingerprint, load_program
+
+log = logging.getLogger(__name__)
 
 COMPILED_DIR = "compiled"
 MANIFEST_SUFFIX = ".manifest.json"
@@ -96,6 +99,9 @@ def load_compiled(pipeline: str, state: str | Path, workspace: Path) -> dspy.Mod
         program.load(str(state))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a state of the wrong shape
         raise DatagenError(f"{state}: not a saved DSPy program state ({type(exc).__name__}: {exc})") from None
+    if manifest.get("code") not in (None, code_fingerprint(program)):  # fields unchanged, code edited: it may still fit
+        log.warning("%s: the pipeline's code was edited since it was compiled; run datagen optimize again if its "
+                    "prompts and demos no longer fit", state)
     return program
 
 

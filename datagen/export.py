@@ -156,6 +156,7 @@ def dataset_card(store: RunStore, fmt: str, files: list[str], samples: int, *, s
         "## Provenance", "",
         *_table([("pipeline", pipeline),
                  ("program fingerprint", meta.get("program", "unknown")),
+                 ("code fingerprint", meta.get("code", "unknown (the run predates datagen recording it)")),
                  ("model", meta.get("model", "unknown (the run predates datagen recording it)")),
                  ("inputs fingerprint", meta.get("inputs", "unknown")),
                  ("exported (UTC)", date),

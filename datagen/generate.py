@@ -32,10 +32,11 @@ from datagen.ingest import iter_documents, iter_files
 from datagen.locking import exclusive
 from datagen.models import MAX_RETRY_AFTER, RoleModel, check_reachable, role_model
 from datagen.redaction import redact
-from datagen.pipelines import load_program
+from datagen.pipelines import code_fingerprint, load_program
 from datagen.ratelimit import RateLimiter
 from datagen.scoring import MetricContext, Scorer
 from datagen.store import Outcome, RunStore
+from datagen.summary import GATE
 from datagen.tokens import count_tokens
 
 log = logging.getLogger(__name__)
@@ -280,20 +281,24 @@ class Interrupt:
 def _score_finished(store: RunStore, scorer: Scorer, concurrency: int) -> None:
     """Score the finished samples that lack a score the gate needs (a run resumed with a new --min-score):
     only the metrics run, not the pipeline. A sample whose scoring fails stays unscored, so out of the export."""
-    def score(item: tuple[Chunk, list]) -> tuple[Chunk, list | None]:
+    def score(item: tuple[Chunk, list]) -> tuple[Chunk, list | None, dict]:
         chunk, samples = item
-        try:
-            return chunk, [scorer.score(chunk.text, sample) for sample in samples]
-        except Exception as exc:
-            log.warning("chunk %s: scoring failed: %s: %s", chunk.id, failure_kind(exc), _first_line(exc))
-            return chunk, None
+        with dspy.track_usage() as tracker:  # a judge's tokens are paid for, whether or not scoring succeeds
+            try:
+                scores = [scorer.score(chunk.text, sample) for sample in samples]
+            except Exception as exc:
+                log.warning("chunk %s: scoring failed: %s: %s", chunk.id, failure_kind(exc), _first_line(exc))
+                scores = None
+        return chunk, scores, tracker.get_total_tokens()
 
     unscored = [(chunk, samples) for chunk, samples in store.done()
                 if any(set(scorer.names) - set(store.sample_scores(chunk.id).get(i, {})) for i in range(len(samples)))]
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="datagen-score") as pool:
-        for chunk, scores in pool.map(score, unscored):  # written here: the store's connection is this thread's
+        # Written here: the store's connection is this thread's.
+        for chunk, scores, usage in pool.map(score, unscored):
             if scores is not None:
                 store.set_scores(chunk.id, scores)
+            store.add_usage(chunk.id, usage)
 
 
 def program_fingerprint(program: dspy.Module, model: RoleModel) -> str:
@@ -431,6 +436,7 @@ def generate(pipeline: str, inputs: Iterable[str | Path], out_dir: str | Path, *
         stored = store.meta()
         unchanged = stored.get(FILES_STAMP) == stamp
         identity = {"pipeline": pipeline, "program": program_fingerprint(program, model),
+                    "code": code_fingerprint(program),
                     "inputs": stored["inputs"] if unchanged else _inputs_fingerprint(chunks()),
                     "model": model.name}
         run_options = (manifest.get("options") if compiled else options) or {}
@@ -456,6 +462,7 @@ def generate(pipeline: str, inputs: Iterable[str | Path], out_dir: str | Path, *
         if interrupt.requested and store.pending_count(limit):
             report.stopped, report.interrupted = "interrupted (Ctrl-C)", True
         _write_exports(store, report, min_scores)
+        store.set_meta({GATE: json.dumps(min_scores or {})})  # for `datagen status`: the gate the export passed
         report.held_back = store.sample_count() - report.exported
     report.seconds = time.monotonic() - started
     return report

@@ -26,7 +26,7 @@ from datagen.errors import DatagenError
 from datagen.evaluate import evaluate
 from datagen.generate import program_fingerprint
 from datagen.models import RoleModel, check_reachable, role_model
-from datagen.pipelines import load_program
+from datagen.pipelines import code_fingerprint, load_program
 from datagen.report import write_report
 from datagen.scoring import COMPOSITE, MetricContext, Scorer
 
@@ -251,7 +251,7 @@ class Session:
             "options": settings.pop("options", self.options), **settings,
             "models": {"task": self.model.name, "judge": self.judge.name if self.judge else None,
                        "prompt": self.prompt.name if self.prompt else None},
-            "program": program_fingerprint(program, self.model),
+            "program": program_fingerprint(program, self.model), "code": code_fingerprint(program),
             "dev": {"path": str(self.dev), "sha256": dev_hash(self.dev), "train": len(self.train),
                     "val": len(self.val)},
             "scores": {"before": _mean(before), "after": _mean(after)},

@@ -28,7 +28,7 @@ CREATE TABLE IF NOT EXISTS results (
     samples TEXT, failure TEXT, message TEXT, seconds REAL, finished_at REAL NOT NULL,
     outputs TEXT,  -- JSON: each pipeline step's outputs (the prediction's fields)
     raw TEXT,      -- the LM's answer when it could not be parsed
-    usage TEXT);   -- JSON: {model: {prompt_tokens, completion_tokens, ...}} spent on this chunk
+    usage TEXT);   -- JSON: {model: {prompt_tokens, completion_tokens, ...}} spent on this chunk, every attempt
 CREATE TABLE IF NOT EXISTS scores (  -- metric scores of a done chunk's samples (quality gating, evaluation)
     chunk_id TEXT NOT NULL REFERENCES chunks(id), sample INTEGER NOT NULL, metric TEXT NOT NULL,
     value REAL NOT NULL, feedback TEXT, PRIMARY KEY (chunk_id, sample, metric));
@@ -92,6 +92,8 @@ class Outcome:
     calls: list[Call] = field(default_factory=list)
 
 
+# How a refusal names a part of a run's identity that changed (others by their key).
+_IDENTITY = {"code": "program code (the pipeline's module, or a workspace module it imports, was edited)"}
 _CHUNK_COLUMNS = 'id, source, start, "end", text, tokens'
 _JOINED_CHUNK_COLUMNS = ", ".join("c." + col for col in _CHUNK_COLUMNS.split(", "))  # chunks as c in a join
 
@@ -143,7 +145,7 @@ class RunStore:
         changed = [key for key, value in identity.items() if key in stored and stored[key] != value]
         if changed and not force:
             key = changed[0]
-            raise DatagenError(f"{self.path.parent}: this run was made with a different {key} "
+            raise DatagenError(f"{self.path.parent}: this run was made with a different {_IDENTITY.get(key, key)} "
                                f"({stored[key][:12]} here, {identity[key][:12]} now): use a new --out, "
                                "or --force to reuse it")
         if changed:
@@ -185,14 +187,16 @@ class RunStore:
     # --- results --------------------------------------------------------------------------------------------
 
     def record(self, outcome: Outcome) -> None:
-        """Commit one chunk's result now, replacing an earlier failure."""
+        """Commit one chunk's result now, replacing an earlier failure; the tokens the earlier attempts spent
+        are added to this one's (they were paid for)."""
         samples = [_sample_row(s) for s in outcome.samples]
         with self._transaction():
+            usage = self._usage_with(outcome.chunk.id, outcome.usage)
             self._db.execute(
                 "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (outcome.chunk.id, "failed" if outcome.failure else "done", _json(samples), outcome.failure,
                  outcome.message, outcome.seconds, time.time(), _json(outcome.outputs), outcome.raw,
-                 _json(outcome.usage)))
+                 _json(usage)))
             self._replace_scores(outcome.chunk.id, outcome.scores)
             self._replace_log(outcome.chunk.id, outcome.steps, outcome.calls)
 
@@ -200,6 +204,18 @@ class RunStore:
         """Replace a done chunk's sample scores ({metric: Score} per sample)."""
         with self._transaction():
             self._replace_scores(chunk_id, scores)
+
+    def add_usage(self, chunk_id: str, usage: dict) -> None:
+        """Add tokens spent on a finished chunk after its run ({model: usage}, e.g. scoring it) to its result's."""
+        if usage:
+            with self._transaction():
+                self._db.execute("UPDATE results SET usage = ? WHERE chunk_id = ?",
+                                 (_json(self._usage_with(chunk_id, usage)), chunk_id))
+
+    def _usage_with(self, chunk_id: str, more: dict) -> dict:
+        """The tokens the chunk's stored result counts, with `more` added."""
+        row = self._db.execute("SELECT usage FROM results WHERE chunk_id = ?", (chunk_id,)).fetchone()
+        return sum_usage(_loads(row[0]) if row else None, more)
 
     def _replace_scores(self, chunk_id: str, scores: list[dict]) -> None:
         self._db.execute("DELETE FROM scores WHERE chunk_id = ?", (chunk_id,))
@@ -231,6 +247,15 @@ class RunStore:
         rows = self._db.execute("SELECT failure, count(*), min(message) FROM results WHERE status = 'failed' "
                                 "GROUP BY failure ORDER BY count(*) DESC")
         return {kind: (count, example or "") for kind, count, example in rows}
+
+    def dropped(self) -> dict[str, int]:
+        """Candidates the pipeline's own checks rejected in finished chunks (each step's `dropped` list), by
+        reason (an entry's "reason"), most frequent first."""
+        rows = self._db.execute(
+            "SELECT coalesce(CASE WHEN d.type = 'object' THEN json_extract(d.value, '$.reason') END, 'unspecified'), "
+            "count(*) FROM results r, json_each(r.outputs, '$.dropped') d "
+            "WHERE r.status = 'done' AND json_valid(r.outputs) GROUP BY 1 ORDER BY 2 DESC, 1")
+        return {str(reason): count for reason, count in rows}
 
     def sample_count(self) -> int:
         return self._db.execute("SELECT coalesce(sum(json_array_length(samples)), 0) FROM results "
@@ -328,6 +353,20 @@ class RunStore:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+
+
+def sum_usage(earlier: dict | None, more: dict | None) -> dict:
+    """Two usages ({model: {prompt_tokens: n, ...}}) added up, field by field (nested counts too)."""
+    total = dict(earlier or {})
+    for key, value in (more or {}).items():
+        before = total.get(key)
+        if isinstance(value, dict) and isinstance(before, dict | None):
+            total[key] = sum_usage(before, value)
+        elif isinstance(value, int | float) and isinstance(before, int | float) and not isinstance(value, bool):
+            total[key] = before + value
+        elif value is not None or key not in total:
+            total[key] = value
+    return total
 
 
 def _sample_row(sample: Sample) -> list:

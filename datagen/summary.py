@@ -1,9 +1,12 @@
 """What a run amounts to, read from its store: progress, failures by kind, tokens and cost per model."""
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from datagen.store import RunStore
+
+GATE = "min_scores"  # run store meta key: the --min-score bars of the run's last export ({metric: bar}, JSON)
 
 
 @dataclass
@@ -16,6 +19,9 @@ class RunSummary:
     samples: int
     failures: dict[str, tuple[int, str]]  # kind -> (count, an example message)
     usage: dict[str, dict[str, int]]  # model -> {prompt_tokens, completion_tokens}
+    dropped: dict[str, int] = field(default_factory=dict)  # candidates the pipeline's own checks rejected, by reason
+    gate: dict[str, float] = field(default_factory=dict)  # the --min-score bars of the last generate
+    kept: int | None = None  # samples that pass the gate (None without one)
 
     @property
     def pending(self) -> int:
@@ -36,7 +42,24 @@ class RunSummary:
         if self.failed > self.done:
             kind, (count, example) = max(self.failures.items(), key=lambda item: item[1][0])
             return f"most chunks failed: {count} × {kind}, e.g. {example}"
+        dropped = sum(self.dropped.values())
+        if dropped and dropped >= self.samples:
+            share = "every candidate" if not self.samples else "most candidates"
+            return f"the pipeline's own checks dropped {share}: {self.drops()}"
+        if self.kept is not None and self.kept * 2 < self.samples:
+            share = "every sample" if not self.kept else "most samples"
+            return f"the quality gate kept {share} out: {self.gate_line()}"
         return None
+
+    def drops(self) -> str:
+        """The pipeline's rejections in a line: "5 (unanswerable 3, trivial 2)"."""
+        reasons = ", ".join(f"{reason} {n}" for reason, n in self.dropped.items())
+        return f"{sum(self.dropped.values())} ({reasons})"
+
+    def gate_line(self) -> str:
+        """The --min-score gate in a line: its bars and how many samples pass them."""
+        bars = ", ".join(f"{name} >= {bar:g}" for name, bar in self.gate.items())
+        return f"--min-score {bars}: {self.kept} of {self.samples} samples pass, {self.samples - self.kept} kept out"
 
 
 def cost_usd(model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
@@ -53,8 +76,13 @@ def cost_usd(model: str, prompt_tokens: int, completion_tokens: int) -> float | 
 
 
 def summarize(run_dir: str | Path) -> RunSummary:
+    """A run's summary, read from its store."""
+    from datagen.export import run_samples
+
     run_dir = Path(run_dir)
     with RunStore.existing(run_dir) as store:
-        counts = store.counts()
-        return RunSummary(run_dir, store.meta(), counts["chunks"], counts["done"], counts["failed"],
-                          store.sample_count(), store.failures(), store.usage())
+        counts, meta = store.counts(), store.meta()
+        gate = json.loads(meta.get(GATE) or "{}")
+        kept = sum(1 for _ in run_samples(store, gate)) if gate else None
+        return RunSummary(run_dir, meta, counts["chunks"], counts["done"], counts["failed"], store.sample_count(),
+                          store.failures(), store.usage(), store.dropped(), gate, kept)
