@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import dspy
 from dspy.utils.callback import BaseCallback
 
+from datagen.adapters import valid_text
 from datagen.redaction import redact
 from datagen.store import Call, Step
 
@@ -100,7 +101,7 @@ class CallLog(BaseCallback):
         if exception is not None:
             call.error = _error(exception)
             return
-        call.response = redact(_response(outputs))
+        call.response = valid_text(redact(_response(outputs)))  # as it came, reasoning and all
         entries = _usage_entries(call.model)
         if flight.alone and flight.counted is not None and entries is not None:
             # DSPy counts no tokens for a cache hit: a call that added no usage entry was answered from the cache.
@@ -148,4 +149,5 @@ def _response(outputs) -> str:
 
 
 def _error(exception: BaseException) -> str:
-    return redact(f"{type(exception).__name__}: {exception}")  # a provider's error may quote the key
+    # A provider's error may quote the key, or the answer it could not take.
+    return valid_text(redact(f"{type(exception).__name__}: {exception}"))

@@ -44,7 +44,8 @@ class ModelSettings(BaseModel):
     max_tokens: int | None = Field(None, gt=0, description="cap on the tokens of one answer")
     context_window: int | None = Field(None, gt=0, description="for models litellm does not know")
     engine: Literal["auto", "lm15", "litellm"] | None = None
-    timeout: float | None = Field(None, gt=0, description="seconds to wait for one answer before retrying")
+    timeout: float | None = Field(None, gt=0, description="seconds one call may take, wall clock, before it "
+                                  "counts as timed out (and is retried)")
     num_retries: int | None = Field(None, ge=0, description="retries of a call that hit a rate limit, a server "
                                     "error, a timeout or a lost connection (DSPy's default: 3)")
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import dspy
 from dspy.utils.exceptions import AdapterParseError, LMError
 
+from datagen.adapters import InvalidText
 from datagen.calllog import CallLog, step_names
 from datagen.chunking import Chunk, chunk_documents
 from datagen.compiled import load_compiled, read_manifest
@@ -73,6 +74,8 @@ class Report:
 
 
 def failure_kind(exc: BaseException) -> str:
+    if isinstance(exc, InvalidText):
+        return "encoding"
     if isinstance(exc, AdapterParseError):
         return "parse" if (exc.lm_response or "").strip() else "empty_answer"
     if isinstance(exc, LMError):

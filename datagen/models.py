@@ -8,12 +8,15 @@ API keys are read from environment variables at call time and never written anyw
 import logging
 import os
 import socket
+import threading
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import dspy
 from dspy.clients import execution
 
+from datagen import deadline  # noqa: F401 (installs the wall-clock bound on each LM call's attempts)
+from datagen.adapters import ChatAdapter, JSONAdapter
 from datagen.config import Config, ModelSettings, Role
 from datagen.errors import DatagenError
 from datagen.local_model import CONTEXT_WINDOW, LOCAL_MODEL, local_lm
@@ -71,22 +74,38 @@ def _known_context_window(model: str) -> int | None:
     return info.get("max_input_tokens") or info.get("max_tokens")
 
 
+def _missing_keys(model: str) -> list[str]:
+    """The variables litellm says `model` needs and the environment lacks. One set to "" (or blanks) counts as
+    unset: litellm counts it as a key, and every call then fails for want of credentials, after its retries."""
+    import litellm
+
+    with _ENVIRON_LOCK:
+        blank = {name: value for name, value in os.environ.items() if not value.strip()}
+        for name in blank:  # for the moment of the check only: litellm reads os.environ itself
+            del os.environ[name]
+        try:
+            return litellm.validate_environment(model=model).get("missing_keys") or []
+        finally:
+            os.environ.update(blank)
+
+
+_ENVIRON_LOCK = threading.Lock()
+
+
 def _check_key(settings: ModelSettings, role: Role) -> dict:
     if settings.api_key_env:
-        key = os.environ.get(settings.api_key_env)
+        key = os.environ.get(settings.api_key_env, "").strip()
         if not key:
-            raise DatagenError(f"{settings.api_key_env} is not set (the API key of the {role} model "
+            raise DatagenError(f"{settings.api_key_env} is not set or empty (the API key of the {role} model "
                                f"{settings.model})")
         remember_key(key)  # a provider's error may quote it back
         return {"api_key": key}
-    import litellm
-
-    missing = litellm.validate_environment(model=settings.model).get("missing_keys") or []
+    missing = _missing_keys(settings.model)
     if not missing:
         return {}
     if settings.api_base is None:
         # Hosted providers need a key: failing here costs nothing, failing on the first call costs retries.
-        raise DatagenError(f"{missing[0]} is not set (needed by the {role} model {settings.model})")
+        raise DatagenError(f"{missing[0]} is not set or empty (needed by the {role} model {settings.model})")
     # A self-hosted server usually needs no key, but litellm's OpenAI client refuses to send a request
     # without one: give it a placeholder, which is no secret.
     return {"api_key": "no-key"}
@@ -96,7 +115,7 @@ def build_role_model(settings: ModelSettings, role: Role) -> RoleModel:
     if settings.model in (None, LOCAL_MODEL):
         lm = local_lm(max_tokens=settings.max_tokens, temperature=settings.temperature)
         # JSONAdapter sends the signature's schema, which the engine turns into a decoding grammar.
-        return RoleModel(role, lm, dspy.JSONAdapter(), settings.context_window or CONTEXT_WINDOW)
+        return RoleModel(role, lm, JSONAdapter(), settings.context_window or CONTEXT_WINDOW)
     if "/" not in settings.model:
         raise DatagenError(f"model {settings.model!r} for the {role} role needs a provider prefix, "
                            "e.g. openai/gpt-4o-mini or ollama_chat/llama3.2")
@@ -119,7 +138,7 @@ def build_role_model(settings: ModelSettings, role: Role) -> RoleModel:
     lm = dspy.LM(settings.model, temperature=settings.temperature, max_tokens=settings.max_tokens,
                  engine=engine, **kwargs)
     window = settings.context_window or _known_context_window(settings.model)
-    return RoleModel(role, lm, dspy.ChatAdapter(), window)
+    return RoleModel(role, lm, ChatAdapter(), window)
 
 
 def check_reachable(model: RoleModel, timeout: float = 5.0) -> None:

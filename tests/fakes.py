@@ -44,10 +44,17 @@ class FromInputs:
     answer: Callable[[dict[str, str]], str]
 
 
-def answer(system: str, user: str, respond=plain, by_field: dict | None = None) -> str:
+def chat_format(values: dict[str, str]) -> str:
+    """Output field values as DSPy's ChatAdapter asks for them: `[[ ## field ## ]]` headers, then the end marker."""
+    return "".join(f"[[ ## {name} ## ]]\n{value}\n\n" for name, value in values.items()) + "[[ ## completed ## ]]"
+
+
+def answer(system: str, user: str, respond=plain, by_field: dict | None = None,
+           layout: Callable[[dict[str, str]], str] | None = None) -> str:
     """Answer a DSPy-formatted prompt: every requested output field gets `respond(first input value)`, or
     `by_field[name](first input value)` for the fields named there (`by_field[name].answer(input values)` for a
-    `FromInputs`)."""
+    `FromInputs`). A ChatAdapter prompt is answered `layout(values)` when given (a model with habits of its own:
+    reasoning first, markers out of place), else `chat_format(values)`."""
     match = _OUTPUT_FIELDS.search(system)
     fields = _FIELD.findall(match.group(1)) if match else ["answer"]
     inputs = dict(_INPUT_VALUE.findall(user))
@@ -64,7 +71,7 @@ def answer(system: str, user: str, respond=plain, by_field: dict | None = None) 
         return "Sorry, I would rather not."
     if "JSON object" in user or "JSON object" in system:
         return json.dumps(values)
-    return "".join(f"[[ ## {name} ## ]]\n{value}\n\n" for name, value in values.items()) + "[[ ## completed ## ]]"
+    return (layout or chat_format)(values)
 
 
 def _split(messages: list[dict]) -> tuple[str, str]:
@@ -109,7 +116,7 @@ def fake_lm(engine: FakeEngine | None = None) -> dspy.LM:
 class Fault:
     """What the fake server does instead of answering well: see the constants below."""
 
-    kind: str  # "status", "hang", "reset", "truncated", "malformed" or "empty"
+    kind: str  # "status", "hang", "reset", "truncated", "malformed", "empty" or "trickle"
     status: int = 0
     retry_after: float | None = None  # seconds, sent as Retry-After with a status
 
@@ -124,6 +131,8 @@ RESET = Fault("reset")  # close the connection without answering (a TCP reset)
 TRUNCATED = Fault("truncated")  # the answer cut off half-way, with finish_reason "length"
 MALFORMED = Fault("malformed")  # text no adapter can parse
 EMPTY = Fault("empty")  # an empty message
+TRICKLE = Fault("trickle")  # a good answer whose body arrives one byte every TRICKLE_GAP seconds
+TRICKLE_GAP = 0.5
 
 
 @dataclass
@@ -154,12 +163,16 @@ class FakeOpenAIServer:
     prompt's first input value and how many identical requests came before (0 first, 1 for a retry...) and
     returns what to do (a `Fault`, a status code, a string) or None to answer well. `served` records every
     request. With `record=False` the request bodies are not kept, nor `served` (a long benchmark would hold
-    them all); `arrivals` still counts every request.
+    them all); `arrivals` still counts every request. `layout` formats the field values of ChatAdapter answers
+    (see `answer()`). A string answer is sent as the message content as it is, lone surrogates included (JSON
+    escapes them, as a server's JSON encoder does).
     """
 
     def __init__(self, latency: float = 0.0, respond=plain, responses: list | None = None, record: bool = True,
-                 by_field: dict | None = None, faults: Callable[[str, int], Fault | int | str | None] | None = None):
+                 by_field: dict | None = None, faults: Callable[[str, int], Fault | int | str | None] | None = None,
+                 layout: Callable[[dict[str, str]], str] | None = None):
         self.latency = latency
+        self.layout = layout
         self.respond = respond
         self.by_field = by_field
         self.scripted = list(responses or [])
@@ -220,13 +233,13 @@ class FakeOpenAIServer:
                     self.close_connection = True
                 else:
                     text = {"malformed": "Sorry, I would rather not.", "empty": ""}.get(fault.kind)
-                    self._answer(body, text, truncated=fault.kind == "truncated")
+                    self._answer(body, text, truncated=fault.kind == "truncated", trickle=fault.kind == "trickle")
 
-            def _answer(self, body: dict, text: str | None = None, truncated: bool = False):
+            def _answer(self, body: dict, text: str | None = None, truncated: bool = False, trickle: bool = False):
                 if not self.path.rstrip("/").endswith("/chat/completions"):
                     return self._send(404, {"error": {"message": f"no route {self.path}"}})
                 if text is None:
-                    text = answer(*_split(body["messages"]), server.respond, server.by_field)
+                    text = answer(*_split(body["messages"]), server.respond, server.by_field, server.layout)
                 if truncated:  # a model that ran out of tokens mid-answer: the text stops, and says why
                     text = text[:len(text) // 2]
                 completion = len(text.split())
@@ -238,9 +251,9 @@ class FakeOpenAIServer:
                     "choices": [{"index": 0, "finish_reason": "length" if truncated else "stop",
                                  "message": {"role": "assistant", "content": text}}],
                     "usage": {"prompt_tokens": 10, "completion_tokens": completion, "total_tokens": 10 + completion},
-                })
+                }, trickle=trickle)
 
-            def _send(self, status: int, payload: dict, headers: dict | None = None):
+            def _send(self, status: int, payload: dict, headers: dict | None = None, trickle: bool = False):
                 data = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -248,7 +261,14 @@ class FakeOpenAIServer:
                 for key, value in (headers or {}).items():
                     self.send_header(key, value)
                 self.end_headers()
-                self.wfile.write(data)
+                if not trickle:
+                    return self.wfile.write(data)
+                for i in range(len(data)):  # never a read timeout's worth of silence, and never done
+                    self.wfile.write(data[i:i + 1])
+                    self.wfile.flush()
+                    if server._stopping.wait(TRICKLE_GAP):
+                        break
+                self.close_connection = True
 
         self._httpd = _Server(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)

@@ -1,0 +1,102 @@
+"""DSPy adapters that read a model's answer strictly, for every pipeline: whatever an answer holds besides its
+fields (a reasoning model's thinking, field markers out of place, text that is not valid Unicode) never reaches a
+field's value. An answer with no clean reading fails to parse, as DSPy's own unreadable answers do.
+
+- Reasoning up to a closing tag (`</think>`, `</thinking>`, `</reasoning>`, ... with or without the opening tag)
+  is dropped before parsing; the call log keeps the answer whole. Reasoning left open, a reasoning tag after the
+  answer, a field given twice (a draft and the answer, say) or a value holding a reasoning tag or a field marker
+  fails to parse.
+- `[[ ## field ## ]]` markers are read wherever they stand: indented, on the line of a value, spaced differently.
+- A lone surrogate (a `\\ud83d` escape, valid JSON but not Unicode) fails the call with `InvalidText`: stored
+  text must be valid UTF-8, and a half emoji is no training text.
+"""
+
+import json
+import re
+
+import dspy
+from dspy.utils.exceptions import AdapterParseError
+
+_TAG_NAMES = r"think|thinking|thought|thoughts|reasoning|reason|reflection|scratchpad"
+# The end of a reasoning block: a closing tag, or the `<|end_of_thought|>` style some models write.
+_REASONING_END = re.compile(rf"</\s*(?:{_TAG_NAMES})\s*>|<\|end_of_(?:thought|reasoning)\|>", re.I)
+_REASONING_TAG = re.compile(rf"</?\s*(?:{_TAG_NAMES})\s*>|<\|(?:begin|end)_of_(?:thought|reasoning)\|>", re.I)
+# A field marker, however spaced, and whatever stands around it on its line.
+_MARKER = re.compile(r"[ \t]*\[\[ *## *(\w+) *## *\]\][ \t]*")
+_MARKER_PIECE = re.compile(r"\[\[ *##|## *\]\]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class InvalidText(ValueError):
+    """A model's answer that is not valid Unicode (a lone surrogate); `lm_response` is the answer with U+FFFD in
+    its place."""
+
+    def __init__(self, completion: str):
+        at = _SURROGATE.search(completion)
+        self.lm_response = valid_text(completion)
+        super().__init__(f"the model's answer is not valid Unicode: a lone surrogate U+{ord(at.group()):04X} at "
+                         f"character {at.start()} (half of a character the server split)")
+
+
+def valid_text(text: str | None) -> str | None:
+    """`text` with each lone surrogate replaced by U+FFFD, so that it can be stored and written as UTF-8."""
+    return text if text is None else _SURROGATE.sub("\ufffd", text)
+
+
+def without_reasoning(completion: str) -> str:
+    """The answer after the last closing reasoning tag (all of it when there is none)."""
+    ends = list(_REASONING_END.finditer(completion))
+    return completion[ends[-1].end():] if ends else completion
+
+
+class _Strict:
+    """Parsing shared by both adapters: reasoning dropped first, the values checked after."""
+
+    def parse(self, signature, completion: str) -> dict:
+        if _SURROGATE.search(completion):
+            raise InvalidText(completion)
+        answer = without_reasoning(completion)
+        if _REASONING_TAG.search(answer):
+            raise self._unclean(signature, completion, "its reasoning is left open (no closing tag ends it)")
+        if problem := self._layout_problem(signature, answer):
+            raise self._unclean(signature, completion, problem)
+        try:
+            fields = super().parse(signature, self._prepare(answer))
+        except AdapterParseError as exc:
+            exc.lm_response = completion  # the answer as the model gave it, for the run store
+            raise
+        values = json.dumps(fields, ensure_ascii=False, default=str)
+        if _REASONING_TAG.search(values) or _MARKER_PIECE.search(values):
+            raise self._unclean(signature, completion, "a value holds a reasoning tag or a field marker")
+        return fields
+
+    def _unclean(self, signature, completion: str, problem: str) -> AdapterParseError:
+        return AdapterParseError(type(self).__name__, signature, completion, message=problem)
+
+    def _prepare(self, answer: str) -> str:
+        return answer
+
+    def _layout_problem(self, signature, answer: str) -> str | None:
+        return None
+
+
+class ChatAdapter(_Strict, dspy.ChatAdapter):
+    """dspy.ChatAdapter reading field markers wherever they stand, and falling back to our JSONAdapter."""
+
+    def _prepare(self, answer: str) -> str:
+        # Each marker on a line of its own, unindented: DSPy's parse only knows a marker that starts its line
+        # (an indented one left its `]]` in the value) and keeps whatever follows a value on its line.
+        return _MARKER.sub(lambda m: f"\n[[ ## {m.group(1)} ## ]]\n", answer)
+
+    def _layout_problem(self, signature, answer: str) -> str | None:
+        names = [name for name in _MARKER.findall(answer) if name in signature.output_fields]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        return f"it gives the field {twice[0]} more than once (a draft and the answer?)" if twice else None
+
+    def _make_json_adapter_fallback(self):
+        return JSONAdapter(use_native_function_calling=self.use_native_function_calling,
+                           parallel_tool_calls=self.parallel_tool_calls)
+
+
+class JSONAdapter(_Strict, dspy.JSONAdapter):
+    """dspy.JSONAdapter with the same checks: reasoning dropped before the JSON is read, values checked."""
