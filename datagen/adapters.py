@@ -23,7 +23,7 @@ _REASONING_END = re.compile(rf"</\s*(?:{_TAG_NAMES})\s*>|<\|end_of_(?:thought|re
 _REASONING_TAG = re.compile(rf"</?\s*(?:{_TAG_NAMES})\s*>|<\|(?:begin|end)_of_(?:thought|reasoning)\|>", re.I)
 # A field marker, however spaced, and whatever stands around it on its line.
 _MARKER = re.compile(r"[ \t]*\[\[ *## *(\w+) *## *\]\][ \t]*")
-_MARKER_PIECE = re.compile(r"\[\[ *##|## *\]\]")
+_MARKER_PIECE = re.compile(r"\[ *##|## *\]")  # `[[ ## x ## ]]`, `[ ## completed ## ]`, a marker cut short
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -41,6 +41,22 @@ class InvalidText(ValueError):
 def valid_text(text: str | None) -> str | None:
     """`text` with each lone surrogate replaced by U+FFFD, so that it can be stored and written as UTF-8."""
     return text if text is None else _SURROGATE.sub("\ufffd", text)
+
+
+def valid_values(value):
+    """`value` with `valid_text` applied to every string in it (in lists and dicts, at any depth)."""
+    if isinstance(value, str):
+        return valid_text(value)
+    if isinstance(value, dict):
+        return {key: valid_values(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [valid_values(item) for item in value]
+    return value
+
+
+def holds_invalid_text(value) -> bool:
+    """Whether any text in `value` (strings in lists and dicts, at any depth) holds a lone surrogate."""
+    return bool(_SURROGATE.search(json.dumps(value, ensure_ascii=False, default=str)))
 
 
 def without_reasoning(completion: str) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import dspy
 from dspy.utils.callback import BaseCallback
 
-from datagen.adapters import valid_text
+from datagen.adapters import valid_text, valid_values
 from datagen.redaction import redact
 from datagen.store import Call, Step
 
@@ -63,7 +63,7 @@ class CallLog(BaseCallback):
             return  # the program, or a wrapper such as ChainOfThought: its predictors are logged themselves
         fields = instance.signature.input_fields
         step = Step(self.names.get(id(instance), instance.signature.__name__),
-                    {key: value for key, value in inputs.get("kwargs", {}).items() if key in fields})
+                    valid_values({key: value for key, value in inputs.get("kwargs", {}).items() if key in fields}))
         with self._lock:
             self.steps.append(step)
             self._open_steps[call_id] = step
@@ -76,7 +76,7 @@ class CallLog(BaseCallback):
             return
         self._running().pop()
         if exception is None:
-            step.outputs = dict(outputs.items())
+            step.outputs = valid_values(dict(outputs.items()))  # storable, whatever the adapter let through
         else:
             step.error = _error(exception)
 

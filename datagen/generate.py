@@ -20,7 +20,7 @@ from pathlib import Path
 import dspy
 from dspy.utils.exceptions import AdapterParseError, LMError
 
-from datagen.adapters import InvalidText
+from datagen.adapters import InvalidText, holds_invalid_text, valid_text
 from datagen.calllog import CallLog, step_names
 from datagen.chunking import Chunk, chunk_documents
 from datagen.compiled import load_compiled, read_manifest
@@ -161,6 +161,10 @@ def _outcome(program: dspy.Module, chunk: Chunk) -> Outcome:
     outputs = {key: value for key, value in prediction.items() if key != "samples"}
     outcome = Outcome(chunk, outputs=outputs)
     samples = list(getattr(prediction, "samples", None) or [])
+    if holds_invalid_text([outputs, [[s.input, s.output, s.history] for s in samples]]):
+        # What an adapter of the caller's own let through (datagen's fail the call): it could not be stored.
+        return Outcome(chunk, failure="encoding", message="the program's outputs are not valid Unicode "
+                       "(a lone surrogate)")
     if not samples and outputs.get("dropped"):
         return outcome  # candidates were made and the program's own checks rejected them all: done, not failed
     if not samples:
@@ -203,7 +207,7 @@ def _first_line(exc: BaseException) -> str:
     if isinstance(wait, (int, float)) and wait > MAX_RETRY_AFTER:
         line += (f" (the provider asked to retry after {wait:g} s, longer than datagen waits: "
                  "run the same command again later)")
-    return redact(line)
+    return valid_text(redact(line))  # an error may quote an answer that is not valid Unicode
 
 
 def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], concurrency: int = 1,

@@ -119,11 +119,12 @@ class Fault:
     kind: str  # "status", "hang", "reset", "truncated", "malformed", "empty" or "trickle"
     status: int = 0
     retry_after: float | None = None  # seconds, sent as Retry-After with a status
+    message: str | None = None  # the error's message with a status
 
 
-def status(code: int, retry_after: float | None = None) -> Fault:
-    """Fail with HTTP `code` (429, 500, 503...), with a Retry-After header when given."""
-    return Fault("status", code, retry_after)
+def status(code: int, retry_after: float | None = None, message: str | None = None) -> Fault:
+    """Fail with HTTP `code` (429, 500, 503...), with a Retry-After header and an error message when given."""
+    return Fault("status", code, retry_after, message)
 
 
 HANG = Fault("hang")  # answer nothing until the server stops: the client times out
@@ -221,7 +222,8 @@ class FakeOpenAIServer:
                 if fault.kind == "status":
                     # A 429 without Retry-After says "now": the scripted ones always did, and tests stay fast.
                     retry_after = 0 if fault.retry_after is None and fault.status == 429 else fault.retry_after
-                    return self._send(fault.status, {"error": {"message": f"scripted {fault.status}", "type": "fake"}},
+                    message = fault.message or f"scripted {fault.status}"
+                    return self._send(fault.status, {"error": {"message": message, "type": "fake"}},
                                       {} if retry_after is None else {"Retry-After": f"{retry_after:g}"})
                 if fault.kind == "hang":
                     server._stopping.wait()

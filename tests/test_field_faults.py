@@ -6,6 +6,7 @@ a lone surrogate in an answer. No sample may hold reasoning or a marker, no answ
 import json
 import sqlite3
 
+import dspy
 import pytest
 
 from datagen.chunking import chunk_documents
@@ -13,10 +14,10 @@ from datagen.config import Config, ModelSettings
 from datagen.errors import DatagenError
 from datagen.generate import generate
 from datagen.ingest import iter_documents
-from datagen.models import build_role_model
+from datagen.models import RoleModel, build_role_model
 
 from .conftest import SAMPLES, run_cli
-from .fakes import TRICKLE, FakeOpenAIServer, chat_format, plain
+from .fakes import TRICKLE, FakeEngine, FakeOpenAIServer, chat_format, fake_lm, plain, status
 from .test_cli import assert_one_line_error
 
 CHUNKS = [c.text for c in chunk_documents(iter_documents([SAMPLES]), 300)]
@@ -94,6 +95,7 @@ UNPARSEABLE = {
     "a closing tag after the answer": "[[ ## generic ## ]]\nplain words\n</think>\n\n[[ ## completed ## ]]",
     "a field given twice": "Draft:\n[[ ## generic ## ]]\nDRAFT words\nBetter:\n[[ ## generic ## ]]\nwords\n\n"
                            "[[ ## completed ## ]]",
+    "a marker with single brackets": "[[ ## generic ## ]]\nplain words\n[ ## completed ## ]",
     "a reasoning tag inside the value": "[[ ## generic ## ]]\nplain <reasoning>words</reasoning>\n\n"
                                         "[[ ## completed ## ]]",
 }
@@ -211,3 +213,32 @@ def test_a_lone_surrogate_fails_its_chunk_as_encoding_and_a_rerun_asks_again(wor
     assert again.returncode == 0, again.stderr
     assert [s.source.strip() for s in healthy.served] == [first]
     assert len((workspace / "out/sharegpt.jsonl").read_text(encoding="utf-8").splitlines()) == 2
+
+
+def test_a_lone_surrogate_in_a_providers_error_is_stored_and_printed_as_valid_text(workspace):
+    args = [*ARGS[:-3], "2", "--model", "openai/fake"]
+    first = CHUNKS[0].strip()
+
+    def faults(source, attempt):
+        return status(400, message="cannot take \udc80 here") if source.strip() == first else None
+
+    with FakeOpenAIServer(faults=faults) as server:
+        result = run_cli(*args, "--api-base", server.url, cwd=workspace, env={"DATAGEN_TASK_NUM_RETRIES": "0"})
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and "cannot take \ufffd here" in result.stderr
+    ((message,),) = stored(workspace / "out", "SELECT message FROM results WHERE status = 'failed'")
+    assert "cannot take \ufffd here" in message
+
+
+def test_a_program_output_that_is_not_valid_unicode_fails_its_chunk_as_encoding(workspace, tmp_path):
+    """With an adapter of the caller's own (DSPy's, which lets a lone surrogate through), the chunk still fails
+    as `encoding` rather than crashing the run when it is stored."""
+    def half_an_emoji(text):
+        return plain(text) + " \ud83d" if "Étienne" in text else plain(text)
+
+    model = RoleModel("task", fake_lm(FakeEngine(respond=half_an_emoji)), dspy.ChatAdapter(), None)
+    report = generate("style_clone", [workspace / "data/samples"], tmp_path / "out", workspace=workspace,
+                      config=Config(), model=model, max_tokens=300)
+    bad = [chunk for chunk in CHUNKS if "Étienne" in chunk]
+    assert bad and report.failures == {"encoding": len(bad)}
+    assert report.samples == len(CHUNKS) - len(bad)
