@@ -505,17 +505,68 @@ def compiled_show(state: Annotated[Path, typer.Argument(help="A compiled program
 
 @app.command("judge-check")
 def judge_check(
-    run_dir: Annotated[Path, typer.Argument(help="A run folder made by `datagen generate`: its chunks and their "
-                                                 "generic rephrases are the ground truth.")],
-    other: Annotated[list[Path] | None, typer.Option("--other", help="Text by another author to compare with "
-                                                                     "as well (files or folders).")] = None,
-    limit: Annotated[int, typer.Option(min=2, help="Passages to check on (more: surer, dearer).")] = 40,
+    target: Annotated[str, typer.Argument(help="A run folder made by `datagen generate` (its chunks and their "
+                                               "generic rephrases are the ground truth), or, with --pairs or "
+                                               "--authors, a pipeline name.", metavar="RUN_OR_PIPELINE")],
+    pairs: Annotated[Path | None, typer.Option("--pairs", help="JSONL of styled passages and their human plain "
+                                                                "versions: check the pipeline's metrics on them.")] = None,
+    styled_field: Annotated[str, typer.Option("--styled-field", help="--pairs: the styled passage's field.")] = "styled",
+    plain_field: Annotated[str, typer.Option("--plain-field", help="--pairs: the plain version's field.")] = "plain",
+    authors: Annotated[list[Path] | None, typer.Option("--authors", help="One file or folder per author (repeat, "
+                                                                         "2 or more): check the style metrics.")] = None,
+    offline: Annotated[bool, typer.Option("--offline", help="--pairs/--authors: offline metrics only (no LLM "
+                                                            "call); the composite of those alone.")] = False,
+    json_out: Annotated[Path | None, typer.Option("--json", help="--pairs/--authors: write the figures as JSON "
+                                                                 "here.")] = None,
+    other: Annotated[list[Path] | None, typer.Option("--other", help="With a run: text by another author to "
+                                                                     "compare with as well (files or folders).")] = None,
+    limit: Annotated[int | None, typer.Option(min=2, help="Passages to check on (more: surer, dearer); default "
+                                                          "40 for a run, 200 pairs or passages per author.")] = None,
     workspace: Workspace = None,
 ) -> None:
-    """Measure how well each style judge tells the author's passages from others, against a stylometric baseline."""
+    """Can this metric be trusted? Check a pipeline's metrics on parallel text (--pairs) or several authors
+    (--authors), or a run's style judges on its own samples."""
+    root = _workspace(workspace)
+    if pairs is None and not authors:
+        if offline or json_out:
+            raise DatagenError("--offline and --json go with --pairs or --authors")
+        return _judge_check_run(Path(target), other, limit or 40, root)
+    if pairs is not None and authors:
+        raise DatagenError("--pairs and --authors are two checks: run them one at a time")
+    from datagen.config import load_config
+    from datagen.validity import check_authors, check_pairs, pair_metrics, read_authors, read_pairs
+
+    config = load_config(root)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True) as progress:
+        if pairs is not None:
+            data = read_pairs(pairs, styled_field, plain_field)[:limit or 200]
+            task = progress.add_task("fitting the metrics", total=len(data))
+            metrics = pair_metrics(target, data, workspace=root, config=config, offline=offline)
+            progress.update(task, description="scoring pairs")
+            result = check_pairs(metrics, data, on_pair=lambda done, _: progress.update(task, completed=done))
+        else:
+            data = read_authors(authors, limit or 200)
+            task = progress.add_task("scoring author pairs", total=len(data) * (len(data) - 1))
+            result = check_authors(target, data, workspace=root, config=config, offline=offline,
+                                   on_pair=lambda done, _: progress.update(task, completed=done))
+    table = Table("metric", "kind", "check", "accuracy", "95% interval", "AUC", "n",
+                  title=f"{target} on {result.data}: how often the metric prefers what it should")
+    for name, checks in result.figures.items():
+        for check, f in checks.items():
+            table.add_row(escape(name), result.kinds.get(name, ""), check, f"{f.accuracy:.3f}",
+                          f"{f.low:.2f}-{f.high:.2f}", "-" if f.auc is None else f"{f.auc:.3f}", str(f.n))
+    out.print(table)
+    for flag in result.flags:
+        out.print(f"flagged: {flag}", markup=False, highlight=False, soft_wrap=True)
+    if json_out:
+        err.print(f"figures: {result.write_json(json_out)}", markup=False, highlight=False)
+
+
+def _judge_check_run(run_dir: Path, other: list[Path] | None, limit: int, root: Path) -> None:
+    """The style judges checked on a run's own samples (see datagen.judge_check)."""
     from datagen.judge_check import judge_check as run_check
 
-    root = _workspace(workspace)
     with err.status(f"checking judges on {run_dir}"):
         checks = run_check(run_dir, other=other, limit=limit, workspace=root)
     table = Table("against", "judge", "accuracy", "AUC", "pairs", "verdict",

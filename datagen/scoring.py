@@ -23,11 +23,14 @@ COMPOSITE = "composite"
 @dataclass
 class MetricContext:
     """What a metric may need: the judge model (built on first use), the author's passages (`corpus`, for
-    style references and stylometry), the workspace, and a place to keep what several metrics share."""
+    style references and stylometry), other texts to tell the author apart from (`background`, besides the
+    workspace's own plain-prose background; e.g. other authors), the workspace, and a place to keep what several
+    metrics share."""
 
     workspace: Path
     config: Config
     corpus: list[str]
+    background: list[str] = field(default_factory=list)
     _shared: dict = field(default_factory=dict, repr=False)
 
     @cached_property
@@ -44,10 +47,14 @@ class MetricContext:
 class Scorer:
     """Scores samples with the named metrics of a pipeline, `composite` included when asked for."""
 
-    def __init__(self, pipeline: str, context: MetricContext, names: Iterable[str] | None = None):
+    def __init__(self, pipeline: str, context: MetricContext, names: Iterable[str] | None = None,
+                 weights: dict[str, float] | None = None):
+        """`names`: the metrics to build (default: all, and the composite); `weights`: the composite's, instead of
+        the config's `[metrics.PIPELINE]` or the suite's `WEIGHTS`."""
         suite = load_metric_suite(pipeline, context.workspace)
         settings = context.config.metrics.get(pipeline)
-        weights = (settings and settings.weights) or suite.WEIGHTS
+        weights = weights or (settings and settings.weights) or suite.WEIGHTS
+        self.weights = dict(weights)
         threshold = settings.threshold if settings and settings.threshold is not None else suite.THRESHOLD
         available = [*suite.METRICS, COMPOSITE]
         names = list(dict.fromkeys(names or available))

@@ -20,6 +20,10 @@ class Score:
 class Metric(Protocol):
     name: str
     kind: str  # "judge" (an LLM call per score) or "offline" (no LLM)
+    # What it measures, for `datagen judge-check --pairs/--authors` (datagen.validity): "style" (the output reads
+    # as the author's), "genericness" (the input is free of the author's style), "content" (input and output say
+    # the same), "boundaries"; a metric without one is left out of those checks.
+    aspect: str
 
     def __call__(self, chunk: str, sample: Sample) -> Score: ...
 

@@ -140,6 +140,7 @@ class StyleFidelityJudge(_Judge):
     write, boundary sentences included.)"""
 
     name, signature = "style_fidelity", StyleFidelity
+    aspect = "style"
 
     def __init__(self, judge: RoleModel, references: References):
         super().__init__(judge)
@@ -153,6 +154,7 @@ class BoundariesJudge(_Judge):
     """Does the sample's output start and end naturally?"""
 
     name, signature = "boundaries", SelfContained
+    aspect = "boundaries"
 
     def __call__(self, chunk: str, sample: Sample) -> Score:
         return self.ask(passage=sample.output)
@@ -162,6 +164,7 @@ class ContentJudge(_Judge):
     """Do the sample's input and output say the same things?"""
 
     name, signature = "content", ContentPreservation
+    aspect = "content"
 
     def __call__(self, chunk: str, sample: Sample) -> Score:
         return self.ask(original=sample.output, rewrite=sample.input)
@@ -171,6 +174,7 @@ class GenericnessJudge(_Judge):
     """Is the sample's input free of the author's style, so that the pair teaches style and not copying?"""
 
     name, signature = "genericness", Genericness
+    aspect = "genericness"
 
     def __call__(self, chunk: str, sample: Sample) -> Score:
         return self.ask(passage=sample.input)
@@ -197,6 +201,7 @@ class PairwiseStyleJudge:
     position bias: 1.0 when `first` wins both times, 0.0 when `second` does, 0.5 when the verdicts disagree."""
 
     name, kind = "style_pairwise", "judge"
+    aspect = "style"
 
     def __init__(self, judge: RoleModel, references: References):
         self.judge = judge

@@ -30,7 +30,7 @@ _BATCH = 32
 class ChrF:
     """Sentence-level chrF (character n-gram F-score) of the input against the output, scaled to [0, 1]."""
 
-    name, kind = "chrf", "offline"
+    name, kind, aspect = "chrf", "offline", "content"
 
     def __init__(self):
         self._chrf = CHRF()
@@ -141,13 +141,20 @@ def embed(texts: Sequence[str]) -> np.ndarray:
     return _encoder().encode(texts)
 
 
+@functools.lru_cache(maxsize=4096)
+def _embedding(text: str) -> np.ndarray:
+    """One text's embedding, kept: a chunk is compared with each of its samples (and every candidate an
+    optimizer or a validity check tries), and embedding it is the dear part."""
+    return embed([text])[0]
+
+
 class EmbeddingSimilarity:
     """Cosine similarity of the input's and output's sentence embeddings: do they say the same thing?"""
 
-    name, kind = "embedding", "offline"
+    name, kind, aspect = "embedding", "offline", "content"
 
     def __call__(self, chunk: str, sample: Sample) -> Score:
-        a, b = embed([sample.input, sample.output])
+        a, b = _embedding(sample.input), _embedding(sample.output)
         cosine = float(a @ b)
         # Negative cosines are rare with this model and mean "unrelated" as much as 0 does.
         return Score(clamp(cosine), f"embedding cosine similarity between input and output: {cosine:.2f}")

@@ -196,7 +196,9 @@ def check_cli(workspace: Path, server: FakeOpenAIServer, outputs: dict) -> None:
         assert (workspace / path).exists(), path
     assert "qa" in said(outputs, "datagen pipelines").split()
     assert "=== LM call 1" in said(outputs, "datagen inspect out/demo 9db6e8e0cdc6840a --prompts")
-    assert "style_pairwise" in said(outputs, "datagen judge-check")
+    assert "style_pairwise" in said(outputs, "datagen judge-check out/demo")
+    validity = json.loads((workspace / "validity.json").read_text())["metrics"]
+    assert validity["composite (offline)"]["true_vs_copy"]["accuracy"] == 1.0
 
 
 CHECKS = {"tutorial.md": check_tutorial, "cli.md": check_cli}

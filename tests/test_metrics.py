@@ -174,7 +174,7 @@ def test_judge_check_refuses_a_folder_that_is_not_a_run(workspace, tmp_path):
 
 def neutral_paragraphs(workspace) -> list[str]:
     text = (workspace / "data/reference/neutral.md").read_text()
-    return [p for p in text.split("\n\n") if len(p.split()) > 30]
+    return [p.strip() for p in text.split("\n\n") if len(p.split()) > 30]
 
 
 def copies_some(workspace):

@@ -11,7 +11,7 @@ from datagen.ingest import iter_documents
 from datagen.samples import Sample
 from metrics.overlap import ChrF, EmbeddingSimilarity, embedding_available
 from metrics.stylometry import (CrossFittedClassifier, StyleClassifier, StylometricFidelity, StylometricGenericness,
-                                cross_validated_probabilities, neutral_reference_path)
+                                background_path, cross_validated_probabilities, normalise_typography)
 from tests.conftest import ROOT, SAMPLES
 
 # Two synthetic "authors" sharing one topic vocabulary, so only style tells them apart.
@@ -106,7 +106,35 @@ def test_stylometric_metrics_score_in_range_and_in_the_right_direction():
         scores = metric(styled, good), metric(styled, bad)
         assert all(0.0 <= s.value <= 1.0 for s in scores)
         assert scores[0].value > scores[1].value + 0.5
-        assert "P(author's style)" in scores[0].feedback
+    assert "P(author's style)" in fidelity(styled, good).feedback
+
+
+def test_genericness_is_the_share_of_the_chunks_style_evidence_the_rephrase_removed():
+    author, generic = _corpus(seed=1, n=40)
+    crossfitted = CrossFittedClassifier(author, generic)
+    genericness = StylometricGenericness(crossfitted)
+    chunk = author[0]
+    copy = genericness(chunk, Sample(input=chunk, output=chunk))
+    assert copy.value == 0.0 and "lost 0%" in copy.feedback  # an unchanged copy removes nothing
+    half = " ".join(chunk.split()[: len(chunk.split()) // 2])
+    original = crossfitted.logit(chunk, chunk)
+    expected = (original - crossfitted.logit(half, chunk)) / max(original, crossfitted.typical_logit)
+    assert genericness(chunk, Sample(input=half, output=chunk)).value == pytest.approx(max(0.0, min(1.0, expected)))
+    plain = _plain_text(random.Random(11))
+    assert crossfitted.logit(plain, chunk) < 0  # reads as the other side...
+    assert genericness(chunk, Sample(input=plain, output=chunk)).value == 1.0  # ...so all the evidence is gone
+    # A chunk that does not read as the author's at all: a copy of it still removed nothing.
+    weak = _plain_text(random.Random(12))
+    assert genericness(weak, Sample(input=weak, output=weak)).value == 0.0
+    assert crossfitted.typical_logit >= 1.0
+
+
+def test_typography_is_normalised_before_any_feature():
+    assert normalise_typography("“Whither—thou?” ‘tis _so_ -- …") == '"Whither—thou?" \'tis so — ...'
+    author, generic = _corpus(seed=12, n=20)
+    classifier = StyleClassifier().fit(author, generic)
+    curly, straight = f"“{author[0]}” ‘tis — so…", f'"{author[0]}" \'tis -- so...'
+    assert classifier.logits([curly])[0] == pytest.approx(classifier.logits([straight])[0])
 
 
 def test_a_rephrase_of_a_corpus_chunk_is_scored_by_a_model_that_never_saw_the_chunk():
@@ -115,15 +143,19 @@ def test_a_rephrase_of_a_corpus_chunk_is_scored_by_a_model_that_never_saw_the_ch
     chunk = author[0]
     unseen = StyleClassifier().fit(author[1::3] + author[2::3], generic)  # the folds without author[0]
     assert crossfitted.probability(chunk, chunk) == unseen.probability([chunk])[0]
+    # A text from elsewhere gets the mean log-odds of every fold's model.
+    elsewhere = _plain_text(random.Random(10))
+    assert crossfitted.logit(elsewhere, "not a corpus chunk") == pytest.approx(
+        sum(model.logits([elsewhere])[0] for model in crossfitted._models) / 3)
     with pytest.raises(DatagenError, match="at least 4 distinct passages"):
         CrossFittedClassifier(author[:3], generic)
 
 
-def test_lighthouse_keeper_is_told_from_neutral_reference_on_held_out_chunks():
+def test_lighthouse_keeper_is_told_from_the_plain_background_on_held_out_chunks():
     author = [c.text for c in chunk_documents(iter_documents([SAMPLES / "lighthouse_keeper.md"]), max_tokens=150)]
-    neutral = [c.text for c in chunk_documents(iter_documents([neutral_reference_path(ROOT)]), max_tokens=150)]
-    assert len(author) >= 10 and len(neutral) >= 10
-    assert _auc(*cross_validated_probabilities(author, neutral)) >= 0.8
+    background = [c.text for c in chunk_documents(iter_documents([background_path(ROOT)]), max_tokens=150)]
+    assert len(author) >= 10 and len(background) >= 100  # every genre of data/reference/, subfolders included
+    assert _auc(*cross_validated_probabilities(author, background)) >= 0.8
 
 
 def test_chrf_is_one_for_identical_texts_and_low_for_unrelated_ones():

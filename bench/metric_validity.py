@@ -1,0 +1,103 @@
+"""Validity of style_clone's offline metrics on public text, before (one expository reference, absolute
+genericness) and now (a plain background of many genres, genericness relative to the chunk), side by side.
+
+    python -m bench.metric_validity            # from the repository root; reads ../shared/corpora/
+    python -m bench.metric_validity --pairs 60 --passages 60    # quicker
+
+Parallel text: the King James passages are the author's corpus; each check is run with the World English Bible
+(`plain`) and the Bible in Basic English (`plain_basic`) as the human plain version. Authors: the novels of
+../shared/corpora/, cut into passages of about 200 tokens. Offline metrics only (no LLM). The figures go to
+docs/metrics.md; the data is never copied into the project.
+"""
+
+import argparse
+import random
+import time
+from pathlib import Path
+
+from datagen.chunking import chunk_documents  # datagen first: it keeps litellm from fetching its price list
+from datagen.config import Config
+from datagen.ingest import iter_documents
+from datagen.samples import Sample
+from datagen.scoring import MetricContext
+from datagen.validity import PipelineMetrics, check_authors, check_pairs, pair_metrics, read_authors, read_pairs
+from metrics.base import Score, clamp
+from metrics.stylometry import CrossFittedClassifier, StylometricFidelity
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPORA = ROOT.parent / "shared" / "corpora"
+PARALLEL = CORPORA / "parallel" / "bible_kjv_web_bbe_dev.jsonl"
+PIPELINE = "style_clone"
+
+
+def neutral_passages() -> list[str]:
+    """What the metrics were fitted against before: the one expository text, data/reference/neutral.md."""
+    return [c.text for c in chunk_documents(iter_documents([ROOT / "data/reference/neutral.md"]), 200)]
+
+
+class AbsoluteGenericness:
+    """Before: 1 - P(author's style) of the input, from a classifier fitted against neutral.md alone."""
+
+    name, kind, aspect = "generic_offline", "offline", "genericness"
+
+    def __init__(self, classifier: CrossFittedClassifier):
+        self.classifier = classifier
+
+    def __call__(self, chunk: str, sample: Sample) -> Score:
+        return Score(clamp(1 - self.classifier.probability(sample.input, chunk)))
+
+
+def before(metrics: PipelineMetrics, corpus: list[str]) -> PipelineMetrics:
+    """The same metrics with the stylometric ones as they were: fitted against neutral.md, absolute."""
+    classifier = CrossFittedClassifier(corpus, neutral_passages())
+    metrics.metrics["generic_offline"] = AbsoluteGenericness(classifier)
+    metrics.metrics["style_offline"] = StylometricFidelity(classifier)
+    return metrics
+
+
+def rows(label: str, result) -> list[str]:
+    return [f"{label:<7} {name:<20} {check:<20} {f.accuracy:6.3f}  {f.low:.2f}-{f.high:.2f}  "
+            f"{'-' if f.auc is None else f'{f.auc:.3f}':>5}  {f.n:4d}"
+            for name, checks in result.figures.items() for check, f in checks.items()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=220, help="parallel pairs to use (at most 220)")
+    parser.add_argument("--passages", type=int, default=120, help="passages per author")
+    args = parser.parse_args()
+    if not PARALLEL.is_file():
+        raise SystemExit(f"{CORPORA}: not found (the benchmark reads the shared corpora beside the repository)")
+    config = Config()
+    header = f"{'':<7} {'metric':<20} {'check':<20} {'acc':>6}  95% int    {'AUC':>5}  {'n':>4}"
+    for field in ("plain", "plain_basic"):
+        pairs = read_pairs(PARALLEL, "styled", field)[:args.pairs]
+        started = time.perf_counter()
+        now = check_pairs(pair_metrics(PIPELINE, pairs, workspace=ROOT, config=config, offline=True), pairs)
+        seconds = time.perf_counter() - started
+        then = check_pairs(before(pair_metrics(PIPELINE, pairs, workspace=ROOT, config=config, offline=True),
+                                  [styled for styled, _ in pairs]), pairs)
+        print(f"\n== parallel: KJV against {field} ({len(pairs)} pairs; now took {seconds:.0f} s) ==\n{header}")
+        print("\n".join(line for pair in zip(rows("before", then), rows("now", now)) for line in pair))
+    novels = sorted(CORPORA.glob("*.txt"))
+    authors = read_authors(novels, args.passages)
+    started = time.perf_counter()
+    now = check_authors(PIPELINE, authors, workspace=ROOT, config=config, offline=True)
+    seconds = time.perf_counter() - started
+    then = check_authors(PIPELINE, authors, workspace=ROOT, config=config, offline=True,
+                         build=lambda ctx: before(PipelineMetrics(PIPELINE, ctx, True), ctx.corpus))
+    print(f"\n== authors: {', '.join(authors)} ({args.passages} passages each; now took {seconds:.0f} s) ==\n{header}")
+    print("\n".join(line for pair in zip(rows("before", then), rows("now", now)) for line in pair))
+    # Speed of one style score, the classifier fitted: what a run pays per sample.
+    context = MetricContext(ROOT, config, corpus=next(iter(authors.values())))
+    metric = PipelineMetrics(PIPELINE, context, True).metrics["generic_offline"]
+    everything = [p for passages in authors.values() for p in passages]
+    texts = random.Random(0).sample(everything, min(100, len(everything)))
+    started = time.perf_counter()
+    for text in texts:
+        metric(texts[0], Sample(input=text, output=texts[0]))
+    print(f"\ngeneric_offline: {(time.perf_counter() - started) / len(texts) * 1000:.1f} ms a passage")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,302 @@
+"""Can a metric be trusted? A pipeline's metrics checked on ground truth nobody on the project wrote.
+
+An optimizer climbs whatever its metric rewards, so before trusting one, check that it prefers what it should:
+
+- on **parallel text** (a styled passage and a person's plain rewrite of it, `--pairs`): the plain version scores
+  more generic than the styled original (`plain_vs_styled`, genericness metrics), and the true pair (plain version
+  -> styled passage) beats the same pair made with an unchanged copy of the passage (`true_vs_copy`), with another
+  passage's plain version (`true_vs_other`) and with the first half of the plain version (`true_vs_truncated`), for
+  the composite and each content or genericness metric;
+- on **several authors' passages** (`--authors`): a held-out passage by the author scores higher on a style metric
+  than a passage by another of the authors (`own_vs_other_author`). Each author's metrics are fitted on that
+  author's passages, against the workspace's background plus the authors other than the two compared (never the
+  one whose passages it is scored on).
+
+Each figure is the paired accuracy (how often the better side wins its pair; a tie counts half) with a 95%
+percentile-bootstrap interval over pairs (1,000 resamples, seed 0), and the AUC (Mann-Whitney: P(a random better-
+side score beats a random worse-side score)). A metric at or below 0.5 loses to the trivial baseline and is
+flagged; so is an LLM judge below the best offline metric of the same aspect on the same check.
+"""
+
+import json
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from datagen.chunking import chunk_documents
+from datagen.config import Config
+from datagen.errors import DatagenError
+from datagen.ingest import iter_documents
+from datagen.pipelines import load_metric_suite
+from datagen.samples import Sample
+from datagen.scoring import COMPOSITE, MetricContext, Scorer
+
+PAIR_CHECKS = ("plain_vs_styled", "true_vs_copy", "true_vs_other", "true_vs_truncated")
+AUTHOR_CHECK = "own_vs_other_author"
+# What losing each check to its trivial baseline means, for the flag.
+LOSES = {"plain_vs_styled": "rates the styled original at least as generic as the plain version",
+         "true_vs_copy": "prefers an unchanged copy of the passage to the true rewrite",
+         "true_vs_other": "prefers another passage's rewrite to the true one",
+         "true_vs_truncated": "prefers half of the rewrite to the whole of it",
+         AUTHOR_CHECK: "prefers another author's passage to the author's own"}
+# Passages cut from an author's files, at about a paragraph or two each.
+AUTHOR_CHUNK_TOKENS = 200
+RESAMPLES = 1000
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One metric on one check: `accuracy` in [0, 1] over `n` pairs with its 95% interval [`low`, `high`], and the
+    `auc` (None for a metric that only compares, such as a pairwise judge)."""
+
+    accuracy: float
+    auc: float | None
+    n: int
+    low: float
+    high: float
+
+    def as_dict(self) -> dict:
+        return {"accuracy": self.accuracy, "auc": self.auc, "n": self.n, "low": self.low, "high": self.high}
+
+
+@dataclass
+class Validity:
+    """Every figure by metric and check, with what is flagged: {metric: {check: Figure}}, and one line per flag."""
+
+    pipeline: str
+    data: str
+    figures: dict[str, dict[str, Figure]] = field(default_factory=dict)
+    kinds: dict[str, str] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict:
+        return {"pipeline": self.pipeline, "data": self.data, "kinds": self.kinds, "flags": self.flags,
+                "metrics": {name: {check: figure.as_dict() for check, figure in checks.items()}
+                            for name, checks in self.figures.items()}}
+
+    def write_json(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.as_json(), indent=1), encoding="utf-8")
+        return path
+
+
+@dataclass
+class _Comparison:
+    """Scores of pairs whose first side should win, in groups (an AUC is only taken within a group: scores from
+    differently fitted metrics are not on one scale)."""
+
+    better: list[float] = field(default_factory=list)
+    worse: list[float] = field(default_factory=list)
+    groups: list[int] = field(default_factory=list)
+    ranked: bool = True  # False for a metric that only says which side wins (no AUC)
+
+    def add(self, better: float, worse: float, group: int = 0) -> None:
+        self.better.append(better)
+        self.worse.append(worse)
+        self.groups.append(group)
+
+    def figure(self) -> Figure:
+        better, worse, groups = map(np.asarray, (self.better, self.worse, self.groups))
+        wins = (better > worse) + 0.5 * (better == worse)
+        rng = np.random.default_rng(0)
+        members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+        # Resampled within each group, so every group keeps its size.
+        draws = [np.concatenate([rng.choice(m, len(m)) for m in members]) for _ in range(RESAMPLES)]
+        low, high = np.percentile([wins[d].mean() for d in draws], [2.5, 97.5])
+        auc = None
+        if self.ranked:
+            auc = float(sum(len(m) * _auc(better[m], worse[m]) for m in members) / len(wins))
+        return Figure(float(wins.mean()), auc, len(wins), float(low), float(high))
+
+
+def _auc(positives: np.ndarray, negatives: np.ndarray) -> float:
+    """P(a random positive scores above a random negative), ties counting half (the Mann-Whitney AUC)."""
+    above = (positives[:, None] > negatives[None, :]).mean()
+    tied = (positives[:, None] == negatives[None, :]).mean()
+    return float(above + 0.5 * tied)
+
+
+def read_pairs(path: str | Path, styled_field: str = "styled", plain_field: str = "plain") -> list[tuple[str, str]]:
+    """(styled, plain) passages from a JSONL file, one object a line with both fields as non-empty strings.
+
+    Raises DatagenError naming the file and line of a bad line, or when fewer than 4 pairs are found.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DatagenError(f"{path}: no such file (--pairs takes a JSONL file)")
+    pairs = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            raise DatagenError(f"{path}:{number}: not valid JSON") from None
+        values = [record.get(name) if isinstance(record, dict) else None for name in (styled_field, plain_field)]
+        for name, value in zip((styled_field, plain_field), values):
+            if not isinstance(value, str) or not value.strip():
+                raise DatagenError(f"{path}:{number}: needs a non-empty string {name!r}")
+        pairs.append((values[0], values[1]))
+    if len(pairs) < 4:
+        raise DatagenError(f"{path}: needs at least 4 pairs, found {len(pairs)}")
+    return pairs
+
+
+def read_authors(paths: Iterable[str | Path], limit: int) -> dict[str, list[str]]:
+    """Up to `limit` passages (about AUTHOR_CHUNK_TOKENS tokens each, spread over the text) per author, one
+    author per file or folder, named by it. Raises DatagenError for fewer than 2 authors, two of one name, or
+    an author with fewer than 4 passages."""
+    authors = {}
+    for path in map(Path, paths):
+        name = path.stem if path.is_file() else path.name
+        if name in authors:
+            raise DatagenError(f"--authors {path}: a second author named {name!r}")
+        passages = [chunk.text for chunk in chunk_documents(iter_documents([path]), AUTHOR_CHUNK_TOKENS)]
+        if len(passages) < 4:
+            raise DatagenError(f"--authors {path}: needs at least 4 passages of about {AUTHOR_CHUNK_TOKENS} tokens, "
+                               f"found {len(passages)}")
+        authors[name] = _spread(passages, limit)
+    if len(authors) < 2:
+        raise DatagenError("--authors needs at least 2 authors (a file or folder each)")
+    return authors
+
+
+def _spread(items: list, limit: int) -> list:
+    """At most `limit` items, evenly spaced through the list (an author's whole book, not its first pages)."""
+    if len(items) <= limit:
+        return items
+    return [items[i * len(items) // limit] for i in range(limit)]
+
+
+class PipelineMetrics:
+    """A pipeline's checkable metrics (those with an aspect) on one MetricContext; with `offline`, only those
+    that need no LLM, and the composite made of the offline ones alone. `metrics` maps names to metrics, and
+    the composite reads its parts from it (a benchmark may put another metric under a name to compare)."""
+
+    def __init__(self, pipeline: str, context: MetricContext, offline: bool):
+        self.pipeline = pipeline
+        every = Scorer(pipeline, context, list(load_metric_suite(pipeline, context.workspace).METRICS))
+        checkable = [m for m in every.metrics if getattr(m, "aspect", "") and not (offline and m.kind != "offline")]
+        weights = {name: w for name, w in every.weights.items() if w and name in {m.name for m in checkable}}
+        self.metrics = {m.name: m for m in checkable}
+        self.kinds = {m.name: m.kind for m in checkable}
+        self.aspects = {m.name: m.aspect for m in checkable}
+        self.composite = None
+        if weights:
+            self.composite = Scorer(pipeline, context, [*weights, COMPOSITE], weights=weights).composite
+            self.composite_name = COMPOSITE + (" (offline)" if offline and weights != every.weights else "")
+            self.kinds[self.composite_name] = "composite"
+
+    def named(self, *aspects: str) -> list[str]:
+        return [name for name, aspect in self.aspects.items() if aspect in aspects]
+
+    def score(self, chunk: str, sample: Sample, names: list[str]) -> dict[str, float]:
+        scores = {name: self.metrics[name](chunk, sample) for name in names}
+        values = {name: score.value for name, score in scores.items()}
+        if self.composite is not None:
+            parts = {name: scores.get(name) or self.metrics[name](chunk, sample) for name in self.composite.weights}
+            values[self.composite_name] = self.composite.combine(parts)
+        return values
+
+
+def pair_metrics(pipeline: str, pairs: list[tuple[str, str]], *, workspace: Path, config: Config,
+                 offline: bool = False) -> PipelineMetrics:
+    """`pipeline`'s metrics fitted for (styled, plain) `pairs`: the styled passages are the author's corpus."""
+    return PipelineMetrics(pipeline, MetricContext(workspace, config, corpus=[styled for styled, _ in pairs]), offline)
+
+
+def check_pairs(metrics: PipelineMetrics, pairs: list[tuple[str, str]], *, seed: int = 0,
+                on_pair: Callable[[int, int], None] | None = None) -> Validity:
+    """The parallel-text checks (see the module's doc) of `metrics` (from pair_metrics) on (styled, plain) `pairs`.
+    `on_pair(done, total)` is called as each pair is scored. Raises DatagenError for fewer than 4 pairs or when no
+    metric applies."""
+    if len(pairs) < 4:
+        raise DatagenError(f"the parallel checks need at least 4 pairs, got {len(pairs)}")
+    names = metrics.named("genericness", "content")
+    if not names:
+        raise DatagenError(f"pipeline {metrics.pipeline!r} has no genericness or content metric to check on "
+                           "parallel text")
+    comparisons: dict[tuple[str, str], _Comparison] = {}
+    others = _derangement(len(pairs), seed)
+    for i, (styled, plain) in enumerate(pairs):
+        half = " ".join(plain.split()[: max(1, len(plain.split()) // 2)])
+        true = metrics.score(styled, Sample(input=plain, output=styled), names)
+        against = {"true_vs_copy": Sample(input=styled, output=styled),
+                   "true_vs_other": Sample(input=pairs[others[i]][1], output=styled),
+                   "true_vs_truncated": Sample(input=half, output=styled)}
+        for check, sample in against.items():
+            for name, value in metrics.score(styled, sample, names).items():
+                comparisons.setdefault((name, check), _Comparison()).add(true[name], value)
+                if check == "true_vs_copy" and metrics.aspects.get(name) == "genericness":
+                    comparisons.setdefault((name, "plain_vs_styled"), _Comparison()).add(true[name], value)
+        if on_pair:
+            on_pair(i + 1, len(pairs))
+    return _verdicts(Validity(metrics.pipeline, f"{len(pairs)} parallel pairs"), comparisons, metrics.kinds,
+                     metrics.aspects)
+
+
+def check_authors(pipeline: str, authors: dict[str, list[str]], *, workspace: Path, config: Config,
+                  offline: bool = False, on_pair: Callable[[int, int], None] | None = None,
+                  build: Callable[[MetricContext], PipelineMetrics] | None = None) -> Validity:
+    """The `own_vs_other_author` check (see the module's doc) of `pipeline`'s style metrics, for every ordered
+    pair of `authors` ({name: passages}, at least 2). `on_pair(done, total)` is called as each author pair is
+    done; `build` makes the metrics for each author's context (default: the pipeline's, `offline` or not).
+    Raises DatagenError when the pipeline has no style metric."""
+    comparisons: dict[tuple[str, str], _Comparison] = {}
+    ordered = [(a, b) for a in authors for b in authors if a != b]
+    kinds, aspects = {}, {}
+    for group, (author, other) in enumerate(ordered):
+        background = [p for name, passages in authors.items() if name not in (author, other) for p in passages]
+        context = MetricContext(workspace, config, corpus=authors[author], background=background)
+        metrics = build(context) if build else PipelineMetrics(pipeline, context, offline)
+        names = metrics.named("style")
+        if not names:
+            raise DatagenError(f"pipeline {pipeline!r} has no style metric to check on several authors")
+        kinds.update({n: metrics.kinds[n] for n in names})
+        aspects.update({n: "style" for n in names})
+        for own, theirs in zip(authors[author], authors[other]):
+            for name in names:
+                metric = metrics.metrics[name]
+                comparison = comparisons.setdefault((name, AUTHOR_CHECK), _Comparison())
+                if hasattr(metric, "prefer"):  # a pairwise judge: which of the two is the author's
+                    comparison.ranked = False
+                    comparison.add(metric.prefer(own, theirs, exclude=own).value, 0.5, group)
+                else:
+                    comparison.add(metric(own, Sample(input="", output=own)).value,
+                                   metric(theirs, Sample(input="", output=theirs)).value, group)
+        if on_pair:
+            on_pair(group + 1, len(ordered))
+    return _verdicts(Validity(pipeline, f"{len(authors)} authors: {', '.join(authors)}"), comparisons, kinds,
+                     aspects)
+
+
+def _derangement(n: int, seed: int) -> list[int]:
+    """For each pair, another pair's index (never its own), drawn at random."""
+    rng = random.Random(seed)
+    return [(i + rng.randrange(1, n)) % n for i in range(n)]
+
+
+def _verdicts(result: Validity, comparisons: dict[tuple[str, str], _Comparison], kinds: dict[str, str],
+              aspects: dict[str, str]) -> Validity:
+    for (name, check), comparison in comparisons.items():
+        result.figures.setdefault(name, {})[check] = comparison.figure()
+    result.kinds = kinds
+    for name, checks in result.figures.items():
+        for check, figure in checks.items():
+            if figure.accuracy <= 0.5:
+                result.flags.append(f"{name} {check}: {LOSES[check]} (accuracy {figure.accuracy:.2f}, n {figure.n})")
+            elif figure.low <= 0.5:
+                result.flags.append(f"{name} {check}: not surely better than chance (accuracy {figure.accuracy:.2f}, "
+                                    f"95% interval {figure.low:.2f}-{figure.high:.2f})")
+            if kinds.get(name) != "judge":
+                continue
+            offline = [(result.figures[o][check].accuracy, o) for o, kind in kinds.items()
+                       if kind == "offline" and aspects.get(o) == aspects.get(name) and check in result.figures[o]]
+            best = max(offline, default=None)
+            if best and figure.accuracy < best[0]:
+                result.flags.append(f"{name} {check}: worse than the offline {best[1]} (accuracy "
+                                    f"{figure.accuracy:.2f} against {best[0]:.2f})")
+    return result
