@@ -77,6 +77,9 @@ class MetricSettings(BaseModel):
 
     weights: dict[str, float] | None = None
     threshold: float | None = Field(None, ge=0, le=1)
+    # Other prose the stylometric metrics tell the author apart from, besides data/reference/ (e.g. other
+    # authors of the same genre and period): files or folders, relative to the workspace.
+    background: list[Path] = Field(default_factory=list)
 
 
 class Config(BaseModel):

@@ -22,10 +22,13 @@ def references(ctx: MetricContext) -> References:
 
 def classifier(ctx: MetricContext) -> CrossFittedClassifier:
     """Fitted once per context: the author's passages against the workspace's plain-prose background
-    (data/reference/) and the context's own background texts, if any (e.g. other authors)."""
+    (data/reference/), the files of `background` in `[metrics.style_clone]`, and the context's own background
+    texts, if any (e.g. other authors)."""
     def fit() -> CrossFittedClassifier:
         chunker = Chunker(BACKGROUND_CHUNK_TOKENS)
-        documents = iter_documents([background_path(ctx.workspace)])
+        settings = ctx.config.metrics.get("style_clone")
+        configured = [ctx.workspace / path for path in (settings.background if settings else [])]
+        documents = iter_documents([background_path(ctx.workspace), *configured])
         background = [chunk.text for document in documents for chunk in chunker.chunks(document)]
         return CrossFittedClassifier(ctx.corpus, [*background, *ctx.background])
     return ctx.shared("classifier", fit)

@@ -3,10 +3,11 @@ the arithmetic held to known answers by fake judges, and the offline metrics on 
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 
-from datagen.config import Config
+from datagen.config import Config, MetricSettings
 from datagen.errors import DatagenError
 from datagen.scoring import MetricContext
 from datagen.validity import PipelineMetrics, check_authors, check_pairs, read_authors, read_pairs
@@ -142,3 +143,22 @@ def test_a_pipeline_without_checkable_metrics_is_refused(workspace):
         pairs = read_pairs(PAIRS)
         context = MetricContext(workspace, Config(), corpus=[s for s, _ in pairs])
         check_pairs(PipelineMetrics("factual_qa", context, offline=True), pairs)
+
+
+def test_a_configured_background_teaches_the_style_metric_this_author_not_literary_prose(workspace, authors):
+    passages = read_authors(authors, limit=6)
+    archaic, terse = passages["archaic"], passages["terse"]
+    (workspace / "others").mkdir()
+    # Half of the terse author's text as background; a passage from the other half is scored.
+    (workspace / "others/terse.txt").write_text("\n\n".join(authors[1].read_text().split("\n\n")[:4]))
+    assert terse[-1] not in (workspace / "others/terse.txt").read_text()
+
+    def style(config: Config) -> float:
+        """The log-odds that the terse author's passage is the archaic author's."""
+        metric = PipelineMetrics("style_clone", MetricContext(workspace, config, corpus=archaic), True)
+        return metric.metrics["style_offline"].classifier.logit(terse[-1], terse[-1])
+
+    configured = Config(metrics={"style_clone": MetricSettings(background=[Path("others")])})
+    assert style(configured) < style(Config()) - 0.25  # an unseen passage of the other author reads less as this one
+    with pytest.raises(DatagenError, match="nowhere"):
+        style(Config(metrics={"style_clone": MetricSettings(background=[Path("nowhere")])}))
