@@ -79,7 +79,7 @@ class MetricSettings(BaseModel):
     threshold: float | None = Field(None, ge=0, le=1)
     # Other prose the stylometric metrics tell the author apart from, besides data/reference/ (e.g. other
     # authors of the same genre and period): files or folders, relative to the workspace.
-    background: list[Path] = Field(default_factory=list)
+    background: list[Path] = []  # pydantic copies a mutable default per instance
 
 
 class Config(BaseModel):
