@@ -9,8 +9,7 @@ from datagen.compiled import read_manifest
 from datagen.config import Config, MetricSettings
 from datagen.optimize import optimize
 from datagen.search import search
-from metrics.overlap import embedding_available
-from metrics.style_clone import THRESHOLD
+from metrics.style_clone import THRESHOLD, WEIGHTS
 
 from .conftest import ROOT
 from .fakes import FakeEngine
@@ -19,8 +18,8 @@ from .test_generate import fake_model
 PAIRS = [json.loads(line) for line in (ROOT / "data/style_clone/pairs.jsonl").read_text().splitlines()]
 PLAIN = {pair["styled"]: pair["plain"] for pair in PAIRS}
 # The composite of the offline metrics as style_clone weighs them: no judge model, every LM call is the task's.
-WEIGHTS = {"generic_offline": 1.0, **({"embedding": 1.0} if embedding_available() else {})}
-CONFIG = Config(metrics={"style_clone": MetricSettings(weights=WEIGHTS, threshold=THRESHOLD)})
+OFFLINE = {name: WEIGHTS[name] for name in ("generic_offline", "embedding") if name in WEIGHTS}
+CONFIG = Config(metrics={"style_clone": MetricSettings(weights=OFFLINE, threshold=THRESHOLD)})
 
 
 class StandIns(FakeEngine):
