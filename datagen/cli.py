@@ -112,7 +112,7 @@ def chunk(
     sink = out_file.open("w", encoding="utf-8") if out_file else sys.stdout
     count = 0
     try:
-        for piece in chunk_documents(iter_documents(inputs), budget):
+        for piece in chunk_documents(iter_documents(inputs), budget, config.chunking.language):
             sink.write(json.dumps(piece.to_dict(), ensure_ascii=False) + "\n")
             count += 1
     finally:
@@ -604,8 +604,10 @@ def devset(
     target = out_file or root / "data" / pipeline / "dev.jsonl"
     if target.is_dir():
         raise DatagenError(f"{target}: is a folder; --out takes a file name")
-    budget = max_tokens or load_config(root).chunking.max_tokens
-    records = sample_devset(inputs, n, max_tokens=budget, val_fraction=val_fraction, seed=seed)
+    chunking = load_config(root).chunking
+    budget = max_tokens or chunking.max_tokens
+    records = sample_devset(inputs, n, max_tokens=budget, val_fraction=val_fraction, seed=seed,
+                            language=chunking.language)
     write_devset(records, target)
     try:
         shown = target.resolve().relative_to(Path.cwd().resolve())

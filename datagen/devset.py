@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from datagen.chunking import DEFAULT_MAX_TOKENS, Chunk, Chunker, chunk_documents, chunk_id, is_cut_from
+from datagen.chunking import AUTO, DEFAULT_MAX_TOKENS, Chunk, Chunker, chunk_documents, chunk_id, is_cut_from
 from datagen.errors import DatagenError
 from datagen.files import replacing
 from datagen.ingest import Document, iter_documents
@@ -129,17 +129,18 @@ def _assign_splits(chunks: list[Chunk], val_fraction: float) -> list[str]:
 
 
 def sample_devset(inputs: Iterable[str | Path], n: int, *, max_tokens: int = DEFAULT_MAX_TOKENS,
-                  val_fraction: float = 0.25, seed: int = 0) -> list[dict]:
+                  val_fraction: float = 0.25, seed: int = 0, language: str = AUTO) -> list[dict]:
     """An unlabelled dev set of `n` chunks of the inputs (files or folders), spread across the source files.
 
     Files take turns in a seeded random order, each giving a seeded-random chunk of its own, so a corpus of many
     files is not represented by its first one. With fewer than `n` chunks in the inputs, all of them are taken
     (and a warning logged). Records come back in corpus order, each `{"chunk", "source", "start", "end",
     "split"}`, the split chosen by `split_of(chunk id, val_fraction)`, except that with two or more records both
-    splits are guaranteed (see `_assign_splits`). Same inputs and seed: same records.
+    splits are guaranteed (see `_assign_splits`). Same inputs and seed: same records. `language` is the
+    chunker's (`[chunking] language`), as for `generate`.
     """
     _check_sampling(n, val_fraction, max_tokens)
-    chunks = list(chunk_documents(iter_documents(inputs), max_tokens))
+    chunks = list(chunk_documents(iter_documents(inputs), max_tokens, language))
     if len(chunks) <= n:
         if len(chunks) < n:
             log.warning("the input holds only %d chunk(s) of at most %d tokens (asked for %d): taking them all",
@@ -174,9 +175,9 @@ def write_devset(records: Iterable[dict], path: str | Path) -> Path:
     return path
 
 
-def recut(items: list[DevItem], max_tokens: int, root: Path) -> list[DevItem]:
+def recut(items: list[DevItem], max_tokens: int, root: Path, language: str = AUTO) -> list[DevItem]:
     """The dev set cut again at another chunk budget: each source re-chunked as `generate` would cut it, keeping
-    the chunks where the items start, each in its item's split. A chunk that now spans items of both splits is
+    (in `language`, the chunker's) the chunks where the items start, each in its item's split. A chunk that now spans items of both splits is
     held out (`val`), so no train item overlaps a val one. Sources are found as recorded, relative to `root`
     (or the working directory); a missing source, or one whose text changed since, is an error naming it."""
     by_source: dict[str, list[DevItem]] = {}
@@ -190,7 +191,7 @@ def recut(items: list[DevItem], max_tokens: int, root: Path) -> list[DevItem]:
         document = next(iter_documents([path]))
         if not all(is_cut_from(document.text, i.chunk) for i in sourced):
             raise DatagenError(f"{source}: changed since the dev set was drawn from it")
-        pieces = list(Chunker(max_tokens).chunks(Document(source, document.text)))
+        pieces = list(Chunker(max_tokens, language=language).chunks(Document(source, document.text)))
         for item in sourced:
             piece = next((p for p in pieces if p.end > item.chunk.start), pieces[-1])
             splits.setdefault(piece, set()).add(item.split or "train")

@@ -323,10 +323,10 @@ def program_fingerprint(program: dspy.Module, model: RoleModel) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _files_stamp(inputs: Iterable[str | Path], budget: int) -> str:
+def _files_stamp(inputs: Iterable[str | Path], budget: int, language: str) -> str:
     """What the chunks of `inputs` depend on, read without reading the files: each file's path, size and
-    modification time, the chunk budget, and the chunker's version."""
-    digest = hashlib.sha256(f"{__version__}\0{budget}\n".encode())
+    modification time, the chunk budget and the sentence splitter's language, and the chunker's version."""
+    digest = hashlib.sha256(f"{__version__}\0{budget}\0{language}\n".encode())
     for path, _ in iter_files(inputs):
         stat = path.stat()
         digest.update(f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
@@ -430,10 +430,10 @@ def generate(pipeline: str, inputs: Iterable[str | Path], out_dir: str | Path, *
     report = Report(pipeline, model.name, out / DATA_FILE, out / METADATA_FILE)
 
     def chunks():
-        return chunk_documents(iter_documents(inputs), budget)
+        return chunk_documents(iter_documents(inputs), budget, config.chunking.language)
 
     started = time.monotonic()
-    stamp = _files_stamp(inputs, budget)
+    stamp = _files_stamp(inputs, budget, config.chunking.language)
     # One run at a time per folder: two would both send its pending chunks to the model, paying twice.
     with (exclusive(out / LOCK_FILE, str(out), "wait for the run there to finish, or use another --out"),
           RunStore(out) as store):

@@ -278,7 +278,8 @@ def _dev_set(workspace: Path) -> str:
     corpus = workspace / SAMPLE_CORPUS
     if not corpus.is_dir():
         raise DatagenError(f"{corpus}: no sample corpus to draw the dev set from (put a few .txt or .md files there)")
-    records = sample_devset([corpus], DEV_ITEMS, max_tokens=load_config(workspace).chunking.max_tokens)
+    chunking = load_config(workspace).chunking
+    records = sample_devset([corpus], DEV_ITEMS, max_tokens=chunking.max_tokens, language=chunking.language)
     return "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
 
 

@@ -155,7 +155,7 @@ def _cuts(session: Session) -> dict[int, tuple[list[DevItem], list[DevItem]]]:
     cuts = {}
     for budget in (b for b in CHUNK_BUDGETS if _fits(session.model, b)):
         try:
-            items = recut(session.items, budget, session.workspace)
+            items = recut(session.items, budget, session.workspace, session.config.chunking.language)
         except DatagenError as exc:
             log.warning("chunk budget not searched: %s", exc)
             return {}

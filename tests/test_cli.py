@@ -138,3 +138,64 @@ def test_rpm_is_taken_by_generate(workspace):
                          "--api-base", server.url, cwd=workspace)
     assert result.returncode == 0, result.stderr
     assert len(server.arrivals) == 3
+
+
+# Greek written in Latin letters ("Greeklish"), asking with Greek's question mark ';': the paragraph's script is
+# Latin, so "auto" takes English rules (';' ends no sentence); `language = "el"` ends a sentence at each ';'.
+GREEKLISH = " ".join([
+    "Ti na kanei kaneis otan o kairos allazei kathe mera kai i thalassa den isychazei pote sto limani mas;",
+    "O psaras koitaxe ton ourano gia poli ora kai meta gyrise sto spiti tou xoris na milisei se kanena.",
+    "Pos na zisei kaneis otan o kairos allazei kathe mera kai i thalassa den isychazei pote sto limani mas;",
+    "I giagia koitaxe ton ourano gia poli ora kai meta gyrise sto spiti tis xoris na milisei se kanena.",
+]) + "\n"
+
+
+def _configure(workspace, language: str) -> None:
+    (workspace / "datagen.toml").write_text(f'[chunking]\nmax_tokens = 40\nlanguage = "{language}"\n')
+
+
+def _greek_workspace(workspace, language: str) -> None:
+    (workspace / "greek").mkdir()
+    (workspace / "greek/limani.txt").write_text(GREEKLISH, encoding="utf-8")
+    _configure(workspace, language)
+
+
+def test_the_configured_language_reaches_the_chunker(workspace):
+    _greek_workspace(workspace, "el")
+    questions = GREEKLISH.count(";")
+    # English rules cut a question mid-sentence, at the budget; Greek ones after each ';'.
+    assert not any(c.text.endswith(";") for c in chunk_documents(iter_documents([workspace / "greek"]), 40))
+
+    result = run_cli("chunk", "greek", "--out", "chunks.jsonl", cwd=workspace)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in (workspace / "chunks.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [row["text"].endswith(";") for row in rows] == [True, False] * questions
+
+    devset = run_cli("devset", "style_clone", "-i", "greek", "--n", "10", "-o", "dev.jsonl", cwd=workspace)
+    assert devset.returncode == 0, devset.stderr
+    records = [json.loads(line) for line in (workspace / "dev.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [r["chunk"] for r in records] == [row["text"] for row in rows]
+
+    with FakeOpenAIServer() as server:
+        generate = run_cli("generate", "style_clone", "-i", "greek", "-o", "out", "--model", "openai/fake",
+                           "--api-base", server.url, cwd=workspace)
+    assert generate.returncode == 0, generate.stderr
+    samples = [json.loads(line) for line in (workspace / "out/sharegpt.jsonl").read_text().splitlines()]
+    assert [s["conversations"][1]["value"] for s in samples] == [row["text"] for row in rows]
+
+
+def test_a_changed_language_is_noticed_on_resume(workspace):
+    _greek_workspace(workspace, "el")
+    args = ["generate", "style_clone", "-i", "greek", "-o", "out", "--model", "openai/fake"]
+    with FakeOpenAIServer() as server:
+        first = run_cli(*args, "--limit", "1", "--api-base", server.url, cwd=workspace)
+        assert first.returncode == 0, first.stderr
+        _configure(workspace, "auto")  # the input file itself is untouched
+        second = run_cli(*args, "--api-base", server.url, cwd=workspace)
+        assert_one_line_error(second, "different inputs", "--force")
+        assert len(server.requests) == 1
+        third = run_cli(*args, "--force", "--api-base", server.url, cwd=workspace)
+    assert third.returncode == 0, third.stderr
+    samples = [json.loads(line) for line in (workspace / "out/sharegpt.jsonl").read_text().splitlines()]
+    assert [s["conversations"][1]["value"] for s in samples] == [
+        c.text for c in chunk_documents(iter_documents([workspace / "greek"]), 40)]
