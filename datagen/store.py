@@ -93,7 +93,8 @@ class Outcome:
 
 
 # How a refusal names a part of a run's identity that changed (others by their key).
-_IDENTITY = {"code": "program code (the pipeline's module, or a workspace module it imports, was edited)"}
+_IDENTITY = {"program": "a different program", "inputs": "different inputs",
+             "code": "different program code (the pipeline's module, or a workspace module it imports, was edited)"}
 _CHUNK_COLUMNS = 'id, source, start, "end", text, tokens'
 _JOINED_CHUNK_COLUMNS = ", ".join("c." + col for col in _CHUNK_COLUMNS.split(", "))  # chunks as c in a join
 
@@ -145,7 +146,7 @@ class RunStore:
         changed = [key for key, value in identity.items() if key in stored and stored[key] != value]
         if changed and not force:
             key = changed[0]
-            raise DatagenError(f"{self.path.parent}: this run was made with a different {_IDENTITY.get(key, key)} "
+            raise DatagenError(f"{self.path.parent}: this run was made with {_IDENTITY.get(key, 'a different ' + key)} "
                                f"({stored[key][:12]} here, {identity[key][:12]} now): use a new --out, "
                                "or --force to reuse it")
         if changed:
