@@ -11,7 +11,6 @@ docs/metrics.md; the data is never copied into the project.
 """
 
 import argparse
-import random
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from datagen.samples import Sample
 from datagen.scoring import MetricContext
 from datagen.validity import PipelineMetrics, check_authors, check_pairs, pair_metrics, read_authors, read_pairs
 from metrics.base import Score, clamp
+from metrics.composite import Composite
 from metrics.stylometry import CrossFittedClassifier, StylometricFidelity
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,10 +48,14 @@ class AbsoluteGenericness:
 
 
 def before(metrics: PipelineMetrics, corpus: list[str]) -> PipelineMetrics:
-    """The same metrics with the stylometric ones as they were: fitted against neutral.md, absolute."""
+    """The metrics as they were: the stylometric ones fitted against neutral.md, genericness absolute, and the
+    offline composite weighing generic_offline and embedding 1 : 1."""
     classifier = CrossFittedClassifier(corpus, neutral_passages())
     metrics.metrics["generic_offline"] = AbsoluteGenericness(classifier)
     metrics.metrics["style_offline"] = StylometricFidelity(classifier)
+    if metrics.composite is not None:
+        parts = [metrics.metrics[name] for name in ("generic_offline", "embedding") if name in metrics.metrics]
+        metrics.composite = Composite(parts, {metric.name: 1.0 for metric in parts})
     return metrics
 
 
@@ -61,42 +65,63 @@ def rows(label: str, result) -> list[str]:
             for name, checks in result.figures.items() for check, f in checks.items()]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=220, help="parallel pairs to use (at most 220)")
-    parser.add_argument("--passages", type=int, default=120, help="passages per author")
-    args = parser.parse_args()
-    if not PARALLEL.is_file():
-        raise SystemExit(f"{CORPORA}: not found (the benchmark reads the shared corpora beside the repository)")
-    config = Config()
-    header = f"{'':<7} {'metric':<20} {'check':<20} {'acc':>6}  95% int    {'AUC':>5}  {'n':>4}"
+HEADER = f"{'':<7} {'metric':<20} {'check':<20} {'acc':>6}  95% int    {'AUC':>5}  {'n':>4}"
+
+
+def parallel_side_by_side(pairs_wanted: int, config: Config) -> None:
     for field in ("plain", "plain_basic"):
-        pairs = read_pairs(PARALLEL, "styled", field)[:args.pairs]
+        pairs = read_pairs(PARALLEL, "styled", field)[:pairs_wanted]
         started = time.perf_counter()
         now = check_pairs(pair_metrics(PIPELINE, pairs, workspace=ROOT, config=config, offline=True), pairs)
         seconds = time.perf_counter() - started
         then = check_pairs(before(pair_metrics(PIPELINE, pairs, workspace=ROOT, config=config, offline=True),
                                   [styled for styled, _ in pairs]), pairs)
-        print(f"\n== parallel: KJV against {field} ({len(pairs)} pairs; now took {seconds:.0f} s) ==\n{header}")
-        print("\n".join(line for pair in zip(rows("before", then), rows("now", now)) for line in pair))
-    novels = sorted(CORPORA.glob("*.txt"))
-    authors = read_authors(novels, args.passages)
+        print(f"\n== parallel: KJV against {field} ({len(pairs)} pairs; now took {seconds:.0f} s) ==\n{HEADER}")
+        print("\n".join(line for pair in zip(rows("before", then), rows("now", now)) for line in pair), flush=True)
+
+
+def authors_side_by_side(authors: dict[str, list[str]], config: Config) -> None:
     started = time.perf_counter()
     now = check_authors(PIPELINE, authors, workspace=ROOT, config=config, offline=True)
     seconds = time.perf_counter() - started
     then = check_authors(PIPELINE, authors, workspace=ROOT, config=config, offline=True,
                          build=lambda ctx: before(PipelineMetrics(PIPELINE, ctx, True), ctx.corpus))
-    print(f"\n== authors: {', '.join(authors)} ({args.passages} passages each; now took {seconds:.0f} s) ==\n{header}")
-    print("\n".join(line for pair in zip(rows("before", then), rows("now", now)) for line in pair))
-    # Speed of one style score, the classifier fitted: what a run pays per sample.
-    context = MetricContext(ROOT, config, corpus=next(iter(authors.values())))
-    metric = PipelineMetrics(PIPELINE, context, True).metrics["generic_offline"]
-    everything = [p for passages in authors.values() for p in passages]
-    texts = random.Random(0).sample(everything, min(100, len(everything)))
+    size = len(next(iter(authors.values())))
+    print(f"\n== authors: {', '.join(authors)} ({size} passages each; now took {seconds:.0f} s) ==\n{HEADER}")
+    print("\n".join(line for pair in zip(rows("before", then), rows("now", now)) for line in pair), flush=True)
+
+
+def speed(authors: dict[str, list[str]], config: Config) -> None:
+    """One generic_offline score of a rephrase of a corpus chunk, the classifier fitted: what a run pays a sample
+    (each chunk's own log-odds is computed once and kept)."""
+    corpus, *others = authors.values()
+    metric = PipelineMetrics(PIPELINE, MetricContext(ROOT, config, corpus=corpus), True).metrics["generic_offline"]
+    texts = [text for passages in others for text in passages][:200]
+    for chunk in corpus:
+        metric(chunk, Sample(input=chunk, output=chunk))
     started = time.perf_counter()
-    for text in texts:
-        metric(texts[0], Sample(input=text, output=texts[0]))
-    print(f"\ngeneric_offline: {(time.perf_counter() - started) / len(texts) * 1000:.1f} ms a passage")
+    for i, text in enumerate(texts):
+        chunk = corpus[i % len(corpus)]
+        metric(chunk, Sample(input=text, output=chunk))
+    print(f"\ngeneric_offline: {(time.perf_counter() - started) / len(texts) * 1000:.1f} ms a sample")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=220, help="parallel pairs to use (at most 220)")
+    parser.add_argument("--passages", type=int, default=120, help="passages per author")
+    parser.add_argument("--only", choices=("pairs", "authors", "speed"), help="run one part only")
+    args = parser.parse_args()
+    if not PARALLEL.is_file():
+        raise SystemExit(f"{CORPORA}: not found (the benchmark reads the shared corpora beside the repository)")
+    config = Config()
+    if args.only in (None, "pairs"):
+        parallel_side_by_side(args.pairs, config)
+    authors = read_authors(sorted(CORPORA.glob("*.txt")), args.passages)
+    if args.only in (None, "authors"):
+        authors_side_by_side(authors, config)
+    if args.only in (None, "speed"):
+        speed(authors, config)
 
 
 if __name__ == "__main__":
