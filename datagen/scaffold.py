@@ -156,8 +156,8 @@ composite, with:
 """
 
 from datagen.samples import Sample
-from metrics.base import Score
-from metrics.judges import InstructionsJudge
+from datagen.metrics.base import Score
+from datagen.metrics.judges import InstructionsJudge
 from signatures.$name import $signature_class
 
 
