@@ -30,6 +30,7 @@ MinScore = Annotated[list[str] | None, typer.Option(
     "--min-score", help="Quality gate METRIC=VALUE (e.g. content=0.6): samples scored below stay in the run "
                         "store but out of the dataset (repeatable).")]
 INPUTS_HELP = "Text, Markdown, PDF, EPUB, DOCX or HTML files, or folders (searched recursively)."
+PIPELINE_HELP = "Pipeline name: programs/NAME.py in the workspace, else the built-in of that name."
 MaxTokens = Annotated[int | None, typer.Option("--max-tokens", min=16,
                                                help="Token budget per chunk (default: datagen.toml, else 512).")]
 
@@ -124,7 +125,7 @@ def chunk(
 
 @app.command()
 def generate(
-    pipeline: Annotated[str, typer.Argument(help="Pipeline name: programs/NAME.py in the workspace.")],
+    pipeline: Annotated[str, typer.Argument(help=PIPELINE_HELP)],
     inputs: Annotated[list[Path], typer.Option("--input", "-i", help=INPUTS_HELP)],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run folder: the store and the dataset.")],
     max_tokens: MaxTokens = None,
@@ -256,7 +257,7 @@ def _print_summary(run_dir: Path):
 
 @app.command()
 def evaluate(
-    pipeline: Annotated[str, typer.Argument(help="Pipeline name: programs/NAME.py in the workspace.")],
+    pipeline: Annotated[str, typer.Argument(help=PIPELINE_HELP)],
     dev: Annotated[Path, typer.Option("--dev", "-d", help="Dev set: JSONL with a \"chunk\" per line.")],
     program: Annotated[Path | None, typer.Option("--program", "-p", help="A compiled program (saved DSPy "
                                                                          "state) to evaluate instead.")] = None,
@@ -297,7 +298,7 @@ def evaluate(
 
 @app.command()
 def optimize(
-    pipeline: Annotated[str, typer.Argument(help="Pipeline name: programs/NAME.py in the workspace.")],
+    pipeline: Annotated[str, typer.Argument(help=PIPELINE_HELP)],
     dev: Annotated[Path, typer.Option("--dev", "-d", help="Dev set with train and val items (datagen devset).")],
     optimizer: Annotated[list[str] | None, typer.Option(
         "--optimizer", help="bootstrap, bootstrap-rs, mipro, gepa, copro or simba (default: bootstrap; with "
@@ -580,7 +581,7 @@ def _judge_check_run(run_dir: Path, other: list[Path] | None, limit: int, root: 
 
 @app.command()
 def devset(
-    pipeline: Annotated[str, typer.Argument(help="Pipeline name: programs/NAME.py in the workspace.")],
+    pipeline: Annotated[str, typer.Argument(help=PIPELINE_HELP)],
     inputs: Annotated[list[Path], typer.Option("--input", "-i", help=INPUTS_HELP)],
     n: Annotated[int, typer.Option("--n", help="How many chunks to take.")] = 40,
     out_file: Annotated[Path | None, typer.Option("--out", "-o", help="JSONL file to write (default: "
@@ -594,13 +595,10 @@ def devset(
     """Sample a dev set (train and val items) for evaluate and optimize: chunks spread across the input files."""
     from datagen.config import load_config
     from datagen.devset import sample_devset, write_devset
-    from datagen.pipelines import list_pipelines
+    from datagen.pipelines import pipeline_root
 
     root = _workspace(workspace)
-    available = list_pipelines(root)
-    if pipeline not in available:
-        raise DatagenError(f"unknown pipeline {pipeline!r}: no programs/{pipeline}.py in {root} "
-                           f"(available: {', '.join(available) or 'none'})")
+    pipeline_root(pipeline, root)  # an unknown pipeline is refused before any file is read
     target = out_file or root / "data" / pipeline / "dev.jsonl"
     if target.is_dir():
         raise DatagenError(f"{target}: is a folder; --out takes a file name")
@@ -641,15 +639,15 @@ def models(workspace: Workspace = None) -> None:
 
 @app.command()
 def pipelines(workspace: Workspace = None) -> None:
-    """List the pipelines in the workspace (programs/*.py)."""
-    from datagen.pipelines import list_pipelines
+    """List the pipelines: the workspace's (programs/*.py) and datagen's built-ins, marked (built-in)."""
+    from datagen.pipelines import find_pipelines, is_builtin
 
     root = _workspace(workspace)
-    names = list_pipelines(root)
-    if not names:
+    found = find_pipelines(root)
+    if not found:
         raise DatagenError(f"no pipelines in {root / 'programs'}")
-    for name in names:
-        out.print(name)
+    for name, where in found.items():
+        out.print(f"{name}  (built-in)" if is_builtin(where) and not is_builtin(root) else name, markup=False)
 
 
 @app.command("export")

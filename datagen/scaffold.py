@@ -17,7 +17,7 @@ import dspy
 from datagen.config import load_config
 from datagen.devset import sample_devset
 from datagen.errors import DatagenError
-from datagen.pipelines import list_pipelines
+from datagen.pipelines import find_pipelines, is_builtin
 
 DEFAULT_SIGNATURE = "passage -> output"
 SAMPLE_CORPUS = Path("data") / "samples"
@@ -74,7 +74,11 @@ def check_name(name: str, workspace: Path) -> None:
     if not name.isidentifier() or keyword.iskeyword(name) or name.startswith("_"):
         raise DatagenError(f"pipeline name {name!r}: must be a Python identifier (letters, digits and "
                            "underscores, not starting with a digit or an underscore)")
-    if name in list_pipelines(workspace):
+    found = find_pipelines(workspace)
+    if name in found and is_builtin(found[name]) and not is_builtin(workspace):
+        raise DatagenError(f"pipeline {name!r} is a built-in pipeline: pick another name (to customize it, copy "
+                           f"its programs/{name}.py into this workspace)")
+    if name in found:
         raise DatagenError(f"pipeline {name!r} already exists (programs/{name}.py)")
 
 

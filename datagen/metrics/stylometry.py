@@ -33,6 +33,7 @@ from datagen.errors import DatagenError
 from datagen.ingest import iter_documents
 from datagen.samples import Sample
 from datagen.metrics.base import Score, clamp
+from datagen.pipelines import builtin_workspace
 
 if TYPE_CHECKING:
     from datagen.scoring import MetricContext
@@ -72,9 +73,10 @@ def normalise_typography(text: str) -> str:
 
 
 def background_path(workspace: Path) -> Path:
-    """The folder of plain prose the author is told apart from: data/reference/ of the workspace (all of its
-    .md and .txt files, subfolders included)."""
-    return workspace / "data" / "reference"
+    """The folder of plain prose the author is told apart from (all of its .md and .txt files, subfolders
+    included): data/reference/ of the workspace, or the built-in one when the workspace has none."""
+    folder = workspace / "data" / "reference"
+    return folder if folder.is_dir() else builtin_workspace() / "data" / "reference"
 
 
 class FunctionWordFrequencies(BaseEstimator, TransformerMixin):
