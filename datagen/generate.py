@@ -31,7 +31,7 @@ from datagen.files import replacing
 from datagen import __version__
 from datagen.ingest import iter_documents, iter_files
 from datagen.locking import exclusive
-from datagen.models import MAX_RETRY_AFTER, RoleModel, check_reachable, role_model
+from datagen.models import MAX_RETRY_AFTER, RoleModel, check_reachable, task_model
 from datagen.redaction import redact
 from datagen.pipelines import code_fingerprint, load_program
 from datagen.ratelimit import RateLimiter
@@ -382,20 +382,48 @@ def _run_pending(store: RunStore, report: Report, outcomes: Iterator[Outcome], m
                 return
 
 
-def generate(pipeline: str, inputs: Iterable[str | Path], out_dir: str | Path, *,
+def _program(program: "str | dspy.Module", workspace: Path, options: dict | None, compiled: str | Path | None,
+             min_scores: dict | None) -> tuple[str, dspy.Module]:
+    """The run's pipeline name and program: a program object as it is (named by its class), or the named
+    pipeline's, built with `options` or loaded from `compiled`."""
+    if isinstance(program, dspy.Module):
+        name = type(program).__name__
+        for given, what in ((options, "options"), (compiled, "compiled"), (min_scores, "min_scores")):
+            if given:
+                raise DatagenError(f"{what} applies to a pipeline given by name, not to the program object {name} "
+                                   "(build it with its options, load compiled state with .load(), score it with "
+                                   "datagen.evaluate)")
+        return name, program
+    if not isinstance(program, str):
+        raise DatagenError(f"program {program!r}: expected a dspy.Module or a pipeline name")
+    if compiled is not None and options:
+        raise DatagenError("--option does not apply with --compiled: a compiled program keeps the options it was "
+                           "compiled with")
+    return program, (load_compiled(program, compiled, workspace) if compiled
+                     else load_program(program, workspace, options))
+
+
+def generate(program: "str | dspy.Module", inputs: Iterable[str | Path], out_dir: str | Path, *,
              workspace: Path | None = None, config: Config | None = None, max_tokens: int | None = None,
              limit: int | None = None, concurrency: int = 1, rpm: float | None = None,
-             max_failures: int | None = None, model: RoleModel | None = None, force: bool = False,
+             max_failures: int | None = None, model: "RoleModel | dspy.LM | None" = None, force: bool = False,
              options: dict | None = None, compiled: str | Path | None = None,
              min_scores: dict[str, float] | None = None,
              on_start: Callable[[int], None] | None = None,
              on_outcome: Callable[[Outcome], None] | None = None) -> Report:
-    """Chunk `inputs`, run the pipeline on every chunk, and write ShareGPT JSONL plus metadata to `out_dir`.
+    """Chunk `inputs`, run `program` on every chunk, and write ShareGPT JSONL plus metadata to `out_dir`.
+
+    `program` is a dspy.Module whose `forward(chunk: str)` returns a dspy.Prediction with `samples` (a list of
+    `datagen.Sample`), or the name of a pipeline (programs/NAME.py of `workspace`, else the built-in one).
+    `inputs` are files or folders (searched recursively) of text, Markdown, PDF, EPUB, DOCX or HTML.
+    `workspace` defaults to the nearest folder with datagen.toml or programs/ (else the current one), `config`
+    to its datagen.toml. `max_tokens` is the chunk budget in tiktoken o200k tokens (default: the config's, 512).
 
     `out_dir` is a run directory: its store (run.db) keeps every result as it finishes, so calling this again
     with the same arguments resumes, sending only unfinished chunks to the model. A run directory made by
-    another program or other inputs is refused unless `force`. `model` overrides the task model the config
-    names (e.g. a `RoleModel` around your own dspy.LM). `limit` runs the first N chunks only; `max_failures`
+    another program or other inputs is refused unless `force`. `model` (a dspy.LM or a `RoleModel`) is the task
+    model; without it, the LM set by `dspy.configure`/`dspy.context`, else the config's task role (by default
+    the embedded model). `limit` runs the first N chunks only; `max_failures`
     stops the run (cleanly: everything finished is kept and exported) once that many chunks have failed.
     `options` are the pipeline program's constructor arguments; `compiled` runs a program compiled by
     `datagen optimize` instead (with the options it was compiled with, and the temperature and chunk budget a
@@ -407,14 +435,15 @@ def generate(pipeline: str, inputs: Iterable[str | Path], out_dir: str | Path, *
     Ctrl-C (SIGINT, when called from the main thread) stops the run cleanly: no chunk starts, those in flight
     finish and are kept, the export is written, and `stopped` says so; a second Ctrl-C raises KeyboardInterrupt
     at once (what is in the store stays there). Only one call at a time may write a run directory.
+    `rpm` caps LM calls a minute; `concurrency` is the chunks in flight.
+
+    Returns a `Report`. Raises DatagenError, in one line naming the culprit, for bad input (an unknown
+    pipeline, a missing file, a run directory of another run, a budget the model's context cannot hold, ...).
     """
     workspace = workspace or find_workspace()
     config = config or load_config(workspace)
-    if compiled is not None and options:
-        raise DatagenError("--option does not apply with --compiled: a compiled program keeps the options it was "
-                           "compiled with")
-    program = load_compiled(pipeline, compiled, workspace) if compiled else load_program(pipeline, workspace, options)
-    model = model or role_model(config, "task")
+    pipeline, program = _program(program, workspace, options, compiled, min_scores)
+    model = task_model(config, model)
     # A program found by `datagen optimize --trials` runs with the temperature and chunk budget it was tuned at.
     manifest = read_manifest(compiled) if compiled else {}
     tuned = manifest.get("settings") or {}

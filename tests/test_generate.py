@@ -1,3 +1,4 @@
+import importlib
 import json
 from pathlib import Path
 
@@ -13,6 +14,9 @@ from datagen.models import RoleModel
 from datagen.pipelines import load_program
 
 from .fakes import FakeEngine, Unparseable, fake_lm, plain
+
+# The module (`datagen.generate` is also the function, exported by the package).
+ENGINE = importlib.import_module("datagen.generate")
 
 
 def fake_model(engine: FakeEngine | None = None, adapter=None, window: int | None = None) -> RoleModel:
@@ -182,7 +186,7 @@ def test_a_resume_with_unchanged_files_does_not_chunk_them_again(workspace, tmp_
     out = tmp_path / "run"
     run(workspace, out, FakeEngine(), limit=3)
     chunked = []
-    monkeypatch.setattr("datagen.generate.chunk_documents", lambda *a: chunked.append(a) or chunk_documents(*a))
+    monkeypatch.setattr(ENGINE, "chunk_documents", lambda *a: chunked.append(a) or chunk_documents(*a))
     report = run(workspace, out, FakeEngine())
     assert not chunked and report.resumed == 3 and report.exported > 3  # the store's chunks were used
     sample = workspace / "data/samples/lighthouse_keeper.md"
