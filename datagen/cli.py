@@ -414,6 +414,32 @@ def new(
               soft_wrap=True)
 
 
+@app.command()
+def init(
+    folder: Annotated[Path, typer.Argument(help="The workspace folder to make (created if missing).")] = Path("."),
+    pipeline: Annotated[str, typer.Option("--pipeline", "-p", help="Name of the pipeline to start from.")] = "starter",
+    signature: Annotated[str | None, typer.Option("--signature", "-s", help="Its fields, inputs -> outputs (default: "
+                                                  "\"passage -> output\").")] = None,
+) -> None:
+    """Make a workspace: datagen.toml, programs/ signatures/ metrics/ data/ tests/, a sample corpus and a pipeline
+    to start from; it runs at once on the embedded model. Nothing is overwritten."""
+    from datagen.init import init_workspace
+
+    for path in init_workspace(folder, pipeline, signature):
+        out.print(f"wrote {_shown(path)}", markup=False, highlight=False, soft_wrap=True)
+    move = "" if folder.resolve() == Path.cwd().resolve() else f"cd {_shown(folder)} && "
+    err.print(f"next: {move}datagen generate {pipeline} --input data/samples --out out/{pipeline}", markup=False,
+              highlight=False, soft_wrap=True)
+
+
+def _shown(path: Path) -> Path:
+    """`path` relative to the current folder when it is inside it, else as it is."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
+
+
 @app.command("inspect")
 def inspect_(
     run_dir: Annotated[Path, typer.Argument(help="A run folder made by `datagen generate`.")],
@@ -605,10 +631,7 @@ def devset(
     budget = max_tokens or load_config(root).chunking.max_tokens
     records = sample_devset(inputs, n, max_tokens=budget, val_fraction=val_fraction, seed=seed)
     write_devset(records, target)
-    try:
-        shown = target.resolve().relative_to(Path.cwd().resolve())
-    except ValueError:
-        shown = target
+    shown = _shown(target)
     val = sum(r["split"] == "val" for r in records)
     files = len({r["source"] for r in records})
     err.print(f"{len(records)} dev items ({len(records) - val} train, {val} val) from {files} "

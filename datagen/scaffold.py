@@ -277,7 +277,7 @@ def render(name: str, fields: Fields) -> dict[Path, str]:
             Path("tests", f"test_{name}.py"): TEST.substitute(values)}
 
 
-def _dev_set(workspace: Path) -> str:
+def dev_set(workspace: Path) -> str:
     """A few chunks of the workspace's sample corpus as dev set JSONL, drawn as `datagen devset` draws them."""
     corpus = workspace / SAMPLE_CORPUS
     if not corpus.is_dir():
@@ -286,7 +286,7 @@ def _dev_set(workspace: Path) -> str:
     return "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
 
 
-def _write_all(workspace: Path, files: dict[Path, str]) -> None:
+def write_all(workspace: Path, files: dict[Path, str]) -> None:
     """Create every file, none overwritten; on a failure the ones already made are removed, so the command can
     simply be run again."""
     written = []
@@ -313,6 +313,6 @@ def scaffold(workspace: Path, name: str, signature: str | None = None) -> list[P
     for relative in [*files, dev]:
         if (workspace / relative).exists():
             raise DatagenError(f"{relative} already exists: refusing to overwrite it (nothing was written)")
-    files[dev] = _dev_set(workspace)
-    _write_all(workspace, files)
+    files[dev] = dev_set(workspace)
+    write_all(workspace, files)
     return [workspace / relative for relative in files]
