@@ -14,9 +14,9 @@ from datagen.samples import Sample  # noqa: E402
 # The objects-first API (docs/api.md). `generate`, `evaluate` and `optimize` are these functions; the engine
 # modules of the same names stay importable with `from datagen.generate import Report` and the like.
 from datagen.api import Evaluation, Optimization, evaluate, optimize  # noqa: E402
-from datagen.generate import Report, generate  # noqa: E402
+from datagen.generate import Callbacks, Report, RunSettings, generate  # noqa: E402
 from datagen.metrics.base import Score  # noqa: E402
 from datagen.metrics.composite import Composite  # noqa: E402
 
-__all__ = ["Composite", "DatagenError", "Evaluation", "Optimization", "Report", "Sample", "Score", "evaluate",
-           "generate", "optimize"]
+__all__ = ["Callbacks", "Composite", "DatagenError", "Evaluation", "Optimization", "Report", "RunSettings", "Sample",
+           "Score", "evaluate", "generate", "optimize"]

@@ -205,7 +205,7 @@ def optimize(program: "str | dspy.Module", devset: DevSet, metric: Metric | None
     report (`name` defaults to the optimizer's). `optimizer`: one of bootstrap, bootstrap-rs, mipro, gepa, copro,
     simba (the last four need the `prompt` model, default: the config's prompt role). `max_calls` caps LM requests
     of every role: the call that would pass it is refused and nothing is compiled (`stopped` says so). `demos`:
-    bootstrapped demos kept per predictor (default 3).
+    with `metric`, bootstrapped demos kept per predictor (default 3; a named pipeline's composite keeps 3).
 
     Returns an `Optimization`. Raises DatagenError for an unknown optimizer, a dev set lacking a split, or a
     program object without a metric."""

@@ -148,6 +148,7 @@ def generate(
     """Run a pipeline over text files and write a ShareGPT dataset (re-run to resume)."""
     import dspy
 
+    from datagen.generate import Callbacks, RunSettings
     from datagen.generate import generate as run_generate
     from datagen.local_model import LOCAL_MODEL
 
@@ -170,12 +171,12 @@ def generate(
             progress.update(bar, advance=1, **totals)
 
         try:
-            report = run_generate(pipeline, inputs, out_dir, workspace=root, config=config, max_tokens=max_tokens,
-                                  limit=limit, concurrency=concurrency, rpm=rpm, max_failures=max_failures,
-                                  force=force, options=_options(option or []), compiled=compiled,
-                                  min_scores=_min_scores(min_score),
-                                  on_start=lambda total: progress.update(bar, total=total),
-                                  on_outcome=advance)
+            settings = RunSettings(max_tokens=max_tokens, limit=limit, concurrency=concurrency, rpm=rpm,
+                                   max_failures=max_failures, force=force)
+            callbacks = Callbacks(on_start=lambda total: progress.update(bar, total=total), on_outcome=advance)
+            report = run_generate(pipeline, inputs, out_dir, workspace=root, config=config, settings=settings,
+                                  options=_options(option or []), compiled=compiled, min_scores=_min_scores(min_score),
+                                  callbacks=callbacks)
         except KeyboardInterrupt:  # a second Ctrl-C: chunks in flight abandoned, the rest is in the store
             raise Interrupted(f"interrupted (Ctrl-C): finished chunks are kept in {out_dir}; run the same "
                               "command again to resume") from None

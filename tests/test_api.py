@@ -50,7 +50,7 @@ def chunks(n: int) -> list[str]:
 def test_generate_runs_a_program_object_on_the_lm_dspy_is_configured_with(tmp_path):
     with FakeOpenAIServer() as server, dspy.context(lm=lm(server)):
         report = datagen.generate(Echo(), [SAMPLES], tmp_path / "run", workspace=tmp_path, config=Config(),
-                                  limit=2)
+                                  settings=datagen.RunSettings(limit=2))
     assert isinstance(report, datagen.Report)
     assert report.pipeline == "Echo" and report.model == "openai/fake" and report.samples == 2
     assert len(server.requests) == 2

@@ -112,7 +112,7 @@ def test_installed_datagen_runs_anywhere(installed, tmp_path):
 
 
             dspy.configure(lm=dspy.LM("openai/fake", api_base="{server.url}", api_key="no-key", engine="litellm"))
-            report = datagen.generate(Summarize(), ["data/samples"], "out-own", limit=2)
+            report = datagen.generate(Summarize(), ["data/samples"], "out-own", settings=datagen.RunSettings(limit=2))
             evaluation = datagen.evaluate(Summarize(), ["The lamp was lit.", "The sea was calm."], shorter)
             print(report.samples, evaluation.score)
             '''))
