@@ -85,10 +85,10 @@ def make_corpus(folder: Path, chunks: int, words: int, max_tokens: int) -> Path:
 # --- one measurement, in a child process --------------------------------------------------------------------
 
 def _run_generate(model, job: dict) -> tuple[int, int]:
-    from datagen.generate import generate
+    from datagen.generate import RunSettings, generate
 
     report = generate(PIPELINE, [job["corpus"]], job["out"], workspace=ROOT, model=model,
-                      max_tokens=job["max_tokens"], concurrency=job["concurrency"])
+                      settings=RunSettings(max_tokens=job["max_tokens"], concurrency=job["concurrency"]))
     return report.samples, sum(report.failures.values())
 
 

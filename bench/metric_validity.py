@@ -20,9 +20,9 @@ from datagen.ingest import iter_documents
 from datagen.samples import Sample
 from datagen.scoring import MetricContext
 from datagen.validity import PipelineMetrics, check_authors, check_pairs, pair_metrics, read_authors, read_pairs
-from metrics.base import Score, clamp
-from metrics.composite import Composite
-from metrics.stylometry import CrossFittedClassifier, StylometricFidelity
+from datagen.metrics.base import Score, clamp
+from datagen.metrics.composite import Composite
+from datagen.metrics.stylometry import CrossFittedClassifier, StylometricFidelity
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPORA = ROOT.parent / "shared" / "corpora"

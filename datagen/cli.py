@@ -30,6 +30,7 @@ MinScore = Annotated[list[str] | None, typer.Option(
     "--min-score", help="Quality gate METRIC=VALUE (e.g. content=0.6): samples scored below stay in the run "
                         "store but out of the dataset (repeatable).")]
 INPUTS_HELP = "Text, Markdown, PDF, EPUB, DOCX or HTML files, or folders (searched recursively)."
+PIPELINE_HELP = "Pipeline name: programs/NAME.py in the workspace, else the built-in of that name."
 MaxTokens = Annotated[int | None, typer.Option("--max-tokens", min=16,
                                                help="Token budget per chunk (default: datagen.toml, else 512).")]
 
@@ -124,7 +125,7 @@ def chunk(
 
 @app.command()
 def generate(
-    pipeline: Annotated[str, typer.Argument(help="Pipeline name: programs/NAME.py in the workspace.")],
+    pipeline: Annotated[str, typer.Argument(help=PIPELINE_HELP)],
     inputs: Annotated[list[Path], typer.Option("--input", "-i", help=INPUTS_HELP)],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run folder: the store and the dataset.")],
     max_tokens: MaxTokens = None,
@@ -147,6 +148,7 @@ def generate(
     """Run a pipeline over text files and write a ShareGPT dataset (re-run to resume)."""
     import dspy
 
+    from datagen.generate import Callbacks, RunSettings
     from datagen.generate import generate as run_generate
     from datagen.local_model import LOCAL_MODEL
 
@@ -169,12 +171,12 @@ def generate(
             progress.update(bar, advance=1, **totals)
 
         try:
-            report = run_generate(pipeline, inputs, out_dir, workspace=root, config=config, max_tokens=max_tokens,
-                                  limit=limit, concurrency=concurrency, rpm=rpm, max_failures=max_failures,
-                                  force=force, options=_options(option or []), compiled=compiled,
-                                  min_scores=_min_scores(min_score),
-                                  on_start=lambda total: progress.update(bar, total=total),
-                                  on_outcome=advance)
+            settings = RunSettings(max_tokens=max_tokens, limit=limit, concurrency=concurrency, rpm=rpm,
+                                   max_failures=max_failures, force=force)
+            callbacks = Callbacks(on_start=lambda total: progress.update(bar, total=total), on_outcome=advance)
+            report = run_generate(pipeline, inputs, out_dir, workspace=root, config=config, settings=settings,
+                                  options=_options(option or []), compiled=compiled, min_scores=_min_scores(min_score),
+                                  callbacks=callbacks)
         except KeyboardInterrupt:  # a second Ctrl-C: chunks in flight abandoned, the rest is in the store
             raise Interrupted(f"interrupted (Ctrl-C): finished chunks are kept in {out_dir}; run the same "
                               "command again to resume") from None
@@ -256,7 +258,7 @@ def _print_summary(run_dir: Path):
 
 @app.command()
 def evaluate(
-    pipeline: Annotated[str, typer.Argument(help="Pipeline name: programs/NAME.py in the workspace.")],
+    pipeline: Annotated[str, typer.Argument(help=PIPELINE_HELP)],
     dev: Annotated[Path, typer.Option("--dev", "-d", help="Dev set: JSONL with a \"chunk\" per line.")],
     program: Annotated[Path | None, typer.Option("--program", "-p", help="A compiled program (saved DSPy "
                                                                          "state) to evaluate instead.")] = None,
@@ -297,7 +299,7 @@ def evaluate(
 
 @app.command()
 def optimize(
-    pipeline: Annotated[str, typer.Argument(help="Pipeline name: programs/NAME.py in the workspace.")],
+    pipeline: Annotated[str, typer.Argument(help=PIPELINE_HELP)],
     dev: Annotated[Path, typer.Option("--dev", "-d", help="Dev set with train and val items (datagen devset).")],
     optimizer: Annotated[list[str] | None, typer.Option(
         "--optimizer", help="bootstrap, bootstrap-rs, mipro, gepa, copro or simba (default: bootstrap; with "
@@ -411,6 +413,32 @@ def new(
         out.print(f"wrote {path.relative_to(root)}", markup=False, highlight=False, soft_wrap=True)
     err.print(f"next: datagen generate {name} --input data/samples --out out/{name}", markup=False, highlight=False,
               soft_wrap=True)
+
+
+@app.command()
+def init(
+    folder: Annotated[Path, typer.Argument(help="The workspace folder to make (created if missing).")] = Path("."),
+    pipeline: Annotated[str, typer.Option("--pipeline", "-p", help="Name of the pipeline to start from.")] = "starter",
+    signature: Annotated[str | None, typer.Option("--signature", "-s", help="Its fields, inputs -> outputs (default: "
+                                                  "\"passage -> output\").")] = None,
+) -> None:
+    """Make a workspace: datagen.toml, programs/ signatures/ metrics/ data/ tests/, a sample corpus and a pipeline
+    to start from; it runs at once on the embedded model. Nothing is overwritten."""
+    from datagen.init import init_workspace
+
+    for path in init_workspace(folder, pipeline, signature):
+        out.print(f"wrote {_shown(path)}", markup=False, highlight=False, soft_wrap=True)
+    move = "" if folder.resolve() == Path.cwd().resolve() else f"cd {_shown(folder)} && "
+    err.print(f"next: {move}datagen generate {pipeline} --input data/samples --out out/{pipeline}", markup=False,
+              highlight=False, soft_wrap=True)
+
+
+def _shown(path: Path) -> Path:
+    """`path` relative to the current folder when it is inside it, else as it is."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
 
 
 @app.command("inspect")
@@ -580,7 +608,7 @@ def _judge_check_run(run_dir: Path, other: list[Path] | None, limit: int, root: 
 
 @app.command()
 def devset(
-    pipeline: Annotated[str, typer.Argument(help="Pipeline name: programs/NAME.py in the workspace.")],
+    pipeline: Annotated[str, typer.Argument(help=PIPELINE_HELP)],
     inputs: Annotated[list[Path], typer.Option("--input", "-i", help=INPUTS_HELP)],
     n: Annotated[int, typer.Option("--n", help="How many chunks to take.")] = 40,
     out_file: Annotated[Path | None, typer.Option("--out", "-o", help="JSONL file to write (default: "
@@ -594,13 +622,10 @@ def devset(
     """Sample a dev set (train and val items) for evaluate and optimize: chunks spread across the input files."""
     from datagen.config import load_config
     from datagen.devset import sample_devset, write_devset
-    from datagen.pipelines import list_pipelines
+    from datagen.pipelines import pipeline_root
 
     root = _workspace(workspace)
-    available = list_pipelines(root)
-    if pipeline not in available:
-        raise DatagenError(f"unknown pipeline {pipeline!r}: no programs/{pipeline}.py in {root} "
-                           f"(available: {', '.join(available) or 'none'})")
+    pipeline_root(pipeline, root)  # an unknown pipeline is refused before any file is read
     target = out_file or root / "data" / pipeline / "dev.jsonl"
     if target.is_dir():
         raise DatagenError(f"{target}: is a folder; --out takes a file name")
@@ -609,10 +634,7 @@ def devset(
     records = sample_devset(inputs, n, max_tokens=budget, val_fraction=val_fraction, seed=seed,
                             language=chunking.language)
     write_devset(records, target)
-    try:
-        shown = target.resolve().relative_to(Path.cwd().resolve())
-    except ValueError:
-        shown = target
+    shown = _shown(target)
     val = sum(r["split"] == "val" for r in records)
     files = len({r["source"] for r in records})
     err.print(f"{len(records)} dev items ({len(records) - val} train, {val} val) from {files} "
@@ -643,15 +665,15 @@ def models(workspace: Workspace = None) -> None:
 
 @app.command()
 def pipelines(workspace: Workspace = None) -> None:
-    """List the pipelines in the workspace (programs/*.py)."""
-    from datagen.pipelines import list_pipelines
+    """List the pipelines: the workspace's (programs/*.py) and datagen's built-ins, marked (built-in)."""
+    from datagen.pipelines import find_pipelines, is_builtin
 
     root = _workspace(workspace)
-    names = list_pipelines(root)
-    if not names:
+    found = find_pipelines(root)
+    if not found:
         raise DatagenError(f"no pipelines in {root / 'programs'}")
-    for name in names:
-        out.print(name)
+    for name, where in found.items():
+        out.print(f"{name}  (built-in)" if is_builtin(where) and not is_builtin(root) else name, markup=False)
 
 
 @app.command("export")

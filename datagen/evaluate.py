@@ -17,7 +17,7 @@ from datagen.devset import DevItem, read_devset
 from datagen.errors import DatagenError
 from datagen.files import replacing
 from datagen.generate import run_chunks
-from datagen.models import RoleModel, check_reachable, role_model
+from datagen.models import RoleModel, check_reachable, task_model
 from datagen.pipelines import load_program
 from datagen.report import write_report
 from datagen.scoring import COMPOSITE, MetricContext, Scorer
@@ -52,7 +52,7 @@ def evaluate(pipeline: str, dev: str | Path, *, workspace: Path | None = None, c
         if judge is not None:
             context.judge = judge
         scorer = Scorer(pipeline, context, metrics)
-    model = model or role_model(config, "task")
+    model = task_model(config, model)
     check_reachable(model)
     models = {"task": model.name}
     if any(kind == "judge" for kind in scorer.kinds.values()):
@@ -68,8 +68,8 @@ def evaluate(pipeline: str, dev: str | Path, *, workspace: Path | None = None, c
         "metrics": summarize(scorer.kinds, outcomes),
         "failures": [{"chunk_id": o.chunk.id, "kind": o.failure, "message": o.message} for o in outcomes
                      if o.failure],
-        "samples": [_sample_record(o, index) for o in outcomes for index in range(len(o.samples))],
-        "usage": _total_usage(outcomes),
+        "samples": [sample_record(o, index) for o in outcomes for index in range(len(o.samples))],
+        "usage": total_usage(outcomes),
     }
 
 
@@ -85,7 +85,7 @@ def summarize(kinds: dict[str, str], outcomes: list[Outcome]) -> dict:
     return summary
 
 
-def _sample_record(outcome: Outcome, index: int) -> dict:
+def sample_record(outcome: Outcome, index: int) -> dict:
     sample, scores = outcome.samples[index], outcome.scores[index]
     record = {"chunk_id": outcome.chunk.id, "chunk": outcome.chunk.text, "input": sample.input,
               "output": sample.output,
@@ -97,7 +97,7 @@ def _sample_record(outcome: Outcome, index: int) -> dict:
     return record
 
 
-def _total_usage(outcomes: list[Outcome]) -> dict:
+def total_usage(outcomes: list[Outcome]) -> dict:
     total: dict[str, dict[str, int]] = {}
     for outcome in outcomes:
         for name, usage in outcome.usage.items():

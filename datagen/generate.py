@@ -31,7 +31,7 @@ from datagen.files import replacing
 from datagen import __version__
 from datagen.ingest import iter_documents, iter_files
 from datagen.locking import exclusive
-from datagen.models import MAX_RETRY_AFTER, RoleModel, check_reachable, role_model
+from datagen.models import MAX_RETRY_AFTER, RoleModel, check_reachable, task_model
 from datagen.redaction import redact
 from datagen.pipelines import code_fingerprint, load_program
 from datagen.ratelimit import RateLimiter
@@ -54,8 +54,39 @@ FAILURES_BEFORE_FIRST_SUCCESS = 5
 CORPUS_SAMPLE = 200
 
 
+@dataclass(frozen=True)
+class RunSettings:
+    """How a run goes, whatever the program: `max_tokens`, the chunk budget in tokens (None: the config's, else
+    512); `limit`, the first N chunks only (None: all); `concurrency`, chunks in flight (at least 1); `rpm`, LM
+    calls a minute at most, spaced evenly (None: no cap); `max_failures`, stop cleanly after that many failed
+    chunks (None: never); `force`, reuse a run folder made by another program or other inputs, starting
+    afresh."""
+
+    max_tokens: int | None = None
+    limit: int | None = None
+    concurrency: int = 1
+    rpm: float | None = None
+    max_failures: int | None = None
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class Callbacks:
+    """What the caller hears while a run goes: `on_start(n)` with the number of chunks about to run, and
+    `on_outcome(outcome)` with each chunk's `Outcome` as it finishes (in chunk order)."""
+
+    on_start: Callable[[int], None] | None = None
+    on_outcome: Callable[[Outcome], None] | None = None
+
+
 @dataclass
 class Report:
+    """What `generate` did: the program's name and the task model's; where the dataset went (`data_path`,
+    ShareGPT JSONL, and `metadata_path`); chunks run and samples made by this call; failed chunks by kind
+    (`failures`) with an example message of each; seconds; chunks already done before (`resumed`); samples in
+    the export, earlier calls' included (`exported`) and kept out by `min_scores` (`held_back`); candidates the
+    program's own checks dropped, by reason; and why it stopped early (`stopped`, `interrupted` for Ctrl-C)."""
+
     pipeline: str
     model: str
     data_path: Path
@@ -382,45 +413,70 @@ def _run_pending(store: RunStore, report: Report, outcomes: Iterator[Outcome], m
                 return
 
 
-def generate(pipeline: str, inputs: Iterable[str | Path], out_dir: str | Path, *,
-             workspace: Path | None = None, config: Config | None = None, max_tokens: int | None = None,
-             limit: int | None = None, concurrency: int = 1, rpm: float | None = None,
-             max_failures: int | None = None, model: RoleModel | None = None, force: bool = False,
+def _program(program: "str | dspy.Module", workspace: Path, options: dict | None, compiled: str | Path | None,
+             min_scores: dict | None) -> tuple[str, dspy.Module]:
+    """The run's pipeline name and program: a program object as it is (named by its class), or the named
+    pipeline's, built with `options` or loaded from `compiled`."""
+    if isinstance(program, dspy.Module):
+        name = type(program).__name__
+        for given, what in ((options, "options"), (compiled, "compiled"), (min_scores, "min_scores")):
+            if given:
+                raise DatagenError(f"{what} applies to a pipeline given by name, not to the program object {name} "
+                                   "(build it with its options, load compiled state with .load(), score it with "
+                                   "datagen.evaluate)")
+        return name, program
+    if not isinstance(program, str):
+        raise DatagenError(f"program {program!r}: expected a dspy.Module or a pipeline name")
+    if compiled is not None and options:
+        raise DatagenError("--option does not apply with --compiled: a compiled program keeps the options it was "
+                           "compiled with")
+    return program, (load_compiled(program, compiled, workspace) if compiled
+                     else load_program(program, workspace, options))
+
+
+def generate(program: "str | dspy.Module", inputs: Iterable[str | Path], out_dir: str | Path, *,
+             model: "RoleModel | dspy.LM | None" = None, settings: RunSettings = RunSettings(),
              options: dict | None = None, compiled: str | Path | None = None,
-             min_scores: dict[str, float] | None = None,
-             on_start: Callable[[int], None] | None = None,
-             on_outcome: Callable[[Outcome], None] | None = None) -> Report:
-    """Chunk `inputs`, run the pipeline on every chunk, and write ShareGPT JSONL plus metadata to `out_dir`.
+             min_scores: dict[str, float] | None = None, callbacks: Callbacks = Callbacks(),
+             workspace: Path | None = None, config: Config | None = None) -> Report:
+    """Chunk `inputs`, run `program` on every chunk, and write ShareGPT JSONL plus metadata to `out_dir`.
+
+    `program` is a dspy.Module whose `forward(chunk: str)` returns a dspy.Prediction with `samples` (a list of
+    `datagen.Sample`), or the name of a pipeline (programs/NAME.py of `workspace`, else the built-in one).
+    `inputs` are files or folders (searched recursively) of text, Markdown, PDF, EPUB, DOCX or HTML. `model` (a
+    dspy.LM or a `RoleModel`) is the task model; without it, the LM set by `dspy.configure`/`dspy.context`, else
+    the config's task role (by default the embedded model). `settings` (`RunSettings`): chunk budget, limit,
+    concurrency, rate, failures before stopping, force. `workspace` defaults to the nearest folder with
+    datagen.toml or programs/ (else the current one), `config` to its datagen.toml.
 
     `out_dir` is a run directory: its store (run.db) keeps every result as it finishes, so calling this again
     with the same arguments resumes, sending only unfinished chunks to the model. A run directory made by
-    another program or other inputs is refused unless `force`. `model` overrides the task model the config
-    names (e.g. a `RoleModel` around your own dspy.LM). `limit` runs the first N chunks only; `max_failures`
-    stops the run (cleanly: everything finished is kept and exported) once that many chunks have failed.
-    `options` are the pipeline program's constructor arguments; `compiled` runs a program compiled by
-    `datagen optimize` instead (with the options it was compiled with, and the temperature and chunk budget a
-    search tuned, `max_tokens` overriding the budget). `min_scores` ({metric: bar}) scores each sample
-    with those metrics of the pipeline and keeps the samples below a bar out of the export (they stay in the
-    store with their scores; finished samples never scored on them are scored first). `on_start` gets the
-    number of chunks about to run, `on_outcome` each chunk's outcome.
+    another program or other inputs is refused unless `settings.force`; `settings.max_failures` stops the run
+    (cleanly: everything finished is kept and exported) once that many chunks have failed.
+    For a pipeline given by name, `options` are its program's constructor arguments; `compiled` runs a program
+    compiled by `datagen optimize` instead (with the options it was compiled with, and the temperature and chunk
+    budget a search tuned, `settings.max_tokens` overriding the budget); `min_scores` ({metric: bar}, bars in
+    [0, 1]) scores each sample with those metrics of the pipeline and keeps the samples below a bar out of the
+    export (they stay in the store with their scores; finished samples never scored on them are scored first).
+    `callbacks` (`Callbacks`) hears of the run's start and of each chunk's outcome.
 
     Ctrl-C (SIGINT, when called from the main thread) stops the run cleanly: no chunk starts, those in flight
     finish and are kept, the export is written, and `stopped` says so; a second Ctrl-C raises KeyboardInterrupt
     at once (what is in the store stays there). Only one call at a time may write a run directory.
+
+    Returns a `Report`. Raises DatagenError, in one line naming the culprit, for bad input (an unknown
+    pipeline, a missing file, a run directory of another run, a budget the model's context cannot hold, ...).
     """
     workspace = workspace or find_workspace()
     config = config or load_config(workspace)
-    if compiled is not None and options:
-        raise DatagenError("--option does not apply with --compiled: a compiled program keeps the options it was "
-                           "compiled with")
-    program = load_compiled(pipeline, compiled, workspace) if compiled else load_program(pipeline, workspace, options)
-    model = model or role_model(config, "task")
+    pipeline, program = _program(program, workspace, options, compiled, min_scores)
+    model = task_model(config, model)
     # A program found by `datagen optimize --trials` runs with the temperature and chunk budget it was tuned at.
     manifest = read_manifest(compiled) if compiled else {}
     tuned = manifest.get("settings") or {}
     if tuned.get("temperature") is not None:
         model = model.with_settings(temperature=tuned["temperature"])
-    budget = max_tokens or tuned.get("chunk_tokens") or config.chunking.max_tokens
+    budget = settings.max_tokens or tuned.get("chunk_tokens") or config.chunking.max_tokens
     check_budget(program, model, budget)
     check_reachable(model)
 
@@ -449,7 +505,7 @@ def generate(pipeline: str, inputs: Iterable[str | Path], out_dir: str | Path, *
         run_options = (manifest.get("options") if compiled else options) or {}
         if run_options:  # e.g. factual_qa's questions=5 changes results without changing any predictor
             identity["options"] = json.dumps(run_options, sort_keys=True)
-        store.claim(identity, force)
+        store.claim(identity, settings.force)
         if not unchanged or not store.counts()["chunks"]:
             store.add_chunks(chunks())
             store.set_meta({FILES_STAMP: stamp})
@@ -458,15 +514,16 @@ def generate(pipeline: str, inputs: Iterable[str | Path], out_dir: str | Path, *
         if min_scores:
             context = MetricContext(workspace, config, corpus=store.chunk_texts(CORPUS_SAMPLE))
             scorer = Scorer(pipeline, context, list(min_scores))
-            _score_finished(store, scorer, concurrency)
-        if on_start:
-            on_start(store.pending_count(limit))
+            _score_finished(store, scorer, settings.concurrency)
+        if callbacks.on_start:
+            callbacks.on_start(store.pending_count(settings.limit))
         interrupt = Interrupt()
         with interrupt.handling():
-            outcomes = run_chunks(program, model, store.pending(limit), concurrency, rpm, scorer, interrupt,
+            outcomes = run_chunks(program, model, store.pending(settings.limit), settings.concurrency,
+                                  settings.rpm, scorer, interrupt,
                                   retried=store.failed_ids())
-            _run_pending(store, report, outcomes, max_failures, on_outcome)
-        if interrupt.requested and store.pending_count(limit):
+            _run_pending(store, report, outcomes, settings.max_failures, callbacks.on_outcome)
+        if interrupt.requested and store.pending_count(settings.limit):
             report.stopped, report.interrupted = "interrupted (Ctrl-C)", True
         _write_exports(store, report, min_scores)
         store.set_meta({GATE: json.dumps(min_scores or {})})  # for `datagen status`: the gate the export passed

@@ -16,6 +16,7 @@ from datagen.chunking import chunk_documents
 from datagen.config import Config, find_workspace, load_config
 from datagen.errors import DatagenError
 from datagen.ingest import iter_documents
+from datagen.metrics.stylometry import cross_validated_probabilities
 from datagen.samples import Sample
 from datagen.scoring import MetricContext, Scorer
 from datagen.store import RunStore
@@ -80,7 +81,6 @@ def judge_check(run_dir: str | Path, *, other: list[Path] | None = None, limit: 
     pipeline, author, against = comparison_sets(run_dir, other, limit)
     scorer = Scorer(pipeline, MetricContext(workspace, config, corpus=author), [*POINTWISE, PAIRWISE])
     metrics = {metric.name: metric for metric in scorer.metrics}
-    from metrics.stylometry import cross_validated_probabilities  # the workspace's, importable once it is loaded
 
     def style(name: str, passage: str) -> float:
         return metrics[name](passage, Sample(input="", output=passage)).value

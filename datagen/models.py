@@ -156,7 +156,31 @@ def check_reachable(model: RoleModel, timeout: float = 5.0) -> None:
 
 
 def role_model(config: Config, role: Role) -> RoleModel:
+    """The `role`'s model as the config sets it (a role it leaves unset falls back as `Config.role` says, and
+    at the end to the embedded model)."""
     return build_role_model(config.role(role), role)
+
+
+def as_role_model(model: "RoleModel | dspy.LM", role: Role = "task") -> RoleModel:
+    """`model` as a RoleModel: a RoleModel as it is; a dspy.LM with the adapter DSPy is set to use (else
+    datagen's ChatAdapter) and its context window as litellm's catalogue knows it (else unknown). Raises
+    DatagenError for anything else."""
+    if isinstance(model, RoleModel):
+        return model
+    if not isinstance(model, dspy.BaseLM):
+        raise DatagenError(f"model {model!r}: expected a dspy.LM or a datagen RoleModel")
+    adapter = dspy.settings.adapter or ChatAdapter()
+    return RoleModel(role, model, adapter, _known_context_window(model.model))
+
+
+def task_model(config: Config, model: "RoleModel | dspy.LM | None" = None) -> RoleModel:
+    """The model that runs a program: `model` when given; else the LM set by `dspy.configure(lm=...)` or
+    `dspy.context(lm=...)`; else the config's task role (by default the embedded model)."""
+    if model is not None:
+        return as_role_model(model)
+    if dspy.settings.lm is not None:
+        return as_role_model(dspy.settings.lm)
+    return role_model(config, "task")
 
 
 def judge_model(config: Config) -> RoleModel:

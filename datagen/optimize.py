@@ -25,7 +25,7 @@ from datagen.devset import read_devset
 from datagen.errors import DatagenError
 from datagen.evaluate import evaluate
 from datagen.generate import program_fingerprint
-from datagen.models import RoleModel, check_reachable, role_model
+from datagen.models import RoleModel, check_reachable, role_model, task_model
 from datagen.pipelines import code_fingerprint, load_program
 from datagen.report import write_report
 from datagen.scoring import COMPOSITE, MetricContext, Scorer
@@ -111,7 +111,7 @@ def estimate_calls(optimizer: str, train: int, val: int, per_example: int, held_
     return evaluations + GEPA_METRIC_CALLS * per_example + GEPA_METRIC_CALLS // 2 * judged + GEPA_METRIC_CALLS // 3
 
 
-def _optimizer(name: str, metric, task: RoleModel, prompt: RoleModel | None, seed: int, demos: int):
+def make_optimizer(name: str, metric, task: RoleModel, prompt: RoleModel | None, seed: int, demos: int):
     """The DSPy optimizer for a preset, set for unlabeled dev sets: no labeled demos (input-only demos would be
     silently dropped), and a pass/fail verdict while bootstrapping (the composite gives one under `trace`)."""
     if name == "bootstrap":
@@ -133,7 +133,7 @@ def _optimizer(name: str, metric, task: RoleModel, prompt: RoleModel | None, see
                      num_threads=1, seed=seed)
 
 
-def _compile_kwargs(name: str, trainset: list, seed: int) -> dict:
+def compile_kwargs(name: str, trainset: list, seed: int) -> dict:
     if name == "gepa":  # GEPA needs a set to select candidates on: the train items (val stays held out)
         return {"valset": trainset}
     if name == "copro":
@@ -186,7 +186,7 @@ class Session:
         if not self.train or not self.val:
             raise DatagenError(f"{dev}: needs items in both splits (\"split\": \"train\" and \"val\"); "
                                "datagen devset makes such a file")
-        self.model = model or role_model(self.config, "task")
+        self.model = task_model(self.config, model)
         context = MetricContext(self.workspace, self.config, corpus=[item.chunk.text for item in self.items])
         if judge is not None:
             context.judge = judge
@@ -240,8 +240,8 @@ class Session:
         trainset = [dspy.Example(chunk=item.chunk.text).with_inputs("chunk") for item in train or self.train]
         model = model or self.model
         with model.context(), dspy.track_usage() as tracker, contextlib.redirect_stdout(_LogLines()):
-            tuner = _optimizer(optimizer, self.scorer.composite, model, self.prompt, seed, demos)
-            compiled = tuner.compile(program, trainset=trainset, **_compile_kwargs(optimizer, trainset, seed))
+            tuner = make_optimizer(optimizer, self.scorer.composite, model, self.prompt, seed, demos)
+            compiled = tuner.compile(program, trainset=trainset, **compile_kwargs(optimizer, trainset, seed))
         self._add_usage(tracker.get_total_tokens())
         return compiled
 
@@ -254,7 +254,7 @@ class Session:
             "program": program_fingerprint(program, self.model), "code": code_fingerprint(program),
             "dev": {"path": str(self.dev), "sha256": dev_hash(self.dev), "train": len(self.train),
                     "val": len(self.val)},
-            "scores": {"before": _mean(before), "after": _mean(after)},
+            "scores": {"before": composite_mean(before), "after": composite_mean(after)},
             "calls": dict(self.counter.by_role)})
         return state, write_report({**after, "baseline": before}, report_path(state))
 
@@ -288,5 +288,5 @@ def optimize(pipeline: str, dev: str | Path, optimizer: str = "bootstrap", *, na
     return result
 
 
-def _mean(evaluation: dict) -> float | None:
+def composite_mean(evaluation: dict) -> float | None:
     return evaluation["metrics"][COMPOSITE]["mean"]

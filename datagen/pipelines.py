@@ -1,7 +1,14 @@
-"""Finding pipelines in a workspace by convention: `datagen generate NAME` runs the dspy.Module in programs/NAME.py.
+"""Finding pipelines by convention: `datagen generate NAME` runs the dspy.Module in programs/NAME.py.
 
 A pipeline program's `forward(chunk: str)` returns a `dspy.Prediction` whose `samples` is a list of
 `datagen.Sample`. A module defining several dspy.Module classes names the pipeline with `PROGRAM = ClassName`.
+
+Pipelines come from two workspaces: the user's (the folder the command runs in, or the nearest one above it with
+datagen.toml or programs/) and the one datagen ships (`builtin_workspace()`: style_clone and factual_qa, their
+metrics, the plain-prose reference texts and the sample corpus). A workspace file overrides the built-in of the
+same name, file by file (programs/NAME.py, metrics/NAME.py): customizing a built-in is copying its file into the
+workspace and editing it, and the copy wins without touching the installed package, while a datagen upgrade
+never changes a pipeline a workspace has made its own.
 """
 
 import ast
@@ -20,13 +27,42 @@ from datagen.errors import DatagenError
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # The workspace packages a pipeline imports from.
 _WORKSPACE_PACKAGES = ("programs", "signatures", "metrics")
+# Workspace roots put on sys.path so far: only the one in use stays there.
+_ROOTS: set[str] = set()
+
+
+def builtin_workspace() -> Path:
+    """The workspace shipped with datagen: datagen/_builtin/ in an installed wheel (the repository's programs/,
+    signatures/, metrics/ and data/, packaged there), or, in a source checkout (an editable install), the
+    repository root, which is that same workspace."""
+    package = Path(__file__).resolve().parent
+    shipped = package / "_builtin"
+    return shipped if shipped.is_dir() else package.parent
+
+
+def _names(workspace: Path, folder: str) -> list[str]:
+    found = workspace / folder
+    if not found.is_dir():
+        return []
+    return sorted(p.stem for p in found.glob("*.py") if not p.stem.startswith("_"))
 
 
 def list_pipelines(workspace: Path) -> list[str]:
-    folder = workspace / "programs"
-    if not folder.is_dir():
-        return []
-    return sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_"))
+    """The pipelines defined in `workspace` itself (programs/*.py), built-ins left out."""
+    return _names(workspace, "programs")
+
+
+def find_pipelines(workspace: Path) -> dict[str, Path]:
+    """Every pipeline a command run in `workspace` can use, by name, with the workspace that defines it: the
+    workspace's own, and the built-ins it does not override; sorted by name."""
+    found = {name: builtin_workspace() for name in _names(builtin_workspace(), "programs")}
+    found.update({name: workspace for name in list_pipelines(workspace)})
+    return dict(sorted(found.items()))
+
+
+def is_builtin(root: Path) -> bool:
+    """Whether `root` (a value of `find_pipelines`) is the built-in workspace."""
+    return root.resolve() == builtin_workspace().resolve()
 
 
 def _use_workspace(workspace: Path) -> None:
@@ -36,8 +72,10 @@ def _use_workspace(workspace: Path) -> None:
     for name in list(sys.modules):
         if name.split(".")[0] in _WORKSPACE_PACKAGES:
             del sys.modules[name]
-    if root in sys.path:
-        sys.path.remove(root)
+    for other in _ROOTS | {root}:  # the workspace used before must not answer for this one's packages
+        while other in sys.path:
+            sys.path.remove(other)
+    _ROOTS.add(root)
     sys.path.insert(0, root)
     importlib.invalidate_caches()
 
@@ -55,12 +93,19 @@ def _program_class(module) -> type[dspy.Module]:
     return defined[0]
 
 
-def _program_module(name: str, workspace: Path):
-    available = list_pipelines(workspace)
+def pipeline_root(name: str, workspace: Path) -> Path:
+    """The workspace whose programs/NAME.py a command run in `workspace` uses: `workspace` itself, else the
+    built-in one. Raises DatagenError, listing the pipelines there are, for an unknown name."""
+    available = find_pipelines(workspace)
     if not _NAME.match(name) or name not in available:
         listing = ", ".join(available) or "none"
-        raise DatagenError(f"unknown pipeline {name!r}: no programs/{name}.py in {workspace} (available: {listing})")
-    _use_workspace(workspace)
+        raise DatagenError(f"unknown pipeline {name!r}: no programs/{name}.py in {workspace} and no built-in "
+                           f"of that name (available: {listing})")
+    return available[name]
+
+
+def _program_module(name: str, workspace: Path):
+    _use_workspace(pipeline_root(name, workspace))
     return importlib.import_module(f"programs.{name}")
 
 
@@ -83,11 +128,14 @@ def load_program(name: str, workspace: Path, options: dict | None = None) -> dsp
 
 
 def load_metric_suite(name: str, workspace: Path):
-    """The module metrics/NAME.py of the workspace: the metrics of pipeline `name` (see datagen.scoring)."""
-    if not _NAME.match(name) or not (workspace / "metrics" / f"{name}.py").is_file():
+    """The module metrics/NAME.py, the metrics of pipeline `name` (see datagen.scoring): the workspace's, else
+    the built-in one. Raises DatagenError when neither exists."""
+    roots = [root for root in (workspace, builtin_workspace())
+             if _NAME.match(name) and (root / "metrics" / f"{name}.py").is_file()]
+    if not roots:
         raise DatagenError(f"pipeline {name!r} has no metrics: add metrics/{name}.py to {workspace} "
                            "(see metrics/style_clone.py)")
-    _use_workspace(workspace)
+    _use_workspace(roots[0])
     return importlib.import_module(f"metrics.{name}")
 
 
@@ -96,8 +144,10 @@ def program_sources(program: dspy.Module) -> dict[str, str]:
     class, and the workspace modules (programs/, signatures/, metrics/) it imports, directly or through one
     another, with the packages they sit in. Paths are relative to the workspace (the module's root); a file's
     comments and formatting do not count (see `_code`)."""
-    module = sys.modules.get(type(program).__module__)
-    file, name = getattr(module, "__file__", None), getattr(module, "__name__", "")
+    name = type(program).__module__
+    # The file its class was defined in: its module may since have been dropped from sys.modules (another
+    # workspace's, or the same one's loaded afresh), or replaced by a module of the same name from elsewhere.
+    file = _class_file(type(program)) or getattr(sys.modules.get(name), "__file__", None)
     if not file:
         return {}
     path = Path(file).resolve()
@@ -114,6 +164,15 @@ def program_sources(program: dspy.Module) -> dict[str, str]:
         queue += [pair for imported in _imports(source, name, path.name == "__init__.py")
                   if imported.split(".")[0] in _WORKSPACE_PACKAGES for pair in _module_files(root, imported)]
     return found
+
+
+def _class_file(cls: type) -> str | None:
+    """The source file of a class's own methods (their code objects keep it), or None."""
+    for value in vars(cls).values():
+        code = getattr(value, "__code__", None)
+        if code is not None and Path(code.co_filename).is_file():
+            return code.co_filename
+    return None
 
 
 def code_fingerprint(program: dspy.Module) -> str:

@@ -1,5 +1,6 @@
 """What a pipeline produces: training samples, turned into dataset records by `datagen.export`."""
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -16,3 +17,9 @@ class Sample:
     def turns(self) -> list[tuple[str, str]]:
         """Every (user, assistant) turn of the conversation, this sample's own last."""
         return [*self.history, (self.input, self.output)]
+
+
+def transcript(turns: Iterable[tuple[str, str]]) -> str:
+    """Earlier (question, answer) turns as a `conversation` field shows them: "User: ...\nAssistant: ..." per
+    turn, separated by blank lines; empty when there are none."""
+    return "\n\n".join(f"User: {question}\nAssistant: {answer}" for question, answer in turns)

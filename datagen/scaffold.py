@@ -17,7 +17,7 @@ import dspy
 from datagen.config import load_config
 from datagen.devset import sample_devset
 from datagen.errors import DatagenError
-from datagen.pipelines import list_pipelines
+from datagen.pipelines import find_pipelines, is_builtin
 
 DEFAULT_SIGNATURE = "passage -> output"
 SAMPLE_CORPUS = Path("data") / "samples"
@@ -74,7 +74,11 @@ def check_name(name: str, workspace: Path) -> None:
     if not name.isidentifier() or keyword.iskeyword(name) or name.startswith("_"):
         raise DatagenError(f"pipeline name {name!r}: must be a Python identifier (letters, digits and "
                            "underscores, not starting with a digit or an underscore)")
-    if name in list_pipelines(workspace):
+    found = find_pipelines(workspace)
+    if name in found and is_builtin(found[name]) and not is_builtin(workspace):
+        raise DatagenError(f"pipeline {name!r} is a built-in pipeline: pick another name (to customize it, copy "
+                           f"its programs/{name}.py into this workspace)")
+    if name in found:
         raise DatagenError(f"pipeline {name!r} already exists (programs/{name}.py)")
 
 
@@ -156,8 +160,8 @@ composite, with:
 """
 
 from datagen.samples import Sample
-from metrics.base import Score
-from metrics.judges import InstructionsJudge
+from datagen.metrics.base import Score
+from datagen.metrics.judges import InstructionsJudge
 from signatures.$name import $signature_class
 
 
@@ -273,7 +277,7 @@ def render(name: str, fields: Fields) -> dict[Path, str]:
             Path("tests", f"test_{name}.py"): TEST.substitute(values)}
 
 
-def _dev_set(workspace: Path) -> str:
+def dev_set(workspace: Path) -> str:
     """A few chunks of the workspace's sample corpus as dev set JSONL, drawn as `datagen devset` draws them."""
     corpus = workspace / SAMPLE_CORPUS
     if not corpus.is_dir():
@@ -283,7 +287,7 @@ def _dev_set(workspace: Path) -> str:
     return "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
 
 
-def _write_all(workspace: Path, files: dict[Path, str]) -> None:
+def write_all(workspace: Path, files: dict[Path, str]) -> None:
     """Create every file, none overwritten; on a failure the ones already made are removed, so the command can
     simply be run again."""
     written = []
@@ -310,6 +314,6 @@ def scaffold(workspace: Path, name: str, signature: str | None = None) -> list[P
     for relative in [*files, dev]:
         if (workspace / relative).exists():
             raise DatagenError(f"{relative} already exists: refusing to overwrite it (nothing was written)")
-    files[dev] = _dev_set(workspace)
-    _write_all(workspace, files)
+    files[dev] = dev_set(workspace)
+    write_all(workspace, files)
     return [workspace / relative for relative in files]

@@ -1,11 +1,10 @@
-"""Scoring samples with a pipeline's metrics, found by convention in the workspace's metrics/PIPELINE.py.
+"""Scoring samples with a pipeline's metrics, chosen by convention in the workspace's metrics/PIPELINE.py.
 
 That module names its metrics and how to build each from a `MetricContext` (`METRICS`), and the weights and
 pass mark of its composite (`WEIGHTS`, `THRESHOLD`), which `[metrics.PIPELINE]` in datagen.toml may override.
 A scorer builds only the metrics asked for, so gating on an offline metric loads no judge model.
 """
 
-import importlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -13,6 +12,8 @@ from pathlib import Path
 
 from datagen.config import Config
 from datagen.errors import DatagenError
+from datagen.metrics.base import Score
+from datagen.metrics.composite import Composite
 from datagen.models import RoleModel, judge_model
 from datagen.pipelines import load_metric_suite
 from datagen.samples import Sample
@@ -74,15 +75,14 @@ class Scorer:
         self.kinds = {metric.name: metric.kind for metric in self.metrics}
         self.composite = None
         if COMPOSITE in names:
-            self.composite = importlib.import_module("metrics.composite").Composite(self.metrics, weights, threshold)
-            self._score = importlib.import_module("metrics.base").Score
+            self.composite = Composite(self.metrics, weights, threshold)
             self.kinds[COMPOSITE] = "composite"
 
     def score(self, chunk: str, sample: Sample) -> dict:
         """{metric: Score} for one sample: the metrics asked for, and the composite's parts when it was."""
         scores = {metric.name: metric(chunk, sample) for metric in self.metrics}
         if self.composite is not None:
-            scores[COMPOSITE] = self._score(self.composite.combine(scores), "weighted mean of " + ", ".join(
+            scores[COMPOSITE] = Score(self.composite.combine(scores), "weighted mean of " + ", ".join(
                 f"{name} x{weight:g}" for name, weight in self.composite.weights.items()))
         return scores
 

@@ -1,47 +1,25 @@
 """The style-cloning pipeline's metrics, and how much each counts in its composite.
 
 Style, content and fluency are scored apart (one opaque number hides which one failed), by LLM judges and by
-offline metrics that need no LLM, so every run gets a signal it can trust even on a weak judge model.
+offline metrics that need no LLM, so every run gets a signal it can trust even on a weak judge model. The metrics
+themselves live in datagen.metrics; this module only chooses and weighs them (`[metrics.style_clone]` in
+datagen.toml may override the weights and the pass mark).
 """
 
-from datagen.chunking import Chunker
-from datagen.ingest import iter_documents
-from datagen.scoring import MetricContext
-from metrics.judges import (BoundariesJudge, ContentJudge, GenericnessJudge, PairwiseStyleJudge, References,
-                            StyleFidelityJudge)
-from metrics.overlap import ChrF, EmbeddingSimilarity, embedding_available
-from metrics.stylometry import CrossFittedClassifier, StylometricFidelity, StylometricGenericness, background_path
-
-# Background passages to fit the stylometric classifier against, cut like a corpus.
-BACKGROUND_CHUNK_TOKENS = 200
-
-
-def references(ctx: MetricContext) -> References:
-    return ctx.shared("references", lambda: References(ctx.corpus))
-
-
-def classifier(ctx: MetricContext) -> CrossFittedClassifier:
-    """Fitted once per context: the author's passages against the workspace's plain-prose background
-    (data/reference/), the files of `background` in `[metrics.style_clone]`, and the context's own background
-    texts, if any (e.g. other authors)."""
-    def fit() -> CrossFittedClassifier:
-        chunker = Chunker(BACKGROUND_CHUNK_TOKENS)
-        settings = ctx.config.metrics.get("style_clone")
-        configured = [ctx.workspace / path for path in (settings.background if settings else [])]
-        documents = iter_documents([background_path(ctx.workspace), *configured])
-        background = [chunk.text for document in documents for chunk in chunker.chunks(document)]
-        return CrossFittedClassifier(ctx.corpus, [*background, *ctx.background])
-    return ctx.shared("classifier", fit)
-
+from datagen.metrics.judges import (BoundariesJudge, ContentJudge, GenericnessJudge, PairwiseStyleJudge,
+                                    StyleFidelityJudge, shared_references)
+from datagen.metrics.overlap import ChrF, EmbeddingSimilarity, embedding_available
+from datagen.metrics.stylometry import StylometricFidelity, StylometricGenericness, shared_classifier
 
 METRICS = {
-    "style_fidelity": lambda ctx: StyleFidelityJudge(ctx.judge, references(ctx)),
-    "style_pairwise": lambda ctx: PairwiseStyleJudge(ctx.judge, references(ctx)),
+    "style_fidelity": lambda ctx: StyleFidelityJudge(ctx.judge, shared_references(ctx)),
+    "style_pairwise": lambda ctx: PairwiseStyleJudge(ctx.judge, shared_references(ctx)),
     "boundaries": lambda ctx: BoundariesJudge(ctx.judge),
     "content": lambda ctx: ContentJudge(ctx.judge),
     "genericness": lambda ctx: GenericnessJudge(ctx.judge),
-    "style_offline": lambda ctx: StylometricFidelity(classifier(ctx)),
-    "generic_offline": lambda ctx: StylometricGenericness(classifier(ctx)),
+    # Fitted against the plain-prose background and `[metrics.style_clone] background`.
+    "style_offline": lambda ctx: StylometricFidelity(shared_classifier(ctx, "style_clone")),
+    "generic_offline": lambda ctx: StylometricGenericness(shared_classifier(ctx, "style_clone")),
     "chrf": lambda ctx: ChrF(),
 }
 # What the rephrase must get right: keep the content, lose the style. chrF is reported, not counted: copying the

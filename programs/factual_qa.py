@@ -11,7 +11,8 @@ the earlier ones as history) when it kept at least one.
 import dspy
 
 from datagen import DatagenError, Sample
-from signatures.factual_qa import AnswerFromPassage, FollowUpQuestion, GenerateQuestions, ValidatePair, transcript
+from datagen.samples import transcript
+from signatures.factual_qa import AnswerFromPassage, FollowUpQuestion, GenerateQuestions, ValidatePair
 
 # Why a pair was dropped, for each check it can fail (ValidatePair's verdict field, and the value that fails).
 CHECKS = {"unanswerable": ("answerable", False), "inaccurate": ("accurate", False), "trivial": ("trivial", True)}

@@ -1,13 +1,6 @@
 """Signatures of the factual question-answering pipeline."""
 
-from collections.abc import Iterable
-
 import dspy
-
-
-def transcript(turns: Iterable[tuple[str, str]]) -> str:
-    """Earlier (question, answer) turns as a `conversation` field shows them: empty when there are none."""
-    return "\n\n".join(f"User: {question}\nAssistant: {answer}" for question, answer in turns)
 
 
 class GenerateQuestions(dspy.Signature):

@@ -9,7 +9,7 @@ import pytest
 from datagen.config import Config
 from datagen.errors import DatagenError
 from datagen.export import CARD_FILE, FORMATS, in_validation, sample_id, write_export
-from datagen.generate import generate
+from datagen.generate import RunSettings, generate
 from datagen.store import RunStore
 
 from .conftest import run_cli
@@ -25,9 +25,9 @@ def garbled_for_etienne(text):
     return plain(text)
 
 
-def make_run(workspace, out, respond=plain, pipeline="style_clone", inputs=None, **kwargs):
+def make_run(workspace, out, respond=plain, pipeline="style_clone", inputs=None, **settings):
     return generate(pipeline, inputs or [workspace / "data/samples"], out, workspace=workspace, config=Config(),
-                    model=fake_model(FakeEngine(respond=respond)), max_tokens=200, **kwargs)
+                    model=fake_model(FakeEngine(respond=respond)), settings=RunSettings(max_tokens=200, **settings))
 
 
 def stored_samples(run):

@@ -14,7 +14,7 @@ from datagen.config import Config
 from datagen.errors import DatagenError
 from datagen.evaluate import evaluate
 from datagen.export import write_export
-from datagen.generate import generate
+from datagen.generate import RunSettings, generate
 from datagen.ingest import read_text
 from datagen.models import RoleModel
 from datagen.pipelines import load_program
@@ -73,10 +73,10 @@ QA_MODEL = {
 }
 
 
-def run(workspace, out, options=None, engine=None, **kwargs):
+def run(workspace, out, options=None, engine=None, **settings):
     return generate("factual_qa", [workspace / CORPUS], out, workspace=workspace, config=Config(),
-                    model=fake_model(engine or FakeEngine(by_field=QA_MODEL)), max_tokens=300, options=options,
-                    **kwargs)
+                    model=fake_model(engine or FakeEngine(by_field=QA_MODEL)), options=options,
+                    settings=RunSettings(max_tokens=300, **settings))
 
 
 def stored_outputs(out) -> list[dict]:

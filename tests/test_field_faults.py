@@ -12,7 +12,7 @@ import pytest
 from datagen.chunking import chunk_documents
 from datagen.config import Config, ModelSettings
 from datagen.errors import DatagenError
-from datagen.generate import generate
+from datagen.generate import RunSettings, generate
 from datagen.ingest import iter_documents
 from datagen.models import RoleModel, build_role_model
 
@@ -32,7 +32,8 @@ def run(workspace, tmp_path, server, engine="litellm", **options):
     model = build_role_model(ModelSettings(model="openai/fake", api_base=server.url, num_retries=0,
                                            max_tokens=400, engine=engine), "task")
     report = generate("style_clone", [workspace / "data/samples"], tmp_path / "out", workspace=workspace,
-                      config=Config(), model=model, max_tokens=300, limit=LIMIT, options=options or None)
+                      config=Config(), model=model, options=options or None,
+                      settings=RunSettings(max_tokens=300, limit=LIMIT))
     records = [json.loads(line) for line in report.data_path.read_text(encoding="utf-8").splitlines()]
     return report, [(r["conversations"][0]["value"], r["conversations"][1]["value"]) for r in records]
 
@@ -123,7 +124,7 @@ def test_no_dataset_value_holds_a_marker_or_a_tag(workspace, tmp_path, monkeypat
     with FakeOpenAIServer(faults=lambda source, attempt: by_chunk.get(source.strip())) as server:
         model = build_role_model(ModelSettings(model="openai/fake", api_base=server.url, num_retries=0), "task")
         report = generate("style_clone", [workspace / "data/samples"], tmp_path / "out", workspace=workspace,
-                          config=Config(), model=model, max_tokens=300, concurrency=4)
+                          config=Config(), model=model, settings=RunSettings(max_tokens=300, concurrency=4))
     exported = report.data_path.read_text(encoding="utf-8")
     assert report.samples >= len(LAYOUTS)
     for record in map(json.loads, exported.splitlines()):
@@ -238,7 +239,7 @@ def test_a_program_output_that_is_not_valid_unicode_fails_its_chunk_as_encoding(
 
     model = RoleModel("task", fake_lm(FakeEngine(respond=half_an_emoji)), dspy.ChatAdapter(), None)
     report = generate("style_clone", [workspace / "data/samples"], tmp_path / "out", workspace=workspace,
-                      config=Config(), model=model, max_tokens=300)
+                      config=Config(), model=model, settings=RunSettings(max_tokens=300))
     bad = [chunk for chunk in CHUNKS if "Étienne" in chunk]
     assert bad and report.failures == {"encoding": len(bad)}
     assert report.samples == len(CHUNKS) - len(bad)

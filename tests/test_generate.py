@@ -1,3 +1,4 @@
+import importlib
 import json
 from pathlib import Path
 
@@ -7,12 +8,15 @@ import pytest
 from datagen.chunking import chunk_documents
 from datagen.config import Config, ModelSettings
 from datagen.errors import DatagenError
-from datagen.generate import FAILURES_BEFORE_FIRST_SUCCESS, check_budget, generate
+from datagen.generate import FAILURES_BEFORE_FIRST_SUCCESS, RunSettings, check_budget, generate
 from datagen.ingest import iter_documents, read_text
 from datagen.models import RoleModel
 from datagen.pipelines import load_program
 
 from .fakes import FakeEngine, Unparseable, fake_lm, plain
+
+# The module (`datagen.generate` is also the function, exported by the package).
+ENGINE = importlib.import_module("datagen.generate")
 
 
 def fake_model(engine: FakeEngine | None = None, adapter=None, window: int | None = None) -> RoleModel:
@@ -27,7 +31,8 @@ def read_jsonl(path):
 def test_generate_writes_generic_to_original_pairs(workspace, tmp_path, adapter):
     engine = FakeEngine()
     report = generate("style_clone", [workspace / "data/samples"], tmp_path / "out", workspace=workspace,
-                      config=Config(), model=fake_model(engine, adapter), max_tokens=300, concurrency=3)
+                      config=Config(), model=fake_model(engine, adapter),
+                      settings=RunSettings(max_tokens=300, concurrency=3))
 
     chunks = list(chunk_documents(iter_documents([workspace / "data/samples"]), 300))
     records = read_jsonl(report.data_path)
@@ -51,7 +56,8 @@ def test_failed_chunks_are_recorded_and_skipped(workspace, tmp_path, caplog):
         return plain(text)
 
     report = generate("style_clone", [workspace / "data/samples"], tmp_path / "out", workspace=workspace,
-                      config=Config(), model=fake_model(FakeEngine(respond=garbled_for_etienne)), max_tokens=300)
+                      config=Config(), model=fake_model(FakeEngine(respond=garbled_for_etienne)),
+                      settings=RunSettings(max_tokens=300))
     bad = [c for c in chunk_documents(iter_documents([workspace / "data/samples"]), 300) if "Étienne" in c.text]
     assert bad and report.failures == {"parse": len(bad)}
     assert report.samples == report.chunks - len(bad)
@@ -63,8 +69,8 @@ def test_failed_chunks_are_recorded_and_skipped(workspace, tmp_path, caplog):
 def test_run_stops_when_the_first_chunks_all_fail(workspace, tmp_path):
     engine = FakeEngine(fail_after=0)
     with pytest.raises(DatagenError, match=f"first {FAILURES_BEFORE_FIRST_SUCCESS} chunks all failed"):
-        generate("style_clone", [workspace / "data/samples"], tmp_path / "out", workspace=workspace,
-                 config=Config(), model=fake_model(engine), max_tokens=200)
+        generate("style_clone", [workspace / "data/samples"], tmp_path / "out", workspace=workspace, config=Config(),
+                 model=fake_model(engine), settings=RunSettings(max_tokens=200))
     # No more calls than chunks read: the fifth failure stopped it, nothing was read ahead beyond concurrency.
     assert engine.calls == FAILURES_BEFORE_FIRST_SUCCESS
 
@@ -72,7 +78,8 @@ def test_run_stops_when_the_first_chunks_all_fail(workspace, tmp_path):
 def test_limit_stops_after_n_chunks(workspace, tmp_path):
     engine = FakeEngine()
     report = generate("style_clone", [workspace / "data/samples"], tmp_path / "out", workspace=workspace,
-                      config=Config(), model=fake_model(engine), max_tokens=200, limit=2, concurrency=4)
+                      config=Config(), model=fake_model(engine),
+                      settings=RunSettings(max_tokens=200, limit=2, concurrency=4))
     assert report.chunks == report.samples == engine.calls == 2
 
 
@@ -153,9 +160,10 @@ class DiesAfter(FakeEngine):
 RUN_BUDGET = 200
 
 
-def run(workspace, out, engine, **kwargs):
+def run(workspace, out, engine, **settings):
+    """generate() of style_clone on the samples, with the fake model and `settings` (RunSettings' fields)."""
     return generate("style_clone", [workspace / "data/samples"], out, workspace=workspace, config=Config(),
-                    model=fake_model(engine), max_tokens=RUN_BUDGET, **kwargs)
+                    model=fake_model(engine), settings=RunSettings(**{"max_tokens": RUN_BUDGET, **settings}))
 
 
 def test_resume_sends_only_unfinished_chunks_and_exports_each_once(workspace, tmp_path):
@@ -182,7 +190,7 @@ def test_a_resume_with_unchanged_files_does_not_chunk_them_again(workspace, tmp_
     out = tmp_path / "run"
     run(workspace, out, FakeEngine(), limit=3)
     chunked = []
-    monkeypatch.setattr("datagen.generate.chunk_documents", lambda *a: chunked.append(a) or chunk_documents(*a))
+    monkeypatch.setattr(ENGINE, "chunk_documents", lambda *a: chunked.append(a) or chunk_documents(*a))
     report = run(workspace, out, FakeEngine())
     assert not chunked and report.resumed == 3 and report.exported > 3  # the store's chunks were used
     sample = workspace / "data/samples/lighthouse_keeper.md"
@@ -270,6 +278,6 @@ def test_store_keeps_step_outputs_usage_and_raw_answers_of_failures(workspace, t
 def test_a_run_keeps_no_predictions_in_memory(workspace, tmp_path):
     """DSPy's shared trace keeps the last 10,000 predictions with their inputs: a corpus run must not fill it."""
     report = generate("style_clone", [workspace / "data/samples"], tmp_path / "out", workspace=workspace,
-                      config=Config(), model=fake_model(), max_tokens=150, concurrency=2)
+                      config=Config(), model=fake_model(), settings=RunSettings(max_tokens=150, concurrency=2))
     assert report.samples > 10
     assert dspy.settings.trace == []

@@ -9,7 +9,7 @@ import pytest
 from datagen.config import Config, ModelSettings
 from datagen.errors import DatagenError
 from datagen.export import sample_id, write_export
-from datagen.generate import generate
+from datagen.generate import RunSettings, generate
 from datagen.inspection import inspect_item, list_failed, list_samples, render
 from datagen.models import RoleModel
 from datagen.store import RunStore
@@ -38,7 +38,8 @@ def served(workspace, tmp_path):
         config = Config(models={"task": ModelSettings(model="openai/task", api_base=server.url),
                                 "judge": ModelSettings(model="openai/judge", api_base=server.url)})
         report = generate("style_clone", [workspace / "data/samples"], out, workspace=workspace, config=config,
-                          max_tokens=300, concurrency=2, min_scores={"content": 0.0, "chrf": 0.0})
+                          min_scores={"content": 0.0, "chrf": 0.0},
+                          settings=RunSettings(max_tokens=300, concurrency=2))
     assert report.failures["parse"] > 0 and report.samples > 3
     return out, server.requests, report
 
@@ -227,8 +228,8 @@ def test_a_call_answered_from_dspys_cache_is_marked_cached(workspace, tmp_path):
     engine = FakeEngine()
     model = RoleModel("task", dspy.LM("fake/model", engine=engine, cache=True), dspy.ChatAdapter(), None)
     for out in (tmp_path / "first", tmp_path / "again"):
-        generate("style_clone", [workspace / "data/samples"], out, workspace=workspace, config=Config(),
-                 model=model, max_tokens=300, limit=1)
+        generate("style_clone", [workspace / "data/samples"], out, workspace=workspace, config=Config(), model=model,
+                 settings=RunSettings(max_tokens=300, limit=1))
     assert engine.calls == 1
     (first,), (again,) = (inspect_item(out, first_sample(out)[0].id, prompts=True)["calls"]
                           for out in (tmp_path / "first", tmp_path / "again"))

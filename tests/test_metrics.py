@@ -10,7 +10,7 @@ import pytest
 from datagen.config import Config, MetricSettings, ModelSettings
 from datagen.errors import DatagenError
 from datagen.export import write_export
-from datagen.generate import generate
+from datagen.generate import RunSettings, generate
 from datagen.judge_check import BASELINE, auc, judge_check, paired_accuracy
 from datagen.models import RoleModel
 from datagen.samples import Sample
@@ -139,7 +139,7 @@ def test_auc_and_paired_accuracy_on_known_answers():
 def run_dir(workspace, tmp_path):
     out = tmp_path / "run"
     generate("style_clone", [workspace / "data/samples"], out, workspace=workspace, config=Config(),
-             model=fake_model(FakeEngine()), max_tokens=150)
+             model=fake_model(FakeEngine()), settings=RunSettings(max_tokens=150))
     return out
 
 
@@ -190,8 +190,8 @@ def copies_some(workspace):
 def test_min_score_keeps_low_samples_out_of_the_export_but_in_the_store(workspace, tmp_path):
     out = tmp_path / "run"
     report = generate("style_clone", [workspace / "data/samples"], out, workspace=workspace, config=Config(),
-                      model=fake_model(FakeEngine(respond=copies_some(workspace))), max_tokens=150,
-                      min_scores={"generic_offline": 0.5})
+                      model=fake_model(FakeEngine(respond=copies_some(workspace))),
+                      min_scores={"generic_offline": 0.5}, settings=RunSettings(max_tokens=150))
     copied = report.samples - report.exported
     assert report.held_back == copied > 0 and report.exported > 0
     exported = [json.loads(line)["conversations"][0]["value"] for line in report.data_path.read_text().splitlines()]
@@ -210,7 +210,7 @@ def test_min_score_keeps_low_samples_out_of_the_export_but_in_the_store(workspac
 def test_a_new_gate_on_a_finished_run_scores_it_without_running_the_pipeline(workspace, run_dir):
     engine = FakeEngine()
     report = generate("style_clone", [workspace / "data/samples"], run_dir, workspace=workspace, config=Config(),
-                      model=fake_model(engine), max_tokens=150, min_scores={"chrf": 0.0})
+                      model=fake_model(engine), min_scores={"chrf": 0.0}, settings=RunSettings(max_tokens=150))
     assert engine.calls == 0 and report.exported == report.held_back + report.exported > 0
     with sqlite3.connect(run_dir / "run.db") as db:
         assert db.execute("SELECT count(*) FROM scores WHERE metric = 'chrf'").fetchone()[0] == report.exported

@@ -9,8 +9,8 @@ from datagen.chunking import chunk_documents
 from datagen.errors import DatagenError
 from datagen.ingest import iter_documents
 from datagen.samples import Sample
-from metrics.overlap import ChrF, EmbeddingSimilarity, embedding_available
-from metrics.stylometry import (CrossFittedClassifier, StyleClassifier, StylometricFidelity, StylometricGenericness,
+from datagen.metrics.overlap import ChrF, EmbeddingSimilarity, embedding_available
+from datagen.metrics.stylometry import (CrossFittedClassifier, StyleClassifier, StylometricFidelity, StylometricGenericness,
                                 background_path, cross_validated_probabilities, normalise_typography)
 from tests.conftest import ROOT, SAMPLES
 
@@ -183,7 +183,7 @@ needs_embedding = pytest.mark.skipif(not embedding_available(),
 @needs_embedding
 def test_embedding_matches_sentence_transformers_reference():
     # model.similarity() of all-MiniLM-L6-v2 in sentence-transformers' own usage example.
-    from metrics.overlap import embed
+    from datagen.metrics.overlap import embed
 
     vectors = embed(["The weather is lovely today.", "It's so sunny outside!", "He drove to the stadium."])
     assert vectors.shape == (3, 384)

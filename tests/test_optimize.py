@@ -7,7 +7,7 @@ import pytest
 from datagen.compiled import list_compiled, load_compiled, read_manifest
 from datagen.config import Config, MetricSettings
 from datagen.errors import DatagenError
-from datagen.generate import generate
+from datagen.generate import RunSettings, generate
 from datagen.optimize import estimate_calls, optimize
 
 from .conftest import run_cli
@@ -88,7 +88,7 @@ def test_max_calls_is_a_hard_cap(workspace, engine):
 def test_generate_refuses_a_compiled_program_whose_fields_changed(workspace, engine, tmp_path):
     state = run_optimize(workspace, engine).state
     report = generate("style_clone", [workspace / "data/samples"], tmp_path / "ok", workspace=workspace,
-                      config=Config(), model=fake_model(engine), max_tokens=300, compiled=state)
+                      config=Config(), model=fake_model(engine), compiled=state, settings=RunSettings(max_tokens=300))
     assert report.exported > 0
     signature = workspace / "signatures/style.py"
     text = signature.read_text()
@@ -97,8 +97,8 @@ def test_generate_refuses_a_compiled_program_whose_fields_changed(workspace, eng
     assert generic in text
     signature.write_text(text.replace(generic, notes + generic))  # DSPy would misassign descriptions by position
     with pytest.raises(DatagenError, match="fields of 'rephrase' changed since it was compiled"):
-        generate("style_clone", [workspace / "data/samples"], tmp_path / "bad", workspace=workspace,
-                 config=Config(), model=fake_model(engine), max_tokens=300, compiled=state)
+        generate("style_clone", [workspace / "data/samples"], tmp_path / "bad", workspace=workspace, config=Config(),
+                 model=fake_model(engine), compiled=state, settings=RunSettings(max_tokens=300))
 
 
 def test_estimates_grow_with_the_dev_set_and_the_preset():

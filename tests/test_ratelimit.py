@@ -1,6 +1,7 @@
 """--rpm: LM calls started 60/rpm seconds apart, checked on the limiter's own clock (a frozen one), never on
 the wall clock: the schedule is exact whatever the machine's load."""
 
+import importlib
 from concurrent.futures import ThreadPoolExecutor
 
 from datagen.ratelimit import RateLimiter
@@ -53,7 +54,7 @@ def test_rpm_spaces_every_lm_call_of_a_run_with_chunks_in_flight(workspace, tmp_
             booked.append(start := super().reserve())
             return start
 
-    monkeypatch.setattr("datagen.generate.RateLimiter", Recording)
+    monkeypatch.setattr(importlib.import_module("datagen.generate"), "RateLimiter", Recording)
     engine = FakeEngine()
     report = run(workspace, tmp_path / "run", engine, limit=5, concurrency=5, rpm=120)
     assert report.exported == engine.calls == 5

@@ -8,7 +8,7 @@ import pytest
 from datagen.compiled import load_compiled, save_compiled
 from datagen.config import Config, ModelSettings
 from datagen.errors import DatagenError
-from datagen.generate import generate
+from datagen.generate import RunSettings, generate
 from datagen.pipelines import code_fingerprint, load_program, program_sources
 from datagen.summary import summarize
 
@@ -60,10 +60,10 @@ def test_a_judge_scoring_a_finished_run_has_its_tokens_counted(workspace, tmp_pa
         config = Config(models={"task": ModelSettings(model="openai/task", api_base=server.url),
                                 "judge": ModelSettings(model="openai/judge", api_base=server.url)})
         generate("style_clone", [workspace / "data/samples"], out, workspace=workspace, config=config,
-                 max_tokens=300, limit=2)
+                 settings=RunSettings(max_tokens=300, limit=2))
         before = len(server.requests)
         generate("style_clone", [workspace / "data/samples"], out, workspace=workspace, config=config,
-                 max_tokens=300, limit=2, min_scores={"content": 0.0})
+                 min_scores={"content": 0.0}, settings=RunSettings(max_tokens=300, limit=2))
         judged = server.requests[before:]
     assert judged and all(body["model"] == "judge" for body in judged)
     assert summarize(out).usage["openai/judge"]["prompt_tokens"] == 10 * len(judged)  # the fake server's 10 a call

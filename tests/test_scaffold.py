@@ -15,7 +15,7 @@ from datagen.models import RoleModel
 from datagen.pipelines import load_metric_suite, load_program
 from datagen.samples import Sample
 from datagen.scaffold import DEV_ITEMS, scaffold
-from metrics.judges import InstructionsJudge
+from datagen.metrics.judges import InstructionsJudge
 
 from .conftest import run_cli
 from .fakes import FakeEngine, FakeOpenAIServer, fake_lm, plain

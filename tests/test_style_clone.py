@@ -6,7 +6,7 @@ import pytest
 
 from datagen.config import Config
 from datagen.errors import DatagenError
-from datagen.generate import generate
+from datagen.generate import RunSettings, generate
 
 from .fakes import FakeEngine, plain
 from .test_generate import fake_model
@@ -17,7 +17,7 @@ CLOSING = "And that, mark you, is how the Lamp was kept."
 
 def run(workspace, out, engine, options=None):
     report = generate("style_clone", [workspace / "data/samples"], out, workspace=workspace, config=Config(),
-                      model=fake_model(engine), max_tokens=300, options=options)
+                      model=fake_model(engine), options=options, settings=RunSettings(max_tokens=300))
     return report, [json.loads(line)["conversations"] for line in report.data_path.read_text().splitlines()]
 
 

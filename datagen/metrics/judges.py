@@ -7,13 +7,16 @@ the metric under the task model still gets the judge's verdict.
 """
 
 import hashlib
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import dspy
 
 from datagen.models import RoleModel
 from datagen.samples import Sample
-from metrics.base import Score, clamp
+from datagen.metrics.base import Score, clamp
+
+if TYPE_CHECKING:
+    from datagen.scoring import MetricContext
 
 # References long enough to show a style, short enough that several fit a small model's context.
 REFERENCE_WORDS = 180
@@ -117,7 +120,12 @@ class References:
         return "\n\n".join(excerpt(p) for p in chosen)
 
 
-class _Judge:
+def shared_references(ctx: "MetricContext") -> References:
+    """The context's one `References` over its corpus (the author's passages), shared by its style judges."""
+    return ctx.shared("references", lambda: References(ctx.corpus))
+
+
+class Judge:
     """Runs one judge signature on the judge model and turns its rating into a Score."""
 
     name: str
@@ -135,7 +143,7 @@ class _Judge:
         return Score(rating_score(verdict.rating), verdict.reasoning.strip())
 
 
-class StyleFidelityJudge(_Judge):
+class StyleFidelityJudge(Judge):
     """Does the sample's output read as the author's? (For style cloning: the passage the model learns to
     write, boundary sentences included.)"""
 
@@ -150,7 +158,7 @@ class StyleFidelityJudge(_Judge):
         return self.ask(references=self.references.for_text(sample.output, exclude=chunk), candidate=sample.output)
 
 
-class BoundariesJudge(_Judge):
+class BoundariesJudge(Judge):
     """Does the sample's output start and end naturally?"""
 
     name, signature = "boundaries", SelfContained
@@ -160,7 +168,7 @@ class BoundariesJudge(_Judge):
         return self.ask(passage=sample.output)
 
 
-class ContentJudge(_Judge):
+class ContentJudge(Judge):
     """Do the sample's input and output say the same things?"""
 
     name, signature = "content", ContentPreservation
@@ -170,7 +178,7 @@ class ContentJudge(_Judge):
         return self.ask(original=sample.output, rewrite=sample.input)
 
 
-class GenericnessJudge(_Judge):
+class GenericnessJudge(Judge):
     """Is the sample's input free of the author's style, so that the pair teaches style and not copying?"""
 
     name, signature = "genericness", Genericness
@@ -180,7 +188,7 @@ class GenericnessJudge(_Judge):
         return self.ask(passage=sample.input)
 
 
-class InstructionsJudge(_Judge):
+class InstructionsJudge(Judge):
     """Does the sample do what the pipeline's instructions ask of its passage? A judge for any pipeline, given
     its task's instructions (e.g. the docstring of its signature)."""
 

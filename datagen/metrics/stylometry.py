@@ -18,6 +18,7 @@ import functools
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -27,10 +28,18 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
+from datagen.chunking import Chunker
 from datagen.errors import DatagenError
+from datagen.ingest import iter_documents
 from datagen.samples import Sample
-from metrics.base import Score, clamp
+from datagen.metrics.base import Score, clamp
+from datagen.pipelines import builtin_workspace
 
+if TYPE_CHECKING:
+    from datagen.scoring import MetricContext
+
+# Background passages to fit the stylometric classifier against, cut like a corpus.
+BACKGROUND_CHUNK_TOKENS = 200
 # Closed-class words: how often an author uses them is a habit that survives changes of topic.
 FUNCTION_WORDS = (
     "a", "about", "above", "after", "again", "against", "all", "almost", "along", "also", "although", "am",
@@ -64,9 +73,10 @@ def normalise_typography(text: str) -> str:
 
 
 def background_path(workspace: Path) -> Path:
-    """The folder of plain prose the author is told apart from: data/reference/ of the workspace (all of its
-    .md and .txt files, subfolders included)."""
-    return workspace / "data" / "reference"
+    """The folder of plain prose the author is told apart from (all of its .md and .txt files, subfolders
+    included): data/reference/ of the workspace, or the built-in one when the workspace has none."""
+    folder = workspace / "data" / "reference"
+    return folder if folder.is_dir() else builtin_workspace() / "data" / "reference"
 
 
 class FunctionWordFrequencies(BaseEstimator, TransformerMixin):
@@ -263,3 +273,17 @@ class StylometricGenericness:
     @functools.lru_cache(maxsize=4096)
     def _chunk_logit(self, chunk: str) -> float:
         return self.classifier.logit(chunk, chunk)
+
+
+def shared_classifier(ctx: "MetricContext", pipeline: str) -> CrossFittedClassifier:
+    """The context's one classifier, fitted on first use: the author's passages (`ctx.corpus`) against the
+    plain-prose background (`background_path`), the files `background` of `[metrics.PIPELINE]` in datagen.toml
+    (relative to the workspace), and the context's own background texts, if any (e.g. other authors)."""
+    def fit() -> CrossFittedClassifier:
+        chunker = Chunker(BACKGROUND_CHUNK_TOKENS)
+        settings = ctx.config.metrics.get(pipeline)
+        configured = [ctx.workspace / path for path in (settings.background if settings else [])]
+        documents = iter_documents([background_path(ctx.workspace), *configured])
+        background = [chunk.text for document in documents for chunk in chunker.chunks(document)]
+        return CrossFittedClassifier(ctx.corpus, [*background, *ctx.background])
+    return ctx.shared("classifier", fit)

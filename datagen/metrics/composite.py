@@ -10,7 +10,7 @@ import dspy
 
 from datagen.errors import DatagenError
 from datagen.samples import Sample
-from metrics.base import Metric, Score
+from datagen.metrics.base import Metric, Score
 
 
 class Composite:

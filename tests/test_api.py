@@ -1,0 +1,107 @@
+"""The objects-first API: a dspy.Module and a metric function of one's own, over real HTTP to the fake server, and
+the task model taken from dspy.configure/dspy.context."""
+
+import json
+
+import dspy
+import pytest
+
+import datagen
+from datagen import DatagenError, Sample
+from datagen.config import Config, ModelSettings
+from datagen.models import task_model
+
+from .conftest import SAMPLES
+from .fakes import FakeOpenAIServer, plain
+
+
+class Shout(dspy.Signature):
+    """Repeat the passage."""
+
+    passage: str = dspy.InputField()
+    echo: str = dspy.OutputField()
+
+
+class Echo(dspy.Module):
+    """A program of the user's own: one sample per chunk, (echo -> passage)."""
+
+    def __init__(self):
+        super().__init__()
+        self.say = dspy.Predict(Shout)
+
+    def forward(self, chunk: str) -> dspy.Prediction:
+        echo = self.say(passage=chunk).echo
+        return dspy.Prediction(echo=echo, samples=[Sample(input=echo, output=chunk)])
+
+
+def lowercase(example, prediction, trace=None) -> float:
+    """A DSPy metric of the user's own: 1 when every sample's input is the chunk's words in lower case."""
+    return float(all(s.input == plain(example.chunk) for s in prediction.samples))
+
+
+def lm(server: FakeOpenAIServer) -> dspy.LM:
+    return dspy.LM("openai/fake", api_base=server.url, api_key="no-key", engine="litellm", cache=False)
+
+
+def chunks(n: int) -> list[str]:
+    return [f"Passage number {i}: the Lamp was Lit, and the Sea was calm." for i in range(n)]
+
+
+def test_generate_runs_a_program_object_on_the_lm_dspy_is_configured_with(tmp_path):
+    with FakeOpenAIServer() as server, dspy.context(lm=lm(server)):
+        report = datagen.generate(Echo(), [SAMPLES], tmp_path / "run", workspace=tmp_path, config=Config(),
+                                  settings=datagen.RunSettings(limit=2))
+    assert isinstance(report, datagen.Report)
+    assert report.pipeline == "Echo" and report.model == "openai/fake" and report.samples == 2
+    assert len(server.requests) == 2
+    records = [json.loads(line) for line in report.data_path.read_text().splitlines()]
+    assert [r["conversations"][1]["from"] for r in records] == ["gpt", "gpt"]
+
+
+def test_a_program_object_refuses_what_only_a_named_pipeline_has(tmp_path):
+    with pytest.raises(DatagenError, match="min_scores applies to a pipeline given by name"):
+        datagen.generate(Echo(), [SAMPLES], tmp_path / "run", workspace=tmp_path, config=Config(),
+                         min_scores={"chrf": 0.5})
+    with pytest.raises(DatagenError, match="expected a dspy.Module or a pipeline name"):
+        datagen.generate(42, [SAMPLES], tmp_path / "run", workspace=tmp_path, config=Config())
+
+
+def test_the_task_model_is_the_given_one_then_dspys_then_the_configs():
+    config = Config(models={"task": ModelSettings(model="openai/from-config", api_base="http://127.0.0.1:9/v1")})
+    given, configured = dspy.LM("openai/given"), dspy.LM("openai/configured")
+    with dspy.context(lm=configured):
+        assert task_model(config, given).name == "openai/given"
+        assert task_model(config).name == "openai/configured"
+    assert task_model(config).name == "openai/from-config"
+
+
+def test_evaluate_scores_a_program_object_with_a_metric_function(tmp_path):
+    with FakeOpenAIServer() as server, dspy.context(lm=lm(server)):
+        result = datagen.evaluate(Echo(), chunks(3), lowercase, workspace=tmp_path, config=Config())
+    assert isinstance(result, datagen.Evaluation)
+    assert result.score == 1.0 and result.metrics["lowercase"]["n"] == 3 and not result.failures
+    assert len(result.samples) == 3 and result.models == {"task": "openai/fake"}
+
+
+def test_evaluate_a_program_object_needs_a_metric(tmp_path):
+    with pytest.raises(DatagenError, match="needs a metric"):
+        datagen.evaluate(Echo(), chunks(2), workspace=tmp_path, config=Config())
+
+
+def test_optimize_compiles_a_program_object_against_a_metric_function(tmp_path):
+    dev = [dspy.Example(chunk=text, split="val" if i >= 4 else "train") for i, text in enumerate(chunks(6))]
+    program = Echo()
+    with FakeOpenAIServer() as server, dspy.context(lm=lm(server)):
+        result = datagen.optimize(program, dev, lowercase, workspace=tmp_path, config=Config())
+    assert isinstance(result, datagen.Optimization) and result.stopped is None
+    assert result.before == 1.0 and result.after == 1.0
+    assert result.program is not program and result.program.say.demos  # bootstrapped demos that passed
+    assert not program.say.demos  # the program given is left as it was
+    assert result.calls["task"] == len(server.requests)
+
+
+def test_optimize_stops_at_max_calls_with_nothing_compiled(tmp_path):
+    dev = [dspy.Example(chunk=text, split="val" if i >= 4 else "train") for i, text in enumerate(chunks(6))]
+    with FakeOpenAIServer() as server, dspy.context(lm=lm(server)):
+        result = datagen.optimize(Echo(), dev, lowercase, max_calls=3, workspace=tmp_path, config=Config())
+    assert result.program is None and "--max-calls 3" in result.stopped and len(server.requests) == 3
