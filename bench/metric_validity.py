@@ -22,6 +22,7 @@ from datagen.scoring import MetricContext
 from datagen.validity import PipelineMetrics, check_authors, check_pairs, pair_metrics, read_authors, read_pairs
 from datagen.metrics.base import Score, clamp
 from datagen.metrics.composite import Composite
+from datagen.metrics import stylometry
 from datagen.metrics.stylometry import CrossFittedClassifier, StylometricFidelity
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,9 +49,14 @@ class AbsoluteGenericness:
 
 
 def before(metrics: PipelineMetrics, corpus: list[str]) -> PipelineMetrics:
-    """The metrics as they were: the stylometric ones fitted against neutral.md, genericness absolute, and the
-    offline composite weighing generic_offline and embedding 1 : 1."""
-    classifier = CrossFittedClassifier(corpus, neutral_passages())
+    """The metrics as they were: the stylometric ones fitted against neutral.md with the character n-grams weighing
+    5, genericness absolute, and the offline composite weighing generic_offline and embedding 1 : 1 (only the
+    typography normalisation, which the classifier now does itself, is not undone)."""
+    weight, stylometry._CHAR_WEIGHT = stylometry._CHAR_WEIGHT, 5.0  # the n-grams' weight as it was
+    try:
+        classifier = CrossFittedClassifier(corpus, neutral_passages())
+    finally:
+        stylometry._CHAR_WEIGHT = weight
     metrics.metrics["generic_offline"] = AbsoluteGenericness(classifier)
     metrics.metrics["style_offline"] = StylometricFidelity(classifier)
     if metrics.composite is not None:
