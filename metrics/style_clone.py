@@ -24,15 +24,14 @@ METRICS = {
 }
 # What the rephrase must get right: keep the content, lose the style. chrF is reported, not counted: copying the
 # passage would maximise it (surface overlap rewards not rephrasing at all). The offline pair, generic_offline and
-# embedding, is what a run without a capable judge climbs; at 1 : 1.5 it ranks a human plain rewrite above an
-# unchanged copy and above another passage's rewrite in at least 95% of 220 Bible passage pairs, for both plain
-# versions (at 1 : 1 another passage's rewrite won 9% of Basic English pairs; at 1 : 2 the copy won 6%:
-# docs/metrics.md, bench/metric_validity.py).
+# embedding, is what a run without a capable judge climbs; at 1 : 1 it ranks a human plain rewrite above an
+# unchanged copy in 98-99.5% of 220 Bible passage pairs and above another passage's rewrite in 99%, for both plain
+# versions (at 1 : 1.5 the copy won 5% of Basic English pairs: docs/metrics.md, bench/metric_validity.py).
 WEIGHTS = {"content": 2.0, "genericness": 1.0, "generic_offline": 1.0, "boundaries": 0.5}
-# A copy scores 1.5 / 2.5 = 0.6 on the offline composite and (2 + 1.5 + 0.5) / 6 = 0.67 with a judge that rates
-# its content and boundaries perfectly: the pass mark for bootstrapped demos sits above both.
-THRESHOLD = 0.7
+# A copy scores 1 / 2 = 0.5 on the offline composite and (2 + 1 + 0.5) / 5.5 = 0.64 with a judge that rates its
+# content and boundaries perfectly: the pass mark for bootstrapped demos sits above both.
+THRESHOLD = 0.65
 if embedding_available():
     METRICS["embedding"] = lambda ctx: EmbeddingSimilarity()
     # Meaning kept, checked without an LLM: a weak judge passes a junk rephrase that this catches.
-    WEIGHTS["embedding"] = 1.5
+    WEIGHTS["embedding"] = 1.0
