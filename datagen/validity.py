@@ -30,6 +30,7 @@ from datagen.chunking import chunk_documents
 from datagen.config import Config
 from datagen.errors import DatagenError
 from datagen.ingest import iter_documents
+from datagen.judge_check import auc
 from datagen.pipelines import load_metric_suite
 from datagen.samples import Sample
 from datagen.scoring import COMPOSITE, MetricContext, Scorer
@@ -106,17 +107,10 @@ class _Comparison:
         # Resampled within each group, so every group keeps its size.
         draws = [np.concatenate([rng.choice(m, len(m)) for m in members]) for _ in range(RESAMPLES)]
         low, high = np.percentile([wins[d].mean() for d in draws], [2.5, 97.5])
-        auc = None
+        area = None
         if self.ranked:
-            auc = float(sum(len(m) * _auc(better[m], worse[m]) for m in members) / len(wins))
-        return Figure(float(wins.mean()), auc, len(wins), float(low), float(high))
-
-
-def _auc(positives: np.ndarray, negatives: np.ndarray) -> float:
-    """P(a random positive scores above a random negative), ties counting half (the Mann-Whitney AUC)."""
-    above = (positives[:, None] > negatives[None, :]).mean()
-    tied = (positives[:, None] == negatives[None, :]).mean()
-    return float(above + 0.5 * tied)
+            area = float(sum(len(m) * auc(better[m].tolist(), worse[m].tolist()) for m in members) / len(wins))
+        return Figure(float(wins.mean()), area, len(wins), float(low), float(high))
 
 
 def read_pairs(path: str | Path, styled_field: str = "styled", plain_field: str = "plain") -> list[tuple[str, str]]:
