@@ -165,14 +165,20 @@ class FakeOpenAIServer:
     returns what to do (a `Fault`, a status code, a string) or None to answer well. `served` records every
     request. With `record=False` the request bodies are not kept, nor `served` (a long benchmark would hold
     them all); `arrivals` still counts every request. `layout` formats the field values of ChatAdapter answers
-    (see `answer()`). A string answer is sent as the message content as it is, lone surrogates included (JSON
+    (see `answer()`). `max_concurrent` admits at most that many requests at once and answers any request over it
+    429 at once (as a provider's concurrency limit does); `peak` is the most it has admitted at once and
+    `rejected` the requests it turned away. A string answer is sent as the message content as it is, lone surrogates included (JSON
     escapes them, as a server's JSON encoder does).
     """
 
     def __init__(self, latency: float = 0.0, respond=plain, responses: list | None = None, record: bool = True,
                  by_field: dict | None = None, faults: Callable[[str, int], Fault | int | str | None] | None = None,
-                 layout: Callable[[dict[str, str]], str] | None = None):
+                 layout: Callable[[dict[str, str]], str] | None = None, max_concurrent: int | None = None):
         self.latency = latency
+        self.max_concurrent = max_concurrent
+        self.admitted = 0  # requests being answered now
+        self.peak = 0
+        self.rejected = 0
         self.layout = layout
         self.respond = respond
         self.by_field = by_field
@@ -196,6 +202,24 @@ class FakeOpenAIServer:
                 pass
 
             def do_POST(self):
+                if server.max_concurrent is None:
+                    return self._serve()
+                with server._lock:
+                    admit = server.admitted < server.max_concurrent
+                    server.admitted += admit
+                    server.peak = max(server.peak, server.admitted)
+                    server.rejected += not admit
+                if not admit:
+                    self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                    return self._send(429, {"error": {"message": "too many concurrent requests", "type": "fake"}},
+                                      {"Retry-After": "0"})
+                try:
+                    self._serve()
+                finally:
+                    with server._lock:
+                        server.admitted -= 1
+
+            def _serve(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 messages = body.get("messages") or []
                 source = next(iter(dict(_INPUT_VALUE.findall(_split(messages)[1])).values()), "")
