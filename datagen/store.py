@@ -7,8 +7,9 @@ a chunk has at most one result, so no sample can be exported twice.
 
 import json
 import sqlite3
+import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,20 @@ CREATE TABLE IF NOT EXISTS calls (
     error TEXT, usage TEXT,  -- JSON: the tokens DSPy counted for this call
     cached INTEGER,  -- 1: DSPy counted no tokens, as for a cache hit; NULL: unknown (calls overlapped)
     seconds REAL, PRIMARY KEY (chunk_id, seq));
+-- Provider batch jobs (generate --batch; datagen/batch.py): each LM request a round could not answer yet, keyed by
+-- the sha256 of its body (the line's custom_id), with the job that carries it and the answer or error it got...
+CREATE TABLE IF NOT EXISTS batch_requests (
+    key TEXT PRIMARY KEY, body TEXT NOT NULL,  -- JSON: the chat-completions request body
+    job INTEGER REFERENCES batch_jobs(id),  -- NULL: not submitted yet
+    answer TEXT,  -- JSON: the chat-completions response body
+    error_kind TEXT, error TEXT);  -- batch_failed, batch_expired or batch_cancelled, and the provider's message
+-- ...and each job: its row is written before its file is uploaded, the file id after, the batch id after the batch
+-- is created (each committed), so that a killed run finds every job it started and submits none twice.
+CREATE TABLE IF NOT EXISTS batch_jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, batch_id TEXT, input_file_id TEXT, output_file_id TEXT,
+    error_file_id TEXT,
+    status TEXT NOT NULL,  -- "new", "uploaded", then the provider's (validating, in_progress, ..., completed)
+    requests INTEGER NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL);
 """
 
 
@@ -345,6 +360,96 @@ class RunStore:
         for *chunk, kind, message, raw in rows:
             yield Chunk(*chunk), kind, message, raw
 
+    # --- provider batch jobs (datagen/batch.py) ------------------------------------------------------------------
+
+    def add_batch_requests(self, requests: Iterable[tuple[str, str]]) -> None:
+        """Record requests waiting for a batch job ((key, body as JSON) pairs); a key already there is kept as it
+        is (its answer, its job)."""
+        with self._transaction():
+            self._db.executemany("INSERT OR IGNORE INTO batch_requests (key, body) VALUES (?, ?)", requests)
+
+    def clear_batch_errors(self) -> int:
+        """Forget the errors batch jobs gave requests, so that those requests are submitted again; answers stay.
+        Returns how many were cleared."""
+        with self._transaction():
+            return self._db.execute("UPDATE batch_requests SET job = NULL, error_kind = NULL, error = NULL "
+                                    "WHERE error_kind IS NOT NULL").rowcount
+
+    def unsubmitted_batch_requests(self) -> Iterator[tuple[str, str]]:
+        """(key, body) of the requests no job carries yet, in the order they were recorded."""
+        reader = sqlite3.connect(self.path)  # its own snapshot: jobs are written while this is read
+        try:
+            yield from reader.execute("SELECT key, body FROM batch_requests WHERE job IS NULL AND answer IS NULL "
+                                      "AND error_kind IS NULL ORDER BY rowid")
+        finally:
+            reader.close()
+
+    def unsubmitted_batch_count(self) -> int:
+        return self._db.execute("SELECT count(*) FROM batch_requests WHERE job IS NULL AND answer IS NULL "
+                                "AND error_kind IS NULL").fetchone()[0]
+
+    def add_batch_job(self, keys: list[str]) -> int:
+        """A new job (status "new") carrying the requests `keys`, committed before anything is uploaded; its id."""
+        now = time.time()
+        with self._transaction():
+            job = self._db.execute("INSERT INTO batch_jobs (status, requests, created_at, updated_at) "
+                                   "VALUES ('new', ?, ?, ?)", (len(keys), now, now)).lastrowid
+            self._db.executemany("UPDATE batch_requests SET job = ? WHERE key = ?", ((job, key) for key in keys))
+        return job
+
+    def update_batch_job(self, job: int, **fields) -> None:
+        """Set a job's `batch_id`, `input_file_id`, `output_file_id`, `error_file_id` or `status` (committed)."""
+        allowed = {"batch_id", "input_file_id", "output_file_id", "error_file_id", "status"}
+        if not fields or set(fields) - allowed:
+            raise ValueError(f"batch job fields: {sorted(allowed)}, got {sorted(fields)}")
+        columns = ", ".join(f"{name} = ?" for name in fields)
+        with self._transaction():
+            self._db.execute(f"UPDATE batch_jobs SET {columns}, updated_at = ? WHERE id = ?",
+                             (*fields.values(), time.time(), job))
+
+    def batch_jobs(self, statuses: Collection[str] | None = None, *, exclude: Collection[str] = ()) -> list[dict]:
+        """Jobs as dicts (id, batch_id, input_file_id, output_file_id, error_file_id, status, requests,
+        created_at, updated_at), oldest first: those with a status in `statuses` (all by default), less those in
+        `exclude`."""
+        rows = self._db.execute("SELECT id, batch_id, input_file_id, output_file_id, error_file_id, status, requests, "
+                                "created_at, updated_at FROM batch_jobs ORDER BY id")
+        names = [d[0] for d in rows.description]
+        jobs = [dict(zip(names, row)) for row in rows]
+        return [job for job in jobs if (statuses is None or job["status"] in statuses) and job["status"] not in exclude]
+
+    def batch_job_keys(self, job: int) -> list[str]:
+        """The keys of the requests a job carries."""
+        return [key for (key,) in self._db.execute("SELECT key FROM batch_requests WHERE job = ? ORDER BY rowid",
+                                                   (job,))]
+
+    def finish_batch_job(self, job: int, status: str, answers: dict[str, str], errors: dict[str, tuple[str, str]],
+                         output_file_id: str | None = None, error_file_id: str | None = None) -> None:
+        """In one transaction: the job's answers ({key: response body as JSON}) and errors ({key: (kind,
+        message)}) stored, and the job set to its final `status`. Keys the job does not carry are ignored."""
+        with self._transaction():
+            self._db.executemany("UPDATE batch_requests SET answer = ?, error_kind = NULL, error = NULL "
+                                 "WHERE key = ? AND job = ?", ((body, key, job) for key, body in answers.items()))
+            self._db.executemany("UPDATE batch_requests SET error_kind = ?, error = ? WHERE key = ? AND job = ? "
+                                 "AND answer IS NULL", ((kind, message, key, job)
+                                                        for key, (kind, message) in errors.items()))
+            self._db.execute("UPDATE batch_jobs SET status = ?, output_file_id = ?, error_file_id = ?, updated_at = ? "
+                             "WHERE id = ?", (status, output_file_id, error_file_id, time.time(), job))
+
+    def batch_counts(self) -> dict[str, int]:
+        """Batch requests by state: answered, failed (an error), in_flight (a job carries them, no answer yet),
+        unsubmitted; and jobs."""
+        answered, failed, in_flight, unsubmitted = self._db.execute(
+            "SELECT count(answer), count(error_kind), "
+            "sum(job IS NOT NULL AND answer IS NULL AND error_kind IS NULL), "
+            "sum(job IS NULL AND answer IS NULL AND error_kind IS NULL) FROM batch_requests").fetchone()
+        jobs = self._db.execute("SELECT count(*) FROM batch_jobs").fetchone()[0]
+        return {"answered": answered, "failed": failed, "in_flight": in_flight or 0, "unsubmitted": unsubmitted or 0,
+                "jobs": jobs}
+
+    def batch_reader(self) -> "BatchReader":
+        """A read-only view of the batch answers for other threads (an LM engine's): see BatchReader."""
+        return BatchReader(self.path)
+
     @contextmanager
     def _transaction(self):
         self._db.execute("BEGIN IMMEDIATE")
@@ -354,6 +459,26 @@ class RunStore:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+
+
+class BatchReader:
+    """Looks batch requests up by key from any thread, through a connection of its own (reads only; the store's
+    connection stays its owner thread's). Close it when done."""
+
+    def __init__(self, path: Path):
+        self._db = sqlite3.connect(path, check_same_thread=False)
+        self._lock = threading.Lock()
+
+    def lookup(self, key: str) -> tuple[bool, str | None, str | None, str | None] | None:
+        """None for a key never recorded; else (submitted, answer JSON, error kind, error message)."""
+        with self._lock:
+            row = self._db.execute("SELECT job IS NOT NULL, answer, error_kind, error FROM batch_requests "
+                                   "WHERE key = ?", (key,)).fetchone()
+        return None if row is None else (bool(row[0]), row[1], row[2], row[3])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
 
 
 def sum_usage(earlier: dict | None, more: dict | None) -> dict:

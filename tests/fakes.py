@@ -6,10 +6,13 @@ input fields' values, and answers every output field in the format the adapter a
 
 `FakeEngine` serves it in process as a DSPy custom engine; `FakeOpenAIServer` serves it over real HTTP as an
 OpenAI-compatible `/v1/chat/completions` endpoint on 127.0.0.1, with a fixed latency per request, and the
-faults a real server has (`Fault`), scripted per request.
+faults a real server has (`Fault`), scripted per request. It also serves OpenAI's Batch API (`/v1/files`,
+`/v1/batches`), answering each line of a batch as `/v1/chat/completions` would (see `FakeOpenAIServer`).
 """
 
+import email.parser
 import hashlib
+import itertools
 import json
 import re
 import socket
@@ -169,12 +172,31 @@ class FakeOpenAIServer:
     429 at once (as a provider's concurrency limit does); `peak` is the most it has admitted at once and
     `rejected` the requests it turned away. A string answer is sent as the message content as it is, lone surrogates included (JSON
     escapes them, as a server's JSON encoder does).
+
+    The Batch API: `POST /v1/files` (multipart, purpose "batch") stores an upload (`files`, counted in `uploads`);
+    `POST /v1/batches` creates a batch of an uploaded JSONL file (`batches`, counted in `batches_created`), in
+    progress; `GET /v1/batches/{id}` retrieves it, and its `batch_polls`-th retrieval (default the first) ends it
+    as `batch_end` says ("completed", "expired", "cancelled" or "failed"; a function gets the batch's ordinal, 0 for
+    the first created); `GET /v1/batches` lists them (newest first, `limit` and `after` as OpenAI takes them);
+    `POST /v1/batches/{id}/cancel` cancels one (its next retrieval ends it "cancelled"); `GET
+    /v1/files/{id}/content` downloads a file. When a batch ends, each of its lines is answered as
+    `/v1/chat/completions` would answer it (`responses`, `faults`, `respond`, `by_field` and `layout` apply; a
+    `Fault` or status makes the line an error line of the error file; `attempt` counts batch lines and direct
+    requests alike). An expired or cancelled batch answers only its first `batch_answered` lines (default half,
+    rounded down): an expired one lists the rest in its error file with the code "batch_expired", a cancelled one
+    leaves them out of both files. A failed batch answers none and has no files. A file of lines that are not
+    each a POST to /v1/chat/completions with a unique `custom_id` fails its batch, as OpenAI's validation does.
+    `batch_lines` counts the lines answered; `chat_requests` the requests to `/v1/chat/completions` itself, so
+    that a test can tell a batch run made no interactive call.
     """
 
     def __init__(self, latency: float = 0.0, respond=plain, responses: list | None = None, record: bool = True,
                  by_field: dict | None = None, faults: Callable[[str, int], Fault | int | str | None] | None = None,
-                 layout: Callable[[dict[str, str]], str] | None = None, max_concurrent: int | None = None):
+                 layout: Callable[[dict[str, str]], str] | None = None, max_concurrent: int | None = None,
+                 batch_polls: int = 1, batch_end: "str | Callable[[int], str]" = "completed",
+                 batch_answered: int | None = None):
         self.latency = latency
+        self._init_batches(batch_polls, batch_end, batch_answered)
         self.max_concurrent = max_concurrent
         self.admitted = 0  # requests being answered now
         self.peak = 0
@@ -202,6 +224,8 @@ class FakeOpenAIServer:
                 pass
 
             def do_POST(self):
+                if server._batch_api(self, "POST"):
+                    return
                 if server.max_concurrent is None:
                     return self._serve()
                 with server._lock:
@@ -218,6 +242,10 @@ class FakeOpenAIServer:
                 finally:
                     with server._lock:
                         server.admitted -= 1
+
+            def do_GET(self):
+                if not server._batch_api(self, "GET"):
+                    self._send(404, {"error": {"message": f"no route {self.path}"}})
 
             def _serve(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
@@ -311,3 +339,207 @@ class FakeOpenAIServer:
         self._stopping.set()
         self._httpd.shutdown()
         self._httpd.server_close()
+
+    # --- the Batch API ---------------------------------------------------------------------------------------
+
+    _TERMINAL = ("completed", "expired", "cancelled", "failed")
+
+    def _init_batches(self, polls: int, end, answered: int | None) -> None:
+        self.batch_polls = polls
+        self.batch_end = end
+        self.batch_answered = answered
+        self.files: dict[str, dict] = {}  # id -> {"id", "purpose", "filename", "data": bytes}
+        self.batches: dict[str, dict] = {}  # id -> the batch object as retrieved (plus "_polls", "_ordinal")
+        self.uploads = 0
+        self.batches_created = 0
+        self.batch_lines = 0  # lines of batches answered (well or with an error line)
+        self.chat_requests = 0  # requests to /v1/chat/completions itself
+        self._ids = itertools.count(1)
+
+    def _batch_api(self, handler, method: str) -> bool:
+        """Serve a Batch API request; False when `handler.path` is not one (chat completions, or a 404)."""
+        path = handler.path.split("?", 1)[0].rstrip("/")
+        query = dict(part.split("=", 1) for part in handler.path.partition("?")[2].split("&") if "=" in part)
+        parts = path.split("/")
+        route = parts[parts.index("v1") + 1:] if "v1" in parts else parts[1:]
+        if method == "POST" and route == ["chat", "completions"]:
+            with self._lock:
+                self.chat_requests += 1
+            return False
+        if method == "POST" and route == ["files"]:
+            length = int(handler.headers.get("Content-Length", 0))
+            fields = _multipart(handler.headers.get("Content-Type", ""), handler.rfile.read(length))
+            with self._lock:
+                self.uploads += 1
+                file_id = f"file-{next(self._ids)}"
+                filename, data = fields.get("file", ("upload.jsonl", b""))
+                self.files[file_id] = {"id": file_id, "purpose": fields.get("purpose", (None, b""))[1].decode(),
+                                       "filename": filename, "data": data}
+                payload = self._file_object(file_id)
+            handler._send(200, payload)
+        elif method == "POST" and route == ["batches"]:
+            body = json.loads(handler.rfile.read(int(handler.headers.get("Content-Length", 0))) or b"{}")
+            with self._lock:
+                if body.get("input_file_id") not in self.files:
+                    return handler._send(404, {"error": {"message": f"no file {body.get('input_file_id')}"}}) or True
+                batch_id = f"batch_{next(self._ids)}"
+                self.batches[batch_id] = {
+                    "id": batch_id, "object": "batch", "endpoint": body.get("endpoint"), "errors": None,
+                    "input_file_id": body["input_file_id"], "completion_window": body.get("completion_window"),
+                    "status": "in_progress", "output_file_id": None, "error_file_id": None,
+                    "created_at": int(time.time()), "request_counts": {"total": 0, "completed": 0, "failed": 0},
+                    "metadata": body.get("metadata"), "_polls": 0, "_ordinal": self.batches_created}
+                self.batches_created += 1
+                payload = _public(self.batches[batch_id])
+            handler._send(200, payload)
+        elif method == "POST" and len(route) == 3 and route[0] == "batches" and route[2] == "cancel":
+            with self._lock:
+                batch = self.batches.get(route[1])
+                if batch is not None and batch["status"] not in self._TERMINAL:
+                    batch["status"], batch["_cancel"] = "cancelling", True
+                payload = _public(batch) if batch else None
+            handler._send(200, payload) if payload else handler._send(404, {"error": {"message": "no batch"}})
+        elif method == "GET" and route == ["batches"]:
+            with self._lock:
+                listed = [_public(b) for b in reversed(self.batches.values())]
+            if query.get("after"):
+                ids = [b["id"] for b in listed]
+                listed = listed[ids.index(query["after"]) + 1:] if query["after"] in ids else []
+            limit = int(query.get("limit", 20))
+            page = listed[:limit]
+            handler._send(200, {"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
+                                "last_id": page[-1]["id"] if page else None, "has_more": len(listed) > limit})
+        elif method == "GET" and len(route) == 2 and route[0] == "batches":
+            batch = self.batches.get(route[1])
+            if batch is None:
+                handler._send(404, {"error": {"message": f"no batch {route[1]}"}})
+            else:
+                handler._send(200, self._retrieve(batch))
+        elif method == "GET" and len(route) == 3 and route[0] == "files" and route[2] == "content":
+            file = self.files.get(route[1])
+            if file is None:
+                handler._send(404, {"error": {"message": f"no file {route[1]}"}})
+            else:
+                handler.send_response(200)
+                handler.send_header("Content-Type", "application/octet-stream")
+                handler.send_header("Content-Length", str(len(file["data"])))
+                handler.end_headers()
+                handler.wfile.write(file["data"])
+        elif method == "GET" and len(route) == 2 and route[0] == "files":
+            with self._lock:
+                payload = self._file_object(route[1]) if route[1] in self.files else None
+            handler._send(200, payload) if payload else handler._send(404, {"error": {"message": "no file"}})
+        else:
+            return False
+        return True
+
+    def _file_object(self, file_id: str) -> dict:
+        file = self.files[file_id]
+        return {"id": file_id, "object": "file", "bytes": len(file["data"]), "created_at": int(time.time()),
+                "filename": file["filename"], "purpose": file["purpose"], "status": "processed"}
+
+    def _add_file(self, name: str, lines: list[dict]) -> str | None:
+        if not lines:
+            return None
+        file_id = f"file-{next(self._ids)}"
+        data = "".join(json.dumps(line) + "\n" for line in lines).encode()
+        self.files[file_id] = {"id": file_id, "purpose": "batch_output", "filename": name, "data": data}
+        return file_id
+
+    def _retrieve(self, batch: dict) -> dict:
+        """The batch as a retrieval sees it, ending it on its `batch_polls`-th retrieval (or after a cancel)."""
+        with self._lock:
+            if batch["status"] in self._TERMINAL:
+                return _public(batch)
+            batch["_polls"] += 1
+            if not batch.get("_cancel") and batch["_polls"] < self.batch_polls:
+                return _public(batch)
+            end = "cancelled" if batch.get("_cancel") else (
+                self.batch_end(batch["_ordinal"]) if callable(self.batch_end) else self.batch_end)
+            lines = [json.loads(line) for line in self.files[batch["input_file_id"]]["data"].splitlines()
+                     if line.strip()]
+            ids = [line.get("custom_id") for line in lines]
+            bad = [line for line in lines if line.get("method") != "POST" or line.get("url") != "/v1/chat/completions"
+                   or not isinstance(line.get("body"), dict)]
+            if end != "failed" and (bad or len(set(ids)) != len(ids) or None in ids):
+                end, batch["errors"] = "failed", {"object": "list", "data": [{
+                    "code": "invalid_request", "message": "each line must be a POST to /v1/chat/completions "
+                    "with a unique custom_id", "line": None}]}
+        if end == "failed":
+            batch["errors"] = batch["errors"] or {"object": "list", "data": [
+                {"code": "scripted", "message": "the batch failed (scripted)", "line": None}]}
+            answered = 0
+        elif end == "completed":
+            answered = len(lines)
+        else:
+            answered = len(lines) // 2 if self.batch_answered is None else self.batch_answered
+        output, errors = [], []
+        for index, line in enumerate(lines):
+            if index >= answered:
+                if end == "expired":
+                    errors.append({"id": f"batch_req_{index}", "custom_id": line["custom_id"], "response": None,
+                                   "error": {"code": "batch_expired", "message": "This request could not be executed "
+                                             "before the completion window expired."}})
+                continue
+            status_code, payload = self._answer_line(line["body"])
+            row = {"id": f"batch_req_{index}", "custom_id": line["custom_id"],
+                   "response": {"status_code": status_code, "request_id": f"req_{index}", "body": payload},
+                   "error": None}
+            (output if status_code == 200 else errors).append(row)
+        with self._lock:
+            self.batch_lines += answered
+            batch["status"] = end
+            batch["output_file_id"] = self._add_file(f"{batch['id']}_output.jsonl", output)
+            batch["error_file_id"] = self._add_file(f"{batch['id']}_error.jsonl", errors)
+            batch["request_counts"] = {"total": len(lines), "completed": len(output), "failed": len(errors)}
+            batch[f"{end}_at"] = int(time.time())
+            return _public(batch)
+
+    def _answer_line(self, body: dict) -> tuple[int, dict]:
+        """(status, body) for one batch line: what `/v1/chat/completions` would answer it."""
+        messages = body.get("messages") or []
+        source = next(iter(dict(_INPUT_VALUE.findall(_split(messages)[1])).values()), "")
+        key = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
+        with self._lock:
+            attempt = self._seen.get(key, 0)
+            self._seen[key] = attempt + 1
+            scripted = self.scripted.pop(0) if self.scripted else None
+        if scripted is None and self.faults:
+            scripted = self.faults(source, attempt)
+        fault = status(scripted) if isinstance(scripted, int) else scripted
+        text = fault if isinstance(fault, str) else None
+        if isinstance(fault, Fault):
+            if fault.kind in ("status", "hang", "reset"):
+                code = fault.status if fault.kind == "status" else 500
+                message = fault.message or (f"scripted {code}" if fault.kind == "status" else f"scripted {fault.kind}")
+                return code, {"error": {"message": message, "type": "fake"}}
+            text = {"malformed": "Sorry, I would rather not.", "empty": ""}.get(fault.kind)
+        truncated = isinstance(fault, Fault) and fault.kind == "truncated"
+        if text is None:
+            text = answer(*_split(messages), self.respond, self.by_field, self.layout)
+        if truncated:
+            text = text[:len(text) // 2]
+        completion = len(text.split())
+        if truncated:
+            completion = body.get("max_tokens") or body.get("max_completion_tokens") or completion
+        return 200, {
+            "id": f"fake-batch-{next(self._ids)}", "object": "chat.completion", "created": int(time.time()),
+            "model": body.get("model", "fake"),
+            "choices": [{"index": 0, "finish_reason": "length" if truncated else "stop",
+                         "message": {"role": "assistant", "content": text}}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": completion, "total_tokens": 10 + completion}}
+
+
+def _public(batch: dict) -> dict:
+    """A batch object as the API shows it (without the fake's own bookkeeping)."""
+    return {key: value for key, value in batch.items() if not key.startswith("_")}
+
+
+def _multipart(content_type: str, data: bytes) -> dict[str, tuple[str | None, bytes]]:
+    """The fields of a multipart/form-data body: {name: (filename, bytes)}."""
+    message = email.parser.BytesParser().parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + data)
+    fields = {}
+    for part in message.get_payload() if message.is_multipart() else ():
+        name = part.get_param("name", header="content-disposition")
+        fields[name] = (part.get_filename(), part.get_payload(decode=True) or b"")
+    return fields
