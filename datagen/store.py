@@ -417,6 +417,14 @@ class RunStore:
         jobs = [dict(zip(names, row)) for row in rows]
         return [job for job in jobs if (statuses is None or job["status"] in statuses) and job["status"] not in exclude]
 
+    def batch_job_requests(self, job: int) -> Iterator[tuple[str, str]]:
+        """(key, body as JSON) of the requests a job carries, in the order they were recorded."""
+        reader = sqlite3.connect(self.path)  # its own snapshot, as for unsubmitted_batch_requests
+        try:
+            yield from reader.execute("SELECT key, body FROM batch_requests WHERE job = ? ORDER BY rowid", (job,))
+        finally:
+            reader.close()
+
     def batch_job_keys(self, job: int) -> list[str]:
         """The keys of the requests a job carries."""
         return [key for (key,) in self._db.execute("SELECT key FROM batch_requests WHERE job = ? ORDER BY rowid",

@@ -1,0 +1,348 @@
+"""Provider batch jobs (datagen/batch.py): programs carried to their end through OpenAI's Batch API, against the fake
+server's /v1/files and /v1/batches over real HTTP, with a real run store."""
+
+import json
+import math
+
+import dspy
+import pytest
+
+from datagen.adapters import ChatAdapter
+from datagen.batch import (BatchRequestError, Deferred, JobStatus, batch_model, request_body, request_key,
+                           run_batches)
+from datagen.errors import DatagenError
+from datagen.models import RoleModel
+from datagen.store import RunStore
+
+from .fakes import FakeOpenAIServer, FromInputs, plain, status
+
+PASSAGES = [f"Passage number {i}: The Quick Brown Fox, Jumping Over {i} Lazy Dogs!" for i in range(7)]
+
+
+class Rephrase(dspy.Module):
+    def __init__(self):
+        super().__init__()
+        self.rephrase = dspy.Predict("passage -> plain")
+
+    def forward(self, chunk):
+        return dspy.Prediction(plain=self.rephrase(passage=chunk).plain)
+
+
+class RephraseThenTitle(dspy.Module):
+    """Two steps, the second needing the first's output."""
+
+    def __init__(self):
+        super().__init__()
+        self.rephrase = dspy.Predict("passage -> plain")
+        self.title = dspy.Predict("plain -> title")
+
+    def forward(self, chunk):
+        plain_text = self.rephrase(passage=chunk).plain
+        return dspy.Prediction(plain=plain_text, title=self.title(plain=plain_text).title)
+
+    async def aforward(self, chunk):  # on the async engine
+        plain_text = (await self.rephrase.acall(passage=chunk)).plain
+        return dspy.Prediction(plain=plain_text, title=(await self.title.acall(plain=plain_text)).title)
+
+
+def _title(text: str) -> str:
+    return "TITLE " + text.upper()
+
+
+def role_model(server: FakeOpenAIServer, **settings) -> RoleModel:
+    lm = dspy.LM("openai/fake-model", api_base=server.url, api_key="test-key", temperature=0.0, max_tokens=200,
+                 num_retries=0, cache=False, **settings)
+    return RoleModel(role="task", lm=lm, adapter=ChatAdapter(), context_window=None)
+
+
+def _cause(exc: BaseException, kind: type) -> BaseException | None:
+    while exc is not None:
+        if isinstance(exc, kind):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+class Rounds:
+    """What generate does in a round, in little: every unfinished chunk run once; a Deferred anywhere in the error's
+    cause chain is no failure, a BatchRequestError fails the chunk with its kind."""
+
+    def __init__(self, program: dspy.Module, texts: list[str], use_async: bool = False):
+        self.program, self.texts, self.use_async = program, texts, use_async
+        self.done: dict[str, dspy.Prediction] = {}
+        self.failed: dict[str, str] = {}
+        self.rounds = 0
+
+    def __call__(self, model: RoleModel) -> int:
+        self.rounds += 1
+        deferred = 0
+        for text in self.texts:
+            if text in self.done:
+                continue
+            try:
+                with model.context():
+                    if self.use_async:
+                        import asyncio
+
+                        prediction = asyncio.run(self.program.acall(chunk=text))
+                    else:
+                        prediction = self.program(chunk=text)
+            except Exception as exc:
+                if _cause(exc, Deferred):
+                    deferred += 1
+                    continue
+                failure = _cause(exc, BatchRequestError)
+                self.failed[text] = failure.kind if failure else type(exc).__name__
+                continue
+            self.failed.pop(text, None)
+            self.done[text] = prediction
+        return deferred
+
+
+@pytest.fixture
+def store(tmp_path):
+    with RunStore(tmp_path / "run") as store:
+        yield store
+
+
+def test_a_one_step_program_finishes_through_one_batch_job(store):
+    statuses: list[JobStatus] = []
+    with FakeOpenAIServer(batch_polls=2) as server:
+        rounds = Rounds(Rephrase(), PASSAGES)
+        summary = run_batches(store, role_model(server), rounds, poll_seconds=0.01, on_status=statuses.append)
+    assert {text: p.plain for text, p in rounds.done.items()} == {text: plain(text) for text in PASSAGES}
+    assert not rounds.failed
+    assert server.chat_requests == 0 and not server.arrivals  # no interactive call
+    assert server.uploads == server.batches_created == 1 and server.batch_lines == len(PASSAGES)
+    assert (summary.rounds, summary.jobs, summary.requests, summary.answered, summary.failed) == (
+        2, 1, len(PASSAGES), len(PASSAGES), 0)
+    assert summary.prompt_tokens == 10 * len(PASSAGES) and summary.completion_tokens > 0
+    assert [s.status for s in statuses] == ["uploaded", "in_progress", "completed"]
+    # The line sent: the role's model without its prefix, its sampling settings, max_tokens (not
+    # max_completion_tokens), keyed by the sha256 of its canonical body.
+    line = json.loads(server.files["file-1"]["data"].splitlines()[0])
+    assert line["method"] == "POST" and line["url"] == "/v1/chat/completions"
+    body = line["body"]
+    assert body["model"] == "fake-model" and body["temperature"] == 0.0 and body["max_tokens"] == 200
+    assert "max_completion_tokens" not in body and line["custom_id"] == request_key(body)
+    assert store.batch_counts() == {"answered": len(PASSAGES), "failed": 0, "in_flight": 0, "unsubmitted": 0,
+                                     "jobs": 1}
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+def test_a_two_step_program_takes_one_job_per_step(store, use_async):
+    with FakeOpenAIServer(by_field={"title": _title}) as server:
+        rounds = Rounds(RephraseThenTitle(), PASSAGES, use_async)
+        summary = run_batches(store, role_model(server), rounds, poll_seconds=0.01)
+    assert {text: (p.plain, p.title) for text, p in rounds.done.items()} == {
+        text: (plain(text), _title(plain(text))) for text in PASSAGES}
+    assert server.chat_requests == 0 and server.batches_created == 2 and server.batch_lines == 2 * len(PASSAGES)
+    assert (summary.rounds, summary.jobs, summary.requests) == (3, 2, 2 * len(PASSAGES))
+    # The second job holds only second steps, each asking about the first step's answer.
+    first_job, second_job = server.batches.values()
+    second = [json.loads(line)["body"] for line in server.files[second_job["input_file_id"]]["data"].splitlines()]
+    assert len(second) == len(PASSAGES)
+    assert all("[[ ## plain ## ]]" in b["messages"][-1]["content"] for b in second)
+
+
+def test_a_small_batch_size_splits_each_step_into_jobs(store):
+    with FakeOpenAIServer(by_field={"title": _title}) as server:
+        rounds = Rounds(RephraseThenTitle(), PASSAGES)
+        summary = run_batches(store, role_model(server), rounds, poll_seconds=0.01, batch_size=3)
+    assert len(rounds.done) == len(PASSAGES)
+    per_step = math.ceil(len(PASSAGES) / 3)
+    assert server.batches_created == summary.jobs == 2 * per_step
+    sizes = [len(server.files[b["input_file_id"]]["data"].splitlines()) for b in server.batches.values()]
+    assert sizes == [3, 3, 1, 3, 3, 1]
+    assert server.chat_requests == 0
+
+
+def test_a_killed_driver_resumes_by_polling_the_same_jobs(store):
+    with FakeOpenAIServer(batch_polls=3) as server:
+        model = role_model(server)
+        rounds = Rounds(Rephrase(), PASSAGES)
+        # Killed while its first job is in flight: on_status raises at the first poll's news.
+        def crash(status: JobStatus):
+            if status.status == "in_progress":
+                raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            run_batches(store, model, rounds, poll_seconds=0.01, on_status=crash)
+        assert server.batches_created == 1 and not rounds.done
+        [job] = store.batch_jobs()
+        assert job["batch_id"] and job["input_file_id"] and job["status"] == "in_progress"
+
+        # Stopped (Ctrl-C) between polls: the job stays in flight.
+        stops = iter([False, False, True])
+        summary = run_batches(store, model, rounds, poll_seconds=0.01,
+                              should_stop=lambda: next(stops, True))
+        assert summary.stopped and summary.resumed_jobs == 1 and summary.rounds == 0
+
+        summary = run_batches(store, model, rounds, poll_seconds=0.01)
+    assert summary.resumed_jobs == 1 and summary.jobs == 0 and summary.rounds == 1
+    assert len(rounds.done) == len(PASSAGES)
+    assert server.uploads == server.batches_created == 1  # nothing submitted twice
+    assert server.batch_lines == len(PASSAGES) and server.chat_requests == 0
+
+
+def test_stopping_before_submitting_leaves_the_requests_for_the_next_run(store):
+    with FakeOpenAIServer() as server:
+        model = role_model(server)
+        rounds = Rounds(Rephrase(), PASSAGES)
+        asked = iter([False, True])  # before the round: go on; before submitting: stop
+        summary = run_batches(store, model, rounds, poll_seconds=0.01, should_stop=lambda: next(asked, True))
+        assert summary.stopped and summary.rounds == 1 and server.uploads == 0
+        assert store.batch_counts()["unsubmitted"] == len(PASSAGES)
+        summary = run_batches(store, model, rounds, poll_seconds=0.01)
+    assert len(rounds.done) == len(PASSAGES) and server.uploads == server.batches_created == 1
+
+
+def test_a_job_uploaded_but_not_created_is_found_not_created_again(store):
+    """Killed between creating the batch and storing its id: the next run finds it by its input file."""
+    with FakeOpenAIServer() as server:
+        model = role_model(server)
+        rounds = Rounds(Rephrase(), PASSAGES)
+        assert run_batches(store, model, rounds, poll_seconds=0.01, should_stop=iter([False, True]).__next__).stopped
+        from datagen.batch import OpenAIBatchClient
+
+        client = OpenAIBatchClient.for_model(model)
+        job = store.add_batch_job([key for key, _ in store.unsubmitted_batch_requests()])
+        lines = "".join(f'{{"custom_id":"{k}","method":"POST","url":"/v1/chat/completions","body":{b}}}\n'
+                        for k, b in store.batch_job_requests(job))
+        path = store.path.parent / "job.jsonl"
+        path.write_text(lines, encoding="utf-8")
+        file_id = client.upload(str(path), "job.jsonl")
+        store.update_batch_job(job, input_file_id=file_id, status="uploaded")
+        client.create(file_id)  # the batch exists; its id never reached the store
+        assert server.batches_created == 1
+
+        summary = run_batches(store, model, rounds, poll_seconds=0.01)
+    assert summary.resumed_jobs == 1 and len(rounds.done) == len(PASSAGES)
+    assert server.batches_created == 1 and server.uploads == 1
+
+
+def test_failed_lines_fail_their_chunks_and_the_rest_finish(store):
+    bad = {PASSAGES[1], PASSAGES[4]}
+
+    def faults(source, attempt):
+        return status(400, message="this line is refused") if source in bad else None
+
+    with FakeOpenAIServer(faults=faults) as server:
+        model = role_model(server)
+        rounds = Rounds(Rephrase(), PASSAGES)
+        summary = run_batches(store, model, rounds, poll_seconds=0.01)
+        assert rounds.failed == {text: "batch_failed" for text in bad}
+        assert set(rounds.done) == set(PASSAGES) - bad
+        assert (summary.answered, summary.failed, summary.rounds) == (len(PASSAGES) - 2, 2, 2)
+        assert store.batch_counts()["failed"] == 2
+        # A resume submits the failed requests anew (errors are cleared, answers kept): only those two.
+        rounds.texts = sorted(bad)
+        summary = run_batches(store, model, rounds, poll_seconds=0.01)
+        assert summary.requests == 2 and rounds.failed == {text: "batch_failed" for text in bad}
+    assert server.batch_lines == len(PASSAGES) + 2 and server.chat_requests == 0
+
+
+def test_the_error_message_is_the_providers(store):
+    with FakeOpenAIServer(faults=lambda source, attempt: status(400, message="no such thing")) as server:
+        model = role_model(server)
+        run_batches(store, model, Rounds(Rephrase(), PASSAGES[:1]), poll_seconds=0.01)
+        with pytest.raises(dspy.utils.exceptions.LMError) as raised, batch_model(model, store).context():
+            Rephrase()(chunk=PASSAGES[0])
+    error = _cause(raised.value, BatchRequestError)
+    assert error.kind == "batch_failed" and "no such thing" in error.message and "400" in error.message
+
+
+@pytest.mark.parametrize("end, kind", [("expired", "batch_expired"), ("cancelled", "batch_cancelled"),
+                                       ("failed", "batch_failed")])
+def test_a_job_that_ends_early_fails_the_requests_it_left(store, end, kind):
+    with FakeOpenAIServer(batch_end=end, batch_answered=3) as server:
+        rounds = Rounds(Rephrase(), PASSAGES)
+        summary = run_batches(store, role_model(server), rounds, poll_seconds=0.01)
+    answered = 0 if end == "failed" else 3
+    assert len(rounds.done) == answered and set(rounds.failed.values()) == {kind}
+    assert len(rounds.failed) == len(PASSAGES) - answered
+    assert (summary.answered, summary.failed) == (answered, len(PASSAGES) - answered)
+    assert server.batches_created == 1 and server.chat_requests == 0
+
+
+def test_a_cancelled_job_is_collected_on_resume(store):
+    with FakeOpenAIServer(batch_polls=100, batch_answered=2) as server:
+        model = role_model(server)
+        rounds = Rounds(Rephrase(), PASSAGES)
+        stops = iter([False, False])
+        assert run_batches(store, model, rounds, poll_seconds=0.01, should_stop=lambda: next(stops, True)).stopped
+        [job] = store.batch_jobs()
+        from datagen.batch import OpenAIBatchClient
+        import litellm
+
+        litellm.cancel_batch(batch_id=job["batch_id"], **OpenAIBatchClient.for_model(model).options)
+        summary = run_batches(store, model, rounds, poll_seconds=0.01)
+    assert summary.resumed_jobs == 1 and len(rounds.done) == 2
+    assert set(rounds.failed.values()) == {"batch_cancelled"} and server.batches_created == 1
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+def test_deferred_is_not_retried_by_dspy_and_the_chat_adapter_does_not_fall_back(store, use_async):
+    """The engine is asked once though DSPy may retry 3 times (its retry loop lets a custom engine's error through,
+    wrapped, the original as its cause), and ChatAdapter never tries JSONAdapter on it: no second request."""
+    with FakeOpenAIServer() as server:
+        model = batch_model(role_model(server), store)
+    model.lm.num_retries = 3
+    engine = model.lm._async_engine_spec if use_async else model.lm._engine_spec
+    asked = []
+    original = engine.book.answer
+    engine.book.answer = lambda body: asked.append(body) or original(body)
+    with pytest.raises(dspy.utils.exceptions.LMError) as raised, dspy.context(lm=model.lm, adapter=ChatAdapter()):
+        if use_async:
+            import asyncio
+
+            asyncio.run(Rephrase().rephrase.acall(passage=PASSAGES[0]))
+        else:
+            Rephrase()(chunk=PASSAGES[0])
+    assert isinstance(raised.value.__cause__, Deferred)
+    assert len(asked) == 1 and "JSON" not in json.dumps(asked[0])
+    [(key, _)] = engine.book.take_new()
+    assert key == raised.value.__cause__.key
+
+
+def test_batch_request_errors_pass_the_chat_adapter_unchanged(store):
+    with FakeOpenAIServer(faults=lambda source, attempt: status(500, message="overloaded")) as server:
+        model = role_model(server)
+        summary = run_batches(store, model, Rounds(Rephrase(), PASSAGES[:1]), poll_seconds=0.01)
+    assert summary.failed == 1
+    batched = batch_model(model, store)
+    with pytest.raises(dspy.utils.exceptions.LMError) as raised, batched.context():
+        Rephrase()(chunk=PASSAGES[0])
+    error = raised.value.__cause__
+    assert isinstance(error, BatchRequestError) and error.kind == "batch_failed" and "overloaded" in error.message
+    assert batched.lm._engine_spec.book.take_new() == []  # no JSONAdapter request after it
+
+
+def test_reasoning_models_get_max_completion_tokens():
+    class Capture:
+        def complete(self, request):
+            raise Deferred(request_key(request_body(request)) + "|" + json.dumps(request_body(request)))
+
+    for name, field in (("openai/gpt-5-mini", "max_completion_tokens"), ("openai/gpt-4o-mini", "max_tokens")):
+        settings = {"temperature": 1.0, "max_tokens": 16000}
+        lm = dspy.LM(name, engine=Capture(), cache=False, **settings)
+        with pytest.raises(dspy.utils.exceptions.LMError) as raised, dspy.context(lm=lm, adapter=ChatAdapter()):
+            Rephrase()(chunk="x")
+        body = json.loads(_cause(raised.value, Deferred).key.split("|", 1)[1])
+        assert body[field] == 16000 and body["model"] == name.split("/")[1]
+        assert ({"max_tokens", "max_completion_tokens"} - {field}).isdisjoint(body)
+
+
+def test_only_openai_models_go_to_batch_jobs(store):
+    lm = dspy.LM("anthropic/claude-3-5-haiku-latest", api_key="k")
+    with pytest.raises(DatagenError, match="OpenAI model"):
+        batch_model(RoleModel(role="task", lm=lm, adapter=ChatAdapter(), context_window=None), store)
+
+
+def test_the_same_role_model_settings_carry_over(store):
+    with FakeOpenAIServer() as server:
+        model = role_model(server, stop=["\n\nEND"])
+    batched = batch_model(model, store)
+    assert batched.name == model.name and batched.adapter is model.adapter and batched.role == "task"
+    assert batched.lm.kwargs == {"temperature": 0.0, "max_tokens": 200, "stop": ["\n\nEND"]}
+    assert batched.lm.cache is False
