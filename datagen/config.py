@@ -8,6 +8,10 @@ api_key_env = "OPENAI_API_KEY"   # the NAME of the variable holding the key; key
 [models.judge]                   # scores outputs (metrics)
 model = "openai/NAME"
 api_base = "http://127.0.0.1:8000/v1"
+input_price = 0.05               # US dollars per million tokens, for models litellm has no price for
+output_price = 0.20
+rpm = 600                        # LM calls a minute at most
+tpm = 2000000                    # tokens a minute at most
 
 [chunking]
 max_tokens = 512
@@ -48,6 +52,15 @@ class ModelSettings(BaseModel):
                                   "counts as timed out (and is retried)")
     num_retries: int | None = Field(None, ge=0, description="retries of a call that hit a rate limit, a server "
                                     "error, a timeout or a lost connection (DSPy's default: 3)")
+    rpm: float | None = Field(None, gt=0, description="LM calls a minute at most, spaced evenly (`--rpm` on the "
+                              "command line overrides it)")
+    tpm: int | None = Field(None, gt=0, description="tokens (prompt + completion) a minute at most (`--tpm` "
+                            "overrides it)")
+    input_price: float | None = Field(None, ge=0, description="US dollars per million prompt tokens; with "
+                                      "output_price, overrides litellm's bundled price (for self-hosted and "
+                                      "unknown models)")
+    output_price: float | None = Field(None, ge=0, description="US dollars per million completion tokens; set "
+                                       "together with input_price")
 
     def merged(self, override: "ModelSettings") -> "ModelSettings":
         return self.model_copy(update=override.model_dump(exclude_none=True))
@@ -152,4 +165,17 @@ def load_config(workspace: Path | None = None, environ: dict[str, str] | None = 
     env = _validated(_from_env(environ), "environment (DATAGEN_*)")
     for role, settings in env.models.items():
         config.models[role] = config.models.get(role, ModelSettings()).merged(settings)
+    for role, settings in config.models.items():
+        if (missing := unpriced_half(settings)) is not None:
+            where = path if role not in env.models else f"{path} with the environment (DATAGEN_*)"
+            raise DatagenError(f"{where}: models.{role}.{missing}: required when "
+                               f"{'input_price' if missing == 'output_price' else 'output_price'} is set")
     return config
+
+
+def unpriced_half(settings: ModelSettings) -> str | None:
+    """The name of the price field a role leaves unset while setting the other ("input_price" or
+    "output_price"); None when both or neither are set. A price needs both halves."""
+    if (settings.input_price is None) != (settings.output_price is None):
+        return "input_price" if settings.input_price is None else "output_price"
+    return None

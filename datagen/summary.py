@@ -4,9 +4,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from datagen.config import Config
 from datagen.store import RunStore
 
 GATE = "min_scores"  # run store meta key: the --min-score bars of the run's last export ({metric: bar}, JSON)
+BATCH = "batch"  # run store meta key: "1" when the run's LM calls went through provider batch APIs (batch prices)
 
 
 @dataclass
@@ -22,6 +24,8 @@ class RunSummary:
     dropped: dict[str, int] = field(default_factory=dict)  # candidates the pipeline's own checks rejected, by reason
     gate: dict[str, float] = field(default_factory=dict)  # the --min-score bars of the last generate
     kept: int | None = None  # samples that pass the gate (None without one)
+    config: Config | None = None  # where the prices set in datagen.toml come from (None: litellm's alone)
+    batch: bool = False  # priced at the provider batch APIs' prices
 
     @property
     def pending(self) -> int:
@@ -29,9 +33,23 @@ class RunSummary:
 
     @property
     def cost(self) -> float | None:
-        """US dollars at litellm's bundled prices; None when any model's price is unknown."""
-        costs = [cost_usd(model, u["prompt_tokens"], u["completion_tokens"]) for model, u in self.usage.items()]
-        return None if not costs or None in costs else sum(costs)
+        """US dollars the run's tokens cost (`datagen.cost`): at the prices `config` sets per role
+        (`input_price`, `output_price`), else litellm's bundled ones; batch prices when `batch`. None when no
+        tokens were recorded or a model that spent tokens has no price. Raises DatagenError for a role that
+        sets one price without the other."""
+        return self._meter().spent if self.usage else None
+
+    @property
+    def unpriced(self) -> list[str]:
+        """The models that spent tokens and have no price (why `cost` is None)."""
+        return self._meter().unpriced
+
+    def _meter(self):
+        from datagen.cost import CostMeter, run_prices
+
+        meter = CostMeter(run_prices(self.usage, self.config, batch=self.batch))
+        meter.add(self.usage, chunks=0)
+        return meter
 
     def why_few_samples(self) -> str | None:
         """A run that yields few or no samples says why."""
@@ -63,20 +81,18 @@ class RunSummary:
 
 
 def cost_usd(model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
-    import litellm
+    """US dollars for `model`'s tokens at litellm's bundled prices (`datagen.cost.model_price`); None when
+    unknown."""
+    from datagen.cost import model_price
 
-    # Otherwise litellm prints a banner ("Provider List: ...") for a model it cannot price, such as the local one.
-    litellm.suppress_debug_info = True
-    try:
-        prompt, completion = litellm.cost_per_token(model=model, prompt_tokens=prompt_tokens,
-                                                    completion_tokens=completion_tokens)
-    except Exception:  # litellm raises a bare Exception for models missing from its price list
-        return None
-    return prompt + completion
+    price = model_price(model)
+    return None if price is None else price.cost(prompt_tokens, completion_tokens)
 
 
-def summarize(run_dir: str | Path) -> RunSummary:
-    """A run's summary, read from its store."""
+def summarize(run_dir: str | Path, config: Config | None = None) -> RunSummary:
+    """A run's summary, read from its store. `config` (the workspace's, `load_config()`) prices the models it
+    sets `input_price` / `output_price` for; without it, `cost` is at litellm's bundled prices alone. Batch
+    prices apply when the store's meta says the run was a batch run (`BATCH`)."""
     from datagen.export import run_samples
 
     run_dir = Path(run_dir)
@@ -85,4 +101,5 @@ def summarize(run_dir: str | Path) -> RunSummary:
         gate = json.loads(meta.get(GATE) or "{}")
         kept = sum(1 for _ in run_samples(store, gate)) if gate else None
         return RunSummary(run_dir, meta, counts["chunks"], counts["done"], counts["failed"], store.sample_count(),
-                          store.failures(), store.usage(), store.dropped(), gate, kept)
+                          store.failures(), store.usage(), store.dropped(), gate, kept, config,
+                          batch=meta.get(BATCH) in ("1", "true"))

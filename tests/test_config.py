@@ -336,3 +336,95 @@ def test_a_judge_falling_back_to_the_task_model_judges_at_temperature_0(tmp_path
     write_config(tmp_path, '[models.task]\nmodel = "openai/task-model"\napi_base = "http://127.0.0.1:9/v1"\n'
                            'temperature = 0.7\n[models.judge]\ntemperature = 0.3\n')
     assert judge_model(load_config(tmp_path, environ={})).lm.kwargs["temperature"] == 0.3  # its own counts
+
+
+# --- rate limits and prices per role (issue 15) -----------------------------------------------------------------
+
+
+def test_rate_limits_and_prices_are_read_from_the_file(tmp_path):
+    write_config(tmp_path, """
+[models.task]
+model = "openai/Qwen2.5-7B-Instruct"
+api_base = "http://127.0.0.1:8000/v1"
+rpm = 600
+tpm = 2000000
+input_price = 0.05
+output_price = 0.2
+
+[models.judge]
+model = "openai/gpt-4o-mini"
+rpm = 0.5
+""")
+    config = load_config(tmp_path, environ={})
+    task = config.role("task")
+    assert (task.rpm, task.tpm, task.input_price, task.output_price) == (600, 2_000_000, 0.05, 0.2)
+    judge = config.role("judge")
+    assert judge.rpm == 0.5
+    assert (judge.tpm, judge.input_price, judge.output_price) == (None, None, None)  # its own model: not inherited
+
+
+def test_rate_limits_and_prices_from_the_environment(tmp_path):
+    write_config(tmp_path, '[models.task]\nmodel = "openai/x"\ninput_price = 1\noutput_price = 2\nrpm = 60\n')
+    config = load_config(tmp_path, environ={"DATAGEN_TASK_RPM": "30", "DATAGEN_TASK_TPM": "90000",
+                                            "DATAGEN_TASK_OUTPUT_PRICE": "2.5",
+                                            "DATAGEN_JUDGE_INPUT_PRICE": "0", "DATAGEN_JUDGE_OUTPUT_PRICE": "0"})
+    task = config.role("task")
+    assert (task.rpm, task.tpm, task.input_price, task.output_price) == (30, 90_000, 1.0, 2.5)
+    assert isinstance(task.tpm, int)
+    judge = config.role("judge")  # the task's model with a price of its own: free
+    assert (judge.model, judge.input_price, judge.output_price, judge.rpm) == ("openai/x", 0.0, 0.0, 30)
+
+
+def test_a_judge_with_no_model_of_its_own_inherits_the_task_price_and_limits(tmp_path):
+    write_config(tmp_path, '[models.task]\nmodel = "openai/x"\ninput_price = 1\noutput_price = 2\ntpm = 1000\n'
+                           '[models.judge]\ntemperature = 0\n')
+    judge = load_config(tmp_path, environ={}).role("judge")
+    assert (judge.input_price, judge.output_price, judge.tpm) == (1.0, 2.0, 1000)
+
+
+@pytest.mark.parametrize(("toml", "key"), [
+    ("[models.task]\nrpm = 0\n", "models.task.rpm"),
+    ("[models.task]\nrpm = -5\n", "models.task.rpm"),
+    ("[models.judge]\ntpm = 0\n", "models.judge.tpm"),
+    ("[models.task]\ntpm = 1.5\n", "models.task.tpm"),
+    ('[models.task]\ntpm = "lots"\n', "models.task.tpm"),
+    ("[models.task]\ninput_price = -0.1\noutput_price = 1\n", "models.task.input_price"),
+    ("[models.prompt]\ninput_price = 1\noutput_price = -1\n", "models.prompt.output_price"),
+    ('[models.task]\ninput_price = "free"\noutput_price = 1\n', "models.task.input_price"),
+], ids=["rpm-zero", "rpm-negative", "tpm-zero", "tpm-fraction", "tpm-text", "input-price-negative",
+        "output-price-negative", "input-price-text"])
+def test_a_bad_rate_limit_or_price_is_a_one_line_error_naming_it(tmp_path, toml, key):
+    path = write_config(tmp_path, toml)
+    with pytest.raises(DatagenError) as exc:
+        load_config(tmp_path, environ={})
+    message = str(exc.value)
+    assert message.startswith(f"{path}: {key}: ")
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(("variable", "key"), [("DATAGEN_TASK_RPM", "rpm"), ("DATAGEN_JUDGE_TPM", "tpm"),
+                                               ("DATAGEN_TASK_INPUT_PRICE", "input_price")])
+def test_a_bad_rate_limit_or_price_in_the_environment_names_it(tmp_path, variable, key):
+    with pytest.raises(DatagenError) as exc:
+        load_config(tmp_path, environ={variable: "-1"})
+    message = str(exc.value)
+    assert message.startswith("environment (DATAGEN_*): ") and key in message and "\n" not in message
+
+
+@pytest.mark.parametrize(("toml", "environ", "missing"), [
+    ("[models.task]\ninput_price = 1\n", {}, "models.task.output_price"),
+    ("[models.judge]\noutput_price = 1\n", {}, "models.judge.input_price"),
+    ("", {"DATAGEN_TASK_INPUT_PRICE": "1"}, "models.task.output_price"),
+], ids=["input-alone", "output-alone", "input-alone-from-the-environment"])
+def test_one_price_without_the_other_is_a_one_line_error_naming_the_missing_one(tmp_path, toml, environ, missing):
+    write_config(tmp_path, toml)
+    with pytest.raises(DatagenError) as exc:
+        load_config(tmp_path, environ=environ)
+    message = str(exc.value)
+    assert f"{missing}: required when" in message and "\n" not in message
+
+
+def test_one_price_in_the_file_and_the_other_in_the_environment_make_a_price(tmp_path):
+    write_config(tmp_path, "[models.task]\ninput_price = 1\n")
+    task = load_config(tmp_path, environ={"DATAGEN_TASK_OUTPUT_PRICE": "3"}).role("task")
+    assert (task.input_price, task.output_price) == (1.0, 3.0)
