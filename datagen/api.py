@@ -28,7 +28,7 @@ from datagen.errors import DatagenError
 from datagen.evaluate import evaluate as evaluate_pipeline
 from datagen.evaluate import sample_record, summarize, total_usage
 from datagen.generate import run_chunks
-from datagen.models import RoleModel, as_role_model, check_reachable, role_model, task_model
+from datagen.models import RoleModel, as_role_model, check_reachable, role_model, task_model, track_usage
 from datagen.optimize import (MAX_DEMOS, OPTIMIZERS, PROPOSING, CallBudgetExhausted, CallCounter, compile_kwargs,
                               composite_mean, make_optimizer)
 from datagen.optimize import optimize as optimize_pipeline
@@ -163,7 +163,7 @@ def evaluate(program: "str | dspy.Module", devset: DevSet, metric: Metric | None
     items = dev_items(devset, split)
     run_model = task_model(config, model)
     check_reachable(run_model)
-    outcomes = list(run_chunks(module, run_model, (item.chunk for item in items), concurrency))
+    outcomes = list(run_chunks(module, run_model, (item.chunk for item in items), concurrency, ordered=True))
     _score_outcomes(metric, outcomes)
     result = _result(name, devset, run_model, {_metric_name(metric): "metric"}, outcomes)
     return Evaluation.from_dict(result)
@@ -243,7 +243,7 @@ def optimize(program: "str | dspy.Module", devset: DevSet, metric: Metric | None
     result = Optimization(None, None, None, counter.by_role, usage)
 
     def held_out(candidate: dspy.Module) -> float | None:
-        outcomes = list(run_chunks(candidate, run_model, (item.chunk for item in val)))
+        outcomes = list(run_chunks(candidate, run_model, (item.chunk for item in val), ordered=True))
         _score_outcomes(metric, outcomes)
         for by_model in (o.usage for o in outcomes):
             for lm_name, used in by_model.items():
@@ -256,7 +256,7 @@ def optimize(program: "str | dspy.Module", devset: DevSet, metric: Metric | None
     try:
         with dspy.context(callbacks=[*dspy.settings.get("callbacks", []), counter]):
             result.before = held_out(module)
-            with run_model.context(), dspy.track_usage() as tracker:
+            with run_model.context(), track_usage() as tracker:
                 tuner = make_optimizer(optimizer, _Metric(metric), run_model, proposer, seed, demos)
                 compiled = tuner.compile(module.deepcopy(), trainset=trainset,
                                          **compile_kwargs(optimizer, trainset, seed))

@@ -17,6 +17,7 @@ import dspy
 from dspy.utils.callback import BaseCallback
 
 from datagen.adapters import valid_text, valid_values
+from datagen.models import configured_name
 from datagen.redaction import redact
 from datagen.store import Call, Step
 
@@ -82,8 +83,9 @@ class CallLog(BaseCallback):
 
     def on_lm_start(self, call_id, instance, inputs):
         running = self._running()
-        call = Call(running[-1] if running else instance.model, instance.model, _messages(inputs))
-        entries = _usage_entries(instance.model)
+        model = configured_name(instance.model)
+        call = Call(running[-1] if running else model, model, _messages(inputs))
+        entries = _usage_entries(model)
         with self._lock:
             for other in self._open_calls.values():
                 other.alone = False
@@ -131,7 +133,7 @@ _DSPY_LM_LOG.setLevel(logging.WARNING)
 
 
 def _usage_entries(model: str) -> list | None:
-    """The usage entries the chunk's tracker (dspy.track_usage) holds for `model`; None without a tracker."""
+    """The usage entries the chunk's tracker (`datagen.models.track_usage`) holds for `model`; None without one."""
     tracker = dspy.settings.usage_tracker
     return None if tracker is None else tracker.usage_data.get(model, [])
 

@@ -132,7 +132,10 @@ def generate(
     limit: Annotated[int | None, typer.Option(min=1, help="Run the first N chunks only.")] = None,
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, help="Chunks in flight.")] = 1,
     rpm: Annotated[float | None, typer.Option(min=0.001, help="At most this many LM calls a minute.")] = None,
+    tpm: Annotated[int | None, typer.Option(min=1, help="At most this many tokens a minute.")] = None,
     max_failures: Annotated[int | None, typer.Option(min=1, help="Stop after this many failed chunks.")] = None,
+    max_cost: Annotated[float | None, typer.Option(min=0, help="Stop cleanly before the run's spend passes this "
+                                                   "many US dollars.")] = None,
     model: Annotated[str | None, typer.Option(help="Task model, e.g. openai/gpt-4o-mini (overrides config).")] = None,
     api_base: Annotated[str | None, typer.Option(help="Base URL of an OpenAI-compatible server for the task "
                                                       "model.")] = None,
@@ -159,21 +162,25 @@ def generate(
     dspy.configure_cache(enable_memory_cache=False)
 
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[failed]} failed · {task.fields[tokens]:,} tokens"),
+                        TextColumn("{task.fields[failed]} failed · {task.fields[tokens]:,} tokens · "
+                                   "{task.fields[cost]} · {task.fields[level]} in flight"),
                         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err, transient=True)
     with progress:
-        bar = progress.add_task(pipeline, total=None, failed=0, tokens=0)
-        totals = {"failed": 0, "tokens": 0}
+        bar = progress.add_task(pipeline, total=None, failed=0, tokens=0, cost="cost unknown", level=concurrency)
+        totals = {"tokens": 0}
 
         def advance(outcome):
-            totals["failed"] += bool(outcome.failure)
             totals["tokens"] += sum(u.get("total_tokens") or 0 for u in outcome.usage.values())
-            progress.update(bar, advance=1, **totals)
+
+        def show(status):
+            progress.update(bar, advance=1, failed=status.failed, tokens=totals["tokens"], cost=_cost_line(status),
+                            level=status.level)
 
         try:
-            settings = RunSettings(max_tokens=max_tokens, limit=limit, concurrency=concurrency, rpm=rpm,
-                                   max_failures=max_failures, force=force)
-            callbacks = Callbacks(on_start=lambda total: progress.update(bar, total=total), on_outcome=advance)
+            settings = RunSettings(max_tokens=max_tokens, limit=limit, concurrency=concurrency, rpm=rpm, tpm=tpm,
+                                   max_failures=max_failures, max_cost=max_cost, force=force)
+            callbacks = Callbacks(on_start=lambda total: progress.update(bar, total=total), on_outcome=advance,
+                                  on_status=show)
             report = run_generate(pipeline, inputs, out_dir, workspace=root, config=config, settings=settings,
                                   options=_options(option or []), compiled=compiled, min_scores=_min_scores(min_score),
                                   callbacks=callbacks)
@@ -185,7 +192,7 @@ def generate(
     rate = f" ({report.chunks / report.seconds:.2f} chunks/s)" if report.seconds and report.chunks else ""
     err.print(f"this call: {report.chunks} chunks through [bold]{pipeline}[/] on {report.model} in "
               f"{report.seconds:.1f}s{rate}: {report.samples} samples, {sum(report.failures.values())} failed")
-    summary = _print_summary(out_dir)
+    summary = _print_summary(out_dir, config)
     gated = f", {report.held_back} below --min-score kept out" if min_score else ""
     out.print(f"dataset: {report.data_path} ({report.exported} samples{gated})", markup=False, highlight=False,
               soft_wrap=True)
@@ -198,6 +205,14 @@ def generate(
             f"{report.stopped}; run the same command again to resume")
     if report.exported == 0:
         raise DatagenError(f"the dataset is empty: {summary.why_few_samples() or 'no chunk produced a sample'}")
+
+
+def _cost_line(status) -> str:
+    """The progress line's spend: "$0.0123 of ~$0.4567" (so far, of the projected total), or why not."""
+    if status.spent is None:
+        return "cost unknown"
+    projected = f" of ~${status.projected:.4f}" if status.projected is not None and status.left else ""
+    return f"${status.spent:.4f}{projected}"
 
 
 def _config(root: Path, model: str | None, api_base: str | None):
@@ -230,11 +245,12 @@ def _options(pairs: list[str]) -> dict:
     return options
 
 
-def _print_summary(run_dir: Path):
-    """The run as a whole, from its store: what `status` prints, and `generate` after it."""
+def _print_summary(run_dir: Path, config=None):
+    """The run as a whole, from its store: what `status` prints, and `generate` after it; priced with `config`'s
+    prices where it sets them."""
     from datagen.summary import summarize
 
-    summary = summarize(run_dir)
+    summary = summarize(run_dir, config)
     line = (f"run {run_dir}: {summary.meta.get('pipeline', '?')}, {summary.done}/{summary.chunks} chunks done, "
             f"{summary.failed} failed, {summary.pending} not yet run; {summary.samples} samples")
     err.print(line, markup=False, highlight=False, soft_wrap=True)
@@ -244,8 +260,9 @@ def _print_summary(run_dir: Path):
         err.print(f"  tokens on {model_name}: {usage['prompt_tokens']:,} prompt + {usage['completion_tokens']:,} "
                   "completion", markup=False, highlight=False, soft_wrap=True)
     cost = summary.cost
-    err.print(f"  cost: ${cost:.4f}" if cost is not None else "  cost: unknown (no price for this model)",
-              markup=False, highlight=False)
+    unknown = (f"  cost: unknown (no price for {', '.join(summary.unpriced)}: set input_price and output_price in "
+               "its [models.ROLE] of datagen.toml)")
+    err.print(f"  cost: ${cost:.4f}" if cost is not None else unknown, markup=False, highlight=False, soft_wrap=True)
     if summary.dropped:
         err.print(f"  dropped by the pipeline's own checks: {summary.drops()}", markup=False, highlight=False,
                   soft_wrap=True)
@@ -644,7 +661,9 @@ def devset(
 @app.command()
 def status(run_dir: Annotated[Path, typer.Argument(help="A run folder made by `datagen generate`.")]) -> None:
     """Show a run's progress, failures, tokens and cost (finished or interrupted)."""
-    _print_summary(run_dir)
+    from datagen.config import find_workspace, load_config
+
+    _print_summary(run_dir, load_config(find_workspace(run_dir.resolve())))
 
 
 @app.command()

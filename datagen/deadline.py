@@ -6,9 +6,11 @@ _attempt`, in the calling thread; both engines' clients (httpx under LiteLLM, lm
 answer with blocking `recv` calls on that thread's socket. While an attempt of an LM with a numeric `timeout`
 runs, its thread has a deadline, and no read waits past it: a read at the deadline raises `socket.timeout`, which
 each client reports as a read timeout, and DSPy retries like any other (each attempt gets the whole timeout).
-Reads in other threads, in non-blocking sockets (asyncio) and outside an attempt are untouched.
+Reads in other threads, in non-blocking sockets (asyncio) and outside an attempt are untouched: an async attempt
+(`_aattempt`, on an event loop) is bounded by `asyncio.timeout` instead, which cancels it at the deadline.
 """
 
+import asyncio
 import socket
 import ssl
 import threading
@@ -50,8 +52,19 @@ def _attempt_within_timeout(lm, *args, _attempt=execution._attempt, **kwargs):
         _deadline.at = None
 
 
+async def _aattempt_within_timeout(lm, *args, _aattempt=execution._aattempt, **kwargs):
+    """DSPy's `_aattempt`, cancelled `timeout` seconds from now (the LM's number; else as DSPy makes it): the
+    TimeoutError that ends it is retried like any other."""
+    seconds = getattr(lm, "kwargs", {}).get("timeout")
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        return await _aattempt(lm, *args, **kwargs)
+    async with asyncio.timeout(seconds):
+        return await _aattempt(lm, *args, **kwargs)
+
+
 for _cls in (socket.socket, ssl.SSLSocket):
     for _name in ("recv", "recv_into"):
         setattr(_cls, _name, _bounded(getattr(_cls, _name)))
 # DSPy 3.4 has no setting for this: its retry loop (sync) looks the function up at each attempt.
 execution._attempt = _attempt_within_timeout
+execution._aattempt = _aattempt_within_timeout

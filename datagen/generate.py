@@ -4,15 +4,17 @@ A chunk that fails (the model's answer did not parse, the provider gave up after
 skipped. Failures that no other chunk would escape (bad key, unknown model, unreachable server) stop the run.
 """
 
+import asyncio
 import hashlib
 import json
 import logging
+import queue
 import signal
 import threading
 import time
-from collections import Counter, deque
-from collections.abc import Callable, Collection, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,16 +27,17 @@ from datagen.calllog import CallLog, step_names
 from datagen.chunking import Chunk, chunk_documents
 from datagen.compiled import load_compiled, read_manifest
 from datagen.config import Config, find_workspace, load_config
+from datagen.cost import CostMeter, run_prices
 from datagen.errors import DatagenError
 from datagen.export import dataset_card, run_samples, sharegpt_record, write_card
 from datagen.files import replacing
 from datagen import __version__
 from datagen.ingest import iter_documents, iter_files
 from datagen.locking import exclusive
-from datagen.models import MAX_RETRY_AFTER, RoleModel, check_reachable, task_model
+from datagen.models import MAX_RETRY_AFTER, RoleModel, check_reachable, task_model, track_usage
 from datagen.redaction import redact
 from datagen.pipelines import code_fingerprint, load_program
-from datagen.ratelimit import RateLimiter
+from datagen.limits import CallGate, gated
 from datagen.scoring import MetricContext, Scorer
 from datagen.store import Outcome, RunStore
 from datagen.summary import GATE
@@ -57,26 +60,48 @@ CORPUS_SAMPLE = 200
 @dataclass(frozen=True)
 class RunSettings:
     """How a run goes, whatever the program: `max_tokens`, the chunk budget in tokens (None: the config's, else
-    512); `limit`, the first N chunks only (None: all); `concurrency`, chunks in flight (at least 1); `rpm`, LM
-    calls a minute at most, spaced evenly (None: no cap); `max_failures`, stop cleanly after that many failed
-    chunks (None: never); `force`, reuse a run folder made by another program or other inputs, starting
-    afresh."""
+    512); `limit`, the first N chunks only (None: all); `concurrency`, chunks in flight (at least 1), and the
+    most LM requests in flight to each model (fewer while it answers 429); `rpm`, the task model's LM calls a
+    minute at most, spaced evenly, and `tpm` its tokens a minute (None: the config's `[models.task]` rpm/tpm, else
+    no cap); `max_failures`, stop cleanly after that many failed chunks (None: never); `max_cost`, stop cleanly
+    before the run's spend passes this many US dollars (None: no cap; needs prices, see datagen/cost.py);
+    `force`, reuse a run folder made by another program or other inputs, starting afresh."""
 
     max_tokens: int | None = None
     limit: int | None = None
     concurrency: int = 1
     rpm: float | None = None
+    tpm: int | None = None
     max_failures: int | None = None
+    max_cost: float | None = None
     force: bool = False
 
 
 @dataclass(frozen=True)
+class RunStatus:
+    """Where a run stands after a chunk finishes: chunks `done` and `failed` by this call, `left` to run; US
+    dollars `spent` by the run folder so far (earlier calls included) and `projected` for the whole run (spent +
+    spent per chunk x chunks left), None where a model's price is unknown; the task model's requests in flight
+    allowed now (`level`, cut on 429s) and 429s seen (`rate_limited`)."""
+
+    done: int
+    failed: int
+    left: int
+    spent: float | None
+    projected: float | None
+    level: int
+    rate_limited: int
+
+
+@dataclass(frozen=True)
 class Callbacks:
-    """What the caller hears while a run goes: `on_start(n)` with the number of chunks about to run, and
-    `on_outcome(outcome)` with each chunk's `Outcome` as it finishes (in chunk order)."""
+    """What the caller hears while a run goes: `on_start(n)` with the number of chunks about to run,
+    `on_outcome(outcome)` with each chunk's `Outcome` as it finishes (in the order they finish), and
+    `on_status(status)` with a `RunStatus` after each."""
 
     on_start: Callable[[int], None] | None = None
     on_outcome: Callable[[Outcome], None] | None = None
+    on_status: Callable[[RunStatus], None] | None = None
 
 
 @dataclass
@@ -102,6 +127,7 @@ class Report:
     dropped: Counter = field(default_factory=Counter)  # candidates the pipeline itself rejected, by reason
     stopped: str | None = None  # why the run stopped before its last chunk
     interrupted: bool = False  # stopped by Ctrl-C
+    deferred: int = 0  # chunks waiting for a batch job's answers (generate --batch)
 
 
 def failure_kind(exc: BaseException) -> str:
@@ -160,19 +186,21 @@ def check_budget(program: dspy.Module, model: RoleModel, budget: int) -> None:
             f"(prompt ~{prompt} + chunk {budget} + answer up to {answer}): {advice}")
 
 
-def _run_one(program: dspy.Module, model: RoleModel, chunk: Chunk, settings: dict,
-             scorer: Scorer | None, names: dict[int, str]) -> Outcome:
+async def _run_one(program: dspy.Module, model: RoleModel, chunk: Chunk, settings: dict,
+                   scorer: Scorer | None, names: dict[int, str]) -> Outcome:
     started = time.monotonic()
     # Usage is tracked per chunk, so tokens spent on a chunk that then fails are still counted. Each chunk gets a
     # trace of its own: DSPy's shared one keeps the last 10,000 predictions, inputs included, for the whole run.
-    # And a call log of its own (its steps, its LM calls), stored with its result.
+    # And a call log of its own (its steps, its LM calls), stored with its result. DSPy's settings are context
+    # variables: each chunk's task, and the worker thread it hands a sync program to, sees its own.
     log = CallLog(names)
     with (model.context(**{**settings, "callbacks": [*settings["callbacks"], log]}, trace=[]),
-          dspy.track_usage() as tracker):
-        outcome = _outcome(program, chunk)
+          track_usage() as tracker):
+        outcome = await _outcome(program, chunk)
         if scorer is not None and outcome.failure is None:
-            _score(scorer, outcome)
-    if log.truncated:  # whatever came of it, a sample or a parse error, it was made from a cut-off answer
+            await asyncio.to_thread(_score, scorer, outcome)
+    if log.truncated and outcome.failure != "deferred":
+        # Whatever came of it, a sample or a parse error, it was made from a cut-off answer.
         cap = model.lm.kwargs.get("max_tokens") or model.lm.kwargs.get("max_completion_tokens")
         outcome.failure, outcome.samples, outcome.scores = "truncated", [], []
         outcome.message = (f"the model's answer was cut off at max_tokens={cap or 'the server default'} "
@@ -183,9 +211,18 @@ def _run_one(program: dspy.Module, model: RoleModel, chunk: Chunk, settings: dic
     return outcome
 
 
-def _outcome(program: dspy.Module, chunk: Chunk) -> Outcome:
+def is_async(program: dspy.Module) -> bool:
+    """Whether `program` defines `aforward` (then it runs on the event loop; else its `forward` runs in a
+    worker thread)."""
+    return callable(getattr(program, "aforward", None))
+
+
+async def _outcome(program: dspy.Module, chunk: Chunk) -> Outcome:
     try:
-        prediction = program(chunk=chunk.text)
+        if is_async(program):
+            prediction = await program.acall(chunk=chunk.text)
+        else:
+            prediction = await asyncio.to_thread(program, chunk=chunk.text)
     except Exception as exc:  # recorded per chunk; the caller decides what is fatal
         return Outcome(chunk, failure=failure_kind(exc), message=_first_line(exc),
                        raw=redact(getattr(exc, "lm_response", None)))
@@ -243,49 +280,128 @@ def _first_line(exc: BaseException) -> str:
 
 def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], concurrency: int = 1,
                rpm: float | None = None, scorer: Scorer | None = None,
-               interrupt: "Interrupt | None" = None, retried: Collection[str] = ()) -> Iterator[Outcome]:
-    """Outcomes in chunk order, with at most `concurrency` chunks in flight and no more read ahead, and LM
-    calls started at most `rpm` a minute; each sample scored by `scorer` when given. Once `interrupt` is
-    requested no chunk starts; those in flight finish and are yielded. Chunks whose ids are in `retried` (they
-    failed before) ask the model afresh, past DSPy's cache."""
+               interrupt: "Interrupt | None" = None, retried: Collection[str] = (), *,
+               gates: Mapping[str, CallGate] | None = None, admit: Callable[[int], bool] | None = None,
+               ordered: bool = False) -> Iterator[Outcome]:
+    """Outcomes as chunks finish (in `chunks`' order with `ordered`), with at most `concurrency` chunks in flight
+    and no more read ahead; each sample scored by `scorer` when given. Chunks run on an asyncio event loop in a
+    thread of its own: a program with `aforward` on the loop, a sync one in worker threads (one per chunk in
+    flight); `chunks` is read, and outcomes are yielded, in the calling thread (the run store's).
+
+    LM requests pass `gates` ({model name as DSPy knows it: CallGate}; see datagen/limits.py), by default one
+    gate for the task model: `rpm` requests a minute, and requests in flight cut on 429s. Before each chunk
+    starts, `admit(in_flight)` may refuse it (e.g. a spending cap), which ends the run as an interrupt does. Once
+    `interrupt` is requested no chunk starts; those in flight finish and are yielded. Chunks whose ids are in
+    `retried` (they failed before) ask the model afresh, past DSPy's cache. Raises DatagenError for a failure no
+    other chunk would escape (bad key, unknown model, nothing listening), or when the first chunks all fail."""
     if concurrency < 1:
         raise DatagenError(f"--concurrency must be at least 1, got {concurrency}")
-    # A corpus run keeps no history of its calls in memory: the run store is the record. The caller's callbacks
-    # are handed on explicitly: DSPy's context does not follow work into this pool's threads.
-    settings = {"disable_history": True,
-                "callbacks": [*dspy.settings.get("callbacks", []), *([RateLimiter(rpm)] if rpm else [])]}
+    if gates is None:
+        gates = {model.lm.model: CallGate(concurrency, rpm=rpm)}
+    # A corpus run keeps no history of its calls in memory: the run store is the record.
+    settings = {"disable_history": True, "callbacks": list(dspy.settings.get("callbacks", []))}
     names = step_names(program, scorer.metrics if scorer else ())
     # DSPy caches an answer that came back, whether or not it then parsed: a failed chunk would get its bad answer
     # (malformed, empty, cut off) again from the cache, and a cut-off one, unflagged then, would pass as a sample.
     fresh = model.with_settings(cache=False)
     succeeded = False
     failed_first = 0
-    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="datagen")
-    pending: deque[Future] = deque()
+    loop = _Loop(concurrency)
+    finished: queue.SimpleQueue = queue.SimpleQueue()
+    in_flight = 0
+    order = {}  # with `ordered`: chunk id -> its place, and the outcomes waiting for their turn
+    waiting: dict[int, Outcome] = {}
+    next_out = 0
     source = iter(chunks)
     try:
         while True:
-            while (len(pending) < concurrency and not (interrupt and interrupt.requested)
-                   and (chunk := next(source, None)) is not None):
-                pending.append(pool.submit(_run_one, program, fresh if chunk.id in retried else model, chunk,
-                                           settings, scorer, names))
-            if not pending:
+            while (in_flight < concurrency and not (interrupt and interrupt.requested)
+                   and (admit is None or admit(in_flight)) and (chunk := next(source, None)) is not None):
+                order[chunk.id] = len(order)
+                loop.submit(_gated_run(gates, program, fresh if chunk.id in retried else model, chunk, settings,
+                                       scorer, names), finished.put)
+                in_flight += 1
+            if not in_flight and not waiting:
                 return
-            outcome = pending.popleft().result()
+            outcome = _next(finished)
+            in_flight -= 1
+            if outcome.failure == "deferred":  # a batch round: asked, not yet answered
+                yield outcome
+                continue
             fatal = outcome.failure in _FATAL or (outcome.failure == "transport" and not succeeded)
             if fatal:
                 raise DatagenError(f"{model.name}: {outcome.message}")
             succeeded = succeeded or outcome.failure is None
             failed_first += not succeeded
-            yield outcome
+            if not ordered:
+                yield outcome
+            else:
+                waiting[order[outcome.chunk.id]] = outcome
+                while next_out in waiting:
+                    yield waiting.pop(next_out)
+                    next_out += 1
             if failed_first >= FAILURES_BEFORE_FIRST_SUCCESS:
                 raise DatagenError(f"the first {failed_first} chunks all failed ({outcome.failure}: "
                                    f"{outcome.message}); stopped before spending more")
     finally:
-        for future in pending:
-            future.cancel()
         # Stopped at once (a second Ctrl-C): calls in flight are abandoned, not waited for.
-        pool.shutdown(wait=not (interrupt and interrupt.forced))
+        loop.close(wait=not (interrupt and interrupt.forced))
+
+
+def _next(finished: queue.SimpleQueue) -> Outcome:
+    """The next outcome (raising here what a chunk raised past its own handling, e.g. KeyboardInterrupt); waiting
+    in short steps, so that Ctrl-C reaches this (the main) thread at once."""
+    while True:
+        try:
+            return finished.get(timeout=0.5).result()
+        except queue.Empty:
+            continue
+
+
+async def _gated_run(gates: Mapping[str, CallGate], program, model, chunk: Chunk, *args) -> Outcome:
+    with gated(gates):
+        try:
+            return await _run_one(program, model, chunk, *args)
+        except Exception as exc:  # datagen's own bookkeeping failed: the chunk fails, the run goes on
+            log.exception("chunk %s: %s", chunk.id, exc)
+            return Outcome(chunk, failure=failure_kind(exc), message=_first_line(exc))
+
+
+class _Loop:
+    """An asyncio event loop in a thread of its own, running the chunks submitted to it, with a pool of
+    `workers` threads for sync programs and DSPy's own hops off the loop (`asyncio.to_thread`)."""
+
+    def __init__(self, workers: int):
+        self._loop = asyncio.new_event_loop()
+        self._executor = ThreadPoolExecutor(max_workers=workers + 4, thread_name_prefix="datagen")
+        self._loop.set_default_executor(self._executor)
+        self._tasks: set[asyncio.Task] = set()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="datagen-loop", daemon=True)
+        self._thread.start()
+
+    def submit(self, coroutine, done: Callable[[asyncio.Task], None]) -> None:
+        """Run `coroutine` on the loop; `done(task)` hears of its end (not of its cancelling), in the loop's
+        thread: `task.result()` is the outcome, or raises what the coroutine raised."""
+        def start():
+            task = self._loop.create_task(coroutine)
+            self._tasks.add(task)
+            task.add_done_callback(lambda t: (self._tasks.discard(t), t.cancelled() or done(t)))
+        self._loop.call_soon_threadsafe(start)
+
+    def close(self, wait: bool) -> None:
+        """Stop the loop: with `wait`, once nothing runs (the caller has every outcome); else at once, the chunks
+        in flight cancelled and their worker threads left to end on their own."""
+        async def stop():
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.sleep(0)  # let cancelled HTTP clients close their sockets
+            self._loop.stop()
+        asyncio.run_coroutine_threadsafe(stop(), self._loop)
+        if wait:
+            self._thread.join()
+            self._loop.close()
+        self._executor.shutdown(wait=wait, cancel_futures=True)
 
 
 class Interrupt:
@@ -321,7 +437,7 @@ def _score_finished(store: RunStore, scorer: Scorer, concurrency: int) -> None:
     only the metrics run, not the pipeline. A sample whose scoring fails stays unscored, so out of the export."""
     def score(item: tuple[Chunk, list]) -> tuple[Chunk, list | None, dict]:
         chunk, samples = item
-        with dspy.track_usage() as tracker:  # a judge's tokens are paid for, whether or not scoring succeeds
+        with track_usage() as tracker:  # a judge's tokens are paid for, whether or not scoring succeeds
             try:
                 scores = [scorer.score(chunk.text, sample) for sample in samples]
             except Exception as exc:
@@ -337,6 +453,69 @@ def _score_finished(store: RunStore, scorer: Scorer, concurrency: int) -> None:
             if scores is not None:
                 store.set_scores(chunk.id, scores)
             store.add_usage(chunk.id, usage)
+
+
+def _meter(store: RunStore, config: Config, model: RoleModel, scorer: Scorer | None,
+           settings: RunSettings) -> CostMeter:
+    """The run folder's spend so far, priced by the config and litellm's list. With `max_cost`, every model the
+    run calls must have a price (DatagenError naming the one without)."""
+    models = [model.name] + ([scorer.context.judge.name] if scorer and "judge" in scorer.kinds.values() else [])
+    prices = run_prices(models, config)
+    meter = CostMeter(prices)
+    counts = store.counts()
+    meter.add(store.usage(), chunks=counts["done"] + counts["failed"])
+    if settings.max_cost is not None and (unpriced := [name for name, price in prices.items() if price is None]):
+        raise DatagenError(f"--max-cost needs the price of {unpriced[0]}: set input_price and output_price "
+                           "(US dollars per million tokens) in its [models.ROLE] of datagen.toml")
+    return meter
+
+
+class _Budget:
+    """--max-cost: a chunk starts only while the chunks in flight, and it, fit under the cap at the cost per
+    chunk so far. Before the first chunk finishes that cost is unknown: the first `concurrency` chunks start."""
+
+    def __init__(self, limit: float | None, meter: CostMeter):
+        self.limit, self.meter, self.refused = limit, meter, False
+
+    def admit(self, in_flight: int) -> bool:
+        fits = self.meter.chunks_within(self.limit)
+        if fits is None:
+            return True
+        self.refused = in_flight + 1 > fits
+        return not self.refused
+
+
+def _reporting(callbacks: Callbacks, report: Report, meter: CostMeter, gate: CallGate,
+               total: int) -> Callable[[Outcome], None] | None:
+    """`callbacks.on_outcome`, followed by `callbacks.on_status` with where the run stands."""
+    if not callbacks.on_status:
+        return callbacks.on_outcome
+
+    def heard(outcome: Outcome) -> None:
+        if callbacks.on_outcome:
+            callbacks.on_outcome(outcome)
+        failed = sum(report.failures.values())
+        left = max(total - report.chunks, 0)
+        callbacks.on_status(RunStatus(report.chunks, failed, left, meter.spent, meter.projected(meter.chunks, left),
+                                      gate.level, gate.rate_limited))
+    return heard
+
+
+def run_gates(config: Config, model: RoleModel, scorer: Scorer | None, settings: RunSettings) -> dict[str, CallGate]:
+    """One CallGate per model the run calls (the task model's, and the judges' when scoring), each with its
+    role's rpm/tpm from the config; `settings.rpm`/`tpm` override the task model's. A judge that is the task
+    model shares its gate, as it shares the provider's limits."""
+    roles = [("task", model)]
+    if scorer is not None and "judge" in scorer.kinds.values():
+        roles.append(("judge", scorer.context.judge))
+    gates: dict[str, CallGate] = {}
+    for role, role_model_ in roles:
+        own = config.role(role)
+        rpm, tpm = own.rpm, own.tpm
+        if role == "task":
+            rpm, tpm = settings.rpm or rpm, settings.tpm or tpm
+        gates.setdefault(role_model_.lm.model, CallGate(settings.concurrency, rpm=rpm, tpm=tpm))
+    return gates
 
 
 def program_fingerprint(program: dspy.Module, model: RoleModel) -> str:
@@ -393,11 +572,17 @@ def _write_exports(store: RunStore, report: "Report", min_scores: dict[str, floa
 
 
 def _run_pending(store: RunStore, report: Report, outcomes: Iterator[Outcome], max_failures: int | None,
-                 on_outcome: Callable[[Outcome], None] | None) -> None:
-    """Record each chunk's outcome as it comes, counting it in `report`; stop after `max_failures`."""
+                 on_outcome: Callable[[Outcome], None] | None, meter: CostMeter | None = None) -> None:
+    """Record each chunk's outcome as it comes, counting it in `report` and its spend in `meter`; stop after
+    `max_failures`."""
     with closing(outcomes):  # closed at once on a stop: the chunks in flight are then waited for, not leaked
         for outcome in outcomes:
+            if outcome.failure == "deferred":  # a batch round: its answer comes in a later round
+                report.deferred += 1
+                continue
             store.record(outcome)
+            if meter is not None:  # a chunk's tokens, every step's, counted once: when it is recorded
+                meter.add(outcome.usage)
             report.chunks += 1
             report.samples += len(outcome.samples)
             report.dropped.update(_drop_reason(d) for d in outcome.outputs.get("dropped") or [])
@@ -515,16 +700,24 @@ def generate(program: "str | dspy.Module", inputs: Iterable[str | Path], out_dir
             context = MetricContext(workspace, config, corpus=store.chunk_texts(CORPUS_SAMPLE))
             scorer = Scorer(pipeline, context, list(min_scores))
             _score_finished(store, scorer, settings.concurrency)
+        total = store.pending_count(settings.limit)
         if callbacks.on_start:
-            callbacks.on_start(store.pending_count(settings.limit))
+            callbacks.on_start(total)
         interrupt = Interrupt()
+        gates = run_gates(config, model, scorer, settings)
+        meter = _meter(store, config, model, scorer, settings)
+        budget = _Budget(settings.max_cost, meter)
+        on_outcome = _reporting(callbacks, report, meter, gates[model.lm.model], total)
         with interrupt.handling():
             outcomes = run_chunks(program, model, store.pending(settings.limit), settings.concurrency,
-                                  settings.rpm, scorer, interrupt,
-                                  retried=store.failed_ids())
-            _run_pending(store, report, outcomes, settings.max_failures, callbacks.on_outcome)
+                                  scorer=scorer, interrupt=interrupt, retried=store.failed_ids(), gates=gates,
+                                  admit=budget.admit if settings.max_cost is not None else None)
+            _run_pending(store, report, outcomes, settings.max_failures, on_outcome, meter)
         if interrupt.requested and store.pending_count(settings.limit):
             report.stopped, report.interrupted = "interrupted (Ctrl-C)", True
+        elif budget.refused and store.pending_count(settings.limit):
+            report.stopped = (f"stopped before the spend passed --max-cost ${settings.max_cost:g} "
+                              f"(${meter.spent:.4f} spent, ${meter.per_chunk:.4f} a chunk)")
         _write_exports(store, report, min_scores)
         store.set_meta({GATE: json.dumps(min_scores or {})})  # for `datagen status`: the gate the export passed
         report.held_back = store.sample_count() - report.exported

@@ -25,7 +25,7 @@ from datagen.devset import read_devset
 from datagen.errors import DatagenError
 from datagen.evaluate import evaluate
 from datagen.generate import program_fingerprint
-from datagen.models import RoleModel, check_reachable, role_model, task_model
+from datagen.models import RoleModel, check_reachable, role_model, task_model, track_usage
 from datagen.pipelines import code_fingerprint, load_program
 from datagen.report import write_report
 from datagen.scoring import COMPOSITE, MetricContext, Scorer
@@ -239,7 +239,7 @@ class Session:
         """`program` tuned by `optimizer` on the train items (or `train`); tokens spent add to `usage`."""
         trainset = [dspy.Example(chunk=item.chunk.text).with_inputs("chunk") for item in train or self.train]
         model = model or self.model
-        with model.context(), dspy.track_usage() as tracker, contextlib.redirect_stdout(_LogLines()):
+        with model.context(), track_usage() as tracker, contextlib.redirect_stdout(_LogLines()):
             tuner = make_optimizer(optimizer, self.scorer.composite, model, self.prompt, seed, demos)
             compiled = tuner.compile(program, trainset=trainset, **compile_kwargs(optimizer, trainset, seed))
         self._add_usage(tracker.get_total_tokens())

@@ -312,3 +312,50 @@ def test_a_run_on_a_self_hosted_server_is_priced_by_its_config(workspace, tmp_pa
     assert spent["prompt_tokens"] > 0
     assert summary.cost == pytest.approx((spent["prompt_tokens"] * 2.0 + spent["completion_tokens"] * 4.0) / 1e6)
     assert summarize(out).cost is None  # litellm knows no price for it
+
+
+def priced_run(workspace, out, server, **settings):
+    """generate() of style_clone against `server`, priced at $2 / $4 a million tokens, with RunSettings' fields;
+    the RunStatus after each chunk and the report."""
+    config = Config(models={"task": ModelSettings(model="openai/task", api_base=server.url,
+                                                  input_price=2.0, output_price=4.0)})
+    statuses = []
+    from datagen.generate import Callbacks
+    report = generate("style_clone", [workspace / "data/samples"], out, workspace=workspace, config=config,
+                      settings=RunSettings(max_tokens=200, **settings),
+                      callbacks=Callbacks(on_status=statuses.append))
+    return config, statuses, report
+
+
+def test_the_progress_status_shows_the_spend_so_far_and_projects_the_rest(workspace, tmp_path):
+    with FakeOpenAIServer() as server:
+        config, statuses, report = priced_run(workspace, tmp_path / "run", server, limit=4)
+    assert [s.done for s in statuses] == [1, 2, 3, 4] and [s.left for s in statuses] == [3, 2, 1, 0]
+    assert statuses[-1].spent == pytest.approx(summarize(tmp_path / "run", config).cost)
+    for status in statuses:
+        assert status.projected == pytest.approx(status.spent + status.spent / status.done * status.left)
+    assert statuses[0].level == 1 and statuses[0].rate_limited == 0
+
+
+def test_max_cost_stops_cleanly_before_the_spend_passes_it(workspace, tmp_path):
+    out = tmp_path / "run"
+    with FakeOpenAIServer() as server:
+        config, statuses, _ = priced_run(workspace, tmp_path / "probe", server, limit=1)
+        each = statuses[0].spent  # what one chunk costs here
+        cap = each * 3.5
+        _, _, report = priced_run(workspace, out, server, max_cost=cap)
+        assert report.stopped and "--max-cost" in report.stopped and not report.interrupted
+        assert report.chunks == 3  # a fourth would pass the cap
+        spent = summarize(out, config).cost
+        assert spent <= cap < spent + each
+        assert (out / "sharegpt.jsonl").exists() and report.exported == 3  # stopped cleanly: exported
+        _, _, again = priced_run(workspace, out, server, max_cost=cap)  # a resume keeps to the same budget
+        assert again.chunks == 0 and again.stopped
+
+
+def test_max_cost_needs_every_models_price(workspace, tmp_path):
+    with FakeOpenAIServer() as server:
+        config = Config(models={"task": ModelSettings(model="openai/unpriced", api_base=server.url)})
+        with pytest.raises(DatagenError, match="--max-cost needs the price of openai/unpriced"):
+            generate("style_clone", [workspace / "data/samples"], tmp_path / "run", workspace=workspace,
+                     config=config, settings=RunSettings(max_tokens=200, max_cost=1.0))

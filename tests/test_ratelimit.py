@@ -1,12 +1,19 @@
-"""--rpm: LM calls started 60/rpm seconds apart, checked on the limiter's own clock (a frozen one), never on
-the wall clock: the schedule is exact whatever the machine's load."""
+"""The call gate (datagen/limits.py): --rpm spacing and --tpm budgets checked on the gate's own clock (a frozen one),
+never on the wall clock, so the schedule is exact whatever the machine's load; and the adaptive concurrency
+checked against a real server that admits only K requests at once."""
 
+import asyncio
 import importlib
 from concurrent.futures import ThreadPoolExecutor
 
-from datagen.ratelimit import RateLimiter
+import pytest
 
-from .fakes import FakeEngine
+from datagen.config import Config, ModelSettings
+from datagen.generate import RunSettings, generate
+from datagen.limits import CUT, CallGate, Ticket
+from datagen.models import build_role_model
+
+from .fakes import FakeEngine, FakeOpenAIServer
 from .test_generate import run
 
 
@@ -26,37 +33,113 @@ class FrozenClock:
 
 def test_calls_are_booked_60_over_rpm_apart_whichever_thread_asks():
     clock = FrozenClock()
-    limiter = RateLimiter(120, clock=clock, sleep=clock.sleep)
+    gate = CallGate(8, rpm=120, clock=clock, sleep=clock.sleep)
     with ThreadPoolExecutor(5) as pool:
-        starts = sorted(pool.map(lambda _: limiter.reserve(), range(5)))
+        starts = sorted(pool.map(lambda _: gate.book(10), range(5)))
     assert starts == [0.0, 0.5, 1.0, 1.5, 2.0]
     clock.now = 10.0  # idle a while: the next call starts at once, and no burst was saved up meanwhile
-    assert [limiter.reserve(), limiter.reserve()] == [10.0, 10.5]
+    assert [gate.book(10), gate.book(10)] == [10.0, 10.5]
 
 
 def test_a_call_waits_until_its_booked_start():
     clock = FrozenClock()
-    limiter = RateLimiter(30, clock=clock, sleep=clock.sleep)
+    gate = CallGate(8, rpm=30, clock=clock, sleep=clock.sleep)
     for _ in range(3):
-        limiter.on_lm_start("id", None, {})
+        gate.exit(gate.enter(10), 10, rate_limited=False)
     assert clock.slept == [2.0, 4.0]  # the first call at once, then 2 s apart on a clock that stood still
+
+
+def test_tpm_lets_a_minute_of_tokens_through_then_spaces_by_tokens_and_learns_from_usage():
+    clock = FrozenClock()
+    gate = CallGate(8, tpm=6000, clock=clock, sleep=clock.sleep)  # 100 tokens a second
+    assert [gate.book(2000) for _ in range(3)] == [0.0, 0.0, 0.0]  # a minute's budget at once
+    assert gate.book(1000) == pytest.approx(10.0)  # 7,000 booked: the last 1,000 wait for 10 s of refill
+    # An answer that used 1,000 tokens fewer than booked gives them back: the next 1,000 start no later.
+    gate.exit(Ticket(0.0, 2000), used=1000, rate_limited=False)
+    assert gate.book(1000) == pytest.approx(10.0)
+    assert gate.book(1000) == pytest.approx(20.0)
+
+
+def test_429s_cut_the_requests_in_flight_once_per_burst_and_successes_win_them_back():
+    clock = FrozenClock()
+    gate = CallGate(16, clock=clock, sleep=clock.sleep)
+    tickets = [gate.enter(1) for _ in range(16)]
+    clock.now = 1.0
+    for ticket in tickets[:8]:  # a burst of 429s, all from requests sent before the cut: one cut
+        gate.exit(ticket, None, rate_limited=True)
+    assert gate.level == int(16 * CUT) == 12
+    clock.now = 2.0
+    late = gate.enter(1)  # sent after the cut: its 429 cuts again
+    gate.exit(late, None, rate_limited=True)
+    assert gate.level == int(12 * CUT)
+    before = gate.limit
+    for ticket in tickets[8:]:
+        gate.exit(ticket, 1, rate_limited=False)
+    assert gate.limit == pytest.approx(before + sum(1 / (before + i) for i in range(8)), rel=0.05)
+    assert gate.rate_limited == 9 and gate.in_flight == 0
+
+
+def test_a_waiting_coroutine_gets_the_next_free_slot_and_a_cancelled_one_gives_it_back():
+    async def scenario():
+        gate = CallGate(1)
+        first = await gate.aenter(1)
+        second = asyncio.ensure_future(gate.aenter(1))
+        third = asyncio.ensure_future(gate.aenter(1))
+        await asyncio.sleep(0.01)
+        assert not second.done() and not third.done()
+        second.cancel()
+        gate.exit(first, 1, rate_limited=False)
+        await asyncio.wait_for(third, 5)  # the slot went past the cancelled waiter
+        assert gate.in_flight == 1
+
+    asyncio.run(scenario())
 
 
 def test_rpm_spaces_every_lm_call_of_a_run_with_chunks_in_flight(workspace, tmp_path, monkeypatch):
     clock = FrozenClock()
     booked: list[float] = []
 
-    class Recording(RateLimiter):
-        def __init__(self, rpm):
-            super().__init__(rpm, clock=clock, sleep=clock.sleep)
+    class Recording(CallGate):
+        def __init__(self, concurrency, rpm=None, tpm=None):
+            super().__init__(concurrency, rpm=rpm, tpm=tpm, clock=clock, sleep=clock.sleep)
 
-        def reserve(self):
-            booked.append(start := super().reserve())
+        def book(self, tokens):
+            booked.append(start := super().book(tokens))
             return start
 
-    monkeypatch.setattr(importlib.import_module("datagen.generate"), "RateLimiter", Recording)
+    monkeypatch.setattr(importlib.import_module("datagen.generate"), "CallGate", Recording)
     engine = FakeEngine()
-    report = run(workspace, tmp_path / "run", engine, limit=5, concurrency=5, rpm=120)
+    report = run(workspace, out := tmp_path / "run", engine, limit=5, concurrency=5, rpm=120)
+    assert out.exists()
     assert report.exported == engine.calls == 5
-    assert sorted(booked) == [0.0, 0.5, 1.0, 1.5, 2.0]  # every call went through the limiter, in turn
-    assert sorted(clock.slept) == [0.5, 1.0, 1.5, 2.0]
+    assert sorted(booked) == [0.0, 0.5, 1.0, 1.5, 2.0]  # every call went through the gate, in turn
+
+
+def test_a_run_against_a_server_that_admits_k_at_once_settles_near_k_and_finishes(workspace, tmp_path):
+    """AIMD end to end: 24 chunks in flight against a server that takes 4 requests at once and answers 429 to the
+    rest. The run loses no chunk, the gate ends near 4, and most requests are answered, not refused."""
+    K, concurrency = 4, 24
+    with FakeOpenAIServer(latency=0.05, max_concurrent=K) as server:
+        settings = ModelSettings(model="openai/capped", api_base=server.url, num_retries=8)
+        model = build_role_model(settings, "task")
+        gates = {}
+        generate_module = importlib.import_module("datagen.generate")
+        made = generate_module.run_gates
+
+        def keep(*args):
+            gates.update(made(*args))
+            return gates
+
+        generate_module.run_gates = keep
+        try:
+            report = generate("style_clone", [workspace / "data/samples"], tmp_path / "run", workspace=workspace,
+                              config=Config(), model=model,
+                              settings=RunSettings(max_tokens=60, concurrency=concurrency))
+        finally:
+            generate_module.run_gates = made
+    gate = next(iter(gates.values()))
+    assert report.chunks >= 40 and not report.failures and report.exported == report.chunks
+    assert server.peak == K
+    assert gate.level <= 2 * K  # settled near K, far below the 24 it started at
+    answered = len(server.arrivals) - server.rejected
+    assert server.rejected < answered  # few calls wasted: fewer refusals than answers
