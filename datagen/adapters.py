@@ -13,6 +13,7 @@ field's value. An answer with no clean reading fails to parse, as DSPy's own unr
 
 import json
 import re
+import sys
 
 import dspy
 from dspy.utils.exceptions import AdapterParseError
@@ -110,8 +111,32 @@ class ChatAdapter(_Strict, dspy.ChatAdapter):
         return f"it gives the field {twice[0]} more than once (a draft and the answer?)" if twice else None
 
     def _make_json_adapter_fallback(self):
+        # Called by dspy.ChatAdapter in the `except` block of the call that failed. A batch run's request that is not
+        # answered yet (Deferred) or that its job failed (BatchRequestError) is no unparseable answer: it goes on
+        # unchanged, never as a second request in JSON (DSPy 3.4 falls back on AdapterParseError alone; this holds
+        # should it widen that).
+        from datagen.batch import BatchRequestError, Deferred
+
+        failed = sys.exc_info()[1]
+        while failed is not None and not isinstance(failed, Deferred | BatchRequestError):
+            failed = failed.__cause__
+        if failed is not None:
+            return _Reraise(sys.exc_info()[1])
         return JSONAdapter(use_native_function_calling=self.use_native_function_calling,
                            parallel_tool_calls=self.parallel_tool_calls)
+
+
+class _Reraise:
+    """A stand-in for the fallback adapter that raises the error the first adapter's call raised, as it is."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
+
+    def __call__(self, *args, **kwargs):
+        raise self.error
+
+    async def acall(self, *args, **kwargs):
+        raise self.error
 
 
 class JSONAdapter(_Strict, dspy.JSONAdapter):

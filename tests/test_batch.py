@@ -346,3 +346,14 @@ def test_the_same_role_model_settings_carry_over(store):
     assert batched.name == model.name and batched.adapter is model.adapter and batched.role == "task"
     assert batched.lm.kwargs == {"temperature": 0.0, "max_tokens": 200, "stop": ["\n\nEND"]}
     assert batched.lm.cache is False
+
+
+def test_an_answer_that_does_not_parse_is_asked_again_in_json_in_the_next_round(store):
+    """ChatAdapter's fallback to JSONAdapter works as it does interactively: the JSON request is one more round."""
+    with FakeOpenAIServer(layout=lambda values: "no markers here") as server:
+        rounds = Rounds(Rephrase(), PASSAGES[:3])
+        summary = run_batches(store, role_model(server), rounds, poll_seconds=0.01)
+    assert {text: p.plain for text, p in rounds.done.items()} == {text: plain(text) for text in PASSAGES[:3]}
+    assert (summary.rounds, summary.jobs, server.chat_requests) == (3, 2, 0)
+    second = next(reversed(server.batches.values()))
+    assert all("JSON" in line.decode() for line in server.files[second["input_file_id"]]["data"].splitlines())
