@@ -357,3 +357,20 @@ def test_an_answer_that_does_not_parse_is_asked_again_in_json_in_the_next_round(
     assert (summary.rounds, summary.jobs, server.chat_requests) == (3, 2, 0)
     second = next(reversed(server.batches.values()))
     assert all("JSON" in line.decode() for line in server.files[second["input_file_id"]]["data"].splitlines())
+
+
+def test_a_configured_role_model_goes_to_the_batch_api_at_its_api_base(store):
+    """A role model as datagen.toml makes it (an openai/ model at a self-hosted api_base), whatever engine and model
+    string it calls the server with interactively."""
+    from datagen.config import ModelSettings
+    from datagen.models import build_role_model
+
+    with FakeOpenAIServer() as server:
+        model = build_role_model(ModelSettings(model="openai/served-model", api_base=server.url, max_tokens=300,
+                                               temperature=0.2), "task")
+        rounds = Rounds(Rephrase(), PASSAGES[:2])
+        run_batches(store, model, rounds, poll_seconds=0.01)
+    assert len(rounds.done) == 2 and server.chat_requests == 0 and server.batches_created == 1
+    assert batch_model(model, store).name == model.name == "openai/served-model"
+    body = json.loads(next(iter(server.files.values()))["data"].splitlines()[0])["body"]
+    assert (body["model"], body["max_tokens"], body["temperature"]) == ("served-model", 300, 0.2)
