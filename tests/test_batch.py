@@ -14,7 +14,7 @@ from datagen.errors import DatagenError
 from datagen.models import RoleModel
 from datagen.store import RunStore
 
-from .fakes import FakeOpenAIServer, FromInputs, plain, status
+from .fakes import FakeOpenAIServer, plain, status
 
 PASSAGES = [f"Passage number {i}: The Quick Brown Fox, Jumping Over {i} Lazy Dogs!" for i in range(7)]
 
