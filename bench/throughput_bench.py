@@ -1,0 +1,487 @@
+"""Side by side (issue 15): datagen before and now, `module.batch()` and bespokelabs-curator, on one fake model.
+
+    .venv/bin/python -m bench.throughput_bench --baseline /work/bench-baseline     # --help for the knobs
+
+One fake OpenAI-compatible server (tests/fakes.py, in a process of its own, a fixed latency per request) answers
+every client. Each client runs in a fresh process of its own, after one warm-up call, on the same short passages
+(one LM call per passage; each run's passages start with a prefix of their own, so no cache can answer), with
+rate limits off and caches off:
+
+  datagen (before)  `datagen.generate` of the baseline worktree (--baseline, e.g. commit 91c60f7's thread pool),
+                    first on sys.path of its process, with this repository's venv
+  datagen (now)     `datagen.generate` of this working tree (or of --now PATH), pipeline style_clone
+  module.batch()    the same program's `batch()` at the same thread count (this working tree)
+  curator           bespokelabs-curator 0.1.31 in a venv of its own (--curator-venv; made on first use), sent
+                    the very system + user messages datagen's style_clone sends (rendered here with the adapter)
+
+Columns: samples/s; ratio = samples/s / ideal (concurrency / latency / calls per sample); client CPU ms per LM
+call (the client process's CPU time, children included, over the calls the server saw); the client's peak RSS.
+Then the memory line: datagen (now)'s peak RSS at two corpus sizes at a short latency, and the growth.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PIPELINE = "style_clone"
+CURATOR = "bespokelabs-curator==0.1.31"
+CURATOR_VENV = Path.home() / ".cache" / "datagen" / "bench-curator"
+MARK = "@@throughput-bench "  # the children's protocol lines on stdout (libraries may print there too)
+PARAGRAPHS_PER_FILE = 100
+CLIENTS = {"before": "datagen (before)", "now": "datagen (now)", "batch": "module.batch()",
+           "curator": "curator 0.1.31"}
+_WORDS = ("the river lantern morning harbour quiet letter garden window winter market captain kitchen "
+          "station evening village doctor mountain ribbon story silver meadow candle journey travel stranger "
+          "answered slowly carried across beneath although because whenever never always perhaps certainly "
+          "bright heavy narrow golden patient curious ancient gentle restless open closed distant familiar "
+          "walked remembered wondered listened returned promised gathered watched waited followed").split()
+
+
+# --- the passages -------------------------------------------------------------------------------------------
+
+def passage(prefix: str, index: int, words: int) -> str:
+    """A short distinct passage of about `words` words, starting with the run's prefix."""
+    rng = random.Random(index)
+    body = [rng.choice(_WORDS) for _ in range(words)]
+    sentences = [" ".join(body[i:i + 12]).capitalize() + "." for i in range(0, words, 12)]
+    return f"{prefix} passage {index}. " + " ".join(sentences)
+
+
+def passages(prefix: str, count: int, words: int) -> list[str]:
+    return [passage(prefix, i, words) for i in range(count)]
+
+
+def write_corpus(folder: Path, texts: list[str]) -> Path:
+    """Text files under `folder`, one paragraph per passage (at a small chunk budget, one chunk per passage)."""
+    folder.mkdir(parents=True)
+    for first in range(0, len(texts), PARAGRAPHS_PER_FILE):
+        part = texts[first:first + PARAGRAPHS_PER_FILE]
+        (folder / f"part-{first // PARAGRAPHS_PER_FILE:05d}.txt").write_text("\n\n".join(part) + "\n")
+    return folder
+
+
+def check_chunks(folder: Path, texts: list[str], max_tokens: int) -> None:
+    """The corpus chunks (with this working tree's chunker) into exactly the passages, in order."""
+    from datagen.chunking import chunk_documents
+    from datagen.ingest import iter_documents
+
+    chunks = [c.text.strip() for c in chunk_documents(iter_documents([folder]), max_tokens)]
+    if chunks != texts:
+        raise SystemExit(f"the corpus chunks into {len(chunks)} chunks, not the {len(texts)} passages: "
+                         "adjust --words or --max-tokens")
+
+
+def render_messages(texts: list[str]) -> list[list[dict]]:
+    """The chat messages datagen's style_clone sends for each passage: its predictor's signature formatted by
+    datagen's ChatAdapter (the adapter of a model with an api_base), no demos."""
+    from datagen.adapters import ChatAdapter
+    from datagen.pipelines import load_program
+
+    program = load_program(PIPELINE, ROOT)
+    predictors = [p for _, p in program.named_predictors()]
+    if len(predictors) != 1:
+        raise SystemExit(f"{PIPELINE} has {len(predictors)} predictors; the benchmark expects one call per chunk")
+    signature, adapter = predictors[0].signature, ChatAdapter()
+    return [adapter.format(signature, demos=[], inputs={"passage": text}) for text in texts]
+
+
+# --- the clients, each in a process of its own -------------------------------------------------------------
+
+def _say(kind: str, payload=None) -> None:
+    print(MARK + json.dumps({"kind": kind, "payload": payload}), flush=True)
+
+
+def _usage() -> tuple[float, float, float]:
+    """CPU seconds of this process (all threads) and of its waited-for children; peak RSS MiB of either."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    return cpu, max(own.ru_maxrss, children.ru_maxrss) / 1024, own.ru_maxrss / 1024  # KiB on Linux
+
+
+def _datagen_model(job: dict):
+    import dspy
+
+    from datagen.config import ModelSettings
+    from datagen.models import build_role_model
+
+    dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)  # every call reaches the server
+    settings = ModelSettings(model="openai/bench", api_base=job["url"], engine=job["engine"])
+    model = build_role_model(settings, "task")
+    model.lm(f"{job['prefix']} warm-up")  # litellm imports some modules on first use
+    return model
+
+
+def _child_datagen(job: dict):
+    sys.path.insert(0, job["code"])
+    import datagen  # before dspy and litellm: it keeps litellm from fetching its price list
+
+    where = Path(datagen.__file__).resolve()
+    if not where.is_relative_to(Path(job["code"]).resolve()):
+        raise SystemExit(f"datagen imported from {where}, not from {job['code']}")
+    model = _datagen_model(job)
+
+    def run():
+        report = datagen.generate(PIPELINE, [job["corpus"]], job["out"], workspace=Path(job["workspace"]),
+                                  model=model, settings=datagen.RunSettings(max_tokens=job["max_tokens"],
+                                                                            concurrency=job["concurrency"]))
+        return report.samples, sum(report.failures.values())
+
+    return str(where.parent), run
+
+
+def _child_batch(job: dict):
+    sys.path.insert(0, job["code"])
+    import datagen
+    import dspy
+
+    from datagen.pipelines import load_program
+
+    model = _datagen_model(job)
+    program = load_program(PIPELINE, Path(job["workspace"]))
+    texts = json.loads(Path(job["passages"]).read_text())
+
+    def run():
+        examples = [dspy.Example(chunk=text).with_inputs("chunk") for text in texts]
+        with model.context():
+            predictions = program.batch(examples, num_threads=job["concurrency"], disable_progress_bar=True)
+        return (sum(len(p.samples) for p in predictions if p is not None),
+                sum(p is None for p in predictions))
+
+    return str(Path(datagen.__file__).resolve().parent), run
+
+
+def curator_env(cache: Path) -> dict:
+    """The environment curator runs offline in: no cache, no display, no telemetry, litellm's bundled prices."""
+    return {"CURATOR_DISABLE_CACHE": "true", "CURATOR_CACHE_DIR": str(cache), "CURATOR_DISABLE_RICH_DISPLAY": "1",
+            "TELEMETRY_ENABLED": "0", "BESPOKE_CURATOR_TRACKER_DISABLED": "1", "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_CACHE": str(cache / "hf"),
+            "TOKENIZERS_PARALLELISM": "false"}
+
+
+def _child_curator(job: dict):
+    import importlib.util
+
+    # curator counts tokens with tiktoken's cl100k_base, which it would download: litellm ships the vocabulary.
+    litellm_dir = Path(importlib.util.find_spec("litellm").origin).parent
+    os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(litellm_dir / "litellm_core_utils" / "tokenizers"))
+    from bespokelabs import curator
+    from datasets import Dataset
+
+    class Rewrite(curator.LLM):
+        def prompt(self, row):
+            return row["messages"]
+
+        def parse(self, row, response):
+            return {"generic": response}
+
+    big = 10 ** 10  # rate limits out of the way: the concurrency is the only bound, as for the others
+    llm = Rewrite(model_name="bench", backend="openai",
+                  backend_params={"base_url": job["url"], "api_key": "no-key",
+                                  "max_concurrent_requests": job["concurrency"],
+                                  "max_requests_per_minute": big, "max_tokens_per_minute": big,
+                                  "max_retries": 3})
+    warm = [{"role": "user", "content": f"{job['prefix']} warm-up"}]
+    llm(Dataset.from_list([{"messages": warm}]))
+    messages = json.loads(Path(job["messages"]).read_text())
+
+    def run():
+        result = llm(Dataset.from_list([{"messages": m} for m in messages]))
+        dataset = getattr(result, "dataset", result)  # newer curators wrap the dataset in a response
+        return len(dataset), len(messages) - len(dataset)
+
+    return curator.__file__, run
+
+
+def child_main(job_file: str) -> None:
+    """Load the client and make a warm-up call, say "ready", wait for "go", run, and say the figures."""
+    import logging
+
+    job = json.loads(Path(job_file).read_text())
+    for noisy in ("LiteLLM", "httpx", "dspy", "bespokelabs", "curator"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    setup = {"before": _child_datagen, "now": _child_datagen, "batch": _child_batch, "curator": _child_curator}
+    where, run = setup[job["client"]](job)
+    _, _, baseline_mib = _usage()
+    _say("ready", {"code": where, "baseline_mib": baseline_mib})
+    if sys.stdin.readline().strip() != "go":
+        return
+    cpu_before = _usage()[0]
+    started = time.monotonic()
+    samples, failed = run()
+    seconds = time.monotonic() - started
+    cpu, peak, _ = _usage()
+    _say("done", {"seconds": seconds, "cpu": cpu - cpu_before, "samples": samples, "failed": failed,
+                  "peak_mib": peak})
+
+
+# --- the parent: start a client, count the server's calls, collect the figures -----------------------------
+
+class ClientFailed(Exception):
+    pass
+
+
+def measure(server, job: dict, python: str, work: Path, env: dict | None = None, timeout: float = 3600) -> dict:
+    """Run one client in a fresh process against `server`; its figures plus the LM calls the server saw."""
+    name = f"{job['client']}-{job['concurrency']}-{uuid.uuid4().hex[:6]}"
+    job_file, log_file = work / f"{name}.json", work / f"{name}.log"
+    job_file.write_text(json.dumps(job))
+    child_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    child_env.update(env or {})
+    child_env["PYTHONUNBUFFERED"] = "1"
+    # -P: the script's folder is not put on sys.path; each client puts its own code there.
+    with open(log_file, "w") as log:
+        process = subprocess.Popen([python, "-P", str(Path(__file__).resolve()), "--child", str(job_file)],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
+                                   cwd=work, env=child_env)
+    deadline = time.monotonic() + timeout
+
+    def expect(kind: str):
+        for line in process.stdout:
+            if line.startswith(MARK):
+                message = json.loads(line[len(MARK):])
+                if message["kind"] == kind:
+                    return message["payload"]
+            if time.monotonic() > deadline:
+                break
+        process.kill()
+        process.wait()
+        tail = "".join(log_file.read_text().splitlines(keepends=True)[-15:])
+        raise ClientFailed(f"{CLIENTS[job['client']]} exited (code {process.returncode}) before '{kind}'; "
+                           f"the end of {log_file}:\n{tail}")
+
+    try:
+        ready = expect("ready")
+        before = server.count()
+        process.stdin.write("go\n")
+        process.stdin.flush()
+        figures = expect("done")
+        figures["calls"] = server.count() - before
+    finally:
+        if process.poll() is None:
+            process.stdin.close()
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    figures.update(code=ready["code"], baseline_mib=ready["baseline_mib"])
+    return figures
+
+
+def derive(figures: dict, concurrency: int, latency: float) -> dict:
+    """samples/s, ratio to ideal and CPU ms per call from one client's raw figures."""
+    samples, calls = figures["samples"], figures["calls"]
+    rate = samples / figures["seconds"] if figures["seconds"] else 0.0
+    per_sample = calls / samples if samples else 1.0
+    ideal = concurrency / latency / per_sample
+    return {"samples_per_s": rate, "ideal": ideal, "ratio": rate / ideal,
+            "cpu_ms_per_call": 1000 * figures["cpu"] / calls if calls else float("nan")}
+
+
+def ensure_curator(venv: Path, create: bool) -> str | None:
+    """The curator venv's python: made (with `pip install bespokelabs-curator==0.1.31`) if missing and allowed."""
+    python = venv / "bin" / "python"
+    if not python.exists():
+        if not create:
+            return None
+        print(f"creating {venv} with {CURATOR} (once; a few minutes)...", file=sys.stderr, flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", CURATOR], check=True)
+    return str(python)
+
+
+def git(*args: str, cwd: Path = ROOT) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+
+
+def describe_code(path: Path) -> str:
+    """`abc1234`, with `+ uncommitted changes in datagen/` when the tree differs from its commit."""
+    commit = git("rev-parse", "--short", "HEAD", cwd=path)
+    dirty = git("status", "--porcelain", "--", "datagen", "programs", "signatures", cwd=path)
+    return commit + (" + uncommitted changes in datagen/" if dirty and dirty != "?" else "")
+
+
+# --- the runs -----------------------------------------------------------------------------------------------
+
+HEADER = (f"{'latency':>7} {'conc':>4} {'chunks':>6}  {'client':<17} {'samples/s':>9} {'ratio':>6} "
+          f"{'CPU ms':>7} {'peak MiB':>8}")
+
+
+def row(latency: float, concurrency: int, chunks: int, label: str, result: dict | None, first: bool) -> str:
+    point = f"{latency * 1000:>5.0f}ms {concurrency:>4} {chunks:>6}" if first else " " * 19
+    if result is None or "error" in result:
+        return f"{point}  {label:<17} {'(failed: see above)':>33}"
+    failed = f"  ({result['failed']} failed)" if result.get("failed") else ""
+    return (f"{point}  {label:<17} {result['samples_per_s']:>9.1f} {result['ratio']:>6.2f} "
+            f"{result['cpu_ms_per_call']:>7.2f} {result['peak_mib']:>8.0f}{failed}")
+
+
+def run_points(args, work: Path, pythons: dict, results: dict) -> None:
+    from bench.fake_server import ServerProcess
+
+    run_id = uuid.uuid4().hex[:8]
+    print(HEADER, flush=True)
+    for latency in args.latency:
+        with ServerProcess(latency) as server:
+            for concurrency in args.concurrency:
+                chunks = args.rounds * concurrency
+                point = {"latency": latency, "concurrency": concurrency, "chunks": chunks, "clients": {}}
+                results["points"].append(point)
+                for n, client in enumerate(args.clients):
+                    prefix = f"Run {run_id}-{client}-{latency:g}-{concurrency}."
+                    texts = passages(prefix, chunks, args.words)
+                    folder = work / f"{client}-{latency:g}-{concurrency}"
+                    job = {"client": client, "url": server.url, "concurrency": concurrency, "prefix": prefix,
+                           "engine": args.engine, "max_tokens": args.max_tokens, "out": str(folder / "out")}
+                    env = None
+                    if client in ("before", "now"):
+                        code = args.baseline if client == "before" else args.now
+                        job.update(code=str(code), workspace=str(code), corpus=str(folder / "corpus"))
+                        write_corpus(folder / "corpus", texts)
+                        check_chunks(folder / "corpus", texts, args.max_tokens)
+                    elif client == "batch":
+                        folder.mkdir(parents=True)
+                        job.update(code=str(ROOT), workspace=str(ROOT), passages=str(folder / "passages.json"))
+                        Path(job["passages"]).write_text(json.dumps(texts))
+                    else:
+                        folder.mkdir(parents=True)
+                        job["messages"] = str(folder / "messages.json")
+                        Path(job["messages"]).write_text(json.dumps(render_messages(texts)))
+                        env = curator_env(folder / "curator-cache")
+                    try:
+                        figures = measure(server, job, pythons[client], work, env, args.timeout)
+                        figures.update(derive(figures, concurrency, latency))
+                    except ClientFailed as exc:
+                        print(f"  {exc}", file=sys.stderr, flush=True)
+                        figures = {"error": str(exc)}
+                    point["clients"][client] = figures
+                    print(row(latency, concurrency, chunks, CLIENTS[client], figures, n == 0), flush=True)
+                    if figures.get("failed"):
+                        print(f"  warning: {figures['failed']} chunks failed in this run", file=sys.stderr)
+                if args.json:
+                    Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+def run_memory(args, work: Path, pythons: dict, results: dict) -> None:
+    from bench.fake_server import ServerProcess
+
+    small, large = args.memory_sizes
+    print(f"\nmemory: datagen (now) at concurrency {args.memory_concurrency}, "
+          f"{args.memory_latency * 1000:g} ms per call", flush=True)
+    memory = results["memory"] = {"concurrency": args.memory_concurrency, "latency": args.memory_latency,
+                                  "runs": {}}
+    run_id = uuid.uuid4().hex[:8]
+    with ServerProcess(args.memory_latency) as server:
+        for size in (small, large):
+            prefix = f"Run {run_id}-memory-{size}."
+            folder = work / f"memory-{size}"
+            write_corpus(folder / "corpus", passages(prefix, size, args.words))
+            job = {"client": "now", "url": server.url, "concurrency": args.memory_concurrency, "prefix": prefix,
+                   "engine": args.engine, "max_tokens": args.max_tokens, "out": str(folder / "out"),
+                   "code": str(args.now), "workspace": str(args.now), "corpus": str(folder / "corpus")}
+            try:
+                m = measure(server, job, pythons["now"], work, None, args.timeout)
+            except ClientFailed as exc:
+                print(f"  {exc}", file=sys.stderr, flush=True)
+                return
+            m.update(derive(m, args.memory_concurrency, args.memory_latency))
+            memory["runs"][str(size)] = m
+            note = "" if m["samples"] == size else f"  (warning: {m['samples']} samples, {m['failed']} failed)"
+            print(f"  {size:>7} chunks: peak RSS {m['peak_mib']:6.0f} MiB ({m['baseline_mib']:.0f} MiB before the "
+                  f"run), {m['samples_per_s']:.0f} samples/s, {m['cpu_ms_per_call']:.2f} CPU ms per call{note}",
+                  flush=True)
+    growth = 100 * (memory["runs"][str(large)]["peak_mib"] / memory["runs"][str(small)]["peak_mib"] - 1)
+    memory["growth_percent"] = growth
+    print(f"  growth {small} -> {large} chunks: {growth:+.1f}%", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[32, 64, 256])
+    parser.add_argument("--latency", type=float, nargs="+", default=[0.2, 2.0], help="seconds per LM call")
+    parser.add_argument("--rounds", type=int, default=20,
+                        help="chunks per point = rounds x concurrency (ideally rounds x latency seconds)")
+    parser.add_argument("--clients", nargs="+", choices=list(CLIENTS), default=list(CLIENTS))
+    parser.add_argument("--baseline", type=Path, default=Path("/work/bench-baseline"),
+                        help="a worktree of the 'before' commit (git worktree add /work/bench-baseline 91c60f7); "
+                             "skipped when absent")
+    parser.add_argument("--now", type=Path, default=ROOT,
+                        help="the code measured as 'now' (default: this working tree; or a worktree of a commit)")
+    parser.add_argument("--curator-venv", type=Path, default=CURATOR_VENV,
+                        help=f"a venv with {CURATOR} (default {CURATOR_VENV}, made on first use)")
+    parser.add_argument("--no-install", action="store_true", help="skip curator when its venv is missing")
+    parser.add_argument("--engine", choices=["auto", "lm15", "litellm"],
+                        help="the datagen model's DSPy engine (default: unset, datagen's own choice)")
+    parser.add_argument("--words", type=int, default=30, help="words per passage (default 30)")
+    parser.add_argument("--max-tokens", type=int, default=64,
+                        help="chunk budget: over one passage, under two (default 64)")
+    parser.add_argument("--memory-sizes", type=int, nargs=2, default=[10_000, 100_000], metavar=("SMALL", "LARGE"))
+    parser.add_argument("--memory-latency", type=float, default=0.005)
+    parser.add_argument("--memory-concurrency", type=int, default=64)
+    parser.add_argument("--skip-memory", action="store_true", help="only the side-by-side table")
+    parser.add_argument("--only-memory", action="store_true", help="only the memory line")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds one client run may take")
+    parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.child:
+        return child_main(args.child)
+    args.now = args.now.resolve()
+    clients = list(args.clients)
+    pythons = {client: sys.executable for client in CLIENTS}
+    if "before" in clients and not (args.baseline / "datagen" / "__init__.py").exists():
+        print(f"skipping datagen (before): no worktree at {args.baseline}", file=sys.stderr)
+        clients.remove("before")
+    if "curator" in clients:
+        python = ensure_curator(args.curator_venv, create=not args.no_install)
+        if python is None:
+            print(f"skipping curator: no venv at {args.curator_venv}", file=sys.stderr)
+            clients.remove("curator")
+        else:
+            pythons["curator"] = python
+    args.clients = clients
+    results = {"date": datetime.date.today().isoformat(), "machine": f"{os.cpu_count()} cores, {platform.node()}",
+               "now": {"path": str(args.now), "commit": describe_code(args.now)},
+               "before": ({"path": str(args.baseline), "commit": describe_code(args.baseline)}
+                          if "before" in clients else None),
+               "engine": args.engine, "rounds": args.rounds, "words": args.words, "points": [], "memory": None}
+    print(f"{PIPELINE}, 1 LM call per sample, {args.rounds} rounds of `concurrency` chunks per point, "
+          f"{args.words}-word passages, engine: {args.engine or 'datagen default'}")
+    print(f"now: {results['now']['commit']} ({args.now})"
+          + (f"; before: {results['before']['commit']} ({args.baseline})" if results["before"] else ""))
+    print()
+    with tempfile.TemporaryDirectory(prefix="datagen-throughput-") as tmp:
+        if not args.only_memory:
+            run_points(args, Path(tmp), pythons, results)
+        if not args.skip_memory:
+            run_memory(args, Path(tmp), pythons, results)
+    after = describe_code(args.now)
+    if after != results["now"]["commit"]:
+        results["now"]["commit_after"] = after
+        print(f"\nnote: 'now' changed during the run: {results['now']['commit']} at the start, {after} at the end")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
