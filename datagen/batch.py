@@ -132,16 +132,24 @@ class RequestBook:
     connection of its own), requests not seen before are collected in memory, under a lock, for the driver to
     write after the round (`take_new`). Usable from worker threads and event loops alike."""
 
-    def __init__(self, reader: BatchReader):
+    def __init__(self, reader: BatchReader, salt: str = ""):
         self._reader = reader
+        self._salt = salt
         self._lock = threading.Lock()
         self._new: dict[str, str] = {}
+
+    def salted(self, salt: str) -> "RequestBook":
+        """The same book (store, new requests) keying requests with `salt`: a request asked again under another
+        salt is a new request, not the answer stored for it (a failed chunk retried gets a fresh answer)."""
+        book = RequestBook(self._reader, salt)
+        book._lock, book._new = self._lock, self._new
+        return book
 
     def answer(self, body: dict) -> Response:
         """The stored answer to `body` as an lm15 Response (usage included). Raises BatchRequestError when its job
         gave it an error, Deferred when it has no answer yet (recording it if it is new)."""
         text = canonical(body)
-        key = hashlib.sha256(text.encode()).hexdigest()
+        key = hashlib.sha256(f"{self._salt}\n{text}".encode() if self._salt else text.encode()).hexdigest()
         found = self._reader.lookup(key)
         if found is None:
             with self._lock:
@@ -159,7 +167,8 @@ class RequestBook:
     def take_new(self) -> list[tuple[str, str]]:
         """The requests recorded since the last call, as (key, body JSON) pairs, and forget them."""
         with self._lock:
-            new, self._new = list(self._new.items()), {}
+            new = list(self._new.items())
+            self._new.clear()  # in place: a salted book shares it
         return new
 
 

@@ -136,6 +136,11 @@ def generate(
     max_failures: Annotated[int | None, typer.Option(min=1, help="Stop after this many failed chunks.")] = None,
     max_cost: Annotated[float | None, typer.Option(min=0, help="Stop cleanly before the run's spend passes this "
                                                    "many US dollars.")] = None,
+    batch: Annotated[bool, typer.Option("--batch", help="Send the task model's requests as provider batch jobs "
+                                        "(OpenAI's Batch API: half price, answers within 24 h); re-run to resume.")
+                     ] = False,
+    batch_poll: Annotated[float, typer.Option(min=0.01, help="Seconds between polls of the batch jobs.")] = 30.0,
+    batch_size: Annotated[int, typer.Option(min=1, max=50_000, help="Requests per batch job at most.")] = 50_000,
     model: Annotated[str | None, typer.Option(help="Task model, e.g. openai/gpt-4o-mini (overrides config).")] = None,
     api_base: Annotated[str | None, typer.Option(help="Base URL of an OpenAI-compatible server for the task "
                                                       "model.")] = None,
@@ -178,9 +183,10 @@ def generate(
 
         try:
             settings = RunSettings(max_tokens=max_tokens, limit=limit, concurrency=concurrency, rpm=rpm, tpm=tpm,
-                                   max_failures=max_failures, max_cost=max_cost, force=force)
+                                   max_failures=max_failures, max_cost=max_cost, force=force, batch=batch,
+                                   batch_poll=batch_poll, batch_size=batch_size)
             callbacks = Callbacks(on_start=lambda total: progress.update(bar, total=total), on_outcome=advance,
-                                  on_status=show)
+                                  on_status=show, on_batch=lambda job: progress.console.print(_job_line(job)))
             report = run_generate(pipeline, inputs, out_dir, workspace=root, config=config, settings=settings,
                                   options=_options(option or []), compiled=compiled, min_scores=_min_scores(min_score),
                                   callbacks=callbacks)
@@ -189,6 +195,10 @@ def generate(
                               "command again to resume") from None
     if report.resumed:
         err.print(f"resumed: {report.resumed} chunks were already done in {out_dir}")
+    if report.batch:
+        jobs = report.batch
+        err.print(f"batch: {jobs.rounds} rounds, {jobs.jobs} jobs submitted ({jobs.requests:,} requests), "
+                  f"{jobs.resumed_jobs} resumed; {jobs.answered:,} answered, {jobs.failed:,} failed")
     rate = f" ({report.chunks / report.seconds:.2f} chunks/s)" if report.seconds and report.chunks else ""
     err.print(f"this call: {report.chunks} chunks through [bold]{pipeline}[/] on {report.model} in "
               f"{report.seconds:.1f}s{rate}: {report.samples} samples, {sum(report.failures.values())} failed")
@@ -205,6 +215,13 @@ def generate(
             f"{report.stopped}; run the same command again to resume")
     if report.exported == 0:
         raise DatagenError(f"the dataset is empty: {summary.why_few_samples() or 'no chunk produced a sample'}")
+
+
+def _job_line(job) -> str:
+    """A batch job's state change, as the progress display prints it."""
+    batch = f" ({job.batch_id})" if job.batch_id else ""
+    done = f": {job.completed:,} answered, {job.failed:,} failed" if job.completed or job.failed else ""
+    return f"batch job {job.job}{batch}: {job.status}, {job.requests:,} requests{done}"
 
 
 def _cost_line(status) -> str:

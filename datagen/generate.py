@@ -27,6 +27,7 @@ from datagen.calllog import CallLog, step_names
 from datagen.chunking import Chunk, chunk_documents
 from datagen.compiled import load_compiled, read_manifest
 from datagen.config import Config, find_workspace, load_config
+from datagen.batch import BatchRequestError, BatchSummary, Deferred, JobStatus, batch_model, run_batches
 from datagen.cost import CostMeter, run_prices
 from datagen.errors import DatagenError
 from datagen.export import dataset_card, run_samples, sharegpt_record, write_card
@@ -40,7 +41,7 @@ from datagen.pipelines import code_fingerprint, load_program
 from datagen.limits import CallGate, gated
 from datagen.scoring import MetricContext, Scorer
 from datagen.store import Outcome, RunStore
-from datagen.summary import GATE
+from datagen.summary import BATCH, GATE
 from datagen.tokens import count_tokens
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,8 @@ DATA_FILE = "sharegpt.jsonl"
 FILES_STAMP = "files"  # run store meta key: the input files' stamp when the store last chunked them
 LOCK_FILE = "run.lock"  # held by the generate writing the run folder
 METADATA_FILE = "metadata.jsonl"
+# Run store meta keys of --batch runs: the generation whose requests are being asked, and the last one finished.
+BATCH_GENERATION, BATCH_DONE = "batch_generation", "batch_done"
 # Errors no other chunk would escape: continuing would only repeat them.
 _FATAL = {"auth", "billing", "unsupported_model", "configuration", "not_configured"}
 # When this many chunks fail in a row before any succeeds, the problem is not the chunks: stop spending.
@@ -65,7 +68,9 @@ class RunSettings:
     minute at most, spaced evenly, and `tpm` its tokens a minute (None: the config's `[models.task]` rpm/tpm, else
     no cap); `max_failures`, stop cleanly after that many failed chunks (None: never); `max_cost`, stop cleanly
     before the run's spend passes this many US dollars (None: no cap; needs prices, see datagen/cost.py);
-    `force`, reuse a run folder made by another program or other inputs, starting afresh."""
+    `force`, reuse a run folder made by another program or other inputs, starting afresh; `batch`, send the
+    task model's requests as provider batch jobs (OpenAI's Batch API, half price; see datagen/batch.py), polled
+    every `batch_poll` seconds, at most `batch_size` requests a job."""
 
     max_tokens: int | None = None
     limit: int | None = None
@@ -75,6 +80,9 @@ class RunSettings:
     max_failures: int | None = None
     max_cost: float | None = None
     force: bool = False
+    batch: bool = False
+    batch_poll: float = 30.0
+    batch_size: int = 50_000
 
 
 @dataclass(frozen=True)
@@ -97,11 +105,13 @@ class RunStatus:
 class Callbacks:
     """What the caller hears while a run goes: `on_start(n)` with the number of chunks about to run,
     `on_outcome(outcome)` with each chunk's `Outcome` as it finishes (in the order they finish), and
-    `on_status(status)` with a `RunStatus` after each."""
+    `on_status(status)` with a `RunStatus` after each, and with `--batch` `on_batch(status)` with each batch
+    job's `JobStatus` as it changes."""
 
     on_start: Callable[[int], None] | None = None
     on_outcome: Callable[[Outcome], None] | None = None
     on_status: Callable[[RunStatus], None] | None = None
+    on_batch: Callable[[JobStatus], None] | None = None
 
 
 @dataclass
@@ -128,9 +138,16 @@ class Report:
     stopped: str | None = None  # why the run stopped before its last chunk
     interrupted: bool = False  # stopped by Ctrl-C
     deferred: int = 0  # chunks waiting for a batch job's answers (generate --batch)
+    batch: "BatchSummary | None" = None  # what the batch jobs did (generate --batch)
 
 
 def failure_kind(exc: BaseException) -> str:
+    """A failure's kind, as stored and reported: "parse", "timeout", "rate_limit", "batch_expired", ..."""
+    for cause in _causes(exc):  # what a batch engine raised reaches here wrapped in DSPy's LMError
+        if isinstance(cause, Deferred):
+            return "deferred"
+        if isinstance(cause, BatchRequestError):
+            return cause.kind
     if isinstance(exc, InvalidText):
         return "encoding"
     if isinstance(exc, AdapterParseError):
@@ -150,12 +167,18 @@ def failure_kind(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc`, then what it was raised from (or while handling), down to the first cause."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
 def _root_cause(exc: BaseException) -> BaseException:
-    seen = {id(exc)}
-    while (inner := exc.__cause__ or exc.__context__) is not None and id(inner) not in seen:
-        seen.add(id(inner))
-        exc = inner
-    return exc
+    *_, root = _causes(exc)
+    return root
 
 
 def prompt_overhead(program: dspy.Module, model: RoleModel) -> int:
@@ -282,7 +305,7 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
                rpm: float | None = None, scorer: Scorer | None = None,
                interrupt: "Interrupt | None" = None, retried: Collection[str] = (), *,
                gates: Mapping[str, CallGate] | None = None, admit: Callable[[int], bool] | None = None,
-               ordered: bool = False) -> Iterator[Outcome]:
+               ordered: bool = False, retry_model: RoleModel | None = None) -> Iterator[Outcome]:
     """Outcomes as chunks finish (in `chunks`' order with `ordered`), with at most `concurrency` chunks in flight
     and no more read ahead; each sample scored by `scorer` when given. Chunks run on an asyncio event loop in a
     thread of its own: a program with `aforward` on the loop, a sync one in worker threads (one per chunk in
@@ -292,7 +315,7 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
     gate for the task model: `rpm` requests a minute, and requests in flight cut on 429s. Before each chunk
     starts, `admit(in_flight)` may refuse it (e.g. a spending cap), which ends the run as an interrupt does. Once
     `interrupt` is requested no chunk starts; those in flight finish and are yielded. Chunks whose ids are in
-    `retried` (they failed before) ask the model afresh, past DSPy's cache. Raises DatagenError for a failure no
+    `retried` (they failed before) ask the model afresh, past DSPy's cache (with `retry_model`, when given). Raises DatagenError for a failure no
     other chunk would escape (bad key, unknown model, nothing listening), or when the first chunks all fail."""
     if concurrency < 1:
         raise DatagenError(f"--concurrency must be at least 1, got {concurrency}")
@@ -303,7 +326,7 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
     names = step_names(program, scorer.metrics if scorer else ())
     # DSPy caches an answer that came back, whether or not it then parsed: a failed chunk would get its bad answer
     # (malformed, empty, cut off) again from the cache, and a cut-off one, unflagged then, would pass as a sample.
-    fresh = model.with_settings(cache=False)
+    fresh = retry_model or model.with_settings(cache=False)
     succeeded = False
     failed_first = 0
     loop = _Loop(concurrency)
@@ -317,7 +340,8 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
         while True:
             while (in_flight < concurrency and not (interrupt and interrupt.requested)
                    and (admit is None or admit(in_flight)) and (chunk := next(source, None)) is not None):
-                order[chunk.id] = len(order)
+                if ordered:
+                    order[chunk.id] = len(order)
                 loop.submit(_gated_run(gates, program, fresh if chunk.id in retried else model, chunk, settings,
                                        scorer, names), finished.put)
                 in_flight += 1
@@ -332,7 +356,8 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
             if fatal:
                 raise DatagenError(f"{model.name}: {outcome.message}")
             succeeded = succeeded or outcome.failure is None
-            failed_first += not succeeded
+            # A batch job's failure came in with its whole job, already paid: no reason to stop the others.
+            failed_first += not succeeded and not (outcome.failure or "").startswith("batch_")
             if not ordered:
                 yield outcome
             else:
@@ -455,13 +480,45 @@ def _score_finished(store: RunStore, scorer: Scorer, concurrency: int) -> None:
             store.add_usage(chunk.id, usage)
 
 
+def _run_batched(store: RunStore, report: Report, program: dspy.Module, model: RoleModel, scorer: Scorer | None,
+                 settings: RunSettings, interrupt: "Interrupt", gates: dict[str, CallGate],
+                 on_outcome: Callable[[Outcome], None] | None, meter: CostMeter,
+                 on_batch: Callable[[JobStatus], None] | None) -> BatchSummary:
+    """The pending chunks carried through provider batch jobs, round by round (datagen/batch.py). The task model's
+    requests go into jobs, so they pass no gate; judges, when scoring, are called as usual. A chunk that failed
+    in an earlier call asks afresh: its requests are keyed apart (salted by the batch generation, which moves on
+    only once a batch call has finished, so a killed call's resume finds its own jobs again)."""
+    meta = store.meta()
+    generation = int(meta.get(BATCH_GENERATION, 0))
+    if meta.get(BATCH_DONE) == str(generation):
+        generation += 1
+        store.set_meta({BATCH_GENERATION: str(generation)})
+    store.set_meta({BATCH: "1"})  # `datagen status` prices the run at batch prices
+    interactive = {name: gate for name, gate in gates.items() if name != model.lm.model}
+    retried = store.failed_ids()
+
+    def run_round(batched: RoleModel) -> int:
+        report.deferred = 0
+        retry = batch_model(model, book=batched.lm.engine.book.salted(f"retry {generation}"))
+        outcomes = run_chunks(program, batched, store.pending(settings.limit), settings.concurrency, scorer=scorer,
+                              interrupt=interrupt, retried=retried, gates=interactive, retry_model=retry)
+        _run_pending(store, report, outcomes, settings.max_failures, on_outcome, meter)
+        return 0 if report.stopped else report.deferred
+
+    summary = run_batches(store, model, run_round, poll_seconds=settings.batch_poll, batch_size=settings.batch_size,
+                          on_status=on_batch, should_stop=lambda: interrupt.requested)
+    if not summary.stopped and not report.stopped:
+        store.set_meta({BATCH_DONE: str(generation)})
+    return summary
+
+
 def _meter(store: RunStore, config: Config, model: RoleModel, scorer: Scorer | None,
            settings: RunSettings) -> CostMeter:
     """The run folder's spend so far, priced by the config and litellm's list. With `max_cost`, every model the
     run calls must have a price (DatagenError naming the one without)."""
     models = [model.name] + ([scorer.context.judge.name] if scorer and "judge" in scorer.kinds.values() else [])
-    prices = run_prices(models, config)
-    meter = CostMeter(prices)
+    prices = run_prices(models, config, batch=settings.batch)
+    meter = CostMeter(prices, batch=settings.batch)
     counts = store.counts()
     meter.add(store.usage(), chunks=counts["done"] + counts["failed"])
     if settings.max_cost is not None and (unpriced := [name for name, price in prices.items() if price is None]):
@@ -664,6 +721,9 @@ def generate(program: "str | dspy.Module", inputs: Iterable[str | Path], out_dir
     budget = settings.max_tokens or tuned.get("chunk_tokens") or config.chunking.max_tokens
     check_budget(program, model, budget)
     check_reachable(model)
+    if settings.batch and settings.max_cost is not None:
+        raise DatagenError("--max-cost does not apply with --batch: a batch job's cost is known only once it ends "
+                           "(use --limit to bound a batch run)")
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -709,10 +769,14 @@ def generate(program: "str | dspy.Module", inputs: Iterable[str | Path], out_dir
         budget = _Budget(settings.max_cost, meter)
         on_outcome = _reporting(callbacks, report, meter, gates[model.lm.model], total)
         with interrupt.handling():
-            outcomes = run_chunks(program, model, store.pending(settings.limit), settings.concurrency,
-                                  scorer=scorer, interrupt=interrupt, retried=store.failed_ids(), gates=gates,
-                                  admit=budget.admit if settings.max_cost is not None else None)
-            _run_pending(store, report, outcomes, settings.max_failures, on_outcome, meter)
+            if settings.batch:
+                report.batch = _run_batched(store, report, program, model, scorer, settings, interrupt, gates,
+                                            on_outcome, meter, callbacks.on_batch)
+            else:
+                outcomes = run_chunks(program, model, store.pending(settings.limit), settings.concurrency,
+                                      scorer=scorer, interrupt=interrupt, retried=store.failed_ids(), gates=gates,
+                                      admit=budget.admit if settings.max_cost is not None else None)
+                _run_pending(store, report, outcomes, settings.max_failures, on_outcome, meter)
         if interrupt.requested and store.pending_count(settings.limit):
             report.stopped, report.interrupted = "interrupted (Ctrl-C)", True
         elif budget.refused and store.pending_count(settings.limit):

@@ -369,11 +369,10 @@ class RunStore:
             self._db.executemany("INSERT OR IGNORE INTO batch_requests (key, body) VALUES (?, ?)", requests)
 
     def clear_batch_errors(self) -> int:
-        """Forget the errors batch jobs gave requests, so that those requests are submitted again; answers stay.
-        Returns how many were cleared."""
+        """Forget the requests batch jobs failed: one asked again (its chunk retried) is recorded and submitted
+        anew, and one nobody asks again is not paid for twice; answers stay. Returns how many were forgotten."""
         with self._transaction():
-            return self._db.execute("UPDATE batch_requests SET job = NULL, error_kind = NULL, error = NULL "
-                                    "WHERE error_kind IS NOT NULL").rowcount
+            return self._db.execute("DELETE FROM batch_requests WHERE error_kind IS NOT NULL").rowcount
 
     def unsubmitted_batch_requests(self) -> Iterator[tuple[str, str]]:
         """(key, body) of the requests no job carries yet, in the order they were recorded."""

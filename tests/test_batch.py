@@ -1,6 +1,7 @@
 """Provider batch jobs (datagen/batch.py): programs carried to their end through OpenAI's Batch API, against the fake
 server's /v1/files and /v1/batches over real HTTP, with a real run store."""
 
+import importlib
 import json
 import math
 
@@ -374,3 +375,98 @@ def test_a_configured_role_model_goes_to_the_batch_api_at_its_api_base(store):
     assert batch_model(model, store).name == model.name == "openai/served-model"
     body = json.loads(next(iter(server.files.values()))["data"].splitlines()[0])["body"]
     assert (body["model"], body["max_tokens"], body["temperature"]) == ("served-model", 300, 0.2)
+
+
+# --- through datagen.generate ----------------------------------------------------------------------------------
+
+def generate_batched(workspace, out, server, **settings):
+    """generate() of style_clone on the workspace's samples with the task model on `server`, as a batch run unless
+    `batch=False`; the batch jobs polled every 10 ms."""
+    from datagen.config import Config, ModelSettings
+    from datagen.generate import RunSettings, generate
+
+    config = Config(models={"task": ModelSettings(model="openai/fake-model", api_base=server.url)})
+    run_settings = {"max_tokens": 200, "batch": True, "batch_poll": 0.01, **settings}
+    return generate("style_clone", [workspace / "data/samples"], out, workspace=workspace, config=config,
+                    settings=RunSettings(**run_settings))
+
+
+def test_a_batch_run_writes_the_dataset_an_interactive_run_writes_and_makes_no_interactive_call(workspace, tmp_path):
+    with FakeOpenAIServer() as server:
+        interactive = generate_batched(workspace, tmp_path / "interactive", server, batch=False)
+        asked = server.chat_requests
+        report = generate_batched(workspace, tmp_path / "batched", server, batch_size=4)
+        assert server.chat_requests == asked  # not one interactive call
+    chunks = interactive.chunks
+    assert report.exported == interactive.exported == chunks and not report.failures
+    assert report.batch.jobs == server.batches_created == math.ceil(chunks / 4)  # one step: ceil(n / size) jobs
+    assert report.batch.rounds == 2 and report.batch.requests == chunks
+    for name in ("sharegpt.jsonl",):
+        assert (tmp_path / "batched" / name).read_bytes() == (tmp_path / "interactive" / name).read_bytes()
+    from datagen.summary import summarize
+
+    assert summarize(tmp_path / "batched").batch  # priced at batch prices
+
+
+def test_a_batch_run_stopped_while_its_jobs_run_resumes_them_and_submits_nothing_twice(workspace, tmp_path,
+                                                                                       monkeypatch):
+    out = tmp_path / "run"
+    generate_module = importlib.import_module("datagen.generate")
+    with FakeOpenAIServer(batch_polls=3) as server:
+        class StopOnPoll(generate_module.Interrupt):  # Ctrl-C once the first job is submitted
+            @property
+            def requested(self):
+                return server.batches_created >= 1
+
+            @requested.setter
+            def requested(self, value):
+                pass
+
+        monkeypatch.setattr(generate_module, "Interrupt", StopOnPoll)
+        first = generate_batched(workspace, out, server, batch_size=1000)
+        monkeypatch.undo()
+        assert first.stopped and first.interrupted and first.exported == 0
+        created = server.batches_created
+        report = generate_batched(workspace, out, server, batch_size=1000)
+    assert created == 1 and server.batches_created == 1  # the resume polled the job it had, and submitted none
+    assert report.batch.resumed_jobs == 1 and report.exported == report.chunks and not report.failures
+    assert server.batch_lines == report.chunks and server.chat_requests == 0
+
+
+def test_a_chunk_failed_by_its_batch_is_asked_afresh_on_the_next_run(workspace, tmp_path):
+    out = tmp_path / "run"
+    refused = []
+
+    def faults(source, attempt):
+        if not refused:  # the first passage's first request is refused
+            refused.append(source)
+        return status(400, message="refused once") if source == refused[0] and attempt == 0 else None
+
+    with FakeOpenAIServer(faults=faults) as server:
+        report = generate_batched(workspace, out, server)
+        assert dict(report.failures) == {"batch_failed": 1} and report.stopped is None
+        again = generate_batched(workspace, out, server)
+    assert again.chunks == 1 and not again.failures and again.exported == report.exported + 1
+    assert again.batch.requests == 1  # asked afresh: the stored error was not its answer
+
+
+def test_max_cost_is_refused_with_batch(workspace, tmp_path):
+    with FakeOpenAIServer() as server, pytest.raises(DatagenError, match="--max-cost does not apply with --batch"):
+        generate_batched(workspace, tmp_path / "run", server, max_cost=1.0)
+
+
+def test_a_chunk_failed_on_a_stored_answer_is_asked_afresh_on_the_next_run_not_given_it_again(workspace, tmp_path):
+    from .fakes import MALFORMED
+
+    out = tmp_path / "run"
+    first = []
+
+    def faults(source, attempt):
+        first.append(source) if not first else None
+        return MALFORMED if source == first[0] and attempt == 0 else None  # each prompt's first answer unparseable
+
+    with FakeOpenAIServer(faults=faults) as server:
+        report = generate_batched(workspace, out, server)
+        assert dict(report.failures) == {"parse": 1}
+        again = generate_batched(workspace, out, server)
+    assert again.chunks == 1 and not again.failures and again.exported == report.exported + 1

@@ -140,6 +140,19 @@ def test_rpm_is_taken_by_generate(workspace):
     assert len(server.arrivals) == 3
 
 
+def test_generate_takes_batch_and_max_cost_and_says_what_the_jobs_did(workspace):
+    with FakeOpenAIServer() as server:
+        result = run_cli("generate", "style_clone", "-i", "data/samples", "-o", "out", "--max-tokens", "300",
+                         "--limit", "3", "--batch", "--batch-poll", "0.01", "--batch-size", "2", "--tpm", "100000",
+                         "--model", "openai/fake", "--api-base", server.url, cwd=workspace)
+        assert result.returncode == 0, result.stderr
+        assert "batch: 2 rounds, 2 jobs submitted (3 requests)" in result.stderr
+        assert server.chat_requests == 0 and server.batches_created == 2
+        refused = run_cli("generate", "style_clone", "-i", "data/samples", "-o", "out2", "--batch", "--max-cost", "1",
+                          "--model", "openai/fake", "--api-base", server.url, cwd=workspace)
+    assert_one_line_error(refused, "--max-cost does not apply with --batch")
+
+
 # Greek written in Latin letters ("Greeklish"), asking with Greek's question mark ';': the paragraph's script is
 # Latin, so "auto" takes English rules (';' ends no sentence); `language = "el"` ends a sentence at each ';'.
 GREEKLISH = " ".join([
