@@ -5,6 +5,8 @@ skipped. Failures that no other chunk would escape (bad key, unknown model, unre
 """
 
 import asyncio
+import concurrent.futures
+import contextvars
 import hashlib
 import json
 import logging
@@ -209,19 +211,18 @@ def check_budget(program: dspy.Module, model: RoleModel, budget: int) -> None:
             f"(prompt ~{prompt} + chunk {budget} + answer up to {answer}): {advice}")
 
 
-async def _run_one(program: dspy.Module, model: RoleModel, chunk: Chunk, settings: dict,
-                   scorer: Scorer | None, names: dict[int, str]) -> Outcome:
+def _run_one(program: dspy.Module, model: RoleModel, chunk: Chunk, settings: dict, scorer: Scorer | None,
+             names: dict[int, str], loop: "_Loop | None") -> Outcome:
     started = time.monotonic()
     # Usage is tracked per chunk, so tokens spent on a chunk that then fails are still counted. Each chunk gets a
     # trace of its own: DSPy's shared one keeps the last 10,000 predictions, inputs included, for the whole run.
-    # And a call log of its own (its steps, its LM calls), stored with its result. DSPy's settings are context
-    # variables: each chunk's task, and the worker thread it hands a sync program to, sees its own.
+    # And a call log of its own (its steps, its LM calls), stored with its result.
     log = CallLog(names)
     with (model.context(**{**settings, "callbacks": [*settings["callbacks"], log]}, trace=[]),
           track_usage() as tracker):
-        outcome = await _outcome(program, chunk)
+        outcome = _outcome(program, chunk, loop)
         if scorer is not None and outcome.failure is None:
-            await asyncio.to_thread(_score, scorer, outcome)
+            _score(scorer, outcome)
     if log.truncated and outcome.failure != "deferred":
         # Whatever came of it, a sample or a parse error, it was made from a cut-off answer.
         cap = model.lm.kwargs.get("max_tokens") or model.lm.kwargs.get("max_completion_tokens")
@@ -235,17 +236,16 @@ async def _run_one(program: dspy.Module, model: RoleModel, chunk: Chunk, setting
 
 
 def is_async(program: dspy.Module) -> bool:
-    """Whether `program` defines `aforward` (then it runs on the event loop; else its `forward` runs in a
-    worker thread)."""
+    """Whether `program` defines `aforward`: then `acall` runs it, on an event loop."""
     return callable(getattr(program, "aforward", None))
 
 
-async def _outcome(program: dspy.Module, chunk: Chunk) -> Outcome:
+def _outcome(program: dspy.Module, chunk: Chunk, loop: "_Loop | None") -> Outcome:
     try:
-        if is_async(program):
-            prediction = await program.acall(chunk=chunk.text)
+        if loop is not None:
+            prediction = loop.run(program.acall(chunk=chunk.text))
         else:
-            prediction = await asyncio.to_thread(program, chunk=chunk.text)
+            prediction = program(chunk=chunk.text)
     except Exception as exc:  # recorded per chunk; the caller decides what is fatal
         return Outcome(chunk, failure=failure_kind(exc), message=_first_line(exc),
                        raw=redact(getattr(exc, "lm_response", None)))
@@ -307,21 +307,23 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
                gates: Mapping[str, CallGate] | None = None, admit: Callable[[int], bool] | None = None,
                ordered: bool = False, retry_model: RoleModel | None = None) -> Iterator[Outcome]:
     """Outcomes as chunks finish (in `chunks`' order with `ordered`), with at most `concurrency` chunks in flight
-    and no more read ahead; each sample scored by `scorer` when given. Chunks run on an asyncio event loop in a
-    thread of its own: a program with `aforward` on the loop, a sync one in worker threads (one per chunk in
-    flight); `chunks` is read, and outcomes are yielded, in the calling thread (the run store's).
+    and no more read ahead; each sample scored by `scorer` when given. Each chunk in flight has a worker thread;
+    a program with `aforward` runs it (`acall`) on one asyncio event loop shared by the run, its worker waiting.
+    `chunks` is read, and outcomes are yielded, in the calling thread (the run store's).
 
     LM requests pass `gates` ({model name as DSPy knows it: CallGate}; see datagen/limits.py), by default one
     gate for the task model: `rpm` requests a minute, and requests in flight cut on 429s. Before each chunk
     starts, `admit(in_flight)` may refuse it (e.g. a spending cap), which ends the run as an interrupt does. Once
     `interrupt` is requested no chunk starts; those in flight finish and are yielded. Chunks whose ids are in
-    `retried` (they failed before) ask the model afresh, past DSPy's cache (with `retry_model`, when given). Raises DatagenError for a failure no
-    other chunk would escape (bad key, unknown model, nothing listening), or when the first chunks all fail."""
+    `retried` (they failed before) ask the model afresh, past DSPy's cache (with `retry_model`, when given).
+    Raises DatagenError for a failure no other chunk would escape (bad key, unknown model, nothing listening),
+    or when the first chunks all fail."""
     if concurrency < 1:
         raise DatagenError(f"--concurrency must be at least 1, got {concurrency}")
     if gates is None:
         gates = {model.lm.model: CallGate(concurrency, rpm=rpm)}
-    # A corpus run keeps no history of its calls in memory: the run store is the record.
+    # A corpus run keeps no history of its calls in memory: the run store is the record. The caller's callbacks
+    # are handed on explicitly: DSPy's context does not follow work into this pool's threads.
     settings = {"disable_history": True, "callbacks": list(dspy.settings.get("callbacks", []))}
     names = step_names(program, scorer.metrics if scorer else ())
     # DSPy caches an answer that came back, whether or not it then parsed: a failed chunk would get its bad answer
@@ -329,10 +331,11 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
     fresh = retry_model or model.with_settings(cache=False)
     succeeded = False
     failed_first = 0
-    loop = _Loop(concurrency)
+    loop = _Loop() if is_async(program) else None
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="datagen")
     finished: queue.SimpleQueue = queue.SimpleQueue()
     in_flight = 0
-    order = {}  # with `ordered`: chunk id -> its place, and the outcomes waiting for their turn
+    order: dict[str, int] = {}  # with `ordered`: chunk id -> its place, and the outcomes waiting for their turn
     waiting: dict[int, Outcome] = {}
     next_out = 0
     source = iter(chunks)
@@ -342,8 +345,9 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
                    and (admit is None or admit(in_flight)) and (chunk := next(source, None)) is not None):
                 if ordered:
                     order[chunk.id] = len(order)
-                loop.submit(_gated_run(gates, program, fresh if chunk.id in retried else model, chunk, settings,
-                                       scorer, names), finished.put)
+                future = pool.submit(_gated_run, gates, program, fresh if chunk.id in retried else model, chunk,
+                                     settings, scorer, names, loop)
+                future.add_done_callback(finished.put)
                 in_flight += 1
             if not in_flight and not waiting:
                 return
@@ -370,7 +374,10 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
                                    f"{outcome.message}); stopped before spending more")
     finally:
         # Stopped at once (a second Ctrl-C): calls in flight are abandoned, not waited for.
-        loop.close(wait=not (interrupt and interrupt.forced))
+        forced = bool(interrupt and interrupt.forced)
+        if loop is not None:
+            loop.close(wait=not forced)
+        pool.shutdown(wait=not forced, cancel_futures=True)
 
 
 def _next(finished: queue.SimpleQueue) -> Outcome:
@@ -383,50 +390,51 @@ def _next(finished: queue.SimpleQueue) -> Outcome:
             continue
 
 
-async def _gated_run(gates: Mapping[str, CallGate], program, model, chunk: Chunk, *args) -> Outcome:
+def _gated_run(gates: Mapping[str, CallGate], program, model, chunk: Chunk, *args) -> Outcome:
     with gated(gates):
         try:
-            return await _run_one(program, model, chunk, *args)
+            return _run_one(program, model, chunk, *args)
         except Exception as exc:  # datagen's own bookkeeping failed: the chunk fails, the run goes on
             log.exception("chunk %s: %s", chunk.id, exc)
             return Outcome(chunk, failure=failure_kind(exc), message=_first_line(exc))
 
 
 class _Loop:
-    """An asyncio event loop in a thread of its own, running the chunks submitted to it, with a pool of
-    `workers` threads for sync programs and DSPy's own hops off the loop (`asyncio.to_thread`)."""
+    """An asyncio event loop in a thread of its own, for programs with `aforward`: a worker thread hands it a
+    chunk's coroutine and waits for the result. DSPy's async LMs do their I/O on it, without a thread a call."""
 
-    def __init__(self, workers: int):
+    def __init__(self):
         self._loop = asyncio.new_event_loop()
-        self._executor = ThreadPoolExecutor(max_workers=workers + 4, thread_name_prefix="datagen")
-        self._loop.set_default_executor(self._executor)
-        self._tasks: set[asyncio.Task] = set()
         self._thread = threading.Thread(target=self._loop.run_forever, name="datagen-loop", daemon=True)
         self._thread.start()
 
-    def submit(self, coroutine, done: Callable[[asyncio.Task], None]) -> None:
-        """Run `coroutine` on the loop; `done(task)` hears of its end (not of its cancelling), in the loop's
-        thread: `task.result()` is the outcome, or raises what the coroutine raised."""
+    def run(self, coroutine):
+        """Run `coroutine` on the loop, in the calling thread's context (DSPy's settings, the chunk's call log and
+        gates), and wait for its result (or its exception)."""
+        context = contextvars.copy_context()
+        done = concurrent.futures.Future()
+
         def start():
-            task = self._loop.create_task(coroutine)
-            self._tasks.add(task)
-            task.add_done_callback(lambda t: (self._tasks.discard(t), t.cancelled() or done(t)))
+            task = self._loop.create_task(coroutine, context=context)
+            task.add_done_callback(lambda t: done.cancel() if t.cancelled() else (
+                done.set_exception(t.exception()) if t.exception() else done.set_result(t.result())))
         self._loop.call_soon_threadsafe(start)
+        return done.result()
 
     def close(self, wait: bool) -> None:
-        """Stop the loop: with `wait`, once nothing runs (the caller has every outcome); else at once, the chunks
-        in flight cancelled and their worker threads left to end on their own."""
+        """Stop the loop: with `wait` once its tasks are done (their workers have their results), else at once,
+        cancelling them."""
         async def stop():
-            for task in list(self._tasks):
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-            await asyncio.sleep(0)  # let cancelled HTTP clients close their sockets
+            tasks = [t for t in asyncio.all_tasks(self._loop) if t is not asyncio.current_task()]
+            if not wait:
+                for task in tasks:
+                    task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             self._loop.stop()
         asyncio.run_coroutine_threadsafe(stop(), self._loop)
         if wait:
             self._thread.join()
             self._loop.close()
-        self._executor.shutdown(wait=wait, cancel_futures=True)
 
 
 class Interrupt:

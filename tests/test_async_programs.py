@@ -1,0 +1,58 @@
+"""A program with `aforward` runs through `generate` on DSPy's async path (acall, the async engine, the gate's
+async admission), end to end over real HTTP to the fake server, with its forward never called."""
+
+import dspy
+
+from datagen import Sample
+from datagen.config import Config, ModelSettings
+from datagen.generate import RunSettings, generate
+from datagen.models import build_role_model
+from datagen.store import RunStore
+
+from .fakes import FakeOpenAIServer
+from .test_generate import read_jsonl
+
+
+class AsyncRephrase(dspy.Module):
+    """Two steps, awaited: a rephrase, then a title of the rephrase."""
+
+    def __init__(self):
+        super().__init__()
+        self.rephrase = dspy.Predict("passage -> generic")
+        self.title = dspy.Predict("generic -> title")
+
+    def forward(self, chunk):
+        raise AssertionError("a program with aforward is run by acall")
+
+    async def aforward(self, chunk):
+        generic = (await self.rephrase.acall(passage=chunk)).generic
+        title = (await self.title.acall(generic=generic)).title
+        return dspy.Prediction(generic=generic, title=title, samples=[Sample(input=generic, output=chunk)])
+
+
+def run(workspace, out, server, **settings):
+    model = build_role_model(ModelSettings(model="openai/fake", api_base=server.url, num_retries=8), "task")
+    return generate(AsyncRephrase(), [workspace / "data/samples"], out, workspace=workspace, config=Config(),
+                    model=model, settings=RunSettings(max_tokens=200, **settings))
+
+
+def test_an_async_program_runs_on_the_loop_with_its_calls_logged_and_counted(workspace, tmp_path):
+    with FakeOpenAIServer(latency=0.02) as server:
+        report = run(workspace, tmp_path / "run", server, concurrency=8)
+        calls = len(server.arrivals)
+    assert report.chunks == report.exported > 0 and not report.failures
+    assert calls == 2 * report.chunks  # both steps of every chunk, each once
+    records = read_jsonl(tmp_path / "run/sharegpt.jsonl")
+    assert len(records) == report.exported
+    with RunStore(tmp_path / "run") as store:
+        chunk, _ = next(store.done())
+        assert [step.step for step in store.steps(chunk.id)] == ["rephrase", "title"]
+        assert [call.step for call in store.calls(chunk.id)] == ["rephrase", "title"]
+        assert store.usage()["openai/fake"]["prompt_tokens"] == 10 * calls  # the fake's 10 a call, all counted
+
+
+def test_an_async_program_backs_off_from_a_server_that_admits_two_at_once(workspace, tmp_path):
+    with FakeOpenAIServer(latency=0.02, max_concurrent=2) as server:
+        report = run(workspace, tmp_path / "run", server, concurrency=12)
+    assert report.chunks == report.exported > 0 and not report.failures
+    assert server.peak == 2 and server.rejected < len(server.arrivals)
