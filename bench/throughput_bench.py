@@ -16,12 +16,17 @@ rate limits off and caches off:
 
 Columns: samples/s; ratio = samples/s / ideal (concurrency / latency / calls per sample); client CPU ms per LM
 call (the client process's CPU time, children included, over the calls the server saw); the client's peak RSS.
-Then the memory line: datagen (now)'s peak RSS at two corpus sizes at a short latency, and the growth.
+Then the memory line: datagen (now)'s peak RSS at two corpus sizes at a short latency, and the growth. Then the
+batch line: datagen (now) with `RunSettings(batch=True)` on --batch-chunks chunks (one step: style_clone makes one
+LM call per chunk), every request through the fake server's Batch API (/v1/files, /v1/batches), in jobs of at most
+--batch-size requests: the interactive requests it made (the target: none) and the jobs it created (the target: at
+most ceil(chunks / batch size) per pipeline step), with rounds, wall and CPU seconds and peak RSS.
 """
 
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import random
@@ -118,7 +123,8 @@ def _datagen_model(job: dict):
     dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)  # every call reaches the server
     settings = ModelSettings(model="openai/bench", api_base=job["url"], engine=job["engine"])
     model = build_role_model(settings, "task")
-    model.lm(f"{job['prefix']} warm-up")  # litellm imports some modules on first use
+    if job.get("warm", True):  # not for the batch line: its run must make no interactive call at all
+        model.lm(f"{job['prefix']} warm-up")  # litellm imports some modules on first use
     return model
 
 
@@ -131,11 +137,20 @@ def _child_datagen(job: dict):
         raise SystemExit(f"datagen imported from {where}, not from {job['code']}")
     model = _datagen_model(job)
 
+    batch = {"batch": True, "batch_poll": job["batch_poll"], "batch_size": job["batch_size"]} if job.get(
+        "batch_size") else {}
+
     def run():
+        settings = datagen.RunSettings(max_tokens=job["max_tokens"], concurrency=job["concurrency"], **batch)
         report = datagen.generate(PIPELINE, [job["corpus"]], job["out"], workspace=Path(job["workspace"]),
-                                  model=model, settings=datagen.RunSettings(max_tokens=job["max_tokens"],
-                                                                            concurrency=job["concurrency"]))
-        return report.samples, sum(report.failures.values())
+                                  model=model, settings=settings)
+        if not batch:
+            return report.samples, sum(report.failures.values())
+        summary = report.batch
+        return report.samples, sum(report.failures.values()), {
+            "chunks": report.chunks, "exported": report.exported, "deferred": report.deferred,
+            "rounds": summary.rounds if summary else None, "jobs": summary.jobs if summary else None,
+            "requests": summary.requests if summary else None, "stopped": report.stopped}
 
     return str(where.parent), run
 
@@ -210,7 +225,8 @@ def child_main(job_file: str) -> None:
     job = json.loads(Path(job_file).read_text())
     for noisy in ("LiteLLM", "httpx", "dspy", "bespokelabs", "curator"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
-    setup = {"before": _child_datagen, "now": _child_datagen, "batch": _child_batch, "curator": _child_curator}
+    setup = {"before": _child_datagen, "now": _child_datagen, "batch": _child_batch, "curator": _child_curator,
+             "batch-api": _child_datagen}
     where, run = setup[job["client"]](job)
     _, _, baseline_mib = _usage()
     _say("ready", {"code": where, "baseline_mib": baseline_mib})
@@ -218,11 +234,11 @@ def child_main(job_file: str) -> None:
         return
     cpu_before = _usage()[0]
     started = time.monotonic()
-    samples, failed = run()
+    samples, failed, *extra = run()
     seconds = time.monotonic() - started
     cpu, peak, _ = _usage()
     _say("done", {"seconds": seconds, "cpu": cpu - cpu_before, "samples": samples, "failed": failed,
-                  "peak_mib": peak})
+                  "peak_mib": peak, **(extra[0] if extra else {})})
 
 
 # --- the parent: start a client, count the server's calls, collect the figures -----------------------------
@@ -257,16 +273,19 @@ def measure(server, job: dict, python: str, work: Path, env: dict | None = None,
         process.kill()
         process.wait()
         tail = "".join(log_file.read_text().splitlines(keepends=True)[-15:])
-        raise ClientFailed(f"{CLIENTS[job['client']]} exited (code {process.returncode}) before '{kind}'; "
+        label = CLIENTS.get(job["client"], job["client"])
+        raise ClientFailed(f"{label} exited (code {process.returncode}) before '{kind}'; "
                            f"the end of {log_file}:\n{tail}")
 
     try:
         ready = expect("ready")
-        before = server.count()
+        before = server.counts()
         process.stdin.write("go\n")
         process.stdin.flush()
         figures = expect("done")
-        figures["calls"] = server.count() - before
+        after = server.counts()
+        figures["server"] = {key: after[key] - before[key] for key in after}  # what this run made the server do
+        figures["calls"] = figures["server"]["arrivals"]
     finally:
         if process.poll() is None:
             process.stdin.close()
@@ -411,6 +430,52 @@ def run_memory(args, work: Path, pythons: dict, results: dict) -> None:
         Path(args.json).write_text(json.dumps(results, indent=2))
 
 
+def run_batch_line(args, work: Path, pythons: dict, results: dict) -> None:
+    """datagen (now) through the Batch API on args.batch_chunks chunks: no interactive call, at most
+    ceil(chunks / batch size) jobs for style_clone's one step."""
+    from bench.fake_server import ServerProcess
+
+    chunks, size = args.batch_chunks, args.batch_size
+    ceiling = math.ceil(chunks / size)
+    print(f"\nbatch: datagen (now), RunSettings(batch=True, batch_poll={args.batch_poll:g}, batch_size={size}), "
+          f"concurrency {args.batch_concurrency}, {PIPELINE} (1 step)", flush=True)
+    line = results["batch"] = {"chunks": chunks, "batch_size": size, "batch_poll": args.batch_poll,
+                               "concurrency": args.batch_concurrency, "steps": 1, "jobs_ceiling": ceiling}
+    prefix = f"Run {uuid.uuid4().hex[:8]}-batch-{chunks}."
+    folder = work / f"batch-{chunks}"
+    write_corpus(folder / "corpus", passages(prefix, chunks, args.words))
+    with ServerProcess(0.2) as server:  # the latency applies to interactive calls only: a batch has none
+        job = {"client": "batch-api", "url": server.url, "concurrency": args.batch_concurrency, "prefix": prefix,
+               "engine": args.engine, "max_tokens": args.max_tokens, "out": str(folder / "out"), "warm": False,
+               "code": str(args.now), "workspace": str(args.now), "corpus": str(folder / "corpus"),
+               "batch_size": size, "batch_poll": args.batch_poll}
+        try:
+            m = measure(server, job, pythons["now"], work, None, args.timeout)
+        except ClientFailed as exc:
+            print(f"  {exc}", file=sys.stderr, flush=True)
+            line["error"] = str(exc)
+            return
+    line.update(m)
+    counted = m["server"]
+    no_interactive = counted["chat_requests"] == 0 and counted["arrivals"] == 0
+    jobs_ok = counted["batches_created"] <= ceiling * line["steps"]
+    complete = m["samples"] == chunks and not m["failed"]
+    line["met"] = no_interactive and jobs_ok and complete
+    print(f"  chunks {m['chunks']}, samples exported {m['exported']}"
+          + (f" ({m['failed']} failed, {m['deferred']} deferred)" if m["failed"] or m["deferred"] else ""),
+          flush=True)
+    print(f"  interactive chat requests: {counted['chat_requests']}", flush=True)
+    print(f"  jobs created: {counted['batches_created']} (ceil({chunks} / {size}) = {ceiling} per step), "
+          f"files uploaded: {counted['uploads']}, batch lines answered: {counted['batch_lines']}", flush=True)
+    print(f"  rounds: {m['rounds']} (1 step + the round that finds nothing left to ask), "
+          f"wall {m['seconds']:.1f} s, client CPU {m['cpu']:.1f} s, peak RSS {m['peak_mib']:.0f} MiB "
+          f"({m['baseline_mib']:.0f} MiB before the run)", flush=True)
+    print(f"  target (no interactive call, at most {ceiling} jobs for the one step, every chunk a sample): "
+          f"{'met' if line['met'] else 'NOT met'}", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[32, 64, 256])
@@ -434,8 +499,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--memory-sizes", type=int, nargs=2, default=[10_000, 100_000], metavar=("SMALL", "LARGE"))
     parser.add_argument("--memory-latency", type=float, default=0.005)
     parser.add_argument("--memory-concurrency", type=int, default=64)
-    parser.add_argument("--skip-memory", action="store_true", help="only the side-by-side table")
+    parser.add_argument("--batch-chunks", type=int, default=10_000, help="chunks of the batch line (default 10,000)")
+    parser.add_argument("--batch-size", type=int, default=2_000, help="requests per batch job at most (default 2,000)")
+    parser.add_argument("--batch-poll", type=float, default=0.05, help="seconds between polls of a batch job")
+    parser.add_argument("--batch-concurrency", type=int, default=64,
+                        help="chunks in flight in a batch round (no network calls there; default 64)")
+    parser.add_argument("--skip-memory", action="store_true", help="no memory line")
     parser.add_argument("--only-memory", action="store_true", help="only the memory line")
+    parser.add_argument("--skip-batch", action="store_true", help="no batch line")
+    parser.add_argument("--only-batch", action="store_true", help="only the batch line")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds one client run may take")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -464,17 +536,20 @@ def main(argv: list[str] | None = None) -> None:
                "now": {"path": str(args.now), "commit": describe_code(args.now)},
                "before": ({"path": str(args.baseline), "commit": describe_code(args.baseline)}
                           if "before" in clients else None),
-               "engine": args.engine, "rounds": args.rounds, "words": args.words, "points": [], "memory": None}
+               "engine": args.engine, "rounds": args.rounds, "words": args.words, "points": [], "memory": None,
+               "batch": None}
     print(f"{PIPELINE}, 1 LM call per sample, {args.rounds} rounds of `concurrency` chunks per point, "
           f"{args.words}-word passages, engine: {args.engine or 'datagen default'}")
     print(f"now: {results['now']['commit']} ({args.now})"
           + (f"; before: {results['before']['commit']} ({args.baseline})" if results["before"] else ""))
     print()
     with tempfile.TemporaryDirectory(prefix="datagen-throughput-") as tmp:
-        if not args.only_memory:
+        if not (args.only_memory or args.only_batch):
             run_points(args, Path(tmp), pythons, results)
-        if not args.skip_memory:
+        if not (args.skip_memory or args.only_batch):
             run_memory(args, Path(tmp), pythons, results)
+        if not (args.skip_batch or args.only_memory):
+            run_batch_line(args, Path(tmp), pythons, results)
     after = describe_code(args.now)
     if after != results["now"]["commit"]:
         results["now"]["commit_after"] = after
