@@ -249,18 +249,8 @@ class FakeOpenAIServer:
 
             def _serve(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-                messages = body.get("messages") or []
-                source = next(iter(dict(_INPUT_VALUE.findall(_split(messages)[1])).values()), "")
-                key = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
-                with server._lock:
-                    arrived = time.monotonic()
-                    server.arrivals.append(arrived)
-                    attempt = server._seen.get(key, 0)
-                    server._seen[key] = attempt + 1
-                    scripted = server.scripted.pop(0) if server.scripted else None
-                if scripted is None and server.faults:
-                    scripted = server.faults(source, attempt)
-                fault = status(scripted) if isinstance(scripted, int) else scripted
+                arrived = time.monotonic()
+                source, attempt, fault = server._script(body.get("messages") or [], arrived)
                 with server._lock:
                     if server.record:
                         server.requests.append(body)
@@ -292,20 +282,8 @@ class FakeOpenAIServer:
             def _answer(self, body: dict, text: str | None = None, truncated: bool = False, trickle: bool = False):
                 if not self.path.rstrip("/").endswith("/chat/completions"):
                     return self._send(404, {"error": {"message": f"no route {self.path}"}})
-                if text is None:
-                    text = answer(*_split(body["messages"]), server.respond, server.by_field, server.layout)
-                if truncated:  # a model that ran out of tokens mid-answer: the text stops, and says why
-                    text = text[:len(text) // 2]
-                completion = len(text.split())
-                if truncated:  # a server that stops at the cap reports it used all of it
-                    completion = body.get("max_tokens") or body.get("max_completion_tokens") or completion
-                self._send(200, {
-                    "id": f"fake-{len(server.arrivals)}", "object": "chat.completion", "created": int(time.time()),
-                    "model": body.get("model", "fake"),
-                    "choices": [{"index": 0, "finish_reason": "length" if truncated else "stop",
-                                 "message": {"role": "assistant", "content": text}}],
-                    "usage": {"prompt_tokens": 10, "completion_tokens": completion, "total_tokens": 10 + completion},
-                }, trickle=trickle)
+                self._send(200, server._completion(body, text, truncated, f"fake-{len(server.arrivals)}"),
+                           trickle=trickle)
 
             def _send(self, status: int, payload: dict, headers: dict | None = None, trickle: bool = False):
                 data = json.dumps(payload).encode()
@@ -495,18 +473,41 @@ class FakeOpenAIServer:
             batch[f"{end}_at"] = int(time.time())
             return _public(batch)
 
-    def _answer_line(self, body: dict) -> tuple[int, dict]:
-        """(status, body) for one batch line: what `/v1/chat/completions` would answer it."""
-        messages = body.get("messages") or []
+    def _script(self, messages: list, arrived: float | None = None) -> tuple[str, int, "Fault | str | None"]:
+        """What to do with a request of `messages`: its source (the prompt's first input value), how many identical
+        requests came before it, and the scripted answer (a Fault, a verbatim string, or None: answer well).
+        With `arrived` (time.monotonic()), it counts as an HTTP request in `arrivals`."""
         source = next(iter(dict(_INPUT_VALUE.findall(_split(messages)[1])).values()), "")
         key = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
         with self._lock:
+            if arrived is not None:
+                self.arrivals.append(arrived)
             attempt = self._seen.get(key, 0)
             self._seen[key] = attempt + 1
             scripted = self.scripted.pop(0) if self.scripted else None
         if scripted is None and self.faults:
             scripted = self.faults(source, attempt)
-        fault = status(scripted) if isinstance(scripted, int) else scripted
+        return source, attempt, status(scripted) if isinstance(scripted, int) else scripted
+
+    def _completion(self, body: dict, text: str | None, truncated: bool, completion_id: str) -> dict:
+        """A chat.completion answering `body`: `text`, else `answer()`'s; `truncated` cut off half-way with
+        finish_reason length, as a model that ran out of tokens, reporting it used them all."""
+        if text is None:
+            text = answer(*_split(body.get("messages") or []), self.respond, self.by_field, self.layout)
+        if truncated:
+            text = text[:len(text) // 2]
+        completion = len(text.split())
+        if truncated:
+            completion = body.get("max_tokens") or body.get("max_completion_tokens") or completion
+        return {"id": completion_id, "object": "chat.completion", "created": int(time.time()),
+                "model": body.get("model", "fake"),
+                "choices": [{"index": 0, "finish_reason": "length" if truncated else "stop",
+                             "message": {"role": "assistant", "content": text}}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": completion, "total_tokens": 10 + completion}}
+
+    def _answer_line(self, body: dict) -> tuple[int, dict]:
+        """(status, body) for one batch line: what `/v1/chat/completions` would answer it."""
+        _, _, fault = self._script(body.get("messages") or [])
         text = fault if isinstance(fault, str) else None
         if isinstance(fault, Fault):
             if fault.kind in ("status", "hang", "reset"):
@@ -515,19 +516,7 @@ class FakeOpenAIServer:
                 return code, {"error": {"message": message, "type": "fake"}}
             text = {"malformed": "Sorry, I would rather not.", "empty": ""}.get(fault.kind)
         truncated = isinstance(fault, Fault) and fault.kind == "truncated"
-        if text is None:
-            text = answer(*_split(messages), self.respond, self.by_field, self.layout)
-        if truncated:
-            text = text[:len(text) // 2]
-        completion = len(text.split())
-        if truncated:
-            completion = body.get("max_tokens") or body.get("max_completion_tokens") or completion
-        return 200, {
-            "id": f"fake-batch-{next(self._ids)}", "object": "chat.completion", "created": int(time.time()),
-            "model": body.get("model", "fake"),
-            "choices": [{"index": 0, "finish_reason": "length" if truncated else "stop",
-                         "message": {"role": "assistant", "content": text}}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": completion, "total_tokens": 10 + completion}}
+        return 200, self._completion(body, text, truncated, f"fake-batch-{next(self._ids)}")
 
 
 def _public(batch: dict) -> dict:
