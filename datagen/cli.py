@@ -265,6 +265,9 @@ def _options(pairs: list[str]) -> dict:
 def _print_summary(run_dir: Path, config=None):
     """The run as a whole, from its store: what `status` prints, and `generate` after it; priced with `config`'s
     prices where it sets them."""
+    from collections import Counter
+
+    from datagen.batch import TERMINAL as BATCH_TERMINAL
     from datagen.summary import summarize
 
     summary = summarize(run_dir, config)
@@ -280,6 +283,12 @@ def _print_summary(run_dir: Path, config=None):
     unknown = (f"  cost: unknown (no price for {', '.join(summary.unpriced)}: set input_price and output_price in "
                "its [models.ROLE] of datagen.toml)")
     err.print(f"  cost: ${cost:.4f}" if cost is not None else unknown, markup=False, highlight=False, soft_wrap=True)
+    if summary.batch_jobs:
+        states = Counter(job["status"] for job in summary.batch_jobs)
+        running = [job["batch_id"] for job in summary.batch_jobs if job["status"] not in BATCH_TERMINAL]
+        err.print(f"  batch jobs: {', '.join(f'{n} {state}' for state, n in states.items())}"
+                  + (f" (in flight: {', '.join(str(b) for b in running)}; run generate --batch again to collect them)"
+                     if running else ""), markup=False, highlight=False, soft_wrap=True)
     if summary.dropped:
         err.print(f"  dropped by the pipeline's own checks: {summary.drops()}", markup=False, highlight=False,
                   soft_wrap=True)

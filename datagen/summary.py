@@ -26,6 +26,7 @@ class RunSummary:
     kept: int | None = None  # samples that pass the gate (None without one)
     config: Config | None = None  # where the prices set in datagen.toml come from (None: litellm's alone)
     batch: bool = False  # priced at the provider batch APIs' prices
+    batch_jobs: list[dict] = field(default_factory=list)  # the run's batch jobs (RunStore.batch_jobs), oldest first
 
     @property
     def pending(self) -> int:
@@ -102,4 +103,4 @@ def summarize(run_dir: str | Path, config: Config | None = None) -> RunSummary:
         kept = sum(1 for _ in run_samples(store, gate)) if gate else None
         return RunSummary(run_dir, meta, counts["chunks"], counts["done"], counts["failed"], store.sample_count(),
                           store.failures(), store.usage(), store.dropped(), gate, kept, config,
-                          batch=meta.get(BATCH) in ("1", "true"))
+                          batch=meta.get(BATCH) in ("1", "true"), batch_jobs=store.batch_jobs())

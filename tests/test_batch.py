@@ -426,6 +426,10 @@ def test_a_batch_run_stopped_while_its_jobs_run_resumes_them_and_submits_nothing
         first = generate_batched(workspace, out, server, batch_size=1000)
         monkeypatch.undo()
         assert first.stopped and first.interrupted and first.exported == 0
+        from datagen.summary import summarize
+
+        [job] = summarize(out).batch_jobs  # `datagen status` shows it in flight
+        assert job["status"] == "in_progress" and job["batch_id"]
         created = server.batches_created
         report = generate_batched(workspace, out, server, batch_size=1000)
     assert created == 1 and server.batches_created == 1  # the resume polled the job it had, and submitted none
