@@ -37,7 +37,8 @@ from datagen.files import replacing
 from datagen import __version__
 from datagen.ingest import iter_documents, iter_files
 from datagen.locking import exclusive
-from datagen.models import MAX_RETRY_AFTER, RoleModel, check_reachable, task_model, track_usage
+from datagen.models import (MAX_RETRY_AFTER, RoleModel, check_reachable, configured_names, task_model,
+                            track_usage)
 from datagen.redaction import redact
 from datagen.pipelines import code_fingerprint, load_program
 from datagen.limits import CallGate, gated
@@ -154,6 +155,10 @@ def failure_kind(exc: BaseException) -> str:
         return "encoding"
     if isinstance(exc, AdapterParseError):
         return "parse" if (exc.lm_response or "").strip() else "empty_answer"
+    if isinstance(exc, LMError) and any(getattr(c, "status", None) == 404 for c in _causes(exc)):
+        # No such model (or no such route) at this server: litellm says so, DSPy's own engine calls it an invalid
+        # request. Either way no other chunk would fare better.
+        return "unsupported_model"
     if isinstance(exc, LMError):
         # The engines disagree on what a slow answer or a dropped connection is (litellm calls a reset a server
         # error, DSPy's own engine calls a timeout a transport error); the OS error under them does not.
@@ -298,7 +303,7 @@ def _first_line(exc: BaseException) -> str:
     if isinstance(wait, (int, float)) and wait > MAX_RETRY_AFTER:
         line += (f" (the provider asked to retry after {wait:g} s, longer than datagen waits: "
                  "run the same command again later)")
-    return valid_text(redact(line))  # an error may quote an answer that is not valid Unicode
+    return valid_text(redact(configured_names(line)))  # an error may quote an answer that is not valid Unicode
 
 
 def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], concurrency: int = 1,

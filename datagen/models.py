@@ -55,6 +55,13 @@ def configured_name(model: str) -> str:
     return _CONFIGURED.get(model, model)
 
 
+def configured_names(text: str) -> str:
+    """`text` (e.g. an error message of DSPy's, "[hosted_vllm/NAME] ...") with each model named as configured."""
+    for wire, configured in _CONFIGURED.items():
+        text = text.replace(wire, configured)
+    return text
+
+
 class _ConfiguredNames(UsageTracker):
     def add_usage(self, lm: str, usage_entry: dict) -> None:
         super().add_usage(configured_name(lm), usage_entry)
