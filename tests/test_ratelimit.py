@@ -144,3 +144,28 @@ def test_a_run_against_a_server_that_admits_k_at_once_settles_near_k_and_finishe
     answered = len(server.arrivals)  # the requests it admitted (a refused one is not an arrival)
     print(f"K={K}: {answered} answered, {server.rejected} refused, level at the end {gate.level}")
     assert server.rejected < answered  # few calls wasted: fewer refusals than answers
+
+
+def spacing(gate: CallGate) -> float:
+    """Seconds between the starts the gate books for two requests asked at once."""
+    first = gate.book(1)
+    return gate.book(1) - first
+
+
+def test_each_model_of_a_run_gets_a_gate_with_its_roles_limits_and_the_flags_override_the_task_models(workspace):
+    from datagen.generate import run_gates
+    from datagen.scoring import MetricContext, Scorer
+
+    config = Config(models={"task": ModelSettings(model="openai/task", api_base="http://127.0.0.1:9/v1", rpm=60,
+                                                  tpm=6000),
+                            "judge": ModelSettings(model="openai/judge", api_base="http://127.0.0.1:9/v1", rpm=30)})
+    task = build_role_model(config.role("task"), "task")
+    judged = Scorer("style_clone", MetricContext(workspace, config, corpus=[]), ["content"])
+    gates = run_gates(config, task, judged, RunSettings(concurrency=4))
+    assert set(gates) == {task.lm.model, judged.context.judge.lm.model}
+    assert spacing(gates[task.lm.model]) == pytest.approx(1.0, abs=0.05)  # 60 a minute: 1 s apart
+    assert spacing(gates[judged.context.judge.lm.model]) == pytest.approx(2.0, abs=0.05)  # 30 a minute
+    flagged = run_gates(config, task, None, RunSettings(concurrency=4, rpm=120))[task.lm.model]
+    assert spacing(flagged) == pytest.approx(0.5, abs=0.05)  # --rpm over the config's
+    offline = Scorer("style_clone", MetricContext(workspace, config, corpus=[]), ["chrf"])
+    assert set(run_gates(config, task, offline, RunSettings())) == {task.lm.model}  # no judge, no judge gate
