@@ -58,7 +58,8 @@ def evaluate(pipeline: str, dev: str | Path, *, workspace: Path | None = None, c
     if any(kind == "judge" for kind in scorer.kinds.values()):
         check_reachable(scorer.context.judge)
         models["judge"] = scorer.context.judge.name
-    outcomes = list(run_chunks(program, model, (item.chunk for item in items), concurrency, scorer=scorer, ordered=True))
+    outcomes = list(run_chunks(program, model, (item.chunk for item in items), concurrency, scorer=scorer,
+                               ordered=True))
     return {
         "pipeline": pipeline,
         "program": label or (str(program_path) if program_path else "uncompiled"),
