@@ -139,7 +139,8 @@ def generate(
     batch: Annotated[bool, typer.Option("--batch", help="Send the task model's requests as provider batch jobs "
                                         "(OpenAI's Batch API: half price, answers within 24 h); re-run to resume.")
                      ] = False,
-    batch_poll: Annotated[float, typer.Option(min=0.01, help="Seconds between polls of the batch jobs.")] = 30.0,
+    batch_poll: Annotated[float, typer.Option(min=0.01, max=3600, help="Seconds between polls of the batch jobs.")
+                          ] = 30.0,
     batch_size: Annotated[int, typer.Option(min=1, max=50_000, help="Requests per batch job at most.")] = 50_000,
     model: Annotated[str | None, typer.Option(help="Task model, e.g. openai/gpt-4o-mini (overrides config).")] = None,
     api_base: Annotated[str | None, typer.Option(help="Base URL of an OpenAI-compatible server for the task "
@@ -168,7 +169,7 @@ def generate(
 
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[failed]} failed · {task.fields[tokens]:,} tokens · "
-                                   "{task.fields[cost]} · {task.fields[level]} in flight"),
+                                   "{task.fields[cost]} · limit {task.fields[level]} in flight"),
                         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err, transient=True)
     with progress:
         bar = progress.add_task(pipeline, total=None, failed=0, tokens=0, cost="cost unknown", level=concurrency)
@@ -197,8 +198,9 @@ def generate(
         err.print(f"resumed: {report.resumed} chunks were already done in {out_dir}")
     if report.batch:
         jobs = report.batch
-        err.print(f"batch: {jobs.rounds} rounds, {jobs.jobs} jobs submitted ({jobs.requests:,} requests), "
-                  f"{jobs.resumed_jobs} resumed; {jobs.answered:,} answered, {jobs.failed:,} failed")
+        err.print(f"batch: {_count(jobs.rounds, 'round')}, {_count(jobs.jobs, 'job')} submitted "
+                  f"({_count(jobs.requests, 'request')}), {jobs.resumed_jobs} resumed; {jobs.answered:,} answered, "
+                  f"{jobs.failed:,} failed")
     rate = f" ({report.chunks / report.seconds:.2f} chunks/s)" if report.seconds and report.chunks else ""
     err.print(f"this call: {report.chunks} chunks through [bold]{pipeline}[/] on {report.model} in "
               f"{report.seconds:.1f}s{rate}: {report.samples} samples, {sum(report.failures.values())} failed")
@@ -212,24 +214,30 @@ def generate(
                   soft_wrap=True, highlight=False, markup=False)
     if report.stopped:
         raise (Interrupted if report.interrupted else DatagenError)(
-            f"{report.stopped}; run the same command again to resume")
+            f"{report.stopped}; {report.advice}")
     if report.exported == 0:
         raise DatagenError(f"the dataset is empty: {summary.why_few_samples() or 'no chunk produced a sample'}")
 
 
+def _count(n: int, noun: str) -> str:
+    """ "1 job", "2 jobs"."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def _job_line(job) -> str:
     """A batch job's state change, as the progress display prints it."""
-    batch = f" ({job.batch_id})" if job.batch_id else ""
+    batch = f" ({job.batch_id})" if job.batch_id else " (not created yet)"
     done = f": {job.completed:,} answered, {job.failed:,} failed" if job.completed or job.failed else ""
     return f"batch job {job.job}{batch}: {job.status}, {job.requests:,} requests{done}"
 
 
 def _cost_line(status) -> str:
-    """The progress line's spend: "$0.0123 of ~$0.4567" (so far, of the projected total), or why not."""
+    """The progress line's spend: "run $0.0123 of ~$0.4567" (the run folder's so far, of its projected total),
+    or why not."""
     if status.spent is None:
         return "cost unknown"
     projected = f" of ~${status.projected:.4f}" if status.projected is not None and status.left else ""
-    return f"${status.spent:.4f}{projected}"
+    return f"run ${status.spent:.4f}{projected}"
 
 
 def _config(root: Path, model: str | None, api_base: str | None):
@@ -285,7 +293,8 @@ def _print_summary(run_dir: Path, config=None):
     err.print(f"  cost: ${cost:.4f}" if cost is not None else unknown, markup=False, highlight=False, soft_wrap=True)
     if summary.batch_jobs:
         states = Counter(job["status"] for job in summary.batch_jobs)
-        running = [job["batch_id"] for job in summary.batch_jobs if job["status"] not in BATCH_TERMINAL]
+        running = [job["batch_id"] or f"job {job['id']} (not created yet)" for job in summary.batch_jobs
+                   if job["status"] not in BATCH_TERMINAL]
         err.print(f"  batch jobs: {', '.join(f'{n} {state}' for state, n in states.items())}"
                   + (f" (in flight: {', '.join(str(b) for b in running)}; run generate --batch again to collect them)"
                      if running else ""), markup=False, highlight=False, soft_wrap=True)
@@ -685,11 +694,15 @@ def devset(
 
 
 @app.command()
-def status(run_dir: Annotated[Path, typer.Argument(help="A run folder made by `datagen generate`.")]) -> None:
+def status(run_dir: Annotated[Path, typer.Argument(help="A run folder made by `datagen generate`.")],
+           workspace: Workspace = None) -> None:
     """Show a run's progress, failures, tokens and cost (finished or interrupted)."""
-    from datagen.config import find_workspace, load_config
+    from datagen.config import CONFIG_FILE, load_config
 
-    _print_summary(run_dir, load_config(find_workspace(run_dir.resolve())))
+    root = _workspace(workspace)
+    if workspace is None and not (root / CONFIG_FILE).is_file():  # priced by the run folder's own workspace, if any
+        root = _workspace(run_dir.resolve()) if run_dir.is_dir() else root
+    _print_summary(run_dir, load_config(root))
 
 
 @app.command()

@@ -52,15 +52,23 @@ class ModelSettings(BaseModel):
                                   "counts as timed out (and is retried)")
     num_retries: int | None = Field(None, ge=0, description="retries of a call that hit a rate limit, a server "
                                     "error, a timeout or a lost connection (DSPy's default: 3)")
-    rpm: float | None = Field(None, gt=0, description="LM calls a minute at most, spaced evenly (`--rpm` on the "
-                              "command line overrides it)")
+    rpm: float | None = Field(None, gt=0, allow_inf_nan=False, description="LM calls a minute at most, spaced "
+                              "evenly (`--rpm` on the command line overrides it)")
     tpm: int | None = Field(None, gt=0, description="tokens (prompt + completion) a minute at most (`--tpm` "
                             "overrides it)")
-    input_price: float | None = Field(None, ge=0, description="US dollars per million prompt tokens; with "
-                                      "output_price, overrides litellm's bundled price (for self-hosted and "
-                                      "unknown models)")
-    output_price: float | None = Field(None, ge=0, description="US dollars per million completion tokens; set "
-                                       "together with input_price")
+    input_price: float | None = Field(None, ge=0, allow_inf_nan=False, description="US dollars per million prompt "
+                                      "tokens; with output_price, overrides litellm's bundled price (for "
+                                      "self-hosted and unknown models)")
+    output_price: float | None = Field(None, ge=0, allow_inf_nan=False, description="US dollars per million "
+                                       "completion tokens; set together with input_price")
+
+    @field_validator("rpm", "tpm", "input_price", "output_price", mode="before")
+    @classmethod
+    def _not_a_flag(cls, value):
+        # TOML's `rpm = true` would otherwise read as 1 call a minute.
+        if isinstance(value, bool):
+            raise ValueError("expected a number, got a boolean")
+        return value
 
     def merged(self, override: "ModelSettings") -> "ModelSettings":
         return self.model_copy(update=override.model_dump(exclude_none=True))

@@ -7,6 +7,7 @@ spend that includes its tokens is unknown rather than guessed.
 """
 
 import functools
+import math
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -19,6 +20,19 @@ PER = 1_000_000  # prices are per million tokens
 # (datagen.local_model.LOCAL_MODEL), and Ollama's, which litellm prices at 0 (they run on the user's machine).
 _FREE_PROVIDERS = ("local", "ollama", "ollama_chat")
 BATCH_DISCOUNT = 0.5  # OpenAI's and Anthropic's batch APIs charge half the interactive price
+# A usage key for tokens charged at batch prices: "openai/gpt-4o-mini (batch)". Usage records how it was charged,
+# so a run that mixes interactive and batch calls prices each at its own rate.
+BATCH_SUFFIX = " (batch)"
+
+
+def batch_key(model: str) -> str:
+    """The usage key of `model`'s tokens spent through a provider batch API."""
+    return model + BATCH_SUFFIX
+
+
+def _charged(model: str) -> tuple[str, bool]:
+    """A usage key as (model, whether at batch prices)."""
+    return (model[:-len(BATCH_SUFFIX)], True) if model.endswith(BATCH_SUFFIX) else (model, False)
 
 
 @dataclass(frozen=True)
@@ -103,14 +117,14 @@ def _bundled_entry(model: str) -> Mapping | None:
     return None
 
 
-def run_prices(models: Iterable[str], config: Config | None = None, *,
-               batch: bool = False) -> dict[str, Price | None]:
+def run_prices(models: Iterable[str], config: Config | None = None) -> dict[str, Price | None]:
     """The price of each of `models` (the model names a run's usage is keyed by, e.g. `RunStore.usage()`'s
     keys), by `model_price`: with the settings of the first role, in the order task, judge, prompt, that
     `config` resolves to that model (`Config.role`, so a judge with no model of its own shares the task's
     settings; a role with no model is the embedded model). A model served under datagen's own alias for a
     self-hosted OpenAI-compatible server ("hosted_vllm/NAME" for a role configured "openai/NAME" with an
-    `api_base`) counts as the configured one. Raises DatagenError as `model_price` does."""
+    `api_base`) counts as the configured one. A key ending in " (batch)" (`batch_key`) is priced at that
+    model's batch price. Raises DatagenError as `model_price` does."""
     from datagen.local_model import LOCAL_MODEL
 
     roles: dict[str, ModelSettings] = {}
@@ -123,10 +137,11 @@ def run_prices(models: Iterable[str], config: Config | None = None, *,
         for alias in aliases:
             roles.setdefault(alias, settings)
     prices = {}
-    for model in models:
+    for key in models:
+        model, batch = _charged(key)
         settings = roles.get(model)
         configured = (settings.model or LOCAL_MODEL) if settings is not None else model
-        prices[model] = model_price(configured, settings, batch=batch)
+        prices[key] = model_price(configured, settings, batch=batch)
     return prices
 
 
@@ -135,24 +150,24 @@ class CostMeter:
 
     `prices` maps the model names usage is keyed by ({model: {"prompt_tokens": int, "completion_tokens": int,
     ...}}, the shape of `RunStore.usage()` and of a chunk outcome's `usage`) to their `Price`, or None when
-    unknown; `run_prices` makes it from a config. A model missing from it is priced by `model_price(model,
-    batch=batch)` the first time it spends tokens. Prompt tokens are all priced as uncached input (a provider's
+    unknown; `run_prices` makes it from a config. A model missing from it is priced by `model_price` the first
+    time it spends tokens (at batch prices for a `batch_key`). Prompt tokens are all priced as uncached input (a provider's
     cache discount is not counted, so the figure errs high). One writer: not thread-safe.
 
     To resume a run, `add(store.usage(), chunks=N)` once with N the chunks it had already run (done or failed),
     and count those in `projected`'s `done`.
     """
 
-    def __init__(self, prices: Mapping[str, Price | None] | None = None, *, batch: bool = False):
+    def __init__(self, prices: Mapping[str, Price | None] | None = None):
         self._prices: dict[str, Price | None] = dict(prices or {})
-        self._batch = batch
         self.tokens: dict[str, list[int]] = {}  # model -> [prompt tokens, completion tokens]
         self.chunks = 0  # chunks whose usage was added (see `add`)
 
     def price(self, model: str) -> Price | None:
         """`model`'s price: as given to the meter, else `model_price`'s (looked up once)."""
         if model not in self._prices:
-            self._prices[model] = model_price(model, batch=self._batch)
+            name, batch = _charged(model)
+            self._prices[model] = model_price(name, batch=batch)
         return self._prices[model]
 
     def add(self, usage: Mapping[str, Mapping], chunks: int = 1) -> None:
@@ -199,12 +214,15 @@ class CostMeter:
 
     def chunks_within(self, limit: float) -> int | None:
         """How many more chunks fit under `limit` US dollars at the cost of a chunk so far (`per_chunk`): 0 once
-        the spend has reached it, `sys.maxsize` when chunks cost nothing. A run with a spending cap
+        the spend has reached it (known even before the first chunk: a cap of 0 starts nothing), `sys.maxsize`
+        when chunks cost nothing or the cap is infinite. A run with a spending cap
         (`--max-cost`) starts a chunk only while fewer than this many are in flight. None while unknown (before
         the first chunk, or without prices)."""
         spent, each = self.spent, self.per_chunk
+        if spent is not None and spent >= limit:
+            return 0
         if spent is None or each is None:
             return None
-        if spent >= limit:
-            return 0
-        return int((limit - spent) // each) if each > 0 else sys.maxsize
+        if each <= 0 or math.isinf(limit):
+            return sys.maxsize
+        return int((limit - spent) // each)

@@ -30,7 +30,7 @@ from datagen.chunking import Chunk, chunk_documents
 from datagen.compiled import load_compiled, read_manifest
 from datagen.config import Config, find_workspace, load_config
 from datagen.batch import BatchRequestError, BatchSummary, Deferred, JobStatus, batch_model, run_batches
-from datagen.cost import CostMeter, run_prices
+from datagen.cost import CostMeter, batch_key, run_prices
 from datagen.errors import DatagenError
 from datagen.export import dataset_card, run_samples, sharegpt_record, write_card
 from datagen.files import replacing
@@ -44,7 +44,7 @@ from datagen.pipelines import code_fingerprint, load_program
 from datagen.limits import CallGate, gated
 from datagen.scoring import MetricContext, Scorer
 from datagen.store import Outcome, RunStore
-from datagen.summary import BATCH, GATE
+from datagen.summary import GATE
 from datagen.tokens import count_tokens
 
 log = logging.getLogger(__name__)
@@ -139,6 +139,7 @@ class Report:
     held_back: int = 0  # samples in the store kept out of the export by --min-score
     dropped: Counter = field(default_factory=Counter)  # candidates the pipeline itself rejected, by reason
     stopped: str | None = None  # why the run stopped before its last chunk
+    advice: str = "run the same command again to resume"  # what to do about a stop
     interrupted: bool = False  # stopped by Ctrl-C
     deferred: int = 0  # chunks waiting for a batch job's answers (generate --batch)
     batch: "BatchSummary | None" = None  # what the batch jobs did (generate --batch)
@@ -455,7 +456,8 @@ class Interrupt:
             self.forced = True
             raise KeyboardInterrupt
         self.requested = True
-        log.warning("stopping: the chunks in flight finish and are kept; Ctrl-C again to stop at once")
+        log.warning("stopping: nothing new starts; what is in flight finishes and is kept (batch jobs stay with the "
+                    "run); Ctrl-C again to stop at once")
 
     @contextmanager
     def handling(self) -> Iterator["Interrupt"]:
@@ -506,7 +508,6 @@ def _run_batched(store: RunStore, report: Report, program: dspy.Module, model: R
     if meta.get(BATCH_DONE) == str(generation):
         generation += 1
         store.set_meta({BATCH_GENERATION: str(generation)})
-    store.set_meta({BATCH: "1"})  # `datagen status` prices the run at batch prices
     interactive = {name: gate for name, gate in gates.items() if name != model.lm.model}
     retried = store.failed_ids()
 
@@ -515,7 +516,8 @@ def _run_batched(store: RunStore, report: Report, program: dspy.Module, model: R
         retry = batch_model(model, book=batched.lm.engine.book.salted(f"retry {generation}"))
         outcomes = run_chunks(program, batched, store.pending(settings.limit), settings.concurrency, scorer=scorer,
                               interrupt=interrupt, retried=retried, gates=interactive, retry_model=retry)
-        _run_pending(store, report, outcomes, settings.max_failures, on_outcome, meter)
+        _run_pending(store, report, _charged_as_batch(outcomes, model.name), settings.max_failures, on_outcome,
+                     meter)
         return 0 if report.stopped else report.deferred
 
     summary = run_batches(store, model, run_round, poll_seconds=settings.batch_poll, batch_size=settings.batch_size,
@@ -525,13 +527,22 @@ def _run_batched(store: RunStore, report: Report, program: dspy.Module, model: R
     return summary
 
 
+def _charged_as_batch(outcomes: Iterator[Outcome], model: str) -> Iterator[Outcome]:
+    """`outcomes` with `model`'s tokens under its `batch_key`: they were charged at batch prices (a judge's,
+    called as usual, were not)."""
+    with closing(outcomes):
+        for outcome in outcomes:
+            outcome.usage = {batch_key(name) if name == model else name: used for name, used in outcome.usage.items()}
+            yield outcome
+
+
 def _meter(store: RunStore, config: Config, model: RoleModel, scorer: Scorer | None,
            settings: RunSettings) -> CostMeter:
     """The run folder's spend so far, priced by the config and litellm's list. With `max_cost`, every model the
     run calls must have a price (DatagenError naming the one without)."""
     models = [model.name] + ([scorer.context.judge.name] if scorer and "judge" in scorer.kinds.values() else [])
-    prices = run_prices(models, config, batch=settings.batch)
-    meter = CostMeter(prices, batch=settings.batch)
+    prices = run_prices(models, config)
+    meter = CostMeter(prices)
     counts = store.counts()
     meter.add(store.usage(), chunks=counts["done"] + counts["failed"])
     if settings.max_cost is not None and (unpriced := [name for name, price in prices.items() if price is None]):
@@ -542,7 +553,8 @@ def _meter(store: RunStore, config: Config, model: RoleModel, scorer: Scorer | N
 
 class _Budget:
     """--max-cost: a chunk starts only while the chunks in flight, and it, fit under the cap at the cost per
-    chunk so far. Before the first chunk finishes that cost is unknown: the first `concurrency` chunks start."""
+    chunk so far, and never once the spend has reached the cap. Before the first chunk finishes what a chunk costs
+    is unknown: the first `concurrency` chunks start."""
 
     def __init__(self, limit: float | None, meter: CostMeter):
         self.limit, self.meter, self.refused = limit, meter, False
@@ -553,6 +565,16 @@ class _Budget:
             return True
         self.refused = in_flight + 1 > fits
         return not self.refused
+
+    def why(self) -> str:
+        """Why the run stopped, in one line: the cap, the spend, and by how much the first chunks passed it."""
+        spent, each = self.meter.spent, self.meter.per_chunk
+        line = f"--max-cost ${self.limit:g} reached: ${spent:.4f} spent"
+        if each is not None:
+            line += f", ${each:.4f} a chunk"
+        if spent > self.limit:  # the first chunks start before what a chunk costs is known
+            line += f" (passed by ${spent - self.limit:.4f}: the first chunks start before their cost is known)"
+        return line
 
 
 def _reporting(callbacks: Callbacks, report: Report, meter: CostMeter, gate: CallGate,
@@ -793,8 +815,7 @@ def generate(program: "str | dspy.Module", inputs: Iterable[str | Path], out_dir
         if interrupt.requested and store.pending_count(settings.limit):
             report.stopped, report.interrupted = "interrupted (Ctrl-C)", True
         elif budget.refused and store.pending_count(settings.limit):
-            report.stopped = (f"stopped before the spend passed --max-cost ${settings.max_cost:g} "
-                              f"(${meter.spent:.4f} spent, ${meter.per_chunk:.4f} a chunk)")
+            report.stopped, report.advice = budget.why(), "raise --max-cost to continue"
         _write_exports(store, report, min_scores)
         store.set_meta({GATE: json.dumps(min_scores or {})})  # for `datagen status`: the gate the export passed
         report.held_back = store.sample_count() - report.exported

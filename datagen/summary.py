@@ -8,7 +8,6 @@ from datagen.config import Config
 from datagen.store import RunStore
 
 GATE = "min_scores"  # run store meta key: the --min-score bars of the run's last export ({metric: bar}, JSON)
-BATCH = "batch"  # run store meta key: "1" when the run's LM calls went through provider batch APIs (batch prices)
 
 
 @dataclass
@@ -25,7 +24,6 @@ class RunSummary:
     gate: dict[str, float] = field(default_factory=dict)  # the --min-score bars of the last generate
     kept: int | None = None  # samples that pass the gate (None without one)
     config: Config | None = None  # where the prices set in datagen.toml come from (None: litellm's alone)
-    batch: bool = False  # priced at the provider batch APIs' prices
     batch_jobs: list[dict] = field(default_factory=list)  # the run's batch jobs (RunStore.batch_jobs), oldest first
 
     @property
@@ -35,10 +33,10 @@ class RunSummary:
     @property
     def cost(self) -> float | None:
         """US dollars the run's tokens cost (`datagen.cost`): at the prices `config` sets per role
-        (`input_price`, `output_price`), else litellm's bundled ones; batch prices when `batch`. None when no
-        tokens were recorded or a model that spent tokens has no price. Raises DatagenError for a role that
-        sets one price without the other."""
-        return self._meter().spent if self.usage else None
+        (`input_price`, `output_price`), else litellm's bundled ones; batch prices for the tokens charged through
+        a batch API (usage keys ending " (batch)"). 0.0 before any tokens; None when a model that spent tokens has
+        no price. Raises DatagenError for a role that sets one price without the other."""
+        return self._meter().spent
 
     @property
     def unpriced(self) -> list[str]:
@@ -48,7 +46,7 @@ class RunSummary:
     def _meter(self):
         from datagen.cost import CostMeter, run_prices
 
-        meter = CostMeter(run_prices(self.usage, self.config, batch=self.batch))
+        meter = CostMeter(run_prices(self.usage, self.config))
         meter.add(self.usage, chunks=0)
         return meter
 
@@ -92,8 +90,7 @@ def cost_usd(model: str, prompt_tokens: int, completion_tokens: int) -> float | 
 
 def summarize(run_dir: str | Path, config: Config | None = None) -> RunSummary:
     """A run's summary, read from its store. `config` (the workspace's, `load_config()`) prices the models it
-    sets `input_price` / `output_price` for; without it, `cost` is at litellm's bundled prices alone. Batch
-    prices apply when the store's meta says the run was a batch run (`BATCH`)."""
+    sets `input_price` / `output_price` for; without it, `cost` is at litellm's bundled prices alone."""
     from datagen.export import run_samples
 
     run_dir = Path(run_dir)
@@ -103,4 +100,4 @@ def summarize(run_dir: str | Path, config: Config | None = None) -> RunSummary:
         kept = sum(1 for _ in run_samples(store, gate)) if gate else None
         return RunSummary(run_dir, meta, counts["chunks"], counts["done"], counts["failed"], store.sample_count(),
                           store.failures(), store.usage(), store.dropped(), gate, kept, config,
-                          batch=meta.get(BATCH) in ("1", "true"), batch_jobs=store.batch_jobs())
+                          batch_jobs=store.batch_jobs())

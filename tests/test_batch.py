@@ -403,9 +403,10 @@ def test_a_batch_run_writes_the_dataset_an_interactive_run_writes_and_makes_no_i
     assert report.batch.rounds == 2 and report.batch.requests == chunks
     for name in ("sharegpt.jsonl",):
         assert (tmp_path / "batched" / name).read_bytes() == (tmp_path / "interactive" / name).read_bytes()
+    from datagen.cost import batch_key
     from datagen.summary import summarize
 
-    assert summarize(tmp_path / "batched").batch  # priced at batch prices
+    assert set(summarize(tmp_path / "batched").usage) == {batch_key("openai/fake-model")}  # charged as batch
 
 
 def test_a_batch_run_stopped_while_its_jobs_run_resumes_them_and_submits_nothing_twice(workspace, tmp_path,

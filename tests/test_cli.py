@@ -147,9 +147,14 @@ def test_generate_takes_batch_and_max_cost_and_says_what_the_jobs_did(workspace)
                          "--model", "openai/fake", "--api-base", server.url, cwd=workspace)
         assert result.returncode == 0, result.stderr
         assert "batch: 2 rounds, 2 jobs submitted (3 requests)" in result.stderr
+        assert "tokens on openai/fake (batch)" in result.stderr
         assert server.chat_requests == 0 and server.batches_created == 2
         status = run_cli("status", "out", cwd=workspace)
         assert "batch jobs: 2 completed" in status.stderr and "in flight" not in status.stderr
+        (workspace / "datagen.toml").write_text('[models.task]\nmodel = "openai/fake"\ninput_price = 1000000\n'
+                                                'output_price = 0\n')
+        priced = run_cli("status", str(workspace / "out"), "--workspace", str(workspace), cwd=workspace.parent)
+        assert "cost: $" in priced.stderr and "unknown" not in priced.stderr  # the workspace's price, from outside
         refused = run_cli("generate", "style_clone", "-i", "data/samples", "-o", "out2", "--batch", "--max-cost", "1",
                           "--model", "openai/fake", "--api-base", server.url, cwd=workspace)
     assert_one_line_error(refused, "--max-cost does not apply with --batch")

@@ -391,8 +391,13 @@ def test_a_judge_with_no_model_of_its_own_inherits_the_task_price_and_limits(tmp
     ("[models.task]\ninput_price = -0.1\noutput_price = 1\n", "models.task.input_price"),
     ("[models.prompt]\ninput_price = 1\noutput_price = -1\n", "models.prompt.output_price"),
     ('[models.task]\ninput_price = "free"\noutput_price = 1\n', "models.task.input_price"),
+    ("[models.task]\nrpm = true\n", "models.task.rpm"),
+    ("[models.task]\ntpm = true\n", "models.task.tpm"),
+    ("[models.task]\nrpm = inf\n", "models.task.rpm"),
+    ("[models.task]\ninput_price = inf\noutput_price = 1\n", "models.task.input_price"),
 ], ids=["rpm-zero", "rpm-negative", "tpm-zero", "tpm-fraction", "tpm-text", "input-price-negative",
-        "output-price-negative", "input-price-text"])
+        "output-price-negative", "input-price-text", "rpm-boolean", "tpm-boolean", "rpm-infinite",
+        "input-price-infinite"])
 def test_a_bad_rate_limit_or_price_is_a_one_line_error_naming_it(tmp_path, toml, key):
     path = write_config(tmp_path, toml)
     with pytest.raises(DatagenError) as exc:

@@ -7,12 +7,12 @@ import pytest
 from datagen import cost
 from datagen.chunking import Chunk
 from datagen.config import Config, ModelSettings, load_config
-from datagen.cost import CostMeter, Price, model_price, run_prices
+from datagen.cost import CostMeter, Price, batch_key, model_price, run_prices
 from datagen.errors import DatagenError
 from datagen.generate import RunSettings, generate
 from datagen.local_model import LOCAL_MODEL
 from datagen.store import Outcome, RunStore
-from datagen.summary import BATCH, cost_usd, summarize
+from datagen.summary import cost_usd, summarize
 
 from .fakes import FakeOpenAIServer
 
@@ -228,8 +228,8 @@ def test_a_model_the_meter_was_not_given_is_priced_from_litellm():
     meter = CostMeter()
     meter.add({KNOWN: usage(100, 50, prompt_tokens_details={"cached_tokens": 0})})
     assert meter.spent == pytest.approx(model_price(KNOWN).cost(100, 50))
-    batch = CostMeter(batch=True)
-    batch.add({KNOWN: usage(100, 50)})
+    batch = CostMeter()
+    batch.add({batch_key(KNOWN): usage(100, 50)})  # tokens charged through a batch API
     assert batch.spent == pytest.approx(model_price(KNOWN, batch=True).cost(100, 50))
     meter.add({SELF_HOSTED: usage(1, 1)})
     assert meter.spent is None
@@ -257,14 +257,12 @@ def test_chunks_within_a_spending_cap():
 # --- RunSummary.cost on a run store ------------------------------------------------------------------------------
 
 
-def record_run(run_dir, usages: list[dict], meta: dict | None = None) -> None:
+def record_run(run_dir, usages: list[dict]) -> None:
     with RunStore(run_dir) as store:
         chunks = [Chunk(f"c{i}", "doc.txt", i, i + 1, "x", 1) for i in range(len(usages))]
         store.add_chunks(chunks)
         for chunk, spent in zip(chunks, usages, strict=True):
             store.record(Outcome(chunk=chunk, usage=spent))
-        if meta:
-            store.set_meta(meta)
 
 
 def test_run_summary_cost_at_litellms_prices(tmp_path):
@@ -288,16 +286,17 @@ def test_run_summary_cost_of_a_self_hosted_model_priced_in_datagen_toml(tmp_path
     assert summary.unpriced == []
 
 
-def test_run_summary_cost_at_batch_prices_for_a_batch_run(tmp_path):
-    record_run(tmp_path / "run", [{KNOWN: usage(1000, 100)}], meta={BATCH: "1"})
+def test_run_summary_prices_each_token_at_the_rate_it_was_charged(tmp_path):
+    record_run(tmp_path / "run", [{KNOWN: usage(1000, 100)}, {batch_key(KNOWN): usage(2000, 300)}])
     summary = summarize(tmp_path / "run")
-    assert summary.batch
-    assert summary.cost == pytest.approx(model_price(KNOWN, batch=True).cost(1000, 100))
+    assert summary.cost == pytest.approx(model_price(KNOWN).cost(1000, 100)
+                                         + model_price(KNOWN, batch=True).cost(2000, 300))
+    assert model_price(KNOWN, batch=True).input < model_price(KNOWN).input
 
 
-def test_run_summary_without_tokens_has_no_cost(tmp_path):
+def test_run_summary_without_tokens_cost_nothing(tmp_path):
     record_run(tmp_path / "run", [{}])
-    assert summarize(tmp_path / "run").cost is None
+    assert summarize(tmp_path / "run").cost == 0.0
 
 
 def test_a_run_on_a_self_hosted_server_is_priced_by_its_config(workspace, tmp_path):
@@ -344,7 +343,8 @@ def test_max_cost_stops_cleanly_before_the_spend_passes_it(workspace, tmp_path):
         each = statuses[0].spent  # what one chunk costs here
         cap = each * 3.5
         _, _, report = priced_run(workspace, out, server, max_cost=cap)
-        assert report.stopped and "--max-cost" in report.stopped and not report.interrupted
+        assert report.stopped.startswith(f"--max-cost ${cap:g} reached") and not report.interrupted
+        assert report.advice == "raise --max-cost to continue" and "passed by" not in report.stopped
         assert report.chunks == 3  # a fourth would pass the cap
         spent = summarize(out, config).cost
         assert spent <= cap < spent + each
@@ -359,3 +359,36 @@ def test_max_cost_needs_every_models_price(workspace, tmp_path):
         with pytest.raises(DatagenError, match="--max-cost needs the price of openai/unpriced"):
             generate("style_clone", [workspace / "data/samples"], tmp_path / "run", workspace=workspace,
                      config=config, settings=RunSettings(max_tokens=200, max_cost=1.0))
+
+
+def test_max_cost_zero_starts_nothing_and_infinity_is_no_cap(workspace, tmp_path):
+    with FakeOpenAIServer() as server:
+        _, _, nothing = priced_run(workspace, tmp_path / "zero", server, max_cost=0.0)
+        assert nothing.chunks == 0 and nothing.stopped.startswith("--max-cost $0 reached: $0.0000 spent")
+        _, _, everything = priced_run(workspace, tmp_path / "inf", server, max_cost=float("inf"), limit=3)
+    assert everything.chunks == 3 and everything.stopped is None
+
+
+def test_max_cost_passed_by_the_first_chunks_says_by_how_much(workspace, tmp_path):
+    with FakeOpenAIServer() as server:
+        _, statuses, _ = priced_run(workspace, tmp_path / "probe", server, limit=1)
+        each = statuses[0].spent
+        _, _, report = priced_run(workspace, tmp_path / "run", server, max_cost=each / 2, concurrency=3)
+    assert report.chunks == 3  # what a chunk costs is unknown until the first finishes: the first 3 started
+    assert "passed by $" in report.stopped
+
+
+def test_a_run_mixing_interactive_and_batch_calls_prices_each_token_at_its_rate(workspace, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    monkeypatch.setenv("TEST_KEY", "sk-test")
+    with FakeOpenAIServer() as server:
+        config = Config(models={"task": ModelSettings(model=KNOWN, api_base=server.url, api_key_env="TEST_KEY")})
+        for settings in (RunSettings(max_tokens=200, limit=3), RunSettings(max_tokens=200, batch=True, batch_poll=0.01)):
+            generate("style_clone", [workspace / "data/samples"], out, workspace=workspace, config=config,
+                     settings=settings)
+    summary = summarize(out, config)
+    assert set(summary.usage) == {KNOWN, batch_key(KNOWN)}
+    interactive, batched = summary.usage[KNOWN], summary.usage[batch_key(KNOWN)]
+    assert summary.cost == pytest.approx(
+        model_price(KNOWN).cost(interactive["prompt_tokens"], interactive["completion_tokens"])
+        + model_price(KNOWN, batch=True).cost(batched["prompt_tokens"], batched["completion_tokens"]))

@@ -175,8 +175,9 @@ def test_resume_sends_only_unfinished_chunks_and_exports_each_once(workspace, tm
     healthy = FakeEngine()
     report = run(workspace, out, healthy, concurrency=2)
     total = len(list(chunk_documents(iter_documents([workspace / "data/samples"]), 200)))
-    # Chunks 0-2 finished before chunk 4 started; chunk 3 was in flight beside it, lost with the process or not.
-    assert report.resumed in (3, 4) and healthy.calls == total - report.resumed == report.chunks
+    # Chunks 0-2 finished before chunk 4 started; chunk 3, or 3 and 5, ran beside it: each of those was kept if it
+    # finished before the crash reached the run, and is run again if not.
+    assert report.resumed >= 3 and healthy.calls == total - report.resumed == report.chunks
     records = read_jsonl(out / "sharegpt.jsonl")
     assert len(records) == report.exported == total
     assert len({r["conversations"][1]["value"] for r in records}) == total
