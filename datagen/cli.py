@@ -179,8 +179,8 @@ def generate(
             totals["tokens"] += sum(u.get("total_tokens") or 0 for u in outcome.usage.values())
 
         def show(status):
-            progress.update(bar, advance=1, failed=status.failed, tokens=totals["tokens"], cost=_cost_line(status),
-                            level=status.level)
+            progress.update(bar, completed=status.done, failed=status.failed, tokens=totals["tokens"],
+                            cost=_cost_line(status), level=status.level)
 
         try:
             settings = RunSettings(max_tokens=max_tokens, limit=limit, concurrency=concurrency, rpm=rpm, tpm=tpm,

@@ -579,17 +579,21 @@ class _Budget:
 
 def _reporting(callbacks: Callbacks, report: Report, meter: CostMeter, gate: CallGate,
                total: int) -> Callable[[Outcome], None] | None:
-    """`callbacks.on_outcome`, followed by `callbacks.on_status` with where the run stands."""
+    """`callbacks.on_outcome`, followed by `callbacks.on_status` with where the run stands (told once at once:
+    a resumed run's spend is known before its first chunk)."""
     if not callbacks.on_status:
         return callbacks.on_outcome
+
+    def status() -> RunStatus:
+        left = max(total - report.chunks, 0)
+        return RunStatus(report.chunks, sum(report.failures.values()), left, meter.spent,
+                         meter.projected(meter.chunks, left), gate.level, gate.rate_limited)
 
     def heard(outcome: Outcome) -> None:
         if callbacks.on_outcome:
             callbacks.on_outcome(outcome)
-        failed = sum(report.failures.values())
-        left = max(total - report.chunks, 0)
-        callbacks.on_status(RunStatus(report.chunks, failed, left, meter.spent, meter.projected(meter.chunks, left),
-                                      gate.level, gate.rate_limited))
+        callbacks.on_status(status())
+    callbacks.on_status(status())
     return heard
 
 

@@ -329,7 +329,9 @@ def priced_run(workspace, out, server, **settings):
 def test_the_progress_status_shows_the_spend_so_far_and_projects_the_rest(workspace, tmp_path):
     with FakeOpenAIServer() as server:
         config, statuses, report = priced_run(workspace, tmp_path / "run", server, limit=4)
-    assert [s.done for s in statuses] == [1, 2, 3, 4] and [s.left for s in statuses] == [3, 2, 1, 0]
+    assert [s.done for s in statuses] == [0, 1, 2, 3, 4] and [s.left for s in statuses] == [4, 3, 2, 1, 0]
+    assert statuses[0].spent == 0.0 and statuses[0].projected is None  # told at once, before any chunk
+    statuses = statuses[1:]
     assert statuses[-1].spent == pytest.approx(summarize(tmp_path / "run", config).cost)
     for status in statuses:
         assert status.projected == pytest.approx(status.spent + status.spent / status.done * status.left)
@@ -340,7 +342,7 @@ def test_max_cost_stops_cleanly_before_the_spend_passes_it(workspace, tmp_path):
     out = tmp_path / "run"
     with FakeOpenAIServer() as server:
         config, statuses, _ = priced_run(workspace, tmp_path / "probe", server, limit=1)
-        each = statuses[0].spent  # what one chunk costs here
+        each = statuses[-1].spent  # what one chunk costs here
         cap = each * 3.5
         _, _, report = priced_run(workspace, out, server, max_cost=cap)
         assert report.stopped.startswith(f"--max-cost ${cap:g} reached") and not report.interrupted
@@ -372,7 +374,7 @@ def test_max_cost_zero_starts_nothing_and_infinity_is_no_cap(workspace, tmp_path
 def test_max_cost_passed_by_the_first_chunks_says_by_how_much(workspace, tmp_path):
     with FakeOpenAIServer() as server:
         _, statuses, _ = priced_run(workspace, tmp_path / "probe", server, limit=1)
-        each = statuses[0].spent
+        each = statuses[-1].spent
         _, _, report = priced_run(workspace, tmp_path / "run", server, max_cost=each / 2, concurrency=3)
     assert report.chunks == 3  # what a chunk costs is unknown until the first finishes: the first 3 started
     assert "passed by $" in report.stopped
