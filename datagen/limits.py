@@ -18,6 +18,7 @@ the task model shares the task model's limits, as it shares the provider's.
 
 import asyncio
 import contextvars
+import functools
 import threading
 import time
 from collections import deque
@@ -234,3 +235,10 @@ async def _aattempt_gated(lm, call, backend, request, provider, state, results, 
 # DSPy 3.4 has no hook for this: its retry loops look both functions up at each attempt.
 execution._attempt = _attempt_gated
 execution._aattempt = _aattempt_gated
+
+# DSPy 3.4 builds its native engine's router with lm15's default pool of 100 connections, a hidden cap on the
+# requests in flight under the gate's: 256 chunks in flight at 2 s a call ran at 48.6 samples/s = 100 / 2 s
+# (bench/throughput_bench.py). Connections are opened as needed, so a high bound costs nothing; the gate bounds
+# what is in flight.
+MAX_CONNECTIONS = 4096
+execution.RouterConfig = functools.partial(execution.RouterConfig, max_connections=MAX_CONNECTIONS)

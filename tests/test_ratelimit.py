@@ -169,3 +169,16 @@ def test_each_model_of_a_run_gets_a_gate_with_its_roles_limits_and_the_flags_ove
     assert spacing(flagged) == pytest.approx(0.5, abs=0.05)  # --rpm over the config's
     offline = Scorer("style_clone", MetricContext(workspace, config, corpus=[]), ["chrf"])
     assert set(run_gates(config, task, offline, RunSettings())) == {task.lm.model}  # no judge, no judge gate
+
+
+def test_more_requests_than_lm15s_default_pool_can_be_in_flight_at_once(workspace, tmp_path):
+    """DSPy's native engine would hold at most 100 connections (lm15's default), whatever --concurrency says."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n\n".join(f"Paragraph {i} tells of the harbour, the lantern and the quiet morning." for i in
+                                  range(260)), encoding="utf-8")
+    with FakeOpenAIServer(latency=1.0, max_concurrent=1000) as server:
+        model = build_role_model(ModelSettings(model="openai/wide", api_base=server.url), "task")
+        report = generate("style_clone", [corpus], tmp_path / "run", workspace=workspace, config=Config(),
+                          model=model, settings=RunSettings(max_tokens=32, concurrency=130))
+    assert report.chunks > 110 and not report.failures
+    assert server.peak > 100
