@@ -11,9 +11,10 @@ the task model shares the task model's limits, as it shares the provider's.
   `max_tokens`, or as much again as the prompt without a cap) and the estimate is corrected by the usage the
   provider reports once it answers.
 - Requests in flight: at most `limit`, which starts at `concurrency` and follows AIMD, TCP's congestion rule
-  (Jacobson 1988): a 429 cuts it by a quarter (once per burst of 429s: only a request started after the last cut
-  can cut again), and each success adds 1/limit (about one more request in flight per round of successes), up to
-  `concurrency`.
+  (Jacobson 1988): the first 429 of a burst (of requests sent before the cut) cuts it by a quarter and each
+  further one of the burst takes one more away (the provider had no room for it either); each success adds
+  1/limit (about one more request in flight per round of successes), up to `concurrency`, and PROBE_SLOWDOWN
+  times slower within one request of the level the last cut came at.
 """
 
 import asyncio
@@ -31,6 +32,12 @@ from dspy.clients import execution
 from datagen import deadline  # noqa: F401 (first: the gate's wait is not part of an attempt's time bound)
 
 CUT = 0.75  # a 429 leaves this share of the requests in flight
+# Near the level a 429 last cut (its "ceiling"), recovery is this many times slower: the provider's limit is about
+# there, and each probe above it costs a refused request. Measured with the fake server admitting K at once
+# (tests/test_ratelimit.py, tests/test_async_programs.py): with one cut per burst and full-speed recovery, 30-43
+# requests were refused against 76 answered (K = 4, 24 chunks in flight) and 48 against 48 (K = 2, 12); with the
+# burst counted and this slowdown, 13-18 and 13.
+PROBE_SLOWDOWN = 8
 CHARS_PER_TOKEN = 4  # an estimate good enough to book a budget: the provider's usage corrects it
 
 
@@ -69,6 +76,7 @@ class CallGate:
         self._next_start = float("-inf")  # rpm: the earliest start of the next request
         self._tokens_due = float("-inf")  # tpm: when the tokens booked so far have all been refilled
         self._last_cut = float("-inf")
+        self._ceiling = float("inf")  # the level the last 429 cut came at
         self._clock, self._sleep = clock, sleep
         self._lock = threading.Lock()
         self._waiters: deque[_Waiter] = deque()
@@ -149,11 +157,17 @@ class CallGate:
                 self._tokens_due += (used - ticket.tokens) * self._seconds_per_token
             if rate_limited:
                 self.rate_limited += 1
-                if ticket.started >= self._last_cut:  # one cut per burst of 429s
+                if ticket.started >= self._last_cut:  # the first 429 of a burst cuts by a quarter
+                    self._ceiling = self.limit
                     self.limit = max(1.0, self.limit * CUT)
                     self._last_cut = self._clock()
+                else:  # each further one of the burst was a request the provider had no room for either
+                    self.limit = max(1.0, self.limit - 1)
             else:
-                self.limit = min(float(self.concurrency), self.limit + 1.0 / self.limit)
+                grow = 1.0 / self.limit
+                if self.limit >= self._ceiling - 1:
+                    grow /= PROBE_SLOWDOWN
+                self.limit = min(float(self.concurrency), self.limit + grow)
             self._hand_on()
 
 

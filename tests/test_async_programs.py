@@ -55,4 +55,5 @@ def test_an_async_program_backs_off_from_a_server_that_admits_two_at_once(worksp
     with FakeOpenAIServer(latency=0.02, max_concurrent=2) as server:
         report = run(workspace, tmp_path / "run", server, concurrency=12)
     assert report.chunks == report.exported > 0 and not report.failures
-    assert server.peak == 2 and server.rejected < len(server.arrivals)
+    print(f"K=2: {len(server.arrivals)} answered, {server.rejected} refused")
+    assert server.peak == 2 and server.rejected < len(server.arrivals) / 2

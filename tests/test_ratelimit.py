@@ -10,7 +10,7 @@ import pytest
 
 from datagen.config import Config, ModelSettings
 from datagen.generate import RunSettings, generate
-from datagen.limits import CUT, CallGate, Ticket
+from datagen.limits import CUT, PROBE_SLOWDOWN, CallGate, Ticket
 from datagen.models import build_role_model
 
 from .fakes import FakeEngine, FakeOpenAIServer
@@ -60,23 +60,31 @@ def test_tpm_lets_a_minute_of_tokens_through_then_spaces_by_tokens_and_learns_fr
     assert gate.book(1000) == pytest.approx(20.0)
 
 
-def test_429s_cut_the_requests_in_flight_once_per_burst_and_successes_win_them_back():
+def test_429s_cut_the_requests_in_flight_by_the_burst_and_successes_win_them_back_slowly_near_the_cut():
     clock = FrozenClock()
     gate = CallGate(16, clock=clock, sleep=clock.sleep)
     tickets = [gate.enter(1) for _ in range(16)]
     clock.now = 1.0
-    for ticket in tickets[:8]:  # a burst of 429s, all from requests sent before the cut: one cut
+    for ticket in tickets[:8]:  # a burst of 429s from requests sent before the cut: a quarter, then one each
         gate.exit(ticket, None, rate_limited=True)
-    assert gate.level == int(16 * CUT) == 12
-    clock.now = 2.0
-    late = gate.enter(1)  # sent after the cut: its 429 cuts again
-    gate.exit(late, None, rate_limited=True)
-    assert gate.level == int(12 * CUT)
-    before = gate.limit
-    for ticket in tickets[8:]:
+    assert gate.level == int(16 * CUT) - 7 == 5
+
+    def succeed(ticket, ceiling):
+        before = gate.limit
         gate.exit(ticket, 1, rate_limited=False)
-    assert gate.limit == pytest.approx(before + sum(1 / (before + i) for i in range(8)), rel=0.05)
-    assert gate.rate_limited == 9 and gate.in_flight == 0
+        slower = PROBE_SLOWDOWN if before >= ceiling - 1 else 1  # near the level the provider refused at
+        assert gate.limit == pytest.approx(before + 1 / before / slower)
+
+    for ticket in tickets[8:12]:
+        succeed(ticket, ceiling=16)  # far below the level of the cut: a full 1/limit a success
+    clock.now = 2.0
+    ceiling = gate.limit
+    late = gate.enter(1)  # sent after the cut: its 429 starts a burst of its own
+    gate.exit(late, None, rate_limited=True)
+    assert gate.limit == pytest.approx(ceiling * CUT)
+    for ticket in tickets[12:]:
+        succeed(ticket, ceiling)
+    assert gate.limit < ceiling and gate.rate_limited == 9 and gate.in_flight == 0
 
 
 def test_a_waiting_coroutine_gets_the_next_free_slot_and_a_cancelled_one_gives_it_back():
@@ -143,7 +151,7 @@ def test_a_run_against_a_server_that_admits_k_at_once_settles_near_k_and_finishe
     assert gate.level <= 2 * K  # settled near K, far below the 24 it started at
     answered = len(server.arrivals)  # the requests it admitted (a refused one is not an arrival)
     print(f"K={K}: {answered} answered, {server.rejected} refused, level at the end {gate.level}")
-    assert server.rejected < answered  # few calls wasted: fewer refusals than answers
+    assert server.rejected < answered / 2  # few calls wasted (17-18 refused against 76 answered, measured)
 
 
 def spacing(gate: CallGate) -> float:
