@@ -94,7 +94,7 @@ def test_ctrl_c_finishes_the_chunks_in_flight_and_says_how_to_resume(workspace):
         asked = len(server.arrivals)
         assert process.returncode == 130, stderr
         assert "Traceback" not in stderr
-        assert "stopping: the chunks in flight finish and are kept" in stderr
+        assert "stopping: nothing new starts; what is in flight finishes and is kept" in stderr
         assert_one_line_error(subprocess.CompletedProcess([], process.returncode, "", stderr),
                               "interrupted (Ctrl-C)", "run the same command again to resume")
         # Every call made was for a chunk that finished and was kept: none paid for and thrown away.
