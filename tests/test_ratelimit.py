@@ -184,7 +184,7 @@ def test_more_requests_than_lm15s_default_pool_can_be_in_flight_at_once(workspac
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n\n".join(f"Paragraph {i} tells of the harbour, the lantern and the quiet morning." for i in
                                   range(260)), encoding="utf-8")
-    with FakeOpenAIServer(latency=1.0, max_concurrent=1000) as server:
+    with FakeOpenAIServer(latency=3.0, max_concurrent=1000) as server:  # long enough for all to start, loaded
         model = build_role_model(ModelSettings(model="openai/wide", api_base=server.url), "task")
         report = generate("style_clone", [corpus], tmp_path / "run", workspace=workspace, config=Config(),
                           model=model, settings=RunSettings(max_tokens=32, concurrency=130))
