@@ -121,21 +121,15 @@ def run_prices(models: Iterable[str], config: Config | None = None) -> dict[str,
     """The price of each of `models` (the model names a run's usage is keyed by, e.g. `RunStore.usage()`'s
     keys), by `model_price`: with the settings of the first role, in the order task, judge, prompt, that
     `config` resolves to that model (`Config.role`, so a judge with no model of its own shares the task's
-    settings; a role with no model is the embedded model). A model served under datagen's own alias for a
-    self-hosted OpenAI-compatible server ("hosted_vllm/NAME" for a role configured "openai/NAME" with an
-    `api_base`) counts as the configured one. A key ending in " (batch)" (`batch_key`) is priced at that
-    model's batch price. Raises DatagenError as `model_price` does."""
+    settings; a role with no model is the embedded model). Usage is keyed by the model names as configured
+    (`datagen.models.track_usage`), never by a wire name. A key ending in " (batch)" (`batch_key`) is priced at
+    that model's batch price. Raises DatagenError as `model_price` does."""
     from datagen.local_model import LOCAL_MODEL
 
     roles: dict[str, ModelSettings] = {}
     for role in ROLES if config is not None else ():
         settings = config.role(role)
-        name = settings.model or LOCAL_MODEL
-        aliases = [name]
-        if settings.api_base and name.startswith("openai/"):
-            aliases.append("hosted_vllm/" + name.split("/", 1)[1])
-        for alias in aliases:
-            roles.setdefault(alias, settings)
+        roles.setdefault(settings.model or LOCAL_MODEL, settings)
     prices = {}
     for key in models:
         model, batch = _charged(key)

@@ -49,7 +49,7 @@ class _Waiter:
 
 @dataclass
 class Ticket:
-    """One admitted request: when it started (on the gate's clock), the tokens it booked, the limit it cut at."""
+    """One admitted request: when it started (on the gate's clock) and the tokens it booked."""
 
     started: float
     tokens: int

@@ -79,15 +79,6 @@ class RunSummary:
         return f"--min-score {bars}: {self.kept} of {self.samples} samples pass, {self.samples - self.kept} kept out"
 
 
-def cost_usd(model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
-    """US dollars for `model`'s tokens at litellm's bundled prices (`datagen.cost.model_price`); None when
-    unknown."""
-    from datagen.cost import model_price
-
-    price = model_price(model)
-    return None if price is None else price.cost(prompt_tokens, completion_tokens)
-
-
 def summarize(run_dir: str | Path, config: Config | None = None) -> RunSummary:
     """A run's summary, read from its store. `config` (the workspace's, `load_config()`) prices the models it
     sets `input_price` / `output_price` for; without it, `cost` is at litellm's bundled prices alone."""
