@@ -541,11 +541,13 @@ def _meter(store: RunStore, config: Config, model: RoleModel, scorer: Scorer | N
     """The run folder's spend so far, priced by the config and litellm's list. With `max_cost`, every model the
     run calls must have a price (DatagenError naming the one without)."""
     models = [model.name] + ([scorer.context.judge.name] if scorer and "judge" in scorer.kinds.values() else [])
-    prices = run_prices(models, config)
+    spent = store.usage()
+    # Every key the run's usage has or will have, priced by the config: earlier calls' too, and batch tokens.
+    prices = run_prices({*models, *spent, *([batch_key(model.name)] if settings.batch else [])}, config)
     meter = CostMeter(prices)
     counts = store.counts()
-    meter.add(store.usage(), chunks=counts["done"] + counts["failed"])
-    if settings.max_cost is not None and (unpriced := [name for name, price in prices.items() if price is None]):
+    meter.add(spent, chunks=counts["done"] + counts["failed"])
+    if settings.max_cost is not None and (unpriced := [name for name in models if prices[name] is None]):
         raise DatagenError(f"--max-cost needs the price of {unpriced[0]}: set input_price and output_price "
                            "(US dollars per million tokens) in its [models.ROLE] of datagen.toml")
     return meter

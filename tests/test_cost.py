@@ -391,3 +391,15 @@ def test_a_run_mixing_interactive_and_batch_calls_prices_each_token_at_its_rate(
     assert summary.cost == pytest.approx(
         model_price(KNOWN).cost(interactive["prompt_tokens"], interactive["completion_tokens"])
         + model_price(KNOWN, batch=True).cost(batched["prompt_tokens"], batched["completion_tokens"]))
+
+
+def test_a_batch_runs_progress_prices_its_batch_tokens_by_the_config(workspace, tmp_path):
+    statuses = []
+    from datagen.generate import Callbacks
+    with FakeOpenAIServer() as server:
+        config = Config(models={"task": ModelSettings(model="openai/task", api_base=server.url,
+                                                      input_price=2.0, output_price=4.0)})
+        generate("style_clone", [workspace / "data/samples"], tmp_path / "run", workspace=workspace, config=config,
+                 settings=RunSettings(max_tokens=200, limit=2, batch=True, batch_poll=0.01),
+                 callbacks=Callbacks(on_status=statuses.append))
+    assert statuses[-1].spent == pytest.approx(summarize(tmp_path / "run", config).cost) and statuses[-1].spent > 0
