@@ -745,11 +745,21 @@ def export_(
     val_fraction: Annotated[float, typer.Option("--val-fraction", help="Share of samples in hf's validation "
                                                                        "split, chosen by sample id.")] = 0.1,
     min_score: MinScore = None,
+    reviewed_only: Annotated[bool, typer.Option("--reviewed-only", help="Only samples a person approved or "
+                                                "corrected in datagen view.")] = False,
+    exclude_rejected: Annotated[bool, typer.Option("--exclude-rejected", help="Leave out samples a person rated "
+                                                   "bad in datagen view (and did not correct).")] = False,
 ) -> None:
-    """Export a run's samples as sharegpt, alpaca, openai, hf, jsonl or parquet, with a dataset card."""
+    """Export a run's samples as sharegpt, alpaca, openai, hf, jsonl or parquet, with a dataset card. A sample a
+    person corrected in `datagen view` is exported as corrected."""
     from datagen.export import write_export
+    from datagen.review import NOT_REJECTED, REVIEWED
 
-    result = write_export(run_dir, fmt, out_path, system, val_fraction, _min_scores(min_score))
+    if reviewed_only and exclude_rejected:
+        raise DatagenError("--reviewed-only keeps approved samples, which already leaves out rejected ones: give "
+                           "one of the two")
+    reviewed = REVIEWED if reviewed_only else NOT_REJECTED if exclude_rejected else None
+    result = write_export(run_dir, fmt, out_path, system, val_fraction, _min_scores(min_score), reviewed)
     splits = f": {', '.join(f'{name} {n}' for name, n in result.splits.items())}" if result.splits else ""
     out.print(f"{fmt}: {result.path} ({result.samples} samples{splits})", markup=False, highlight=False,
               soft_wrap=True)

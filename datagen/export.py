@@ -17,6 +17,7 @@ from pathlib import Path
 from datagen.chunking import Chunk
 from datagen.errors import DatagenError
 from datagen.files import replacing
+from datagen.review import NOT_REJECTED, REVIEWED, approved, as_reviewed, keeps
 from datagen.samples import Sample
 from datagen.store import RunStore
 
@@ -87,15 +88,20 @@ def flat_record(chunk: Chunk, index: int, sample: Sample) -> dict:
 _CHAT_RECORDS = {"sharegpt": sharegpt_record, "alpaca": alpaca_record, "openai": openai_record}
 
 
-def run_samples(store: RunStore, min_scores: dict[str, float] | None = None) -> Iterator[tuple[Chunk, int, Sample]]:
-    """Every finished sample once, in chunk order, with its chunk and its index within the chunk; with
-    `min_scores` ({metric: bar}), only the samples whose score reaches the bar on each (quality gating: the
-    others stay in the store, so a bar can be moved without running anything again)."""
+def run_samples(store: RunStore, min_scores: dict[str, float] | None = None,
+                reviewed: str | None = None) -> Iterator[tuple[Chunk, int, Sample]]:
+    """Every finished sample once, in chunk order, with its chunk and its index within the chunk, as reviewed (a
+    person's correction replaces the generated text: see datagen.review). With `min_scores` ({metric: bar}),
+    only the samples whose score reaches the bar on each, or that a person approved (quality gating: the others
+    stay in the store, so a bar can be moved without running anything again); with `reviewed`
+    (review.REVIEWED or review.NOT_REJECTED), only the approved samples, or all but the rejected ones."""
+    reviews = store.reviews()
     for chunk, samples in store.done():
         scores = store.sample_scores(chunk.id) if min_scores else {}
         for index, sample in enumerate(samples):
-            if passes(scores.get(index, {}), min_scores):
-                yield chunk, index, sample
+            review = reviews.get((chunk.id, index))
+            if keeps(review, reviewed) and (approved(review) or passes(scores.get(index, {}), min_scores)):
+                yield chunk, index, as_reviewed(sample, review)
 
 
 def passes(scores: dict[str, float], min_scores: dict[str, float] | None) -> bool:
@@ -140,7 +146,7 @@ def _table(rows: Iterable[tuple[str, object]], header: tuple[str, str] = ("", ""
 
 def dataset_card(store: RunStore, fmt: str, files: list[str], samples: int, *, system: str | None = None,
                  splits: dict[str, int] | None = None, val_fraction: float | None = None,
-                 min_scores: dict[str, float] | None = None) -> str:
+                 min_scores: dict[str, float] | None = None, reviewed: str | None = None) -> str:
     """The README.md written beside an export: what made the data, and what the export holds."""
     from datagen import __version__
 
@@ -170,7 +176,14 @@ def dataset_card(store: RunStore, fmt: str, files: list[str], samples: int, *, s
                          + f" (validation fraction {val_fraction}, by sample id)"))
     if min_scores:
         contents.append(("quality gate", ", ".join(f"{name} >= {bar:g}" for name, bar in min_scores.items())
-                         + f" ({store.sample_count() - samples} samples below it kept out)"))
+                         + (f" ({store.sample_count() - samples} samples below it kept out)" if not reviewed else "")))
+    if reviews := store.reviews():
+        verdicts = [r.verdict for r in reviews.values()]
+        contents.append(("human review", f"{len(reviews)} samples reviewed: {verdicts.count('good')} good, "
+                         f"{verdicts.count('bad')} bad, {sum(r.corrected for r in reviews.values())} corrected "
+                         "(exported as corrected)" + {None: "", REVIEWED: "; only approved or corrected samples "
+                                                      "exported", NOT_REJECTED: "; samples rated bad left out"}
+                         [reviewed]))
     pending = counts["chunks"] - counts["done"] - counts["failed"]
     contents += [("chunks in the run", counts["chunks"]), ("chunks done", counts["done"]),
                  ("chunks failed", counts["failed"]), ("chunks not run yet", pending)]
@@ -228,7 +241,8 @@ def _check_target(fmt: str, target: Path) -> None:
 
 
 def write_export(run_dir: str | Path, fmt: str, out_path: str | Path | None = None, system: str | None = None,
-                 val_fraction: float = 0.1, min_scores: dict[str, float] | None = None) -> Export:
+                 val_fraction: float = 0.1, min_scores: dict[str, float] | None = None,
+                 reviewed: str | None = None) -> Export:
     """Export a run directory's samples, each exactly once, in chunk order.
 
     sharegpt, alpaca, openai and jsonl write JSONL (default `RUN/<fmt>.jsonl`, `RUN/samples.jsonl` for jsonl);
@@ -236,7 +250,8 @@ def write_export(run_dir: str | Path, fmt: str, out_path: str | Path | None = No
     `datasets.DatasetDict` (train/validation; a sample is in validation when its id hashes below
     `val_fraction`) to the folder `RUN/hf`, card inside. `system` puts a system prompt first in every
     conversation (not for the flat jsonl and parquet records). `min_scores` ({metric: bar}) leaves out the
-    samples scored below a bar (see `run_samples`).
+    samples scored below a bar, and `reviewed` (review.REVIEWED or review.NOT_REJECTED) those a person did
+    not approve or rejected (see `run_samples`); a person's correction is exported instead of the generated text.
     """
     run = Path(run_dir)
     if fmt not in FORMATS:
@@ -246,6 +261,8 @@ def write_export(run_dir: str | Path, fmt: str, out_path: str | Path | None = No
     if system is not None and fmt in ("jsonl", "parquet"):
         raise DatagenError(f"--system does not apply to {fmt} (flat records with no turns): use sharegpt, "
                            "alpaca, openai or hf")
+    if reviewed not in (None, REVIEWED, NOT_REJECTED):
+        raise ValueError(f"reviewed: {REVIEWED!r}, {NOT_REJECTED!r} or None, got {reviewed!r}")
     target = Path(out_path) if out_path is not None else run / DEFAULT_NAMES[fmt]
     with RunStore.existing(run) as store:
         _check_target(fmt, target)
@@ -253,13 +270,15 @@ def write_export(run_dir: str | Path, fmt: str, out_path: str | Path | None = No
         if not store.counts()["done"]:
             raise DatagenError(f"{run}: no finished chunks to export yet (run datagen generate)")
         check_scored(store, min_scores)
-        kept = run_samples(store, min_scores)
+        if reviewed == REVIEWED and not store.reviews():
+            raise DatagenError(f"{run}: no sample has been reviewed yet (review them with datagen view {run})")
+        kept = run_samples(store, min_scores, reviewed)
         if fmt == "hf":
             dataset = _hf_dataset(kept, system, val_fraction)
             splits = {name: len(dataset[name]) for name in SPLITS}
             samples = sum(splits.values())
             card = dataset_card(store, fmt, [f"{name}/" for name in SPLITS], samples, system=system, splits=splits,
-                                val_fraction=val_fraction, min_scores=min_scores)
+                                val_fraction=val_fraction, min_scores=min_scores, reviewed=reviewed)
             _save_hf(dataset, target, card)
             return Export(target, target / CARD_FILE, samples, splits)
         if fmt == "parquet":
@@ -270,7 +289,7 @@ def write_export(run_dir: str | Path, fmt: str, out_path: str | Path | None = No
             to_record = _CHAT_RECORDS[fmt]
             samples = write_jsonl(target, (to_record(sample, system) for _, _, sample in kept))
         card = write_card(target.parent, dataset_card(store, fmt, [target.name], samples, system=system,
-                                                      min_scores=min_scores))
+                                                      min_scores=min_scores, reviewed=reviewed))
     return Export(target, card, samples)
 
 

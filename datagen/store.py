@@ -63,6 +63,15 @@ CREATE TABLE IF NOT EXISTS batch_jobs (
     error_file_id TEXT,
     status TEXT NOT NULL,  -- "new", "uploaded", then the provider's (validating, in_progress, ..., completed)
     requests INTEGER NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL);
+-- A person's review of a sample (datagen view; datagen/review.py): the verdict, 1-5 ratings on the pipeline's
+-- criteria, a comment, and a correction of the sample's input or output (the generated text stays in results).
+CREATE TABLE IF NOT EXISTS reviews (
+    chunk_id TEXT NOT NULL REFERENCES chunks(id), sample INTEGER NOT NULL,
+    verdict TEXT CHECK (verdict IN ('good', 'bad')),  -- NULL: not rated good or bad (yet)
+    ratings TEXT,  -- JSON: {criterion: 1..5}
+    comment TEXT,
+    input TEXT, output TEXT,  -- the corrected input and output; NULL: as generated
+    updated_at REAL NOT NULL, PRIMARY KEY (chunk_id, sample));
 """
 
 
@@ -105,6 +114,30 @@ class Outcome:
     scores: list[dict] = field(default_factory=list)  # per sample: {metric: Score (value, feedback)}
     steps: list[Step] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
+
+
+@dataclass
+class Review:
+    """A person's review of one sample (`datagen view`): `verdict` "good", "bad" or None (not rated), 1-5
+    `ratings` by criterion name, a `comment`, and the corrected `input` and `output` (None: as generated; the
+    generated sample stays in the store beside them). `updated_at`: Unix time of the last change."""
+
+    chunk_id: str
+    sample: int
+    verdict: str | None = None
+    ratings: dict[str, int] = field(default_factory=dict)
+    comment: str | None = None
+    input: str | None = None
+    output: str | None = None
+    updated_at: float | None = None
+
+    @property
+    def corrected(self) -> bool:
+        return self.input is not None or self.output is not None
+
+    @property
+    def empty(self) -> bool:
+        return self.verdict is None and not self.ratings and not self.comment and not self.corrected
 
 
 # How a refusal names a part of a run's identity that changed (others by their key).
@@ -166,7 +199,7 @@ class RunStore:
                                "or --force to reuse it")
         if changed:
             with self._transaction():
-                for table in ("calls", "steps", "results", "chunks"):
+                for table in ("reviews", "calls", "steps", "results", "chunks"):
                     self._db.execute(f"DELETE FROM {table}")
         self.set_meta(identity)
 
@@ -360,6 +393,27 @@ class RunStore:
         for *chunk, kind, message, raw in rows:
             yield Chunk(*chunk), kind, message, raw
 
+    # --- human reviews (datagen/review.py) --------------------------------------------------------------------
+
+    def set_review(self, review: Review) -> None:
+        """Store a sample's review, replacing the one it had (committed at once). A review with nothing in it
+        (no verdict, rating, comment or correction) deletes the sample's."""
+        with self._transaction():
+            self._db.execute("DELETE FROM reviews WHERE chunk_id = ? AND sample = ?", (review.chunk_id, review.sample))
+            if not review.empty:
+                self._db.execute("INSERT INTO reviews VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (
+                    review.chunk_id, review.sample, review.verdict, _json(review.ratings), review.comment or None,
+                    review.input, review.output, time.time()))
+
+    def review(self, chunk_id: str, sample: int) -> Review | None:
+        row = self._db.execute(f"SELECT {_REVIEW_COLUMNS} FROM reviews WHERE chunk_id = ? AND sample = ?",
+                               (chunk_id, sample)).fetchone()
+        return _review(row) if row else None
+
+    def reviews(self) -> dict[tuple[str, int], Review]:
+        """Every review, by (chunk id, sample index)."""
+        return {(row[0], row[1]): _review(row) for row in self._db.execute(f"SELECT {_REVIEW_COLUMNS} FROM reviews")}
+
     # --- provider batch jobs (datagen/batch.py) ------------------------------------------------------------------
 
     def add_batch_requests(self, requests: Iterable[tuple[str, str]]) -> None:
@@ -513,6 +567,14 @@ def _sample(row: list) -> Sample:
     """A stored row back as a sample (rows written before samples had a history have two elements)."""
     history = row[2] if len(row) > 2 else ()
     return Sample(row[0], row[1], tuple(tuple(turn) for turn in history))
+
+
+_REVIEW_COLUMNS = "chunk_id, sample, verdict, ratings, comment, input, output, updated_at"
+
+
+def _review(row: tuple) -> Review:
+    chunk_id, sample, verdict, ratings, comment, input_, output, updated_at = row
+    return Review(chunk_id, sample, verdict, _loads(ratings) or {}, comment, input_, output, updated_at)
 
 
 def _loads(value: str | None):
