@@ -87,6 +87,16 @@ class Scorer:
         return scores
 
 
+def review_criteria(pipeline: str, workspace: Path) -> dict[str, str]:
+    """What a person rates a pipeline's samples on from 1 to 5 (`datagen view`): its metrics module's `CRITERIA`,
+    {name: what a 5 means}, each named after the metric that measures it; {} for a module without them. Raises
+    DatagenError when the pipeline has no metrics module."""
+    criteria = getattr(load_metric_suite(pipeline, workspace), "CRITERIA", None) or {}
+    if not isinstance(criteria, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in criteria.items()):
+        raise DatagenError(f"metrics/{pipeline}.py: CRITERIA must map criterion names to what a 5 means (text)")
+    return dict(criteria)
+
+
 def parse_thresholds(pairs: Iterable[str]) -> dict[str, float]:
     """--min-score METRIC=VALUE pairs, VALUE in [0, 1]."""
     thresholds = {}

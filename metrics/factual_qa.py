@@ -16,3 +16,10 @@ METRICS = {
 # Grounding is the judge-free check that a weak judge cannot wave through.
 WEIGHTS = {"accuracy": 2.0, "answerable": 1.5, "non_trivial": 1.0, "grounded": 1.0}
 THRESHOLD = 0.6
+# What a person reviewing a pair in `datagen view` rates from 1 to 5, each named after the metric that measures it
+# (see `datagen judge-check RUN --human`).
+CRITERIA = {
+    "accuracy": "The answer is correct according to the passage.",
+    "answerable": "The question can be answered from the passage alone.",
+    "non_trivial": "The question asks about something worth knowing, not a surface detail.",
+}

@@ -31,6 +31,14 @@ WEIGHTS = {"content": 2.0, "genericness": 1.0, "generic_offline": 1.0, "boundari
 # A copy scores 1 / 2 = 0.5 on the offline composite and (2 + 1 + 0.5) / 5.5 = 0.64 with a judge that rates its
 # content and boundaries perfectly: the pass mark for bootstrapped demos sits above both.
 THRESHOLD = 0.65
+# What a person reviewing a sample in `datagen view` rates from 1 to 5, each named after the metric that measures
+# it, so that `datagen judge-check RUN --human` can set the metric against the person's ratings.
+CRITERIA = {
+    "content": "The input says what the output says: no fact or event added, changed or lost.",
+    "genericness": "The input is plain, generic prose: none of the author's wording, rhythm or tone.",
+    "style_fidelity": "The output reads as the author's own passage.",
+    "boundaries": "The output starts and ends at natural places (no sentence cut off).",
+}
 if embedding_available():
     METRICS["embedding"] = lambda ctx: EmbeddingSimilarity()
     # Meaning kept, checked without an LLM: a weak judge passes a junk rephrase that this catches.
