@@ -596,17 +596,31 @@ def judge_check(
                                                                          "2 or more): check the style metrics.")] = None,
     offline: Annotated[bool, typer.Option("--offline", help="--pairs/--authors: offline metrics only (no LLM "
                                                             "call); the composite of those alone.")] = False,
-    json_out: Annotated[Path | None, typer.Option("--json", help="--pairs/--authors: write the figures as JSON "
-                                                                 "here.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="--pairs/--authors/--human: write the figures "
+                                                                 "as JSON here.")] = None,
     other: Annotated[list[Path] | None, typer.Option("--other", help="With a run: text by another author to "
                                                                      "compare with as well (files or folders).")] = None,
     limit: Annotated[int | None, typer.Option(min=2, help="Passages to check on (more: surer, dearer); default "
                                                           "40 for a run, 200 pairs or passages per author.")] = None,
+    human: Annotated[bool, typer.Option("--human", help="With a run: check its metrics and its --min-score gate "
+                                                        "against the reviews people gave its samples.")] = False,
+    min_score: Annotated[list[str] | None, typer.Option(
+        "--min-score", help="--human: a gate bar METRIC=VALUE to check (repeatable; default: the run's last "
+                            "gate). Reported only: nothing is applied.")] = None,
     workspace: Workspace = None,
 ) -> None:
     """Can this metric be trusted? Check a pipeline's metrics on parallel text (--pairs) or several authors
-    (--authors), or a run's style judges on its own samples."""
+    (--authors), a run's metrics against people's reviews (--human), or a run's style judges on its own samples."""
     root = _workspace(workspace)
+    if human:
+        if pairs is not None or authors or other:
+            raise DatagenError("--human checks a run's metrics against its reviews: not with --pairs, --authors "
+                               "or --other")
+        if offline or limit:
+            raise DatagenError("--offline and --limit do not go with --human (every reviewed sample is checked)")
+        return _judge_check_human(Path(target), _min_scores(min_score), json_out)
+    if min_score:
+        raise DatagenError("--min-score goes with --human (the gate to check against the reviews)")
     if pairs is None and not authors:
         if offline or json_out:
             raise DatagenError("--offline and --json go with --pairs or --authors")
@@ -643,6 +657,45 @@ def judge_check(
         err.print(f"figures: {result.write_json(json_out)}", markup=False, highlight=False)
 
 
+def _judge_check_human(run_dir: Path, min_scores: dict[str, float] | None, json_out: Path | None) -> None:
+    """A run's metrics and gate checked against its reviews (see datagen.human_check)."""
+    from datagen.human_check import MEAN_RATING, WHOLE_GATE, human_check
+
+    def fig(value: float | None, digits: int = 2) -> str:
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    result = human_check(run_dir, min_scores)
+    out.print(f"{result.reviews} reviews: {result.good} good, {result.bad} bad ({result.corrected} corrected, "
+              f"counted as bad: the metrics scored the generated text), {result.rated} rated", markup=False,
+              highlight=False, soft_wrap=True)
+    table = Table("metric", "AUC good vs bad", "95% interval", "good", "bad", "rated on", "Spearman",
+                  "95% interval", "n", title=f"{run_dir}: the metrics against people's reviews")
+    for m in result.metrics:
+        auc = (fig(m.auc.value), f"{m.auc.low:.2f}-{m.auc.high:.2f}") if m.auc else (escape(m.auc_note or "-"), "")
+        rank = ((fig(m.spearman.value), f"{m.spearman.low:.2f}-{m.spearman.high:.2f}", str(m.spearman.n))
+                if m.spearman else (escape(m.spearman_note or "-"), "", ""))
+        criterion = "mean rating" if m.criterion == MEAN_RATING else m.criterion or "-"
+        table.add_row(escape(m.metric), *auc, str(m.good), str(m.bad), escape(criterion), *rank)
+    out.print(table)
+    for flag in result.flags:
+        out.print(f"flagged: {flag}", markup=False, highlight=False, soft_wrap=True)
+    if result.gates:
+        table = Table("gate", "n", "good", "passing", "precision", "recall", "best bar", "passing", "precision",
+                      "recall", title=f"the {result.gate_source} against the verdicts (best bar: Youden's J; "
+                                      "reported, not applied)")
+        for g in result.gates:
+            name = escape(g.metric if g.metric == WHOLE_GATE else f"{g.metric} >= {g.bar:g}")
+            at = (str(g.at_bar.passing), fig(g.at_bar.precision), fig(g.at_bar.recall)) if g.at_bar else ("", "", "")
+            best = ((f"{g.best.threshold:.3g}", str(g.best.passing), fig(g.best.precision), fig(g.best.recall))
+                    if g.best else (escape(g.note or "-"), "", "", ""))
+            table.add_row(name, str(g.n), str(g.good), *at, *best)
+        out.print(table)
+    else:
+        out.print("no gate to check: give one with --min-score METRIC=VALUE", markup=False, highlight=False)
+    if json_out:
+        err.print(f"figures: {result.write_json(json_out)}", markup=False, highlight=False)
+
+
 def _judge_check_run(run_dir: Path, other: list[Path] | None, limit: int, root: Path) -> None:
     """The style judges checked on a run's own samples (see datagen.judge_check)."""
     from datagen.judge_check import judge_check as run_check
@@ -661,36 +714,65 @@ def _judge_check_run(run_dir: Path, other: list[Path] | None, limit: int, root: 
 @app.command()
 def devset(
     pipeline: Annotated[str, typer.Argument(help=PIPELINE_HELP)],
-    inputs: Annotated[list[Path], typer.Option("--input", "-i", help=INPUTS_HELP)],
-    n: Annotated[int, typer.Option("--n", help="How many chunks to take.")] = 40,
+    inputs: Annotated[list[Path] | None, typer.Option("--input", "-i", help=INPUTS_HELP + " (Or --from-review.)")] = None,
+    from_review: Annotated[Path | None, typer.Option(
+        "--from-review", help="A run folder reviewed in datagen view: a labeled dev set of the chunks whose samples "
+                              "were all approved, with their reviewed samples and demos.")] = None,
+    n: Annotated[int | None, typer.Option("--n", help="How many chunks to take (default 40).")] = None,
     out_file: Annotated[Path | None, typer.Option("--out", "-o", help="JSONL file to write (default: "
-                                                                      "data/PIPELINE/dev.jsonl).")] = None,
+                                                                      "data/PIPELINE/dev.jsonl; with --from-review, "
+                                                                      "data/PIPELINE/reviewed.jsonl).")] = None,
     val_fraction: Annotated[float, typer.Option("--val-fraction", help="Share of items in the val split, chosen "
                                                                        "by chunk id.")] = 0.25,
-    seed: Annotated[int, typer.Option(help="Seed of which chunks are taken.")] = 0,
+    seed: Annotated[int | None, typer.Option(help="Seed of which chunks are taken (default 0).")] = None,
     max_tokens: MaxTokens = None,
     workspace: Workspace = None,
 ) -> None:
-    """Sample a dev set (train and val items) for evaluate and optimize: chunks spread across the input files."""
+    """Sample a dev set (train and val items) for evaluate and optimize: chunks spread across the input files, or
+    the chunks of a reviewed run whose samples a person approved (--from-review)."""
     from datagen.config import load_config
     from datagen.devset import sample_devset, write_devset
     from datagen.pipelines import pipeline_root
 
+    if bool(inputs) == (from_review is not None):
+        raise DatagenError("--input and --from-review: give one of them, not both" if inputs else
+                           "give --input PATH (chunks drawn from a corpus) or --from-review RUN (a reviewed run)")
     root = _workspace(workspace)
     pipeline_root(pipeline, root)  # an unknown pipeline is refused before any file is read
-    target = out_file or root / "data" / pipeline / "dev.jsonl"
+    target = out_file or root / "data" / pipeline / ("reviewed.jsonl" if from_review else "dev.jsonl")
     if target.is_dir():
         raise DatagenError(f"{target}: is a folder; --out takes a file name")
+    if from_review is not None:
+        return _reviewed_devset(pipeline, from_review, target, val_fraction, n, seed, max_tokens)
     chunking = load_config(root).chunking
     budget = max_tokens or chunking.max_tokens
-    records = sample_devset(inputs, n, max_tokens=budget, val_fraction=val_fraction, seed=seed,
-                            language=chunking.language)
+    records = sample_devset(inputs, 40 if n is None else n, max_tokens=budget, val_fraction=val_fraction,
+                            seed=seed or 0, language=chunking.language)
     write_devset(records, target)
     shown = _shown(target)
     val = sum(r["split"] == "val" for r in records)
     files = len({r["source"] for r in records})
     err.print(f"{len(records)} dev items ({len(records) - val} train, {val} val) from {files} "
               f"file{'s' if files != 1 else ''} → {shown}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _reviewed_devset(pipeline: str, run_dir: Path, target: Path, val_fraction: float, *drawing) -> None:
+    """`devset --from-review`: the labeled dev set of a reviewed run (see datagen.devset.reviewed_devset)."""
+    from datagen.devset import reviewed_devset, write_devset
+
+    if any(value is not None for value in drawing):
+        raise DatagenError("--n, --seed and --max-tokens draw chunks from --input; --from-review takes every chunk "
+                           "of the run whose samples were all approved")
+    made = reviewed_devset(run_dir, pipeline, val_fraction)
+    write_devset(made.records, target)
+    records = made.records
+    val = sum(r["split"] == "val" for r in records)
+    err.print(f"{len(records)} dev items ({len(records) - val} train, {val} val) from {run_dir}, "
+              f"{made.corrected} sample(s) corrected; {made.left_out} chunk(s) left out (a sample rejected or not "
+              f"reviewed) → {_shown(target)}", markup=False, highlight=False, soft_wrap=True)
+    if made.no_steps:
+        err.print(f"  {made.no_steps} item(s) without demos: their chunks logged no steps", markup=False,
+                  highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -732,6 +814,32 @@ def pipelines(workspace: Workspace = None) -> None:
         raise DatagenError(f"no pipelines in {root / 'programs'}")
     for name, where in found.items():
         out.print(f"{name}  (built-in)" if is_builtin(where) and not is_builtin(root) else name, markup=False)
+
+
+@app.command()
+def view(
+    targets: Annotated[list[Path], typer.Argument(help="Run folders made by `datagen generate`, evaluation folders "
+                                                       "(eval.json), or compiled/PIPELINE/NAME.eval.json.",
+                                                  metavar="RUN...")],
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free one).")] = 8001,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    allow_remote: Annotated[bool, typer.Option("--allow-remote", help="Allow an address other than loopback (the "
+                                               "app has no login: anyone who reaches it can read and review).")
+                            ] = False,
+    workspace: Workspace = None,
+) -> None:
+    """Look at runs in a browser: filter and read samples, review, rate and correct them, compare two runs."""
+    from datagen.config import ROLES, load_config
+    from datagen.view.server import check_host, serve, viewed_sources
+
+    check_host(host, allow_remote)
+    root = _workspace(workspace)
+    config = load_config(root)
+    viewed = viewed_sources(targets, root, config)
+    bases = [config.role(role).api_base for role in ROLES]
+    serve(viewed, host, port, secrets_shown=[b for b in bases if b],
+          on_ready=lambda url: (out.print(f"datagen view: {url} (Ctrl-C stops it)", markup=False, highlight=False),
+                                sys.stdout.flush()))
 
 
 @app.command("export")

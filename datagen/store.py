@@ -161,6 +161,14 @@ class RunStore:
             raise DatagenError(f"{self.path}: not a datagen run store ({exc})") from None
 
     @classmethod
+    def over(cls, db: sqlite3.Connection) -> "RunStore":
+        """A store that reads through `db`, a connection the caller opened and closes (read-only, or an in-memory
+        database of this schema: datagen view); nothing is created or migrated."""
+        store = cls.__new__(cls)
+        store.path, store._db = None, db
+        return store
+
+    @classmethod
     def existing(cls, run_dir: str | Path) -> "RunStore":
         """The store of a run folder that `datagen generate` made; refused (never created) when there is none."""
         run = Path(run_dir)
