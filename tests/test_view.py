@@ -1,0 +1,246 @@
+"""datagen view over HTTP (Starlette's test client, the app in process): the sample list's filters and order, the
+review form and what it stores, the safety rules (token, Host, escaping, no secrets), evaluations and compare,
+and exports and older stores with reviews. The browser tests are in test_view_browser.py."""
+
+import json
+import re
+import sqlite3
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from starlette.testclient import TestClient
+
+from datagen.config import Config
+from datagen.export import write_export
+from datagen.generate import RunSettings, generate
+from datagen.metrics.base import Score
+from datagen.review import NOT_REJECTED, REVIEWED
+from datagen.store import Review, RunStore
+from datagen.view import data
+from datagen.view.app import Viewed, create_app
+from datagen.view.server import check_host
+
+from .conftest import run_cli
+from .fakes import FakeEngine, plain
+from .test_generate import fake_model, read_jsonl
+
+CRITERIA = {"content": "keeps every fact", "genericness": "plain prose"}
+TOKEN = "t" * 40
+HOSTS = ["testserver", "127.0.0.1"]
+SCRIPT = "<script>alert(1)</script>"
+
+
+def scripted(text):
+    """The fake rephrase, with a script tag in the one about the bell (escaping must show it as text)."""
+    return plain(text) + (f" {SCRIPT}" if "Bell" in text else "")
+
+
+@pytest.fixture
+def run(workspace, tmp_path):
+    out = tmp_path / "run"
+    generate("style_clone", [workspace / "data/samples"], out, workspace=workspace, config=Config(),
+             model=fake_model(FakeEngine(respond=scripted)), settings=RunSettings(max_tokens=200),
+             min_scores={"chrf": 0.0})
+    return out
+
+
+def client_for(*targets, secrets_shown=()) -> TestClient:
+    viewed = [Viewed(source, CRITERIA) for source in data.open_sources(list(targets))]
+    return TestClient(create_app(viewed, hosts=HOSTS, secrets_shown=list(secrets_shown), token=TOKEN))
+
+
+def stored(run):
+    """(chunk id, index, input, output, chrf) of every sample, in corpus order."""
+    with RunStore(run) as store:
+        return [(chunk.id, i, s.input, s.output, store.sample_scores(chunk.id)[i]["chrf"])
+                for chunk, samples in store.done() for i, s in enumerate(samples)]
+
+
+def sample_links(html: str) -> list[tuple[str, int]]:
+    return [(chunk, int(index)) for chunk, index in re.findall(r'<tr data-href="/r/0/s/(\w+)/(\d+)', html)]
+
+
+def review(client, chunk, index, query="", **form):
+    return client.post(f"/r/0/s/{chunk}/{index}/review?{query}", data={"token": TOKEN, **form},
+                       follow_redirects=False)
+
+
+def test_the_list_orders_by_a_metric_filters_and_pages(run, monkeypatch):
+    samples = stored(run)
+    client = client_for(run)
+    worst = client.get("/r/0/samples?metric=chrf&order=worst")
+    assert worst.status_code == 200
+    expected = sorted(samples, key=lambda s: (s[4], samples.index(s)))
+    assert sample_links(worst.text) == [(s[0], s[1]) for s in expected]
+    best = sample_links(client.get("/r/0/samples?metric=chrf&order=best").text)
+    assert best[0] == (expected[-1][0], expected[-1][1])
+    # Search: the text of one sample's output, and nothing for a string no sample has.
+    word = "Penberthy"
+    hits = [(s[0], s[1]) for s in samples if word.lower() in (s[2] + s[3]).lower()]
+    assert hits and sample_links(client.get(f"/r/0/samples?q={word}").text) == hits
+    assert "no sample matches" in client.get("/r/0/samples?q=zzqqxx").text
+    # Below a bar: exactly the samples under it.
+    bar = expected[3][4]
+    below = sample_links(client.get(f"/r/0/samples?below=chrf={bar!r}").text)
+    assert below == [(s[0], s[1]) for s in samples if s[4] < bar]
+    # Paging: two samples a page, every sample once over the pages.
+    monkeypatch.setattr(data, "PAGE", 2)
+    seen = []
+    for page in range(1, len(samples) // 2 + 2):
+        seen += sample_links(client.get(f"/r/0/samples?page={page}").text)
+    assert seen == [(s[0], s[1]) for s in samples]
+
+
+def test_a_review_is_stored_and_the_reviewer_moves_on_through_the_filtered_list(run):
+    samples = stored(run)
+    client = client_for(run)
+    first, second = samples[0], samples[1]
+    answer = review(client, first[0], first[1], "review=unreviewed", verdict="good", next="1",
+                    **{"rating.content": "4", "comment": "fine"})
+    assert answer.status_code == 303
+    moved = urlparse(answer.headers["location"])
+    assert moved.path == f"/r/0/s/{second[0]}/{second[1]}"  # the next unreviewed sample
+    assert parse_qs(moved.query)["review"] == ["unreviewed"]
+    with RunStore(run) as store:
+        saved = store.review(first[0], first[1])
+    assert (saved.verdict, saved.ratings, saved.comment, saved.corrected) == ("good", {"content": 4}, "fine", False)
+    # The unreviewed list no longer holds it; the reviewed one does.
+    assert (first[0], first[1]) not in sample_links(client.get("/r/0/samples?review=unreviewed").text)
+    assert sample_links(client.get("/r/0/samples?review=good").text) == [(first[0], first[1])]
+    # The page shows what was stored.
+    page = client.get(f"/r/0/s/{first[0]}/{first[1]}")
+    assert 'id="verdict">good<' in page.text and ">fine</textarea>" in page.text
+    assert '<option value="4" selected>' in page.text
+
+
+def test_a_correction_is_kept_beside_the_generated_sample_and_exported(run, tmp_path):
+    samples = stored(run)
+    client = client_for(run)
+    (chunk, index, generated_input, generated_output, _), bad = samples[2], samples[3]
+    # Saving the form unedited is no correction.
+    review(client, chunk, index, verdict="", input=generated_input, output=generated_output.replace("\n", "\r\n"))
+    with RunStore(run) as store:
+        assert store.review(chunk, index) is None
+    review(client, chunk, index, verdict="", input=generated_input, output="A corrected passage.")
+    review(client, bad[0], bad[1], verdict="bad")
+    page = client.get(f"/r/0/s/{chunk}/{index}")
+    assert "corrected</span>" in page.text and 'id="generated-output">' in page.text
+    with RunStore(run) as store:
+        saved = store.review(chunk, index)
+        assert (saved.input, saved.output) == (None, "A corrected passage.")
+        assert store.result(chunk)["samples"][index].output == generated_output  # the generated text stays
+    # Every export writes the correction; --exclude-rejected leaves the bad one out; --reviewed-only keeps the
+    # corrected one alone (a correction counts as approved).
+    everything = read_jsonl(write_export(run, "jsonl", tmp_path / "all.jsonl").path)
+    assert len(everything) == len(samples)
+    assert [r["output"] for r in everything if r["chunk_id"] == chunk][index] == "A corrected passage."
+    kept = read_jsonl(write_export(run, "jsonl", tmp_path / "kept.jsonl", reviewed=NOT_REJECTED).path)
+    assert len(kept) == len(samples) - 1
+    assert (bad[2], bad[3]) not in {(r["input"], r["output"]) for r in kept}
+    approved = read_jsonl(write_export(run, "jsonl", tmp_path / "approved.jsonl", reviewed=REVIEWED).path)
+    assert [(r["input"], r["output"]) for r in approved] == [(generated_input, "A corrected passage.")]
+    # An approved sample passes a gate that its generated text's score would fail.
+    gated = read_jsonl(write_export(run, "jsonl", tmp_path / "gated.jsonl", min_scores={"chrf": 1.0}).path)
+    assert [r["output"] for r in gated] == ["A corrected passage."]
+    # Dropping the correction brings the generated text back.
+    review(client, chunk, index, verdict="", drop_correction="1", input="x", output="y")
+    with RunStore(run) as store:
+        assert store.review(chunk, index) is None
+
+
+def test_the_export_command_takes_the_review_filters(run, workspace):
+    samples = stored(run)
+    with RunStore(run) as store:
+        store.set_review(Review(samples[0][0], samples[0][1], "bad"))
+    result = run_cli("export", str(run), "-f", "sharegpt", "--exclude-rejected", cwd=workspace)
+    assert result.returncode == 0, result.stderr
+    assert len(read_jsonl(run / "sharegpt.jsonl")) == len(samples) - 1
+    card = (run / "README.md").read_text()
+    assert "1 samples reviewed: 0 good, 1 bad" in card and "samples rated bad left out" in card
+    both = run_cli("export", str(run), "-f", "jsonl", "--exclude-rejected", "--reviewed-only", cwd=workspace)
+    assert both.returncode != 0 and "one of the two" in both.stderr
+
+
+def test_changes_need_the_session_token_and_well_formed_values(run):
+    chunk, index, *_ = stored(run)[0]
+    client = client_for(run)
+    forged = client.post(f"/r/0/s/{chunk}/{index}/review", data={"verdict": "good"})
+    assert forged.status_code == 403
+    wrong = client.post(f"/r/0/s/{chunk}/{index}/review", data={"verdict": "good", "token": "x" * 40})
+    assert wrong.status_code == 403
+    assert review(client, chunk, index, verdict="great").status_code == 400
+    assert review(client, chunk, index, **{"rating.content": "7"}).status_code == 400
+    assert review(client, chunk, index, **{"rating.style": "3"}).status_code == 400
+    assert review(client, chunk, 99, verdict="good").status_code == 404
+    with RunStore(run) as store:
+        assert store.reviews() == {}
+
+
+def test_pages_escape_sample_text_forbid_inline_script_and_check_the_host(run):
+    client = client_for(run)
+    bell = [s for s in stored(run) if SCRIPT in s[2]]
+    assert bell, "the fake rephrase of the bell passage carries a script tag"
+    page = client.get(f"/r/0/s/{bell[0][0]}/{bell[0][1]}")
+    assert SCRIPT not in page.text and "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+    listing = client.get("/r/0/samples?q=alert")
+    assert sample_links(listing.text) == [(s[0], s[1]) for s in bell] and SCRIPT not in listing.text
+    assert "script-src" not in page.headers["content-security-policy"]  # default-src 'self': no inline script
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert client.get("/r/0", headers={"host": "attacker.example"}).status_code == 400
+
+
+def test_no_api_key_or_private_api_base_is_shown(run, monkeypatch):
+    key, base = "sk-test-0123456789abcdef", "http://10.1.2.3:8000/v1"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    chunk = stored(run)[0][0]
+    db = sqlite3.connect(run / "run.db")
+    db.execute("UPDATE calls SET error = ? WHERE chunk_id = ?", (f"401 from {base}: bad key {key}", chunk))
+    db.commit()
+    db.close()
+    page = client_for(run, secrets_shown=[base]).get(f"/r/0/c/{chunk}")
+    assert page.status_code == 200 and "[redacted]" in page.text
+    assert key not in page.text and base not in page.text
+
+
+def test_view_refuses_a_public_address_without_the_flag(run, workspace):
+    check_host("127.0.0.1", False)
+    check_host("::1", False)
+    with pytest.raises(Exception, match="--allow-remote"):
+        check_host("0.0.0.0", False)
+    check_host("0.0.0.0", True)
+    refused = run_cli("view", str(run), "--host", "0.0.0.0", "--port", "0", cwd=workspace)
+    assert refused.returncode != 0 and "--allow-remote" in refused.stderr
+    missing = run_cli("view", str(workspace / "nothing"), "--port", "0", cwd=workspace)
+    assert missing.returncode != 0 and "not a run folder" in missing.stderr
+
+
+def test_an_older_store_without_reviews_opens_and_gets_the_table(run):
+    db = sqlite3.connect(run / "run.db")
+    db.execute("DROP TABLE reviews")
+    db.commit()
+    db.close()
+    client = client_for(run)
+    assert client.get("/r/0/samples?review=unreviewed").status_code == 200
+    chunk, index, *_ = stored(run)[0]
+    assert review(client, chunk, index, verdict="good").status_code == 303
+
+
+def test_an_evaluation_with_a_baseline_is_compared_sample_by_sample(tmp_path):
+    def evaluation(values):
+        return {"pipeline": "style_clone", "samples": [
+            {"chunk_id": f"c{n}", "chunk": f"passage {n}", "input": f"in {n}", "output": f"out {n}",
+             "scores": {"composite": {"value": value, "feedback": None}}} for n, value in enumerate(values)]}
+
+    compiled = {**evaluation([0.9, 0.2, 0.6]), "baseline": evaluation([0.5, 0.7, 0.6])}
+    path = tmp_path / "bootstrap.eval.json"
+    path.write_text(json.dumps(compiled))
+    client = client_for(path)
+    front = client.get("/")
+    assert "bootstrap (uncompiled)" in front.text and "bootstrap (compiled)" in front.text
+    page = client.get("/compare?a=0&b=1&metric=composite")
+    assert page.status_code == 200
+    changes = re.findall(r'<td class="num (?:up|down|)">([^<]+)</td>', page.text)
+    assert changes == ["-0.500", "+0.000", "+0.400"]  # largest drop first
+    sample = client.get("/r/1/s/c1/0")
+    assert sample.status_code == 200 and "read-only" in sample.text and 'id="review"' not in sample.text
+    assert client.post("/r/1/s/c1/0/review", data={"token": TOKEN, "verdict": "good"}).status_code == 400
