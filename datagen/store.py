@@ -33,6 +33,8 @@ CREATE TABLE IF NOT EXISTS results (
 CREATE TABLE IF NOT EXISTS scores (  -- metric scores of a done chunk's samples (quality gating, evaluation)
     chunk_id TEXT NOT NULL REFERENCES chunks(id), sample INTEGER NOT NULL, metric TEXT NOT NULL,
     value REAL NOT NULL, feedback TEXT, PRIMARY KEY (chunk_id, sample, metric));
+-- datagen view lists samples worst-first by a metric: this walks them in order instead of sorting every sample.
+CREATE INDEX IF NOT EXISTS scores_by_metric ON scores (metric, value);
 -- What a chunk's latest attempt did, written with its result: each predictor call (step), in order...
 CREATE TABLE IF NOT EXISTS steps (
     chunk_id TEXT NOT NULL REFERENCES chunks(id), seq INTEGER NOT NULL,

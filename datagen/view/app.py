@@ -107,7 +107,7 @@ def create_app(viewed: list[Viewed], *, hosts: list[str], secrets_shown: list[st
         """The list's query string, with `changes` (page, ...): links keep the reviewer's filters."""
         values = {"q": query.q, "source": query.source, "review": query.review, "metric": query.metric,
                   "order": query.order, "page": query.page, **changes}
-        pairs = [(k, v) for k, v in values.items() if v not in ("", None, 1) or (k == "page" and v != 1)]
+        pairs = [(k, v) for k, v in values.items() if v not in ("", None) and not (k == "page" and v == 1)]
         if query.gate:
             pairs.append(("gate", "1"))
         else:
@@ -156,7 +156,7 @@ def create_app(viewed: list[Viewed], *, hosts: list[str], secrets_shown: list[st
     async def sample(request: Request) -> Response:
         number, item = source_of(request)
         chunk_id, index = request.path_params["chunk"], request.path_params["index"]
-        query = query_of(request, data.overview(item.source)["gate"])
+        query = query_of(request, data.gate(item.source))
         found = detail(item, chunk_id, index)
         before, after = data.neighbours(item.source, query, chunk_id, index)
         chosen = found["sample"]
@@ -181,7 +181,10 @@ def create_app(viewed: list[Viewed], *, hosts: list[str], secrets_shown: list[st
         chunk_id, index = request.path_params["chunk"], request.path_params["index"]
         found = detail(item, chunk_id, index)
         chosen = found["sample"]
-        verdict = form.get("verdict") or None
+        # The verdict buttons send one (an empty one clears it); a form sent by another button (drop the
+        # correction) sends none, and keeps the verdict the sample had.
+        kept = chosen["review"].verdict if chosen["review"] else None
+        verdict = (form.get("verdict") if "verdict" in form else kept) or None
         drop = form.get("drop_correction") == "1"
         try:
             review = checked_review(
@@ -193,7 +196,7 @@ def create_app(viewed: list[Viewed], *, hosts: list[str], secrets_shown: list[st
                 store.set_review(review)
         except DatagenError as exc:
             raise HTTPException(400, str(exc)) from None
-        query = query_of(request, data.overview(item.source)["gate"])
+        query = query_of(request, data.gate(item.source))
         target = (chunk_id, index)
         if form.get("next") == "1":
             target = data.neighbours(item.source, query, chunk_id, index)[1] or target

@@ -35,6 +35,23 @@ class Source:
     writable: bool
     _memory: sqlite3.Connection | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def cached(self, db: sqlite3.Connection, key: tuple, compute, *, reviews: bool = False):
+        """`compute()` as it was for `key` while the store has not changed since (a whole-run figure takes a scan
+        of a large store: hundreds of ms at 100,000 samples); with `reviews`, a change of review counts too. The
+        state is read in a few ms from indexes: results' count and last rowid (a finished or retried chunk moves
+        it), the scores' count, the meta, and the reviews' count and last change."""
+        state = db.execute("SELECT (SELECT count(*) FROM results), (SELECT max(rowid) FROM results), "
+                           "(SELECT count(*) FROM scores), (SELECT group_concat(value) FROM meta)").fetchone()
+        if reviews:
+            state += db.execute("SELECT count(*), max(updated_at) FROM reviews").fetchone()
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] == state:
+            return hit[1]
+        value = compute()
+        self._cache[key] = (state, value)
+        return value
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
@@ -149,8 +166,10 @@ class Query:
     gate: bool = False  # `below` is the run's own gate (so links ask for it as gate=1)
 
 
+# CROSS JOIN: SQLite keeps chunks as the outer loop, so corpus order is the scan's own (no sort of every sample),
+# and json_each gives a chunk's samples in their order.
 _SAMPLES = """
-FROM chunks c JOIN results r ON r.chunk_id = c.id AND r.status = 'done' AND r.samples IS NOT NULL
+FROM chunks c CROSS JOIN results r ON r.chunk_id = c.id AND r.status = 'done' AND r.samples IS NOT NULL
 JOIN json_each(r.samples) s
 LEFT JOIN reviews v ON v.chunk_id = c.id AND v.sample = s.key
 LEFT JOIN scores m ON m.chunk_id = c.id AND m.sample = s.key AND m.metric = :metric
@@ -183,13 +202,26 @@ def _filter(query: Query) -> tuple[str, dict]:
     return " AND ".join(where), params
 
 
-def _sort_keys(query: Query) -> list[str]:
-    """The list's order as the expressions of a row value, ascending: corpus order, or by the metric's score
-    (unscored last)."""
-    if query.metric and query.order in ("worst", "best"):
-        value = "coalesce(m.value, 0)" if query.order == "worst" else "-coalesce(m.value, 0)"
-        return ["m.value IS NULL", value, "c.ord", "s.key"]
-    return ["c.ord", "s.key"]
+# Samples scored on :metric, walked in the order of the scores_by_metric index (worst or best first, no sort of
+# every sample): the list when it is ordered by a metric.
+_SCORED = """
+FROM scores m CROSS JOIN chunks c ON c.id = m.chunk_id
+CROSS JOIN results r ON r.chunk_id = c.id AND r.status = 'done' AND r.samples IS NOT NULL
+JOIN json_each(r.samples) s ON s.key = m.sample
+LEFT JOIN reviews v ON v.chunk_id = c.id AND v.sample = s.key
+"""
+
+
+def _by_score(query: Query) -> bool:
+    return bool(query.metric) and query.order in ("worst", "best")
+
+
+def _listed(query: Query) -> tuple[str, str, str]:
+    """FROM clause, the list's extra condition and its ORDER BY: corpus order over every sample, or the samples
+    scored on the metric, worst (lowest) or best first, ties in corpus order."""
+    if _by_score(query):
+        return _SCORED, " AND m.metric = :metric", f"m.value {'ASC' if query.order == 'worst' else 'DESC'}, c.ord, s.key"
+    return _SAMPLES, "", "c.ord"  # see _SAMPLES: the scan's own order
 
 
 _ROW = ("SELECT c.id, s.key, c.source, c.start, c.\"end\", json_extract(s.value, '$[0]'), json_extract(s.value, '$[1]'), "
@@ -202,11 +234,14 @@ def list_samples(source: Source, query: Query) -> tuple[list[dict], int]:
     Each row: chunk_id, index, source, start, end, input, output, score (of `query.metric`), verdict,
     corrected."""
     condition, params = _filter(query)
-    params.update(limit=PAGE, offset=(max(query.page, 1) - 1) * PAGE)
+    sampled, scored, order = _listed(query)
+    condition += scored
     with source.read() as db:
-        total = db.execute(f"SELECT count(*) {_SAMPLES} WHERE {condition}", params).fetchone()[0]
-        rows = db.execute(f"{_ROW} {_SAMPLES} WHERE {condition} ORDER BY {', '.join(_sort_keys(query))} "
-                          "LIMIT :limit OFFSET :offset", params).fetchall()
+        total = source.cached(db, ("count", sampled, condition, tuple(sorted(params.items()))), lambda: db.execute(
+            f"SELECT count(*) {sampled} WHERE {condition}", params).fetchone()[0], reviews=True)
+        params.update(limit=PAGE, offset=(max(query.page, 1) - 1) * PAGE)
+        rows = db.execute(f"{_ROW} {sampled} WHERE {condition} ORDER BY {order} LIMIT :limit OFFSET :offset",
+                          params).fetchall()
     return [dict(zip(_ROW_NAMES, row)) for row in rows], total
 
 
@@ -216,22 +251,37 @@ def neighbours(source: Source, query: Query, chunk_id: str, index: int) -> tuple
     itself need not be in the list (it leaves an "unreviewed" list once reviewed): its neighbours are found by
     its place in the order."""
     condition, params = _filter(query)
-    expressions = _sort_keys(query)
-    keys = ", ".join(expressions)
     params.update(cid=chunk_id, idx=index)
     with source.read() as db:
-        here = db.execute(f"SELECT {keys} {_SAMPLES} WHERE c.id = :cid AND s.key = :idx", params).fetchone()
-        if here is None:
+        here = db.execute(f"SELECT c.ord, m.value {_SAMPLES} WHERE c.id = :cid AND s.key = :idx", params).fetchone()
+        if here is None or (_by_score(query) and here[1] is None):
             return None, None
-        params.update({f"h{n}": value for n, value in enumerate(here)})
-        current = ", ".join(f":h{n}" for n in range(len(here)))
-        found = []
-        for compare, direction in (("<", "DESC"), (">", "ASC")):
-            order = ", ".join(f"{key} {direction}" for key in expressions)
-            row = db.execute(f"SELECT c.id, s.key {_SAMPLES} WHERE {condition} AND ({keys}) {compare} ({current}) "
-                             f"ORDER BY {order} LIMIT 1", params).fetchone()
-            found.append(tuple(row) if row else None)
-    return found[0], found[1]
+        params.update(o=here[0], v=here[1])
+        if _by_score(query):
+            found = []
+            for forward in (False, True):
+                # Worst first, the next sample scores higher (or the same, later in the corpus); best first, lower.
+                up = forward == (query.order == "worst")
+                further, direction = (">", "ASC") if up else ("<", "DESC")
+                place = ">" if forward else "<"
+                tie = "ASC" if forward else "DESC"
+                row = db.execute(
+                    f"SELECT c.id, s.key {_SCORED} WHERE {condition} AND m.metric = :metric AND m.value {further}= :v "
+                    f"AND (m.value {further} :v OR (c.ord, s.key) {place} (:o, :idx)) "
+                    f"ORDER BY m.value {direction}, c.ord {tie}, s.key {tie} LIMIT 1", params).fetchone()
+                found.append(tuple(row) if row else None)
+            return found[0], found[1]
+        # Corpus order: a range of the chunks' rowid, scanned in order with no sort. json_each gives a chunk's
+        # samples in ascending order, so the next sample is the first row after this one; the previous one is the
+        # last sample before it in the nearest chunk that has one.
+        after = db.execute(f"SELECT c.id, s.key {_SAMPLES} WHERE {condition} AND c.ord >= :o AND (c.ord, s.key) > "
+                           "(:o, :idx) ORDER BY c.ord LIMIT 1", params).fetchone()
+        nearest = db.execute(f"SELECT c.ord {_SAMPLES} WHERE {condition} AND c.ord <= :o AND (c.ord, s.key) < "
+                             "(:o, :idx) ORDER BY c.ord DESC LIMIT 1", params).fetchone()
+        before = nearest and db.execute(
+            f"SELECT c.id, max(s.key) {_SAMPLES} WHERE {condition} AND c.ord = :near AND (c.ord, s.key) < (:o, :idx)",
+            {**params, "near": nearest[0]}).fetchone()
+    return (tuple(before) if before else None), (tuple(after) if after else None)
 
 
 def list_failed(source: Source, page: int = 1) -> tuple[list[dict], int]:
@@ -253,34 +303,52 @@ def overview(source: Source) -> dict:
     an example message), sources (file: samples), metrics scored, score histograms ({metric: [count per bin of
     1/BINS]}), the run's meta (pipeline, model, the last --min-score gate), and tokens by model."""
     with source.read() as db:
-        meta = dict(db.execute("SELECT key, value FROM meta"))
-        chunks = db.execute("SELECT count(*) FROM chunks").fetchone()[0]
-        by_status = dict(db.execute("SELECT status, count(*) FROM results GROUP BY status"))
-        samples = db.execute("SELECT coalesce(sum(json_array_length(samples)), 0) FROM results "
-                             "WHERE status = 'done'").fetchone()[0]
+        whole = source.cached(db, ("overview",), lambda: _whole_run(db))
         reviewed, good, bad, corrected = db.execute(
             "SELECT count(*), count(*) FILTER (WHERE verdict = 'good'), count(*) FILTER (WHERE verdict = 'bad'), "
             "count(*) FILTER (WHERE input IS NOT NULL OR output IS NOT NULL) FROM reviews").fetchone()
-        failures = {kind: (n, example or "") for kind, n, example in db.execute(
-            "SELECT failure, count(*), min(message) FROM results WHERE status = 'failed' GROUP BY failure "
-            "ORDER BY count(*) DESC")}
-        sources = dict(db.execute(
-            "SELECT c.source, coalesce(sum(json_array_length(r.samples)), 0) FROM chunks c JOIN results r "
-            "ON r.chunk_id = c.id AND r.status = 'done' GROUP BY c.source ORDER BY c.source"))
-        histograms: dict[str, list[int]] = {}
-        for metric, bin_, n in db.execute(f"SELECT metric, min(CAST(value * {BINS} AS INTEGER), {BINS - 1}), count(*) "
-                                          "FROM scores WHERE value >= 0 GROUP BY 1, 2 ORDER BY 1"):
-            histograms.setdefault(metric, [0] * BINS)[max(bin_, 0)] += n
-        usage = {model: {"prompt_tokens": p or 0, "completion_tokens": c or 0} for model, p, c in db.execute(
-            "SELECT u.key, sum(json_extract(u.value, '$.prompt_tokens')), "
-            "sum(json_extract(u.value, '$.completion_tokens')) FROM results, json_each(results.usage) u "
-            "WHERE results.usage IS NOT NULL GROUP BY u.key")}
+    counts = {**whole["counts"], "reviewed": reviewed, "good": good, "bad": bad, "corrected": corrected}
+    return {**whole, "counts": counts}
+
+
+def meta(source: Source) -> dict[str, str]:
+    """The run's meta (pipeline, model, min_scores: the last gate as JSON, ...), read now."""
+    with source.read() as db:
+        return dict(db.execute("SELECT key, value FROM meta"))
+
+
+def gate(source: Source) -> dict[str, float]:
+    """The --min-score bars of the run's last generate ({metric: bar}), {} without one."""
+    return _gate(meta(source).get("min_scores"))
+
+
+def _whole_run(db: sqlite3.Connection) -> dict:
+    """The figures of `overview` that take a scan of the whole store (all but the review counts)."""
+    meta = dict(db.execute("SELECT key, value FROM meta"))
+    chunks = db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+    by_status = dict(db.execute("SELECT status, count(*) FROM results GROUP BY status"))
+    samples = db.execute("SELECT coalesce(sum(json_array_length(samples)), 0) FROM results "
+                         "WHERE status = 'done'").fetchone()[0]
+    failures = {kind: (n, example or "") for kind, n, example in db.execute(
+        "SELECT failure, count(*), min(message) FROM results WHERE status = 'failed' GROUP BY failure "
+        "ORDER BY count(*) DESC")}
+    sources = dict(db.execute(
+        "SELECT c.source, coalesce(sum(json_array_length(r.samples)), 0) FROM chunks c JOIN results r "
+        "ON r.chunk_id = c.id AND r.status = 'done' GROUP BY c.source ORDER BY c.source"))
+    histograms: dict[str, list[int]] = {}
+    for metric, bin_, n in db.execute(f"SELECT metric, min(CAST(value * {BINS} AS INTEGER), {BINS - 1}), count(*) "
+                                      "FROM scores WHERE value >= 0 GROUP BY 1, 2 ORDER BY 1"):
+        histograms.setdefault(metric, [0] * BINS)[max(bin_, 0)] += n
+    usage = {model: {"prompt_tokens": p or 0, "completion_tokens": c or 0} for model, p, c in db.execute(
+        "SELECT u.key, sum(json_extract(u.value, '$.prompt_tokens')), "
+        "sum(json_extract(u.value, '$.completion_tokens')) FROM results, json_each(results.usage) u "
+        "WHERE results.usage IS NOT NULL GROUP BY u.key")}
     done, failed = by_status.get("done", 0), by_status.get("failed", 0)
     gate = _gate(meta.get("min_scores"))
     return {"meta": meta, "gate": gate, "usage": usage, "failures": failures, "sources": sources,
             "histograms": histograms, "metrics": sorted(histograms),
             "counts": {"chunks": chunks, "done": done, "failed": failed, "pending": chunks - done - failed,
-                       "samples": samples, "reviewed": reviewed, "good": good, "bad": bad, "corrected": corrected}}
+                       "samples": samples}}
 
 
 def _gate(stored: str | None) -> dict[str, float]:
