@@ -671,8 +671,8 @@ def _judge_check_human(run_dir: Path, min_scores: dict[str, float] | None, json_
     table = Table("metric", "AUC good vs bad", "95% interval", "good", "bad", "rated on", "Spearman",
                   "95% interval", "n", title=f"{run_dir}: the metrics against people's reviews")
     for m in result.metrics:
-        auc = (fig(m.auc.value), f"{m.auc.low:.2f}-{m.auc.high:.2f}") if m.auc else (escape(m.auc_note or "-"), "")
-        rank = ((fig(m.spearman.value), f"{m.spearman.low:.2f}-{m.spearman.high:.2f}", str(m.spearman.n))
+        auc = (fig(m.auc.value), f"{m.auc.low:.2f} to {m.auc.high:.2f}") if m.auc else (escape(m.auc_note or "-"), "")
+        rank = ((fig(m.spearman.value), f"{m.spearman.low:.2f} to {m.spearman.high:.2f}", str(m.spearman.n))
                 if m.spearman else (escape(m.spearman_note or "-"), "", ""))
         criterion = "mean rating" if m.criterion == MEAN_RATING else m.criterion or "-"
         table.add_row(escape(m.metric), *auc, str(m.good), str(m.bad), escape(criterion), *rank)
@@ -681,8 +681,8 @@ def _judge_check_human(run_dir: Path, min_scores: dict[str, float] | None, json_
         out.print(f"flagged: {flag}", markup=False, highlight=False, soft_wrap=True)
     if result.gates:
         table = Table("gate", "n", "good", "passing", "precision", "recall", "best bar", "passing", "precision",
-                      "recall", title=f"the {result.gate_source} against the verdicts (best bar: Youden's J; "
-                                      "reported, not applied)")
+                      "recall", title=f"the gate ({result.gate_source}) against the verdicts (best bar: "
+                                      "Youden's J; reported, not applied)")
         for g in result.gates:
             name = escape(g.metric if g.metric == WHOLE_GATE else f"{g.metric} >= {g.bar:g}")
             at = (str(g.at_bar.passing), fig(g.at_bar.precision), fig(g.at_bar.recall)) if g.at_bar else ("", "", "")
