@@ -30,7 +30,7 @@ from datagen.evaluate import sample_record, summarize, total_usage
 from datagen.generate import run_chunks
 from datagen.models import RoleModel, as_role_model, check_reachable, role_model, task_model, track_usage
 from datagen.optimize import (MAX_DEMOS, OPTIMIZERS, PROPOSING, CallBudgetExhausted, CallCounter, compile_kwargs,
-                              composite_mean, make_optimizer)
+                              composite_mean, labeled_demos, make_optimizer, with_labeled_demos)
 from datagen.optimize import optimize as optimize_pipeline
 from datagen.pipelines import load_program
 from datagen.metrics.base import Score
@@ -205,10 +205,12 @@ def optimize(program: "str | dspy.Module", devset: DevSet, metric: Metric | None
     report (`name` defaults to the optimizer's). `optimizer`: one of bootstrap, bootstrap-rs, mipro, gepa, copro,
     simba (the last four need the `prompt` model, default: the config's prompt role). `max_calls` caps LM requests
     of every role: the call that would pass it is refused and nothing is compiled (`stopped` says so). `demos`:
-    with `metric`, bootstrapped demos kept per predictor (default 3; a named pipeline's composite keeps 3).
+    with `metric`, bootstrapped demos kept per predictor (default 3; a named pipeline's composite keeps 3). A
+    reviewed dev set (`datagen devset --from-review`) gives human-labeled demos: its train items' go first among
+    each predictor's demos after compiling (`datagen.optimize.with_labeled_demos`, within the same cap).
 
-    Returns an `Optimization`. Raises DatagenError for an unknown optimizer, a dev set lacking a split, or a
-    program object without a metric."""
+    Returns an `Optimization`. Raises DatagenError for an unknown optimizer, a dev set lacking a split, a dev
+    set with demos for a predictor the program lacks, or a program object without a metric."""
     workspace = workspace or find_workspace()
     config = config or load_config(workspace)
     if optimizer not in OPTIMIZERS:
@@ -231,6 +233,8 @@ def optimize(program: "str | dspy.Module", devset: DevSet, metric: Metric | None
     val = [item for item in items if item.split == "val"]
     if not train or not val:
         raise DatagenError("optimize: the dev set needs items in both splits (\"split\": \"train\" and \"val\")")
+    labeled_demos(val, module)  # checked, never used: val items stay held out
+    labeled = labeled_demos(train, module)  # a reviewed dev set's human demos (datagen devset --from-review)
     run_model = task_model(config, model)
     proposer = None
     if optimizer in PROPOSING:
@@ -260,6 +264,7 @@ def optimize(program: "str | dspy.Module", devset: DevSet, metric: Metric | None
                 tuner = make_optimizer(optimizer, _Metric(metric), run_model, proposer, seed, demos)
                 compiled = tuner.compile(module.deepcopy(), trainset=trainset,
                                          **compile_kwargs(optimizer, trainset, seed))
+            with_labeled_demos(compiled, labeled, demos)
             for lm_name, used in tracker.get_total_tokens().items():
                 usage[lm_name] += (used.get("prompt_tokens") or 0) + (used.get("completion_tokens") or 0)
             result.after = held_out(compiled)

@@ -714,7 +714,8 @@ def _judge_check_run(run_dir: Path, other: list[Path] | None, limit: int, root: 
 @app.command()
 def devset(
     pipeline: Annotated[str, typer.Argument(help=PIPELINE_HELP)],
-    inputs: Annotated[list[Path] | None, typer.Option("--input", "-i", help=INPUTS_HELP + " (Or --from-review.)")] = None,
+    inputs: Annotated[list[Path] | None, typer.Option("--input", "-i",
+                                                      help=INPUTS_HELP + " (Or --from-review.)")] = None,
     from_review: Annotated[Path | None, typer.Option(
         "--from-review", help="A run folder reviewed in datagen view: a labeled dev set of the chunks whose samples "
                               "were all approved, with their reviewed samples and demos.")] = None,
@@ -743,7 +744,7 @@ def devset(
     if target.is_dir():
         raise DatagenError(f"{target}: is a folder; --out takes a file name")
     if from_review is not None:
-        return _reviewed_devset(pipeline, from_review, target, val_fraction, n, seed, max_tokens)
+        return _reviewed_devset(pipeline, from_review, target, val_fraction, root, n, seed, max_tokens)
     chunking = load_config(root).chunking
     budget = max_tokens or chunking.max_tokens
     records = sample_devset(inputs, 40 if n is None else n, max_tokens=budget, val_fraction=val_fraction,
@@ -756,14 +757,15 @@ def devset(
               f"file{'s' if files != 1 else ''} → {shown}", markup=False, highlight=False, soft_wrap=True)
 
 
-def _reviewed_devset(pipeline: str, run_dir: Path, target: Path, val_fraction: float, *drawing) -> None:
+def _reviewed_devset(pipeline: str, run_dir: Path, target: Path, val_fraction: float, root: Path,
+                     *drawing) -> None:
     """`devset --from-review`: the labeled dev set of a reviewed run (see datagen.devset.reviewed_devset)."""
     from datagen.devset import reviewed_devset, write_devset
 
     if any(value is not None for value in drawing):
         raise DatagenError("--n, --seed and --max-tokens draw chunks from --input; --from-review takes every chunk "
                            "of the run whose samples were all approved")
-    made = reviewed_devset(run_dir, pipeline, val_fraction)
+    made = reviewed_devset(run_dir, pipeline, val_fraction, workspace=root)
     write_devset(made.records, target)
     records = made.records
     val = sum(r["split"] == "val" for r in records)
@@ -771,8 +773,8 @@ def _reviewed_devset(pipeline: str, run_dir: Path, target: Path, val_fraction: f
               f"{made.corrected} sample(s) corrected; {made.left_out} chunk(s) left out (a sample rejected or not "
               f"reviewed) → {_shown(target)}", markup=False, highlight=False, soft_wrap=True)
     if made.no_steps:
-        err.print(f"  {made.no_steps} item(s) without demos: their chunks logged no steps", markup=False,
-                  highlight=False, soft_wrap=True)
+        err.print(f"  {made.no_steps} item(s) without demos: no step of the program was logged for their chunks",
+                  markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -4,6 +4,9 @@ One JSON object a line with the pipeline's input, `chunk` (the passage), and opt
 (`source`, `start`, `end`), its `split` (`train` or `val`) and reference outputs under any other key.
 
 `sample_devset` draws one from a corpus: chunks spread over its files, each put in a split by a hash of its id.
+`reviewed_devset` makes a labeled one from a run a person reviewed in `datagen view`: the chunks whose samples
+were all approved, each with its reviewed samples and the demos (each step's inputs and outputs, corrections
+applied) that `datagen optimize` puts first among a predictor's demos.
 """
 
 import hashlib
@@ -18,6 +21,9 @@ from datagen.chunking import AUTO, DEFAULT_MAX_TOKENS, Chunk, Chunker, chunk_doc
 from datagen.errors import DatagenError
 from datagen.files import replacing
 from datagen.ingest import Document, iter_documents
+from datagen.review import approved, as_reviewed
+from datagen.samples import Sample
+from datagen.store import Review, RunStore, Step
 from datagen.tokens import count_tokens
 
 log = logging.getLogger(__name__)
@@ -90,10 +96,14 @@ def split_of(chunk_id_: str, val_fraction: float) -> str:
 def _check_sampling(n: int, val_fraction: float, max_tokens: int) -> None:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise DatagenError(f"--n must be at least 1, got {n}")
-    if not 0 < val_fraction < 1:
-        raise DatagenError(f"--val-fraction must be between 0 and 1 (exclusive), got {val_fraction}")
+    _check_fraction(val_fraction)
     if max_tokens < 16:
         raise DatagenError(f"--max-tokens must be at least 16, got {max_tokens}")
+
+
+def _check_fraction(val_fraction: float) -> None:
+    if not 0 < val_fraction < 1:
+        raise DatagenError(f"--val-fraction must be between 0 and 1 (exclusive), got {val_fraction}")
 
 
 def _spread(chunks: list[Chunk], n: int, rng: random.Random) -> list[int]:
@@ -173,6 +183,130 @@ def write_devset(records: Iterable[dict], path: str | Path) -> Path:
     except OSError as exc:
         raise DatagenError(f"{path}: cannot write the dev set ({exc.strerror or exc})") from None
     return path
+
+
+@dataclass
+class ReviewedDevset:
+    """What `reviewed_devset` made: the dev `records`, how many of their samples a person `corrected`, how many
+    records have no `demos` because their chunk logged no steps (`no_steps`), and how many done chunks were
+    `left_out` because a sample of theirs was rejected or not reviewed (chunks with no samples not counted)."""
+
+    records: list[dict]
+    corrected: int = 0
+    no_steps: int = 0
+    left_out: int = 0
+
+
+def reviewed_devset(run_dir: str | Path, pipeline: str | None = None, val_fraction: float = 0.25, *,
+                    workspace: Path | None = None) -> ReviewedDevset:
+    """A labeled dev set from a run reviewed in `datagen view`: one record per done chunk whose samples a person
+    all approved (rated good, or corrected; see `datagen.review.approved`), in chunk order. A chunk with a
+    rejected or unreviewed sample is left out whole, so that each record's trace is wholly human-approved.
+
+    Each record holds `chunk`, `source`, `start`, `end`, `split` (as `sample_devset` assigns them:
+    `split_of(chunk id, val_fraction)`, both splits guaranteed with two or more records), `samples` (the reviewed
+    samples, [{"input", "output"}] with corrections applied and a multi-turn sample's earlier turns as
+    `history`) and `demos` ({predictor name: {field: value}}, see `review_demos`; {} for a chunk with no logged
+    steps). `read_devset` puts `samples` and `demos` in each DevItem's `references`.
+
+    `pipeline`, when given, must be the run's own (its run meta). With `workspace`, the run's program is loaded
+    from there with the run's options, and only the steps of its predictors give demos (a step logged under
+    another name, such as a metric's predictor that is not named "judge:METRIC", is passed over with a
+    warning). Raises DatagenError when `run_dir` is not a run folder, the pipeline differs, `val_fraction` is not
+    in (0, 1), or no chunk has all its samples approved.
+    """
+    _check_fraction(val_fraction)
+    chosen: list[tuple[Chunk, list[dict], dict]] = []
+    result = ReviewedDevset([])
+    with RunStore.existing(run_dir) as store:
+        meta = store.meta()
+        made_by = meta.get("pipeline")
+        if pipeline is not None and made_by != pipeline:
+            raise DatagenError(f"{run_dir}: a run of pipeline {made_by!r}, not {pipeline!r}: name the run's pipeline")
+        known = None
+        if workspace is not None and made_by is not None:
+            from datagen.pipelines import load_program
+
+            program = load_program(made_by, workspace, json.loads(meta.get("options") or "{}"))
+            known = {name for name, _ in program.named_predictors()}
+        passed_over: set[str] = set()
+        reviews = store.reviews()
+        for piece, samples in store.done():
+            if not samples:
+                continue
+            reviewed = [reviews.get((piece.id, index)) for index in range(len(samples))]
+            if not all(approved(review) for review in reviewed):
+                result.left_out += 1
+                continue
+            steps = store.steps(piece.id)
+            if known is not None:
+                passed_over |= {step.step for step in steps if step.step not in known and ":" not in step.step}
+                steps = [step for step in steps if step.step in known]
+            result.no_steps += not steps
+            result.corrected += sum(review.corrected for review in reviewed)
+            chosen.append((piece, [_sample_record(as_reviewed(sample, review))
+                                   for sample, review in zip(samples, reviewed)],
+                           review_demos(steps, samples, reviewed)))
+    if passed_over:
+        log.warning("%s: steps of %s are not predictors of the program: no demos from them", run_dir,
+                    ", ".join(sorted(passed_over)))
+    if not chosen:
+        raise DatagenError(f"{run_dir}: no chunk has all its samples approved (rated good or corrected) in datagen "
+                           f"view; {result.left_out} done chunk(s) have a sample rejected or not reviewed")
+    splits = _assign_splits([piece for piece, _, _ in chosen], val_fraction)
+    result.records = [{"chunk": piece.text, "source": piece.source, "start": piece.start, "end": piece.end,
+                       "split": split, "samples": samples, "demos": demos}
+                      for (piece, samples, demos), split in zip(chosen, splits)]
+    return result
+
+
+def _sample_record(sample: Sample) -> dict:
+    record = {"input": sample.input, "output": sample.output}
+    if sample.history:
+        record["history"] = [list(turn) for turn in sample.history]
+    return record
+
+
+def review_demos(steps: list[Step], samples: list[Sample], reviews: list[Review | None]) -> dict[str, dict]:
+    """Demos from a chunk's logged steps: {predictor name: {field: value}}, each predictor's inputs and outputs.
+
+    Judge steps ("judge:METRIC") and steps that raised are skipped. A predictor called more than once (one
+    question at a time, say) gives one demo, as DSPy's bootstrapping does: its last call that handled a sample's
+    text (a field value, or an item of a list value, equal to a sample's generated input or output, ignoring
+    surrounding white space), else its last call. Each correction is substituted: a value (or list item) equal
+    to a sample's generated input or output becomes the reviewer's corrected text, in the step's inputs as in its
+    outputs, so a demo shows the pair the person approved. `reviews` go with `samples` by position (None: none)."""
+    corrections: dict[str, str] = {}
+    texts: set[str] = set()
+    for sample, review in zip(samples, reviews):
+        pairs = ((sample.input, review and review.input), (sample.output, review and review.output))
+        for generated, corrected in pairs:
+            if generated.strip():
+                texts.add(generated.strip())
+                if corrected is not None and corrected != generated:
+                    corrections[generated.strip()] = corrected
+    picked: dict[str, tuple[Step, bool]] = {}
+    for step in steps:
+        if step.step.startswith("judge:") or step.error is not None or step.outputs is None:
+            continue
+        handled = _mentions({**step.inputs, **step.outputs}.values(), texts)
+        if step.step not in picked or handled or not picked[step.step][1]:
+            picked[step.step] = (step, handled)
+    return {name: {field: _corrected(value, corrections) for field, value in {**step.inputs, **step.outputs}.items()}
+            for name, (step, _) in picked.items()}
+
+
+def _mentions(values, texts: set[str]) -> bool:
+    return any(isinstance(v, str) and v.strip() in texts
+               or isinstance(v, list) and any(isinstance(i, str) and i.strip() in texts for i in v) for v in values)
+
+
+def _corrected(value, corrections: dict[str, str]):
+    if isinstance(value, str):
+        return corrections.get(value.strip(), value)
+    if isinstance(value, list):
+        return [_corrected(item, corrections) if isinstance(item, str) else item for item in value]
+    return value
 
 
 def recut(items: list[DevItem], max_tokens: int, root: Path, language: str = AUTO) -> list[DevItem]:

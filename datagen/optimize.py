@@ -2,6 +2,8 @@
 
 The dev set's train items are what the optimizer learns from; its val items are held out, and the program is
 scored on them before and after with the same metric and judge, so the gain is measured rather than assumed.
+A dev set made from a reviewed run (`datagen devset --from-review`) carries human-labeled demos: those of its
+train items go first among each predictor's demos once the optimizer has compiled (`with_labeled_demos`).
 Every LM call of every role counts against `max_calls`; the call that would pass it is refused before it is
 sent.
 """
@@ -21,7 +23,7 @@ from dspy.utils.callback import BaseCallback
 
 from datagen.compiled import report_path, save_compiled
 from datagen.config import Config, find_workspace, load_config
-from datagen.devset import read_devset
+from datagen.devset import DevItem, read_devset
 from datagen.errors import DatagenError
 from datagen.evaluate import evaluate
 from datagen.generate import program_fingerprint
@@ -153,6 +155,57 @@ def dev_hash(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def labeled_demos(items: list[DevItem], program: dspy.Module) -> dict[str, list[dspy.Example]]:
+    """The human-labeled demos of dev items (their `demos` reference, {predictor name: {field: value}}, as
+    `datagen devset --from-review` writes it), by predictor name in dev set order: each a dspy.Example of the
+    fields the predictor's signature has, as DSPy keeps a labeled demo; one without an input and an output field
+    of the signature is skipped (DSPy would not show it). Give only the items demos may come from (train: val
+    items stay held out). Raises DatagenError for a predictor the program does not have, or a malformed entry."""
+    predictors = dict(program.named_predictors())
+    found: dict[str, list[dspy.Example]] = {}
+    for item in items:
+        demos = item.references.get("demos")
+        if demos is None:
+            continue
+        if not isinstance(demos, dict):
+            raise DatagenError(f"dev item from {item.chunk.source}: \"demos\" must be an object "
+                               "{predictor name: {field: value}}")
+        for name, fields in demos.items():
+            if name not in predictors:
+                raise DatagenError(f"the dev set has demos for predictor {name!r}, which the program does not have "
+                                   f"(its predictors: {', '.join(predictors) or 'none'}); was the run made with "
+                                   "other pipeline options?")
+            if not isinstance(fields, dict):
+                raise DatagenError(f"dev item from {item.chunk.source}: the demo of {name!r} must be an object "
+                                   "{field: value}")
+            signature = predictors[name].signature
+            kept = {key: value for key, value in fields.items() if key in signature.fields}
+            if (any(key in signature.input_fields for key in kept)
+                    and any(key in signature.output_fields for key in kept)):
+                found.setdefault(name, []).append(dspy.Example(**kept))
+    return found
+
+
+def with_labeled_demos(program: dspy.Module, labeled: dict[str, list[dspy.Example]],
+                       cap: int = MAX_DEMOS) -> dict[str, int]:
+    """Put the `labeled` demos (see `labeled_demos`) first among each named predictor's demos, the program's own
+    after them, at most `cap` in all; predictors the program lacks are passed over. Changes `program` in place and
+    returns how many labeled demos each predictor got ({} when none)."""
+    used: dict[str, int] = {}
+    for name, predictor in program.named_predictors():
+        human = labeled.get(name, [])[:cap]
+        if human:
+            predictor.demos = [*human, *(demo for demo in predictor.demos if demo not in human)][:cap]
+            used[name] = len(human)
+    return used
+
+
+def count_labeled(program: dspy.Module, labeled: dict[str, list[dspy.Example]]) -> dict[str, int]:
+    """How many of each predictor's demos are labeled ones (for the manifest)."""
+    return {name: count for name, predictor in program.named_predictors()
+            if (count := sum(demo in labeled.get(name, ()) for demo in predictor.demos))}
+
+
 class _LogLines(io.TextIOBase):
     """Where optimizers' print() goes: debug log lines (shown by `datagen -v`), so stdout carries only results."""
 
@@ -186,6 +239,8 @@ class Session:
         if not self.train or not self.val:
             raise DatagenError(f"{dev}: needs items in both splits (\"split\": \"train\" and \"val\"); "
                                "datagen devset makes such a file")
+        labeled_demos(self.val, self.program)  # checked, never used: val items stay held out
+        self.labeled = labeled_demos(self.train, self.program)  # human-labeled demos (devset --from-review)
         self.model = task_model(self.config, model)
         context = MetricContext(self.workspace, self.config, corpus=[item.chunk.text for item in self.items])
         if judge is not None:
@@ -236,13 +291,15 @@ class Session:
 
     def compile(self, program: dspy.Module, optimizer: str, *, seed: int = 0, demos: int = MAX_DEMOS,
                 train=None, model: RoleModel | None = None) -> dspy.Module:
-        """`program` tuned by `optimizer` on the train items (or `train`); tokens spent add to `usage`."""
+        """`program` tuned by `optimizer` on the train items (or `train`); tokens spent add to `usage`. The dev
+        set's human-labeled demos then go first among each predictor's demos, `demos` in all at most."""
         trainset = [dspy.Example(chunk=item.chunk.text).with_inputs("chunk") for item in train or self.train]
         model = model or self.model
         with model.context(), track_usage() as tracker, contextlib.redirect_stdout(_LogLines()):
             tuner = make_optimizer(optimizer, self.scorer.composite, model, self.prompt, seed, demos)
             compiled = tuner.compile(program, trainset=trainset, **compile_kwargs(optimizer, trainset, seed))
         self._add_usage(tracker.get_total_tokens())
+        with_labeled_demos(compiled, self.labeled, demos)
         return compiled
 
     def save(self, program: dspy.Module, name: str, before: dict, after: dict, settings: dict) -> tuple[Path, Path]:
@@ -255,6 +312,7 @@ class Session:
             "dev": {"path": str(self.dev), "sha256": dev_hash(self.dev), "train": len(self.train),
                     "val": len(self.val)},
             "scores": {"before": composite_mean(before), "after": composite_mean(after)},
+            "labeled_demos": count_labeled(program, self.labeled),  # by predictor: human demos it kept
             "calls": dict(self.counter.by_role)})
         return state, write_report({**after, "baseline": before}, report_path(state))
 
