@@ -2,7 +2,7 @@
 
 `compiled/PIPELINE/NAME.json` is DSPy's saved state; `NAME.manifest.json` says what made it (pipeline and its
 options, each predictor's fields, models per role by name, optimizer and settings, dev-set hash, scores before
-and after, dspy version, date); `NAME.report.html` shows the held-out scores before and after. DSPy's `load`
+and after, dspy version, date); `NAME.report.html` shows the held-out scores before and after, and `NAME.eval.json` holds them sample by sample. DSPy's `load`
 re-applies saved field descriptions by position, so a state saved for other fields would be silently
 misassigned: loading compares the fields first and refuses a mismatch."""
 
@@ -35,6 +35,12 @@ def signature_fields(program: dspy.Module) -> dict[str, list[list[str]]]:
 
 def manifest_path(state: Path) -> Path:
     return state.with_name(state.name.removesuffix(".json") + MANIFEST_SUFFIX)
+
+
+def evaluation_path(state: Path) -> Path:
+    """The held-out evaluations before and after compiling as JSON (`datagen evaluate`'s result, the uncompiled
+    program's as its `baseline`), beside the state: what `datagen view` compares sample by sample."""
+    return state.with_name(state.name.removesuffix(".json") + ".eval.json")
 
 
 def report_path(state: Path) -> Path:

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import importlib.util
 import io
+import json
 import logging
 import threading
 from collections import Counter
@@ -21,11 +22,12 @@ from pathlib import Path
 import dspy
 from dspy.utils.callback import BaseCallback
 
-from datagen.compiled import report_path, save_compiled
+from datagen.compiled import evaluation_path, report_path, save_compiled
 from datagen.config import Config, find_workspace, load_config
 from datagen.devset import DevItem, read_devset
 from datagen.errors import DatagenError
 from datagen.evaluate import evaluate
+from datagen.files import replacing
 from datagen.generate import program_fingerprint
 from datagen.models import RoleModel, check_reachable, role_model, task_model, track_usage
 from datagen.pipelines import code_fingerprint, load_program
@@ -303,7 +305,8 @@ class Session:
         return compiled
 
     def save(self, program: dspy.Module, name: str, before: dict, after: dict, settings: dict) -> tuple[Path, Path]:
-        """compiled/PIPELINE/NAME.json with its manifest, and the held-out before/after report beside it."""
+        """compiled/PIPELINE/NAME.json with its manifest, and the held-out before/after evaluations beside it: as
+        JSON (NAME.eval.json, for datagen view) and as an HTML report."""
         state = save_compiled(program, self.pipeline, name, self.workspace, {
             "options": settings.pop("options", self.options), **settings,
             "models": {"task": self.model.name, "judge": self.judge.name if self.judge else None,
@@ -314,7 +317,10 @@ class Session:
             "scores": {"before": composite_mean(before), "after": composite_mean(after)},
             "labeled_demos": count_labeled(program, self.labeled),  # by predictor: human demos it kept
             "calls": dict(self.counter.by_role)})
-        return state, write_report({**after, "baseline": before}, report_path(state))
+        held_out = {**after, "baseline": before}
+        with replacing(evaluation_path(state)) as partial:
+            partial.write_text(json.dumps(held_out, ensure_ascii=False, indent=1), encoding="utf-8")
+        return state, write_report(held_out, report_path(state))
 
 
 def optimize(pipeline: str, dev: str | Path, optimizer: str = "bootstrap", *, name: str | None = None,

@@ -65,6 +65,15 @@ def test_bootstrap_raises_the_held_out_score_and_saves_a_compiled_program(worksp
     assert result.calls["task"] == engine.calls <= estimates[0]
     saved = json.loads(result.state.read_text())
     assert saved["rephrase"]["demos"]  # what made the difference
+    # The held-out samples before and after, beside the state, are what datagen view compares one by one.
+    from datagen.view.data import compare, open_sources
+
+    uncompiled, compiled = open_sources([result.state])
+    assert (uncompiled.name, compiled.name) == ("bootstrap (uncompiled)", "bootstrap (compiled)")
+    rows, total = compare(uncompiled, compiled, "composite")
+    assert total == 4
+    gains = [row["change"] for row in rows]
+    assert sum(gains) / 4 == pytest.approx(after - before) and gains == sorted(gains)
 
 
 def test_a_compiled_program_round_trips_and_reproduces_its_outputs(workspace, engine):

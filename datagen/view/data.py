@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from datagen.compiled import evaluation_path
 from datagen.errors import DatagenError
 from datagen.store import DB_FILE, RunStore
 
@@ -78,7 +79,7 @@ class Source:
 def open_sources(targets: list[Path]) -> list[Source]:
     """A source per target, in order: a run folder (holding run.db), an evaluation folder (holding eval.json),
     or an evaluation JSON file, such as the NAME.eval.json `datagen optimize` writes beside compiled/PIPELINE/
-    NAME.json, which holds the compiled program's held-out samples and the uncompiled one's (its `baseline`):
+    NAME.json (the state's path names it too), which holds the compiled program's held-out samples and the uncompiled one's (its `baseline`):
     then both become sources, "NAME (uncompiled)" and "NAME (compiled)". Raises DatagenError for anything else."""
     sources: list[Source] = []
     for target in targets:
@@ -88,6 +89,8 @@ def open_sources(targets: list[Path]) -> list[Source]:
             sources.append(Source(_unique(target.name or str(target), sources), str(target), target / DB_FILE, True))
             continue
         file = target / EVAL_FILE if target.is_dir() else target
+        if file.suffix == ".json" and not file.name.endswith(".eval.json") and evaluation_path(file).is_file():
+            file = evaluation_path(file)  # a compiled program's state: its held-out evaluations beside it
         if not file.is_file() or file.suffix != ".json":
             raise DatagenError(f"{target}: not a run folder (no {DB_FILE}) nor an evaluation ({EVAL_FILE})")
         try:
@@ -152,9 +155,10 @@ def _evaluation(name: str, label: str, result: dict) -> Source:
 
 @dataclass
 class Query:
-    """A sample list's filters, as the list page's form sends them: `q` (text in the input or output), `source`
-    (a source file), `review` (one of REVIEW_STATES), `metric` with `order` "worst" (lowest first) or "best",
-    `below` {metric: bar} (samples under any bar: below the gate), and the page (from 1)."""
+    """A sample list's filters, as the list page's form sends them: `q` (text in the input or output, generated
+    or corrected, or in the comment), `source` (a source file), `review` (one of REVIEW_STATES), `metric` with
+    `order` "worst" (lowest first) or "best", `below` {metric: bar} (samples under any bar: below the gate), and
+    the page (from 1)."""
 
     q: str = ""
     source: str = ""
@@ -185,7 +189,8 @@ def _filter(query: Query) -> tuple[str, dict]:
     if query.q:
         params["q"] = query.q.lower()
         where.append("(instr(lower(json_extract(s.value, '$[0]')), :q) OR instr(lower(json_extract(s.value, '$[1]')), "
-                     ":q) OR instr(lower(coalesce(v.output, '')), :q) OR instr(lower(coalesce(v.comment, '')), :q))")
+                     ":q) OR instr(lower(coalesce(v.input, '')), :q) OR instr(lower(coalesce(v.output, '')), :q) "
+                     "OR instr(lower(coalesce(v.comment, '')), :q))")
     if query.source:
         params["source"] = query.source
         where.append("c.source = :source")
