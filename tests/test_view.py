@@ -244,3 +244,12 @@ def test_an_evaluation_with_a_baseline_is_compared_sample_by_sample(tmp_path):
     sample = client.get("/r/1/s/c1/0")
     assert sample.status_code == 200 and "read-only" in sample.text and 'id="review"' not in sample.text
     assert client.post("/r/1/s/c1/0/review", data={"token": TOKEN, "verdict": "good"}).status_code == 400
+
+
+@pytest.mark.parametrize("query, message", [
+    ("page=99999999999999999999999", "page must be"), ("page=-1", "page must be"), ("page=abc", "page must be"),
+    ("metric=nope&order=worst", "no sample is scored on 'nope' (scored: chrf)"), ("order=sideways", "order must be"),
+    ("review=bogus", "review filter must be")])
+def test_a_malformed_list_query_is_refused_with_a_message(run, query, message):
+    answer = client_for(run).get(f"/r/0/samples?{query}")
+    assert answer.status_code == 400 and message in answer.text.replace("&#39;", "'")

@@ -82,8 +82,19 @@ def create_app(viewed: list[Viewed], *, hosts: list[str], secrets_shown: list[st
             raise HTTPException(404, f"no run number {number}")
         return number, viewed[number]
 
-    def query_of(request: Request, gate: dict[str, float] | None = None) -> data.Query:
-        """The list filters in the request's query string; gate=1 asks for the samples below `gate` (the run's)."""
+    def page_number(value: str | None) -> int:
+        try:
+            number = int(value or 1)
+        except ValueError:
+            number = 0
+        if not 1 <= number <= 10**9:
+            raise HTTPException(400, f"page must be a whole number from 1, got {value!r}")
+        return number
+
+    def query_of(request: Request, gate: dict[str, float] | None = None,
+                 metrics: list[str] | None = None) -> data.Query:
+        """The list filters in the request's query string, refused (400) when malformed or naming a metric not
+        in `metrics` (when given); gate=1 asks for the samples below `gate` (the run's)."""
         params = request.query_params
         below = dict(gate or {}) if params.get("gate") == "1" else {}
         for pair in params.getlist("below"):
@@ -92,15 +103,16 @@ def create_app(viewed: list[Viewed], *, hosts: list[str], secrets_shown: list[st
                 below[metric] = float(bar)
             except ValueError:
                 raise HTTPException(400, f"below={pair!r}: expected METRIC=VALUE") from None
-        try:
-            number = int(params.get("page") or 1)
-        except ValueError:
-            raise HTTPException(400, "page must be a number") from None
-        review = params.get("review", "")
+        number = page_number(params.get("page"))
+        review, order, metric = params.get("review", ""), params.get("order", ""), params.get("metric", "")
         if review and review not in data.REVIEW_STATES:
             raise HTTPException(400, f"review filter must be one of {', '.join(data.REVIEW_STATES)}")
+        if order not in ("", "worst", "best"):
+            raise HTTPException(400, "order must be worst or best (or none: corpus order)")
+        if metrics is not None and metric and metric not in metrics:
+            raise HTTPException(400, f"no sample is scored on {metric!r} (scored: {', '.join(metrics) or 'none'})")
         return data.Query(q=params.get("q", ""), source=params.get("source", ""), review=review,
-                          metric=params.get("metric", ""), order=params.get("order", ""), below=below, page=number,
+                          metric=metric, order=order, below=below, page=number,
                           gate=params.get("gate") == "1")
 
     def list_params(query: data.Query, **changes) -> str:
@@ -134,7 +146,7 @@ def create_app(viewed: list[Viewed], *, hosts: list[str], secrets_shown: list[st
     async def samples(request: Request) -> Response:
         number, item = source_of(request)
         summary = data.overview(item.source)
-        query = query_of(request, summary["gate"])
+        query = query_of(request, summary["gate"], summary["metrics"])
         rows, total = data.list_samples(item.source, query)
         return page(request, "samples.html", number=number, source=item.source, query=query, rows=rows,
                     total=total, pages=max(1, -(-total // data.PAGE)), summary=summary,
@@ -207,14 +219,16 @@ def create_app(viewed: list[Viewed], *, hosts: list[str], secrets_shown: list[st
         params = request.query_params
         try:
             first, second = int(params.get("a", 0)), int(params.get("b", 1))
-            number = int(params.get("page") or 1)
         except ValueError:
-            raise HTTPException(400, "a, b and page must be numbers") from None
+            raise HTTPException(400, "a and b must be run numbers") from None
+        number = page_number(params.get("page"))
         if not (0 <= first < len(viewed) and 0 <= second < len(viewed)) or first == second:
             raise HTTPException(400, "compare two different runs: a and b are their numbers on the front page")
         metrics = sorted(set(data.overview(viewed[first].source)["metrics"])
                          | set(data.overview(viewed[second].source)["metrics"]))
         metric = params.get("metric") or ("composite" if "composite" in metrics else (metrics or [""])[0])
+        if metric and metric not in metrics:
+            raise HTTPException(400, f"no sample is scored on {metric!r} (scored: {', '.join(metrics) or 'none'})")
         rows, total = data.compare(viewed[first].source, viewed[second].source, metric, number)
         return page(request, "compare.html", a=first, b=second, first=viewed[first].source,
                     second=viewed[second].source, metric=metric, metrics=metrics, rows=rows, total=total,
