@@ -77,8 +77,12 @@ def checked_review(chunk_id: str, sample: int, *, verdict: str | None = None, ra
     def correction(edited: str | None, original: str | None) -> str | None:
         if edited is None:
             return None
-        edited = edited.replace("\r\n", "\n")  # what a browser's textarea sends
-        return None if original is not None and edited == original else edited
+        # A browser's textarea sends every line break as \r\n, whatever the text had (\n, \r\n or \r): compared
+        # with the generated text's line breaks made alike, so that a sample of a file with \r\n line ends is not
+        # "corrected" by a verdict.
+        edited = edited.replace("\r\n", "\n")
+        same = original is not None and edited == original.replace("\r\n", "\n").replace("\r", "\n")
+        return None if same else edited
 
     return Review(chunk_id, sample, verdict, checked, (comment or "").strip() or None,
                   correction(corrected_input, generated and generated.input),
