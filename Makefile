@@ -9,7 +9,13 @@ LLAMA := llama-cpp-python==0.3.36
 WHEELS := $(HOME)/.cache/datagen/wheels
 LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
-.PHONY: install demo test
+# datagen view is tested in a real browser (tests/test_view_browser.py): Debian's chromium and chromium-driver,
+# installed here when missing (as root, else with sudo; the package lists are updated only if the install fails).
+# DATAGEN_BROWSER_TESTS=1 then makes a missing browser fail those tests instead of skipping them.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+BROWSER_PACKAGES := chromium chromium-driver
+
+.PHONY: install demo test browser
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml Makefile
@@ -26,5 +32,10 @@ $(VENV)/.installed: pyproject.toml Makefile
 demo: install
 	$(BIN)/datagen generate style_clone --input data/samples --out out/demo
 
-test: install
-	$(BIN)/python -m pytest
+browser:
+	@test -x /usr/bin/chromedriver -a -x /usr/bin/chromium || \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(BROWSER_PACKAGES) || \
+	  { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(BROWSER_PACKAGES); }
+
+test: install browser
+	DATAGEN_BROWSER_TESTS=1 $(BIN)/python -m pytest
