@@ -253,3 +253,21 @@ def test_an_evaluation_with_a_baseline_is_compared_sample_by_sample(tmp_path):
 def test_a_malformed_list_query_is_refused_with_a_message(run, query, message):
     answer = client_for(run).get(f"/r/0/samples?{query}")
     assert answer.status_code == 400 and message in answer.text.replace("&#39;", "'")
+
+
+def test_a_key_in_a_sample_is_blanked_in_the_correction_boxes_too(run, monkeypatch):
+    key = "sk-live-abcdef0123456789"
+    monkeypatch.setenv("PROVIDER_API_KEY", key)
+    chunk, index, generated_input, generated_output, _ = stored(run)[0]
+    db = sqlite3.connect(run / "run.db")
+    db.execute("UPDATE results SET samples = json_set(samples, '$[0][1]', ?) WHERE chunk_id = ?",
+               (f"{generated_output} {key}", chunk))
+    db.commit()
+    db.close()
+    client = client_for(run)
+    page = client.get(f"/r/0/s/{chunk}/{index}")
+    assert key not in page.text and "[redacted]" in page.text
+    # The form sent back as shown (the key blanked) is no correction.
+    review(client, chunk, index, verdict="good", input=generated_input, output=f"{generated_output} [redacted]")
+    with RunStore(run) as store:
+        assert not store.review(chunk, index).corrected

@@ -203,7 +203,9 @@ def create_app(viewed: list[Viewed], *, hosts: list[str], secrets_shown: list[st
                 chunk_id, index, verdict=verdict, comment=form.get("comment"),
                 ratings={name[len("rating."):]: value for name, value in form.items() if name.startswith("rating.")},
                 corrected_input=None if drop else form.get("input"), corrected_output=None if drop else form.get("output"),
-                generated=Sample(chosen["input"], chosen["output"]), criteria=item.criteria)
+                # As the form showed it, keys blanked out: an unedited form is no correction, and an edited one
+                # keeps the blank (a key has no place in a training sample).
+                generated=Sample(shown(chosen["input"]), shown(chosen["output"])), criteria=item.criteria)
             with item.source.store() as store:
                 store.set_review(review)
         except DatagenError as exc:
