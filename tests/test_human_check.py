@@ -18,6 +18,7 @@ from datagen.metrics.base import Score
 from datagen.store import Review, RunStore
 
 from .conftest import ROOT, run_cli
+from .test_cli import assert_one_line_error
 from .fakes import FakeEngine
 from .test_generate import fake_model
 
@@ -225,15 +226,6 @@ def test_refusals(base_run, tmp_path, run):
 
 
 # --- the command ----------------------------------------------------------------------------------------------
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.stderr
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
 
 
 def test_judge_check_human_prints_the_tables_and_writes_json(run, tmp_path):
