@@ -191,6 +191,11 @@ METRICS = {
 }
 WEIGHTS = {"follows_instructions": 2.0, "distinct_output": 1.0}
 THRESHOLD = 0.6
+# What a person reviewing a sample in `datagen view` rates from 1 to 5 (what a 5 means), named after the metric that
+# measures it, so that `datagen judge-check RUN --human` sets the metric against the ratings.
+CRITERIA = {
+    "follows_instructions": "The output does what the instructions ask of the passage.",
+}
 ''')
 
 TEST = Template('''\

@@ -271,3 +271,14 @@ def test_a_key_in_a_sample_is_blanked_in_the_correction_boxes_too(run, monkeypat
     review(client, chunk, index, verdict="good", input=generated_input, output=f"{generated_output} [redacted]")
     with RunStore(run) as store:
         assert not store.review(chunk, index).corrected
+
+
+def test_the_pipelines_criteria_are_what_reviewers_rate(workspace):
+    from datagen.scaffold import scaffold
+    from datagen.scoring import review_criteria
+
+    assert set(review_criteria("style_clone", workspace)) == {"content", "genericness", "style_fidelity",
+                                                              "boundaries"}
+    assert set(review_criteria("factual_qa", workspace)) == {"accuracy", "answerable", "non_trivial"}
+    scaffold(workspace, "pirate", None)  # a new pipeline rates on what its judge measures
+    assert set(review_criteria("pirate", workspace)) == {"follows_instructions"}
