@@ -65,6 +65,10 @@ def test_the_wheel_carries_the_builtin_workspace_and_builds_without_the_license_
             if path.is_file() and "__pycache__" not in path.parts:
                 assert f"datagen/_builtin/{path.relative_to(ROOT).as_posix()}" in names, path
     assert "datagen/metrics/composite.py" in names
+    # datagen view serves only what the package holds: every template, the stylesheet and the script.
+    for path in (ROOT / "datagen/view").rglob("*"):
+        if path.suffix in (".html", ".css", ".js"):
+            assert path.relative_to(ROOT).as_posix() in names, path
     assert "License classifiers are deprecated" not in output and "project.license` as a TOML table" not in output
     assert "is absent from the `packages` configuration" not in output
 
