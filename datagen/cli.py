@@ -31,6 +31,11 @@ MinScore = Annotated[list[str] | None, typer.Option(
                         "store but out of the dataset (repeatable).")]
 INPUTS_HELP = "Text, Markdown, PDF, EPUB, DOCX or HTML files, or folders (searched recursively)."
 PIPELINE_HELP = "Pipeline name: programs/NAME.py in the workspace, else the built-in of that name."
+Executor = Annotated[str, typer.Option("--executor", help="Where chunks run: local (threads in this process) or ray "
+                                                    "(Ray actors; pip install 'datagen[ray]').")]
+Actors = Annotated[int, typer.Option("--actors", min=1, help="--executor ray: how many Ray actors run chunks.")]
+RayAddress = Annotated[str | None, typer.Option("--ray-address", help="--executor ray: a running Ray cluster's "
+                                                "address (default: a local one, started for the run).")]
 MaxTokens = Annotated[int | None, typer.Option("--max-tokens", min=16,
                                                help="Token budget per chunk (default: datagen.toml, else 512).")]
 
@@ -152,6 +157,9 @@ def generate(
     min_score: MinScore = None,
     force: Annotated[bool, typer.Option("--force", help="Reuse an --out made by another program or other "
                                                        "inputs, starting it afresh.")] = False,
+    executor: Executor = "local",
+    actors: Actors = 2,
+    ray_address: RayAddress = None,
     workspace: Workspace = None,
 ) -> None:
     """Run a pipeline over text files and write a ShareGPT dataset (re-run to resume)."""
@@ -185,7 +193,8 @@ def generate(
         try:
             settings = RunSettings(max_tokens=max_tokens, limit=limit, concurrency=concurrency, rpm=rpm, tpm=tpm,
                                    max_failures=max_failures, max_cost=max_cost, force=force, batch=batch,
-                                   batch_poll=batch_poll, batch_size=batch_size)
+                                   batch_poll=batch_poll, batch_size=batch_size,
+                                   cluster=_cluster(executor, actors, ray_address))
             callbacks = Callbacks(on_start=lambda total: progress.update(bar, total=total), on_outcome=advance,
                                   on_status=show, on_batch=lambda job: progress.console.print(_job_line(job)))
             report = run_generate(pipeline, inputs, out_dir, workspace=root, config=config, settings=settings,
@@ -238,6 +247,21 @@ def _cost_line(status) -> str:
         return "cost unknown"
     projected = f" of ~${status.projected:.4f}" if status.projected is not None and status.left else ""
     return f"run ${status.spent:.4f}{projected}"
+
+
+def _cluster(executor: str, actors: int, address: str | None):
+    """--executor's Ray cluster (datagen.distributed.RayCluster), or None to run in this process; refused with a
+    one-line error when Ray is asked for and not installed, or the Ray options come without it."""
+    if executor not in ("local", "ray"):
+        raise DatagenError(f"--executor {executor!r}: use local or ray")
+    if executor == "local":
+        if address is not None or actors != 2:
+            raise DatagenError("--actors and --ray-address go with --executor ray")
+        return None
+    from datagen.distributed import RayCluster, ray_module
+
+    ray_module()
+    return RayCluster(actors, address)
 
 
 def _config(root: Path, model: str | None, api_base: str | None):
@@ -323,6 +347,9 @@ def evaluate(
     model: Annotated[str | None, typer.Option(help="Task model (overrides config).")] = None,
     api_base: Annotated[str | None, typer.Option(help="Base URL of the task model's server.")] = None,
     option: Annotated[list[str] | None, typer.Option("--option", "-O", help="Pipeline option KEY=VALUE.")] = None,
+    executor: Executor = "local",
+    actors: Actors = 2,
+    ray_address: RayAddress = None,
     workspace: Workspace = None,
 ) -> None:
     """Run a pipeline on a dev set and score every sample with its metrics: a table, JSON and an HTML report."""
@@ -335,7 +362,7 @@ def evaluate(
     with err.status(f"evaluating {pipeline} on {dev}"):
         result = run_evaluate(pipeline, dev, workspace=root, config=_config(root, model, api_base),
                               program_path=program, options=_options(option or []), metrics=metric,
-                              split=split, concurrency=concurrency)
+                              split=split, concurrency=concurrency, cluster=_cluster(executor, actors, ray_address))
     table = Table("metric", "kind", "mean", "std", "min", "max", "n", title=f"{pipeline} on {dev}")
     for name, s in result["metrics"].items():
         table.add_row(name, s["kind"], *(f"{s[k]:.3f}" if s[k] is not None else "-" for k in

@@ -13,6 +13,7 @@ import dspy
 
 from datagen.compiled import load_compiled
 from datagen.config import Config, find_workspace, load_config
+from datagen.distributed import RayCluster
 from datagen.devset import DevItem, read_devset
 from datagen.errors import DatagenError
 from datagen.files import replacing
@@ -32,12 +33,12 @@ def evaluate(pipeline: str, dev: str | Path, *, workspace: Path | None = None, c
              metrics: list[str] | None = None, split: str | None = None, concurrency: int = 1,
              model: RoleModel | None = None, program: dspy.Module | None = None,
              judge: RoleModel | None = None, label: str | None = None, items: list[DevItem] | None = None,
-             scorer: Scorer | None = None) -> dict:
+             scorer: Scorer | None = None, cluster: RayCluster | None = None) -> dict:
     """Run `pipeline` (loaded with `options`; or compiled, from `program_path`; or `program` as given) on the dev
     set (its `split` only, when given; or on `items`, e.g. the dev set cut anew) and score each sample with
     `metrics` (all of the pipeline's by default), judged by `judge` (default: the judge role's model); or with
     `scorer`, a scorer already built (its metrics fitted and judge chosen), as an optimizer scoring many
-    programs passes."""
+    programs passes. With `cluster`, the items run and are scored on Ray actors (datagen.distributed)."""
     workspace = workspace or find_workspace()
     config = config or load_config(workspace)
     if program_path and options:
@@ -59,7 +60,7 @@ def evaluate(pipeline: str, dev: str | Path, *, workspace: Path | None = None, c
         check_reachable(scorer.context.judge)
         models["judge"] = scorer.context.judge.name
     outcomes = list(run_chunks(program, model, (item.chunk for item in items), concurrency, scorer=scorer,
-                               ordered=True))
+                               ordered=True, cluster=cluster))
     return {
         "pipeline": pipeline,
         "program": label or (str(program_path) if program_path else "uncompiled"),

@@ -41,6 +41,7 @@ from datagen.models import (MAX_RETRY_AFTER, RoleModel, check_reachable, configu
                             track_usage)
 from datagen.redaction import redact
 from datagen.pipelines import code_fingerprint, load_program
+from datagen.distributed import RayCluster
 from datagen.limits import CallGate, gated
 from datagen.scoring import MetricContext, Scorer
 from datagen.store import Outcome, RunStore
@@ -73,7 +74,8 @@ class RunSettings:
     before the run's spend passes this many US dollars (None: no cap; needs prices, see datagen/cost.py);
     `force`, reuse a run folder made by another program or other inputs, starting afresh; `batch`, send the
     task model's requests as provider batch jobs (OpenAI's Batch API, half price; see datagen/batch.py), polled
-    every `batch_poll` seconds, at most `batch_size` requests a job."""
+    every `batch_poll` seconds, at most `batch_size` requests a job; `cluster`, run the chunks on Ray actors
+    (datagen.distributed; None: in this process)."""
 
     max_tokens: int | None = None
     limit: int | None = None
@@ -86,6 +88,7 @@ class RunSettings:
     batch: bool = False
     batch_poll: float = 30.0
     batch_size: int = 50_000
+    cluster: RayCluster | None = None
 
 
 @dataclass(frozen=True)
@@ -311,7 +314,8 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
                rpm: float | None = None, scorer: Scorer | None = None,
                interrupt: "Interrupt | None" = None, retried: Collection[str] = (), *,
                gates: Mapping[str, CallGate] | None = None, admit: Callable[[int], bool] | None = None,
-               ordered: bool = False, retry_model: RoleModel | None = None) -> Iterator[Outcome]:
+               ordered: bool = False, retry_model: RoleModel | None = None,
+               cluster: RayCluster | None = None) -> Iterator[Outcome]:
     """Outcomes as chunks finish (in `chunks`' order with `ordered`), with at most `concurrency` chunks in flight
     and no more read ahead; each sample scored by `scorer` when given. Each chunk in flight has a worker thread;
     a program with `aforward` runs it (`acall`) on one asyncio event loop shared by the run, its worker waiting.
@@ -322,6 +326,8 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
     starts, `admit(in_flight)` may refuse it (e.g. a spending cap), which ends the run as an interrupt does. Once
     `interrupt` is requested no chunk starts; those in flight finish and are yielded. Chunks whose ids are in
     `retried` (they failed before) ask the model afresh, past DSPy's cache (with `retry_model`, when given).
+    With `cluster`, the chunks run on Ray actors instead of threads (datagen.distributed: each actor has the
+    program, the models, the scorer and its share of the gates); outcomes still come back here, to be committed.
     Raises DatagenError for a failure no other chunk would escape (bad key, unknown model, nothing listening),
     or when the first chunks all fail."""
     if concurrency < 1:
@@ -337,8 +343,17 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
     fresh = retry_model or model.with_settings(cache=False)
     succeeded = False
     failed_first = 0
-    loop = _Loop() if is_async(program) else None
-    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="datagen")
+    loop = None
+    if cluster is not None:
+        pool = cluster.executor(program, model, fresh, scorer, gates, concurrency)
+        submit = pool.submit
+    else:
+        loop = _Loop() if is_async(program) else None
+        pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="datagen")
+
+        def submit(chunk: Chunk, retried: bool) -> concurrent.futures.Future:
+            return pool.submit(_gated_run, gates, program, fresh if retried else model, chunk, settings, scorer,
+                               names, loop)
     finished: queue.SimpleQueue = queue.SimpleQueue()
     in_flight = 0
     order: dict[str, int] = {}  # with `ordered`: chunk id -> its place, and the outcomes waiting for their turn
@@ -351,8 +366,7 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
                    and (admit is None or admit(in_flight)) and (chunk := next(source, None)) is not None):
                 if ordered:
                     order[chunk.id] = len(order)
-                future = pool.submit(_gated_run, gates, program, fresh if chunk.id in retried else model, chunk,
-                                     settings, scorer, names, loop)
+                future = submit(chunk, chunk.id in retried)
                 future.add_done_callback(finished.put)
                 in_flight += 1
             if not in_flight and not waiting:
@@ -762,6 +776,8 @@ def generate(program: "str | dspy.Module", inputs: Iterable[str | Path], out_dir
     budget = settings.max_tokens or tuned.get("chunk_tokens") or config.chunking.max_tokens
     check_budget(program, model, budget)
     check_reachable(model)
+    if settings.batch and settings.cluster is not None:
+        raise DatagenError("--batch sends the requests to the provider's batch API from here: not with --executor ray")
     if settings.batch and settings.max_cost is not None:
         raise DatagenError("--max-cost does not apply with --batch: a batch job's cost is known only once it ends "
                            "(use --limit to bound a batch run)")
@@ -816,7 +832,8 @@ def generate(program: "str | dspy.Module", inputs: Iterable[str | Path], out_dir
             else:
                 outcomes = run_chunks(program, model, store.pending(settings.limit), settings.concurrency,
                                       scorer=scorer, interrupt=interrupt, retried=store.failed_ids(), gates=gates,
-                                      admit=budget.admit if settings.max_cost is not None else None)
+                                      admit=budget.admit if settings.max_cost is not None else None,
+                                      cluster=settings.cluster)
                 _run_pending(store, report, outcomes, settings.max_failures, on_outcome, meter)
         if interrupt.requested and store.pending_count(settings.limit):
             report.stopped, report.interrupted = "interrupted (Ctrl-C)", True

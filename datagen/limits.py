@@ -81,6 +81,13 @@ class CallGate:
         self._lock = threading.Lock()
         self._waiters: deque[_Waiter] = deque()
 
+    def shared_rates(self, parts: int) -> tuple[float | None, float | None]:
+        """This gate's rpm and tpm split into `parts` equal shares (None: no cap), for gates of `parts` processes
+        that together keep to this one's limits (datagen.distributed)."""
+        rpm = 60.0 / self._interval / parts if self._interval else None
+        tpm = 60.0 / self._seconds_per_token / parts if self._seconds_per_token else None
+        return rpm, tpm
+
     @property
     def level(self) -> int:
         """The requests in flight the gate allows now (what a progress display shows)."""

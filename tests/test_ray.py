@@ -1,0 +1,117 @@
+"""`--executor ray` on a real local Ray cluster (started for each run and stopped after it): the same export byte
+for byte as a single-process run, an actor killed mid-run losing nothing, a driver killed and run again resuming,
+and evaluate on actors. Ray is an optional extra: these tests need it (`make test` installs it)."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from datagen.store import RunStore
+
+from .conftest import run_cli, start_cli
+from .fakes import FakeOpenAIServer
+
+ray = pytest.importorskip("ray", reason="the [ray] extra is not installed")
+
+MODEL = ("--model", "openai/fake-model")
+
+
+def generate_args(server, out, *more):
+    return ("generate", "style_clone", "--input", "data/samples", "--out", str(out), "--max-tokens", "200",
+            *MODEL, "--api-base", server.url, *more)
+
+
+def actor_pids() -> list[int]:
+    """The processes of datagen's Ray actors (Ray names them after the actor class)."""
+    found = subprocess.run(["pgrep", "-f", "ray::ChunkWorker"], capture_output=True, text=True).stdout
+    return [int(pid) for pid in found.split()]
+
+
+def done_chunks(run) -> int:
+    with RunStore(run) as store:
+        return store.counts()["done"]
+
+
+def test_a_run_on_two_actors_writes_the_same_export_as_one_process(workspace, tmp_path):
+    with FakeOpenAIServer() as server:
+        local = run_cli(*generate_args(server, tmp_path / "local"), cwd=workspace, timeout=300)
+        assert local.returncode == 0, local.stderr
+        distributed = run_cli(*generate_args(server, tmp_path / "ray", "--executor", "ray", "--actors", "2",
+                                             "--concurrency", "4"), cwd=workspace, timeout=600)
+    assert distributed.returncode == 0, distributed.stderr
+    exported = (tmp_path / "ray" / "sharegpt.jsonl").read_bytes()
+    assert exported and exported == (tmp_path / "local" / "sharegpt.jsonl").read_bytes()
+    with RunStore(tmp_path / "ray") as store:
+        assert store.calls(next(iter(store.done()))[0].id), "the call log comes back from the actors"
+
+
+def test_an_actor_killed_mid_run_loses_nothing(workspace, tmp_path):
+    out = tmp_path / "run"
+    with FakeOpenAIServer(latency=0.5) as server:
+        run = start_cli(*generate_args(server, out, "--executor", "ray", "--actors", "2", "--concurrency", "2"),
+                        cwd=workspace)
+        deadline = time.monotonic() + 300
+        while len(actor_pids()) < 2 or not (out / "run.db").exists() or done_chunks(out) < 2:
+            assert run.poll() is None and time.monotonic() < deadline, run.stderr.read().decode()
+            time.sleep(0.2)
+        os.kill(actor_pids()[0], signal.SIGKILL)
+        _, stderr = run.communicate(timeout=600)
+    assert run.returncode == 0, stderr.decode()
+    assert "a Ray actor died" in stderr.decode()  # its chunks in flight were handed on, not lost
+    with RunStore(out) as store:
+        counts = store.counts()
+        ids = [chunk.id for chunk, _ in store.done()]
+    assert counts["failed"] == 0 and counts["done"] == counts["chunks"] and len(ids) == len(set(ids))
+    assert len((out / "sharegpt.jsonl").read_text().splitlines()) == counts["done"]
+
+
+def test_a_driver_killed_mid_run_resumes_when_run_again(workspace, tmp_path):
+    out = tmp_path / "run"
+    with FakeOpenAIServer(latency=0.3) as server:
+        args = generate_args(server, out, "--executor", "ray", "--actors", "2", "--concurrency", "2")
+        first = start_cli(*args, cwd=workspace)
+        deadline = time.monotonic() + 300
+        while not (out / "run.db").exists() or done_chunks(out) < 3:
+            assert first.poll() is None and time.monotonic() < deadline, first.stderr.read().decode()
+            time.sleep(0.2)
+        first.kill()
+        first.wait()
+        finished = done_chunks(out)
+        again = run_cli(*args, cwd=workspace, timeout=600)
+        local = run_cli(*generate_args(server, tmp_path / "local"), cwd=workspace, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert f"resumed: {finished} chunks were already done" in again.stderr
+    assert (out / "sharegpt.jsonl").read_bytes() == (tmp_path / "local" / "sharegpt.jsonl").read_bytes()
+
+
+def test_evaluate_on_actors_scores_as_one_process_does(workspace, tmp_path):
+    dev = "data/style_clone/dev.jsonl"
+    with FakeOpenAIServer() as server:
+        scored = []
+        for executor in ("local", "ray"):
+            result = run_cli("evaluate", "style_clone", "--dev", dev, "--metric", "chrf", *MODEL, "--api-base",
+                             server.url, "--executor", executor, "--out", str(tmp_path / executor), cwd=workspace,
+                             timeout=600)
+            assert result.returncode == 0, result.stderr
+            scored.append((tmp_path / executor / "eval.json").read_text())
+    local, distributed = (json.loads(text) for text in scored)
+    assert [s["scores"] for s in distributed["samples"]] == [s["scores"] for s in local["samples"]]
+    assert distributed["metrics"]["chrf"]["n"] == local["metrics"]["chrf"]["n"] > 0
+
+
+def test_without_ray_the_error_says_what_to_install(workspace, tmp_path):
+    blocker = tmp_path / "noray"
+    (blocker / "ray").mkdir(parents=True)
+    (blocker / "ray" / "__init__.py").write_text("raise ImportError('no ray here')\n")
+    result = run_cli(*generate_args(_Unreached(), tmp_path / "out", "--executor", "ray"), cwd=workspace,
+                     env={"PYTHONPATH": str(blocker)})
+    assert result.returncode != 0 and "pip install 'datagen[ray]'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+class _Unreached:
+    url = "http://127.0.0.1:9/v1"  # never asked: the executor is refused first
