@@ -47,10 +47,15 @@ def ray_module():
 
 class ChunkWorker:
     """What each Ray actor runs: the chunks it is handed, with the program, models, scorer and gates it was built
-    with (gates as (concurrency, rpm, tpm) by model name, made into CallGates here: locks do not travel)."""
+    with (gates as (concurrency, rpm, tpm) by model name, made into CallGates here: locks do not travel), and
+    DSPy's cache set as the driver's is (`cache`: dspy.configure_cache's arguments)."""
 
-    def __init__(self, program, model, fresh, scorer, gates: dict, concurrency: int):
+    def __init__(self, program, model, fresh, scorer, gates: dict, concurrency: int, cache: dict):
+        import dspy
+
         from datagen.generate import _Loop, is_async, step_names
+
+        dspy.configure_cache(**cache)
 
         self.program, self.model, self.fresh, self.scorer = program, model, fresh, scorer
         self.gates = {name: CallGate(*limits) for name, limits in gates.items()}
@@ -96,7 +101,8 @@ class RayExecutor:
         shared = {name: (max(1, math.ceil(gate.concurrency / actors)), *gate.shared_rates(actors))
                   for name, gate in gates.items()}
         self._remote = ray.remote(num_cpus=1, max_concurrency=per_actor, max_restarts=0)(ChunkWorker)
-        self._spawn = lambda: self._remote.remote(program, model, fresh, scorer, shared, per_actor)
+        cache = _cache_settings()
+        self._spawn = lambda: self._remote.remote(program, model, fresh, scorer, shared, per_actor, cache)
         self._actors = {n: self._spawn() for n in range(actors)}
         self._busy = dict.fromkeys(self._actors, 0)
         self._lock = threading.Lock()
@@ -147,6 +153,15 @@ class RayExecutor:
             self._ray.kill(actor)
         if self._started:
             self._ray.shutdown()
+
+
+def _cache_settings() -> dict:
+    """The driver's DSPy cache settings (a run turns the memory cache off, a benchmark both), for the actors."""
+    import dspy
+
+    cache = dspy.cache
+    return {"enable_disk_cache": cache.enable_disk_cache, "enable_memory_cache": cache.enable_memory_cache,
+            "disk_cache_dir": cache.disk_cache_dir}
 
 
 def _ship_workspace_by_value(ray) -> None:
