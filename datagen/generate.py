@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dspy
+from threadpoolctl import threadpool_limits
 from dspy.utils.exceptions import AdapterParseError, LMError
 
 from datagen.adapters import InvalidText, holds_invalid_text, valid_text
@@ -344,6 +345,11 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
     succeeded = False
     failed_first = 0
     loop = None
+    # Chunks in flight are the parallelism: a BLAS thread pool per numpy call (the offline metrics' MiniLM
+    # embedding) on top of them oversubscribes the cores. 8 chunks in flight scored by the embedding metric on 2
+    # cores: 2.0 chunks/s with numpy's default pool, 9.3 with one thread a call (bench/README.md, issue 17).
+    # threadpoolctl sets it for the whole process, until the run ends. Ray already runs each actor so.
+    blas = threadpool_limits(limits=1) if concurrency > 1 and cluster is None else None
     if cluster is not None:
         pool = cluster.executor(program, model, fresh, scorer, gates, concurrency)
         submit = pool.submit
@@ -398,6 +404,8 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
         if loop is not None:
             loop.close(wait=not forced)
         pool.shutdown(wait=not forced, cancel_futures=True)
+        if blas is not None:
+            blas.restore_original_limits()
 
 
 def _next(finished: queue.SimpleQueue) -> Outcome:

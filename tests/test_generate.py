@@ -283,3 +283,29 @@ def test_a_run_keeps_no_predictions_in_memory(workspace, tmp_path):
                       config=Config(), model=fake_model(), settings=RunSettings(max_tokens=150, concurrency=2))
     assert report.samples > 10
     assert dspy.settings.trace == []
+
+
+def test_chunks_in_parallel_call_numpy_with_one_blas_thread_each(workspace, tmp_path):
+    """Chunks in flight are the parallelism: a BLAS pool per numpy call on top of them would oversubscribe the
+    cores (the embedding metric ran 4.6x slower so). The process's own setting comes back after the run."""
+    import numpy  # noqa: F401  (loads its BLAS)
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from datagen.samples import Sample
+
+    def threads() -> set[int]:
+        return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+    seen = []
+
+    class Probe(dspy.Module):
+        def forward(self, chunk):
+            seen.append(threads())
+            return dspy.Prediction(samples=[Sample(chunk[:20], chunk)])
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        assert threads() == {2}
+        generate(Probe(), [workspace / "data/samples"], tmp_path / "out", workspace=workspace, config=Config(),
+                 model=fake_model(), settings=RunSettings(max_tokens=200, limit=4, concurrency=2))
+        assert threads() == {2}
+    assert len(seen) == 4 and all(pools == {1} for pools in seen)
