@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datagen.chunking import Chunk
 from datagen.errors import DatagenError
 from datagen.limits import CallGate
+from datagen.redaction import redact
 from datagen.store import Outcome
 
 log = logging.getLogger(__name__)
@@ -53,9 +54,14 @@ class ChunkWorker:
     def __init__(self, program, model, fresh, scorer, gates: dict, concurrency: int, cache: dict):
         import dspy
 
+        from datagen import models
         from datagen.generate import _Loop, is_async, step_names
 
         dspy.configure_cache(**cache)
+        # Usage and messages name each model as the user configured it (datagen.models), in this process too.
+        for role_model in (model, fresh, scorer and scorer.context.__dict__.get("judge")):
+            if role_model is not None and role_model.configured:
+                models._CONFIGURED[role_model.lm.model] = role_model.configured
 
         self.program, self.model, self.fresh, self.scorer = program, model, fresh, scorer
         self.gates = {name: CallGate(*limits) for name, limits in gates.items()}
@@ -131,7 +137,7 @@ class RayExecutor:
             self._busy[number] -= 1
         error = future.exception()
         if error is None:
-            done.set_result(future.result())
+            done.set_result(_redacted(future.result()))
             return
         if not isinstance(error, self._ray.exceptions.RayActorError):
             done.set_exception(error)
@@ -153,6 +159,17 @@ class RayExecutor:
             self._ray.kill(actor)
         if self._started:
             self._ray.shutdown()
+
+
+def _redacted(outcome: Outcome) -> Outcome:
+    """The outcome with every API key known here blanked out of its messages (an actor knows only the keys in its
+    own environment; the store is written here)."""
+    outcome.message, outcome.raw = redact(outcome.message), redact(outcome.raw)
+    for entry in (*outcome.steps, *outcome.calls):
+        entry.error = redact(entry.error)
+    for call in outcome.calls:
+        call.response = redact(call.response)
+    return outcome
 
 
 def _cache_settings() -> dict:

@@ -37,16 +37,17 @@ def done_chunks(run) -> int:
 
 
 def test_a_run_on_two_actors_writes_the_same_export_as_one_process(workspace, tmp_path):
-    with FakeOpenAIServer() as server:
-        local = run_cli(*generate_args(server, tmp_path / "local"), cwd=workspace, timeout=300)
-        assert local.returncode == 0, local.stderr
+    with FakeOpenAIServer() as server:  # Ray first: the local run is then answered from DSPy's disk cache
         distributed = run_cli(*generate_args(server, tmp_path / "ray", "--executor", "ray", "--actors", "2",
                                              "--concurrency", "4"), cwd=workspace, timeout=600)
-    assert distributed.returncode == 0, distributed.stderr
+        assert distributed.returncode == 0, distributed.stderr
+        local = run_cli(*generate_args(server, tmp_path / "local"), cwd=workspace, timeout=300)
+        assert local.returncode == 0, local.stderr
     exported = (tmp_path / "ray" / "sharegpt.jsonl").read_bytes()
     assert exported and exported == (tmp_path / "local" / "sharegpt.jsonl").read_bytes()
     with RunStore(tmp_path / "ray") as store:
         assert store.calls(next(iter(store.done()))[0].id), "the call log comes back from the actors"
+        assert set(store.usage()) == {"openai/fake-model"}  # the tokens, under the model's name as configured
 
 
 def test_an_actor_killed_mid_run_loses_nothing(workspace, tmp_path):
