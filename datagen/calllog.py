@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import dspy
 from dspy.utils.callback import BaseCallback
 
+from datagen import servers
 from datagen.adapters import valid_text, valid_values
 from datagen.models import configured_name
 from datagen.redaction import redact
@@ -92,12 +93,14 @@ class CallLog(BaseCallback):
             self.calls.append(call)
             self._open_calls[call_id] = _InFlight(call, time.monotonic(), None if entries is None else len(entries),
                                                   alone=not self._open_calls)
+        servers.tries.set(call.servers)  # the requests it sends to a role's servers (this thread's or task's)
 
     def on_lm_end(self, call_id, outputs, exception=None):
         with self._lock:
             flight = self._open_calls.pop(call_id, None)
         if flight is None:
             return
+        servers.tries.set(None)
         call = flight.call
         call.seconds = time.monotonic() - flight.started
         if exception is not None:

@@ -266,10 +266,10 @@ def _cluster(executor: str, actors: int, address: str | None):
 
 def _config(root: Path, model: str | None, api_base: str | None):
     """The workspace's config with the task model's command-line flags on top."""
-    from datagen.config import ModelSettings, load_config
+    from datagen.config import ModelSettings, flag_settings, load_config
 
     config = load_config(root)
-    flags = ModelSettings(model=model, api_base=api_base)
+    flags = flag_settings(model=model, api_base=api_base)  # --api-base may list servers, comma-separated
     config.models["task"] = config.models.get("task", ModelSettings()).merged(flags)
     return config
 
@@ -315,6 +315,8 @@ def _print_summary(run_dir: Path, config=None):
     unknown = (f"  cost: unknown (no price for {', '.join(summary.unpriced)}: set input_price and output_price in "
                "its [models.ROLE] of datagen.toml)")
     err.print(f"  cost: ${cost:.4f}" if cost is not None else unknown, markup=False, highlight=False, soft_wrap=True)
+    for server in summary.server_lines():
+        err.print(f"  {server}", markup=False, highlight=False, soft_wrap=True)
     if summary.batch_jobs:
         states = Counter(job["status"] for job in summary.batch_jobs)
         running = [job["batch_id"] or f"job {job['id']} (not created yet)" for job in summary.batch_jobs
@@ -826,7 +828,7 @@ def models(workspace: Workspace = None) -> None:
     table = Table("role", "model", "api_base", "key from", "temperature", "max_tokens")
     for role in ROLES:
         s = config.role(role)
-        table.add_row(role, s.model or f"{LOCAL_MODEL} (embedded default)", s.api_base or "-",
+        table.add_row(role, s.model or f"{LOCAL_MODEL} (embedded default)", ", ".join(s.api_bases) or "-",
                       s.api_key_env or "-", str(s.temperature if s.temperature is not None else "-"),
                       str(s.max_tokens or "-"))
     out.print(table)
@@ -865,8 +867,8 @@ def view(
     root = _workspace(workspace)
     config = load_config(root)
     viewed = viewed_sources(targets, root, config)
-    bases = [config.role(role).api_base for role in ROLES]
-    serve(viewed, host, port, secrets_shown=[b for b in bases if b],
+    bases = [base for role in ROLES for base in config.role(role).api_bases]
+    serve(viewed, host, port, secrets_shown=bases,
           on_ready=lambda url: (out.print(f"datagen view: {url} (Ctrl-C stops it)", markup=False, highlight=False),
                                 sys.stdout.flush()))
 

@@ -7,7 +7,7 @@ api_key_env = "OPENAI_API_KEY"   # the NAME of the variable holding the key; key
 
 [models.judge]                   # scores outputs (metrics)
 model = "openai/NAME"
-api_base = "http://127.0.0.1:8000/v1"
+api_base = "http://127.0.0.1:8000/v1"   # or a list of servers of the model: ["http://a:8000/v1", "http://b:8000/v1"]
 input_price = 0.05               # US dollars per million tokens, for models litellm has no price for
 output_price = 0.20
 rpm = 600                        # LM calls a minute at most
@@ -24,6 +24,7 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -42,7 +43,8 @@ class ModelSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str | None = None
-    api_base: str | None = None
+    api_base: str | list[str] | None = Field(None, description="the server's base URL, or a list of servers of the "
+                                             "same model to spread the calls over (a comma-separated string too)")
     api_key_env: str | None = Field(None, description="name of the environment variable that holds the API key")
     temperature: float | None = Field(None, ge=0, le=2)
     max_tokens: int | None = Field(None, gt=0, description="cap on the tokens of one answer")
@@ -61,6 +63,44 @@ class ModelSettings(BaseModel):
                                       "self-hosted and unknown models)")
     output_price: float | None = Field(None, ge=0, allow_inf_nan=False, description="US dollars per million "
                                        "completion tokens; set together with input_price")
+    cooldown: float | None = Field(None, gt=0, allow_inf_nan=False, description="with several api_bases: seconds a "
+                                   "server that failed a request is left out before it is tried again (default 10)")
+
+    @field_validator("api_base", mode="before")
+    @classmethod
+    def _servers(cls, value):
+        """A URL as it is; a list of URLs (or a comma-separated string of them), each a distinct http(s) URL; a
+        list of one is that URL."""
+        if isinstance(value, str) and "," in value:
+            value = value.split(",")
+        if value is None or isinstance(value, str):
+            return value
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"expected a URL or a list of URLs, got {type(value).__name__}")
+        if not value:
+            raise ValueError("an empty list: give at least one URL")
+        urls, seen = [], {}
+        for number, url in enumerate(value, 1):
+            if not isinstance(url, str) or not url.strip():
+                raise ValueError(f"server {number} of the list is {'empty' if isinstance(url, str) else repr(url)}: "
+                                 "each must be a URL")
+            url = url.strip()
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"server {number} of the list, {url!r}, is not an http(s) URL (e.g. "
+                                 "http://10.0.0.5:8000/v1)")
+            if (same := seen.get(url.rstrip("/"))) is not None:
+                raise ValueError(f"{url} is listed twice (servers {same} and {number})")
+            seen[url.rstrip("/")] = number
+            urls.append(url)
+        return urls[0] if len(urls) == 1 else urls
+
+    @property
+    def api_bases(self) -> tuple[str, ...]:
+        """The role's servers: its api_base, or each of its list (none: the provider's own)."""
+        if not self.api_base:
+            return ()
+        return (self.api_base,) if isinstance(self.api_base, str) else tuple(self.api_base)
 
     @field_validator("rpm", "tpm", "input_price", "output_price", mode="before")
     @classmethod
@@ -116,6 +156,16 @@ class Config(BaseModel):
         if role != "task" and own.model is None:
             return self.models.get("task", ModelSettings()).merged(own)
         return own
+
+
+def flag_settings(**flags) -> ModelSettings:
+    """A role's settings given on the command line (`model=` for --model, `api_base=` for --api-base, ...); a bad
+    value is a one-line DatagenError naming its flag."""
+    try:
+        return ModelSettings(**flags)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise DatagenError(f"--{str(error['loc'][0]).replace('_', '-')}: {error['msg']}") from None
 
 
 def find_workspace(start: Path | None = None) -> Path:

@@ -41,7 +41,9 @@ def inspect_item(run_dir: str | Path, item_id: str, prompts: bool = False) -> di
         if result.get("status") == "failed":
             view["failure"] = {"kind": result["failure"], "message": result["message"], "raw": result["raw"]}
         if prompts:
-            view["calls"] = [asdict(call) for call in store.calls(chunk.id)]
+            # Call.servers is a run's tally in flight (summed in the store's servers table), not stored with a call.
+            view["calls"] = [{key: value for key, value in asdict(call).items() if key != "servers"}
+                             for call in store.calls(chunk.id)]
         return view
 
 

@@ -10,6 +10,7 @@ import os
 import socket
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -20,6 +21,7 @@ from dspy.utils.usage_tracker import UsageTracker
 
 from datagen import deadline  # noqa: F401 (installs the wall-clock bound on each LM call's attempts)
 from datagen import metadata_cache  # noqa: F401 (DSPy's per-call model metadata lookup, once per model)
+from datagen import servers  # (installs the spreading of a role's calls over several api_bases)
 from datagen.adapters import ChatAdapter, JSONAdapter
 from datagen.config import Config, ModelSettings, Role
 from datagen.errors import DatagenError
@@ -167,14 +169,15 @@ def build_role_model(settings: ModelSettings, role: Role) -> RoleModel:
         raise DatagenError(f"model {settings.model!r} for the {role} role: unknown provider {provider!r} "
                            "(e.g. openai, anthropic, ollama_chat)")
     kwargs = _check_key(settings, role)
-    if settings.api_base:
-        kwargs["api_base"] = settings.api_base
+    bases = settings.api_bases
+    if bases:
+        kwargs["api_base"] = bases[0]  # several: the others are reached through the same engine (datagen.servers)
     if settings.timeout:
         kwargs["timeout"] = settings.timeout
     if settings.num_retries is not None:
         kwargs["num_retries"] = settings.num_retries
     wire = settings.model
-    if settings.api_base and provider == "openai" and settings.engine is None:
+    if bases and provider == "openai" and settings.engine is None:
         # A self-hosted OpenAI-compatible server. DSPy's native engine costs a quarter of litellm's client CPU a
         # call (3.1 against 15-17 ms, bench/README.md), but in OpenAI's dialect it sends `max_completion_tokens`,
         # which llama.cpp's server and older vLLM ignore (they then generate to the end of the context). Its vLLM
@@ -186,22 +189,43 @@ def build_role_model(settings: ModelSettings, role: Role) -> RoleModel:
             remember_key(kwargs["api_key"])
     lm = dspy.LM(wire, temperature=settings.temperature, max_tokens=settings.max_tokens,
                  engine=settings.engine or "auto", **kwargs)
+    if len(bases) > 1:
+        servers.spread(lm, servers.ServerSet(role, bases, settings.cooldown or servers.DEFAULT_COOLDOWN))
     window = settings.context_window or _known_context_window(settings.model)
     return RoleModel(role, lm, ChatAdapter(), window, configured=settings.model if wire != settings.model else None)
 
 
 def check_reachable(model: RoleModel, timeout: float = 5.0) -> None:
     """Fail fast, before any chunk is read, when a self-hosted server's address does not answer: otherwise each
-    chunk would spend its retries (tens of seconds) on a connection that cannot succeed."""
+    chunk would spend its retries (tens of seconds) on a connection that cannot succeed. A model with several
+    servers fails only when none answers; those that do not are left out until their cooldown ends (logged)."""
+    pool = servers.servers_of(model.lm)
     api_base = model.lm.kwargs.get("api_base")
-    if not api_base:
+    if pool is None:
+        if api_base and (error := _unreachable(api_base, timeout)):
+            raise DatagenError(f"cannot reach {model.name} at {api_base}: {error}")
         return
+    with ThreadPoolExecutor(max_workers=min(len(pool.urls), 16)) as probes:
+        errors = dict(zip(pool.urls, probes.map(lambda url: _unreachable(url, timeout), pool.urls)))
+    down = {url: error for url, error in errors.items() if error}
+    if len(down) == len(pool.urls):
+        url, error = next(iter(down.items()))
+        raise DatagenError(f"cannot reach {model.name} at any of its {len(pool.urls)} servers: {url}: {error}")
+    for url, error in down.items():
+        log.warning("%s: the server at %s does not answer (%s): left out for %g s, then tried again", model.name,
+                    url, error, pool.cooldown)
+        servers.BOARD.take_out(url, f"does not answer: {error}", pool.cooldown)
+
+
+def _unreachable(api_base: str, timeout: float) -> str | None:
+    """Why nothing answers a TCP connection at `api_base`'s host and port; None when something does."""
     url = urlsplit(api_base)
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
         socket.create_connection((url.hostname, port), timeout=timeout).close()
     except OSError as exc:
-        raise DatagenError(f"cannot reach {model.name} at {api_base}: {exc.strerror or exc}") from None
+        return str(exc.strerror or exc)
+    return None
 
 
 def role_model(config: Config, role: Role) -> RoleModel:

@@ -74,6 +74,14 @@ CREATE TABLE IF NOT EXISTS reviews (
     comment TEXT,
     input TEXT, output TEXT,  -- the corrected input and output; NULL: as generated
     updated_at REAL NOT NULL, PRIMARY KEY (chunk_id, sample));
+-- Requests to each server of a role that has several (a list of api_bases; datagen/servers.py), every attempt of
+-- every chunk counted, added up as each chunk's result is committed.
+CREATE TABLE IF NOT EXISTS servers (
+    role TEXT NOT NULL, model TEXT NOT NULL, api_base TEXT NOT NULL,
+    calls INTEGER NOT NULL,  -- requests sent to it
+    failures INTEGER NOT NULL,  -- requests that got an error instead of an answer
+    last_error TEXT,  -- the latest failure's error, one line (keys redacted)
+    PRIMARY KEY (role, model, api_base));
 """
 
 
@@ -99,6 +107,9 @@ class Call:
     usage: dict | None = None
     cached: bool | None = None
     seconds: float = 0.0
+    # With a role of several servers (datagen/servers.py): each request the call sent, as (role, api_base, error or
+    # None); summed per server into the run store's `servers` table, not stored with the call.
+    servers: list[tuple[str, str, str | None]] = field(default_factory=list)
 
 
 @dataclass
@@ -209,7 +220,7 @@ class RunStore:
                                "or --force to reuse it")
         if changed:
             with self._transaction():
-                for table in ("reviews", "calls", "steps", "results", "chunks"):
+                for table in ("reviews", "calls", "steps", "results", "chunks", "servers"):
                     self._db.execute(f"DELETE FROM {table}")
         self.set_meta(identity)
 
@@ -258,6 +269,7 @@ class RunStore:
                  _json(usage)))
             self._replace_scores(outcome.chunk.id, outcome.scores)
             self._replace_log(outcome.chunk.id, outcome.steps, outcome.calls)
+            self._add_server_counts(outcome.calls)
 
     def set_scores(self, chunk_id: str, scores: list[dict]) -> None:
         """Replace a done chunk's sample scores ({metric: Score} per sample)."""
@@ -292,6 +304,33 @@ class RunStore:
         self._db.executemany("INSERT INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (
             (chunk_id, seq, c.step, c.model, _json(c.messages), c.response, c.error, _json(c.usage), c.cached,
              c.seconds) for seq, c in enumerate(calls)))
+
+    def _add_server_counts(self, calls: list[Call]) -> None:
+        """Add the requests `calls` sent to each server (`Call.servers`) to the run's counts."""
+        counts: dict[tuple[str, str, str], list] = {}
+        for call in calls:
+            for role, api_base, error in call.servers:
+                count = counts.setdefault((role, call.model, api_base), [0, 0, None])
+                count[0] += 1
+                if error is not None:
+                    count[1] += 1
+                    count[2] = error
+        self._db.executemany(
+            "INSERT INTO servers VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (role, model, api_base) DO UPDATE SET "
+            "calls = calls + excluded.calls, failures = failures + excluded.failures, "
+            "last_error = coalesce(excluded.last_error, last_error)",
+            ((*key, *count) for key, count in counts.items()))
+
+    def servers(self) -> list[dict]:
+        """Each server of a role with several, in the order first used: role, model, api_base, calls (requests sent
+        to it), failures (requests that got an error) and last_error. Empty for a store older than the table."""
+        try:
+            rows = self._db.execute("SELECT role, model, api_base, calls, failures, last_error FROM servers "
+                                    "ORDER BY rowid")
+        except sqlite3.OperationalError:  # a store opened read-only (RunStore.over) from before the table
+            return []
+        names = [d[0] for d in rows.description]
+        return [dict(zip(names, row)) for row in rows]
 
     def usage(self) -> dict[str, dict[str, int]]:
         """Tokens spent per model over the whole run, failed chunks included."""

@@ -25,6 +25,9 @@ class RunSummary:
     kept: int | None = None  # samples that pass the gate (None without one)
     config: Config | None = None  # where the prices set in datagen.toml come from (None: litellm's alone)
     batch_jobs: list[dict] = field(default_factory=list)  # the run's batch jobs (RunStore.batch_jobs), oldest first
+    # Requests to each server of a role with several api_bases (RunStore.servers): role, model, api_base, calls,
+    # failures, last_error.
+    servers: list[dict] = field(default_factory=list)
 
     @property
     def pending(self) -> int:
@@ -68,6 +71,15 @@ class RunSummary:
             return f"the quality gate kept {share} out: {self.gate_line()}"
         return None
 
+    def server_lines(self) -> list[str]:
+        """One line per server of a role with several api_bases: "task server http://a:8000/v1: 120 calls, 2 failed
+        (last: ...)", or "..., none failed"."""
+        lines = []
+        for s in self.servers:
+            failed = f", {s['failures']:,} failed (last: {s['last_error']})" if s["failures"] else ", none failed"
+            lines.append(f"{s['role']} server {s['api_base']}: {s['calls']:,} calls{failed}")
+        return lines
+
     def drops(self) -> str:
         """The pipeline's rejections in a line: "5 (unanswerable 3, trivial 2)"."""
         reasons = ", ".join(f"{reason} {n}" for reason, n in self.dropped.items())
@@ -91,4 +103,4 @@ def summarize(run_dir: str | Path, config: Config | None = None) -> RunSummary:
         kept = sum(1 for _ in run_samples(store, gate)) if gate else None
         return RunSummary(run_dir, meta, counts["chunks"], counts["done"], counts["failed"], store.sample_count(),
                           store.failures(), store.usage(), store.dropped(), gate, kept, config,
-                          batch_jobs=store.batch_jobs())
+                          batch_jobs=store.batch_jobs(), servers=store.servers())

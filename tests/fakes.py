@@ -154,6 +154,30 @@ class _Server(ThreadingHTTPServer):
     # The listen backlog: the default (5) refuses or resets connections when dozens of clients connect at once.
     request_queue_size = 128
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.connections: set = set()  # open client connections (`FakeOpenAIServer.stop` cuts them)
+        self._connections_lock = threading.Lock()
+
+    def process_request(self, request, client_address):
+        with self._connections_lock:
+            self.connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request):
+        with self._connections_lock:
+            self.connections.discard(request)
+        super().shutdown_request(request)
+
+    def cut_connections(self) -> None:
+        with self._connections_lock:
+            connections, self.connections = self.connections, set()
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def handle_error(self, request, client_address):
         pass  # a client that gave up (timed out) mid-answer, or a connection reset on purpose: not news
 
@@ -170,8 +194,9 @@ class FakeOpenAIServer:
     them all); `arrivals` still counts every request. `layout` formats the field values of ChatAdapter answers
     (see `answer()`). `max_concurrent` admits at most that many requests at once and answers any request over it
     429 at once (as a provider's concurrency limit does); `peak` is the most it has admitted at once and
-    `rejected` the requests it turned away. A string answer is sent as the message content as it is, lone surrogates included (JSON
-    escapes them, as a server's JSON encoder does).
+    `rejected` the requests it turned away. A string answer is sent as the message content as it is, lone
+    surrogates included (JSON escapes them, as a server's JSON encoder does). `port` (default: any free one) lets
+    a test start a server again where a stopped one was; `stop()` takes it down mid-run, as a crash does.
 
     The Batch API: `POST /v1/files` (multipart, purpose "batch") stores an upload (`files`, counted in `uploads`);
     `POST /v1/batches` creates a batch of an uploaded JSONL file (`batches`, counted in `batches_created`), in
@@ -194,7 +219,7 @@ class FakeOpenAIServer:
                  by_field: dict | None = None, faults: Callable[[str, int], Fault | int | str | None] | None = None,
                  layout: Callable[[dict[str, str]], str] | None = None, max_concurrent: int | None = None,
                  batch_polls: int = 1, batch_end: "str | Callable[[int], str]" = "completed",
-                 batch_answered: int | None = None):
+                 batch_answered: int | None = None, port: int = 0):
         self.latency = latency
         self._init_batches(batch_polls, batch_end, batch_answered)
         self.max_concurrent = max_concurrent
@@ -302,7 +327,7 @@ class FakeOpenAIServer:
                         break
                 self.close_connection = True
 
-        self._httpd = _Server(("127.0.0.1", 0), Handler)
+        self._httpd = _Server(("127.0.0.1", port), Handler)
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
     @property
@@ -317,6 +342,12 @@ class FakeOpenAIServer:
         self._stopping.set()
         self._httpd.shutdown()
         self._httpd.server_close()
+
+    def stop(self) -> None:
+        """Go down as a crashed server does, mid-run: stop listening (new connections are refused) and cut the open
+        ones (keep-alive connections included: a request on one gets a reset). `with` is done with it after."""
+        self.__exit__()
+        self._httpd.cut_connections()
 
     # --- the Batch API ---------------------------------------------------------------------------------------
 
