@@ -57,12 +57,12 @@ def test_an_actor_killed_mid_run_loses_nothing(workspace, tmp_path):
                         cwd=workspace)
         deadline = time.monotonic() + 300
         while len(actor_pids()) < 2 or not (out / "run.db").exists() or done_chunks(out) < 2:
-            assert run.poll() is None and time.monotonic() < deadline, run.stderr.read().decode()
+            assert run.poll() is None and time.monotonic() < deadline, run.stderr.read()
             time.sleep(0.2)
         os.kill(actor_pids()[0], signal.SIGKILL)
         _, stderr = run.communicate(timeout=600)
-    assert run.returncode == 0, stderr.decode()
-    assert "a Ray actor died" in stderr.decode()  # its chunks in flight were handed on, not lost
+    assert run.returncode == 0, stderr
+    assert "a Ray actor died" in stderr  # its chunks in flight were handed on, not lost
     with RunStore(out) as store:
         counts = store.counts()
         ids = [chunk.id for chunk, _ in store.done()]
@@ -77,7 +77,7 @@ def test_a_driver_killed_mid_run_resumes_when_run_again(workspace, tmp_path):
         first = start_cli(*args, cwd=workspace)
         deadline = time.monotonic() + 300
         while not (out / "run.db").exists() or done_chunks(out) < 3:
-            assert first.poll() is None and time.monotonic() < deadline, first.stderr.read().decode()
+            assert first.poll() is None and time.monotonic() < deadline, first.stderr.read()
             time.sleep(0.2)
         first.kill()
         first.wait()
