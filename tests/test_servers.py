@@ -153,7 +153,7 @@ def test_on_ray_actors_a_server_down_mid_run_costs_no_sample_and_the_counts_reac
             if run.poll() is None:
                 run.kill()
         shown = run_cli("status", str(out), cwd=workspace)
-    assert run.returncode == 0, stderr.decode()
+    assert run.returncode == 0, stderr
     with RunStore(out) as store:
         assert store.counts() == {"chunks": 150, "done": 150, "failed": 0}
     rows = server_rows(out)
