@@ -250,9 +250,7 @@ def _spread(lm, call, backend, request, provider, state, results, attempt, serve
                 raise
             continue  # to another server; with none left, the error goes to DSPy's retries
         finally:
-            if BOARD.release(url, trial, ended, failure, servers.cooldown):
-                log.warning("%s: the server at %s failed a request (%s): left out for %g s", configured(lm), url,
-                            failure, servers.cooldown)
+            _release(lm, servers, url, trial, ended, failure)
         _record(servers, url, None)
         return result
     raise error  # only a request that has tried a server is refused one
@@ -275,12 +273,17 @@ async def _aspread(lm, call, backend, request, provider, state, results, attempt
                 raise
             continue
         finally:
-            if BOARD.release(url, trial, ended, failure, servers.cooldown):
-                log.warning("%s: the server at %s failed a request (%s): left out for %g s", configured(lm), url,
-                            failure, servers.cooldown)
+            _release(lm, servers, url, trial, ended, failure)
         _record(servers, url, None)
         return result
     raise error
+
+
+def _release(lm, servers: ServerSet, url: str, trial: bool, ended: str | None, failure: str | None) -> None:
+    """A try on `url` is over: the board counts it, and a server it has just left out is logged."""
+    if BOARD.release(url, trial, ended, failure, servers.cooldown):
+        log.warning("%s: the server at %s failed a request (%s): left out for %g s", configured(lm), url, failure,
+                    servers.cooldown)
 
 
 def _failed(exc: Exception, lm, servers: ServerSet, url: str) -> tuple[str | None, str]:
