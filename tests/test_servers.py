@@ -135,6 +135,7 @@ def test_a_server_down_mid_run_costs_no_sample_and_is_tried_again_after_its_cool
     assert down["calls"] - down["failures"] <= len(b.arrivals) + len(restarted.arrivals)
 
 
+@pytest.mark.timeout(900)  # a local Ray cluster's start takes minutes on a loaded machine
 def test_on_ray_actors_a_server_down_mid_run_costs_no_sample_and_the_counts_reach_the_store(workspace, tmp_path):
     """As above, with the chunks run by two Ray actors (a local cluster started for the run): each actor spreads
     its own requests and finds B down by itself; the counts come back with each chunk's outcome."""
