@@ -51,7 +51,7 @@ class ChunkWorker:
     with (gates as (concurrency, rpm, tpm) by model name, made into CallGates here: locks do not travel), and
     DSPy's cache set as the driver's is (`cache`: dspy.configure_cache's arguments)."""
 
-    def __init__(self, program, model, fresh, scorer, gates: dict, concurrency: int, cache: dict):
+    def __init__(self, program, model, fresh, scorer, gates: dict, cache: dict):
         import dspy
 
         from datagen import models
@@ -59,6 +59,7 @@ class ChunkWorker:
 
         dspy.configure_cache(**cache)
         # Usage and messages name each model as the user configured it (datagen.models), in this process too.
+        # (The judge only if the scorer built it: `judge` is a cached_property, read without building it.)
         for role_model in (model, fresh, scorer and scorer.context.__dict__.get("judge")):
             if role_model is not None and role_model.configured:
                 models._CONFIGURED[role_model.lm.model] = role_model.configured
@@ -75,11 +76,6 @@ class ChunkWorker:
 
         return _gated_run(self.gates, self.program, self.fresh if retried else self.model, chunk, self.settings,
                           self.scorer, self.names, self.loop)
-
-    def pid(self) -> int:
-        import os
-
-        return os.getpid()
 
 
 class RayExecutor:
@@ -108,15 +104,10 @@ class RayExecutor:
                   for name, gate in gates.items()}
         self._remote = ray.remote(num_cpus=1, max_concurrency=per_actor, max_restarts=0)(ChunkWorker)
         cache = _cache_settings()
-        self._spawn = lambda: self._remote.remote(program, model, fresh, scorer, shared, per_actor, cache)
+        self._spawn = lambda: self._remote.remote(program, model, fresh, scorer, shared, cache)
         self._actors = {n: self._spawn() for n in range(actors)}
         self._busy = dict.fromkeys(self._actors, 0)
         self._lock = threading.Lock()
-        self.handoffs = 0  # chunks handed to another actor after theirs died
-
-    def pids(self) -> list[int]:
-        """The process id of each actor (waiting for them to start): tests and benches kill one."""
-        return self._ray.get([actor.pid.remote() for actor in self._actors.values()])
 
     def submit(self, chunk: Chunk, retried: bool) -> concurrent.futures.Future:
         """The chunk's outcome, to come: run by the least busy actor, handed on if that actor dies."""
@@ -150,7 +141,6 @@ class RayExecutor:
             done.set_result(Outcome(chunk, failure="worker_died", message=f"the Ray actor running this chunk died "
                                     f"{handoffs + 1} times: {str(error).splitlines()[0]}"))
             return
-        self.handoffs += 1
         self._send(chunk, retried, done, handoffs + 1)
 
     def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
