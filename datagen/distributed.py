@@ -61,8 +61,8 @@ class ChunkWorker:
         # Usage and messages name each model as the user configured it (datagen.models), in this process too.
         # (The judge only if the scorer built it: `judge` is a cached_property, read without building it.)
         for role_model in (model, fresh, scorer and scorer.context.__dict__.get("judge")):
-            if role_model is not None and role_model.configured:
-                models._CONFIGURED[role_model.lm.model] = role_model.configured
+            if role_model is not None:
+                models.remember_configured(role_model)
 
         self.program, self.model, self.fresh, self.scorer = program, model, fresh, scorer
         self.gates = {name: CallGate(*limits) for name, limits in gates.items()}

@@ -57,6 +57,13 @@ def configured_name(model: str) -> str:
     return _CONFIGURED.get(model, model)
 
 
+def remember_configured(role_model: "RoleModel") -> None:
+    """Name `role_model`'s LM as configured from now on in this process (in usage, messages): where it was built,
+    and in a process it was sent to (a Ray actor)."""
+    if role_model.configured:
+        _CONFIGURED[role_model.lm.model] = role_model.configured
+
+
 def configured_names(text: str) -> str:
     """`text` (e.g. an error message of DSPy's, "[hosted_vllm/NAME] ...") with each model named as configured."""
     for wire, configured in _CONFIGURED.items():
