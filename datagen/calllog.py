@@ -122,11 +122,21 @@ class _Truncations(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not record.getMessage().startswith("LM response was truncated"):
             return True
+        _seen.truncated = truncations() + 1
         logs = [c for c in dspy.settings.callbacks if isinstance(c, CallLog)]  # the chunk this thread runs
         for log in logs:
             with log._lock:
                 log.truncated += 1
         return not logs  # the chunk's failure says it; the warning would only repeat it
+
+
+_seen = threading.local()
+
+
+def truncations() -> int:
+    """How many LM answers made in this thread so far were cut off at max_tokens, inside a chunk's run or not:
+    compared before and after a call, it tells whether that call's answer was (see datagen.scoring.measure)."""
+    return getattr(_seen, "truncated", 0)
 
 
 _DSPY_LM_LOG = logging.getLogger("dspy.clients.lm")

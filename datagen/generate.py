@@ -231,9 +231,10 @@ def _run_one(program: dspy.Module, model: RoleModel, chunk: Chunk, settings: dic
     with (model.context(**{**settings, "callbacks": [*settings["callbacks"], log]}, trace=[]),
           track_usage() as tracker):
         outcome = _outcome(program, chunk, loop)
+        cut = log.truncated  # the program's answers cut off; a judge's, later, costs only its metric (scoring.measure)
         if scorer is not None and outcome.failure is None:
             _score(scorer, outcome)
-    if log.truncated and outcome.failure != "deferred":
+    if cut and outcome.failure != "deferred":
         # Whatever came of it, a sample or a parse error, it was made from a cut-off answer.
         cap = model.lm.kwargs.get("max_tokens") or model.lm.kwargs.get("max_completion_tokens")
         outcome.failure, outcome.samples, outcome.scores = "truncated", [], []
@@ -282,9 +283,16 @@ def _drop_reason(dropped) -> str:
     return str(dropped.get("reason") or "unspecified") if isinstance(dropped, dict) else "unspecified"
 
 
+# A judge's failure that no other sample would escape fails the chunk (see _score), as the program's would.
+UNRECOVERABLE = _FATAL | {"transport"}
+
+
 def _score(scorer: Scorer, outcome: Outcome) -> None:
-    """Score each sample; a judge that fails fails the chunk (it is retried on resume), since an unscored
-    sample can be neither kept nor rejected."""
+    """Score each sample. A metric that fails on a sample costs only its own score (a `scoring.Failed`, which the
+    run store does not keep: a gate on that metric holds the sample back, and a resumed run scores it again); a
+    failure no other sample would escape (`UNRECOVERABLE`: a bad key, nothing listening) fails the chunk as
+    `judge_<kind>` (it is retried on resume), so that a run whose judge cannot answer at all stops when its first
+    chunks have all failed, as one whose model cannot does."""
     try:
         outcome.scores = [scorer.score(outcome.chunk.text, sample) for sample in outcome.samples]
     except Exception as exc:

@@ -2,7 +2,8 @@
 
 `render_report` turns an evaluation result (the dict `datagen evaluate` builds and writes as JSON) into one HTML
 document: a header (pipeline, program, dev set, date, models), a summary table per metric (against a baseline
-when the result carries one), a histogram per metric as inline SVG, the worst samples with their input and output
+when the result carries one) with n and the failed items by kind beside each mean (a failed item counts 0 in it:
+see datagen.evaluate), a histogram per metric as inline SVG, the worst samples with their input and output
 side by side and every metric's feedback, and the items the program failed on. The page has no script and
 refers to nothing outside itself, and every piece of text taken from the result is HTML-escaped.
 """
@@ -90,15 +91,32 @@ def _header(result: dict) -> str:
 
 
 def _summary(result: dict, baseline: dict | None) -> str:
-    """One row per metric: kind, mean, std, min, max, n, and the baseline's mean and the delta when there is one."""
+    """One row per metric: kind, mean, std, min, max, n, the failed items by kind, and the baseline's mean, n and
+    failed items and the delta when there is one."""
     metrics = result.get("metrics") or {}
     if not metrics:
         return "<h2>Summary</h2>\n<p class=\"muted\">No metrics.</p>"
-    head = ["Metric", "Kind", "Mean", "Std", "Min", "Max", "n"] + (["Baseline mean", "Δ"] if baseline else [])
+    head = ["Metric", "Kind", "Mean", "Std", "Min", "Max", "n", "Failed"] + (
+        ["Baseline mean", "Baseline n", "Baseline failed", "Δ"] if baseline else [])
     base_metrics = (baseline.get("metrics") or {}) if baseline else None
     rows = [_summary_row(name, stats or {}, base_metrics) for name, stats in metrics.items()]
     header = "".join(f"<th>{label}</th>" for label in head)
-    return f"<h2>Summary</h2>\n<table>\n<tr>{header}</tr>\n" + "\n".join(rows) + "\n</table>"
+    return (f"<h2>Summary</h2>\n<p class=\"muted\">Over every item: an item that failed (no sample, or the metric "
+            f"failed on its sample) counts 0.</p>\n<table>\n<tr>{header}</tr>\n" + "\n".join(rows) + "\n</table>")
+
+
+def failed_text(stats: dict) -> str:
+    """A summary's failed items with their kinds, e.g. "3 (parse 2, dropped 1)"; "" for a summary without a count
+    (an evaluation written before failures were counted)."""
+    if "failed" not in stats:
+        return ""
+    kinds = failure_kinds(stats)
+    return f"{stats['failed']}" + (f" ({kinds})" if kinds else "")
+
+
+def failure_kinds(stats: dict) -> str:
+    """A summary's failures by kind, most first, e.g. "parse 2, dropped 1"."""
+    return ", ".join(f"{kind} {n}" for kind, n in (stats.get("failures") or {}).items())
 
 
 def _summary_row(name: str, stats: dict, base_metrics: dict | None) -> str:
@@ -107,11 +125,15 @@ def _summary_row(name: str, stats: dict, base_metrics: dict | None) -> str:
     cells = [f"<td>{_e(name)}</td>", f"<td>{_e(stats.get('kind'))}</td>"]
     cells += [f"<td class=\"num\">{_number(stats.get(key))}</td>" for key in ("mean", "std", "min", "max")]
     cells.append(f"<td class=\"num\">{_e(stats.get('n', ''))}</td>")
+    cells.append(f"<td>{_e(failed_text(stats))}</td>")
     if base_metrics is not None:
-        base_mean = (base_metrics.get(name) or {}).get("mean")
+        base = base_metrics.get(name) or {}
+        base_mean = base.get("mean")
         delta = None if stats.get("mean") is None or base_mean is None else stats["mean"] - base_mean
         direction = "" if not delta else (" up" if delta > 0 else " down")
         cells.append(f"<td class=\"num\">{_number(base_mean)}</td>")
+        cells.append(f"<td class=\"num\">{_e(base.get('n', ''))}</td>")
+        cells.append(f"<td>{_e(failed_text(base))}</td>")
         cells.append(f"<td class=\"num{direction}\">{_number(delta, sign=True)}</td>")
     return "<tr>" + "".join(cells) + "</tr>"
 
@@ -207,7 +229,7 @@ def _sample_card(place: int, sample: dict) -> str:
     rank = _rank_value(sample)
     ranked_by = f"{rank[0]} {_number(rank[1])}" if rank else "unscored"
     rows = "".join(f"<tr><td>{_e(name)}</td><td class=\"num\">{_number((score or {}).get('value'))}</td>"
-                   f"<td>{_e((score or {}).get('feedback'))}</td></tr>"
+                   f"<td>{_failure_note(score)}{_e((score or {}).get('feedback'))}</td></tr>"
                    for name, score in (sample.get("scores") or {}).items())
     chunk = (f"<details><summary>Source chunk</summary><div class=\"text\">{_e(sample['chunk'])}</div></details>"
              if sample.get("chunk") else "")
@@ -218,8 +240,14 @@ def _sample_card(place: int, sample: dict) -> str:
             f"{chunk}<table><tr><th>Metric</th><th>Value</th><th>Feedback</th></tr>{rows}</table></div>")
 
 
+def _failure_note(score: dict | None) -> str:
+    """Before a metric's feedback: the kind of its failure on the sample (counted 0), when it failed."""
+    kind = (score or {}).get("failure")
+    return f"<strong>failed ({_e(kind)}), counted 0:</strong> " if kind else ""
+
+
 def _failures(failures: list[dict]) -> str:
-    """The dev items the program failed on, if any: chunk id, kind of failure, message."""
+    """The dev items that made no sample, if any: chunk id, kind of failure (or "dropped"), message."""
     if not failures:
         return ""
     rows = "".join(f"<tr><td>{_e(f.get('chunk_id'))}</td><td>{_e(f.get('kind'))}</td>"

@@ -289,10 +289,14 @@ class RunStore:
         return sum_usage(_loads(row[0]) if row else None, more)
 
     def _replace_scores(self, chunk_id: str, scores: list[dict]) -> None:
+        # A metric that failed on a sample gave it no score: unscored on it, a gate on it holds the sample back.
+        from datagen.scoring import Failed  # imported by whoever made the scores (and it imports DSPy)
+
         self._db.execute("DELETE FROM scores WHERE chunk_id = ?", (chunk_id,))
         self._db.executemany("INSERT INTO scores VALUES (?, ?, ?, ?, ?)", (
             (chunk_id, index, metric, score.value, score.feedback)
-            for index, sample_scores in enumerate(scores) for metric, score in sample_scores.items()))
+            for index, sample_scores in enumerate(scores) for metric, score in sample_scores.items()
+            if not isinstance(score, Failed)))
 
     def _replace_log(self, chunk_id: str, steps: list[Step], calls: list[Call]) -> None:
         """The chunk's steps and LM calls, replacing an earlier attempt's (in the result's transaction, so that

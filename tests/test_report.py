@@ -110,3 +110,20 @@ def test_write_report_is_atomic(tmp_path, result):
     assert target.read_text(encoding="utf-8") == render_report(result)
     assert [p.name for p in target.parent.iterdir()] == ["eval.html"]
 
+
+
+def test_failed_items_by_kind_stand_beside_each_mean_and_the_baselines(result):
+    result["metrics"]["content"].update(n=4, failed=2, failures={"parse": 1, "judge_content_truncated": 1})
+    result["samples"][1]["scores"]["content"] = {"value": 0.0, "feedback": "cut off",
+                                                 "failure": "judge_content_truncated"}
+    baseline = copy.deepcopy(result)
+    baseline["metrics"]["content"].update(n=4, failed=3, failures={"parse": 3})
+    result["baseline"] = baseline
+    page = render_report(result)
+    assert "an item that failed (no sample, or the metric failed on its sample) counts 0" in page
+    assert "<th>Failed</th>" in page and "<th>Baseline n</th>" in page and "<th>Baseline failed</th>" in page
+    row = next(line for line in page.splitlines() if line.startswith("<tr><td>content</td>"))
+    assert "<td>2 (parse 1, judge_content_truncated 1)</td>" in row and "<td>3 (parse 3)</td>" in row
+    assert "<strong>failed (judge_content_truncated), counted 0:</strong> cut off" in page
+    chrf = next(line for line in page.splitlines() if line.startswith("<tr><td>chrf</td>"))
+    assert "<td></td>" in chrf  # a summary written before failures were counted shows none
