@@ -11,7 +11,6 @@ With no model given, the task model is the LM set by `dspy.configure`/`dspy.cont
 datagen.toml, else the embedded model (see `datagen.models.task_model`).
 """
 
-import statistics
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -26,11 +25,11 @@ from datagen.config import Config, find_workspace, load_config
 from datagen.devset import DevItem, read_devset
 from datagen.errors import DatagenError
 from datagen.evaluate import evaluate as evaluate_pipeline
-from datagen.evaluate import sample_record, summarize, total_usage
-from datagen.generate import run_chunks
+from datagen.evaluate import item_failures, sample_record, summarize, total_usage
+from datagen.generate import bound_answers, run_chunks
 from datagen.models import RoleModel, as_role_model, check_reachable, role_model, task_model, track_usage
-from datagen.optimize import (MAX_DEMOS, OPTIMIZERS, PROPOSING, CallBudgetExhausted, CallCounter, compile_kwargs,
-                              composite_mean, labeled_demos, make_optimizer, with_labeled_demos)
+from datagen.optimize import (MAX_DEMOS, OPTIMIZERS, PROPOSING, CallBudgetExhausted, CallCounter, DemoCheck,
+                              compile_kwargs, composite_mean, labeled_demos, make_optimizer, with_labeled_demos)
 from datagen.optimize import optimize as optimize_pipeline
 from datagen.pipelines import load_program
 from datagen.metrics.base import Score
@@ -42,10 +41,11 @@ DevSet = str | Path | Iterable[DevItem | dspy.Example | str]
 
 @dataclass
 class Evaluation:
-    """What `evaluate` measured. `metrics`: {metric name: {"kind", "n", "mean", "std", "min", "max"}} over every
-    scored sample (values in [0, 1] for datagen's metrics; whatever the metric returns otherwise); `samples`:
+    """What `evaluate` measured. `metrics`: {metric name: {"kind", "n", "failed", "failures", "samples", "mean",
+    "std", "min", "max"}} over every dev item, an item that failed counting 0 (see `datagen.evaluate.summarize`;
+    values in [0, 1] for datagen's metrics; whatever the metric returns otherwise); `samples`:
     one dict per sample (chunk_id, chunk, input, output, scores {name: {"value", "feedback"}}); `failures`: the
-    dev items the program failed on (chunk_id, kind, message); `usage`: tokens by model name
+    dev items that made no sample (chunk_id, kind, message); `usage`: tokens by model name
     ({"prompt_tokens", "completion_tokens"}); `models`: model names by role."""
 
     program: str
@@ -82,8 +82,10 @@ class Evaluation:
 @dataclass
 class Optimization:
     """What `optimize` made: the compiled `program` (None when stopped by `max_calls`), its score on the val
-    items `before` and `after` compiling (means of the metric), the LM `calls` by role, tokens by model name
-    (`usage`), and, for a named pipeline, the compiled state file and its HTML report."""
+    items `before` and `after` compiling (means of the metric over every val item, a failed one counting 0), the
+    LM requests sent by role (`calls`; `cached`: calls answered from DSPy's cache, which send none), tokens by
+    model name (`usage`), the bootstrapped `demos` ({"kept": {predictor: n}, "rejected": {reason: n}}: see
+    `datagen.optimize.DemoCheck`), and, for a named pipeline, the compiled state file and its HTML report."""
 
     program: dspy.Module | None
     before: float | None
@@ -93,6 +95,8 @@ class Optimization:
     stopped: str | None = None
     state: Path | None = None
     report: Path | None = None
+    cached: Counter = field(default_factory=Counter)
+    demos: dict = field(default_factory=dict)
 
 
 def dev_items(devset: DevSet, split: str | None = None) -> list[DevItem]:
@@ -142,8 +146,10 @@ def evaluate(program: "str | dspy.Module", devset: DevSet, metric: Metric | None
 
     `program`: a dspy.Module, or a pipeline name (built with `options`). `devset`: see `dev_items`. `metric`: a
     DSPy-convention metric (`metric(example, prediction, trace=None)`, higher is better), called once per item
-    the program did not fail on; without one, a named pipeline's own metrics score each sample (`metrics`
-    names some of them; default: all, and the composite). `concurrency`: items in flight.
+    the program did not fail on (an item it failed on counts 0); without one, a named pipeline's own metrics
+    score each sample (`metrics` names some of them, as `datagen evaluate --metric` does: default all, and the
+    composite; the composite named with metrics that count in it is made of those, weights renormalised), their
+    style metrics fitted on the whole dev set whatever `split` is scored. `concurrency`: items in flight.
 
     Returns an `Evaluation`. Raises DatagenError for a program object without a metric, an unknown pipeline or
     metric, or a bad dev set."""
@@ -152,16 +158,15 @@ def evaluate(program: "str | dspy.Module", devset: DevSet, metric: Metric | None
     if metric is None:
         if not isinstance(program, str):
             raise DatagenError(f"evaluate: a program object ({type(program).__name__}) needs a metric")
-        items = dev_items(devset, split)
         return Evaluation.from_dict(evaluate_pipeline(
             program, str(devset) if isinstance(devset, (str, Path)) else "(items)", workspace=workspace,
             config=config, options=options, metrics=metrics, concurrency=concurrency, model=model,
-            items=items))
+            items=dev_items(devset), split=split))
     if metrics:
         raise DatagenError("evaluate: give `metric` or `metrics` (a pipeline's metric names), not both")
     name, module = _module(program, workspace, options)
     items = dev_items(devset, split)
-    run_model = task_model(config, model)
+    run_model = bound_answers(module, task_model(config, model), config.chunking.max_tokens, [i.chunk for i in items])
     check_reachable(run_model)
     outcomes = list(run_chunks(module, run_model, (item.chunk for item in items), concurrency, ordered=True))
     _score_outcomes(metric, outcomes)
@@ -184,8 +189,7 @@ def _result(name: str, devset, model: RoleModel, kinds: dict[str, str], outcomes
     return {"pipeline": name, "program": name, "dev": str(devset) if isinstance(devset, (str, Path)) else "(items)",
             "created": datetime.now(UTC).isoformat(timespec="seconds"), "models": {"task": model.name},
             "metrics": summarize(kinds, outcomes),
-            "failures": [{"chunk_id": o.chunk.id, "kind": o.failure, "message": o.message} for o in outcomes
-                         if o.failure],
+            "failures": item_failures(outcomes),
             "samples": [sample_record(o, index) for o in outcomes for index in range(len(o.samples))],
             "usage": total_usage(outcomes)}
 
@@ -194,15 +198,17 @@ def optimize(program: "str | dspy.Module", devset: DevSet, metric: Metric | None
              optimizer: str = "bootstrap", model: "RoleModel | dspy.LM | None" = None,
              prompt: "RoleModel | dspy.LM | None" = None, max_calls: int | None = None, seed: int = 0,
              demos: int = MAX_DEMOS, workspace: Path | None = None, config: Config | None = None,
-             options: dict | None = None, name: str | None = None) -> Optimization:
+             options: dict | None = None, name: str | None = None, metrics: list[str] | None = None) -> Optimization:
     """Compile `program` with a DSPy optimizer on the dev set's train items against `metric`, and score it on
     the val items before and after (items without a split count as train).
 
     `program`: a dspy.Module (left as it is: the compiled program is a copy), or a pipeline name. `devset`: see
     `dev_items`; it needs items in both splits. `metric`: DSPy's convention (a float for evaluation; while
-    bootstrapping any truthy value passes a demo). Without a metric, a named pipeline is optimized against its
-    composite by `datagen.optimize.optimize`, which also saves compiled/PIPELINE/NAME.json with a manifest and
-    report (`name` defaults to the optimizer's). `optimizer`: one of bootstrap, bootstrap-rs, mipro, gepa, copro,
+    bootstrapping any truthy value passes a demo, from a run that dropped no candidate and made samples: see
+    `datagen.optimize.DemoCheck`). Without a metric, a named pipeline is optimized against its composite by
+    `datagen.optimize.optimize`, which also saves compiled/PIPELINE/NAME.json with a manifest and report (`name`
+    defaults to the optimizer's); `metrics` then names the composite's parts (default: every metric it weighs),
+    e.g. the offline ones alone when no capable judge is at hand. `optimizer`: one of bootstrap, bootstrap-rs, mipro, gepa, copro,
     simba (the last four need the `prompt` model, default: the config's prompt role). `max_calls` caps LM requests
     of every role: the call that would pass it is refused and nothing is compiled (`stopped` says so). `demos`:
     with `metric`, bootstrapped demos kept per predictor (default 3; a named pipeline's composite keeps 3). A
@@ -210,7 +216,8 @@ def optimize(program: "str | dspy.Module", devset: DevSet, metric: Metric | None
     each predictor's demos after compiling (`datagen.optimize.with_labeled_demos`, within the same cap).
 
     Returns an `Optimization`. Raises DatagenError for an unknown optimizer, a dev set lacking a split, a dev
-    set with demos for a predictor the program lacks, or a program object without a metric."""
+    set with demos for a predictor the program lacks, a program object without a metric, `metrics` with a
+    `metric`, or an unknown metric name."""
     workspace = workspace or find_workspace()
     config = config or load_config(workspace)
     if optimizer not in OPTIMIZERS:
@@ -222,11 +229,15 @@ def optimize(program: "str | dspy.Module", devset: DevSet, metric: Metric | None
         result = optimize_pipeline(program, devset, optimizer, name=name, workspace=workspace, config=config,
                                    options=options, max_calls=max_calls, seed=seed,
                                    model=None if model is None else as_role_model(model),
-                                   prompt=None if prompt is None else as_role_model(prompt, "prompt"))
+                                   prompt=None if prompt is None else as_role_model(prompt, "prompt"),
+                                   metrics=metrics)
         compiled = load_compiled(program, result.state, workspace) if result.state is not None else None
         return Optimization(compiled, result.before and composite_mean(result.before),
                             result.after and composite_mean(result.after),
-                            result.calls, result.usage, result.stopped, result.state, result.report)
+                            result.calls, result.usage, result.stopped, result.state, result.report,
+                            result.cached, result.demos)
+    if metrics:
+        raise DatagenError("optimize: give `metric` or `metrics` (a pipeline's metric names), not both")
     _, module = _module(program, workspace, options)
     items = dev_items(devset)
     train = [item for item in items if item.split != "val"]
@@ -235,7 +246,7 @@ def optimize(program: "str | dspy.Module", devset: DevSet, metric: Metric | None
         raise DatagenError("optimize: the dev set needs items in both splits (\"split\": \"train\" and \"val\")")
     labeled_demos(val, module)  # checked, never used: val items stay held out
     labeled = labeled_demos(train, module)  # a reviewed dev set's human demos (datagen devset --from-review)
-    run_model = task_model(config, model)
+    run_model = bound_answers(module, task_model(config, model), config.chunking.max_tokens, [i.chunk for i in items])
     proposer = None
     if optimizer in PROPOSING:
         proposer = as_role_model(prompt, "prompt") if prompt is not None else role_model(config, "prompt")
@@ -244,7 +255,7 @@ def optimize(program: "str | dspy.Module", devset: DevSet, metric: Metric | None
         if role_model_:
             counter.add(role, role_model_.lm)
     usage: Counter = Counter()
-    result = Optimization(None, None, None, counter.by_role, usage)
+    result = Optimization(None, None, None, counter.by_role, usage, cached=counter.cached)
 
     def held_out(candidate: dspy.Module) -> float | None:
         outcomes = list(run_chunks(candidate, run_model, (item.chunk for item in val), ordered=True))
@@ -252,19 +263,21 @@ def optimize(program: "str | dspy.Module", devset: DevSet, metric: Metric | None
         for by_model in (o.usage for o in outcomes):
             for lm_name, used in by_model.items():
                 usage[lm_name] += (used.get("prompt_tokens") or 0) + (used.get("completion_tokens") or 0)
-        values = [next(iter(s.values())).value for o in outcomes for s in o.scores[:1]]
-        failed = sum(o.failure is not None for o in outcomes)
-        return statistics.fmean(values + [0.0] * failed) if values or failed else None
+        name = _metric_name(metric)
+        return summarize({name: "metric"}, outcomes)[name]["mean"]  # every val item, a failed one 0
 
     trainset = [dspy.Example(chunk=item.chunk.text).with_inputs("chunk") for item in train]
     try:
         with dspy.context(callbacks=[*dspy.settings.get("callbacks", []), counter]):
             result.before = held_out(module)
+            check = DemoCheck(metric)
             with run_model.context(), track_usage() as tracker:
-                tuner = make_optimizer(optimizer, _Metric(metric), run_model, proposer, seed, demos)
+                tuner = make_optimizer(optimizer, check, run_model, proposer, seed, demos)
                 compiled = tuner.compile(module.deepcopy(), trainset=trainset,
                                          **compile_kwargs(optimizer, trainset, seed))
             with_labeled_demos(compiled, labeled, demos)
+            result.demos = {"kept": {name: len(p.demos) for name, p in compiled.named_predictors() if p.demos},
+                            "rejected": dict(check.rejected.most_common())}
             for lm_name, used in tracker.get_total_tokens().items():
                 usage[lm_name] += (used.get("prompt_tokens") or 0) + (used.get("completion_tokens") or 0)
             result.after = held_out(compiled)
@@ -274,18 +287,3 @@ def optimize(program: "str | dspy.Module", devset: DevSet, metric: Metric | None
     result.program = compiled
     return result
 
-
-class _Metric:
-    """A DSPy metric in the forms datagen's optimizer presets call: DSPy's, and GEPA's `gepa` (five arguments,
-    its own when the metric has one, as datagen's Composite does, else the metric's value)."""
-
-    def __init__(self, metric: Metric):
-        self.metric = metric
-
-    def __call__(self, example, prediction, trace=None):
-        return self.metric(example, prediction, trace)
-
-    def gepa(self, gold, pred, trace=None, pred_name=None, pred_trace=None):
-        if hasattr(self.metric, "gepa"):
-            return self.metric.gepa(gold, pred, trace, pred_name, pred_trace)
-        return float(self.metric(gold, pred, trace))

@@ -52,11 +52,21 @@ def _workspace(path: Path | None) -> Path:
 def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show debug logging.")] = False) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    if not verbose:
+        handler.addFilter(_own_records)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler], force=True)
-    if not verbose:  # optimizers draw tqdm bars over the command's own progress; read when tqdm is imported
-        os.environ.setdefault("TQDM_DISABLE", "1")
+    # (The optimizers' tqdm bars: datagen.optimize turns them into debug lines. TQDM_DISABLE would come too late:
+    # tqdm is read with DSPy, before this runs.)
     _quiet_libraries()
     _redact_output()
+
+
+def _own_records(record: logging.LogRecord) -> bool:
+    """Without -v, only datagen's own log lines reach stderr: the libraries' (DSPy logs an ERROR line with the
+    whole chunk and the raw answer for each example an optimizer could not run, litellm its retries) are what
+    datagen reports itself, counted, or noise. Their loggers still run, so datagen's filters on them (the
+    truncation count of datagen.calllog) see every record."""
+    return record.name == "datagen" or record.name.startswith("datagen.")
 
 
 def _redact_output() -> None:
@@ -88,12 +98,20 @@ def _redact_output() -> None:
 
 
 def _quiet_libraries() -> None:
-    """Libraries' loggers at the level --verbose chose: their INFO lines drown the command's own output. Called
-    again once DSPy is imported, since importing it sets its loggers to INFO."""
+    """Libraries' log lines only with --verbose: their INFO lines drown the command's own output, and their ERROR
+    lines repeat, chunk and raw answer included, what datagen reports itself (a failed item, counted by kind).
+    Some write through handlers of their own (litellm's, DSPy's stream), past the filter on datagen's handler:
+    those are silenced at the source. Called again once DSPy is imported, since importing it sets its loggers
+    to INFO."""
+    import dspy
+
     verbose = logging.getLogger().level <= logging.DEBUG
-    for noisy in ("LiteLLM", "httpx", "dspy", "pypdf"):  # pypdf: its warnings do not name the file
-        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.ERROR)
-    # Never quieter than WARNING: its warning is DSPy's only sign of an answer cut off at max_tokens (see calllog).
+    # pypdf: its warnings do not name the file
+    for noisy in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "httpx", "dspy", "pypdf"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.CRITICAL + 1)
+    (dspy.enable_logging if verbose else dspy.disable_logging)()
+    # Never quieter than WARNING: its warning is DSPy's only sign of an answer cut off at max_tokens (see calllog);
+    # the record is counted there, and shown only where a handler lets it through.
     logging.getLogger("dspy.clients.lm").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
@@ -341,8 +359,10 @@ def evaluate(
     program: Annotated[Path | None, typer.Option("--program", "-p", help="A compiled program (saved DSPy "
                                                                          "state) to evaluate instead.")] = None,
     metric: Annotated[list[str] | None, typer.Option("--metric", "-m", help="Only this metric (repeatable; "
-                                                                            "default: all).")] = None,
-    split: Annotated[str | None, typer.Option(help="Only the dev set's train or val items.")] = None,
+                                                                            "default: all). With composite: the "
+                                                                            "composite of the metrics named.")] = None,
+    split: Annotated[str | None, typer.Option(help="Only the dev set's train or val items (style metrics are "
+                                                   "fitted on the whole dev set all the same).")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for eval.json and report.html "
                                                                      "(default: evals/PIPELINE-TIME).")] = None,
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, help="Dev items in flight.")] = 1,
@@ -357,18 +377,22 @@ def evaluate(
     """Run a pipeline on a dev set and score every sample with its metrics: a table, JSON and an HTML report."""
     from datetime import datetime
 
+    _quiet_libraries()  # again: the metrics may import libraries that log (sentence-transformers)
+
     from datagen.evaluate import evaluate as run_evaluate
     from datagen.evaluate import write_evaluation
+    from datagen.report import failed_text
 
     root = _workspace(workspace)
     with err.status(f"evaluating {pipeline} on {dev}"):
         result = run_evaluate(pipeline, dev, workspace=root, config=_config(root, model, api_base),
                               program_path=program, options=_options(option or []), metrics=metric,
                               split=split, concurrency=concurrency, cluster=_cluster(executor, actors, ray_address))
-    table = Table("metric", "kind", "mean", "std", "min", "max", "n", title=f"{pipeline} on {dev}")
+    table = Table("metric", "kind", "mean", "std", "min", "max", "n", "failed", title=f"{pipeline} on {dev} "
+                  "(a failed item counts 0)")
     for name, s in result["metrics"].items():
         table.add_row(name, s["kind"], *(f"{s[k]:.3f}" if s[k] is not None else "-" for k in
-                                         ("mean", "std", "min", "max")), str(s["n"]))
+                                         ("mean", "std", "min", "max")), str(s["n"]), escape(failed_text(s)))
     out.print(table)
     for failure in result["failures"]:
         err.print(f"  failed {failure['chunk_id']}: {failure['kind']}: {failure['message']}", markup=False,
@@ -390,8 +414,14 @@ def optimize(
                                 "budget, pipeline options) until the study holds N trials; rerun to continue.")] = None,
     name: Annotated[str | None, typer.Option(help="Save as compiled/PIPELINE/NAME.json (default: the optimizer's "
                                                   "name; with --trials, 'search', also the study's name).")] = None,
-    max_calls: Annotated[int | None, typer.Option("--max-calls", min=1, help="Hard cap on LM requests, every "
-                                                                             "role counted.")] = None,
+    max_calls: Annotated[int | None, typer.Option("--max-calls", min=1, help="Hard cap on LM requests sent, every "
+                                                                             "role counted (DSPy cache hits send "
+                                                                             "none).")] = None,
+    metric: Annotated[list[str] | None, typer.Option("--metric", "-m", help="Climb the composite of these metrics "
+                                                                            "only (repeatable; their configured "
+                                                                            "weights, renormalised; default: all "
+                                                                            "it weighs), e.g. the offline ones "
+                                                                            "without a capable judge.")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Start without asking after the estimate.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the optimizer's random choices.")] = 0,
     option: Annotated[list[str] | None, typer.Option("--option", "-O", help="Pipeline option KEY=VALUE.")] = None,
@@ -408,13 +438,13 @@ def optimize(
     def confirm(estimate: int) -> None:
         cap = f", capped at {max_calls}" if max_calls else ""
         what = f"{trials} trials: at most" if trials else f"{(optimizer or ['bootstrap'])[0]}:"
-        err.print(f"{what} about {estimate} LM calls (every role, held-out scoring included){cap}",
+        err.print(f"{what} about {estimate} LM requests (every role, held-out scoring included){cap}",
                   highlight=False)
         if not yes and sys.stdin.isatty() and not typer.confirm("start?", default=True, err=True):
             raise typer.Exit(1)
 
     settings = dict(workspace=root, config=_config(root, model, api_base), options=_options(option or []),
-                    max_calls=max_calls, seed=seed, on_estimate=confirm)
+                    max_calls=max_calls, seed=seed, on_estimate=confirm, metrics=metric)
     if trials:
         from datagen.search import DEFAULT_OPTIMIZERS, search
 
@@ -423,7 +453,8 @@ def optimize(
                             on_trial=lambda t: err.print(f"  trial {t.number}: {_params(t.params)}: {_score(t.score)}",
                                                          markup=False, highlight=False, soft_wrap=True), **settings)
         _print_search(result)
-        after = (f"after: best trial {result.best.number}", result.best.score, "") if result.best else None
+        after = (f"after: best trial {result.best.number}", result.best.score, "", "") if result.best else None
+        compiled = None  # the best trial's score is its table's
     else:
         from datagen.optimize import optimize as run_optimize
 
@@ -433,19 +464,31 @@ def optimize(
         with err.status(f"optimizing {pipeline} with {chosen}"):
             result = run_optimize(pipeline, dev, chosen, name=name, **settings)
         after = result.after and (f"after: {result.after['program']}", *_composite(result.after))
+        compiled = result.after
+        if result.demos:
+            _print_demos(result.demos)
     calls = ", ".join(f"{role} {n}" for role, n in sorted(result.calls.items())) or "none"
     if result.before and after:
-        table = Table("program", "composite (val)", "n", title=f"{pipeline}: held-out scores")
-        for label, mean, n in [(f"before: {result.before['program']}", *_composite(result.before)), after]:
-            table.add_row(label, _score(mean), str(n))
+        table = Table("program", "composite (val)", "n", "failed", title=f"{pipeline}: held-out scores (a failed "
+                      "item counts 0)")
+        for label, mean, n, failed in [(f"before: {result.before['program']}", *_composite(result.before)), after]:
+            table.add_row(label, _score(mean), str(n), escape(failed))
         out.print(table)
-        before, gained = _composite(result.before)[0], after[1]
-        if before is not None and (gained is None or gained <= before):
-            err.print(f"[yellow]the compiled program does not beat the uncompiled one ({_score(before)}) on the "
-                      "held-out items: keep generating without --compiled, or try more trials or another "
-                      "optimizer[/]")
+        if compiled is not None:
+            from datagen.optimize import comparison
+
+            line, better = comparison(result.before, compiled)
+            err.print(f"held out: {line}", markup=False, highlight=False, soft_wrap=True)
+        else:  # a search: its best trial, on the val items of the chunk budget it chose
+            before = _composite(result.before)[0]
+            better = before is None or (after[1] is not None and after[1] > before)
+        if not better:
+            err.print("[yellow]the compiled program is not better than the uncompiled one on the held-out items: "
+                      "keep generating without --compiled, or try more trials or another optimizer[/]")
     tokens = ", ".join(f"{lm} {n}" for lm, n in sorted(result.usage.items()))
-    err.print(f"LM calls: {calls} (estimate was {result.estimate})" + (f"; tokens: {tokens}" if tokens else ""),
+    cached = ", ".join(f"{role} {n}" for role, n in sorted(result.cached.items()))
+    err.print(f"LM requests sent: {calls} (estimate was {result.estimate})"
+              + (f"; answered from DSPy's cache: {cached}" if cached else "") + (f"; tokens: {tokens}" if tokens else ""),
               highlight=False)
     if result.state:
         out.print(f"compiled: {result.state}\nreport: {result.report}", markup=False, highlight=False,
@@ -454,9 +497,20 @@ def optimize(
         raise DatagenError(result.stopped)
 
 
-def _composite(evaluation: dict) -> tuple[float | None, int]:
+def _composite(evaluation: dict) -> tuple[float | None, int, str]:
     summary = evaluation["metrics"]["composite"]
-    return summary["mean"], summary["n"]
+    from datagen.report import failed_text
+
+    return summary["mean"], summary["n"], failed_text(summary)
+
+
+def _print_demos(demos: dict) -> None:
+    """The demos a compile kept by predictor, and the candidates it rejected by reason."""
+    kept = ", ".join(f"{name} {n}" for name, n in demos.get("kept", {}).items()) or "none"
+    rejected = demos.get("rejected", {})
+    why = ", ".join(f"{reason} {n}" for reason, n in rejected.items())
+    err.print(f"demos kept: {kept}; candidates rejected: {sum(rejected.values())}" + (f" ({why})" if why else ""),
+              markup=False, highlight=False, soft_wrap=True)
 
 
 def _score(value: float | None) -> str:
@@ -469,7 +523,7 @@ def _params(params: dict) -> str:
 
 def _print_search(result) -> None:
     """Every complete trial of the study, the best one marked, and where the study is kept."""
-    table = Table("trial", "settings", "composite (val)", "LM calls", title=f"study {result.study!r}: "
+    table = Table("trial", "settings", "composite (val)", "LM requests", title=f"study {result.study!r}: "
                   f"{len(result.trials)} trials ({result.ran} this run)")
     for trial in sorted(result.trials, key=lambda t: t.number):
         mark = " *" if result.best and trial.number == result.best.number else ""

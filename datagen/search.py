@@ -54,6 +54,7 @@ class SearchResult:
     estimate: int
     calls: Counter
     before: dict = field(default_factory=dict)
+    cached: Counter = field(default_factory=Counter)  # LM calls answered from DSPy's cache, by role
     best: Trial | None = None
     state: Path | None = None  # the best trial's compiled program
     report: Path | None = None
@@ -69,15 +70,16 @@ def search(pipeline: str, dev: str | Path, trials: int, *, optimizers=DEFAULT_OP
            workspace: Path | None = None, config: Config | None = None, options: dict | None = None,
            max_calls: int | None = None, seed: int = 0, model: RoleModel | None = None,
            judge: RoleModel | None = None, prompt: RoleModel | None = None, on_estimate=None,
-           on_trial=None) -> SearchResult:
+           on_trial=None, metrics: list[str] | None = None) -> SearchResult:
     """Run the study `name` of `pipeline` until it holds `trials` complete trials, and save its best trial as
     compiled/PIPELINE/NAME.json. `on_estimate` gets the estimated LM calls of the trials still to run before
-    any is made; `on_trial` gets each Trial as it ends."""
+    any is made; `on_trial` gets each Trial as it ends. `metrics`: the composite's parts, as for
+    `datagen.optimize.optimize`."""
     if trials < 1:
         raise DatagenError(f"--trials must be at least 1, got {trials}")
     optimizers = list(dict.fromkeys(optimizers))
     session = Session(pipeline, dev, optimizers, workspace=workspace, config=config, options=options,
-                      max_calls=max_calls, model=model, judge=judge, prompt=prompt)
+                      max_calls=max_calls, model=model, judge=judge, prompt=prompt, metrics=metrics)
     cuts = _cuts(session)
     space = _space(session, optimizers, list(cuts))
     storage = study_storage(session.workspace, pipeline)
@@ -87,7 +89,8 @@ def search(pipeline: str, dev: str | Path, trials: int, *, optimizers=DEFAULT_OP
                    "wait for that search to finish, or use another --name"):
         study = _open_study(storage, name, space, seed)
         done = _complete(study)
-        result = SearchResult(storage, name, done, 0, 0, session.counter.by_role, usage=session.usage)
+        result = SearchResult(storage, name, done, 0, 0, session.counter.by_role, usage=session.usage,
+                              cached=session.counter.cached)
         to_run = trials - len(done)
         # An upper bound: every trial priced as the dearest optimizer at the most demos.
         per_trial = max(estimate_calls(o, len(session.train), len(session.val), session.per_example, held_out=1,

@@ -8,7 +8,7 @@ import pytest
 
 import datagen
 from datagen import DatagenError, Sample
-from datagen.config import Config, ModelSettings
+from datagen.config import Config, MetricSettings, ModelSettings
 from datagen.models import task_model
 
 from .conftest import SAMPLES
@@ -105,3 +105,45 @@ def test_optimize_stops_at_max_calls_with_nothing_compiled(tmp_path):
     with FakeOpenAIServer() as server, dspy.context(lm=lm(server)):
         result = datagen.optimize(Echo(), dev, lowercase, max_calls=3, workspace=tmp_path, config=Config())
     assert result.program is None and "--max-calls 3" in result.stopped and len(server.requests) == 3
+
+
+class Picky(Echo):
+    """Echo, with a drop check of its own: a passage with an odd number drops its candidate as a placeholder."""
+
+    def forward(self, chunk: str) -> dspy.Prediction:
+        made = super().forward(chunk)
+        if int(chunk.split()[2].rstrip(":")) % 2:
+            return dspy.Prediction(echo=made.echo, samples=[], dropped=[{"reason": "placeholder"}])
+        return made
+
+
+def test_a_dropped_item_counts_0_and_no_demo_comes_from_it(tmp_path):
+    with FakeOpenAIServer() as server, dspy.context(lm=lm(server)):
+        result = datagen.evaluate(Picky(), chunks(4), lowercase, workspace=tmp_path, config=Config())
+        evaluated = len(server.requests)
+        dev = [dspy.Example(chunk=text, split="val" if i >= 6 else "train") for i, text in enumerate(chunks(8))]
+        optimized = datagen.optimize(Picky(), dev, lowercase, workspace=tmp_path, config=Config())
+    summary = result.metrics["lowercase"]
+    assert summary["n"] == 4 and summary["failed"] == 2 and summary["failures"] == {"dropped": 2}
+    assert result.score == 0.5  # two items made a sample scored 1, two made none: 0, as dspy.Evaluate counts
+    assert [f["message"] for f in result.failures] == ["the pipeline dropped every candidate (placeholder 1)"] * 2
+    assert optimized.demos["rejected"] == {"dropped: placeholder": 2}  # items 1 and 3: 3 demos kept by item 4
+    demos = optimized.program.say.demos
+    assert demos and optimized.demos["kept"] == {"say": len(demos)}
+    assert all(int(demo.passage.split()[2].rstrip(":")) % 2 == 0 for demo in demos)
+    assert optimized.before == optimized.after == 0.5  # val items 6 and 7: one dropped
+    assert optimized.calls["task"] == len(server.requests) - evaluated
+
+
+def test_optimize_a_pipeline_by_name_takes_the_metrics_of_its_composite(workspace):
+    config = Config(metrics={"style_clone": MetricSettings(weights={"content": 1, "generic_offline": 1})})
+    with FakeOpenAIServer() as server:
+        model = dspy.LM("openai/fake", api_base=server.url, api_key="no-key", cache=False)
+        result = datagen.optimize("style_clone", workspace / "data/style_clone/dev.jsonl", model=model,
+                                  workspace=workspace, config=config, metrics=["generic_offline"])
+        with pytest.raises(DatagenError, match="give `metric` or `metrics`"):
+            datagen.optimize(Echo(), [], lowercase, metrics=["chrf"], workspace=workspace, config=config)
+    assert result.state is not None and json.loads(result.state.with_name("bootstrap.manifest.json").read_text())[
+        "metrics"] == {"generic_offline": 1.0}
+    assert not any("`rating`" in json.dumps(body) for body in server.requests)  # the content judge never asked
+    assert sum(result.calls.values()) == len(server.requests) and not result.cached

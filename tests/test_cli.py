@@ -1,6 +1,7 @@
 """The `datagen` command, run for real in subprocesses."""
 
 import json
+import re
 
 import pytest
 
@@ -8,7 +9,7 @@ from datagen.chunking import chunk_documents
 from datagen.ingest import iter_documents
 
 from .conftest import run_cli
-from .fakes import FakeOpenAIServer, plain
+from .fakes import MALFORMED, FakeOpenAIServer, plain
 
 
 def assert_one_line_error(result, *fragments):
@@ -219,3 +220,71 @@ def test_a_changed_language_is_noticed_on_resume(workspace):
     samples = [json.loads(line) for line in (workspace / "out/sharegpt.jsonl").read_text().splitlines()]
     assert [s["conversations"][1]["value"] for s in samples] == [
         c.text for c in chunk_documents(iter_documents([workspace / "greek"]), 40)]
+
+
+def _dev_chunks(workspace, split: str) -> list[str]:
+    lines = (workspace / "data/style_clone/dev.jsonl").read_text(encoding="utf-8").splitlines()
+    return [row["chunk"] for row in map(json.loads, lines) if row.get("split") == split]
+
+
+def _requests_line(stderr: str) -> str:
+    return next(line for line in stderr.splitlines() if line.startswith("LM requests sent:"))
+
+
+def test_optimize_counts_the_requests_the_server_saw_and_keeps_library_logs_for_v(workspace):
+    # The first train item's answers never parse: DSPy's bootstrap logs an ERROR line for it (chunk and all).
+    unreadable = _dev_chunks(workspace, "train")[0]
+    with FakeOpenAIServer(faults=lambda source, attempt: MALFORMED if source == unreadable else None) as server:
+        args = ("optimize", "style_clone", "--dev", "data/style_clone/dev.jsonl", "--yes", "--metric",
+                "generic_offline", "--model", "openai/fake-model", "--api-base", server.url)
+        first = run_cli(*args, cwd=workspace)
+        sent = len(server.requests)
+        manifest = json.loads((workspace / "compiled/style_clone/bootstrap.manifest.json").read_text())
+        # The same run again: DSPy's cache (on, under the workspace) answers every call, so nothing is sent and
+        # a cap of 1 request is never reached.
+        again = run_cli(*args, "--max-calls", "1", cwd=workspace)
+        resent = len(server.requests) - sent
+        verbose = run_cli("-v", *args, "--name", "verbose", cwd=workspace)
+    assert first.returncode == 0 and again.returncode == 0, first.stderr + again.stderr
+    assert _requests_line(first.stderr).startswith(f"LM requests sent: task {sent} (")
+    assert "answered from DSPy's cache" not in _requests_line(first.stderr)
+    assert resent == 0 and _requests_line(again.stderr).startswith("LM requests sent: none (")
+    assert re.search(r"answered from DSPy's cache: task \d+", _requests_line(again.stderr))
+    # --metric generic_offline: the composite of that metric alone; no judge was asked (it would be this server).
+    assert manifest["metrics"] == {"generic_offline": 1.0} and manifest["calls"] == {"task": sent}
+    assert not any("`rating`" in json.dumps(body) for body in server.requests)
+    assert manifest["demos"]["rejected"].get("program failed") == 1
+    assert re.search(r"demos kept: rephrase \d; candidates rejected: \d+ \(.*program failed 1", first.stderr)
+    assert re.search(r"held out: before \d\.\d{3} \(n 4, 0 failed\) -> after \d\.\d{3} \(n 4, 0 failed\): ",
+                     first.stderr)
+    # The libraries' log lines (DSPy's ERROR line quotes the whole chunk) only with -v; datagen's own stay.
+    for quiet in (first, again):
+        assert "Failed to run or to evaluate example" not in quiet.stderr and unreadable[:60] not in quiet.stderr
+        assert not [line for line in quiet.stderr.splitlines() if line.startswith(("ERROR:", "DEBUG:", "INFO:"))]
+    assert verbose.returncode == 0 and "Failed to run or to evaluate example" in verbose.stderr
+
+
+@pytest.mark.parametrize("command", ["optimize", "evaluate"])
+def test_an_unknown_metric_is_a_one_line_error_naming_the_known_ones(workspace, command):
+    result = run_cli(command, "style_clone", "--dev", "data/style_clone/dev.jsonl", "--yes" if command == "optimize"
+                     else "--split=val", "--metric", "nope", cwd=workspace)
+    assert_one_line_error(result, "'nope'", "generic_offline", "composite")
+
+
+def test_optimize_metric_must_count_in_the_composite(workspace):
+    result = run_cli("optimize", "style_clone", "--dev", "data/style_clone/dev.jsonl", "--yes", "--metric", "chrf",
+                     cwd=workspace)
+    assert_one_line_error(result, "metric 'chrf' does not count in style_clone's composite", "[metrics.style_clone]")
+
+
+def test_evaluate_shows_n_and_the_failed_items_by_kind(workspace):
+    unreadable = _dev_chunks(workspace, "val")[0]
+    with FakeOpenAIServer(faults=lambda source, attempt: MALFORMED if source == unreadable else None) as server:
+        result = run_cli("evaluate", "style_clone", "--dev", "data/style_clone/dev.jsonl", "--split", "val",
+                         "--metric", "generic_offline", "--model", "openai/fake-model", "--api-base", server.url,
+                         "--out", "evals/e", cwd=workspace)
+    assert result.returncode == 0, result.stderr
+    row = next(line for line in result.stdout.splitlines() if "generic_offline" in line)
+    assert re.search(r"│ 4\s+│ 1 \(parse 1\)", row), result.stdout
+    saved = json.loads((workspace / "evals/e/eval.json").read_text())["metrics"]["generic_offline"]
+    assert saved["n"] == 4 and saved["failed"] == 1 and saved["failures"] == {"parse": 1} and saved["samples"] == 3
