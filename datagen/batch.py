@@ -23,18 +23,20 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import dspy
 from dspy.lm15 import Response, response_to_events
 
 from datagen.errors import DatagenError
-from datagen.models import RoleModel
+from datagen.models import RoleModel, is_reasoning_model
 from datagen.store import BatchReader, RunStore
 
 log = logging.getLogger(__name__)
 
 ENDPOINT = "/v1/chat/completions"
+OPENAI_API_BASE = "https://api.openai.com/v1"  # where litellm sends an openai/ model's batch calls without api_base
 COMPLETION_WINDOW = "24h"
 MAX_REQUESTS = 50_000  # OpenAI's limit of requests per batch
 MAX_FILE_BYTES = 200 * 1000 * 1000  # OpenAI's limit of a batch input file: 200 MB
@@ -73,6 +75,11 @@ class BatchRequestError(Exception):
         super().__init__(f"{kind}: {self.message}")
 
 
+class NoBatchAPI(DatagenError):
+    """A Batch API endpoint (`/v1/files`, `/v1/batches`) answered 404: the server has no Batch API (llama.cpp's and
+    vLLM's OpenAI-compatible servers have none). The message names the endpoint and says to run without --batch."""
+
+
 # --- the engine: answers from the store, records what it cannot answer yet ----------------------------------
 
 _converter = None
@@ -90,17 +97,6 @@ def _openai_chat():
         return _converter
 
 
-def _is_reasoning_model(model: str) -> bool:
-    """OpenAI's reasoning models (o1, o3, o4-mini, gpt-5...) take `max_completion_tokens`, not `max_tokens`."""
-    try:
-        from dspy.clients.lm import _is_openai_reasoning_model
-    except ImportError:  # a later DSPy without the helper
-        import re
-
-        return re.match(r"^(o\d|gpt-5(?!.*-chat))", model.split("/")[-1].lower()) is not None
-    return _is_openai_reasoning_model(model)
-
-
 def request_body(request) -> dict:
     """The OpenAI chat-completions request body (a JSON object) of a `dspy.lm15.Request`, as lm15's own
     converter writes it, with the model's name without its `openai/` prefix, and the answer's cap as
@@ -112,7 +108,7 @@ def request_body(request) -> dict:
     cap = body.pop("max_completion_tokens", None)
     cap = body.pop("max_tokens", None) if cap is None else cap
     if cap is not None:
-        body["max_completion_tokens" if _is_reasoning_model(body["model"]) else "max_tokens"] = cap
+        body["max_completion_tokens" if is_reasoning_model(body["model"]) else "max_tokens"] = cap
     body.pop("stream", None)
     return body
 
@@ -273,19 +269,38 @@ class OpenAIBatchClient:
         """The client for a role model's provider: its api_base and api_key (`model.lm.kwargs`)."""
         return cls(model.lm.kwargs.get("api_base"), model.lm.kwargs.get("api_key"))
 
+    @contextmanager
+    def _endpoint(self, path: str) -> Iterator[None]:
+        """Raise NoBatchAPI for a 404 of the endpoint `path` (e.g. "/files"): the route itself is not there. Only
+        for the calls that name no object (an upload, creating or listing batches): a 404 of a batch or file by id
+        says that one is not found."""
+        try:
+            yield
+        except Exception as exc:
+            if getattr(exc, "status_code", None) != 404:
+                raise
+            base = (self.options.get("api_base") or OPENAI_API_BASE).rstrip("/")
+            try:  # the URL the request went to, as the OpenAI client built it
+                url = str(exc.response.request.url).split("?", 1)[0]
+            except (AttributeError, RuntimeError):
+                url = base + path
+            raise NoBatchAPI(f"{url} answered 404 Not Found: the server at {base} has no Batch API (OpenAI's "
+                             "/v1/files and /v1/batches, which --batch needs); run without --batch") from exc
+
     def upload(self, path: str, name: str) -> str:
-        """Upload a JSONL file of requests (purpose "batch"); returns its file id."""
+        """Upload a JSONL file of requests (purpose "batch"); returns its file id. NoBatchAPI for a 404."""
         import litellm
 
-        with open(path, "rb") as file:
+        with open(path, "rb") as file, self._endpoint("/files"):
             return litellm.create_file(file=(name, file), purpose="batch", **self.options).id
 
     def create(self, input_file_id: str, metadata: dict[str, str] | None = None) -> BatchInfo:
-        """Create a batch of an uploaded file, for /v1/chat/completions within 24 h."""
+        """Create a batch of an uploaded file, for /v1/chat/completions within 24 h. NoBatchAPI for a 404."""
         import litellm
 
-        return _batch_info(litellm.create_batch(completion_window=COMPLETION_WINDOW, endpoint=ENDPOINT,
-                                                input_file_id=input_file_id, metadata=metadata, **self.options))
+        with self._endpoint("/batches"):
+            return _batch_info(litellm.create_batch(completion_window=COMPLETION_WINDOW, endpoint=ENDPOINT,
+                                                    input_file_id=input_file_id, metadata=metadata, **self.options))
 
     def retrieve(self, batch_id: str) -> BatchInfo:
         import litellm
@@ -294,12 +309,13 @@ class OpenAIBatchClient:
 
     def find(self, input_file_id: str, since: float | None = None) -> BatchInfo | None:
         """The batch made of `input_file_id`, looked up among the provider's batches (newest first, back to those
-        created before `since`, epoch seconds); None when there is none."""
+        created before `since`, epoch seconds); None when there is none. NoBatchAPI for a 404."""
         import litellm
 
         after = None
         while True:
-            page = litellm.list_batches(after=after, limit=100, **self.options)
+            with self._endpoint("/batches"):
+                page = litellm.list_batches(after=after, limit=100, **self.options)
             batches = list(getattr(page, "data", None) or [])
             for batch in batches:
                 if getattr(batch, "input_file_id", None) == input_file_id:
@@ -372,9 +388,10 @@ def run_batches(store: RunStore, model: RoleModel, run_round: Callable[[RoleMode
     state as it changes. `client` defaults to OpenAI's Batch API at the model's api_base with its api_key.
 
     Returns a `BatchSummary`. Raises DatagenError for a model batch jobs cannot carry, a `batch_size` below 1,
-    an upload or batch creation the provider refused, a job that cannot be polled `MAX_POLL_FAILURES` times in a
-    row, or chunks that keep deferring with nothing submitted; and whatever `run_round` raises (the requests it
-    recorded are kept, to be submitted by the next run).
+    an upload or batch creation the provider refused (NoBatchAPI for a server without the Batch API, whose job is
+    then ended failed), a job that cannot be polled `MAX_POLL_FAILURES` times in a row, or chunks that keep
+    deferring with nothing submitted; and whatever `run_round` raises (the requests it recorded are kept, to be
+    submitted by the next run).
     """
     if batch_size < 1:
         raise DatagenError(f"--batch-size must be at least 1, got {batch_size}")
@@ -466,6 +483,8 @@ class _Driver:
                     file.write(_line(key, body) + "\n")
             try:
                 file_id = self.client.upload(file.name, f"datagen-job-{job_id}.jsonl")
+            except NoBatchAPI as exc:
+                self._no_batch_api(job_id, exc)
             except Exception as exc:
                 raise DatagenError(f"batch job {job_id}: the upload of its requests failed: {exc}") from exc
             finally:
@@ -474,14 +493,26 @@ class _Driver:
             job, uploaded_now = self._job(job_id), True
             self._tell(job)
         # Uploaded by an earlier run, which may have created its batch and been killed before it stored the id.
-        info = None if uploaded_now else self.client.find(job["input_file_id"], since=job["created_at"] - 3600)
-        if info is None:
-            try:
+        try:
+            info = None if uploaded_now else self.client.find(job["input_file_id"], since=job["created_at"] - 3600)
+            if info is None:
                 info = self.client.create(job["input_file_id"], metadata={"datagen_job": str(job_id)})
-            except Exception as exc:
-                raise DatagenError(f"batch job {job_id}: creating its batch failed: {exc}") from exc
+        except NoBatchAPI as exc:
+            self._no_batch_api(job_id, exc)
+        except Exception as exc:
+            raise DatagenError(f"batch job {job_id}: creating its batch failed: {exc}") from exc
         self.store.update_batch_job(job_id, batch_id=info.id, status=info.status)
         self._tell(self._job(job_id), info)
+
+    def _no_batch_api(self, job_id: int, exc: NoBatchAPI) -> None:
+        """End a job the server cannot take (it has no Batch API) as failed, its requests with the reason, and
+        raise `exc`: no later run waits for the job (`datagen status` lists it failed, not in flight), and a later
+        --batch run against a server with the API submits the requests anew."""
+        message = str(exc)
+        self.store.finish_batch_job(job_id, "failed", {}, {key: ("batch_failed", message)
+                                                           for key in self.store.batch_job_keys(job_id)})
+        self._tell(self._job(job_id))
+        raise exc
 
     def finish_jobs(self) -> bool:
         """Poll every job in flight until each has ended, storing what it brought; False when stopped first."""

@@ -38,8 +38,8 @@ from datagen.files import replacing
 from datagen import __version__
 from datagen.ingest import iter_documents, iter_files
 from datagen.locking import exclusive
-from datagen.models import (MAX_RETRY_AFTER, RoleModel, check_reachable, configured_names, task_model,
-                            track_usage)
+from datagen.models import (MAX_RETRY_AFTER, SCAFFOLD_TOKENS, RoleModel, bounded, check_reachable,
+                            configured_names, default_max_tokens, task_model, track_usage)
 from datagen.redaction import redact
 from datagen.pipelines import code_fingerprint, load_program
 from datagen.distributed import RayCluster
@@ -219,6 +219,26 @@ def check_budget(program: dspy.Module, model: RoleModel, budget: int) -> None:
         raise DatagenError(
             f"chunks of {budget} tokens do not fit {model.name}'s {model.context_window}-token context "
             f"(prompt ~{prompt} + chunk {budget} + answer up to {answer}): {advice}")
+
+
+def bound_answers(program: dspy.Module, model: RoleModel, chunk_tokens: int,
+                  chunks: Iterable[Chunk] = ()) -> RoleModel:
+    """The task model with its answers capped, when the user set no max_tokens for it (see `models.bounded`, which
+    warns once): at `models.default_max_tokens("task", n)` (twice the chunk + 256), n the larger of `chunk_tokens`
+    (the chunk budget, tiktoken o200k_base tokens) and the largest of `chunks` (a dev set's items); or less where
+    the model's known context window leaves less room after the program's largest prompt and the chunk (never less
+    than the chunk itself: a budget the window cannot hold is `check_budget`'s to refuse). Used by generate,
+    evaluate and optimize; a model with a cap of the user's is returned as it is."""
+    if model.max_tokens is not None and not model.default_cap:
+        return model
+    chunk_tokens = max([chunk_tokens, *(chunk.tokens for chunk in chunks)])
+    cap = default_max_tokens("task", chunk_tokens)
+    why = f"twice the {chunk_tokens}-token chunk + {SCAFFOLD_TOKENS} for the output fields"
+    if model.context_window is not None:
+        room = max(model.context_window - prompt_overhead(program, model) - chunk_tokens, chunk_tokens)
+        if room < cap:
+            cap, why = room, f"what {model.name}'s {model.context_window}-token context leaves after the prompt"
+    return bounded(model, cap, why)
 
 
 def _run_one(program: dspy.Module, model: RoleModel, chunk: Chunk, settings: dict, scorer: Scorer | None,
@@ -791,6 +811,7 @@ def generate(program: "str | dspy.Module", inputs: Iterable[str | Path], out_dir
         model = model.with_settings(temperature=tuned["temperature"])
     budget = settings.max_tokens or tuned.get("chunk_tokens") or config.chunking.max_tokens
     check_budget(program, model, budget)
+    model = bound_answers(program, model, budget)
     check_reachable(model)
     if settings.batch and settings.cluster is not None:
         raise DatagenError("--batch sends the requests to the provider's batch API from here: not with --executor ray")

@@ -5,6 +5,7 @@ plus `api_base` for any OpenAI-compatible server). With no model configured, the
 API keys are read from environment variables at call time and never written anywhere.
 """
 
+import dataclasses
 import logging
 import os
 import socket
@@ -93,13 +94,15 @@ def track_usage() -> Iterator[UsageTracker]:
 class RoleModel:
     """A role's ready-to-use model: the LM, the adapter that formats prompts for it, and what is known of it.
     `configured` is the model string as the user wrote it, when the LM is addressed by another (see
-    `build_role_model`): it names the model in reports, run stores and prices."""
+    `build_role_model`): it names the model in reports, run stores and prices. `default_cap` is True when the LM's
+    max_tokens is not the user's but datagen's default for the role (see `bounded`)."""
 
     role: Role
     lm: dspy.LM
     adapter: dspy.Adapter
     context_window: int | None
     configured: str | None = None
+    default_cap: bool = False
 
     @property
     def name(self) -> str:
@@ -111,7 +114,95 @@ class RoleModel:
 
     def with_settings(self, **settings) -> "RoleModel":
         """The same model with other request settings, e.g. `temperature=0.7` (the LM is copied, not changed)."""
-        return RoleModel(self.role, self.lm.copy(**settings), self.adapter, self.context_window, self.configured)
+        return dataclasses.replace(self, lm=self.lm.copy(**settings),
+                                   default_cap=self.default_cap and "max_tokens" not in settings)
+
+    @property
+    def max_tokens(self) -> int | None:
+        """The cap on one answer's tokens its requests carry (None: none, the server's default)."""
+        return self.lm.kwargs.get("max_tokens") or self.lm.kwargs.get("max_completion_tokens")
+
+
+# The cap on one answer's tokens for a role that sets no max_tokens (see `bounded`). Without a cap a self-hosted
+# server generates until the model stops or its context ends: a rambling model held one call 5 minutes (2,380
+# tokens, issue 22). A task answer carries its chunk's content about once: a plain rewrite of the shared parallel
+# Bible pairs is 0.95x its passage's tokens (median; 1.18x at most over 220 pairs, both plain versions), and
+# SmolLM2's tokenizer counts 1.00-1.05x tiktoken's o200k_base (the chunk budget's) on English. Twice the chunk
+# leaves room for tokenizers that count more (other scripts, smaller vocabularies) and several outputs (questions
+# and answers); SCAFFOLD_TOKENS is for the output fields' markers. A judge answers a sentence or two and a rating
+# (what datagen's judge signatures ask for). The prompt role writes instructions (MIPROv2, COPRO, GEPA's reflection).
+TASK_TOKENS_PER_CHUNK_TOKEN = 2
+SCAFFOLD_TOKENS = 256
+JUDGE_MAX_TOKENS = 512
+PROMPT_MAX_TOKENS = 2048
+# DSPy refuses a smaller cap for OpenAI's reasoning models: their hidden reasoning counts against it.
+REASONING_MIN_TOKENS = 16_000
+
+
+def default_max_tokens(role: Role, chunk_tokens: int | None = None) -> int:
+    """The cap datagen sets on one answer of `role` when its config sets no max_tokens: for the task role,
+    TASK_TOKENS_PER_CHUNK_TOKEN x `chunk_tokens` (the largest chunk it is given, in tiktoken o200k_base tokens,
+    required for it) + SCAFFOLD_TOKENS; JUDGE_MAX_TOKENS for the judge, PROMPT_MAX_TOKENS for the prompt role.
+    Raises ValueError for a task role without `chunk_tokens`."""
+    if role == "task":
+        if chunk_tokens is None:
+            raise ValueError("the task role's cap depends on the chunk: give chunk_tokens")
+        return TASK_TOKENS_PER_CHUNK_TOKEN * chunk_tokens + SCAFFOLD_TOKENS
+    return JUDGE_MAX_TOKENS if role == "judge" else PROMPT_MAX_TOKENS
+
+
+_WHY = {"judge": "a judge answers a sentence or two and a rating", "prompt": "room for the instructions an "
+        "optimizer proposes"}
+
+
+def is_reasoning_model(model: str) -> bool:
+    """Whether `model` (with or without its provider prefix) is one of OpenAI's reasoning models (o1, o3, o4-mini,
+    gpt-5...), which take `max_completion_tokens`, not `max_tokens`, as DSPy tells them."""
+    try:
+        from dspy.clients.lm import _is_openai_reasoning_model
+    except ImportError:  # a later DSPy without the helper
+        import re
+
+        return re.match(r"^(o\d|gpt-5(?!.*-chat))", model.split("/")[-1].lower()) is not None
+    return _is_openai_reasoning_model(model)
+
+
+_WARNED: set[tuple] = set()  # the warnings of `_warn_once` given in this process, by key
+_WARNED_LOCK = threading.Lock()
+
+
+def _warn_once(key: tuple, message: str, *args) -> None:
+    """Log `message` % `args` as a warning, the first time only that `key` is given in this process."""
+    with _WARNED_LOCK:
+        if key in _WARNED:
+            return
+        _WARNED.add(key)
+    log.warning(message, *args)
+
+
+def bounded(model: RoleModel, cap: int, why: str = "") -> RoleModel:
+    """`model` with every answer capped at `cap` tokens, when its user set no cap: its max_tokens unset, or set
+    by an earlier call of this function to less (larger chunks get a larger cap; smaller ones keep it, so that the
+    requests, and DSPy's cache keys, stay the same). A model with a cap of the user's (datagen.toml,
+    DATAGEN_<ROLE>_MAX_TOKENS, a dspy.LM's max_tokens; the embedded model's is always set) is returned as it is.
+    `why` (e.g. "twice the 512-token chunk + 256") says in the warning where `cap` comes from.
+
+    The cap goes on the wire as the model's engine spells it (see docs/config.md, `engine`), at least
+    REASONING_MIN_TOKENS for OpenAI's reasoning models. Logs one warning per role, model and cap in a process,
+    saying the cap and how to set one."""
+    if model.max_tokens is not None and not model.default_cap:
+        return model
+    reasoning = is_reasoning_model(model.lm.model)
+    if reasoning:
+        cap = max(cap, REASONING_MIN_TOKENS)
+    if model.default_cap and model.max_tokens >= cap:
+        return model
+    why = "DSPy's least for a reasoning model" if reasoning else why
+    _warn_once(("cap", model.role, model.name, cap), "%s (%s role) has no max_tokens: its answers are capped at %s "
+               "tokens%s; to choose the cap, set max_tokens in [models.%s] of datagen.toml or DATAGEN_%s_MAX_TOKENS",
+               model.name, model.role, f"{cap:,}", f" ({why})" if why else "", model.role, model.role.upper())
+    lm = model.lm.copy(**{"max_completion_tokens" if reasoning else "max_tokens": cap})
+    return dataclasses.replace(model, lm=lm, default_cap=True)
 
 
 def _known_context_window(model: str) -> int | None:
@@ -194,6 +285,13 @@ def build_role_model(settings: ModelSettings, role: Role) -> RoleModel:
         if "api_key" not in kwargs:  # litellm would have sent OPENAI_API_KEY; the vLLM dialect reads another name
             kwargs["api_key"] = os.environ["OPENAI_API_KEY"].strip()
             remember_key(kwargs["api_key"])
+    elif bases and provider == "openai" and settings.engine != "litellm" and not is_reasoning_model(settings.model):
+        # Chosen outright (a gateway to OpenAI, say), but a cap llama-cpp-python's server ignores: a SmolLM2 answer
+        # capped at 768 ran to the end of its 2,048-token context, 1,645 tokens (docs/config.md, Answer caps).
+        _warn_once(("dialect", role, settings.model), "%s (%s role): engine = %r speaks OpenAI's dialect, which sends "
+                   "the answer's cap as max_completion_tokens: llama.cpp's server (and older vLLM) ignore it and "
+                   "answer to the end of their context; for such a server leave engine unset or set it to litellm",
+                   settings.model, role, settings.engine)
     lm = dspy.LM(wire, temperature=settings.temperature, max_tokens=settings.max_tokens,
                  engine=settings.engine or "auto", **kwargs)
     if len(bases) > 1:
@@ -237,8 +335,10 @@ def _unreachable(api_base: str, timeout: float) -> str | None:
 
 def role_model(config: Config, role: Role) -> RoleModel:
     """The `role`'s model as the config sets it (a role it leaves unset falls back as `Config.role` says, and
-    at the end to the embedded model)."""
-    return build_role_model(config.role(role), role)
+    at the end to the embedded model). A judge or prompt role without max_tokens gets `default_max_tokens`' cap
+    (`bounded`); the task role's depends on the chunk: see `datagen.generate.bound_answers`."""
+    model = build_role_model(config.role(role), role)
+    return model if role == "task" else bounded(model, default_max_tokens(role), _WHY[role])
 
 
 def as_role_model(model: "RoleModel | dspy.LM", role: Role = "task") -> RoleModel:
@@ -265,10 +365,11 @@ def task_model(config: Config, model: "RoleModel | dspy.LM | None" = None) -> Ro
 
 def judge_model(config: Config) -> RoleModel:
     """The judge role's model, at temperature 0 unless configured otherwise: the same sample gets the same
-    verdict, and a repeated verdict comes from DSPy's cache."""
+    verdict, and a repeated verdict comes from DSPy's cache. Without a max_tokens of its own or inherited from the
+    task role, its answers are capped at JUDGE_MAX_TOKENS (`bounded`)."""
     settings = config.role("judge")
     own = config.models.get("judge")
     # Only the judge's own setting counts: a judge falling back to the task model must not take its temperature.
     if own is None or own.temperature is None:
         settings = settings.model_copy(update={"temperature": 0.0})
-    return build_role_model(settings, "judge")
+    return bounded(build_role_model(settings, "judge"), default_max_tokens("judge"), _WHY["judge"])
