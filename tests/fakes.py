@@ -212,15 +212,19 @@ class FakeOpenAIServer:
     leaves them out of both files. A failed batch answers none and has no files. A file of lines that are not
     each a POST to /v1/chat/completions with a unique `custom_id` fails its batch, as OpenAI's validation does.
     `batch_lines` counts the lines answered; `chat_requests` the requests to `/v1/chat/completions` itself, so
-    that a test can tell a batch run made no interactive call.
+    that a test can tell a batch run made no interactive call. With `batch_api=False` it is a server without the
+    Batch API (llama.cpp's, vLLM's): every `/v1/files` and `/v1/batches` route answers 404 `{"detail": "Not
+    Found"}`, as their FastAPI apps do, counted in `batch_404s`.
     """
 
     def __init__(self, latency: float = 0.0, respond=plain, responses: list | None = None, record: bool = True,
                  by_field: dict | None = None, faults: Callable[[str, int], Fault | int | str | None] | None = None,
                  layout: Callable[[dict[str, str]], str] | None = None, max_concurrent: int | None = None,
                  batch_polls: int = 1, batch_end: "str | Callable[[int], str]" = "completed",
-                 batch_answered: int | None = None, port: int = 0):
+                 batch_answered: int | None = None, port: int = 0, batch_api: bool = True):
         self.latency = latency
+        self.batch_api = batch_api
+        self.batch_404s = 0
         self._init_batches(batch_polls, batch_end, batch_answered)
         self.max_concurrent = max_concurrent
         self.admitted = 0  # requests being answered now
@@ -375,6 +379,12 @@ class FakeOpenAIServer:
             with self._lock:
                 self.chat_requests += 1
             return False
+        if not self.batch_api and route[:1] in (["files"], ["batches"]):
+            handler.rfile.read(int(handler.headers.get("Content-Length", 0)))  # the connection stays usable
+            with self._lock:
+                self.batch_404s += 1
+            handler._send(404, {"detail": "Not Found"})
+            return True
         if method == "POST" and route == ["files"]:
             length = int(handler.headers.get("Content-Length", 0))
             fields = _multipart(handler.headers.get("Content-Type", ""), handler.rfile.read(length))

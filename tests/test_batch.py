@@ -9,13 +9,15 @@ import dspy
 import pytest
 
 from datagen.adapters import ChatAdapter
-from datagen.batch import (BatchRequestError, Deferred, JobStatus, batch_model, request_body, request_key,
-                           run_batches)
+from datagen.batch import (BatchRequestError, Deferred, JobStatus, NoBatchAPI, batch_model, request_body,
+                           request_key, run_batches)
 from datagen.errors import DatagenError
-from datagen.models import RoleModel
+from datagen.models import RoleModel, default_max_tokens
 from datagen.store import RunStore
 
+from .conftest import run_cli
 from .fakes import FakeOpenAIServer, plain, status
+from .test_cli import assert_one_line_error
 
 PASSAGES = [f"Passage number {i}: The Quick Brown Fox, Jumping Over {i} Lazy Dogs!" for i in range(7)]
 
@@ -475,3 +477,49 @@ def test_a_chunk_failed_on_a_stored_answer_is_asked_afresh_on_the_next_run_not_g
         assert dict(report.failures) == {"parse": 1}
         again = generate_batched(workspace, out, server)
     assert again.chunks == 1 and not again.failures and again.exported == report.exported + 1
+
+
+def test_each_batch_line_carries_the_cap_a_role_without_max_tokens_gets(workspace, tmp_path):
+    with FakeOpenAIServer() as server:
+        report = generate_batched(workspace, tmp_path / "run", server)  # [models.task] sets no max_tokens
+        lines = [json.loads(line) for file in server.files.values() if file["purpose"] == "batch"
+                 for line in file["data"].splitlines()]
+    assert report.exported == report.chunks == len(lines) > 0
+    assert {line["body"].get("max_tokens") for line in lines} == {default_max_tokens("task", 200)} == {656}
+
+
+# --- a server without the Batch API (llama.cpp's, vLLM's) --------------------------------------------------------
+
+def test_a_server_without_the_batch_api_is_named_in_one_line_and_its_job_is_not_left_in_flight(store):
+    with FakeOpenAIServer(batch_api=False) as server:
+        rounds = Rounds(Rephrase(), PASSAGES[:3])
+        with pytest.raises(NoBatchAPI) as raised:
+            run_batches(store, role_model(server), rounds, poll_seconds=0.01)
+    message = str(raised.value)
+    assert "\n" not in message and message.startswith(f"{server.url}/files answered 404")
+    assert "has no Batch API" in message and "run without --batch" in message
+    assert server.batch_404s == 1 and server.chat_requests == 0 and not rounds.done
+    [job] = store.batch_jobs()
+    assert job["status"] == "failed" and job["batch_id"] is None  # ended: no run waits for it
+    assert store.batch_counts() == {"answered": 0, "failed": 3, "in_flight": 0, "unsubmitted": 0, "jobs": 1}
+    with FakeOpenAIServer() as server:  # the same store, a server with the API: the requests go anew
+        summary = run_batches(store, role_model(server), rounds, poll_seconds=0.01)
+    assert len(rounds.done) == 3 and summary.requests == 3 and server.batches_created == 1
+
+
+def test_generate_batch_against_a_server_without_the_batch_api(workspace):
+    """One line naming the endpoint that answered 404, a non-zero exit; `status` does not advise --batch again, and
+    the run goes on without --batch in the same folder."""
+    args = ("generate", "style_clone", "--input", "data/samples", "--out", "out", "--model", "openai/fake-model",
+            "--max-tokens", "300")
+    with FakeOpenAIServer(batch_api=False) as server:
+        batched = run_cli(*args, "--api-base", server.url, "--batch", "--batch-poll", "0.01", cwd=workspace)
+        assert_one_line_error(batched, f"{server.url}/files answered 404", "no Batch API", "run without --batch")
+        status_ = run_cli("status", "out", cwd=workspace)
+        assert status_.returncode == 0 and "batch jobs: 1 failed" in status_.stderr
+        assert "--batch" not in status_.stderr + status_.stdout
+        assert server.chat_requests == 0
+        interactive = run_cli(*args, "--api-base", server.url, cwd=workspace)
+    assert interactive.returncode == 0, interactive.stderr
+    records = (workspace / "out/sharegpt.jsonl").read_text().splitlines()
+    assert len(records) == server.chat_requests > 0

@@ -1,5 +1,6 @@
 """datagen.config: datagen.toml, overridden by DATAGEN_* environment variables."""
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -336,6 +337,59 @@ def test_a_judge_falling_back_to_the_task_model_judges_at_temperature_0(tmp_path
     write_config(tmp_path, '[models.task]\nmodel = "openai/task-model"\napi_base = "http://127.0.0.1:9/v1"\n'
                            'temperature = 0.7\n[models.judge]\ntemperature = 0.3\n')
     assert judge_model(load_config(tmp_path, environ={})).lm.kwargs["temperature"] == 0.3  # its own counts
+
+
+# --- the cap on an answer's tokens of a role without max_tokens (issue 22) -----------------------------------------
+
+
+def test_a_judge_or_prompt_role_without_max_tokens_gets_its_cap_and_one_set_anywhere_is_kept(tmp_path):
+    from datagen.models import JUDGE_MAX_TOKENS, PROMPT_MAX_TOKENS, role_model
+
+    task = '[models.task]\nmodel = "openai/task-model"\napi_base = "http://127.0.0.1:9/v1"\n'
+    write_config(tmp_path, task)
+    config = load_config(tmp_path, environ={})
+    assert judge_model(config).max_tokens == JUDGE_MAX_TOKENS == 512
+    assert role_model(config, "prompt").max_tokens == PROMPT_MAX_TOKENS == 2048
+    assert role_model(config, "task").max_tokens is None  # the task's cap depends on the chunk (generate.bound_answers)
+    environ = {"DATAGEN_JUDGE_MAX_TOKENS": "64", "DATAGEN_PROMPT_MAX_TOKENS": "4000"}
+    assert judge_model(load_config(tmp_path, environ=environ)).max_tokens == 64
+    assert role_model(load_config(tmp_path, environ=environ), "prompt").max_tokens == 4000
+    write_config(tmp_path, task + "max_tokens = 900\n")  # inherited from the task role: the user's, kept
+    assert judge_model(load_config(tmp_path, environ={})).max_tokens == 900
+    assert not judge_model(load_config(tmp_path, environ={})).default_cap
+
+
+def test_the_embedded_model_keeps_its_own_cap():
+    from datagen.local_model import DEFAULT_MAX_TOKENS as LOCAL_MAX_TOKENS
+    from datagen.models import role_model
+
+    for role in ("task", "judge", "prompt"):
+        model = role_model(Config(), role)
+        assert model.max_tokens == LOCAL_MAX_TOKENS == 768 and not model.default_cap
+
+
+def test_a_reasoning_model_is_capped_at_dspys_least_as_max_completion_tokens(monkeypatch):
+    from datagen.models import REASONING_MIN_TOKENS
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
+    model = judge_model(Config(models={"judge": ModelSettings(model="openai/o4-mini", temperature=1.0)}))
+    assert model.lm.kwargs["max_completion_tokens"] == REASONING_MIN_TOKENS == 16_000
+    assert model.lm.kwargs.get("max_tokens") is None
+
+
+@pytest.mark.parametrize("engine, warned", [(None, False), ("litellm", False), ("lm15", True), ("auto", True)])
+def test_openais_dialect_chosen_for_a_self_hosted_server_is_warned_of_once(caplog, engine, warned):
+    """It sends the cap as max_completion_tokens, which llama-cpp-python's server ignores (docs/config.md)."""
+    from datagen.models import build_role_model
+
+    settings = ModelSettings(model=f"openai/dialect-{engine}", api_base="http://127.0.0.1:9/v1", engine=engine)
+    with caplog.at_level(logging.WARNING, "datagen.models"):
+        for _ in range(2):
+            build_role_model(settings, "task")
+    lines = [r.getMessage() for r in caplog.records if "max_completion_tokens" in r.getMessage()]
+    assert len(lines) == warned
+    if warned:
+        assert f"engine = {engine!r}" in lines[0] and "leave engine unset or set it to litellm" in lines[0]
 
 
 # --- rate limits and prices per role (issue 15) -----------------------------------------------------------------

@@ -1,19 +1,20 @@
 import importlib
 import json
+import logging
 from pathlib import Path
 
 import dspy
 import pytest
 
-from datagen.chunking import chunk_documents
+from datagen.chunking import Chunk, chunk_documents
 from datagen.config import Config, ModelSettings
 from datagen.errors import DatagenError
-from datagen.generate import FAILURES_BEFORE_FIRST_SUCCESS, RunSettings, check_budget, generate
+from datagen.generate import FAILURES_BEFORE_FIRST_SUCCESS, RunSettings, bound_answers, check_budget, generate
 from datagen.ingest import iter_documents, read_text
-from datagen.models import RoleModel
+from datagen.models import JUDGE_MAX_TOKENS, RoleModel, default_max_tokens
 from datagen.pipelines import load_program
 
-from .fakes import FakeEngine, Unparseable, fake_lm, plain
+from .fakes import FakeEngine, FakeOpenAIServer, Unparseable, fake_lm, plain
 
 # The module (`datagen.generate` is also the function, exported by the package).
 ENGINE = importlib.import_module("datagen.generate")
@@ -96,6 +97,77 @@ def test_budget_that_cannot_fit_the_context_window_is_refused(workspace):
     check_budget(program, model, fits)  # the advice is right: that budget is accepted...
     with pytest.raises(DatagenError):
         check_budget(program, model, fits + 1)  # ...and one more token is not
+
+
+# --- the cap on an answer's tokens of a role without max_tokens (issue 22) -----------------------------------------
+
+JUDGE_ANSWERS = {"rating": lambda _: "4", "reasoning": lambda _: "the same content"}
+
+
+def _judged(request: dict) -> bool:
+    """Whether a request the fake server saw is a judge's (it asks for a rating), not the pipeline's."""
+    return any("`rating`" in m["content"] for m in request["messages"] if m["role"] == "system")
+
+
+@pytest.mark.parametrize("engine", [None, "litellm"])
+def test_roles_without_max_tokens_send_a_cap_and_say_so_once(workspace, tmp_path, caplog, engine):
+    name = f"openai/uncapped-{engine or 'native'}"  # a model of its own: the warning is once per process and model
+    with FakeOpenAIServer(by_field=JUDGE_ANSWERS) as server:
+        config = Config(models={"task": ModelSettings(model=name, api_base=server.url, engine=engine)})
+        with caplog.at_level(logging.WARNING, "datagen.models"):
+            for out in ("first", "second"):
+                report = generate("style_clone", [workspace / "data/samples"], tmp_path / out, workspace=workspace,
+                                  config=config, settings=RunSettings(max_tokens=300, limit=2),
+                                  min_scores={"content": 0.0})
+                assert report.exported == 2
+    task = [r for r in server.requests if not _judged(r)]
+    judge = [r for r in server.requests if _judged(r)]
+    assert len(task) >= 4 and len(judge) == 4  # two chunks a run, each judged once
+    assert {r.get("max_tokens") for r in task} == {default_max_tokens("task", 300)} == {2 * 300 + 256}
+    assert {r.get("max_tokens") for r in judge} == {JUDGE_MAX_TOKENS}
+    assert not any("max_completion_tokens" in r for r in server.requests)
+    warned = [r.getMessage() for r in caplog.records if "has no max_tokens" in r.getMessage()]
+    assert len(warned) == 2, warned  # one a role, the second run adding none
+    assert all(r.levelname == "WARNING" for r in caplog.records if "has no max_tokens" in r.getMessage())
+    for role, cap in (("task", "856"), ("judge", "512")):
+        [line] = [w for w in warned if f"({role} role)" in w]
+        assert name in line and f"capped at {cap} tokens" in line
+        assert f"[models.{role}] of datagen.toml" in line and f"DATAGEN_{role.upper()}_MAX_TOKENS" in line
+
+
+def test_a_max_tokens_of_the_users_is_sent_as_it_is_without_a_warning(workspace, tmp_path, caplog):
+    with FakeOpenAIServer(by_field=JUDGE_ANSWERS) as server:
+        config = Config(models={"task": ModelSettings(model="openai/capped", api_base=server.url, max_tokens=200)})
+        with caplog.at_level(logging.WARNING, "datagen.models"):
+            generate("style_clone", [workspace / "data/samples"], tmp_path / "out", workspace=workspace,
+                     config=config, settings=RunSettings(max_tokens=300, limit=2), min_scores={"content": 0.0})
+    assert server.requests and {r.get("max_tokens") for r in server.requests} == {200}  # the judge inherits it
+    assert "has no max_tokens" not in caplog.text
+
+
+def test_the_task_cap_follows_the_chunk_and_fits_a_known_context_window(workspace):
+    program = load_program("style_clone", workspace)
+    model = bound_answers(program, fake_model(), 300)
+    assert model.max_tokens == 856 and model.default_cap
+    assert bound_answers(program, model, 200).max_tokens == 856  # a smaller chunk keeps it: same requests
+    larger = bound_answers(program, model, 200, [Chunk("c", "s", 0, 1, "x", 700)])  # a dev set's largest item
+    assert larger.max_tokens == 2 * 700 + 256 and larger.default_cap
+    windowed = bound_answers(program, fake_model(window=2000), 512)
+    room = 2000 - ENGINE.prompt_overhead(program, windowed) - 512
+    assert 512 <= windowed.max_tokens == room < 2 * 512 + 256  # what the window leaves, prompt and chunk aside
+    check_budget(program, windowed, 512)  # and generate's check agrees it fits
+    own = fake_model().with_settings(max_tokens=100)
+    assert bound_answers(program, own, 300) is own  # the user's cap, however small, is theirs
+
+
+def test_the_embedded_model_keeps_its_cap_and_is_not_warned_of(workspace, caplog):
+    from datagen.local_model import DEFAULT_MAX_TOKENS as LOCAL_MAX_TOKENS
+    from datagen.models import role_model
+
+    model = role_model(Config(), "task")
+    with caplog.at_level(logging.WARNING, "datagen.models"):
+        assert bound_answers(load_program("style_clone", workspace), model, 512) is model
+    assert model.max_tokens == LOCAL_MAX_TOKENS and not caplog.records
 
 
 def test_unknown_pipeline_lists_the_available_ones(workspace, tmp_path):
