@@ -4,9 +4,12 @@ An optimizer climbs whatever its metric rewards, so before trusting one, check t
 
 - on **parallel text** (a styled passage and a person's plain rewrite of it, `--pairs`): the plain version scores
   more generic than the styled original (`plain_vs_styled`, genericness metrics), and the true pair (plain version
-  -> styled passage) beats the same pair made with an unchanged copy of the passage (`true_vs_copy`), with another
-  passage's plain version (`true_vs_other`) and with the first half of the plain version (`true_vs_truncated`), for
-  the composite and each content or genericness metric;
+  -> styled passage) beats the same pair made with each degenerate rewrite an optimizer or a weak model could
+  offer instead (`perturbations`): an unchanged copy of the passage (`true_vs_copy`), another passage's plain
+  version (`true_vs_other`), the first half of the plain version (`true_vs_truncated`), the plain version padded
+  with other passages' sentences (`true_vs_padded`), gibberish of its length (`true_vs_gibberish`), a placeholder
+  such as `{generic}` (`true_vs_placeholder`) and one fixed generic text for every passage (`true_vs_template`),
+  for the composite and each content or genericness metric;
 - on **several authors' passages** (`--authors`): a held-out passage by the author scores higher on a style metric
   than a passage by another of the authors (`own_vs_other_author`). Each author's metrics are fitted on that
   author's passages, against the workspace's background plus the authors other than the two compared (never the
@@ -31,18 +34,36 @@ from datagen.config import Config
 from datagen.errors import DatagenError
 from datagen.ingest import iter_documents
 from datagen.judge_check import auc
+from datagen.metrics.coverage import sentences
 from datagen.pipelines import load_metric_suite
 from datagen.samples import Sample
 from datagen.scoring import COMPOSITE, MetricContext, Scorer
 
-PAIR_CHECKS = ("plain_vs_styled", "true_vs_copy", "true_vs_other", "true_vs_truncated")
+# The degenerate rewrites the true one is set against (see `perturbations`), each named by its check.
+PERTURBATIONS = ("true_vs_copy", "true_vs_other", "true_vs_truncated", "true_vs_padded", "true_vs_gibberish",
+                 "true_vs_placeholder", "true_vs_template")
+PAIR_CHECKS = ("plain_vs_styled", *PERTURBATIONS)
 AUTHOR_CHECK = "own_vs_other_author"
 # What losing each check to its trivial baseline means, for the flag.
 LOSES = {"plain_vs_styled": "rates the styled original at least as generic as the plain version",
          "true_vs_copy": "prefers an unchanged copy of the passage to the true rewrite",
          "true_vs_other": "prefers another passage's rewrite to the true one",
          "true_vs_truncated": "prefers half of the rewrite to the whole of it",
+         "true_vs_padded": "prefers the rewrite padded with sentences from other passages to the rewrite alone",
+         "true_vs_gibberish": "prefers gibberish of the rewrite's length to the rewrite",
+         "true_vs_placeholder": "prefers a placeholder (such as {generic}) to the true rewrite",
+         "true_vs_template": "prefers one fixed generic text, the same for every passage, to the true rewrite",
          AUTHOR_CHECK: "prefers another author's passage to the author's own"}
+# What a model answers when it fills in the field's name or a template slot rather than the text (seen from small
+# real models: `generic`, `{generic}` and `{{generic}}` for style_clone's output field `generic`).
+PLACEHOLDERS = ("generic", "{generic}", "{{generic}}", "[PLACEHOLDER]")
+# One plain, fluent, content-free text, the same for every passage: what a model answers when it gives up on the
+# passage and writes about it instead.
+TEMPLATE = ("Here is the passage rewritten in plain, simple modern English. It tells the same story in everyday "
+            "words: what happened, who was there and what they said to each other, without the old-fashioned "
+            "style of the original.")
+# Padding adds at least this share of the rewrite's words, in whole sentences from other passages' rewrites.
+PADDING = 0.5
 # Passages cut from an author's files, at about a paragraph or two each.
 AUTHOR_CHUNK_TOKENS = 200
 RESAMPLES = 1000
@@ -214,15 +235,10 @@ def check_pairs(metrics: PipelineMetrics, pairs: list[tuple[str, str]], *, seed:
         raise DatagenError(f"pipeline {metrics.pipeline!r} has no genericness or content metric to check on "
                            "parallel text")
     comparisons: dict[tuple[str, str], _Comparison] = {}
-    others = _derangement(len(pairs), seed)
-    for i, (styled, plain) in enumerate(pairs):
-        half = " ".join(plain.split()[: max(1, len(plain.split()) // 2)])
+    for i, ((styled, plain), against) in enumerate(zip(pairs, perturbations(pairs, seed))):
         true = metrics.score(styled, Sample(input=plain, output=styled), names)
-        against = {"true_vs_copy": Sample(input=styled, output=styled),
-                   "true_vs_other": Sample(input=pairs[others[i]][1], output=styled),
-                   "true_vs_truncated": Sample(input=half, output=styled)}
-        for check, sample in against.items():
-            for name, value in metrics.score(styled, sample, names).items():
+        for check, rewrite in against.items():
+            for name, value in metrics.score(styled, Sample(input=rewrite, output=styled), names).items():
                 comparisons.setdefault((name, check), _Comparison()).add(true[name], value)
                 if check == "true_vs_copy" and metrics.aspects.get(name) == "genericness":
                     comparisons.setdefault((name, "plain_vs_styled"), _Comparison()).add(true[name], value)
@@ -265,6 +281,59 @@ def check_authors(pipeline: str, authors: dict[str, list[str]], *, workspace: Pa
             on_pair(group + 1, len(ordered))
     return _verdicts(Validity(pipeline, f"{len(authors)} authors: {', '.join(authors)}"), comparisons, kinds,
                      aspects)
+
+
+def perturbations(pairs: list[tuple[str, str]], seed: int = 0) -> list[dict[str, str]]:
+    """For each (styled, plain) pair, the degenerate rewrites its true plain version is set against, by check:
+
+    - `true_vs_copy`: the styled passage itself, unchanged;
+    - `true_vs_other`: another pair's plain version (a random other pair);
+    - `true_vs_truncated`: the first half of the plain version's words;
+    - `true_vs_padded`: the plain version with whole sentences of other pairs' plain versions inserted at random
+      sentence boundaries until at least PADDING (50%) more words: invented content in the same register;
+    - `true_vs_gibberish`: the plain version with its letters shuffled among the letter positions (each keeping
+      its position's case), spaces, digits and punctuation left in place: the same length, word lengths, sentence
+      lengths and punctuation, and no word;
+    - `true_vs_placeholder`: one of PLACEHOLDERS, in turn;
+    - `true_vs_template`: TEMPLATE, the same for every pair.
+
+    The same `seed` gives the same rewrites. Needs at least 2 pairs."""
+    rng = random.Random(seed)
+    others = _derangement(len(pairs), seed)
+    split = [sentences(plain) for _, plain in pairs]
+    result = []
+    for i, (styled, plain) in enumerate(pairs):
+        words = plain.split()
+        result.append({
+            "true_vs_copy": styled,
+            "true_vs_other": pairs[others[i]][1],
+            "true_vs_truncated": " ".join(words[: max(1, len(words) // 2)]),
+            "true_vs_padded": _padded(split[i], [s for j, own in enumerate(split) if j != i for s in own], rng),
+            "true_vs_gibberish": _gibberish(plain, rng),
+            "true_vs_placeholder": PLACEHOLDERS[i % len(PLACEHOLDERS)],
+            "true_vs_template": TEMPLATE,
+        })
+    return result
+
+
+def _padded(own: list[str], elsewhere: list[str], rng: random.Random) -> str:
+    """`own` sentences with sentences drawn from `elsewhere` inserted at random places, until the added words
+    reach PADDING of the own ones."""
+    wanted = PADDING * sum(len(s.split()) for s in own)
+    text, added = list(own), 0
+    while added < wanted:
+        sentence = rng.choice(elsewhere)
+        text.insert(rng.randint(0, len(text)), sentence)
+        added += len(sentence.split())
+    return " ".join(text)
+
+
+def _gibberish(text: str, rng: random.Random) -> str:
+    """`text` with its letters shuffled among the letter positions, each taking the case of its position."""
+    letters = [c.lower() for c in text if c.isalpha()]
+    rng.shuffle(letters)
+    shuffled = iter(letters)
+    return "".join((next(shuffled).upper() if c.isupper() else next(shuffled)) if c.isalpha() else c for c in text)
 
 
 def _derangement(n: int, seed: int) -> list[int]:

@@ -1,6 +1,9 @@
-"""Offline metrics: the stylometric classifier and its metrics, chrF, and the numpy sentence embedder."""
+"""Offline metrics: the stylometric classifier and its metrics, chrF, the numpy sentence embedder, content coverage
+and novelty, and the composite's gates."""
 
+import json
 import random
+from collections import Counter
 
 import pytest
 from sklearn.metrics import roc_auc_score
@@ -9,6 +12,9 @@ from datagen.chunking import chunk_documents
 from datagen.errors import DatagenError
 from datagen.ingest import iter_documents
 from datagen.samples import Sample
+from datagen.metrics.base import Score
+from datagen.metrics.composite import Composite
+from datagen.metrics.coverage import ContentCoverage, Novelty, content_words, coverage
 from datagen.metrics.overlap import ChrF, EmbeddingSimilarity, embedding_available
 from datagen.metrics.stylometry import (CrossFittedClassifier, StyleClassifier, StylometricFidelity, StylometricGenericness,
                                 background_path, cross_validated_probabilities, normalise_typography)
@@ -204,3 +210,55 @@ def test_embedding_similarity_prefers_a_paraphrase_to_an_unrelated_sentence():
     assert 0.0 <= unrelated.value < paraphrase.value <= 1.0
     assert paraphrase.value > unrelated.value + 0.3
     assert "embedding" in paraphrase.feedback
+
+
+# data/style_clone/pairs.jsonl: passages written for the project with a person's plain rewrite of each.
+PAIRS = [json.loads(line) for line in (ROOT / "data/style_clone/pairs.jsonl").read_text().splitlines()]
+
+
+def test_coverage_is_the_content_word_f_measure_times_the_length_ratio():
+    chunk = "The old keeper climbed the stair whilst the storm howled."
+    recall, precision, ratio = coverage(chunk, "The keeper climbed slowly.")
+    # Content words (5-character stems, no function words): old, keepe, climb, stair, storm, howle | keepe,
+    # climb, slowl.
+    assert (recall, precision) == pytest.approx((2 / 6, 2 / 3)) and ratio == pytest.approx(4 / 10)
+    score = ContentCoverage()(chunk, Sample(input="The keeper climbed slowly.", output=chunk))
+    assert score.value == pytest.approx(2 * (2 / 6) * (2 / 3) / (2 / 6 + 2 / 3) * 0.4 ** 0.25)
+    assert "33% of the chunk's content words" in score.feedback
+    assert content_words("He rejoiceth; she rejoices. Thou hast 12 sheep.") == \
+        Counter({"rejoi": 2, "12": 1, "sheep": 1})  # archaic function words are function words
+
+
+@pytest.mark.parametrize("pair", PAIRS, ids=range(len(PAIRS)))
+def test_half_a_rewrite_covers_less_and_padding_lowers_precision(pair):
+    # (Padding a rewrite shorter than its chunk also brings its length nearer: the composite must weigh the two,
+    # tests/test_validity.py.)
+    styled, plain = pair["styled"], pair["plain"]
+    metric = ContentCoverage()
+    true = metric(styled, Sample(input=plain, output=styled)).value
+    half = " ".join(plain.split()[: len(plain.split()) // 2])
+    others = " ".join(p["plain"] for p in PAIRS if p is not pair)[: len(plain) // 2]
+    assert coverage(styled, half)[0] < coverage(styled, plain)[0]
+    assert coverage(styled, plain + " " + others)[1] < coverage(styled, plain)[1]
+    assert metric(styled, Sample(input=half, output=styled)).value < true
+    assert metric(styled, Sample(input=styled, output=styled)).value == 1.0  # a copy covers everything
+    for empty in ("{generic}", "generic", "Xq zvt plorn ak mudretsi.", ""):
+        assert metric(styled, Sample(input=empty, output=styled)).value == 0.0
+
+
+def test_novelty_is_the_share_of_new_word_pairs_and_a_copy_has_none():
+    metric = Novelty()
+    chunk = "the keeper lit the lamp at dusk"
+    assert metric(chunk, Sample(input=chunk, output=chunk)).value == 0.0
+    assert metric(chunk, Sample(input="the keeper lit a candle", output=chunk)).value == pytest.approx(0.5)
+    assert metric(chunk, Sample(input="keeper", output=chunk)).value == 0.0  # one word, the chunk's: nothing new
+    assert metric(chunk, Sample(input="placeholder", output=chunk)).value == 1.0
+    for pair in PAIRS:  # a person's plain rewrite is mostly new wording
+        assert metric(pair["styled"], Sample(input=pair["plain"], output=pair["styled"])).value > 0.5
+
+
+def test_a_gate_scales_the_weighted_mean_down_below_its_floor():
+    composite = Composite([Novelty(), ContentCoverage()], {"novelty": 1.0, "coverage": 1.0})
+    assert composite.combine({"novelty": Score(0.1), "coverage": Score(0.8)}) == pytest.approx(0.45 * 0.1 / 0.15)
+    assert composite.combine({"novelty": Score(0.6), "coverage": Score(0.8)}) == pytest.approx(0.7)
+    assert composite.combine({"novelty": Score(0.0), "coverage": Score(1.0)}) == 0.0

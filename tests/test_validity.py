@@ -9,8 +9,10 @@ import pytest
 
 from datagen.config import Config, MetricSettings
 from datagen.errors import DatagenError
+from datagen.metrics.coverage import sentences
 from datagen.scoring import MetricContext
-from datagen.validity import PipelineMetrics, check_authors, check_pairs, read_authors, read_pairs
+from datagen.validity import (PAIR_CHECKS, PERTURBATIONS, PLACEHOLDERS, TEMPLATE, PipelineMetrics, check_authors,
+                              check_pairs, perturbations, read_authors, read_pairs)
 
 from .conftest import ROOT, run_cli
 from .fakes import FakeEngine, FromInputs
@@ -19,23 +21,49 @@ from .test_metrics import judge_model
 PAIRS = ROOT / "data" / "style_clone" / "pairs.jsonl"
 
 
-def test_offline_metrics_prefer_the_true_rewrite_to_a_copy_and_to_another_passages(workspace):
+def test_offline_composite_prefers_the_true_rewrite_to_every_degenerate_one(workspace):
     result = run_cli("judge-check", "style_clone", "--pairs", str(PAIRS), "--offline", "--json", "v.json",
                      cwd=workspace, timeout=600)
     assert result.returncode == 0, result.stderr
     figures = json.loads((workspace / "v.json").read_text())["metrics"]
-    assert {"generic_offline", "chrf", "composite (offline)"} <= set(figures)
+    assert {"generic_offline", "chrf", "coverage", "novelty", "composite (offline)"} <= set(figures)
     assert figures["generic_offline"]["plain_vs_styled"] == pytest.approx(
         {"accuracy": 1.0, "auc": 1.0, "n": 8, "low": 1.0, "high": 1.0})
-    composite = figures["composite (offline)"]
-    assert composite["true_vs_copy"]["accuracy"] == 1.0 and composite["true_vs_other"]["accuracy"] == 1.0
-    for checks in figures.values():
-        for figure in checks.values():
+    for name, checks in figures.items():  # every check, for every metric with an aspect and the composite
+        assert set(checks) == (set(PAIR_CHECKS) if name in ("generic_offline", "novelty") else set(PERTURBATIONS))
+        for check, figure in checks.items():
             assert figure["low"] <= figure["accuracy"] <= figure["high"] and figure["n"] == 8
+            assert check in result.stdout
+    # The composite prefers the person's rewrite to a copy, another passage's rewrite, half of it, it padded with
+    # other sentences, gibberish of its length, a placeholder and a stock text, in each of the 8 pairs.
+    assert {check: f["accuracy"] for check, f in figures["composite (offline)"].items()} == \
+        {check: 1.0 for check in PERTURBATIONS}
+    assert figures["coverage"]["true_vs_truncated"]["accuracy"] == 1.0
     # chrF rewards copying: flagged, as the metric that loses to the copy.
     assert figures["chrf"]["true_vs_copy"]["accuracy"] == 0.0
     assert "flagged: chrf true_vs_copy: prefers an unchanged copy" in result.stdout
     assert "composite (offline) true_vs_copy" not in result.stdout.split("flagged:", 1)[-1]
+
+
+def test_perturbations_are_built_from_any_pairs_and_the_same_for_a_seed():
+    pairs = read_pairs(PAIRS)
+    built = perturbations(pairs, seed=3)
+    assert built == perturbations(pairs, seed=3) and built != perturbations(pairs, seed=4)
+    for i, ((styled, plain), rewrites) in enumerate(zip(pairs, built)):
+        assert list(rewrites) == list(PERTURBATIONS)
+        assert rewrites["true_vs_copy"] == styled
+        assert rewrites["true_vs_other"] in {p for j, (_, p) in enumerate(pairs) if j != i}
+        assert plain.startswith(rewrites["true_vs_truncated"])
+        assert len(rewrites["true_vs_truncated"].split()) == len(plain.split()) // 2
+        padded = rewrites["true_vs_padded"]
+        assert len(padded.split()) >= 1.5 * len(plain.split())
+        assert all(sentence in padded for sentence in sentences(plain))  # the rewrite's own sentences, in order
+        gibberish = rewrites["true_vs_gibberish"]
+        assert len(gibberish) == len(plain) and gibberish != plain
+        assert [c for c in gibberish if not c.isalpha()] == [c for c in plain if not c.isalpha()]
+        assert sorted(c.lower() for c in gibberish if c.isalpha()) == sorted(c.lower() for c in plain if c.isalpha())
+        assert rewrites["true_vs_placeholder"] == PLACEHOLDERS[i % len(PLACEHOLDERS)]
+        assert rewrites["true_vs_template"] == TEMPLATE
 
 
 def fake_judges(styled: set[str], own: set[str] = frozenset()) -> FakeEngine:

@@ -15,7 +15,12 @@ from datagen.metrics.base import Metric, Score
 
 class Composite:
     """`weights` name the metrics that count and how much (a metric left out counts for nothing);
-    `threshold` is the composite score a prediction needs to pass where DSPy wants a verdict (bootstrapping)."""
+    `threshold` is the composite score a prediction needs to pass where DSPy wants a verdict (bootstrapping).
+
+    A counted metric with a `floor` attribute is also a gate: the weighted mean is multiplied by
+    min(1, score / floor), so a sample that fails it (a copy of its chunk, for style_clone's `novelty`) scores near
+    0 however well it does on the rest. A weighted mean alone cannot do that: a copy has all of the chunk's content,
+    and the content metrics outweigh what it lacks in style."""
 
     def __init__(self, metrics: Sequence[Metric], weights: dict[str, float], threshold: float = 0.5):
         by_name = {metric.name: metric for metric in metrics}
@@ -33,8 +38,15 @@ class Composite:
         return self.combine(scores), scores
 
     def combine(self, scores: dict[str, Score]) -> float:
+        """The weighted mean of `scores` ({metric: Score}, every counted metric), times each gate's
+        min(1, score / floor)."""
         total = sum(self.weights.values())
-        return sum(self.weights[name] * scores[name].value for name in self.weights) / total
+        value = sum(self.weights[name] * scores[name].value for name in self.weights) / total
+        for metric in self.metrics:
+            floor = getattr(metric, "floor", None)
+            if floor:
+                value *= min(1.0, scores[metric.name].value / floor)
+        return value
 
     def score_prediction(self, example, prediction) -> tuple[float, str]:
         """Mean composite over the prediction's samples (0 when it made none), and the feedback of the worst."""
