@@ -9,6 +9,9 @@ field's value. An answer with no clean reading fails to parse, as DSPy's own unr
 - `[[ ## field ## ]]` markers are read wherever they stand: indented, on the line of a value, spaced differently.
 - A lone surrogate (a `\\ud83d` escape, valid JSON but not Unicode) fails the call with `InvalidText`: stored
   text must be valid UTF-8, and a half emoji is no training text.
+- A `str` field given a JSON object or array, or a Python dict/list repr (the JSONAdapter's parsed value is a dict
+  or list, which DSPy would turn into its repr), fails to parse: it is data, not the text the field asks for.
+  Fields of other types (list[str], bool, pydantic models) take such values as before.
 """
 
 import json
@@ -17,6 +20,8 @@ import sys
 
 import dspy
 from dspy.utils.exceptions import AdapterParseError
+
+from datagen.degenerate import is_serialized_object
 
 _TAG_NAMES = r"think|thinking|thought|thoughts|reasoning|reason|reflection|scratchpad"
 # The end of a reasoning block: a closing tag, or the `<|end_of_thought|>` style some models write.
@@ -85,6 +90,9 @@ class _Strict:
         values = json.dumps(fields, ensure_ascii=False, default=str)
         if _REASONING_TAG.search(values) or _MARKER_PIECE.search(values):
             raise self._unclean(signature, completion, "a value holds a reasoning tag or a field marker")
+        for name, value in fields.items():
+            if signature.output_fields[name].annotation is str and is_serialized_object(value):
+                raise self._unclean(signature, completion, f"the text field {name} holds a JSON object or list")
         return fields
 
     def _unclean(self, signature, completion: str, problem: str) -> AdapterParseError:
