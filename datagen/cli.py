@@ -1,5 +1,6 @@
 """The `datagen` command: a thin layer over the Python API."""
 
+import functools
 import json
 import logging
 import os
@@ -55,10 +56,22 @@ def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show d
     if not verbose:
         handler.addFilter(_own_records)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler], force=True)
-    # (The optimizers' tqdm bars: datagen.optimize turns them into debug lines. TQDM_DISABLE would come too late:
-    # tqdm is read with DSPy, before this runs.)
+    if not verbose:
+        _no_progress_bars()
     _quiet_libraries()
     _redact_output()
+
+
+def _no_progress_bars() -> None:
+    """The optimizers' tqdm bars off (DSPy draws them over the command's own status line): tqdm's default for
+    `disable`, which it reads from TQDM_DISABLE only when imported, and DSPy imports it before any option is
+    read. A bar asked for explicitly (disable=False) still draws."""
+    import tqdm
+
+    init = tqdm.tqdm.__dict__["__init__"]
+    if not getattr(init, "datagen_quiet", False):  # once per process (the app may run again in one)
+        tqdm.tqdm.__init__ = functools.partialmethod(init, disable=True)
+        tqdm.tqdm.__init__.datagen_quiet = True
 
 
 def _own_records(record: logging.LogRecord) -> bool:

@@ -322,8 +322,7 @@ def count_labeled(program: dspy.Module, labeled: dict[str, list[dspy.Example]]) 
 
 
 class _LogLines(io.TextIOBase):
-    """Where optimizers' print() and progress bars go: debug log lines (shown by `datagen -v`), so stdout carries
-    only results and stderr only datagen's own lines."""
+    """Where optimizers' print() goes: debug log lines (shown by `datagen -v`), so stdout carries only results."""
 
     def write(self, text: str) -> int:
         for line in text.splitlines():
@@ -417,9 +416,7 @@ class Session:
         model = model or self.model
         check = DemoCheck(self.scorer.composite)
         try:
-            # What optimizers print, and their progress bars (tqdm writes to stderr), as debug lines (datagen -v).
-            with (model.context(), track_usage() as tracker, contextlib.redirect_stdout(_LogLines()),
-                  contextlib.redirect_stderr(_LogLines())):
+            with model.context(), track_usage() as tracker, contextlib.redirect_stdout(_LogLines()):
                 tuner = make_optimizer(optimizer, check, model, self.prompt, seed, demos)
                 compiled = tuner.compile(program, trainset=trainset, **compile_kwargs(optimizer, trainset, seed))
         finally:

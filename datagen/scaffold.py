@@ -132,6 +132,7 @@ What the model is asked to do is the docstring of the signature in signatures/$n
 import dspy
 
 from datagen import Sample
+from datagen.degenerate import degenerate
 from signatures.$name import $signature_class
 
 
@@ -142,6 +143,14 @@ $option_lines        self.predict = dspy.Predict($signature_class)
 
     def forward(self, chunk: str) -> dspy.Prediction:
         result = self.predict($call_args)
+        # An output that is no text worth training on makes no sample: empty, a placeholder (`{$first_output}`), a
+        # JSON object, gibberish, or a copy of the passage or of a sentence of it. `datagen generate` counts the
+        # drops by reason. Leave `source` out for a field that may quote the passage; add `min_length_ratio=0.55`
+        # (datagen.degenerate.REWRITE_MIN_LENGTH_RATIO) for one that must carry all of it, as a rewrite does.
+        for field in $output_names:
+            if reason := degenerate(result[field], source=chunk, field=field):
+                dropped = [{"reason": reason, field: result[field]}]
+                return dspy.Prediction($output_items, samples=[], dropped=dropped)
         # The training pair: `input` is what the fine-tuned model will be given, `output` what it should answer.
         # Any output field, or `chunk` (the passage itself), may go on either side: swap them to train the
         # reverse task, or return several samples per chunk.
@@ -214,27 +223,39 @@ WORKSPACE = Path(__file__).resolve().parents[1]
 
 
 class EchoEngine:
-    """A DSPy custom engine: answers each output field the prompt names with a short fixed text, in the
-    `[[ ## field ## ]]` format of DSPy's ChatAdapter."""
+    """A DSPy custom engine: answers each output field the prompt names with `answer(field)` (a short fixed text
+    by default), in the `[[ ## field ## ]]` format of DSPy's ChatAdapter."""
+
+    def __init__(self, answer=lambda field: f"an example {field}"):
+        self.answer = answer
 
     def complete(self, request) -> Response:
         system = request.system if isinstance(request.system, str) else "".join(p.text for p in request.system or ())
         asked = system.partition("Your output fields are:")[2].partition("All interactions")[0]
         fields = re.findall(r"^\\d+\\. `(\\w+)`", asked, re.M)
-        text = "".join(f"[[ ## {field} ## ]]\\nan example {field}\\n\\n" for field in fields) + "[[ ## completed ## ]]"
+        text = "".join(f"[[ ## {field} ## ]]\\n{self.answer(field)}\\n\\n" for field in fields) + "[[ ## completed ## ]]"
         return Response(id=None, model="echo", message=Message.assistant([TextPart(text)]), finish_reason="stop",
                         usage=Usage(input_tokens=0, output_tokens=len(text.split())))
 
 
-def test_${name}_makes_samples_from_every_dev_item():
+def run_dev_set(engine: EchoEngine) -> list:
+    """The program's prediction for each dev item, the stand-in model answering."""
     program = load_program("$name", WORKSPACE)
-    lm = dspy.LM("local/echo", engine=EchoEngine(), cache=False)
+    lm = dspy.LM("local/echo", engine=engine, cache=False)
     with dspy.context(lm=lm, adapter=dspy.ChatAdapter()):
-        for item in read_devset(WORKSPACE / "data" / "$name" / "dev.jsonl"):
-            samples = program(chunk=item.chunk.text).samples
-            assert samples, "the program returned no samples"
-            for sample in samples:
-                assert sample.input.strip() and sample.output.strip()
+        return [program(chunk=item.chunk.text) for item in read_devset(WORKSPACE / "data" / "$name" / "dev.jsonl")]
+
+
+def test_${name}_makes_samples_from_every_dev_item():
+    for prediction in run_dev_set(EchoEngine()):
+        assert prediction.samples, "the program returned no samples"
+        for sample in prediction.samples:
+            assert sample.input.strip() and sample.output.strip()
+
+
+def test_${name}_drops_a_placeholder_answer():
+    for prediction in run_dev_set(EchoEngine(lambda field: "{" + field + "}")):
+        assert not prediction.samples and prediction.dropped[0]["reason"] == "placeholder"
 ''')
 
 
@@ -275,6 +296,7 @@ def render(name: str, fields: Fields) -> dict[Path, str]:
         "call_args": f"{fields.inputs[0]}=chunk" + (", **self.options" if options else ""),
         "sample_input": sample_input, "sample_output": sample_output,
         "output_items": ", ".join(f"{output}=result.{output}" for output in fields.outputs),
+        "first_output": fields.outputs[0], "output_names": repr(tuple(fields.outputs)).replace("'", '"'),
     }
     return {Path("signatures", f"{name}.py"): SIGNATURE.substitute(values),
             Path("programs", f"{name}.py"): PROGRAM.substitute(values),

@@ -32,8 +32,13 @@ _INPUT_VALUE = re.compile(r"\[\[ ## (\w+) ## \]\]\n(.*?)(?=\n\n\[\[ ## |\n\nResp
 
 
 def plain(text: str) -> str:
-    """The fake model's 'rephrase': the passage's words, lower-cased, without punctuation."""
-    return " ".join(re.findall(r"[\w’']+", text)).lower()
+    """The fake model's 'rephrase': the passage's words, lower-cased, without punctuation, the middle two of every
+    four swapped. (Reworded: a text that differs from the passage only in case and punctuation is a copy of it,
+    which the pipelines drop, see datagen/degenerate.py.)"""
+    words = re.findall(r"[\w’']+", text.lower())
+    for i in range(1, len(words) - 1, 4):
+        words[i], words[i + 1] = words[i + 1], words[i]
+    return " ".join(words)
 
 
 class Unparseable(Exception):

@@ -260,6 +260,7 @@ def test_optimize_counts_the_requests_the_server_saw_and_keeps_library_logs_for_
     # The libraries' log lines (DSPy's ERROR line quotes the whole chunk) only with -v; datagen's own stay.
     for quiet in (first, again):
         assert "Failed to run or to evaluate example" not in quiet.stderr and unreadable[:60] not in quiet.stderr
+        assert "it/s]" not in quiet.stderr  # nor the optimizer's progress bar
         assert not [line for line in quiet.stderr.splitlines() if line.startswith(("ERROR:", "DEBUG:", "INFO:"))]
     assert verbose.returncode == 0 and "Failed to run or to evaluate example" in verbose.stderr
 

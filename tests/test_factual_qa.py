@@ -119,6 +119,28 @@ def test_a_chunk_whose_pairs_were_all_dropped_is_done_not_failed(workspace, tmp_
     assert again.chunks == 0 and engine.calls == calls
 
 
+def test_degenerate_questions_and_answers_are_dropped_by_reason_before_any_call_on_them(workspace, tmp_path):
+    # Four questions a chunk: a placeholder, a copy of the chunk's first sentence, then two good ones, the first
+    # answered with a dict, the second with its sentence of the passage (an answer may quote the chunk).
+    def asked(passage):
+        good = [about(s) for s in sentences(passage)]
+        return json.dumps(["{question}", sentences(passage)[0], *good[:2]])
+
+    def answered(inputs):
+        answer = answers(inputs)
+        return repr({"answer": answer}) if inputs["question"] == about(sentences(inputs["passage"])[0]) else answer
+
+    engine = FakeEngine(by_field={**QA_MODEL, "questions": asked, "answer": FromInputs(answered)})
+    report = run(workspace, tmp_path / "run", {"questions": 4}, engine)
+    assert report.samples == report.chunks > 3 and not report.failures
+    assert report.dropped == {"placeholder": report.chunks, "copy": report.chunks, "serialized": report.chunks}
+    # Per chunk: the questions, two answers, and one check (the serialized answer is not checked).
+    assert engine.calls == report.chunks * 4
+    for stored in stored_outputs(tmp_path / "run"):
+        assert [d["reason"] for d in stored["dropped"]] == ["placeholder", "copy", "serialized"]
+        assert [d["answer"] for d in stored["dropped"][:2]] == ["", ""]
+
+
 def test_a_run_refuses_to_resume_with_other_options(workspace, tmp_path):
     run(workspace, tmp_path / "run", {"questions": 2})
     with pytest.raises(DatagenError, match="different options"):
@@ -290,4 +312,4 @@ def test_evaluate_runs_the_pipeline_on_the_dev_set_with_its_metrics(workspace):
     assert set(result["metrics"]) == METRICS | {"composite"}
     assert result["metrics"]["accuracy"]["mean"] == 0.75
     assert result["metrics"]["grounded"]["mean"] == 1.0  # every answer is a sentence of its passage
-    assert result["metrics"]["composite"]["n"] == len(result["samples"])
+    assert result["metrics"]["composite"]["n"] == len(val)  # every dev item counts, each the mean of its samples

@@ -177,25 +177,29 @@ def neutral_paragraphs(workspace) -> list[str]:
     return [p.strip() for p in text.split("\n\n") if len(p.split()) > 30]
 
 
-def copies_some(workspace):
-    """A 'rephrase' that copies the chunks mentioning the lamp (such a pair would teach copying, not style) and
+def styles_some(workspace):
+    """A 'rephrase' that answers the chunks mentioning the lamp with another passage of the styled text (such a
+    pair would teach nothing of the style; a copy of the chunk itself the pipeline drops before any gate) and
     answers the others with plain expository prose."""
     paragraphs = neutral_paragraphs(workspace)
+    styled = [p for p in (workspace / "data/samples/lighthouse_keeper.md").read_text().split("\n\n") if len(p) > 400]
 
     def respond(text: str) -> str:
-        return text if "lamp" in text.lower() else paragraphs[len(text) % len(paragraphs)]
+        if "lamp" in text.lower():
+            return " ".join([p for p in styled if text[:40] not in p][:2])
+        return paragraphs[len(text) % len(paragraphs)]
     return respond
 
 
 def test_min_score_keeps_low_samples_out_of_the_export_but_in_the_store(workspace, tmp_path):
     out = tmp_path / "run"
     report = generate("style_clone", [workspace / "data/samples"], out, workspace=workspace, config=Config(),
-                      model=fake_model(FakeEngine(respond=copies_some(workspace))),
+                      model=fake_model(FakeEngine(respond=styles_some(workspace))),
                       min_scores={"generic_offline": 0.5}, settings=RunSettings(max_tokens=150))
     copied = report.samples - report.exported
     assert report.held_back == copied > 0 and report.exported > 0
     exported = [json.loads(line)["conversations"][0]["value"] for line in report.data_path.read_text().splitlines()]
-    assert set(exported) <= set(neutral_paragraphs(workspace))  # no copied (styled) input got through
+    assert set(exported) <= set(neutral_paragraphs(workspace))  # no styled input got through
     with sqlite3.connect(out / "run.db") as db:
         scored = db.execute("SELECT count(*), min(value), max(value) FROM scores WHERE metric = 'generic_offline'")
         count, low, high = scored.fetchone()

@@ -58,7 +58,7 @@ def test_new_pipeline_generates_is_listed_and_its_own_test_passes(workspace):
                          cwd=workspace, capture_output=True, text=True, timeout=120,
                          env={**os.environ, "DSPY_CACHEDIR": str(workspace / ".dspy_cache")})
     assert own.returncode == 0, own.stdout + own.stderr
-    assert "1 passed" in own.stdout
+    assert "2 passed" in own.stdout
 
 
 def test_default_signature_pairs_each_passage_with_the_output(workspace):
@@ -70,6 +70,17 @@ def test_default_signature_pairs_each_passage_with_the_output(workspace):
     with fake(FakeEngine(by_field={"output": lambda text: "in short: " + plain(text)[:40]})).context():
         [sample] = program(chunk=items[0].chunk.text).samples
     assert sample.input == items[0].chunk.text and sample.output.startswith("in short: ")
+
+
+@pytest.mark.parametrize("answer, reason", [(lambda text: text, "copy"), (lambda _: "{output}", "placeholder"),
+                                            (lambda _: '{"output": "the lamp"}', "serialized")])
+def test_a_new_pipeline_drops_degenerate_output(workspace, answer, reason):
+    scaffold(workspace, "summary")
+    program = load_program("summary", workspace)
+    item = read_devset(workspace / "data/summary/dev.jsonl")[0]
+    with fake(FakeEngine(by_field={"output": answer})).context():
+        prediction = program(chunk=item.chunk.text)
+    assert prediction.samples == [] and prediction.dropped == [{"reason": reason, "output": prediction.output}]
 
 
 def test_inputs_beyond_the_first_become_pipeline_options(workspace):
