@@ -36,7 +36,8 @@ FIELD = "generic"
 def novel_texts(novel: Path) -> dict[str, list[str]]:
     """A novel as chunks of 300 tokens, as paragraphs (lines joined) and as sentences."""
     paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", novel.read_text(encoding="utf-8")) if p.strip()]
-    sentences = [s for p in paragraphs for s in re.split(r"(?<=[.!?])\s+|(?<=[.!?][\"'\u201d\u2019])\s+", p) if s.strip()]
+    ends = r"(?<=[.!?])\s+|(?<=[.!?][\"'\u201d\u2019])\s+"
+    sentences = [s for p in paragraphs for s in re.split(ends, p) if s.strip()]
     chunks = [c.text for c in chunk_documents(iter_documents([novel]), 300)]
     return {"chunks": chunks, "paragraphs": paragraphs, "sentences": sentences}
 
@@ -98,13 +99,14 @@ def gibberish(rng: random.Random, size: int) -> dict[str, str]:
         "a sentence repeated": words(lambda: "The passage is here.")[:size],
         "digits": words(lambda: str(rng.randint(0, 99999))),
         "symbols": "".join(rng.choices("#$%&*+=<>@^~|/\\-_", k=size)),
-        "identifiers": words(lambda: rng.choice(["passage_text", "chunk_id", "styled_v2"]) + str(rng.randint(100, 99999))
-                             + rng.choice([".csv", ".json", ".txt", ""])),
+        "identifiers": words(lambda: rng.choice(["passage_text", "chunk_id", "styled_v2"])
+                             + str(rng.randint(100, 99999)) + rng.choice([".csv", ".json", ".txt", ""])),
     }
 
 
-PLACEHOLDERS = ["generic", "{generic}", "{{generic}}", "[generic]", "<generic>", "[[ ## generic ## ]]", "{{ passage }}",
-                "GENERIC", "'generic'", "TODO", "...", "N/A", "Lorem ipsum dolor sit amet, consectetur adipiscing elit."]
+PLACEHOLDERS = ["generic", "{generic}", "{{generic}}", "[generic]", "<generic>", "[[ ## generic ## ]]",
+                "{{ passage }}", "GENERIC", "'generic'", "TODO", "...", "N/A",
+                "Lorem ipsum dolor sit amet, consectetur adipiscing elit."]
 
 
 def degenerate_cases(styled: str, plain: str, rng: random.Random) -> dict[str, str]:

@@ -163,7 +163,8 @@ _SCRIPT_GROUPS = {"Latin": r"\p{Script=Latin}", "Cyrillic": r"\p{Script=Cyrillic
                   "Hebrew": r"\p{Script=Hebrew}", "Indic": _INDIC}
 _GROUPS = regex.compile("|".join(f"(?P<{name}>{pattern})" for name, pattern in _SCRIPT_GROUPS.items()))
 _IDENTIFIER = regex.compile(
-    r"""(?:\p{L}[\p{L}\p{N}]*(?:_[\p{L}\p{N}]+)+|[\w-]{2,}(?:\.[\w-]+)*\.[A-Za-z][A-Za-z0-9]{0,4}|(?:https?://|www\.)\S+|[~.]?/\S*/\S*|[A-Za-z]:\\\S*
+    r"""(?:\p{L}[\p{L}\p{N}]*(?:_[\p{L}\p{N}]+)+|[\w-]{2,}(?:\.[\w-]+)*\.[A-Za-z][A-Za-z0-9]{0,4}
+    |(?:https?://|www\.)\S+|[~.]?/\S*/\S*|[A-Za-z]:\\\S*
     |(?=(?:\w*\p{L}){3})(?=(?:\w*\p{N}){3})\w+)""", regex.X)
 _EDGE_PUNCTUATION = "\"'`.,;:!?()[]{}<>_*\u2018\u2019\u201c\u201d\u00ab\u00bb\u2026"
 

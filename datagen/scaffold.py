@@ -233,7 +233,8 @@ class EchoEngine:
         system = request.system if isinstance(request.system, str) else "".join(p.text for p in request.system or ())
         asked = system.partition("Your output fields are:")[2].partition("All interactions")[0]
         fields = re.findall(r"^\\d+\\. `(\\w+)`", asked, re.M)
-        text = "".join(f"[[ ## {field} ## ]]\\n{self.answer(field)}\\n\\n" for field in fields) + "[[ ## completed ## ]]"
+        values = "".join(f"[[ ## {field} ## ]]\\n{self.answer(field)}\\n\\n" for field in fields)
+        text = values + "[[ ## completed ## ]]"
         return Response(id=None, model="echo", message=Message.assistant([TextPart(text)]), finish_reason="stop",
                         usage=Usage(input_tokens=0, output_tokens=len(text.split())))
 

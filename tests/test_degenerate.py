@@ -9,6 +9,7 @@ import string
 import dspy
 import pydantic
 import pytest
+import regex
 from dspy.utils.exceptions import AdapterParseError
 
 from datagen.adapters import ChatAdapter, JSONAdapter
@@ -74,7 +75,6 @@ SHORT_PROSE = ["Leonardo da Vinci painted it.", "In 1823.", "From 1823 to 1840."
 
 
 def sentences(text: str) -> list[str]:
-    import regex
     return [s for s in regex.split(r"(?<=[.!?。।།።։])\s*", text) if s.strip()]
 
 
@@ -99,8 +99,10 @@ DEGENERATE = {
     "[generic]": "placeholder", "<generic>": "placeholder", "'Generic'": "placeholder", "GENERIC:": "placeholder",
     "[[ ## generic ## ]]": "placeholder", "{{ passage }}": "placeholder", "${text}": "placeholder",
     "The {generic} of the passage.": "placeholder", "TODO": "placeholder", "...": "placeholder", "…": "placeholder",
-    "N/A": "placeholder", "null": "placeholder", "Lorem ipsum dolor sit amet, consectetur adipiscing elit.": "placeholder",
-    '{"generic": "The keeper lit the lamp."}': "serialized", '["The keeper lit the lamp.", "It was dusk."]': "serialized",
+    "N/A": "placeholder", "null": "placeholder",
+    "Lorem ipsum dolor sit amet, consectetur adipiscing elit.": "placeholder",
+    '{"generic": "The keeper lit the lamp."}': "serialized",
+    '["The keeper lit the lamp.", "It was dusk."]': "serialized",
     "Here it is: {'generic': 'The keeper lit the lamp at dusk, as every night.'}": "serialized",
     "{'introduction': ['The keeper": "serialized", "```\nThe keeper lit the lamp.\n```": "serialized",
     "<p>The keeper lit the lamp.</p>\n<p>It was dusk.</p>": "serialized", "print(passage)": "serialized",
