@@ -669,7 +669,10 @@ def run_gates(config: Config, model: RoleModel, scorer: Scorer | None, settings:
 def program_fingerprint(program: dspy.Module, model: RoleModel) -> str:
     """Hash of what decides a chunk's result: each predictor's fields, instructions and demos, and the model
     with its sampling settings."""
-    parts = {"model": [model.name, model.lm.kwargs.get("temperature"), model.lm.kwargs.get("max_tokens")]}
+    # A cap datagen set (`bound_answers`) follows from the chunk budget, which the inputs' fingerprint holds: left
+    # out, a run begun before datagen set caps resumes as the same run.
+    cap = None if model.default_cap else model.lm.kwargs.get("max_tokens")
+    parts = {"model": [model.name, model.lm.kwargs.get("temperature"), cap]}
     for name, predictor in program.named_predictors():
         signature = predictor.signature
         parts[name] = {

@@ -160,6 +160,17 @@ def test_the_task_cap_follows_the_chunk_and_fits_a_known_context_window(workspac
     assert bound_answers(program, own, 300) is own  # the user's cap, however small, is theirs
 
 
+def test_a_cap_datagen_set_leaves_the_runs_identity_as_it_was(workspace):
+    """A run begun before datagen set caps (or with another chunk budget's cap) resumes as the same run; a cap the
+    user sets is part of what made the run."""
+    program = load_program("style_clone", workspace)
+    bare = fake_model()
+    assert ENGINE.program_fingerprint(program, bound_answers(program, bare, 300)) == ENGINE.program_fingerprint(
+        program, bare)
+    assert ENGINE.program_fingerprint(program, bare.with_settings(max_tokens=856)) != ENGINE.program_fingerprint(
+        program, bare)
+
+
 def test_the_embedded_model_keeps_its_cap_and_is_not_warned_of(workspace, caplog):
     from datagen.local_model import DEFAULT_MAX_TOKENS as LOCAL_MAX_TOKENS
     from datagen.models import role_model
