@@ -21,6 +21,7 @@ from datagen.compiled import COMPILED_DIR, report_path
 from datagen.config import Config
 from datagen.devset import DevItem, recut
 from datagen.errors import DatagenError
+from datagen.generate import bound_answers
 from datagen.locking import exclusive
 from datagen.models import RoleModel
 from datagen.optimize import PROPOSING, CallBudgetExhausted, Session, estimate_calls
@@ -108,6 +109,8 @@ def search(pipeline: str, dev: str | Path, trials: int, *, optimizers=DEFAULT_OP
             train, val = cuts.get(settings["chunk_tokens"], (session.train, session.val))
             program = load_program(pipeline, session.workspace, settings["options"])
             task = session.task_model(temperature=settings["temperature"])
+            # A task model without max_tokens: its cap grows with a larger chunk budget tried (never shrinks).
+            task = bound_answers(program, task, session.config.chunking.max_tokens, [i.chunk for i in train + val])
             if settings["demos"] or settings["optimizer"] in PROPOSING:
                 program = session.compile(program, settings["optimizer"], seed=seed, demos=settings["demos"],
                                           train=train, model=task)
