@@ -168,7 +168,8 @@ def evaluate(program: "str | dspy.Module", devset: DevSet, metric: Metric | None
     items = dev_items(devset, split)
     run_model = bound_answers(module, task_model(config, model), config.chunking.max_tokens, [i.chunk for i in items])
     check_reachable(run_model)
-    outcomes = list(run_chunks(module, run_model, (item.chunk for item in items), concurrency, ordered=True))
+    outcomes = list(run_chunks(module, run_model, (item.chunk for item in items), concurrency, ordered=True,
+                               every=True))
     _score_outcomes(metric, outcomes)
     result = _result(name, devset, run_model, {_metric_name(metric): "metric"}, outcomes)
     return Evaluation.from_dict(result)
@@ -208,9 +209,10 @@ def optimize(program: "str | dspy.Module", devset: DevSet, metric: Metric | None
     `datagen.optimize.DemoCheck`). Without a metric, a named pipeline is optimized against its composite by
     `datagen.optimize.optimize`, which also saves compiled/PIPELINE/NAME.json with a manifest and report (`name`
     defaults to the optimizer's); `metrics` then names the composite's parts (default: every metric it weighs),
-    e.g. the offline ones alone when no capable judge is at hand. `optimizer`: one of bootstrap, bootstrap-rs, mipro, gepa, copro,
-    simba (the last four need the `prompt` model, default: the config's prompt role). `max_calls` caps LM requests
-    of every role: the call that would pass it is refused and nothing is compiled (`stopped` says so). `demos`:
+    e.g. the offline ones alone when no capable judge is at hand. `optimizer`: one of bootstrap, bootstrap-rs,
+    mipro, gepa, copro, simba (the last four need the `prompt` model, default: the config's prompt role).
+    `max_calls` caps the LM requests sent, of every role (a call DSPy's cache answers sends none: `cached`): the
+    request that would pass it is refused and nothing is compiled (`stopped` says so). `demos`:
     with `metric`, bootstrapped demos kept per predictor (default 3; a named pipeline's composite keeps 3). A
     reviewed dev set (`datagen devset --from-review`) gives human-labeled demos: its train items' go first among
     each predictor's demos after compiling (`datagen.optimize.with_labeled_demos`, within the same cap).
@@ -258,7 +260,7 @@ def optimize(program: "str | dspy.Module", devset: DevSet, metric: Metric | None
     result = Optimization(None, None, None, counter.by_role, usage, cached=counter.cached)
 
     def held_out(candidate: dspy.Module) -> float | None:
-        outcomes = list(run_chunks(candidate, run_model, (item.chunk for item in val), ordered=True))
+        outcomes = list(run_chunks(candidate, run_model, (item.chunk for item in val), ordered=True, every=True))
         _score_outcomes(metric, outcomes)
         for by_model in (o.usage for o in outcomes):
             for lm_name, used in by_model.items():

@@ -501,8 +501,8 @@ def optimize(
     tokens = ", ".join(f"{lm} {n}" for lm, n in sorted(result.usage.items()))
     cached = ", ".join(f"{role} {n}" for role, n in sorted(result.cached.items()))
     err.print(f"LM requests sent: {calls} (estimate was {result.estimate})"
-              + (f"; answered from DSPy's cache: {cached}" if cached else "") + (f"; tokens: {tokens}" if tokens else ""),
-              highlight=False)
+              + (f"; answered from DSPy's cache: {cached}" if cached else "")
+              + (f"; tokens: {tokens}" if tokens else ""), highlight=False)
     if result.state:
         out.print(f"compiled: {result.state}\nreport: {result.report}", markup=False, highlight=False,
                   soft_wrap=True)

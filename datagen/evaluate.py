@@ -70,8 +70,10 @@ def evaluate(pipeline: str, dev: str | Path, *, workspace: Path | None = None, c
     if any(kind == "judge" for kind in scorer.kinds.values()):
         check_reachable(scorer.context.judge)
         models["judge"] = scorer.context.judge.name
+    # Every item, failed ones too: an optimizer's uncompiled baseline may fail most items (a small model that
+    # cannot follow the format), which is what the compiled program is measured against.
     outcomes = list(run_chunks(program, model, (item.chunk for item in items), concurrency, scorer=scorer,
-                               ordered=True, cluster=cluster))
+                               ordered=True, cluster=cluster, every=True))
     return {
         "pipeline": pipeline,
         "program": label or (str(program_path) if program_path else "uncompiled"),

@@ -344,7 +344,7 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
                interrupt: "Interrupt | None" = None, retried: Collection[str] = (), *,
                gates: Mapping[str, CallGate] | None = None, admit: Callable[[int], bool] | None = None,
                ordered: bool = False, retry_model: RoleModel | None = None,
-               cluster: RayCluster | None = None) -> Iterator[Outcome]:
+               cluster: RayCluster | None = None, every: bool = False) -> Iterator[Outcome]:
     """Outcomes as chunks finish (in `chunks`' order with `ordered`), with at most `concurrency` chunks in flight
     and no more read ahead; each sample scored by `scorer` when given. Each chunk in flight has a worker thread;
     a program with `aforward` runs it (`acall`) on one asyncio event loop shared by the run, its worker waiting.
@@ -358,7 +358,8 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
     With `cluster`, the chunks run on Ray actors instead of threads (datagen.distributed: each actor has the
     program, the models, the scorer and its share of the gates); outcomes still come back here, to be committed.
     Raises DatagenError for a failure no other chunk would escape (bad key, unknown model, nothing listening),
-    or when the first chunks all fail."""
+    or when the first chunks all fail (unless `every`: a dev set is scored whole, each failed item counting 0,
+    its size bounding the spend)."""
     if concurrency < 1:
         raise DatagenError(f"--concurrency must be at least 1, got {concurrency}")
     if gates is None:
@@ -423,7 +424,7 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
                 while next_out in waiting:
                     yield waiting.pop(next_out)
                     next_out += 1
-            if failed_first >= FAILURES_BEFORE_FIRST_SUCCESS:
+            if failed_first >= FAILURES_BEFORE_FIRST_SUCCESS and not every:
                 raise DatagenError(f"the first {failed_first} chunks all failed ({outcome.failure}: "
                                    f"{outcome.message}); stopped before spending more")
     finally:

@@ -208,6 +208,17 @@ def test_a_failed_item_counts_0_in_every_mean_with_n_and_its_kind_shown(workspac
     assert "<th>Failed</th>" in page and "<td>2 (parse 2)</td>" in page
 
 
+def test_a_dev_set_is_scored_whole_even_when_every_item_fails(workspace):
+    # A corpus run stops when its first 5 chunks all fail; a dev set is scored whole (an uncompiled baseline that
+    # fails everywhere is what a compiled program is measured against).
+    with FakeOpenAIServer(faults=lambda source, attempt: MALFORMED) as server:
+        result = evaluate("style_clone", workspace / DEV, workspace=workspace, config=CONFIG,
+                          model=http_model(server), metrics=["composite"])
+    composite = result["metrics"]["composite"]
+    assert composite["n"] == composite["failed"] == 16 and composite["failures"] == {"parse": 16}
+    assert composite["mean"] == 0.0 and not result["samples"]
+
+
 def judge_faults(truncated: str, malformed: str):
     """The judge's answers: cut off at max_tokens for `truncated`'s samples, unparseable for `malformed`'s."""
     def fault(source, attempt):
