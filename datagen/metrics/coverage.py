@@ -21,10 +21,12 @@ human plain rewrites of styled passages (docs/metrics.md, bench/metric_validity.
 Content words are the words (letters or digits) that are not function words (datagen.metrics.stylometry's list,
 with the archaic ones of older English prose and verse: "thou", "hath", "unto", ...), lower-cased and cut to
 their first 5 characters, a crude stemmer that matches "rejoices" with "rejoiceth" and "walked" with "walking"
-(truncation stemming; in information retrieval it does about as well as a rule-based stemmer for English). Each
-score takes well under a millisecond.
+(truncation stemming; in information retrieval it does about as well as a rule-based stemmer for English). The
+two take about 1.5 ms a sample together on a 10-verse passage (measured on a loaded 2-core machine; the
+chunk's words are kept between its samples).
 """
 
+import functools
 from collections import Counter
 
 import regex
@@ -49,15 +51,24 @@ def sentences(text: str) -> list[str]:
     return [s for s in (part.strip() for part in _SENTENCE_END.split(text)) if s]
 
 
-def words(text: str) -> list[str]:
-    """The words of `text` (runs of letters, with inner apostrophes, or of digits), lower-cased."""
-    return [w.replace("’", "'") for w in _WORD.findall(text.lower())]
+@functools.lru_cache(maxsize=4096)
+def words(text: str) -> tuple[str, ...]:
+    """The words of `text` (runs of letters, with inner apostrophes, or of digits), lower-cased. Kept: a chunk is
+    compared with each of its samples."""
+    return tuple(w.replace("’", "'") for w in _WORD.findall(text.lower()))
 
 
+@functools.lru_cache(maxsize=4096)
 def content_words(text: str) -> Counter:
     """How often each content word of `text` occurs: its words less STOP_WORDS (and any "'s" or "n't" ending),
-    each cut to its first STEM_CHARS characters."""
+    each cut to its first STEM_CHARS characters. Kept, like `words`: do not change the Counter returned."""
     return Counter(w.split("'")[0][:STEM_CHARS] for w in words(text) if w.split("'")[0] not in STOP_WORDS)
+
+
+@functools.lru_cache(maxsize=4096)
+def _bigrams(text: str) -> Counter:
+    tokens = words(text)
+    return Counter(zip(tokens, tokens[1:]))
 
 
 def coverage(chunk: str, rewrite: str) -> tuple[float, float, float]:
@@ -93,8 +104,8 @@ def bigram_overlap(chunk: str, rewrite: str) -> float:
     ours, theirs = words(chunk), words(rewrite)
     if len(theirs) < 2:
         return float(bool(theirs) and all(w in ours for w in theirs))
-    pairs = Counter(zip(theirs, theirs[1:]))
-    return sum((Counter(zip(ours, ours[1:])) & pairs).values()) / sum(pairs.values())
+    pairs = _bigrams(rewrite)
+    return sum((_bigrams(chunk) & pairs).values()) / sum(pairs.values())
 
 
 class Novelty:
