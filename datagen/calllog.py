@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import dspy
+from dspy.clients import execution
+from dspy.clients.legacy_outputs import value
 from dspy.utils.callback import BaseCallback
 
 from datagen import servers
@@ -143,6 +145,31 @@ _DSPY_LM_LOG = logging.getLogger("dspy.clients.lm")
 _DSPY_LM_LOG.addFilter(_Truncations())
 # The warning must be made even where "dspy" logs errors only (the CLI's default), or no filter sees it.
 _DSPY_LM_LOG.setLevel(logging.WARNING)
+TRUNCATED_WARNING = "LM response was truncated; increase max_tokens or inspect history."  # DSPy 3.4's own words
+
+
+def _cached_checked(lm, call, asynchronous, _cached=execution._cached):
+    """DSPy's cache lookup, warning of a cached answer that was cut off at max_tokens as DSPy warns of a fresh one
+    (DSPy 3.4 warns only when a response arrives): else an answer cut off when first asked is read from the cache
+    as a parse failure, or as a whole answer when it happens to parse (an optimizer's held-out scoring asks the
+    same prompts again, and a repeated run asks them all)."""
+    result = _cached(lm, call, asynchronous)
+    if result is not None and _cut_off(result):
+        _DSPY_LM_LOG.warning(TRUNCATED_WARNING)
+    return result
+
+
+def _cut_off(result) -> bool:
+    """Whether a cached CallResult's answer stopped at max_tokens: its native responses' finish reason, or the
+    choices of the provider response litellm gave."""
+    if result.responses:
+        return any(response.finish_reason == "length" for response in result.responses)
+    choices = value(result.raw, "choices", []) or []
+    return any(value(choice, "finish_reason") == "length" for choice in choices)
+
+
+# DSPy 3.4 has no hook for this: execute/aexecute look it up at each call.
+execution._cached = _cached_checked
 
 
 def _usage_entries(model: str) -> list | None:

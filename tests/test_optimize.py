@@ -331,3 +331,19 @@ def test_in_a_corpus_run_a_sample_its_judge_failed_on_is_held_back_by_a_gate_on_
     with sqlite3.connect(tmp_path / "run" / "run.db") as db:
         scored = db.execute("SELECT count(*) FROM scores WHERE metric = 'content'").fetchone()[0]
     assert scored == len(chunks) - 2  # a failed score is no score
+
+
+@pytest.mark.parametrize("engine", ["auto", "litellm"])
+def test_an_answer_cut_off_is_truncated_when_read_from_dspys_cache_too(workspace, engine):
+    cut = val_chunks(workspace)[0]
+    dspy.configure_cache(enable_memory_cache=True, enable_disk_cache=False)  # off again by the next test's fixture
+    with FakeOpenAIServer(faults=lambda source, attempt: TRUNCATED if source == cut else None) as server:
+        model = RoleModel("task", dspy.LM("openai/cached-model", api_base=server.url, api_key="no-key", cache=True,
+                                          num_retries=0, engine=engine, max_tokens=300), dspy.ChatAdapter(), None)
+        runs = [evaluate("style_clone", workspace / DEV, workspace=workspace, config=CONFIG, split="val",
+                         model=model, metrics=["composite"]) for _ in range(2)]
+        sent = len(server.requests)
+    dspy.configure_cache(enable_memory_cache=False, enable_disk_cache=False)
+    assert sent == 4  # the first run's 4 val items: the second run was answered from the cache
+    for result in runs:
+        assert result["metrics"]["composite"]["failures"] == {"truncated": 1}, result["metrics"]
