@@ -5,6 +5,7 @@ import json
 import dspy
 
 from datagen.config import ModelSettings
+from datagen.degenerate import degenerate
 from datagen.models import build_role_model
 from signatures.style import RephraseAsGeneric
 
@@ -18,12 +19,18 @@ def test_generate_runs_end_to_end_on_the_embedded_model(workspace):
     (workspace / "tiny.txt").write_text(PASSAGE + "\n", encoding="utf-8")
     result = run_cli("generate", "style_clone", "--input", "tiny.txt", "--out", "out", cwd=workspace,
                      env={"DATAGEN_TASK_MAX_TOKENS": "96"}, timeout=120)
+    # Every answer parses (grammar); what a 270M base model writes is mostly the template's own word, which the
+    # pipeline drops: the chunk is done either way, with a sample or with the drop's reason.
+    assert "local/gemma-3-270m" in result.stderr and "1/1 chunks done, 0 failed" in result.stderr, result.stderr
+    records = [json.loads(line) for line in (workspace / "out/sharegpt.jsonl").read_text().splitlines()]
+    if not records:
+        assert result.returncode == 1 and "dropped by the pipeline's own checks: 1 (" in result.stderr
+        return
     assert result.returncode == 0, result.stderr
-    assert "local/gemma-3-270m" in result.stderr and "1 samples, 0 failed" in result.stderr
-    [record] = [json.loads(line) for line in (workspace / "out/sharegpt.jsonl").read_text().splitlines()]
+    [record] = records
     human, gpt = record["conversations"]
     assert gpt == {"from": "gpt", "value": PASSAGE}
-    assert human["from"] == "human" and isinstance(human["value"], str) and human["value"].strip()
+    assert human["from"] == "human" and degenerate(human["value"], source=PASSAGE, field="generic") is None
 
 
 def test_grammar_makes_every_answer_parse():
