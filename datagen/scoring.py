@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from datagen.calllog import truncations
 from datagen.config import Config
 from datagen.errors import DatagenError
 from datagen.metrics.base import Score
@@ -41,7 +42,6 @@ def measure(metric, chunk: str, sample: Sample) -> Score:
     """`metric`'s score of `sample`, or a `Failed` one when its call raised or its judge's answer was cut off at
     max_tokens (DSPy parses a cut-off answer as if it were whole). Raises what no other sample would escape (see
     datagen.generate's fatal kinds) and what is not an Exception (Ctrl-C, the optimizer's call cap)."""
-    from datagen.calllog import truncations  # here: calllog imports adapters and models, not needed to build one
     from datagen.generate import UNRECOVERABLE, _first_line, failure_kind  # generate imports this module
 
     prefix = f"{'judge' if getattr(metric, 'kind', None) == 'judge' else 'metric'}_{metric.name}_"
