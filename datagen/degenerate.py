@@ -114,11 +114,17 @@ def _is_serialized(text: str) -> bool:
     if _OBJECT_START.match(stripped) or _is_container(stripped):
         return True
     tags = _TAG.findall(stripped)
-    if len(tags) >= 2 and any(tag.startswith("</") or tag.endswith("/>") for tag in tags):
+    # Markup is a document of tags (it opens and closes with one, or tags are a fifth of it), not prose that names
+    # or quotes a tag or two: an answer about HTML writes `<b>bold</b>`.
+    if len(tags) >= 2 and any(tag.startswith("</") or tag.endswith("/>") for tag in tags) and (
+            (stripped.startswith("<") and stripped.endswith(">")) or sum(map(len, tags)) >= 0.2 * len(stripped)):
         return True
     lines = [line for line in stripped.splitlines() if line.strip()]
-    # A lone line of code (`print(x)`, `x = 1`), or half of several lines or more.
-    return sum(1 for line in lines if _CODE_LINE.match(line)) >= max(1, len(lines) / 2)
+    if len(lines) == 1:
+        # A lone line of code (`print(passage)`, `generic = passage.strip()`); one that ends as a sentence does is
+        # prose, such as a short answer that states a formula (`Area = length times width.`).
+        return bool(_CODE_LINE.match(stripped)) and not stripped.endswith((".", "!", "?"))
+    return sum(1 for line in lines if _CODE_LINE.match(line)) >= len(lines) / 2
 
 
 def _is_container(text: str) -> bool:

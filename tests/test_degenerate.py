@@ -71,7 +71,10 @@ PROSE = {
 SHORT_PROSE = ["Leonardo da Vinci painted it.", "In 1823.", "From 1823 to 1840.", "In 1823, 1840, 1856 and 1901.",
                "None.", "Yes, it is.", "CNN, BBC and NBC reported it.", "Ha, ha! Ha, ha, ha, ha!",
                "'To bring you home, home, home!'", "He opened report.pdf and read it twice.", "Why?", "Hmm.",
-               "The 1990s were the decade of the Internet.", "She paid £4 10s. for the A380 ticket."]
+               "The 1990s were the decade of the Internet.", "She paid £4 10s. for the A380 ticket.",
+               # Answers from a technical corpus: prose that quotes a tag or states a formula is no markup or code.
+               "In HTML, write <b>bold</b> text by wrapping it in the b element.", "Area = length times width.",
+               "The page ran <script>alert(1)</script> when it loaded, which is how the attack worked."]
 
 
 def sentences(text: str) -> list[str]:
