@@ -51,6 +51,8 @@ OPTIMIZERS = ("bootstrap", "bootstrap-rs", "mipro", "gepa", "copro", "simba")
 PROPOSING = ("mipro", "gepa", "copro", "simba")
 # Demos a bootstrapped program keeps per predictor: enough to show a style, few enough for a small context.
 MAX_DEMOS = 3
+# DSPy's `max_errors` for a compile: failed candidate runs never stop one (see Session.compile).
+UNLIMITED_ERRORS = 2**31
 RANDOM_SEARCH_CANDIDATES = 4
 GEPA_METRIC_CALLS = 60
 COPRO_BREADTH, COPRO_DEPTH = 3, 2
@@ -416,7 +418,12 @@ class Session:
         model = model or self.model
         check = DemoCheck(self.scorer.composite)
         try:
-            with model.context(), track_usage() as tracker, contextlib.redirect_stdout(_LogLines()):
+            # DSPy's optimizers re-raise a program's error once `max_errors` (default 10) have happened, which ended
+            # a real SmolLM2-135M bootstrap with a traceback on its tenth unparseable answer. A failed run is a
+            # rejected candidate here, counted below; what no item escapes (a bad key, no server) has already
+            # stopped the held-out baseline before any compile.
+            with (model.context(max_errors=UNLIMITED_ERRORS), track_usage() as tracker,
+                  contextlib.redirect_stdout(_LogLines())):
                 tuner = make_optimizer(optimizer, check, model, self.prompt, seed, demos)
                 compiled = tuner.compile(program, trainset=trainset, **compile_kwargs(optimizer, trainset, seed))
         finally:

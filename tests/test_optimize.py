@@ -347,3 +347,14 @@ def test_an_answer_cut_off_is_truncated_when_read_from_dspys_cache_too(workspace
     assert sent == 4  # the first run's 4 val items: the second run was answered from the cache
     for result in runs:
         assert result["metrics"]["composite"]["failures"] == {"truncated": 1}, result["metrics"]
+
+
+def test_bootstrap_runs_through_more_failed_candidates_than_dspys_max_errors(workspace):
+    # A tiny real model (SmolLM2-135M) answered none of 12 train items in a parseable form; DSPy's bootstrap
+    # re-raises at its 10th error (dspy.settings.max_errors), which ended optimize with a traceback.
+    with FakeOpenAIServer(faults=lambda source, attempt: MALFORMED) as server:
+        result = optimize("style_clone", workspace / DEV, "bootstrap", workspace=workspace, config=CONFIG,
+                          model=http_model(server))
+    assert result.state is not None and result.stopped is None
+    assert result.demos["kept"] == {} and result.demos["rejected"] == {"program failed": 12}
+    assert result.after["metrics"]["composite"]["failures"] == {"parse": 4}
