@@ -24,8 +24,10 @@ import string
 from collections import Counter
 from pathlib import Path
 
+import regex
+
 from datagen.chunking import chunk_documents  # datagen first: it keeps litellm from fetching its price list
-from datagen.degenerate import REWRITE_MIN_LENGTH_RATIO, copy_measures, degenerate, length
+from datagen.degenerate import REWRITE_MIN_LENGTH_RATIO, copy_measures, degenerate, length, word_bag_f1
 from datagen.ingest import iter_documents
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,11 +78,13 @@ def rewrite_false_positives(pairs: dict[str, list[dict]]) -> None:
             reasons = Counter(degenerate(plain, source=styled, field=FIELD, min_length_ratio=REWRITE_MIN_LENGTH_RATIO)
                               for styled, plain in rewrites)
             measures = [copy_measures(plain, styled) for styled, plain in rewrites]
+            bag = max(word_bag_f1(plain, styled) for styled, plain in rewrites)
             ratios = [length(plain) / length(styled) for styled, plain in rewrites]
             dropped = sum(n for reason, n in reasons.items() if reason)
             print(f"   {name} {side}: {len(rewrites)} pairs, {dropped} dropped "
                   f"{ {r: n for r, n in reasons.items() if r} }; length ratio min {min(ratios):.3f}, similarity "
-                  f"max {max(s for s, _ in measures):.3f}, verbatim part max {max(p for _, p in measures):.3f}")
+                  f"max {max(s for s, _ in measures):.3f}, verbatim part max {max(p for _, p in measures):.3f}, words "
+                  f"shared in any order (F1) max {bag:.3f}")
 
 
 def gibberish(rng: random.Random, size: int) -> dict[str, str]:
@@ -119,6 +123,11 @@ def degenerate_cases(styled: str, plain: str, rng: random.Random) -> dict[str, s
         "copy of the first half": " ".join(words[:len(words) // 2]),
         "half of the rewrite": " ".join(plain.split()[:len(plain.split()) // 2]),
         "a third of the rewrite": " ".join(plain.split()[:len(plain.split()) // 3]),
+        "copy without punctuation": regex.sub(r"[^\w\s’']", "", styled),
+        "copy, words shuffled, lower-cased": " ".join(sorted(styled.lower().split(), key=lambda w: rng.random())),
+        "copy, sentences reversed": " ".join(reversed(regex.split(r"(?<=[.!?])\s+", styled))),
+        "the rewrite's letters shuffled in each word": regex.sub(
+            r"\p{L}+", lambda m: "".join(rng.sample(m.group(), len(m.group()))), plain),
         "serialized: JSON object": json.dumps({FIELD: plain}),
         "serialized: dict repr": repr({"introduction": [plain]}),
         "serialized: JSON list": json.dumps(plain.split(". ")),

@@ -265,3 +265,38 @@ def test_generate_ends_with_the_drops_by_reason(workspace):
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
         f"error: the dataset is empty: the pipeline's own checks dropped every candidate: {drops}")
+
+
+SOURCE = PAIRS[0]["styled"]
+REWRITE = PAIRS[0]["plain"]
+
+
+def _shuffled_letters(text: str, seed: int = 0) -> str:
+    rng = random.Random(seed)
+    return regex.sub(r"\p{L}+", lambda m: "".join(rng.sample(m.group(), len(m.group()))), text)
+
+
+def test_a_copy_stripped_of_punctuation_or_with_its_words_shuffled_is_a_copy():
+    # What a new user's trial found exported: a chunk with its punctuation taken out, and the fake model's reworded
+    # "rephrase" (its words lower-cased, the middle two of every four swapped), passed every check.
+    stripped = regex.sub(r"[^\w\s’']", "", SOURCE)
+    words = stripped.lower().split()
+    for i in range(0, len(words) - 3, 4):
+        words[i + 1], words[i + 2] = words[i + 2], words[i + 1]
+    sentences_reversed = " ".join(reversed(sentences(SOURCE)))
+    for copy in (stripped, " ".join(words), sentences_reversed):
+        assert degenerate(copy, source=SOURCE, field="generic", min_length_ratio=REWRITE_MIN_LENGTH_RATIO) == "copy"
+
+
+def test_a_rewrite_with_its_letters_shuffled_is_not_language_and_the_rewrite_itself_passes():
+    assert degenerate(REWRITE, source=SOURCE, field="generic", min_length_ratio=REWRITE_MIN_LENGTH_RATIO) is None
+    for seed in range(5):
+        assert degenerate(_shuffled_letters(REWRITE, seed), source=SOURCE, field="generic",
+                          min_length_ratio=REWRITE_MIN_LENGTH_RATIO) == "not_language"
+
+
+def test_a_free_rewrite_of_a_short_line_is_kept():
+    # A line of dialogue and its plain version share few words, and a short source says little of its language.
+    line = "Thou art a villain, and I'll not budge from hence till thou hast answered me, by my troth."
+    plain = "You're a scoundrel, and I'm staying right here until you give me an answer, I swear."
+    assert degenerate(plain, source=line, field="generic", min_length_ratio=REWRITE_MIN_LENGTH_RATIO) is None
