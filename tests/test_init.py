@@ -8,7 +8,7 @@ import tomllib
 
 from datagen.config import load_config
 
-from .conftest import run_cli
+from .conftest import embedded_run_records, run_cli
 from .fakes import FakeOpenAIServer
 
 MADE = ["datagen.toml", "programs/__init__.py", "signatures/__init__.py", "metrics/__init__.py",
@@ -72,7 +72,5 @@ def test_a_new_workspace_runs_on_the_embedded_model(tmp_path):
     (demo / "tiny.txt").write_text("The lamp was lit at dusk, and the sea lay calm under it.\n")
     run = run_cli("generate", "starter", "--input", "tiny.txt", "--out", "out", cwd=demo,
                   env={"DATAGEN_TASK_MAX_TOKENS": "48"}, timeout=180)
-    assert run.returncode == 0, run.stderr
-    assert "local/gemma-3-270m" in run.stderr
-    [record] = [json.loads(line) for line in (demo / "out/sharegpt.jsonl").read_text().splitlines()]
-    assert record["conversations"][0]["value"].startswith("The lamp was lit")
+    for record in embedded_run_records(run, demo / "out/sharegpt.jsonl"):
+        assert record["conversations"][0]["value"].startswith("The lamp was lit")

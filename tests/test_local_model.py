@@ -9,7 +9,7 @@ from datagen.degenerate import degenerate
 from datagen.models import build_role_model
 from signatures.style import RephraseAsGeneric
 
-from .conftest import run_cli
+from .conftest import embedded_run_records, run_cli
 
 PASSAGE = ("’Twas a bitter night, mark you, and the Sea did roar like a bull in a chandler’s shop; "
            "I’ll own I was afeared, dear reader, though I’d not have said so to Josiah.")
@@ -19,18 +19,11 @@ def test_generate_runs_end_to_end_on_the_embedded_model(workspace):
     (workspace / "tiny.txt").write_text(PASSAGE + "\n", encoding="utf-8")
     result = run_cli("generate", "style_clone", "--input", "tiny.txt", "--out", "out", cwd=workspace,
                      env={"DATAGEN_TASK_MAX_TOKENS": "96"}, timeout=120)
-    # Every answer parses (grammar); what a 270M base model writes is mostly the template's own word, which the
-    # pipeline drops: the chunk is done either way, with a sample or with the drop's reason.
-    assert "local/gemma-3-270m" in result.stderr and "1/1 chunks done, 0 failed" in result.stderr, result.stderr
-    records = [json.loads(line) for line in (workspace / "out/sharegpt.jsonl").read_text().splitlines()]
-    if not records:
-        assert result.returncode == 1 and "dropped by the pipeline's own checks: 1 (" in result.stderr
-        return
-    assert result.returncode == 0, result.stderr
-    [record] = records
-    human, gpt = record["conversations"]
-    assert gpt == {"from": "gpt", "value": PASSAGE}
-    assert human["from"] == "human" and degenerate(human["value"], source=PASSAGE, field="generic") is None
+    # Every answer parses (grammar); what a 270M base model writes is mostly the template's own word, dropped.
+    for record in embedded_run_records(result, workspace / "out/sharegpt.jsonl"):
+        human, gpt = record["conversations"]
+        assert gpt == {"from": "gpt", "value": PASSAGE}
+        assert human["from"] == "human" and degenerate(human["value"], source=PASSAGE, field="generic") is None
 
 
 def test_grammar_makes_every_answer_parse():

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from .conftest import run_cli
+from .conftest import embedded_run_records, run_cli
 
 
 def _no_network_available() -> bool:
@@ -36,8 +36,4 @@ def test_generate_with_the_embedded_model_offline(workspace):
     (workspace / "tiny.txt").write_text("Aye, the Sea did roar that night, mark you.\n", encoding="utf-8")
     result = offline("generate", "style_clone", "-i", "tiny.txt", "-o", "out", cwd=workspace,
                      env={"DATAGEN_TASK_MAX_TOKENS": "48"})
-    # The chunk is done: a sample, or (what a 270M base model mostly writes) a placeholder dropped with its reason.
-    assert "1/1 chunks done, 0 failed" in result.stderr, result.stderr
-    exported = len((workspace / "out/sharegpt.jsonl").read_text().splitlines())
-    assert (exported, result.returncode) == (1, 0) or (
-        exported == 0 and result.returncode == 1 and "dropped by the pipeline's own checks: 1 (" in result.stderr)
+    embedded_run_records(result, workspace / "out/sharegpt.jsonl")
