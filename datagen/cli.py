@@ -749,6 +749,9 @@ def judge_check(
     out.print(table)
     for flag in result.flags:
         out.print(f"flagged: {flag}", markup=False, highlight=False, soft_wrap=True)
+    # A failed score counts 0 in its metric's figures: say how many there were, so a low figure is read as such.
+    for line in result.failure_lines():
+        out.print(f"failed: {line}", markup=False, highlight=False, soft_wrap=True)
     if json_out:
         err.print(f"figures: {result.write_json(json_out)}", markup=False, highlight=False)
 

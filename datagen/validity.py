@@ -19,10 +19,19 @@ Each figure is the paired accuracy (how often the better side wins its pair; a t
 percentile-bootstrap interval over pairs (1,000 resamples, seed 0), and the AUC (Mann-Whitney: P(a random better-
 side score beats a random worse-side score)). A metric at or below 0.5 loses to the trivial baseline and is
 flagged; so is an LLM judge below the best offline metric of the same aspect on the same check.
+
+A score that fails (the judge's answer did not parse, or was cut off at max_tokens: see `datagen.scoring.measure`)
+counts 0, against that metric, and the run goes on: a conservative choice, since a judge that cannot answer is no
+judge to trust, and 0 can only lower the metric's figure (a pairwise judge's failed verdict counts as preferring
+the other side). The composite counts a failed part 0, as everywhere else. How many scores failed, by metric and
+kind, goes with the figures (`Validity.failures`, `failure_lines`), so that a figure dragged down by failures is
+read as such. A failure no other score would escape (a bad key, an unknown model, nothing listening) stops the
+check with a DatagenError naming it.
 """
 
 import json
 import random
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,12 +41,14 @@ import numpy as np
 from datagen.chunking import chunk_documents
 from datagen.config import Config
 from datagen.errors import DatagenError
+from datagen.generate import _first_line, failure_kind
 from datagen.ingest import iter_documents
 from datagen.judge_check import auc
+from datagen.metrics.base import Score
 from datagen.metrics.coverage import sentences
 from datagen.pipelines import load_metric_suite
 from datagen.samples import Sample
-from datagen.scoring import COMPOSITE, MetricContext, Scorer
+from datagen.scoring import COMPOSITE, Failed, MetricContext, Scorer, measure
 
 # The degenerate rewrites the true one is set against (see `perturbations`), each named by its check.
 PERTURBATIONS = ("true_vs_copy", "true_vs_other", "true_vs_truncated", "true_vs_padded", "true_vs_gibberish",
@@ -85,19 +96,63 @@ class Figure:
 
 
 @dataclass
+class Tally:
+    """How many scores each metric made and how many of them failed, by failure kind (a composite's score fails
+    when one of its parts did, counted under each failed part's kind)."""
+
+    scored: Counter = field(default_factory=Counter)
+    failed: Counter = field(default_factory=Counter)
+    kinds: dict[str, Counter] = field(default_factory=dict)
+
+    def measure(self, metric, chunk: str, sample: Sample) -> Score:
+        """`metric`'s score of `sample` by `datagen.scoring.measure` (a `Failed` one, value 0, when it failed),
+        counted. Raises DatagenError naming the metric for a failure no other score would escape."""
+        try:
+            score = measure(metric, chunk, sample)
+        except Exception as exc:  # a bad key, an unknown model, nothing listening: every score would fail alike
+            raise DatagenError(f"{metric.name} could not score ({failure_kind(exc)}): {_first_line(exc)}") from exc
+        self.add(metric.name, [score])
+        return score
+
+    def add(self, name: str, scores: list[Score]) -> None:
+        """One score of `name`, failed when any of `scores` (itself, or a composite's parts) is `Failed`."""
+        kinds = [score.kind for score in scores if isinstance(score, Failed)]
+        self.scored[name] += 1
+        self.failed[name] += bool(kinds)
+        self.kinds.setdefault(name, Counter()).update(kinds)
+
+
+@dataclass
 class Validity:
-    """Every figure by metric and check, with what is flagged: {metric: {check: Figure}}, and one line per flag."""
+    """Every figure by metric and check, with what is flagged: {metric: {check: Figure}}, and one line per flag;
+    `failures`: how many scores each metric made and how many failed (each counted 0 in its figures)."""
 
     pipeline: str
     data: str
     figures: dict[str, dict[str, Figure]] = field(default_factory=dict)
     kinds: dict[str, str] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
+    failures: Tally = field(default_factory=Tally)
+
+    def failure_lines(self) -> list[str]:
+        """One line per metric that had failed scores, e.g. "content: 3 of 40 scores failed (judge_content_parse
+        3)"; for a composite, the scores with a failed part, by the parts' kinds."""
+        lines = []
+        for name, failed in self.failures.failed.items():
+            if not failed:
+                continue
+            kinds = ", ".join(f"{kind} {n}" for kind, n in self.failures.kinds[name].most_common())
+            what = "scores had a failed part, counted 0" if self.kinds.get(name) == "composite" else "scores failed"
+            lines.append(f"{name}: {failed} of {self.failures.scored[name]} {what} ({kinds})")
+        return lines
 
     def as_json(self) -> dict:
         return {"pipeline": self.pipeline, "data": self.data, "kinds": self.kinds, "flags": self.flags,
                 "metrics": {name: {check: figure.as_dict() for check, figure in checks.items()}
-                            for name, checks in self.figures.items()}}
+                            for name, checks in self.figures.items()},
+                "failures": {name: {"scored": n, "failed": self.failures.failed[name],
+                                    "kinds": dict(self.failures.kinds[name].most_common())}
+                             for name, n in self.failures.scored.items()}}
 
     def write_json(self, path: str | Path) -> Path:
         path = Path(path)
@@ -189,10 +244,12 @@ def _spread(items: list, limit: int) -> list:
 class PipelineMetrics:
     """A pipeline's checkable metrics (those with an aspect) on one MetricContext; with `offline`, only those
     that need no LLM, and the composite made of the offline ones alone. `metrics` maps names to metrics, and
-    the composite reads its parts from it (a benchmark may put another metric under a name to compare)."""
+    the composite reads its parts from it (a benchmark may put another metric under a name to compare).
+    `tally` counts the scores made and failed by `score`."""
 
     def __init__(self, pipeline: str, context: MetricContext, offline: bool):
         self.pipeline = pipeline
+        self.tally = Tally()
         every = Scorer(pipeline, context, list(load_metric_suite(pipeline, context.workspace).METRICS))
         checkable = [m for m in every.metrics if getattr(m, "aspect", "") and not (offline and m.kind != "offline")]
         weights = {name: w for name, w in every.weights.items() if w and name in {m.name for m in checkable}}
@@ -209,11 +266,16 @@ class PipelineMetrics:
         return [name for name, aspect in self.aspects.items() if aspect in aspects]
 
     def score(self, chunk: str, sample: Sample, names: list[str]) -> dict[str, float]:
-        scores = {name: self.metrics[name](chunk, sample) for name in names}
+        """The value of each of `names`, and of the composite, on `sample`. A metric that fails on it counts 0
+        (see the module's doc), in the composite too, and is counted in `tally`; raises DatagenError for a
+        failure no other score would escape."""
+        scores = {name: self.tally.measure(self.metrics[name], chunk, sample) for name in names}
         values = {name: score.value for name, score in scores.items()}
         if self.composite is not None:
-            parts = {name: scores.get(name) or self.metrics[name](chunk, sample) for name in self.composite.weights}
+            parts = {name: scores[name] if name in scores else self.tally.measure(self.metrics[name], chunk, sample)
+                     for name in self.composite.weights}
             values[self.composite_name] = self.composite.combine(parts)
+            self.tally.add(self.composite_name, list(parts.values()))
         return values
 
 
@@ -225,9 +287,10 @@ def pair_metrics(pipeline: str, pairs: list[tuple[str, str]], *, workspace: Path
 
 def check_pairs(metrics: PipelineMetrics, pairs: list[tuple[str, str]], *, seed: int = 0,
                 on_pair: Callable[[int, int], None] | None = None) -> Validity:
-    """The parallel-text checks (see the module's doc) of `metrics` (from pair_metrics) on (styled, plain) `pairs`.
-    `on_pair(done, total)` is called as each pair is scored. Raises DatagenError for fewer than 4 pairs or when no
-    metric applies."""
+    """The parallel-text checks (see the module's doc) of `metrics` (from pair_metrics) on (styled, plain) `pairs`,
+    with the scores that failed (counted 0) in its `failures`. `on_pair(done, total)` is called as each pair is
+    scored. Raises DatagenError for fewer than 4 pairs, when no metric applies, or for a failure no other score
+    would escape."""
     if len(pairs) < 4:
         raise DatagenError(f"the parallel checks need at least 4 pairs, got {len(pairs)}")
     names = metrics.named("genericness", "content")
@@ -244,8 +307,8 @@ def check_pairs(metrics: PipelineMetrics, pairs: list[tuple[str, str]], *, seed:
                     comparisons.setdefault((name, "plain_vs_styled"), _Comparison()).add(true[name], value)
         if on_pair:
             on_pair(i + 1, len(pairs))
-    return _verdicts(Validity(metrics.pipeline, f"{len(pairs)} parallel pairs"), comparisons, metrics.kinds,
-                     metrics.aspects)
+    return _verdicts(Validity(metrics.pipeline, f"{len(pairs)} parallel pairs", failures=metrics.tally),
+                     comparisons, metrics.kinds, metrics.aspects)
 
 
 def check_authors(pipeline: str, authors: dict[str, list[str]], *, workspace: Path, config: Config,
@@ -253,9 +316,12 @@ def check_authors(pipeline: str, authors: dict[str, list[str]], *, workspace: Pa
                   build: Callable[[MetricContext], PipelineMetrics] | None = None) -> Validity:
     """The `own_vs_other_author` check (see the module's doc) of `pipeline`'s style metrics, for every ordered
     pair of `authors` ({name: passages}, at least 2). `on_pair(done, total)` is called as each author pair is
-    done; `build` makes the metrics for each author's context (default: the pipeline's, `offline` or not).
-    Raises DatagenError when the pipeline has no style metric."""
+    done; `build` makes the metrics for each author's context (default: the pipeline's, `offline` or not). Scores
+    that failed count 0 (a pairwise judge's: the other author preferred) and are counted in the result's
+    `failures`. Raises DatagenError when the pipeline has no style metric, or for a failure no other score would
+    escape."""
     comparisons: dict[tuple[str, str], _Comparison] = {}
+    tally = Tally()
     ordered = [(a, b) for a in authors for b in authors if a != b]
     kinds, aspects = {}, {}
     for group, (author, other) in enumerate(ordered):
@@ -273,14 +339,17 @@ def check_authors(pipeline: str, authors: dict[str, list[str]], *, workspace: Pa
                 comparison = comparisons.setdefault((name, AUTHOR_CHECK), _Comparison())
                 if hasattr(metric, "prefer"):  # a pairwise judge: which of the two is the author's
                     comparison.ranked = False
-                    comparison.add(metric.prefer(own, theirs, exclude=own).value, 0.5, group)
+                    # Called as a metric, it prefers the sample's output to its input, the chunk excluded from
+                    # its references: prefer(own, theirs, exclude=own), measured as any other metric.
+                    preferred = tally.measure(metric, own, Sample(input=theirs, output=own))
+                    comparison.add(preferred.value, 0.5, group)
                 else:
-                    comparison.add(metric(own, Sample(input="", output=own)).value,
-                                   metric(theirs, Sample(input="", output=theirs)).value, group)
+                    comparison.add(tally.measure(metric, own, Sample(input="", output=own)).value,
+                                   tally.measure(metric, theirs, Sample(input="", output=theirs)).value, group)
         if on_pair:
             on_pair(group + 1, len(ordered))
-    return _verdicts(Validity(pipeline, f"{len(authors)} authors: {', '.join(authors)}"), comparisons, kinds,
-                     aspects)
+    return _verdicts(Validity(pipeline, f"{len(authors)} authors: {', '.join(authors)}", failures=tally),
+                     comparisons, kinds, aspects)
 
 
 def perturbations(pairs: list[tuple[str, str]], seed: int = 0) -> list[dict[str, str]]:

@@ -15,7 +15,7 @@ from datagen.validity import (PAIR_CHECKS, PERTURBATIONS, PLACEHOLDERS, TEMPLATE
                               check_pairs, perturbations, read_authors, read_pairs)
 
 from .conftest import ROOT, run_cli
-from .fakes import FakeEngine, FromInputs
+from .fakes import MALFORMED, FakeEngine, FakeOpenAIServer, FromInputs, Unparseable
 from .test_metrics import judge_model
 
 PAIRS = ROOT / "data" / "style_clone" / "pairs.jsonl"
@@ -190,3 +190,43 @@ def test_a_configured_background_teaches_the_style_metric_this_author_not_litera
     assert style(configured) < style(Config()) - 0.25  # an unseen passage of the other author reads less as this one
     with pytest.raises(DatagenError, match="nowhere"):
         style(Config(metrics={"style_clone": MetricSettings(background=[Path("nowhere")])}))
+
+
+# --- a judge whose answer does not parse counts 0 against itself; the check completes and says so ------------------
+
+def test_judge_check_without_offline_survives_unparseable_judge_answers_and_counts_them(workspace):
+    pairs = read_pairs(PAIRS)
+    broken = pairs[0][0]  # the content and boundaries judges read the styled passage first: unparseable for it
+    with FakeOpenAIServer(by_field={"rating": lambda _: "4", "reasoning": lambda _: "r", "closer": lambda _: "A"},
+                          faults=lambda source, attempt: MALFORMED if source == broken else None) as judge:
+        (workspace / "datagen.toml").write_text(
+            f'[models.judge]\nmodel = "openai/judge-model"\napi_base = "{judge.url}"\n')
+        result = run_cli("judge-check", "style_clone", "--pairs", str(PAIRS), "--json", "v.json", cwd=workspace,
+                         timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and "AdapterParseError" not in result.stderr
+    # Each pair is scored 8 times (the true rewrite and its 7 degenerate ones): pair 0's 8 content scores failed,
+    # and the genericness judge's one reading of the styled passage itself (the copy).
+    assert "failed: content: 8 of 64 scores failed (judge_content_parse 8)" in result.stdout
+    assert "failed: genericness: 1 of 64 scores failed (judge_genericness_parse 1)" in result.stdout
+    assert "failed: composite: 8 of 64 scores had a failed part, counted 0" in result.stdout
+    written = json.loads((workspace / "v.json").read_text())
+    assert written["failures"]["content"] == {"scored": 64, "failed": 8, "kinds": {"judge_content_parse": 8}}
+    assert written["failures"]["chrf"] == {"scored": 64, "failed": 0, "kinds": {}}
+    assert written["metrics"]["content"]["true_vs_copy"]["n"] == 8  # every pair still counted, the failed as 0
+
+
+def test_a_pairwise_judge_that_never_parses_counts_against_itself(workspace, authors):
+    passages = read_authors(authors, limit=6)
+
+    def closer(_):
+        raise Unparseable
+
+    engine = FakeEngine(by_field={"rating": lambda _: "3", "closer": closer, "reasoning": lambda _: "r"})
+    result = check_authors("style_clone", passages, workspace=workspace, config=Config(),
+                           build=lambda context: with_judge(context, engine))
+    pairwise = result.figures["style_pairwise"]["own_vs_other_author"]
+    assert (pairwise.accuracy, pairwise.n) == (0.0, 36)  # a failed verdict: the other author's passage preferred
+    assert result.failures.failed["style_pairwise"] == 36 and result.failures.failed["style_fidelity"] == 0
+    assert "style_pairwise: 36 of 36 scores failed (judge_style_pairwise_parse 36)" in result.failure_lines()
+    assert result.as_json()["failures"]["style_offline"] == {"scored": 72, "failed": 0, "kinds": {}}
