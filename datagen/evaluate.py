@@ -7,12 +7,15 @@ Every dev item counts in every mean, as `dspy.Evaluate` counts it: an item the p
 answer that did not parse, every candidate dropped by the pipeline's own checks) counts 0 on every metric, and an
 item whose sample a metric failed on (a judge call that failed or was cut off: see datagen.scoring) counts 0 on
 that metric only. Each summary gives `n` (the items), how many of them `failed`, and the `failures` by kind beside
-the mean, so that a mean over 4 items that all made a sample is never read against one over 1 item that did.
+the mean, so that a mean over 4 items that all made a sample is never read against one over 1 item that did. A part
+of the composite that failed on an item counts 0 in the composite without failing it: the composite's summary names
+such parts (`parts_failed`), so that a composite dragged down by failed judge calls is read as such.
 """
 
 import json
 import statistics
 from collections import Counter
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -80,7 +83,7 @@ def evaluate(pipeline: str, dev: str | Path, *, workspace: Path | None = None, c
         "dev": str(dev) + (f" ({split})" if split else ""),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "models": models,
-        "metrics": summarize(scorer.kinds, outcomes),
+        "metrics": summarize(scorer.kinds, outcomes, scorer.composite.weights if scorer.composite else ()),
         "failures": item_failures(outcomes),
         "samples": [sample_record(o, index) for o in outcomes for index in range(len(o.samples))],
         "usage": total_usage(outcomes),
@@ -121,20 +124,25 @@ def item_failures(outcomes: list[Outcome]) -> list[dict]:
     return failures
 
 
-def summarize(kinds: dict[str, str], outcomes: list[Outcome]) -> dict:
+def summarize(kinds: dict[str, str], outcomes: list[Outcome], parts: Iterable[str] = ()) -> dict:
     """Each metric over every dev item, as dspy.Evaluate counts: an item's value is the mean of its samples'
     (a sample the metric failed on counting 0), an item that made no sample counts 0. `n`: items; `failed`: items
     without a value of their own (no sample, or the metric failed on one of its samples), counted by kind in
     `failures` (the item's failure kind, or the metric's: e.g. "judge_content_truncated"); `samples`: samples
-    scored; mean, spread (population standard deviation) and range over the n items' values."""
-    summary = {}
+    scored; mean, spread (population standard deviation) and range over the n items' values. Given the
+    composite's `parts`, its summary also has `parts_failed`: {part: items on which that part failed}, parts that
+    never failed left out (a failed part counts 0 in the composite without failing it, so its `failed` alone would
+    not show that it was dragged down)."""
+    summary, failed_parts = {}, Counter()
     for name, kind in kinds.items():
         values, failures, samples = [], Counter(), 0
         for o in outcomes:
             scores = [s[name] for s in o.scores if name in s] if not item_failure(o) else []
-            failed = item_failure(o) or next((s.kind for s in scores if isinstance(s, Failed)), None)
+            own = next((s.kind for s in scores if isinstance(s, Failed)), None)
+            failed = item_failure(o) or own
             if failed:
                 failures[failed] += 1
+            failed_parts[name] += own is not None
             samples += sum(not isinstance(s, Failed) for s in scores)
             values.append(statistics.fmean(s.value for s in scores) if scores else 0.0)
         summary[name] = {"kind": kind, "n": len(values), "failed": sum(failures.values()),
@@ -142,6 +150,8 @@ def summarize(kinds: dict[str, str], outcomes: list[Outcome]) -> dict:
                          "mean": statistics.fmean(values) if values else None,
                          "std": statistics.pstdev(values) if values else None,
                          "min": min(values, default=None), "max": max(values, default=None)}
+    if COMPOSITE in summary and parts:
+        summary[COMPOSITE]["parts_failed"] = {name: failed_parts[name] for name in parts if failed_parts[name]}
     return summary
 
 

@@ -9,7 +9,10 @@ DSPy's cache sends none and is counted apart, as a cache hit); the request that 
 is sent.
 
 Every held-out item counts in the held-out means (datagen.evaluate): an item the program failed on counts 0, so a
-compiled program that makes a sample for every item is not read as worse than one that made a sample for one.
+compiled program that makes a sample for every item is not read as worse than one that made a sample for one. A part
+of the composite that failed on an item (a judge call whose answer did not parse) counts 0 in it without failing
+the item: the held-out line and the manifest name such parts (`held_out_line`), so that a score dragged down by a
+judge that could not answer is not read as the program's.
 A bootstrapped demo is kept only when the run that made it dropped no candidate (the pipeline's own checks, see
 programs/factual_qa.py) and each of its samples reaches the pass mark alone (`DemoCheck`); the candidates
 rejected are counted by reason in the result and the manifest.
@@ -41,7 +44,7 @@ from datagen.generate import _drop_reason, bound_answers, program_fingerprint
 from datagen.metrics.composite import Composite
 from datagen.models import RoleModel, check_reachable, role_model, task_model, track_usage
 from datagen.pipelines import code_fingerprint, load_program
-from datagen.report import failure_kinds, write_report
+from datagen.report import failure_kinds, parts_failed_text, write_report
 from datagen.scoring import COMPOSITE, MetricContext, Scorer
 
 log = logging.getLogger(__name__)
@@ -503,11 +506,14 @@ def composite_mean(evaluation: dict) -> float | None:
 
 
 def held_out_line(evaluation: dict) -> str:
-    """An evaluation's composite with its count, e.g. "0.130 (n 4, 3 failed: parse 2, dropped 1)"."""
+    """An evaluation's composite with its count, e.g. "0.130 (n 4, 3 failed: parse 2, dropped 1)", and the parts
+    that failed on items, which count 0 in it without failing the item, e.g. "0.581 (n 2, 0 failed; parts failed,
+    counted 0: content 2, genericness 2)"."""
     summary = evaluation["metrics"][COMPOSITE]
     mean = "-" if summary["mean"] is None else f"{summary['mean']:.3f}"
-    kinds = failure_kinds(summary)
-    return f"{mean} (n {summary['n']}, {summary['failed']} failed{': ' + kinds if kinds else ''})"
+    kinds, parts = failure_kinds(summary), parts_failed_text(summary)
+    return (f"{mean} (n {summary['n']}, {summary['failed']} failed{': ' + kinds if kinds else ''}"
+            f"{'; ' + parts if parts else ''})")
 
 
 def comparison(before: dict, after: dict) -> tuple[str, bool]:

@@ -106,12 +106,20 @@ def _summary(result: dict, baseline: dict | None) -> str:
 
 
 def failed_text(stats: dict) -> str:
-    """A summary's failed items with their kinds, e.g. "3 (parse 2, dropped 1)"; "" for a summary without a count
-    (an evaluation written before failures were counted)."""
+    """A summary's failed items with their kinds, e.g. "3 (parse 2, dropped 1)", and for a composite the parts that
+    failed on items, e.g. "0; parts failed, counted 0: content 2"; "" for a summary without a count (an evaluation
+    written before failures were counted)."""
     if "failed" not in stats:
         return ""
-    kinds = failure_kinds(stats)
-    return f"{stats['failed']}" + (f" ({kinds})" if kinds else "")
+    kinds, parts = failure_kinds(stats), parts_failed_text(stats)
+    return f"{stats['failed']}" + (f" ({kinds})" if kinds else "") + (f"; {parts}" if parts else "")
+
+
+def parts_failed_text(stats: dict) -> str:
+    """A composite summary's parts that failed on items (each counted 0 in the composite, which does not count the
+    item failed), e.g. "parts failed, counted 0: content 2, genericness 2"; "" when none did."""
+    parts = stats.get("parts_failed") or {}
+    return "parts failed, counted 0: " + ", ".join(f"{name} {n}" for name, n in parts.items()) if parts else ""
 
 
 def failure_kinds(stats: dict) -> str:

@@ -1,6 +1,7 @@
 """Optimizing against a dev set: a held-out gain, the call cap, compiled artifacts and their safety checks."""
 
 import json
+import re
 
 import dspy
 import pytest
@@ -12,6 +13,7 @@ from datagen.evaluate import evaluate, write_evaluation
 from datagen.generate import RunSettings, generate
 from datagen.models import RoleModel
 from datagen.optimize import DemoCheck, Session, estimate_calls, optimize
+from datagen.report import failed_text
 from datagen.samples import Sample
 
 from .conftest import run_cli
@@ -241,6 +243,10 @@ def test_a_failing_judge_costs_only_its_own_score_with_its_kind(workspace):
     assert metrics["content"]["n"] == 4 and metrics["content"]["mean"] == pytest.approx(2 / 4)
     assert metrics["generic_offline"]["n"] == metrics["generic_offline"]["samples"] == 4
     assert metrics["generic_offline"]["failed"] == 0
+    # No item failed, yet the composite counted content 0 on two: its summary, and the evaluate table's and the
+    # report's "failed" cell, say so.
+    assert metrics["composite"]["failed"] == 0 and metrics["composite"]["parts_failed"] == {"content": 2}
+    assert failed_text(metrics["composite"]) == "0; parts failed, counted 0: content 2"
     by_chunk = {sample["chunk"]: sample for sample in result["samples"]}
     failed = by_chunk[cut]["scores"]["content"]
     assert failed["value"] == 0.0 and failed["failure"] == "judge_content_truncated"
@@ -248,6 +254,35 @@ def test_a_failing_judge_costs_only_its_own_score_with_its_kind(workspace):
     # The composite counts the failed part as 0: a lower bound of what the judge would have given.
     assert by_chunk[cut]["composite"] == pytest.approx(generic / 2)
     assert "content failed, counted as 0" in by_chunk[cut]["scores"]["composite"]["feedback"]
+
+
+def test_the_held_out_line_names_the_composite_parts_whose_judge_calls_failed(workspace):
+    # Every judge answer unparseable: each judged part counts 0 in the composite without failing an item, so the
+    # composite alone would read "0 failed"; the line, the manifest and eval.json say which parts failed.
+    with (FakeOpenAIServer() as task, FakeOpenAIServer(faults=lambda source, attempt: MALFORMED) as judge):
+        (workspace / "datagen.toml").write_text(
+            f'[models.task]\nmodel = "openai/task-model"\napi_base = "{task.url}"\n\n'
+            f'[models.judge]\nmodel = "openai/judge-model"\napi_base = "{judge.url}"\n\n'
+            '[metrics.style_clone]\nweights = { content = 1, genericness = 1, generic_offline = 1 }\n'
+            'threshold = 0.5\n')
+        result = run_cli("optimize", "style_clone", "--dev", DEV, "--yes", "--name", "judged", cwd=workspace,
+                         timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    line = next(line for line in result.stderr.splitlines() if line.startswith("held out:"))
+    state = workspace / "compiled/style_clone/judged.json"
+    manifest = read_manifest(state)
+    # Each of the 4 val items that made a sample (the pipeline may drop the fake's rephrase of some: "dropped")
+    # had both judged parts fail.
+    shown = r"\(n 4, (\d) failed[^;)]*; parts failed, counted 0: content (\d), genericness (\d)\)"
+    for text in (*line.split(" -> "), *manifest["held_out"].values()):
+        found = re.search(shown, text)
+        assert found, (text, line)
+        assert int(found[2]) == int(found[3]) == 4 - int(found[1]) > 0, text
+    saved = json.loads(state.with_name("judged.eval.json").read_text())["metrics"]
+    made = 4 - saved["composite"]["failed"]  # no item failed for the parts' sake: they count 0 in it
+    assert saved["composite"]["parts_failed"] == {"content": made, "genericness": made}
+    assert saved["content"]["failures"].get("judge_content_parse") == made
 
 
 def test_a_split_is_scored_with_style_metrics_fitted_on_the_whole_dev_set(workspace):
