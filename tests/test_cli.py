@@ -181,6 +181,11 @@ def _greek_workspace(workspace, language: str) -> None:
     _configure(workspace, language)
 
 
+def reworded(text: str) -> str:
+    """A rephrase of a short line that is no copy of it: the fake's own keeps a line of short words as it is."""
+    return "Put plainly: " + plain(text)
+
+
 def test_the_configured_language_reaches_the_chunker(workspace):
     _greek_workspace(workspace, "el")
     questions = GREEKLISH.count(";")
@@ -197,7 +202,7 @@ def test_the_configured_language_reaches_the_chunker(workspace):
     records = [json.loads(line) for line in (workspace / "dev.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [r["chunk"] for r in records] == [row["text"] for row in rows]
 
-    with FakeOpenAIServer() as server:
+    with FakeOpenAIServer(respond=reworded) as server:
         generate = run_cli("generate", "style_clone", "-i", "greek", "-o", "out", "--model", "openai/fake",
                            "--api-base", server.url, cwd=workspace)
     assert generate.returncode == 0, generate.stderr
@@ -208,7 +213,7 @@ def test_the_configured_language_reaches_the_chunker(workspace):
 def test_a_changed_language_is_noticed_on_resume(workspace):
     _greek_workspace(workspace, "el")
     args = ["generate", "style_clone", "-i", "greek", "-o", "out", "--model", "openai/fake"]
-    with FakeOpenAIServer() as server:
+    with FakeOpenAIServer(respond=reworded) as server:
         first = run_cli(*args, "--limit", "1", "--api-base", server.url, cwd=workspace)
         assert first.returncode == 0, first.stderr
         _configure(workspace, "auto")  # the input file itself is untouched
