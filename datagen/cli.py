@@ -747,11 +747,12 @@ def judge_check(
             table.add_row(escape(name), result.kinds.get(name, ""), check, f"{f.accuracy:.3f}",
                           f"{f.low:.2f}-{f.high:.2f}", "-" if f.auc is None else f"{f.auc:.3f}", str(f.n))
     out.print(table)
-    for flag in result.flags:
-        out.print(f"flagged: {flag}", markup=False, highlight=False, soft_wrap=True)
-    # A failed score counts 0 in its metric's figures: say how many there were, so a low figure is read as such.
+    # A failed score counts 0 in its metric's figures: say how many there were (before the flags they may explain),
+    # so a low figure is read as such.
     for line in result.failure_lines():
         out.print(f"failed: {line}", markup=False, highlight=False, soft_wrap=True)
+    for flag in result.flags:
+        out.print(f"flagged: {flag}", markup=False, highlight=False, soft_wrap=True)
     if json_out:
         err.print(f"figures: {result.write_json(json_out)}", markup=False, highlight=False)
 

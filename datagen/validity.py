@@ -416,7 +416,16 @@ def _verdicts(result: Validity, comparisons: dict[tuple[str, str], _Comparison],
     for (name, check), comparison in comparisons.items():
         result.figures.setdefault(name, {})[check] = comparison.figure()
     result.kinds = kinds
+    tally = result.failures
     for name, checks in result.figures.items():
+        if tally.scored[name] and tally.failed[name] == tally.scored[name]:
+            # Every score failed and counted 0: its figures measure nothing, and flags per check would say it
+            # prefers a copy or a placeholder when it was never heard.
+            kinds_failed = ", ".join(f"{kind} {n}" for kind, n in tally.kinds[name].most_common())
+            result.flags.append(f"{name}: every score failed ({kinds_failed}): its figures measure nothing; fix its "
+                                "model (an unparseable answer stays in DSPy's cache: rename the model or clear the "
+                                "cache before checking again)")
+            continue
         for check, figure in checks.items():
             if figure.accuracy <= 0.5:
                 result.flags.append(f"{name} {check}: {LOSES[check]} (accuracy {figure.accuracy:.2f}, n {figure.n})")

@@ -230,3 +230,6 @@ def test_a_pairwise_judge_that_never_parses_counts_against_itself(workspace, aut
     assert result.failures.failed["style_pairwise"] == 36 and result.failures.failed["style_fidelity"] == 0
     assert "style_pairwise: 36 of 36 scores failed (judge_style_pairwise_parse 36)" in result.failure_lines()
     assert result.as_json()["failures"]["style_offline"] == {"scored": 72, "failed": 0, "kinds": {}}
+    # Never heard, the judge is flagged once for that, not per check as if it had preferred the other author.
+    flags = [flag for flag in result.flags if flag.startswith("style_pairwise")]
+    assert len(flags) == 1 and "every score failed (judge_style_pairwise_parse 36)" in flags[0]
