@@ -33,13 +33,14 @@ _INPUT_VALUE = re.compile(r"\[\[ ## (\w+) ## \]\]\n(.*?)(?=\n\n\[\[ ## |\n\nResp
 
 def plain(text: str) -> str:
     """The fake model's 'rephrase': the passage's words, lower-cased, without punctuation, the middle two of every
-    four swapped and the last of every four, when longer than three letters, replaced by "plain". (Reworded: the
-    passage's own words in another order, or without their punctuation, are a copy of it, which the pipelines
-    drop, see datagen/degenerate.py.)"""
+    four swapped and the last of every four replaced by "plain" (one added to a passage of fewer than four words).
+    (Reworded: the passage's own words in another order, or without their punctuation, are a copy of it, which the
+    pipelines drop, see datagen/degenerate.py.)"""
     words = re.findall(r"[\w’']+", text.lower())
     for i in range(1, len(words) - 1, 4):
         words[i], words[i + 1] = words[i + 1], words[i]
-    return " ".join("plain" if i % 4 == 3 and len(word) > 3 else word for i, word in enumerate(words))
+    words = ["plain" if i % 4 == 3 else word for i, word in enumerate(words)]
+    return " ".join(words if len(words) >= 4 else [*words, "plain"])
 
 
 class Unparseable(Exception):

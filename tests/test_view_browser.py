@@ -164,9 +164,9 @@ def reviews(run: Path) -> dict:
 
 
 def judge_check(served: Served, name: str) -> tuple[dict, str]:
-    """`datagen judge-check RUN --human --min-score chrf=0.5`: its figures (--json) and what it printed."""
+    """`datagen judge-check RUN --human --min-score chrf=0.25`: its figures (--json) and what it printed."""
     figures = served.run.parent / f"{name}.json"
-    result = run_cli("judge-check", str(served.run), "--human", "--min-score", "chrf=0.5", "--json", str(figures),
+    result = run_cli("judge-check", str(served.run), "--human", "--min-score", "chrf=0.25", "--json", str(figures),
                      cwd=served.workspace, env={"COLUMNS": "200"})
     assert result.returncode == 0, result.stderr
     return json.loads(figures.read_text()), result.stdout
@@ -310,11 +310,11 @@ def test_a_reviewer_rates_corrects_reloads_exports_and_checks_the_metrics(browse
 
     # Now 2 good (the worst and the best by chrf) and 2 bad (the second and third worst): of the 4 (good, bad)
     # pairs, the best sample outscores both bad ones and the worst neither, an AUC of 2/4. At the gate's bar
-    # of 0.5, which every sample passes: precision 2/4, recall 2/2. The bar that separates them best (Youden's J)
+    # of 0.25, which every sample passes: precision 2/4, recall 2/2. The bar that separates them best (Youden's J)
     # is the best sample's own score: it passes 1 sample, good (precision 1, recall 1/2, J 1/2 - 0).
     good, bad = [chrf[first], chrf[best]], [chrf[second], chrf[third]]
     by_hand = sum((g > b) + 0.5 * (g == b) for g in good for b in bad) / (len(good) * len(bad))
-    assert by_hand == 0.5 and min(chrf.values()) >= 0.5
+    assert by_hand == 0.5 and min(chrf.values()) >= 0.25
     figures, printed = judge_check(served, "four-reviews")
     (metric,) = figures["metrics"]
     assert (metric["good"], metric["bad"], metric["auc"]["n"]) == (2, 2, 4)
@@ -323,8 +323,8 @@ def test_a_reviewer_rates_corrects_reloads_exports_and_checks_the_metrics(browse
     assert metric["spearman"] is None and metric["spearman_note"] == "no rating on a criterion named 'chrf'"
     assert any(flag.startswith("chrf: not shown to agree with people: AUC 0.50") for flag in figures["flags"])
     (gate,) = figures["gates"]
-    assert (gate["metric"], gate["bar"], gate["n"], gate["good"]) == ("chrf", 0.5, 4, 2)
-    assert gate["at_bar"] == {"threshold": 0.5, "passing": 4, "precision": 0.5, "recall": 1.0, "j": None}
+    assert (gate["metric"], gate["bar"], gate["n"], gate["good"]) == ("chrf", 0.25, 4, 2)
+    assert gate["at_bar"] == {"threshold": 0.25, "passing": 4, "precision": 0.5, "recall": 1.0, "j": None}
     assert gate["best"]["threshold"] == pytest.approx(chrf[best])
     assert (gate["best"]["passing"], gate["best"]["precision"], gate["best"]["recall"]) == (1, 1.0, 0.5)
     assert gate["best"]["j"] == pytest.approx(0.5)
