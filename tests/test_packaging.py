@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import ROOT
-from .fakes import FakeOpenAIServer
+from .fakes import FakeOpenAIServer, plain
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -84,7 +84,9 @@ def test_installed_datagen_runs_anywhere(installed, tmp_path):
     listed = run(installed, "datagen", "pipelines", cwd=demo).stdout.split()
     assert {"starter", "style_clone", "factual_qa"} <= set(listed)
 
-    with FakeOpenAIServer() as server:
+    # The fake's summary: the first half of its reworded passage, never longer than the passage.
+    with FakeOpenAIServer(by_field={"summary": lambda text: " ".join(plain(text).split()[:len(text.split()) // 2 + 1])}
+                          ) as server:
         fake = ("--model", "openai/fake", "--api-base", server.url)
         run(installed, "datagen", "generate", "style_clone", "--input", "data/samples", "--out", "out",
             "--min-score", "generic_offline=0", *fake, cwd=demo)
