@@ -21,21 +21,13 @@ from pathlib import Path
 from datagen.calllog import truncations
 from datagen.config import Config
 from datagen.errors import DatagenError
-from datagen.metrics.base import Score
+from datagen.metrics.base import Failed, Score
 from datagen.metrics.composite import Composite
 from datagen.models import RoleModel, judge_model
 from datagen.pipelines import load_metric_suite
 from datagen.samples import Sample
 
 COMPOSITE = "composite"
-
-
-@dataclass(frozen=True)
-class Failed(Score):
-    """A metric's score on a sample that it could not score: value 0, `feedback` the error in a line, `kind` the
-    failure's kind (`judge_<metric>_<kind>` for a judge, `metric_<metric>_<kind>` for an offline metric)."""
-
-    kind: str = ""
 
 
 def measure(metric, chunk: str, sample: Sample) -> Score:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from datagen.chunking import Chunk
 from datagen.errors import DatagenError
+from datagen.metrics.base import Failed
 from datagen.samples import Sample
 
 DB_FILE = "run.db"
@@ -290,8 +291,6 @@ class RunStore:
 
     def _replace_scores(self, chunk_id: str, scores: list[dict]) -> None:
         # A metric that failed on a sample gave it no score: unscored on it, a gate on it holds the sample back.
-        from datagen.scoring import Failed  # imported by whoever made the scores (and it imports DSPy)
-
         self._db.execute("DELETE FROM scores WHERE chunk_id = ?", (chunk_id,))
         self._db.executemany("INSERT INTO scores VALUES (?, ?, ?, ?, ?)", (
             (chunk_id, index, metric, score.value, score.feedback)

@@ -17,6 +17,14 @@ class Score:
     feedback: str = ""  # why, in a sentence: what GEPA reads, and what a report shows beside the worst samples
 
 
+@dataclass(frozen=True)
+class Failed(Score):
+    """A metric's score on a sample that it could not score: value 0, `feedback` the error in a line, `kind` the
+    failure's kind (`judge_<metric>_<kind>` for a judge, `metric_<metric>_<kind>` for an offline metric)."""
+
+    kind: str = ""
+
+
 class Metric(Protocol):
     name: str
     kind: str  # "judge" (an LLM call per score) or "offline" (no LLM)
