@@ -40,7 +40,7 @@ def ratios(gguf: Path | None) -> None:
     """Print the rewrite / passage token ratios of the shared pairs, and SmolLM2's tokens / o200k_base's."""
     import statistics
 
-    from datagen.tokens import count_tokens
+    from datagen.text.tokens import count_tokens
 
     def spread(values: list[float]) -> str:
         return f"median {statistics.median(values):.2f}, max {max(values):.2f}, n {len(values)}"
@@ -70,9 +70,9 @@ def main() -> None:
     import dspy
 
     sys.path.insert(0, str(ROOT))
-    from datagen.config import Config, ModelSettings
-    from datagen.generate import RunSettings, generate
-    from datagen.models import default_max_tokens
+    from datagen.workspace.config import Config, ModelSettings
+    from datagen.runs.generate import RunSettings, generate
+    from datagen.lm.roles import default_max_tokens
     from tests.llama_server import LlamaServer, server_available, smollm2_path
 
     ratios(smollm2_path())

@@ -12,8 +12,8 @@ import multiprocessing
 import random
 import time
 
-from datagen.chunking import DEFAULT_MAX_TOKENS, chunk_documents
-from datagen.ingest import Document
+from datagen.text.chunking import DEFAULT_MAX_TOKENS, chunk_documents
+from datagen.text.ingest import Document
 
 
 def words_line(size: int, sep: str) -> str:

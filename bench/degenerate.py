@@ -26,9 +26,9 @@ from pathlib import Path
 
 import regex
 
-from datagen.chunking import chunk_documents  # datagen first: it keeps litellm from fetching its price list
-from datagen.degenerate import REWRITE_MIN_LENGTH_RATIO, copy_measures, degenerate, length, word_bag_f1
-from datagen.ingest import iter_documents
+from datagen.text.chunking import chunk_documents  # datagen first: it keeps litellm from fetching its price list
+from datagen.text.degenerate import REWRITE_MIN_LENGTH_RATIO, copy_measures, degenerate, length, word_bag_f1
+from datagen.text.ingest import iter_documents
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPORA = ROOT.parent / "shared" / "corpora"

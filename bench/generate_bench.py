@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.fake_server import ServerProcess
-from datagen.chunking import chunk_documents  # datagen first: it keeps litellm from fetching its price list
-from datagen.ingest import iter_documents
+from datagen.text.chunking import chunk_documents  # datagen first: it keeps litellm from fetching its price list
+from datagen.text.ingest import iter_documents
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE = "style_clone"
@@ -85,7 +85,7 @@ def make_corpus(folder: Path, chunks: int, words: int, max_tokens: int) -> Path:
 # --- one measurement, in a child process --------------------------------------------------------------------
 
 def _run_generate(model, job: dict) -> tuple[int, int]:
-    from datagen.generate import RunSettings, generate
+    from datagen.runs.generate import RunSettings, generate
 
     report = generate(PIPELINE, [job["corpus"]], job["out"], workspace=ROOT, model=model,
                       settings=RunSettings(max_tokens=job["max_tokens"], concurrency=job["concurrency"]))
@@ -95,7 +95,7 @@ def _run_generate(model, job: dict) -> tuple[int, int]:
 def _run_batch(model, job: dict) -> tuple[int, int]:
     import dspy
 
-    from datagen.pipelines import load_program
+    from datagen.workspace.pipelines import load_program
 
     program = load_program(PIPELINE, ROOT)
     examples = [dspy.Example(chunk=c.text).with_inputs("chunk")
@@ -118,8 +118,8 @@ def _child(job: dict, conn) -> None:
     (seconds, CPU seconds, samples, failed, peak MiB, baseline MiB)."""
     import dspy
 
-    from datagen.config import ModelSettings
-    from datagen.models import build_role_model
+    from datagen.workspace.config import ModelSettings
+    from datagen.lm.roles import build_role_model
 
     for noisy in ("LiteLLM", "httpx", "dspy"):
         logging.getLogger(noisy).setLevel(logging.ERROR)

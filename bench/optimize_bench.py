@@ -2,7 +2,7 @@
 
     python -m bench.optimize_bench            # from the repository root; --help for the knobs
 
-Every preset runs `datagen.optimize.optimize` on data/style_clone/dev.jsonl (12 train, 4 val items) with the
+Every preset runs `datagen.tuning.optimize.optimize` on data/style_clone/dev.jsonl (12 train, 4 val items) with the
 style_clone pipeline's own composite metric: its two LLM judges (content, genericness) and its offline metrics.
 Task, judge and prompt roles all talk over HTTP to a fake OpenAI-compatible server in its own process that
 answers each request after a fixed latency (its judge ratings vary with the passage, so optimizers see a
@@ -23,7 +23,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # optimizers' progress bars; read wh
 
 from bench.fake_server import ServerProcess  # noqa: E402
 # datagen first: it keeps litellm from fetching its price list
-from datagen.config import Config, ModelSettings  # noqa: E402
+from datagen.workspace.config import Config, ModelSettings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PRESETS = ["bootstrap", "bootstrap-rs", "copro", "simba", "gepa", "mipro"]
@@ -40,8 +40,8 @@ def run(kind: str, server: ServerProcess, work: Path, trials: int) -> dict:
     """One preset (or a search of `trials` trials) in a fresh workspace; its counts and seconds."""
     import dspy
 
-    from datagen.optimize import optimize
-    from datagen.search import search
+    from datagen.tuning.optimize import optimize
+    from datagen.tuning.search import search
 
     dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
     # The fake prompt model cannot write SIMBA's structured advice: each failed strategy logs a page. Its requests

@@ -20,10 +20,10 @@ from pathlib import Path
 import dspy
 
 from bench.fake_server import ServerProcess
-from datagen.chunking import Chunk
-from datagen.config import Config, ModelSettings
-from datagen.distributed import RayCluster
-from datagen.generate import Callbacks, RunSettings, generate
+from datagen.text.chunking import Chunk
+from datagen.workspace.config import Config, ModelSettings
+from datagen.runs.cluster import RayCluster
+from datagen.runs.generate import Callbacks, RunSettings, generate
 from datagen.samples import Sample
 from datagen.store import Outcome, RunStore
 

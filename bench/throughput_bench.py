@@ -78,8 +78,8 @@ def write_corpus(folder: Path, texts: list[str]) -> Path:
 
 def check_chunks(folder: Path, texts: list[str], max_tokens: int) -> None:
     """The corpus chunks (with this working tree's chunker) into exactly the passages, in order."""
-    from datagen.chunking import chunk_documents
-    from datagen.ingest import iter_documents
+    from datagen.text.chunking import chunk_documents
+    from datagen.text.ingest import iter_documents
 
     chunks = [c.text.strip() for c in chunk_documents(iter_documents([folder]), max_tokens)]
     if chunks != texts:
@@ -90,8 +90,8 @@ def check_chunks(folder: Path, texts: list[str], max_tokens: int) -> None:
 def render_messages(texts: list[str]) -> list[list[dict]]:
     """The chat messages datagen's style_clone sends for each passage: its predictor's signature formatted by
     datagen's ChatAdapter (the adapter of a model with an api_base), no demos."""
-    from datagen.adapters import ChatAdapter
-    from datagen.pipelines import load_program
+    from datagen.lm.adapters import ChatAdapter
+    from datagen.workspace.pipelines import load_program
 
     program = load_program(PIPELINE, ROOT)
     predictors = [p for _, p in program.named_predictors()]
@@ -117,8 +117,8 @@ def _usage() -> tuple[float, float, float]:
 def _datagen_model(job: dict):
     import dspy
 
-    from datagen.config import ModelSettings
-    from datagen.models import build_role_model
+    from datagen.workspace.config import ModelSettings
+    from datagen.lm.roles import build_role_model
 
     dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)  # every call reaches the server
     settings = ModelSettings(model="openai/bench", api_base=job["url"], engine=job["engine"])
@@ -160,7 +160,7 @@ def _child_batch(job: dict):
     import datagen
     import dspy
 
-    from datagen.pipelines import load_program
+    from datagen.workspace.pipelines import load_program
 
     model = _datagen_model(job)
     program = load_program(PIPELINE, Path(job["workspace"]))

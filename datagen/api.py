@@ -1,6 +1,6 @@
 """The objects-first API: evaluate and optimize a dspy.Module with a metric of your own, or a pipeline by name.
 
-`datagen.generate` (datagen/generate.py) takes a program object or a pipeline name as it is; `evaluate` and
+`datagen.generate` (datagen/runs/generate.py) takes a program object or a pipeline name as it is; `evaluate` and
 `optimize` here take a program (a dspy.Module whose `forward(chunk: str)` returns a dspy.Prediction with
 `samples`, or a pipeline name), a dev set (a dev.jsonl file, or the chunks themselves) and a metric, and return
 typed results. A metric follows DSPy's convention, `metric(example, prediction, trace=None) -> float | bool`,
@@ -8,7 +8,7 @@ where `example.chunk` is the chunk's text and `prediction.samples` the program's
 `Composite` is one. With no metric, a named pipeline is scored by its own metrics (metrics/NAME.py).
 
 With no model given, the task model is the LM set by `dspy.configure`/`dspy.context`, else the workspace's
-datagen.toml, else the embedded model (see `datagen.models.task_model`).
+datagen.toml, else the embedded model (see `datagen.lm.roles.task_model`).
 """
 
 from collections import Counter
@@ -19,21 +19,21 @@ from pathlib import Path
 
 import dspy
 
-from datagen.chunking import Chunk, chunk_id
-from datagen.compiled import load_compiled
-from datagen.config import Config, find_workspace, load_config
-from datagen.devset import DevItem, read_devset
+from datagen.text.chunking import Chunk, chunk_id
+from datagen.workspace.compiled import load_compiled
+from datagen.workspace.config import Config, find_workspace, load_config
+from datagen.dataset.devset import DevItem, read_devset
 from datagen.errors import DatagenError
-from datagen.evaluate import evaluate as evaluate_pipeline
-from datagen.evaluate import item_failures, sample_record, summarize, total_usage
-from datagen.generate import bound_answers, run_chunks
-from datagen.models import RoleModel, as_role_model, check_reachable, role_model, task_model, track_usage
-from datagen.optimize import (MAX_DEMOS, OPTIMIZERS, PROPOSING, CallBudgetExhausted, CallCounter, DemoCheck,
+from datagen.tuning.evaluate import evaluate as evaluate_pipeline
+from datagen.tuning.evaluate import item_failures, sample_record, summarize, total_usage
+from datagen.runs.generate import bound_answers, run_chunks
+from datagen.lm.roles import RoleModel, as_role_model, check_reachable, role_model, task_model, track_usage
+from datagen.tuning.optimize import (MAX_DEMOS, OPTIMIZERS, PROPOSING, CallBudgetExhausted, CallCounter, DemoCheck,
                               compile_kwargs, composite_mean, labeled_demos, make_optimizer, with_labeled_demos)
-from datagen.optimize import optimize as optimize_pipeline
-from datagen.pipelines import load_program
+from datagen.tuning.optimize import optimize as optimize_pipeline
+from datagen.workspace.pipelines import load_program
 from datagen.metrics.base import Score
-from datagen.scoring import COMPOSITE
+from datagen.metrics.scoring import COMPOSITE
 
 Metric = Callable[..., "float | bool"]
 DevSet = str | Path | Iterable[DevItem | dspy.Example | str]
@@ -42,7 +42,7 @@ DevSet = str | Path | Iterable[DevItem | dspy.Example | str]
 @dataclass
 class Evaluation:
     """What `evaluate` measured. `metrics`: {metric name: {"kind", "n", "failed", "failures", "samples", "mean",
-    "std", "min", "max"}} over every dev item, an item that failed counting 0 (see `datagen.evaluate.summarize`;
+    "std", "min", "max"}} over every dev item, an item that failed counting 0 (see `datagen.tuning.evaluate.summarize`;
     values in [0, 1] for datagen's metrics; whatever the metric returns otherwise); `samples`:
     one dict per sample (chunk_id, chunk, input, output, scores {name: {"value", "feedback"}}); `failures`: the
     dev items that made no sample (chunk_id, kind, message); `usage`: tokens by model name
@@ -67,7 +67,7 @@ class Evaluation:
         return means[0] if len(means) == 1 else None
 
     def as_dict(self) -> dict:
-        """The JSON-able form `datagen.evaluate.write_evaluation` and the HTML report take."""
+        """The JSON-able form `datagen.tuning.evaluate.write_evaluation` and the HTML report take."""
         return {"pipeline": self.pipeline, "program": self.program, "dev": self.dev, "created": self.created,
                 "models": self.models, "metrics": self.metrics, "failures": self.failures,
                 "samples": self.samples, "usage": self.usage}
@@ -85,7 +85,7 @@ class Optimization:
     items `before` and `after` compiling (means of the metric over every val item, a failed one counting 0), the
     LM requests sent by role (`calls`; `cached`: calls answered from DSPy's cache, which send none), tokens by
     model name (`usage`), the bootstrapped `demos` ({"kept": {predictor: n}, "rejected": {reason: n}}: see
-    `datagen.optimize.DemoCheck`), and, for a named pipeline, the compiled state file and its HTML report."""
+    `datagen.tuning.optimize.DemoCheck`), and, for a named pipeline, the compiled state file and its HTML report."""
 
     program: dspy.Module | None
     before: float | None
@@ -186,7 +186,7 @@ def _module(program: "str | dspy.Module", workspace: Path, options: dict | None)
 
 
 def _result(name: str, devset, model: RoleModel, kinds: dict[str, str], outcomes) -> dict:
-    """The evaluation's record, in the form `datagen.evaluate.evaluate` gives."""
+    """The evaluation's record, in the form `datagen.tuning.evaluate.evaluate` gives."""
     return {"pipeline": name, "program": name, "dev": str(devset) if isinstance(devset, (str, Path)) else "(items)",
             "created": datetime.now(UTC).isoformat(timespec="seconds"), "models": {"task": model.name},
             "metrics": summarize(kinds, outcomes),
@@ -206,8 +206,8 @@ def optimize(program: "str | dspy.Module", devset: DevSet, metric: Metric | None
     `program`: a dspy.Module (left as it is: the compiled program is a copy), or a pipeline name. `devset`: see
     `dev_items`; it needs items in both splits. `metric`: DSPy's convention (a float for evaluation; while
     bootstrapping any truthy value passes a demo, from a run that dropped no candidate and made samples: see
-    `datagen.optimize.DemoCheck`). Without a metric, a named pipeline is optimized against its composite by
-    `datagen.optimize.optimize`, which also saves compiled/PIPELINE/NAME.json with a manifest and report (`name`
+    `datagen.tuning.optimize.DemoCheck`). Without a metric, a named pipeline is optimized against its composite by
+    `datagen.tuning.optimize.optimize`, which also saves compiled/PIPELINE/NAME.json with a manifest and report (`name`
     defaults to the optimizer's); `metrics` then names the composite's parts (default: every metric it weighs),
     e.g. the offline ones alone when no capable judge is at hand. `optimizer`: one of bootstrap, bootstrap-rs,
     mipro, gepa, copro, simba (the last four need the `prompt` model, default: the config's prompt role).
@@ -215,7 +215,7 @@ def optimize(program: "str | dspy.Module", devset: DevSet, metric: Metric | None
     request that would pass it is refused and nothing is compiled (`stopped` says so). `demos`:
     with `metric`, bootstrapped demos kept per predictor (default 3; a named pipeline's composite keeps 3). A
     reviewed dev set (`datagen devset --from-review`) gives human-labeled demos: its train items' go first among
-    each predictor's demos after compiling (`datagen.optimize.with_labeled_demos`, within the same cap).
+    each predictor's demos after compiling (`datagen.tuning.optimize.with_labeled_demos`, within the same cap).
 
     Returns an `Optimization`. Raises DatagenError for an unknown optimizer, a dev set lacking a split, a dev
     set with demos for a predictor the program lacks, a program object without a metric, `metrics` with a

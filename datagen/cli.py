@@ -42,7 +42,7 @@ MaxTokens = Annotated[int | None, typer.Option("--max-tokens", min=16,
 
 
 def _workspace(path: Path | None) -> Path:
-    from datagen.config import find_workspace
+    from datagen.workspace.config import find_workspace
 
     if path is not None and not path.is_dir():
         raise DatagenError(f"{path}: workspace folder does not exist")
@@ -78,7 +78,7 @@ def _own_records(record: logging.LogRecord) -> bool:
     """Without -v, only datagen's own log lines reach stderr: the libraries' (DSPy logs an ERROR line with the
     whole chunk and the raw answer for each example an optimizer could not run, litellm its retries) are what
     datagen reports itself, counted, or noise. Their loggers still run, so datagen's filters on them (the
-    truncation count of datagen.calllog) see every record."""
+    truncation count of datagen.lm.calllog) see every record."""
     return record.name == "datagen" or record.name.startswith("datagen.")
 
 
@@ -86,7 +86,7 @@ def _redact_output() -> None:
     """No API key on stderr: a provider's error may quote the key, and it reaches stderr outside datagen's own
     messages too, in the libraries' log lines (DSPy's optimizers log each failed example with its error) and in
     the traceback of an error nothing catches."""
-    from datagen.redaction import redact
+    from datagen.util.redaction import redact
 
     make_record = logging.getLogRecordFactory()
     if getattr(make_record, "redacting", False):  # set up already (the app run again in one process)
@@ -136,9 +136,9 @@ def chunk(
     workspace: Workspace = None,
 ) -> None:
     """Cut text files into chunks that fit a token budget, written as JSONL."""
-    from datagen.chunking import chunk_documents
-    from datagen.config import load_config
-    from datagen.ingest import iter_documents
+    from datagen.text.chunking import chunk_documents
+    from datagen.workspace.config import load_config
+    from datagen.text.ingest import iter_documents
 
     config = load_config(_workspace(workspace))
     budget = max_tokens or config.chunking.max_tokens
@@ -196,9 +196,9 @@ def generate(
     """Run a pipeline over text files and write a ShareGPT dataset (re-run to resume)."""
     import dspy
 
-    from datagen.generate import Callbacks, RunSettings
-    from datagen.generate import generate as run_generate
-    from datagen.local_model import LOCAL_MODEL
+    from datagen.runs.generate import Callbacks, RunSettings
+    from datagen.runs.generate import generate as run_generate
+    from datagen.lm.local import LOCAL_MODEL
 
     root = _workspace(workspace)
     config = _config(root, model, api_base)
@@ -281,7 +281,7 @@ def _cost_line(status) -> str:
 
 
 def _cluster(executor: str, actors: int, address: str | None):
-    """--executor's Ray cluster (datagen.distributed.RayCluster), or None to run in this process; refused with a
+    """--executor's Ray cluster (datagen.runs.cluster.RayCluster), or None to run in this process; refused with a
     one-line error when Ray is asked for and not installed, or the Ray options come without it."""
     if executor not in ("local", "ray"):
         raise DatagenError(f"--executor {executor!r}: use local or ray")
@@ -289,7 +289,7 @@ def _cluster(executor: str, actors: int, address: str | None):
         if address is not None or actors != 2:
             raise DatagenError("--actors and --ray-address go with --executor ray")
         return None
-    from datagen.distributed import RayCluster, ray_module
+    from datagen.runs.cluster import RayCluster, ray_module
 
     ray_module()
     return RayCluster(actors, address)
@@ -297,7 +297,7 @@ def _cluster(executor: str, actors: int, address: str | None):
 
 def _config(root: Path, model: str | None, api_base: str | None):
     """The workspace's config with the task model's command-line flags on top."""
-    from datagen.config import ModelSettings, flag_settings, load_config
+    from datagen.workspace.config import ModelSettings, flag_settings, load_config
 
     config = load_config(root)
     flags = flag_settings(model=model, api_base=api_base)  # --api-base may list servers, comma-separated
@@ -306,7 +306,7 @@ def _config(root: Path, model: str | None, api_base: str | None):
 
 
 def _min_scores(pairs: list[str] | None) -> dict[str, float] | None:
-    from datagen.scoring import parse_thresholds
+    from datagen.metrics.scoring import parse_thresholds
 
     return parse_thresholds(pairs) if pairs else None
 
@@ -330,8 +330,8 @@ def _print_summary(run_dir: Path, config=None):
     prices where it sets them."""
     from collections import Counter
 
-    from datagen.batch import TERMINAL as BATCH_TERMINAL
-    from datagen.summary import summarize
+    from datagen.lm.batch import TERMINAL as BATCH_TERMINAL
+    from datagen.runs.summary import summarize
 
     summary = summarize(run_dir, config)
     line = (f"run {run_dir}: {summary.meta.get('pipeline', '?')}, {summary.done}/{summary.chunks} chunks done, "
@@ -392,9 +392,9 @@ def evaluate(
 
     _quiet_libraries()  # again: the metrics may import libraries that log (sentence-transformers)
 
-    from datagen.evaluate import evaluate as run_evaluate
-    from datagen.evaluate import write_evaluation
-    from datagen.report import failed_text
+    from datagen.tuning.evaluate import evaluate as run_evaluate
+    from datagen.tuning.evaluate import write_evaluation
+    from datagen.tuning.report import failed_text
 
     root = _workspace(workspace)
     with err.status(f"evaluating {pipeline} on {dev}"):
@@ -459,7 +459,7 @@ def optimize(
     settings = dict(workspace=root, config=_config(root, model, api_base), options=_options(option or []),
                     max_calls=max_calls, seed=seed, on_estimate=confirm, metrics=metric)
     if trials:
-        from datagen.search import DEFAULT_OPTIMIZERS, search
+        from datagen.tuning.search import DEFAULT_OPTIMIZERS, search
 
         with err.status(f"searching {pipeline}: {trials} trials"):
             result = search(pipeline, dev, trials, optimizers=optimizer or DEFAULT_OPTIMIZERS, name=name or "search",
@@ -469,7 +469,7 @@ def optimize(
         after = (f"after: best trial {result.best.number}", result.best.score, "", "") if result.best else None
         compiled = None  # the best trial's score is its table's
     else:
-        from datagen.optimize import optimize as run_optimize
+        from datagen.tuning.optimize import optimize as run_optimize
 
         if optimizer and len(optimizer) > 1:
             raise DatagenError("--optimizer once, or several with --trials (the search chooses among them)")
@@ -488,7 +488,7 @@ def optimize(
             table.add_row(label, _score(mean), str(n), escape(failed))
         out.print(table)
         if compiled is not None:
-            from datagen.optimize import comparison
+            from datagen.tuning.optimize import comparison
 
             line, better = comparison(result.before, compiled)
             err.print(f"held out: {line}", markup=False, highlight=False, soft_wrap=True)
@@ -512,7 +512,7 @@ def optimize(
 
 def _composite(evaluation: dict) -> tuple[float | None, int, str]:
     summary = evaluation["metrics"]["composite"]
-    from datagen.report import failed_text
+    from datagen.tuning.report import failed_text
 
     return summary["mean"], summary["n"], failed_text(summary)
 
@@ -554,7 +554,7 @@ def new(
     workspace: Workspace = None,
 ) -> None:
     """Scaffold a pipeline that runs as it is: signature, program, metrics, a dev set and an offline test."""
-    from datagen.scaffold import scaffold
+    from datagen.scaffold.pipeline import scaffold
 
     root = _workspace(workspace)
     for path in scaffold(root, name, signature):
@@ -572,7 +572,7 @@ def init(
 ) -> None:
     """Make a workspace: datagen.toml, programs/ signatures/ metrics/ data/ tests/, a sample corpus and a pipeline
     to start from; it runs at once on the embedded model. Nothing is overwritten."""
-    from datagen.init import init_workspace
+    from datagen.scaffold.workspace import init_workspace
 
     for path in init_workspace(folder, pipeline, signature):
         out.print(f"wrote {_shown(path)}", markup=False, highlight=False, soft_wrap=True)
@@ -605,7 +605,7 @@ def inspect_(
     as_json: Annotated[bool, typer.Option("--json", help="Print the same as JSON, for scripts.")] = False,
 ) -> None:
     """Look into a run: a sample's steps, scores and prompts, or a pick of its samples or failures."""
-    from datagen.inspection import inspect_item, list_failed, list_samples, render, shorten
+    from datagen.runs.inspection import inspect_item, list_failed, list_samples, render, shorten
 
     if item is not None and (worst or failed):
         raise DatagenError("--worst and --failed choose what to list: give them without an id")
@@ -648,7 +648,7 @@ app.add_typer(compiled_app, name="compiled")
 @compiled_app.command("list")
 def compiled_list(workspace: Workspace = None) -> None:
     """What has been compiled, with held-out scores before and after."""
-    from datagen.compiled import list_compiled
+    from datagen.workspace.compiled import list_compiled
 
     root = _workspace(workspace)
     table = Table("program", "optimizer", "before", "after", "dev", "created")
@@ -663,7 +663,7 @@ def compiled_list(workspace: Workspace = None) -> None:
 @compiled_app.command("show")
 def compiled_show(state: Annotated[Path, typer.Argument(help="A compiled program: compiled/PIPELINE/NAME.json.")]) -> None:
     """The instructions and demos of a compiled program, and how it was made."""
-    from datagen.compiled import read_manifest, read_state
+    from datagen.workspace.compiled import read_manifest, read_state
 
     manifest = read_manifest(state)
     saved = read_state(state)
@@ -723,8 +723,8 @@ def judge_check(
         return _judge_check_run(Path(target), other, limit or 40, root)
     if pairs is not None and authors:
         raise DatagenError("--pairs and --authors are two checks: run them one at a time")
-    from datagen.config import load_config
-    from datagen.validity import check_authors, check_pairs, pair_metrics, read_authors, read_pairs
+    from datagen.workspace.config import load_config
+    from datagen.metrics.checks.pairs import check_authors, check_pairs, pair_metrics, read_authors, read_pairs
 
     config = load_config(root)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -758,8 +758,8 @@ def judge_check(
 
 
 def _judge_check_human(run_dir: Path, min_scores: dict[str, float] | None, json_out: Path | None) -> None:
-    """A run's metrics and gate checked against its reviews (see datagen.human_check)."""
-    from datagen.human_check import MEAN_RATING, WHOLE_GATE, human_check
+    """A run's metrics and gate checked against its reviews (see datagen.metrics.checks.human)."""
+    from datagen.metrics.checks.human import MEAN_RATING, WHOLE_GATE, human_check
 
     def fig(value: float | None, digits: int = 2) -> str:
         return "-" if value is None else f"{value:.{digits}f}"
@@ -797,8 +797,8 @@ def _judge_check_human(run_dir: Path, min_scores: dict[str, float] | None, json_
 
 
 def _judge_check_run(run_dir: Path, other: list[Path] | None, limit: int, root: Path) -> None:
-    """The style judges checked on a run's own samples (see datagen.judge_check)."""
-    from datagen.judge_check import judge_check as run_check
+    """The style judges checked on a run's own samples (see datagen.metrics.checks.judges)."""
+    from datagen.metrics.checks.judges import judge_check as run_check
 
     with err.status(f"checking judges on {run_dir}"):
         checks = run_check(run_dir, other=other, limit=limit, workspace=root)
@@ -831,9 +831,9 @@ def devset(
 ) -> None:
     """Sample a dev set (train and val items) for evaluate and optimize: chunks spread across the input files, or
     the chunks of a reviewed run whose samples a person approved (--from-review)."""
-    from datagen.config import load_config
-    from datagen.devset import sample_devset, write_devset
-    from datagen.pipelines import pipeline_root
+    from datagen.workspace.config import load_config
+    from datagen.dataset.devset import sample_devset, write_devset
+    from datagen.workspace.pipelines import pipeline_root
 
     if bool(inputs) == (from_review is not None):
         raise DatagenError("--input and --from-review: give one of them, not both" if inputs else
@@ -859,8 +859,8 @@ def devset(
 
 def _reviewed_devset(pipeline: str, run_dir: Path, target: Path, val_fraction: float, root: Path,
                      *drawing) -> None:
-    """`devset --from-review`: the labeled dev set of a reviewed run (see datagen.devset.reviewed_devset)."""
-    from datagen.devset import reviewed_devset, write_devset
+    """`devset --from-review`: the labeled dev set of a reviewed run (see datagen.dataset.devset.reviewed_devset)."""
+    from datagen.dataset.devset import reviewed_devset, write_devset
 
     if any(value is not None for value in drawing):
         raise DatagenError("--n, --seed and --max-tokens draw chunks from --input; --from-review takes every chunk "
@@ -881,7 +881,7 @@ def _reviewed_devset(pipeline: str, run_dir: Path, target: Path, val_fraction: f
 def status(run_dir: Annotated[Path, typer.Argument(help="A run folder made by `datagen generate`.")],
            workspace: Workspace = None) -> None:
     """Show a run's progress, failures, tokens and cost (finished or interrupted)."""
-    from datagen.config import CONFIG_FILE, load_config
+    from datagen.workspace.config import CONFIG_FILE, load_config
 
     root = _workspace(workspace)
     if workspace is None and not (root / CONFIG_FILE).is_file():  # priced by the run folder's own workspace, if any
@@ -892,8 +892,8 @@ def status(run_dir: Annotated[Path, typer.Argument(help="A run folder made by `d
 @app.command()
 def models(workspace: Workspace = None) -> None:
     """Show the model each role uses, after datagen.toml and DATAGEN_* variables."""
-    from datagen.config import ROLES, load_config
-    from datagen.local_model import LOCAL_MODEL
+    from datagen.workspace.config import ROLES, load_config
+    from datagen.lm.local import LOCAL_MODEL
 
     config = load_config(_workspace(workspace))
     table = Table("role", "model", "api_base", "key from", "temperature", "max_tokens")
@@ -908,7 +908,7 @@ def models(workspace: Workspace = None) -> None:
 @app.command()
 def pipelines(workspace: Workspace = None) -> None:
     """List the pipelines: the workspace's (programs/*.py) and datagen's built-ins, marked (built-in)."""
-    from datagen.pipelines import find_pipelines, is_builtin
+    from datagen.workspace.pipelines import find_pipelines, is_builtin
 
     root = _workspace(workspace)
     found = find_pipelines(root)
@@ -931,7 +931,7 @@ def view(
     workspace: Workspace = None,
 ) -> None:
     """Look at runs in a browser: filter and read samples, review, rate and correct them, compare two runs."""
-    from datagen.config import ROLES, load_config
+    from datagen.workspace.config import ROLES, load_config
     from datagen.view.server import check_host, serve, viewed_sources
 
     check_host(host, allow_remote)
@@ -962,8 +962,8 @@ def export_(
 ) -> None:
     """Export a run's samples as sharegpt, alpaca, openai, hf, jsonl or parquet, with a dataset card. A sample a
     person corrected in `datagen view` is exported as corrected."""
-    from datagen.export import write_export
-    from datagen.review import NOT_REJECTED, REVIEWED
+    from datagen.dataset.export import write_export
+    from datagen.dataset.review import NOT_REJECTED, REVIEWED
 
     if reviewed_only and exclude_rejected:
         raise DatagenError("--reviewed-only keeps approved samples, which already leaves out rejected ones: give "

@@ -3,7 +3,7 @@
 From each chunk the model writes `questions` questions the chunk answers, answers each from the chunk alone and,
 with `validate`, checks each pair against the chunk: a pair that is not answerable from the chunk, not accurate,
 or trivial is dropped, and listed in the prediction's `dropped` with the reason. Before that, a question or
-answer that is degenerate (datagen.degenerate: empty, a placeholder, serialized, not language; a question that
+answer that is degenerate (datagen.text.degenerate: empty, a placeholder, serialized, not language; a question that
 copies the chunk) is dropped with that reason, with no call spent on answering or checking it (an answer may be
 short, and may quote the chunk). Each kept pair is a sample
 (question -> answer). With `turns` > 1 each question opens a conversation that goes on with follow-up questions,
@@ -14,7 +14,7 @@ the earlier ones as history) when it kept at least one.
 import dspy
 
 from datagen import DatagenError, Sample
-from datagen.degenerate import degenerate
+from datagen.text.degenerate import degenerate
 from datagen.samples import transcript
 from signatures.factual_qa import AnswerFromPassage, FollowUpQuestion, GenerateQuestions, ValidatePair
 
@@ -71,7 +71,7 @@ class FactualQA(dspy.Module):
 
     def rejection(self, chunk: str, conversation: str, question: str, answer: str) -> dict | None:
         """{"question", "answer", "reason", "reasoning"} when the pair is to be dropped, else None. The reason
-        names the first check it failed: the answer's degenerate reason (datagen.degenerate: "empty",
+        names the first check it failed: the answer's degenerate reason (datagen.text.degenerate: "empty",
         "placeholder", "serialized", "not_language"), then "unanswerable", "inaccurate" or "trivial"."""
         if reason := degenerate(answer, field="answer"):
             return {"question": question, "answer": answer, "reason": reason, "reasoning": ""}

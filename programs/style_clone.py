@@ -4,7 +4,7 @@ Each chunk of the author's text is rephrased into generic prose; the pair (gener
 With `repair_boundaries`, a chunk that starts or stops abruptly first gets a short opening and closing sentence
 in the author's style, and the pair is made from the repaired passage.
 
-A rephrase that is degenerate (datagen.degenerate: empty, a placeholder such as `{generic}`, serialized, not
+A rephrase that is degenerate (datagen.text.degenerate: empty, a placeholder such as `{generic}`, serialized, not
 language, a copy of the passage, or too short to carry all of it) makes no sample: it is listed in the
 prediction's `dropped` with its reason, which `datagen generate` counts. A degenerate boundary sentence is not used.
 """
@@ -14,7 +14,7 @@ import re
 import dspy
 
 from datagen import Sample
-from datagen.degenerate import REWRITE_MIN_LENGTH_RATIO, degenerate
+from datagen.text.degenerate import REWRITE_MIN_LENGTH_RATIO, degenerate
 from signatures.style import AddBoundaries, RephraseAsGeneric
 
 # What `datagen optimize --trials` may try besides prompts: whether repairing chunk boundaries pays off.

@@ -110,8 +110,8 @@ def copy_workspace(root: Path, target: Path) -> Path:
 def scored_run(workspace: Path, out: Path, respond, max_tokens: int = 200, inputs: list[Path] | None = None):
     """A style_clone run of `inputs` (default: the workspace's data/samples) on the fake model answering
     `respond(passage)`, every sample scored on chrf (an offline metric; a bar of 0 keeps them all)."""
-    from datagen.config import Config
-    from datagen.generate import RunSettings, generate
+    from datagen.workspace.config import Config
+    from datagen.runs.generate import RunSettings, generate
 
     from .fakes import FakeEngine
     from .test_generate import fake_model

@@ -4,9 +4,9 @@ async admission), end to end over real HTTP to the fake server, with its forward
 import dspy
 
 from datagen import Sample
-from datagen.config import Config, ModelSettings
-from datagen.generate import RunSettings, generate
-from datagen.models import build_role_model
+from datagen.workspace.config import Config, ModelSettings
+from datagen.runs.generate import RunSettings, generate
+from datagen.lm.roles import build_role_model
 from datagen.store import RunStore
 
 from .fakes import FakeOpenAIServer

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from datagen.compiled import save_compiled
-from datagen.pipelines import load_program
+from datagen.workspace.compiled import save_compiled
+from datagen.workspace.pipelines import load_program
 
 from .conftest import ROOT, run_cli
 from .fakes import FakeOpenAIServer

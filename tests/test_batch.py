@@ -1,19 +1,19 @@
 """Provider batch jobs (datagen/batch.py): programs carried to their end through OpenAI's Batch API, against the fake
 server's /v1/files and /v1/batches over real HTTP, with a real run store."""
 
-import importlib
 import json
 import math
 
 import dspy
 import pytest
 
-from datagen.adapters import ChatAdapter
-from datagen.batch import (BatchRequestError, Deferred, JobStatus, NoBatchAPI, batch_model, request_body,
+from datagen.lm.adapters import ChatAdapter
+from datagen.lm.batch import (BatchRequestError, Deferred, JobStatus, NoBatchAPI, batch_model, request_body,
                            request_key, run_batches)
 from datagen.errors import DatagenError
-from datagen.models import RoleModel, default_max_tokens
+from datagen.lm.roles import RoleModel, default_max_tokens
 from datagen.store import RunStore
+from datagen.runs import generate as generate_engine
 
 from .conftest import run_cli
 from .fakes import FakeOpenAIServer, plain, status
@@ -206,7 +206,7 @@ def test_a_job_uploaded_but_not_created_is_found_not_created_again(store):
         model = role_model(server)
         rounds = Rounds(Rephrase(), PASSAGES)
         assert run_batches(store, model, rounds, poll_seconds=0.01, should_stop=iter([False, True]).__next__).stopped
-        from datagen.batch import OpenAIBatchClient
+        from datagen.lm.batch import OpenAIBatchClient
 
         client = OpenAIBatchClient.for_model(model)
         job = store.add_batch_job([key for key, _ in store.unsubmitted_batch_requests()])
@@ -275,7 +275,7 @@ def test_a_cancelled_job_is_collected_on_resume(store):
         stops = iter([False, False])
         assert run_batches(store, model, rounds, poll_seconds=0.01, should_stop=lambda: next(stops, True)).stopped
         [job] = store.batch_jobs()
-        from datagen.batch import OpenAIBatchClient
+        from datagen.lm.batch import OpenAIBatchClient
         import litellm
 
         litellm.cancel_batch(batch_id=job["batch_id"], **OpenAIBatchClient.for_model(model).options)
@@ -365,8 +365,8 @@ def test_an_answer_that_does_not_parse_is_asked_again_in_json_in_the_next_round(
 def test_a_configured_role_model_goes_to_the_batch_api_at_its_api_base(store):
     """A role model as datagen.toml makes it (an openai/ model at a self-hosted api_base), whatever engine and model
     string it calls the server with interactively."""
-    from datagen.config import ModelSettings
-    from datagen.models import build_role_model
+    from datagen.workspace.config import ModelSettings
+    from datagen.lm.roles import build_role_model
 
     with FakeOpenAIServer() as server:
         model = build_role_model(ModelSettings(model="openai/served-model", api_base=server.url, max_tokens=300,
@@ -384,8 +384,8 @@ def test_a_configured_role_model_goes_to_the_batch_api_at_its_api_base(store):
 def generate_batched(workspace, out, server, **settings):
     """generate() of style_clone on the workspace's samples with the task model on `server`, as a batch run unless
     `batch=False`; the batch jobs polled every 10 ms."""
-    from datagen.config import Config, ModelSettings
-    from datagen.generate import RunSettings, generate
+    from datagen.workspace.config import Config, ModelSettings
+    from datagen.runs.generate import RunSettings, generate
 
     config = Config(models={"task": ModelSettings(model="openai/fake-model", api_base=server.url)})
     run_settings = {"max_tokens": 200, "batch": True, "batch_poll": 0.01, **settings}
@@ -405,8 +405,8 @@ def test_a_batch_run_writes_the_dataset_an_interactive_run_writes_and_makes_no_i
     assert report.batch.rounds == 2 and report.batch.requests == chunks
     for name in ("sharegpt.jsonl",):
         assert (tmp_path / "batched" / name).read_bytes() == (tmp_path / "interactive" / name).read_bytes()
-    from datagen.cost import batch_key
-    from datagen.summary import summarize
+    from datagen.runs.cost import batch_key
+    from datagen.runs.summary import summarize
 
     assert set(summarize(tmp_path / "batched").usage) == {batch_key("openai/fake-model")}  # charged as batch
 
@@ -414,9 +414,8 @@ def test_a_batch_run_writes_the_dataset_an_interactive_run_writes_and_makes_no_i
 def test_a_batch_run_stopped_while_its_jobs_run_resumes_them_and_submits_nothing_twice(workspace, tmp_path,
                                                                                        monkeypatch):
     out = tmp_path / "run"
-    generate_module = importlib.import_module("datagen.generate")
     with FakeOpenAIServer(batch_polls=3) as server:
-        class StopOnPoll(generate_module.Interrupt):  # Ctrl-C once the first job is submitted
+        class StopOnPoll(generate_engine.Interrupt):  # Ctrl-C once the first job is submitted
             @property
             def requested(self):
                 return server.batches_created >= 1
@@ -425,11 +424,11 @@ def test_a_batch_run_stopped_while_its_jobs_run_resumes_them_and_submits_nothing
             def requested(self, value):
                 pass
 
-        monkeypatch.setattr(generate_module, "Interrupt", StopOnPoll)
+        monkeypatch.setattr(generate_engine, "Interrupt", StopOnPoll)
         first = generate_batched(workspace, out, server, batch_size=1000)
         monkeypatch.undo()
         assert first.stopped and first.interrupted and first.exported == 0
-        from datagen.summary import summarize
+        from datagen.runs.summary import summarize
 
         [job] = summarize(out).batch_jobs  # `datagen status` shows it in flight
         assert job["status"] == "in_progress" and job["batch_id"]

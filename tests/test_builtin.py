@@ -2,7 +2,7 @@
 none; a workspace file of the same name overrides a built-in."""
 
 from datagen.metrics.stylometry import background_path
-from datagen.pipelines import builtin_workspace, find_pipelines, is_builtin, load_program
+from datagen.workspace.pipelines import builtin_workspace, find_pipelines, is_builtin, load_program
 
 from .conftest import SAMPLES, run_cli
 from .fakes import FakeOpenAIServer

@@ -3,9 +3,9 @@ import re
 
 import pytest
 
-from datagen.chunking import Chunker, chunk_documents, chunk_id, is_cut_from
-from datagen.ingest import Document, read_text
-from datagen.tokens import count_tokens
+from datagen.text.chunking import Chunker, chunk_documents, chunk_id, is_cut_from
+from datagen.text.ingest import Document, read_text
+from datagen.text.tokens import count_tokens
 
 from .conftest import SAMPLES
 
@@ -311,7 +311,7 @@ def test_a_table_is_cut_between_rows_and_each_piece_repeats_its_header(budget):
 
 
 def test_the_language_setting_is_checked_and_reaches_the_chunker(tmp_path):
-    from datagen.config import load_config
+    from datagen.workspace.config import load_config
     from datagen.errors import DatagenError
 
     (tmp_path / "datagen.toml").write_text('[chunking]\nlanguage = "xx"\n')
@@ -327,7 +327,7 @@ def test_the_language_setting_is_checked_and_reaches_the_chunker(tmp_path):
 
 @pytest.mark.parametrize("sep", [" ", ""])
 def test_a_long_line_is_never_handed_whole_to_pysbd_or_the_tokenizer(monkeypatch, sep):
-    import datagen.chunking as chunking
+    import datagen.text.chunking as chunking
 
     rng = random.Random(0)
     words = [rng.choice(WORDS).capitalize() + ("." if rng.random() < 0.01 else "") for _ in range(25_000)]

@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from datagen.chunking import chunk_documents
-from datagen.ingest import iter_documents
+from datagen.text.chunking import chunk_documents
+from datagen.text.ingest import iter_documents
 
 from .conftest import run_cli
 from .fakes import MALFORMED, FakeOpenAIServer, plain

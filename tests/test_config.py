@@ -1,14 +1,14 @@
-"""datagen.config: datagen.toml, overridden by DATAGEN_* environment variables."""
+"""datagen.workspace.config: datagen.toml, overridden by DATAGEN_* environment variables."""
 
 import logging
 from pathlib import Path
 
 import pytest
 
-from datagen.chunking import DEFAULT_MAX_TOKENS
-from datagen.config import CONFIG_FILE, Config, ModelSettings, find_workspace, load_config
+from datagen.text.chunking import DEFAULT_MAX_TOKENS
+from datagen.workspace.config import CONFIG_FILE, Config, ModelSettings, find_workspace, load_config
 from datagen.errors import DatagenError
-from datagen.models import judge_model
+from datagen.lm.roles import judge_model
 
 SECRET = "sk-live-DO-NOT-LEAK-0123456789abcdef"
 
@@ -343,7 +343,7 @@ def test_a_judge_falling_back_to_the_task_model_judges_at_temperature_0(tmp_path
 
 
 def test_a_judge_or_prompt_role_without_max_tokens_gets_its_cap_and_one_set_anywhere_is_kept(tmp_path):
-    from datagen.models import JUDGE_MAX_TOKENS, PROMPT_MAX_TOKENS, role_model
+    from datagen.lm.roles import JUDGE_MAX_TOKENS, PROMPT_MAX_TOKENS, role_model
 
     task = '[models.task]\nmodel = "openai/task-model"\napi_base = "http://127.0.0.1:9/v1"\n'
     write_config(tmp_path, task)
@@ -360,8 +360,8 @@ def test_a_judge_or_prompt_role_without_max_tokens_gets_its_cap_and_one_set_anyw
 
 
 def test_the_embedded_model_keeps_its_own_cap():
-    from datagen.local_model import DEFAULT_MAX_TOKENS as LOCAL_MAX_TOKENS
-    from datagen.models import role_model
+    from datagen.lm.local import DEFAULT_MAX_TOKENS as LOCAL_MAX_TOKENS
+    from datagen.lm.roles import role_model
 
     for role in ("task", "judge", "prompt"):
         model = role_model(Config(), role)
@@ -369,7 +369,7 @@ def test_the_embedded_model_keeps_its_own_cap():
 
 
 def test_a_reasoning_model_is_capped_at_dspys_least_as_max_completion_tokens(monkeypatch):
-    from datagen.models import REASONING_MIN_TOKENS
+    from datagen.lm.roles import REASONING_MIN_TOKENS
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
     model = judge_model(Config(models={"judge": ModelSettings(model="openai/o4-mini", temperature=1.0)}))
@@ -380,10 +380,10 @@ def test_a_reasoning_model_is_capped_at_dspys_least_as_max_completion_tokens(mon
 @pytest.mark.parametrize("engine, warned", [(None, False), ("litellm", False), ("lm15", True), ("auto", True)])
 def test_openais_dialect_chosen_for_a_self_hosted_server_is_warned_of_once(caplog, engine, warned):
     """It sends the cap as max_completion_tokens, which llama-cpp-python's server ignores (docs/config.md)."""
-    from datagen.models import build_role_model
+    from datagen.lm.roles import build_role_model
 
     settings = ModelSettings(model=f"openai/dialect-{engine}", api_base="http://127.0.0.1:9/v1", engine=engine)
-    with caplog.at_level(logging.WARNING, "datagen.models"):
+    with caplog.at_level(logging.WARNING, "datagen.lm.roles"):
         for _ in range(2):
             build_role_model(settings, "task")
     lines = [r.getMessage() for r in caplog.records if "max_completion_tokens" in r.getMessage()]

@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from datagen.compiled import read_manifest
-from datagen.config import Config, MetricSettings
-from datagen.optimize import optimize
-from datagen.search import search
+from datagen.workspace.compiled import read_manifest
+from datagen.workspace.config import Config, MetricSettings
+from datagen.tuning.optimize import optimize
+from datagen.tuning.search import search
 from metrics.style_clone import THRESHOLD, WEIGHTS
 
 from .conftest import ROOT

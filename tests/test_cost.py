@@ -1,18 +1,18 @@
-"""datagen.cost: prices (litellm's bundled list, or datagen.toml's per role), spend so far and the projected total."""
+"""datagen.runs.cost: prices (litellm's bundled list, or datagen.toml's per role), spend so far and the projected total."""
 
 import importlib
 
 import pytest
 
-from datagen import cost
-from datagen.chunking import Chunk
-from datagen.config import Config, ModelSettings, load_config
-from datagen.cost import CostMeter, Price, batch_key, model_price, run_prices
+from datagen.runs import cost
+from datagen.text.chunking import Chunk
+from datagen.workspace.config import Config, ModelSettings, load_config
+from datagen.runs.cost import CostMeter, Price, batch_key, model_price, run_prices
 from datagen.errors import DatagenError
-from datagen.generate import RunSettings, generate
-from datagen.local_model import LOCAL_MODEL
+from datagen.runs.generate import RunSettings, generate
+from datagen.lm.local import LOCAL_MODEL
 from datagen.store import Outcome, RunStore
-from datagen.summary import summarize
+from datagen.runs.summary import summarize
 
 from .fakes import FakeOpenAIServer
 
@@ -316,7 +316,7 @@ def priced_run(workspace, out, server, **settings):
     config = Config(models={"task": ModelSettings(model="openai/task", api_base=server.url,
                                                   input_price=2.0, output_price=4.0)})
     statuses = []
-    from datagen.generate import Callbacks
+    from datagen.runs.generate import Callbacks
     report = generate("style_clone", [workspace / "data/samples"], out, workspace=workspace, config=config,
                       settings=RunSettings(max_tokens=200, **settings),
                       callbacks=Callbacks(on_status=statuses.append))
@@ -395,7 +395,7 @@ def test_a_run_mixing_interactive_and_batch_calls_prices_each_token_at_its_rate(
 
 def test_a_batch_runs_progress_prices_its_batch_tokens_by_the_config(workspace, tmp_path):
     statuses = []
-    from datagen.generate import Callbacks
+    from datagen.runs.generate import Callbacks
     with FakeOpenAIServer() as server:
         config = Config(models={"task": ModelSettings(model="openai/task", api_base=server.url,
                                                       input_price=2.0, output_price=4.0)})

@@ -9,8 +9,8 @@ import subprocess
 import threading
 import time
 
-from datagen.chunking import chunk_documents
-from datagen.ingest import iter_documents
+from datagen.text.chunking import chunk_documents
+from datagen.text.ingest import iter_documents
 
 from .conftest import run_cli, start_cli
 from .fakes import FakeOpenAIServer

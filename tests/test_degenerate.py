@@ -12,13 +12,13 @@ import pytest
 import regex
 from dspy.utils.exceptions import AdapterParseError
 
-from datagen.adapters import ChatAdapter, JSONAdapter
-from datagen.chunking import chunk_documents
-from datagen.config import Config, ModelSettings
-from datagen.degenerate import REASONS, REWRITE_MIN_LENGTH_RATIO, degenerate, is_serialized_object
-from datagen.generate import RunSettings, generate
-from datagen.ingest import iter_documents
-from datagen.models import build_role_model
+from datagen.lm.adapters import ChatAdapter, JSONAdapter
+from datagen.text.chunking import chunk_documents
+from datagen.workspace.config import Config, ModelSettings
+from datagen.text.degenerate import REASONS, REWRITE_MIN_LENGTH_RATIO, degenerate, is_serialized_object
+from datagen.runs.generate import RunSettings, generate
+from datagen.text.ingest import iter_documents
+from datagen.lm.roles import build_role_model
 
 from .conftest import ROOT, SAMPLES, run_cli
 from .fakes import FakeOpenAIServer, chat_format

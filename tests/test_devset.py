@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from datagen.chunking import chunk_id
-from datagen.devset import read_devset, sample_devset, split_fraction, split_of, write_devset
+from datagen.text.chunking import chunk_id
+from datagen.dataset.devset import read_devset, sample_devset, split_fraction, split_of, write_devset
 from datagen.errors import DatagenError
-from datagen.ingest import read_text
+from datagen.text.ingest import read_text
 from tests.conftest import run_cli
 
 BUDGET = 32  # small enough that every paragraph below is a chunk of its own

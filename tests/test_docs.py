@@ -25,7 +25,7 @@ import pytest
 import typer.main
 
 from datagen.cli import app
-from datagen.config import ROLES, ChunkingSettings, Config, MetricSettings, ModelSettings
+from datagen.workspace.config import ROLES, ChunkingSettings, Config, MetricSettings, ModelSettings
 
 from .conftest import ROOT
 from .fakes import FakeOpenAIServer, plain

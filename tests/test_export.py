@@ -6,10 +6,10 @@ import datasets
 import pyarrow.parquet as pq
 import pytest
 
-from datagen.config import Config
+from datagen.workspace.config import Config
 from datagen.errors import DatagenError
-from datagen.export import CARD_FILE, FORMATS, in_validation, sample_id, write_export
-from datagen.generate import RunSettings, generate
+from datagen.dataset.export import CARD_FILE, FORMATS, in_validation, sample_id, write_export
+from datagen.runs.generate import RunSettings, generate
 from datagen.store import RunStore
 
 from .conftest import run_cli

@@ -10,16 +10,16 @@ import dspy
 import pyarrow.parquet as pq
 import pytest
 
-from datagen.config import Config
+from datagen.workspace.config import Config
 from datagen.errors import DatagenError
-from datagen.evaluate import evaluate
-from datagen.export import write_export
-from datagen.generate import RunSettings, generate
-from datagen.ingest import read_text
-from datagen.models import RoleModel
-from datagen.pipelines import load_program
+from datagen.tuning.evaluate import evaluate
+from datagen.dataset.export import write_export
+from datagen.runs.generate import RunSettings, generate
+from datagen.text.ingest import read_text
+from datagen.lm.roles import RoleModel
+from datagen.workspace.pipelines import load_program
 from datagen.samples import Sample
-from datagen.scoring import MetricContext, Scorer
+from datagen.metrics.scoring import MetricContext, Scorer
 from datagen.store import RunStore
 
 from .conftest import run_cli

@@ -9,8 +9,8 @@ import sqlite3
 
 import pytest
 
-from datagen.chunking import chunk_documents
-from datagen.ingest import iter_documents
+from datagen.text.chunking import chunk_documents
+from datagen.text.ingest import iter_documents
 
 from .conftest import SAMPLES, run_cli
 from .fakes import EMPTY, HANG, MALFORMED, RESET, TRUNCATED, FakeOpenAIServer, status

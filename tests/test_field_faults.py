@@ -9,12 +9,12 @@ import sqlite3
 import dspy
 import pytest
 
-from datagen.chunking import chunk_documents
-from datagen.config import Config, ModelSettings
+from datagen.text.chunking import chunk_documents
+from datagen.workspace.config import Config, ModelSettings
 from datagen.errors import DatagenError
-from datagen.generate import RunSettings, generate
-from datagen.ingest import iter_documents
-from datagen.models import RoleModel, build_role_model
+from datagen.runs.generate import RunSettings, generate
+from datagen.text.ingest import iter_documents
+from datagen.lm.roles import RoleModel, build_role_model
 
 from .conftest import SAMPLES, run_cli
 from .fakes import TRICKLE, FakeEngine, FakeOpenAIServer, chat_format, fake_lm, plain, status

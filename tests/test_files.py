@@ -2,7 +2,7 @@
 
 import pytest
 
-from datagen.files import replacing
+from datagen.util.files import replacing
 
 
 def test_a_write_that_fails_leaves_the_old_file_and_no_leftover(tmp_path):

@@ -11,13 +11,13 @@ import docx
 import pypdf
 import pytest
 
-from datagen.chunking import chunk_documents
+from datagen.text.chunking import chunk_documents
 from datagen.errors import DatagenError
-from datagen.ingest import iter_documents, read_document
+from datagen.text.ingest import iter_documents, read_document
 from tests.conftest import run_cli
 from tests.test_cli import assert_one_line_error
 
-LOGGER = "datagen.ingest"
+LOGGER = "datagen.text.ingest"
 
 PAGE = b"""<!DOCTYPE html>
 <html><head><title>Page title</title><style>p { color: red; }</style>

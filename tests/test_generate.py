@@ -1,4 +1,3 @@
-import importlib
 import json
 import logging
 from pathlib import Path
@@ -6,18 +5,17 @@ from pathlib import Path
 import dspy
 import pytest
 
-from datagen.chunking import Chunk, chunk_documents
-from datagen.config import Config, ModelSettings
+from datagen.text.chunking import Chunk, chunk_documents
+from datagen.workspace.config import Config, ModelSettings
 from datagen.errors import DatagenError
-from datagen.generate import FAILURES_BEFORE_FIRST_SUCCESS, RunSettings, bound_answers, check_budget, generate
-from datagen.ingest import iter_documents, read_text
-from datagen.models import JUDGE_MAX_TOKENS, RoleModel, default_max_tokens
-from datagen.pipelines import load_program
+from datagen.runs import generate as ENGINE
+from datagen.runs.generate import FAILURES_BEFORE_FIRST_SUCCESS, RunSettings, bound_answers, check_budget, generate
+from datagen.text.ingest import iter_documents, read_text
+from datagen.lm.roles import JUDGE_MAX_TOKENS, RoleModel, default_max_tokens
+from datagen.workspace.pipelines import load_program
 
 from .fakes import FakeEngine, FakeOpenAIServer, Unparseable, fake_lm, plain
 
-# The module (`datagen.generate` is also the function, exported by the package).
-ENGINE = importlib.import_module("datagen.generate")
 
 
 def fake_model(engine: FakeEngine | None = None, adapter=None, window: int | None = None) -> RoleModel:
@@ -114,7 +112,7 @@ def test_roles_without_max_tokens_send_a_cap_and_say_so_once(workspace, tmp_path
     name = f"openai/uncapped-{engine or 'native'}"  # a model of its own: the warning is once per process and model
     with FakeOpenAIServer(by_field=JUDGE_ANSWERS) as server:
         config = Config(models={"task": ModelSettings(model=name, api_base=server.url, engine=engine)})
-        with caplog.at_level(logging.WARNING, "datagen.models"):
+        with caplog.at_level(logging.WARNING, "datagen.lm.roles"):
             for out in ("first", "second"):
                 report = generate("style_clone", [workspace / "data/samples"], tmp_path / out, workspace=workspace,
                                   config=config, settings=RunSettings(max_tokens=300, limit=2),
@@ -138,7 +136,7 @@ def test_roles_without_max_tokens_send_a_cap_and_say_so_once(workspace, tmp_path
 def test_a_max_tokens_of_the_users_is_sent_as_it_is_without_a_warning(workspace, tmp_path, caplog):
     with FakeOpenAIServer(by_field=JUDGE_ANSWERS) as server:
         config = Config(models={"task": ModelSettings(model="openai/capped", api_base=server.url, max_tokens=200)})
-        with caplog.at_level(logging.WARNING, "datagen.models"):
+        with caplog.at_level(logging.WARNING, "datagen.lm.roles"):
             generate("style_clone", [workspace / "data/samples"], tmp_path / "out", workspace=workspace,
                      config=config, settings=RunSettings(max_tokens=300, limit=2), min_scores={"content": 0.0})
     assert server.requests and {r.get("max_tokens") for r in server.requests} == {200}  # the judge inherits it
@@ -172,11 +170,11 @@ def test_a_cap_datagen_set_leaves_the_runs_identity_as_it_was(workspace):
 
 
 def test_the_embedded_model_keeps_its_cap_and_is_not_warned_of(workspace, caplog):
-    from datagen.local_model import DEFAULT_MAX_TOKENS as LOCAL_MAX_TOKENS
-    from datagen.models import role_model
+    from datagen.lm.local import DEFAULT_MAX_TOKENS as LOCAL_MAX_TOKENS
+    from datagen.lm.roles import role_model
 
     model = role_model(Config(), "task")
-    with caplog.at_level(logging.WARNING, "datagen.models"):
+    with caplog.at_level(logging.WARNING, "datagen.lm.roles"):
         assert bound_answers(load_program("style_clone", workspace), model, 512) is model
     assert model.max_tokens == LOCAL_MAX_TOKENS and not caplog.records
 
@@ -198,8 +196,8 @@ def test_pipeline_module_with_several_programs_must_name_one(workspace):
 
 
 def test_local_default_when_no_model_is_configured():
-    from datagen.local_model import LOCAL_MODEL, LlamaCppEngine
-    from datagen.models import role_model
+    from datagen.lm.local import LOCAL_MODEL, LlamaCppEngine
+    from datagen.lm.roles import role_model
 
     model = role_model(Config(), "task")
     assert model.name == LOCAL_MODEL and isinstance(model.lm.engine, LlamaCppEngine)
@@ -209,7 +207,7 @@ def test_local_default_when_no_model_is_configured():
 
 
 def test_hosted_model_without_its_key_is_refused_before_any_call(monkeypatch):
-    from datagen.models import role_model
+    from datagen.lm.roles import role_model
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(DatagenError, match="OPENAI_API_KEY is not set"):

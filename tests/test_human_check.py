@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from datagen.config import Config
+from datagen.workspace.config import Config
 from datagen.errors import DatagenError
-from datagen.generate import RunSettings, generate
-from datagen.human_check import MEAN_RATING, WHOLE_GATE, _auc, _spearman, human_check, verdict_label
+from datagen.runs.generate import RunSettings, generate
+from datagen.metrics.checks.human import MEAN_RATING, WHOLE_GATE, _auc, _spearman, human_check, verdict_label
 from datagen.metrics.base import Score
 from datagen.store import Review, RunStore
 

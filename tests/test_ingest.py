@@ -1,4 +1,4 @@
-"""datagen.ingest: files and folders in, decoded documents out."""
+"""datagen.text.ingest: files and folders in, decoded documents out."""
 
 import logging
 import os
@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from datagen.errors import DatagenError
-from datagen.ingest import Document, UnusableFile, iter_documents, read_text
+from datagen.text.ingest import Document, UnusableFile, iter_documents, read_text
 
-LOGGER = "datagen.ingest"
+LOGGER = "datagen.text.ingest"
 
 
 def write(path: Path, data: str | bytes) -> Path:
@@ -392,7 +392,7 @@ def test_non_ascii_utf8_round_trips(tmp_path):
 def test_chunk_offsets_index_the_file_read_as_the_readme_says(tmp_path, raw):
     """The README's promise for text files: open(source, encoding="utf-8-sig", errors="replace",
     newline="").read()[start:end] == text (a BOM dropped, line ends kept as they are)."""
-    from datagen.chunking import chunk_documents
+    from datagen.text.chunking import chunk_documents
 
     path = write(tmp_path / "doc.txt", raw)
     chunks = list(chunk_documents(iter_documents([path]), 16))

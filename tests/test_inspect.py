@@ -6,12 +6,12 @@ import sqlite3
 import dspy
 import pytest
 
-from datagen.config import Config, ModelSettings
+from datagen.workspace.config import Config, ModelSettings
 from datagen.errors import DatagenError
-from datagen.export import sample_id, write_export
-from datagen.generate import RunSettings, generate
-from datagen.inspection import inspect_item, list_failed, list_samples, render
-from datagen.models import RoleModel
+from datagen.dataset.export import sample_id, write_export
+from datagen.runs.generate import RunSettings, generate
+from datagen.runs.inspection import inspect_item, list_failed, list_samples, render
+from datagen.lm.roles import RoleModel
 from datagen.store import RunStore
 
 from .conftest import run_cli

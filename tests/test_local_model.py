@@ -4,9 +4,9 @@ import json
 
 import dspy
 
-from datagen.config import ModelSettings
-from datagen.degenerate import degenerate
-from datagen.models import build_role_model
+from datagen.workspace.config import ModelSettings
+from datagen.text.degenerate import degenerate
+from datagen.lm.roles import build_role_model
 from signatures.style import RephraseAsGeneric
 
 from .conftest import embedded_run_records, run_cli

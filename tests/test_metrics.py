@@ -7,14 +7,14 @@ import sqlite3
 import dspy
 import pytest
 
-from datagen.config import Config, MetricSettings, ModelSettings
+from datagen.workspace.config import Config, MetricSettings, ModelSettings
 from datagen.errors import DatagenError
-from datagen.export import write_export
-from datagen.generate import RunSettings, generate
-from datagen.judge_check import BASELINE, auc, judge_check, paired_accuracy
-from datagen.models import RoleModel
+from datagen.dataset.export import write_export
+from datagen.runs.generate import RunSettings, generate
+from datagen.metrics.checks.judges import BASELINE, auc, judge_check, paired_accuracy
+from datagen.lm.roles import RoleModel
 from datagen.samples import Sample
-from datagen.scoring import MetricContext, Scorer, parse_thresholds
+from datagen.metrics.scoring import MetricContext, Scorer, parse_thresholds
 
 from .conftest import run_cli
 from .fakes import FakeEngine, FakeOpenAIServer, fake_lm

@@ -8,9 +8,9 @@ from collections import Counter
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from datagen.chunking import chunk_documents
+from datagen.text.chunking import chunk_documents
 from datagen.errors import DatagenError
-from datagen.ingest import iter_documents
+from datagen.text.ingest import iter_documents
 from datagen.samples import Sample
 from datagen.metrics.base import Score
 from datagen.metrics.composite import Composite

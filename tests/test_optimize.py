@@ -6,14 +6,14 @@ import re
 import dspy
 import pytest
 
-from datagen.compiled import list_compiled, load_compiled, read_manifest
-from datagen.config import Config, MetricSettings
+from datagen.workspace.compiled import list_compiled, load_compiled, read_manifest
+from datagen.workspace.config import Config, MetricSettings
 from datagen.errors import DatagenError
-from datagen.evaluate import evaluate, write_evaluation
-from datagen.generate import RunSettings, generate
-from datagen.models import RoleModel
-from datagen.optimize import DemoCheck, Session, estimate_calls, optimize
-from datagen.report import failed_text
+from datagen.tuning.evaluate import evaluate, write_evaluation
+from datagen.runs.generate import RunSettings, generate
+from datagen.lm.roles import RoleModel
+from datagen.tuning.optimize import DemoCheck, Session, estimate_calls, optimize
+from datagen.tuning.report import failed_text
 from datagen.samples import Sample
 
 from .conftest import run_cli
@@ -86,7 +86,7 @@ def test_bootstrap_raises_the_held_out_score_and_saves_a_compiled_program(worksp
 def test_a_compiled_program_round_trips_and_reproduces_its_outputs(workspace, engine):
     result = run_optimize(workspace, engine)
     program = load_compiled("style_clone", result.state, workspace)
-    from datagen.devset import read_devset
+    from datagen.dataset.devset import read_devset
 
     val = [item.chunk.text for item in read_devset(workspace / DEV, "val")]
     after = [s["input"] for s in result.after["samples"]]
@@ -172,7 +172,7 @@ def test_the_cap_holds_for_an_optimizer_asking_several_completions_at_once(works
 
 def test_evaluate_refuses_options_for_a_compiled_program(workspace, engine):
     state = run_optimize(workspace, engine).state
-    from datagen.evaluate import evaluate
+    from datagen.tuning.evaluate import evaluate
 
     with pytest.raises(DatagenError, match="--option does not apply with --program"):
         evaluate("style_clone", workspace / DEV, workspace=workspace, config=CONFIG, program_path=state,
@@ -182,7 +182,7 @@ def test_evaluate_refuses_options_for_a_compiled_program(workspace, engine):
 # --- every item counted, a judge's failure its own, demos a person would keep (issue 22) ---------------------------
 
 def val_chunks(workspace) -> list[str]:
-    from datagen.devset import read_devset
+    from datagen.dataset.devset import read_devset
 
     return [item.chunk.text for item in read_devset(workspace / DEV, "val")]
 
@@ -347,9 +347,9 @@ def test_optimize_metric_chooses_the_composites_parts(workspace, engine):
 
 
 def test_in_a_corpus_run_a_sample_its_judge_failed_on_is_held_back_by_a_gate_on_that_judge(workspace, tmp_path):
-    from datagen.chunking import chunk_documents
-    from datagen.config import ModelSettings
-    from datagen.ingest import iter_documents
+    from datagen.text.chunking import chunk_documents
+    from datagen.workspace.config import ModelSettings
+    from datagen.text.ingest import iter_documents
 
     chunks = [c.text for c in chunk_documents(iter_documents([workspace / "data/samples"]), 300)]
     with (FakeOpenAIServer() as task,

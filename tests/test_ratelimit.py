@@ -3,15 +3,15 @@ never on the wall clock, so the schedule is exact whatever the machine's load; a
 checked against a real server that admits only K requests at once."""
 
 import asyncio
-import importlib
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from datagen.config import Config, ModelSettings
-from datagen.generate import RunSettings, generate
-from datagen.limits import CUT, PROBE_SLOWDOWN, CallGate, Ticket
-from datagen.models import build_role_model
+from datagen.workspace.config import Config, ModelSettings
+from datagen.runs.generate import RunSettings, generate
+from datagen.lm.gate import CUT, PROBE_SLOWDOWN, CallGate, Ticket
+from datagen.lm.roles import build_role_model
+from datagen.runs import generate as generate_engine
 
 from .fakes import FakeEngine, FakeOpenAIServer
 from .test_generate import run
@@ -115,7 +115,7 @@ def test_rpm_spaces_every_lm_call_of_a_run_with_chunks_in_flight(workspace, tmp_
             booked.append(start := super().book(tokens))
             return start
 
-    monkeypatch.setattr(importlib.import_module("datagen.generate"), "CallGate", Recording)
+    monkeypatch.setattr(generate_engine, "CallGate", Recording)
     engine = FakeEngine()
     report = run(workspace, out := tmp_path / "run", engine, limit=5, concurrency=5, rpm=120)
     assert out.exists()
@@ -131,20 +131,19 @@ def test_a_run_against_a_server_that_admits_k_at_once_settles_near_k_and_finishe
         settings = ModelSettings(model="openai/capped", api_base=server.url, num_retries=8)
         model = build_role_model(settings, "task")
         gates = {}
-        generate_module = importlib.import_module("datagen.generate")
-        made = generate_module.run_gates
+        made = generate_engine.run_gates
 
         def keep(*args):
             gates.update(made(*args))
             return gates
 
-        generate_module.run_gates = keep
+        generate_engine.run_gates = keep
         try:
             report = generate("style_clone", [workspace / "data/samples"], tmp_path / "run", workspace=workspace,
                               config=Config(), model=model,
                               settings=RunSettings(max_tokens=60, concurrency=concurrency))
         finally:
-            generate_module.run_gates = made
+            generate_engine.run_gates = made
     gate = next(iter(gates.values()))
     assert report.chunks >= 40 and not report.failures and report.exported == report.chunks
     assert server.peak == K
@@ -161,8 +160,8 @@ def spacing(gate: CallGate) -> float:
 
 
 def test_each_model_of_a_run_gets_a_gate_with_its_roles_limits_and_the_flags_override_the_task_models(workspace):
-    from datagen.generate import run_gates
-    from datagen.scoring import MetricContext, Scorer
+    from datagen.runs.generate import run_gates
+    from datagen.metrics.scoring import MetricContext, Scorer
 
     config = Config(models={"task": ModelSettings(model="openai/task", api_base="http://127.0.0.1:9/v1", rpm=60,
                                                   tpm=6000),

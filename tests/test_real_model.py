@@ -11,10 +11,10 @@ import sqlite3
 
 import pytest
 
-from datagen.compiled import read_manifest
-from datagen.config import load_config
-from datagen.degenerate import REWRITE_MIN_LENGTH_RATIO, degenerate
-from datagen.scoring import COMPOSITE, MetricContext, Scorer
+from datagen.workspace.compiled import read_manifest
+from datagen.workspace.config import load_config
+from datagen.text.degenerate import REWRITE_MIN_LENGTH_RATIO, degenerate
+from datagen.metrics.scoring import COMPOSITE, MetricContext, Scorer
 
 from .conftest import ROOT, run_cli
 from .llama_server import ALIAS, LlamaServer, server_available

@@ -8,15 +8,15 @@ import dspy
 import pytest
 
 import datagen
-from datagen.chunking import Chunk
-from datagen.compiled import load_compiled, read_manifest
-from datagen.config import Config
-from datagen.devset import DevItem, _assign_splits, read_devset, review_demos, reviewed_devset, split_of
+from datagen.text.chunking import Chunk
+from datagen.workspace.compiled import load_compiled, read_manifest
+from datagen.workspace.config import Config
+from datagen.dataset.devset import DevItem, assign_splits, read_devset, review_demos, reviewed_devset, split_of
 from datagen.errors import DatagenError
-from datagen.evaluate import evaluate
-from datagen.generate import RunSettings, generate
-from datagen.optimize import labeled_demos, optimize
-from datagen.pipelines import load_program
+from datagen.tuning.evaluate import evaluate
+from datagen.runs.generate import RunSettings, generate
+from datagen.tuning.optimize import labeled_demos, optimize
+from datagen.workspace.pipelines import load_program
 from datagen.samples import Sample
 from datagen.store import Review, RunStore, Step
 
@@ -88,7 +88,7 @@ def test_devset_from_review_keeps_the_wholly_approved_chunks_with_their_correcti
     assert [r["chunk"] for r in records] == [chunk.text for chunk in reviewed.approved]
     assert all(set(r) == {"chunk", "source", "start", "end", "split", "samples", "demos"} for r in records)
     by_text = {r["chunk"]: r for r in records}
-    for chunk, split in zip(reviewed.approved, _assign_splits(reviewed.approved, 0.25)):
+    for chunk, split in zip(reviewed.approved, assign_splits(reviewed.approved, 0.25)):
         record = by_text[chunk.text]
         assert (record["source"], record["start"], record["end"]) == (chunk.source, chunk.start, chunk.end)
         assert record["split"] == split
@@ -125,7 +125,7 @@ def test_a_reviewed_dev_set_reads_back_and_evaluates(workspace, reviewed):
     items = read_devset(workspace / "labeled.jsonl")
     assert len(items) == len(reviewed.approved)
     assert all(set(item.references) == {"samples", "demos"} for item in items)
-    assert [item.split for item in items] == _assign_splits(reviewed.approved, 0.5)
+    assert [item.split for item in items] == assign_splits(reviewed.approved, 0.5)
     assert {item.split for item in items} == {"train", "val"}
     result = evaluate("style_clone", workspace / "labeled.jsonl", workspace=workspace, config=CONFIG,
                       model=fake_model(), split="val", metrics=["generic_offline"])

@@ -5,12 +5,12 @@ import logging
 
 import pytest
 
-from datagen.compiled import load_compiled, save_compiled
-from datagen.config import Config, ModelSettings
+from datagen.workspace.compiled import load_compiled, save_compiled
+from datagen.workspace.config import Config, ModelSettings
 from datagen.errors import DatagenError
-from datagen.generate import RunSettings, generate
-from datagen.pipelines import code_fingerprint, load_program, program_sources
-from datagen.summary import summarize
+from datagen.runs.generate import RunSettings, generate
+from datagen.workspace.pipelines import code_fingerprint, load_program, program_sources
+from datagen.runs.summary import summarize
 
 from .conftest import run_cli
 from .fakes import FakeEngine, FakeOpenAIServer, Unparseable, plain
@@ -118,7 +118,7 @@ def test_comments_and_other_pipelines_do_not_refuse_a_resume(workspace, tmp_path
 def test_a_compiled_program_records_its_code_and_says_when_it_was_edited_since(workspace, caplog):
     program = load_program("style_clone", workspace)
     state = save_compiled(program, "style_clone", "x", workspace, {"code": code_fingerprint(program)})
-    with caplog.at_level(logging.WARNING, "datagen.compiled"):
+    with caplog.at_level(logging.WARNING, "datagen.workspace.compiled"):
         load_compiled("style_clone", state, workspace)
         assert not caplog.records
         edit(workspace / "programs/style_clone.py", "generic = self.rephrase(passage=styled).generic",

@@ -8,13 +8,13 @@ import sys
 import dspy
 import pytest
 
-from datagen.devset import read_devset
+from datagen.dataset.devset import read_devset
 from datagen.errors import DatagenError
-from datagen.evaluate import evaluate
-from datagen.models import RoleModel
-from datagen.pipelines import load_metric_suite, load_program
+from datagen.tuning.evaluate import evaluate
+from datagen.lm.roles import RoleModel
+from datagen.workspace.pipelines import load_metric_suite, load_program
 from datagen.samples import Sample
-from datagen.scaffold import DEV_ITEMS, scaffold
+from datagen.scaffold.pipeline import DEV_ITEMS, scaffold
 from datagen.metrics.judges import InstructionsJudge
 
 from .conftest import run_cli

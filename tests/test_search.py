@@ -7,12 +7,12 @@ import sqlite3
 import optuna
 import pytest
 
-from datagen.chunking import DEFAULT_MAX_TOKENS
-from datagen.compiled import read_manifest, report_path
-from datagen.devset import read_devset, recut
+from datagen.text.chunking import DEFAULT_MAX_TOKENS
+from datagen.workspace.compiled import read_manifest, report_path
+from datagen.dataset.devset import read_devset, recut
 from datagen.errors import DatagenError
-from datagen.generate import generate
-from datagen.search import search, study_storage
+from datagen.runs.generate import generate
+from datagen.tuning.search import search, study_storage
 from datagen.store import DB_FILE
 
 from .conftest import run_cli

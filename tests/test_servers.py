@@ -14,14 +14,14 @@ from concurrent.futures import ProcessPoolExecutor
 import dspy
 import pytest
 
-from datagen import servers
-from datagen.chunking import Chunk
-from datagen.config import Config, ModelSettings, load_config
+from datagen.lm import servers
+from datagen.text.chunking import Chunk
+from datagen.workspace.config import Config, ModelSettings, load_config
 from datagen.errors import DatagenError
-from datagen.generate import RunSettings, generate, run_chunks
-from datagen.models import build_role_model, check_reachable
+from datagen.runs.generate import RunSettings, generate, run_chunks
+from datagen.lm.roles import build_role_model, check_reachable
 from datagen.samples import Sample
-from datagen.servers import ServerSet, _Board, server_failure
+from datagen.lm.servers import ServerSet, _Board, server_failure
 from datagen.store import RunStore
 
 from .conftest import run_cli, start_cli

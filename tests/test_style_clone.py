@@ -5,9 +5,9 @@ import sqlite3
 
 import pytest
 
-from datagen.config import Config
+from datagen.workspace.config import Config
 from datagen.errors import DatagenError
-from datagen.generate import RunSettings, generate
+from datagen.runs.generate import RunSettings, generate
 
 from .fakes import FakeEngine, plain
 from .test_generate import fake_model

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from datagen.config import Config, MetricSettings
+from datagen.workspace.config import Config, MetricSettings
 from datagen.errors import DatagenError
 from datagen.metrics.coverage import sentences
-from datagen.scoring import MetricContext
-from datagen.validity import (PAIR_CHECKS, PERTURBATIONS, PLACEHOLDERS, TEMPLATE, PipelineMetrics, check_authors,
+from datagen.metrics.scoring import MetricContext
+from datagen.metrics.checks.pairs import (PAIR_CHECKS, PERTURBATIONS, PLACEHOLDERS, TEMPLATE, PipelineMetrics, check_authors,
                               check_pairs, perturbations, read_authors, read_pairs)
 
 from .conftest import ROOT, run_cli

@@ -10,11 +10,11 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from starlette.testclient import TestClient
 
-from datagen.config import Config
-from datagen.export import write_export
-from datagen.generate import RunSettings, generate
+from datagen.workspace.config import Config
+from datagen.dataset.export import write_export
+from datagen.runs.generate import RunSettings, generate
 from datagen.metrics.base import Score
-from datagen.review import NOT_REJECTED, REVIEWED
+from datagen.dataset.review import NOT_REJECTED, REVIEWED
 from datagen.store import Review, RunStore
 from datagen.view import data
 from datagen.view.app import Viewed, create_app
@@ -274,8 +274,8 @@ def test_a_key_in_a_sample_is_blanked_in_the_correction_boxes_too(run, monkeypat
 
 
 def test_the_pipelines_criteria_are_what_reviewers_rate(workspace):
-    from datagen.scaffold import scaffold
-    from datagen.scoring import review_criteria
+    from datagen.scaffold.pipeline import scaffold
+    from datagen.metrics.scoring import review_criteria
 
     assert set(review_criteria("style_clone", workspace)) == {"content", "genericness", "style_fidelity",
                                                               "boundaries"}

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from datagen.export import sample_id
+from datagen.dataset.export import sample_id
 from datagen.store import RunStore
 
 from .browser import ViewServer, chromium, copy_workspace, missing, scored_run

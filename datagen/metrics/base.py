@@ -5,30 +5,17 @@ will be given, and its output, what it should answer). LLM judges and offline me
 composite metric, `datagen evaluate` and quality gating treat them alike.
 """
 
-from dataclasses import dataclass
 from typing import Protocol
 
-from datagen.samples import Sample
+from datagen.samples import Failed, Sample, Score
 
-
-@dataclass(frozen=True)
-class Score:
-    value: float  # in [0, 1], higher is better
-    feedback: str = ""  # why, in a sentence: what GEPA reads, and what a report shows beside the worst samples
-
-
-@dataclass(frozen=True)
-class Failed(Score):
-    """A metric's score on a sample that it could not score: value 0, `feedback` the error in a line, `kind` the
-    failure's kind (`judge_<metric>_<kind>` for a judge, `metric_<metric>_<kind>` for an offline metric)."""
-
-    kind: str = ""
+__all__ = ["Failed", "Metric", "Score", "clamp"]
 
 
 class Metric(Protocol):
     name: str
     kind: str  # "judge" (an LLM call per score) or "offline" (no LLM)
-    # What it measures, for `datagen judge-check --pairs/--authors` (datagen.validity): "style" (the output reads
+    # What it measures, for `datagen judge-check --pairs/--authors` (datagen.metrics.checks.pairs): "style" (the output reads
     # as the author's), "genericness" (the input is free of the author's style), "content" (input and output say
     # the same), "boundaries"; a metric without one is left out of those checks.
     aspect: str

@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Literal
 
 import dspy
 
-from datagen.models import RoleModel
+from datagen.lm.roles import RoleModel
 from datagen.samples import Sample
 from datagen.metrics.base import Score, clamp
 
 if TYPE_CHECKING:
-    from datagen.scoring import MetricContext
+    from datagen.metrics.scoring import MetricContext
 
 # References long enough to show a style, short enough that several fit a small model's context.
 REFERENCE_WORDS = 180

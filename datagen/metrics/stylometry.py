@@ -28,15 +28,15 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-from datagen.chunking import Chunker
+from datagen.text.chunking import Chunker
 from datagen.errors import DatagenError
-from datagen.ingest import iter_documents
+from datagen.text.ingest import iter_documents
 from datagen.samples import Sample
 from datagen.metrics.base import Score, clamp
-from datagen.pipelines import builtin_workspace
+from datagen.workspace.pipelines import builtin_workspace
 
 if TYPE_CHECKING:
-    from datagen.scoring import MetricContext
+    from datagen.metrics.scoring import MetricContext
 
 # Background passages to fit the stylometric classifier against, cut like a corpus.
 BACKGROUND_CHUNK_TOKENS = 200

@@ -25,8 +25,8 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from datagen.errors import DatagenError
-from datagen.redaction import REDACTED, redact
-from datagen.review import VERDICTS, checked_review
+from datagen.util.redaction import REDACTED, redact
+from datagen.dataset.review import VERDICTS, checked_review
 from datagen.samples import Sample
 from datagen.view import data
 from datagen.view.diff import word_diff

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from datagen.compiled import evaluation_path
+from datagen.workspace.compiled import evaluation_path
 from datagen.errors import DatagenError
 from datagen.store import DB_FILE, RunStore
 
@@ -119,10 +119,10 @@ def _unique(name: str, sources: list[Source]) -> str:
 
 def _evaluation(name: str, label: str, result: dict) -> Source:
     """An evaluation's samples and failures in an in-memory database of the run store's tables."""
-    from datagen.store import _SCHEMA
+    from datagen.store import SCHEMA
 
     db = sqlite3.connect(":memory:", check_same_thread=False)
-    db.executescript(_SCHEMA)
+    db.executescript(SCHEMA)
     db.execute("INSERT INTO meta VALUES ('pipeline', ?)", (str(result.get("pipeline", "")),))
     by_chunk: dict[str, list[dict]] = {}
     texts: dict[str, str] = {}

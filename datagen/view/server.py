@@ -6,8 +6,8 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
-from datagen.config import Config
-from datagen.cost import run_prices
+from datagen.workspace.config import Config
+from datagen.runs.cost import run_prices
 from datagen.errors import DatagenError
 from datagen.view import data
 from datagen.view.app import Viewed, create_app
@@ -18,8 +18,8 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 def viewed_sources(targets: list[Path], workspace: Path, config: Config) -> list[Viewed]:
     """Each target opened (data.open_sources) with the criteria its pipeline's reviewers rate on (its metrics
-    module's CRITERIA in `workspace`, else none) and its models' prices (datagen.cost.run_prices)."""
-    from datagen.scoring import review_criteria
+    module's CRITERIA in `workspace`, else none) and its models' prices (datagen.runs.cost.run_prices)."""
+    from datagen.metrics.scoring import review_criteria
 
     viewed = []
     for source in data.open_sources(targets):

@@ -1,0 +1,343 @@
+"""Dataset exports: the record formats, and `write_export`, which writes a run's samples in one of them.
+
+Every export reads the run store in chunk order, so each finished sample appears exactly once; it is written
+under a temporary name and renamed into place, and a dataset card (README.md) beside it records where the
+data came from: pipeline, program fingerprint, model, counts, failures, date.
+"""
+
+import hashlib
+import importlib.metadata
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from datagen.text.chunking import Chunk
+from datagen.errors import DatagenError
+from datagen.util.files import replacing
+from datagen.dataset.review import NOT_REJECTED, REVIEWED, approved, as_reviewed, keeps
+from datagen.samples import Sample
+from datagen.store import RunStore
+
+FORMATS = ("sharegpt", "alpaca", "openai", "hf", "jsonl", "parquet")
+# Where each format is written in the run folder unless told otherwise (hf is a folder).
+DEFAULT_NAMES = {"sharegpt": "sharegpt.jsonl", "alpaca": "alpaca.jsonl", "openai": "openai.jsonl",
+                 "jsonl": "samples.jsonl", "parquet": "dataset.parquet", "hf": "hf"}
+FLAT_FIELDS = ("id", "input", "output", "chunk_id", "source", "start", "end")
+SPLITS = ("train", "validation")
+CARD_FILE = "README.md"
+# Marks a README.md as a card datagen wrote, so that no other README.md is ever overwritten.
+_CARD_MARK = "<!-- datagen dataset card -->"
+
+
+def sample_id(chunk_id: str, index: int) -> str:
+    """A sample's stable id: a hash of its chunk's id (itself a hash of the chunk's text) and its place among
+    the chunk's samples. It does not depend on the run's other chunks, so it survives re-runs and growth."""
+    return hashlib.sha256(f"{chunk_id}/{index}".encode()).hexdigest()[:16]
+
+
+def in_validation(sid: str, val_fraction: float) -> bool:
+    """Whether a sample goes to the validation split, decided by its id alone: the same sample lands in the
+    same split on every export, however the run grows."""
+    return int(sid[:8], 16) / 2**32 < val_fraction
+
+
+def sharegpt_record(sample: Sample, system: str | None = None) -> dict:
+    """ShareGPT: the input as the human turn, the output as the gpt turn, after the earlier turns of a
+    multi-turn sample and the system turn if given."""
+    turns = [{"from": who, "value": text} for user, assistant in sample.turns
+             for who, text in (("human", user), ("gpt", assistant))]
+    if system is not None:
+        turns.insert(0, {"from": "system", "value": system})
+    return {"conversations": turns}
+
+
+def alpaca_record(sample: Sample, system: str | None = None) -> dict:
+    """Alpaca: the input as the instruction, with no separate input, and the output; a multi-turn sample's
+    earlier turns as alpaca's `history` of [instruction, output] pairs."""
+    record = {"instruction": sample.input, "input": "", "output": sample.output}
+    if system is not None:
+        record["system"] = system
+    if sample.history:
+        record["history"] = [list(turn) for turn in sample.history]
+    return record
+
+
+def openai_record(sample: Sample, system: str | None = None) -> dict:
+    """Chat `messages` as fine-tuning APIs take them: the input as the user turn, the output as the assistant's,
+    after the earlier turns of a multi-turn sample."""
+    messages = [{"role": role, "content": text} for user, assistant in sample.turns
+                for role, text in (("user", user), ("assistant", assistant))]
+    if system is not None:
+        messages.insert(0, {"role": "system", "content": system})
+    return {"messages": messages}
+
+
+def flat_record(chunk: Chunk, index: int, sample: Sample) -> dict:
+    """One sample with its id and the place in the corpus it came from (the `jsonl` and `parquet` formats), and
+    a multi-turn sample's earlier turns as `history`, [user, assistant] pairs."""
+    record = {"id": sample_id(chunk.id, index), "input": sample.input, "output": sample.output,
+              "chunk_id": chunk.id, "source": chunk.source, "start": chunk.start, "end": chunk.end}
+    if sample.history:
+        record["history"] = [list(turn) for turn in sample.history]
+    return record
+
+
+_CHAT_RECORDS = {"sharegpt": sharegpt_record, "alpaca": alpaca_record, "openai": openai_record}
+
+
+def run_samples(store: RunStore, min_scores: dict[str, float] | None = None,
+                reviewed: str | None = None) -> Iterator[tuple[Chunk, int, Sample]]:
+    """Every finished sample once, in chunk order, with its chunk and its index within the chunk, as reviewed (a
+    person's correction replaces the generated text: see datagen.dataset.review). With `min_scores` ({metric: bar}),
+    only the samples whose score reaches the bar on each, or that a person approved (quality gating: the others
+    stay in the store, so a bar can be moved without running anything again); with `reviewed`
+    (review.REVIEWED or review.NOT_REJECTED), only the approved samples, or all but the rejected ones."""
+    reviews = store.reviews()
+    for chunk, samples in store.done():
+        scores = store.sample_scores(chunk.id) if min_scores else {}
+        for index, sample in enumerate(samples):
+            review = reviews.get((chunk.id, index))
+            if keeps(review, reviewed) and (approved(review) or passes(scores.get(index, {}), min_scores)):
+                yield chunk, index, as_reviewed(sample, review)
+
+
+def passes(scores: dict[str, float], min_scores: dict[str, float] | None) -> bool:
+    """Whether a sample's scores reach every bar; a sample never scored on a metric does not reach its bar."""
+    return all(scores.get(name, -1.0) >= bar for name, bar in (min_scores or {}).items())
+
+
+def check_scored(store: RunStore, min_scores: dict[str, float] | None) -> None:
+    missing = sorted(set(min_scores or {}) - store.scored_metrics())
+    if missing:
+        raise DatagenError(f"{store.path.parent}: no sample has a {missing[0]!r} score; score them with "
+                           f"datagen generate ... --min-score {missing[0]}=VALUE (finished chunks are only scored, "
+                           "not run again)")
+
+
+def write_jsonl(path: Path, records: Iterable[dict]) -> int:
+    """Write records as JSONL under a temporary name, then rename it over `path`; returns how many."""
+    count = 0
+    with replacing(path) as partial, partial.open("w", encoding="utf-8") as sink:
+        for record in records:
+            sink.write(json.dumps(record, ensure_ascii=False) + "\n")
+            count += 1
+    return count
+
+
+# --- dataset card -------------------------------------------------------------------------------------------
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _cell(value) -> str:
+    return str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def _table(rows: Iterable[tuple[str, object]], header: tuple[str, str] = ("", "")) -> list[str]:
+    return [f"| {header[0]} | {header[1]} |", "|---|---|", *(f"| {_cell(k)} | {_cell(v)} |" for k, v in rows)]
+
+
+def dataset_card(store: RunStore, fmt: str, files: list[str], samples: int, *, system: str | None = None,
+                 splits: dict[str, int] | None = None, val_fraction: float | None = None,
+                 min_scores: dict[str, float] | None = None, reviewed: str | None = None) -> str:
+    """The README.md written beside an export: what made the data, and what the export holds."""
+    from datagen._version import __version__
+
+    meta, counts, failures = store.meta(), store.counts(), store.failure_counts()
+    pipeline = meta.get("pipeline", "unknown")
+    date = datetime.now(UTC).isoformat(timespec="seconds")
+    lines = [
+        "---", f"pretty_name: {json.dumps(f'{pipeline} (datagen)')}", "tags:", "- datagen", "- synthetic", "---",
+        _CARD_MARK, "", f"# {pipeline} dataset", "",
+        f"Training samples made by datagen's `{pipeline}` pipeline from a text corpus, exported as **{fmt}** on "
+        f"{date}. Each sample pairs what the pipeline gave the model to learn from (input) with what it should "
+        "answer (output).", "",
+        "## Provenance", "",
+        *_table([("pipeline", pipeline),
+                 ("program fingerprint", meta.get("program", "unknown")),
+                 ("code fingerprint", meta.get("code", "unknown (the run predates datagen recording it)")),
+                 ("model", meta.get("model", "unknown (the run predates datagen recording it)")),
+                 ("inputs fingerprint", meta.get("inputs", "unknown")),
+                 ("exported (UTC)", date),
+                 ("datagen", __version__),
+                 ("dspy", _version("dspy"))]), "",
+        "## Contents", "",
+    ]
+    contents = [("format", fmt), ("files", ", ".join(files)), ("samples exported", samples)]
+    if splits is not None:
+        contents.append(("splits", ", ".join(f"{name} {n}" for name, n in splits.items())
+                         + f" (validation fraction {val_fraction}, by sample id)"))
+    if min_scores:
+        contents.append(("quality gate", ", ".join(f"{name} >= {bar:g}" for name, bar in min_scores.items())
+                         + (f" ({store.sample_count() - samples} samples below it kept out)" if not reviewed else "")))
+    if reviews := store.reviews():
+        verdicts = [r.verdict for r in reviews.values()]
+        contents.append(("human review", f"{len(reviews)} samples reviewed: {verdicts.count('good')} good, "
+                         f"{verdicts.count('bad')} bad, {sum(r.corrected for r in reviews.values())} corrected "
+                         "(exported as corrected)" + {None: "", REVIEWED: "; only approved or corrected samples "
+                                                      "exported", NOT_REJECTED: "; samples rated bad left out"}
+                         [reviewed]))
+    pending = counts["chunks"] - counts["done"] - counts["failed"]
+    contents += [("chunks in the run", counts["chunks"]), ("chunks done", counts["done"]),
+                 ("chunks failed", counts["failed"]), ("chunks not run yet", pending)]
+    lines += [*_table(contents), ""]
+    if usage := store.usage():
+        lines += ["## Tokens spent", "", *_table(((name, f"{u['prompt_tokens']:,} prompt + {u['completion_tokens']:,} "
+                                                   "completion") for name, u in usage.items()), ("model", "tokens")),
+                  ""]
+    if failures:
+        lines += ["## Failures", "", "Failed chunks are not in the dataset; running `datagen generate` again "
+                  "retries them.", "", *_table(failures.items(), ("kind", "chunks")), ""]
+    if system is not None:
+        fence = "`" * max(3, 1 + max(map(len, re.findall("`+", system)), default=0))
+        lines += ["## System prompt", "", fence, system, fence, ""]
+    return "\n".join(lines)
+
+
+def _check_card(card: Path) -> None:
+    if card.is_dir() or (card.exists() and _CARD_MARK not in card.read_text(encoding="utf-8", errors="replace")):
+        raise DatagenError(f"{card}: exists and is not a datagen dataset card; write the export to another "
+                           "folder so that it is not overwritten")
+
+
+def write_card(folder: Path, text: str) -> Path:
+    """Write the dataset card into `folder`, refusing to replace a README.md datagen did not write."""
+    card = folder / CARD_FILE
+    _check_card(card)
+    with replacing(card) as partial:
+        partial.write_text(text, encoding="utf-8")
+    return card
+
+
+# --- exports ------------------------------------------------------------------------------------------------
+
+@dataclass
+class Export:
+    path: Path  # the file, or the folder for hf
+    card: Path
+    samples: int
+    splits: dict[str, int] = field(default_factory=dict)  # hf only
+
+
+def _check_target(fmt: str, target: Path) -> None:
+    """Refuse a target the export would damage: a folder for a file, or a folder that is not a saved dataset."""
+    if fmt == "hf":
+        if target.exists() and not target.is_dir():
+            raise DatagenError(f"{target}: exists and is not a folder; the hf export is a folder")
+        if target.is_dir() and any(target.iterdir()) and not (target / "dataset_dict.json").exists():
+            raise DatagenError(f"{target}: a folder that is not a saved dataset; the hf export replaces its "
+                               "folder whole, so give it a new one")
+    else:
+        if target.is_dir():
+            raise DatagenError(f"{target}: is a folder; the {fmt} export is a file")
+        _check_card(target.parent / CARD_FILE)
+
+
+def write_export(run_dir: str | Path, fmt: str, out_path: str | Path | None = None, system: str | None = None,
+                 val_fraction: float = 0.1, min_scores: dict[str, float] | None = None,
+                 reviewed: str | None = None) -> Export:
+    """Export a run directory's samples, each exactly once, in chunk order.
+
+    sharegpt, alpaca, openai and jsonl write JSONL (default `RUN/<fmt>.jsonl`, `RUN/samples.jsonl` for jsonl);
+    parquet writes `RUN/dataset.parquet`; both with the card at `README.md` in the same folder. hf saves a
+    `datasets.DatasetDict` (train/validation; a sample is in validation when its id hashes below
+    `val_fraction`) to the folder `RUN/hf`, card inside. `system` puts a system prompt first in every
+    conversation (not for the flat jsonl and parquet records). `min_scores` ({metric: bar}) leaves out the
+    samples scored below a bar, and `reviewed` (review.REVIEWED or review.NOT_REJECTED) those a person did
+    not approve or rejected (see `run_samples`); a person's correction is exported instead of the generated text.
+    """
+    run = Path(run_dir)
+    if fmt not in FORMATS:
+        raise DatagenError(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)}")
+    if not 0 <= val_fraction <= 0.5:
+        raise DatagenError(f"--val-fraction must be between 0 and 0.5, got {val_fraction}")
+    if system is not None and fmt in ("jsonl", "parquet"):
+        raise DatagenError(f"--system does not apply to {fmt} (flat records with no turns): use sharegpt, "
+                           "alpaca, openai or hf")
+    if reviewed not in (None, REVIEWED, NOT_REJECTED):
+        raise ValueError(f"reviewed: {REVIEWED!r}, {NOT_REJECTED!r} or None, got {reviewed!r}")
+    target = Path(out_path) if out_path is not None else run / DEFAULT_NAMES[fmt]
+    with RunStore.existing(run) as store:
+        _check_target(fmt, target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not store.counts()["done"]:
+            raise DatagenError(f"{run}: no finished chunks to export yet (run datagen generate)")
+        check_scored(store, min_scores)
+        if reviewed == REVIEWED and not store.reviews():
+            raise DatagenError(f"{run}: no sample has been reviewed yet (review them with datagen view {run})")
+        kept = run_samples(store, min_scores, reviewed)
+        if fmt == "hf":
+            dataset = _hf_dataset(kept, system, val_fraction)
+            splits = {name: len(dataset[name]) for name in SPLITS}
+            samples = sum(splits.values())
+            card = dataset_card(store, fmt, [f"{name}/" for name in SPLITS], samples, system=system, splits=splits,
+                                val_fraction=val_fraction, min_scores=min_scores, reviewed=reviewed)
+            _save_hf(dataset, target, card)
+            return Export(target, target / CARD_FILE, samples, splits)
+        if fmt == "parquet":
+            samples = _write_parquet(kept, target)
+        elif fmt == "jsonl":
+            samples = write_jsonl(target, (flat_record(*item) for item in kept))
+        else:
+            to_record = _CHAT_RECORDS[fmt]
+            samples = write_jsonl(target, (to_record(sample, system) for _, _, sample in kept))
+        card = write_card(target.parent, dataset_card(store, fmt, [target.name], samples, system=system,
+                                                      min_scores=min_scores, reviewed=reviewed))
+    return Export(target, card, samples)
+
+
+def _write_parquet(kept: Iterable[tuple[Chunk, int, Sample]], target: Path) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = [(name, pa.int64() if name in ("start", "end") else pa.string()) for name in FLAT_FIELDS]
+    rows = [flat_record(*item) for item in kept]
+    if any("history" in row for row in rows):  # multi-turn samples: a history column, empty for single turns
+        columns.append(("history", pa.list_(pa.list_(pa.string()))))
+        rows = [{"history": [], **row} for row in rows]
+    schema = pa.schema(columns)
+    with replacing(target) as partial:
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), partial)
+    return len(rows)
+
+
+def _hf_dataset(kept: Iterable[tuple[Chunk, int, Sample]], system: str | None, val_fraction: float):
+    """Records with the chat `messages` (openai form) and the flat fields, split by sample id."""
+    import datasets
+
+    features = datasets.Features({
+        "messages": [{"role": datasets.Value("string"), "content": datasets.Value("string")}],
+        **{name: datasets.Value("int64" if name in ("start", "end") else "string") for name in FLAT_FIELDS}})
+    columns = {split: {name: [] for name in features} for split in SPLITS}
+    for chunk, index, sample in kept:
+        record = {**openai_record(sample, system), **flat_record(chunk, index, sample)}
+        split = "validation" if in_validation(record["id"], val_fraction) else "train"
+        for name in features:  # a multi-turn sample's history is in its messages
+            columns[split][name].append(record[name])
+    return datasets.DatasetDict({split: datasets.Dataset.from_dict(columns[split], features=features)
+                                 for split in SPLITS})
+
+
+def _save_hf(dataset, target: Path, card: str) -> None:
+    """save_to_disk into a sibling folder with the card, then swap it in for the previous export."""
+    import datasets
+
+    bars = not datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        with replacing(target) as partial:
+            # An empty split (val_fraction 0, a tiny run) would be saved with no shard at all, which
+            # load_from_disk cannot read back (datasets 5.2): give it one, empty.
+            empty = {name: 1 for name, split in dataset.items() if len(split) == 0}
+            dataset.save_to_disk(str(partial), num_shards=empty or None)
+            write_card(partial, card)
+    finally:
+        if bars:
+            datasets.enable_progress_bars()

@@ -1,0 +1,261 @@
+"""Admission of LM requests: requests a minute, tokens a minute, and requests in flight adapted to 429s.
+
+Every request a run sends (each attempt of each call, retries included, sync or async) passes a `CallGate` first:
+DSPy 3.4 makes each attempt in `dspy.clients.execution._attempt` / `_aattempt`, which this module wraps. The gate
+of a call is found by its LM's model name in the gates the running chunk was given (`gated`), so a judge that is
+the task model shares the task model's limits, as it shares the provider's.
+
+- `rpm`: starts at least 60/rpm seconds apart (never a burst a per-second limit would refuse).
+- `tpm`: a token bucket of `tpm` tokens refilling over a minute (a generic cell rate algorithm, as in ATM traffic
+  shaping and most API gateways): a request books its estimated tokens (the prompt's characters / 4, plus
+  `max_tokens`, or as much again as the prompt without a cap) and the estimate is corrected by the usage the
+  provider reports once it answers.
+- Requests in flight: at most `limit`, which starts at `concurrency` and follows AIMD, TCP's congestion rule
+  (Jacobson 1988): the first 429 of a burst (of requests sent before the cut) cuts it by a quarter and each
+  further one of the burst takes one more away (the provider had no room for it either); each success adds
+  1/limit (about one more request in flight per round of successes), up to `concurrency`, and PROBE_SLOWDOWN
+  times slower within one request of the level the last cut came at.
+"""
+
+import asyncio
+import contextvars
+import functools
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from dspy.clients import execution
+
+from datagen.lm import deadline  # noqa: F401 (first: the gate's wait is not part of an attempt's time bound)
+from datagen.lm.errors import causes
+
+CUT = 0.75  # a 429 leaves this share of the requests in flight
+# Near the level a 429 last cut (its "ceiling"), recovery is this many times slower: the provider's limit is about
+# there, and each probe above it costs a refused request. Measured with the fake server admitting K at once
+# (tests/test_ratelimit.py, tests/test_async_programs.py): with one cut per burst and full-speed recovery, 30-43
+# requests were refused against 76 answered (K = 4, 24 chunks in flight) and 48 against 48 (K = 2, 12); with the
+# burst counted and this slowdown, 13-18 and 13.
+PROBE_SLOWDOWN = 8
+CHARS_PER_TOKEN = 4  # an estimate good enough to book a budget: the provider's usage corrects it
+
+
+@dataclass
+class _Waiter:
+    wake: Callable[[], None]
+    handed: bool = False  # given a slot (which it must give back if it no longer wants it)
+
+
+@dataclass
+class Ticket:
+    """One admitted request: when it started (on the gate's clock) and the tokens it booked."""
+
+    started: float
+    tokens: int
+
+
+class CallGate:
+    """Admits LM requests under `rpm` (requests a minute, None: no cap), `tpm` (tokens a minute, None: no cap) and
+    at most `concurrency` in flight, fewer while the provider answers 429 (see the module's docstring). `clock`
+    (seconds, monotonic) and the sleeps are the gate's own, so tests can give a clock that stands still.
+    Thread-safe; sync callers block, async ones await. Raises ValueError for a non-positive limit."""
+
+    def __init__(self, concurrency: int, rpm: float | None = None, tpm: float | None = None,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
+        for name, value in (("concurrency", concurrency), ("rpm", rpm), ("tpm", tpm)):
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be positive, got {value}")
+        self.concurrency = concurrency
+        self.limit = float(concurrency)  # requests in flight allowed now: AIMD between 1 and concurrency
+        self.in_flight = 0
+        self.rate_limited = 0  # 429s seen
+        self.requests = 0
+        self._interval = 60.0 / rpm if rpm else 0.0
+        self._seconds_per_token = 60.0 / tpm if tpm else 0.0
+        self._next_start = float("-inf")  # rpm: the earliest start of the next request
+        self._tokens_due = float("-inf")  # tpm: when the tokens booked so far have all been refilled
+        self._last_cut = float("-inf")
+        self._ceiling = float("inf")  # the level the last 429 cut came at
+        self._clock, self._sleep = clock, sleep
+        self._lock = threading.Lock()
+        self._waiters: deque[_Waiter] = deque()
+
+    def shared_rates(self, parts: int) -> tuple[float | None, float | None]:
+        """This gate's rpm and tpm split into `parts` equal shares (None: no cap), for gates of `parts` processes
+        that together keep to this one's limits (datagen.runs.cluster)."""
+        rpm = 60.0 / self._interval / parts if self._interval else None
+        tpm = 60.0 / self._seconds_per_token / parts if self._seconds_per_token else None
+        return rpm, tpm
+
+    @property
+    def level(self) -> int:
+        """The requests in flight the gate allows now (what a progress display shows)."""
+        return int(self.limit)
+
+    def book(self, tokens: int) -> float:
+        """Book a request of about `tokens` tokens: the time on `clock` it may start (now, or later)."""
+        with self._lock:
+            now = self._clock()
+            # The bucket holds a minute of tokens: a request may start once all that is booked, itself included,
+            # is at most a minute's refill ahead.
+            self._tokens_due = max(self._tokens_due, now) + tokens * self._seconds_per_token
+            start = max(now, self._next_start, self._tokens_due - 60.0)
+            self._next_start = start + self._interval
+            self.requests += 1
+        return start
+
+    def _take(self, waiter: _Waiter | None = None) -> bool:
+        """Under the lock: a slot now, if one is free and nobody queued before."""
+        if self.in_flight < self.level and (not self._waiters or self._waiters[0] is waiter):
+            self.in_flight += 1
+            return True
+        return False
+
+    def _hand_on(self) -> None:
+        """Under the lock: give free slots to the waiters, first come first served."""
+        while self._waiters and self.in_flight < self.level:
+            waiter = self._waiters.popleft()
+            waiter.handed = True
+            self.in_flight += 1
+            waiter.wake()
+
+    def enter(self, tokens: int) -> Ticket:
+        """Wait (blocking this thread) for the request's turn and a slot; `exit` it when it is answered."""
+        if (wait := self.book(tokens) - self._clock()) > 0:
+            self._sleep(wait)
+        with self._lock:
+            if self._take():
+                return Ticket(self._clock(), tokens)
+            woken = threading.Event()
+            self._waiters.append(_Waiter(woken.set))
+        woken.wait()
+        return Ticket(self._clock(), tokens)
+
+    async def aenter(self, tokens: int) -> Ticket:
+        """`enter` for a coroutine: waits without blocking the event loop."""
+        if (wait := self.book(tokens) - self._clock()) > 0:
+            await asyncio.sleep(wait)
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        with self._lock:
+            if self._take():
+                return Ticket(self._clock(), tokens)
+            waiter = _Waiter(lambda: loop.call_soon_threadsafe(lambda: future.done() or future.set_result(None)))
+            self._waiters.append(waiter)
+        try:
+            await future
+        except asyncio.CancelledError:
+            with self._lock:
+                if waiter.handed:  # given a slot it will not use: on to the next
+                    self.in_flight -= 1
+                    self._hand_on()
+                else:
+                    self._waiters.remove(waiter)
+            raise
+        return Ticket(self._clock(), tokens)
+
+    def exit(self, ticket: Ticket, used: int | None, rate_limited: bool) -> None:
+        """The request is over: `used` tokens (the provider's count; None if unknown, keeping the estimate), and
+        whether it was refused with a 429."""
+        with self._lock:
+            self.in_flight -= 1
+            if used is not None:
+                self._tokens_due += (used - ticket.tokens) * self._seconds_per_token
+            if rate_limited:
+                self.rate_limited += 1
+                if ticket.started >= self._last_cut:  # the first 429 of a burst cuts by a quarter
+                    self._ceiling = self.limit
+                    self.limit = max(1.0, self.limit * CUT)
+                    self._last_cut = self._clock()
+                else:  # each further one of the burst was a request the provider had no room for either
+                    self.limit = max(1.0, self.limit - 1)
+            else:
+                grow = 1.0 / self.limit
+                if self.limit >= self._ceiling - 1:
+                    grow /= PROBE_SLOWDOWN
+                self.limit = min(float(self.concurrency), self.limit + grow)
+            self._hand_on()
+
+
+_gates: contextvars.ContextVar[Mapping[str, CallGate]] = contextvars.ContextVar("datagen_gates", default={})
+
+
+@contextmanager
+def gated(gates: Mapping[str, CallGate]) -> Iterator[None]:
+    """Requests made within (in this thread or task, and in the threads and tasks it starts) pass `gates[model]`,
+    `model` being the LM's model name as DSPy knows it (`lm.model`); other models' requests pass freely."""
+    token = _gates.set(gates)
+    try:
+        yield
+    finally:
+        _gates.reset(token)
+
+
+def estimate_tokens(lm, call) -> int:
+    """Tokens a request will cost, before it is sent: its messages' characters / CHARS_PER_TOKEN, plus the
+    answer's cap (`max_tokens`), or as much again as the prompt without one (a rewrite is about as long as its
+    input)."""
+    if call.messages is None:
+        text = call.prompt or ""
+    else:
+        text = "".join(str(m.get("content", "")) for m in call.messages)
+    prompt = len(text) // CHARS_PER_TOKEN + 1
+    kwargs = getattr(lm, "kwargs", {})
+    return prompt + (kwargs.get("max_tokens") or kwargs.get("max_completion_tokens") or prompt)
+
+
+def _used(results: list, before: int) -> int | None:
+    usage = results[-1].usage if len(results) > before else None
+    if not usage:
+        return None
+    return (usage.get("prompt_tokens") or 0) + (usage.get("completion_tokens") or 0)
+
+
+def is_rate_limit(exc: BaseException) -> bool:
+    """Whether `exc`, or an error under it, is a provider's 429 (litellm's, lm15's or DSPy's wrapping of them)."""
+    return any(getattr(cause, "status_code", None) == 429 or "RateLimit" in type(cause).__name__
+               for cause in causes(exc))
+
+
+def _attempt_gated(lm, call, backend, request, provider, state, results, _attempt=execution._attempt):
+    gate = _gates.get().get(getattr(lm, "model", None))
+    if gate is None:
+        return _attempt(lm, call, backend, request, provider, state, results)
+    ticket, before = gate.enter(estimate_tokens(lm, call)), len(results)
+    limited = False
+    try:
+        return _attempt(lm, call, backend, request, provider, state, results)
+    except Exception as exc:
+        limited = is_rate_limit(exc)
+        raise
+    finally:
+        gate.exit(ticket, _used(results, before), limited)
+
+
+async def _aattempt_gated(lm, call, backend, request, provider, state, results, _aattempt=execution._aattempt):
+    gate = _gates.get().get(getattr(lm, "model", None))
+    if gate is None:
+        return await _aattempt(lm, call, backend, request, provider, state, results)
+    ticket, before = await gate.aenter(estimate_tokens(lm, call)), len(results)
+    limited = False
+    try:
+        return await _aattempt(lm, call, backend, request, provider, state, results)
+    except Exception as exc:
+        limited = is_rate_limit(exc)
+        raise
+    finally:
+        gate.exit(ticket, _used(results, before), limited)
+
+
+# DSPy 3.4 has no hook for this: its retry loops look both functions up at each attempt.
+execution._attempt = _attempt_gated
+execution._aattempt = _aattempt_gated
+
+# DSPy 3.4 builds its native engine's router with lm15's default pool of 100 connections, a hidden cap on the
+# requests in flight under the gate's: 256 chunks in flight at 2 s a call ran at 48.6 samples/s = 100 / 2 s
+# (bench/throughput_bench.py). Connections are opened as needed, so a high bound costs nothing; the gate bounds
+# what is in flight.
+MAX_CONNECTIONS = 4096
+execution.RouterConfig = functools.partial(execution.RouterConfig, max_connections=MAX_CONNECTIONS)

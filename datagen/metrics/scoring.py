@@ -1,0 +1,163 @@
+"""Scoring samples with a pipeline's metrics, chosen by convention in the workspace's metrics/PIPELINE.py.
+
+That module names its metrics and how to build each from a `MetricContext` (`METRICS`), and the weights and
+pass mark of its composite (`WEIGHTS`, `THRESHOLD`), which `[metrics.PIPELINE]` in datagen.toml may override.
+A scorer builds only the metrics asked for, so gating on an offline metric loads no judge model.
+
+A metric that fails on a sample (its judge call failed, or its answer was cut off at max_tokens) costs only its own
+score: the sample gets a `Failed` score for it, kind `judge_<metric>_<kind>` (e.g. `judge_content_truncated`), and
+keeps the other metrics' scores. A failed score counts as 0 wherever values are averaged: in the composite (so a
+composite with a failed part is a lower bound of the one the judge would have given, and a sample that reaches a
+`--min-score composite=` bar with it would reach it anyway), and in evaluate's and optimize's means. The run store
+keeps no failed score, so a gate on the failed metric itself holds the sample back (`datagen.dataset.export.passes`). Errors
+no other sample would escape (a bad key, an unknown model, nothing listening) are raised, to fail the chunk.
+"""
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from datagen.lm.calllog import truncations
+from datagen.lm.failures import UNRECOVERABLE, failure_kind, first_line
+from datagen.workspace.config import Config
+from datagen.errors import DatagenError
+from datagen.metrics.base import Failed, Score
+from datagen.metrics.composite import Composite
+from datagen.lm.roles import RoleModel, judge_model
+from datagen.workspace.pipelines import load_metric_suite
+from datagen.samples import Sample
+
+COMPOSITE = "composite"
+
+
+def measure(metric, chunk: str, sample: Sample) -> Score:
+    """`metric`'s score of `sample`, or a `Failed` one when its call raised or its judge's answer was cut off at
+    max_tokens (DSPy parses a cut-off answer as if it were whole). Raises what no other sample would escape (see
+    datagen.lm.failures.UNRECOVERABLE) and what is not an Exception (Ctrl-C, the optimizer's call cap)."""
+
+    prefix = f"{'judge' if getattr(metric, 'kind', None) == 'judge' else 'metric'}_{metric.name}_"
+    cut = truncations()
+    try:
+        score = metric(chunk, sample)
+    except Exception as exc:
+        kind = failure_kind(exc)
+        if kind in UNRECOVERABLE:
+            raise
+        score = Failed(0.0, first_line(exc), prefix + kind)
+    if truncations() > cut:
+        return Failed(0.0, "the judge's answer was cut off at max_tokens (finish_reason length): raise the judge "
+                           "model's max_tokens", prefix + "truncated")
+    return score
+
+
+class _Measured(Composite):
+    """The composite, each part measured by `measure`: a part that fails counts 0 in it, rather than failing it
+    (what an optimizer calling the composite as its metric gets too)."""
+
+    def score_sample(self, chunk: str, sample: Sample) -> tuple[float, dict[str, Score]]:
+        scores = {metric.name: measure(metric, chunk, sample) for metric in self.metrics}
+        return self.combine(scores), scores
+
+
+@dataclass
+class MetricContext:
+    """What a metric may need: the judge model (built on first use), the author's passages (`corpus`, for
+    style references and stylometry), other texts to tell the author apart from (`background`, besides the
+    workspace's own plain-prose background; e.g. other authors), the workspace, and a place to keep what several
+    metrics share."""
+
+    workspace: Path
+    config: Config
+    corpus: list[str]
+    background: list[str] = field(default_factory=list)
+    _shared: dict = field(default_factory=dict, repr=False)
+
+    @cached_property
+    def judge(self) -> RoleModel:
+        return judge_model(self.config)
+
+    def shared(self, key: str, make: Callable[[], object]):
+        """One object per context for `key` (e.g. a style classifier fitted once for two metrics)."""
+        if key not in self._shared:
+            self._shared[key] = make()
+        return self._shared[key]
+
+
+class Scorer:
+    """Scores samples with the named metrics of a pipeline, `composite` included when asked for."""
+
+    def __init__(self, pipeline: str, context: MetricContext, names: Iterable[str] | None = None,
+                 weights: dict[str, float] | None = None, parts: Iterable[str] | None = None):
+        """`names`: the metrics to build (default: all, and the composite); `weights`: the composite's, instead of
+        the config's `[metrics.PIPELINE]` or the suite's `WEIGHTS`; `parts`: only these of the composite's
+        weighted metrics make it, with their weights (the composite divides by their sum), as `--metric` chooses
+        them. Raises DatagenError naming an unknown metric, or a part that does not count in the composite."""
+        suite = load_metric_suite(pipeline, context.workspace)
+        settings = context.config.metrics.get(pipeline)
+        weights = weights or (settings and settings.weights) or suite.WEIGHTS
+        threshold = settings.threshold if settings and settings.threshold is not None else suite.THRESHOLD
+        available = [*suite.METRICS, COMPOSITE]
+        names = list(dict.fromkeys(names or available))
+        for name in [*names, *(parts or ())]:
+            if name not in available:
+                raise DatagenError(f"pipeline {pipeline!r} has no metric {name!r} (metrics: {', '.join(available)})")
+        if parts is not None:
+            counted = ", ".join(f"{name} {weight:g}" for name, weight in weights.items() if weight)
+            for name in parts:
+                if not weights.get(name):
+                    raise DatagenError(f"metric {name!r} does not count in {pipeline}'s composite (weights: "
+                                       f"{counted}); give it a weight in [metrics.{pipeline}] weights")
+            weights = {name: weight for name, weight in weights.items() if name in parts}
+        self.weights = dict(weights)
+        wanted = [n for n in names if n != COMPOSITE]
+        if COMPOSITE in names:
+            missing = sorted(set(weights) - set(suite.METRICS))
+            if missing:
+                raise DatagenError(f"metric weight {missing[0]!r}: pipeline {pipeline!r} has no such metric "
+                                   f"(metrics: {', '.join(suite.METRICS)})")
+            wanted += [n for n in weights if weights[n] and n not in wanted]
+        self.names = names
+        self.context = context
+        self.metrics = [suite.METRICS[name](context) for name in wanted]
+        self.kinds = {metric.name: metric.kind for metric in self.metrics}
+        self.composite = None
+        if COMPOSITE in names:
+            self.composite = _Measured(self.metrics, weights, threshold)
+            self.kinds[COMPOSITE] = "composite"
+
+    def score(self, chunk: str, sample: Sample) -> dict:
+        """{metric: Score} for one sample: the metrics asked for, and the composite's parts when it was; a metric
+        that failed on it has a `Failed` score (see the module's docstring)."""
+        scores = {metric.name: measure(metric, chunk, sample) for metric in self.metrics}
+        if self.composite is not None:
+            failed = [name for name in self.composite.weights if isinstance(scores[name], Failed)]
+            scores[COMPOSITE] = Score(self.composite.combine(scores), "weighted mean of " + ", ".join(
+                f"{name} x{weight:g}" for name, weight in self.composite.weights.items()) + (
+                f"; {', '.join(failed)} failed, counted as 0" if failed else ""))
+        return scores
+
+
+def review_criteria(pipeline: str, workspace: Path) -> dict[str, str]:
+    """What a person rates a pipeline's samples on from 1 to 5 (`datagen view`): its metrics module's `CRITERIA`,
+    {name: what a 5 means}, each named after the metric that measures it; {} for a module without them. Raises
+    DatagenError when the pipeline has no metrics module."""
+    criteria = getattr(load_metric_suite(pipeline, workspace), "CRITERIA", None) or {}
+    if not isinstance(criteria, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in criteria.items()):
+        raise DatagenError(f"metrics/{pipeline}.py: CRITERIA must map criterion names to what a 5 means (text)")
+    return dict(criteria)
+
+
+def parse_thresholds(pairs: Iterable[str]) -> dict[str, float]:
+    """--min-score METRIC=VALUE pairs, VALUE in [0, 1]."""
+    thresholds = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        try:
+            bar = float(value)
+        except ValueError:
+            bar = -1.0
+        if not sep or not name or not 0 <= bar <= 1:
+            raise DatagenError(f"--min-score {pair!r}: expected METRIC=VALUE with VALUE between 0 and 1")
+        thresholds[name] = bar
+    return thresholds

@@ -1,0 +1,1 @@
+"""Scaffolding: `datagen init` (a workspace) and `datagen new` (a pipeline)."""

@@ -1,0 +1,7 @@
+"""The run store: one SQLite database per run folder, with the records it holds."""
+
+from datagen.store.records import Call, Outcome, Review, Step, sum_usage
+from datagen.store.run_store import BatchReader, RunStore
+from datagen.store.schema import DB_FILE, GATE, SCHEMA
+
+__all__ = ["DB_FILE", "GATE", "SCHEMA", "BatchReader", "Call", "Outcome", "Review", "RunStore", "Step", "sum_usage"]

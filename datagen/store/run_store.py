@@ -1,0 +1,488 @@
+"""The run store: one SQLite database (WAL) per run directory, holding the chunks and each chunk's result.
+
+A result is committed the moment its chunk finishes, so a run killed at any point loses only the chunks in
+flight, and re-running the same command continues where it stopped. Exports read the store in chunk order;
+a chunk has at most one result, so no sample can be exported twice.
+"""
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Collection, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from datagen.errors import RunFolderError
+from datagen.samples import Failed, Sample
+from datagen.store.records import Call, Outcome, Review, Step, sum_usage
+from datagen.store.schema import DB_FILE, SCHEMA
+from datagen.text.chunking import Chunk
+
+# How a refusal names a part of a run's identity that changed (others by their key).
+_IDENTITY = {"program": "a different program", "inputs": "different inputs",
+             "code": "different program code (the pipeline's module, or a workspace module it imports, was edited)"}
+_CHUNK_COLUMNS = 'id, source, start, "end", text, tokens'
+_JOINED_CHUNK_COLUMNS = ", ".join("c." + col for col in _CHUNK_COLUMNS.split(", "))  # chunks as c in a join
+
+
+class RunStore:
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / DB_FILE
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode: a power cut may lose the last commits, never corrupt the database.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise RunFolderError(f"{self.path}: not a datagen run store ({exc})") from None
+
+    @classmethod
+    def over(cls, db: sqlite3.Connection) -> "RunStore":
+        """A store that reads through `db`, a connection the caller opened and closes (read-only, or an in-memory
+        database of this schema: datagen view); nothing is created or migrated."""
+        store = cls.__new__(cls)
+        store.path, store._db = None, db
+        return store
+
+    @classmethod
+    def existing(cls, run_dir: str | Path) -> "RunStore":
+        """The store of a run folder that `datagen generate` made; refused (never created) when there is none."""
+        run = Path(run_dir)
+        if not (run / DB_FILE).is_file():
+            raise RunFolderError(f"{run}: not a datagen run folder (no {DB_FILE}); make one with datagen generate")
+        return cls(run)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "RunStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- identity -------------------------------------------------------------------------------------------
+
+    def meta(self) -> dict[str, str]:
+        return dict(self._db.execute("SELECT key, value FROM meta"))
+
+    def set_meta(self, values: dict[str, str]) -> None:
+        with self._transaction():
+            self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", values.items())
+
+    def claim(self, identity: dict[str, str], force: bool = False) -> None:
+        """Bind the store to what produced it (program fingerprint, inputs). A run directory made by something
+        else is refused, never silently mixed; `force` adopts it, dropping results the new program would
+        not have produced."""
+        stored = self.meta()
+        changed = [key for key, value in identity.items() if key in stored and stored[key] != value]
+        if changed and not force:
+            key = changed[0]
+            raise RunFolderError(f"{self.path.parent}: this run was made with {_IDENTITY.get(key, 'a different ' + key)} "
+                               f"({stored[key][:12]} here, {identity[key][:12]} now): use a new --out, "
+                               "or --force to reuse it")
+        if changed:
+            with self._transaction():
+                for table in ("reviews", "calls", "steps", "results", "chunks", "servers"):
+                    self._db.execute(f"DELETE FROM {table}")
+        self.set_meta(identity)
+
+    # --- chunks ---------------------------------------------------------------------------------------------
+
+    def add_chunks(self, chunks: Iterable[Chunk]) -> int:
+        """Store chunks in order (streamed, in one transaction); returns how many the store now holds."""
+        with self._transaction():
+            self._db.executemany(
+                f"INSERT OR IGNORE INTO chunks ({_CHUNK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                ((c.id, c.source, c.start, c.end, c.text, c.tokens) for c in chunks))
+        return self._db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+
+    _PENDING = ("FROM (SELECT * FROM chunks ORDER BY ord LIMIT ?) WHERE id NOT IN "
+                "(SELECT chunk_id FROM results WHERE status = 'done')")
+
+    def pending_count(self, limit: int | None = None) -> int:
+        return self._db.execute(f"SELECT count(*) {self._PENDING}", (-1 if limit is None else limit,)).fetchone()[0]
+
+    def pending(self, limit: int | None = None) -> Iterator[Chunk]:
+        """Chunks among the first `limit` (all by default) without a successful result, in order; failed
+        ones are tried again."""
+        # Its own snapshot: results are written while this is read. A generator left unfinished (a run killed by
+        # an exception) is closed by the garbage collector, in whichever thread it runs: hence any thread.
+        reader = sqlite3.connect(self.path, check_same_thread=False)
+        try:
+            rows = reader.execute(f"SELECT {_CHUNK_COLUMNS} {self._PENDING} ORDER BY ord",
+                                  (-1 if limit is None else limit,))
+            for row in rows:
+                yield Chunk(*row)
+        finally:
+            reader.close()
+
+    # --- results --------------------------------------------------------------------------------------------
+
+    def record(self, outcome: Outcome) -> None:
+        """Commit one chunk's result now, replacing an earlier failure; the tokens the earlier attempts spent
+        are added to this one's (they were paid for)."""
+        samples = [_sample_row(s) for s in outcome.samples]
+        with self._transaction():
+            usage = self._usage_with(outcome.chunk.id, outcome.usage)
+            self._db.execute(
+                "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (outcome.chunk.id, "failed" if outcome.failure else "done", _json(samples), outcome.failure,
+                 outcome.message, outcome.seconds, time.time(), _json(outcome.outputs), outcome.raw,
+                 _json(usage)))
+            self._replace_scores(outcome.chunk.id, outcome.scores)
+            self._replace_log(outcome.chunk.id, outcome.steps, outcome.calls)
+            self._add_server_counts(outcome.calls)
+
+    def set_scores(self, chunk_id: str, scores: list[dict]) -> None:
+        """Replace a done chunk's sample scores ({metric: Score} per sample)."""
+        with self._transaction():
+            self._replace_scores(chunk_id, scores)
+
+    def add_usage(self, chunk_id: str, usage: dict) -> None:
+        """Add tokens spent on a finished chunk after its run ({model: usage}, e.g. scoring it) to its result's."""
+        if usage:
+            with self._transaction():
+                self._db.execute("UPDATE results SET usage = ? WHERE chunk_id = ?",
+                                 (_json(self._usage_with(chunk_id, usage)), chunk_id))
+
+    def _usage_with(self, chunk_id: str, more: dict) -> dict:
+        """The tokens the chunk's stored result counts, with `more` added."""
+        row = self._db.execute("SELECT usage FROM results WHERE chunk_id = ?", (chunk_id,)).fetchone()
+        return sum_usage(_loads(row[0]) if row else None, more)
+
+    def _replace_scores(self, chunk_id: str, scores: list[dict]) -> None:
+        # A metric that failed on a sample gave it no score: unscored on it, a gate on it holds the sample back.
+        self._db.execute("DELETE FROM scores WHERE chunk_id = ?", (chunk_id,))
+        self._db.executemany("INSERT INTO scores VALUES (?, ?, ?, ?, ?)", (
+            (chunk_id, index, metric, score.value, score.feedback)
+            for index, sample_scores in enumerate(scores) for metric, score in sample_scores.items()
+            if not isinstance(score, Failed)))
+
+    def _replace_log(self, chunk_id: str, steps: list[Step], calls: list[Call]) -> None:
+        """The chunk's steps and LM calls, replacing an earlier attempt's (in the result's transaction, so that
+        the log and the result it led to are never one without the other)."""
+        self._db.execute("DELETE FROM steps WHERE chunk_id = ?", (chunk_id,))
+        self._db.execute("DELETE FROM calls WHERE chunk_id = ?", (chunk_id,))
+        self._db.executemany("INSERT INTO steps VALUES (?, ?, ?, ?, ?, ?)", (
+            (chunk_id, seq, s.step, _json(s.inputs), _json(s.outputs), s.error) for seq, s in enumerate(steps)))
+        self._db.executemany("INSERT INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (
+            (chunk_id, seq, c.step, c.model, _json(c.messages), c.response, c.error, _json(c.usage), c.cached,
+             c.seconds) for seq, c in enumerate(calls)))
+
+    def _add_server_counts(self, calls: list[Call]) -> None:
+        """Add the requests `calls` sent to each server (`Call.servers`) to the run's counts."""
+        counts: dict[tuple[str, str, str], list] = {}
+        for call in calls:
+            for role, api_base, error in call.servers:
+                count = counts.setdefault((role, call.model, api_base), [0, 0, None])
+                count[0] += 1
+                if error is not None:
+                    count[1] += 1
+                    count[2] = error
+        self._db.executemany(
+            "INSERT INTO servers VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (role, model, api_base) DO UPDATE SET "
+            "calls = calls + excluded.calls, failures = failures + excluded.failures, "
+            "last_error = coalesce(excluded.last_error, last_error)",
+            ((*key, *count) for key, count in counts.items()))
+
+    def servers(self) -> list[dict]:
+        """Each server of a role with several, in the order first used: role, model, api_base, calls (requests sent
+        to it), failures (requests that got an error) and last_error. Empty for a store older than the table."""
+        try:
+            rows = self._db.execute("SELECT role, model, api_base, calls, failures, last_error FROM servers "
+                                    "ORDER BY rowid")
+        except sqlite3.OperationalError:  # a store opened read-only (RunStore.over) from before the table
+            return []
+        names = [d[0] for d in rows.description]
+        return [dict(zip(names, row)) for row in rows]
+
+    def usage(self) -> dict[str, dict[str, int]]:
+        """Tokens spent per model over the whole run, failed chunks included."""
+        rows = self._db.execute(
+            "SELECT u.key, sum(json_extract(u.value, '$.prompt_tokens')), "
+            "sum(json_extract(u.value, '$.completion_tokens')) FROM results, json_each(results.usage) u "
+            "WHERE results.usage IS NOT NULL GROUP BY u.key")
+        return {model: {"prompt_tokens": p or 0, "completion_tokens": c or 0} for model, p, c in rows}
+
+    def failures(self) -> dict[str, tuple[int, str]]:
+        """Failed chunks by kind: how many, and one example message."""
+        rows = self._db.execute("SELECT failure, count(*), min(message) FROM results WHERE status = 'failed' "
+                                "GROUP BY failure ORDER BY count(*) DESC")
+        return {kind: (count, example or "") for kind, count, example in rows}
+
+    def dropped(self) -> dict[str, int]:
+        """Candidates the pipeline's own checks rejected in finished chunks (each step's `dropped` list), by
+        reason (an entry's "reason"), most frequent first."""
+        rows = self._db.execute(
+            "SELECT coalesce(CASE WHEN d.type = 'object' THEN json_extract(d.value, '$.reason') END, 'unspecified'), "
+            "count(*) FROM results r, json_each(r.outputs, '$.dropped') d "
+            "WHERE r.status = 'done' AND json_valid(r.outputs) GROUP BY 1 ORDER BY 2 DESC, 1")
+        return {str(reason): count for reason, count in rows}
+
+    def sample_count(self) -> int:
+        return self._db.execute("SELECT coalesce(sum(json_array_length(samples)), 0) FROM results "
+                                "WHERE status = 'done'").fetchone()[0]
+
+    def counts(self) -> dict[str, int]:
+        total = self._db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+        by_status = dict(self._db.execute("SELECT status, count(*) FROM results GROUP BY status"))
+        return {"chunks": total, "done": by_status.get("done", 0), "failed": by_status.get("failed", 0)}
+
+    def failure_counts(self) -> dict[str, int]:
+        """Failed chunks by kind ("parse", "timeout", ...), most frequent first."""
+        return {kind: count for kind, (count, _) in self.failures().items()}
+
+    def done(self) -> Iterator[tuple[Chunk, list[Sample]]]:
+        """Finished chunks with their samples, in chunk order."""
+        rows = self._db.execute(
+            f"SELECT {_JOINED_CHUNK_COLUMNS}, r.samples "
+            "FROM chunks c JOIN results r ON r.chunk_id = c.id WHERE r.status = 'done' ORDER BY c.ord")
+        for *chunk, samples in rows:  # NULL: done with no samples (the pipeline's own checks rejected all)
+            yield Chunk(*chunk), [_sample(row) for row in _loads(samples) or []]
+
+    def chunk_texts(self, limit: int) -> list[str]:
+        """The text of up to `limit` chunks spread evenly over the run (e.g. references of the author's style)."""
+        total = self._db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+        step = max(1, total // limit)
+        return [text for (text,) in self._db.execute(
+            "SELECT text FROM chunks WHERE (ord - 1) % ? = 0 ORDER BY ord LIMIT ?", (step, limit))]
+
+    def scored_metrics(self) -> set[str]:
+        return {name for (name,) in self._db.execute("SELECT DISTINCT metric FROM scores")}
+
+    def sample_scores(self, chunk_id: str) -> dict[int, dict[str, float]]:
+        """A done chunk's scores: {sample index: {metric: value}}."""
+        return {index: {metric: value for metric, (value, _) in scores.items()}
+                for index, scores in self.sample_feedback(chunk_id).items()}
+
+    def sample_feedback(self, chunk_id: str) -> dict[int, dict[str, tuple[float, str | None]]]:
+        """A done chunk's scores with the metric's feedback: {sample index: {metric: (value, feedback)}}."""
+        scores: dict[int, dict[str, tuple[float, str | None]]] = {}
+        for index, metric, value, feedback in self._db.execute(
+                "SELECT sample, metric, value, feedback FROM scores WHERE chunk_id = ?", (chunk_id,)):
+            scores.setdefault(index, {})[metric] = (value, feedback)
+        return scores
+
+    # --- inspection -----------------------------------------------------------------------------------------
+
+    def chunk(self, chunk_id: str) -> Chunk | None:
+        row = self._db.execute(f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE id = ?", (chunk_id,)).fetchone()
+        return Chunk(*row) if row else None
+
+    def result(self, chunk_id: str) -> dict | None:
+        """A chunk's result (status, samples, failure, message, seconds, outputs, raw, usage), JSON decoded;
+        None when the chunk has not been run."""
+        cursor = self._db.execute("SELECT status, samples, failure, message, seconds, outputs, raw, usage "
+                                  "FROM results WHERE chunk_id = ?", (chunk_id,))
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        result = dict(zip((c[0] for c in cursor.description), row))
+        for key in ("outputs", "usage"):
+            result[key] = _loads(result[key]) or {}
+        result["samples"] = [_sample(r) for r in _loads(result["samples"]) or []]
+        return result
+
+    def steps(self, chunk_id: str) -> list[Step]:
+        rows = self._db.execute("SELECT step, inputs, outputs, error FROM steps WHERE chunk_id = ? ORDER BY seq",
+                                (chunk_id,))
+        return [Step(step, _loads(inputs) or {}, _loads(outputs), error) for step, inputs, outputs, error in rows]
+
+    def calls(self, chunk_id: str) -> list[Call]:
+        rows = self._db.execute("SELECT step, model, messages, response, error, usage, cached, seconds FROM calls "
+                                "WHERE chunk_id = ? ORDER BY seq", (chunk_id,))
+        return [Call(step, model, _loads(messages), response, error, _loads(usage),
+                     None if cached is None else bool(cached), seconds)
+                for step, model, messages, response, error, usage, cached, seconds in rows]
+
+    def failed_ids(self) -> set[str]:
+        return {chunk_id for (chunk_id,) in self._db.execute("SELECT chunk_id FROM results WHERE status = 'failed'")}
+
+    def failed(self) -> Iterator[tuple[Chunk, str, str | None, str | None]]:
+        """Failed chunks in chunk order, each with its failure's kind, message and the raw answer if any."""
+        rows = self._db.execute(
+            f"SELECT {_JOINED_CHUNK_COLUMNS}, r.failure, r.message, r.raw "
+            "FROM chunks c JOIN results r ON r.chunk_id = c.id WHERE r.status = 'failed' ORDER BY c.ord")
+        for *chunk, kind, message, raw in rows:
+            yield Chunk(*chunk), kind, message, raw
+
+    # --- human reviews (datagen/review.py) --------------------------------------------------------------------
+
+    def set_review(self, review: Review) -> None:
+        """Store a sample's review, replacing the one it had (committed at once). A review with nothing in it
+        (no verdict, rating, comment or correction) deletes the sample's."""
+        with self._transaction():
+            self._db.execute("DELETE FROM reviews WHERE chunk_id = ? AND sample = ?", (review.chunk_id, review.sample))
+            if not review.empty:
+                self._db.execute("INSERT INTO reviews VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (
+                    review.chunk_id, review.sample, review.verdict, _json(review.ratings), review.comment or None,
+                    review.input, review.output, time.time()))
+
+    def review(self, chunk_id: str, sample: int) -> Review | None:
+        row = self._db.execute(f"SELECT {_REVIEW_COLUMNS} FROM reviews WHERE chunk_id = ? AND sample = ?",
+                               (chunk_id, sample)).fetchone()
+        return _review(row) if row else None
+
+    def reviews(self) -> dict[tuple[str, int], Review]:
+        """Every review, by (chunk id, sample index)."""
+        return {(row[0], row[1]): _review(row) for row in self._db.execute(f"SELECT {_REVIEW_COLUMNS} FROM reviews")}
+
+    # --- provider batch jobs (datagen/batch.py) ------------------------------------------------------------------
+
+    def add_batch_requests(self, requests: Iterable[tuple[str, str]]) -> None:
+        """Record requests waiting for a batch job ((key, body as JSON) pairs); a key already there is kept as it
+        is (its answer, its job)."""
+        with self._transaction():
+            self._db.executemany("INSERT OR IGNORE INTO batch_requests (key, body) VALUES (?, ?)", requests)
+
+    def clear_batch_errors(self) -> int:
+        """Forget the requests batch jobs failed: one asked again (its chunk retried) is recorded and submitted
+        anew, and one nobody asks again is not paid for twice; answers stay. Returns how many were forgotten."""
+        with self._transaction():
+            return self._db.execute("DELETE FROM batch_requests WHERE error_kind IS NOT NULL").rowcount
+
+    def unsubmitted_batch_requests(self) -> Iterator[tuple[str, str]]:
+        """(key, body) of the requests no job carries yet, in the order they were recorded."""
+        reader = sqlite3.connect(self.path)  # its own snapshot: jobs are written while this is read
+        try:
+            yield from reader.execute("SELECT key, body FROM batch_requests WHERE job IS NULL AND answer IS NULL "
+                                      "AND error_kind IS NULL ORDER BY rowid")
+        finally:
+            reader.close()
+
+    def unsubmitted_batch_count(self) -> int:
+        return self._db.execute("SELECT count(*) FROM batch_requests WHERE job IS NULL AND answer IS NULL "
+                                "AND error_kind IS NULL").fetchone()[0]
+
+    def add_batch_job(self, keys: list[str]) -> int:
+        """A new job (status "new") carrying the requests `keys`, committed before anything is uploaded; its id."""
+        now = time.time()
+        with self._transaction():
+            job = self._db.execute("INSERT INTO batch_jobs (status, requests, created_at, updated_at) "
+                                   "VALUES ('new', ?, ?, ?)", (len(keys), now, now)).lastrowid
+            self._db.executemany("UPDATE batch_requests SET job = ? WHERE key = ?", ((job, key) for key in keys))
+        return job
+
+    def update_batch_job(self, job: int, **fields) -> None:
+        """Set a job's `batch_id`, `input_file_id`, `output_file_id`, `error_file_id` or `status` (committed)."""
+        allowed = {"batch_id", "input_file_id", "output_file_id", "error_file_id", "status"}
+        if not fields or set(fields) - allowed:
+            raise ValueError(f"batch job fields: {sorted(allowed)}, got {sorted(fields)}")
+        columns = ", ".join(f"{name} = ?" for name in fields)
+        with self._transaction():
+            self._db.execute(f"UPDATE batch_jobs SET {columns}, updated_at = ? WHERE id = ?",
+                             (*fields.values(), time.time(), job))
+
+    def batch_jobs(self, statuses: Collection[str] | None = None, *, exclude: Collection[str] = ()) -> list[dict]:
+        """Jobs as dicts (id, batch_id, input_file_id, output_file_id, error_file_id, status, requests,
+        created_at, updated_at), oldest first: those with a status in `statuses` (all by default), less those in
+        `exclude`."""
+        rows = self._db.execute("SELECT id, batch_id, input_file_id, output_file_id, error_file_id, status, requests, "
+                                "created_at, updated_at FROM batch_jobs ORDER BY id")
+        names = [d[0] for d in rows.description]
+        jobs = [dict(zip(names, row)) for row in rows]
+        return [job for job in jobs if (statuses is None or job["status"] in statuses) and job["status"] not in exclude]
+
+    def batch_job_requests(self, job: int) -> Iterator[tuple[str, str]]:
+        """(key, body as JSON) of the requests a job carries, in the order they were recorded."""
+        reader = sqlite3.connect(self.path)  # its own snapshot, as for unsubmitted_batch_requests
+        try:
+            yield from reader.execute("SELECT key, body FROM batch_requests WHERE job = ? ORDER BY rowid", (job,))
+        finally:
+            reader.close()
+
+    def batch_job_keys(self, job: int) -> list[str]:
+        """The keys of the requests a job carries."""
+        return [key for (key,) in self._db.execute("SELECT key FROM batch_requests WHERE job = ? ORDER BY rowid",
+                                                   (job,))]
+
+    def finish_batch_job(self, job: int, status: str, answers: dict[str, str], errors: dict[str, tuple[str, str]],
+                         output_file_id: str | None = None, error_file_id: str | None = None) -> None:
+        """In one transaction: the job's answers ({key: response body as JSON}) and errors ({key: (kind,
+        message)}) stored, and the job set to its final `status`. Keys the job does not carry are ignored."""
+        with self._transaction():
+            self._db.executemany("UPDATE batch_requests SET answer = ?, error_kind = NULL, error = NULL "
+                                 "WHERE key = ? AND job = ?", ((body, key, job) for key, body in answers.items()))
+            self._db.executemany("UPDATE batch_requests SET error_kind = ?, error = ? WHERE key = ? AND job = ? "
+                                 "AND answer IS NULL", ((kind, message, key, job)
+                                                        for key, (kind, message) in errors.items()))
+            self._db.execute("UPDATE batch_jobs SET status = ?, output_file_id = ?, error_file_id = ?, updated_at = ? "
+                             "WHERE id = ?", (status, output_file_id, error_file_id, time.time(), job))
+
+    def batch_counts(self) -> dict[str, int]:
+        """Batch requests by state: answered, failed (an error), in_flight (a job carries them, no answer yet),
+        unsubmitted; and jobs."""
+        answered, failed, in_flight, unsubmitted = self._db.execute(
+            "SELECT count(answer), count(error_kind), "
+            "sum(job IS NOT NULL AND answer IS NULL AND error_kind IS NULL), "
+            "sum(job IS NULL AND answer IS NULL AND error_kind IS NULL) FROM batch_requests").fetchone()
+        jobs = self._db.execute("SELECT count(*) FROM batch_jobs").fetchone()[0]
+        return {"answered": answered, "failed": failed, "in_flight": in_flight or 0, "unsubmitted": unsubmitted or 0,
+                "jobs": jobs}
+
+    def batch_reader(self) -> "BatchReader":
+        """A read-only view of the batch answers for other threads (an LM engine's): see BatchReader."""
+        return BatchReader(self.path)
+
+    @contextmanager
+    def _transaction(self):
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+
+class BatchReader:
+    """Looks batch requests up by key from any thread, through a connection of its own (reads only; the store's
+    connection stays its owner thread's). Close it when done."""
+
+    def __init__(self, path: Path):
+        self._db = sqlite3.connect(path, check_same_thread=False)
+        self._lock = threading.Lock()
+
+    def lookup(self, key: str) -> tuple[bool, str | None, str | None, str | None] | None:
+        """None for a key never recorded; else (submitted, answer JSON, error kind, error message)."""
+        with self._lock:
+            row = self._db.execute("SELECT job IS NOT NULL, answer, error_kind, error FROM batch_requests "
+                                   "WHERE key = ?", (key,)).fetchone()
+        return None if row is None else (bool(row[0]), row[1], row[2], row[3])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _sample_row(sample: Sample) -> list:
+    """A sample as stored: [input, output], with its earlier turns third when it has any (so single-turn rows
+    stay as every store has always written them)."""
+    row = [sample.input, sample.output]
+    return [*row, [list(turn) for turn in sample.history]] if sample.history else row
+
+
+def _sample(row: list) -> Sample:
+    """A stored row back as a sample (rows written before samples had a history have two elements)."""
+    history = row[2] if len(row) > 2 else ()
+    return Sample(row[0], row[1], tuple(tuple(turn) for turn in history))
+
+
+_REVIEW_COLUMNS = "chunk_id, sample, verdict, ratings, comment, input, output, updated_at"
+
+
+def _review(row: tuple) -> Review:
+    chunk_id, sample, verdict, ratings, comment, input_, output, updated_at = row
+    return Review(chunk_id, sample, verdict, _loads(ratings) or {}, comment, input_, output, updated_at)
+
+
+def _loads(value: str | None):
+    return json.loads(value) if value else None
+
+
+def _json(value) -> str | None:
+    return json.dumps(value, ensure_ascii=False, default=str) if value else None

@@ -1,0 +1,70 @@
+"""The run store's layout: its database file's name, its tables, and the meta keys other layers read."""
+
+DB_FILE = "run.db"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS chunks (
+    ord INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, source TEXT NOT NULL, start INTEGER NOT NULL,
+    "end" INTEGER NOT NULL, text TEXT NOT NULL, tokens INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS results (
+    chunk_id TEXT PRIMARY KEY REFERENCES chunks(id), status TEXT NOT NULL CHECK (status IN ('done', 'failed')),
+    samples TEXT, failure TEXT, message TEXT, seconds REAL, finished_at REAL NOT NULL,
+    outputs TEXT,  -- JSON: each pipeline step's outputs (the prediction's fields)
+    raw TEXT,      -- the LM's answer when it could not be parsed
+    usage TEXT);   -- JSON: {model: {prompt_tokens, completion_tokens, ...}} spent on this chunk, every attempt
+CREATE TABLE IF NOT EXISTS scores (  -- metric scores of a done chunk's samples (quality gating, evaluation)
+    chunk_id TEXT NOT NULL REFERENCES chunks(id), sample INTEGER NOT NULL, metric TEXT NOT NULL,
+    value REAL NOT NULL, feedback TEXT, PRIMARY KEY (chunk_id, sample, metric));
+-- datagen view lists samples worst-first by a metric: this walks them in order instead of sorting every sample.
+CREATE INDEX IF NOT EXISTS scores_by_metric ON scores (metric, value);
+-- What a chunk's latest attempt did, written with its result: each predictor call (step), in order...
+CREATE TABLE IF NOT EXISTS steps (
+    chunk_id TEXT NOT NULL REFERENCES chunks(id), seq INTEGER NOT NULL,
+    step TEXT NOT NULL,  -- the predictor's name in the program ("rephrase"), "judge:METRIC" for a judge's
+    inputs TEXT, outputs TEXT,  -- JSON: {field: value}
+    error TEXT,  -- what the step raised instead of answering
+    PRIMARY KEY (chunk_id, seq));
+-- ...and each LM call: the exact messages sent and the raw completion.
+CREATE TABLE IF NOT EXISTS calls (
+    chunk_id TEXT NOT NULL REFERENCES chunks(id), seq INTEGER NOT NULL,
+    step TEXT NOT NULL,  -- the step that made the call (the model's name for a call outside any predictor)
+    model TEXT NOT NULL, messages TEXT NOT NULL,  -- JSON: [{role, content}], as the adapter formatted them
+    response TEXT,  -- the completion's text (a JSON list when the call asked for several); NULL if it raised
+    error TEXT, usage TEXT,  -- JSON: the tokens DSPy counted for this call
+    cached INTEGER,  -- 1: DSPy counted no tokens, as for a cache hit; NULL: unknown (calls overlapped)
+    seconds REAL, PRIMARY KEY (chunk_id, seq));
+-- Provider batch jobs (generate --batch; datagen/batch.py): each LM request a round could not answer yet, keyed by
+-- the sha256 of its body (the line's custom_id), with the job that carries it and the answer or error it got...
+CREATE TABLE IF NOT EXISTS batch_requests (
+    key TEXT PRIMARY KEY, body TEXT NOT NULL,  -- JSON: the chat-completions request body
+    job INTEGER REFERENCES batch_jobs(id),  -- NULL: not submitted yet
+    answer TEXT,  -- JSON: the chat-completions response body
+    error_kind TEXT, error TEXT);  -- batch_failed, batch_expired or batch_cancelled, and the provider's message
+-- ...and each job: its row is written before its file is uploaded, the file id after, the batch id after the batch
+-- is created (each committed), so that a killed run finds every job it started and submits none twice.
+CREATE TABLE IF NOT EXISTS batch_jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, batch_id TEXT, input_file_id TEXT, output_file_id TEXT,
+    error_file_id TEXT,
+    status TEXT NOT NULL,  -- "new", "uploaded", then the provider's (validating, in_progress, ..., completed)
+    requests INTEGER NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL);
+-- A person's review of a sample (datagen view; datagen/review.py): the verdict, 1-5 ratings on the pipeline's
+-- criteria, a comment, and a correction of the sample's input or output (the generated text stays in results).
+CREATE TABLE IF NOT EXISTS reviews (
+    chunk_id TEXT NOT NULL REFERENCES chunks(id), sample INTEGER NOT NULL,
+    verdict TEXT CHECK (verdict IN ('good', 'bad')),  -- NULL: not rated good or bad (yet)
+    ratings TEXT,  -- JSON: {criterion: 1..5}
+    comment TEXT,
+    input TEXT, output TEXT,  -- the corrected input and output; NULL: as generated
+    updated_at REAL NOT NULL, PRIMARY KEY (chunk_id, sample));
+-- Requests to each server of a role that has several (a list of api_bases; datagen/servers.py), every attempt of
+-- every chunk counted, added up as each chunk's result is committed.
+CREATE TABLE IF NOT EXISTS servers (
+    role TEXT NOT NULL, model TEXT NOT NULL, api_base TEXT NOT NULL,
+    calls INTEGER NOT NULL,  -- requests sent to it
+    failures INTEGER NOT NULL,  -- requests that got an error instead of an answer
+    last_error TEXT,  -- the latest failure's error, one line (keys redacted)
+    PRIMARY KEY (role, model, api_base));
+"""
+
+# Meta key: the --min-score bars of the run's last export ({metric: bar}, JSON).
+GATE = "min_scores"

@@ -1,0 +1,496 @@
+"""Cutting documents into chunks that fit a token budget.
+
+A document is read as blocks: paragraphs (separated by blank lines), Markdown headings, fenced code blocks and
+tables. Chunks break between blocks first, then at sentence ends, and mid-sentence only when one sentence is
+longer than the whole budget. A run of headings always goes with the text under it. A fenced code block or a
+table is one block, cut only when it alone is over the budget: then between lines (rows), each piece of code
+fenced again and each piece of a table after the first led by the table's header rows.
+
+A chunk is a span of its document: `document.text[start:end] == chunk.text`, except for those pieces of a cut code
+block or table, whose text adds the fence lines or header rows they lack (see `Chunk`).
+"""
+
+import functools
+import hashlib
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
+
+import regex  # tiktoken's own dependency; unlike re, it knows Unicode's Sentence_Terminal and Script properties
+
+from datagen.text.ingest import Document
+from datagen.text.tokens import count_tokens, head_within
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_TOKENS = 512
+# `language` for a sentence splitter that picks pysbd's rules from each paragraph's script.
+AUTO = "auto"
+_SPACES = regex.compile(r"\s*")
+# pysbd is exact but slow on very long inputs; a longer paragraph is first cut at line ends or sentence ends.
+_SENTENCE_WINDOW_CHARS = 20_000
+# A sentence end: Unicode's sentence terminals, every script's (. ! ? । ॥ ؟ ۔ ։ ። ፧ ။ 。 ...), followed by closing
+# quotes or brackets.
+_CLOSERS = r"[\p{Pe}\p{Pf}\"'»”’]*"
+_TERMINAL_END = regex.compile(rf"\p{{Sentence_Terminal}}{_CLOSERS}\s*\Z")
+# Marks that languages end sentences with beyond Unicode's: Greek's question mark (';', and its own code point)
+# and Armenian's full stop typed as a colon.
+_LANGUAGE_ENDS = {"el": ";\u037e", "hy": ":"}
+# Terminals the sentence splitter ends a sentence at whatever pysbd's rules say, when followed by a space: every
+# one but '.', '!' and '?', which pysbd's rules decide (abbreviations, decimals, "Yahoo!"; in Armenian '.' is no
+# sentence end).
+_FIRM_END = regex.compile(rf"(?![.!?])\p{{Sentence_Terminal}}{_CLOSERS}(?=\s)")
+# Where a sentence may end at all: a window with none of these is one sentence, and pysbd, whose abbreviation
+# rules take time quadratic in the window, is not run on it.
+_MAYBE_END = regex.compile(r"[\p{Sentence_Terminal};:\u037e\n\r]")
+_LAST_END = regex.compile(r"(?r)\p{Sentence_Terminal}\s")
+# pysbd's rules by script, for `language = "auto"` (Latin and the rest: English). Devanagari gets Marathi's rules,
+# which end sentences at '.' as well (Hindi's do not); the danda ends one in either.
+_SCRIPT_LANGUAGES = {"Greek": "el", "Armenian": "hy", "Devanagari": "mr", "Arabic": "ar", "Ethiopic": "am",
+                     "Myanmar": "my", "Cyrillic": "ru", "Han": "zh", "Hiragana": "ja", "Katakana": "ja"}
+_SCRIPT = regex.compile("|".join(rf"(?P<{name}>\p{{Script={name}}}+)" for name in _SCRIPT_LANGUAGES)
+                        + r"|(?P<Latin>\p{Script=Latin}+)")
+_SCRIPT_SAMPLE_CHARS = 2000
+# An over-long paragraph is known to be over the budget from its first max_tokens * this many characters: it is
+# not counted whole (tiktoken takes seconds on a megabyte-long run of letters).
+_HEAD_CHARS_PER_TOKEN = 16
+
+# Markdown, by line: an ATX heading, a setext heading's underline, a code fence, a table's delimiter row.
+_HEADING = regex.compile(r" {0,3}#{1,6}(?:[ \t]|$)")
+_UNDERLINE = regex.compile(r" {0,3}(?:=+|-+)[ \t]*$")
+_FENCE = regex.compile(r"(?P<indent>[ \t]*)(?P<fence>`{3,}(?=[^`]*$)|~{3,})")
+_DELIMITER_ROW = regex.compile(r"[ \t]*\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)*\|?[ \t]*$")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of a document under the token budget. `start`/`end` are character offsets into the document's
+    text (`read_document(source)`), and `text == document.text[start:end]`, except for the pieces of a code block
+    or table too long for one chunk: a piece of code carries the opening fence line before it and the closing one
+    after it where its span lacks them, and a piece of a table after the first carries the header rows before it.
+    """
+
+    id: str
+    source: str
+    start: int
+    end: int
+    text: str
+    tokens: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def chunk_id(text: str) -> str:
+    """Stable id of a chunk: a hash of its text, so the same passage gets the same id on every run."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def languages() -> list[str]:
+    """The values `language` takes: "auto" (pysbd's rules picked by each paragraph's script) or a pysbd code."""
+    from pysbd.languages import LANGUAGE_CODES
+
+    return [AUTO, *sorted(LANGUAGE_CODES)]
+
+
+def is_cut_from(document_text: str, chunk: Chunk) -> bool:
+    """Whether `chunk` is cut from `document_text`: its text is the span `start:end`, or holds it (a piece of a
+    cut code block or table, with the fence lines or header rows it carries)."""
+    span = document_text[chunk.start:chunk.end]
+    return chunk.text == span or (bool(span) and span in chunk.text)
+
+
+Span = tuple[int, int]
+
+
+def _trimmed(text: str, start: int, end: int) -> Span | None:
+    segment = text[start:end]
+    stripped = segment.strip()
+    if not stripped:
+        return None
+    lead = len(segment) - len(segment.lstrip())
+    return start + lead, start + lead + len(stripped)
+
+
+@dataclass(frozen=True)
+class _Block:
+    """A paragraph, a heading, a fenced code block or a table: `start`/`end` in the document, `lines` the spans of
+    a code block's or table's lines (fence or header lines first)."""
+
+    kind: str  # "text", "heading", "code" or "table"
+    start: int
+    end: int
+    lines: tuple[Span, ...] = ()
+    closed: bool = True  # a code block's closing fence was found
+
+
+def _lines(text: str) -> Iterator[Span]:
+    """Each line's span, without its line end ("\\n", "\\r\\n")."""
+    start = 0
+    while start <= len(text):
+        newline = text.find("\n", start)
+        end = len(text) if newline < 0 else newline
+        yield start, end - (end > start and text[end - 1] == "\r")
+        if newline < 0:
+            return
+        start = newline + 1
+
+
+def blocks(text: str) -> Iterator[_Block]:
+    """The blocks of a document, in order. Blank lines separate paragraphs; a heading line, a code fence or a
+    table's first row starts a block of its own; a blank line inside a fence does not end it."""
+    lines = list(_lines(text))
+    paragraph: list[Span] = []
+
+    def flush(kind: str = "text") -> Iterator[_Block]:
+        if paragraph and (span := _trimmed(text, paragraph[0][0], paragraph[-1][1])) is not None:
+            yield _Block(kind, *span)
+        paragraph.clear()
+
+    i = 0
+    while i < len(lines):
+        start, end = lines[i]
+        line = text[start:end]
+        if not line.strip():
+            yield from flush()
+        elif fence := _FENCE.match(line):
+            yield from flush()
+            marker = fence["fence"]
+            closing = regex.compile(rf"[ \t]*{regex.escape(marker[0])}{{{len(marker)},}}[ \t]*$")
+            j = next((k for k in range(i + 1, len(lines)) if closing.match(text, *lines[k])), None)
+            body = tuple(span for span in lines[i:len(lines) if j is None else j + 1] if text[slice(*span)].strip())
+            yield _Block("code", start, body[-1][1], body, closed=j is not None)
+            i = len(lines) if j is None else j
+        elif _HEADING.match(line):
+            yield from flush()
+            yield _Block("heading", *_trimmed(text, start, end))
+        elif paragraph and _UNDERLINE.match(line):  # a setext heading: the paragraph is its title
+            paragraph.append((start, end))
+            yield from flush("heading")
+        elif "|" in line and i + 1 < len(lines) and "|" in text[slice(*lines[i + 1])] \
+                and _DELIMITER_ROW.match(text, *lines[i + 1]):
+            yield from flush()
+            j = i + 2
+            while j < len(lines) and "|" in text[slice(*lines[j])] and text[slice(*lines[j])].strip():
+                j += 1
+            yield _Block("table", start, lines[j - 1][1], tuple(lines[i:j]))
+            i = j - 1
+        else:
+            paragraph.append((start, end))
+        i += 1
+    yield from flush()
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """What each piece of a code block or table too long for one chunk needs around it to stand alone: `reopen`
+    before a piece that does not start the block (its opening fence, or its header rows), `close` after one that
+    does not end it (the closing fence)."""
+
+    start: int
+    end: int
+    reopen: str
+    close: str
+    reopen_tokens: int
+    close_tokens: int
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """The smallest piece the packer places: a block that fits the budget, a sentence, a line of a cut code block
+    or table, or a piece of a cut sentence."""
+
+    start: int
+    end: int
+    tokens: int
+    heading: bool = False
+    frame: _Frame | None = None
+
+    @property
+    def prefix(self) -> str:
+        return self.frame.reopen if self.frame and self.start > self.frame.start else ""
+
+    @property
+    def suffix(self) -> str:
+        return self.frame.close if self.frame and self.end < self.frame.end else ""
+
+    @property
+    def frame_tokens(self) -> int:
+        """The tokens of the prefix and suffix this unit would take alone in a chunk."""
+        return (self.frame.reopen_tokens if self.prefix else 0) + (self.frame.close_tokens if self.suffix else 0)
+
+
+@functools.cache
+def _segmenter(language: str):
+    import pysbd
+
+    return pysbd.Segmenter(language=language, clean=False)
+
+
+def _script_language(text: str) -> str:
+    """pysbd's language for the script most of the letters of `text` are in (English for Latin and the rest)."""
+    letters: Counter[str] = Counter()
+    for match in _SCRIPT.finditer(text[:_SCRIPT_SAMPLE_CHARS]):
+        letters[_SCRIPT_LANGUAGES.get(match.lastgroup, "en")] += len(match[0])
+    if not letters:
+        return "en"
+    language = letters.most_common(1)[0][0]
+    return "ja" if language == "zh" and letters["ja"] else language
+
+
+class _SentenceSplitter:
+    """Sentence spans from pysbd (rule-based, no download) with the rules of `language` (or, for "auto", of each
+    paragraph's script), ending a sentence too at every other sentence terminal Unicode knows (so that a
+    paragraph in any script is cut at its sentence ends) and never at a comma or colon."""
+
+    def __init__(self, language: str = AUTO):
+        if language not in languages():
+            raise ValueError(f"unknown language {language!r}: one of {', '.join(languages())}")
+        self.language = language
+
+    def spans(self, text: str, start: int, end: int) -> Iterator[Span]:
+        for w_start, w_end in self._windows(text, start, end):
+            if not _MAYBE_END.search(text, w_start, w_end):
+                if (span := _trimmed(text, w_start, w_end)) is not None:
+                    yield span
+                continue
+            language = _script_language(text[w_start:w_end]) if self.language == AUTO else self.language
+            yield from self._joined(text, self._split(text, w_start, w_end, language), language)
+
+    @staticmethod
+    def _split(text: str, start: int, end: int, language: str) -> Iterator[Span]:
+        cursor = start
+        for sentence in _segmenter(language).segment(text[start:end]):
+            # pysbd returns verbatim substrings with clean=False; locate each to get exact offsets.
+            found = text.find(sentence, cursor, end)
+            if found < 0:
+                log.debug("sentence splitter altered text near offset %d; keeping the rest whole", cursor)
+                break
+            cursor = found + len(sentence)
+            for firm in _FIRM_END.finditer(text, found, cursor):
+                if (span := _trimmed(text, found, firm.end())) is not None:
+                    yield span
+                found = firm.end()
+            if (span := _trimmed(text, found, cursor)) is not None:
+                yield span
+        if (rest := _trimmed(text, cursor, end)) is not None:
+            yield rest
+
+    @staticmethod
+    def _joined(text: str, spans: Iterable[Span], language: str) -> Iterator[Span]:
+        """Spans joined where a piece does not end a sentence: no terminal (a comma, a colon) and no line end."""
+        extra = _LANGUAGE_ENDS.get(language, "")
+        pending: Span | None = None
+        for span in spans:
+            pending = span if pending is None else (pending[0], span[1])
+            piece = text[pending[0]:pending[1]]
+            if _TERMINAL_END.search(piece) or (extra and piece.rstrip("\"'»”’)]").endswith(tuple(extra))) \
+                    or "\n" in text[pending[1]:_SPACES.match(text, pending[1]).end()]:
+                yield pending
+                pending = None
+        if pending is not None:
+            yield pending
+
+    @staticmethod
+    def _windows(text: str, start: int, end: int) -> Iterator[Span]:
+        while end - start > _SENTENCE_WINDOW_CHARS:
+            limit = start + _SENTENCE_WINDOW_CHARS
+            cut = text.rfind("\n", start, limit)
+            if (found := _LAST_END.search(text, start, limit)) is not None:
+                cut = max(cut, found.start() + 1)
+            if cut <= start:
+                cut = text.rfind(" ", start, limit)
+            if cut <= start:
+                cut = limit
+            yield start, cut
+            start = cut
+        yield start, end
+
+
+class Chunker:
+    """Packs blocks (or, for an over-long block, its sentences, lines or rows) into chunks of at most `max_tokens`.
+
+    `language` chooses pysbd's sentence rules (a pysbd code such as "de"); "auto" picks them from each
+    paragraph's script. Either way a sentence ends at every sentence terminal Unicode knows ('।', '؟', '։', ...).
+    """
+
+    def __init__(self, max_tokens: int = DEFAULT_MAX_TOKENS, count: Callable[[str], int] = count_tokens,
+                 language: str = AUTO):
+        if max_tokens < 16:
+            raise ValueError(f"max_tokens must be at least 16, got {max_tokens}")
+        self.max_tokens = max_tokens
+        self._count = count
+        self._sentences = _SentenceSplitter(language)
+
+    def chunks(self, document: Document) -> Iterator[Chunk]:
+        """The chunks of a document, in order."""
+        text = document.text
+        for first, last in self._pack(text, self._units(text)):
+            piece = first.prefix + text[first.start:last.end] + last.suffix
+            tokens = first.tokens if first is last and not first.prefix and not first.suffix else self._count(piece)
+            yield Chunk(chunk_id(piece), document.source, first.start, last.end, piece, tokens)
+
+    def _units(self, text: str) -> Iterator[_Unit]:
+        """Pieces that each fit the budget, with their token counts, in document order."""
+        reserve = 0  # the tokens of the headings just before: room the text under them leaves for them
+        for block in blocks(text):
+            tokens = self._count_upto(text, block.start, block.end)
+            if block.kind == "heading" and tokens <= self.max_tokens:
+                yield _Unit(block.start, block.end, tokens, heading=True)
+                reserve += tokens + 1  # and the line ends after it
+                continue
+            room = self.max_tokens - reserve if reserve <= self.max_tokens * 7 // 8 else self.max_tokens
+            reserve = 0
+            if tokens <= room:
+                yield _Unit(block.start, block.end, tokens)
+            elif block.kind in ("code", "table") and tokens > self.max_tokens:
+                yield from self._framed_lines(text, block)
+            else:  # cut at sentence ends; the headings above go with the first sentence, cut if it must be
+                for start, end in self._sentences.spans(text, block.start, block.end):
+                    tokens = self._count_upto(text, start, end)
+                    if tokens <= room:
+                        yield _Unit(start, end, tokens)
+                    else:
+                        yield from self._hard_split(text, start, end, self.max_tokens, room)
+                    room = self.max_tokens
+
+    def _framed_lines(self, text: str, block: _Block) -> Iterator[_Unit]:
+        """A code block's or table's lines as units, each piece of the block to be fenced (or headed) again."""
+        newline = "\r\n" if text.startswith("\r\n", block.lines[0][1]) else "\n"
+        if block.kind == "code":
+            fence = _FENCE.match(text, *block.lines[0])
+            close = newline + (text[slice(*block.lines[-1])] if block.closed else fence["indent"] + fence["fence"])
+            head, body = block.lines[:1], block.lines[1:-1] if block.closed else block.lines[1:]
+        else:
+            close = ""
+            head, body = block.lines[:2], block.lines[2:]
+        reopen = text[head[0][0]:head[-1][1]] + newline
+        frame = _Frame(block.start, block.end, reopen, close, self._count(reopen), self._count(close))
+        if not body or frame.reopen_tokens + frame.close_tokens > self.max_tokens // 2:
+            yield from self._hard_split(text, block.start, block.end, self.max_tokens)  # no room to frame pieces
+            return
+        spans = [list(span) for span in body]
+        spans[0][0], spans[-1][1] = block.start, block.end  # the fence or header lines go with the first line
+        for start, end in spans:
+            unit = _Unit(start, end, self._count_upto(text, start, end), frame=frame)
+            if unit.tokens + unit.frame_tokens <= self.max_tokens:
+                yield unit
+            else:
+                budget = self.max_tokens - frame.reopen_tokens - frame.close_tokens
+                for piece in self._hard_split(text, start, end, budget):
+                    yield _Unit(piece.start, piece.end, piece.tokens, frame=frame)
+
+    def _count_upto(self, text: str, start: int, end: int) -> int:
+        """Tokens of text[start:end]; or of its head only, when the head alone is over the budget."""
+        head = min(end, start + self.max_tokens * _HEAD_CHARS_PER_TOKEN)
+        tokens = self._count(text[start:head])
+        return tokens if tokens > self.max_tokens or head == end else self._count(text[start:end])
+
+    def _hard_split(self, text: str, start: int, end: int, budget: int, first: int | None = None) -> Iterator[_Unit]:
+        """Cut a sentence longer than the budget (the first piece: `first`): at the last space that fits, else at
+        a character."""
+        # Each piece is measured without the whitespace before it: " word" can be one token where "word" is two.
+        chars_per_token = 6.0  # a guess at first, then the rate of the last piece: it sizes the window encoded
+        while (start := _SPACES.match(text, start, end).end()) < end:
+            limit, first = budget if first is None else first, None
+            cut = self._aimed_cut(text, start, end, limit, int(limit * chars_per_token * 1.2) + 16)
+            span, tokens = self._piece(text, start, cut, end)
+            if tokens > limit:  # the aimed cut was off (a token's split differs alone): find the cut by counting
+                cut = self._largest_fit(text, start, end, limit)
+                span, tokens = self._piece(text, start, cut, end)
+            if span is not None:
+                yield _Unit(*span, tokens)
+                chars_per_token = (span[1] - span[0]) / max(tokens, 1)
+            start = max(span[1] if span else cut, start + 1)
+
+    def _piece(self, text: str, start: int, cut: int, end: int) -> tuple[Span | None, int]:
+        """The piece text[start:cut] ends at the last space in it, if any, and its tokens."""
+        if cut < end:
+            space = text.rfind(" ", start + 1, cut + 1)
+            if space > start:
+                cut = space
+        span = _trimmed(text, start, cut)
+        return span, self._count(text[span[0]:span[1]]) if span else 0
+
+    def _aimed_cut(self, text: str, start: int, end: int, budget: int, window: int) -> int:
+        """Where the first `budget` tokens of text[start:end] end, by encoding a window of it once (with the
+        default token count; another count is probed by `_largest_fit`)."""
+        if self._count is not count_tokens:
+            return self._largest_fit(text, start, end, budget)
+        while True:
+            head = head_within(text[start:min(end, start + window)], budget)
+            if head < window or start + window >= end:
+                return max(start + head, start + 1)
+            window *= 4
+
+    def _largest_fit(self, text: str, start: int, end: int, budget: int) -> int:
+        """The largest cut in (start, end] whose piece text[start:cut] fits the budget (at least one character).
+        Probes are aimed by the token rate of the counts so far, and bisect after two probes landed on the same
+        side: three or four counts of about a chunk each, where a plain bisection over a window of many chunks
+        counted long pieces a dozen times a cut (minutes for a 50 MB line)."""
+        lo, lo_tokens = start, 0  # the largest cut known to fit
+        hi, hi_tokens = end + 1, None  # the smallest cut known not to fit (end + 1: none yet)
+        halve, fitted = False, None
+        while hi - lo > 1:
+            if halve:
+                aim = (lo + hi) // 2
+            elif hi_tokens is None:  # extrapolate: as many characters a token as so far (4 to begin with)
+                aim = lo + (lo - start) * (budget - lo_tokens) // lo_tokens if lo_tokens else start + budget * 4
+            else:  # interpolate between the cut that fits and the one that does not, aiming half a token past
+                aim = lo + (hi - lo) * (2 * (budget - lo_tokens) + 1) // (2 * (hi_tokens - lo_tokens))
+            probe = min(max(aim, lo + 1), hi - 1, end)
+            if fits := (tokens := self._count(text[start:probe])) <= budget:
+                lo, lo_tokens = probe, tokens
+            else:
+                hi, hi_tokens = probe, tokens
+            halve, fitted = fits == fitted, fits
+        return max(lo, start + 1)
+
+    def _pack(self, text: str, units: Iterable[_Unit]) -> Iterator[tuple[_Unit, _Unit]]:
+        """Greedy packing into (first unit, last unit) pairs. Counts of separate pieces add up to about the count
+        of their join: the running sum rules out what cannot fit without re-encoding, and an exact count of the
+        joined text confirms the rest. A run of headings never ends a chunk: it moves to the next one."""
+        current: list[_Unit] = []
+        estimate = 0
+        for unit in units:
+            if current:
+                gap = self._count(text[current[-1].end:unit.start])
+                closing = unit.frame.close_tokens if unit.suffix else 0
+                if estimate + gap + unit.tokens + closing <= self.max_tokens and self._fits(text, current[0], unit):
+                    current.append(unit)
+                    estimate += gap + unit.tokens
+                    continue
+                run = next((n for n in range(len(current)) if not current[-1 - n].heading), len(current))
+                carried = current[len(current) - run:] if 0 < run < len(current) else []
+                yield current[0], current[-1 - len(carried)]
+                if carried:
+                    if self._fits(text, carried[0], unit):
+                        current = [*carried, unit]
+                        estimate = self._count(text[carried[0].start:unit.end])
+                        continue
+                    yield carried[0], carried[-1]
+            current, estimate = [unit], unit.tokens + (unit.frame.reopen_tokens if unit.prefix else 0)
+        if current:
+            yield current[0], current[-1]
+
+    def _fits(self, text: str, first: _Unit, last: _Unit) -> bool:
+        return self._count(first.prefix + text[first.start:last.end] + last.suffix) <= self.max_tokens
+
+
+def chunk_documents(documents: Iterable[Document], max_tokens: int = DEFAULT_MAX_TOKENS,
+                    language: str = AUTO) -> Iterator[Chunk]:
+    """Chunks of every document in order; a chunk whose text already appeared is dropped (same id). `language`
+    chooses the sentence splitter's rules (see `Chunker`)."""
+    chunker = Chunker(max_tokens, language=language)
+    seen: set[str] = set()
+    duplicates = 0
+    for document in documents:
+        for chunk in chunker.chunks(document):
+            if chunk.id in seen:
+                duplicates += 1
+                continue
+            seen.add(chunk.id)
+            yield chunk
+    if duplicates:
+        log.warning("dropped %d chunk(s) whose text repeats an earlier chunk", duplicates)

@@ -1,0 +1,395 @@
+"""Whether a model's text is degenerate: no text a pipeline should keep as (part of) a training sample.
+
+`degenerate(text, source=..., field=...)` returns why a text is to be dropped, or None. Every built-in pipeline
+(and the program `datagen new` writes) drops an output for which it returns a reason, and lists it in its
+prediction's `dropped` (`{"reason": ..., ...}`), which `datagen generate` counts by reason. The reasons, in the
+order they are checked (the first that applies is returned):
+
+- `empty`: nothing but spaces, punctuation or invisible characters (`""`, `"."`, `"—"`).
+- `placeholder`: a template's stand-in rather than text: the field's own name with or without braces, brackets,
+  quotes or markers (`generic`, `{generic}`, `{{generic}}`, `[generic]`, `<generic>`, `[[ ## generic ## ]]`),
+  any single name in template braces (`{{ passage }}`, `${text}`), a template fragment inside text (`{{ ... }}`,
+  `{% ... %}`, `[[ ## ... ## ]]`, `{name}`), a filler (`TODO`, `...`, `N/A`, `null`) or lorem ipsum. Compared
+  case-insensitively.
+- `serialized`: data or code where prose is expected: a JSON object or list, a Python dict/list/tuple/set repr
+  (truncated ones too), a fenced code block, lines of code, XML/HTML markup.
+- `not_language`: not text in any language: no letter at all, mostly symbols or numbers, file names and
+  identifiers (`passage_text1234567890.csv`), one word or a short loop repeated, letters of three scripts
+  mixed, and keyboard mash or random letters in the scripts that write their vowels (Latin, Cyrillic, Greek).
+  Built to be conservative: real prose in any script passes (tests/test_degenerate.py holds prose in 25
+  languages). Random characters of a script with thousands of them (Chinese, Japanese) or without written vowels
+  (Arabic, Hebrew), or random syllables of an abugida (Devanagari, Tibetan), are beyond a check without a
+  language model: there, repetition, symbols and digits are caught. With `min_length_ratio` (a rewrite of its
+  source, checked after `copy`), also a text whose letters do not follow its source's language (its letters
+  shuffled within words, say) and that shares few of its words (`_unlike_its_source`).
+- `copy`: the text repeats its `source`: the same words and punctuation once case, spaces and typography
+  (curly quotes, dashes, Unicode compatibility forms) are made alike, or nearly (similarity at least
+  COPY_SIMILARITY), or the same words in any order without their punctuation (WORD_BAG_COPY), or a verbatim part
+  of the source makes up nearly all of it (PART_COPY_SHARE).
+- `too_short`: with `min_length_ratio`, the text has at most that share of the source's letters and digits (for
+  a rewrite that must carry all of its source's content: REWRITE_MIN_LENGTH_RATIO).
+
+How the bars were measured: `python -m bench.degenerate` (it reads ../shared/corpora; its docstring says what
+each figure is). On the 1,248 human plain rewrites there (long and short Bible passages, KJV -> WEB and KJV ->
+Basic English) and in data/style_clone/pairs.jsonl, the rewrite's length is at least 0.579 of its source's, its
+similarity to it at most 0.954 and its longest verbatim part at most 0.50 of it: none is dropped. On real prose
+(the four novels cut into 1,555 chunks of 300 tokens, 5,662 paragraphs and 19,582 sentences, and the 1,876 texts
+of the parallel pairs) no chunk and no parallel text is dropped; of paragraphs and sentences, only what is not
+prose: Gutenberg's `[Illustration]` markers, page numbers, a list of reprint years, an ASCII box, a lone `...`.
+"""
+
+import ast
+import difflib
+import json
+import math
+import unicodedata
+from collections import Counter
+
+import regex
+
+REASONS = ("empty", "placeholder", "serialized", "not_language", "copy", "too_short")
+
+# A rewrite that keeps all of its source's content is not much shorter than it: the shortest human plain rewrite
+# measured is 0.579 of its source's length (a florid passage in data/style_clone/pairs.jsonl, and Basic English);
+# the first half of a rewrite is at most 0.55 of its source unless the rewrite is longer than the source.
+REWRITE_MIN_LENGTH_RATIO = 0.55
+# Token similarity (difflib's ratio over words and punctuation marks) at or above which a text is a copy of its
+# source; the most similar human rewrite measured: 0.954 (KJV -> WEB, which often keeps whole verses).
+COPY_SIMILARITY = 0.96
+# The share of a text's tokens in one verbatim run of its source at or above which it is a copy of that part;
+# the most measured in a human rewrite: 0.50. A text of fewer than PART_COPY_MIN_TOKENS is not judged so (a short
+# phrase may well stand in the source, as a question or a name does).
+PART_COPY_SHARE = 0.9
+PART_COPY_MIN_TOKENS = 6
+# The F-measure of shared words, in any order, at or above which a text is its source's words shuffled or stripped
+# of punctuation (a copy all the same); the most measured in a human rewrite: 0.974 (bench/degenerate.py).
+WORD_BAG_COPY = 0.99
+# A rewrite of at least REWRITE_MIN_WORDS words of a source of at least SOURCE_MIN_WORDS (fewer give the source's
+# letter-pair model too little to read: free rewrites of lines of dialogue were flagged) is in its source's
+# language: measured on the 1,248 human rewrites
+# against the same rewrites with their letters shuffled within each word, letter pairs read FOREIGN_LETTERS_GAP
+# nats worse than the source together with under MIN_SHARED_WORDS of words shared flagged no rewrite (the least
+# shared: 0.26), nor any of 21 rewrites of Russian, Chinese and Arabic passages and lines of dialogue written for a
+# trial, and caught 1,000 of the 1,248 shuffles (80%: most sources of the short two-verse pairs are under 40 words). Scripts whose mean "word" is longer than
+# SPACED_WORD_LENGTH letters do not space their words and are not judged so.
+FOREIGN_LETTERS_GAP = 0.45
+MIN_SHARED_WORDS = 0.25
+REWRITE_MIN_WORDS = 20
+SOURCE_MIN_WORDS = 40
+SPACED_WORD_LENGTH = 10
+# The share of consonant pairs among neighbouring letters from which letters are random: English prose of twenty
+# letters or more has at most 0.45 (Polish, dense with clusters, about 0.38); random letters about 0.6.
+RANDOM_CONSONANT_PAIRS = 0.5
+
+# --- empty and placeholder --------------------------------------------------------------------------------------
+
+_INVISIBLE = regex.compile(r"[\p{Cf}\p{Cc}\p{Z}\s]+")
+_ALNUM_RUN = regex.compile(r"[\p{L}\p{M}\p{N}]+")
+_NOT_ALNUM_OR_SPACE = regex.compile(r"[^\p{L}\p{M}\p{N}\s]+")
+_CONTENT = regex.compile(r"[\p{L}\p{N}\p{S}]")
+# Wrapping that a template or a model puts around a bare name: braces, brackets, quotes, field-marker hashes.
+_WRAPPING = "{}[]<>()\"'`*#$%|_ \t\n\u2018\u2019\u201c\u201d\u00ab\u00bb"
+# Fillers that stand for text in templates and forms. (Not `none`, `nil` or `nan`: "None." is an answer, and a
+# line of dialogue in the novels measured; `Nan` is a name.)
+_FILLERS = {"todo", "tbd", "tba", "fixme", "xxx", "n/a", "null", "undefined", "...", "\u2026", "placeholder",
+            "your text here", "insert text here", "text here"}
+# A single name in template braces (`{x}`, `{{ x }}`, `${x}`, `{% x %}`, `<x>`, `[x]`, `[[ ## x ## ]]`).
+_TEMPLATE_NAME = regex.compile(r"(?:\$?\{\{?|\{%|\[\[?|<)\s*#*\s*[\p{L}\p{N}_ .:-]{1,40}?\s*#*\s*(?:\}\}?|%\}|\]\]?|>)")
+# A template fragment anywhere in a text: Jinja/Mustache braces or tags, a DSPy field marker, a format field.
+_FRAGMENT = regex.compile(r"\{\{.*?\}\}|\{%.*?%\}|\[\[ *##.*?## *\]\]|\$?\{[A-Za-z_]\w*\}", regex.S)
+_LOREM = regex.compile(r"^\W*lorem ipsum\b", regex.I)
+
+
+def _is_placeholder(text: str, field: str | None) -> bool:
+    stripped = text.strip()
+    bare = stripped.strip(_WRAPPING).casefold()
+    names = set(_FILLERS)
+    if field:
+        name = field.casefold()
+        names |= {name, name.replace("_", " "), name.rstrip("s"), name + "s"}
+    if bare in names or bare.rstrip(".:") in names:
+        return True
+    return bool(_TEMPLATE_NAME.fullmatch(stripped) or _FRAGMENT.search(stripped) or _LOREM.search(stripped))
+
+
+# --- serialized -------------------------------------------------------------------------------------------------
+
+# The start of a JSON object or Python dict (a quoted key and a colon), or of a list of quoted strings, numbers or
+# containers: enough to tell a truncated one, which parses as neither.
+_OBJECT_START = regex.compile(r"""^\s*(?:\{\s*["'][^"'\n]{0,200}["']\s*:|\[\s*(?:["'{\[]|-?\d+(?:\.\d+)?\s*,))""")
+_FENCE = regex.compile(r"^\s*```", regex.M)
+_TAG = regex.compile(r"</?[A-Za-z][\w:-]*(?:\s[^<>]*)?/?>")
+_MARKUP_START = regex.compile(r"^\s*<(?:\?xml|!DOCTYPE|!--)", regex.I)
+# A line only code has: a definition, an import, an assignment or call standing alone, a brace opening or closing
+# a block. (Hard-wrapped prose has lines ending in `;` or `:`, and starting with `return` or `for`.)
+_CODE_LINE = regex.compile(
+    r"""^\s*(?:def\s+\w+\s*\(.*\)\s*(?:->.*)?:|class\s+\w+\s*(?:\(.*\))?:|import\s+[\w.]+(?:\s+as\s+\w+)?
+    |from\s+[\w.]+\s+import\s+[\w, *()]+|(?:function|const|let|var)\s+[\w$]+\s*[=(].*|\#include\s*[<"].*
+    |[A-Za-z_][\w.]*(?:\[[^\]]*\])?\s*(?:=|\+=|-=)\s*\S.*|[A-Za-z_][\w.]*\(.*\)\s*;?|.*\{|[}\])]+[;,]?)\s*$""",
+    regex.X)
+
+
+def _is_serialized(text: str) -> bool:
+    stripped = text.strip()
+    if _FENCE.search(stripped) or _MARKUP_START.match(stripped):
+        return True
+    if _OBJECT_START.match(stripped) or _is_container(stripped):
+        return True
+    tags = _TAG.findall(stripped)
+    # Markup is a document of tags (it opens and closes with one, or tags are a fifth of it), not prose that names
+    # or quotes a tag or two: an answer about HTML writes `<b>bold</b>`.
+    if len(tags) >= 2 and any(tag.startswith("</") or tag.endswith("/>") for tag in tags) and (
+            (stripped.startswith("<") and stripped.endswith(">")) or sum(map(len, tags)) >= 0.2 * len(stripped)):
+        return True
+    lines = [line for line in stripped.splitlines() if line.strip()]
+    if len(lines) == 1:
+        # A lone line of code (`print(passage)`, `generic = passage.strip()`); one that ends as a sentence does is
+        # prose, such as a short answer that states a formula (`Area = length times width.`).
+        return bool(_CODE_LINE.match(stripped)) and not stripped.endswith((".", "!", "?"))
+    return sum(1 for line in lines if _CODE_LINE.match(line)) >= len(lines) / 2
+
+
+def _is_container(text: str) -> bool:
+    """Whether `text`, or its part from the first bracket to the last when that is most of it, is a serialized
+    object (`is_serialized_object`)."""
+    start = min((at for at in (text.find("{"), text.find("[")) if at >= 0), default=-1)
+    end = max(text.rfind("}"), text.rfind("]"))
+    return start >= 0 and end + 1 - start >= 0.5 * len(text) and is_serialized_object(text[start:end + 1])
+
+
+def is_serialized_object(text: str) -> bool:
+    """Whether `text`, stripped, is a whole JSON object or array, or a Python dict, list, tuple or set literal (the
+    repr DSPy makes of an object a model gave for a `str` field): data, not text. Used by datagen.lm.adapters too."""
+    text = text.strip()
+    if not text or text[0] not in "{[(" or text[-1] not in "}])":
+        return False
+    for parse in (json.loads, ast.literal_eval):
+        try:
+            value = parse(text)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            continue
+        if isinstance(value, dict | list | tuple | set):
+            return True
+    return False
+
+
+# --- not language -----------------------------------------------------------------------------------------------
+
+_LETTER = regex.compile(r"[\p{L}\p{M}]")
+_SYMBOL = regex.compile(r"\p{S}")
+_DIGIT = regex.compile(r"\p{N}")
+# Units of text for counting repetition: a word in a script that spaces its words, a character in one that does
+# not (Han, kana, Thai, ...).
+_UNITS = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}]|[\p{L}\p{M}\p{N}]+")
+_VOWEL_SCRIPTS = regex.compile(r"[\p{Script=Latin}\p{Script=Cyrillic}\p{Script=Greek}]")
+_VOWELS = set("aeiouyıæøœåəɛɔаеёиоуыэюяіїєαεηιουω")
+_INDIC = (r"[\p{Script=Devanagari}\p{Script=Bengali}\p{Script=Gurmukhi}\p{Script=Gujarati}\p{Script=Oriya}"
+          r"\p{Script=Tamil}\p{Script=Telugu}\p{Script=Kannada}\p{Script=Malayalam}\p{Script=Sinhala}"
+          r"\p{Script=Tibetan}\p{Script=Thai}\p{Script=Lao}\p{Script=Khmer}\p{Script=Myanmar}]")
+_SCRIPT_GROUPS = {"Latin": r"\p{Script=Latin}", "Cyrillic": r"\p{Script=Cyrillic}", "Greek": r"\p{Script=Greek}",
+                  "CJK": r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}]", "Arabic": r"\p{Script=Arabic}",
+                  "Hebrew": r"\p{Script=Hebrew}", "Indic": _INDIC}
+_GROUPS = regex.compile("|".join(f"(?P<{name}>{pattern})" for name, pattern in _SCRIPT_GROUPS.items()))
+_IDENTIFIER = regex.compile(
+    r"""(?:\p{L}[\p{L}\p{N}]*(?:_[\p{L}\p{N}]+)+|[\w-]{2,}(?:\.[\w-]+)*\.[A-Za-z][A-Za-z0-9]{0,4}
+    |(?:https?://|www\.)\S+|[~.]?/\S*/\S*|[A-Za-z]:\\\S*
+    |(?=(?:\w*\p{L}){3})(?=(?:\w*\p{N}){3})\w+)""", regex.X)
+_EDGE_PUNCTUATION = "\"'`.,;:!?()[]{}<>_*\u2018\u2019\u201c\u201d\u00ab\u00bb\u2026"
+
+
+def _is_not_language(text: str) -> bool:
+    visible = _INVISIBLE.sub("", text)
+    letters = len(_LETTER.findall(visible))
+    if letters == 0:
+        return True
+    # Symbols (emoji, math, box drawing, currency...) or symbols and punctuation together outweighing letters.
+    symbols = len(_SYMBOL.findall(visible))
+    others = len(visible) - letters - len(_DIGIT.findall(visible))
+    if len(visible) >= 10 and (symbols > 0.2 * len(visible) or others > letters):
+        return True
+    tokens = [token.strip(_EDGE_PUNCTUATION) for token in text.split()]
+    tokens = [token for token in tokens if token]
+    if tokens:
+        numbers = sum(1 for token in tokens if not _LETTER.search(token))
+        if len(tokens) >= 4 and numbers > 0.7 * len(tokens):
+            return True
+        if sum(1 for token in tokens if _IDENTIFIER.fullmatch(token)) > 0.5 * len(tokens):
+            return True
+    return _repeats(text) or _random_letters(tokens) or _mixed_scripts(text)
+
+
+def _repeats(text: str) -> bool:
+    """One unit repeated (`the the the the the the`, `好好好好好好`), or a short loop (`I am here. I am here. ...`):
+    most units the same one, or few distinct trigrams of units."""
+    units = [unit.casefold() for unit in _UNITS.findall(text)]
+    # (Six `ha`s of laughter are a line of dialogue: eight units or more, and more than 60% of them.)
+    if len(units) >= 8 and Counter(units).most_common(1)[0][1] > 0.6 * len(units):
+        return True
+    if len(units) < 12:
+        return False
+    trigrams = list(zip(units, units[1:], units[2:]))
+    return len(set(trigrams)) < 0.4 * len(trigrams)
+
+
+def _random_letters(tokens: list[str]) -> bool:
+    """Keyboard mash or random letters in a script that writes its vowels (Latin, Cyrillic, Greek): hardly a
+    vowel among eight letters or more, or, from twenty letters on, at least RANDOM_CONSONANT_PAIRS of the pairs of
+    neighbouring letters within words two consonants (acronyms in capitals left out: `BBC`, `NYPD`)."""
+    words = [[_base(c) for c in _VOWEL_SCRIPTS.findall(word)] for word in tokens
+             if not (len(word) > 1 and word.isupper())]
+    letters = [c for word in words for c in word]
+    if len(letters) < 8 or len(letters) < 0.5 * sum(len(_LETTER.findall(word)) for word in tokens):
+        return False
+    if sum(1 for c in letters if c in _VOWELS) < 0.15 * len(letters):
+        return True
+    pairs = [(a, b) for word in words for a, b in zip(word, word[1:])]
+    consonants = sum(1 for a, b in pairs if a not in _VOWELS and b not in _VOWELS)
+    return len(letters) >= 20 and consonants >= RANDOM_CONSONANT_PAIRS * len(pairs)
+
+
+def _base(char: str) -> str:
+    """A letter without its accents, case-folded: `É` -> `e`."""
+    return unicodedata.normalize("NFD", char)[0].casefold()
+
+
+def _mixed_scripts(text: str) -> bool:
+    """Letters of three or more scripts, each a good share of them: a character soup, not a language."""
+    counts = Counter(match.lastgroup for match in _GROUPS.finditer(text))
+    total = sum(counts.values())
+    return total >= 15 and sum(1 for n in counts.values() if n >= 0.2 * total) >= 3
+
+
+# --- copy and length --------------------------------------------------------------------------------------------
+
+_TYPOGRAPHY = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'",
+                             "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u00ab": '"', "\u00bb": '"',
+                             "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-",
+                             "\u2015": "-", "\u2212": "-", "\u2026": "..."})
+_TOKEN = regex.compile(r"[\p{L}\p{M}\p{N}]+|[^\s\p{L}\p{M}\p{N}]")
+_ALNUM = regex.compile(r"[\p{L}\p{N}]")
+
+
+def tokens(text: str) -> list[str]:
+    """`text`'s words and punctuation marks, with case, spacing and typography made alike (NFKC, case-folded,
+    curly quotes straight, dashes as hyphens): what `copy` compares."""
+    return _TOKEN.findall(unicodedata.normalize("NFKC", text).translate(_TYPOGRAPHY).casefold())
+
+
+def copy_measures(text: str, source: str) -> tuple[float, float]:
+    """(similarity, part): difflib's ratio between the tokens of `text` and of `source` (1.0 for the same), and the
+    share of `text`'s tokens in its longest run found verbatim in `source`."""
+    mine, theirs = tokens(text), tokens(source)
+    if not mine or not theirs:
+        return 0.0, 0.0
+    matcher = difflib.SequenceMatcher(None, mine, theirs, autojunk=False)
+    longest = matcher.find_longest_match(0, len(mine), 0, len(theirs)).size
+    return matcher.ratio(), longest / len(mine)
+
+
+def length(text: str) -> int:
+    """How much text there is, comparable across scripts: its letters and digits."""
+    return len(_ALNUM.findall(text))
+
+
+def _words(text: str) -> list[str]:
+    return [token for token in tokens(text) if _CONTENT.search(token)]
+
+
+def _split_bag(text: str) -> Counter:
+    """Words as runs of letters and digits, split at any other mark: `tight-fisted` is `tight` and `fisted`."""
+    return Counter(_ALNUM_RUN.findall(unicodedata.normalize("NFKC", text).casefold()))
+
+
+def _joined_bag(text: str) -> Counter:
+    """Words as spans between spaces, every other mark deleted: `tight-fisted` is `tightfisted`, `round--apart`
+    `roundapart`."""
+    stripped = _NOT_ALNUM_OR_SPACE.sub("", unicodedata.normalize("NFKC", text).casefold())
+    return Counter(stripped.split())
+
+
+def _f1(mine: Counter, theirs: Counter) -> float:
+    shared = sum((mine & theirs).values())
+    return 2 * shared / (sum(mine.values()) + sum(theirs.values())) if shared else 0.0
+
+
+def word_bag_f1(text: str, source: str) -> float:
+    """The F-measure of the words `text` and `source` share, counted with repeats, in any order (punctuation, case
+    and typography aside): 1.0 for the same words, however shuffled. Punctuation taken out may leave a space or
+    none (`tight fisted`, `tightfisted`), so the words are read both ways and the better match counts."""
+    return max(_f1(bag(text), bag(source)) for bag in (_split_bag, _joined_bag))
+
+
+def _is_copy(text: str, source: str) -> bool:
+    similarity, part = copy_measures(text, source)
+    return (similarity >= COPY_SIMILARITY or word_bag_f1(text, source) >= WORD_BAG_COPY
+            or (part >= PART_COPY_SHARE and len(tokens(text)) >= PART_COPY_MIN_TOKENS))
+
+
+def _letter_pairs(text: str) -> list[str]:
+    pairs = []
+    for word in _words(text):
+        word = f"^{word}$"  # a word's first and last letters are pairs with its edges
+        pairs += [word[i:i + 2] for i in range(len(word) - 1)]
+    return pairs
+
+
+def _mean_log_likelihood(text: str, model: Counter, starts: Counter, alphabet: int) -> float:
+    pairs = _letter_pairs(text)
+    return sum(math.log((model[p] + 0.5) / (starts[p[0]] + 0.5 * alphabet)) for p in pairs) / len(pairs)
+
+
+def _unlike_its_source(text: str, source: str) -> bool:
+    """A rewrite whose letters do not follow its source's language (letters shuffled within words, another
+    language) and that shares few of its words: a letter-pair model of the source (add-0.5 smoothing) reads the
+    text FOREIGN_LETTERS_GAP nats a pair worse than the source itself, and under MIN_SHARED_WORDS of the text's
+    words are the source's. Only for scripts that space their words (a Chinese or Thai "word" is a clause)."""
+    words, source_words = _words(text), _words(source)
+    if (len(words) < REWRITE_MIN_WORDS or len(source_words) < SOURCE_MIN_WORDS
+            or sum(map(len, source_words)) > SPACED_WORD_LENGTH * len(source_words)):
+        return False
+    vocabulary = set(source_words)
+    if sum(word in vocabulary for word in words) >= MIN_SHARED_WORDS * len(words):
+        return False
+    pairs = _letter_pairs(source)
+    model, starts = Counter(pairs), Counter(pair[0] for pair in pairs)
+    alphabet = len({char for pair in pairs for char in pair}) + 1
+    gap = (_mean_log_likelihood(source, model, starts, alphabet)
+           - _mean_log_likelihood(text, model, starts, alphabet))
+    return gap >= FOREIGN_LETTERS_GAP
+
+
+# --- the check --------------------------------------------------------------------------------------------------
+
+def degenerate(text: str | None, *, source: str | None = None, field: str | None = None,
+               min_length_ratio: float | None = None) -> str | None:
+    """Why `text`, a model's output, is degenerate (one of REASONS), or None when it is text worth keeping.
+
+    text: the output (None counts as empty).
+    source: what the output was made from (a chunk): given, a copy of it is `copy`; None skips that check (an
+        answer may quote its passage).
+    field: the output field's name: the name alone (`{generic}`) is a `placeholder`.
+    min_length_ratio: a share of the source's length (letters and digits) that the text must exceed, else
+        `too_short`; needs `source`. None (the default) skips it: most outputs (a question, an answer, a
+        summary) may well be short. REWRITE_MIN_LENGTH_RATIO suits a rewrite that keeps all of its source.
+
+    Checks run in the order of REASONS; the first that applies is returned. Raises nothing: any text has an
+    answer. The thresholds and how they were measured: see the module's docstring.
+    """
+    if text is None or not _INVISIBLE.sub("", text):
+        return "empty"
+    if _is_placeholder(text, field):
+        return "placeholder"
+    if not _CONTENT.search(text):
+        return "empty"
+    if _is_serialized(text):
+        return "serialized"
+    if _is_not_language(text):
+        return "not_language"
+    if source is not None and source.strip():
+        if _is_copy(text, source):
+            return "copy"
+        if min_length_ratio is not None and _unlike_its_source(text, source):
+            return "not_language"
+        if min_length_ratio is not None and length(text) <= min_length_ratio * length(source):
+            return "too_short"
+    return None

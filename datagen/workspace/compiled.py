@@ -1,0 +1,170 @@
+"""Compiled programs: a pipeline's optimized state (instructions and demos) saved with a manifest beside it.
+
+`compiled/PIPELINE/NAME.json` is DSPy's saved state; `NAME.manifest.json` says what made it (pipeline and its
+options, each predictor's fields, models per role by name, optimizer and settings, dev-set hash, scores before
+and after, dspy version, date); `NAME.report.html` shows the held-out scores before and after, and `NAME.eval.json` holds them sample by sample. DSPy's `load`
+re-applies saved field descriptions by position, so a state saved for other fields would be silently
+misassigned: loading compares the fields first and refuses a mismatch."""
+
+import importlib.metadata
+import json
+import logging
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dspy
+
+from datagen.errors import DatagenError
+from datagen.util.files import replacing
+from datagen.workspace.pipelines import code_fingerprint, load_program
+
+log = logging.getLogger(__name__)
+
+COMPILED_DIR = "compiled"
+MANIFEST_SUFFIX = ".manifest.json"
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def signature_fields(program: dspy.Module) -> dict[str, list[list[str]]]:
+    """Each predictor's fields in order, as [name, "input" or "output", type]: what a saved state depends on."""
+    return {name: [[field, "input" if field in predictor.signature.input_fields else "output", str(info.annotation)]
+                   for field, info in predictor.signature.fields.items()]
+            for name, predictor in program.named_predictors()}
+
+
+def manifest_path(state: Path) -> Path:
+    return state.with_name(state.name.removesuffix(".json") + MANIFEST_SUFFIX)
+
+
+def evaluation_path(state: Path) -> Path:
+    """The held-out evaluations before and after compiling as JSON (`datagen evaluate`'s result, the uncompiled
+    program's as its `baseline`), beside the state: what `datagen view` compares sample by sample."""
+    return state.with_name(state.name.removesuffix(".json") + ".eval.json")
+
+
+def report_path(state: Path) -> Path:
+    """The HTML report of the held-out scores before and after compiling, beside the state."""
+    return state.with_name(state.name.removesuffix(".json") + ".report.html")
+
+
+def save_compiled(program: dspy.Module, pipeline: str, name: str, workspace: Path, manifest: dict) -> Path:
+    """Write the program's state and its manifest to compiled/PIPELINE/NAME.json; returns the state's path."""
+    if not _NAME.match(name):
+        raise DatagenError(f"compiled program name {name!r}: use letters, digits, '.', '_' or '-'")
+    folder = workspace / COMPILED_DIR / pipeline
+    folder.mkdir(parents=True, exist_ok=True)
+    state = folder / f"{name}.json"
+    full = {"pipeline": pipeline, "name": name, "signatures": signature_fields(program),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "dspy": importlib.metadata.version("dspy"), **manifest}
+    # The state first, then its manifest: a program is only listed (and loaded) once its manifest is there.
+    with replacing(manifest_path(state)) as manifest_partial:
+        with replacing(state) as partial:
+            program.save(str(partial))
+        manifest_partial.write_text(json.dumps(full, indent=1, ensure_ascii=False), encoding="utf-8")
+    return state
+
+
+def read_manifest(state: str | Path) -> dict:
+    state = Path(state)
+    if not state.is_file():
+        raise DatagenError(f"{state}: no such compiled program")
+    path = manifest_path(state)
+    if not path.is_file():
+        raise DatagenError(f"{state}: no {path.name} beside it (not made by datagen optimize)")
+    return _json_object(path)
+
+
+def read_state(state: str | Path) -> dict:
+    """A compiled program's saved DSPy state, with its manifest checked first."""
+    read_manifest(state)
+    return _json_object(Path(state))
+
+
+def _json_object(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_bytes())
+    except ValueError as exc:  # not UTF-8 or not JSON; a message of the first kind would quote the whole file
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
+        raise DatagenError(f"{path}: not valid JSON ({reason})") from None
+    if not isinstance(data, dict):
+        raise DatagenError(f"{path}: expected a JSON object, found {type(data).__name__}")
+    return data
+
+
+def load_compiled(pipeline: str, state: str | Path, workspace: Path) -> dspy.Module:
+    """The pipeline's program with the compiled state applied, refusing a state compiled for other fields."""
+    manifest = read_manifest(state)
+    if manifest.get("pipeline") != pipeline:
+        raise DatagenError(f"{state}: compiled for pipeline {manifest.get('pipeline')!r}, not {pipeline!r}")
+    program = load_program(pipeline, workspace, manifest.get("options") or {})
+    _check_fields(state, manifest.get("signatures", {}), signature_fields(program))
+    _json_object(Path(state))
+    try:
+        program.load(str(state))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a state of the wrong shape
+        raise DatagenError(f"{state}: not a saved DSPy program state ({type(exc).__name__}: {exc})") from None
+    if manifest.get("code") not in (None, code_fingerprint(program)):  # fields unchanged, code edited: it may still fit
+        log.warning("%s: the pipeline's code was edited since it was compiled; run datagen optimize again if its "
+                    "prompts and demos no longer fit", state)
+    return program
+
+
+def _check_fields(state, saved: dict, current: dict) -> None:
+    for name in sorted(set(saved) | set(current)):
+        if name not in current or name not in saved:
+            where = "no longer in the program" if name not in current else "not in the compiled state"
+            raise DatagenError(f"{state}: predictor {name!r} is {where}; run datagen optimize again")
+        if saved[name] != current[name]:
+            was = ", ".join(f"{role} {f}: {kind}" for f, role, kind in saved[name])
+            now = ", ".join(f"{role} {f}: {kind}" for f, role, kind in current[name])
+            raise DatagenError(f"{state}: the fields of {name!r} changed since it was compiled (then: {was}; now: "
+                               f"{now}); run datagen optimize again")
+
+
+def list_compiled(workspace: Path) -> list[tuple[Path, dict]]:
+    """Every compiled program in the workspace with its manifest, by pipeline and name."""
+    found = []
+    for path in sorted((workspace / COMPILED_DIR).glob(f"*/*{MANIFEST_SUFFIX}")):
+        state = path.with_name(path.name.removesuffix(MANIFEST_SUFFIX) + ".json")
+        if state.is_file():
+            found.append((state, read_manifest(state)))
+    return found
+
+
+def resolve_program(program: "str | dspy.Module", workspace: Path, options: dict | None = None,
+                    compiled: str | Path | None = None) -> tuple[str, dspy.Module]:
+    """The pipeline name and program object a run, an evaluation or an optimization works on.
+
+    Args:
+        program: a dspy.Module, taken as it is and named by its class; or the name of a pipeline
+            (programs/NAME.py of `workspace`, else the built-in one).
+        workspace: the workspace a named pipeline is looked up in.
+        options: a named pipeline's options (its constructor's keyword arguments); default none.
+        compiled: a named pipeline's compiled state (a name under compiled/PIPELINE/ or a path) to load
+            instead of building it with `options`.
+
+    Returns:
+        (name, program): the pipeline's name (the class name for a program object) and a ready program.
+
+    Raises:
+        DatagenError: `options` or `compiled` given with a program object (they apply to a pipeline given by
+            name), both given, or `program` neither a dspy.Module nor a string.
+        PipelineNotFound: no pipeline of that name.
+    """
+    if isinstance(program, dspy.Module):
+        name = type(program).__name__
+        for given, what in ((options, "options"), (compiled, "compiled")):
+            if given:
+                raise DatagenError(f"{what} applies to a pipeline given by name, not to the program object {name} "
+                                   "(build it with its options, load compiled state with .load(), score it with "
+                                   "datagen.evaluate)")
+        return name, program
+    if not isinstance(program, str):
+        raise DatagenError(f"program {program!r}: expected a dspy.Module or a pipeline name")
+    if compiled is not None and options:
+        raise DatagenError("--option does not apply with --compiled: a compiled program keeps the options it was "
+                           "compiled with")
+    return program, (load_compiled(program, compiled, workspace) if compiled
+                     else load_program(program, workspace, options))

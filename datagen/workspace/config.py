@@ -1,0 +1,239 @@
+"""Workspace configuration: `datagen.toml`, overridden by environment variables, overridden by CLI flags.
+
+```toml
+[models.task]                    # runs the pipeline
+model = "openai/gpt-4o-mini"
+api_key_env = "OPENAI_API_KEY"   # the NAME of the variable holding the key; keys never go in this file
+
+[models.judge]                   # scores outputs (metrics)
+model = "openai/NAME"
+api_base = "http://127.0.0.1:8000/v1"   # or a list of servers of the model: ["http://a:8000/v1", "http://b:8000/v1"]
+input_price = 0.05               # US dollars per million tokens, for models litellm has no price for
+output_price = 0.20
+rpm = 600                        # LM calls a minute at most
+tpm = 2000000                    # tokens a minute at most
+
+[chunking]
+max_tokens = 512
+```
+
+Environment: `DATAGEN_<ROLE>_<SETTING>`, e.g. `DATAGEN_TASK_MODEL`, `DATAGEN_JUDGE_API_BASE`.
+"""
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from datagen.text.chunking import AUTO, DEFAULT_MAX_TOKENS, languages
+from datagen.errors import ConfigError, DatagenError
+
+CONFIG_FILE = "datagen.toml"
+ROLES = ("task", "judge", "prompt")
+Role = Literal["task", "judge", "prompt"]
+_SECRET_KEYS = {"api_key", "key", "token", "secret", "password"}
+
+
+class ModelSettings(BaseModel):
+    """How to reach the model behind one role. Unset fields fall back to the provider's defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = None
+    api_base: str | list[str] | None = Field(None, description="the server's base URL, or a list of servers of the "
+                                             "same model to spread the calls over (a comma-separated string too)")
+    api_key_env: str | None = Field(None, description="name of the environment variable that holds the API key")
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, gt=0, description="cap on the tokens of one answer")
+    context_window: int | None = Field(None, gt=0, description="for models litellm does not know")
+    engine: Literal["auto", "lm15", "litellm"] | None = None
+    timeout: float | None = Field(None, gt=0, description="seconds one call may take, wall clock, before it "
+                                  "counts as timed out (and is retried)")
+    num_retries: int | None = Field(None, ge=0, description="retries of a call that hit a rate limit, a server "
+                                    "error, a timeout or a lost connection (DSPy's default: 3)")
+    rpm: float | None = Field(None, gt=0, allow_inf_nan=False, description="LM calls a minute at most, spaced "
+                              "evenly (`--rpm` on the command line overrides it)")
+    tpm: int | None = Field(None, gt=0, description="tokens (prompt + completion) a minute at most (`--tpm` "
+                            "overrides it)")
+    input_price: float | None = Field(None, ge=0, allow_inf_nan=False, description="US dollars per million prompt "
+                                      "tokens; with output_price, overrides litellm's bundled price (for "
+                                      "self-hosted and unknown models)")
+    output_price: float | None = Field(None, ge=0, allow_inf_nan=False, description="US dollars per million "
+                                       "completion tokens; set together with input_price")
+    cooldown: float | None = Field(None, gt=0, allow_inf_nan=False, description="with several api_bases: seconds a "
+                                   "server that failed a request is left out before it is tried again (default 10)")
+
+    @field_validator("api_base", mode="before")
+    @classmethod
+    def _servers(cls, value):
+        """A URL as it is; a list of URLs (or a comma-separated string of them), each a distinct http(s) URL; a
+        list of one is that URL."""
+        if isinstance(value, str) and "," in value:
+            value = value.split(",")
+        if value is None or isinstance(value, str):
+            return value
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"expected a URL or a list of URLs, got {type(value).__name__}")
+        if not value:
+            raise ValueError("an empty list: give at least one URL")
+        urls, seen = [], {}
+        for number, url in enumerate(value, 1):
+            if not isinstance(url, str) or not url.strip():
+                raise ValueError(f"server {number} of the list is {'empty' if isinstance(url, str) else repr(url)}: "
+                                 "each must be a URL")
+            url = url.strip()
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"server {number} of the list, {url!r}, is not an http(s) URL (e.g. "
+                                 "http://10.0.0.5:8000/v1)")
+            if (same := seen.get(url.rstrip("/"))) is not None:
+                raise ValueError(f"{url} is listed twice (servers {same} and {number})")
+            seen[url.rstrip("/")] = number
+            urls.append(url)
+        return urls[0] if len(urls) == 1 else urls
+
+    @property
+    def api_bases(self) -> tuple[str, ...]:
+        """The role's servers: its api_base, or each of its list (none: the provider's own)."""
+        if not self.api_base:
+            return ()
+        return (self.api_base,) if isinstance(self.api_base, str) else tuple(self.api_base)
+
+    @field_validator("rpm", "tpm", "input_price", "output_price", mode="before")
+    @classmethod
+    def _not_a_flag(cls, value):
+        # TOML's `rpm = true` would otherwise read as 1 call a minute.
+        if isinstance(value, bool):
+            raise ValueError("expected a number, got a boolean")
+        return value
+
+    def merged(self, override: "ModelSettings") -> "ModelSettings":
+        return self.model_copy(update=override.model_dump(exclude_none=True))
+
+
+class ChunkingSettings(BaseModel):
+    """How inputs are cut into chunks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_tokens: int = Field(DEFAULT_MAX_TOKENS, ge=16)
+    language: str = Field(AUTO, description="the sentence splitter's rules: a pysbd language code, or \"auto\" "
+                          "(picked by each paragraph's script)")
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, value: str) -> str:
+        if value not in languages():
+            raise ValueError(f"unknown language {value!r}: one of {', '.join(languages())}")
+        return value
+
+
+class MetricSettings(BaseModel):
+    """How a pipeline's composite metric is made: which metrics count and how much, and the pass mark."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    weights: dict[str, float] | None = None
+    threshold: float | None = Field(None, ge=0, le=1)
+    # Other prose the stylometric metrics tell the author apart from, besides data/reference/ (e.g. other
+    # authors of the same genre and period): files or folders, relative to the workspace.
+    background: list[Path] = []  # pydantic copies a mutable default per instance
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    models: dict[Role, ModelSettings] = Field(default_factory=dict)
+    chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
+    metrics: dict[str, MetricSettings] = Field(default_factory=dict)  # by pipeline name
+
+    def role(self, role: Role) -> ModelSettings:
+        """Settings for a role; the judge and prompt roles fall back to the task model when unset."""
+        own = self.models.get(role, ModelSettings())
+        if role != "task" and own.model is None:
+            return self.models.get("task", ModelSettings()).merged(own)
+        return own
+
+
+def flag_settings(**flags) -> ModelSettings:
+    """A role's settings given on the command line (`model=` for --model, `api_base=` for --api-base, ...); a bad
+    value is a one-line DatagenError naming its flag."""
+    try:
+        return ModelSettings(**flags)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise ConfigError(f"--{str(error['loc'][0]).replace('_', '-')}: {error['msg']}") from None
+
+
+def find_workspace(start: Path | None = None) -> Path:
+    """The nearest folder, from `start` upwards, holding datagen.toml or a programs/ folder; else `start`."""
+    start = (start or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        if (folder / CONFIG_FILE).is_file() or (folder / "programs").is_dir():
+            return folder
+    return start
+
+
+def _refuse_secrets(data: dict, where: str) -> None:
+    models = data.get("models")
+    if not isinstance(models, dict):
+        return  # not a table: validation names the error
+    for role, settings in models.items():
+        if isinstance(settings, dict) and (found := _SECRET_KEYS.intersection(settings)):
+            raise ConfigError(
+                f"{where}: [models.{role}] sets {sorted(found)[0]!r}; keys never go in files: put the key in an "
+                f"environment variable and name it with api_key_env")
+
+
+def _from_env(environ: dict[str, str]) -> dict:
+    models: dict[str, dict] = {}
+    for role in ROLES:
+        for name in ModelSettings.model_fields:
+            value = environ.get(f"DATAGEN_{role.upper()}_{name.upper()}")
+            if value:
+                models.setdefault(role, {})[name] = value
+    return {"models": models}
+
+
+def _validated(data: dict, where: str) -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        location = ".".join(str(part) for part in error["loc"])
+        raise ConfigError(f"{where}: {location}: {error['msg']}") from None
+
+
+def load_config(workspace: Path | None = None, environ: dict[str, str] | None = None) -> Config:
+    """The workspace's config file merged with DATAGEN_* environment variables (which win)."""
+    workspace = workspace or find_workspace()
+    environ = os.environ if environ is None else environ
+    path = workspace / CONFIG_FILE
+    data: dict = {}
+    if path.is_file():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        _refuse_secrets(data, str(path))
+    config = _validated(data, str(path))
+    env = _validated(_from_env(environ), "environment (DATAGEN_*)")
+    for role, settings in env.models.items():
+        config.models[role] = config.models.get(role, ModelSettings()).merged(settings)
+    for role, settings in config.models.items():
+        if (missing := unpriced_half(settings)) is not None:
+            where = path if role not in env.models else f"{path} with the environment (DATAGEN_*)"
+            raise ConfigError(f"{where}: models.{role}.{missing}: required when "
+                               f"{'input_price' if missing == 'output_price' else 'output_price'} is set")
+    return config
+
+
+def unpriced_half(settings: ModelSettings) -> str | None:
+    """The name of the price field a role leaves unset while setting the other ("input_price" or
+    "output_price"); None when both or neither are set. A price needs both halves."""
+    if (settings.input_price is None) != (settings.output_price is None):
+        return "input_price" if settings.input_price is None else "output_price"
+    return None
