@@ -1,3 +1,14 @@
 """The reusable metrics: `Score` and the `Metric` shape (base), LLM judges (judges, factual_qa), offline
-stylometry and overlap metrics, and the weighted `Composite`. A workspace's metrics/PIPELINE.py chooses and
-weighs them (see datagen.metrics.scoring)."""
+stylometry, overlap and coverage metrics, and the weighted `Composite`. A workspace's metrics/PIPELINE.py chooses
+and weighs them; `Scorer` scores samples with a pipeline's suite (scoring). How far a metric can be trusted:
+`datagen.metrics.checks`.
+
+The metric modules themselves (judges, stylometry, overlap, ...) are reached by their paths: some load numpy,
+scikit-learn or an embedding model, which importing this package does not.
+"""
+
+from datagen.metrics.base import Failed, Metric, Score, clamp
+from datagen.metrics.composite import Composite
+from datagen.metrics.scoring import COMPOSITE, MetricContext, Scorer
+
+__all__ = ["COMPOSITE", "Composite", "Failed", "Metric", "MetricContext", "Score", "Scorer", "clamp"]

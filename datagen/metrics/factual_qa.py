@@ -11,7 +11,7 @@ import re
 import dspy
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-from datagen.samples import Sample, transcript
+from datagen.samples import Sample
 from datagen.metrics.base import Score
 from datagen.metrics.judges import Judge
 
@@ -60,28 +60,21 @@ class AnswerableJudge(Judge):
     """Does the chunk alone answer the sample's question?"""
 
     name, signature = "answerable", Answerable
-
-    def __call__(self, chunk: str, sample: Sample) -> Score:
-        return self.ask(passage=chunk, conversation=transcript(sample.history), question=sample.input)
+    asks = {"passage": "chunk", "conversation": "conversation", "question": "input"}
 
 
 class AccuracyJudge(Judge):
     """Is the sample's answer accurate against the chunk, and complete?"""
 
     name, signature = "accuracy", AnswerAccuracy
-
-    def __call__(self, chunk: str, sample: Sample) -> Score:
-        return self.ask(passage=chunk, conversation=transcript(sample.history), question=sample.input,
-                        answer=sample.output)
+    asks = {"passage": "chunk", "conversation": "conversation", "question": "input", "answer": "output"}
 
 
 class SubstanceJudge(Judge):
     """Is the sample's question more than trivial?"""
 
     name, signature = "non_trivial", QuestionSubstance
-
-    def __call__(self, chunk: str, sample: Sample) -> Score:
-        return self.ask(question=sample.input, answer=sample.output)
+    asks = {"question": "input", "answer": "output"}
 
 
 def content_words(text: str) -> dict[str, str]:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Literal
 import dspy
 
 from datagen.lm.roles import RoleModel
-from datagen.samples import Sample
+from datagen.samples import Sample, transcript
 from datagen.metrics.base import Score, clamp
 
 if TYPE_CHECKING:
@@ -137,6 +137,15 @@ class Judge:
         self.predict = dspy.Predict(self.signature)
         self.predict.set_lm(judge.lm)
 
+    # Which text each input field of the signature is given: the sample's "input" or "output", the "chunk" it was
+    # made from, or "conversation" (its earlier turns as a transcript). A judge that needs more overrides __call__.
+    asks: dict[str, str] = {}
+
+    def __call__(self, chunk: str, sample: Sample) -> Score:
+        texts = {"chunk": chunk, "input": sample.input, "output": sample.output,
+                 "conversation": transcript(sample.history)}
+        return self.ask(**{field: texts[text] for field, text in self.asks.items()})
+
     def ask(self, **inputs) -> Score:
         with self.judge.context():
             verdict = self.predict(**inputs)
@@ -163,9 +172,7 @@ class BoundariesJudge(Judge):
 
     name, signature = "boundaries", SelfContained
     aspect = "boundaries"
-
-    def __call__(self, chunk: str, sample: Sample) -> Score:
-        return self.ask(passage=sample.output)
+    asks = {"passage": "output"}
 
 
 class ContentJudge(Judge):
@@ -173,9 +180,7 @@ class ContentJudge(Judge):
 
     name, signature = "content", ContentPreservation
     aspect = "content"
-
-    def __call__(self, chunk: str, sample: Sample) -> Score:
-        return self.ask(original=sample.output, rewrite=sample.input)
+    asks = {"original": "output", "rewrite": "input"}
 
 
 class GenericnessJudge(Judge):
@@ -183,9 +188,7 @@ class GenericnessJudge(Judge):
 
     name, signature = "genericness", Genericness
     aspect = "genericness"
-
-    def __call__(self, chunk: str, sample: Sample) -> Score:
-        return self.ask(passage=sample.input)
+    asks = {"passage": "input"}
 
 
 class InstructionsJudge(Judge):

@@ -3,6 +3,7 @@ and the reviews people give its samples."""
 
 from dataclasses import dataclass, field
 
+from datagen.errors import FailureKind
 from datagen.samples import Sample
 from datagen.text.chunking import Chunk
 
@@ -40,7 +41,7 @@ class Outcome:
 
     chunk: Chunk
     samples: list[Sample] = field(default_factory=list)
-    failure: str | None = None  # kind, e.g. "parse", "timeout"
+    failure: FailureKind | str | None = None  # why it failed: a FailureKind, or an open-ended kind (see lm.failures)
     message: str | None = None
     seconds: float = 0.0
     outputs: dict = field(default_factory=dict)
