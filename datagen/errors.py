@@ -71,6 +71,10 @@ class FailureKind(StrEnum):
     CONFIGURATION = "configuration"  # DSPy's: the LM is misconfigured
     NOT_CONFIGURED = "not_configured"  # DSPy's: no LM configured
     CONTEXT_WINDOW_EXCEEDED = "context_window_exceeded"
+    TRUNCATED = "truncated"  # the program's answer was cut off at max_tokens (finish_reason length)
+    NO_SAMPLES = "no_samples"  # the program returned no samples (and dropped no candidate)
+    EMPTY_OUTPUT = "empty_output"  # a sample has an empty input or output
+    WORKER_DIED = "worker_died"  # the Ray actor running the chunk died, again and again
     DEFERRED = "deferred"  # a batch run's request, not answered yet (not a failure: run again next round)
     BATCH_FAILED = "batch_failed"  # the batch job answered the request with an error, or failed
     BATCH_EXPIRED = "batch_expired"  # the batch job's 24 h window ended first
