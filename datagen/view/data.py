@@ -15,9 +15,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from datagen.workspace.compiled import evaluation_path
 from datagen.errors import DatagenError
-from datagen.store import DB_FILE, RunStore
+from datagen.store import DB_FILE, SCHEMA, RunStore
+from datagen.workspace.compiled import evaluation_path
 
 PAGE = 50  # samples a list page shows
 BINS = 10  # histogram bins over [0, 1]
@@ -119,8 +119,6 @@ def _unique(name: str, sources: list[Source]) -> str:
 
 def _evaluation(name: str, label: str, result: dict) -> Source:
     """An evaluation's samples and failures in an in-memory database of the run store's tables."""
-    from datagen.store import SCHEMA
-
     db = sqlite3.connect(":memory:", check_same_thread=False)
     db.executescript(SCHEMA)
     db.execute("INSERT INTO meta VALUES ('pipeline', ?)", (str(result.get("pipeline", "")),))
