@@ -19,8 +19,7 @@ from pathlib import Path
 from starlette.testclient import TestClient
 
 from datagen.store import RunStore
-from datagen.view import data
-from datagen.view.app import Viewed, create_app
+from datagen.view import Viewed, create_app, data
 
 METRICS = ("composite", "content", "chrf")
 WORDS = ("the lamp the sea a keeper night bell storm ledger board wind rail hatch pipe stair brine tide rock gull "

@@ -10,15 +10,13 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from starlette.testclient import TestClient
 
-from datagen.workspace.config import Config
-from datagen.dataset.export import write_export
-from datagen.runs.generate import RunSettings, generate
-from datagen.metrics.base import Score
+from datagen.dataset import write_export
 from datagen.dataset.review import NOT_REJECTED, REVIEWED
+from datagen.metrics.base import Score
+from datagen.runs.generate import RunSettings, generate
 from datagen.store import Review, RunStore
-from datagen.view import data
-from datagen.view.app import Viewed, create_app
-from datagen.view.server import check_host
+from datagen.view import Viewed, check_host, create_app, data
+from datagen.workspace import Config
 
 from .conftest import run_cli
 from .fakes import FakeEngine, plain

@@ -1,1 +1,11 @@
-"""`datagen view`: a local web app to look at runs, review samples and compare runs (see datagen.view.app)."""
+"""`datagen view`: a local web app to look at runs, review samples and compare runs.
+
+`viewed_sources` opens run folders and evaluations, `check_host` refuses an address other machines can reach
+unless allowed, and `serve` runs the app (`create_app`, datagen.view.app) on a socket. Inside: `data` reads the
+run store's SQLite for the pages, `diff` is the word diff of a sample against its source, `app` the routes.
+"""
+
+from datagen.view.app import Viewed, create_app
+from datagen.view.server import check_host, serve, viewed_sources
+
+__all__ = ["Viewed", "check_host", "create_app", "serve", "viewed_sources"]

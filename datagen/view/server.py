@@ -6,24 +6,36 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
-from datagen.workspace.config import Config
-from datagen.runs.cost import run_prices
 from datagen.errors import DatagenError
-from datagen.view import data
+from datagen.metrics.scoring import review_criteria
+from datagen.runs.cost import run_prices
 from datagen.view.app import Viewed, create_app
+from datagen.view.data import open_sources, overview
+from datagen.workspace import Config
 
 log = logging.getLogger(__name__)
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 def viewed_sources(targets: list[Path], workspace: Path, config: Config) -> list[Viewed]:
-    """Each target opened (data.open_sources) with the criteria its pipeline's reviewers rate on (its metrics
-    module's CRITERIA in `workspace`, else none) and its models' prices (datagen.runs.cost.run_prices)."""
-    from datagen.metrics.scoring import review_criteria
+    """Each target opened, with what its pages need.
 
+    Args:
+        targets: Run folders and evaluations, as datagen.view.data.open_sources takes them.
+        workspace: The workspace whose metrics modules give the rating criteria: a source's pipeline's CRITERIA
+            (none for a pipeline the workspace does not have: a warning is logged).
+        config: The configuration that prices the models a run used (datagen.runs.cost.run_prices; none when
+            they cannot be priced).
+
+    Returns:
+        A Viewed per source, in the order of `targets`.
+
+    Raises:
+        DatagenError: A target is neither a run folder nor an evaluation.
+    """
     viewed = []
-    for source in data.open_sources(targets):
-        summary = data.overview(source)
+    for source in open_sources(targets):
+        summary = overview(source)
         pipeline = summary["meta"].get("pipeline", "")
         try:
             criteria = review_criteria(pipeline, workspace) if pipeline else {}
@@ -40,7 +52,15 @@ def viewed_sources(targets: list[Path], workspace: Path, config: Config) -> list
 
 def check_host(host: str, allow_remote: bool) -> None:
     """Refuse an address other than loopback unless `allow_remote`: the app has no login, and anyone who reaches
-    it can read every sample and change reviews."""
+    it can read every sample and change reviews.
+
+    Args:
+        host: The address to listen on (a name or an IPv4 or IPv6 address).
+        allow_remote: Whether the user allowed an address other machines can reach (--allow-remote).
+
+    Raises:
+        DatagenError: `host` is not a loopback address and `allow_remote` is false.
+    """
     loopback = host in LOOPBACK
     if not loopback:
         try:
@@ -53,7 +73,18 @@ def check_host(host: str, allow_remote: bool) -> None:
 
 
 def bind(host: str, port: int) -> socket.socket:
-    """A listening socket on host:port (port 0: a free one), or a one-line error naming the port."""
+    """A listening socket on host:port.
+
+    Args:
+        host: The address to listen on; one with a colon is IPv6.
+        port: The port; 0 takes a free one.
+
+    Returns:
+        The socket, listening.
+
+    Raises:
+        DatagenError: The address cannot be bound (one line, naming the port).
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -68,7 +99,19 @@ def bind(host: str, port: int) -> socket.socket:
 
 def serve(viewed: list[Viewed], host: str, port: int, *, secrets_shown: list[str] = (),
           on_ready: Callable[[str], None] = print) -> None:
-    """Serve the app until interrupted; `on_ready(url)` is called once the socket listens."""
+    """Serve the app over `viewed` until interrupted.
+
+    Args:
+        viewed: The sources to show (viewed_sources).
+        host: The address to listen on (check_host first). On one of LOOPBACK, requests must name it or another
+            loopback name in their Host header (no DNS rebinding); on any other, every Host is accepted.
+        port: The port; 0 takes a free one.
+        secrets_shown: Texts to blank out of every page besides API keys (the configured api_bases).
+        on_ready: Called with the app's URL once the socket listens.
+
+    Raises:
+        DatagenError: The address cannot be bound, or `viewed` is empty.
+    """
     import uvicorn
 
     sock = bind(host, port)
