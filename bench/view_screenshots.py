@@ -24,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from datagen.dataset.review import checked_review
+from datagen.dataset import checked_review
 from datagen.store import RunStore
 from tests.browser import ViewServer, chromium, copy_workspace, missing, scored_run
 from tests.fakes import plain
