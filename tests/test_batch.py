@@ -1,4 +1,4 @@
-"""Provider batch jobs (datagen/batch.py): programs carried to their end through OpenAI's Batch API, against the fake
+"""Provider batch jobs (datagen.runs.batch, with the engine of datagen.lm.batch): programs carried to their end through OpenAI's Batch API, against the fake
 server's /v1/files and /v1/batches over real HTTP, with a real run store."""
 
 import json
@@ -8,8 +8,9 @@ import dspy
 import pytest
 
 from datagen.lm.adapters import ChatAdapter
-from datagen.lm.batch import (BatchRequestError, Deferred, JobStatus, NoBatchAPI, batch_model, request_body,
-                           request_key, run_batches)
+from datagen.lm.batch import batch_model, canonical, request_body, request_key
+from datagen.lm.errors import BatchRequestError, Deferred
+from datagen.runs.batch import JobStatus, NoBatchAPI, OpenAIBatchClient, run_batches
 from datagen.errors import DatagenError
 from datagen.lm.roles import RoleModel, default_max_tokens
 from datagen.store import RunStore
@@ -127,7 +128,7 @@ def test_a_one_step_program_finishes_through_one_batch_job(store):
     assert line["method"] == "POST" and line["url"] == "/v1/chat/completions"
     body = line["body"]
     assert body["model"] == "fake-model" and body["temperature"] == 0.0 and body["max_tokens"] == 200
-    assert "max_completion_tokens" not in body and line["custom_id"] == request_key(body)
+    assert "max_completion_tokens" not in body and line["custom_id"] == request_key(canonical(body))
     assert store.batch_counts() == {"answered": len(PASSAGES), "failed": 0, "in_flight": 0, "unsubmitted": 0,
                                      "jobs": 1}
 
@@ -206,7 +207,6 @@ def test_a_job_uploaded_but_not_created_is_found_not_created_again(store):
         model = role_model(server)
         rounds = Rounds(Rephrase(), PASSAGES)
         assert run_batches(store, model, rounds, poll_seconds=0.01, should_stop=iter([False, True]).__next__).stopped
-        from datagen.lm.batch import OpenAIBatchClient
 
         client = OpenAIBatchClient.for_model(model)
         job = store.add_batch_job([key for key, _ in store.unsubmitted_batch_requests()])
@@ -275,7 +275,6 @@ def test_a_cancelled_job_is_collected_on_resume(store):
         stops = iter([False, False])
         assert run_batches(store, model, rounds, poll_seconds=0.01, should_stop=lambda: next(stops, True)).stopped
         [job] = store.batch_jobs()
-        from datagen.lm.batch import OpenAIBatchClient
         import litellm
 
         litellm.cancel_batch(batch_id=job["batch_id"], **OpenAIBatchClient.for_model(model).options)
@@ -324,7 +323,7 @@ def test_batch_request_errors_pass_the_chat_adapter_unchanged(store):
 def test_reasoning_models_get_max_completion_tokens():
     class Capture:
         def complete(self, request):
-            raise Deferred(request_key(request_body(request)) + "|" + json.dumps(request_body(request)))
+            raise Deferred(request_key(canonical(request_body(request))) + "|" + json.dumps(request_body(request)))
 
     for name, field in (("openai/gpt-5-mini", "max_completion_tokens"), ("openai/gpt-4o-mini", "max_tokens")):
         settings = {"temperature": 1.0, "max_tokens": 16000}

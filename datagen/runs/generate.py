@@ -29,7 +29,8 @@ from datagen.lm.calllog import CallLog, step_names
 from datagen.text.chunking import Chunk, chunk_documents
 from datagen.workspace.compiled import load_compiled, read_manifest
 from datagen.workspace.config import Config, find_workspace, load_config
-from datagen.lm.batch import BatchSummary, JobStatus, batch_model, run_batches
+from datagen.lm.batch import batch_model
+from datagen.runs.batch import BatchSummary, JobStatus, run_batches
 from datagen.lm.failures import BATCH_KINDS, FATAL, FailureKind, failure_kind, first_line
 from datagen.runs.cost import CostMeter, batch_key, run_prices
 from datagen.errors import DatagenError, InputError
