@@ -1,0 +1,70 @@
+"""The `datagen` command: the typer app with every command, in the order `datagen --help` lists them, and `main`,
+which turns every error a user can fix into one line `error: ...` and its exit status (docs/cli.md)."""
+
+import logging
+import os
+import sys
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from datagen.cli.logs import setup_logging
+from datagen.cli.check import judge_check
+from datagen.cli.output import err
+from datagen.cli.run import chunk, export_run, generate, inspect_run, status
+from datagen.cli.tune import compiled_list, compiled_show, devset, evaluate, optimize
+from datagen.cli.workspace import init, models, new, pipelines, view
+from datagen.errors import DatagenError, Interrupted
+
+app = typer.Typer(help="Turn raw text into training datasets with declarative DSPy pipelines.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+
+# Every command by name, in the order `datagen --help` lists them.
+COMMANDS = {"chunk": chunk, "generate": generate, "evaluate": evaluate, "optimize": optimize, "new": new, "init": init,
+            "inspect": inspect_run, "judge-check": judge_check, "devset": devset, "status": status, "models": models,
+            "pipelines": pipelines, "view": view, "export": export_run}
+for name, command in COMMANDS.items():
+    app.command(name)(command)
+
+compiled = typer.Typer(help="Programs compiled by `datagen optimize`.", no_args_is_help=True)
+compiled.command("list")(compiled_list)
+compiled.command("show")(compiled_show)
+app.add_typer(compiled, name="compiled")
+
+
+@app.callback()
+def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show debug logging.")] = False) -> None:
+    # Before any command: logging, progress bars and redaction on stderr.
+    setup_logging(verbose)
+
+
+def main() -> None:
+    """Run the `datagen` command (the console script) on sys.argv, and exit.
+
+    A DatagenError, a Ctrl-C or an OSError (a file that vanished, a full disk, a permission) ends it with one line
+    `error: ...` on stderr and the error's exit status: 1, or 130 for Ctrl-C. Usage errors are typer's (status 2).
+    """
+    try:
+        app()
+    except KeyboardInterrupt:
+        _fail(Interrupted("interrupted (Ctrl-C)"))
+    except DatagenError as exc:
+        _fail(exc)
+    except OSError as exc:  # a file that vanished, a full disk, a permission: name it (-v shows where it came from)
+        logging.getLogger(__name__).debug("", exc_info=True)
+        culprit = f"{exc.filename}: " if exc.filename else ""
+        _fail(DatagenError(f"{culprit}{exc.strerror or exc}"))
+
+
+def _fail(exc: DatagenError) -> None:
+    err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    if isinstance(exc, Interrupted):
+        # Threads may still wait on the model (a second Ctrl-C abandons them): the interpreter's exit would join
+        # them, so leave at once. Everything worth keeping is committed already (SQLite survives this as it
+        # survives a kill).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(exc.exit_code)
+    raise SystemExit(exc.exit_code) from None

@@ -1,0 +1,353 @@
+"""The commands of a run: `chunk` a corpus, `generate` a dataset, see a run's `status`, `inspect` its samples and
+failures, `export` it for a trainer."""
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+from rich.table import Table
+
+from datagen.cli.options import (DEFAULT_ACTORS, INPUTS_HELP, LOCAL, Actors, Executor, MaxTokens, MinScore,
+                                 Pipeline, RayAddress, Workspace, min_scores, pipeline_options, ray_cluster,
+                                 task_config, workspace_root)
+from datagen.cli.output import err, out, plural, say
+from datagen.errors import DatagenError, InputError, Interrupted
+
+RunFolder = Annotated[Path, typer.Argument(help="A run folder made by `datagen generate`.")]
+
+# generate's own options.
+Inputs = Annotated[list[Path], typer.Option("--input", "-i", help=INPUTS_HELP)]
+OutDir = Annotated[Path, typer.Option("--out", "-o", help="Run folder: the store and the dataset.")]
+Limit = Annotated[int | None, typer.Option(min=1, help="Run the first N chunks only.")]
+Concurrency = Annotated[int, typer.Option("--concurrency", "-c", min=1, help="Chunks in flight.")]
+Rpm = Annotated[float | None, typer.Option(min=0.001, help="At most this many LM calls a minute.")]
+Tpm = Annotated[int | None, typer.Option(min=1, help="At most this many tokens a minute.")]
+MaxFailures = Annotated[int | None, typer.Option(min=1, help="Stop after this many failed chunks.")]
+MaxCost = Annotated[float | None, typer.Option(min=0, help="Stop cleanly before the run's spend passes this many US "
+                                                          "dollars.")]
+Batch = Annotated[bool, typer.Option("--batch", help="Send the task model's requests as provider batch jobs "
+                                     "(OpenAI's Batch API: half price, answers within 24 h); re-run to resume.")]
+BatchPoll = Annotated[float, typer.Option(min=0.01, max=3600, help="Seconds between polls of the batch jobs.")]
+BatchSize = Annotated[int, typer.Option(min=1, max=50_000, help="Requests per batch job at most.")]
+# The task model and the pipeline's options as in options.Model, ApiBase and PipelineOptions, with examples.
+Model = Annotated[str | None, typer.Option(help="Task model, e.g. openai/gpt-4o-mini (overrides config).")]
+ApiBase = Annotated[str | None, typer.Option(help="Base URL of an OpenAI-compatible server for the task model.")]
+PipelineOptions = Annotated[list[str] | None, typer.Option("--option", "-O", help="Pipeline option KEY=VALUE, e.g. "
+                                                          "repair_boundaries=true (repeatable).")]
+Compiled = Annotated[Path | None, typer.Option(help="Run a program compiled by `datagen optimize` "
+                                                    "(compiled/PIPELINE/NAME.json).")]
+Force = Annotated[bool, typer.Option("--force", help="Reuse an --out made by another program or other inputs, "
+                                     "starting it afresh.")]
+
+
+def chunk(
+    inputs: Annotated[list[Path], typer.Argument(help=INPUTS_HELP)],
+    out_file: Annotated[Path | None, typer.Option("--out", "-o", help="JSONL file to write (default: stdout).")] = None,
+    max_tokens: MaxTokens = None,
+    workspace: Workspace = None,
+) -> None:
+    """Cut text files into chunks that fit a token budget, written as JSONL."""
+    from datagen.text import chunk_documents, iter_documents
+    from datagen.workspace import load_config
+
+    config = load_config(workspace_root(workspace))
+    budget = max_tokens or config.chunking.max_tokens
+    if out_file:
+        if out_file.is_dir():
+            raise InputError(f"{out_file}: is a folder; --out takes a file name")
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+    sink = out_file.open("w", encoding="utf-8") if out_file else sys.stdout
+    count = 0
+    try:
+        for piece in chunk_documents(iter_documents(inputs), budget, config.chunking.language):
+            sink.write(json.dumps(piece.to_dict(), ensure_ascii=False) + "\n")
+            count += 1
+    finally:
+        if out_file:
+            sink.close()
+    if out_file:
+        err.print(f"{count} chunks (at most {budget} tokens each) written to {out_file}")
+
+
+def generate(
+    pipeline: Pipeline,
+    inputs: Inputs,
+    out_dir: OutDir,
+    max_tokens: MaxTokens = None,
+    limit: Limit = None,
+    concurrency: Concurrency = 1,
+    rpm: Rpm = None,
+    tpm: Tpm = None,
+    max_failures: MaxFailures = None,
+    max_cost: MaxCost = None,
+    batch: Batch = False,
+    batch_poll: BatchPoll = 30.0,
+    batch_size: BatchSize = 50_000,
+    model: Model = None,
+    api_base: ApiBase = None,
+    option: PipelineOptions = None,
+    compiled: Compiled = None,
+    min_score: MinScore = None,
+    force: Force = False,
+    executor: Executor = LOCAL,
+    actors: Actors = DEFAULT_ACTORS,
+    ray_address: RayAddress = None,
+    workspace: Workspace = None,
+) -> None:
+    """Run a pipeline over text files and write a ShareGPT dataset (re-run to resume)."""
+    import dspy
+
+    from datagen.runs.generate import RunSettings
+    from datagen.runs.generate import generate as run_generate
+
+    root = workspace_root(workspace)
+    config = task_config(root, model, api_base)
+    # Each chunk's answer is distinct, so an in-memory copy of every response only grows; the disk cache
+    # and the run store keep them.
+    dspy.configure_cache(enable_memory_cache=False)
+    # The flags are turned into settings inside the progress display, as the run's own errors are: a bad one is
+    # reported the same way.
+    with _progress_display() as progress:
+        callbacks = _progress_callbacks(progress, pipeline, concurrency)
+        try:
+            settings = RunSettings(max_tokens=max_tokens, limit=limit, concurrency=concurrency, rpm=rpm, tpm=tpm,
+                                   max_failures=max_failures, max_cost=max_cost, force=force, batch=batch,
+                                   batch_poll=batch_poll, batch_size=batch_size,
+                                   cluster=ray_cluster(executor, actors, ray_address))
+            report = run_generate(pipeline, inputs, out_dir, workspace=root, config=config, settings=settings,
+                                  options=pipeline_options(option), compiled=compiled,
+                                  min_scores=min_scores(min_score), callbacks=callbacks)
+        except KeyboardInterrupt:  # a second Ctrl-C: chunks in flight abandoned, the rest is in the store
+            raise Interrupted(f"interrupted (Ctrl-C): finished chunks are kept in {out_dir}; run the same "
+                              "command again to resume") from None
+    summary = _print_report(report, out_dir, config, gated=bool(min_score))
+    if report.stopped:
+        raise (Interrupted if report.interrupted else DatagenError)(
+            f"{report.stopped}; {report.advice}")
+    if report.exported == 0:
+        raise DatagenError(f"the dataset is empty: {summary.why_few_samples() or 'no chunk produced a sample'}")
+
+
+def _progress_display() -> Progress:
+    """generate's live line on stderr, cleared when the run ends: chunks done of all, failures, tokens, spend, the
+    requests allowed in flight, time spent and left."""
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[failed]} failed · {task.fields[tokens]:,} tokens · "
+                               "{task.fields[cost]} · limit {task.fields[level]} in flight"),
+                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err, transient=True)
+
+
+def _progress_callbacks(progress: Progress, pipeline: str, concurrency: int):
+    """The run's callbacks (datagen.runs.generate.Callbacks) that keep a new bar of `progress` up to date, and
+    print each batch job's changes above it."""
+    from datagen.runs.generate import Callbacks
+
+    bar = progress.add_task(pipeline, total=None, failed=0, tokens=0, cost="cost unknown", level=concurrency)
+    totals = {"tokens": 0}
+
+    def advance(outcome) -> None:
+        totals["tokens"] += sum(u.get("total_tokens") or 0 for u in outcome.usage.values())
+
+    def show(status) -> None:
+        progress.update(bar, completed=status.done, failed=status.failed, tokens=totals["tokens"],
+                        cost=_cost_line(status), level=status.level)
+
+    return Callbacks(on_start=lambda total: progress.update(bar, total=total), on_outcome=advance, on_status=show,
+                     on_batch=lambda job: progress.console.print(_job_line(job)))
+
+
+def _job_line(job) -> str:
+    """A batch job's state change, as the progress display prints it."""
+    batch = f" ({job.batch_id})" if job.batch_id else " (not created yet)"
+    done = f": {job.completed:,} answered, {job.failed:,} failed" if job.completed or job.failed else ""
+    return f"batch job {job.job}{batch}: {job.status}, {job.requests:,} requests{done}"
+
+
+def _cost_line(status) -> str:
+    """The progress line's spend: "run $0.0123 of ~$0.4567" (the run folder's so far, of its projected total),
+    or why not."""
+    if status.spent is None:
+        return "cost unknown"
+    projected = f" of ~${status.projected:.4f}" if status.projected is not None and status.left else ""
+    return f"run ${status.spent:.4f}{projected}"
+
+
+def _print_report(report, out_dir: Path, config, gated: bool):
+    """What generate prints once the run ends: this call's work on stderr, then the run as a whole (its summary,
+    returned), then where the dataset is on stdout, with samples kept out by the quality gate when `gated`."""
+    from datagen.lm import LOCAL_MODEL
+
+    if report.resumed:
+        err.print(f"resumed: {report.resumed} chunks were already done in {out_dir}")
+    if report.batch:
+        jobs = report.batch
+        err.print(f"batch: {plural(jobs.rounds, 'round')}, {plural(jobs.jobs, 'job')} submitted "
+                  f"({plural(jobs.requests, 'request')}), {jobs.resumed_jobs} resumed; {jobs.answered:,} answered, "
+                  f"{jobs.failed:,} failed")
+    rate = f" ({report.chunks / report.seconds:.2f} chunks/s)" if report.seconds and report.chunks else ""
+    err.print(f"this call: {report.chunks} chunks through [bold]{report.pipeline}[/] on {report.model} in "
+              f"{report.seconds:.1f}s{rate}: {report.samples} samples, {sum(report.failures.values())} failed")
+    summary = print_summary(out_dir, config)
+    held_back = f", {report.held_back} below --min-score kept out" if gated else ""
+    say(f"dataset: {report.data_path} ({report.exported} samples{held_back})")
+    if report.model == LOCAL_MODEL:
+        say(f"note: {LOCAL_MODEL} is a 270M base model that keeps everything offline; its rewrites are not "
+            "training-grade. Set [models.task] in datagen.toml (or --model) to a capable model for real data.", to=err)
+    return summary
+
+
+def print_summary(run_dir: Path, config=None):
+    """Print the run as a whole, from its store, on stderr: what `status` prints, and `generate` after it.
+
+    Args:
+        run_dir: The run folder.
+        config: The config whose model prices price the run, where it sets them (None: litellm's prices only).
+
+    Returns:
+        The run's summary (datagen.runs.summary.RunSummary).
+
+    Raises:
+        RunFolderError: `run_dir` is not a run folder.
+    """
+    from collections import Counter
+
+    from datagen.runs.batch import TERMINAL as BATCH_TERMINAL
+    from datagen.runs.summary import summarize
+
+    summary = summarize(run_dir, config)
+    say(f"run {run_dir}: {summary.meta.get('pipeline', '?')}, {summary.done}/{summary.chunks} chunks done, "
+        f"{summary.failed} failed, {summary.pending} not yet run; {summary.samples} samples", to=err)
+    for kind, (count, example) in summary.failures.items():
+        say(f"  {count} × {kind}: e.g. {example}", to=err)
+    for model_name, usage in summary.usage.items():
+        say(f"  tokens on {model_name}: {usage['prompt_tokens']:,} prompt + {usage['completion_tokens']:,} "
+            "completion", to=err)
+    cost = summary.cost
+    unknown = (f"  cost: unknown (no price for {', '.join(summary.unpriced)}: set input_price and output_price in "
+               "its [models.ROLE] of datagen.toml)")
+    say(f"  cost: ${cost:.4f}" if cost is not None else unknown, to=err)
+    for server in summary.server_lines():
+        say(f"  {server}", to=err)
+    if summary.batch_jobs:
+        states = Counter(job["status"] for job in summary.batch_jobs)
+        running = [job["batch_id"] or f"job {job['id']} (not created yet)" for job in summary.batch_jobs
+                   if job["status"] not in BATCH_TERMINAL]
+        say(f"  batch jobs: {', '.join(f'{n} {state}' for state, n in states.items())}"
+            + (f" (in flight: {', '.join(str(b) for b in running)}; run generate --batch again to collect them)"
+               if running else ""), to=err)
+    if summary.dropped:
+        say(f"  dropped by the pipeline's own checks: {summary.drops()}", to=err)
+    if summary.gate:
+        say(f"  quality gate {summary.gate_line()}", to=err)
+    if (why := summary.why_few_samples()) is not None:
+        say(f"  why so few samples: {why}", to=err)
+    return summary
+
+
+def status(run_dir: RunFolder, workspace: Workspace = None) -> None:
+    """Show a run's progress, failures, tokens and cost (finished or interrupted)."""
+    from datagen.workspace import CONFIG_FILE, load_config
+
+    root = workspace_root(workspace)
+    if workspace is None and not (root / CONFIG_FILE).is_file():  # priced by the run folder's own workspace, if any
+        root = workspace_root(run_dir.resolve()) if run_dir.is_dir() else root
+    print_summary(run_dir, load_config(root))
+
+
+def inspect_run(
+    run_dir: RunFolder,
+    item: Annotated[str | None, typer.Argument(help="A sample id (as exports write it) or a chunk id: what "
+                                                    "happened to it. Without one: a list of samples.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="How many samples (or failed chunks) to list.")] = 5,
+    worst: Annotated[bool, typer.Option("--worst", help="List the lowest-scored samples first (composite, else "
+                                                        "the lowest score), not a random pick.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the random pick.")] = 0,
+    failed: Annotated[bool, typer.Option("--failed", help="List failed chunks, with their failure's kind and "
+                                                          "message.")] = False,
+    prompts: Annotated[bool, typer.Option("--prompts", help="With an id: every LM call of its chunk, the exact "
+                                                            "messages sent and the raw answer.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the same as JSON, for scripts.")] = False,
+) -> None:
+    """Look into a run: a sample's steps, scores and prompts, or a pick of its samples or failures."""
+    from datagen.runs.inspection import inspect_item, list_failed, list_samples, render
+
+    if item is not None and (worst or failed):
+        raise InputError("--worst and --failed choose what to list: give them without an id")
+    if item is None and prompts:
+        raise InputError("--prompts shows one chunk's LM calls: give a sample or chunk id")
+    if worst and failed:
+        raise InputError("--worst orders samples, --failed lists failed chunks: one or the other")
+    if item is not None:
+        view = inspect_item(run_dir, item, prompts)
+    elif failed:
+        view = list_failed(run_dir, limit)
+    else:
+        view = list_samples(run_dir, limit, worst, seed)
+    if as_json:
+        say(json.dumps(view, ensure_ascii=False, indent=2))
+    elif item is not None:
+        say(render(view))
+    elif failed:
+        out.print(_failed_table(view))
+    else:
+        out.print(_samples_table(view, "lowest-scored first" if worst else f"a random pick, seed {seed}"))
+
+
+def _failed_table(view: dict) -> Table:
+    """`inspect --failed`: the failed chunks listed, with their failure and raw answer shortened."""
+    from datagen.runs.inspection import shorten
+
+    table = Table("chunk", "source", "kind", "message", "raw answer",
+                  title=f"{len(view['failed'])} of {view['total']} failed chunks")
+    for row in view["failed"]:
+        table.add_row(row["chunk_id"], escape(f"{row['source']} [{row['start']}:{row['end']}]"), row["kind"],
+                      escape(shorten(row["message"])), escape(shorten(row["raw"], 80)))
+    return table
+
+
+def _samples_table(view: dict, order: str) -> Table:
+    """`inspect` without an id: the samples listed (in `order`, said in the title), with their scores."""
+    from datagen.runs.inspection import shorten
+
+    table = Table("sample", "source", "input", "output", "scores",
+                  title=f"{len(view['samples'])} of {view['total']} samples ({order})")
+    for row in view["samples"]:
+        table.add_row(row["id"], escape(f"{row['source']} [{row['start']}:{row['end']}]"),
+                      escape(shorten(row["input"])), escape(shorten(row["output"])),
+                      "\n".join(f"{metric} {value:.3f}" for metric, value in row["scores"].items()))
+    return table
+
+
+def export_run(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder made by `datagen generate` (holds run.db).")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="sharegpt, alpaca, openai (chat messages), hf "
+                                                            "(Hugging Face dataset folder), jsonl or parquet.")],
+    out_path: Annotated[Path | None, typer.Option("--out", "-o", help="File to write, or folder for hf "
+                                                                      "(default: in the run folder).")] = None,
+    system: Annotated[str | None, typer.Option(help="System prompt put first in every conversation.")] = None,
+    val_fraction: Annotated[float, typer.Option("--val-fraction", help="Share of samples in hf's validation "
+                                                                       "split, chosen by sample id.")] = 0.1,
+    min_score: MinScore = None,
+    reviewed_only: Annotated[bool, typer.Option("--reviewed-only", help="Only samples a person approved or "
+                                                "corrected in datagen view.")] = False,
+    exclude_rejected: Annotated[bool, typer.Option("--exclude-rejected", help="Leave out samples a person rated "
+                                                   "bad in datagen view (and did not correct).")] = False,
+) -> None:
+    """Export a run's samples as sharegpt, alpaca, openai, hf, jsonl or parquet, with a dataset card. A sample a
+    person corrected in `datagen view` is exported as corrected."""
+    from datagen.dataset import write_export
+    from datagen.dataset.review import NOT_REJECTED, REVIEWED
+
+    if reviewed_only and exclude_rejected:
+        raise InputError("--reviewed-only keeps approved samples, which already leaves out rejected ones: give "
+                         "one of the two")
+    reviewed = REVIEWED if reviewed_only else NOT_REJECTED if exclude_rejected else None
+    result = write_export(run_dir, fmt, out_path, system, val_fraction, min_scores(min_score), reviewed)
+    splits = f": {', '.join(f'{name} {n}' for name, n in result.splits.items())}" if result.splits else ""
+    say(f"{fmt}: {result.path} ({result.samples} samples{splits})")
+    say(f"dataset card: {result.card}", to=err)
