@@ -8,16 +8,17 @@ offline test (tests/test_NAME.py). Everything is checked before anything is writ
 import json
 import keyword
 import textwrap
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
 import dspy
 
-from datagen.workspace.config import load_config
-from datagen.dataset.devset import sample_devset
+from datagen.dataset import sample_devset
 from datagen.errors import DatagenError
-from datagen.workspace.pipelines import find_pipelines, is_builtin
+from datagen.workspace import find_pipelines, load_config
+from datagen.workspace.pipelines import is_builtin
 
 DEFAULT_SIGNATURE = "passage -> output"
 SAMPLE_CORPUS = Path("data") / "samples"
@@ -59,9 +60,14 @@ def _names(side: str) -> list[str]:
     return [name.strip() for name in side.split(",")] if side.strip() else []
 
 
+def _is_plain_identifier(name: str) -> bool:
+    """Whether `name` can name a module or a field: a Python identifier, not a keyword, no leading underscore."""
+    return name.isidentifier() and not keyword.iskeyword(name) and not name.startswith("_")
+
+
 def _field_problem(name: str) -> str | None:
     """Why `name` cannot be a field, or None."""
-    if not name.isidentifier() or keyword.iskeyword(name) or name.startswith("_"):
+    if not _is_plain_identifier(name):
         return "is not a plain Python identifier (letters, digits and underscores, no leading underscore)"
     # A field named like a Signature or Prediction attribute breaks the class or hides the value (`result.items`).
     if name in _RESERVED_FIELDS or hasattr(dspy.Signature, name) or hasattr(dspy.Prediction, name):
@@ -70,8 +76,16 @@ def _field_problem(name: str) -> str | None:
 
 
 def check_name(name: str, workspace: Path) -> None:
-    """A pipeline name must be importable as a module and listed as a pipeline (no leading underscore), and new."""
-    if not name.isidentifier() or keyword.iskeyword(name) or name.startswith("_"):
+    """A pipeline name must be importable as a module and listed as a pipeline (no leading underscore), and new.
+
+    Args:
+        name: The new pipeline's name.
+        workspace: The workspace it goes in (its pipelines and the built-in ones are taken).
+
+    Raises:
+        DatagenError: The name is not a plain identifier, or a pipeline of that name exists.
+    """
+    if not _is_plain_identifier(name):
         raise DatagenError(f"pipeline name {name!r}: must be a Python identifier (letters, digits and "
                            "underscores, not starting with a digit or an underscore)")
     found = find_pipelines(workspace)
@@ -315,6 +329,29 @@ def dev_set(workspace: Path) -> str:
     return "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
 
 
+def dev_path(name: str) -> Path:
+    """Where pipeline `name`'s dev set goes, relative to the workspace."""
+    return Path("data", name, "dev.jsonl")
+
+
+def refuse_existing(folder: Path, files: Iterable[Path], *, name_folder: bool = False) -> None:
+    """Refuse to write over anything: the first of `files` (relative to `folder`) that exists is named.
+
+    Args:
+        folder: The folder the files go in.
+        files: Their paths relative to `folder`.
+        name_folder: Name the file with `folder` in front (`datagen init DIR`, whose folder the user chose), not
+            relative to it (`datagen new`, in the workspace the user is in).
+
+    Raises:
+        DatagenError: One of the files exists (nothing has been written).
+    """
+    for relative in files:
+        if (folder / relative).exists():
+            shown = folder / relative if name_folder else relative
+            raise DatagenError(f"{shown} already exists: refusing to overwrite it (nothing was written)")
+
+
 def write_all(workspace: Path, files: dict[Path, str]) -> None:
     """Create every file, none overwritten; on a failure the ones already made are removed, so the command can
     simply be run again."""
@@ -334,14 +371,25 @@ def write_all(workspace: Path, files: dict[Path, str]) -> None:
 
 
 def scaffold(workspace: Path, name: str, signature: str | None = None) -> list[Path]:
-    """Write the files of a new pipeline `name` with `signature` ("inputs -> outputs", default
-    DEFAULT_SIGNATURE) and return their paths; refused, with nothing written, when any of them exists."""
+    """Write the files of a new pipeline (what `datagen new` does); everything is checked before anything is
+    written.
+
+    Args:
+        workspace: The workspace the pipeline goes in; its sample corpus (data/samples/) gives the dev set.
+        name: The pipeline's name (a plain Python identifier, not taken).
+        signature: Its fields, "inputs -> outputs" (default DEFAULT_SIGNATURE).
+
+    Returns:
+        The paths written: the signature, program, metrics and test modules, and the dev set.
+
+    Raises:
+        DatagenError: A bad or taken name, a bad signature, no sample corpus, a file that exists already, or one
+            that cannot be written; nothing is left written then.
+    """
     check_name(name, workspace)
     files = render(name, parse_signature(signature or DEFAULT_SIGNATURE))
-    dev = Path("data", name, "dev.jsonl")
-    for relative in [*files, dev]:
-        if (workspace / relative).exists():
-            raise DatagenError(f"{relative} already exists: refusing to overwrite it (nothing was written)")
+    dev = dev_path(name)
+    refuse_existing(workspace, [*files, dev])
     files[dev] = dev_set(workspace)
     write_all(workspace, files)
     return [workspace / relative for relative in files]

@@ -9,10 +9,10 @@ The built-in pipelines (style_clone, factual_qa) are there too, without a copy: 
 
 from pathlib import Path
 
-from datagen.workspace.config import CONFIG_FILE
 from datagen.errors import DatagenError
-from datagen.workspace.pipelines import builtin_workspace
-from datagen.scaffold.pipeline import DEFAULT_SIGNATURE, SAMPLE_CORPUS, check_name, dev_set, parse_signature, render, write_all
+from datagen.scaffold.pipeline import (DEFAULT_SIGNATURE, SAMPLE_CORPUS, check_name, dev_path, dev_set, parse_signature,
+                                       refuse_existing, render, write_all)
+from datagen.workspace import CONFIG_FILE, builtin_workspace
 
 STARTER = "starter"
 
@@ -48,27 +48,33 @@ PACKAGES = {
 
 
 def init_workspace(folder: Path, name: str = STARTER, signature: str | None = None) -> list[Path]:
-    """Make a workspace in `folder` (created if missing) with a starter pipeline `name` of `signature` ("inputs
-    -> outputs", default "passage -> output"), and return the files written. Raises DatagenError, naming the
-    file, when any of them exists (nothing is written then), or for a bad name or signature."""
+    """Make a workspace with a starter pipeline (what `datagen init` does); everything is checked before anything
+    is written.
+
+    Args:
+        folder: Where the workspace goes (created if missing).
+        name: The starter pipeline's name.
+        signature: Its fields, "inputs -> outputs" (default "passage -> output").
+
+    Returns:
+        The paths written: datagen.toml, the packages, the sample corpus and the pipeline's files.
+
+    Raises:
+        DatagenError: `folder` is a file, one of the files exists (named), or a bad name or signature (nothing
+            is written then); or a file cannot be written.
+    """
     if folder.exists() and not folder.is_dir():
         raise DatagenError(f"{folder}: exists and is not a folder")
     files = {Path(CONFIG_FILE): CONFIG}
     files.update({Path(package, "__init__.py"): text for package, text in PACKAGES.items()})
     samples = builtin_workspace() / SAMPLE_CORPUS
     files.update({SAMPLE_CORPUS / path.name: path.read_text(encoding="utf-8") for path in sorted(samples.glob("*.md"))})
-    _refuse_existing(folder, files)
+    refuse_existing(folder, files, name_folder=True)
     check_name(name, folder)
-    pipeline = {**render(name, parse_signature(signature or DEFAULT_SIGNATURE)), Path("data", name, "dev.jsonl"): ""}
-    _refuse_existing(folder, pipeline)
+    dev = dev_path(name)
+    pipeline = {**render(name, parse_signature(signature or DEFAULT_SIGNATURE)), dev: ""}
+    refuse_existing(folder, pipeline, name_folder=True)
     write_all(folder, files)
     # The dev set is drawn from the samples just written, so that it names them by their place in this workspace.
-    dev = Path("data", name, "dev.jsonl")
     write_all(folder, {**pipeline, dev: dev_set(folder)})
     return [folder / relative for relative in [*files, *pipeline]]
-
-
-def _refuse_existing(folder: Path, files: dict[Path, str]) -> None:
-    for relative in files:
-        if (folder / relative).exists():
-            raise DatagenError(f"{folder / relative} already exists: refusing to overwrite it (nothing was written)")
