@@ -6,7 +6,7 @@ import subprocess
 import sys
 import tomllib
 
-from datagen.workspace.config import load_config
+from datagen.workspace import load_config
 
 from .conftest import embedded_run_records, run_cli
 from .fakes import FakeOpenAIServer

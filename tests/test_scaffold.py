@@ -8,14 +8,15 @@ import sys
 import dspy
 import pytest
 
-from datagen.dataset.devset import read_devset
+from datagen.dataset import read_devset
 from datagen.errors import DatagenError
-from datagen.tuning.evaluate import evaluate
 from datagen.lm.roles import RoleModel
-from datagen.workspace.pipelines import load_metric_suite, load_program
-from datagen.samples import Sample
-from datagen.scaffold.pipeline import DEV_ITEMS, scaffold
 from datagen.metrics.judges import InstructionsJudge
+from datagen.samples import Sample
+from datagen.scaffold import scaffold
+from datagen.scaffold.pipeline import DEV_ITEMS
+from datagen.tuning.evaluate import evaluate
+from datagen.workspace import load_metric_suite, load_program
 
 from .conftest import run_cli
 from .fakes import FakeEngine, FakeOpenAIServer, fake_lm, plain

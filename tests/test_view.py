@@ -272,7 +272,7 @@ def test_a_key_in_a_sample_is_blanked_in_the_correction_boxes_too(run, monkeypat
 
 
 def test_the_pipelines_criteria_are_what_reviewers_rate(workspace):
-    from datagen.scaffold.pipeline import scaffold
+    from datagen.scaffold import scaffold
     from datagen.metrics.scoring import review_criteria
 
     assert set(review_criteria("style_clone", workspace)) == {"content", "genericness", "style_fidelity",
