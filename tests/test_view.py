@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 
 from datagen.dataset import write_export
 from datagen.dataset.review import NOT_REJECTED, REVIEWED
-from datagen.metrics.base import Score
+from datagen.metrics import Score
 from datagen.runs.generate import RunSettings, generate
 from datagen.store import Review, RunStore
 from datagen.view import Viewed, check_host, create_app, data
