@@ -1,4 +1,4 @@
-"""A role with several servers (`api_base` a list; datagen/servers.py): calls spread over them, a server that goes
+"""A role with several servers (`api_base` a list; datagen.lm.servers): calls spread over them, a server that goes
 down mid-run costing no sample and tried again after its cooldown, the counts per server in the run store and in
 `datagen status`, one-line config errors, and the model travelling pickled (as to Ray actors). No assertion on
 time: the servers' latency only keeps the run going long enough for what the test does mid-run."""
@@ -21,7 +21,7 @@ from datagen.errors import DatagenError
 from datagen.runs.generate import RunSettings, generate, run_chunks
 from datagen.lm.roles import build_role_model, check_reachable
 from datagen.samples import Sample
-from datagen.lm.servers import ServerSet, _Board, server_failure
+from datagen.lm.servers import Board, ServerSet, server_failure
 from datagen.store import RunStore
 
 from .conftest import run_cli, start_cli
@@ -247,7 +247,7 @@ class Clock:
 
 
 def test_the_least_loaded_server_is_chosen_and_ties_go_in_turn():
-    board, urls = _Board(Clock()), ("http://a/v1", "http://b/v1", "http://c/v1")
+    board, urls = Board(Clock()), ("http://a/v1", "http://b/v1", "http://c/v1")
     first = [board.choose(urls, [])[0] for _ in range(3)]
     assert sorted(first) == sorted(urls)  # one request each in flight
     board.release("http://b/v1", False, "answered", None, 10)
@@ -262,7 +262,7 @@ def test_the_least_loaded_server_is_chosen_and_ties_go_in_turn():
 
 def test_a_failed_server_is_out_for_its_cooldown_then_gets_one_trial_request():
     clock = Clock()
-    board, urls = _Board(clock), ("http://a/v1", "http://b/v1")
+    board, urls = Board(clock), ("http://a/v1", "http://b/v1")
     url, trial = board.choose(urls, [])
     board.release(url, trial, "failed", "connection refused", 10)
     other = next(u for u in urls if u != url)
@@ -287,7 +287,7 @@ def test_a_failed_server_is_out_for_its_cooldown_then_gets_one_trial_request():
 
 def test_with_every_server_out_the_one_due_back_first_is_tried_and_a_request_tries_each_once():
     clock = Clock()
-    board, urls = _Board(clock), ("http://a/v1", "http://b/v1")
+    board, urls = Board(clock), ("http://a/v1", "http://b/v1")
     board.take_out("http://a/v1", "down", 30)
     board.take_out("http://b/v1", "down", 10)
     assert board.choose(urls, []) == ("http://b/v1", True)  # never waits: the soonest back is tried

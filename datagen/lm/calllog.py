@@ -14,13 +14,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import dspy
-from dspy.clients import execution
 from dspy.clients.legacy_outputs import value
 from dspy.utils.callback import BaseCallback
 
-from datagen.lm import servers
 from datagen.lm.adapters import valid_text, valid_values
-from datagen.lm.roles import configured_name
+from datagen.lm.names import configured_name
+from datagen.lm.servers import tries as server_tries
 from datagen.util.redaction import redact
 from datagen.store import Call, Step
 
@@ -95,14 +94,14 @@ class CallLog(BaseCallback):
             self.calls.append(call)
             self._open_calls[call_id] = _InFlight(call, time.monotonic(), None if entries is None else len(entries),
                                                   alone=not self._open_calls)
-        servers.tries.set(call.servers)  # the requests it sends to a role's servers (this thread's or task's)
+        server_tries.set(call.servers)  # the requests it sends to a role's servers (this thread's or task's)
 
     def on_lm_end(self, call_id, outputs, exception=None):
         with self._lock:
             flight = self._open_calls.pop(call_id, None)
         if flight is None:
             return
-        servers.tries.set(None)
+        server_tries.set(None)
         call = flight.call
         call.seconds = time.monotonic() - flight.started
         if exception is not None:
@@ -116,10 +115,11 @@ class CallLog(BaseCallback):
             call.usage, call.cached = (added[0] if added else None), not added
 
 
-class _Truncations(logging.Filter):
-    """Counts truncated answers in the chunk's CallLog. DSPy's only sign that an answer stopped at max_tokens
-    (finish_reason "length"), on either engine, is this warning; the answer itself goes on to the adapter, which
-    parses a field cut off mid-sentence as if it were whole."""
+class TruncationCounter(logging.Filter):
+    """Counts truncated answers, in this thread (`truncations`) and in the chunk's CallLog, from the warning DSPy
+    logs on DSPY_LM_LOGGER. DSPy's only sign that an answer stopped at max_tokens (finish_reason "length"), on either
+    engine, is this warning; the answer itself goes on to the adapter, which parses a field cut off mid-sentence as
+    if it were whole. Installed on that logger by `datagen.lm.hooks.install`."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not record.getMessage().startswith("LM response was truncated"):
@@ -141,22 +141,28 @@ def truncations() -> int:
     return getattr(_seen, "truncated", 0)
 
 
-_DSPY_LM_LOG = logging.getLogger("dspy.clients.lm")
-_DSPY_LM_LOG.addFilter(_Truncations())
-# The warning must be made even where "dspy" logs errors only (the CLI's default), or no filter sees it.
-_DSPY_LM_LOG.setLevel(logging.WARNING)
+DSPY_LM_LOGGER = "dspy.clients.lm"  # where DSPy warns of a truncated answer
 TRUNCATED_WARNING = "LM response was truncated; increase max_tokens or inspect history."  # DSPy 3.4's own words
 
 
-def _cached_checked(lm, call, asynchronous, _cached=execution._cached):
+def warn_of_cut_off(cached):
     """DSPy's cache lookup, warning of a cached answer that was cut off at max_tokens as DSPy warns of a fresh one
     (DSPy 3.4 warns only when a response arrives): else an answer cut off when first asked is read from the cache
     as a parse failure, or as a whole answer when it happens to parse (an optimizer's held-out scoring asks the
-    same prompts again, and a repeated run asks them all)."""
-    result = _cached(lm, call, asynchronous)
-    if result is not None and _cut_off(result):
-        _DSPY_LM_LOG.warning(TRUNCATED_WARNING)
-    return result
+    same prompts again, and a repeated run asks them all).
+
+    Args:
+        cached: `dspy.clients.execution._cached(lm, call, asynchronous)`, which execute/aexecute look up at each call.
+
+    Returns:
+        The wrapper, with `cached`'s signature.
+    """
+    def cached_checked(lm, call, asynchronous):
+        result = cached(lm, call, asynchronous)
+        if result is not None and _cut_off(result):
+            logging.getLogger(DSPY_LM_LOGGER).warning(TRUNCATED_WARNING)
+        return result
+    return cached_checked
 
 
 def _cut_off(result) -> bool:
@@ -168,12 +174,8 @@ def _cut_off(result) -> bool:
     return any(value(choice, "finish_reason") == "length" for choice in choices)
 
 
-# DSPy 3.4 has no hook for this: execute/aexecute look it up at each call.
-execution._cached = _cached_checked
-
-
 def _usage_entries(model: str) -> list | None:
-    """The usage entries the chunk's tracker (`datagen.lm.roles.track_usage`) holds for `model`; None without one."""
+    """The usage entries the chunk's tracker (`datagen.lm.names.track_usage`) holds for `model`; None without one."""
     tracker = dspy.settings.usage_tracker
     return None if tracker is None else tracker.usage_data.get(model, [])
 

@@ -6,65 +6,103 @@ _attempt`, in the calling thread; both engines' clients (httpx under LiteLLM, lm
 answer with blocking `recv` calls on that thread's socket. While an attempt of an LM with a numeric `timeout`
 runs, its thread has a deadline, and no read waits past it: a read at the deadline raises `socket.timeout`, which
 each client reports as a read timeout, and DSPy retries like any other (each attempt gets the whole timeout).
-Reads in other threads, in non-blocking sockets (asyncio) and outside an attempt are untouched: an async attempt
-(`_aattempt`, on an event loop) is bounded by `asyncio.timeout` instead, which cancels it at the deadline.
+An async attempt (`_aattempt`, on an event loop) is bounded by `asyncio.timeout` instead, which cancels it at the
+deadline.
+
+Only the threads datagen runs an LM attempt on observe a deadline. The socket methods are wrapped for the whole
+process (a socket's class is the only place a read can be bounded), but a thread with no deadline set, which is
+every thread outside an attempt and every thread of another library, goes straight to the original method: one
+thread-local lookup, its socket and timeout untouched. Non-blocking sockets (asyncio) are never touched either.
+
+The wrappers are made here and installed by `datagen.lm.hooks.install`, which decides their order.
 """
 
 import asyncio
 import socket
-import ssl
 import threading
 import time
 
-from dspy.clients import execution
 
-_deadline = threading.local()  # .at: time.monotonic() the attempt running in this thread must end by
+class _Deadline(threading.local):
+    at: float | None = None  # time.monotonic() the attempt running in this thread must end by; None: no attempt
 
 
-def _bounded(recv):
-    def bounded(sock, *args, **kwargs):
-        at = getattr(_deadline, "at", None)
-        before = None if at is None else sock.gettimeout()
-        if at is None or before == 0.0:  # no attempt running here, or a non-blocking socket
-            return recv(sock, *args, **kwargs)
+_deadline = _Deadline()
+
+
+def bound_read(read):
+    """A socket's `read` method (`recv` or `recv_into`) that, in a thread with a deadline, waits no longer than
+    the deadline.
+
+    Args:
+        read: the socket class's own method.
+
+    Returns:
+        The wrapper, to be set on the class. In a thread without a deadline it calls `read` at once.
+    """
+    def read_by_deadline(sock, *args, **kwargs):
+        at = _deadline.at
+        if at is None:  # not a thread running an LM attempt: the socket is not datagen's to bound
+            return read(sock, *args, **kwargs)
+        before = sock.gettimeout()
+        if before == 0.0:  # a non-blocking socket
+            return read(sock, *args, **kwargs)
         left = at - time.monotonic()
         if left <= 0:
             raise socket.timeout("the LM call took longer than its timeout")
         if before is not None and before <= left:
-            return recv(sock, *args, **kwargs)
+            return read(sock, *args, **kwargs)
         sock.settimeout(left)
         try:
-            return recv(sock, *args, **kwargs)
+            return read(sock, *args, **kwargs)
         finally:
             sock.settimeout(before)
-    return bounded
+    return read_by_deadline
 
 
-def _attempt_within_timeout(lm, *args, _attempt=execution._attempt, **kwargs):
-    """DSPy's `_attempt`, ending by the LM's `timeout` seconds from now (a number; else as DSPy makes it)."""
+def _seconds(lm) -> float | None:
+    """The LM's `timeout` when it is a number of seconds (else None: DSPy's own handling stands)."""
     seconds = getattr(lm, "kwargs", {}).get("timeout")
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or getattr(_deadline, "at", None):
-        return _attempt(lm, *args, **kwargs)
-    _deadline.at = time.monotonic() + seconds
-    try:
-        return _attempt(lm, *args, **kwargs)
-    finally:
-        _deadline.at = None
+    return None if isinstance(seconds, bool) or not isinstance(seconds, int | float) else seconds
 
 
-async def _aattempt_within_timeout(lm, *args, _aattempt=execution._aattempt, **kwargs):
-    """DSPy's `_aattempt`, cancelled `timeout` seconds from now (the LM's number; else as DSPy makes it): the
-    TimeoutError that ends it is retried like any other."""
-    seconds = getattr(lm, "kwargs", {}).get("timeout")
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-        return await _aattempt(lm, *args, **kwargs)
-    async with asyncio.timeout(seconds):
-        return await _aattempt(lm, *args, **kwargs)
+def bound_attempt(attempt):
+    """DSPy's `_attempt`, ending by the LM's `timeout` seconds from its start: the attempt's thread gets that
+    deadline (see `bound_read`) while it runs.
+
+    Args:
+        attempt: `dspy.clients.execution._attempt` (what the wrapper calls).
+
+    Returns:
+        The wrapper, with `attempt`'s signature. An attempt inside another (a deadline already set) keeps the
+        outer one's.
+    """
+    def attempt_within_timeout(lm, *args, **kwargs):
+        seconds = _seconds(lm)
+        if seconds is None or _deadline.at:
+            return attempt(lm, *args, **kwargs)
+        _deadline.at = time.monotonic() + seconds
+        try:
+            return attempt(lm, *args, **kwargs)
+        finally:
+            _deadline.at = None
+    return attempt_within_timeout
 
 
-for _cls in (socket.socket, ssl.SSLSocket):
-    for _name in ("recv", "recv_into"):
-        setattr(_cls, _name, _bounded(getattr(_cls, _name)))
-# DSPy 3.4 has no setting for this: its retry loop (sync) looks the function up at each attempt.
-execution._attempt = _attempt_within_timeout
-execution._aattempt = _aattempt_within_timeout
+def bound_aattempt(aattempt):
+    """DSPy's `_aattempt`, cancelled `timeout` seconds from its start (the LM's number; else as DSPy makes it):
+    the TimeoutError that ends it is retried like any other.
+
+    Args:
+        aattempt: `dspy.clients.execution._aattempt` (what the wrapper awaits).
+
+    Returns:
+        The wrapper, a coroutine function with `aattempt`'s signature.
+    """
+    async def aattempt_within_timeout(lm, *args, **kwargs):
+        seconds = _seconds(lm)
+        if seconds is None:
+            return await aattempt(lm, *args, **kwargs)
+        async with asyncio.timeout(seconds):
+            return await aattempt(lm, *args, **kwargs)
+    return aattempt_within_timeout

@@ -2,9 +2,9 @@
 
 A kind is stored in the run store (results.failure), counted by `datagen status`, listed by `datagen inspect` and
 the view, and decides the runner's policy (a fatal kind stops the run). The kinds are the members of
-`datagen.errors.FailureKind`; two families are open-ended: an error no kind names is stored under its class name, and a failure
-of a judge or an offline metric is stored as `judge_<kind>` (the chunk) or `<judge|metric>_<metric>_<kind>` (one
-score; see datagen.metrics.scoring).
+`datagen.errors.FailureKind`; two families are open-ended: an error no kind names is stored under its class name,
+and a failure of a judge or an offline metric is stored as `judge_<kind>` (the chunk) or
+`<judge|metric>_<metric>_<kind>` (one score; see datagen.metrics.scoring).
 """
 
 from dspy.utils.exceptions import AdapterParseError, LMError
@@ -12,7 +12,8 @@ from dspy.utils.exceptions import AdapterParseError, LMError
 from datagen.errors import FailureKind
 from datagen.lm.adapters import InvalidText, valid_text
 from datagen.lm.errors import BatchRequestError, Deferred, causes, root_cause
-from datagen.lm.roles import MAX_RETRY_AFTER, configured_names
+from datagen.lm.gate import MAX_RETRY_AFTER
+from datagen.lm.names import configured_names
 from datagen.util.redaction import redact
 
 

@@ -1,9 +1,11 @@
 """Admission of LM requests: requests a minute, tokens a minute, and requests in flight adapted to 429s.
 
 Every request a run sends (each attempt of each call, retries included, sync or async) passes a `CallGate` first:
-DSPy 3.4 makes each attempt in `dspy.clients.execution._attempt` / `_aattempt`, which this module wraps. The gate
-of a call is found by its LM's model name in the gates the running chunk was given (`gated`), so a judge that is
-the task model shares the task model's limits, as it shares the provider's.
+DSPy 3.4 makes each attempt in `dspy.clients.execution._attempt` / `_aattempt`, which this module's wrappers wrap
+(`gate_attempt`, installed by datagen.lm.hooks). The gate of a call is found by its LM's model name in the gates the
+running chunk was given (`gated`), so a judge that is the task model shares the task model's limits, as it shares
+the provider's. Before any gate, a `RequestWatcher` among DSPy's callbacks may count a request or refuse it, and a
+retry waits at most MAX_RETRY_AFTER for a provider's Retry-After.
 
 - `rpm`: starts at least 60/rpm seconds apart (never a burst a per-second limit would refuse).
 - `tpm`: a token bucket of `tpm` tokens refilling over a minute (a generic cell rate algorithm, as in ATM traffic
@@ -27,9 +29,9 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from dspy.clients import execution
+import dspy
+from dspy.utils.callback import BaseCallback
 
-from datagen.lm import deadline  # noqa: F401 (first: the gate's wait is not part of an attempt's time bound)
 from datagen.lm.errors import causes
 
 CUT = 0.75  # a 429 leaves this share of the requests in flight
@@ -219,43 +221,141 @@ def is_rate_limit(exc: BaseException) -> bool:
                for cause in causes(exc))
 
 
-def _attempt_gated(lm, call, backend, request, provider, state, results, _attempt=execution._attempt):
-    gate = _gates.get().get(getattr(lm, "model", None))
-    if gate is None:
-        return _attempt(lm, call, backend, request, provider, state, results)
-    ticket, before = gate.enter(estimate_tokens(lm, call)), len(results)
-    limited = False
-    try:
-        return _attempt(lm, call, backend, request, provider, state, results)
-    except Exception as exc:
-        limited = is_rate_limit(exc)
-        raise
-    finally:
-        gate.exit(ticket, _used(results, before), limited)
+def gate_attempt(attempt):
+    """DSPy's `_attempt`, admitted first by the gate of its model in the running chunk's gates (`gated`); the
+    gate learns how it ended (the tokens used, a 429).
+
+    Args:
+        attempt: what the wrapper calls (`dspy.clients.execution._attempt`, as wrapped by the deadline).
+
+    Returns:
+        The wrapper, with `attempt`'s signature. An LM with no gate is passed straight through.
+    """
+    def attempt_gated(lm, call, backend, request, provider, state, results):
+        gate = _gates.get().get(getattr(lm, "model", None))
+        if gate is None:
+            return attempt(lm, call, backend, request, provider, state, results)
+        ticket, before = gate.enter(estimate_tokens(lm, call)), len(results)
+        limited = False
+        try:
+            return attempt(lm, call, backend, request, provider, state, results)
+        except Exception as exc:
+            limited = is_rate_limit(exc)
+            raise
+        finally:
+            gate.exit(ticket, _used(results, before), limited)
+    return attempt_gated
 
 
-async def _aattempt_gated(lm, call, backend, request, provider, state, results, _aattempt=execution._aattempt):
-    gate = _gates.get().get(getattr(lm, "model", None))
-    if gate is None:
-        return await _aattempt(lm, call, backend, request, provider, state, results)
-    ticket, before = await gate.aenter(estimate_tokens(lm, call)), len(results)
-    limited = False
-    try:
-        return await _aattempt(lm, call, backend, request, provider, state, results)
-    except Exception as exc:
-        limited = is_rate_limit(exc)
-        raise
-    finally:
-        gate.exit(ticket, _used(results, before), limited)
+def gate_aattempt(aattempt):
+    """`gate_attempt` for DSPy's `_aattempt`: the gate is awaited without blocking the event loop.
+
+    Args:
+        aattempt: what the wrapper awaits (`dspy.clients.execution._aattempt`, as wrapped by the deadline).
+
+    Returns:
+        The wrapper, a coroutine function with `aattempt`'s signature.
+    """
+    async def aattempt_gated(lm, call, backend, request, provider, state, results):
+        gate = _gates.get().get(getattr(lm, "model", None))
+        if gate is None:
+            return await aattempt(lm, call, backend, request, provider, state, results)
+        ticket, before = await gate.aenter(estimate_tokens(lm, call)), len(results)
+        limited = False
+        try:
+            return await aattempt(lm, call, backend, request, provider, state, results)
+        except Exception as exc:
+            limited = is_rate_limit(exc)
+            raise
+        finally:
+            gate.exit(ticket, _used(results, before), limited)
+    return aattempt_gated
 
 
-# DSPy 3.4 has no hook for this: its retry loops look both functions up at each attempt.
-execution._attempt = _attempt_gated
-execution._aattempt = _aattempt_gated
+class RequestWatcher(BaseCallback):
+    """A DSPy callback told of each LM request about to be sent (each attempt of a call, a retry too; an answer
+    from DSPy's cache sends none), before any gate or server: `sending` may count it, or refuse it by raising.
+    Active where it is among DSPy's callbacks (`dspy.context(callbacks=[...])`, which DSPy's own workers and
+    datagen's run_chunks hand on). Subclasses say what `sending` does (e.g. datagen.tuning.optimize.CallCounter)."""
+
+    def sending(self, lm) -> None:
+        """One request of `lm` is about to be sent; raise to refuse it."""
+        raise NotImplementedError
+
+
+def _watchers() -> list[RequestWatcher]:
+    return [c for c in dspy.settings.get("callbacks", []) if isinstance(c, RequestWatcher)]
+
+
+def watch_attempt(attempt):
+    """DSPy's `_attempt`, shown first to the RequestWatchers among DSPy's callbacks.
+
+    Args:
+        attempt: what the wrapper calls (`dspy.clients.execution._attempt`, as wrapped by the server spread).
+
+    Returns:
+        The wrapper, with `attempt`'s signature.
+    """
+    def attempt_watched(lm, call, backend, request, provider, state, results):
+        for watcher in _watchers():
+            watcher.sending(lm)
+        return attempt(lm, call, backend, request, provider, state, results)
+    return attempt_watched
+
+
+def watch_aattempt(aattempt):
+    """`watch_attempt` for DSPy's `_aattempt`.
+
+    Args:
+        aattempt: what the wrapper awaits.
+
+    Returns:
+        The wrapper, a coroutine function with `aattempt`'s signature.
+    """
+    async def aattempt_watched(lm, call, backend, request, provider, state, results):
+        for watcher in _watchers():
+            watcher.sending(lm)
+        return await aattempt(lm, call, backend, request, provider, state, results)
+    return aattempt_watched
+
+
+# The longest Retry-After a retry waits for: DSPy's own backoff cap. DSPy waits for any Retry-After, however long
+# (a spent daily quota says 3600+), holding the chunk, and with every chunk the run, for that long.
+MAX_RETRY_AFTER = 60.0
+
+
+def cap_retry_wait(delay):
+    """DSPy's wait before a retry, except that a wait over MAX_RETRY_AFTER re-raises the error: the chunk fails
+    now, as a rate limit, and a resume retries it.
+
+    Args:
+        delay: `dspy.clients.execution._delay(exc, attempt)`, which DSPy calls in its `except` block.
+
+    Returns:
+        The wrapper, with `delay`'s signature.
+    """
+    def delay_or_give_up(exc, attempt):
+        wait = delay(exc, attempt)
+        if wait > MAX_RETRY_AFTER:
+            raise exc
+        return wait
+    return delay_or_give_up
+
 
 # DSPy 3.4 builds its native engine's router with lm15's default pool of 100 connections, a hidden cap on the
 # requests in flight under the gate's: 256 chunks in flight at 2 s a call ran at 48.6 samples/s = 100 / 2 s
 # (bench/throughput_bench.py). Connections are opened as needed, so a high bound costs nothing; the gate bounds
 # what is in flight.
 MAX_CONNECTIONS = 4096
-execution.RouterConfig = functools.partial(execution.RouterConfig, max_connections=MAX_CONNECTIONS)
+
+
+def widen_connection_pool(router_config):
+    """DSPy's `RouterConfig` (lm15's settings of its native engine) with MAX_CONNECTIONS connections a pool.
+
+    Args:
+        router_config: `dspy.clients.execution.RouterConfig`.
+
+    Returns:
+        `router_config` with `max_connections` given.
+    """
+    return functools.partial(router_config, max_connections=MAX_CONNECTIONS)

@@ -14,6 +14,7 @@ import dspy
 from dspy.lm15 import Message, Response, TextPart, Usage, response_to_events
 
 from datagen.errors import DatagenError
+from datagen.lm.hooks import install as install_hooks
 
 LOCAL_MODEL = "local/gemma-3-270m"
 CONTEXT_WINDOW = 4096
@@ -131,7 +132,20 @@ class AsyncLlamaCppEngine:
 
 
 def local_lm(*, max_tokens: int | None = None, temperature: float | None = None, n_ctx: int = CONTEXT_WINDOW):
-    """A dspy.LM backed by the embedded model (loaded on its first call, not here)."""
+    """A dspy.LM backed by the embedded model (loaded on its first call, not here).
+
+    Installs datagen's hooks into DSPy (`datagen.lm.hooks.install`), as a role model does: the LM may be used
+    on its own.
+
+    Args:
+        max_tokens: the cap on one answer (default DEFAULT_MAX_TOKENS).
+        temperature: the sampling temperature (default DEFAULT_TEMPERATURE).
+        n_ctx: the context window llama.cpp allocates, in tokens.
+
+    Returns:
+        The dspy.LM, with a sync and an async engine over one llama.cpp model.
+    """
+    install_hooks()
     engine = LlamaCppEngine(n_ctx=n_ctx)
     return dspy.LM(LOCAL_MODEL, engine=engine, async_engine=AsyncLlamaCppEngine(engine),
                    max_tokens=max_tokens or DEFAULT_MAX_TOKENS,

@@ -10,92 +10,44 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import dspy
-from dspy.clients import execution
-from dspy.utils.usage_tracker import UsageTracker
 
-from datagen.lm import deadline  # noqa: F401 (installs the wall-clock bound on each LM call's attempts)
-from datagen.lm import metadata_cache  # noqa: F401 (DSPy's per-call model metadata lookup, once per model)
-from datagen.lm import servers  # (installs the spreading of a role's calls over several api_bases)
-from datagen.lm.adapters import ChatAdapter, JSONAdapter
-from datagen.workspace.config import Config, ModelSettings, Role
 from datagen.errors import ConfigError, DatagenError, ModelUnreachable
+from datagen.lm.adapters import ChatAdapter, JSONAdapter
+from datagen.lm.hooks import install as install_hooks
 from datagen.lm.local import CONTEXT_WINDOW, LOCAL_MODEL, local_lm
+from datagen.lm.names import remember_configured
+# Moved to datagen.lm.names; kept here until every importer takes it from the package face, datagen.lm.
+from datagen.lm.names import track_usage  # noqa: F401
+from datagen.lm.servers import BOARD, DEFAULT_COOLDOWN, ServerSet, servers_of, spread
 from datagen.util.redaction import remember_key
+from datagen.workspace.config import Config, ModelSettings, Role
 
 log = logging.getLogger(__name__)
-
-# The longest Retry-After a retry waits for: DSPy's own backoff cap. DSPy waits for any Retry-After, however long
-# (a spent daily quota says 3600+), holding the chunk, and with every chunk the run, for that long.
-MAX_RETRY_AFTER = 60.0
-
-
-def _delay_or_give_up(exc, attempt, _delay=execution._delay):
-    """DSPy's wait before a retry (`dspy.clients.execution._delay`, called in its `except` block), except that a
-    wait over MAX_RETRY_AFTER re-raises the error: the chunk fails now, as a rate limit, and a resume retries it."""
-    delay = _delay(exc, attempt)
-    if delay > MAX_RETRY_AFTER:
-        raise exc
-    return delay
-
-
-# DSPy 3.4 has no setting for this: its retry loop (sync and async) looks the function up at each retry.
-execution._delay = _delay_or_give_up
-
-
-# The model strings DSPy is given for a model configured under another (see `build_role_model`), and back.
-_CONFIGURED: dict[str, str] = {}
-
-
-def configured_name(model: str) -> str:
-    """The model string the user configured for the LM DSPy knows as `model` (that same string, most often)."""
-    return _CONFIGURED.get(model, model)
-
-
-def remember_configured(role_model: "RoleModel") -> None:
-    """Name `role_model`'s LM as configured from now on in this process (in usage, messages): where it was built,
-    and in a process it was sent to (a Ray actor)."""
-    if role_model.configured:
-        _CONFIGURED[role_model.lm.model] = role_model.configured
-
-
-def configured_names(text: str) -> str:
-    """`text` (e.g. an error message of DSPy's, "[hosted_vllm/NAME] ...") with each model named as configured."""
-    for wire, configured in _CONFIGURED.items():
-        text = text.replace(wire, configured)
-    return text
-
-
-class _ConfiguredNames(UsageTracker):
-    def add_usage(self, lm: str, usage_entry: dict) -> None:
-        super().add_usage(configured_name(lm), usage_entry)
-
-
-@contextmanager
-def track_usage() -> Iterator[UsageTracker]:
-    """`dspy.track_usage()`, with each model's tokens under the name the user configured it by."""
-    tracker, parent = _ConfiguredNames(), dspy.settings.usage_tracker
-    with dspy.settings.context(usage_tracker=tracker):
-        try:
-            yield tracker
-        finally:
-            if parent is not None:  # as DSPy's nested trackers do
-                for lm, entries in tracker.usage_data.items():
-                    parent.usage_data[lm].extend(entries)
 
 
 @dataclass
 class RoleModel:
     """A role's ready-to-use model: the LM, the adapter that formats prompts for it, and what is known of it.
-    `configured` is the model string as the user wrote it, when the LM is addressed by another (see
-    `build_role_model`): it names the model in reports, run stores and prices. `default_cap` is True when the LM's
-    max_tokens is not the user's but datagen's default for the role (see `bounded`)."""
+
+    Making one, or unpickling one (in a Ray actor), installs datagen's hooks into DSPy (`datagen.lm.hooks.install`,
+    once per process), which its calls need: the role's timeout on each attempt, the rate gate, the spread over
+    several servers.
+
+    Args:
+        role: "task", "judge" or "prompt".
+        lm: the dspy.LM its calls go to.
+        adapter: the DSPy adapter that formats its prompts and parses its answers.
+        context_window: the model's context window in tokens; None when unknown.
+        configured: the model string as the user wrote it, when the LM is addressed by another (see
+            `build_role_model`): it names the model in reports, run stores and prices.
+        default_cap: True when the LM's max_tokens is not the user's but datagen's default for the role (see
+            `bounded`).
+    """
 
     role: Role
     lm: dspy.LM
@@ -104,8 +56,18 @@ class RoleModel:
     configured: str | None = None
     default_cap: bool = False
 
+    def __post_init__(self):
+        install_hooks()
+
+    def __setstate__(self, state: dict) -> None:
+        # Unpickled in another process (a Ray actor, a worker process), which never made it: its calls need the
+        # hooks there too.
+        install_hooks()
+        self.__dict__.update(state)
+
     @property
     def name(self) -> str:
+        """The model's name as the user configured it."""
         return self.configured or self.lm.model
 
     def context(self, **settings):
@@ -253,6 +215,10 @@ def _check_key(settings: ModelSettings, role: Role) -> dict:
 
 
 def build_role_model(settings: ModelSettings, role: Role) -> RoleModel:
+    """The model `settings` describe, for `role`, as it is (no default cap: see `role_model`).
+
+    Raises ConfigError for a model string without a provider prefix or with an unknown provider, or an API key
+    that is needed and not set."""
     if settings.model in (None, LOCAL_MODEL):
         lm = local_lm(max_tokens=settings.max_tokens, temperature=settings.temperature)
         # JSONAdapter sends the signature's schema, which the engine turns into a decoding grammar.
@@ -281,7 +247,6 @@ def build_role_model(settings: ModelSettings, role: Role) -> RoleModel:
         # which llama.cpp's server and older vLLM ignore (they then generate to the end of the context). Its vLLM
         # dialect is OpenAI's chat API with `max_tokens`, which they all honour.
         wire = "hosted_vllm/" + settings.model.split("/", 1)[1]
-        _CONFIGURED[wire] = settings.model
         if "api_key" not in kwargs:  # litellm would have sent OPENAI_API_KEY; the vLLM dialect reads another name
             kwargs["api_key"] = os.environ["OPENAI_API_KEY"].strip()
             remember_key(kwargs["api_key"])
@@ -295,16 +260,18 @@ def build_role_model(settings: ModelSettings, role: Role) -> RoleModel:
     lm = dspy.LM(wire, temperature=settings.temperature, max_tokens=settings.max_tokens,
                  engine=settings.engine or "auto", **kwargs)
     if len(bases) > 1:
-        servers.spread(lm, servers.ServerSet(role, bases, settings.cooldown or servers.DEFAULT_COOLDOWN))
+        spread(lm, ServerSet(role, bases, settings.cooldown or DEFAULT_COOLDOWN))
     window = settings.context_window or _known_context_window(settings.model)
-    return RoleModel(role, lm, ChatAdapter(), window, configured=settings.model if wire != settings.model else None)
+    model = RoleModel(role, lm, ChatAdapter(), window, configured=settings.model if wire != settings.model else None)
+    remember_configured(model)
+    return model
 
 
 def check_reachable(model: RoleModel, timeout: float = 5.0) -> None:
     """Fail fast, before any chunk is read, when a self-hosted server's address does not answer: otherwise each
     chunk would spend its retries (tens of seconds) on a connection that cannot succeed. A model with several
     servers fails only when none answers; those that do not are left out until their cooldown ends (logged)."""
-    pool = servers.servers_of(model.lm)
+    pool = servers_of(model.lm)
     api_base = model.lm.kwargs.get("api_base")
     if pool is None:
         if api_base and (error := _unreachable(api_base, timeout)):
@@ -319,7 +286,7 @@ def check_reachable(model: RoleModel, timeout: float = 5.0) -> None:
     for url, error in down.items():
         log.warning("%s: the server at %s does not answer (%s): left out for %g s, then tried again", model.name,
                     url, error, pool.cooldown)
-        servers.BOARD.take_out(url, f"does not answer: {error}", pool.cooldown)
+        BOARD.take_out(url, f"does not answer: {error}", pool.cooldown)
 
 
 def _unreachable(api_base: str, timeout: float) -> str | None:
@@ -334,9 +301,23 @@ def _unreachable(api_base: str, timeout: float) -> str | None:
 
 
 def role_model(config: Config, role: Role) -> RoleModel:
-    """The `role`'s model as the config sets it (a role it leaves unset falls back as `Config.role` says, and
-    at the end to the embedded model). A judge or prompt role without max_tokens gets `default_max_tokens`' cap
-    (`bounded`); the task role's depends on the chunk: see `datagen.runs.generate.bound_answers`."""
+    """The `role`'s model as the config sets it.
+
+    A role the config leaves unset falls back as `Config.role` says, and at the end to the embedded model. A judge
+    or prompt role without max_tokens gets `default_max_tokens`' cap (`bounded`); the task role's depends on the
+    chunk: see `datagen.runs.generate.bound_answers`.
+
+    Args:
+        config: the workspace's configuration (`datagen.load_config`).
+        role: "task", "judge" or "prompt".
+
+    Returns:
+        The role's model, ready to run (its API key read from the environment, its servers known).
+
+    Raises:
+        ConfigError: the role's model string has no provider prefix or an unknown provider, or its API key
+            variable is not set (or empty).
+    """
     model = build_role_model(config.role(role), role)
     return model if role == "task" else bounded(model, default_max_tokens(role), _WHY[role])
 

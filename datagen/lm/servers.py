@@ -8,9 +8,10 @@ server out, the one due back first is tried all the same (a role never waits on 
 going down mid-run costs no sample while another answers, and one coming back gets its share again.
 
 How: DSPy 3.4 makes each attempt of an LM call in `dspy.clients.execution._attempt` / `_aattempt`, with the engine
-it chose for the LM's `api_base` (DSPy's own retries go through it again). datagen wraps both, around the rate
-gate of datagen/limits.py and the deadline of datagen/deadline.py (so each try on a server passes the gate and gets
-the whole timeout): for an LM built with several servers (`lm._datagen_servers`, a `ServerSet`) the attempt is made
+it chose for the LM's `api_base` (DSPy's own retries go through it again). datagen wraps both (`spread_attempt`,
+installed by datagen.lm.hooks), around the rate gate of datagen.lm.gate and the deadline of datagen.lm.deadline (so
+each try on a server passes the gate and gets the whole timeout): for an LM built with several servers
+(`lm._datagen_servers`, a `ServerSet`) the attempt is made
 on the chosen server's engine instead, the one DSPy itself keeps for that `api_base` (its native engine and
 connection pool, or litellm). An LM without servers passes straight through (one attribute lookup). The LM carries
 only the URLs and settings, so it pickles (Ray actors); health and load are this process's own.
@@ -36,8 +37,8 @@ from dataclasses import dataclass
 
 from dspy.clients import execution
 
-from datagen.lm import gate as limits  # noqa: F401 (first: each try of a request passes the rate gate and its deadline)
 from datagen.lm.errors import causes
+from datagen.lm.names import configured_name
 from datagen.util.redaction import redact
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ def spread(lm, servers: ServerSet):
 
 
 def servers_of(lm) -> ServerSet | None:
+    """The servers `lm` spreads its requests over; None for an LM with one `api_base` (or none)."""
     return getattr(lm, "_datagen_servers", None)
 
 
@@ -70,24 +72,30 @@ def servers_of(lm) -> ServerSet | None:
 
 
 @dataclass
-class _Health:
+class Health:
+    """One server's state on a `Board`: requests in flight to it, and whether (and why) it is out of service."""
+
     in_flight: int = 0
     out_until: float | None = None  # None: in service; else the clock time its cooldown ends
     trial: bool = False  # a trial request is in flight (after a cooldown): the others keep away meanwhile
     reason: str | None = None  # why it was taken out
 
 
-class _Board:
-    """Every server's health and load in this process, by URL (two roles on the same server share them)."""
+class Board:
+    """Every server's health and load in this process, by URL (two roles on the same server share them).
+
+    The process has one, `BOARD`; a board of one's own (a test's) takes the `clock` it reads (seconds, monotonic).
+    Thread-safe.
+    """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic):
         self.clock = clock
         self._lock = threading.Lock()
-        self._health: dict[str, _Health] = {}
+        self._health: dict[str, Health] = {}
         self._turn = itertools.count()
 
-    def _of(self, url: str) -> _Health:
-        return self._health.setdefault(url, _Health())
+    def _of(self, url: str) -> Health:
+        return self._health.setdefault(url, Health())
 
     def choose(self, urls: tuple[str, ...], tried: list[str]) -> tuple[str, bool] | None:
         """The server for a request's next try, and whether it is a trial (a server back from a cooldown, or one
@@ -138,20 +146,23 @@ class _Board:
             return False
 
     def take_out(self, url: str, reason: str, cooldown: float) -> None:
+        """Take `url` out of service for `cooldown` seconds, for `reason` (a server found down before a run)."""
         with self._lock:
             health = self._of(url)
             health.out_until, health.reason = self.clock() + cooldown, reason
 
-    def state(self, url: str) -> _Health:
+    def state(self, url: str) -> Health:
+        """A copy of `url`'s health now."""
         with self._lock:
             return dataclasses.replace(self._of(url))
 
     def reset(self) -> None:
+        """Forget every server: all in service, nothing in flight."""
         with self._lock:
             self._health.clear()
 
 
-BOARD = _Board()
+BOARD = Board()
 
 
 # --- the calls' record ---------------------------------------------------------------------------------------
@@ -201,13 +212,6 @@ def server_failure(exc: BaseException) -> bool:
 # DSPy keeps per LM and client settings; litellm's it makes per call.
 _engines: "weakref.WeakKeyDictionary[object, dict[str, object]]" = weakref.WeakKeyDictionary()
 _engines_lock = threading.Lock()
-
-
-def configured(lm) -> str:
-    """The LM's model as the user configured it (datagen.lm.roles' name for it)."""
-    from datagen.lm.roles import configured_name
-
-    return configured_name(getattr(lm, "model", "?"))
 
 
 def _on(call, url: str):
@@ -279,8 +283,8 @@ async def _aspread(lm, call, backend, request, provider, state, results, attempt
 def _release(lm, servers: ServerSet, url: str, trial: bool, ended: str | None, failure: str | None) -> None:
     """A try on `url` is over: the board counts it, and a server it has just left out is logged."""
     if BOARD.release(url, trial, ended, failure, servers.cooldown):
-        log.warning("%s: the server at %s failed a request (%s): left out for %g s", configured(lm), url, failure,
-                    servers.cooldown)
+        log.warning("%s: the server at %s failed a request (%s): left out for %g s",
+                    configured_name(getattr(lm, "model", "?")), url, failure, servers.cooldown)
 
 
 def _failed(exc: Exception, lm, servers: ServerSet, url: str) -> tuple[str | None, str]:
@@ -290,20 +294,36 @@ def _failed(exc: Exception, lm, servers: ServerSet, url: str) -> tuple[str | Non
     return (line, "failed") if server_failure(exc) else (None, "answered")
 
 
-def _attempt_spread(lm, call, backend, request, provider, state, results, _attempt=execution._attempt):
-    servers = getattr(lm, "_datagen_servers", None)
-    if servers is None:
-        return _attempt(lm, call, backend, request, provider, state, results)
-    return _spread(lm, call, backend, request, provider, state, results, _attempt, servers)
+def spread_attempt(attempt):
+    """DSPy's `_attempt`, made on the chosen server of an LM built with several (see the module's docstring).
+
+    Args:
+        attempt: what the wrapper calls for each try (`dspy.clients.execution._attempt`, as wrapped by the rate
+            gate and the deadline).
+
+    Returns:
+        The wrapper, with `attempt`'s signature. An LM without servers passes straight through.
+    """
+    def attempt_spread(lm, call, backend, request, provider, state, results):
+        pool = servers_of(lm)
+        if pool is None:
+            return attempt(lm, call, backend, request, provider, state, results)
+        return _spread(lm, call, backend, request, provider, state, results, attempt, pool)
+    return attempt_spread
 
 
-async def _aattempt_spread(lm, call, backend, request, provider, state, results, _aattempt=execution._aattempt):
-    servers = getattr(lm, "_datagen_servers", None)
-    if servers is None:
-        return await _aattempt(lm, call, backend, request, provider, state, results)
-    return await _aspread(lm, call, backend, request, provider, state, results, _aattempt, servers)
+def spread_aattempt(aattempt):
+    """`spread_attempt` for DSPy's `_aattempt`.
 
+    Args:
+        aattempt: what the wrapper awaits for each try.
 
-# DSPy 3.4 has no hook for this: its retry loops look both functions up at each attempt.
-execution._attempt = _attempt_spread
-execution._aattempt = _aattempt_spread
+    Returns:
+        The wrapper, a coroutine function with `aattempt`'s signature.
+    """
+    async def aattempt_spread(lm, call, backend, request, provider, state, results):
+        pool = servers_of(lm)
+        if pool is None:
+            return await aattempt(lm, call, backend, request, provider, state, results)
+        return await _aspread(lm, call, backend, request, provider, state, results, aattempt, pool)
+    return aattempt_spread

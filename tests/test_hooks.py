@@ -1,0 +1,195 @@
+"""datagen.lm.hooks is the one place DSPy and the socket reads are extended: importing any datagen module changes
+nothing in other libraries; `install_hooks()` wraps each attempt of an LM call in the stated order (request
+watchers -> server spread -> rate gate -> deadline -> DSPy's attempt), once however often it is called; a role model
+made, or unpickled in another process, installs them; and a socket read of a thread with no datagen deadline is
+never bounded."""
+
+import inspect
+import logging
+import pickle
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from types import SimpleNamespace
+
+import dspy
+import pytest
+from dspy.clients import capabilities, costs, execution, model_metadata
+
+from datagen.errors import DatagenError
+from datagen.lm import RoleModel, install_hooks
+from datagen.lm.deadline import bound_attempt
+from datagen.lm.hooks import check_dspy
+
+from .conftest import ROOT
+
+# What datagen wraps: (owner, attribute).
+OWNERS = {"socket.socket": socket.socket, "ssl.SSLSocket": ssl.SSLSocket, "execution": execution, "costs": costs,
+          "capabilities": capabilities}
+HOOKED = [("socket.socket", "recv"), ("socket.socket", "recv_into"), ("ssl.SSLSocket", "recv"),
+          ("ssl.SSLSocket", "recv_into"), ("execution", "_attempt"), ("execution", "_aattempt"),
+          ("execution", "_delay"), ("execution", "_cached"), ("execution", "RouterConfig"), ("costs", "model_info"),
+          ("capabilities", "model_info")]
+HOOKED_NOW = "[" + ", ".join(f"{owner}.{name}" for owner, name in HOOKED) + "]"  # in a fresh interpreter
+IMPORTS = "import socket, ssl\nfrom dspy.clients import capabilities, costs, execution\n"
+
+
+def run_python(code: str) -> str:
+    """`code` run by a fresh interpreter in the repository; its stdout."""
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def hooked_now() -> list:
+    return [getattr(OWNERS[owner], name) for owner, name in HOOKED]
+
+
+def chain(function) -> list:
+    """`function`, what it wraps, what that wraps..., down to the original."""
+    found = [function]
+    while hasattr(found[-1], "__wrapped__"):
+        found.append(found[-1].__wrapped__)
+    return found
+
+
+def test_importing_every_datagen_module_changes_nothing_in_other_libraries():
+    code = IMPORTS + f"""
+import importlib, logging, pkgutil
+before = {HOOKED_NOW}
+lm_log = logging.getLogger("dspy.clients.lm")
+log_before = (lm_log.level, list(lm_log.filters))
+import datagen
+for module in pkgutil.walk_packages(datagen.__path__, "datagen."):
+    if "_builtin" not in module.name:
+        importlib.import_module(module.name)
+import litellm  # after datagen: its price list stays the bundled one (LITELLM_LOCAL_MODEL_COST_MAP)
+get_model_info = litellm.get_model_info
+after = {HOOKED_NOW}
+print([name for name, old, new in zip({HOOKED!r}, before, after) if old is not new])
+print(log_before == (lm_log.level, list(lm_log.filters)))
+print(litellm.get_model_info is get_model_info and "datagen" not in (litellm.get_model_info.__module__ or ""))
+"""
+    changed, logger_kept, litellm_kept = run_python(code).splitlines()
+    assert changed == "[]"
+    assert logger_kept == "True" and litellm_kept == "True"
+
+
+def test_each_attempt_passes_the_watchers_the_spread_the_gate_and_the_deadline_in_that_order():
+    install_hooks()
+    for name, wrappers in (("_attempt", ["attempt_watched", "attempt_spread", "attempt_gated",
+                                         "attempt_within_timeout"]),
+                           ("_aattempt", ["aattempt_watched", "aattempt_spread", "aattempt_gated",
+                                          "aattempt_within_timeout"])):
+        found = chain(getattr(execution, name))
+        assert [f.__name__ for f in found] == [*wrappers, name]
+        assert [f.__module__ for f in found] == ["datagen.lm.gate", "datagen.lm.servers", "datagen.lm.gate",
+                                                 "datagen.lm.deadline", "dspy.clients.execution"]
+        assert inspect.unwrap(getattr(execution, name)) is found[-1]
+    assert inspect.iscoroutinefunction(execution._aattempt)
+
+
+def test_the_other_hooks_wrap_what_dspy_and_the_socket_module_have():
+    install_hooks()
+    for owner in (socket.socket, ssl.SSLSocket):
+        for read in ("recv", "recv_into"):
+            wrapper = getattr(owner, read)
+            assert wrapper.__module__ == "datagen.lm.deadline" and len(chain(wrapper)) == 2
+    assert socket.socket.recv.__wrapped__ is socket.socket.__mro__[1].recv  # the C method of _socket.socket
+    assert [f.__module__ for f in chain(execution._delay)] == ["datagen.lm.gate", "dspy.clients.execution"]
+    assert [f.__module__ for f in chain(execution._cached)] == ["datagen.lm.calllog", "dspy.clients.execution"]
+    assert execution.RouterConfig.keywords == {"max_connections": 4096}
+    assert costs.model_info is capabilities.model_info  # one memo for both
+    assert costs.model_info.__wrapped__ is model_metadata.model_info
+
+
+def test_installing_twice_is_installing_once():
+    install_hooks()
+    once = hooked_now()
+    filters = list(logging.getLogger("dspy.clients.lm").filters)
+    install_hooks()
+    assert hooked_now() == once
+    assert logging.getLogger("dspy.clients.lm").filters == filters
+    assert len(chain(execution._attempt)) == 5  # however many role models this process has made
+
+
+def test_a_role_model_made_or_unpickled_in_a_fresh_process_installs_the_hooks():
+    code = IMPORTS + """
+import dspy
+original = execution._attempt
+from datagen.lm import RoleModel
+print(execution._attempt is original)
+RoleModel("task", dspy.LM("openai/x", api_key="k"), dspy.ChatAdapter(), None)
+print(execution._attempt.__wrapped__.__wrapped__.__wrapped__.__wrapped__ is original)
+"""
+    assert run_python(code).split() == ["True", "True"]
+    pickled = pickle.dumps(RoleModel("task", dspy.LM("openai/x", api_key="k"), dspy.ChatAdapter(), None))
+    code = IMPORTS + f"""
+import pickle
+original = execution._attempt
+model = pickle.loads({pickled!r})  # as a Ray actor receives it
+print(model.lm.model, execution._attempt is not original, socket.socket.recv.__module__)
+"""
+    assert run_python(code).split() == ["openai/x", "True", "datagen.lm.deadline"]
+
+
+def test_a_dspy_without_what_the_hooks_wrap_is_named_and_nothing_is_installed(monkeypatch):
+    monkeypatch.delattr(execution, "_delay")
+    monkeypatch.setattr(execution, "_cached", lambda lm, call: None)
+    with pytest.raises(DatagenError, match=r"lacks dspy\.clients\.execution\._delay, dspy\.clients\.execution\."
+                                           r"_cached .*dspy>=3\.4\.1,<3\.5"):
+        check_dspy()
+    code = IMPORTS + """
+del execution._delay
+original = execution._attempt
+from datagen.errors import DatagenError
+from datagen.lm import RoleModel, install_hooks
+try:
+    install_hooks()
+except DatagenError as error:
+    print(error)
+print(execution._attempt is original, "recv" in socket.socket.__dict__)
+"""
+    named, kept = run_python(code).splitlines()
+    assert "dspy.clients.execution._delay" in named
+    assert kept == "True False"
+
+
+def test_a_socket_read_of_another_thread_is_not_bounded_by_an_attempts_deadline():
+    """One thread runs an attempt with a 0.3 s timeout, blocked on a read; another thread's blocking read on
+    another socket, started meanwhile, gets its data at 0.8 s, after the attempt's deadline."""
+    install_hooks()
+    attempt_side, attempt_peer = socket.socketpair()
+    other_side, other_peer = socket.socketpair()
+    in_attempt, results = threading.Event(), {}
+
+    def read_in_attempt(lm):
+        in_attempt.set()
+        return attempt_side.recv(1)
+
+    def attempt():
+        started = time.monotonic()
+        try:
+            bound_attempt(read_in_attempt)(SimpleNamespace(kwargs={"timeout": 0.3}))
+        except TimeoutError as error:
+            results["attempt"] = (type(error), time.monotonic() - started)
+
+    def other_read():
+        results["other"] = other_side.recv(1)
+        results["other_timeout"] = other_side.gettimeout()
+
+    with attempt_side, attempt_peer, other_side, other_peer:
+        threads = [threading.Thread(target=attempt), threading.Thread(target=other_read)]
+        for thread in threads:
+            thread.start()
+        assert in_attempt.wait(5)
+        time.sleep(0.8)
+        other_peer.sendall(b"x")
+        for thread in threads:
+            thread.join(10)
+    kind, seconds = results["attempt"]
+    assert issubclass(kind, TimeoutError) and seconds < 0.8  # the attempt's own read is bounded
+    assert results["other"] == b"x" and results["other_timeout"] is None  # the other thread's is not touched
