@@ -13,7 +13,8 @@ from sklearn.metrics import roc_auc_score
 from datagen.workspace.config import Config
 from datagen.errors import DatagenError
 from datagen.runs.generate import RunSettings, generate
-from datagen.metrics.checks.human import MEAN_RATING, WHOLE_GATE, _auc, _spearman, human_check, verdict_label
+from datagen.metrics.checks.human import MEAN_RATING, WHOLE_GATE, human_check, verdict_label
+from datagen.metrics.checks.stats import auc_estimate, spearman_estimate
 from datagen.metrics.base import Score
 from datagen.store import Review, RunStore
 
@@ -141,11 +142,11 @@ def test_the_bootstrap_is_seeded_and_narrows_with_more_labels(run):
     widths = {}
     for n in (10, 160):
         good, bad = rng.normal(1.0, 1.0, n), rng.normal(0.0, 1.0, n)
-        auc = _auc(good, bad, 2000, 0)
+        auc = auc_estimate(good, bad, 2000, 0)
         assert auc.value == roc_auc_score([1] * n + [0] * n, np.r_[good, bad]) and auc.n == 2 * n
         assert auc.low < auc.value < auc.high
         ratings = np.clip(np.round(3 + good), 1, 5)
-        rank = _spearman(good + rng.normal(0, 0.5, n), ratings, 2000, 0)
+        rank = spearman_estimate(good + rng.normal(0, 0.5, n), ratings, 2000, 0)
         assert rank.low < rank.value < rank.high
         widths[n] = (auc.high - auc.low, rank.high - rank.low)
     # With 16 times the labels, an interval about a quarter as wide: no wider than half.

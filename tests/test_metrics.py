@@ -11,7 +11,8 @@ from datagen.workspace.config import Config, MetricSettings, ModelSettings
 from datagen.errors import DatagenError
 from datagen.dataset.export import write_export
 from datagen.runs.generate import RunSettings, generate
-from datagen.metrics.checks.judges import BASELINE, auc, judge_check, paired_accuracy
+from datagen.metrics.checks.judges import BASELINE, check_judges
+from datagen.metrics.checks.stats import auc, paired_accuracy
 from datagen.lm.roles import RoleModel
 from datagen.samples import Sample
 from datagen.metrics.scoring import MetricContext, Scorer, parse_thresholds
@@ -147,7 +148,7 @@ def test_judge_check_scores_a_discerning_judge_and_flags_a_biased_one(workspace,
     with FakeOpenAIServer(by_field={"rating": lambda text: "5" if styled(text) else "1",
                                     "closer": lambda _: "A", "reasoning": lambda _: "r"}) as server:
         config = Config(models={"judge": ModelSettings(model="openai/fake", api_base=server.url)})
-        checks = {c.judge: c for c in judge_check(run_dir, workspace=workspace, config=config, limit=12)}
+        checks = {c.judge: c for c in check_judges(run_dir, workspace=workspace, config=config, limit=12)}
     fidelity, pairwise, baseline = checks["style_fidelity"], checks["style_pairwise"], checks[BASELINE]
     assert (fidelity.accuracy, fidelity.auc, fidelity.pairs) == (1.0, 1.0, 12)
     assert not fidelity.worse_than_baseline
@@ -167,7 +168,7 @@ def test_judge_check_command_prints_the_table(workspace, run_dir):
 
 def test_judge_check_refuses_a_folder_that_is_not_a_run(workspace, tmp_path):
     with pytest.raises(DatagenError, match="not a datagen run folder"):
-        judge_check(tmp_path, workspace=workspace, config=Config())
+        check_judges(tmp_path, workspace=workspace, config=Config())
 
 
 # --- quality gating -------------------------------------------------------------------------------------------

@@ -9,8 +9,9 @@ score: the sample gets a `Failed` score for it, kind `judge_<metric>_<kind>` (e.
 keeps the other metrics' scores. A failed score counts as 0 wherever values are averaged: in the composite (so a
 composite with a failed part is a lower bound of the one the judge would have given, and a sample that reaches a
 `--min-score composite=` bar with it would reach it anyway), and in evaluate's and optimize's means. The run store
-keeps no failed score, so a gate on the failed metric itself holds the sample back (`datagen.dataset.export.passes`). Errors
-no other sample would escape (a bad key, an unknown model, nothing listening) are raised, to fail the chunk.
+keeps no failed score, so a gate on the failed metric itself holds the sample back
+(`datagen.dataset.export.passes`). Errors no other sample would escape (a bad key, an unknown model, nothing
+listening) are raised, to fail the chunk.
 """
 
 from collections.abc import Callable, Iterable
@@ -18,15 +19,12 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from datagen.lm.calllog import truncations
-from datagen.lm.failures import UNRECOVERABLE, failure_kind, first_line
-from datagen.workspace.config import Config
 from datagen.errors import DatagenError
+from datagen.lm import UNRECOVERABLE, RoleModel, failure_kind, first_line, judge_model, truncations
 from datagen.metrics.base import Failed, Score
 from datagen.metrics.composite import Composite
-from datagen.lm.roles import RoleModel, judge_model
-from datagen.workspace.pipelines import load_metric_suite
 from datagen.samples import Sample
+from datagen.workspace import Config, load_metric_suite
 
 COMPOSITE = "composite"
 
@@ -143,7 +141,8 @@ def review_criteria(pipeline: str, workspace: Path) -> dict[str, str]:
     {name: what a 5 means}, each named after the metric that measures it; {} for a module without them. Raises
     DatagenError when the pipeline has no metrics module."""
     criteria = getattr(load_metric_suite(pipeline, workspace), "CRITERIA", None) or {}
-    if not isinstance(criteria, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in criteria.items()):
+    if not isinstance(criteria, dict) or not all(isinstance(key, str) and isinstance(value, str)
+                                                 for key, value in criteria.items()):
         raise DatagenError(f"metrics/{pipeline}.py: CRITERIA must map criterion names to what a 5 means (text)")
     return dict(criteria)
 

@@ -28,36 +28,23 @@ then approved, which is what makes it exported). Ratings are taken as given, cor
 """
 
 import json
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import mannwhitneyu, pearsonr, rankdata, spearmanr
-from sklearn.metrics import roc_auc_score, roc_curve
+from sklearn.metrics import roc_curve
 
-from datagen.errors import DatagenError
 from datagen.dataset.export import check_scored
+from datagen.errors import DatagenError
+from datagen.metrics.checks.stats import Estimate, auc_estimate, spearman_estimate
 from datagen.metrics.scoring import COMPOSITE
-from datagen.store import Review, RunStore
-from datagen.store import GATE
+from datagen.store import GATE, Review, RunStore
 
 RESAMPLES = 2000
 MIN_EACH = 2  # good and bad samples an AUC, a precision/recall or a best bar needs of each
 MIN_RATED = 3  # (score, rating) pairs a Spearman needs
 WHOLE_GATE = "whole gate"  # the gate row of a gate with several bars: a sample passes when it reaches every bar
 MEAN_RATING = "mean of the ratings"  # what the composite is set against
-_BATCH_CELLS = 2_000_000  # bootstrap resamples are drawn in batches of about this many values
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """A statistic's `value` over `n` samples with its 95% percentile-bootstrap interval [`low`, `high`]."""
-
-    value: float
-    low: float
-    high: float
-    n: int
 
 
 @dataclass
@@ -206,7 +193,7 @@ def _agreement(metric: str, labelled: dict, reviews: dict[tuple[str, int], Revie
     if min(len(good), len(bad)) < MIN_EACH:
         row.auc_note = _too_few(len(good), len(bad))
     else:
-        row.auc = _auc(good, bad, resamples, seed)
+        row.auc = auc_estimate(good, bad, resamples, seed)
     pairs = []
     criteria = {name for review in reviews.values() for name in review.ratings}
     row.criterion = MEAN_RATING if metric == COMPOSITE else metric if metric in criteria else None
@@ -228,48 +215,12 @@ def _agreement(metric: str, labelled: dict, reviews: dict[tuple[str, int], Revie
         elif np.ptp(metric_values) == 0:
             row.spearman_note = f"every score is {metric_values[0]:g}: nothing to rank"
         else:
-            row.spearman = _spearman(metric_values, ratings, resamples, seed)
+            row.spearman = spearman_estimate(metric_values, ratings, resamples, seed)
     return row
 
 
 def _too_few(good: int, bad: int) -> str:
     return f"too few labels: {good} good, {bad} bad (needs {MIN_EACH} of each)"
-
-
-def _batches(resamples: int, size: int) -> list[int]:
-    step = max(1, _BATCH_CELLS // max(1, size))
-    return [min(step, resamples - start) for start in range(0, resamples, step)]
-
-
-def _auc(good: np.ndarray, bad: np.ndarray, resamples: int, seed: int) -> Estimate:
-    """roc_auc_score of good (positive) against bad, with a stratified percentile bootstrap: the Mann-Whitney U of
-    each resample over its pairs is the same AUC, computed for a whole batch of resamples at once."""
-    value = roc_auc_score(np.r_[np.ones(len(good)), np.zeros(len(bad))], np.r_[good, bad])
-    rng, draws = np.random.default_rng(seed), []
-    for batch in _batches(resamples, len(good) + len(bad)):
-        g = good[rng.integers(0, len(good), (batch, len(good)))]
-        b = bad[rng.integers(0, len(bad), (batch, len(bad)))]
-        draws.append(mannwhitneyu(g, b, axis=1, method="asymptotic").statistic / (len(good) * len(bad)))
-    low, high = np.percentile(np.concatenate(draws), [2.5, 97.5])
-    return Estimate(float(value), float(low), float(high), len(good) + len(bad))
-
-
-def _spearman(values: np.ndarray, ratings: np.ndarray, resamples: int, seed: int) -> Estimate:
-    """spearmanr of the metric and the ratings, with a percentile bootstrap over the pairs (each resample's rank
-    correlation is the Pearson correlation of its ranks; a resample with no spread on a side has none, and is
-    left out)."""
-    value = spearmanr(values, ratings).statistic
-    rng, draws = np.random.default_rng(seed), []
-    for batch in _batches(resamples, len(values)):
-        picks = rng.integers(0, len(values), (batch, len(values)))
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")
-            draws.append(pearsonr(rankdata(values[picks], axis=1), rankdata(ratings[picks], axis=1),
-                                  axis=1).statistic)
-    draws = np.concatenate(draws)
-    draws = draws[np.isfinite(draws)]
-    low, high = np.percentile(draws, [2.5, 97.5]) if len(draws) else (-1.0, 1.0)
-    return Estimate(float(value), float(low), float(high), len(values))
 
 
 def _flags(row: MetricAgreement) -> list[str]:

@@ -7,19 +7,18 @@ passages it was not fitted on (cross-validation), is the baseline: a judge that 
 optimizer climbing it would be climbing noise.
 """
 
-import random
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from datagen.text.chunking import chunk_documents
-from datagen.workspace.config import Config, find_workspace, load_config
 from datagen.errors import DatagenError
-from datagen.text.ingest import iter_documents
+from datagen.metrics.checks.stats import auc, paired_accuracy, random_sample
+from datagen.metrics.scoring import MetricContext, Scorer
 from datagen.metrics.stylometry import cross_validated_probabilities
 from datagen.samples import Sample
-from datagen.metrics.scoring import MetricContext, Scorer
 from datagen.store import RunStore
+from datagen.text import chunk_documents, iter_documents
+from datagen.workspace import Config, find_workspace, load_config
 
 # The judges that say how much a passage reads as the author's (pointwise), and the one comparing two.
 POINTWISE = ("style_fidelity",)
@@ -30,6 +29,9 @@ OTHER_CHUNK_TOKENS = 300
 
 @dataclass
 class Check:
+    """One judge (or the baseline) on one comparison: its paired `accuracy` and `auc` (None for a judge that only
+    compares) over `pairs` pairs, and whether it did worse than the baseline."""
+
     against: str  # what the author's passages are compared with
     judge: str
     accuracy: float
@@ -38,43 +40,43 @@ class Check:
     worse_than_baseline: bool = False
 
 
-def auc(positives: list[float], negatives: list[float]) -> float:
-    """P(a random positive scores above a random negative), ties counting half (the Mann-Whitney AUC)."""
-    if not positives or not negatives:
-        raise DatagenError("AUC needs at least one passage on each side")
-    wins = sum((p > n) + 0.5 * (p == n) for p in positives for n in negatives)
-    return wins / (len(positives) * len(negatives))
-
-
-def paired_accuracy(author: list[float], other: list[float]) -> float:
-    return statistics.fmean((a > o) + 0.5 * (a == o) for a, o in zip(author, other, strict=True))
-
-
-def _spread(items: list, limit: int, seed: int = 0) -> list:
-    return items if len(items) <= limit else random.Random(seed).sample(items, limit)
-
-
 def comparison_sets(run_dir: Path, other: list[Path] | None, limit: int) -> tuple[str, list[str], dict]:
     """The run's pipeline, the author's passages, and what to compare them with: their generic rephrases
     (paired), and another author's passages when given."""
     with RunStore.existing(run_dir) as store:
         pipeline = store.meta().get("pipeline", "")
-        pairs = _spread([s for _, samples in store.done() for s in samples], limit)
+        pairs = random_sample([s for _, samples in store.done() for s in samples], limit)
     if len(pairs) < 2:
         raise DatagenError(f"{run_dir}: needs at least 2 finished samples to check judges against")
     author = [sample.output for sample in pairs]
     against = {"generic rephrases": [sample.input for sample in pairs]}
     if other:
-        passages = _spread([c.text for c in chunk_documents(iter_documents(other), OTHER_CHUNK_TOKENS)], len(author))
+        passages = random_sample([c.text for c in chunk_documents(iter_documents(other), OTHER_CHUNK_TOKENS)],
+                                 len(author))
         if len(passages) < 2:
             raise DatagenError("the other author's text gives fewer than 2 passages")
         against["another author"] = passages
     return pipeline, author, against
 
 
-def judge_check(run_dir: str | Path, *, other: list[Path] | None = None, limit: int = 40,
-                workspace: Path | None = None, config: Config | None = None) -> list[Check]:
-    """Check the run's pipeline's style judges on up to `limit` of its samples (see the module's doc)."""
+def check_judges(run_dir: str | Path, *, other: list[Path] | None = None, limit: int = 40,
+                 workspace: Path | None = None, config: Config | None = None) -> list[Check]:
+    """Check the style judges of a run's pipeline on the run's own samples (see the module's doc).
+
+    Args:
+        run_dir: the run folder; its samples' outputs are the author's passages, their inputs the generic
+            rephrases they are set against.
+        other: files or folders of another author's text, a second comparison.
+        limit: how many of the run's samples, drawn at random (seeded).
+        workspace: the workspace whose metrics/PIPELINE.py holds the judges; default: found from here.
+        config: its configuration (the judge's model); default: its datagen.toml.
+
+    Returns:
+        One Check per judge and comparison, each comparison's baseline last.
+
+    Raises:
+        DatagenError: `run_dir` is not a run folder, or gives (or `other` gives) fewer than 2 passages.
+    """
     run_dir = Path(run_dir)
     workspace = workspace or find_workspace()
     config = config or load_config(workspace)

@@ -20,13 +20,13 @@ percentile-bootstrap interval over pairs (1,000 resamples, seed 0), and the AUC 
 side score beats a random worse-side score)). A metric at or below 0.5 loses to the trivial baseline and is
 flagged; so is an LLM judge below the best offline metric of the same aspect on the same check.
 
-A score that fails (the judge's answer did not parse, or was cut off at max_tokens: see `datagen.metrics.scoring.measure`)
-counts 0, against that metric, and the run goes on: a conservative choice, since a judge that cannot answer is no
-judge to trust, and 0 can only lower the metric's figure (a pairwise judge's failed verdict counts as preferring
-the other side). The composite counts a failed part 0, as everywhere else. How many scores failed, by metric and
-kind, goes with the figures (`Validity.failures`, `failure_lines`), so that a figure dragged down by failures is
-read as such. A failure no other score would escape (a bad key, an unknown model, nothing listening) stops the
-check with a DatagenError naming it.
+A score that fails (the judge's answer did not parse, or was cut off at max_tokens: see
+`datagen.metrics.scoring.measure`) counts 0, against that metric, and the run goes on: a conservative choice, since
+a judge that cannot answer is no judge to trust, and 0 can only lower the metric's figure (a pairwise judge's
+failed verdict counts as preferring the other side). The composite counts a failed part 0, as everywhere else.
+How many scores failed, by metric and kind, goes with the figures (`Validity.failures`, `failure_lines`), so that
+a figure dragged down by failures is read as such. A failure no other score would escape (a bad key, an unknown
+model, nothing listening) stops the check with a DatagenError naming it.
 """
 
 import json
@@ -38,22 +38,19 @@ from pathlib import Path
 
 import numpy as np
 
-from datagen.text.chunking import chunk_documents
-from datagen.workspace.config import Config
 from datagen.errors import DatagenError
-from datagen.lm.failures import failure_kind, first_line
-from datagen.text.ingest import iter_documents
-from datagen.metrics.checks.judges import auc
-from datagen.metrics.base import Score
+from datagen.lm import failure_kind, first_line
+from datagen.metrics.base import Failed, Score
+from datagen.metrics.checks.stats import auc, evenly_spaced, wins
 from datagen.metrics.coverage import sentences
-from datagen.workspace.pipelines import load_metric_suite
+from datagen.metrics.scoring import COMPOSITE, MetricContext, Scorer, measure
 from datagen.samples import Sample
-from datagen.metrics.scoring import COMPOSITE, Failed, MetricContext, Scorer, measure
+from datagen.text import chunk_documents, iter_documents
+from datagen.workspace import Config, load_metric_suite
 
 # The degenerate rewrites the true one is set against (see `perturbations`), each named by its check.
 PERTURBATIONS = ("true_vs_copy", "true_vs_other", "true_vs_truncated", "true_vs_padded", "true_vs_gibberish",
                  "true_vs_placeholder", "true_vs_template")
-PAIR_CHECKS = ("plain_vs_styled", *PERTURBATIONS)
 AUTHOR_CHECK = "own_vs_other_author"
 # What losing each check to its trivial baseline means, for the flag.
 LOSES = {"plain_vs_styled": "rates the styled original at least as generic as the plain version",
@@ -105,8 +102,8 @@ class Tally:
     kinds: dict[str, Counter] = field(default_factory=dict)
 
     def measure(self, metric, chunk: str, sample: Sample) -> Score:
-        """`metric`'s score of `sample` by `datagen.metrics.scoring.measure` (a `Failed` one, value 0, when it failed),
-        counted. Raises DatagenError naming the metric for a failure no other score would escape."""
+        """`metric`'s score of `sample` by `datagen.metrics.scoring.measure` (a `Failed` one, value 0, when it
+        failed), counted. Raises DatagenError naming the metric for a failure no other score would escape."""
         try:
             score = measure(metric, chunk, sample)
         except Exception as exc:  # a bad key, an unknown model, nothing listening: every score would fail alike
@@ -177,16 +174,16 @@ class _Comparison:
 
     def figure(self) -> Figure:
         better, worse, groups = map(np.asarray, (self.better, self.worse, self.groups))
-        wins = (better > worse) + 0.5 * (better == worse)
+        won = wins(better, worse)
         rng = np.random.default_rng(0)
         members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
         # Resampled within each group, so every group keeps its size.
         draws = [np.concatenate([rng.choice(m, len(m)) for m in members]) for _ in range(RESAMPLES)]
-        low, high = np.percentile([wins[d].mean() for d in draws], [2.5, 97.5])
+        low, high = np.percentile([won[d].mean() for d in draws], [2.5, 97.5])
         area = None
         if self.ranked:
-            area = float(sum(len(m) * auc(better[m].tolist(), worse[m].tolist()) for m in members) / len(wins))
-        return Figure(float(wins.mean()), area, len(wins), float(low), float(high))
+            area = float(sum(len(m) * auc(better[m].tolist(), worse[m].tolist()) for m in members) / len(won))
+        return Figure(float(won.mean()), area, len(won), float(low), float(high))
 
 
 def read_pairs(path: str | Path, styled_field: str = "styled", plain_field: str = "plain") -> list[tuple[str, str]]:
@@ -228,17 +225,10 @@ def read_authors(paths: Iterable[str | Path], limit: int) -> dict[str, list[str]
         if len(passages) < 4:
             raise DatagenError(f"--authors {path}: needs at least 4 passages of about {AUTHOR_CHUNK_TOKENS} tokens, "
                                f"found {len(passages)}")
-        authors[name] = _spread(passages, limit)
+        authors[name] = evenly_spaced(passages, limit)
     if len(authors) < 2:
         raise DatagenError("--authors needs at least 2 authors (a file or folder each)")
     return authors
-
-
-def _spread(items: list, limit: int) -> list:
-    """At most `limit` items, evenly spaced through the list (an author's whole book, not its first pages)."""
-    if len(items) <= limit:
-        return items
-    return [items[i * len(items) // limit] for i in range(limit)]
 
 
 class PipelineMetrics:
