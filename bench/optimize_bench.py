@@ -2,7 +2,7 @@
 
     python -m bench.optimize_bench            # from the repository root; --help for the knobs
 
-Every preset runs `datagen.tuning.optimize.optimize` on data/style_clone/dev.jsonl (12 train, 4 val items) with the
+Every preset runs `datagen.tuning.optimize_pipeline` on data/style_clone/dev.jsonl (12 train, 4 val items) with the
 style_clone pipeline's own composite metric: its two LLM judges (content, genericness) and its offline metrics.
 Task, judge and prompt roles all talk over HTTP to a fake OpenAI-compatible server in its own process that
 answers each request after a fixed latency (its judge ratings vary with the passage, so optimizers see a
@@ -40,8 +40,8 @@ def run(kind: str, server: ServerProcess, work: Path, trials: int) -> dict:
     """One preset (or a search of `trials` trials) in a fresh workspace; its counts and seconds."""
     import dspy
 
-    from datagen.tuning.optimize import optimize
-    from datagen.tuning.search import search
+    from datagen.tuning import optimize_pipeline
+    from datagen.tuning.search import search_pipeline
 
     dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
     # The fake prompt model cannot write SIMBA's structured advice: each failed strategy logs a page. Its requests
@@ -52,9 +52,9 @@ def run(kind: str, server: ServerProcess, work: Path, trials: int) -> dict:
     seen = server.count()
     started = time.perf_counter()
     if kind == "search":
-        result = search("style_clone", workspace / DEV, trials, workspace=workspace, config=config)
+        result = search_pipeline("style_clone", workspace / DEV, trials, workspace=workspace, config=config)
     else:
-        result = optimize("style_clone", workspace / DEV, kind, workspace=workspace, config=config)
+        result = optimize_pipeline("style_clone", workspace / DEV, kind, workspace=workspace, config=config)
     seconds = time.perf_counter() - started
     return {"estimate": result.estimate, "calls": dict(result.calls), "requests": server.count() - seen,
             "seconds": seconds, "stopped": result.stopped}

@@ -7,46 +7,48 @@ typed results. A metric follows DSPy's convention, `metric(example, prediction, 
 where `example.chunk` is the chunk's text and `prediction.samples` the program's samples; datagen's
 `Composite` is one. With no metric, a named pipeline is scored by its own metrics (metrics/NAME.py).
 
+They run the code `datagen evaluate` and `datagen optimize` run (datagen.tuning), and give its results typed.
+
 With no model given, the task model is the LM set by `dspy.configure`/`dspy.context`, else the workspace's
 datagen.toml, else the embedded model (see `datagen.lm.roles.task_model`).
 """
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import dspy
 
-from datagen.text.chunking import Chunk, chunk_id
-from datagen.workspace.compiled import load_compiled
-from datagen.workspace.config import Config, find_workspace, load_config
-from datagen.dataset.devset import DevItem, read_devset
+from datagen.dataset import DevItem, read_devset
 from datagen.errors import DatagenError
-from datagen.tuning.evaluate import evaluate as evaluate_pipeline
-from datagen.tuning.evaluate import item_failures, sample_record, summarize, total_usage
-from datagen.runs.generate import bound_answers, run_chunks
-from datagen.lm.roles import RoleModel, as_role_model, check_reachable, role_model, task_model, track_usage
-from datagen.tuning.optimize import (MAX_DEMOS, OPTIMIZERS, PROPOSING, CallBudgetExhausted, CallCounter, DemoCheck,
-                              compile_kwargs, composite_mean, labeled_demos, make_optimizer, with_labeled_demos)
-from datagen.tuning.optimize import optimize as optimize_pipeline
-from datagen.workspace.pipelines import load_program
-from datagen.metrics.base import Score
-from datagen.metrics.scoring import COMPOSITE
+from datagen.lm import RoleModel, as_role_model
+from datagen.metrics import COMPOSITE
+from datagen.text import Chunk, chunk_id
+from datagen.tuning import (MAX_DEMOS, DSPyMetric, Evaluator, MetricScorer, Result, Session, check_optimizers,
+                            dev_label, evaluate_pipeline, optimize_pipeline)
+from datagen.workspace import Config, find_workspace, load_compiled, load_config, resolve_program
 
-Metric = Callable[..., "float | bool"]
 DevSet = str | Path | Iterable[DevItem | dspy.Example | str]
 
 
 @dataclass
 class Evaluation:
-    """What `evaluate` measured. `metrics`: {metric name: {"kind", "n", "failed", "failures", "samples", "mean",
-    "std", "min", "max"}} over every dev item, an item that failed counting 0 (see `datagen.tuning.evaluate.summarize`;
-    values in [0, 1] for datagen's metrics; whatever the metric returns otherwise); `samples`:
-    one dict per sample (chunk_id, chunk, input, output, scores {name: {"value", "feedback"}}); `failures`: the
-    dev items that made no sample (chunk_id, kind, message); `usage`: tokens by model name
-    ({"prompt_tokens", "completion_tokens"}); `models`: model names by role."""
+    """What `evaluate` measured.
+
+    Attributes:
+        program: how the program is named: a pipeline's or a program object's class name, or a compiled state.
+        dev: how the dev set is named: its file, or "(items)".
+        metrics: {metric name: {"kind", "n", "failed", "failures", "samples", "mean", "std", "min", "max"}} over
+            every dev item, an item that failed counting 0 (see `datagen.tuning.evaluate.summarize_metrics`);
+            values in [0, 1] for datagen's metrics, whatever the metric returns otherwise.
+        samples: one dict per sample (chunk_id, chunk, input, output, scores {name: {"value", "feedback"}}).
+        failures: the dev items that made no sample (chunk_id, kind, message).
+        usage: tokens by model name ({"prompt_tokens", "completion_tokens"}).
+        models: model names by role.
+        pipeline: the pipeline's name (a program object's class name).
+        created: when it was made (ISO 8601, UTC).
+    """
 
     program: str
     dev: str
@@ -67,13 +69,14 @@ class Evaluation:
         return means[0] if len(means) == 1 else None
 
     def as_dict(self) -> dict:
-        """The JSON-able form `datagen.tuning.evaluate.write_evaluation` and the HTML report take."""
+        """The JSON-able form `datagen.tuning.write_evaluation` and the HTML report take."""
         return {"pipeline": self.pipeline, "program": self.program, "dev": self.dev, "created": self.created,
                 "models": self.models, "metrics": self.metrics, "failures": self.failures,
                 "samples": self.samples, "usage": self.usage}
 
     @classmethod
     def from_dict(cls, result: dict) -> "Evaluation":
+        """The Evaluation of an evaluation record (`as_dict()`'s form, as datagen.tuning.evaluate makes it)."""
         return cls(program=result["program"], dev=result["dev"], metrics=result["metrics"],
                    samples=result["samples"], failures=result["failures"], usage=result["usage"],
                    models=result["models"], pipeline=result["pipeline"], created=result["created"])
@@ -81,11 +84,21 @@ class Evaluation:
 
 @dataclass
 class Optimization:
-    """What `optimize` made: the compiled `program` (None when stopped by `max_calls`), its score on the val
-    items `before` and `after` compiling (means of the metric over every val item, a failed one counting 0), the
-    LM requests sent by role (`calls`; `cached`: calls answered from DSPy's cache, which send none), tokens by
-    model name (`usage`), the bootstrapped `demos` ({"kept": {predictor: n}, "rejected": {reason: n}}: see
-    `datagen.tuning.optimize.DemoCheck`), and, for a named pipeline, the compiled state file and its HTML report."""
+    """What `optimize` made.
+
+    Attributes:
+        program: the compiled program (None when stopped by `max_calls`).
+        before: the metric's mean on the val items before compiling (a failed item counting 0).
+        after: the same, after compiling.
+        calls: the LM requests sent, by role.
+        usage: tokens by model name.
+        stopped: why nothing was compiled, or None.
+        state: for a named pipeline, the compiled state file.
+        report: for a named pipeline, the HTML report of the held-out scores.
+        cached: calls answered from DSPy's cache (which send no request), by role.
+        demos: the bootstrapped demos, {"kept": {predictor: n}, "rejected": {reason: n}} (see
+            `datagen.tuning.DemoCheck`).
+    """
 
     program: dspy.Module | None
     before: float | None
@@ -124,106 +137,101 @@ def _chunk(text, index: int) -> Chunk:
     return Chunk(chunk_id(text), f"<dev item {index}>", 0, len(text), text, 0)
 
 
-def _metric_name(metric: Metric) -> str:
-    return getattr(metric, "__name__", None) or type(metric).__name__
+def _as_given(devset: DevSet) -> str | Path | list[DevItem]:
+    """A dev.jsonl file as it is (its path names it in the results), anything else as its items."""
+    return devset if isinstance(devset, (str, Path)) else dev_items(devset)
 
 
-def _score_outcomes(metric: Metric, outcomes) -> None:
-    """Each finished outcome scored by `metric` on its prediction, as one Score per sample."""
-    name = _metric_name(metric)
-    for outcome in outcomes:
-        if outcome.failure is None:
-            example = dspy.Example(chunk=outcome.chunk.text).with_inputs("chunk")
-            value = float(metric(example, dspy.Prediction(samples=outcome.samples, **outcome.outputs)))
-            outcome.scores = [{name: Score(value)} for _ in outcome.samples]
-
-
-def evaluate(program: "str | dspy.Module", devset: DevSet, metric: Metric | None = None, *,
+def evaluate(program: "str | dspy.Module", devset: DevSet, metric: DSPyMetric | None = None, *,
              model: "RoleModel | dspy.LM | None" = None, split: str | None = None, concurrency: int = 1,
              workspace: Path | None = None, config: Config | None = None, options: dict | None = None,
              metrics: list[str] | None = None) -> Evaluation:
-    """Run `program` on every dev item (`split`'s only, when given) and score what it made.
+    """Run a program on every dev item (of one split, when given) and score what it made.
 
-    `program`: a dspy.Module, or a pipeline name (built with `options`). `devset`: see `dev_items`. `metric`: a
-    DSPy-convention metric (`metric(example, prediction, trace=None)`, higher is better), called once per item
-    the program did not fail on (an item it failed on counts 0); without one, a named pipeline's own metrics
-    score each sample (`metrics` names some of them, as `datagen evaluate --metric` does: default all, and the
-    composite; the composite named with metrics that count in it is made of those, weights renormalised), their
-    style metrics fitted on the whole dev set whatever `split` is scored. `concurrency`: items in flight.
+    Args:
+        program: a dspy.Module, or a pipeline name (built with `options`).
+        devset: a dev.jsonl file, or DevItems, dspy.Examples with a `chunk` field (and optionally a `split`) or
+            chunk texts (see `dev_items`).
+        metric: a DSPy-convention metric (`metric(example, prediction, trace=None)`, higher is better), called once
+            per item the program did not fail on (an item it failed on counts 0). Without one, a named pipeline's
+            own metrics score each sample, their style metrics fitted on the whole dev set whatever `split` is
+            scored.
+        model: the task model (a dspy.LM or a RoleModel); default: the LM dspy is configured with, else the
+            workspace's task role, else the embedded model.
+        split: score only this split's items ("train" or "val").
+        concurrency: items in flight.
+        workspace: the workspace; default: found from the current folder.
+        config: its configuration; default: its datagen.toml.
+        options: a named pipeline's options.
+        metrics: without `metric`, which of a named pipeline's metrics score it, as `datagen evaluate --metric`
+            names them: default all, and the composite; the composite named with metrics that count in it is made
+            of those, weights renormalised.
 
-    Returns an `Evaluation`. Raises DatagenError for a program object without a metric, an unknown pipeline or
-    metric, or a bad dev set."""
+    Returns:
+        An `Evaluation`.
+
+    Raises:
+        DatagenError: a program object without a metric, `metric` with `metrics`, an unknown pipeline or metric,
+            options given with a program object, or a bad dev set.
+    """
     workspace = workspace or find_workspace()
     config = config or load_config(workspace)
     if metric is None:
         if not isinstance(program, str):
             raise DatagenError(f"evaluate: a program object ({type(program).__name__}) needs a metric")
         return Evaluation.from_dict(evaluate_pipeline(
-            program, str(devset) if isinstance(devset, (str, Path)) else "(items)", workspace=workspace,
-            config=config, options=options, metrics=metrics, concurrency=concurrency, model=model,
-            items=dev_items(devset), split=split))
+            program, _as_given(devset), workspace=workspace, config=config, options=options, metrics=metrics,
+            concurrency=concurrency, model=model, split=split))
     if metrics:
         raise DatagenError("evaluate: give `metric` or `metrics` (a pipeline's metric names), not both")
-    name, module = _module(program, workspace, options)
-    items = dev_items(devset, split)
-    run_model = bound_answers(module, task_model(config, model), config.chunking.max_tokens, [i.chunk for i in items])
-    check_reachable(run_model)
-    outcomes = list(run_chunks(module, run_model, (item.chunk for item in items), concurrency, ordered=True,
-                               every=True))
-    _score_outcomes(metric, outcomes)
-    result = _result(name, devset, run_model, {_metric_name(metric): "metric"}, outcomes)
-    return Evaluation.from_dict(result)
+    name, module = resolve_program(program, workspace, options)
+    evaluator = Evaluator(name, dev_items(devset), MetricScorer(metric), config, dev=dev_label(devset), split=split,
+                          concurrency=concurrency)
+    return Evaluation.from_dict(evaluator(module, name, model=model))
 
 
-def _module(program: "str | dspy.Module", workspace: Path, options: dict | None) -> tuple[str, dspy.Module]:
-    if isinstance(program, dspy.Module):
-        if options:
-            raise DatagenError(f"options apply to a pipeline given by name, not to {type(program).__name__}")
-        return type(program).__name__, program
-    if isinstance(program, str):
-        return program, load_program(program, workspace, options)
-    raise DatagenError(f"program {program!r}: expected a dspy.Module or a pipeline name")
-
-
-def _result(name: str, devset, model: RoleModel, kinds: dict[str, str], outcomes) -> dict:
-    """The evaluation's record, in the form `datagen.tuning.evaluate.evaluate` gives."""
-    return {"pipeline": name, "program": name, "dev": str(devset) if isinstance(devset, (str, Path)) else "(items)",
-            "created": datetime.now(UTC).isoformat(timespec="seconds"), "models": {"task": model.name},
-            "metrics": summarize(kinds, outcomes),
-            "failures": item_failures(outcomes),
-            "samples": [sample_record(o, index) for o in outcomes for index in range(len(o.samples))],
-            "usage": total_usage(outcomes)}
-
-
-def optimize(program: "str | dspy.Module", devset: DevSet, metric: Metric | None = None, *,
+def optimize(program: "str | dspy.Module", devset: DevSet, metric: DSPyMetric | None = None, *,
              optimizer: str = "bootstrap", model: "RoleModel | dspy.LM | None" = None,
              prompt: "RoleModel | dspy.LM | None" = None, max_calls: int | None = None, seed: int = 0,
              demos: int = MAX_DEMOS, workspace: Path | None = None, config: Config | None = None,
              options: dict | None = None, name: str | None = None, metrics: list[str] | None = None) -> Optimization:
-    """Compile `program` with a DSPy optimizer on the dev set's train items against `metric`, and score it on
-    the val items before and after (items without a split count as train).
+    """Compile a program with a DSPy optimizer on the dev set's train items, and score it on the val items before
+    and after (items without a split count as train).
 
-    `program`: a dspy.Module (left as it is: the compiled program is a copy), or a pipeline name. `devset`: see
-    `dev_items`; it needs items in both splits. `metric`: DSPy's convention (a float for evaluation; while
-    bootstrapping any truthy value passes a demo, from a run that dropped no candidate and made samples: see
-    `datagen.tuning.optimize.DemoCheck`). Without a metric, a named pipeline is optimized against its composite by
-    `datagen.tuning.optimize.optimize`, which also saves compiled/PIPELINE/NAME.json with a manifest and report (`name`
-    defaults to the optimizer's); `metrics` then names the composite's parts (default: every metric it weighs),
-    e.g. the offline ones alone when no capable judge is at hand. `optimizer`: one of bootstrap, bootstrap-rs,
-    mipro, gepa, copro, simba (the last four need the `prompt` model, default: the config's prompt role).
-    `max_calls` caps the LM requests sent, of every role (a call DSPy's cache answers sends none: `cached`): the
-    request that would pass it is refused and nothing is compiled (`stopped` says so). `demos`:
-    with `metric`, bootstrapped demos kept per predictor (default 3; a named pipeline's composite keeps 3). A
-    reviewed dev set (`datagen devset --from-review`) gives human-labeled demos: its train items' go first among
-    each predictor's demos after compiling (`datagen.tuning.optimize.with_labeled_demos`, within the same cap).
+    A reviewed dev set (`datagen devset --from-review`) gives human-labeled demos: its train items' go first among
+    each predictor's demos after compiling, within the same cap (`datagen.tuning.with_labeled_demos`).
 
-    Returns an `Optimization`. Raises DatagenError for an unknown optimizer, a dev set lacking a split, a dev
-    set with demos for a predictor the program lacks, a program object without a metric, `metrics` with a
-    `metric`, or an unknown metric name."""
+    Args:
+        program: a dspy.Module (left as it is: a copy is compiled), or a pipeline name.
+        devset: as for `evaluate`; it needs items in both splits.
+        metric: a DSPy-convention metric: a float when scoring; while bootstrapping, any truthy value passes a
+            demo from a run that dropped no candidate and made samples (see `datagen.tuning.DemoCheck`). Without
+            one, a named pipeline and a dev.jsonl file are optimized against the pipeline's composite as
+            `datagen optimize` does, which also saves compiled/PIPELINE/NAME.json with a manifest and report.
+        optimizer: bootstrap, bootstrap-rs, mipro, gepa, copro or simba (the last four ask the `prompt` model).
+        model: the task model; default as for `evaluate`.
+        prompt: the model that proposes instructions; default: the config's prompt role.
+        max_calls: a cap on the LM requests sent, every role's (a call DSPy's cache answers sends none: `cached`):
+            the request that would pass it is refused and nothing is compiled (`stopped` says so).
+        seed: the optimizer's seed.
+        demos: with `metric`, the bootstrapped demos kept per predictor (a named pipeline's composite keeps 3).
+        workspace: the workspace; default: found from the current folder.
+        config: its configuration; default: its datagen.toml.
+        options: a named pipeline's options.
+        name: without `metric`, the compiled program's NAME (default: the optimizer's).
+        metrics: without `metric`, the composite's parts (default: every metric it weighs), e.g. the offline ones
+            alone when no capable judge is at hand.
+
+    Returns:
+        An `Optimization`.
+
+    Raises:
+        DatagenError: an unknown optimizer, a dev set lacking a split, a dev set with demos for a predictor the
+            program lacks, a program object without a metric, `metrics` with a `metric`, or an unknown metric name.
+    """
     workspace = workspace or find_workspace()
     config = config or load_config(workspace)
-    if optimizer not in OPTIMIZERS:
-        raise DatagenError(f"unknown optimizer {optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
+    check_optimizers([optimizer])
     if metric is None:
         if not isinstance(program, str) or not isinstance(devset, (str, Path)):
             raise DatagenError("optimize: without a metric, give a pipeline name and a dev.jsonl file "
@@ -234,58 +242,20 @@ def optimize(program: "str | dspy.Module", devset: DevSet, metric: Metric | None
                                    prompt=None if prompt is None else as_role_model(prompt, "prompt"),
                                    metrics=metrics)
         compiled = load_compiled(program, result.state, workspace) if result.state is not None else None
-        return Optimization(compiled, result.before and composite_mean(result.before),
-                            result.after and composite_mean(result.after),
-                            result.calls, result.usage, result.stopped, result.state, result.report,
-                            result.cached, result.demos)
+        return _optimization(result, compiled)
     if metrics:
         raise DatagenError("optimize: give `metric` or `metrics` (a pipeline's metric names), not both")
-    _, module = _module(program, workspace, options)
-    items = dev_items(devset)
-    train = [item for item in items if item.split != "val"]
-    val = [item for item in items if item.split == "val"]
-    if not train or not val:
-        raise DatagenError("optimize: the dev set needs items in both splits (\"split\": \"train\" and \"val\")")
-    labeled_demos(val, module)  # checked, never used: val items stay held out
-    labeled = labeled_demos(train, module)  # a reviewed dev set's human demos (datagen devset --from-review)
-    run_model = bound_answers(module, task_model(config, model), config.chunking.max_tokens, [i.chunk for i in items])
-    proposer = None
-    if optimizer in PROPOSING:
-        proposer = as_role_model(prompt, "prompt") if prompt is not None else role_model(config, "prompt")
-    counter = CallCounter(max_calls)
-    for role, role_model_ in (("task", run_model), ("prompt", proposer)):
-        if role_model_:
-            counter.add(role, role_model_.lm)
-    usage: Counter = Counter()
-    result = Optimization(None, None, None, counter.by_role, usage, cached=counter.cached)
+    session = Session(program.deepcopy() if isinstance(program, dspy.Module) else program, _as_given(devset),
+                      [optimizer], metric=metric, workspace=workspace, config=config, options=options,
+                      max_calls=max_calls, model=model,
+                      prompt=None if prompt is None else as_role_model(prompt, "prompt"))
+    result = session.tune(optimizer, seed=seed, demos=demos)
+    return _optimization(result, result.program)
 
-    def held_out(candidate: dspy.Module) -> float | None:
-        outcomes = list(run_chunks(candidate, run_model, (item.chunk for item in val), ordered=True, every=True))
-        _score_outcomes(metric, outcomes)
-        for by_model in (o.usage for o in outcomes):
-            for lm_name, used in by_model.items():
-                usage[lm_name] += (used.get("prompt_tokens") or 0) + (used.get("completion_tokens") or 0)
-        name = _metric_name(metric)
-        return summarize({name: "metric"}, outcomes)[name]["mean"]  # every val item, a failed one 0
 
-    trainset = [dspy.Example(chunk=item.chunk.text).with_inputs("chunk") for item in train]
-    try:
-        with dspy.context(callbacks=[*dspy.settings.get("callbacks", []), counter]):
-            result.before = held_out(module)
-            check = DemoCheck(metric)
-            with run_model.context(), track_usage() as tracker:
-                tuner = make_optimizer(optimizer, check, run_model, proposer, seed, demos)
-                compiled = tuner.compile(module.deepcopy(), trainset=trainset,
-                                         **compile_kwargs(optimizer, trainset, seed))
-            with_labeled_demos(compiled, labeled, demos)
-            result.demos = {"kept": {name: len(p.demos) for name, p in compiled.named_predictors() if p.demos},
-                            "rejected": dict(check.rejected.most_common())}
-            for lm_name, used in tracker.get_total_tokens().items():
-                usage[lm_name] += (used.get("prompt_tokens") or 0) + (used.get("completion_tokens") or 0)
-            result.after = held_out(compiled)
-    except CallBudgetExhausted as exc:
-        result.stopped = f"{exc}: stopped, nothing compiled"
-        return result
-    result.program = compiled
-    return result
-
+def _optimization(result: Result, program: dspy.Module | None) -> Optimization:
+    """The Optimization of an optimize run's Result, its held-out scores as their headline numbers."""
+    before, after = (Evaluation.from_dict(record).score if record else None
+                     for record in (result.before, result.after))
+    return Optimization(program, before, after, result.calls, result.usage, result.stopped, result.state,
+                        result.report, result.cached, result.demos)

@@ -7,8 +7,8 @@ import pytest
 
 from datagen.workspace.compiled import read_manifest
 from datagen.workspace.config import Config, MetricSettings
-from datagen.tuning.optimize import optimize
-from datagen.tuning.search import search
+from datagen.tuning import optimize_pipeline
+from datagen.tuning.search import search_pipeline
 from metrics.style_clone import THRESHOLD, WEIGHTS
 
 from .conftest import ROOT
@@ -58,7 +58,8 @@ def test_bootstrap_keeps_the_rephrasers_demos_and_never_a_copy(workspace, dev):
     # The copier answers for half the passages (one of the two held out among them), the rephraser for the rest.
     copied = {list(PLAIN)[i] for i in (0, 2, 3, 4)}
     engine = engine_for(lambda passage, _: passage in copied)
-    result = optimize("style_clone", dev, "bootstrap", workspace=workspace, config=CONFIG, model=fake_model(engine))
+    result = optimize_pipeline("style_clone", dev, "bootstrap", workspace=workspace, config=CONFIG,
+                               model=fake_model(engine))
     demos = json.loads(result.state.read_text())["rephrase"]["demos"]
     assert demos and all(demo["generic"] == PLAIN[demo["passage"]] for demo in demos)
     assert not any(demo["passage"] in copied for demo in demos)
@@ -72,8 +73,8 @@ def test_bootstrap_keeps_the_rephrasers_demos_and_never_a_copy(workspace, dev):
 def test_a_search_ends_with_the_rephraser(workspace, dev):
     # The knob the search tunes picks the stand-in: at the two low temperatures the copier answers.
     engine = engine_for(lambda _, temperature: (temperature or 0.0) < 0.5)
-    result = search("style_clone", dev, 6, optimizers=["bootstrap"], workspace=workspace, config=CONFIG,
-                    model=fake_model(engine))
+    result = search_pipeline("style_clone", dev, 6, optimizers=["bootstrap"], workspace=workspace, config=CONFIG,
+                             model=fake_model(engine))
     temperatures = {trial.params["temperature"] for trial in result.trials}
     assert temperatures & {0.0, 0.3} and temperatures & {0.7, 1.0}  # both stand-ins were tried
     assert result.best.params["temperature"] >= 0.7

@@ -12,7 +12,7 @@ import pytest
 
 from datagen.workspace.config import Config
 from datagen.errors import DatagenError
-from datagen.tuning.evaluate import evaluate
+from datagen.tuning import evaluate_pipeline
 from datagen.dataset.export import write_export
 from datagen.runs.generate import RunSettings, generate
 from datagen.text.ingest import read_text
@@ -305,8 +305,8 @@ def test_grounded_needs_no_judge_model(workspace):
 
 def test_evaluate_runs_the_pipeline_on_the_dev_set_with_its_metrics(workspace):
     judge = FakeEngine(by_field={"rating": lambda _: "4", "reasoning": lambda _: "fine"})
-    result = evaluate("factual_qa", workspace / DEV, workspace=workspace, config=Config(), split="val",
-                      model=fake_model(FakeEngine(by_field=QA_MODEL)), judge=judge_model(judge))
+    result = evaluate_pipeline("factual_qa", workspace / DEV, workspace=workspace, config=Config(), split="val",
+                               model=fake_model(FakeEngine(by_field=QA_MODEL)), judge=judge_model(judge))
     val = [item for item in read_jsonl(workspace / DEV) if item["split"] == "val"]
     assert len(result["samples"]) == 2 * len(val) and not result["failures"]
     assert set(result["metrics"]) == METRICS | {"composite"}

@@ -9,11 +9,10 @@ import pytest
 from datagen.workspace.compiled import list_compiled, load_compiled, read_manifest
 from datagen.workspace.config import Config, MetricSettings
 from datagen.errors import DatagenError
-from datagen.tuning.evaluate import evaluate, write_evaluation
+from datagen.tuning import (DemoCheck, Session, estimate_calls, evaluate_pipeline, failed_text, optimize_pipeline,
+                            write_evaluation)
 from datagen.runs.generate import RunSettings, generate
 from datagen.lm.roles import RoleModel
-from datagen.tuning.optimize import DemoCheck, Session, estimate_calls, optimize
-from datagen.tuning.report import failed_text
 from datagen.samples import Sample
 
 from .conftest import run_cli
@@ -53,8 +52,8 @@ def engine(workspace):
 
 
 def run_optimize(workspace, engine, optimizer="bootstrap", config=CONFIG, **kwargs):
-    return optimize("style_clone", workspace / DEV, optimizer, workspace=workspace, config=config,
-                    model=fake_model(engine), **kwargs)
+    return optimize_pipeline("style_clone", workspace / DEV, optimizer, workspace=workspace, config=config,
+                             model=fake_model(engine), **kwargs)
 
 
 def test_bootstrap_raises_the_held_out_score_and_saves_a_compiled_program(workspace, engine):
@@ -172,11 +171,9 @@ def test_the_cap_holds_for_an_optimizer_asking_several_completions_at_once(works
 
 def test_evaluate_refuses_options_for_a_compiled_program(workspace, engine):
     state = run_optimize(workspace, engine).state
-    from datagen.tuning.evaluate import evaluate
-
     with pytest.raises(DatagenError, match="--option does not apply with --program"):
-        evaluate("style_clone", workspace / DEV, workspace=workspace, config=CONFIG, program_path=state,
-                 options={"repair_boundaries": True}, model=fake_model(engine))
+        evaluate_pipeline("style_clone", workspace / DEV, workspace=workspace, config=CONFIG, program_path=state,
+                          options={"repair_boundaries": True}, model=fake_model(engine))
 
 
 # --- every item counted, a judge's failure its own, demos a person would keep (issue 22) ---------------------------
@@ -195,8 +192,8 @@ def http_model(server: FakeOpenAIServer, role: str = "task") -> RoleModel:
 def test_a_failed_item_counts_0_in_every_mean_with_n_and_its_kind_shown(workspace, tmp_path):
     bad = val_chunks(workspace)[:2]
     with FakeOpenAIServer(faults=lambda source, attempt: MALFORMED if source in bad else None) as server:
-        result = evaluate("style_clone", workspace / DEV, workspace=workspace, config=CONFIG, split="val",
-                          model=http_model(server), metrics=["composite"])
+        result = evaluate_pipeline("style_clone", workspace / DEV, workspace=workspace, config=CONFIG, split="val",
+                                   model=http_model(server), metrics=["composite"])
     composite = result["metrics"]["composite"]
     values = [sample["composite"] for sample in result["samples"]]
     assert len(values) == 2 and composite["n"] == 4 and composite["samples"] == 2
@@ -214,8 +211,8 @@ def test_a_dev_set_is_scored_whole_even_when_every_item_fails(workspace):
     # A corpus run stops when its first 5 chunks all fail; a dev set is scored whole (an uncompiled baseline that
     # fails everywhere is what a compiled program is measured against).
     with FakeOpenAIServer(faults=lambda source, attempt: MALFORMED) as server:
-        result = evaluate("style_clone", workspace / DEV, workspace=workspace, config=CONFIG,
-                          model=http_model(server), metrics=["composite"])
+        result = evaluate_pipeline("style_clone", workspace / DEV, workspace=workspace, config=CONFIG,
+                                   model=http_model(server), metrics=["composite"])
     composite = result["metrics"]["composite"]
     assert composite["n"] == composite["failed"] == 16 and composite["failures"] == {"parse": 16}
     assert composite["mean"] == 0.0 and not result["samples"]
@@ -235,8 +232,8 @@ def test_a_failing_judge_costs_only_its_own_score_with_its_kind(workspace):
     with (FakeOpenAIServer() as task,
           FakeOpenAIServer(by_field={"rating": lambda _: "5", "reasoning": lambda _: "all there"},
                            faults=judge_faults(cut, unreadable)) as judge):
-        result = evaluate("style_clone", workspace / DEV, workspace=workspace, config=weights, split="val",
-                          model=http_model(task), judge=http_model(judge, "judge"), metrics=["composite"])
+        result = evaluate_pipeline("style_clone", workspace / DEV, workspace=workspace, config=weights, split="val",
+                                   model=http_model(task), judge=http_model(judge, "judge"), metrics=["composite"])
     assert not result["failures"]  # every item made its sample: a judge's truncation is not the chunk's
     metrics = result["metrics"]
     assert metrics["content"]["failures"] == {"judge_content_truncated": 1, "judge_content_parse": 1}
@@ -287,10 +284,10 @@ def test_the_held_out_line_names_the_composite_parts_whose_judge_calls_failed(wo
 
 def test_a_split_is_scored_with_style_metrics_fitted_on_the_whole_dev_set(workspace):
     engine = FakeEngine()
-    whole = evaluate("style_clone", workspace / DEV, workspace=workspace, config=CONFIG, model=fake_model(engine),
-                     metrics=["composite"])
-    val = evaluate("style_clone", workspace / DEV, workspace=workspace, config=CONFIG, split="val",
-                   model=fake_model(engine), metrics=["composite"])
+    whole = evaluate_pipeline("style_clone", workspace / DEV, workspace=workspace, config=CONFIG,
+                              model=fake_model(engine), metrics=["composite"])
+    val = evaluate_pipeline("style_clone", workspace / DEV, workspace=workspace, config=CONFIG, split="val",
+                            model=fake_model(engine), metrics=["composite"])
     by_chunk = {sample["chunk"]: sample["composite"] for sample in whole["samples"]}
     assert len(val["samples"]) == 4
     assert [sample["composite"] for sample in val["samples"]] == [by_chunk[s["chunk"]] for s in val["samples"]]
@@ -375,8 +372,8 @@ def test_an_answer_cut_off_is_truncated_when_read_from_dspys_cache_too(workspace
     with FakeOpenAIServer(faults=lambda source, attempt: TRUNCATED if source == cut else None) as server:
         model = RoleModel("task", dspy.LM("openai/cached-model", api_base=server.url, api_key="no-key", cache=True,
                                           num_retries=0, engine=engine, max_tokens=300), dspy.ChatAdapter(), None)
-        runs = [evaluate("style_clone", workspace / DEV, workspace=workspace, config=CONFIG, split="val",
-                         model=model, metrics=["composite"]) for _ in range(2)]
+        runs = [evaluate_pipeline("style_clone", workspace / DEV, workspace=workspace, config=CONFIG, split="val",
+                                  model=model, metrics=["composite"]) for _ in range(2)]
         sent = len(server.requests)
     dspy.configure_cache(enable_memory_cache=False, enable_disk_cache=False)
     assert sent == 4  # the first run's 4 val items: the second run was answered from the cache
@@ -388,8 +385,8 @@ def test_bootstrap_runs_through_more_failed_candidates_than_dspys_max_errors(wor
     # A tiny real model (SmolLM2-135M) answered none of 12 train items in a parseable form; DSPy's bootstrap
     # re-raises at its 10th error (dspy.settings.max_errors), which ended optimize with a traceback.
     with FakeOpenAIServer(faults=lambda source, attempt: MALFORMED) as server:
-        result = optimize("style_clone", workspace / DEV, "bootstrap", workspace=workspace, config=CONFIG,
-                          model=http_model(server))
+        result = optimize_pipeline("style_clone", workspace / DEV, "bootstrap", workspace=workspace, config=CONFIG,
+                                   model=http_model(server))
     assert result.state is not None and result.stopped is None
     assert result.demos["kept"] == {} and result.demos["rejected"] == {"program failed": 12}
     assert result.after["metrics"]["composite"]["failures"] == {"parse": 4}

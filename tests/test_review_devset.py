@@ -13,9 +13,8 @@ from datagen.workspace.compiled import load_compiled, read_manifest
 from datagen.workspace.config import Config
 from datagen.dataset.devset import DevItem, assign_splits, read_devset, review_demos, reviewed_devset, split_of
 from datagen.errors import DatagenError
-from datagen.tuning.evaluate import evaluate
 from datagen.runs.generate import RunSettings, generate
-from datagen.tuning.optimize import labeled_demos, optimize
+from datagen.tuning import evaluate_pipeline, labeled_demos, optimize_pipeline
 from datagen.workspace.pipelines import load_program
 from datagen.samples import Sample
 from datagen.store import Review, RunStore, Step
@@ -127,8 +126,8 @@ def test_a_reviewed_dev_set_reads_back_and_evaluates(workspace, reviewed):
     assert all(set(item.references) == {"samples", "demos"} for item in items)
     assert [item.split for item in items] == assign_splits(reviewed.approved, 0.5)
     assert {item.split for item in items} == {"train", "val"}
-    result = evaluate("style_clone", workspace / "labeled.jsonl", workspace=workspace, config=CONFIG,
-                      model=fake_model(), split="val", metrics=["generic_offline"])
+    result = evaluate_pipeline("style_clone", workspace / "labeled.jsonl", workspace=workspace, config=CONFIG,
+                               model=fake_model(), split="val", metrics=["generic_offline"])
     assert result["metrics"]["generic_offline"]["n"] == sum(item.split == "val" for item in items)
     assert not result["failures"]
 
@@ -136,8 +135,8 @@ def test_a_reviewed_dev_set_reads_back_and_evaluates(workspace, reviewed):
 def test_optimize_puts_the_human_demos_first_and_records_them(workspace, reviewed):
     from_review(workspace, reviewed.run)
     dev = workspace / REVIEWED
-    result = optimize("style_clone", dev, "bootstrap", workspace=workspace, config=CONFIG,
-                      model=fake_model(FakeEngine()))
+    result = optimize_pipeline("style_clone", dev, "bootstrap", workspace=workspace, config=CONFIG,
+                               model=fake_model(FakeEngine()))
     assert result.stopped is None and result.after is not None
     saved = json.loads(result.state.read_text())["rephrase"]["demos"]
     # Train items in chunk order: the corrected ones are the first two, then the next approved train chunk;
@@ -171,8 +170,8 @@ def test_the_optimizers_own_demos_follow_the_human_ones(workspace, reviewed):
         if record is not kept:
             record["demos"] = {}
     dev.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    result = optimize("style_clone", dev, "bootstrap", workspace=workspace, config=CONFIG,
-                      model=fake_model(FakeEngine()))
+    result = optimize_pipeline("style_clone", dev, "bootstrap", workspace=workspace, config=CONFIG,
+                               model=fake_model(FakeEngine()))
     saved = json.loads(result.state.read_text())["rephrase"]["demos"]
     assert saved[0] == {"passage": kept["chunk"], "generic": CORRECTED_INPUT}
     assert len(saved) == 3 and all(demo.get("augmented") for demo in saved[1:])
@@ -252,8 +251,8 @@ def test_a_run_made_with_options_gives_demos_of_the_predictors_they_add(workspac
     assert set(records[0]["demos"]["add_boundaries"]) == {"passage", "opening", "closing"}
     refused = run_cli("optimize", "style_clone", "--dev", REVIEWED, "--yes", cwd=workspace)
     assert refused.returncode == 1 and "predictor 'add_boundaries'" in refused.stderr
-    result = optimize("style_clone", workspace / REVIEWED, "bootstrap", workspace=workspace, config=CONFIG,
-                      options=options, model=fake_model(FakeEngine()))
+    result = optimize_pipeline("style_clone", workspace / REVIEWED, "bootstrap", workspace=workspace,
+                               config=CONFIG, options=options, model=fake_model(FakeEngine()))
     assert read_manifest(result.state)["labeled_demos"] == {"add_boundaries": 3, "rephrase": 3}
 
 

@@ -15,7 +15,7 @@ from datagen.metrics.judges import InstructionsJudge
 from datagen.samples import Sample
 from datagen.scaffold import scaffold
 from datagen.scaffold.pipeline import DEV_ITEMS
-from datagen.tuning.evaluate import evaluate
+from datagen.tuning import evaluate_pipeline
 from datagen.workspace import load_metric_suite, load_program
 
 from .conftest import run_cli
@@ -102,8 +102,8 @@ def test_evaluate_scores_a_new_pipeline_with_its_judge_and_offline_metric(worksp
         (workspace / "signatures/qa.py").read_text().replace("From the passage,", "Quiz the reader: from the passage,"))
     tasks = []  # the fake answers from the judge's first input: the task's instructions
     judge = fake(FakeEngine(by_field={"rating": lambda _: "4", "reasoning": lambda task: tasks.append(task) or "ok"}))
-    result = evaluate("qa", workspace / "data/qa/dev.jsonl", workspace=workspace,
-                      model=fake(FakeEngine(by_field=QA_ANSWERS)), judge=judge)
+    result = evaluate_pipeline("qa", workspace / "data/qa/dev.jsonl", workspace=workspace,
+                               model=fake(FakeEngine(by_field=QA_ANSWERS)), judge=judge)
     means = {name: summary["mean"] for name, summary in result["metrics"].items()}
     assert means == {"follows_instructions": 0.75, "distinct_output": 1.0, "composite": pytest.approx(2.5 / 3)}
     # The judge is told the instructions as edited.

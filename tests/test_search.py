@@ -12,7 +12,7 @@ from datagen.workspace.compiled import read_manifest, report_path
 from datagen.dataset.devset import read_devset, recut
 from datagen.errors import DatagenError
 from datagen.runs.generate import generate
-from datagen.tuning.search import search, study_storage
+from datagen.tuning.search import search_pipeline, study_storage
 from datagen.store import DB_FILE
 
 from .conftest import run_cli
@@ -22,8 +22,8 @@ from .test_optimize import CONFIG, DEV, engine  # noqa: F401  (engine: the fixtu
 
 
 def run_search(workspace, engine, trials, **kwargs):
-    return search("style_clone", workspace / DEV, trials, workspace=workspace, config=CONFIG,
-                  model=fake_model(engine), **kwargs)
+    return search_pipeline("style_clone", workspace / DEV, trials, workspace=workspace, config=CONFIG,
+                           model=fake_model(engine), **kwargs)
 
 
 def stored_trials(workspace, states=(optuna.trial.TrialState.COMPLETE,)):

@@ -1,2 +1,19 @@
-"""Tuning: evaluating a program on a dev set, optimizing it with DSPy's optimizers, pipeline-level search, and
-the HTML report."""
+"""Tuning: evaluating a program on a dev set (evaluate), compiling it with DSPy's optimizers against a metric
+(optimize, with the call cap of budget and the demo checks of demos), the HTML report (report), and the
+pipeline-level search (search).
+
+`datagen.tuning.search` is reached by its path: it loads optuna, which importing this package does not.
+"""
+
+from datagen.tuning.budget import CallBudgetExhausted, CallCounter
+from datagen.tuning.demos import MAX_DEMOS, DemoCheck, labeled_demos, with_labeled_demos
+from datagen.tuning.evaluate import (DSPyMetric, Evaluator, MetricScorer, dev_label, evaluate_pipeline,
+                                     write_evaluation)
+from datagen.tuning.optimize import (OPTIMIZERS, PRESETS, Result, Session, check_optimizers, comparison,
+                                     estimate_calls, held_out_line, optimize_pipeline)
+from datagen.tuning.report import failed_text, render_report, write_report
+
+__all__ = ["MAX_DEMOS", "OPTIMIZERS", "PRESETS", "CallBudgetExhausted", "CallCounter", "DSPyMetric", "DemoCheck",
+           "Evaluator", "MetricScorer", "Result", "Session", "check_optimizers", "comparison", "dev_label",
+           "estimate_calls", "evaluate_pipeline", "failed_text", "held_out_line", "labeled_demos", "optimize_pipeline",
+           "render_report", "with_labeled_demos", "write_evaluation", "write_report"]

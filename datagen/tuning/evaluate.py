@@ -1,93 +1,188 @@
-"""Evaluating a pipeline: run it on a dev set, score every sample with every metric, report.
+"""Evaluating a program: run it on a dev set, score every sample, and keep one JSON-able record of it all.
 
-The result is one JSON-able dict (what `datagen.tuning.report` renders): per-metric summaries, every sample with its
-scores and feedback, the dev items the program failed on, and the tokens spent per model.
+An `Evaluator` is one dev set scored one way: by a pipeline's own metrics (a `Scorer`: each sample scored as the
+run makes it, judged by the judge role's model) or by a DSPy-convention metric of the caller's (`MetricScorer`:
+once per item). Called on a program, it gives the evaluation record (what `datagen.tuning.report` renders and
+`datagen evaluate` writes as eval.json): per-metric summaries, every sample with its scores and feedback, the dev
+items the program failed on, and the tokens spent per model. `datagen evaluate` and `datagen.evaluate` build
+one through `evaluate_pipeline` (or directly, for a metric of the caller's); an optimizer holds one for its
+held-out scores (`datagen.tuning.optimize.Session`).
 
 Every dev item counts in every mean, as `dspy.Evaluate` counts it: an item the program failed on (no answer, an
 answer that did not parse, every candidate dropped by the pipeline's own checks) counts 0 on every metric, and an
-item whose sample a metric failed on (a judge call that failed or was cut off: see datagen.metrics.scoring) counts 0 on
-that metric only. Each summary gives `n` (the items), how many of them `failed`, and the `failures` by kind beside
-the mean, so that a mean over 4 items that all made a sample is never read against one over 1 item that did. A part
-of the composite that failed on an item counts 0 in the composite without failing it: the composite's summary names
-such parts (`parts_failed`), so that a composite dragged down by failed judge calls is read as such.
+item whose sample a metric failed on (a judge call that failed or was cut off: see datagen.metrics.scoring) counts 0
+on that metric only. Each summary gives `n` (the items), how many of them `failed`, and the `failures` by kind
+beside the mean, so that a mean over 4 items that all made a sample is never read against one over 1 item that
+did. A part of the composite that failed on an item counts 0 in the composite without failing it: the composite's
+summary names such parts (`parts_failed`), so that a composite dragged down by failed judge calls is read as such.
 """
 
 import json
 import statistics
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import dspy
 
-from datagen.workspace.compiled import load_compiled
-from datagen.workspace.config import Config, find_workspace, load_config
-from datagen.runs.cluster import RayCluster
-from datagen.dataset.devset import DevItem, read_devset
+from datagen.dataset import DevItem, read_devset
 from datagen.errors import DatagenError
-from datagen.util.files import replacing
-from datagen.runs.generate import _drop_reason, bound_answers, run_chunks
-from datagen.lm.roles import RoleModel, check_reachable, task_model
-from datagen.workspace.pipelines import load_program
-from datagen.tuning.report import write_report
-from datagen.metrics.scoring import COMPOSITE, Failed, MetricContext, Scorer
+from datagen.lm import RoleModel, check_reachable, task_model
+from datagen.metrics import COMPOSITE, Failed, MetricContext, Score, Scorer
+from datagen.runs.cluster import RayCluster
+from datagen.runs.runner import drop_reason, run_chunks
+from datagen.runs.window import bound_answers
 from datagen.store import Outcome
+from datagen.tuning.report import write_report
+from datagen.util.files import replacing
+from datagen.workspace import Config, find_workspace, load_config, resolve_program
 
 RESULT_FILE = "eval.json"
 REPORT_FILE = "report.html"
 
+# A metric in DSPy's convention: `metric(example, prediction, trace=None) -> float | bool`, higher is better.
+DSPyMetric = Callable[..., "float | bool"]
 
-def evaluate(pipeline: str, dev: str | Path, *, workspace: Path | None = None, config: Config | None = None,
-             program_path: str | Path | None = None, options: dict | None = None,
-             metrics: list[str] | None = None, split: str | None = None, concurrency: int = 1,
-             model: RoleModel | None = None, program: dspy.Module | None = None,
-             judge: RoleModel | None = None, label: str | None = None, items: list[DevItem] | None = None,
-             scorer: Scorer | None = None, cluster: RayCluster | None = None) -> dict:
-    """Run `pipeline` (loaded with `options`; or compiled, from `program_path`; or `program` as given) on the dev
-    set (its `split` only, when given; or on `items`, e.g. the dev set cut anew) and score each sample with
-    `metrics` (all of the pipeline's by default; a composite named with metrics that count in it is made of those,
-    their weights renormalised: see `scorer_for`), judged by `judge` (default: the judge role's model); or with
-    `scorer`, a scorer already built (its metrics fitted and judge chosen), as an optimizer scoring many
-    programs passes. Style metrics are fitted on every item of the dev set (or of `items`), whichever `split` is
-    scored: a score must not depend on which items happen to be scored with it. With `cluster`, the items run and
-    are scored on Ray actors (datagen.runs.cluster). Raises DatagenError for an unknown metric."""
+
+def dev_label(dev: "str | Path | Iterable") -> str:
+    """How an evaluation record names a dev set: its file's path, or "(items)" for items given as they are."""
+    return str(dev) if isinstance(dev, (str, Path)) else "(items)"
+
+
+class MetricScorer:
+    """A DSPy-convention metric as an evaluation scores with it: called once per dev item the program did not fail
+    on, with `example.chunk` the item's text and a prediction holding its `samples` (and whatever else the
+    program's prediction held); its value is each of the item's samples' score. The metric is named by its
+    `__name__`, else its class's name."""
+
+    def __init__(self, metric: DSPyMetric):
+        self.metric = metric
+        self.name = getattr(metric, "__name__", None) or type(metric).__name__
+        self.kinds = {self.name: "metric"}
+
+    def score_outcomes(self, outcomes: list[Outcome]) -> None:
+        """Give each finished outcome one Score per sample, the metric's value on its prediction."""
+        for outcome in outcomes:
+            if outcome.failure is None:
+                example = dspy.Example(chunk=outcome.chunk.text).with_inputs("chunk")
+                value = float(self.metric(example, dspy.Prediction(samples=outcome.samples, **outcome.outputs)))
+                outcome.scores = [{self.name: Score(value)} for _ in outcome.samples]
+
+
+class Evaluator:
+    """One dev set, scored one way; called on a program, it runs the program on the items and gives the
+    evaluation record (see the module's doc).
+
+    Args:
+        pipeline: the name the record gives the program's pipeline.
+        items: the dev set's items, every split.
+        scorer: a pipeline's `Scorer` (each sample scored as the run makes it, its metrics fitted beforehand), or
+            a `MetricScorer` (each item scored once the run is over).
+        config: the workspace's configuration: the task model's default, and the chunk budget its answers are
+            capped by when it has no cap of its own.
+        dev: how the record names the dev set.
+        split: run only the items of this split ("train" or "val"); default: every item.
+        concurrency: items in flight.
+        cluster: run the items (and a `Scorer`'s scoring) on Ray actors instead of threads.
+    """
+
+    def __init__(self, pipeline: str, items: list[DevItem], scorer: "Scorer | MetricScorer", config: Config, *,
+                 dev: str, split: str | None = None, concurrency: int = 1, cluster: RayCluster | None = None):
+        self.pipeline, self.items, self.scorer, self.config = pipeline, items, scorer, config
+        self.dev, self.split, self.concurrency, self.cluster = dev, split, concurrency, cluster
+
+    def __call__(self, program: dspy.Module, label: str, *, model: "RoleModel | dspy.LM | None" = None,
+                 items: list[DevItem] | None = None) -> dict:
+        """Run `program` on the items (of the split) and score what it made.
+
+        Args:
+            program: the program to run.
+            label: how the record names the program (e.g. "uncompiled", a compiled state's path).
+            model: the task model; default: the LM dspy is configured with, else the config's task role.
+            items: other items to run instead of the evaluator's (their split's only), e.g. the dev set cut anew.
+
+        Returns:
+            The evaluation record.
+
+        Raises:
+            ModelUnreachable: the task model's server (or a `Scorer`'s judge's) does not answer.
+        """
+        items = [item for item in (self.items if items is None else items) if self.split in (None, item.split)]
+        model = bound_answers(program, task_model(self.config, model), self.config.chunking.max_tokens,
+                              [item.chunk for item in items])
+        check_reachable(model)
+        models = {"task": model.name}
+        scorer = self.scorer if isinstance(self.scorer, Scorer) else None
+        if scorer and any(kind == "judge" for kind in scorer.kinds.values()):
+            check_reachable(scorer.context.judge)
+            models["judge"] = scorer.context.judge.name
+        # Every item, failed ones too: an optimizer's uncompiled baseline may fail most items (a small model that
+        # cannot follow the format), which is what the compiled program is measured against.
+        outcomes = list(run_chunks(program, model, (item.chunk for item in items), self.concurrency, scorer=scorer,
+                                   ordered=True, cluster=self.cluster, every=True))
+        if scorer is None:
+            self.scorer.score_outcomes(outcomes)
+        parts = scorer.composite.weights if scorer and scorer.composite else ()
+        return {
+            "pipeline": self.pipeline,
+            "program": label,
+            "dev": self.dev,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "models": models,
+            "metrics": summarize_metrics(self.scorer.kinds, outcomes, parts),
+            "failures": _item_failures(outcomes),
+            "samples": [_sample_record(o, index) for o in outcomes for index in range(len(o.samples))],
+            "usage": _total_usage(outcomes),
+        }
+
+
+def evaluate_pipeline(pipeline: str, dev: str | Path | list[DevItem], *, workspace: Path | None = None,
+                      config: Config | None = None, program_path: str | Path | None = None,
+                      options: dict | None = None, metrics: list[str] | None = None, split: str | None = None,
+                      concurrency: int = 1, model: "RoleModel | dspy.LM | None" = None,
+                      judge: RoleModel | None = None, cluster: RayCluster | None = None) -> dict:
+    """Run a named pipeline on a dev set and score each sample with the pipeline's own metrics (`datagen evaluate`).
+
+    Style metrics are fitted on every item of the dev set, whichever `split` is scored: a score must not depend on
+    which items happen to be scored with it.
+
+    Args:
+        pipeline: the pipeline's name (programs/NAME.py of the workspace, else the built-in one).
+        dev: a dev.jsonl file (see `datagen devset`), or its items.
+        workspace: the workspace; default: found from the current folder.
+        config: its configuration; default: its datagen.toml.
+        program_path: a compiled state of the pipeline (`datagen optimize`) to run instead of the uncompiled one.
+        options: the pipeline's options (not with `program_path`: a compiled program keeps its own).
+        metrics: which of the pipeline's metrics (default: all, and the composite); the composite named with
+            metrics that count in it is made of those alone, their weights renormalised (see `scorer_for`).
+        split: score only this split's items ("train" or "val").
+        concurrency: items in flight.
+        model: the task model; default: the LM dspy is configured with, else the config's task role.
+        judge: the judges' model; default: the judge role's.
+        cluster: run the items and score them on Ray actors (datagen.runs.cluster).
+
+    Returns:
+        The evaluation record (see the module's doc); `write_evaluation` writes it with its HTML report.
+
+    Raises:
+        DatagenError: `options` with `program_path`, an unknown pipeline or metric, a bad dev set or compiled state.
+        ModelUnreachable: the task or judge model's server does not answer.
+    """
     workspace = workspace or find_workspace()
     config = config or load_config(workspace)
-    if program_path and options:
+    if program_path and options:  # named after evaluate's flag, --program (generate's is --compiled)
         raise DatagenError("--option does not apply with --program: a compiled program keeps the options it was "
                            "compiled with")
-    if program is None:
-        program = (load_compiled(pipeline, program_path, workspace) if program_path
-                   else load_program(pipeline, workspace, options))
-    every = read_devset(dev) if items is None else list(items)
-    items = [item for item in every if split in (None, item.split)]
-    if scorer is None:
-        context = MetricContext(workspace, config, corpus=[item.chunk.text for item in every])
-        if judge is not None:
-            context.judge = judge
-        scorer = scorer_for(pipeline, context, metrics)
-    model = bound_answers(program, task_model(config, model), config.chunking.max_tokens, [i.chunk for i in items])
-    check_reachable(model)
-    models = {"task": model.name}
-    if any(kind == "judge" for kind in scorer.kinds.values()):
-        check_reachable(scorer.context.judge)
-        models["judge"] = scorer.context.judge.name
-    # Every item, failed ones too: an optimizer's uncompiled baseline may fail most items (a small model that
-    # cannot follow the format), which is what the compiled program is measured against.
-    outcomes = list(run_chunks(program, model, (item.chunk for item in items), concurrency, scorer=scorer,
-                               ordered=True, cluster=cluster, every=True))
-    return {
-        "pipeline": pipeline,
-        "program": label or (str(program_path) if program_path else "uncompiled"),
-        "dev": str(dev) + (f" ({split})" if split else ""),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "models": models,
-        "metrics": summarize(scorer.kinds, outcomes, scorer.composite.weights if scorer.composite else ()),
-        "failures": item_failures(outcomes),
-        "samples": [sample_record(o, index) for o in outcomes for index in range(len(o.samples))],
-        "usage": total_usage(outcomes),
-    }
+    _, program = resolve_program(pipeline, workspace, options, compiled=program_path or None)
+    items = read_devset(dev) if isinstance(dev, (str, Path)) else list(dev)
+    context = MetricContext(workspace, config, corpus=[item.chunk.text for item in items])
+    if judge is not None:
+        context.judge = judge
+    evaluator = Evaluator(pipeline, items, scorer_for(pipeline, context, metrics), config,
+                          dev=dev_label(dev) + (f" ({split})" if split else ""), split=split,
+                          concurrency=concurrency, cluster=cluster)
+    return evaluator(program, str(program_path) if program_path else "uncompiled", model=model)
 
 
 def scorer_for(pipeline: str, context: MetricContext, metrics: list[str] | None) -> Scorer:
@@ -102,7 +197,7 @@ def scorer_for(pipeline: str, context: MetricContext, metrics: list[str] | None)
     return Scorer(pipeline, context, metrics, parts=parts or None)
 
 
-def item_failure(outcome: Outcome) -> str | None:
+def _item_failure(outcome: Outcome) -> str | None:
     """Why a dev item made no sample: its failure's kind, "dropped" when the pipeline's own checks rejected every
     candidate (see programs/factual_qa.py), or None when it made samples."""
     if outcome.failure:
@@ -110,13 +205,13 @@ def item_failure(outcome: Outcome) -> str | None:
     return None if outcome.samples else "dropped"
 
 
-def item_failures(outcomes: list[Outcome]) -> list[dict]:
+def _item_failures(outcomes: list[Outcome]) -> list[dict]:
     """The items that made no sample: chunk id, kind, message (a dropped item's: its drop reasons, counted)."""
     failures = []
     for o in outcomes:
-        kind = item_failure(o)
+        kind = _item_failure(o)
         if kind == "dropped":
-            reasons = Counter(_drop_reason(d) for d in o.outputs.get("dropped") or ())
+            reasons = Counter(drop_reason(d) for d in o.outputs.get("dropped") or ())
             failures.append({"chunk_id": o.chunk.id, "kind": kind, "message": "the pipeline dropped every candidate"
                              + (f" ({', '.join(f'{r} {n}' for r, n in reasons.most_common())})" if reasons else "")})
         elif kind:
@@ -124,7 +219,7 @@ def item_failures(outcomes: list[Outcome]) -> list[dict]:
     return failures
 
 
-def summarize(kinds: dict[str, str], outcomes: list[Outcome], parts: Iterable[str] = ()) -> dict:
+def summarize_metrics(kinds: dict[str, str], outcomes: list[Outcome], parts: Iterable[str] = ()) -> dict:
     """Each metric over every dev item, as dspy.Evaluate counts: an item's value is the mean of its samples'
     (a sample the metric failed on counting 0), an item that made no sample counts 0. `n`: items; `failed`: items
     without a value of their own (no sample, or the metric failed on one of its samples), counted by kind in
@@ -137,9 +232,9 @@ def summarize(kinds: dict[str, str], outcomes: list[Outcome], parts: Iterable[st
     for name, kind in kinds.items():
         values, failures, samples = [], Counter(), 0
         for o in outcomes:
-            scores = [s[name] for s in o.scores if name in s] if not item_failure(o) else []
+            scores = [s[name] for s in o.scores if name in s] if not _item_failure(o) else []
             own = next((s.kind for s in scores if isinstance(s, Failed)), None)
-            failed = item_failure(o) or own
+            failed = _item_failure(o) or own
             if failed:
                 failures[failed] += 1
             failed_parts[name] += own is not None
@@ -155,8 +250,8 @@ def summarize(kinds: dict[str, str], outcomes: list[Outcome], parts: Iterable[st
     return summary
 
 
-def sample_record(outcome: Outcome, index: int) -> dict:
-    """One sample as evaluate's result lists it: its chunk, text, and each metric's value and feedback (and the
+def _sample_record(outcome: Outcome, index: int) -> dict:
+    """One sample as the record lists it: its chunk, text, and each metric's value and feedback (and the
     failure's kind, for a metric that failed on it)."""
     sample, scores = outcome.samples[index], outcome.scores[index]
     record = {"chunk_id": outcome.chunk.id, "chunk": outcome.chunk.text, "input": sample.input,
@@ -171,7 +266,8 @@ def sample_record(outcome: Outcome, index: int) -> dict:
     return record
 
 
-def total_usage(outcomes: list[Outcome]) -> dict:
+def _total_usage(outcomes: list[Outcome]) -> dict:
+    """Prompt and completion tokens by model name, over every outcome."""
     total: dict[str, dict[str, int]] = {}
     for outcome in outcomes:
         for name, usage in outcome.usage.items():
@@ -182,7 +278,18 @@ def total_usage(outcomes: list[Outcome]) -> dict:
 
 
 def write_evaluation(result: dict, out_dir: str | Path) -> tuple[Path, Path]:
-    """The result as JSON and as a self-contained HTML report, in `out_dir`."""
+    """Write an evaluation record as JSON and as a self-contained HTML report.
+
+    Args:
+        result: the record, as `Evaluator` (or `evaluate_pipeline`) gives it, or `datagen.Evaluation.as_dict()`.
+        out_dir: the folder to write in (made when missing).
+
+    Returns:
+        The paths of out_dir/eval.json and out_dir/report.html.
+
+    Raises:
+        DatagenError: `out_dir` exists and is not a folder.
+    """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise DatagenError(f"{out}: exists and is not a folder; --out takes a folder")

@@ -17,16 +17,18 @@ from pathlib import Path
 import dspy
 import optuna
 
-from datagen.workspace.compiled import COMPILED_DIR, report_path
-from datagen.workspace.config import Config
-from datagen.dataset.devset import DevItem, recut
+from datagen.dataset import DevItem
+from datagen.dataset.devset import recut
 from datagen.errors import DatagenError
-from datagen.runs.generate import bound_answers
+from datagen.lm import RoleModel
+from datagen.metrics import COMPOSITE
+from datagen.runs.window import bound_answers
+from datagen.tuning.budget import CallBudgetExhausted
+from datagen.tuning.optimize import PROPOSING, Session, estimate_calls
 from datagen.util.locking import exclusive
-from datagen.lm.roles import RoleModel
-from datagen.tuning.optimize import PROPOSING, CallBudgetExhausted, Session, estimate_calls
-from datagen.workspace.pipelines import load_program, search_space
-from datagen.metrics.scoring import COMPOSITE
+from datagen.workspace import COMPILED_DIR, Config, load_program
+from datagen.workspace.compiled import report_path
+from datagen.workspace.pipelines import search_space
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ _OPTION = "option."  # prefix of a pipeline option's parameter name in the study
 
 @dataclass
 class Trial:
+    """One complete trial of a study: its number, the settings it drew, its held-out composite, its LM requests."""
+
     number: int
     params: dict
     score: float | None
@@ -48,6 +52,9 @@ class Trial:
 
 @dataclass
 class SearchResult:
+    """What a search did: the study (its storage and name) and its trials, the held-out evaluation of the
+    uncompiled program (`before`), the LM requests by role, the best trial and its compiled program."""
+
     storage: Path
     study: str
     trials: list[Trial]  # every complete trial of the study, earlier runs' included
@@ -67,15 +74,15 @@ def study_storage(workspace: Path, pipeline: str) -> Path:
     return workspace / STUDIES_DIR / f"{pipeline}.db"
 
 
-def search(pipeline: str, dev: str | Path, trials: int, *, optimizers=DEFAULT_OPTIMIZERS, name: str = "search",
-           workspace: Path | None = None, config: Config | None = None, options: dict | None = None,
-           max_calls: int | None = None, seed: int = 0, model: RoleModel | None = None,
-           judge: RoleModel | None = None, prompt: RoleModel | None = None, on_estimate=None,
-           on_trial=None, metrics: list[str] | None = None) -> SearchResult:
+def search_pipeline(pipeline: str, dev: str | Path, trials: int, *, optimizers=DEFAULT_OPTIMIZERS,
+                    name: str = "search", workspace: Path | None = None, config: Config | None = None,
+                    options: dict | None = None, max_calls: int | None = None, seed: int = 0,
+                    model: RoleModel | None = None, judge: RoleModel | None = None, prompt: RoleModel | None = None,
+                    on_estimate=None, on_trial=None, metrics: list[str] | None = None) -> SearchResult:
     """Run the study `name` of `pipeline` until it holds `trials` complete trials, and save its best trial as
     compiled/PIPELINE/NAME.json. `on_estimate` gets the estimated LM calls of the trials still to run before
     any is made; `on_trial` gets each Trial as it ends. `metrics`: the composite's parts, as for
-    `datagen.tuning.optimize.optimize`."""
+    `datagen.tuning.optimize.optimize_pipeline`."""
     if trials < 1:
         raise DatagenError(f"--trials must be at least 1, got {trials}")
     optimizers = list(dict.fromkeys(optimizers))
