@@ -9,12 +9,13 @@ import sqlite3
 import dspy
 import pytest
 
-from datagen.text.chunking import chunk_documents
-from datagen.workspace.config import Config, ModelSettings
 from datagen.errors import DatagenError
-from datagen.runs.generate import RunSettings, generate
-from datagen.text.ingest import iter_documents
-from datagen.lm.roles import RoleModel, build_role_model
+from datagen.lm import RoleModel
+from datagen.lm.roles import build_role_model
+from datagen.runs import RunSettings
+from datagen.runs.generate import generate
+from datagen.text import chunk_documents, iter_documents
+from datagen.workspace import Config, ModelSettings
 
 from .conftest import SAMPLES, run_cli
 from .fakes import TRICKLE, FakeEngine, FakeOpenAIServer, chat_format, fake_lm, plain, status

@@ -1,4 +1,4 @@
-"""The call gate (datagen/limits.py): --rpm spacing and --tpm budgets checked on the gate's own clock (a frozen one),
+"""The call gate (datagen.lm.gate): --rpm spacing and --tpm budgets checked on the gate's own clock (a frozen one),
 never on the wall clock, so the schedule is exact whatever the machine's load; and the adaptive concurrency
 checked against a real server that admits only K requests at once."""
 
