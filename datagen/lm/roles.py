@@ -269,8 +269,17 @@ def build_role_model(settings: ModelSettings, role: Role) -> RoleModel:
 
 def check_reachable(model: RoleModel, timeout: float = 5.0) -> None:
     """Fail fast, before any chunk is read, when a self-hosted server's address does not answer: otherwise each
-    chunk would spend its retries (tens of seconds) on a connection that cannot succeed. A model with several
-    servers fails only when none answers; those that do not are left out until their cooldown ends (logged)."""
+    chunk would spend its retries (tens of seconds) on a connection that cannot succeed.
+
+    Args:
+        model: the role model; one without an api_base (a hosted provider, the embedded model) is not probed.
+        timeout: seconds a TCP connection to each server may take.
+
+    Raises:
+        ModelUnreachable: nothing answers at its api_base, or at any of its servers. A model with several
+            servers fails only when none answers; those that do not are left out until their cooldown ends
+            (logged).
+    """
     pool = servers_of(model.lm)
     api_base = model.lm.kwargs.get("api_base")
     if pool is None:
@@ -305,7 +314,7 @@ def role_model(config: Config, role: Role) -> RoleModel:
 
     A role the config leaves unset falls back as `Config.role` says, and at the end to the embedded model. A judge
     or prompt role without max_tokens gets `default_max_tokens`' cap (`bounded`); the task role's depends on the
-    chunk: see `datagen.runs.generate.bound_answers`.
+    chunk: see `datagen.runs.bound_answers`.
 
     Args:
         config: the workspace's configuration (`datagen.load_config`).
@@ -323,9 +332,19 @@ def role_model(config: Config, role: Role) -> RoleModel:
 
 
 def as_role_model(model: "RoleModel | dspy.LM", role: Role = "task") -> RoleModel:
-    """`model` as a RoleModel: a RoleModel as it is; a dspy.LM with the adapter DSPy is set to use (else
-    datagen's ChatAdapter) and its context window as litellm's catalogue knows it (else unknown). Raises
-    DatagenError for anything else."""
+    """`model` as a RoleModel.
+
+    Args:
+        model: a RoleModel, returned as it is; or a dspy.LM, given the adapter DSPy is set to use (else datagen's
+            ChatAdapter) and its context window as litellm's catalogue knows it (else unknown).
+        role: the role a dspy.LM plays.
+
+    Returns:
+        The role model.
+
+    Raises:
+        DatagenError: `model` is neither.
+    """
     if isinstance(model, RoleModel):
         return model
     if not isinstance(model, dspy.BaseLM):
@@ -335,8 +354,21 @@ def as_role_model(model: "RoleModel | dspy.LM", role: Role = "task") -> RoleMode
 
 
 def task_model(config: Config, model: "RoleModel | dspy.LM | None" = None) -> RoleModel:
-    """The model that runs a program: `model` when given; else the LM set by `dspy.configure(lm=...)` or
-    `dspy.context(lm=...)`; else the config's task role (by default the embedded model)."""
+    """The model that runs a program.
+
+    Args:
+        config: the workspace's configuration, whose task role is the last resort.
+        model: the model to use, a RoleModel or a dspy.LM (see `as_role_model`); None: the LM set by
+            `dspy.configure(lm=...)` or `dspy.context(lm=...)`, else the config's task role (by default the
+            embedded model).
+
+    Returns:
+        The task's role model.
+
+    Raises:
+        ConfigError: the config's task role cannot be built (see `role_model`).
+        DatagenError: `model` is neither a RoleModel nor a dspy.LM.
+    """
     if model is not None:
         return as_role_model(model)
     if dspy.settings.lm is not None:
@@ -347,7 +379,17 @@ def task_model(config: Config, model: "RoleModel | dspy.LM | None" = None) -> Ro
 def judge_model(config: Config) -> RoleModel:
     """The judge role's model, at temperature 0 unless configured otherwise: the same sample gets the same
     verdict, and a repeated verdict comes from DSPy's cache. Without a max_tokens of its own or inherited from the
-    task role, its answers are capped at JUDGE_MAX_TOKENS (`bounded`)."""
+    task role, its answers are capped at JUDGE_MAX_TOKENS (`bounded`).
+
+    Args:
+        config: the workspace's configuration.
+
+    Returns:
+        The judge's role model.
+
+    Raises:
+        ConfigError: the judge's model cannot be built (see `role_model`).
+    """
     settings = config.role("judge")
     own = config.models.get("judge")
     # Only the judge's own setting counts: a judge falling back to the task model must not take its temperature.
