@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from datagen.workspace.compiled import save_compiled
-from datagen.workspace.pipelines import load_program
+from datagen.workspace import load_program, save_compiled
 
 from .conftest import ROOT, run_cli
 from .fakes import FakeOpenAIServer

@@ -5,8 +5,7 @@ import re
 
 import pytest
 
-from datagen.text.chunking import chunk_documents
-from datagen.text.ingest import iter_documents
+from datagen.text import chunk_documents, iter_documents
 
 from .conftest import run_cli
 from .fakes import MALFORMED, FakeOpenAIServer, plain

@@ -15,29 +15,42 @@ from datagen.cli.output import err, out, say
 from datagen.errors import InputError
 
 
+Target = Annotated[str, typer.Argument(help="A run folder made by `datagen generate` (its chunks and their generic "
+                                            "rephrases are the ground truth), or, with --pairs or --authors, a "
+                                            "pipeline name.", metavar="RUN_OR_PIPELINE")]
+Pairs = Annotated[Path | None, typer.Option("--pairs", help="JSONL of styled passages and their human plain versions: "
+                                                            "check the pipeline's metrics on them.")]
+StyledField = Annotated[str, typer.Option("--styled-field", help="--pairs: the styled passage's field.")]
+PlainField = Annotated[str, typer.Option("--plain-field", help="--pairs: the plain version's field.")]
+Authors = Annotated[list[Path] | None, typer.Option("--authors", help="One file or folder per author (repeat, 2 or "
+                                                                      "more): check the style metrics.")]
+Offline = Annotated[bool, typer.Option("--offline", help="--pairs/--authors: offline metrics only (no LLM call); the "
+                                                         "composite of those alone.")]
+JsonOut = Annotated[Path | None, typer.Option("--json", help="--pairs/--authors/--human: write the figures as JSON "
+                                                             "here.")]
+Other = Annotated[list[Path] | None, typer.Option("--other", help="With a run: text by another author to compare with "
+                                                                  "as well (files or folders).")]
+Limit = Annotated[int | None, typer.Option(min=2, help="Passages to check on (more: surer, dearer); default 40 for a "
+                                                       "run, 200 pairs or passages per author.")]
+Human = Annotated[bool, typer.Option("--human", help="With a run: check its metrics and its --min-score gate against "
+                                                     "the reviews people gave its samples.")]
+GateBars = Annotated[list[str] | None, typer.Option("--min-score", help="--human: a gate bar METRIC=VALUE to check "
+                                                                        "(repeatable; default: the run's last gate). "
+                                                                        "Reported only: nothing is applied.")]
+
+
 def judge_check(
-    target: Annotated[str, typer.Argument(help="A run folder made by `datagen generate` (its chunks and their "
-                                               "generic rephrases are the ground truth), or, with --pairs or "
-                                               "--authors, a pipeline name.", metavar="RUN_OR_PIPELINE")],
-    pairs: Annotated[Path | None, typer.Option("--pairs", help="JSONL of styled passages and their human plain "
-                                                                "versions: check the pipeline's metrics on them.")] = None,
-    styled_field: Annotated[str, typer.Option("--styled-field", help="--pairs: the styled passage's field.")] = "styled",
-    plain_field: Annotated[str, typer.Option("--plain-field", help="--pairs: the plain version's field.")] = "plain",
-    authors: Annotated[list[Path] | None, typer.Option("--authors", help="One file or folder per author (repeat, "
-                                                                         "2 or more): check the style metrics.")] = None,
-    offline: Annotated[bool, typer.Option("--offline", help="--pairs/--authors: offline metrics only (no LLM "
-                                                            "call); the composite of those alone.")] = False,
-    json_out: Annotated[Path | None, typer.Option("--json", help="--pairs/--authors/--human: write the figures "
-                                                                 "as JSON here.")] = None,
-    other: Annotated[list[Path] | None, typer.Option("--other", help="With a run: text by another author to "
-                                                                     "compare with as well (files or folders).")] = None,
-    limit: Annotated[int | None, typer.Option(min=2, help="Passages to check on (more: surer, dearer); default "
-                                                          "40 for a run, 200 pairs or passages per author.")] = None,
-    human: Annotated[bool, typer.Option("--human", help="With a run: check its metrics and its --min-score gate "
-                                                        "against the reviews people gave its samples.")] = False,
-    min_score: Annotated[list[str] | None, typer.Option(
-        "--min-score", help="--human: a gate bar METRIC=VALUE to check (repeatable; default: the run's last "
-                            "gate). Reported only: nothing is applied.")] = None,
+    target: Target,
+    pairs: Pairs = None,
+    styled_field: StyledField = "styled",
+    plain_field: PlainField = "plain",
+    authors: Authors = None,
+    offline: Offline = False,
+    json_out: JsonOut = None,
+    other: Other = None,
+    limit: Limit = None,
+    human: Human = False,
+    min_score: GateBars = None,
     workspace: Workspace = None,
 ) -> None:
     """Can this metric be trusted? Check a pipeline's metrics on parallel text (--pairs) or several authors

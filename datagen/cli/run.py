@@ -34,11 +34,14 @@ Batch = Annotated[bool, typer.Option("--batch", help="Send the task model's requ
                                      "(OpenAI's Batch API: half price, answers within 24 h); re-run to resume.")]
 BatchPoll = Annotated[float, typer.Option(min=0.01, max=3600, help="Seconds between polls of the batch jobs.")]
 BatchSize = Annotated[int, typer.Option(min=1, max=50_000, help="Requests per batch job at most.")]
-# The task model and the pipeline's options as in options.Model, ApiBase and PipelineOptions, with examples.
-Model = Annotated[str | None, typer.Option(help="Task model, e.g. openai/gpt-4o-mini (overrides config).")]
-ApiBase = Annotated[str | None, typer.Option(help="Base URL of an OpenAI-compatible server for the task model.")]
-PipelineOptions = Annotated[list[str] | None, typer.Option("--option", "-O", help="Pipeline option KEY=VALUE, e.g. "
-                                                          "repair_boundaries=true (repeatable).")]
+# The task model and the pipeline's options as options.Model, ApiBase and PipelineOptions declare them for evaluate
+# and optimize, with an example in their help.
+GenerateModel = Annotated[str | None, typer.Option(help="Task model, e.g. openai/gpt-4o-mini (overrides config).")]
+GenerateApiBase = Annotated[str | None, typer.Option(help="Base URL of an OpenAI-compatible server for the task "
+                                                          "model.")]
+GenerateOptions = Annotated[list[str] | None, typer.Option("--option", "-O", help="Pipeline option KEY=VALUE, e.g. "
+                                                                                  "repair_boundaries=true "
+                                                                                  "(repeatable).")]
 Compiled = Annotated[Path | None, typer.Option(help="Run a program compiled by `datagen optimize` "
                                                     "(compiled/PIPELINE/NAME.json).")]
 Force = Annotated[bool, typer.Option("--force", help="Reuse an --out made by another program or other inputs, "
@@ -88,9 +91,9 @@ def generate(
     batch: Batch = False,
     batch_poll: BatchPoll = 30.0,
     batch_size: BatchSize = 50_000,
-    model: Model = None,
-    api_base: ApiBase = None,
-    option: PipelineOptions = None,
+    model: GenerateModel = None,
+    api_base: GenerateApiBase = None,
+    option: GenerateOptions = None,
     compiled: Compiled = None,
     min_score: MinScore = None,
     force: Force = False,
@@ -110,8 +113,8 @@ def generate(
     # Each chunk's answer is distinct, so an in-memory copy of every response only grows; the disk cache
     # and the run store keep them.
     dspy.configure_cache(enable_memory_cache=False)
-    # The flags are turned into settings inside the progress display, as the run's own errors are: a bad one is
-    # reported the same way.
+    # The flags become settings inside the progress display, as in the run itself: a bad one (--executor, --option,
+    # --min-score) is reported where the run's own errors are, after the display's closing line.
     with _progress_display() as progress:
         callbacks = _progress_callbacks(progress, pipeline, concurrency)
         try:

@@ -60,8 +60,7 @@ def evaluate(
 
     quiet_libraries()  # again: the metrics may import libraries that log (sentence-transformers)
 
-    from datagen.tuning.evaluate import evaluate_pipeline, write_evaluation
-    from datagen.tuning.report import failed_text
+    from datagen.tuning import evaluate_pipeline, failed_text, write_evaluation
 
     root = workspace_root(workspace)
     with err.status(f"evaluating {pipeline} on {dev}"):
@@ -131,12 +130,11 @@ def _search(pipeline: str, dev: Path, trials: int, optimizers: list[str] | None,
     """`optimize --trials`: the study run and its trials printed. Returns the search's result, the best trial's
     row of the held-out table (None without one) and None for the compiled program's evaluation (the best trial's
     score is its table's)."""
-    from datagen.tuning.search import DEFAULT_OPTIMIZERS, search
+    from datagen.tuning.search import DEFAULT_OPTIMIZERS, search_pipeline
 
     with err.status(f"searching {pipeline}: {trials} trials"):
-        result = search(pipeline, dev, trials, optimizers=optimizers or DEFAULT_OPTIMIZERS, name=name or "search",
-                        on_trial=lambda t: say(f"  trial {t.number}: {_params(t.params)}: {_score(t.score)}", to=err),
-                        **settings)
+        result = search_pipeline(pipeline, dev, trials, optimizers=optimizers or DEFAULT_OPTIMIZERS,
+                                 name=name or "search", on_trial=_print_trial, **settings)
     _print_search(result)
     after = (f"after: best trial {result.best.number}", result.best.score, "", "") if result.best else None
     return result, after, None
@@ -149,13 +147,13 @@ def _optimize_once(pipeline: str, dev: Path, optimizers: list[str] | None, name:
     Raises:
         InputError: Several optimizers given without --trials.
     """
-    from datagen.tuning.optimize import optimize as run_optimize
+    from datagen.tuning import optimize_pipeline
 
     if optimizers and len(optimizers) > 1:
         raise InputError("--optimizer once, or several with --trials (the search chooses among them)")
     chosen = (optimizers or [DEFAULT_OPTIMIZER])[0]
     with err.status(f"optimizing {pipeline} with {chosen}"):
-        result = run_optimize(pipeline, dev, chosen, name=name, **settings)
+        result = optimize_pipeline(pipeline, dev, chosen, name=name, **settings)
     after = result.after and (f"after: {result.after['program']}", *_composite(result.after))
     if result.demos:
         _print_demos(result.demos)
@@ -171,7 +169,7 @@ def _print_held_out(pipeline: str, before: dict, after: tuple, compiled: dict | 
         table.add_row(label, _score(mean), str(n), escape(failed))
     out.print(table)
     if compiled is not None:
-        from datagen.tuning.optimize import comparison
+        from datagen.tuning import comparison
 
         line, better = comparison(before, compiled)
         say(f"held out: {line}", to=err)
@@ -196,7 +194,7 @@ def _print_requests(result) -> None:
 
 def _composite(evaluation: dict) -> tuple[float | None, int, str]:
     """The composite's mean, items scored and failures (as a table cell) of an evaluation."""
-    from datagen.tuning.report import failed_text
+    from datagen.tuning import failed_text
 
     summary = evaluation["metrics"]["composite"]
     return summary["mean"], summary["n"], failed_text(summary)
@@ -217,6 +215,11 @@ def _score(value: float | None) -> str:
 def _params(params: dict) -> str:
     """A trial's settings, pipeline options by their own name: "optimizer=bootstrap, repair_boundaries=True"."""
     return ", ".join(f"{key.removeprefix('option.')}={value}" for key, value in params.items())
+
+
+def _print_trial(trial) -> None:
+    """A trial of a search as it ends: its settings and its composite score."""
+    say(f"  trial {trial.number}: {_params(trial.params)}: {_score(trial.score)}", to=err)
 
 
 def _print_search(result) -> None:
