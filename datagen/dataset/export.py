@@ -8,8 +8,10 @@ data came from: pipeline, program fingerprint, model, counts, failures, date.
 import hashlib
 import importlib.metadata
 import json
+import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +22,8 @@ from datagen.util.files import replacing
 from datagen.dataset.review import NOT_REJECTED, REVIEWED, approved, as_reviewed, keeps
 from datagen.samples import Sample
 from datagen.store import RunStore
+
+log = logging.getLogger(__name__)
 
 FORMATS = ("sharegpt", "alpaca", "openai", "hf", "jsonl", "parquet")
 # Where each format is written in the run folder unless told otherwise (hf is a folder).
@@ -117,12 +121,23 @@ def check_scored(store: RunStore, min_scores: dict[str, float] | None) -> None:
                            "not run again)")
 
 
+@contextmanager
+def _jsonl_file(path: Path) -> Iterator:
+    """`path` open for writing under a temporary name, renamed over `path` when the block ends without error."""
+    with replacing(path) as partial, partial.open("w", encoding="utf-8") as sink:
+        yield sink
+
+
+def _line(record: dict) -> str:
+    return json.dumps(record, ensure_ascii=False) + "\n"
+
+
 def write_jsonl(path: Path, records: Iterable[dict]) -> int:
     """Write records as JSONL under a temporary name, then rename it over `path`; returns how many."""
     count = 0
-    with replacing(path) as partial, partial.open("w", encoding="utf-8") as sink:
+    with _jsonl_file(path) as sink:
         for record in records:
-            sink.write(json.dumps(record, ensure_ascii=False) + "\n")
+            sink.write(_line(record))
             count += 1
     return count
 
@@ -221,9 +236,51 @@ def write_card(folder: Path, text: str) -> Path:
 @dataclass
 class Export:
     path: Path  # the file, or the folder for hf
-    card: Path
+    card: Path | None  # None: a README.md datagen did not write is there, and was kept (see write_chat_export)
     samples: int
     splits: dict[str, int] = field(default_factory=dict)  # hf only
+
+
+def write_chat_export(store: RunStore, fmt: str, target: Path, *, system: str | None = None,
+                      min_scores: dict[str, float] | None = None, reviewed: str | None = None,
+                      metadata: Path | None = None, provenance: Mapping[str, str] | None = None) -> Export:
+    """Write a run's samples as chat records, a JSON line each, in chunk order, and the dataset card beside them.
+
+    Each file is replaced whole: written under a temporary name, then renamed into place.
+
+    Args:
+        store: the run's store.
+        fmt: "sharegpt", "alpaca" or "openai".
+        target: the JSONL file to write.
+        system: a system prompt put first in every record; None: none.
+        min_scores: leave out the samples scored below a bar, {metric: bar} (see `run_samples`).
+        reviewed: leave out the samples a person did not approve, or rejected (see `run_samples`).
+        metadata: a second JSONL file, line for line with `target`: each sample's chunk id, source and span,
+            then `provenance`; None: none.
+        provenance: what each metadata line ends with (generate's: the pipeline and the model).
+
+    Returns:
+        The `Export`. Its `card` is None when the folder holds a README.md that datagen did not write: that one
+        is kept, with a warning (`write_export` refuses such a folder before writing anything).
+    """
+    to_record = _CHAT_RECORDS[fmt]
+    samples = 0
+    with ExitStack() as files:
+        data = files.enter_context(_jsonl_file(target))
+        sidecar = files.enter_context(_jsonl_file(metadata)) if metadata is not None else None
+        for chunk, _, sample in run_samples(store, min_scores, reviewed):
+            data.write(_line(to_record(sample, system)))
+            if sidecar is not None:
+                sidecar.write(_line({"chunk_id": chunk.id, "source": chunk.source, "start": chunk.start,
+                                     "end": chunk.end, **(provenance or {})}))
+            samples += 1
+    names = [target.name] + ([metadata.name] if metadata is not None else [])
+    card = dataset_card(store, fmt, names, samples, system=system, min_scores=min_scores, reviewed=reviewed)
+    try:
+        return Export(target, write_card(target.parent, card), samples)
+    except DatagenError as exc:  # a README.md that is not ours: keep it, the dataset itself is written
+        log.warning("no dataset card: %s", exc)
+        return Export(target, None, samples)
 
 
 def _check_target(fmt: str, target: Path) -> None:
@@ -272,6 +329,8 @@ def write_export(run_dir: str | Path, fmt: str, out_path: str | Path | None = No
         check_scored(store, min_scores)
         if reviewed == REVIEWED and not store.reviews():
             raise DatagenError(f"{run}: no sample has been reviewed yet (review them with datagen view {run})")
+        if fmt in _CHAT_RECORDS:
+            return write_chat_export(store, fmt, target, system=system, min_scores=min_scores, reviewed=reviewed)
         kept = run_samples(store, min_scores, reviewed)
         if fmt == "hf":
             dataset = _hf_dataset(kept, system, val_fraction)
@@ -283,11 +342,8 @@ def write_export(run_dir: str | Path, fmt: str, out_path: str | Path | None = No
             return Export(target, target / CARD_FILE, samples, splits)
         if fmt == "parquet":
             samples = _write_parquet(kept, target)
-        elif fmt == "jsonl":
-            samples = write_jsonl(target, (flat_record(*item) for item in kept))
         else:
-            to_record = _CHAT_RECORDS[fmt]
-            samples = write_jsonl(target, (to_record(sample, system) for _, _, sample in kept))
+            samples = write_jsonl(target, (flat_record(*item) for item in kept))
         card = write_card(target.parent, dataset_card(store, fmt, [target.name], samples, system=system,
                                                       min_scores=min_scores, reviewed=reviewed))
     return Export(target, card, samples)
