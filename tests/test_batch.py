@@ -1,6 +1,7 @@
 """Provider batch jobs (datagen.runs.batch, with the engine of datagen.lm.batch): programs carried to their end through OpenAI's Batch API, against the fake
 server's /v1/files and /v1/batches over real HTTP, with a real run store."""
 
+import dataclasses
 import json
 import math
 
@@ -14,7 +15,9 @@ from datagen.runs.batch import JobStatus, NoBatchAPI, OpenAIBatchClient, run_bat
 from datagen.errors import DatagenError
 from datagen.lm.roles import RoleModel, default_max_tokens
 from datagen.store import RunStore
+from datagen.runs import BatchOptions, RunSettings
 from datagen.runs import generate as generate_engine
+from datagen.runs.generate import generate
 
 from .conftest import run_cli
 from .fakes import FakeOpenAIServer, plain, status
@@ -380,23 +383,22 @@ def test_a_configured_role_model_goes_to_the_batch_api_at_its_api_base(store):
 
 # --- through datagen.generate ----------------------------------------------------------------------------------
 
-def generate_batched(workspace, out, server, **settings):
+def generate_batched(workspace, out, server, batch=True, size=None, **settings):
     """generate() of style_clone on the workspace's samples with the task model on `server`, as a batch run unless
-    `batch=False`; the batch jobs polled every 10 ms."""
+    `batch=False`: jobs of at most `size` requests, polled every 10 ms."""
     from datagen.workspace.config import Config, ModelSettings
-    from datagen.runs.generate import RunSettings, generate
 
     config = Config(models={"task": ModelSettings(model="openai/fake-model", api_base=server.url)})
-    run_settings = {"max_tokens": 200, "batch": True, "batch_poll": 0.01, **settings}
+    options = BatchOptions(poll=0.01, size=size) if batch else None
     return generate("style_clone", [workspace / "data/samples"], out, workspace=workspace, config=config,
-                    settings=RunSettings(**run_settings))
+                    settings=RunSettings(max_tokens=200, batch=options, **settings))
 
 
 def test_a_batch_run_writes_the_dataset_an_interactive_run_writes_and_makes_no_interactive_call(workspace, tmp_path):
     with FakeOpenAIServer() as server:
         interactive = generate_batched(workspace, tmp_path / "interactive", server, batch=False)
         asked = server.chat_requests
-        report = generate_batched(workspace, tmp_path / "batched", server, batch_size=4)
+        report = generate_batched(workspace, tmp_path / "batched", server, size=4)
         assert server.chat_requests == asked  # not one interactive call
     chunks = interactive.chunks
     assert report.exported == interactive.exported == chunks and not report.failures
@@ -424,7 +426,7 @@ def test_a_batch_run_stopped_while_its_jobs_run_resumes_them_and_submits_nothing
                 pass
 
         monkeypatch.setattr(generate_engine, "Interrupt", StopOnPoll)
-        first = generate_batched(workspace, out, server, batch_size=1000)
+        first = generate_batched(workspace, out, server, size=1000)
         monkeypatch.undo()
         assert first.stopped and first.interrupted and first.exported == 0
         from datagen.runs.summary import summarize
@@ -432,7 +434,7 @@ def test_a_batch_run_stopped_while_its_jobs_run_resumes_them_and_submits_nothing
         [job] = summarize(out).batch_jobs  # `datagen status` shows it in flight
         assert job["status"] == "in_progress" and job["batch_id"]
         created = server.batches_created
-        report = generate_batched(workspace, out, server, batch_size=1000)
+        report = generate_batched(workspace, out, server, size=1000)
     assert created == 1 and server.batches_created == 1  # the resume polled the job it had, and submitted none
     assert report.batch.resumed_jobs == 1 and report.exported == report.chunks and not report.failures
     assert server.batch_lines == report.chunks and server.chat_requests == 0
@@ -458,6 +460,17 @@ def test_a_chunk_failed_by_its_batch_is_asked_afresh_on_the_next_run(workspace, 
 def test_max_cost_is_refused_with_batch(workspace, tmp_path):
     with FakeOpenAIServer() as server, pytest.raises(DatagenError, match="--max-cost does not apply with --batch"):
         generate_batched(workspace, tmp_path / "run", server, max_cost=1.0)
+
+
+def test_batch_options_are_given_as_one_value_and_the_flat_spellings_still_work_with_a_warning():
+    assert RunSettings(batch=True).batch == BatchOptions() and RunSettings(batch=False).batch is None
+    assert RunSettings().batch is None and RunSettings(batch=BatchOptions(poll=5)).batch.poll == 5
+    with pytest.warns(DeprecationWarning, match=r"batch=BatchOptions\(poll=..., size=...\)"):
+        flat = RunSettings(batch=True, batch_poll=0.5, batch_size=10)
+    assert flat.batch == BatchOptions(poll=0.5, size=10)
+    with pytest.warns(DeprecationWarning):
+        assert RunSettings(batch=False, batch_poll=0.5, batch_size=10).batch is None  # as before: no batch run
+    assert dataclasses.replace(flat, limit=3).batch == flat.batch  # a copy keeps its options, and does not warn
 
 
 def test_a_chunk_failed_on_a_stored_answer_is_asked_afresh_on_the_next_run_not_given_it_again(workspace, tmp_path):

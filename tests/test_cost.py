@@ -9,7 +9,8 @@ from datagen.text.chunking import Chunk
 from datagen.workspace.config import Config, ModelSettings, load_config
 from datagen.runs.cost import CostMeter, Price, batch_key, model_price, run_prices
 from datagen.errors import DatagenError
-from datagen.runs.generate import RunSettings, generate
+from datagen.runs import BatchOptions, Callbacks, RunSettings
+from datagen.runs.generate import generate
 from datagen.lm.local import LOCAL_MODEL
 from datagen.store import Outcome, RunStore
 from datagen.runs.summary import summarize
@@ -316,7 +317,6 @@ def priced_run(workspace, out, server, **settings):
     config = Config(models={"task": ModelSettings(model="openai/task", api_base=server.url,
                                                   input_price=2.0, output_price=4.0)})
     statuses = []
-    from datagen.runs.generate import Callbacks
     report = generate("style_clone", [workspace / "data/samples"], out, workspace=workspace, config=config,
                       settings=RunSettings(max_tokens=200, **settings),
                       callbacks=Callbacks(on_status=statuses.append))
@@ -382,7 +382,8 @@ def test_a_run_mixing_interactive_and_batch_calls_prices_each_token_at_its_rate(
     monkeypatch.setenv("TEST_KEY", "sk-test")
     with FakeOpenAIServer() as server:
         config = Config(models={"task": ModelSettings(model=KNOWN, api_base=server.url, api_key_env="TEST_KEY")})
-        for settings in (RunSettings(max_tokens=200, limit=3), RunSettings(max_tokens=200, batch=True, batch_poll=0.01)):
+        for settings in (RunSettings(max_tokens=200, limit=3),
+                         RunSettings(max_tokens=200, batch=BatchOptions(poll=0.01))):
             generate("style_clone", [workspace / "data/samples"], out, workspace=workspace, config=config,
                      settings=settings)
     summary = summarize(out, config)
@@ -395,11 +396,10 @@ def test_a_run_mixing_interactive_and_batch_calls_prices_each_token_at_its_rate(
 
 def test_a_batch_runs_progress_prices_its_batch_tokens_by_the_config(workspace, tmp_path):
     statuses = []
-    from datagen.runs.generate import Callbacks
     with FakeOpenAIServer() as server:
         config = Config(models={"task": ModelSettings(model="openai/task", api_base=server.url,
                                                       input_price=2.0, output_price=4.0)})
         generate("style_clone", [workspace / "data/samples"], tmp_path / "run", workspace=workspace, config=config,
-                 settings=RunSettings(max_tokens=200, limit=2, batch=True, batch_poll=0.01),
+                 settings=RunSettings(max_tokens=200, limit=2, batch=BatchOptions(poll=0.01)),
                  callbacks=Callbacks(on_status=statuses.append))
     assert statuses[-1].spent == pytest.approx(summarize(tmp_path / "run", config).cost) and statuses[-1].spent > 0

@@ -8,8 +8,11 @@ import pytest
 from datagen.text.chunking import Chunk, chunk_documents
 from datagen.workspace.config import Config, ModelSettings
 from datagen.errors import DatagenError
+from datagen.runs import RunSettings, bound_answers, check_budget, program_fingerprint
 from datagen.runs import generate as ENGINE
-from datagen.runs.generate import FAILURES_BEFORE_FIRST_SUCCESS, RunSettings, bound_answers, check_budget, generate
+from datagen.runs.generate import generate
+from datagen.runs.runner import FAILURES_BEFORE_FIRST_SUCCESS
+from datagen.runs.window import prompt_overhead
 from datagen.text.ingest import iter_documents, read_text
 from datagen.lm.roles import JUDGE_MAX_TOKENS, RoleModel, default_max_tokens
 from datagen.workspace.pipelines import load_program
@@ -151,7 +154,7 @@ def test_the_task_cap_follows_the_chunk_and_fits_a_known_context_window(workspac
     larger = bound_answers(program, model, 200, [Chunk("c", "s", 0, 1, "x", 700)])  # a dev set's largest item
     assert larger.max_tokens == 2 * 700 + 256 and larger.default_cap
     windowed = bound_answers(program, fake_model(window=2000), 512)
-    room = 2000 - ENGINE.prompt_overhead(program, windowed) - 512
+    room = 2000 - prompt_overhead(program, windowed) - 512
     assert 512 <= windowed.max_tokens == room < 2 * 512 + 256  # what the window leaves, prompt and chunk aside
     check_budget(program, windowed, 512)  # and generate's check agrees it fits
     own = fake_model().with_settings(max_tokens=100)
@@ -163,9 +166,9 @@ def test_a_cap_datagen_set_leaves_the_runs_identity_as_it_was(workspace):
     user sets is part of what made the run."""
     program = load_program("style_clone", workspace)
     bare = fake_model()
-    assert ENGINE.program_fingerprint(program, bound_answers(program, bare, 300)) == ENGINE.program_fingerprint(
+    assert program_fingerprint(program, bound_answers(program, bare, 300)) == program_fingerprint(
         program, bare)
-    assert ENGINE.program_fingerprint(program, bare.with_settings(max_tokens=856)) != ENGINE.program_fingerprint(
+    assert program_fingerprint(program, bare.with_settings(max_tokens=856)) != program_fingerprint(
         program, bare)
 
 

@@ -23,9 +23,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from datagen.errors import DatagenError, FailureKind
+from datagen.errors import DatagenError, FailureKind, InputError
+from datagen.lm import RoleModel
 from datagen.lm.batch import RequestBook, batch_model, check_batchable
-from datagen.lm.roles import RoleModel
 from datagen.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -187,7 +187,7 @@ class BatchSummary:
 
 
 def run_batches(store: RunStore, model: RoleModel, run_round: Callable[[RoleModel], int], *,
-                poll_seconds: float = 30.0, batch_size: int = MAX_REQUESTS,
+                poll_seconds: float = 30.0, batch_size: int | None = None,
                 on_status: Callable[[JobStatus], None] | None = None,
                 should_stop: Callable[[], bool] | None = None,
                 client: OpenAIBatchClient | None = None) -> BatchSummary:
@@ -200,9 +200,9 @@ def run_batches(store: RunStore, model: RoleModel, run_round: Callable[[RoleMode
     First, errors stored by earlier runs are cleared (their requests are submitted anew; answers stay), and the
     jobs still in flight are polled to their end (never submitted again). Then, in a loop: a round runs; if no
     chunk deferred, the run is done; else every recorded request no job carries is submitted, in jobs of at most
-    `batch_size` requests (and at most 200 MB of JSONL each), and every job in flight is polled every
-    `poll_seconds` seconds until it ends: its answers and failed lines are stored, and the requests it left
-    unanswered (expired, cancelled, failed) get an error of that kind. Then the next round.
+    `batch_size` requests (None: `MAX_REQUESTS`) and at most 200 MB of JSONL each, and every job in flight is
+    polled every `poll_seconds` seconds until it ends: its answers and failed lines are stored, and the requests it
+    left unanswered (expired, cancelled, failed) get an error of that kind. Then the next round.
 
     `should_stop()` (e.g. Ctrl-C) is asked before each round, before submitting and between polls: when true the
     run stops, leaving its jobs in the store for the next run to poll. `on_status(JobStatus)` hears each job's
@@ -214,8 +214,9 @@ def run_batches(store: RunStore, model: RoleModel, run_round: Callable[[RoleMode
     deferring with nothing submitted; and whatever `run_round` raises (the requests it recorded are kept, to be
     submitted by the next run).
     """
+    batch_size = MAX_REQUESTS if batch_size is None else batch_size
     if batch_size < 1:
-        raise DatagenError(f"--batch-size must be at least 1, got {batch_size}")
+        raise InputError(f"--batch-size must be at least 1, got {batch_size}")
     batch_size = min(batch_size, MAX_REQUESTS)
     check_batchable(model)
     client = client or OpenAIBatchClient.for_model(model)

@@ -1,7 +1,7 @@
 """Running chunks on a Ray cluster (`--executor ray`): actors hold the program, its models and the scorer, and run
 the chunks the driver hands them; the driver stays the only writer of the run store.
 
-Each actor is a threaded Ray actor running chunks as the local runner does (datagen.runs.generate's `_gated_run`:
+Each actor is a threaded Ray actor running chunks as the local runner does (datagen.runs.runner's `ChunkRunner`:
 DSPy's call log, usage, scoring, gates of its own); a chunk's `Outcome` (samples, scores, steps, LM calls, usage)
 comes back to the driver, which commits it. So everything the store guarantees on one machine holds: per-chunk
 commit, resume, exactly-once exports, the run-folder lock, Ctrl-C. An actor whose process dies loses only its
@@ -21,11 +21,14 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from datagen.text.chunking import Chunk
-from datagen.errors import DatagenError
-from datagen.lm.gate import CallGate
-from datagen.util.redaction import redact
+import dspy
+
+from datagen.errors import DatagenError, FailureKind
+from datagen.lm import CallGate, remember_configured
+from datagen.runs.runner import ChunkRunner
 from datagen.store import Outcome
+from datagen.text import Chunk
+from datagen.util import redact
 
 log = logging.getLogger(__name__)
 
@@ -52,35 +55,24 @@ class ChunkWorker:
     DSPy's cache set as the driver's is (`cache`: dspy.configure_cache's arguments)."""
 
     def __init__(self, program, model, fresh, scorer, gates: dict, cache: dict):
-        import dspy
-
-        from datagen.lm import roles as models
-        from datagen.runs.generate import _Loop, is_async, step_names
-
         dspy.configure_cache(**cache)
-        # Usage and messages name each model as the user configured it (datagen.lm.roles), in this process too.
+        # Usage and messages name each model as the user configured it (datagen.lm.names), in this process too.
         # (The judge only if the scorer built it: `judge` is a cached_property, read without building it.)
         for role_model in (model, fresh, scorer and scorer.context.__dict__.get("judge")):
             if role_model is not None:
-                models.remember_configured(role_model)
+                remember_configured(role_model)
 
-        self.program, self.model, self.fresh, self.scorer = program, model, fresh, scorer
-        self.gates = {name: CallGate(*limits) for name, limits in gates.items()}
-        self.names = step_names(program, scorer.metrics if scorer else ())
-        self.settings = {"disable_history": True, "callbacks": []}
-        self.loop = _Loop() if is_async(program) else None
+        self.model, self.fresh = model, fresh
+        self.runner = ChunkRunner(program, scorer, {name: CallGate(*limits) for name, limits in gates.items()})
 
     def run(self, chunk: Chunk, retried: bool) -> Outcome:
         """One chunk's outcome (a failure is an outcome too; this raises only if the process dies)."""
-        from datagen.runs.generate import _gated_run
-
-        return _gated_run(self.gates, self.program, self.fresh if retried else self.model, chunk, self.settings,
-                          self.scorer, self.names, self.loop)
+        return self.runner.run_one(chunk, self.fresh if retried else self.model)
 
 
 class RayExecutor:
-    """Hands chunks to `actors` Ray actors, least busy first, as futures (`submit`), for datagen.runs.generate's
-    runner. `address`: a running cluster's ("auto", "ray://HOST:10001", "HOST:6379"); None starts a local one
+    """Hands chunks to `actors` Ray actors, least busy first, as futures (`submit`): a `ChunkExecutor` for
+    datagen.runs.runner. `address`: a running cluster's ("auto", "ray://HOST:10001", "HOST:6379"); None starts a local one
     for the run, with as many CPUs as actors, stopped at `shutdown`. `concurrency`: chunks in flight over all
     actors (each gets its share of threads). Raises DatagenError when Ray is not installed or the cluster cannot
     be reached."""
@@ -138,7 +130,7 @@ class RayExecutor:
                 log.warning("a Ray actor died (%s); its chunks in flight go to the others", error.__class__.__name__)
                 self._actors[number] = self._spawn()
         if handoffs >= MAX_HANDOFFS:
-            done.set_result(Outcome(chunk, failure="worker_died", message=f"the Ray actor running this chunk died "
+            done.set_result(Outcome(chunk, failure=FailureKind.WORKER_DIED, message=f"the Ray actor running this chunk died "
                                     f"{handoffs + 1} times: {str(error).splitlines()[0]}"))
             return
         self._send(chunk, retried, done, handoffs + 1)
@@ -164,8 +156,6 @@ def _redacted(outcome: Outcome) -> Outcome:
 
 def _cache_settings() -> dict:
     """The driver's DSPy cache settings (a run turns the memory cache off, a benchmark both), for the actors."""
-    import dspy
-
     cache = dspy.cache
     return {"enable_disk_cache": cache.enable_disk_cache, "enable_memory_cache": cache.enable_memory_cache,
             "disk_cache_dir": cache.disk_cache_dir}
@@ -187,13 +177,18 @@ def _ship_workspace_by_value(ray) -> None:
 
 @dataclass(frozen=True)
 class RayCluster:
-    """Where a run's chunks go with `--executor ray`: to `actors` Ray actors (at least 1), on the running cluster
-    at `address` (None: a local cluster started for the run and stopped after it)."""
+    """Where a run's chunks go with `--executor ray` (`RunSettings(cluster=...)`): to Ray actors.
+
+    Args:
+        actors: how many Ray actors run the chunks (at least 1).
+        address: a running cluster's address ("auto", "ray://HOST:10001", "HOST:6379"); None: a local cluster
+            started for the run (as many CPUs as actors) and stopped after it.
+    """
 
     actors: int = 2
     address: str | None = None
 
     def executor(self, program, model, fresh, scorer, gates: Mapping[str, CallGate], concurrency: int) -> RayExecutor:
-        """The actors, started, with everything a chunk needs (see RayExecutor)."""
+        """The actors, started, with everything a chunk needs (see RayExecutor): the runner's `Cluster`."""
         return RayExecutor(program, model, fresh, scorer, gates, actors=self.actors, concurrency=concurrency,
                            address=self.address)

@@ -1,4 +1,5 @@
-"""Prices and spend: what a model's tokens cost, what a run has spent so far, and what it will spend in all.
+"""Prices and spend: what a model's tokens cost, what a run has spent so far, what it will spend in all, and the
+spending cap (`--max-cost`) that stops it.
 
 A price comes from the role's `input_price` / `output_price` in datagen.toml when set (US dollars per million
 tokens), else from litellm's bundled price list (`litellm.model_cost`, read from litellm's local copy: `datagen`
@@ -9,11 +10,14 @@ spend that includes its tokens is unknown rather than guessed.
 import functools
 import math
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from datagen.workspace.config import ROLES, Config, ModelSettings, unpriced_half
-from datagen.errors import DatagenError
+from datagen.errors import ConfigError
+from datagen.lm import LOCAL_MODEL
+from datagen.store import RunStore, sum_usage
+from datagen.workspace import ROLES, Config, ModelSettings
+from datagen.workspace.config import unpriced_half
 
 PER = 1_000_000  # prices are per million tokens
 # Models that cost nothing a token unless the config prices them: the embedded model, run in process
@@ -64,13 +68,13 @@ def model_price(model: str, settings: ModelSettings | None = None, *, batch: boo
 
     Each model is looked up in litellm's list once per process (this runs for every chunk).
 
-    Raises DatagenError when `settings` sets one of `input_price` / `output_price` without the other (the
-    message names the missing one).
+    Raises ConfigError (a DatagenError) when `settings` sets one of `input_price` / `output_price` without the
+    other (the message names the missing one).
     """
     if settings is not None and (settings.input_price is not None or settings.output_price is not None):
         if (missing := unpriced_half(settings)) is not None:
             given = "output_price" if missing == "input_price" else "input_price"
-            raise DatagenError(f"model {model}: {missing} is not set while {given} is: a price needs both "
+            raise ConfigError(f"model {model}: {missing} is not set while {given} is: a price needs both "
                                f"(US dollars per million tokens)")
         return Price(settings.input_price, settings.output_price)
     return _bundled_price(model, batch)
@@ -124,8 +128,6 @@ def run_prices(models: Iterable[str], config: Config | None = None) -> dict[str,
     settings; a role with no model is the embedded model). Usage is keyed by the model names as configured
     (`datagen.lm.roles.track_usage`), never by a wire name. A key ending in " (batch)" (`batch_key`) is priced at
     that model's batch price. Raises DatagenError as `model_price` does."""
-    from datagen.lm.local import LOCAL_MODEL
-
     roles: dict[str, ModelSettings] = {}
     for role in ROLES if config is not None else ():
         settings = config.role(role)
@@ -154,7 +156,7 @@ class CostMeter:
 
     def __init__(self, prices: Mapping[str, Price | None] | None = None):
         self._prices: dict[str, Price | None] = dict(prices or {})
-        self.tokens: dict[str, list[int]] = {}  # model -> [prompt tokens, completion tokens]
+        self.usage: dict[str, dict] = {}  # model -> its usage so far, summed field by field
         self.chunks = 0  # chunks whose usage was added (see `add`)
 
     def price(self, model: str) -> Price | None:
@@ -168,27 +170,29 @@ class CostMeter:
         """Add a chunk's usage ({model: {"prompt_tokens": int, "completion_tokens": int, ...}}; other keys and
         missing or None counts are ignored). `chunks`: how many chunks it covers (1; 0 for tokens spent on a
         chunk already counted, such as scoring it afterwards; N for a resumed run's earlier usage)."""
-        for model, counts in usage.items():
-            total = self.tokens.setdefault(model, [0, 0])
-            total[0] += int(counts.get("prompt_tokens") or 0)
-            total[1] += int(counts.get("completion_tokens") or 0)
+        self.usage = sum_usage(self.usage, usage)
         self.chunks += chunks
+
+    def _spending(self) -> Iterator[tuple[str, int, int]]:
+        """(model, prompt tokens, completion tokens) of each model that spent tokens."""
+        for model, counts in self.usage.items():
+            prompt, completion = int(counts.get("prompt_tokens") or 0), int(counts.get("completion_tokens") or 0)
+            if prompt or completion:
+                yield model, prompt, completion
 
     @property
     def unpriced(self) -> list[str]:
         """The models that spent tokens and have no price: why `spent` is None."""
-        return [model for model, (prompt, completion) in self.tokens.items()
-                if (prompt or completion) and self.price(model) is None]
+        return [model for model, _, _ in self._spending() if self.price(model) is None]
 
     @property
     def spent(self) -> float | None:
         """US dollars spent so far (0.0 before any tokens); None when a model that spent tokens has no price."""
         total = 0.0
-        for model, (prompt, completion) in self.tokens.items():
-            if prompt or completion:
-                if (price := self.price(model)) is None:
-                    return None
-                total += price.cost(prompt, completion)
+        for model, prompt, completion in self._spending():
+            if (price := self.price(model)) is None:
+                return None
+            total += price.cost(prompt, completion)
         return total
 
     @property
@@ -220,3 +224,66 @@ class CostMeter:
         if each <= 0 or math.isinf(limit):
             return sys.maxsize
         return int((limit - spent) // each)
+
+
+def run_meter(store: RunStore, config: Config, models: Iterable[str], *, batched: str | None = None,
+              capped: bool = False) -> CostMeter:
+    """A run folder's spend so far, priced by the config and litellm's list, to be added to as chunks finish.
+
+    Args:
+        store: the run's store: its usage so far, and the chunks (done or failed) that spent it.
+        config: the workspace's config, whose roles may set prices.
+        models: the models the run calls (the task model, a judge).
+        batched: the model whose requests go through a provider batch API (priced at batch prices); None: none.
+        capped: the run has a spending cap, so every one of `models` needs a price.
+
+    Returns:
+        A `CostMeter` holding the spend so far.
+
+    Raises:
+        ConfigError: `capped`, and one of `models` has no price (the message names it and says how to set one);
+            or a role sets one price without the other.
+    """
+    models = list(models)
+    spent = store.usage()
+    # Every key the run's usage has or will have, priced by the config: earlier calls' too, and batch tokens.
+    prices = run_prices({*models, *spent, *([batch_key(batched)] if batched else [])}, config)
+    meter = CostMeter(prices)
+    counts = store.counts()
+    meter.add(spent, chunks=counts["done"] + counts["failed"])
+    if capped and (unpriced := [name for name in models if prices[name] is None]):
+        raise ConfigError(f"--max-cost needs the price of {unpriced[0]}: set input_price and output_price "
+                          "(US dollars per million tokens) in its [models.ROLE] of datagen.toml")
+    return meter
+
+
+class SpendCap:
+    """A spending cap (`--max-cost`): a chunk starts only while the chunks in flight, and it, fit under the cap at
+    the cost per chunk so far, and never once the spend has reached the cap. Before the first chunk finishes what a
+    chunk costs is unknown: the first `concurrency` chunks start.
+
+    Args:
+        limit: the cap, US dollars.
+        meter: the run's spend, as it goes.
+    """
+
+    def __init__(self, limit: float, meter: CostMeter):
+        self.limit, self.meter, self.refused = limit, meter, False
+
+    def admit(self, in_flight: int) -> bool:
+        """Whether a chunk may start now, with `in_flight` chunks running (False: `refused` is set)."""
+        fits = self.meter.chunks_within(self.limit)
+        if fits is None:
+            return True
+        self.refused = in_flight + 1 > fits
+        return not self.refused
+
+    def why(self) -> str:
+        """Why the run stopped, in one line: the cap, the spend, and by how much the first chunks passed it."""
+        spent, each = self.meter.spent, self.meter.per_chunk
+        line = f"--max-cost ${self.limit:g} reached: ${spent:.4f} spent"
+        if each is not None:
+            line += f", ${each:.4f} a chunk"
+        if spent > self.limit:  # the first chunks start before what a chunk costs is known
+            line += f" (passed by ${spent - self.limit:.4f}: the first chunks start before their cost is known)"
+        return line

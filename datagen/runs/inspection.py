@@ -11,10 +11,11 @@ import random
 from dataclasses import asdict
 from pathlib import Path
 
-from datagen.text.chunking import Chunk
-from datagen.errors import DatagenError
 from datagen.dataset.export import sample_id
+from datagen.errors import DatagenError
+from datagen.metrics import COMPOSITE
 from datagen.store import RunStore
+from datagen.text import Chunk
 
 
 # --- one sample or chunk ------------------------------------------------------------------------------------
@@ -84,8 +85,6 @@ def list_samples(run_dir: str | Path, limit: int = 5, worst: bool = False, seed:
 
 def _badness(row: dict) -> float:
     """How a sample ranks for --worst: its composite, else its lowest score; unscored samples last."""
-    from datagen.metrics.scoring import COMPOSITE  # here: that module loads dspy, which nothing else here needs
-
     scores = row["scores"]
     if COMPOSITE in scores:
         return scores[COMPOSITE]

@@ -4,9 +4,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from datagen.workspace.config import Config
+from datagen.dataset import run_samples
+from datagen.runs.batch import TERMINAL
+from datagen.runs.cost import CostMeter, run_prices
 from datagen.store import GATE, RunStore
-
+from datagen.workspace import Config
 
 
 @dataclass
@@ -33,6 +35,11 @@ class RunSummary:
         return self.chunks - self.done - self.failed
 
     @property
+    def jobs_in_flight(self) -> list[dict]:
+        """The batch jobs that have not ended yet: the next `generate --batch` collects them."""
+        return [job for job in self.batch_jobs if job["status"] not in TERMINAL]
+
+    @property
     def cost(self) -> float | None:
         """US dollars the run's tokens cost (`datagen.runs.cost`): at the prices `config` sets per role
         (`input_price`, `output_price`), else litellm's bundled ones; batch prices for the tokens charged through
@@ -45,9 +52,7 @@ class RunSummary:
         """The models that spent tokens and have no price (why `cost` is None)."""
         return self._meter().unpriced
 
-    def _meter(self):
-        from datagen.runs.cost import CostMeter, run_prices
-
+    def _meter(self) -> CostMeter:
         meter = CostMeter(run_prices(self.usage, self.config))
         meter.add(self.usage, chunks=0)
         return meter
@@ -93,8 +98,6 @@ class RunSummary:
 def summarize(run_dir: str | Path, config: Config | None = None) -> RunSummary:
     """A run's summary, read from its store. `config` (the workspace's, `load_config()`) prices the models it
     sets `input_price` / `output_price` for; without it, `cost` is at litellm's bundled prices alone."""
-    from datagen.dataset.export import run_samples
-
     run_dir = Path(run_dir)
     with RunStore.existing(run_dir) as store:
         counts, meta = store.counts(), store.meta()

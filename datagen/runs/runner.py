@@ -1,0 +1,405 @@
+"""Running chunks: each through the program and then the scorer, with a bounded number in flight, on worker threads
+of this process or on a cluster's workers; outcomes come back to the calling thread (the run store's).
+
+A chunk that fails (the model's answer did not parse, the provider gave up after retries) is an outcome like any
+other, recorded and skipped. Failures that no other chunk would escape (bad key, unknown model, unreachable server)
+stop the run.
+"""
+
+import asyncio
+import concurrent.futures
+import contextvars
+import logging
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Protocol
+
+import dspy
+from threadpoolctl import threadpool_limits
+
+from datagen.errors import DatagenError, FailureKind, InputError
+from datagen.lm import (BATCH_KINDS, FATAL, CallGate, CallLog, RoleModel, failure_kind, first_line, gated,
+                        holds_invalid_text, step_names, track_usage)
+from datagen.metrics import Scorer
+from datagen.store import Outcome
+from datagen.text import Chunk
+from datagen.util import redact
+
+log = logging.getLogger(__name__)
+
+# When this many chunks fail in a row before any succeeds, the problem is not the chunks: stop spending.
+FAILURES_BEFORE_FIRST_SUCCESS = 5
+
+
+class ChunkExecutor(Protocol):
+    """Where a run's chunks are run: `ThreadExecutor` here, `datagen.runs.cluster.RayExecutor` on Ray actors."""
+
+    def submit(self, chunk: Chunk, retried: bool) -> concurrent.futures.Future:
+        """The chunk's `Outcome`, to come; `retried`: it failed before, so it asks the model afresh."""
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        """Stop: with `wait` once the chunks in flight are done, else at once."""
+
+
+class Cluster(Protocol):
+    """Machines a run's chunks can go to (`datagen.runs.cluster.RayCluster`), as the runner sees them."""
+
+    def executor(self, program: dspy.Module, model: RoleModel, fresh: RoleModel, scorer: Scorer | None,
+                 gates: Mapping[str, CallGate], concurrency: int) -> ChunkExecutor:
+        """Workers started with everything a chunk needs; `fresh` is the model for chunks asked afresh."""
+
+
+def is_async(program: dspy.Module) -> bool:
+    """Whether `program` defines `aforward`: then `acall` runs it, on an event loop."""
+    return callable(getattr(program, "aforward", None))
+
+
+def drop_reason(dropped) -> str:
+    """Why a pipeline rejected a candidate: the "reason" of its `dropped` entry (see programs/factual_qa.py)."""
+    return str(dropped.get("reason") or "unspecified") if isinstance(dropped, dict) else "unspecified"
+
+
+class ChunkRunner:
+    """Runs a chunk through the program, then its samples through the scorer, with every LM call passing the gates:
+    what a worker thread of this process and a Ray actor both do, for as many threads at once as call it.
+
+    Args:
+        program: the DSPy program; one with `aforward` runs on an event loop of the runner's own.
+        scorer: scores each sample; None: no scores.
+        gates: {model name as DSPy knows it: CallGate} for the LM calls.
+        callbacks: DSPy callbacks that hear each chunk's calls, besides the chunk's own call log.
+    """
+
+    def __init__(self, program: dspy.Module, scorer: Scorer | None, gates: Mapping[str, CallGate],
+                 callbacks: Iterable = ()):
+        self.program, self.scorer, self.gates = program, scorer, gates
+        # A corpus run keeps no history of its calls in memory: the run store is the record. The caller's callbacks
+        # are handed on explicitly: DSPy's context does not follow work into worker threads.
+        self.settings = {"disable_history": True, "callbacks": list(callbacks)}
+        self.names = step_names(program, scorer.metrics if scorer else ())
+        self.loop = EventLoopThread() if is_async(program) else None
+
+    def run_one(self, chunk: Chunk, model: RoleModel) -> Outcome:
+        """The chunk's outcome with `model` as the task model: a failure is an outcome too (this raises only what
+        a chunk raises past its own handling, e.g. KeyboardInterrupt)."""
+        with gated(self.gates):
+            try:
+                return self._run(chunk, model)
+            except Exception as exc:  # datagen's own bookkeeping failed: the chunk fails, the run goes on
+                log.exception("chunk %s: %s", chunk.id, exc)
+                return Outcome(chunk, failure=failure_kind(exc), message=first_line(exc))
+
+    def close(self, wait: bool) -> None:
+        """Stop the event loop, if any: with `wait` once its chunks are done, else at once."""
+        if self.loop is not None:
+            self.loop.close(wait=wait)
+
+    def _run(self, chunk: Chunk, model: RoleModel) -> Outcome:
+        started = time.monotonic()
+        # Usage is tracked per chunk, so tokens spent on a chunk that then fails are still counted. Each chunk gets a
+        # trace of its own: DSPy's shared one keeps the last 10,000 predictions, inputs included, for the whole run.
+        # And a call log of its own (its steps, its LM calls), stored with its result.
+        call_log = CallLog(self.names)
+        with (model.context(**{**self.settings, "callbacks": [*self.settings["callbacks"], call_log]}, trace=[]),
+              track_usage() as tracker):
+            outcome = _outcome(self.program, chunk, self.loop)
+            cut = call_log.truncated  # the program's answers cut off; a judge's, later, costs only its metric
+            if self.scorer is not None and outcome.failure is None:
+                _score(self.scorer, outcome)
+        if cut and outcome.failure != FailureKind.DEFERRED:
+            # Whatever came of it, a sample or a parse error, it was made from a cut-off answer.
+            cap = model.lm.kwargs.get("max_tokens") or model.lm.kwargs.get("max_completion_tokens")
+            outcome.failure, outcome.samples, outcome.scores = FailureKind.TRUNCATED, [], []
+            outcome.message = (f"the model's answer was cut off at max_tokens={cap or 'the server default'} "
+                               "(finish_reason length): raise the model's max_tokens")
+        outcome.usage = tracker.get_total_tokens()
+        outcome.steps, outcome.calls = call_log.steps, call_log.calls
+        outcome.seconds = time.monotonic() - started
+        return outcome
+
+
+def _outcome(program: dspy.Module, chunk: Chunk, loop: "EventLoopThread | None") -> Outcome:
+    try:
+        if loop is not None:
+            prediction = loop.run(program.acall(chunk=chunk.text))
+        else:
+            prediction = program(chunk=chunk.text)
+    except Exception as exc:  # recorded per chunk; the caller decides what is fatal
+        return Outcome(chunk, failure=failure_kind(exc), message=first_line(exc),
+                       raw=redact(getattr(exc, "lm_response", None)))
+    outputs = {key: value for key, value in prediction.items() if key != "samples"}
+    outcome = Outcome(chunk, outputs=outputs)
+    samples = list(getattr(prediction, "samples", None) or [])
+    if holds_invalid_text([outputs, [[s.input, s.output, s.history] for s in samples]]):
+        # What an adapter of the caller's own let through (datagen's fail the call): it could not be stored.
+        return Outcome(chunk, failure=FailureKind.ENCODING, message="the program's outputs are not valid Unicode "
+                       "(a lone surrogate)")
+    if not samples and outputs.get("dropped"):
+        return outcome  # candidates were made and the program's own checks rejected them all: done, not failed
+    if not samples:
+        outcome.failure, outcome.message = FailureKind.NO_SAMPLES, "the program returned no samples"
+    elif any(not s.input.strip() or not s.output.strip() for s in samples):
+        outcome.failure, outcome.message = FailureKind.EMPTY_OUTPUT, "a sample has an empty input or output"
+    else:
+        outcome.samples = samples
+    return outcome
+
+
+def _score(scorer: Scorer, outcome: Outcome) -> None:
+    """Score each sample. A metric that fails on a sample costs only its own score (a `scoring.Failed`, which the
+    run store does not keep: a gate on that metric holds the sample back, and a resumed run scores it again); a
+    failure no other sample would escape (`UNRECOVERABLE`: a bad key, nothing listening) fails the chunk as
+    `judge_<kind>` (it is retried on resume), so that a run whose judge cannot answer at all stops when its first
+    chunks have all failed, as one whose model cannot does."""
+    try:
+        outcome.scores = [scorer.score(outcome.chunk.text, sample) for sample in outcome.samples]
+    except Exception as exc:
+        outcome.failure, outcome.message = FailureKind.of_judge(failure_kind(exc)), first_line(exc)
+        outcome.raw = redact(getattr(exc, "lm_response", None))
+        outcome.samples = []
+
+
+class ThreadExecutor:
+    """Chunks on worker threads of this process, one a chunk in flight (a `ChunkExecutor`).
+
+    Args:
+        program: the DSPy program.
+        model: the task model.
+        fresh: the task model for chunks asked afresh (past DSPy's cache).
+        scorer: scores each sample; None: no scores.
+        gates: {model name as DSPy knows it: CallGate} for the LM calls.
+        concurrency: worker threads.
+    """
+
+    def __init__(self, program: dspy.Module, model: RoleModel, fresh: RoleModel, scorer: Scorer | None,
+                 gates: Mapping[str, CallGate], concurrency: int):
+        self._model, self._fresh = model, fresh
+        self._runner = ChunkRunner(program, scorer, gates, dspy.settings.get("callbacks", []))
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="datagen")
+        # Chunks in flight are the parallelism: a BLAS thread pool per numpy call (the offline metrics' MiniLM
+        # embedding) on top of them oversubscribes the cores. 8 chunks in flight scored by the embedding metric on 2
+        # cores: 2.0 chunks/s with numpy's default pool, 9.3 with one thread a call (bench/README.md, issue 17).
+        # threadpoolctl sets it for the whole process, until the run ends. Ray already runs each actor so.
+        self._blas = threadpool_limits(limits=1) if concurrency > 1 else None
+
+    def submit(self, chunk: Chunk, retried: bool) -> concurrent.futures.Future:
+        """The chunk's outcome, to come, from a worker thread."""
+        return self._pool.submit(self._runner.run_one, chunk, self._fresh if retried else self._model)
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        """Stop the event loop and the threads (with `wait`, once the chunks in flight are done), and give numpy
+        its BLAS threads back."""
+        self._runner.close(wait=wait)
+        self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+        if self._blas is not None:
+            self._blas.restore_original_limits()
+
+
+def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], concurrency: int = 1, *,
+               scorer: Scorer | None = None, gates: Mapping[str, CallGate] | None = None,
+               cluster: Cluster | None = None, ordered: bool = False, every: bool = False,
+               interrupt: "Interrupt | None" = None, admit: Callable[[int], bool] | None = None,
+               retried: Collection[str] = (), retry_model: RoleModel | None = None) -> Iterator[Outcome]:
+    """Run every chunk through the program, at most `concurrency` in flight and no more read ahead.
+
+    `chunks` is read, and outcomes are yielded, in the calling thread (the run store's). A program with `aforward`
+    runs it (`acall`) on one asyncio event loop shared by the run, each chunk's worker waiting.
+
+    Args:
+        program: the DSPy program.
+        model: the task model.
+        chunks: the chunks to run.
+        concurrency: chunks in flight at most (at least 1).
+        scorer: scores each sample; None: no scores.
+        gates: {model name as DSPy knows it: CallGate} for every LM call; None: one gate for the task model,
+            its requests in flight cut on 429s.
+        cluster: run the chunks on its workers (e.g. a `RayCluster`'s actors); None: on threads of this process.
+        ordered: yield the outcomes in `chunks`' order, not as they finish.
+        every: run every chunk even when the first ones all fail (a dev set, its size bounding the spend).
+        interrupt: once it is requested no chunk starts; those in flight finish and are yielded.
+        admit: asked `admit(in_flight)` before each chunk starts; False ends the run as an interrupt does (e.g. a
+            spending cap).
+        retried: ids of chunks that failed before: they ask the model afresh, past DSPy's cache.
+        retry_model: the task model for those (None: `model` with DSPy's cache off).
+
+    Yields:
+        Each chunk's `Outcome`.
+
+    Raises:
+        InputError: `concurrency` below 1.
+        DatagenError: a failure no other chunk would escape (bad key, unknown model, nothing listening), or the
+            first chunks all failed (unless `every`).
+    """
+    if concurrency < 1:
+        raise InputError(f"--concurrency must be at least 1, got {concurrency}")
+    if gates is None:
+        gates = {model.lm.model: CallGate(concurrency)}
+    # DSPy caches an answer that came back, whether or not it then parsed: a failed chunk would get its bad answer
+    # (malformed, empty, cut off) again from the cache, and a cut-off one, unflagged then, would pass as a sample.
+    fresh = retry_model or model.with_settings(cache=False)
+    executor = (ThreadExecutor(program, model, fresh, scorer, gates, concurrency) if cluster is None
+                else cluster.executor(program, model, fresh, scorer, gates, concurrency))
+    in_order = _InOrder() if ordered else None
+    stop = _StopRule(model.name, every)
+
+    def may_start(in_flight: int) -> bool:
+        return not (interrupt and interrupt.requested) and (admit is None or admit(in_flight))
+
+    try:
+        source = in_order.numbered(chunks) if in_order else iter(chunks)
+        for outcome in _as_finished(executor, source, concurrency, may_start, retried):
+            if outcome.failure == FailureKind.DEFERRED:  # a batch round: asked, not yet answered
+                yield outcome
+                continue
+            stop.check_fatal(outcome)
+            yield from in_order.put(outcome) if in_order else (outcome,)
+            stop.check_first_failures(outcome)
+    finally:
+        # Stopped at once (a second Ctrl-C): calls in flight are abandoned, not waited for.
+        executor.shutdown(wait=not (interrupt and interrupt.forced), cancel_futures=True)
+
+
+def _as_finished(executor: ChunkExecutor, chunks: Iterator[Chunk], concurrency: int,
+                 may_start: Callable[[int], bool], retried: Collection[str]) -> Iterator[Outcome]:
+    """Outcomes as the chunks finish, starting the next chunk while fewer than `concurrency` are in flight and
+    `may_start(in_flight)` allows it."""
+    finished: queue.SimpleQueue = queue.SimpleQueue()
+    in_flight = 0
+    while True:
+        while in_flight < concurrency and may_start(in_flight) and (chunk := next(chunks, None)) is not None:
+            executor.submit(chunk, chunk.id in retried).add_done_callback(finished.put)
+            in_flight += 1
+        if not in_flight:
+            return
+        outcome = _next(finished)
+        in_flight -= 1
+        yield outcome
+
+
+def _next(finished: queue.SimpleQueue) -> Outcome:
+    """The next outcome (raising here what a chunk raised past its own handling, e.g. KeyboardInterrupt); waiting
+    in short steps, so that Ctrl-C reaches this (the main) thread at once."""
+    while True:
+        try:
+            return finished.get(timeout=0.5).result()
+        except queue.Empty:
+            continue
+
+
+class _InOrder:
+    """Outcomes put back in their chunks' order: each waits for those before it."""
+
+    def __init__(self):
+        self._places: dict[str, int] = {}  # chunk id -> its place
+        self._waiting: dict[int, Outcome] = {}
+        self._next = 0
+
+    def numbered(self, chunks: Iterable[Chunk]) -> Iterator[Chunk]:
+        """`chunks`, each given its place as it is read."""
+        for chunk in chunks:
+            self._places[chunk.id] = len(self._places)
+            yield chunk
+
+    def put(self, outcome: Outcome) -> list[Outcome]:
+        """The outcomes whose turn has come, now that `outcome` is in."""
+        self._waiting[self._places[outcome.chunk.id]] = outcome
+        ready = []
+        while self._next in self._waiting:
+            ready.append(self._waiting.pop(self._next))
+            self._next += 1
+        return ready
+
+
+class _StopRule:
+    """When a run stops on its own: at a failure no other chunk would escape, or when its first chunks all fail."""
+
+    def __init__(self, model_name: str, every: bool):
+        self.model_name, self.every = model_name, every
+        self.succeeded = False
+        self.failed_first = 0
+
+    def check_fatal(self, outcome: Outcome) -> None:
+        """Raise DatagenError for a fatal failure (nothing listening counts only before any chunk succeeded)."""
+        if outcome.failure in FATAL or (outcome.failure == FailureKind.TRANSPORT and not self.succeeded):
+            raise DatagenError(f"{self.model_name}: {outcome.message}")
+        self.succeeded = self.succeeded or outcome.failure is None
+        # A batch job's failure came in with its whole job, already paid: no reason to stop the others.
+        self.failed_first += not self.succeeded and outcome.failure not in BATCH_KINDS
+
+    def check_first_failures(self, outcome: Outcome) -> None:
+        """Raise DatagenError once the first chunks have all failed (unless `every`)."""
+        if self.failed_first >= FAILURES_BEFORE_FIRST_SUCCESS and not self.every:
+            raise DatagenError(f"the first {self.failed_first} chunks all failed ({outcome.failure}: "
+                               f"{outcome.message}); stopped before spending more")
+
+
+class EventLoopThread:
+    """An asyncio event loop in a thread of its own, for programs with `aforward`: a worker thread hands it a
+    chunk's coroutine and waits for the result. DSPy's async LMs do their I/O on it, without a thread a call."""
+
+    def __init__(self):
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="datagen-loop", daemon=True)
+        self._thread.start()
+
+    def run(self, coroutine):
+        """Run `coroutine` on the loop, in the calling thread's context (DSPy's settings, the chunk's call log and
+        gates), and wait for its result (or its exception)."""
+        context = contextvars.copy_context()
+        done = concurrent.futures.Future()
+
+        def start():
+            task = self._loop.create_task(coroutine, context=context)
+            task.add_done_callback(lambda t: done.cancel() if t.cancelled() else (
+                done.set_exception(t.exception()) if t.exception() else done.set_result(t.result())))
+        self._loop.call_soon_threadsafe(start)
+        return done.result()
+
+    def close(self, wait: bool) -> None:
+        """Stop the loop: with `wait` once its tasks are done (their workers have their results), else at once,
+        cancelling them."""
+        async def stop():
+            tasks = [t for t in asyncio.all_tasks(self._loop) if t is not asyncio.current_task()]
+            if not wait:
+                for task in tasks:
+                    task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._loop.stop()
+        asyncio.run_coroutine_threadsafe(stop(), self._loop)
+        if wait:
+            self._thread.join()
+            self._loop.close()
+
+
+class Interrupt:
+    """Ctrl-C during a run, as a SIGINT handler: the first press lets the chunks in flight finish (they are
+    paid for) and starts no more; a second stops at once with KeyboardInterrupt."""
+
+    def __init__(self):
+        self.requested = False
+        self.forced = False
+
+    def __call__(self, signum, frame) -> None:
+        if self.requested:
+            self.forced = True
+            raise KeyboardInterrupt
+        self.requested = True
+        log.warning("stopping: nothing new starts; what is in flight finishes and is kept (batch jobs stay with the "
+                    "run); Ctrl-C again to stop at once")
+
+    @contextmanager
+    def handling(self) -> Iterator["Interrupt"]:
+        """Handle SIGINT this way for the duration (only the main thread can set a signal handler)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = signal.signal(signal.SIGINT, self)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
