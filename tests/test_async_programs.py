@@ -5,7 +5,8 @@ import dspy
 
 from datagen import Sample
 from datagen.workspace.config import Config, ModelSettings
-from datagen.runs.generate import RunSettings, generate
+from datagen.runs import RunSettings
+from datagen.runs.generate import generate
 from datagen.lm.roles import build_role_model
 from datagen.store import RunStore
 

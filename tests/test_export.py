@@ -9,7 +9,8 @@ import pytest
 from datagen.workspace.config import Config
 from datagen.errors import DatagenError
 from datagen.dataset.export import CARD_FILE, FORMATS, in_validation, sample_id, write_export
-from datagen.runs.generate import RunSettings, generate
+from datagen.runs import RunSettings
+from datagen.runs.generate import generate
 from datagen.store import RunStore
 
 from .conftest import run_cli

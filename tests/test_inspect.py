@@ -9,7 +9,8 @@ import pytest
 from datagen.workspace.config import Config, ModelSettings
 from datagen.errors import DatagenError
 from datagen.dataset.export import sample_id, write_export
-from datagen.runs.generate import RunSettings, generate
+from datagen.runs import RunSettings
+from datagen.runs.generate import generate
 from datagen.runs.inspection import inspect_item, list_failed, list_samples, render
 from datagen.lm.roles import RoleModel
 from datagen.store import RunStore

@@ -8,7 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from datagen.workspace.config import Config, ModelSettings
-from datagen.runs.generate import RunSettings, generate
+from datagen.runs import RunSettings
+from datagen.runs.generate import generate
 from datagen.lm.gate import CUT, PROBE_SLOWDOWN, CallGate, Ticket
 from datagen.lm.roles import build_role_model
 from datagen.runs import generate as generate_engine

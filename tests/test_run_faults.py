@@ -8,9 +8,9 @@ import pytest
 from datagen.workspace.compiled import load_compiled, save_compiled
 from datagen.workspace.config import Config, ModelSettings
 from datagen.errors import DatagenError
-from datagen.runs.generate import RunSettings, generate
+from datagen.runs import RunSettings, summarize
+from datagen.runs.generate import generate
 from datagen.workspace.pipelines import code_fingerprint, load_program, program_sources
-from datagen.runs.summary import summarize
 
 from .conftest import run_cli
 from .fakes import FakeEngine, FakeOpenAIServer, Unparseable, plain
