@@ -1,5 +1,6 @@
-"""Provider batch jobs (datagen.runs.batch, with the engine of datagen.lm.batch): programs carried to their end through OpenAI's Batch API, against the fake
-server's /v1/files and /v1/batches over real HTTP, with a real run store."""
+"""Provider batch jobs (datagen.runs.batch, with the engine of datagen.lm.batch): programs carried to their end
+through OpenAI's Batch API, against the fake server's /v1/files and /v1/batches over real HTTP, with a real run
+store."""
 
 import dataclasses
 import json

@@ -1,4 +1,5 @@
-"""datagen.runs.cost: prices (litellm's bundled list, or datagen.toml's per role), spend so far and the projected total."""
+"""datagen.runs.cost: prices (litellm's bundled list, or datagen.toml's per role), spend so far and the projected
+total."""
 
 import importlib
 

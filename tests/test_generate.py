@@ -8,11 +8,11 @@ import pytest
 from datagen.text.chunking import Chunk, chunk_documents
 from datagen.workspace.config import Config, ModelSettings
 from datagen.errors import DatagenError
-from datagen.runs import RunSettings, bound_answers, check_budget, program_fingerprint
+from datagen.runs import RunSettings, bound_answers, program_fingerprint
 from datagen.runs import generate as ENGINE
 from datagen.runs.generate import generate
 from datagen.runs.runner import FAILURES_BEFORE_FIRST_SUCCESS
-from datagen.runs.window import prompt_overhead
+from datagen.runs.window import check_budget, prompt_overhead
 from datagen.text.ingest import iter_documents, read_text
 from datagen.lm.roles import JUDGE_MAX_TOKENS, RoleModel, default_max_tokens
 from datagen.workspace.pipelines import load_program

@@ -8,15 +8,14 @@ summary and inspection of a run folder.
 
 from datagen.runs.batch import BatchSummary, JobStatus
 from datagen.runs.cluster import RayCluster, ray_module
-from datagen.runs.cost import CostMeter, Price, run_prices
+from datagen.runs.cost import Price, run_prices
 from datagen.runs.identity import program_fingerprint
 from datagen.runs.inspection import inspect_item, list_failed, list_samples, render, shorten
 from datagen.runs.runner import drop_reason, run_chunks
 from datagen.runs.settings import BatchOptions, Callbacks, Report, RunSettings, RunStatus
 from datagen.runs.summary import RunSummary, summarize
-from datagen.runs.window import bound_answers, check_budget
+from datagen.runs.window import bound_answers
 
-__all__ = ["BatchOptions", "BatchSummary", "Callbacks", "CostMeter", "JobStatus", "Price", "RayCluster", "Report",
-           "RunSettings", "RunStatus", "RunSummary", "bound_answers", "check_budget", "drop_reason", "inspect_item",
-           "list_failed", "list_samples", "program_fingerprint", "ray_module", "render", "run_chunks", "run_prices",
-           "shorten", "summarize"]
+__all__ = ["BatchOptions", "BatchSummary", "Callbacks", "JobStatus", "Price", "RayCluster", "Report", "RunSettings",
+           "RunStatus", "RunSummary", "bound_answers", "drop_reason", "inspect_item", "list_failed", "list_samples",
+           "program_fingerprint", "ray_module", "render", "run_chunks", "run_prices", "shorten", "summarize"]

@@ -72,10 +72,10 @@ class ChunkWorker:
 
 class RayExecutor:
     """Hands chunks to `actors` Ray actors, least busy first, as futures (`submit`): a `ChunkExecutor` for
-    datagen.runs.runner. `address`: a running cluster's ("auto", "ray://HOST:10001", "HOST:6379"); None starts a local one
-    for the run, with as many CPUs as actors, stopped at `shutdown`. `concurrency`: chunks in flight over all
-    actors (each gets its share of threads). Raises DatagenError when Ray is not installed or the cluster cannot
-    be reached."""
+    datagen.runs.runner. `address`: a running cluster's ("auto", "ray://HOST:10001", "HOST:6379"); None starts a
+    local one for the run, with as many CPUs as actors, stopped at `shutdown`. `concurrency`: chunks in flight over
+    all actors (each gets its share of threads). Raises DatagenError when Ray is not installed or the cluster
+    cannot be reached."""
 
     def __init__(self, program, model, fresh, scorer, gates: Mapping[str, CallGate], *, actors: int,
                  concurrency: int, address: str | None = None):
@@ -130,8 +130,9 @@ class RayExecutor:
                 log.warning("a Ray actor died (%s); its chunks in flight go to the others", error.__class__.__name__)
                 self._actors[number] = self._spawn()
         if handoffs >= MAX_HANDOFFS:
-            done.set_result(Outcome(chunk, failure=FailureKind.WORKER_DIED, message=f"the Ray actor running this chunk died "
-                                    f"{handoffs + 1} times: {str(error).splitlines()[0]}"))
+            done.set_result(Outcome(chunk, failure=FailureKind.WORKER_DIED,
+                                    message=f"the Ray actor running this chunk died {handoffs + 1} times: "
+                                    f"{str(error).splitlines()[0]}"))
             return
         self._send(chunk, retried, done, handoffs + 1)
 

@@ -147,8 +147,8 @@ class CostMeter:
     `prices` maps the model names usage is keyed by ({model: {"prompt_tokens": int, "completion_tokens": int,
     ...}}, the shape of `RunStore.usage()` and of a chunk outcome's `usage`) to their `Price`, or None when
     unknown; `run_prices` makes it from a config. A model missing from it is priced by `model_price` the first
-    time it spends tokens (at batch prices for a `batch_key`). Prompt tokens are all priced as uncached input (a provider's
-    cache discount is not counted, so the figure errs high). One writer: not thread-safe.
+    time it spends tokens (at batch prices for a `batch_key`). Prompt tokens are all priced as uncached input (a
+    provider's cache discount is not counted, so the figure errs high). One writer: not thread-safe.
 
     To resume a run, `add(store.usage(), chunks=N)` once with N the chunks it had already run (done or failed),
     and count those in `projected`'s `done`.
