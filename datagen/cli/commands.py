@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from datagen.cli.logs import setup_logging
 from datagen.cli.check import judge_check
+from datagen.cli.logs import setup_logging
 from datagen.cli.output import err
 from datagen.cli.run import chunk, export_run, generate, inspect_run, status
 from datagen.cli.tune import compiled_list, compiled_show, devset, evaluate, optimize
@@ -20,7 +20,6 @@ from datagen.errors import DatagenError, Interrupted
 app = typer.Typer(help="Turn raw text into training datasets with declarative DSPy pipelines.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
-
 # Every command by name, in the order `datagen --help` lists them.
 COMMANDS = {"chunk": chunk, "generate": generate, "evaluate": evaluate, "optimize": optimize, "new": new, "init": init,
             "inspect": inspect_run, "judge-check": judge_check, "devset": devset, "status": status, "models": models,
@@ -28,6 +27,7 @@ COMMANDS = {"chunk": chunk, "generate": generate, "evaluate": evaluate, "optimiz
 for name, command in COMMANDS.items():
     app.command(name)(command)
 
+# A group of two commands (--help lists groups after the commands).
 compiled = typer.Typer(help="Programs compiled by `datagen optimize`.", no_args_is_help=True)
 compiled.command("list")(compiled_list)
 compiled.command("show")(compiled_show)

@@ -98,7 +98,7 @@ def min_scores(pairs: list[str] | None) -> dict[str, float] | None:
 
 
 def ray_cluster(executor: str, actors: int, address: str | None):
-    """Where the chunks run: a Ray cluster (datagen.runs.cluster.RayCluster) for `--executor ray`, or None for this
+    """Where the chunks run: a Ray cluster (datagen.runs.RayCluster) for `--executor ray`, or None for this
     process.
 
     Args:
@@ -116,7 +116,7 @@ def ray_cluster(executor: str, actors: int, address: str | None):
         if address is not None or actors != DEFAULT_ACTORS:
             raise InputError("--actors and --ray-address go with --executor ray")
         return None
-    from datagen.runs.cluster import RayCluster, ray_module
+    from datagen.runs import RayCluster, ray_module
 
     ray_module()
     return RayCluster(actors, address)

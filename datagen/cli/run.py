@@ -105,7 +105,7 @@ def generate(
     """Run a pipeline over text files and write a ShareGPT dataset (re-run to resume)."""
     import dspy
 
-    from datagen.runs.generate import RunSettings
+    from datagen.runs import RunSettings
     from datagen.runs.generate import generate as run_generate
 
     root = workspace_root(workspace)
@@ -146,9 +146,9 @@ def _progress_display() -> Progress:
 
 
 def _progress_callbacks(progress: Progress, pipeline: str, concurrency: int):
-    """The run's callbacks (datagen.runs.generate.Callbacks) that keep a new bar of `progress` up to date, and
+    """The run's callbacks (datagen.runs.Callbacks) that keep a new bar of `progress` up to date, and
     print each batch job's changes above it."""
-    from datagen.runs.generate import Callbacks
+    from datagen.runs import Callbacks
 
     bar = progress.add_task(pipeline, total=None, failed=0, tokens=0, cost="cost unknown", level=concurrency)
     totals = {"tokens": 0}
@@ -212,7 +212,7 @@ def print_summary(run_dir: Path, config=None):
         config: The config whose model prices price the run, where it sets them (None: litellm's prices only).
 
     Returns:
-        The run's summary (datagen.runs.summary.RunSummary).
+        The run's summary (datagen.runs.RunSummary).
 
     Raises:
         RunFolderError: `run_dir` is not a run folder.
@@ -220,7 +220,7 @@ def print_summary(run_dir: Path, config=None):
     from collections import Counter
 
     from datagen.runs.batch import TERMINAL as BATCH_TERMINAL
-    from datagen.runs.summary import summarize
+    from datagen.runs import summarize
 
     summary = summarize(run_dir, config)
     say(f"run {run_dir}: {summary.meta.get('pipeline', '?')}, {summary.done}/{summary.chunks} chunks done, "
@@ -277,7 +277,7 @@ def inspect_run(
     as_json: Annotated[bool, typer.Option("--json", help="Print the same as JSON, for scripts.")] = False,
 ) -> None:
     """Look into a run: a sample's steps, scores and prompts, or a pick of its samples or failures."""
-    from datagen.runs.inspection import inspect_item, list_failed, list_samples, render
+    from datagen.runs import inspect_item, list_failed, list_samples, render
 
     if item is not None and (worst or failed):
         raise InputError("--worst and --failed choose what to list: give them without an id")
@@ -303,7 +303,7 @@ def inspect_run(
 
 def _failed_table(view: dict) -> Table:
     """`inspect --failed`: the failed chunks listed, with their failure and raw answer shortened."""
-    from datagen.runs.inspection import shorten
+    from datagen.runs import shorten
 
     table = Table("chunk", "source", "kind", "message", "raw answer",
                   title=f"{len(view['failed'])} of {view['total']} failed chunks")
@@ -315,7 +315,7 @@ def _failed_table(view: dict) -> Table:
 
 def _samples_table(view: dict, order: str) -> Table:
     """`inspect` without an id: the samples listed (in `order`, said in the title), with their scores."""
-    from datagen.runs.inspection import shorten
+    from datagen.runs import shorten
 
     table = Table("sample", "source", "input", "output", "scores",
                   title=f"{len(view['samples'])} of {view['total']} samples ({order})")
