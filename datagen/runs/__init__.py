@@ -6,7 +6,7 @@ other layers use of runs: the settings and results of a run, the runner, what fi
 summary and inspection of a run folder.
 """
 
-from datagen.runs.batch import BatchSummary, JobStatus
+from datagen.runs.batch import TERMINAL, BatchSummary, JobStatus
 from datagen.runs.cluster import RayCluster, ray_module
 from datagen.runs.cost import Price, run_prices
 from datagen.runs.identity import program_fingerprint
@@ -16,6 +16,6 @@ from datagen.runs.settings import BatchOptions, Callbacks, Report, RunSettings, 
 from datagen.runs.summary import RunSummary, summarize
 from datagen.runs.window import bound_answers
 
-__all__ = ["BatchOptions", "BatchSummary", "Callbacks", "JobStatus", "Price", "RayCluster", "Report", "RunSettings",
+__all__ = ["TERMINAL", "BatchOptions", "BatchSummary", "Callbacks", "JobStatus", "Price", "RayCluster", "Report", "RunSettings",
            "RunStatus", "RunSummary", "bound_answers", "drop_reason", "inspect_item", "list_failed", "list_samples",
            "program_fingerprint", "ray_module", "render", "run_chunks", "run_prices", "shorten", "summarize"]

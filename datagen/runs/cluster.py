@@ -29,12 +29,12 @@ from datagen.runs.runner import ChunkRunner
 from datagen.store import Outcome
 from datagen.text import Chunk
 from datagen.util import redact
+from datagen.workspace import WORKSPACE_PACKAGES
 
 log = logging.getLogger(__name__)
 
 RAY_MISSING = "--executor ray needs Ray, an optional extra: pip install 'datagen[ray]'"
 MAX_HANDOFFS = 3  # times a chunk whose actor died is handed to another before it fails
-_WORKSPACE_PACKAGES = ("programs", "signatures", "metrics")
 
 
 def ray_module():
@@ -168,7 +168,7 @@ def _ship_workspace_by_value(ray) -> None:
     from ray import cloudpickle
 
     for name, module in list(sys.modules.items()):
-        if name.split(".")[0] in _WORKSPACE_PACKAGES and module is not None:
+        if name.split(".")[0] in WORKSPACE_PACKAGES and module is not None:
             try:
                 cloudpickle.register_pickle_by_value(module)
             except ValueError:  # already registered, or a namespace package

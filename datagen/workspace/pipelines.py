@@ -26,7 +26,7 @@ from datagen.errors import DatagenError, PipelineNotFound
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # The workspace packages a pipeline imports from.
-_WORKSPACE_PACKAGES = ("programs", "signatures", "metrics")
+WORKSPACE_PACKAGES = ("programs", "signatures", "metrics")
 # Workspace roots put on sys.path so far: only the one in use stays there.
 _ROOTS: set[str] = set()
 
@@ -70,7 +70,7 @@ def _use_workspace(workspace: Path) -> None:
     iterating on a prompt needs no restart), and another workspace's modules of the same names are dropped."""
     root = str(workspace.resolve())
     for name in list(sys.modules):
-        if name.split(".")[0] in _WORKSPACE_PACKAGES:
+        if name.split(".")[0] in WORKSPACE_PACKAGES:
             del sys.modules[name]
     for other in _ROOTS | {root}:  # the workspace used before must not answer for this one's packages
         while other in sys.path:
@@ -162,7 +162,7 @@ def program_sources(program: dspy.Module) -> dict[str, str]:
         source = path.read_bytes()
         found[key] = hashlib.sha256(_code(source)).hexdigest()
         queue += [pair for imported in _imports(source, name, path.name == "__init__.py")
-                  if imported.split(".")[0] in _WORKSPACE_PACKAGES for pair in _module_files(root, imported)]
+                  if imported.split(".")[0] in WORKSPACE_PACKAGES for pair in _module_files(root, imported)]
     return found
 
 
