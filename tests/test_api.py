@@ -8,8 +8,8 @@ import pytest
 
 import datagen
 from datagen import DatagenError, Sample
-from datagen.workspace.config import Config, MetricSettings, ModelSettings
-from datagen.lm.roles import task_model
+from datagen.lm import task_model
+from datagen.workspace import Config, MetricSettings, ModelSettings
 
 from .conftest import SAMPLES
 from .fakes import FakeOpenAIServer, plain

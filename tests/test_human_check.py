@@ -10,13 +10,15 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from datagen.workspace.config import Config
 from datagen.errors import DatagenError
-from datagen.runs.generate import RunSettings, generate
-from datagen.metrics.checks.human import MEAN_RATING, WHOLE_GATE, human_check, verdict_label
+from datagen.metrics import Score
+from datagen.metrics.checks import MEAN_RATING, WHOLE_GATE, human_check
+from datagen.metrics.checks.human import verdict_label
 from datagen.metrics.checks.stats import auc_estimate, spearman_estimate
-from datagen.metrics.base import Score
+from datagen.runs import RunSettings
+from datagen.runs.generate import generate
 from datagen.store import Review, RunStore
+from datagen.workspace import Config
 
 from .conftest import ROOT, run_cli
 from .test_cli import assert_one_line_error

@@ -7,15 +7,18 @@ import sqlite3
 import dspy
 import pytest
 
-from datagen.workspace.config import Config, MetricSettings, ModelSettings
+from datagen.dataset import write_export
 from datagen.errors import DatagenError
-from datagen.dataset.export import write_export
-from datagen.runs.generate import RunSettings, generate
-from datagen.metrics.checks.judges import BASELINE, check_judges
+from datagen.lm import RoleModel
+from datagen.metrics import MetricContext, Scorer
+from datagen.metrics.checks import check_judges
+from datagen.metrics.checks.judges import BASELINE
 from datagen.metrics.checks.stats import auc, paired_accuracy
-from datagen.lm.roles import RoleModel
+from datagen.metrics.scoring import parse_thresholds
+from datagen.runs import RunSettings
+from datagen.runs.generate import generate
 from datagen.samples import Sample
-from datagen.metrics.scoring import MetricContext, Scorer, parse_thresholds
+from datagen.workspace import Config, MetricSettings, ModelSettings
 
 from .conftest import run_cli
 from .fakes import FakeEngine, FakeOpenAIServer, fake_lm

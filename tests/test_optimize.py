@@ -6,14 +6,14 @@ import re
 import dspy
 import pytest
 
-from datagen.workspace.compiled import list_compiled, load_compiled, read_manifest
-from datagen.workspace.config import Config, MetricSettings
 from datagen.errors import DatagenError
+from datagen.lm import RoleModel
+from datagen.runs import RunSettings
+from datagen.runs.generate import generate
+from datagen.samples import Sample
 from datagen.tuning import (DemoCheck, Session, estimate_calls, evaluate_pipeline, failed_text, optimize_pipeline,
                             write_evaluation)
-from datagen.runs.generate import RunSettings, generate
-from datagen.lm.roles import RoleModel
-from datagen.samples import Sample
+from datagen.workspace import Config, MetricSettings, list_compiled, load_compiled, read_manifest
 
 from .conftest import run_cli
 from .fakes import MALFORMED, TRUNCATED, FakeEngine, FakeOpenAIServer
@@ -85,7 +85,7 @@ def test_bootstrap_raises_the_held_out_score_and_saves_a_compiled_program(worksp
 def test_a_compiled_program_round_trips_and_reproduces_its_outputs(workspace, engine):
     result = run_optimize(workspace, engine)
     program = load_compiled("style_clone", result.state, workspace)
-    from datagen.dataset.devset import read_devset
+    from datagen.dataset import read_devset
 
     val = [item.chunk.text for item in read_devset(workspace / DEV, "val")]
     after = [s["input"] for s in result.after["samples"]]
@@ -179,7 +179,7 @@ def test_evaluate_refuses_options_for_a_compiled_program(workspace, engine):
 # --- every item counted, a judge's failure its own, demos a person would keep (issue 22) ---------------------------
 
 def val_chunks(workspace) -> list[str]:
-    from datagen.dataset.devset import read_devset
+    from datagen.dataset import read_devset
 
     return [item.chunk.text for item in read_devset(workspace / DEV, "val")]
 
@@ -344,9 +344,8 @@ def test_optimize_metric_chooses_the_composites_parts(workspace, engine):
 
 
 def test_in_a_corpus_run_a_sample_its_judge_failed_on_is_held_back_by_a_gate_on_that_judge(workspace, tmp_path):
-    from datagen.text.chunking import chunk_documents
-    from datagen.workspace.config import ModelSettings
-    from datagen.text.ingest import iter_documents
+    from datagen.text import chunk_documents, iter_documents
+    from datagen.workspace import ModelSettings
 
     chunks = [c.text for c in chunk_documents(iter_documents([workspace / "data/samples"]), 300)]
     with (FakeOpenAIServer() as task,

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from datagen.tuning.report import render_report, write_report
+from datagen.tuning import render_report, write_report
 
 SCRIPT = "<script>alert(1)</script>"
 

@@ -8,16 +8,16 @@ import dspy
 import pytest
 
 import datagen
-from datagen.text.chunking import Chunk
-from datagen.workspace.compiled import load_compiled, read_manifest
-from datagen.workspace.config import Config
-from datagen.dataset.devset import DevItem, assign_splits, read_devset, review_demos, reviewed_devset, split_of
+from datagen.dataset import DevItem, read_devset, reviewed_devset
+from datagen.dataset.devset import assign_splits, review_demos, split_of
 from datagen.errors import DatagenError
-from datagen.runs.generate import RunSettings, generate
-from datagen.tuning import evaluate_pipeline, labeled_demos, optimize_pipeline
-from datagen.workspace.pipelines import load_program
+from datagen.runs import RunSettings
+from datagen.runs.generate import generate
 from datagen.samples import Sample
 from datagen.store import Review, RunStore, Step
+from datagen.text import Chunk
+from datagen.tuning import evaluate_pipeline, labeled_demos, optimize_pipeline
+from datagen.workspace import Config, load_compiled, load_program, read_manifest
 
 from .conftest import run_cli
 from .fakes import FakeEngine, plain

@@ -7,13 +7,15 @@ import sqlite3
 import optuna
 import pytest
 
-from datagen.text.chunking import DEFAULT_MAX_TOKENS
-from datagen.workspace.compiled import read_manifest, report_path
-from datagen.dataset.devset import read_devset, recut
+from datagen.dataset import read_devset
+from datagen.dataset.devset import recut
 from datagen.errors import DatagenError
 from datagen.runs.generate import generate
-from datagen.tuning.search import search_pipeline, study_storage
 from datagen.store import DB_FILE
+from datagen.text import DEFAULT_MAX_TOKENS
+from datagen.tuning.search import search_pipeline, study_storage
+from datagen.workspace import read_manifest
+from datagen.workspace.compiled import report_path
 
 from .conftest import run_cli
 from .fakes import FakeOpenAIServer

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from datagen.workspace.config import Config, MetricSettings
 from datagen.errors import DatagenError
-from datagen.metrics.coverage import sentences
-from datagen.metrics.scoring import MetricContext
+from datagen.metrics import MetricContext
 from datagen.metrics.checks.pairs import (PERTURBATIONS, PLACEHOLDERS, TEMPLATE, PipelineMetrics, check_authors,
                                           check_pairs, perturbations, read_authors, read_pairs)
+from datagen.metrics.coverage import sentences
+from datagen.workspace import Config, MetricSettings
 
 from .conftest import ROOT, run_cli
 from .fakes import MALFORMED, FakeEngine, FakeOpenAIServer, FromInputs, Unparseable

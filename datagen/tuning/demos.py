@@ -16,7 +16,7 @@ import dspy
 from datagen.dataset import DevItem
 from datagen.errors import DatagenError
 from datagen.metrics import Composite
-from datagen.runs.runner import drop_reason
+from datagen.runs import drop_reason
 
 # Demos a bootstrapped program keeps per predictor: enough to show a style, few enough for a small context.
 MAX_DEMOS = 3

@@ -30,9 +30,7 @@ from datagen.dataset import DevItem, read_devset
 from datagen.errors import DatagenError
 from datagen.lm import RoleModel, check_reachable, task_model
 from datagen.metrics import COMPOSITE, Failed, MetricContext, Score, Scorer
-from datagen.runs.cluster import RayCluster
-from datagen.runs.runner import drop_reason, run_chunks
-from datagen.runs.window import bound_answers
+from datagen.runs import RayCluster, bound_answers, drop_reason, run_chunks
 from datagen.store import Outcome
 from datagen.tuning.report import write_report
 from datagen.util.files import replacing

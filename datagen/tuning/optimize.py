@@ -37,8 +37,7 @@ from datagen.dataset import DevItem, read_devset
 from datagen.errors import DatagenError
 from datagen.lm import RoleModel, check_reachable, role_model, task_model, track_usage
 from datagen.metrics import COMPOSITE, MetricContext, Scorer
-from datagen.runs.identity import program_fingerprint
-from datagen.runs.window import bound_answers
+from datagen.runs import bound_answers, program_fingerprint
 from datagen.tuning.budget import CallBudgetExhausted, CallCounter
 from datagen.tuning.demos import MAX_DEMOS, DemoCheck, count_labeled, labeled_demos, with_labeled_demos
 from datagen.tuning.evaluate import DSPyMetric, Evaluator, MetricScorer, dev_label

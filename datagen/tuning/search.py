@@ -22,7 +22,7 @@ from datagen.dataset.devset import recut
 from datagen.errors import DatagenError
 from datagen.lm import RoleModel
 from datagen.metrics import COMPOSITE
-from datagen.runs.window import bound_answers
+from datagen.runs import bound_answers
 from datagen.tuning.budget import CallBudgetExhausted
 from datagen.tuning.optimize import PROPOSING, Session, estimate_calls
 from datagen.util.locking import exclusive
