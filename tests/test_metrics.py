@@ -10,11 +10,10 @@ import pytest
 from datagen.dataset import write_export
 from datagen.errors import DatagenError
 from datagen.lm import RoleModel
-from datagen.metrics import MetricContext, Scorer
+from datagen.metrics import MetricContext, Scorer, parse_thresholds
 from datagen.metrics.checks import check_judges
 from datagen.metrics.checks.judges import BASELINE
 from datagen.metrics.checks.stats import auc, paired_accuracy
-from datagen.metrics.scoring import parse_thresholds
 from datagen.runs import RunSettings
 from datagen.runs.generate import generate
 from datagen.samples import Sample

@@ -33,7 +33,7 @@ from datagen.metrics import COMPOSITE, Failed, MetricContext, Score, Scorer
 from datagen.runs import RayCluster, bound_answers, drop_reason, run_chunks
 from datagen.store import Outcome
 from datagen.tuning.report import write_report
-from datagen.util.files import replacing
+from datagen.util import replacing
 from datagen.workspace import Config, find_workspace, load_config, resolve_program
 
 RESULT_FILE = "eval.json"

@@ -42,11 +42,10 @@ from datagen.tuning.budget import CallBudgetExhausted, CallCounter
 from datagen.tuning.demos import MAX_DEMOS, DemoCheck, count_labeled, labeled_demos, with_labeled_demos
 from datagen.tuning.evaluate import DSPyMetric, Evaluator, MetricScorer, dev_label
 from datagen.tuning.report import failure_kinds, parts_failed_text, write_report
-from datagen.util.files import replacing
-from datagen.workspace import (Config, evaluation_path, find_workspace, load_config, resolve_program,
-                               save_compiled)
+from datagen.util import replacing
+from datagen.workspace import (Config, code_fingerprint, evaluation_path, find_workspace, load_config,
+                               resolve_program, save_compiled)
 from datagen.workspace.compiled import report_path
-from datagen.workspace.pipelines import code_fingerprint
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import html
 import math
 from pathlib import Path
 
-from datagen.util.files import replacing
+from datagen.util import replacing
 
 BINS = 10  # histogram bins over [0, 1]
 WORST = 10  # how many of the worst samples a report shows unless told otherwise

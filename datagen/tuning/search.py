@@ -25,7 +25,7 @@ from datagen.metrics import COMPOSITE
 from datagen.runs import bound_answers
 from datagen.tuning.budget import CallBudgetExhausted
 from datagen.tuning.optimize import PROPOSING, Session, estimate_calls
-from datagen.util.locking import exclusive
+from datagen.util import exclusive
 from datagen.workspace import COMPILED_DIR, Config, load_program
 from datagen.workspace.compiled import report_path
 from datagen.workspace.pipelines import search_space
