@@ -1,4 +1,4 @@
-"""How datagen/degenerate.py's check fares on real prose and on degenerate output: its false positives and its
+"""How datagen/text/degenerate.py's check fares on real prose and on degenerate output: its false positives and its
 catch rate, and the measures its bars were set from.
 
     python -m bench.degenerate            # from the repository root; reads ../shared/corpora/ (about 1 minute)

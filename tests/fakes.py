@@ -35,7 +35,7 @@ def plain(text: str) -> str:
     """The fake model's 'rephrase': the passage's words, lower-cased, without punctuation, the middle two of every
     four swapped and the last of every four replaced by "plain" (one added to a passage of fewer than four words).
     (Reworded: the passage's own words in another order, or without their punctuation, are a copy of it, which the
-    pipelines drop, see datagen/degenerate.py.)"""
+    pipelines drop, see datagen/text/degenerate.py.)"""
     words = re.findall(r"[\w’']+", text.lower())
     for i in range(1, len(words) - 1, 4):
         words[i], words[i + 1] = words[i + 1], words[i]

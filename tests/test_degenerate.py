@@ -1,4 +1,4 @@
-"""Degenerate output never becomes a sample: datagen/degenerate.py's reasons, real prose in many scripts left alone,
+"""Degenerate output never becomes a sample: datagen/text/degenerate.py's reasons, real prose in many scripts left alone,
 the adapters failing a text field given a JSON object, and a style_clone run over HTTP whose model answers
 degenerate text exporting nothing and counting the drops by reason."""
 

@@ -295,7 +295,7 @@ def test_a_split_is_scored_with_style_metrics_fitted_on_the_whole_dev_set(worksp
 
 def test_bootstrap_keeps_only_demos_that_pass_the_mark_alone_and_counts_the_rest(workspace, engine):
     result = run_optimize(workspace, engine)
-    # This engine copies about half the passages: the pipeline drops a copy (datagen/degenerate.py), and the
+    # This engine copies about half the passages: the pipeline drops a copy (datagen/text/degenerate.py), and the
     # candidate with it; a copy it let through would score below the pass mark.
     rejected = result.demos["rejected"]
     assert sum(rejected.values()) >= 1 and set(rejected) <= {"dropped: copy", "below the pass mark"}, rejected

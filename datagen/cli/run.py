@@ -105,7 +105,7 @@ def generate(
     """Run a pipeline over text files and write a ShareGPT dataset (re-run to resume)."""
     import dspy
 
-    from datagen.runs import RunSettings
+    from datagen.runs import BatchOptions, RunSettings
     from datagen.runs.generate import generate as run_generate
 
     root = workspace_root(workspace)
@@ -119,8 +119,8 @@ def generate(
         callbacks = _progress_callbacks(progress, pipeline, concurrency)
         try:
             settings = RunSettings(max_tokens=max_tokens, limit=limit, concurrency=concurrency, rpm=rpm, tpm=tpm,
-                                   max_failures=max_failures, max_cost=max_cost, force=force, batch=batch,
-                                   batch_poll=batch_poll, batch_size=batch_size,
+                                   max_failures=max_failures, max_cost=max_cost, force=force,
+                                   batch=BatchOptions(poll=batch_poll, size=batch_size) if batch else None,
                                    cluster=ray_cluster(executor, actors, ray_address))
             report = run_generate(pipeline, inputs, out_dir, workspace=root, config=config, settings=settings,
                                   options=pipeline_options(option), compiled=compiled,
@@ -219,7 +219,6 @@ def print_summary(run_dir: Path, config=None):
     """
     from collections import Counter
 
-    from datagen.runs.batch import TERMINAL as BATCH_TERMINAL
     from datagen.runs import summarize
 
     summary = summarize(run_dir, config)
@@ -238,8 +237,7 @@ def print_summary(run_dir: Path, config=None):
         say(f"  {server}", to=err)
     if summary.batch_jobs:
         states = Counter(job["status"] for job in summary.batch_jobs)
-        running = [job["batch_id"] or f"job {job['id']} (not created yet)" for job in summary.batch_jobs
-                   if job["status"] not in BATCH_TERMINAL]
+        running = [job["batch_id"] or f"job {job['id']} (not created yet)" for job in summary.jobs_in_flight]
         say(f"  batch jobs: {', '.join(f'{n} {state}' for state, n in states.items())}"
             + (f" (in flight: {', '.join(str(b) for b in running)}; run generate --batch again to collect them)"
                if running else ""), to=err)

@@ -1,9 +1,10 @@
 """Datasets: exports for trainers, human reviews, and dev sets."""
 
-from datagen.dataset.devset import DevItem, read_devset, reviewed_devset, sample_devset, write_devset
-from datagen.dataset.export import FORMATS, dataset_card, run_samples, sample_id, write_chat_export, write_export
+from datagen.dataset.devset import DevItem, read_devset, recut, reviewed_devset, sample_devset, write_devset
+from datagen.dataset.export import (FORMATS, check_scored, dataset_card, run_samples, sample_id, write_chat_export,
+                                    write_export)
 from datagen.dataset.review import NOT_REJECTED, REVIEWED, VERDICTS, checked_review
 
-__all__ = ["DevItem", "FORMATS", "NOT_REJECTED", "REVIEWED", "VERDICTS", "checked_review", "dataset_card",
-           "read_devset", "reviewed_devset", "run_samples", "sample_devset", "sample_id", "write_chat_export",
-           "write_devset", "write_export"]
+__all__ = ["DevItem", "FORMATS", "NOT_REJECTED", "REVIEWED", "VERDICTS", "check_scored", "checked_review",
+           "dataset_card", "read_devset", "recut", "reviewed_devset", "run_samples", "sample_devset", "sample_id",
+           "write_chat_export", "write_devset", "write_export"]

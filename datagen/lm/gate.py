@@ -276,7 +276,7 @@ class RequestWatcher(BaseCallback):
     """A DSPy callback told of each LM request about to be sent (each attempt of a call, a retry too; an answer
     from DSPy's cache sends none), before any gate or server: `sending` may count it, or refuse it by raising.
     Active where it is among DSPy's callbacks (`dspy.context(callbacks=[...])`, which DSPy's own workers and
-    datagen's run_chunks hand on). Subclasses say what `sending` does (e.g. datagen.tuning.optimize.CallCounter)."""
+    datagen's run_chunks hand on). Subclasses say what `sending` does (e.g. datagen.tuning.budget.CallCounter)."""
 
     def sending(self, lm) -> None:
         """One request of `lm` is about to be sent; raise to refuse it."""

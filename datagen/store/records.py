@@ -30,7 +30,7 @@ class Call:
     usage: dict | None = None
     cached: bool | None = None
     seconds: float = 0.0
-    # With a role of several servers (datagen/servers.py): each request the call sent, as (role, api_base, error or
+    # With a role of several servers (datagen/lm/servers.py): each request the call sent, as (role, api_base, error or
     # None); summed per server into the run store's `servers` table, not stored with the call.
     servers: list[tuple[str, str, str | None]] = field(default_factory=list)
 

@@ -310,7 +310,7 @@ class RunStore:
         for *chunk, kind, message, raw in rows:
             yield Chunk(*chunk), kind, message, raw
 
-    # --- human reviews (datagen/review.py) --------------------------------------------------------------------
+    # --- human reviews (datagen/dataset/review.py) --------------------------------------------------------------------
 
     def set_review(self, review: Review) -> None:
         """Store a sample's review, replacing the one it had (committed at once). A review with nothing in it
@@ -331,7 +331,7 @@ class RunStore:
         """Every review, by (chunk id, sample index)."""
         return {(row[0], row[1]): _review(row) for row in self._db.execute(f"SELECT {_REVIEW_COLUMNS} FROM reviews")}
 
-    # --- provider batch jobs (datagen/batch.py) ------------------------------------------------------------------
+    # --- provider batch jobs (datagen/runs/batch.py) ------------------------------------------------------------------
 
     def add_batch_requests(self, requests: Iterable[tuple[str, str]]) -> None:
         """Record requests waiting for a batch job ((key, body as JSON) pairs); a key already there is kept as it

@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS calls (
     error TEXT, usage TEXT,  -- JSON: the tokens DSPy counted for this call
     cached INTEGER,  -- 1: DSPy counted no tokens, as for a cache hit; NULL: unknown (calls overlapped)
     seconds REAL, PRIMARY KEY (chunk_id, seq));
--- Provider batch jobs (generate --batch; datagen/batch.py): each LM request a round could not answer yet, keyed by
+-- Provider batch jobs (generate --batch; datagen/runs/batch.py): each LM request a round could not answer yet, keyed by
 -- the sha256 of its body (the line's custom_id), with the job that carries it and the answer or error it got...
 CREATE TABLE IF NOT EXISTS batch_requests (
     key TEXT PRIMARY KEY, body TEXT NOT NULL,  -- JSON: the chat-completions request body
@@ -47,7 +47,7 @@ CREATE TABLE IF NOT EXISTS batch_jobs (
     error_file_id TEXT,
     status TEXT NOT NULL,  -- "new", "uploaded", then the provider's (validating, in_progress, ..., completed)
     requests INTEGER NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL);
--- A person's review of a sample (datagen view; datagen/review.py): the verdict, 1-5 ratings on the pipeline's
+-- A person's review of a sample (datagen view; datagen/dataset/review.py): the verdict, 1-5 ratings on the pipeline's
 -- criteria, a comment, and a correction of the sample's input or output (the generated text stays in results).
 CREATE TABLE IF NOT EXISTS reviews (
     chunk_id TEXT NOT NULL REFERENCES chunks(id), sample INTEGER NOT NULL,
@@ -56,7 +56,7 @@ CREATE TABLE IF NOT EXISTS reviews (
     comment TEXT,
     input TEXT, output TEXT,  -- the corrected input and output; NULL: as generated
     updated_at REAL NOT NULL, PRIMARY KEY (chunk_id, sample));
--- Requests to each server of a role that has several (a list of api_bases; datagen/servers.py), every attempt of
+-- Requests to each server of a role that has several (a list of api_bases; datagen/lm/servers.py), every attempt of
 -- every chunk counted, added up as each chunk's result is committed.
 CREATE TABLE IF NOT EXISTS servers (
     role TEXT NOT NULL, model TEXT NOT NULL, api_base TEXT NOT NULL,

@@ -4,12 +4,13 @@ compiled programs."""
 from datagen.workspace.config import (CONFIG_FILE, ChunkingSettings, Config, MetricSettings, ModelSettings, ROLES,
                                       Role, find_workspace, flag_settings, load_config, unpriced_half)
 from datagen.workspace.pipelines import (WORKSPACE_PACKAGES, builtin_workspace, code_fingerprint, find_pipelines,
-                                         is_builtin, load_metric_suite, load_program, pipeline_root)
+                                         is_builtin, load_metric_suite, load_program, pipeline_root,
+                                         search_space)
 from datagen.workspace.compiled import (COMPILED_DIR, evaluation_path, list_compiled, load_compiled, read_manifest,
-                                        read_state, resolve_program, save_compiled)
+                                        read_state, report_path, resolve_program, save_compiled)
 
 __all__ = ["COMPILED_DIR", "CONFIG_FILE", "ChunkingSettings", "Config", "MetricSettings", "ModelSettings", "ROLES",
            "Role", "WORKSPACE_PACKAGES", "builtin_workspace", "code_fingerprint", "evaluation_path", "find_pipelines",
            "find_workspace", "flag_settings", "is_builtin", "list_compiled", "load_compiled", "load_config",
-           "load_metric_suite", "load_program", "pipeline_root", "read_manifest", "read_state", "resolve_program",
-           "save_compiled", "unpriced_half"]
+           "load_metric_suite", "load_program", "pipeline_root", "read_manifest", "read_state", "report_path",
+           "resolve_program", "save_compiled", "search_space", "unpriced_half"]
