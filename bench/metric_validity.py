@@ -3,9 +3,9 @@
     python -m bench.metric_validity            # from the repository root; reads ../shared/corpora/
     python -m bench.metric_validity --only pairs --pairs 60    # quicker
 
-Parallel text (`--only pairs`): the long pairs (10 verses) and the short ones (2 verses); the King James passages
-are the author's corpus, and each check (datagen.metrics.checks.pairs: a copy, another passage's rewrite, half of it, it padded,
-gibberish, a placeholder, a stock text) is run with the World English Bible (`plain`) and the Bible in Basic
+Parallel text (`--only pairs`): the long pairs (10 verses) and the short ones (2 verses); the King James passages are
+the author's corpus, and each check (datagen.metrics.checks.pairs: a copy, another passage's rewrite, half of it, it
+padded, gibberish, a placeholder, a stock text) is run with the World English Bible (`plain`) and the Bible in Basic
 English (`plain_basic`) as the human plain version, for every offline metric, the offline composite, and the
 offline composite as it was before coverage and novelty (generic_offline and embedding 1 : 1, no gate). Authors
 (`--only authors`): the novels of ../shared/corpora/, cut into passages of about 200 tokens, before (one expository
@@ -26,8 +26,8 @@ from datagen.workspace.config import Config
 from datagen.text.ingest import iter_documents
 from datagen.samples import Sample
 from datagen.metrics.scoring import MetricContext
-from datagen.metrics.checks.pairs import (PipelineMetrics, Validity, check_authors, check_pairs, pair_metrics, perturbations,
-                              read_authors, read_pairs)
+from datagen.metrics.checks.pairs import (PipelineMetrics, Validity, check_authors, check_pairs, pair_metrics,
+                                          perturbations, read_authors, read_pairs)
 from datagen.metrics.base import Score, clamp
 from datagen.metrics.composite import Composite
 from datagen.metrics.coverage import ContentCoverage, Novelty

@@ -1,5 +1,5 @@
-"""Degenerate output never becomes a sample: datagen/text/degenerate.py's reasons, real prose in many scripts left alone,
-the adapters failing a text field given a JSON object, and a style_clone run over HTTP whose model answers
+"""Degenerate output never becomes a sample: datagen/text/degenerate.py's reasons, real prose in many scripts left
+alone, the adapters failing a text field given a JSON object, and a style_clone run over HTTP whose model answers
 degenerate text exporting nothing and counting the drops by reason."""
 
 import json

@@ -16,8 +16,9 @@ from datagen.metrics.base import Score
 from datagen.metrics.composite import Composite
 from datagen.metrics.coverage import ContentCoverage, Novelty, content_words, coverage
 from datagen.metrics.overlap import ChrF, EmbeddingSimilarity, embedding_available
-from datagen.metrics.stylometry import (CrossFittedClassifier, StyleClassifier, StylometricFidelity, StylometricGenericness,
-                                background_path, cross_validated_probabilities, normalise_typography)
+from datagen.metrics.stylometry import (CrossFittedClassifier, StyleClassifier, StylometricFidelity,
+                                        StylometricGenericness, background_path, cross_validated_probabilities,
+                                        normalise_typography)
 from tests.conftest import ROOT, SAMPLES
 
 # Two synthetic "authors" sharing one topic vocabulary, so only style tells them apart.

@@ -282,7 +282,8 @@ def test_a_key_quoted_back_by_the_provider_is_stored_and_printed_redacted(tmp_pa
         stored = db.execute("SELECT failure, message, raw FROM results").fetchall()
         errors = [e for (e,) in db.execute("SELECT error FROM calls UNION ALL SELECT error FROM steps") if e]
         responses = [r for (r,) in db.execute("SELECT response FROM calls") if r and REDACTED in r]
-    # A judge's error costs only its score (datagen.metrics.scoring): the chunks it judged are done, their error in the log.
+    # A judge's error costs only its score (datagen.metrics.scoring): the chunks it judged are done, their error in
+    # the log.
     stored = [(kind, message, raw) for kind, message, raw in stored if kind]
     assert {kind for kind, _, _ in stored} == {"parse"}, stored
     assert all(REDACTED in raw for _, _, raw in stored), stored

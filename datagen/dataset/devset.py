@@ -310,10 +310,11 @@ def _corrected(value, corrections: dict[str, str]):
 
 
 def recut(items: list[DevItem], max_tokens: int, root: Path, language: str = AUTO) -> list[DevItem]:
-    """The dev set cut again at another chunk budget: each source re-chunked as `generate` would cut it, keeping
-    (in `language`, the chunker's) the chunks where the items start, each in its item's split. A chunk that now spans items of both splits is
-    held out (`val`), so no train item overlaps a val one. Sources are found as recorded, relative to `root`
-    (or the working directory); a missing source, or one whose text changed since, is an error naming it."""
+    """The dev set cut again at another chunk budget: each source re-chunked as `generate` would cut it, keeping (in
+    `language`, the chunker's) the chunks where the items start, each in its item's split. A chunk that now spans
+    items of both splits is held out (`val`), so no train item overlaps a val one. Sources are found as recorded,
+    relative to `root` (or the working directory); a missing source, or one whose text changed since, is an error
+    naming it."""
     by_source: dict[str, list[DevItem]] = {}
     for item in items:
         by_source.setdefault(item.chunk.source, []).append(item)

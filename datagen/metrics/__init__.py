@@ -11,4 +11,5 @@ from datagen.metrics.base import Failed, Metric, Score, clamp
 from datagen.metrics.composite import Composite
 from datagen.metrics.scoring import COMPOSITE, MetricContext, Scorer, parse_thresholds, review_criteria
 
-__all__ = ["COMPOSITE", "Composite", "Failed", "Metric", "MetricContext", "Score", "Scorer", "clamp", "parse_thresholds", "review_criteria"]
+__all__ = ["COMPOSITE", "Composite", "Failed", "Metric", "MetricContext", "Score", "Scorer", "clamp",
+           "parse_thresholds", "review_criteria"]

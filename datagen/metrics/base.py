@@ -15,9 +15,9 @@ __all__ = ["Failed", "Metric", "Score", "clamp"]
 class Metric(Protocol):
     name: str
     kind: str  # "judge" (an LLM call per score) or "offline" (no LLM)
-    # What it measures, for `datagen judge-check --pairs/--authors` (datagen.metrics.checks.pairs): "style" (the output reads
-    # as the author's), "genericness" (the input is free of the author's style), "content" (input and output say
-    # the same), "boundaries"; a metric without one is left out of those checks.
+    # What it measures, for `datagen judge-check --pairs/--authors` (datagen.metrics.checks.pairs): "style" (the
+    # output reads as the author's), "genericness" (the input is free of the author's style), "content" (input and
+    # output say the same), "boundaries"; a metric without one is left out of those checks.
     aspect: str
 
     def __call__(self, chunk: str, sample: Sample) -> Score: ...

@@ -16,6 +16,7 @@ from datagen.runs.settings import BatchOptions, Callbacks, Report, RunSettings, 
 from datagen.runs.summary import RunSummary, summarize
 from datagen.runs.window import bound_answers
 
-__all__ = ["TERMINAL", "BatchOptions", "BatchSummary", "Callbacks", "JobStatus", "Price", "RayCluster", "Report", "RunSettings",
-           "RunStatus", "RunSummary", "bound_answers", "drop_reason", "inspect_item", "list_failed", "list_samples",
-           "program_fingerprint", "ray_module", "render", "run_chunks", "run_prices", "shorten", "summarize"]
+__all__ = ["TERMINAL", "BatchOptions", "BatchSummary", "Callbacks", "JobStatus", "Price", "RayCluster", "Report",
+           "RunSettings", "RunStatus", "RunSummary", "bound_answers", "drop_reason", "inspect_item", "list_failed",
+           "list_samples", "program_fingerprint", "ray_module", "render", "run_chunks", "run_prices", "shorten",
+           "summarize"]

@@ -81,9 +81,10 @@ class RunStore:
         changed = [key for key, value in identity.items() if key in stored and stored[key] != value]
         if changed and not force:
             key = changed[0]
-            raise RunFolderError(f"{self.path.parent}: this run was made with {_IDENTITY.get(key, 'a different ' + key)} "
-                               f"({stored[key][:12]} here, {identity[key][:12]} now): use a new --out, "
-                               "or --force to reuse it")
+            made_with = _IDENTITY.get(key, "a different " + key)
+            raise RunFolderError(f"{self.path.parent}: this run was made with {made_with} "
+                                 f"({stored[key][:12]} here, {identity[key][:12]} now): use a new --out, "
+                                 "or --force to reuse it")
         if changed:
             with self._transaction():
                 for table in ("reviews", "calls", "steps", "results", "chunks", "servers"):

@@ -70,8 +70,8 @@ WORD_BAG_COPY = 0.99
 # against the same rewrites with their letters shuffled within each word, letter pairs read FOREIGN_LETTERS_GAP
 # nats worse than the source together with under MIN_SHARED_WORDS of words shared flagged no rewrite (the least
 # shared: 0.26), nor any of 21 rewrites of Russian, Chinese and Arabic passages and lines of dialogue written for a
-# trial, and caught 1,000 of the 1,248 shuffles (80%: most sources of the short two-verse pairs are under 40 words). Scripts whose mean "word" is longer than
-# SPACED_WORD_LENGTH letters do not space their words and are not judged so.
+# trial, and caught 1,000 of the 1,248 shuffles (80%: most sources of the short two-verse pairs are under 40 words).
+# Scripts whose mean "word" is longer than SPACED_WORD_LENGTH letters do not space their words and are not judged so.
 FOREIGN_LETTERS_GAP = 0.45
 MIN_SHARED_WORDS = 0.25
 REWRITE_MIN_WORDS = 20

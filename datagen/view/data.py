@@ -77,10 +77,11 @@ class Source:
 
 
 def open_sources(targets: list[Path]) -> list[Source]:
-    """A source per target, in order: a run folder (holding run.db), an evaluation folder (holding eval.json),
-    or an evaluation JSON file, such as the NAME.eval.json `datagen optimize` writes beside compiled/PIPELINE/
-    NAME.json (the state's path names it too), which holds the compiled program's held-out samples and the uncompiled one's (its `baseline`):
-    then both become sources, "NAME (uncompiled)" and "NAME (compiled)". Raises DatagenError for anything else."""
+    """A source per target, in order: a run folder (holding run.db), an evaluation folder (holding eval.json), or an
+    evaluation JSON file, such as the NAME.eval.json `datagen optimize` writes beside compiled/PIPELINE/ NAME.json
+    (the state's path names it too), which holds the compiled program's held-out samples and the uncompiled one's
+    (its `baseline`): then both become sources, "NAME (uncompiled)" and "NAME (compiled)". Raises DatagenError for
+    anything else."""
     sources: list[Source] = []
     for target in targets:
         if (target / DB_FILE).is_file():

@@ -1,10 +1,10 @@
 """Compiled programs: a pipeline's optimized state (instructions and demos) saved with a manifest beside it.
 
 `compiled/PIPELINE/NAME.json` is DSPy's saved state; `NAME.manifest.json` says what made it (pipeline and its
-options, each predictor's fields, models per role by name, optimizer and settings, dev-set hash, scores before
-and after, dspy version, date); `NAME.report.html` shows the held-out scores before and after, and `NAME.eval.json` holds them sample by sample. DSPy's `load`
-re-applies saved field descriptions by position, so a state saved for other fields would be silently
-misassigned: loading compares the fields first and refuses a mismatch."""
+options, each predictor's fields, models per role by name, optimizer and settings, dev-set hash, scores before and
+after, dspy version, date); `NAME.report.html` shows the held-out scores before and after, and `NAME.eval.json` holds
+them sample by sample. DSPy's `load` re-applies saved field descriptions by position, so a state saved for other
+fields would be silently misassigned: loading compares the fields first and refuses a mismatch."""
 
 import importlib.metadata
 import json

@@ -1,8 +1,8 @@
 """Do the metrics agree with people? A run's scores set against the reviews a person gave its samples.
 
 `datagen view` stores a verdict (good or bad), 1-5 ratings by criterion and corrections beside each sample
-(datagen/dataset/review.py); generating with a `--min-score` gate stores each sample's scores. This module reads both from
-the run store and reports, for each metric scored in the run (the composite included):
+(datagen/dataset/review.py); generating with a `--min-score` gate stores each sample's scores. This module reads both
+from the run store and reports, for each metric scored in the run (the composite included):
 
 - its **AUC** of good against bad (`sklearn.metrics.roc_auc_score`: the probability that a random good sample
   scores above a random bad one, ties counting half), with the numbers of good and bad samples;
