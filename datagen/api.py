@@ -42,12 +42,13 @@ class Evaluation:
         metrics: {metric name: {"kind", "n", "failed", "failures", "samples", "mean", "std", "min", "max"}} over
             every dev item, an item that failed counting 0 (see `datagen.tuning.evaluate.summarize_metrics`);
             values in [0, 1] for datagen's metrics, whatever the metric returns otherwise.
-        samples: one dict per sample (chunk_id, chunk, input, output, scores {name: {"value", "feedback"}}).
-        failures: the dev items that made no sample (chunk_id, kind, message).
-        usage: tokens by model name ({"prompt_tokens", "completion_tokens"}).
-        models: model names by role.
-        pipeline: the pipeline's name (a program object's class name).
-        created: when it was made (ISO 8601, UTC).
+        samples: one dict per sample (chunk_id, chunk, input, output, scores {name: {"value", "feedback"}});
+            default [].
+        failures: the dev items that made no sample (chunk_id, kind, message); default [].
+        usage: tokens by model name ({"prompt_tokens", "completion_tokens"}); default {}.
+        models: model names by role; default {}.
+        pipeline: the pipeline's name (a program object's class name); default "".
+        created: when it was made (ISO 8601, UTC); default "".
     """
 
     program: str
@@ -62,21 +63,41 @@ class Evaluation:
 
     @property
     def score(self) -> float | None:
-        """The headline number: the composite's mean when scored with one, else the only metric's mean."""
+        """The headline number: the composite's mean when scored with one, else the only metric's mean.
+
+        Returns:
+            The composite's mean (in [0, 1]); else the mean of the only metric; None when several metrics and no
+            composite were measured, or none.
+        """
         if COMPOSITE in self.metrics:
             return self.metrics[COMPOSITE]["mean"]
         means = [summary["mean"] for summary in self.metrics.values()]
         return means[0] if len(means) == 1 else None
 
     def as_dict(self) -> dict:
-        """The JSON-able form `datagen.tuning.write_evaluation` and the HTML report take."""
+        """The JSON-able form `datagen.tuning.write_evaluation` and the HTML report take.
+
+        Returns:
+            {"pipeline", "program", "dev", "created", "models", "metrics", "failures", "samples", "usage"}: the
+            fields, by name (the containers themselves, not copies).
+        """
         return {"pipeline": self.pipeline, "program": self.program, "dev": self.dev, "created": self.created,
                 "models": self.models, "metrics": self.metrics, "failures": self.failures,
                 "samples": self.samples, "usage": self.usage}
 
     @classmethod
     def from_dict(cls, result: dict) -> "Evaluation":
-        """The Evaluation of an evaluation record (`as_dict()`'s form, as datagen.tuning.evaluate makes it)."""
+        """The Evaluation of an evaluation record (`as_dict()`'s form, as datagen.tuning.evaluate makes it).
+
+        Args:
+            result: the record, with every key `as_dict()` writes (other keys are ignored).
+
+        Returns:
+            The `Evaluation` holding the record's values.
+
+        Raises:
+            KeyError: the record lacks one of those keys.
+        """
         return cls(program=result["program"], dev=result["dev"], metrics=result["metrics"],
                    samples=result["samples"], failures=result["failures"], usage=result["usage"],
                    models=result["models"], pipeline=result["pipeline"], created=result["created"])
@@ -88,16 +109,16 @@ class Optimization:
 
     Attributes:
         program: the compiled program (None when stopped by `max_calls`).
-        before: the metric's mean on the val items before compiling (a failed item counting 0).
-        after: the same, after compiling.
-        calls: the LM requests sent, by role.
-        usage: tokens by model name.
-        stopped: why nothing was compiled, or None.
-        state: for a named pipeline, the compiled state file.
-        report: for a named pipeline, the HTML report of the held-out scores.
-        cached: calls answered from DSPy's cache (which send no request), by role.
+        before: the metric's mean on the val items before compiling (a failed item counting 0), or None.
+        after: the same, after compiling, or None.
+        calls: the LM requests sent, by role (a Counter).
+        usage: tokens by model name (a Counter); default empty.
+        stopped: why nothing was compiled, or None (the default).
+        state: for a named pipeline, the compiled state file; default None.
+        report: for a named pipeline, the HTML report of the held-out scores; default None.
+        cached: calls answered from DSPy's cache (which send no request), by role (a Counter); default empty.
         demos: the bootstrapped demos, {"kept": {predictor: n}, "rejected": {reason: n}} (see
-            `datagen.tuning.DemoCheck`).
+            `datagen.tuning.DemoCheck`); default {}.
     """
 
     program: dspy.Module | None
@@ -158,11 +179,11 @@ def evaluate(program: "str | dspy.Module", devset: DevSet, metric: DSPyMetric | 
             scored.
         model: the task model (a dspy.LM or a RoleModel); default: the LM dspy is configured with, else the
             workspace's task role, else the embedded model.
-        split: score only this split's items ("train" or "val").
-        concurrency: items in flight.
+        split: score only this split's items ("train" or "val"); default None: every item.
+        concurrency: items in flight at once; default 1.
         workspace: the workspace; default: found from the current folder.
         config: its configuration; default: its datagen.toml.
-        options: a named pipeline's options.
+        options: a named pipeline's options (keyword arguments of its constructor); default None.
         metrics: without `metric`, which of a named pipeline's metrics score it, as `datagen evaluate --metric`
             names them: default all, and the composite; the composite named with metrics that count in it is made
             of those, weights renormalised.
@@ -173,6 +194,10 @@ def evaluate(program: "str | dspy.Module", devset: DevSet, metric: DSPyMetric | 
     Raises:
         DatagenError: a program object without a metric, `metric` with `metrics`, an unknown pipeline or metric,
             options given with a program object, or a bad dev set.
+        PipelineNotFound: `program` names no pipeline of the workspace nor a built-in one.
+        InputError: the dev set file is missing, unreadable or empty, or has no items in `split`.
+        ConfigError: the workspace's datagen.toml or a DATAGEN_ variable is invalid (with no `config` given).
+        ModelUnreachable: the task model's server (or a judge's) does not answer.
     """
     workspace = workspace or find_workspace()
     config = config or load_config(workspace)
@@ -208,16 +233,19 @@ def optimize(program: "str | dspy.Module", devset: DevSet, metric: DSPyMetric | 
             demo from a run that dropped no candidate and made samples (see `datagen.tuning.DemoCheck`). Without
             one, a named pipeline and a dev.jsonl file are optimized against the pipeline's composite as
             `datagen optimize` does, which also saves compiled/PIPELINE/NAME.json with a manifest and report.
-        optimizer: bootstrap, bootstrap-rs, mipro, gepa, copro or simba (the last four ask the `prompt` model).
+        optimizer: bootstrap, bootstrap-rs, mipro, gepa, copro or simba (the last four ask the `prompt` model);
+            default "bootstrap".
         model: the task model; default as for `evaluate`.
         prompt: the model that proposes instructions; default: the config's prompt role.
         max_calls: a cap on the LM requests sent, every role's (a call DSPy's cache answers sends none: `cached`):
-            the request that would pass it is refused and nothing is compiled (`stopped` says so).
-        seed: the optimizer's seed.
-        demos: with `metric`, the bootstrapped demos kept per predictor (a named pipeline's composite keeps 3).
+            the request that would pass it is refused and nothing is compiled (`stopped` says so); default None:
+            no cap.
+        seed: the optimizer's seed; default 0.
+        demos: with `metric`, the bootstrapped demos kept per predictor; default `MAX_DEMOS` (a named pipeline's
+            composite keeps 3).
         workspace: the workspace; default: found from the current folder.
         config: its configuration; default: its datagen.toml.
-        options: a named pipeline's options.
+        options: a named pipeline's options (keyword arguments of its constructor); default None.
         name: without `metric`, the compiled program's NAME (default: the optimizer's).
         metrics: without `metric`, the composite's parts (default: every metric it weighs), e.g. the offline ones
             alone when no capable judge is at hand.
@@ -228,6 +256,10 @@ def optimize(program: "str | dspy.Module", devset: DevSet, metric: DSPyMetric | 
     Raises:
         DatagenError: an unknown optimizer, a dev set lacking a split, a dev set with demos for a predictor the
             program lacks, a program object without a metric, `metrics` with a `metric`, or an unknown metric name.
+        PipelineNotFound: `program` names no pipeline of the workspace nor a built-in one.
+        InputError: the dev set file is missing, unreadable or empty.
+        ConfigError: the workspace's datagen.toml or a DATAGEN_ variable is invalid (with no `config` given).
+        ModelUnreachable: a model's server does not answer.
     """
     workspace = workspace or find_workspace()
     config = config or load_config(workspace)

@@ -13,6 +13,17 @@ __all__ = ["Failed", "Metric", "Score", "clamp"]
 
 
 class Metric(Protocol):
+    """What every metric is: a name, a kind, an aspect, and a call that scores one sample.
+
+    Attributes:
+        name: the metric's name, as metrics/PIPELINE.py's `METRICS`, the weights and reports name it.
+        kind: "judge" (an LLM call per score) or "offline" (no LLM).
+        aspect: what it measures, for `datagen judge-check --pairs/--authors` (datagen.metrics.checks.pairs):
+            "style" (the output reads as the author's), "genericness" (the input is free of the author's style),
+            "content" (input and output say the same), "boundaries"; a metric without one is left out of those
+            checks.
+    """
+
     name: str
     kind: str  # "judge" (an LLM call per score) or "offline" (no LLM)
     # What it measures, for `datagen judge-check --pairs/--authors` (datagen.metrics.checks.pairs): "style" (the
@@ -20,7 +31,22 @@ class Metric(Protocol):
     # output say the same), "boundaries"; a metric without one is left out of those checks.
     aspect: str
 
-    def __call__(self, chunk: str, sample: Sample) -> Score: ...
+    def __call__(self, chunk: str, sample: Sample) -> Score:
+        """Score one sample.
+
+        Args:
+            chunk: the text of the chunk the sample was made from.
+            sample: the sample: its input, what the fine-tuned model will be given, and its output, what it should
+                answer.
+
+        Returns:
+            The sample's `Score`: its value in [0, 1] (higher is better) and a short feedback.
+
+        Raises:
+            Exception: a metric may raise anything (a judge's failed call, say); `datagen.metrics.scoring.measure`
+                turns it into a `Failed` score, unless no other sample would escape it.
+        """
+        ...
 
 
 def clamp(value: float) -> float:

@@ -60,10 +60,18 @@ class _Measured(Composite):
 
 @dataclass
 class MetricContext:
-    """What a metric may need: the judge model (built on first use), the author's passages (`corpus`, for
-    style references and stylometry), other texts to tell the author apart from (`background`, besides the
-    workspace's own plain-prose background; e.g. other authors), the workspace, and a place to keep what several
-    metrics share."""
+    """What a metric may need, handed to each of a metrics module's `METRICS` factories.
+
+    Attributes:
+        workspace: the workspace folder.
+        config: the workspace's configuration (the judge role's model, `[metrics.PIPELINE]`).
+        corpus: the author's passages, for style references and stylometry.
+        background: other texts to tell the author apart from, besides the workspace's own plain-prose background
+            (e.g. other authors); default [].
+        judge: the judge model (a `RoleModel` of the config's judge role), built on first use and kept.
+        _shared: internal, not to be set or read: the objects several metrics share, kept by `shared` (a place to
+            keep what several metrics share); default {}, left out of the repr.
+    """
 
     workspace: Path
     config: Config
@@ -83,14 +91,39 @@ class MetricContext:
 
 
 class Scorer:
-    """Scores samples with the named metrics of a pipeline, `composite` included when asked for."""
+    """Scores samples with the named metrics of a pipeline, `composite` included when asked for.
+
+    A scorer builds only the metrics asked for (and, with the composite, those it weighs), from the pipeline's
+    metrics module, metrics/PIPELINE.py (the workspace's, else the built-in one).
+
+    Attributes:
+        weights: the composite's weights, {metric name: weight}, as chosen (see `__init__`).
+        names: the metrics asked for, `composite` included when it was.
+        context: the `MetricContext` the metrics were built from.
+        metrics: the metrics built, in order.
+        kinds: {metric name: "judge", "offline" or "composite"}.
+        composite: the composite metric (a part that fails counts 0 in it), or None when not asked for.
+    """
 
     def __init__(self, pipeline: str, context: MetricContext, names: Iterable[str] | None = None,
                  weights: dict[str, float] | None = None, parts: Iterable[str] | None = None):
-        """`names`: the metrics to build (default: all, and the composite); `weights`: the composite's, instead of
-        the config's `[metrics.PIPELINE]` or the suite's `WEIGHTS`; `parts`: only these of the composite's
-        weighted metrics make it, with their weights (the composite divides by their sum), as `--metric` chooses
-        them. Raises DatagenError naming an unknown metric, or a part that does not count in the composite."""
+        """Build the pipeline's metrics asked for, and its composite when asked for.
+
+        Args:
+            pipeline: the pipeline's name, whose metrics/PIPELINE.py is loaded.
+            context: what the metrics are built from (the workspace and config among it).
+            names: the metrics to build; default None: all, and the composite.
+            weights: the composite's, {metric name: weight}, instead of the config's `[metrics.PIPELINE]` or the
+                suite's `WEIGHTS`; default None.
+            parts: only these of the composite's weighted metrics make it, with their weights (the composite
+                divides by their sum), as `--metric` chooses them; default None: all it weighs.
+
+        Raises:
+            DatagenError: the pipeline has no metrics module; `names` or `parts` names an unknown metric; a part
+                does not count in the composite; a weight names no metric of the suite; or the weights are
+                negative or all zero.
+            Exception: whatever a metric's factory raises while building it, as it is.
+        """
         suite = load_metric_suite(pipeline, context.workspace)
         settings = context.config.metrics.get(pipeline)
         weights = weights or (settings and settings.weights) or suite.WEIGHTS
@@ -125,8 +158,22 @@ class Scorer:
             self.kinds[COMPOSITE] = "composite"
 
     def score(self, chunk: str, sample: Sample) -> dict:
-        """{metric: Score} for one sample: the metrics asked for, and the composite's parts when it was; a metric
-        that failed on it has a `Failed` score (see the module's docstring)."""
+        """Score one sample with the metrics built.
+
+        Args:
+            chunk: the text of the chunk the sample was made from.
+            sample: the sample to score.
+
+        Returns:
+            {metric name: Score}: the metrics asked for, and the composite's parts when it was, with the composite
+            itself (its feedback names its weights and the parts that failed); a metric that failed on it has a
+            `Failed` score (see the module's docstring).
+
+        Raises:
+            Exception: what no other sample would escape (see datagen.lm.failures.UNRECOVERABLE: a key refused, an
+                unknown model, nothing listening), as `measure` raises it.
+            BaseException: what is not an Exception (Ctrl-C, the optimizer's call cap), as it is.
+        """
         scores = {metric.name: measure(metric, chunk, sample) for metric in self.metrics}
         if self.composite is not None:
             failed = [name for name in self.composite.weights if isinstance(scores[name], Failed)]

@@ -144,6 +144,20 @@ class MetricSettings(BaseModel):
 
 
 class Config(BaseModel):
+    """A workspace's configuration: datagen.toml, overridden by DATAGEN_* environment variables (see `load_config`).
+
+    Unknown keys are refused (extra="forbid"), at every level.
+
+    Attributes:
+        models: {role: ModelSettings}, the [models.ROLE] tables, for roles "task", "judge" and "prompt"; default {}.
+            A role left out uses the provider's defaults; the judge and prompt roles fall back to the task
+            model when they set none (see `role`).
+        chunking: how inputs are cut into chunks, the [chunking] table (`max_tokens` per chunk, in tokens, default
+            `DEFAULT_MAX_TOKENS`; `language`, default "auto").
+        metrics: {pipeline name: MetricSettings}, the [metrics.PIPELINE] tables: a composite's weights, pass mark
+            (in [0, 1]) and background prose, overriding the pipeline's metrics module; default {}.
+    """
+
     model_config = ConfigDict(extra="forbid")
 
     models: dict[Role, ModelSettings] = Field(default_factory=dict)
@@ -169,7 +183,15 @@ def flag_settings(**flags) -> ModelSettings:
 
 
 def find_workspace(start: Path | None = None) -> Path:
-    """The nearest folder, from `start` upwards, holding datagen.toml or a programs/ folder; else `start`."""
+    """The nearest folder, from `start` upwards, holding datagen.toml or a programs/ folder; else `start`.
+
+    Args:
+        start: the folder to begin at (resolved to an absolute path first); default None: the current folder.
+
+    Returns:
+        The workspace's folder (absolute): `start` or the nearest folder above it with datagen.toml or programs/;
+        `start` itself when none has either.
+    """
     start = (start or Path.cwd()).resolve()
     for folder in (start, *start.parents):
         if (folder / CONFIG_FILE).is_file() or (folder / "programs").is_dir():
@@ -208,7 +230,22 @@ def _validated(data: dict, where: str) -> Config:
 
 
 def load_config(workspace: Path | None = None, environ: dict[str, str] | None = None) -> Config:
-    """The workspace's config file merged with DATAGEN_* environment variables (which win)."""
+    """The workspace's config file merged with DATAGEN_* environment variables (which win).
+
+    Args:
+        workspace: the workspace folder whose datagen.toml is read (a missing file is an empty config); default
+            None: `find_workspace()` from the current folder.
+        environ: the environment variables to read `DATAGEN_<ROLE>_<SETTING>` from; default None: `os.environ`.
+
+    Returns:
+        The validated `Config`, each role's environment settings merged over the file's.
+
+    Raises:
+        ConfigError: datagen.toml is not valid TOML (or not UTF-8); a [models.ROLE] table of the file sets a key
+            (api_key, key, token, secret, password: keys go in the variable named by api_key_env); a setting of the
+            file or of the environment is invalid (the message names the file or "environment (DATAGEN_*)" and the
+            setting); or a role sets one of input_price and output_price without the other.
+    """
     workspace = workspace or find_workspace()
     environ = os.environ if environ is None else environ
     path = workspace / CONFIG_FILE

@@ -32,9 +32,15 @@ _ROOTS: set[str] = set()
 
 
 def builtin_workspace() -> Path:
-    """The workspace shipped with datagen: datagen/_builtin/ in an installed wheel (the repository's programs/,
-    signatures/, metrics/ and data/, packaged there), or, in a source checkout (an editable install), the
-    repository root, which is that same workspace."""
+    """The workspace shipped with datagen, where the built-in pipelines (style_clone, factual_qa) live.
+
+    In an installed wheel it is datagen/_builtin/ (the repository's programs/, signatures/, metrics/ and data/,
+    packaged there); in a source checkout (an editable install), the repository root, which is that same workspace.
+
+    Returns:
+        The built-in workspace's folder (absolute: resolved from this module's own file). It is not checked to
+        hold any pipeline.
+    """
     package = Path(__file__).resolve().parents[1]  # datagen/, above datagen/workspace/
     shipped = package / "_builtin"
     return shipped if shipped.is_dir() else package.parent
@@ -53,8 +59,19 @@ def list_pipelines(workspace: Path) -> list[str]:
 
 
 def find_pipelines(workspace: Path) -> dict[str, Path]:
-    """Every pipeline a command run in `workspace` can use, by name, with the workspace that defines it: the
-    workspace's own, and the built-ins it does not override; sorted by name."""
+    """Every pipeline a command run in `workspace` can use, by name, with the workspace that defines it.
+
+    A pipeline is a programs/NAME.py file (files whose name starts with "_" are left out): the workspace's own, and
+    the built-ins it does not override (a workspace file wins over the built-in of the same name).
+
+    Args:
+        workspace: the user's workspace folder (see `datagen.workspace.find_workspace`); a folder without
+            programs/ (or one that does not exist) defines no pipeline of its own, and offers the built-ins alone.
+
+    Returns:
+        {pipeline name: the workspace folder whose programs/NAME.py defines it (`workspace` or
+        `builtin_workspace()`; see `is_builtin`)}, sorted by name.
+    """
     found = {name: builtin_workspace() for name in _names(builtin_workspace(), "programs")}
     found.update({name: workspace for name in list_pipelines(workspace)})
     return dict(sorted(found.items()))
@@ -117,8 +134,29 @@ def search_space(name: str, workspace: Path) -> dict[str, list]:
 
 
 def load_program(name: str, workspace: Path, options: dict | None = None) -> dspy.Module:
-    """A fresh instance of the pipeline program `name` from the workspace's programs/ folder, built with
-    `options` (keyword arguments of its constructor, e.g. {"repair_boundaries": True})."""
+    """A fresh instance of the pipeline program `name` from the workspace's programs/ folder.
+
+    The module is imported afresh (an edit to the pipeline takes effect on the next load, with no restart); the
+    workspace's programs/NAME.py overrides a built-in of the same name. Its program class is the module's one
+    dspy.Module class, or the one it names with `PROGRAM = ClassName`.
+
+    Args:
+        name: the pipeline's name, programs/NAME.py without the suffix (e.g. "style_clone").
+        workspace: the workspace folder to look in first; the built-in workspace answers for a name it lacks.
+        options: keyword arguments of the program class's constructor (e.g. {"repair_boundaries": True});
+            default None: built with none.
+
+    Returns:
+        A new instance of the pipeline's program class, built with `options`.
+
+    Raises:
+        PipelineNotFound: no programs/NAME.py in `workspace` nor a built-in of that name (or `name` is not a
+            Python identifier); the message lists the pipelines there are.
+        DatagenError: the module defines no dspy.Module class or several, and no `PROGRAM`; or `options` names an
+            argument the constructor does not take (the message lists those it does).
+        Exception: whatever importing the module or the constructor raises (e.g. a SyntaxError or ImportError in
+            the program's file), as it is.
+    """
     cls = _program_class(_program_module(name, workspace))
     accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
     unknown = sorted(set(options or {}) - set(accepted))
