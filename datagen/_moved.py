@@ -17,7 +17,8 @@ import sys
 import types
 import warnings
 
-# The old path, and where its module lives now.
+# The old path, and where its module's names live now: one module, or several searched in order (a module that was
+# split, such as datagen.models into the role models and the configured-name table).
 MOVED = {
     "datagen.files": "datagen.util.files",
     "datagen.locking": "datagen.util.locking",
@@ -30,16 +31,22 @@ MOVED = {
     "datagen.config": "datagen.workspace.config",
     "datagen.pipelines": "datagen.workspace.pipelines",
     "datagen.compiled": "datagen.workspace.compiled",
-    "datagen.models": "datagen.lm.roles",
+    "datagen.models": ("datagen.lm.roles", "datagen.lm.names", "datagen.lm.gate"),
     "datagen.adapters": "datagen.lm.adapters",
     "datagen.local_model": "datagen.lm.local",
+    "datagen.limits": "datagen.lm.gate",
+    "datagen.deadline": "datagen.lm.deadline",
+    "datagen.servers": "datagen.lm.servers",
+    "datagen.metadata_cache": "datagen.lm.metadata_cache",
+    "datagen.calllog": "datagen.lm.calllog",
+    "datagen.batch": ("datagen.lm.batch", "datagen.runs.batch", "datagen.lm.errors"),
     "datagen.export": "datagen.dataset.export",
     "datagen.review": "datagen.dataset.review",
     "datagen.devset": "datagen.dataset.devset",
     "datagen.scoring": "datagen.metrics.scoring",
-    "datagen.judge_check": "datagen.metrics.checks.judges",
+    "datagen.judge_check": ("datagen.metrics.checks.judges", "datagen.metrics.checks.stats"),
     "datagen.validity": "datagen.metrics.checks.pairs",
-    "datagen.human_check": "datagen.metrics.checks.human",
+    "datagen.human_check": ("datagen.metrics.checks.human", "datagen.metrics.checks.stats"),
     "datagen.distributed": "datagen.runs.cluster",
     "datagen.cost": "datagen.runs.cost",
     "datagen.summary": "datagen.runs.summary",
@@ -48,7 +55,42 @@ MOVED = {
     "datagen.search": "datagen.tuning.search",
     "datagen.init": "datagen.scaffold.workspace",
 }
+# Names that were renamed as they moved, by old path: {old name: new name}.
+RENAMED = {
+    "datagen.judge_check": {"judge_check": "check_judges"},
+    "datagen.search": {"search": "search_pipeline"},
+}
 REMOVED_IN = "0.3"
+
+
+class StandIn(types.ModuleType):
+    """An old path's module: reads and writes of its attributes go to the module that now holds the name (so a
+    test that patches `datagen.models.X` patches the real `X`)."""
+
+    def __init__(self, name: str, homes: list[types.ModuleType], renamed: dict[str, str]):
+        super().__init__(name, f"Moved to {', '.join(home.__name__ for home in homes)}.")
+        object.__setattr__(self, "_homes", homes)
+        object.__setattr__(self, "_renamed", renamed)
+        self.__all__ = sorted({name for home in homes for name in getattr(home, "__all__", None) or
+                               [public for public in vars(home) if not public.startswith("_")]} | set(renamed))
+
+    def _home_of(self, name: str) -> tuple[types.ModuleType, str]:
+        name = self._renamed.get(name, name)
+        for home in self._homes:
+            if hasattr(home, name):
+                return home, name
+        return self._homes[0], name
+
+    def __getattr__(self, name: str):
+        home, name = self._home_of(name)
+        return getattr(home, name)
+
+    def __setattr__(self, name: str, value) -> None:
+        if name.startswith("__"):  # the import system's own attributes (__spec__, __loader__, ...)
+            object.__setattr__(self, name, value)
+            return
+        home, name = self._home_of(name)
+        setattr(home, name, value)
 
 
 class MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
@@ -62,15 +104,12 @@ class MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def create_module(self, spec):
         new = MOVED[spec.name]
+        homes = [new] if isinstance(new, str) else list(new)
         # stacklevel 2 names the importer's frame only roughly (importlib's frames sit between): the message
         # names both paths, which is what a user needs to fix it.
-        warnings.warn(f"{spec.name} moved to {new}; the old path will be removed in datagen {REMOVED_IN}",
-                      DeprecationWarning, stacklevel=2)
-        stand_in = types.ModuleType(spec.name, f"Moved to {new}.")
-        target = importlib.import_module(new)
-        stand_in.__getattr__ = lambda attribute: getattr(target, attribute)
-        stand_in.__all__ = getattr(target, "__all__", [name for name in vars(target) if not name.startswith("_")])
-        return stand_in
+        warnings.warn(f"{spec.name} moved to {' and '.join(homes)}; the old path will be removed in datagen "
+                      f"{REMOVED_IN}", DeprecationWarning, stacklevel=2)
+        return StandIn(spec.name, [importlib.import_module(home) for home in homes], RENAMED.get(spec.name, {}))
 
     def exec_module(self, module):
         """Nothing to run: the stand-in forwards to a module that is already imported."""

@@ -58,6 +58,13 @@ def test_generate_runs_a_program_object_on_the_lm_dspy_is_configured_with(tmp_pa
     assert [r["conversations"][1]["from"] for r in records] == ["gpt", "gpt"]
 
 
+def test_one_input_path_and_a_workspace_may_be_given_as_strings(tmp_path):
+    with FakeOpenAIServer() as server, dspy.context(lm=lm(server)):
+        report = datagen.generate(Echo(), str(SAMPLES), str(tmp_path / "run"), workspace=str(tmp_path),
+                                  config=Config(), settings=datagen.RunSettings(limit=1))
+    assert report.samples == 1 and len(server.requests) == 1  # the folder, not its path's characters
+
+
 def test_a_program_object_refuses_what_only_a_named_pipeline_has(tmp_path):
     with pytest.raises(DatagenError, match="min_scores applies to a pipeline given by name"):
         datagen.generate(Echo(), [SAMPLES], tmp_path / "run", workspace=tmp_path, config=Config(),

@@ -13,7 +13,7 @@ from datagen.lm.adapters import ChatAdapter
 from datagen.lm.batch import batch_model, canonical, request_body, request_key
 from datagen.lm.errors import BatchRequestError, Deferred
 from datagen.runs.batch import JobStatus, NoBatchAPI, OpenAIBatchClient, run_batches
-from datagen.errors import DatagenError
+from datagen.errors import ConfigError, DatagenError
 from datagen.lm.roles import RoleModel, default_max_tokens
 from datagen.store import RunStore
 from datagen.runs import BatchOptions, RunSettings
@@ -472,6 +472,13 @@ def test_batch_options_are_given_as_one_value_and_the_flat_spellings_still_work_
     with pytest.warns(DeprecationWarning):
         assert RunSettings(batch=False, batch_poll=0.5, batch_size=10).batch is None  # as before: no batch run
     assert dataclasses.replace(flat, limit=3).batch == flat.batch  # a copy keeps its options, and does not warn
+    # 0.1's attributes read what the run uses (0.1's defaults without a batch run), not the init-only None.
+    assert (flat.batch_poll, flat.batch_size) == (0.5, 10) and (RunSettings().batch_poll, RunSettings().batch_size) \
+        == (30.0, 50_000)
+    with pytest.raises(ConfigError, match="expected a BatchOptions"):
+        RunSettings(batch="yes")
+    with pytest.warns(DeprecationWarning), pytest.raises(ConfigError, match="inside BatchOptions"):
+        RunSettings(batch=BatchOptions(poll=1), batch_poll=5)  # which one? neither silently
 
 
 def test_a_chunk_failed_on_a_stored_answer_is_asked_afresh_on_the_next_run_not_given_it_again(workspace, tmp_path):

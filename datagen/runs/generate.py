@@ -61,7 +61,7 @@ def generate(program: "str | dspy.Module", inputs: Iterable[str | Path], out_dir
     Args:
         program: a dspy.Module whose `forward(chunk: str)` returns a dspy.Prediction with `samples` (a list of
             `datagen.Sample`); or the name of a pipeline (programs/NAME.py of `workspace`, else the built-in one).
-        inputs: files or folders (searched recursively) of text, Markdown, PDF, EPUB, DOCX or HTML.
+        inputs: files or folders (searched recursively) of text, Markdown, PDF, EPUB, DOCX or HTML; or one of them.
         out_dir: the run folder.
         model: the task model (a dspy.LM or a `RoleModel`); None: the LM set by `dspy.configure`/`dspy.context`,
             else the config's task role (by default the embedded model).
@@ -88,7 +88,8 @@ def generate(program: "str | dspy.Module", inputs: Iterable[str | Path], out_dir
             no chunk would escape (a refused key, nothing listening), `options`, `compiled` or `min_scores`
             with a program object.
     """
-    workspace = workspace or find_workspace()
+    inputs = [inputs] if isinstance(inputs, str | Path) else list(inputs)  # one path; an iterator is read twice
+    workspace = Path(workspace) if workspace else find_workspace()
     config = config or load_config(workspace)
     pipeline, module = resolve_program(program, workspace, options, compiled)
     if min_scores and isinstance(program, dspy.Module):

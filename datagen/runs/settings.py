@@ -68,18 +68,20 @@ class RunSettings:
     cluster: RayCluster | None = None
 
     def __post_init__(self, batch_poll: float | None, batch_size: int | None) -> None:
-        batch = self.batch
-        if batch is True:
-            batch = BatchOptions()
-        elif batch is False:
-            batch = None
-        if batch_poll is not None or batch_size is not None:
+        batch = {True: BatchOptions(), False: None}[self.batch] if isinstance(self.batch, bool) else self.batch
+        if batch is not None and not isinstance(batch, BatchOptions):
+            raise ConfigError(f"RunSettings(batch={self.batch!r}): expected a BatchOptions, True or None")
+        # A flat value equal to what `batch` already says changes nothing: dataclasses.replace passes them so.
+        given = {name: value for name, value in (("poll", batch_poll), ("size", batch_size))
+                 if value is not None and value != _flat_value(batch, name)}
+        if given:
             warnings.warn("RunSettings(batch_poll=..., batch_size=...) is deprecated and will be removed in datagen "
                           f"{FLAT_BATCH_REMOVED_IN}: use RunSettings(batch=BatchOptions(poll=..., size=...))",
                           DeprecationWarning, stacklevel=3)
+            if isinstance(self.batch, BatchOptions):
+                raise ConfigError("RunSettings: batch_poll and batch_size go inside BatchOptions, not beside it")
             if batch is not None:
-                given = {"poll": batch_poll, "size": batch_size}
-                batch = replace(batch, **{name: value for name, value in given.items() if value is not None})
+                batch = replace(batch, **given)
         object.__setattr__(self, "batch", batch)
 
     def check(self) -> None:
@@ -181,3 +183,17 @@ class Report:
     interrupted: bool = False
     deferred: int = 0
     batch: BatchSummary | None = None
+
+
+# 0.1's flat fields' defaults, which its RunSettings reported without a batch run.
+_FLAT_DEFAULTS = {"poll": BatchOptions.poll, "size": 50_000}
+
+
+def _flat_value(batch: BatchOptions | None, name: str):
+    return getattr(batch, name) if batch is not None else _FLAT_DEFAULTS[name]
+
+
+# The 0.1 attributes `RunSettings.batch_poll` and `.batch_size`, read from `batch` (the dataclass's init-only
+# variables of those names would otherwise leave their default, None, on the class).
+RunSettings.batch_poll = property(lambda settings: _flat_value(settings.batch, "poll"))
+RunSettings.batch_size = property(lambda settings: _flat_value(settings.batch, "size"))
