@@ -63,6 +63,9 @@ def test_one_input_path_and_a_workspace_may_be_given_as_strings(tmp_path):
         report = datagen.generate(Echo(), str(SAMPLES), str(tmp_path / "run"), workspace=str(tmp_path),
                                   config=Config(), settings=datagen.RunSettings(limit=1))
     assert report.samples == 1 and len(server.requests) == 1  # the folder, not its path's characters
+    assert datagen.find_workspace(str(tmp_path)) == tmp_path.resolve()
+    assert isinstance(datagen.load_config(str(tmp_path)), Config)
+    assert type(datagen.load_program("style_clone", str(tmp_path))).__name__ == "StyleClone"
 
 
 def test_a_program_object_refuses_what_only_a_named_pipeline_has(tmp_path):

@@ -192,7 +192,7 @@ def find_workspace(start: Path | None = None) -> Path:
         The workspace's folder (absolute): `start` or the nearest folder above it with datagen.toml or programs/;
         `start` itself when none has either.
     """
-    start = (start or Path.cwd()).resolve()
+    start = Path(start or Path.cwd()).resolve()  # a str path too
     for folder in (start, *start.parents):
         if (folder / CONFIG_FILE).is_file() or (folder / "programs").is_dir():
             return folder
@@ -246,7 +246,7 @@ def load_config(workspace: Path | None = None, environ: dict[str, str] | None = 
             file or of the environment is invalid (the message names the file or "environment (DATAGEN_*)" and the
             setting); or a role sets one of input_price and output_price without the other.
     """
-    workspace = workspace or find_workspace()
+    workspace = Path(workspace) if workspace else find_workspace()
     environ = os.environ if environ is None else environ
     path = workspace / CONFIG_FILE
     data: dict = {}

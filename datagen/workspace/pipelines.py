@@ -157,7 +157,7 @@ def load_program(name: str, workspace: Path, options: dict | None = None) -> dsp
         Exception: whatever importing the module or the constructor raises (e.g. a SyntaxError or ImportError in
             the program's file), as it is.
     """
-    cls = _program_class(_program_module(name, workspace))
+    cls = _program_class(_program_module(name, Path(workspace)))  # a str path too
     accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
     unknown = sorted(set(options or {}) - set(accepted))
     if unknown:
