@@ -1,6 +1,8 @@
 """Built-in pipelines: style_clone and factual_qa, their metrics and reference texts, from a folder that has
 none; a workspace file of the same name overrides a built-in."""
 
+import sys
+
 from datagen.metrics.stylometry import background_path
 from datagen.workspace.pipelines import builtin_workspace, find_pipelines, is_builtin, load_program
 
@@ -34,3 +36,19 @@ def test_generate_style_clone_works_in_an_empty_folder(tmp_path):
                       cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert len((tmp_path / "out/sharegpt.jsonl").read_text().splitlines()) == 2
+
+
+def test_loading_workspaces_leaves_the_processs_own_sys_path_entries(workspace, monkeypatch):
+    """A workspace folder the process itself put on sys.path (pytest's rootdir, a notebook's folder) stays there
+    after another workspace is used: only the entries datagen inserted are taken out. (A process spawned later
+    inherits sys.path; it failed to import this test package when the repository root had been removed.)"""
+    own = str(builtin_workspace().resolve())
+    monkeypatch.setattr("sys.path", [*sys.path, own])
+    before = sys.path.count(own)
+    load_program("style_clone", builtin_workspace())
+    assert type(load_program("style_clone", workspace)).__module__ == "programs.style_clone"
+    assert sys.path[0] == str(workspace.resolve()) and own in sys.path
+    load_program("style_clone", builtin_workspace())
+    assert str(workspace.resolve()) not in sys.path and sys.path.count(own) == before + 1
+    load_program("style_clone", workspace)
+    assert sys.path.count(own) == before

@@ -27,8 +27,10 @@ from datagen.errors import DatagenError, PipelineNotFound
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # The workspace packages a pipeline imports from.
 WORKSPACE_PACKAGES = ("programs", "signatures", "metrics")
-# Workspace roots put on sys.path so far: only the one in use stays there.
-_ROOTS: set[str] = set()
+# The sys.path entries this module inserted (one per workspace used, the one in use last): only these are ever
+# taken out again. An entry the process put there itself (pytest's rootdir, a notebook's folder, PYTHONPATH) stays,
+# even when it is a workspace: a child process spawned later inherits sys.path and must still import from it.
+_INSERTED: list[str] = []
 
 
 def builtin_workspace() -> Path:
@@ -89,10 +91,11 @@ def _use_workspace(workspace: Path) -> None:
     for name in list(sys.modules):
         if name.split(".")[0] in WORKSPACE_PACKAGES:
             del sys.modules[name]
-    for other in _ROOTS | {root}:  # the workspace used before must not answer for this one's packages
-        while other in sys.path:
-            sys.path.remove(other)
-    _ROOTS.add(root)
+    while _INSERTED:  # the workspace used before must not answer first for this one's packages
+        ours = _INSERTED.pop()
+        if ours in sys.path:
+            sys.path.remove(ours)  # the first occurrence: ours, inserted at the front
+    _INSERTED.append(root)
     sys.path.insert(0, root)
     importlib.invalidate_caches()
 
