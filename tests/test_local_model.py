@@ -1,11 +1,14 @@
-"""The embedded offline model, for real: Gemma 3 270M through llama-cpp-python, with no network."""
+"""The embedded offline models, for real: SmolLM2-135M-Instruct (the default) and Gemma 3 270M (base) through
+llama-cpp-python, with no network."""
 
 import json
 
 import dspy
+import pytest
 
 from datagen.workspace.config import ModelSettings
 from datagen.text.degenerate import degenerate
+from datagen.lm.local import EMBEDDED_MODELS, LOCAL_MODEL
 from datagen.lm.roles import build_role_model
 from signatures.style import RephraseAsGeneric
 
@@ -19,19 +22,25 @@ def test_generate_runs_end_to_end_on_the_embedded_model(workspace):
     (workspace / "tiny.txt").write_text(PASSAGE + "\n", encoding="utf-8")
     result = run_cli("generate", "style_clone", "--input", "tiny.txt", "--out", "out", cwd=workspace,
                      env={"DATAGEN_TASK_MAX_TOKENS": "96"}, timeout=120)
-    # Every answer parses (grammar); what a 270M base model writes is mostly the template's own word, dropped.
+    # Every answer parses (grammar); what a tiny model writes is mostly dropped (too short, a copy, a placeholder).
     for record in embedded_run_records(result, workspace / "out/sharegpt.jsonl"):
         human, gpt = record["conversations"]
         assert gpt == {"from": "gpt", "value": PASSAGE}
         assert human["from"] == "human" and degenerate(human["value"], source=PASSAGE, field="generic") is None
 
 
-def test_grammar_makes_every_answer_parse():
-    model = build_role_model(ModelSettings(max_tokens=64), "task")
+def test_the_default_is_the_instruct_model():
+    assert LOCAL_MODEL == "local/smollm2-135m-instruct"
+    assert build_role_model(ModelSettings(), "task").name == LOCAL_MODEL
+
+
+@pytest.mark.parametrize("name", EMBEDDED_MODELS)
+def test_grammar_makes_every_answer_parse(name):
+    model = build_role_model(ModelSettings(model=name, max_tokens=64), "task")
     rephrase = dspy.Predict(RephraseAsGeneric)
     with model.context():
         for passage in (PASSAGE, "Aye.", "“Mr Penberthy,” says I, filling my pipe, “when the glass falls so…”"):
             prediction = rephrase(passage=passage)
             assert isinstance(prediction.generic, str)
-            # The answer was bounded: a base model left alone rambles to the end of its context.
+            # The answer was bounded: a tiny model left alone may ramble to the end of its context.
             assert model.lm.history[-1]["usage"]["completion_tokens"] <= 64

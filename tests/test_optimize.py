@@ -91,6 +91,10 @@ def test_a_compiled_program_round_trips_and_reproduces_its_outputs(workspace, en
     after = [s["input"] for s in result.after["samples"]]
     with fake_model(engine).context():
         assert [program(chunk=text).samples[0].input for text in val] == after
+    # `optimize --name NAME` names it: the name finds it as the path does (generate --compiled, evaluate --program)
+    assert load_compiled("style_clone", "bootstrap", workspace).dump_state() == program.dump_state()
+    with pytest.raises(DatagenError, match="nope: no such compiled program"):
+        load_compiled("style_clone", "nope", workspace)
 
 
 def test_max_calls_is_a_hard_cap(workspace, engine):

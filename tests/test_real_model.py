@@ -148,8 +148,9 @@ def test_the_loop_holds_against_a_real_tiny_model(workspace, server):
 
 
 def test_optimize_on_the_embedded_model_keeps_no_degenerate_demo(workspace):
-    """The embedded Gemma 3 270M (base) answers through a grammar, so every answer parses; what it writes is
-    mostly the template's own word. The candidates it makes are rejected with their reason, not kept as demos."""
+    """The embedded model (SmolLM2-135M-Instruct, in process) answers through a grammar, so every answer parses;
+    what it writes is mostly a title, a placeholder or part of the passage. The candidates it makes are rejected
+    with their reason, not kept as demos."""
     _workspace(workspace, server=None)
     metrics = [arg for name in offline_metrics(workspace) for arg in ("--metric", name)]
     result = run_cli("optimize", "style_clone", "--dev", "dev.jsonl", "--optimizer", "bootstrap", "--yes", *metrics,

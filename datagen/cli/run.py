@@ -42,8 +42,8 @@ GenerateApiBase = Annotated[str | None, typer.Option(help="Base URL of an OpenAI
 GenerateOptions = Annotated[list[str] | None, typer.Option("--option", "-O", help="Pipeline option KEY=VALUE, e.g. "
                                                                                   "repair_boundaries=true "
                                                                                   "(repeatable).")]
-Compiled = Annotated[Path | None, typer.Option(help="Run a program compiled by `datagen optimize` "
-                                                    "(compiled/PIPELINE/NAME.json).")]
+Compiled = Annotated[Path | None, typer.Option(help="Run a program compiled by `datagen optimize`: "
+                                                    "compiled/PIPELINE/NAME.json, or its NAME.")]
 Force = Annotated[bool, typer.Option("--force", help="Reuse an --out made by another program or other inputs, "
                                      "starting it afresh.")]
 
@@ -183,7 +183,7 @@ def _cost_line(status) -> str:
 def _print_report(report, out_dir: Path, config, gated: bool):
     """What generate prints once the run ends: this call's work on stderr, then the run as a whole (its summary,
     returned), then where the dataset is on stdout, with samples kept out by the quality gate when `gated`."""
-    from datagen.lm import LOCAL_MODEL
+    from datagen.lm import EMBEDDED_MODELS
 
     if report.resumed:
         err.print(f"resumed: {report.resumed} chunks were already done in {out_dir}")
@@ -198,9 +198,10 @@ def _print_report(report, out_dir: Path, config, gated: bool):
     summary = print_summary(out_dir, config)
     held_back = f", {report.held_back} below --min-score kept out" if gated else ""
     say(f"dataset: {report.data_path} ({report.exported} samples{held_back})")
-    if report.model == LOCAL_MODEL:
-        say(f"note: {LOCAL_MODEL} is a 270M base model that keeps everything offline; its rewrites are not "
-            "training-grade. Set [models.task] in datagen.toml (or --model) to a capable model for real data.", to=err)
+    if report.model in EMBEDDED_MODELS:
+        say(f"note: {report.model} ({EMBEDDED_MODELS[report.model].about}) keeps everything offline; its rewrites "
+            "are not training-grade. Set [models.task] in datagen.toml (or --model) to a capable model for real "
+            "data.", to=err)
     return summary
 
 

@@ -39,8 +39,8 @@ DEFAULT_OPTIMIZER = "bootstrap"
 def evaluate(
     pipeline: Pipeline,
     dev: Annotated[Path, typer.Option("--dev", "-d", help="Dev set: JSONL with a \"chunk\" per line.")],
-    program: Annotated[Path | None, typer.Option("--program", "-p", help="A compiled program (saved DSPy "
-                                                                         "state) to evaluate instead.")] = None,
+    program: Annotated[Path | None, typer.Option("--program", "-p", help="A compiled program to evaluate "
+                                                   "instead: compiled/PIPELINE/NAME.json, or its NAME.")] = None,
     metric: Metrics = None,
     split: Annotated[str | None, typer.Option(help="Only the dev set's train or val items (style metrics are "
                                                    "fitted on the whole dev set all the same).")] = None,

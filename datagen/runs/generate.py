@@ -31,7 +31,7 @@ from datagen.runs.window import bound_answers, check_budget
 from datagen.store import GATE, Outcome, RunStore
 from datagen.text import Chunk, chunk_documents, iter_documents
 from datagen.util import exclusive
-from datagen.workspace import Config, find_workspace, load_config, read_manifest, resolve_program
+from datagen.workspace import Config, compiled_state, find_workspace, load_config, read_manifest, resolve_program
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def generate(program: "str | dspy.Module", inputs: Iterable[str | Path], out_dir
         raise DatagenError(f"min_scores applies to a pipeline given by name, not to the program object {pipeline} "
                            "(build it with its options, load compiled state with .load(), score it with "
                            "datagen.evaluate)")
-    manifest = read_manifest(compiled) if compiled else {}
+    manifest = read_manifest(compiled_state(pipeline, compiled, workspace)) if compiled else {}
     model, budget = _task_model(module, config, model, settings, manifest.get("settings") or {})
     settings.check()
     out = Path(out_dir)

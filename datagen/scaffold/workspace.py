@@ -18,7 +18,7 @@ STARTER = "starter"
 
 CONFIG = '''\
 # datagen's settings for this workspace (every key and its default: docs/config.md in datagen's documentation).
-# With the [models.*] tables commented out, every role runs the embedded offline model (Gemma 3 270M): enough
+# With the [models.*] tables commented out, every role runs the embedded offline model (SmolLM2-135M): enough
 # to try everything, far too small to write good data. Point the task role at a capable model for that.
 # Keys never go in this file: name the environment variable that holds one with api_key_env.
 

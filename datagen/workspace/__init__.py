@@ -6,11 +6,11 @@ from datagen.workspace.config import (CONFIG_FILE, ChunkingSettings, Config, Met
 from datagen.workspace.pipelines import (WORKSPACE_PACKAGES, builtin_workspace, code_fingerprint, find_pipelines,
                                          is_builtin, load_metric_suite, load_program, pipeline_root,
                                          search_space)
-from datagen.workspace.compiled import (COMPILED_DIR, evaluation_path, list_compiled, load_compiled, read_manifest,
-                                        read_state, report_path, resolve_program, save_compiled)
+from datagen.workspace.compiled import (COMPILED_DIR, compiled_state, evaluation_path, list_compiled, load_compiled,
+                                        read_manifest, read_state, report_path, resolve_program, save_compiled)
 
 __all__ = ["COMPILED_DIR", "CONFIG_FILE", "ChunkingSettings", "Config", "MetricSettings", "ModelSettings", "ROLES",
-           "Role", "WORKSPACE_PACKAGES", "builtin_workspace", "code_fingerprint", "evaluation_path", "find_pipelines",
-           "find_workspace", "flag_settings", "is_builtin", "list_compiled", "load_compiled", "load_config",
+           "Role", "WORKSPACE_PACKAGES", "builtin_workspace", "code_fingerprint", "compiled_state", "evaluation_path",
+           "find_pipelines", "find_workspace", "flag_settings", "is_builtin", "list_compiled", "load_compiled", "load_config",
            "load_metric_suite", "load_program", "pipeline_root", "read_manifest", "read_state", "report_path",
            "resolve_program", "save_compiled", "search_space", "unpriced_half"]

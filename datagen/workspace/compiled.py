@@ -93,8 +93,35 @@ def _json_object(path: Path) -> dict:
     return data
 
 
+def compiled_state(pipeline: str, compiled: str | Path, workspace: Path) -> Path:
+    """The state file a `--compiled` (or `--program`) value names.
+
+    Args:
+        pipeline: the pipeline it was compiled for.
+        compiled: a path to the state (compiled/PIPELINE/NAME.json, as `datagen optimize` prints it), or the NAME
+            that `datagen optimize --name` gave it, looked up in the workspace's compiled/PIPELINE/.
+        workspace: the workspace a name is looked up in.
+
+    Returns:
+        The state file's path (not checked to be a compiled program: `read_manifest` does).
+
+    Raises:
+        DatagenError: it is neither an existing file nor the name of one of the pipeline's compiled programs.
+    """
+    path = Path(compiled)
+    if path.is_file():
+        return path
+    named = workspace / COMPILED_DIR / pipeline / f"{compiled}.json"
+    if path.name == str(compiled) and path.suffix != ".json" and named.is_file():
+        return named
+    raise DatagenError(f"{compiled}: no such compiled program (neither a file nor a name under "
+                       f"{COMPILED_DIR}/{pipeline}/ of {workspace}; see datagen compiled list)")
+
+
 def load_compiled(pipeline: str, state: str | Path, workspace: Path) -> dspy.Module:
-    """The pipeline's program with the compiled state applied, refusing a state compiled for other fields."""
+    """The pipeline's program with the compiled state applied, refusing a state compiled for other fields.
+    `state` is a path or a name (see `compiled_state`)."""
+    state = compiled_state(pipeline, state, workspace)
     manifest = read_manifest(state)
     if manifest.get("pipeline") != pipeline:
         raise DatagenError(f"{state}: compiled for pipeline {manifest.get('pipeline')!r}, not {pipeline!r}")
