@@ -8,8 +8,9 @@ import pytest
 
 from datagen.workspace.config import ModelSettings
 from datagen.text.degenerate import degenerate
-from datagen.lm.local import EMBEDDED_MODELS, LOCAL_MODEL
-from datagen.lm.roles import build_role_model
+from datagen.lm.adapters import JSONAdapter
+from datagen.lm.local import EMBEDDED_MODELS, LOCAL_MODEL, local_lm
+from datagen.lm.roles import as_role_model, build_role_model
 from signatures.style import RephraseAsGeneric
 
 from .conftest import embedded_run_records, run_cli
@@ -34,9 +35,16 @@ def test_the_default_is_the_instruct_model():
     assert build_role_model(ModelSettings(), "task").name == LOCAL_MODEL
 
 
+@pytest.mark.parametrize("made_by", ["config", "dspy.LM"])
 @pytest.mark.parametrize("name", EMBEDDED_MODELS)
-def test_grammar_makes_every_answer_parse(name):
-    model = build_role_model(ModelSettings(model=name, max_tokens=64), "task")
+def test_grammar_makes_every_answer_parse(name, made_by):
+    """Configured by name, or handed over as the dspy.LM `local_lm` makes (datagen.evaluate(model=...), a
+    dspy.configure'd LM): the JSON adapter sends the schema that the engine makes a grammar of."""
+    if made_by == "config":
+        model = build_role_model(ModelSettings(model=name, max_tokens=64), "task")
+    else:
+        model = as_role_model(local_lm(name, max_tokens=64))
+    assert isinstance(model.adapter, JSONAdapter)
     rephrase = dspy.Predict(RephraseAsGeneric)
     with model.context():
         for passage in (PASSAGE, "Aye.", "“Mr Penberthy,” says I, filling my pipe, “when the glass falls so…”"):

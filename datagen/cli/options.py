@@ -30,7 +30,7 @@ Model = Annotated[str | None, typer.Option(help="Task model (overrides config)."
 ApiBase = Annotated[str | None, typer.Option(help="Base URL of the task model's server.")]
 PipelineOptions = Annotated[list[str] | None, typer.Option("--option", "-O", help="Pipeline option KEY=VALUE.")]
 Executor = Annotated[str, typer.Option("--executor", help="Where chunks run: local (threads in this process) or ray "
-                                                    "(Ray actors; pip install 'datagen[ray]').")]
+                                                    "(Ray actors; pip install 'datagen\\[ray]').")]
 Actors = Annotated[int, typer.Option("--actors", min=1, help="--executor ray: how many Ray actors run chunks.")]
 RayAddress = Annotated[str | None, typer.Option("--ray-address", help="--executor ray: a running Ray cluster's "
                                                 "address (default: a local one, started for the run).")]

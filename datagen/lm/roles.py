@@ -336,7 +336,9 @@ def as_role_model(model: "RoleModel | dspy.LM", role: Role = "task") -> RoleMode
 
     Args:
         model: a RoleModel, returned as it is; or a dspy.LM, given the adapter DSPy is set to use (else datagen's
-            ChatAdapter) and its context window as litellm's catalogue knows it (else unknown).
+            ChatAdapter; for an embedded model, `local_lm`'s, its JSONAdapter, which sends the signature's schema
+            that the engine turns into a grammar) and its context window as litellm's catalogue knows it (an
+            embedded model's: CONTEXT_WINDOW; else unknown).
         role: the role a dspy.LM plays.
 
     Returns:
@@ -349,8 +351,9 @@ def as_role_model(model: "RoleModel | dspy.LM", role: Role = "task") -> RoleMode
         return model
     if not isinstance(model, dspy.BaseLM):
         raise DatagenError(f"model {model!r}: expected a dspy.LM or a datagen RoleModel")
-    adapter = dspy.settings.adapter or ChatAdapter()
-    return RoleModel(role, model, adapter, _known_context_window(model.model))
+    if model.model in EMBEDDED_MODELS:
+        return RoleModel(role, model, dspy.settings.adapter or JSONAdapter(), CONTEXT_WINDOW)
+    return RoleModel(role, model, dspy.settings.adapter or ChatAdapter(), _known_context_window(model.model))
 
 
 def task_model(config: Config, model: "RoleModel | dspy.LM | None" = None) -> RoleModel:
