@@ -12,7 +12,8 @@ catch rate, and the measures its bars were set from.
    included): any drop is a false positive. Prints the length ratio, similarity and verbatim part measured,
    the figures the bars come from.
 3. Degenerate output made from each pair: copies (verbatim, with case, spaces and typography changed, with a
-   word in twenty left out, the first half of the source), half of the rewrite, placeholders, serialized
+   word in twenty left out, the first half of the source, without its first sentence, followed by a sentence of
+   its own or of the rewrite), half of the rewrite, placeholders, serialized
    objects, gibberish of the rewrite's length; each should be caught.
 """
 
@@ -83,7 +84,8 @@ def rewrite_false_positives(pairs: dict[str, list[dict]]) -> None:
             dropped = sum(n for reason, n in reasons.items() if reason)
             print(f"   {name} {side}: {len(rewrites)} pairs, {dropped} dropped "
                   f"{ {r: n for r, n in reasons.items() if r} }; length ratio min {min(ratios):.3f}, similarity "
-                  f"max {max(s for s, _ in measures):.3f}, verbatim part max {max(p for _, p in measures):.3f}, words "
+                  f"max {max(m[0] for m in measures):.3f}, verbatim part max {max(m[1] for m in measures):.3f} of the "
+                  f"rewrite, {max(m[2] for m in measures):.3f} of the source, words "
                   f"shared in any order (F1) max {bag:.3f}")
 
 
@@ -115,12 +117,17 @@ PLACEHOLDERS = ["generic", "{generic}", "{{generic}}", "[generic]", "<generic>",
 
 def degenerate_cases(styled: str, plain: str, rng: random.Random) -> dict[str, str]:
     words = styled.split()
+    sentences, plain_sentences = (regex.split(r"(?<=[.!?])\s+", text) for text in (styled, plain))
     typographic = styled.replace("'", "\u2019").replace('"', "\u201c").replace(" - ", " \u2014 ")
     cases = {
         "copy": styled,
         "copy, case/spaces/typography": "  ".join(typographic.upper().split()),
         "copy, a word in 20 left out": " ".join(w for i, w in enumerate(words) if i % 20 != 19),
         "copy of the first half": " ".join(words[:len(words) // 2]),
+        # What SmolLM2-135M wrote (bench/embedded_models.py): the passage, then a sentence of it again, reworded.
+        "copy, then its last sentence again": f"{styled} {sentences[-1]}",
+        "copy, then a sentence of the rewrite": f"{styled} {plain_sentences[0]}",
+        "copy without its first sentence": " ".join(sentences[1:]) if len(sentences) > 1 else styled,
         "half of the rewrite": " ".join(plain.split()[:len(plain.split()) // 2]),
         "a third of the rewrite": " ".join(plain.split()[:len(plain.split()) // 3]),
         "copy without punctuation": regex.sub(r"[^\w\s’']", "", styled),

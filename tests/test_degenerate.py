@@ -290,6 +290,24 @@ def test_a_copy_stripped_of_punctuation_or_with_its_words_shuffled_is_a_copy():
         assert degenerate(copy, source=SOURCE, field="generic", min_length_ratio=REWRITE_MIN_LENGTH_RATIO) == "copy"
 
 
+def test_the_source_carried_over_verbatim_is_a_copy_whatever_is_added_around_it():
+    # What SmolLM2-135M wrote for a passage of the demo corpus: the passage without its heading, verbatim, and then
+    # a sentence of it again, reworded; its longest verbatim part is 0.81 of it, so only the share of the source
+    # carried (0.94) tells it for a copy.
+    heading = "## V. What the Spring Brought Ashore\n\n"
+    passage = ("The relief boat came out to us in the first week of March, when the sea had at last remembered its "
+               "manners, and took Étienne off to the mainland. He shook my hand on the landing-stage, and kissed "
+               "Josiah upon both cheeks, which the lad bore with the expression of a man being shaved by a bear; and "
+               "then he went down into the boat, and waved his cap, and was gone.")
+    answer = passage + " He returned to the ship, and kissed Josiah upon both cheeks, which the lad carried well."
+    assert degenerate(answer, source=heading + passage, field="generic",
+                      min_length_ratio=REWRITE_MIN_LENGTH_RATIO) == "copy"
+    for added in (f"{SOURCE} {sentences(REWRITE)[0]}", f"{sentences(REWRITE)[0]} {SOURCE}"):
+        assert degenerate(added, source=SOURCE, field="generic", min_length_ratio=REWRITE_MIN_LENGTH_RATIO) == "copy"
+    # A rewrite that keeps a phrase of its source is no copy.
+    assert degenerate(REWRITE, source=SOURCE, field="generic", min_length_ratio=REWRITE_MIN_LENGTH_RATIO) is None
+
+
 def test_a_rewrite_with_its_letters_shuffled_is_not_language_and_the_rewrite_itself_passes():
     assert degenerate(REWRITE, source=SOURCE, field="generic", min_length_ratio=REWRITE_MIN_LENGTH_RATIO) is None
     for seed in range(5):
