@@ -7,8 +7,10 @@
 workspace's demo corpus (data/samples, the text `make demo` runs on) and a public-domain novel
 (../shared/corpora/shelley_frankenstein.txt, left out when absent), `--items` chunks of each, cut at
 `--chunk-tokens` and drawn as `datagen devset` draws them. Each configuration is a model, its sampling settings
-(temperature, llama.cpp's repeat penalty) and how many labeled demos its rephrase step is shown (the first
-human-written pairs of data/style_clone/pairs.jsonl, as `datagen optimize` puts labeled demos first).
+(temperature, llama.cpp's repeat penalty), how many labeled demos its rephrase step is shown (the first
+human-written pairs of data/style_clone/pairs.jsonl, as `datagen optimize` puts labeled demos first), and how the
+prompt lays out the fields: DSPy's JSON template, or described in words (DescribedJSONAdapter). Every answer goes
+through the grammar the engine makes of the signature's JSON schema; DSPy's cache is off.
 
 For each it prints, per corpus: the chunks answered (parsed, not cut off at the answer cap: failures are counted
 by kind at the end of the row); those that made a sample (the pipeline's own drop
@@ -35,15 +37,20 @@ ROOT = Path(__file__).resolve().parent.parent
 NOVEL = ROOT.parent / "shared/corpora/shelley_frankenstein.txt"
 PAIRS = ROOT / "data/style_clone/pairs.jsonl"
 OFFLINE = ["composite", "generic_offline", "coverage", "novelty", "embedding"]
-# (label, model, temperature, repeat penalty, labeled demos)
+GEMMA, SMOLLM2 = "local/gemma-3-270m", "local/smollm2-135m-instruct"
+# (label, model, temperature, repeat penalty, labeled demos, adapter): "template" is DSPy's JSON layout, a template
+# of the fields; "described" says the same in words (datagen.lm.adapters.DescribedJSONAdapter).
 CONFIGS = [
-    ("gemma 0.3/1.1", "local/gemma-3-270m", 0.3, 1.1, 0),
-    ("gemma 0.3/1.1 +2 demos", "local/gemma-3-270m", 0.3, 1.1, 2),
-    ("smollm2 0.3/1.1", "local/smollm2-135m-instruct", 0.3, 1.1, 0),
-    ("smollm2 0.3/1.1 +2 demos", "local/smollm2-135m-instruct", 0.3, 1.1, 2),
-    ("smollm2 0.7/1.1", "local/smollm2-135m-instruct", 0.7, 1.1, 0),
-    ("smollm2 0.3/1.3", "local/smollm2-135m-instruct", 0.3, 1.3, 0),
-    ("smollm2 0.0/1.0", "local/smollm2-135m-instruct", 0.0, 1.0, 0),
+    ("gemma t0.3 r1.1 template", GEMMA, 0.3, 1.1, 0, "template"),
+    ("gemma t0.3 r1.1 described", GEMMA, 0.3, 1.1, 0, "described"),
+    ("gemma t0.3 r1.1 described +2", GEMMA, 0.3, 1.1, 2, "described"),
+    ("smollm2 t0.3 r1.1 template", SMOLLM2, 0.3, 1.1, 0, "template"),
+    ("smollm2 t0.3 r1.1 template +2", SMOLLM2, 0.3, 1.1, 2, "template"),
+    ("smollm2 t0.3 r1.1 described", SMOLLM2, 0.3, 1.1, 0, "described"),
+    ("smollm2 t0.3 r1.1 described +2", SMOLLM2, 0.3, 1.1, 2, "described"),
+    ("smollm2 t0.7 r1.1 described", SMOLLM2, 0.7, 1.1, 0, "described"),
+    ("smollm2 t0.3 r1.3 described", SMOLLM2, 0.3, 1.3, 0, "described"),
+    ("smollm2 t0.0 r1.0 described", SMOLLM2, 0.0, 1.0, 0, "described"),
 ]
 
 
@@ -64,15 +71,19 @@ def run_config(config: tuple, items: list, workspace: Path, settings) -> dict:
     """One configuration over one corpus's items: counts, drop reasons, seconds, and the samples made."""
     import dspy
 
-    from datagen.lm.local import DEFAULT_MAX_TOKENS, local_lm
+    from datagen.lm import RoleModel
+    from datagen.lm.adapters import DescribedJSONAdapter, JSONAdapter
+    from datagen.lm.local import CONTEXT_WINDOW, DEFAULT_MAX_TOKENS, AsyncLlamaCppEngine, LlamaCppEngine
     from datagen.metrics import MetricContext
     from datagen.tuning.evaluate import Evaluator, scorer_for
     from datagen.workspace.pipelines import load_program
     from metrics.style_clone import THRESHOLD
 
-    _, model, temperature, penalty, demos = config
-    lm = local_lm(model, temperature=temperature, repeat_penalty=penalty,
-                  max_tokens=max(DEFAULT_MAX_TOKENS, 2 * settings.chunk_tokens + 256))
+    _, model, temperature, penalty, demos, layout = config
+    engine = LlamaCppEngine(model, repeat_penalty=penalty)
+    # No cache: the repeat penalty is not in DSPy's cache key, and each configuration is measured afresh.
+    lm = dspy.LM(model, engine=engine, async_engine=AsyncLlamaCppEngine(engine), cache=False,
+                 temperature=temperature, max_tokens=max(DEFAULT_MAX_TOKENS, 2 * settings.chunk_tokens + 256))
     program = load_program("style_clone", workspace)
     pairs = [json.loads(line) for line in PAIRS.read_text().splitlines()][:demos]
     program.rephrase.demos = [dspy.Example(passage=p["styled"], generic=p["plain"]) for p in pairs]
@@ -80,7 +91,8 @@ def run_config(config: tuple, items: list, workspace: Path, settings) -> dict:
     evaluator = Evaluator("style_clone", items, scorer_for("style_clone", context, settings.metrics),
                           settings.config, dev="bench")
     started = time.monotonic()
-    result = evaluator(program, config[0], model=lm)
+    adapter = DescribedJSONAdapter() if layout == "described" else JSONAdapter()
+    result = evaluator(program, config[0], model=RoleModel("task", lm, adapter, CONTEXT_WINDOW))
     seconds = (time.monotonic() - started) / max(1, len(items))
     failures = Counter(str(f["kind"]) for f in result["failures"] if f["kind"] != "dropped")
     reasons = Counter()
@@ -102,7 +114,6 @@ def main() -> int:
     parser.add_argument("--configs", default="", help="only the configurations whose label contains this")
     parser.add_argument("--show", type=int, default=2, help="samples of each configuration to print (default 2)")
     args = parser.parse_args()
-    os.environ.setdefault("DSPY_CACHEDIR", tempfile.mkdtemp(prefix="datagen-bench-"))  # fresh answers
     from datagen.workspace import load_config
     from datagen.workspace.pipelines import builtin_workspace
 
@@ -114,7 +125,7 @@ def main() -> int:
     dev = corpora(args.items, args.chunk_tokens)
     print(f"chunks of at most {args.chunk_tokens} tokens; {', '.join(f'{k}: {len(v)}' for k, v in dev.items())}; "
           f"offline composite of {', '.join(args.metrics[1:])}")
-    print(f"{'configuration':26} {'corpus':6} {'answer':>7} {'sample':>7} {'pass':>5} {'mean':>5} {'s/chunk':>8}  "
+    print(f"{'configuration':31} {'corpus':6} {'answer':>7} {'sample':>7} {'pass':>5} {'mean':>5} {'s/chunk':>8}  "
           "dropped by reason / failures")
     shown = []
     for config in CONFIGS:
@@ -123,7 +134,7 @@ def main() -> int:
         for name, items in dev.items():
             row = run_config(config, items, workspace, args)
             mean = f"{row['mean']:.2f}" if row["mean"] is not None else "-"
-            print(f"{config[0]:26} {name:6} {row['answered']:>3}/{row['n']:<3} {row['samples']:>3}/{row['n']:<3} "
+            print(f"{config[0]:31} {name:6} {row['answered']:>3}/{row['n']:<3} {row['samples']:>3}/{row['n']:<3} "
                   f"{row['pass']:>5} {mean:>5} {row['seconds']:>8.1f}  {row['reasons']} {row['failures'] or ''}",
                   flush=True)
             shown += [(config[0], name, sample) for sample in row["made"][:args.show]]

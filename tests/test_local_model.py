@@ -8,7 +8,7 @@ import pytest
 
 from datagen.workspace.config import ModelSettings
 from datagen.text.degenerate import degenerate
-from datagen.lm.adapters import JSONAdapter
+from datagen.lm.adapters import DescribedJSONAdapter, JSONAdapter
 from datagen.lm.local import EMBEDDED_MODELS, LOCAL_MODEL, local_lm
 from datagen.lm.roles import as_role_model, build_role_model
 from signatures.style import RephraseAsGeneric
@@ -44,7 +44,7 @@ def test_grammar_makes_every_answer_parse(name, made_by):
         model = build_role_model(ModelSettings(model=name, max_tokens=64), "task")
     else:
         model = as_role_model(local_lm(name, max_tokens=64))
-    assert isinstance(model.adapter, JSONAdapter)
+    assert isinstance(model.adapter, DescribedJSONAdapter)
     rephrase = dspy.Predict(RephraseAsGeneric)
     with model.context():
         for passage in (PASSAGE, "Aye.", "“Mr Penberthy,” says I, filling my pipe, “when the glass falls so…”"):
@@ -52,3 +52,18 @@ def test_grammar_makes_every_answer_parse(name, made_by):
             assert isinstance(prediction.generic, str)
             # The answer was bounded: a tiny model left alone may ramble to the end of its context.
             assert model.lm.history[-1]["usage"]["completion_tokens"] <= 64
+
+
+def test_the_embedded_prompt_describes_the_fields_with_no_template_to_copy():
+    """A tiny model copies DSPy's layout template (`{passage}`, `{"generic": "{generic}"}`) as its answer; the
+    embedded models' adapter says the same in words. Demos and inputs are laid out as JSONAdapter lays them."""
+    demos = [{"passage": "Quoth he, ’tis late.", "generic": "He said it was late."}]
+    described = DescribedJSONAdapter().format(RephraseAsGeneric, demos=demos, inputs={"passage": PASSAGE})
+    templated = JSONAdapter().format(RephraseAsGeneric, demos=demos, inputs={"passage": PASSAGE})
+    system = described[0]["content"]
+    assert "{generic}" in templated[0]["content"] and "{generic}" not in system and "{passage}" not in system
+    assert '"generic": the same content in plain, generic modern prose' in system and "[[ ## passage ## ]]" in system
+    assert described[1:] == templated[1:]
+    # A field declared without a description is named, not given DSPy's stand-in "${name}".
+    structure = DescribedJSONAdapter().format_field_structure(dspy.Signature("passage -> plain_text"))
+    assert '"plain_text": plain text' in structure and "${" not in structure

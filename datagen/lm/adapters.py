@@ -145,3 +145,25 @@ class _Reraise:
 
 class JSONAdapter(_Strict, dspy.JSONAdapter):
     """dspy.JSONAdapter with the same checks: reasoning dropped before the JSON is read, values checked."""
+
+
+def _description(name: str, field) -> str:
+    described = field.json_schema_extra.get("desc") or ""
+    # A field declared without desc gets DSPy's stand-in, "${name}": another template to copy.
+    return name.replace("_", " ") if not described or described.startswith("${") else described
+
+
+class DescribedJSONAdapter(JSONAdapter):
+    """Our JSONAdapter, whose system message describes the fields in words instead of showing a template of them.
+
+    DSPy's adapters show the layout as a template, `[[ ## passage ## ]]` then `{passage}`, and `{"generic":
+    "{generic}"}`; a tiny model copies it, answering `{passage}` or `{{}}` for the rewrite. This one says where the
+    inputs stand and which keys the JSON answer has, and what each holds, with no stand-in to copy. Demos, inputs
+    and the parsing are JSONAdapter's. For the embedded models (datagen.lm.local), whose grammar enforces the
+    JSON: measured by `python -m bench.embedded_models` (docs/models.md)."""
+
+    def format_field_structure(self, signature) -> str:
+        inputs = ", ".join(f"[[ ## {name} ## ]]" for name in signature.input_fields)
+        keys = "\n".join(f'- "{name}": {_description(name, field)}' for name, field in signature.output_fields.items())
+        return (f"The user's message gives each input after its marker ({inputs}). Answer with a JSON object with "
+                f"these keys:\n{keys}")

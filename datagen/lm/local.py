@@ -133,7 +133,9 @@ class LlamaCppEngine:
         """Args:
             model: a name in EMBEDDED_MODELS (default LOCAL_MODEL).
             n_ctx: the context window llama.cpp allocates, in tokens (default CONTEXT_WINDOW).
-            repeat_penalty: llama.cpp's repetition penalty (1.0 = none; default: the model's own).
+            repeat_penalty: llama.cpp's repetition penalty (1.0 = none; default: the model's own). It is not a
+                request parameter DSPy knows, so it is not in DSPy's cache key: an LM over an engine with another
+                penalty needs `cache=False` (bench/embedded_models.py) or its answers come from the cache.
 
         Raises:
             DatagenError: `model` is not an embedded model.
@@ -221,7 +223,7 @@ class AsyncLlamaCppEngine:
 
 
 def local_lm(model: str = LOCAL_MODEL, *, max_tokens: int | None = None, temperature: float | None = None,
-             n_ctx: int = CONTEXT_WINDOW, repeat_penalty: float | None = None):
+             n_ctx: int = CONTEXT_WINDOW):
     """A dspy.LM backed by an embedded model (loaded on its first call, not here).
 
     Installs datagen's hooks into DSPy (`datagen.lm.hooks.install`), as a role model does: the LM may be used
@@ -232,7 +234,6 @@ def local_lm(model: str = LOCAL_MODEL, *, max_tokens: int | None = None, tempera
         max_tokens: the cap on one answer, in tokens (default DEFAULT_MAX_TOKENS).
         temperature: the sampling temperature (default: the model's, EmbeddedModel.temperature).
         n_ctx: the context window llama.cpp allocates, in tokens.
-        repeat_penalty: llama.cpp's repetition penalty (default: the model's).
 
     Returns:
         The dspy.LM, with a sync and an async engine over one llama.cpp model.
@@ -241,7 +242,7 @@ def local_lm(model: str = LOCAL_MODEL, *, max_tokens: int | None = None, tempera
         DatagenError: `model` is not an embedded model.
     """
     install_hooks()
-    engine = LlamaCppEngine(model, n_ctx=n_ctx, repeat_penalty=repeat_penalty)
+    engine = LlamaCppEngine(model, n_ctx=n_ctx)
     spec = EMBEDDED_MODELS[model]
     return dspy.LM(model, engine=engine, async_engine=AsyncLlamaCppEngine(engine),
                    max_tokens=max_tokens or DEFAULT_MAX_TOKENS,

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import dspy
 
 from datagen.errors import ConfigError, DatagenError, ModelUnreachable
-from datagen.lm.adapters import ChatAdapter, JSONAdapter
+from datagen.lm.adapters import ChatAdapter, DescribedJSONAdapter
 from datagen.lm.hooks import install as install_hooks
 from datagen.lm.local import CONTEXT_WINDOW, EMBEDDED_MODELS, LOCAL_MODEL, local_lm
 from datagen.lm.names import remember_configured
@@ -221,8 +221,7 @@ def build_role_model(settings: ModelSettings, role: Role) -> RoleModel:
     that is needed and not set."""
     if settings.model is None or settings.model in EMBEDDED_MODELS:
         lm = local_lm(settings.model or LOCAL_MODEL, max_tokens=settings.max_tokens, temperature=settings.temperature)
-        # JSONAdapter sends the signature's schema, which the engine turns into a decoding grammar.
-        return RoleModel(role, lm, JSONAdapter(), settings.context_window or CONTEXT_WINDOW)
+        return _embedded(role, lm, settings.context_window)
     if "/" not in settings.model:
         raise ConfigError(f"model {settings.model!r} for the {role} role needs a provider prefix, "
                            "e.g. openai/gpt-4o-mini or ollama_chat/llama3.2")
@@ -331,14 +330,19 @@ def role_model(config: Config, role: Role) -> RoleModel:
     return model if role == "task" else bounded(model, default_max_tokens(role), _WHY[role])
 
 
+def _embedded(role: Role, lm: dspy.LM, context_window: int | None = None, adapter: dspy.Adapter | None = None):
+    # The JSON adapter sends the signature's schema, which the engine turns into a decoding grammar; described in
+    # words, not as a template a tiny model copies (DescribedJSONAdapter).
+    return RoleModel(role, lm, adapter or DescribedJSONAdapter(), context_window or CONTEXT_WINDOW)
+
+
 def as_role_model(model: "RoleModel | dspy.LM", role: Role = "task") -> RoleModel:
     """`model` as a RoleModel.
 
     Args:
         model: a RoleModel, returned as it is; or a dspy.LM, given the adapter DSPy is set to use (else datagen's
-            ChatAdapter; for an embedded model, `local_lm`'s, its JSONAdapter, which sends the signature's schema
-            that the engine turns into a grammar) and its context window as litellm's catalogue knows it (an
-            embedded model's: CONTEXT_WINDOW; else unknown).
+            ChatAdapter; for an embedded model, `local_lm`'s, the DescribedJSONAdapter it is configured with) and its
+            context window as litellm's catalogue knows it (an embedded model's: CONTEXT_WINDOW; else unknown).
         role: the role a dspy.LM plays.
 
     Returns:
@@ -352,7 +356,7 @@ def as_role_model(model: "RoleModel | dspy.LM", role: Role = "task") -> RoleMode
     if not isinstance(model, dspy.BaseLM):
         raise DatagenError(f"model {model!r}: expected a dspy.LM or a datagen RoleModel")
     if model.model in EMBEDDED_MODELS:
-        return RoleModel(role, model, dspy.settings.adapter or JSONAdapter(), CONTEXT_WINDOW)
+        return _embedded(role, model, adapter=dspy.settings.adapter)
     return RoleModel(role, model, dspy.settings.adapter or ChatAdapter(), _known_context_window(model.model))
 
 
