@@ -13,7 +13,7 @@ catch rate, and the measures its bars were set from.
    the figures the bars come from.
 3. Degenerate output made from each pair: copies (verbatim, with case, spaces and typography changed, with a
    word in twenty left out, the first half of the source, without its first sentence, followed by a sentence of
-   its own or of the rewrite), half of the rewrite, placeholders, serialized
+   its own or of the rewrite), the rewrite followed by the prompt's own instruction, half of the rewrite, placeholders, serialized
    objects, gibberish of the rewrite's length; each should be caught.
 """
 
@@ -141,6 +141,8 @@ def degenerate_cases(styled: str, plain: str, rng: random.Random) -> dict[str, s
         "serialized: code block": f"```\n{plain}\n```",
         "serialized: markup": f"<p>{plain}</p>\n<p></p>",
         "empty: .": ".",
+        "the rewrite, then the prompt echoed": f"{plain}\n\nRespond with a JSON object in the following order of "
+                                               "fields: `generic`.",
     }
     cases.update({f"placeholder: {p}": p for p in PLACEHOLDERS})
     cases.update({f"gibberish: {kind}": text for kind, text in gibberish(rng, len(plain)).items()})

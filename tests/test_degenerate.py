@@ -308,6 +308,16 @@ def test_the_source_carried_over_verbatim_is_a_copy_whatever_is_added_around_it(
     assert degenerate(REWRITE, source=SOURCE, field="generic", min_length_ratio=REWRITE_MIN_LENGTH_RATIO) is None
 
 
+def test_the_prompt_echoed_in_an_answer_is_a_placeholder():
+    # Gemma 3 270M's answer (bench/embedded_models.py): part of the passage, then DSPy's own instruction.
+    echoed = f"{REWRITE}\n\nRespond with a JSON object in the following order of fields: `generic`.yaml\n}}:{{ 1."
+    assert degenerate(echoed, source=SOURCE, field="generic") == "placeholder"
+    for sentence in ("Your output fields are: 1. `generic` (str)", "respond with the corresponding output fields"):
+        assert degenerate(f"{REWRITE} {sentence}", field="generic") == "placeholder"
+    # Prose that talks of responding is prose.
+    assert degenerate("She did not respond with a letter, nor with a visit.", field="generic") is None
+
+
 def test_a_rewrite_with_its_letters_shuffled_is_not_language_and_the_rewrite_itself_passes():
     assert degenerate(REWRITE, source=SOURCE, field="generic", min_length_ratio=REWRITE_MIN_LENGTH_RATIO) is None
     for seed in range(5):

@@ -9,7 +9,8 @@ order they are checked (the first that applies is returned):
 - `placeholder`: a template's stand-in rather than text: the field's own name with or without braces, brackets,
   quotes or markers (`generic`, `{generic}`, `{{generic}}`, `[generic]`, `<generic>`, `[[ ## generic ## ]]`),
   any single name in template braces (`{{ passage }}`, `${text}`), a template fragment inside text (`{{ ... }}`,
-  `{% ... %}`, `[[ ## ... ## ]]`, `{name}`), a filler (`TODO`, `...`, `N/A`, `null`) or lorem ipsum. Compared
+  `{% ... %}`, `[[ ## ... ## ]]`, `{name}`), the prompt's own instructions echoed (DSPy's "Respond with a JSON
+  object in the following order of fields"), a filler (`TODO`, `...`, `N/A`, `null`) or lorem ipsum. Compared
   case-insensitively.
 - `serialized`: data or code where prose is expected: a JSON object or list, a Python dict/list/tuple/set repr
   (truncated ones too), a fenced code block, lines of code, XML/HTML markup.
@@ -101,6 +102,10 @@ _TEMPLATE_NAME = regex.compile(r"(?:\$?\{\{?|\{%|\[\[?|<)\s*#*\s*[\p{L}\p{N}_ .:
 # A template fragment anywhere in a text: Jinja/Mustache braces or tags, a DSPy field marker, a format field.
 _FRAGMENT = regex.compile(r"\{\{.*?\}\}|\{%.*?%\}|\[\[ *##.*?## *\]\]|\$?\{[A-Za-z_]\w*\}", regex.S)
 _LOREM = regex.compile(r"^\W*lorem ipsum\b", regex.I)
+# The prompt echoed: the fixed sentences DSPy's adapters write around the fields (dspy/adapters/chat_adapter.py,
+# json_adapter.py), which no prose holds. A tiny model continued its answer with them (bench/embedded_models.py).
+_PROMPT_ECHO = regex.compile(r"Respond with (?:a JSON object|the corresponding output fields)|Your (?:input|output) "
+                             r"fields are:|In adhering to this structure, your objective is", regex.I)
 
 
 def _is_placeholder(text: str, field: str | None) -> bool:
@@ -112,7 +117,8 @@ def _is_placeholder(text: str, field: str | None) -> bool:
         names |= {name, name.replace("_", " "), name.rstrip("s"), name + "s"}
     if bare in names or bare.rstrip(".:") in names:
         return True
-    return bool(_TEMPLATE_NAME.fullmatch(stripped) or _FRAGMENT.search(stripped) or _LOREM.search(stripped))
+    return bool(_TEMPLATE_NAME.fullmatch(stripped) or _FRAGMENT.search(stripped) or _LOREM.search(stripped)
+                or _PROMPT_ECHO.search(stripped))
 
 
 # --- serialized -------------------------------------------------------------------------------------------------
