@@ -120,6 +120,7 @@ def main() -> int:
     kept_demos = sum(manifest["demos"]["kept"].values())
     rejected = ", ".join(f"{why} {n}" for why, n in manifest["demos"]["rejected"].items()) or "none"
     dropped = ", ".join(f"{why} {n}" for why, n in summary.dropped.items()) or "none"
+    failed = ", ".join(f"{kind} {n}" for kind, (n, _) in summary.failures.items()) or "none"
     rows = [
         ("dev set", f"{len(items)} chunks: {sum(i['split'] == 'train' for i in items)} train, "
                     f"{sum(i['split'] == 'val' for i in items)} val (held out)", dev),
@@ -128,7 +129,8 @@ def main() -> int:
         ("", f"           after  {manifest['held_out']['after']}", shown(state)),
         ("", f"demos kept {kept_demos}; candidates rejected: {rejected}", ""),
         ("generate", f"{summary.chunks} chunks: {summary.samples} samples made, {summary.kept or 0} pass the "
-                     f"pass mark (composite >= {PASS_MARK}); {summary.failed} chunks failed", run),
+                     f"pass mark (composite >= {PASS_MARK})", run),
+        ("", f"failed: {failed}", ""),
         ("", f"dropped by the pipeline's checks: {dropped}", ""),
         ("export", f"{summary.kept or 0} samples as a Hugging Face dataset" if summary.kept
                    else "nothing to export: no sample passed", export if summary.kept else ""),

@@ -46,6 +46,8 @@ def test_the_demo_walks_the_loop_and_ends_with_a_table_of_what_each_step_gave(tm
     assert f"{summary.chunks} chunks: {summary.samples} samples made, {summary.kept or 0} pass" in table
     for reason, count in summary.dropped.items():
         assert f"{reason} {count}" in table
+    for kind, (count, _) in summary.failures.items():
+        assert f"{kind} {count}" in table
 
     # What is exported passed the drop checks (and the gate); an empty result is said so, not hidden.
     records = []
