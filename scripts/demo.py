@@ -75,7 +75,7 @@ def held_out(evaluation: dict) -> str:
     """The composite's mean on the scored items, with n and the failures, e.g. "0.31 (n 4; failed 1: dropped 1)"."""
     summary = evaluation["metrics"]["composite"]
     failures = ", ".join(f"{kind} {n}" for kind, n in summary["failures"].items())
-    return f"{summary['mean']:.2f} (n {summary['n']}; failed {summary['failed']}{': ' + failures if failures else ''})"
+    return f"{summary['mean']:.3f} (n {summary['n']}; failed {summary['failed']}{': ' + failures if failures else ''})"
 
 
 def main() -> int:
@@ -83,12 +83,15 @@ def main() -> int:
     parser.add_argument("--out", default="out/demo", help="the demo's workspace folder (default out/demo), made afresh; "
                         "a folder the demo did not make is refused")
     args = parser.parse_args()
+    from datagen.lm import EMBEDDED_MODELS
     from datagen.metrics.overlap import embedding_available
     from datagen.runs import summarize
     from datagen.workspace import read_manifest
 
     out = (ROOT / args.out).resolve()  # an absolute --out stays as it is
     made_here = (out / "datagen.toml").is_file() and (out / "datagen.toml").read_text().startswith(WORKSPACE_TOML[:40])
+    if out.exists() and not out.is_dir():
+        sys.exit(f"demo: {shown(out)} is a file: give --out a folder")
     if out.exists() and any(out.iterdir()) and not made_here:
         sys.exit(f"demo: {shown(out)} exists and is not a workspace the demo made: give another --out")
     shutil.rmtree(out, ignore_errors=True)
@@ -141,11 +144,14 @@ def main() -> int:
         print(f"{step:9} {what:{width}}  {where}")
     print("=" * (width + 24))
     print(f"Read the samples, kept and dropped:  .venv/bin/datagen view {run}")
-    print("What you see is a 135M model's work, shown as it is: it keeps everything offline, and most of its "
-          "rewrites are\ndropped (too short, copies) or below the pass mark. Human plain rewrites reach that mark "
-          "in 86-100% of pairs\n(docs/metrics.md). For real data, point the task role at a capable model: "
-          f"uncomment [models.task] in {shown(out)}/datagen.toml\n(a hosted model, or any "
-          "OpenAI-compatible server), or add --model/--api-base to the commands above.")
+    task = summary.meta.get("model") or ""
+    if task in EMBEDDED_MODELS:
+        print(f"What you see is the work of {EMBEDDED_MODELS[task].about}, shown as it is: it keeps everything "
+              "offline, and\nmost of its rewrites are dropped or below the pass mark, which human plain rewrites "
+              "reach in 86-100%\nof pairs (docs/metrics.md).")
+    print("For real data, point the task role at a capable model (a hosted one, or any OpenAI-compatible server): "
+          "add\n--model/--api-base to the commands above, or set [models.task] in your own workspace's datagen.toml "
+          f"(`datagen init DIR`\nmakes one; {shown(out)} is remade by each demo). See docs/models.md.")
     # An empty dataset is a result the table shows (generate exits 1 on it); a run that did nothing is a failure.
     return 0 if summary.done else generated or 1
 

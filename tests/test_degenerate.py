@@ -312,7 +312,9 @@ def test_the_prompt_echoed_in_an_answer_is_a_placeholder():
     # Gemma 3 270M's answer (bench/embedded_models.py): part of the passage, then DSPy's own instruction.
     echoed = f"{REWRITE}\n\nRespond with a JSON object in the following order of fields: `generic`.yaml\n}}:{{ 1."
     assert degenerate(echoed, source=SOURCE, field="generic") == "placeholder"
-    for sentence in ("Your output fields are: 1. `generic` (str)", "respond with the corresponding output fields"):
+    for sentence in ("Your output fields are: 1. `generic` (str)", "respond with the corresponding output fields",
+                     "Answer with a JSON object with these keys: generic",  # datagen's DescribedJSONAdapter
+                     "The user's message gives each input after its marker ([[ ## passage ## ]])."):
         assert degenerate(f"{REWRITE} {sentence}", field="generic") == "placeholder"
     # Prose that talks of responding is prose.
     assert degenerate("She did not respond with a letter, nor with a visit.", field="generic") is None

@@ -62,6 +62,7 @@ def test_the_demo_walks_the_loop_and_ends_with_a_table_of_what_each_step_gave(tm
         generic, styled = record["input"], record["output"]
         assert degenerate(generic, source=styled, field="generic", min_length_ratio=REWRITE_MIN_LENGTH_RATIO) is None
     assert "capable model" in result.stdout and "datagen view" in result.stdout
+    assert "SmolLM2-135M-Instruct" in result.stdout  # what ran, named: the embedded default
 
 
 def test_the_demo_refuses_a_folder_it_did_not_make(tmp_path):
@@ -69,3 +70,5 @@ def test_the_demo_refuses_a_folder_it_did_not_make(tmp_path):
     result = run_demo(tmp_path)
     assert result.returncode == 1 and "is not a workspace the demo made" in result.stderr
     assert (tmp_path / "notes.txt").read_text() == "mine"
+    on_a_file = run_demo(tmp_path / "notes.txt")
+    assert on_a_file.returncode == 1 and "is a file" in on_a_file.stderr and "Traceback" not in on_a_file.stderr

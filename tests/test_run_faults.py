@@ -158,3 +158,19 @@ def test_a_run_whose_gate_kept_every_sample_out_names_the_gate_and_its_counts(wo
                         "--limit", "3", "--model", "openai/fake", "--api-base", server.url, cwd=workspace)
         assert again.returncode == 0, again.stderr
         assert "quality gate" not in run_cli("status", "out", cwd=workspace).stderr
+
+
+def test_an_empty_dataset_is_blamed_on_the_gate_when_the_gate_kept_out_the_samples_the_checks_left():
+    """`make demo` on the embedded model: 18 candidates dropped, the 2 samples made both below the gate. The dataset
+    is empty because of the gate, and the drops are said after it."""
+    from pathlib import Path
+
+    from datagen.runs import RunSummary
+
+    summary = RunSummary(Path("run"), {}, chunks=21, done=20, failed=1, samples=2, failures={}, usage={},
+                         dropped={"too_short": 18}, gate={"composite": 0.45}, kept=0)
+    assert summary.why_few_samples() == ("the quality gate kept every sample out: --min-score composite >= 0.45: 0 "
+                                         "of 2 samples pass, 2 kept out; the pipeline's own checks dropped 18 "
+                                         "(too_short 18) before it")
+    summary.kept = 1  # one sample exported: the drops are why there are so few
+    assert summary.why_few_samples().startswith("the pipeline's own checks dropped most candidates")

@@ -267,18 +267,24 @@ def build_role_model(settings: ModelSettings, role: Role) -> RoleModel:
 
 
 def check_reachable(model: RoleModel, timeout: float = 5.0) -> None:
-    """Fail fast, before any chunk is read, when a self-hosted server's address does not answer: otherwise each
-    chunk would spend its retries (tens of seconds) on a connection that cannot succeed.
+    """Fail fast, before any chunk is read, when a self-hosted server's address does not answer, or an embedded
+    model's weights are not installed: otherwise each chunk would spend its retries (tens of seconds) on a
+    connection that cannot succeed, or fail on its own.
 
     Args:
         model: the role model; one without an api_base (a hosted provider, the embedded model) is not probed.
         timeout: seconds a TCP connection to each server may take.
 
     Raises:
+        DatagenError: an embedded model whose package (or llama-cpp-python) is missing, naming the command that
+            installs it.
         ModelUnreachable: nothing answers at its api_base, or at any of its servers. A model with several
             servers fails only when none answers; those that do not are left out until their cooldown ends
             (logged).
     """
+    if model.lm.model in EMBEDDED_MODELS:
+        EMBEDDED_MODELS[model.lm.model].gguf()
+        return
     pool = servers_of(model.lm)
     api_base = model.lm.kwargs.get("api_base")
     if pool is None:

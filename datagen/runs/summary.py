@@ -67,6 +67,9 @@ class RunSummary:
             kind, (count, example) = max(self.failures.items(), key=lambda item: item[1][0])
             return f"most chunks failed: {count} × {kind}, e.g. {example}"
         dropped = sum(self.dropped.values())
+        if self.samples and self.kept == 0:  # the samples made were all kept out: the gate emptied the dataset
+            drops = f"; the pipeline's own checks dropped {self.drops()} before it" if dropped else ""
+            return f"the quality gate kept every sample out: {self.gate_line()}{drops}"
         if dropped and dropped >= self.samples:
             share = "every candidate" if not self.samples else "most candidates"
             return f"the pipeline's own checks dropped {share}: {self.drops()}"

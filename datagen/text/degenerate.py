@@ -102,10 +102,12 @@ _TEMPLATE_NAME = regex.compile(r"(?:\$?\{\{?|\{%|\[\[?|<)\s*#*\s*[\p{L}\p{N}_ .:
 # A template fragment anywhere in a text: Jinja/Mustache braces or tags, a DSPy field marker, a format field.
 _FRAGMENT = regex.compile(r"\{\{.*?\}\}|\{%.*?%\}|\[\[ *##.*?## *\]\]|\$?\{[A-Za-z_]\w*\}", regex.S)
 _LOREM = regex.compile(r"^\W*lorem ipsum\b", regex.I)
-# The prompt echoed: the fixed sentences DSPy's adapters write around the fields (dspy/adapters/chat_adapter.py,
-# json_adapter.py), which no prose holds. A tiny model continued its answer with them (bench/embedded_models.py).
+# The prompt echoed: the fixed sentences DSPy's adapters (dspy/adapters/chat_adapter.py, json_adapter.py) and
+# datagen's DescribedJSONAdapter write around the fields, which no prose holds. A tiny model continued its answer
+# with them (bench/embedded_models.py).
 _PROMPT_ECHO = regex.compile(r"Respond with (?:a JSON object|the corresponding output fields)|Your (?:input|output) "
-                             r"fields are:|In adhering to this structure, your objective is", regex.I)
+                             r"fields are:|In adhering to this structure, your objective is|Answer with a JSON object "
+                             r"with these keys|The user's message gives each input after its marker", regex.I)
 
 
 def _is_placeholder(text: str, field: str | None) -> bool:
