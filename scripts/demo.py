@@ -23,6 +23,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,6 +34,7 @@ DEV_ITEMS, VAL_FRACTION = 10, 0.4
 # What optimize may spend at most: bootstrap on 6 train items and two held-out evaluations of 4 take about 15.
 MAX_CALLS = 60
 PASS_MARK = 0.45  # metrics/style_clone.py THRESHOLD, the gate on the composite
+WIDTH = 110  # of the closing advice, in characters
 
 WORKSPACE_TOML = """\
 # The demo's workspace: the built-in style_clone pipeline, every role on the embedded model.
@@ -107,9 +109,12 @@ def main() -> int:
 
     datagen("devset", "style_clone", "--input", CORPUS, "--n", str(DEV_ITEMS), "--val-fraction", str(VAL_FRACTION),
             "--out", dev, *ws)
-    datagen("evaluate", "style_clone", "--dev", dev, "--split", "val", "--out", evaluated, *ws)
+    # --metric composite: the composite datagen.toml sets and its parts, not every metric of the pipeline (its
+    # LLM judges would run on the 135M model too).
+    datagen("evaluate", "style_clone", "--dev", dev, "--split", "val", "--metric", "composite", "--out", evaluated,
+            *ws)
     datagen("optimize", "style_clone", "--dev", dev, "--optimizer", "bootstrap", "--max-calls", str(MAX_CALLS),
-            "--name", "demo", "--yes", *ws)
+            "--metric", "composite", "--name", "demo", "--yes", *ws)
     generated = datagen("generate", "style_clone", "--input", CORPUS, "--compiled", "demo",
                         "--min-score", f"composite={PASS_MARK}", "--out", run, *ws, check=False)
     summary = summarize(ROOT / run)
@@ -146,12 +151,13 @@ def main() -> int:
     print(f"Read the samples, kept and dropped:  .venv/bin/datagen view {run}")
     task = summary.meta.get("model") or ""
     if task in EMBEDDED_MODELS:
-        print(f"What you see is the work of {EMBEDDED_MODELS[task].about}, shown as it is: it keeps everything "
-              "offline, and\nmost of its rewrites are dropped or below the pass mark, which human plain rewrites "
-              "reach in 86-100%\nof pairs (docs/metrics.md).")
-    print("For real data, point the task role at a capable model (a hosted one, or any OpenAI-compatible server): "
-          "add\n--model/--api-base to the commands above, or set [models.task] in your own workspace's datagen.toml "
-          f"(`datagen init DIR`\nmakes one; {shown(out)} is remade by each demo). See docs/models.md.")
+        print(textwrap.fill(f"What you see is the work of {EMBEDDED_MODELS[task].about}, shown as it is: it keeps "
+                            "everything offline, and most of its rewrites are dropped or below the pass mark, which "
+                            "human plain rewrites reach in 86-100% of pairs (docs/metrics.md).", WIDTH))
+    print(textwrap.fill("For real data, point the task role at a capable model (a hosted one, or any OpenAI-compatible "
+                        "server): add --model/--api-base to the commands above, or set [models.task] in your own "
+                        f"workspace's datagen.toml (`datagen init DIR` makes one; {shown(out)} is remade by each "
+                        "demo). See docs/models.md.", WIDTH))
     # An empty dataset is a result the table shows (generate exits 1 on it); a run that did nothing is a failure.
     return 0 if summary.done else generated or 1
 

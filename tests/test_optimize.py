@@ -345,6 +345,9 @@ def test_optimize_metric_chooses_the_composites_parts(workspace, engine):
         run_optimize(workspace, engine, metrics=["nope"])
     with pytest.raises(DatagenError, match="metric 'chrf' does not count in style_clone's composite"):
         run_optimize(workspace, engine, metrics=["chrf"])
+    # "composite" names the configured composite, as evaluate --metric composite takes it.
+    configured = run_optimize(workspace, engine, config=weighted, metrics=["composite"])
+    assert read_manifest(configured.state)["metrics"] == {"content": 2.0, "generic_offline": 1.0, "chrf": 0.5}
 
 
 def test_in_a_corpus_run_a_sample_its_judge_failed_on_is_held_back_by_a_gate_on_that_judge(workspace, tmp_path):

@@ -250,7 +250,9 @@ class Session:
             context = MetricContext(self.workspace, self.config, corpus=[item.chunk.text for item in self.items])
             if judge is not None:
                 context.judge = judge
-            self.scorer = Scorer(self.pipeline, context, [COMPOSITE], parts=metrics or None)
+            # "composite" among the parts names the configured composite itself, as `evaluate --metric` takes it.
+            parts = [name for name in metrics or () if name != COMPOSITE]
+            self.scorer = Scorer(self.pipeline, context, [COMPOSITE], parts=parts or None)
         else:
             self.scorer = MetricScorer(metric)
         self.climbed = self.scorer.composite if metric is None else metric  # what the optimizers' DemoCheck is given
@@ -398,7 +400,8 @@ def optimize_pipeline(pipeline: str, dev: str | Path, optimizer: str = "bootstra
         prompt: the model a proposing optimizer asks for instructions; default: the prompt role's.
         on_estimate: called with the estimated LM calls before any is made.
         metrics: the composite's parts (default: every metric weighted in it), their configured weights
-            renormalised, e.g. the offline ones alone when no capable judge is at hand.
+            renormalised, e.g. the offline ones alone when no capable judge is at hand; "composite" names the
+            configured composite (as `evaluate --metric composite` does).
 
     Returns:
         The Result, with the state and report saved unless it `stopped`.
