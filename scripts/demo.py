@@ -33,7 +33,6 @@ CORPUS = "data/samples"
 DEV_ITEMS, VAL_FRACTION = 10, 0.4
 # What optimize may spend at most: bootstrap on 6 train items and two held-out evaluations of 4 take about 15.
 MAX_CALLS = 60
-PASS_MARK = 0.45  # metrics/style_clone.py THRESHOLD, the gate on the composite
 WIDTH = 110  # of the closing advice, in characters
 
 WORKSPACE_TOML = """\
@@ -88,7 +87,9 @@ def main() -> int:
     from datagen.lm import EMBEDDED_MODELS
     from datagen.metrics.overlap import embedding_available
     from datagen.runs import summarize
-    from datagen.workspace import read_manifest
+    from datagen.workspace import builtin_workspace, load_metric_suite, read_manifest
+
+    pass_mark = load_metric_suite("style_clone", builtin_workspace()).THRESHOLD  # the gate on the composite
 
     out = (ROOT / args.out).resolve()  # an absolute --out stays as it is
     made_here = (out / "datagen.toml").is_file() and (out / "datagen.toml").read_text().startswith(WORKSPACE_TOML[:40])
@@ -116,7 +117,7 @@ def main() -> int:
     datagen("optimize", "style_clone", "--dev", dev, "--optimizer", "bootstrap", "--max-calls", str(MAX_CALLS),
             "--metric", "composite", "--name", "demo", "--yes", *ws)
     generated = datagen("generate", "style_clone", "--input", CORPUS, "--compiled", "demo",
-                        "--min-score", f"composite={PASS_MARK}", "--out", run, *ws, check=False)
+                        "--min-score", f"composite={pass_mark}", "--out", run, *ws, check=False)
     summary = summarize(ROOT / run)
     if summary.kept:
         datagen("export", run, "--format", "hf", "--out", export)
@@ -137,7 +138,7 @@ def main() -> int:
         ("", f"           after  {manifest['held_out']['after']}", shown(state)),
         ("", f"demos kept {kept_demos}; candidates rejected: {rejected}", ""),
         ("generate", f"{summary.chunks} chunks: {summary.samples} samples made, {summary.kept or 0} pass the "
-                     f"pass mark (composite >= {PASS_MARK})", run),
+                     f"pass mark (composite >= {pass_mark})", run),
         ("", f"failed: {failed}", ""),
         ("", f"dropped by the pipeline's checks: {dropped}", ""),
         ("export", f"{summary.kept or 0} samples as a Hugging Face dataset" if summary.kept
