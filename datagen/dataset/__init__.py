@@ -1,7 +1,8 @@
 """Datasets: exports for trainers, human reviews, and dev sets."""
 
 from datagen.dataset.devset import DevItem, read_devset, recut, reviewed_devset, sample_devset, write_devset
-from datagen.dataset.export import (FORMATS, check_scored, dataset_card, run_samples, sample_id, write_chat_export,
+from datagen.dataset.card import dataset_card
+from datagen.dataset.export import (FORMATS, check_scored, run_samples, sample_id, write_chat_export,
                                     write_export)
 from datagen.dataset.review import NOT_REJECTED, REVIEWED, VERDICTS, checked_review
 

@@ -6,19 +6,17 @@ data came from: pipeline, program fingerprint, model, counts, failures, date.
 """
 
 import hashlib
-import importlib.metadata
 import json
 import logging
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 from datagen.text.chunking import Chunk
 from datagen.errors import DatagenError
 from datagen.util.files import replacing
+from datagen.dataset.card import CARD_FILE, check_card, dataset_card, write_card
 from datagen.dataset.review import NOT_REJECTED, REVIEWED, approved, as_reviewed, keeps
 from datagen.samples import Sample
 from datagen.store import RunStore
@@ -30,10 +28,7 @@ FORMATS = ("sharegpt", "alpaca", "openai", "hf", "jsonl", "parquet")
 DEFAULT_NAMES = {"sharegpt": "sharegpt.jsonl", "alpaca": "alpaca.jsonl", "openai": "openai.jsonl",
                  "jsonl": "samples.jsonl", "parquet": "dataset.parquet", "hf": "hf"}
 FLAT_FIELDS = ("id", "input", "output", "chunk_id", "source", "start", "end")
-SPLITS = ("train", "validation")
-CARD_FILE = "README.md"
-# Marks a README.md as a card datagen wrote, so that no other README.md is ever overwritten.
-_CARD_MARK = "<!-- datagen dataset card -->"
+SPLITS = ("train", "validation", "test")
 
 
 def sample_id(chunk_id: str, index: int) -> str:
@@ -108,6 +103,17 @@ def run_samples(store: RunStore, min_scores: dict[str, float] | None = None,
                 yield chunk, index, as_reviewed(sample, review)
 
 
+def split_samples(store: RunStore, min_scores: dict[str, float] | None = None, reviewed: str | None = None,
+                  val_fraction: float = 0.1) -> dict[str, list[tuple[Chunk, int, Sample]]]:
+    """The samples `run_samples` keeps, by split: {"train": [...], "validation": [...], "test": [...]}, each in
+    chunk order. PROVISIONAL: the held-out test split is not drawn yet (issue 25 in progress)."""
+    splits: dict[str, list] = {name: [] for name in SPLITS}
+    for chunk, index, sample in run_samples(store, min_scores, reviewed):
+        splits["validation" if in_validation(sample_id(chunk.id, index), val_fraction) else "train"].append(
+            (chunk, index, sample))
+    return splits
+
+
 def passes(scores: dict[str, float], min_scores: dict[str, float] | None) -> bool:
     """Whether a sample's scores reach every bar; a sample never scored on a metric does not reach its bar."""
     return all(scores.get(name, -1.0) >= bar for name, bar in (min_scores or {}).items())
@@ -140,95 +146,6 @@ def write_jsonl(path: Path, records: Iterable[dict]) -> int:
             sink.write(_line(record))
             count += 1
     return count
-
-
-# --- dataset card -------------------------------------------------------------------------------------------
-
-def _version(package: str) -> str:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
-def _cell(value) -> str:
-    return str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
-
-
-def _table(rows: Iterable[tuple[str, object]], header: tuple[str, str] = ("", "")) -> list[str]:
-    return [f"| {header[0]} | {header[1]} |", "|---|---|", *(f"| {_cell(k)} | {_cell(v)} |" for k, v in rows)]
-
-
-def dataset_card(store: RunStore, fmt: str, files: list[str], samples: int, *, system: str | None = None,
-                 splits: dict[str, int] | None = None, val_fraction: float | None = None,
-                 min_scores: dict[str, float] | None = None, reviewed: str | None = None) -> str:
-    """The README.md written beside an export: what made the data, and what the export holds."""
-    from datagen._version import __version__
-
-    meta, counts, failures = store.meta(), store.counts(), store.failure_counts()
-    pipeline = meta.get("pipeline", "unknown")
-    date = datetime.now(UTC).isoformat(timespec="seconds")
-    lines = [
-        "---", f"pretty_name: {json.dumps(f'{pipeline} (datagen)')}", "tags:", "- datagen", "- synthetic", "---",
-        _CARD_MARK, "", f"# {pipeline} dataset", "",
-        f"Training samples made by datagen's `{pipeline}` pipeline from a text corpus, exported as **{fmt}** on "
-        f"{date}. Each sample pairs what the pipeline gave the model to learn from (input) with what it should "
-        "answer (output).", "",
-        "## Provenance", "",
-        *_table([("pipeline", pipeline),
-                 ("program fingerprint", meta.get("program", "unknown")),
-                 ("code fingerprint", meta.get("code", "unknown (the run predates datagen recording it)")),
-                 ("model", meta.get("model", "unknown (the run predates datagen recording it)")),
-                 ("inputs fingerprint", meta.get("inputs", "unknown")),
-                 ("exported (UTC)", date),
-                 ("datagen", __version__),
-                 ("dspy", _version("dspy"))]), "",
-        "## Contents", "",
-    ]
-    contents = [("format", fmt), ("files", ", ".join(files)), ("samples exported", samples)]
-    if splits is not None:
-        contents.append(("splits", ", ".join(f"{name} {n}" for name, n in splits.items())
-                         + f" (validation fraction {val_fraction}, by sample id)"))
-    if min_scores:
-        contents.append(("quality gate", ", ".join(f"{name} >= {bar:g}" for name, bar in min_scores.items())
-                         + (f" ({store.sample_count() - samples} samples below it kept out)" if not reviewed else "")))
-    if reviews := store.reviews():
-        verdicts = [r.verdict for r in reviews.values()]
-        contents.append(("human review", f"{len(reviews)} samples reviewed: {verdicts.count('good')} good, "
-                         f"{verdicts.count('bad')} bad, {sum(r.corrected for r in reviews.values())} corrected "
-                         "(exported as corrected)" + {None: "", REVIEWED: "; only approved or corrected samples "
-                                                      "exported", NOT_REJECTED: "; samples rated bad left out"}
-                         [reviewed]))
-    pending = counts["chunks"] - counts["done"] - counts["failed"]
-    contents += [("chunks in the run", counts["chunks"]), ("chunks done", counts["done"]),
-                 ("chunks failed", counts["failed"]), ("chunks not run yet", pending)]
-    lines += [*_table(contents), ""]
-    if usage := store.usage():
-        lines += ["## Tokens spent", "", *_table(((name, f"{u['prompt_tokens']:,} prompt + {u['completion_tokens']:,} "
-                                                   "completion") for name, u in usage.items()), ("model", "tokens")),
-                  ""]
-    if failures:
-        lines += ["## Failures", "", "Failed chunks are not in the dataset; running `datagen generate` again "
-                  "retries them.", "", *_table(failures.items(), ("kind", "chunks")), ""]
-    if system is not None:
-        fence = "`" * max(3, 1 + max(map(len, re.findall("`+", system)), default=0))
-        lines += ["## System prompt", "", fence, system, fence, ""]
-    return "\n".join(lines)
-
-
-def _check_card(card: Path) -> None:
-    if card.is_dir() or (card.exists() and _CARD_MARK not in card.read_text(encoding="utf-8", errors="replace")):
-        raise DatagenError(f"{card}: exists and is not a datagen dataset card; write the export to another "
-                           "folder so that it is not overwritten")
-
-
-def write_card(folder: Path, text: str) -> Path:
-    """Write the dataset card into `folder`, refusing to replace a README.md datagen did not write."""
-    card = folder / CARD_FILE
-    _check_card(card)
-    with replacing(card) as partial:
-        partial.write_text(text, encoding="utf-8")
-    return card
 
 
 # --- exports ------------------------------------------------------------------------------------------------
@@ -294,7 +211,7 @@ def _check_target(fmt: str, target: Path) -> None:
     else:
         if target.is_dir():
             raise DatagenError(f"{target}: is a folder; the {fmt} export is a file")
-        _check_card(target.parent / CARD_FILE)
+        check_card(target.parent / CARD_FILE)
 
 
 def write_export(run_dir: str | Path, fmt: str, out_path: str | Path | None = None, system: str | None = None,
