@@ -8,7 +8,8 @@ import pytest
 
 from datagen.workspace.config import Config
 from datagen.errors import DatagenError
-from datagen.dataset.export import CARD_FILE, FORMATS, in_validation, sample_id, write_export
+from datagen.dataset.export import CARD_FILE, FORMATS, sample_id, split_path, split_samples, write_export
+from datagen.dataset.splits import validation_group
 from datagen.runs import RunSettings
 from datagen.runs.generate import generate
 from datagen.store import RunStore
@@ -44,6 +45,13 @@ def read_export(path, fmt):
     return read_jsonl(path)
 
 
+def by_split(run, val_fraction=0.1):
+    """{split: [(sample id, chunk, sample)]} as the run's recorded split puts them."""
+    with RunStore(run) as store:
+        return {split: [(sample_id(chunk.id, i), chunk, sample) for chunk, i, sample in kept]
+                for split, kept in split_samples(store, val_fraction=val_fraction).items()}
+
+
 @pytest.fixture
 def run(workspace, tmp_path):
     """A run in which some chunks failed (parse errors), so that 'each finished sample once' means something."""
@@ -55,10 +63,19 @@ def run(workspace, tmp_path):
 
 @pytest.mark.parametrize("fmt", ["sharegpt", "alpaca", "openai", "jsonl", "parquet"])
 def test_file_formats_hold_each_finished_sample_once_in_chunk_order(run, fmt):
-    path = write_export(run, fmt).path
+    export = write_export(run, fmt)
+    path = export.path
     assert path.parent == run and path.exists()
-    expected = stored_samples(run)
-    records = read_export(path, fmt)
+    assert set(export.files) == {"train", "validation", "test"} and export.files["train"] == path
+    grouped = by_split(run)
+    assert sum(len(kept) for kept in grouped.values()) == len(stored_samples(run)) == export.samples
+    assert grouped["train"] and grouped["test"]  # the run's 0.1 test split holds a chunk or more
+    assert sorted(sid for kept in grouped.values() for sid, _, _ in kept) == sorted(s for s, _, _ in stored_samples(run))
+    records, expected = [], []
+    for split, file in export.files.items():
+        assert file == split_path(path, split)
+        records += read_export(file, fmt)
+        expected += grouped[split]
     assert len(records) == len(expected)
     for record, (sid, chunk, sample) in zip(records, expected):
         assert record == {
@@ -74,12 +91,13 @@ def test_file_formats_hold_each_finished_sample_once_in_chunk_order(run, fmt):
     assert not any("Étienne" in sample.output for _, _, sample in expected)
     assert not list(run.glob("*.partial*"))
     # Exporting again replaces the file whole: still each sample once.
-    assert read_export(write_export(run, fmt).path, fmt) == records
+    assert read_export(write_export(run, fmt).path, fmt) == records[:len(grouped["train"])]
 
 
 def test_sharegpt_export_matches_what_generate_wrote(run):
     written = read_jsonl(run / "sharegpt.jsonl")
-    assert read_jsonl(write_export(run, "sharegpt").path) == written
+    assert read_jsonl(write_export(run, "sharegpt", val_fraction=0).path) == written  # generate carves no validation
+    assert read_jsonl(run / "sharegpt.test.jsonl") == read_jsonl(split_path(run / "sharegpt.jsonl", "test"))
 
 
 def test_sample_ids_are_distinct_per_sample_within_a_chunk(workspace, tmp_path):
@@ -91,8 +109,9 @@ def test_sample_ids_are_distinct_per_sample_within_a_chunk(workspace, tmp_path):
         "        return dspy.Prediction(samples=[Sample(generic, chunk), Sample(chunk, generic)])\n")
     out = tmp_path / "run"
     report = make_run(workspace, out, pipeline="two_ways")
-    records = read_jsonl(write_export(out, "jsonl").path)
-    assert len(records) == report.exported == 2 * report.chunks
+    export = write_export(out, "jsonl")
+    records = [r for path in export.files.values() for r in read_jsonl(path)]
+    assert len(records) == report.exported + report.held_out == 2 * report.chunks
     assert len({r["id"] for r in records}) == len(records)
     for first, second in zip(records[::2], records[1::2]):  # a chunk's samples stay together, in order
         assert first["chunk_id"] == second["chunk_id"]
@@ -118,7 +137,7 @@ def test_system_prompt_comes_first(run):
 def load_splits(path) -> dict[str, str]:
     """{sample id: split} of a saved hf export, checking each split's rows against the store on the way."""
     loaded = datasets.load_from_disk(str(path))
-    assert isinstance(loaded, datasets.DatasetDict) and set(loaded) == {"train", "validation"}
+    assert isinstance(loaded, datasets.DatasetDict) and set(loaded) == {"train", "validation", "test"}
     return {row["id"]: split for split in loaded for row in loaded[split]}
 
 
@@ -129,15 +148,19 @@ def test_hf_dataset_round_trips_through_load_from_disk(run):
     expected = stored_samples(run)
     by_id = {sid: (chunk, sample) for sid, chunk, sample in expected}
     assert {name: len(loaded[name]) for name in loaded} == result.splits
-    assert len(loaded["train"]) + len(loaded["validation"]) == len(expected) == result.samples
-    assert len(loaded["train"]) and len(loaded["validation"])
+    assert sum(len(loaded[name]) for name in loaded) == len(expected) == result.samples
+    assert len(loaded["train"]) and len(loaded["validation"]) and len(loaded["test"])
     order = [sid for sid, _, _ in expected]
-    for split in ("train", "validation"):
+    with RunStore(run) as store:
+        recorded = store.splits()
+    for split in ("train", "validation", "test"):
         rows = list(loaded[split])
         assert [r["id"] for r in rows] == [sid for sid in order if sid in {r["id"] for r in rows}]  # chunk order
         for row in rows:
             chunk, sample = by_id[row["id"]]
-            assert in_validation(row["id"], 0.3) == (split == "validation")
+            held, group = recorded[chunk.id]
+            assert (held == "test") == (split == "test")
+            assert split == "test" or validation_group(group, 0.3) == (split == "validation")
             assert row["messages"] == [{"role": "user", "content": sample.input},
                                        {"role": "assistant", "content": sample.output}]
             assert (row["input"], row["output"], row["chunk_id"], row["source"], row["start"], row["end"]) == (
@@ -149,7 +172,7 @@ def test_hf_split_is_stable_across_re_exports_and_a_growing_run(workspace, tmp_p
     out = tmp_path / "run"
     make_run(workspace, out, limit=6)
     early = load_splits(write_export(out, "hf", val_fraction=0.5).path)
-    assert len(early) == 6 and set(early.values()) == {"train", "validation"}
+    assert len(early) == 6
     assert load_splits(write_export(out, "hf", val_fraction=0.5).path) == early
 
     make_run(workspace, out)  # the rest of the chunks
@@ -160,13 +183,16 @@ def test_hf_split_is_stable_across_re_exports_and_a_growing_run(workspace, tmp_p
                                                  "And the gulls, dear reader, the gulls cried all night.\n")
     make_run(workspace, out, inputs=[workspace / "data"], force=True)  # more inputs: a new, larger run
     larger = load_splits(write_export(out, "hf", val_fraction=0.5).path)
-    assert len(larger) > len(grown) and {sid: larger[sid] for sid in grown} == grown
+    assert len(larger) > len(grown)
+    # A chunk whose near-duplicate group grew may change sides, but never into test (train stays out of it).
+    assert all(larger[sid] == split or larger[sid] != "test" for sid, split in grown.items())
+    assert sum(larger[sid] == split for sid, split in grown.items()) >= 0.8 * len(grown)
 
 
 def test_val_fraction_zero_leaves_validation_empty(run):
     result = write_export(run, "hf", val_fraction=0)
     loaded = datasets.load_from_disk(str(result.path))
-    assert len(loaded["validation"]) == 0 and len(loaded["train"]) == result.samples
+    assert "validation" not in loaded and len(loaded["train"]) + len(loaded["test"]) == result.samples
 
 
 def card_fields(text: str) -> dict[str, str]:
@@ -196,16 +222,18 @@ def test_dataset_card_records_provenance_and_counts(run, fmt):
     assert fields["parse"] == str(failures["parse"])  # the failures table, by kind
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", fields["exported (UTC)"])
     assert fields["datagen"] == "0.1.0" and re.fullmatch(r"\d+\.\d+.*", fields["dspy"])
-    if fmt == "hf":
-        assert fields["splits"].startswith(f"train {result.splits['train']}, validation "
-                                           f"{result.splits['validation']}")
+    assert fields["splits"].startswith(f"train {result.splits['train']}, validation "
+                                       f"{result.splits['validation']}, test {result.splits['test']}")
 
 
 def test_generate_writes_a_card_and_keeps_a_readme_that_is_not_one(workspace, tmp_path, caplog):
     out = tmp_path / "run"
     make_run(workspace, out, limit=3)
     fields = card_fields((out / CARD_FILE).read_text())
+    with RunStore(out) as store:
+        held = sum(split == "test" for cid, (split, _) in store.splits().items() if store.result(cid))
     assert fields["format"] == "sharegpt" and fields["samples exported"] == "3"
+    assert fields["splits"].startswith(f"train {3 - held}, test {held}")
     assert fields["chunks not run yet"] == str(int(fields["chunks in the run"]) - 3)
 
     other = tmp_path / "mine"
@@ -269,17 +297,20 @@ def test_export_command(workspace):
     assert result.returncode == 0, result.stderr
     line = result.stdout.strip()
     assert line.startswith(f"hf: out/hf ({total} samples: train ")
-    train, validation = map(int, re.findall(r"(?:train|validation) (\d+)", line))
-    assert train + validation == total
+    train, validation, test = map(int, re.findall(r"(?:train|validation|test) (\d+)", line))
+    assert train + validation + test == total
     assert "dataset card: out/hf/README.md" in result.stderr
     loaded = datasets.load_from_disk(str(workspace / "out" / "hf"))
-    assert (len(loaded["train"]), len(loaded["validation"])) == (train, validation)
+    assert (len(loaded["train"]), len(loaded["validation"]), len(loaded["test"])) == (train, validation, test)
     assert loaded["train"][0]["messages"][0] == {"role": "system", "content": SYSTEM}
 
     result = run_cli("export", "out", "-f", "alpaca", "--out", "exports/alpaca.jsonl", cwd=workspace)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"alpaca: exports/alpaca.jsonl ({total} samples)"
-    assert len(read_jsonl(workspace / "exports" / "alpaca.jsonl")) == total
+    grouped = by_split(workspace / "out")
+    assert result.stdout.strip() == (f"alpaca: exports/alpaca.jsonl ({total} samples: train {len(grouped['train'])}"
+                                     f", validation {len(grouped['validation'])}, test {len(grouped['test'])})")
+    assert len(read_jsonl(workspace / "exports" / "alpaca.jsonl")) == len(grouped["train"])
+    assert len(read_jsonl(workspace / "exports" / "alpaca.test.jsonl")) == len(grouped["test"])
     assert card_fields((workspace / "exports" / CARD_FILE).read_text())["format"] == "alpaca"
 
     assert "export" in run_cli("--help", cwd=workspace).stdout

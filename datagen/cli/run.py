@@ -198,6 +198,8 @@ def _print_report(report, out_dir: Path, config, gated: bool):
     summary = print_summary(out_dir, config)
     held_back = f", {report.held_back} below --min-score kept out" if gated else ""
     say(f"dataset: {report.data_path} ({report.exported} samples{held_back})")
+    if report.test_path is not None:
+        say(f"held-out test split: {report.test_path} ({report.held_out} samples; training leaves them out)")
     if report.model in EMBEDDED_MODELS:
         say(f"note: {report.model} ({EMBEDDED_MODELS[report.model].about}) keeps everything offline; its rewrites "
             "are not training-grade. Set [models.task] in datagen.toml (or --model) to a capable model for real "
@@ -225,6 +227,8 @@ def print_summary(run_dir: Path, config=None):
     summary = summarize(run_dir, config)
     say(f"run {run_dir}: {summary.meta.get('pipeline', '?')}, {summary.done}/{summary.chunks} chunks done, "
         f"{summary.failed} failed, {summary.pending} not yet run; {summary.samples} samples", to=err)
+    if summary.held_out:
+        say(f"  held out: {plural(summary.held_out, 'chunk')} in the test split, left out of training files", to=err)
     for kind, (count, example) in summary.failures.items():
         say(f"  {count} × {kind}: e.g. {example}", to=err)
     for model_name, usage in summary.usage.items():
@@ -332,16 +336,17 @@ def export_run(
     out_path: Annotated[Path | None, typer.Option("--out", "-o", help="File to write, or folder for hf "
                                                                       "(default: in the run folder).")] = None,
     system: Annotated[str | None, typer.Option(help="System prompt put first in every conversation.")] = None,
-    val_fraction: Annotated[float, typer.Option("--val-fraction", help="Share of samples in hf's validation "
-                                                                       "split, chosen by sample id.")] = 0.1,
+    val_fraction: Annotated[float, typer.Option("--val-fraction", help="Share of the training samples put in "
+                                                "a validation split (by near-duplicate group); 0: none.")] = 0.1,
     min_score: MinScore = None,
     reviewed_only: Annotated[bool, typer.Option("--reviewed-only", help="Only samples a person approved or "
                                                 "corrected in datagen view.")] = False,
     exclude_rejected: Annotated[bool, typer.Option("--exclude-rejected", help="Leave out samples a person rated "
                                                    "bad in datagen view (and did not correct).")] = False,
 ) -> None:
-    """Export a run's samples as sharegpt, alpaca, openai, hf, jsonl or parquet, with a dataset card. A sample a
-    person corrected in `datagen view` is exported as corrected."""
+    """Export a run's samples as sharegpt, alpaca, openai, hf, jsonl or parquet, with a dataset card: the train
+    split in the file, the validation and held-out test splits beside it (NAME.validation.jsonl, NAME.test.jsonl;
+    hf: a split each). A sample a person corrected in `datagen view` is exported as corrected."""
     from datagen.dataset import write_export
     from datagen.dataset.review import NOT_REJECTED, REVIEWED
 

@@ -17,6 +17,7 @@ from datagen.text.chunking import Chunk
 from datagen.errors import DatagenError
 from datagen.util.files import replacing
 from datagen.dataset.card import CARD_FILE, check_card, dataset_card, write_card
+from datagen.dataset.splits import held_out, recorded_splits, validation_group
 from datagen.dataset.review import NOT_REJECTED, REVIEWED, approved, as_reviewed, keeps
 from datagen.samples import Sample
 from datagen.store import RunStore
@@ -35,12 +36,6 @@ def sample_id(chunk_id: str, index: int) -> str:
     """A sample's stable id: a hash of its chunk's id (itself a hash of the chunk's text) and its place among
     the chunk's samples. It does not depend on the run's other chunks, so it survives re-runs and growth."""
     return hashlib.sha256(f"{chunk_id}/{index}".encode()).hexdigest()[:16]
-
-
-def in_validation(sid: str, val_fraction: float) -> bool:
-    """Whether a sample goes to the validation split, decided by its id alone: the same sample lands in the
-    same split on every export, however the run grows."""
-    return int(sid[:8], 16) / 2**32 < val_fraction
 
 
 def sharegpt_record(sample: Sample, system: str | None = None) -> dict:
@@ -106,11 +101,16 @@ def run_samples(store: RunStore, min_scores: dict[str, float] | None = None,
 def split_samples(store: RunStore, min_scores: dict[str, float] | None = None, reviewed: str | None = None,
                   val_fraction: float = 0.1) -> dict[str, list[tuple[Chunk, int, Sample]]]:
     """The samples `run_samples` keeps, by split: {"train": [...], "validation": [...], "test": [...]}, each in
-    chunk order. PROVISIONAL: the held-out test split is not drawn yet (issue 25 in progress)."""
+    chunk order. A sample is in test when its chunk is held out (the run's recorded split, drawn first when the
+    run has none: datagen.dataset.splits.recorded_splits); else in validation when its chunk's near-duplicate
+    group is carved out by `val_fraction` (`validation_group`), else in train."""
     splits: dict[str, list] = {name: [] for name in SPLITS}
+    recorded = recorded_splits(store)
     for chunk, index, sample in run_samples(store, min_scores, reviewed):
-        splits["validation" if in_validation(sample_id(chunk.id, index), val_fraction) else "train"].append(
-            (chunk, index, sample))
+        own = recorded[chunk.id]
+        name = "test" if own.split == "test" else "validation" if validation_group(own.group, val_fraction) \
+            else "train"
+        splits[name].append((chunk, index, sample))
     return splits
 
 
@@ -152,28 +152,46 @@ def write_jsonl(path: Path, records: Iterable[dict]) -> int:
 
 @dataclass
 class Export:
-    path: Path  # the file, or the folder for hf
+    """What an export wrote: `path`, the train split's file (the folder for hf), with each split's samples."""
+
+    path: Path  # the train split's file, or the folder for hf
     card: Path | None  # None: a README.md datagen did not write is there, and was kept (see write_chat_export)
-    samples: int
-    splits: dict[str, int] = field(default_factory=dict)  # hf only
+    samples: int  # in every split
+    splits: dict[str, int] = field(default_factory=dict)  # samples by split, for the splits written
+    files: dict[str, Path] = field(default_factory=dict)  # the file of each split (not for hf)
+
+
+def split_path(target: Path, split: str) -> Path:
+    """Where a split of a file export goes: the train split at `target`, the others beside it with the split's
+    name before the suffix (openai.jsonl: openai.validation.jsonl, openai.test.jsonl)."""
+    return target if split == "train" else target.with_name(f"{target.stem}.{split}{target.suffix}")
+
+
+def written_splits(store: RunStore, val_fraction: float) -> tuple[str, ...]:
+    """The splits an export writes: train; validation when `val_fraction` > 0; test when the run holds one out."""
+    return ("train",) + (("validation",) if val_fraction > 0 else ()) + (("test",) if held_out(store) else ())
 
 
 def write_chat_export(store: RunStore, fmt: str, target: Path, *, system: str | None = None,
                       min_scores: dict[str, float] | None = None, reviewed: str | None = None,
-                      metadata: Path | None = None, provenance: Mapping[str, str] | None = None) -> Export:
-    """Write a run's samples as chat records, a JSON line each, in chunk order, and the dataset card beside them.
+                      val_fraction: float = 0.0, metadata: Path | None = None,
+                      provenance: Mapping[str, str] | None = None) -> Export:
+    """Write a run's samples as chat records, a JSON line each, in chunk order, a file per split, and the
+    dataset card beside them.
 
     Each file is replaced whole: written under a temporary name, then renamed into place.
 
     Args:
         store: the run's store.
         fmt: "sharegpt", "alpaca" or "openai".
-        target: the JSONL file to write.
+        target: the JSONL file of the train split; the other splits go beside it (`split_path`).
         system: a system prompt put first in every record; None: none.
         min_scores: leave out the samples scored below a bar, {metric: bar} (see `run_samples`).
         reviewed: leave out the samples a person did not approve, or rejected (see `run_samples`).
-        metadata: a second JSONL file, line for line with `target`: each sample's chunk id, source and span,
-            then `provenance`; None: none.
+        val_fraction: the share of the non-test near-duplicate groups in the validation split; 0: no validation
+            split (every non-test sample is in train).
+        metadata: a second JSONL file, line for line with `target` (a file per split too): each sample's chunk
+            id, source and span, then `provenance`; None: none.
         provenance: what each metadata line ends with (generate's: the pipeline and the model).
 
     Returns:
@@ -181,23 +199,28 @@ def write_chat_export(store: RunStore, fmt: str, target: Path, *, system: str | 
         is kept, with a warning (`write_export` refuses such a folder before writing anything).
     """
     to_record = _CHAT_RECORDS[fmt]
-    samples = 0
-    with ExitStack() as files:
-        data = files.enter_context(_jsonl_file(target))
-        sidecar = files.enter_context(_jsonl_file(metadata)) if metadata is not None else None
-        for chunk, _, sample in run_samples(store, min_scores, reviewed):
-            data.write(_line(to_record(sample, system)))
-            if sidecar is not None:
-                sidecar.write(_line({"chunk_id": chunk.id, "source": chunk.source, "start": chunk.start,
-                                     "end": chunk.end, **(provenance or {})}))
-            samples += 1
-    names = [target.name] + ([metadata.name] if metadata is not None else [])
-    card = dataset_card(store, fmt, names, samples, system=system, min_scores=min_scores, reviewed=reviewed)
+    grouped = split_samples(store, min_scores, reviewed, val_fraction)
+    files: dict[str, Path] = {}
+    with ExitStack() as stack:
+        for split in written_splits(store, val_fraction):
+            files[split] = split_path(target, split)
+            data = stack.enter_context(_jsonl_file(files[split]))
+            sidecar = stack.enter_context(_jsonl_file(split_path(metadata, split))) if metadata is not None else None
+            for chunk, _, sample in grouped[split]:
+                data.write(_line(to_record(sample, system)))
+                if sidecar is not None:
+                    sidecar.write(_line({"chunk_id": chunk.id, "source": chunk.source, "start": chunk.start,
+                                         "end": chunk.end, **(provenance or {})}))
+    counts = {split: len(grouped[split]) for split in files}
+    names = [path.name for path in files.values()]
+    names += [split_path(metadata, split).name for split in files] if metadata is not None else []
+    card = dataset_card(store, fmt, names, sum(counts.values()), system=system, splits=counts,
+                        val_fraction=val_fraction, min_scores=min_scores, reviewed=reviewed)
     try:
-        return Export(target, write_card(target.parent, card), samples)
+        return Export(target, write_card(target.parent, card), sum(counts.values()), counts, files)
     except DatagenError as exc:  # a README.md that is not ours: keep it, the dataset itself is written
         log.warning("no dataset card: %s", exc)
-        return Export(target, None, samples)
+        return Export(target, None, sum(counts.values()), counts, files)
 
 
 def _check_target(fmt: str, target: Path) -> None:
@@ -209,23 +232,40 @@ def _check_target(fmt: str, target: Path) -> None:
             raise DatagenError(f"{target}: a folder that is not a saved dataset; the hf export replaces its "
                                "folder whole, so give it a new one")
     else:
-        if target.is_dir():
-            raise DatagenError(f"{target}: is a folder; the {fmt} export is a file")
+        for split in SPLITS:
+            if split_path(target, split).is_dir():
+                raise DatagenError(f"{split_path(target, split)}: is a folder; the {fmt} export is a file")
         check_card(target.parent / CARD_FILE)
 
 
 def write_export(run_dir: str | Path, fmt: str, out_path: str | Path | None = None, system: str | None = None,
                  val_fraction: float = 0.1, min_scores: dict[str, float] | None = None,
                  reviewed: str | None = None) -> Export:
-    """Export a run directory's samples, each exactly once, in chunk order.
+    """Export a run directory's samples, each exactly once, in chunk order, split into train, validation and
+    the run's held-out test split (datagen.dataset.splits).
 
     sharegpt, alpaca, openai and jsonl write JSONL (default `RUN/<fmt>.jsonl`, `RUN/samples.jsonl` for jsonl);
-    parquet writes `RUN/dataset.parquet`; both with the card at `README.md` in the same folder. hf saves a
-    `datasets.DatasetDict` (train/validation; a sample is in validation when its id hashes below
-    `val_fraction`) to the folder `RUN/hf`, card inside. `system` puts a system prompt first in every
-    conversation (not for the flat jsonl and parquet records). `min_scores` ({metric: bar}) leaves out the
-    samples scored below a bar, and `reviewed` (review.REVIEWED or review.NOT_REJECTED) those a person did
-    not approve or rejected (see `run_samples`); a person's correction is exported instead of the generated text.
+    parquet writes `RUN/dataset.parquet`; each the train split, with the other splits beside it
+    (`RUN/openai.validation.jsonl`, `RUN/openai.test.jsonl`: `split_path`) and the card at `README.md` in the
+    same folder. hf saves a `datasets.DatasetDict` of the splits to the folder `RUN/hf`, card inside.
+
+    Args:
+        run_dir: a run folder made by `datagen generate`.
+        fmt: one of FORMATS.
+        out_path: the train split's file (the folder for hf); default: in the run folder (DEFAULT_NAMES).
+        system: a system prompt put first in every conversation (not for the flat jsonl and parquet records).
+        val_fraction: the share of the non-test near-duplicate groups in validation, in [0, 0.5]; default 0.1;
+            0: no validation split.
+        min_scores: {metric: bar}: leave out the samples scored below a bar (see `run_samples`).
+        reviewed: review.REVIEWED or review.NOT_REJECTED: leave out the samples a person did not approve, or
+            rejected; a person's correction is exported instead of the generated text.
+
+    Returns:
+        The `Export`: the files, the card, the samples by split.
+
+    Raises:
+        DatagenError: an unknown format, a bad value, a run with nothing finished, a bar no sample was scored on,
+            or a target the export would damage (a folder for a file, a README.md datagen did not write).
     """
     run = Path(run_dir)
     if fmt not in FORMATS:
@@ -247,23 +287,27 @@ def write_export(run_dir: str | Path, fmt: str, out_path: str | Path | None = No
         if reviewed == REVIEWED and not store.reviews():
             raise DatagenError(f"{run}: no sample has been reviewed yet (review them with datagen view {run})")
         if fmt in _CHAT_RECORDS:
-            return write_chat_export(store, fmt, target, system=system, min_scores=min_scores, reviewed=reviewed)
-        kept = run_samples(store, min_scores, reviewed)
+            return write_chat_export(store, fmt, target, system=system, min_scores=min_scores, reviewed=reviewed,
+                                     val_fraction=val_fraction)
+        grouped = split_samples(store, min_scores, reviewed, val_fraction)
+        names = written_splits(store, val_fraction)
+        counts = {split: len(grouped[split]) for split in names}
         if fmt == "hf":
-            dataset = _hf_dataset(kept, system, val_fraction)
-            splits = {name: len(dataset[name]) for name in SPLITS}
-            samples = sum(splits.values())
-            card = dataset_card(store, fmt, [f"{name}/" for name in SPLITS], samples, system=system, splits=splits,
-                                val_fraction=val_fraction, min_scores=min_scores, reviewed=reviewed)
-            _save_hf(dataset, target, card)
-            return Export(target, target / CARD_FILE, samples, splits)
-        if fmt == "parquet":
-            samples = _write_parquet(kept, target)
-        else:
-            samples = write_jsonl(target, (flat_record(*item) for item in kept))
-        card = write_card(target.parent, dataset_card(store, fmt, [target.name], samples, system=system,
-                                                      min_scores=min_scores, reviewed=reviewed))
-    return Export(target, card, samples)
+            card = dataset_card(store, fmt, [f"{name}/" for name in names], sum(counts.values()), system=system,
+                                splits=counts, val_fraction=val_fraction, min_scores=min_scores, reviewed=reviewed)
+            _save_hf(hf_dataset({name: grouped[name] for name in names}, system), target, card)
+            return Export(target, target / CARD_FILE, sum(counts.values()), counts)
+        files = {split: split_path(target, split) for split in names}
+        for split, path in files.items():
+            if fmt == "parquet":
+                _write_parquet(grouped[split], path)
+            else:
+                write_jsonl(path, (flat_record(*item) for item in grouped[split]))
+        card = write_card(target.parent, dataset_card(store, fmt, [path.name for path in files.values()],
+                                                      sum(counts.values()), system=system, splits=counts,
+                                                      val_fraction=val_fraction, min_scores=min_scores,
+                                                      reviewed=reviewed))
+    return Export(target, card, sum(counts.values()), counts, files)
 
 
 def _write_parquet(kept: Iterable[tuple[Chunk, int, Sample]], target: Path) -> int:
@@ -281,21 +325,23 @@ def _write_parquet(kept: Iterable[tuple[Chunk, int, Sample]], target: Path) -> i
     return len(rows)
 
 
-def _hf_dataset(kept: Iterable[tuple[Chunk, int, Sample]], system: str | None, val_fraction: float):
-    """Records with the chat `messages` (openai form) and the flat fields, split by sample id."""
+def hf_dataset(splits: Mapping[str, Iterable[tuple[Chunk, int, Sample]]], system: str | None = None):
+    """A `datasets.DatasetDict` of the given splits ({split: [(chunk, index, sample)]}, as `split_samples` gives
+    them): each record the chat `messages` (openai form, `system` first when given) and the flat fields
+    (FLAT_FIELDS); a multi-turn sample's history is in its messages."""
     import datasets
 
     features = datasets.Features({
         "messages": [{"role": datasets.Value("string"), "content": datasets.Value("string")}],
         **{name: datasets.Value("int64" if name in ("start", "end") else "string") for name in FLAT_FIELDS}})
-    columns = {split: {name: [] for name in features} for split in SPLITS}
-    for chunk, index, sample in kept:
-        record = {**openai_record(sample, system), **flat_record(chunk, index, sample)}
-        split = "validation" if in_validation(record["id"], val_fraction) else "train"
-        for name in features:  # a multi-turn sample's history is in its messages
-            columns[split][name].append(record[name])
+    columns = {split: {name: [] for name in features} for split in splits}
+    for split, kept in splits.items():
+        for chunk, index, sample in kept:
+            record = {**openai_record(sample, system), **flat_record(chunk, index, sample)}
+            for name in features:
+                columns[split][name].append(record[name])
     return datasets.DatasetDict({split: datasets.Dataset.from_dict(columns[split], features=features)
-                                 for split in SPLITS})
+                                 for split in splits})
 
 
 def _save_hf(dataset, target: Path, card: str) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 import dspy
 
 from datagen.dataset.export import write_chat_export
+from datagen.dataset.splits import draw_splits, program_seen_texts
 from datagen.errors import DatagenError, FailureKind, InputError
 from datagen.lm import CallGate, RoleModel, check_reachable, failure_kind, first_line, task_model, track_usage
 from datagen.lm.batch import batch_model
@@ -28,7 +29,7 @@ from datagen.runs.identity import files_stamp, inputs_fingerprint, run_identity
 from datagen.runs.runner import Interrupt, drop_reason, run_chunks
 from datagen.runs.settings import Callbacks, Report, RunSettings, RunStatus
 from datagen.runs.window import bound_answers, check_budget
-from datagen.store import GATE, Outcome, RunStore
+from datagen.store import COMPILED, GATE, Outcome, RunStore
 from datagen.text import Chunk, chunk_documents, iter_documents
 from datagen.util import exclusive
 from datagen.workspace import Config, compiled_state, find_workspace, load_config, read_manifest, resolve_program
@@ -96,7 +97,8 @@ def generate(program: "str | dspy.Module", inputs: Iterable[str | Path], out_dir
         raise DatagenError(f"min_scores applies to a pipeline given by name, not to the program object {pipeline} "
                            "(build it with its options, load compiled state with .load(), score it with "
                            "datagen.evaluate)")
-    manifest = read_manifest(compiled_state(pipeline, compiled, workspace)) if compiled else {}
+    state = compiled_state(pipeline, compiled, workspace) if compiled else None
+    manifest = read_manifest(state) if state else {}
     model, budget = _task_model(module, config, model, settings, manifest.get("settings") or {})
     settings.check()
     out = Path(out_dir)
@@ -116,6 +118,10 @@ def generate(program: "str | dspy.Module", inputs: Iterable[str | Path], out_dir
           RunStore(out) as store):
         _claim(store, stamp, chunks, partial(run_identity, pipeline, module, model, options=run_options),
                settings.force)
+        # The held-out split, drawn before any chunk runs; text the compiled program saw stays out of it.
+        draw_splits(store, config.splits, program_seen_texts(state, workspace), force=settings.force)
+        if state is not None:  # for datagen push: the program, its manifest and its evaluation beside the data
+            store.set_meta({COMPILED: str(Path(state).resolve())})
         report.resumed = store.counts()["done"]
         scorer = _gate_scorer(store, pipeline, workspace, config, min_scores, settings.concurrency)
         _run(store, report, module, model, scorer, config, settings, callbacks)
@@ -256,11 +262,13 @@ def _run(store: RunStore, report: Report, program: dspy.Module, model: RoleModel
 def _export(store: RunStore, report: Report, min_scores: dict[str, float] | None) -> None:
     """Write the dataset from the store, whole: ShareGPT JSONL, its metadata line for line, and the dataset card
     beside them; samples scored below `min_scores` are left out. Counted in `report`."""
-    report.exported = write_chat_export(store, "sharegpt", report.data_path, min_scores=min_scores,
-                                        metadata=report.metadata_path,
-                                        provenance={"pipeline": report.pipeline, "model": report.model}).samples
+    export = write_chat_export(store, "sharegpt", report.data_path, min_scores=min_scores,
+                               metadata=report.metadata_path,
+                               provenance={"pipeline": report.pipeline, "model": report.model})
     store.set_meta({GATE: json.dumps(min_scores or {})})  # for `datagen status`: the gate the export passed
-    report.held_back = store.sample_count() - report.exported
+    report.exported, report.held_out = export.splits["train"], export.splits.get("test", 0)
+    report.test_path = export.files.get("test")
+    report.held_back = store.sample_count() - export.samples
 
 
 def _reporting(callbacks: Callbacks, report: Report, meter: CostMeter, gate: CallGate,

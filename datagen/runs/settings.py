@@ -155,7 +155,9 @@ class Report:
         failure_examples: an example message of each kind of failure.
         seconds: how long the call took.
         resumed: chunks already done in the run folder before this call.
-        exported: samples in the export, earlier calls' included.
+        exported: samples in the export's train split (`data_path`), earlier calls' included.
+        held_out: samples in the held-out test split (`test_path`), which training leaves out.
+        test_path: the test split's file beside `data_path`; None when the run holds no test split out.
         held_back: samples in the store kept out of the export by `min_scores`.
         dropped: candidates the program's own checks rejected, by reason.
         stopped: why the run stopped before its last chunk; None when it did not.
@@ -176,6 +178,8 @@ class Report:
     seconds: float = 0.0
     resumed: int = 0
     exported: int = 0
+    held_out: int = 0
+    test_path: Path | None = None
     held_back: int = 0
     dropped: Counter = field(default_factory=Counter)
     stopped: str | None = None

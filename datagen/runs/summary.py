@@ -29,6 +29,7 @@ class RunSummary:
     # Requests to each server of a role with several api_bases (RunStore.servers): role, model, api_base, calls,
     # failures, last_error.
     servers: list[dict] = field(default_factory=list)
+    held_out: int = 0  # chunks in the held-out test split (datagen.dataset.splits)
 
     @property
     def pending(self) -> int:
@@ -108,4 +109,5 @@ def summarize(run_dir: str | Path, config: Config | None = None) -> RunSummary:
         kept = sum(1 for _ in run_samples(store, gate)) if gate else None
         return RunSummary(run_dir, meta, counts["chunks"], counts["done"], counts["failed"], store.sample_count(),
                           store.failures(), store.usage(), store.dropped(), gate, kept, config,
-                          batch_jobs=store.batch_jobs(), servers=store.servers())
+                          batch_jobs=store.batch_jobs(), servers=store.servers(),
+                          held_out=sum(store.split_counts().get("test", {}).values()))

@@ -2,6 +2,6 @@
 
 from datagen.store.records import Call, Outcome, Review, Step, sum_usage
 from datagen.store.run_store import BatchReader, RunStore
-from datagen.store.schema import DB_FILE, GATE, SCHEMA
+from datagen.store.schema import COMPILED, DB_FILE, GATE, SCHEMA, SPLIT_RULE, SPLIT_SEEN
 
-__all__ = ["DB_FILE", "GATE", "SCHEMA", "BatchReader", "Call", "Outcome", "Review", "RunStore", "Step", "sum_usage"]
+__all__ = ["COMPILED", "DB_FILE", "GATE", "SCHEMA", "SPLIT_RULE", "SPLIT_SEEN", "BatchReader", "Call", "Outcome", "Review", "RunStore", "Step", "sum_usage"]

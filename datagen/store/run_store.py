@@ -87,6 +87,8 @@ class RunStore:
                                  "or --force to reuse it")
         if changed:
             with self._transaction():
+                # Not the held-out split: a chunk id is its text's hash, and a chunk once in train (a model may
+                # have trained on it) must not be drawn into test by the run that replaces this one.
                 for table in ("reviews", "calls", "steps", "results", "chunks", "servers"):
                     self._db.execute(f"DELETE FROM {table}")
         self.set_meta(identity)
@@ -100,6 +102,40 @@ class RunStore:
                 f"INSERT OR IGNORE INTO chunks ({_CHUNK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
                 ((c.id, c.source, c.start, c.end, c.text, c.tokens) for c in chunks))
         return self._db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+
+    def chunks(self) -> Iterator[Chunk]:
+        """Every chunk of the run, in order."""
+        for row in self._db.execute(f"SELECT {_CHUNK_COLUMNS} FROM chunks ORDER BY ord").fetchall():
+            yield Chunk(*row)
+
+    def chunk_ids(self) -> list[str]:
+        return [chunk_id for (chunk_id,) in self._db.execute("SELECT id FROM chunks ORDER BY ord")]
+
+    # --- held-out split -------------------------------------------------------------------------------------
+
+    def splits(self) -> dict[str, tuple[str, str]]:
+        """Each chunk's recorded split and near-duplicate group: {chunk id: (split, group)}; a chunk without one
+        is missing (see datagen.dataset.splits)."""
+        return {chunk_id: (split, grp) for chunk_id, split, grp in self._db.execute(
+            "SELECT s.chunk_id, s.split, s.grp FROM splits s JOIN chunks c ON c.id = s.chunk_id")}
+
+    def split_counts(self) -> dict[str, dict[str, int]]:
+        """{split: {why: chunks}}, what decided the recorded splits."""
+        counts: dict[str, dict[str, int]] = {}
+        for split, why, n in self._db.execute("SELECT s.split, s.why, count(*) FROM splits s JOIN chunks c "
+                                              "ON c.id = s.chunk_id GROUP BY s.split, s.why"):
+            counts.setdefault(split, {})[why] = n
+        return counts
+
+    def set_splits(self, rows: Iterable[tuple[str, str, str, str]], meta: dict[str, str], *,
+                   redraw: bool = False) -> None:
+        """Record (chunk id, split, group, why) rows, replacing a chunk's earlier row, and `meta`, in one
+        transaction; `redraw`: forget every earlier row first (a new rule)."""
+        with self._transaction():
+            if redraw:
+                self._db.execute("DELETE FROM splits")
+            self._db.executemany("INSERT OR REPLACE INTO splits VALUES (?, ?, ?, ?)", rows)
+            self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta.items())
 
     _PENDING = ("FROM (SELECT * FROM chunks ORDER BY ord LIMIT ?) WHERE id NOT IN "
                 "(SELECT chunk_id FROM results WHERE status = 'done')")

@@ -64,7 +64,20 @@ CREATE TABLE IF NOT EXISTS servers (
     failures INTEGER NOT NULL,  -- requests that got an error instead of an answer
     last_error TEXT,  -- the latest failure's error, one line (keys redacted)
     PRIMARY KEY (role, model, api_base));
+-- The held-out split (datagen/dataset/splits.py): each chunk's split, drawn once and recorded so that a chunk
+-- never leaves "train" for "test" (a model trained on the run saw it), and its near-duplicate group.
+CREATE TABLE IF NOT EXISTS splits (
+    chunk_id TEXT PRIMARY KEY REFERENCES chunks(id),
+    split TEXT NOT NULL CHECK (split IN ('train', 'test')),
+    grp TEXT NOT NULL,  -- the group's first chunk id: near-duplicates share a group, and a group one split
+    why TEXT NOT NULL);  -- what decided it: "drawn", "near-duplicate", "seen by the program", "trained on"
 """
 
+# Meta key: the compiled program's state file the run generated with (absolute), for datagen push.
+COMPILED = "compiled"
 # Meta key: the --min-score bars of the run's last export ({metric: bar}, JSON).
 GATE = "min_scores"
+# Meta keys of the held-out split: the rule it was drawn by ({"test_fraction", "by"}, JSON) and a fingerprint of
+# the texts the program saw (its dev set and demos), which may not be held out.
+SPLIT_RULE = "split_rule"
+SPLIT_SEEN = "split_seen"

@@ -2,6 +2,7 @@
 compiled programs."""
 
 from datagen.workspace.config import (CONFIG_FILE, ChunkingSettings, Config, MetricSettings, ModelSettings, ROLES,
+                                      SplitSettings,
                                       Role, find_workspace, flag_settings, load_config, unpriced_half)
 from datagen.workspace.pipelines import (WORKSPACE_PACKAGES, builtin_workspace, code_fingerprint, find_pipelines,
                                          is_builtin, load_metric_suite, load_program, pipeline_root,
@@ -10,6 +11,7 @@ from datagen.workspace.compiled import (COMPILED_DIR, compiled_state, evaluation
                                         read_manifest, read_state, report_path, resolve_program, save_compiled)
 
 __all__ = ["COMPILED_DIR", "CONFIG_FILE", "ChunkingSettings", "Config", "MetricSettings", "ModelSettings", "ROLES",
+           "SplitSettings",
            "Role", "WORKSPACE_PACKAGES", "builtin_workspace", "code_fingerprint", "compiled_state", "evaluation_path",
            "find_pipelines", "find_workspace", "flag_settings", "is_builtin", "list_compiled", "load_compiled", "load_config",
            "load_metric_suite", "load_program", "pipeline_root", "read_manifest", "read_state", "report_path",

@@ -131,6 +131,16 @@ class ChunkingSettings(BaseModel):
         return value
 
 
+class SplitSettings(BaseModel):
+    """How a run's held-out test split is drawn (datagen.dataset.splits): the [splits] table."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    test_fraction: float = Field(0.1, ge=0, lt=1, description="the share of chunks (or of source files) held out "
+                                 "of training; 0: none")
+    by: Literal["chunk", "source"] = Field("chunk", description="draw chunks by their id, or whole source files")
+
+
 class MetricSettings(BaseModel):
     """How a pipeline's composite metric is made: which metrics count and how much, and the pass mark."""
 
@@ -154,6 +164,8 @@ class Config(BaseModel):
             model when they set none (see `role`).
         chunking: how inputs are cut into chunks, the [chunking] table (`max_tokens` per chunk, in tokens, default
             `DEFAULT_MAX_TOKENS`; `language`, default "auto").
+        splits: how the held-out test split is drawn, the [splits] table (`test_fraction`, default 0.1; `by`,
+            "chunk" or "source", default "chunk").
         metrics: {pipeline name: MetricSettings}, the [metrics.PIPELINE] tables: a composite's weights, pass mark
             (in [0, 1]) and background prose, overriding the pipeline's metrics module; default {}.
     """
@@ -162,6 +174,7 @@ class Config(BaseModel):
 
     models: dict[Role, ModelSettings] = Field(default_factory=dict)
     chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
+    splits: SplitSettings = Field(default_factory=SplitSettings)
     metrics: dict[str, MetricSettings] = Field(default_factory=dict)  # by pipeline name
 
     def role(self, role: Role) -> ModelSettings:

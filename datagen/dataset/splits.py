@@ -1,0 +1,253 @@
+"""Held-out splits: the chunks of a run that a trained model must never see, drawn once and recorded in the run store.
+
+Each chunk of a run is `train` or `test`. The draw is by chunk id (a share of the chunks) or by source (whole
+files), a hash of either, so that it is the same on every machine and survives the run growing. Three rules
+override the draw, each keeping text a model could have learned out of `test`:
+
+- Near-duplicate chunks (the same passage twice, one chunk inside another) form a group, and a group is in one
+  split: `test` only when the draw puts every member there. A chunk is a near-duplicate of another when most of
+  its word 3-grams are in the other (containment, estimated with MinHash and an LSH index: `datasketch`).
+- A group holding a text the program saw (an item of the dev set it was optimized on, a demo) is `train`.
+- A chunk once recorded `train` stays `train` (a model trained on an earlier export saw it); a `test` chunk whose
+  group gains a `train` member moves to `train`, never the other way.
+
+The validation split is carved from the non-test chunks at export (`validation_group`), by near-duplicate group too.
+"""
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import regex
+from datasketch import MinHash, MinHashLSH
+
+from datagen.dataset.devset import read_devset
+from datagen.errors import DatagenError
+from datagen.store import SPLIT_RULE, SPLIT_SEEN, RunStore
+from datagen.workspace import SplitSettings, read_manifest
+
+log = logging.getLogger(__name__)
+
+# Word 3-grams at 60% containment, measured on four novels (bench/near_duplicates.py): no two of their 1,816
+# 256-token chunks grouped (at 64 tokens, 12 of 7,117, each an illustration caption quoting the text: a true
+# repeat), and a chunk with 10% of its words changed grouped with its original 96% of the time (5-grams at 80%, near
+# Lee et al. 2022's NearDup, found 1%: a changed word breaks 5 shingles).
+SHINGLE_WORDS = 3
+# A near-duplicate: at least this share of the smaller text's shingles are in the other one.
+CONTAINMENT = 0.6
+# MinHash permutations (datasketch's default): the Jaccard estimate's standard error is about 1/sqrt(128), 0.09.
+NUM_PERM = 128
+# The LSH index's Jaccard threshold for candidates, low enough to find a chunk inside one up to about twice its
+# size at CONTAINMENT (Jaccard = c*m / (M + m - c*m) = 0.25 for m/M = 1/2); each candidate is then checked.
+LSH_THRESHOLD = 0.2
+
+_WORD = regex.compile(r"[\p{L}\p{N}]+")
+
+
+@dataclass(frozen=True)
+class Split:
+    """One chunk's split: "train" or "test", its near-duplicate group (the group's smallest chunk id) and what
+    decided it ("drawn", "near-duplicate", "seen by the program", "trained on")."""
+
+    split: str
+    group: str
+    why: str
+
+
+def _unit_hash(salt: str, key: str) -> float:
+    """`key` hashed into [0, 1), salted so that the test draw and the validation carve are independent."""
+    return int(hashlib.sha256(f"{salt}/{key}".encode()).hexdigest()[:16], 16) / 2 ** 64
+
+
+def validation_group(group: str, val_fraction: float) -> bool:
+    """Whether a non-test near-duplicate group goes to the validation split at export: its id's hash is below
+    `val_fraction` (the same group in the same split on every export)."""
+    return _unit_hash("validation", group) < val_fraction
+
+
+def shingles(text: str) -> set[str]:
+    """The text's word 3-grams (lower-cased runs of letters and digits); a text of fewer words is one shingle."""
+    words = [word.lower() for word in _WORD.findall(text)]
+    if len(words) < SHINGLE_WORDS:
+        return {" ".join(words)} if words else set()
+    return {" ".join(words[i:i + SHINGLE_WORDS]) for i in range(len(words) - SHINGLE_WORDS + 1)}
+
+
+def near_duplicate_groups(texts: Sequence[str]) -> list[int]:
+    """Group near-duplicate texts: for each text, the index of its group's first text.
+
+    Two texts are near-duplicates when at least CONTAINMENT of the smaller one's word 3-grams are in the other,
+    estimated from their MinHash Jaccard similarity and sizes (|A∩B| = J(|A|+|B|)/(1+J)); candidates come from
+    an LSH index (Broder 1997; Leskovec et al., Mining of Massive Datasets, ch. 3; datasketch's MinHashLSH).
+    Groups are closed under the relation (a chain of near-duplicates is one group).
+    """
+    sets = [shingles(text) for text in texts]
+    hashes = MinHash.bulk([[s.encode() for s in own] for own in sets], num_perm=NUM_PERM)
+    index = MinHashLSH(threshold=LSH_THRESHOLD, num_perm=NUM_PERM)
+    parent = list(range(len(texts)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, minhash in enumerate(hashes):
+        if not sets[i]:
+            continue
+        for j in index.query(minhash):
+            if _contained(minhash.jaccard(hashes[j]), len(sets[i]), len(sets[j])):
+                a, b = sorted((root(i), root(j)))
+                parent[b] = a
+        index.insert(i, minhash)
+    return [root(i) for i in range(len(texts))]
+
+
+def _contained(jaccard: float, size_a: int, size_b: int) -> bool:
+    shared = jaccard * (size_a + size_b) / (1 + jaccard)
+    return shared >= CONTAINMENT * min(size_a, size_b)
+
+
+def program_seen_texts(state: str | Path | None, workspace: Path | None = None) -> list[str]:
+    """The texts a compiled program saw while it was optimized: its dev set's items (the manifest's `dev`,
+    looked up as given, then in `workspace`) and every string in its demos. None: no compiled program, nothing.
+
+    A dev set that is no longer there is logged and skipped; its items that became demos are still found."""
+    if state is None:
+        return []
+    manifest = read_manifest(state)
+    texts: list[str] = []
+    dev = (manifest.get("dev") or {}).get("path")
+    if dev:
+        found = next((p for p in (Path(dev), (workspace or Path()) / dev) if p.is_file()), None)
+        if found is None:
+            log.warning("%s: the dev set it was optimized on, %s, is not there; only its demos are kept out of the "
+                        "held-out split", state, dev)
+        else:
+            texts += [item.chunk.text for item in read_devset(found)]
+    saved = json.loads(Path(state).read_text(encoding="utf-8"))
+    for predictor in saved.values():
+        for demo in (predictor.get("demos") or []) if isinstance(predictor, dict) else []:
+            texts += [value for value in demo.values() if isinstance(value, str) and value.strip()]
+    return texts
+
+
+def _rule_json(rule: SplitSettings) -> str:
+    return json.dumps(rule.model_dump(), sort_keys=True)
+
+
+def _fingerprint(texts: Iterable[str]) -> str:
+    digest = hashlib.sha256()
+    for text in sorted(set(texts)):
+        digest.update(hashlib.sha256(text.encode()).digest())
+    return digest.hexdigest()[:16]
+
+
+def _drawn_sources(sources: list[str], fraction: float) -> set[str]:
+    """The sources held out whole: the ceil(fraction * n) with the smallest hashes (one at least, when there are
+    two or more and fraction > 0), so that a small corpus still gets a test file."""
+    if fraction <= 0 or len(sources) < 2:
+        return set()
+    ranked = sorted(sources, key=lambda source: _unit_hash("test", source))
+    return set(ranked[:min(len(sources) - 1, math.ceil(fraction * len(sources)))])
+
+
+def draw_splits(store: RunStore, rule: SplitSettings, seen: Sequence[str] = (), *,
+                  force: bool = False) -> dict[str, Split]:
+    """Draw the held-out split of the run's chunks that have none yet, re-check the groups, and record both.
+
+    Args:
+        store: the run's store, its chunks added.
+        rule: the draw: `test_fraction` (0: no test split) and `by` ("chunk": a share of the chunks by chunk id;
+            "source": whole files, the share of the sources with the smallest hashes).
+        seen: texts the program saw (`program_seen_texts`): their near-duplicates are kept in train.
+        force: redraw a split drawn by another rule (generate --force: the run starts afresh).
+
+    Returns:
+        {chunk id: Split} for every chunk of the run.
+
+    Raises:
+        DatagenError: the run's split was drawn by another rule (it cannot be redrawn without moving chunks a
+            model may have trained on into test): use a new run folder, or --force to start afresh.
+    """
+    meta, recorded, seen = store.meta(), store.splits(), list(seen)
+    redraw = force and SPLIT_RULE in meta and meta[SPLIT_RULE] != _rule_json(rule)
+    if redraw:
+        meta, recorded = {}, {}
+    if SPLIT_RULE in meta and meta[SPLIT_RULE] != _rule_json(rule):
+        was = json.loads(meta[SPLIT_RULE])
+        raise DatagenError(f"{store.path.parent}: its held-out split was drawn with test_fraction "
+                           f"{was['test_fraction']} by {was['by']}, not {rule.test_fraction} by {rule.by} ([splits] "
+                           "in datagen.toml): use a new --out, or --force to start afresh")
+    chunks = list(store.chunks())
+    seen_key = _fingerprint(seen) if seen else meta.get(SPLIT_SEEN, "")
+    if all(chunk.id in recorded for chunk in chunks) and meta.get(SPLIT_SEEN, "") == seen_key:
+        return {chunk.id: Split(*recorded[chunk.id], "recorded") for chunk in chunks}
+    roots = near_duplicate_groups([chunk.text for chunk in chunks] + seen)
+    members: dict[int, list[int]] = {}
+    for i, group_root in enumerate(roots):
+        members.setdefault(group_root, []).append(i)
+    held_sources = _drawn_sources(sorted({c.source for c in chunks}), rule.test_fraction) if rule.by == "source" \
+        else set()
+
+    def drawn(i: int) -> bool:
+        chunk = chunks[i]
+        if rule.by == "source":
+            return chunk.source in held_sources
+        return _unit_hash("test", chunk.id) < rule.test_fraction
+
+    splits: dict[str, Split] = {}
+    for group in members.values():
+        ours = [i for i in group if i < len(chunks)]
+        if not ours:
+            continue
+        name = min(chunks[i].id for i in ours)
+        if len(ours) < len(group):
+            split, why = "train", "seen by the program"
+        elif all(drawn(i) for i in ours):
+            trained = any(recorded.get(chunks[i].id, ("test",))[0] == "train" for i in ours)
+            split, why = ("train", "trained on") if trained else ("test", "drawn")
+        else:
+            split, why = "train", "near-duplicate"
+        for i in ours:  # a chunk whose own draw says train is in train by its draw, whatever its group did
+            splits[chunks[i].id] = Split(split, name, "drawn" if split == "train" and not drawn(i) else why)
+    store.set_splits(((cid, s.split, s.group, s.why) for cid, s in splits.items()),
+                     {SPLIT_RULE: _rule_json(rule), SPLIT_SEEN: seen_key}, redraw=redraw)
+    return splits
+
+
+def split_note(store: RunStore) -> str:
+    """One paragraph on how the run's held-out split was drawn and what kept chunks out of it, for the card."""
+    meta, counts = store.meta(), store.split_counts()
+    if SPLIT_RULE not in meta:
+        return "No held-out split was drawn for this run."
+    rule = json.loads(meta[SPLIT_RULE])
+    test, train = counts.get("test", {}), counts.get("train", {})
+    how = (f"whole source files, the {rule['test_fraction']:g} share with the smallest hashes of their names"
+           if rule["by"] == "source" else f"a {rule['test_fraction']:g} share of the chunks, by a hash of each chunk id")
+    moved = [f"{n} {why}" for why, n in sorted(train.items()) if why != "drawn"]
+    return (f"The held-out test split ({sum(test.values())} chunks) was drawn from {how}, once, and recorded in the "
+            "run store; training files leave it out. Near-duplicate chunks (60% of one's word 3-grams in the other, "
+            "by MinHash) share a split, chunks like the program's dev-set items and demos stay in train, and no "
+            "chunk ever moves from train to test" + (f" (kept in train: {', '.join(moved)})" if moved else "")
+            + ". Validation is carved from the rest at export, by near-duplicate group.")
+
+
+def recorded_splits(store: RunStore) -> dict[str, Split]:
+    """The run's recorded splits, {chunk id: Split}; chunks without one (a run made before datagen drew held-out
+    splits) get theirs first, by the run's recorded rule, else the default ([splits] as SplitSettings() says)."""
+    recorded = store.splits()
+    if all(chunk_id in recorded for chunk_id in store.chunk_ids()):
+        return {chunk_id: Split(split, group, "recorded") for chunk_id, (split, group) in recorded.items()}
+    rule = store.meta().get(SPLIT_RULE)
+    return draw_splits(store, SplitSettings(**json.loads(rule)) if rule else SplitSettings())
+
+
+def held_out(store: RunStore) -> bool:
+    """Whether the run holds a test split out: its rule's test_fraction is above 0 (the split may still be empty)."""
+    rule = store.meta().get(SPLIT_RULE)
+    return (json.loads(rule)["test_fraction"] if rule else SplitSettings().test_fraction) > 0

@@ -1,0 +1,216 @@
+"""The held-out test split: drawn once and recorded, near-duplicates on one side, the program's dev items and demos
+never held out, no chunk moved from train to test, and training exports disjoint from it by id and by text."""
+
+import json
+import pytest
+
+from datagen.dataset.export import split_path, write_export
+from datagen.dataset.splits import (CONTAINMENT, draw_splits, near_duplicate_groups, program_seen_texts,
+                                    recorded_splits, shingles)
+from datagen.errors import DatagenError
+from datagen.runs import RunSettings
+from datagen.runs.generate import generate
+from datagen.store import RunStore
+from datagen.workspace import Config, SplitSettings
+
+from .conftest import run_cli
+from .fakes import FakeEngine, FakeOpenAIServer
+from .test_generate import fake_model, read_jsonl
+from .test_optimize import CONFIG, run_optimize
+from .test_optimize import engine  # noqa: F401 (a fixture)
+
+
+def paragraphs(workspace, name="data/samples/lighthouse_keeper.md"):
+    return [p for p in (workspace / name).read_text().split("\n\n") if len(p.split()) > 40]
+
+
+def corpus_with_copies(workspace, copies=4):
+    """A corpus in which one passage is in several files, once verbatim and once lightly edited."""
+    folder = workspace / "corpus"
+    folder.mkdir()
+    passages = paragraphs(workspace) + paragraphs(workspace, "data/reference/neutral.md")
+    repeated = passages[0]
+    for i, passage in enumerate(passages[1:]):
+        (folder / f"part{i:02d}.md").write_text(passage + "\n")
+    for i in range(copies):
+        edited = repeated.replace(" the ", " a ", 1 + i) if i % 2 else repeated
+        (folder / f"copy{i}.md").write_text(edited + "\n")
+    return folder, repeated
+
+
+def make_run(workspace, out, inputs, splits=None, force=False):
+    config = Config(splits=splits or SplitSettings())
+    return generate("style_clone", [inputs], out, workspace=workspace, config=config,
+                    model=fake_model(FakeEngine()), settings=RunSettings(max_tokens=200, force=force))
+
+
+def containment(a: str, b: str) -> float:
+    """The exact share of the smaller text's word 5-grams found in the other."""
+    x, y = shingles(a), shingles(b)
+    return len(x & y) / min(len(x), len(y))
+
+
+def test_near_duplicates_group_and_unrelated_passages_do_not(workspace):
+    passages = paragraphs(workspace)
+    edited = passages[0].replace(" the ", " a ", 2)
+    inside = passages[1] + "\n\n" + passages[2][: len(passages[2]) // 3]  # passage 1 with a third of passage 2
+    texts = passages + [edited, inside]
+    groups = near_duplicate_groups(texts)
+    n = len(passages)
+    assert groups[n] == groups[0] and containment(edited, passages[0]) >= CONTAINMENT
+    assert groups[n + 1] == groups[1]  # passage 1 lies whole inside the longer text
+    assert len(set(groups[:n])) == n  # the author's distinct paragraphs stay apart
+    assert groups == near_duplicate_groups(texts)  # deterministic
+
+
+def test_a_run_records_its_split_and_it_is_the_same_on_every_machine(workspace, tmp_path):
+    rule = SplitSettings(test_fraction=0.3)
+    make_run(workspace, tmp_path / "a", workspace / "data/samples", rule)
+    make_run(workspace, tmp_path / "b", workspace / "data/samples", rule)
+    with RunStore(tmp_path / "a") as a, RunStore(tmp_path / "b") as b:
+        first, second = a.splits(), b.splits()
+        assert first == second and set(first) == set(a.chunk_ids())
+    tests = [cid for cid, (split, _) in first.items() if split == "test"]
+    assert 0 < len(tests) < len(first)
+
+
+def test_near_duplicate_chunks_never_straddle_two_splits(workspace, tmp_path):
+    corpus, repeated = corpus_with_copies(workspace)
+    # A high fraction: most copies draw test on their own, so only the grouping keeps them together.
+    make_run(workspace, tmp_path / "run", corpus, SplitSettings(test_fraction=0.6))
+    with RunStore(tmp_path / "run") as store:
+        chunks, splits = list(store.chunks()), store.splits()
+    copies = [c for c in chunks if c.source.startswith(str(corpus / "copy"))]
+    assert len({splits[c.id][0] for c in copies}) == 1 and len({splits[c.id][1] for c in copies}) == 1
+    by_split = {name: [c for c in chunks if splits[c.id][0] == name] for name in ("train", "test")}
+    assert by_split["train"] and by_split["test"]
+    for held in by_split["test"]:
+        for kept in by_split["train"]:
+            assert containment(held.text, kept.text) < CONTAINMENT, (held.source, kept.source)
+
+
+def test_whole_source_files_are_held_out_by_source(workspace, tmp_path):
+    corpus, _ = corpus_with_copies(workspace, copies=0)
+    make_run(workspace, tmp_path / "run", corpus, SplitSettings(test_fraction=0.25, by="source"))
+    with RunStore(tmp_path / "run") as store:
+        chunks, splits = list(store.chunks()), store.splits()
+    by_source = {}
+    for chunk in chunks:
+        by_source.setdefault(chunk.source, set()).add(splits[chunk.id][0])
+    assert all(len(seen) == 1 for seen in by_source.values())
+    held = [source for source, seen in by_source.items() if seen == {"test"}]
+    assert 0 < len(held) <= round(0.25 * len(by_source)) + 1
+
+
+def test_a_growing_run_never_moves_a_chunk_from_train_to_test(workspace, tmp_path):
+    corpus, repeated = corpus_with_copies(workspace, copies=0)
+    out = tmp_path / "run"
+    rule = SplitSettings(test_fraction=0.5)
+    make_run(workspace, out, corpus, rule)
+    with RunStore(out) as store:
+        before = store.splits()
+    held = [cid for cid, (split, _) in before.items() if split == "test"]
+    assert held
+    # New files: copies of every passage, test or train: each copy must join its original's side or train.
+    for i, path in enumerate(sorted(corpus.glob("part*.md"))):
+        (corpus / f"zz{i:02d}.md").write_text(path.read_text().replace(" the ", " a ", 1))
+    make_run(workspace, out, corpus, rule, force=True)  # other inputs: the run starts afresh, its split kept
+    with RunStore(out) as store:
+        after, chunks = store.splits(), {c.id: c for c in store.chunks()}
+    assert all(after[cid][0] == "train" for cid, (split, _) in before.items() if split == "train")
+    for cid, (split, group) in after.items():
+        twins = [other for other, (_, g) in after.items() if g == group]
+        assert len({after[t][0] for t in twins}) == 1, chunks[cid].source
+
+
+def test_the_split_rule_of_a_run_cannot_change_under_it(workspace, tmp_path):
+    out = tmp_path / "run"
+    make_run(workspace, out, workspace / "data/samples", SplitSettings(test_fraction=0.1))
+    with pytest.raises(DatagenError, match=r"held-out split was drawn with test_fraction 0.1 by chunk.*--force"):
+        make_run(workspace, out, workspace / "data/samples", SplitSettings(test_fraction=0.2))
+    make_run(workspace, out, workspace / "data/samples", SplitSettings(test_fraction=0.2), force=True)
+    with RunStore(out) as store:
+        assert json.loads(store.meta()["split_rule"])["test_fraction"] == 0.2
+
+
+def test_the_programs_dev_items_and_demos_are_never_held_out(workspace, engine, tmp_path):  # noqa: F811
+    state = run_optimize(workspace, engine).state
+    seen = program_seen_texts(state, workspace)
+    dev = [json.loads(line)["chunk"] for line in (workspace / "data/style_clone/dev.jsonl").read_text().splitlines()]
+    assert set(dev) <= set(seen)
+    out = tmp_path / "run"
+    # Nearly everything drawn into test: only the rule about what the program saw keeps the dev chunks out of it.
+    generate("style_clone", [workspace / "data/samples"], out, workspace=workspace,
+             config=CONFIG.model_copy(update={"splits": SplitSettings(test_fraction=0.95)}),
+             model=fake_model(engine), compiled=state, settings=RunSettings(max_tokens=200))
+    with RunStore(out) as store:
+        splits, chunks = store.splits(), list(store.chunks())
+        assert store.meta()["compiled"] == str(state.resolve())
+    test_chunks = [c for c in chunks if splits[c.id][0] == "test"]
+    assert test_chunks
+    for chunk in test_chunks:
+        assert max(containment(chunk.text, item) for item in dev) < CONTAINMENT
+    kept = [c for c in chunks if max(containment(c.text, item) for item in dev) >= CONTAINMENT]
+    assert kept and all(splits[c.id][0] == "train" for c in kept)
+
+
+def test_training_exports_leave_the_test_split_out_by_id_and_by_text(workspace, tmp_path):
+    corpus, _ = corpus_with_copies(workspace)
+    out = tmp_path / "run"
+    make_run(workspace, out, corpus, SplitSettings(test_fraction=0.4))
+    data = read_jsonl(out / "sharegpt.jsonl")
+    held = read_jsonl(split_path(out / "sharegpt.jsonl", "test"))
+    meta_train = read_jsonl(out / "metadata.jsonl")
+    meta_test = read_jsonl(split_path(out / "metadata.jsonl", "test"))
+    assert len(meta_train) == len(data) and len(meta_test) == len(held) and held
+    assert not {m["chunk_id"] for m in meta_train} & {m["chunk_id"] for m in meta_test}
+    for fmt in ("openai", "jsonl", "parquet", "hf"):
+        export = write_export(out, fmt, val_fraction=0.3)
+        assert export.splits["test"] == len(held) and export.samples == len(data) + len(held)
+    flat = {split: read_jsonl(split_path(out / "samples.jsonl", split)) for split in ("train", "validation", "test")}
+    assert flat["validation"]
+    ids = {split: {r["chunk_id"] for r in records} for split, records in flat.items()}
+    assert not ids["test"] & (ids["train"] | ids["validation"]) and not ids["train"] & ids["validation"]
+    for held_record in flat["test"]:
+        for record in flat["train"] + flat["validation"]:
+            assert containment(held_record["output"], record["output"]) < CONTAINMENT
+    card = (out / "README.md").read_text()
+    assert "held-out test split" in card and f"test {len(held)}" in card
+
+
+def test_a_run_made_before_splits_gets_its_split_at_export(workspace, tmp_path):
+    out = tmp_path / "run"
+    make_run(workspace, out, workspace / "data/samples", SplitSettings(test_fraction=0.3))
+    with RunStore(out) as store:  # what a run made by datagen 0.2 holds: no split, no rule
+        store._db.execute("DELETE FROM splits")
+        store._db.execute("DELETE FROM meta WHERE key IN ('split_rule', 'split_seen')")
+    export = write_export(out, "openai")
+    with RunStore(out) as store:
+        assert set(store.splits()) == set(store.chunk_ids())
+        assert json.loads(store.meta()["split_rule"]) == SplitSettings().model_dump()
+        assert export.splits["test"] == sum(len(s) for c, s in store.done() if store.splits()[c.id][0] == "test")
+
+
+def test_no_test_split_when_the_fraction_is_0(workspace, tmp_path):
+    out = tmp_path / "run"
+    report = make_run(workspace, out, workspace / "data/samples", SplitSettings(test_fraction=0))
+    assert report.test_path is None and report.held_out == 0
+    assert not split_path(out / "sharegpt.jsonl", "test").exists()
+    with RunStore(out) as store:
+        assert {split for split, _ in store.splits().values()} == {"train"}
+        assert all(s.split == "train" for s in recorded_splits(store).values())
+
+
+def test_the_split_is_configured_in_datagen_toml_and_reported_by_generate(workspace):
+    (workspace / "datagen.toml").write_text("[splits]\ntest_fraction = 0.3\n")
+    with FakeOpenAIServer() as server:
+        result = run_cli("generate", "style_clone", "-i", "data/samples", "-o", "out", "--max-tokens", "200",
+                         "--model", "openai/fake", "--api-base", server.url, cwd=workspace)
+    assert result.returncode == 0, result.stderr
+    held = read_jsonl(workspace / "out/sharegpt.test.jsonl")
+    assert held and f"held-out test split: out/sharegpt.test.jsonl ({len(held)} samples" in " ".join(result.stdout.split())
+    with RunStore(workspace / "out") as store:
+        assert json.loads(store.meta()["split_rule"]) == {"by": "chunk", "test_fraction": 0.3}
+    (workspace / "datagen.toml").write_text("[splits]\ntest_fraction = 1.5\n")
+    result = run_cli("generate", "style_clone", "-i", "data/samples", "-o", "out2", cwd=workspace)
+    assert result.returncode != 0 and "test_fraction" in result.stderr and len(result.stderr.strip().splitlines()) == 1
