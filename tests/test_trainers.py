@@ -98,7 +98,7 @@ def test_trl_records_are_conversational_prompt_completion(tmp_path, settings):
             assert record["prompt"][-1]["role"] == "user"
             assert [m["role"] for m in record["completion"]] == ["assistant"]
     assert config["model_name_or_path"] == settings.base_model
-    assert config["dataset_name"] == "." and config["dataset_train_split"] == "train"
+    assert config["dataset_name"] == f"../{tmp_path.name}" and config["dataset_train_split"] == "train"
     assert config["dataset_test_split"] == "validation" and config["eval_strategy"] == "epoch"
     assert config["max_length"] == export.sequence_len and config["num_train_epochs"] == 3.0
     assert config["use_peft"] is True and config["lora_r"] > 0 and config["completion_only_loss"] is True

@@ -236,15 +236,17 @@ def _axolotl(settings: TrainingSettings, sequence_len: int, has_validation: bool
     return config
 
 
-def _trl(settings: TrainingSettings, sequence_len: int, has_validation: bool) -> dict:
+def _trl(settings: TrainingSettings, sequence_len: int, has_validation: bool, folder: Path) -> dict:
     # `trl sft` loads `load_dataset(dataset_name)`: the folder, whose train/validation/test files become the
     # splits of those names (datasets' split patterns); training reads dataset_train_split, evaluation
-    # dataset_test_split, so the held-out test split is loaded but never used.
-    config: dict = {"model_name_or_path": settings.base_model, "dataset_name": ".",
+    # dataset_test_split, so the held-out test split is loaded but never used. The folder is named as seen from
+    # inside it ("../NAME"): datasets 5 derives the dataset's name from the path's last part, and "." has none.
+    config: dict = {"model_name_or_path": settings.base_model, "dataset_name": f"../{folder.resolve().name}",
                     "dataset_train_split": "train", "output_dir": OUTPUT_DIR, "max_length": sequence_len,
                     "num_train_epochs": settings.epochs, "learning_rate": settings.rate,
                     "per_device_train_batch_size": 1, "gradient_accumulation_steps": 8,
-                    "lr_scheduler_type": "cosine", "warmup_ratio": 0.05, "gradient_checkpointing": True,
+                    # transformers 5 dropped warmup_ratio: a warmup_steps below 1 is the ratio of the steps
+                    "lr_scheduler_type": "cosine", "warmup_steps": 0.05, "gradient_checkpointing": True,
                     "completion_only_loss": True, "logging_steps": 10, "save_strategy": "epoch",
                     "report_to": "none"}
     if has_validation:
@@ -476,7 +478,7 @@ def write_trainer_export(trainer: str, splits: dict[str, list[Sample]], folder: 
     if trainer == "axolotl":
         _write_yaml(config_path, _axolotl(settings, sequence_len, has_validation), header)
     elif trainer == "trl":
-        _write_yaml(config_path, _trl(settings, sequence_len, has_validation), header)
+        _write_yaml(config_path, _trl(settings, sequence_len, has_validation, folder), header)
     elif trainer == "llama-factory":
         info_path = folder / DATASET_INFO
         _write_text(info_path, json.dumps(_llama_factory_info(has_validation), indent=2) + "\n")
