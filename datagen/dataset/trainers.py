@@ -39,6 +39,7 @@ from datagen.errors import InputError
 from datagen.samples import Sample
 from datagen.text.tokens import count_tokens
 from datagen.util.files import replacing
+from datagen.dataset.unsloth_script import UNSLOTH_SCRIPT
 
 TRAINERS = ("axolotl", "trl", "llama-factory", "unsloth")
 ADAPTERS = ("lora", "qlora", "full")
@@ -294,92 +295,6 @@ def _llama_factory(settings: TrainingSettings, sequence_len: int, has_validation
     return config
 
 
-UNSLOTH_SCRIPT = '''\
-"""Fine-tune {base_model} with Unsloth on train.jsonl{validation_note}. Written by datagen.
-
-Run it from this folder on a machine with a GPU and Unsloth installed: python train_unsloth.py
-The held-out test split is not read here: evaluate the trained model on it afterwards.
-"""
-
-from unsloth import FastLanguageModel
-from unsloth.chat_templates import get_chat_template, train_on_responses_only
-
-from datasets import load_dataset
-from trl import SFTConfig, SFTTrainer
-
-BASE_MODEL = {base_model!r}
-MAX_SEQ_LENGTH = {sequence_len}  # measured by datagen: the longest record, with margin, rounded up to 256
-CHAT_TEMPLATE = {template!r}  # None: the base model's own chat template, from its tokenizer
-LOAD_IN_4BIT = {load_in_4bit}  # QLoRA when True
-HAS_VALIDATION = {has_validation}
-
-model, tokenizer = FastLanguageModel.from_pretrained(
-    model_name=BASE_MODEL, max_seq_length=MAX_SEQ_LENGTH, load_in_4bit=LOAD_IN_4BIT, dtype=None)
-model = FastLanguageModel.get_peft_model(
-    model, r={lora_r}, lora_alpha={lora_alpha}, lora_dropout=0,
-    target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-    bias="none", use_gradient_checkpointing="unsloth", random_state=3407)
-if CHAT_TEMPLATE is not None:
-    tokenizer = get_chat_template(tokenizer, chat_template=CHAT_TEMPLATE)
-
-
-def turn_markers(tokenizer):
-    """The text that opens a user turn and an assistant turn in this chat template (what train_on_responses_only
-    masks by), read from the template itself: a probe conversation is rendered, and the text between one turn's
-    content and the next, less the end-of-turn marker, opens the next turn."""
-    user, reply, user2, reply2 = "@@datagen-user@@", "@@datagen-reply@@", "@@datagen-user2@@", "@@datagen-reply2@@"
-    text = tokenizer.apply_chat_template(
-        [{{"role": "user", "content": user}}, {{"role": "assistant", "content": reply}},
-         {{"role": "user", "content": user2}}, {{"role": "assistant", "content": reply2}}], tokenize=False)
-    end_of_turn = text[text.index(reply2) + len(reply2):]
-    opens_reply = text[text.index(user) + len(user):text.index(reply)]
-    opens_user = text[text.index(reply) + len(reply):text.index(user2)]
-    if end_of_turn and opens_reply.startswith(end_of_turn) and opens_user.startswith(end_of_turn):
-        opens_reply, opens_user = opens_reply[len(end_of_turn):], opens_user[len(end_of_turn):]
-    return opens_user, opens_reply
-
-
-def to_text(batch):
-    return {{"text": [tokenizer.apply_chat_template(messages, tokenize=False) for messages in batch["messages"]]}}
-
-
-data_files = {{"train": "train.jsonl"}}
-if HAS_VALIDATION:
-    data_files["validation"] = "validation.jsonl"
-dataset = load_dataset("json", data_files=data_files).map(to_text, batched=True, remove_columns=["messages"])
-
-trainer = SFTTrainer(
-    model=model,
-    processing_class=tokenizer,
-    train_dataset=dataset["train"],
-    eval_dataset=dataset["validation"] if HAS_VALIDATION else None,
-    args=SFTConfig(
-        dataset_text_field="text",
-        max_length=MAX_SEQ_LENGTH,
-        num_train_epochs={epochs!r},
-        learning_rate={learning_rate!r},
-        per_device_train_batch_size=1,
-        gradient_accumulation_steps=8,
-        lr_scheduler_type="cosine",
-        warmup_ratio=0.05,
-        logging_steps=10,
-        eval_strategy="epoch" if HAS_VALIDATION else "no",
-        save_strategy="epoch",
-        output_dir={output_dir!r},
-        report_to="none",
-        seed=3407,
-    ),
-)
-instruction_part, response_part = turn_markers(tokenizer)
-print(f"training on the responses only: user turns open with {{instruction_part!r}}, "
-      f"assistant turns with {{response_part!r}}")
-trainer = train_on_responses_only(trainer, instruction_part=instruction_part, response_part=response_part)
-trainer.train()
-model.save_pretrained({adapter_dir!r})
-tokenizer.save_pretrained({adapter_dir!r})
-'''
-
-
 def _unsloth(settings: TrainingSettings, sequence_len: int, has_validation: bool) -> str:
     return UNSLOTH_SCRIPT.format(
         base_model=settings.base_model, sequence_len=sequence_len, template=settings.template,
@@ -444,15 +359,7 @@ def write_trainer_export(trainer: str, splits: dict[str, list[Sample]], folder: 
     by_split = {name: list(splits.get(name) or []) for name in SPLITS}
     if not by_split["train"]:
         raise InputError(f"no training samples to export for {trainer}: the train split is empty")
-    longest = max(record_tokens(sample, settings.system) for samples in by_split.values() for sample in samples)
-    if settings.sequence_len is None:
-        sequence_len = round_sequence_len(longest)
-    elif settings.sequence_len < longest:
-        raise InputError(f"--sequence-len {settings.sequence_len} is shorter than the longest record "
-                         f"({longest} tokens, template markers included): give at least {longest}, or leave it "
-                         "out to have it measured")
-    else:
-        sequence_len = settings.sequence_len
+    sequence_len, longest = _sequence_len(by_split, settings)
     has_validation = bool(by_split["validation"])
 
     folder = Path(folder)
@@ -469,6 +376,29 @@ def write_trainer_export(trainer: str, splits: dict[str, list[Sample]], folder: 
         else:  # an earlier export's file would read as this one's
             path.unlink(missing_ok=True)
 
+    files.extend(_write_config(trainer, folder, settings, sequence_len, longest, has_validation))
+    command = f"cd {shlex.quote(str(folder))} && {COMMANDS[trainer]}"
+    return TrainerExport(folder=folder, trainer=trainer, files=files, records=records, sequence_len=sequence_len,
+                         longest_tokens=longest, command=command)
+
+
+def _sequence_len(by_split: dict[str, list[Sample]], settings: TrainingSettings) -> tuple[int, int]:
+    """(the sequence length the config uses, the longest record measured), or an InputError when the one given is
+    shorter than the longest record."""
+    longest = max(record_tokens(sample, settings.system) for samples in by_split.values() for sample in samples)
+    if settings.sequence_len is None:
+        return round_sequence_len(longest), longest
+    if settings.sequence_len < longest:
+        raise InputError(f"--sequence-len {settings.sequence_len} is shorter than the longest record "
+                         f"({longest} tokens, template markers included): give at least {longest}, or leave it "
+                         "out to have it measured")
+    return settings.sequence_len, longest
+
+
+def _write_config(trainer: str, folder: Path, settings: TrainingSettings, sequence_len: int, longest: int,
+                  has_validation: bool) -> list[Path]:
+    """Write the trainer's config (and LLaMA-Factory's dataset_info.json); returns the files written."""
+    files = []
     header = (f"# Written by datagen for {trainer}: train on train.jsonl"
               f"{', evaluate on validation.jsonl' if has_validation else ''}; the test split is held out, not\n"
               f"# used here: evaluate the trained model on it.\n"
@@ -487,6 +417,4 @@ def write_trainer_export(trainer: str, splits: dict[str, list[Sample]], folder: 
     else:
         _write_text(config_path, _unsloth(settings, sequence_len, has_validation))
     files.append(config_path)
-    command = f"cd {shlex.quote(str(folder))} && {COMMANDS[trainer]}"
-    return TrainerExport(folder=folder, trainer=trainer, files=files, records=records, sequence_len=sequence_len,
-                         longest_tokens=longest, command=command)
+    return files
