@@ -47,3 +47,45 @@ browser:
 
 test: install browser
 	DATAGEN_BROWSER_TESTS=1 $(BIN)/python -m pytest
+
+# The trainer hand-off (datagen/dataset/trainers.py) checked with each trainer's own code: `datagen export --for`'s
+# files are written by datagen's .venv (tests/trainers/make_exports.py), then tests/trainers/test_<trainer>.py runs
+# in that trainer's venv, .venv-trainers/<trainer>: their pins cannot share one (llamafactory 0.9.5 wants
+# trl<=0.24 and transformers<=5.6, axolotl 0.19 pins trl==1.9.0 and transformers==5.16.1, TRL is at 1.16). torch is
+# the CPU build that lies on this machine (torch==2.13.0, held by a constraint so that no dependency pulls the
+# CUDA build); nothing is downloaded when the tests run (HF_HUB_OFFLINE=1). Unsloth is not installed: it needs a
+# GPU (the script it gets is compiled in the default suite). Not part of `make test`.
+TRAINERS_VENV := .venv-trainers
+TRAINERS_EXPORTS := build/trainer-exports
+TORCH_CPU := torch==2.13.0
+TRAINER_PACKAGES_trl := "trl>=1.16,<2" "peft>=0.18,<1"
+TRAINER_PACKAGES_llamafactory := "llamafactory>=0.9.5,<0.10"
+TRAINER_PACKAGES_axolotl := "axolotl>=0.19,<0.22"
+TRAINER_VENVS := trl llamafactory axolotl
+
+.PHONY: trainers trainer-checks
+$(TRAINERS_VENV)/%/.installed: Makefile
+	rm -rf $(TRAINERS_VENV)/$*
+	$(PYTHON) -m venv $(TRAINERS_VENV)/$*
+	echo "$(TORCH_CPU)" > $(TRAINERS_VENV)/$*/constraints.txt
+	$(TRAINERS_VENV)/$*/bin/python -m pip install -q --upgrade pip
+	$(TRAINERS_VENV)/$*/bin/python -m pip install -q -c $(TRAINERS_VENV)/$*/constraints.txt "$(TORCH_CPU)" \
+	  $(TRAINER_PACKAGES_$*) "pytest>=8,<10" "pyyaml>=6,<7"
+	# llamafactory pulls torchvision and torchaudio, whose PyPI wheels are built for CUDA torch and do not load
+	# with the CPU build; its text datasets need neither (test_llamafactory.py stands in for torchaudio).
+	[ "$*" != llamafactory ] || $(TRAINERS_VENV)/$*/bin/python -m pip uninstall -q -y torchvision torchaudio
+	touch $@
+
+trainers: install
+	$(MAKE) trainer-checks
+
+# The checks alone, with datagen's venv as it is (BIN=... to use another one's).
+trainer-checks: $(foreach t,$(TRAINER_VENVS),$(TRAINERS_VENV)/$(t)/.installed)
+	rm -rf $(TRAINERS_EXPORTS)
+	$(BIN)/python -m tests.trainers.make_exports $(TRAINERS_EXPORTS)
+	set -e; for t in $(TRAINER_VENVS); do \
+	  echo "== $$t: $$($(TRAINERS_VENV)/$$t/bin/python -m pip list 2>/dev/null | grep -i -E '^(trl|llamafactory|axolotl|transformers|torch) ' | tr -s ' ' | paste -sd, -)"; \
+	  DATAGEN_TRAINER_EXPORTS=$(CURDIR)/$(TRAINERS_EXPORTS) HF_HUB_OFFLINE=1 \
+	    $(TRAINERS_VENV)/$$t/bin/python -m pytest -q -p no:cacheprovider --confcutdir=tests/trainers \
+	    -W ignore::DeprecationWarning tests/trainers/test_$$t.py; \
+	done
