@@ -74,17 +74,26 @@ def card_metadata(pipeline: str, samples: int, *, license: str | None = None, la
     return data.to_yaml()
 
 
-def provenance_rows(meta: dict[str, str]) -> list[tuple[str, object]]:
-    """What made a run's data, from its meta: pipeline, fingerprints, the task model, datagen's and dspy's versions."""
+def tool_versions() -> dict[str, str]:
+    """{"datagen": its version, "dspy": the installed dspy's}."""
     from datagen._version import __version__
 
+    return {"datagen": __version__, "dspy": _version("dspy")}
+
+
+def is_card(text: str) -> bool:
+    """Whether a README.md's text is a card datagen wrote (it carries datagen's mark)."""
+    return _CARD_MARK in text
+
+
+def provenance_rows(meta: dict[str, str]) -> list[tuple[str, object]]:
+    """What made a run's data, from its meta: pipeline, fingerprints, the task model, datagen's and dspy's versions."""
     return [("pipeline", meta.get("pipeline", "unknown")),
             ("program fingerprint", meta.get("program", "unknown")),
             ("code fingerprint", meta.get("code", "unknown (the run predates datagen recording it)")),
             ("model", meta.get("model", "unknown (the run predates datagen recording it)")),
             ("inputs fingerprint", meta.get("inputs", "unknown")),
-            ("datagen", __version__),
-            ("dspy", _version("dspy"))]
+            *tool_versions().items()]
 
 
 def gate_row(store: RunStore, samples: int, min_scores: dict[str, float] | None,
@@ -168,8 +177,75 @@ def dataset_card(store: RunStore, fmt: str, files: list[str], samples: int, *, s
     return "\n".join([*lines, *_table(contents), "", *run_sections(store, system)])
 
 
+def score_means(store: RunStore, items: Iterable[tuple]) -> dict[str, tuple[float, int]]:
+    """Each scored metric's mean over `items` ((chunk, index, sample) as `split_samples` gives them): {metric:
+    (mean, samples scored)}, by metric name; a metric no item was scored on is left out."""
+    totals: dict[str, list[float]] = {}
+    scores_of: dict[str, dict] = {}
+    for chunk, index, _ in items:
+        if chunk.id not in scores_of:
+            scores_of[chunk.id] = store.sample_scores(chunk.id)
+        for metric, value in scores_of[chunk.id].get(index, {}).items():
+            totals.setdefault(metric, []).append(value)
+    return {metric: (sum(values) / len(values), len(values)) for metric, values in sorted(totals.items())}
+
+
+def hub_card(store: RunStore, splits: dict[str, list], *, repo_id: str, files: list[str],
+             reproduce: list[str], system: str | None = None, min_scores: dict[str, float] | None = None,
+             reviewed: str | None = None, license: str | None = None, language: list[str] | None = None,
+             splits_note: str | None = None, models: dict[str, str] | None = None) -> str:
+    """The README.md of a dataset pushed to the Hub (`datagen push`): the YAML metadata the Hub reads (see
+    `card_metadata`), then what made the data and how to make it again. It carries no date, so that pushing the
+    same run twice writes the same card (and the Hub gets no new commit).
+
+    Args:
+        store: the run's store.
+        splits: {split: [(chunk, index, sample), ...]} as pushed; an empty split is left out of `configs`.
+        repo_id: the dataset's id on the Hub (the card's loading snippet).
+        files: every file pushed beside the card (the data, the provenance), listed in the card.
+        reproduce: the commands that make the dataset again, shown in a code block.
+        system: the system prompt put first in every conversation; None: none.
+        min_scores: the quality gate applied ({metric: bar}); None: none.
+        reviewed: the review filter applied (see `datagen.dataset.export.run_samples`).
+        license: the licence the user gave (the Hub's identifier); None: no `license` field.
+        language: language codes the user gave; None: no `language` field.
+        splits_note: how the splits were drawn, a sentence; None: "by sample id" with the split sizes.
+        models: the model of each role by name ({"task": ..., "judge": ...}); None: the run's task model.
+    """
+    meta = store.meta()
+    pipeline = meta.get("pipeline", "unknown")
+    present = [name for name, items in splits.items() if items]
+    samples = sum(len(items) for items in splits.values())
+    means = score_means(store, (item for items in splits.values() for item in items))
+    contents = [("samples", samples), *((f"{name} split", len(splits[name])) for name in present),
+                *gate_row(store, samples, min_scores, reviewed), *review_row(store, reviewed)]
+    fence = "`" * 3
+    lines = [
+        *front_matter(card_metadata(pipeline, samples, license=license, language=language, data_splits=present)),
+        f"# {pipeline} dataset", "",
+        f"Training samples made by datagen's `{pipeline}` pipeline from a text corpus. Each "
+        "record holds the chat `messages` (the input as the user turn, the output as the assistant's) and the flat "
+        "fields `id`, `input`, `output`, `chunk_id`, `source`, `start`, `end` (where in the corpus it came from).",
+        "", "## Splits", "", splits_note or "Each sample's split is decided by its id alone, so a sample stays in "
+        "its split when the run grows.", "",
+        *_table(contents), "",
+        "## Provenance", "", *_table(provenance_rows(meta)), "",
+        "## Models", "", *_table((models or {"task": meta.get("model", "unknown")}).items(), ("role", "model")), "",
+    ]
+    if means:
+        lines += ["## Scores", "", "Means over the samples in this dataset (each metric scored 0 to 1).", "",
+                  "| metric | mean | samples scored |", "|---|---|---|",
+                  *(f"| {_cell(m)} | {mean:.3f} | {n} |" for m, (mean, n) in means.items()), ""]
+    lines += ["## Files", "", *(f"- `{name}`" for name in files), "",
+              "## Reproduce", "", fence + "bash", *reproduce, fence, "",
+              "## Load", "", fence + "python", "from datasets import load_dataset", "",
+              f"dataset = load_dataset({json.dumps(repo_id)})", fence, "",
+              *run_sections(store, system)]
+    return "\n".join(lines)
+
+
 def check_card(card: Path) -> None:
-    if card.is_dir() or (card.exists() and _CARD_MARK not in card.read_text(encoding="utf-8", errors="replace")):
+    if card.is_dir() or (card.exists() and not is_card(card.read_text(encoding="utf-8", errors="replace"))):
         raise DatagenError(f"{card}: exists and is not a datagen dataset card; write the export to another "
                            "folder so that it is not overwritten")
 
