@@ -260,3 +260,28 @@ def test_a_compiled_program_that_is_gone_is_named_but_not_pushed(hub, run, caplo
     assert not any(path.startswith("compiled/") for path in result.files)
     assert "compiled program is gone" in caplog.text
     assert json.loads(hub.read(REPO, "datagen.json"))["run"]["compiled"] == "/nowhere/best.json"
+
+
+def test_a_server_error_on_the_commit_is_one_line_with_the_status_and_the_hubs_message(hub, run, workspace):
+    hub.fail("commit", status=500)  # huggingface_hub does not retry a commit (it might be made twice)
+    failed = run_cli("push", str(run), REPO, cwd=workspace)
+    line = one_line_error(failed)
+    assert f"the Hub answered 500 to POST {hub.url}/api/datasets/{REPO}/commit/main: stand-in fault" in line
+    assert "run the same command again" in line and failed.stdout == ""
+    assert run_cli("push", str(run), REPO, cwd=workspace).returncode == 0 and commits(hub) == 2
+
+
+@pytest.mark.parametrize("field", [{"license": "CC BY 4.0"}, {"language": ["english!"]}])
+def test_a_licence_or_language_not_shaped_as_the_hubs_is_refused_before_anything_is_sent(hub, run, field):
+    with pytest.raises(InputError, match="give"):
+        push_run(run, REPO, **field)
+    assert hub.requests == []
+
+
+def test_with_xet_on_the_push_reaches_the_xet_token_endpoint_and_fails_in_one_line(hub, run, monkeypatch):
+    """What the stand-in cannot serve: with hf_xet installed, huggingface_hub 2.4 uploads through Xet whatever
+    the server says, which is why the tests turn it off (and the real Hub gets Xet uploads)."""
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", False)
+    with pytest.raises(DatagenError, match="501") as failed:
+        push_run(run, REPO)
+    assert hub.count("xet", 501) == 1 and hub.count("lfs-batch", None) == 0 and "\n" not in str(failed.value)

@@ -377,9 +377,13 @@ def push_run(
 ) -> None:
     """Push a run's samples to the Hugging Face Hub as a dataset: the splits as parquet, a dataset card and the
     provenance, in one commit (private unless --public). The token is HF_TOKEN's, else `hf auth login`'s."""
+    import datasets  # noqa: F401  (before quiet_libraries: importing it sets huggingface_hub's log level)
+
+    from datagen.cli.logs import quiet_libraries
     from datagen.dataset.hub import push_run as push
     from datagen.dataset.review import NOT_REJECTED, REVIEWED
 
+    quiet_libraries()
     if reviewed_only and exclude_rejected:
         raise InputError("--reviewed-only keeps approved samples, which already leaves out rejected ones: give "
                          "one of the two")

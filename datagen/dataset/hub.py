@@ -21,6 +21,7 @@ the Hub only, and never written to a file, printed or put in an error message (d
 import json
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -112,6 +113,26 @@ def check_repo_id(repo_id: str) -> None:
                          "and '.', at most 96 characters)") from None
 
 
+_LICENSE = re.compile(r"[a-z0-9][a-z0-9.+-]*")
+_LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]+)*")
+
+
+def check_card_fields(license: str | None, language: list[str] | None) -> None:
+    """Refuse a licence or a language code that is not shaped as the Hub's are (licence identifiers such as
+    cc-by-4.0 or apache-2.0: lower case, digits, '.', '+', '-'; ISO 639 codes such as en or pt-BR). Which ones the
+    Hub knows, it checks itself (create_commit sends the card to its validate-yaml endpoint first).
+
+    Raises:
+        InputError: in one line.
+    """
+    if license is not None and not _LICENSE.fullmatch(license):
+        raise InputError(f"--license {license!r}: give the Hub's identifier of the licence, e.g. cc-by-4.0, "
+                         "apache-2.0 or other")
+    for code in language or []:
+        if not _LANGUAGE.fullmatch(code):
+            raise InputError(f"--language {code!r}: give a language code, e.g. en or pt-BR")
+
+
 def push_run(run_dir: str | Path, repo_id: str, *, private: bool = True, license: str | None = None,
              language: list[str] | None = None, min_scores: dict[str, float] | None = None,
              reviewed: str | None = None, val_fraction: float = 0.1, system: str | None = None,
@@ -139,11 +160,12 @@ def push_run(run_dir: str | Path, repo_id: str, *, private: bool = True, license
         The `PushResult`.
 
     Raises:
-        InputError: a bad repository id or argument.
+        InputError: a bad repository id, licence, language code or validation fraction.
         DatagenError: no token, a run with nothing to push, or the Hub refused or failed (one line; a push that
             failed half-way is finished by running it again).
     """
     check_repo_id(repo_id)
+    check_card_fields(license, language)
     if not 0 <= val_fraction <= 0.5:
         raise InputError(f"--val-fraction must be between 0 and 0.5, got {val_fraction}")
     if reviewed not in (None, REVIEWED, NOT_REJECTED):
@@ -386,7 +408,7 @@ def _hub_errors(repo_id: str) -> Iterator[None]:
         if status == 403:
             raise DatagenError(f"{repo_id}: the token may not write to it (403): use a token with write access"
                                ) from None
-        raise DatagenError(f"push to {repo_id} failed: {_one_line(exc)}{again}") from None
+        raise DatagenError(f"push to {repo_id} failed: {_http_error(exc)}{again}") from None
     except RuntimeError as exc:  # an LFS upload that failed: huggingface_hub's message names the file
         cause = f" ({_one_line(exc.__cause__)})" if exc.__cause__ else ""
         raise DatagenError(f"push to {repo_id} stopped: {_one_line(exc)}{cause}{again}") from None
@@ -396,5 +418,16 @@ def _hub_errors(repo_id: str) -> Iterator[None]:
         raise DatagenError(f"push to {repo_id} failed: {_one_line(exc) or type(exc).__name__}{again}") from None
 
 
-def _one_line(exc: BaseException) -> str:
+def _http_error(exc) -> str:
+    """What the Hub answered, in a line: the status, the request (its URL without the query) and the Hub's
+    message."""
+    response = exc.response
+    if response is None:
+        return _one_line(exc)
+    request = f"{response.request.method} {str(response.url).split('?')[0]}"
+    said = f": {_one_line(exc.server_message)}" if getattr(exc, "server_message", None) else ""
+    return redact(f"the Hub answered {response.status_code} to {request}{said}")
+
+
+def _one_line(exc: BaseException | str) -> str:
     return redact(" ".join(str(exc).split()))
