@@ -5,7 +5,7 @@ workspace, a model) into objects and calls the library, then prints what came ba
     options.py    the options several commands share, declared once, and what turns their values into arguments
     output.py     stdout for results, stderr for the rest, and say() for a line of plain text
     logs.py       logging, progress bars and redaction on stderr
-    run.py        chunk, generate, status, inspect, export
+    run.py        chunk, generate, status, inspect, export, push
     tune.py       devset, evaluate, optimize, compiled list|show
     check.py      judge-check
     workspace.py  init, new, models, pipelines, view

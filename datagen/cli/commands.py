@@ -12,7 +12,7 @@ from rich.markup import escape
 from datagen.cli.check import judge_check
 from datagen.cli.logs import setup_logging
 from datagen.cli.output import err
-from datagen.cli.run import chunk, export_run, generate, inspect_run, status
+from datagen.cli.run import chunk, export_run, generate, inspect_run, push_run, status
 from datagen.cli.tune import compiled_list, compiled_show, devset, evaluate, optimize
 from datagen.cli.workspace import init, models, new, pipelines, view
 from datagen.errors import DatagenError, Interrupted
@@ -23,7 +23,7 @@ app = typer.Typer(help="Turn raw text into training datasets with declarative DS
 # Every command by name, in the order `datagen --help` lists them.
 COMMANDS = {"chunk": chunk, "generate": generate, "evaluate": evaluate, "optimize": optimize, "new": new, "init": init,
             "inspect": inspect_run, "judge-check": judge_check, "devset": devset, "status": status, "models": models,
-            "pipelines": pipelines, "view": view, "export": export_run}
+            "pipelines": pipelines, "view": view, "export": export_run, "push": push_run}
 for name, command in COMMANDS.items():
     app.command(name)(command)
 

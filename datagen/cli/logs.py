@@ -91,7 +91,8 @@ def quiet_libraries() -> None:
 
     verbose = logging.getLogger().level <= logging.DEBUG
     # pypdf: its warnings do not name the file
-    for noisy in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "httpx", "dspy", "pypdf"):
+    # huggingface_hub: its own handler (datagen push says what it did; its retries and skips show with -v)
+    for noisy in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "httpx", "httpx2", "dspy", "pypdf", "huggingface_hub"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.CRITICAL + 1)
     (dspy.enable_logging if verbose else dspy.disable_logging)()
     # Never quieter than WARNING: its warning is DSPy's only sign of an answer cut off at max_tokens (see calllog);

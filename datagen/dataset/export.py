@@ -344,6 +344,32 @@ def hf_dataset(splits: Mapping[str, Iterable[tuple[Chunk, int, Sample]]], system
                                  for split in splits})
 
 
+def hf_features():
+    """The features of the `hf` export and of a Hub push: the chat `messages` (openai form) and the flat fields."""
+    import datasets
+
+    return datasets.Features({
+        "messages": [{"role": datasets.Value("string"), "content": datasets.Value("string")}],
+        **{name: datasets.Value("int64" if name in ("start", "end") else "string") for name in FLAT_FIELDS}})
+
+
+def hf_dataset(splits: Mapping[str, Iterable[tuple[Chunk, int, Sample]]], system: str | None = None):
+    """A `datasets.DatasetDict` with a split per key of `splits` (as `split_samples` returns them), in the order
+    given; each record the chat `messages` (`openai_record`, `system` first when given) and the flat fields
+    (`flat_record`; a multi-turn sample's history is in its messages)."""
+    import datasets
+
+    features = hf_features()
+    columns = {split: {name: [] for name in features} for split in splits}
+    for split, kept in splits.items():
+        for chunk, index, sample in kept:
+            record = {**openai_record(sample, system), **flat_record(chunk, index, sample)}
+            for name in features:
+                columns[split][name].append(record[name])
+    return datasets.DatasetDict({split: datasets.Dataset.from_dict(columns[split], features=features)
+                                 for split in splits})
+
+
 def _save_hf(dataset, target: Path, card: str) -> None:
     """save_to_disk into a sibling folder with the card, then swap it in for the previous export."""
     import datasets
