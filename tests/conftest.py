@@ -1,3 +1,4 @@
+import json
 import os
 import shutil
 import subprocess
@@ -67,3 +68,16 @@ def embedded_run_records(result: subprocess.CompletedProcess, export: Path) -> l
 # tests/trainers/ checks the trainer exports with the trainers' own code, in .venv-trainers (make trainers): the
 # default suite does not collect it.
 collect_ignore = ["trainers"]
+
+
+def written(report) -> int:
+    """Samples a generate call's export holds in every split: the training file's and the held-out test file's."""
+    return report.exported + report.held_out
+
+
+def every_record(path: Path) -> list[dict]:
+    """The records of an export's train file and of its other splits beside it (NAME.validation.jsonl,
+    NAME.test.jsonl), where there are."""
+    files = [path] + [path.with_name(f"{path.stem}.{split}{path.suffix}") for split in ("validation", "test")]
+    return [json.loads(line) for file in files if file.exists()
+            for line in file.read_text(encoding="utf-8").splitlines()]

@@ -11,7 +11,7 @@ from datagen import DatagenError, Sample
 from datagen.lm import task_model
 from datagen.workspace import Config, MetricSettings, ModelSettings
 
-from .conftest import SAMPLES
+from .conftest import SAMPLES, every_record
 from .fakes import FakeOpenAIServer, plain
 
 
@@ -54,8 +54,7 @@ def test_generate_runs_a_program_object_on_the_lm_dspy_is_configured_with(tmp_pa
     assert isinstance(report, datagen.Report)
     assert report.pipeline == "Echo" and report.model == "openai/fake" and report.samples == 2
     assert len(server.requests) == 2
-    records = [json.loads(line) for line in report.data_path.read_text().splitlines()]
-    assert [r["conversations"][1]["from"] for r in records] == ["gpt", "gpt"]
+    assert [r["conversations"][1]["from"] for r in every_record(report.data_path)] == ["gpt", "gpt"]
 
 
 def test_one_input_path_and_a_workspace_may_be_given_as_strings(tmp_path):

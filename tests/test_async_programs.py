@@ -10,6 +10,7 @@ from datagen.runs.generate import generate
 from datagen.lm.roles import build_role_model
 from datagen.store import RunStore
 
+from .conftest import every_record, written
 from .fakes import FakeOpenAIServer
 from .test_generate import read_jsonl
 
@@ -41,10 +42,10 @@ def test_an_async_program_runs_on_the_loop_with_its_calls_logged_and_counted(wor
     with FakeOpenAIServer(latency=0.02) as server:
         report = run(workspace, tmp_path / "run", server, concurrency=8)
         calls = len(server.arrivals)
-    assert report.chunks == report.exported > 0 and not report.failures
+    assert report.chunks == written(report) > 0 and not report.failures
     assert calls == 2 * report.chunks  # both steps of every chunk, each once
-    records = read_jsonl(tmp_path / "run/sharegpt.jsonl")
-    assert len(records) == report.exported
+    records = every_record(tmp_path / "run/sharegpt.jsonl")
+    assert len(records) == written(report)
     with RunStore(tmp_path / "run") as store:
         chunk, _ = next(store.done())
         assert [step.step for step in store.steps(chunk.id)] == ["rephrase", "title"]
@@ -55,6 +56,6 @@ def test_an_async_program_runs_on_the_loop_with_its_calls_logged_and_counted(wor
 def test_an_async_program_backs_off_from_a_server_that_admits_two_at_once(workspace, tmp_path):
     with FakeOpenAIServer(latency=0.02, max_concurrent=2) as server:
         report = run(workspace, tmp_path / "run", server, concurrency=12)
-    assert report.chunks == report.exported > 0 and not report.failures
+    assert report.chunks == written(report) > 0 and not report.failures
     print(f"K=2: {len(server.arrivals)} answered, {server.rejected} refused")
     assert server.peak == 2 and server.rejected < len(server.arrivals) / 2

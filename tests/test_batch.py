@@ -20,7 +20,7 @@ from datagen.runs import BatchOptions, RunSettings
 from datagen.runs import generate as generate_engine
 from datagen.runs.generate import generate
 
-from .conftest import run_cli
+from .conftest import run_cli, written
 from .fakes import FakeOpenAIServer, plain, status
 from .test_cli import assert_one_line_error
 
@@ -402,7 +402,7 @@ def test_a_batch_run_writes_the_dataset_an_interactive_run_writes_and_makes_no_i
         report = generate_batched(workspace, tmp_path / "batched", server, size=4)
         assert server.chat_requests == asked  # not one interactive call
     chunks = interactive.chunks
-    assert report.exported == interactive.exported == chunks and not report.failures
+    assert written(report) == written(interactive) == chunks and not report.failures
     assert report.batch.jobs == server.batches_created == math.ceil(chunks / 4)  # one step: ceil(n / size) jobs
     assert report.batch.rounds == 2 and report.batch.requests == chunks
     for name in ("sharegpt.jsonl",):
@@ -429,7 +429,7 @@ def test_a_batch_run_stopped_while_its_jobs_run_resumes_them_and_submits_nothing
         monkeypatch.setattr(generate_engine, "Interrupt", StopOnPoll)
         first = generate_batched(workspace, out, server, size=1000)
         monkeypatch.undo()
-        assert first.stopped and first.interrupted and first.exported == 0
+        assert first.stopped and first.interrupted and written(first) == 0
         from datagen.runs.summary import summarize
 
         [job] = summarize(out).batch_jobs  # `datagen status` shows it in flight
@@ -437,7 +437,7 @@ def test_a_batch_run_stopped_while_its_jobs_run_resumes_them_and_submits_nothing
         created = server.batches_created
         report = generate_batched(workspace, out, server, size=1000)
     assert created == 1 and server.batches_created == 1  # the resume polled the job it had, and submitted none
-    assert report.batch.resumed_jobs == 1 and report.exported == report.chunks and not report.failures
+    assert report.batch.resumed_jobs == 1 and written(report) == report.chunks and not report.failures
     assert server.batch_lines == report.chunks and server.chat_requests == 0
 
 
@@ -454,7 +454,7 @@ def test_a_chunk_failed_by_its_batch_is_asked_afresh_on_the_next_run(workspace, 
         report = generate_batched(workspace, out, server)
         assert dict(report.failures) == {"batch_failed": 1} and report.stopped is None
         again = generate_batched(workspace, out, server)
-    assert again.chunks == 1 and not again.failures and again.exported == report.exported + 1
+    assert again.chunks == 1 and not again.failures and written(again) == written(report) + 1
     assert again.batch.requests == 1  # asked afresh: the stored error was not its answer
 
 
@@ -495,7 +495,7 @@ def test_a_chunk_failed_on_a_stored_answer_is_asked_afresh_on_the_next_run_not_g
         report = generate_batched(workspace, out, server)
         assert dict(report.failures) == {"parse": 1}
         again = generate_batched(workspace, out, server)
-    assert again.chunks == 1 and not again.failures and again.exported == report.exported + 1
+    assert again.chunks == 1 and not again.failures and written(again) == written(report) + 1
 
 
 def test_each_batch_line_carries_the_cap_a_role_without_max_tokens_gets(workspace, tmp_path):
@@ -503,7 +503,7 @@ def test_each_batch_line_carries_the_cap_a_role_without_max_tokens_gets(workspac
         report = generate_batched(workspace, tmp_path / "run", server)  # [models.task] sets no max_tokens
         lines = [json.loads(line) for file in server.files.values() if file["purpose"] == "batch"
                  for line in file["data"].splitlines()]
-    assert report.exported == report.chunks == len(lines) > 0
+    assert written(report) == report.chunks == len(lines) > 0
     assert {line["body"].get("max_tokens") for line in lines} == {default_max_tokens("task", 200)} == {656}
 
 

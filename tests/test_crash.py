@@ -12,7 +12,7 @@ import time
 from datagen.text.chunking import chunk_documents
 from datagen.text.ingest import iter_documents
 
-from .conftest import run_cli, start_cli
+from .conftest import every_record, run_cli, start_cli
 from .fakes import FakeOpenAIServer
 from .test_cli import assert_one_line_error
 
@@ -43,7 +43,8 @@ def integrity(run_dir):
 
 
 def exported(run_dir):
-    return [(run_dir / name).read_bytes() for name in ("sharegpt.jsonl", "metadata.jsonl")]
+    names = ("sharegpt.jsonl", "metadata.jsonl", "sharegpt.test.jsonl", "metadata.test.jsonl")
+    return [(run_dir / name).read_bytes() for name in names]
 
 
 def test_killed_at_random_moments_and_resumed_the_export_is_byte_identical(workspace):
@@ -77,8 +78,11 @@ def test_killed_at_random_moments_and_resumed_the_export_is_byte_identical(works
         final = run_cli(*generate_args(server), cwd=workspace)
     assert final.returncode == 0, final.stderr
     assert exported(workspace / "out") == exported(workspace / "reference")
-    metadata = [json.loads(line) for line in (workspace / "out/metadata.jsonl").read_text().splitlines()]
-    assert [m["chunk_id"] for m in metadata] == [c.id for c in chunks]  # each chunk once, in order
+    train = [json.loads(line)["chunk_id"] for line in (workspace / "out/metadata.jsonl").read_text().splitlines()]
+    held = [json.loads(line)["chunk_id"] for line in (workspace / "out/metadata.test.jsonl").read_text().splitlines()]
+    order = [c.id for c in chunks]
+    assert sorted(train + held) == sorted(order) and held  # each chunk once, in one split or the other
+    assert train == [cid for cid in order if cid in set(train)]  # in chunk order
     assert integrity(workspace / "out") == "ok"
     # A kill loses at most the chunks in flight: everything committed before it was not paid for again.
     paid = len(server.arrivals) - paid_by_reference
@@ -100,7 +104,7 @@ def test_ctrl_c_finishes_the_chunks_in_flight_and_says_how_to_resume(workspace):
         # Every call made was for a chunk that finished and was kept: none paid for and thrown away.
         with sqlite3.connect(workspace / "out/run.db") as db:
             assert db.execute("SELECT count(*) FROM results WHERE status = 'done'").fetchone()[0] == asked
-        assert len((workspace / "out/sharegpt.jsonl").read_text().splitlines()) == asked
+        assert len(every_record(workspace / "out/sharegpt.jsonl")) == asked
         resumed = run_cli(*generate_args(server), cwd=workspace)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resumed: {asked} chunks were already done" in resumed.stderr

@@ -22,7 +22,7 @@ from datagen.samples import Sample
 from datagen.metrics.scoring import MetricContext, Scorer
 from datagen.store import RunStore
 
-from .conftest import run_cli
+from .conftest import every_record, run_cli, written
 from .fakes import FakeEngine, FakeOpenAIServer, FromInputs, fake_lm
 from .test_generate import fake_model, read_jsonl
 
@@ -93,7 +93,7 @@ def test_generate_keeps_the_validated_pairs_as_sharegpt_and_records_the_dropped_
     assert report.chunks > 3 and not report.failures
     # Per chunk: one call for the questions, then an answer and a check for each of four.
     assert engine.calls == report.chunks * 9
-    assert report.samples == report.exported == 2 * report.chunks
+    assert report.samples == written(report) == 2 * report.chunks
     for record, meta in zip(read_jsonl(report.data_path), read_jsonl(report.metadata_path), strict=True):
         human, gpt = record["conversations"]
         assert (human["from"], gpt["from"]) == ("human", "gpt")
@@ -152,7 +152,7 @@ def test_without_validation_every_pair_is_kept(workspace, tmp_path):
     report = run(workspace, tmp_path / "run", {"validate": False, "questions": 4}, engine)
     assert engine.calls == report.chunks * 5  # the questions, and four answers
     assert report.samples == 4 * report.chunks
-    asked = [r["conversations"][0]["value"] for r in read_jsonl(report.data_path)]
+    asked = [r["conversations"][0]["value"] for r in every_record(report.data_path)]
     assert asked.count(TRIVIAL) == asked.count(UNANSWERABLE) == report.chunks
     assert all(stored["dropped"] == [] for stored in stored_outputs(tmp_path / "run"))
 
@@ -199,9 +199,9 @@ def test_multi_turn_samples_export_every_turn(multi_turn):
 
     sharegpt = [[t["value"] for t in r["conversations"]] for r in read_jsonl(write_export(multi_turn, "sharegpt").path)]
     assert sharegpt == turns == [[t["value"] for t in r["conversations"]]
-                                 for r in read_jsonl(multi_turn / "sharegpt.jsonl")]  # what generate wrote
+                                 for r in every_record(multi_turn / "sharegpt.jsonl")]  # what generate wrote
     assert all([t["from"] for t in r["conversations"]] == ["human", "gpt"] * 2
-               for r in read_jsonl(multi_turn / "sharegpt.jsonl"))
+               for r in every_record(multi_turn / "sharegpt.jsonl"))
     openai = read_jsonl(write_export(multi_turn, "openai").path)
     assert [[m["content"] for m in r["messages"]] for r in openai] == turns
     assert all([m["role"] for m in r["messages"]] == ["user", "assistant"] * 2 for r in openai)
@@ -234,7 +234,7 @@ def test_generate_command_takes_the_pipeline_options(workspace):
                          "-O", "turns=2", "-O", "questions=4", "--model", "openai/fake", "--api-base", server.url,
                          cwd=workspace)
     assert result.returncode == 0, result.stderr
-    records = read_jsonl(workspace / "out/sharegpt.jsonl")
+    records = every_record(workspace / "out/sharegpt.jsonl")
     assert len(records) == 4 and all(len(r["conversations"]) == 4 for r in records)
 
 

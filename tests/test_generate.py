@@ -17,6 +17,7 @@ from datagen.text.ingest import iter_documents, read_text
 from datagen.lm.roles import JUDGE_MAX_TOKENS, RoleModel, default_max_tokens
 from datagen.workspace.pipelines import load_program
 
+from .conftest import every_record, written
 from .fakes import FakeEngine, FakeOpenAIServer, Unparseable, fake_lm, plain
 
 
@@ -120,7 +121,7 @@ def test_roles_without_max_tokens_send_a_cap_and_say_so_once(workspace, tmp_path
                 report = generate("style_clone", [workspace / "data/samples"], tmp_path / out, workspace=workspace,
                                   config=config, settings=RunSettings(max_tokens=300, limit=2),
                                   min_scores={"content": 0.0})
-                assert report.exported == 2
+                assert written(report) == 2
     task = [r for r in server.requests if not _judged(r)]
     judge = [r for r in server.requests if _judged(r)]
     assert len(task) >= 4 and len(judge) == 4  # two chunks a run, each judged once
@@ -262,14 +263,14 @@ def test_resume_sends_only_unfinished_chunks_and_exports_each_once(workspace, tm
     # Chunks 0-2 finished before chunk 4 started; chunk 3, or 3 and 5, ran beside it: each of those was kept if it
     # finished before the crash reached the run, and is run again if not.
     assert report.resumed >= 3 and healthy.calls == total - report.resumed == report.chunks
-    records = read_jsonl(out / "sharegpt.jsonl")
-    assert len(records) == report.exported == total
+    records = every_record(out / "sharegpt.jsonl")
+    assert len(records) == written(report) == total
     assert len({r["conversations"][1]["value"] for r in records}) == total
 
     again = FakeEngine()
     report = run(workspace, out, again)
-    assert again.calls == 0 and report.resumed == total and report.exported == total
-    assert read_jsonl(out / "sharegpt.jsonl") == records
+    assert again.calls == 0 and report.resumed == total and written(report) == total
+    assert every_record(out / "sharegpt.jsonl") == records
 
 
 def test_a_resume_with_unchanged_files_does_not_chunk_them_again(workspace, tmp_path, monkeypatch):
@@ -278,7 +279,7 @@ def test_a_resume_with_unchanged_files_does_not_chunk_them_again(workspace, tmp_
     chunked = []
     monkeypatch.setattr(ENGINE, "chunk_documents", lambda *a: chunked.append(a) or chunk_documents(*a))
     report = run(workspace, out, FakeEngine())
-    assert not chunked and report.resumed == 3 and report.exported > 3  # the store's chunks were used
+    assert not chunked and report.resumed == 3 and written(report) > 3  # the store's chunks were used
     sample = workspace / "data/samples/lighthouse_keeper.md"
     sample.write_text(sample.read_text() + "\nA last word, mark you.\n")
     with pytest.raises(DatagenError, match="different inputs"):  # an edited file is chunked and noticed
@@ -289,10 +290,10 @@ def test_a_resume_with_unchanged_files_does_not_chunk_them_again(workspace, tmp_
 def test_limit_then_full_run_continues_the_same_run(workspace, tmp_path):
     out = tmp_path / "run"
     first = FakeEngine()
-    assert run(workspace, out, first, limit=3).exported == 3 and first.calls == 3
+    assert written(run(workspace, out, first, limit=3)) == 3 and first.calls == 3
     rest = FakeEngine()
     report = run(workspace, out, rest)
-    assert rest.calls == report.chunks == report.exported - 3
+    assert rest.calls == report.chunks == written(report) - 3
 
 
 def test_failed_chunks_are_retried_on_resume(workspace, tmp_path):
@@ -308,7 +309,7 @@ def test_failed_chunks_are_retried_on_resume(workspace, tmp_path):
     assert failed > 0
     healthy = FakeEngine()
     report = run(workspace, out, healthy)
-    assert healthy.calls == failed and not report.failures and report.exported == report.resumed + failed
+    assert healthy.calls == failed and not report.failures and written(report) == report.resumed + failed
 
 
 def test_changed_program_or_inputs_are_refused_unless_forced(workspace, tmp_path):
@@ -321,7 +322,7 @@ def test_changed_program_or_inputs_are_refused_unless_forced(workspace, tmp_path
     forced = FakeEngine()
     report = run(workspace, out, forced, force=True)
     total = len(list(chunk_documents(iter_documents([workspace / "data/samples"]), 200)))
-    assert forced.calls == report.chunks == report.exported == total  # started afresh under the new program
+    assert forced.calls == report.chunks == written(report) == total  # started afresh under the new program
 
     (workspace / "data/samples/extra.txt").write_text("A new passage, mark you.\n")
     with pytest.raises(DatagenError, match="different inputs"):

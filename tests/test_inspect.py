@@ -15,7 +15,7 @@ from datagen.runs.inspection import inspect_item, list_failed, list_samples, ren
 from datagen.lm.roles import RoleModel
 from datagen.store import RunStore
 
-from .conftest import run_cli
+from .conftest import run_cli, written
 from .fakes import FakeEngine, FakeOpenAIServer, Unparseable, plain
 from .test_cli import assert_one_line_error
 from .test_generate import Crash, DiesAfter, run
@@ -183,7 +183,7 @@ def test_a_store_made_before_the_call_log_opens_resumes_and_exports(workspace, t
 
     report = run(workspace, out, FakeEngine())
     assert report.resumed == 3 and report.chunks > 0
-    assert write_export(out, "jsonl").samples == report.exported == 3 + report.chunks
+    assert write_export(out, "jsonl").samples == written(report) == 3 + report.chunks
     with RunStore(out) as store:
         chunks = [chunk for chunk, _ in store.done()]
         assert store.steps(chunks[0].id) == [] and [s.step for s in store.steps(chunks[-1].id)] == ["rephrase"]

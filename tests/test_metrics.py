@@ -19,7 +19,7 @@ from datagen.runs.generate import generate
 from datagen.samples import Sample
 from datagen.workspace import Config, MetricSettings, ModelSettings
 
-from .conftest import run_cli
+from .conftest import run_cli, written
 from .fakes import FakeEngine, FakeOpenAIServer, fake_lm
 from .test_generate import fake_model
 
@@ -199,8 +199,8 @@ def test_min_score_keeps_low_samples_out_of_the_export_but_in_the_store(workspac
     report = generate("style_clone", [workspace / "data/samples"], out, workspace=workspace, config=Config(),
                       model=fake_model(FakeEngine(respond=styles_some(workspace))),
                       min_scores={"generic_offline": 0.5}, settings=RunSettings(max_tokens=150))
-    copied = report.samples - report.exported
-    assert report.held_back == copied > 0 and report.exported > 0
+    copied = report.samples - written(report)
+    assert report.held_back == copied > 0 and written(report) > 0
     exported = [json.loads(line)["conversations"][0]["value"] for line in report.data_path.read_text().splitlines()]
     assert set(exported) <= set(neutral_paragraphs(workspace))  # no styled input got through
     with sqlite3.connect(out / "run.db") as db:
@@ -218,9 +218,9 @@ def test_a_new_gate_on_a_finished_run_scores_it_without_running_the_pipeline(wor
     engine = FakeEngine()
     report = generate("style_clone", [workspace / "data/samples"], run_dir, workspace=workspace, config=Config(),
                       model=fake_model(engine), min_scores={"chrf": 0.0}, settings=RunSettings(max_tokens=150))
-    assert engine.calls == 0 and report.exported == report.held_back + report.exported > 0
+    assert engine.calls == 0 and written(report) == report.held_back + written(report) > 0
     with sqlite3.connect(run_dir / "run.db") as db:
-        assert db.execute("SELECT count(*) FROM scores WHERE metric = 'chrf'").fetchone()[0] == report.exported
+        assert db.execute("SELECT count(*) FROM scores WHERE metric = 'chrf'").fetchone()[0] == written(report)
 
 
 # --- evaluate ------------------------------------------------------------------------------------------------

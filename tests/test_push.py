@@ -23,7 +23,8 @@ from .test_export import make_run
 
 TOKEN = "hf_pUsHtEsT" + "Q7x9Zk2m" * 4  # looks like a token, and is found if it leaks anywhere
 REPO = "tester/lighthouse"
-DATA = {"train": "data/train-00000-of-00001.parquet", "validation": "data/validation-00000-of-00001.parquet"}
+DATA = {"train": "data/train-00000-of-00001.parquet", "validation": "data/validation-00000-of-00001.parquet",
+        "test": "data/test-00000-of-00001.parquet"}
 
 
 @pytest.fixture
@@ -87,10 +88,10 @@ def test_push_makes_a_private_dataset_of_the_splits_the_card_and_the_provenance(
     assert repo.private and commits(hub) == 2  # the Hub's initial commit, then the push's one
     assert f"pushed to {hub.url}/datasets/{REPO} (private; train " in result.stdout
     assert set(repo.head.files) == {".gitattributes", "README.md", "datagen.json", *DATA.values()}
-    assert hub.count("lfs-upload") == 2 and hub.count("commit") == 1 and hub.count("xet", None) == 0
+    assert hub.count("lfs-upload") == 3 and hub.count("commit") == 1 and hub.count("xet", None) == 0
     with RunStore(run) as store:
         splits = split_samples(store, val_fraction=0.5)
-    assert splits["train"] and splits["validation"] and not splits["test"]
+    assert splits["train"] and splits["validation"] and splits["test"]  # the run's held-out split, pushed apart
     for name, path in DATA.items():
         got = rows(hub, path)
         assert [r["id"] for r in got] == [sample_id(chunk.id, index) for chunk, index, _ in splits[name]]
@@ -105,13 +106,13 @@ def test_push_makes_a_private_dataset_of_the_splits_the_card_and_the_provenance(
     assert data["annotations_creators"] == ["machine-generated"] and data["size_categories"] == ["n<1K"]
     assert data["task_categories"] == ["text-generation"]
     assert data["configs"] == [{"config_name": "default", "data_files": [
-        {"split": "train", "path": "data/train-*"}, {"split": "validation", "path": "data/validation-*"}]}]
+        {"split": "train", "path": "data/train-*"}, {"split": "validation", "path": "data/validation-*"},
+        {"split": "test", "path": "data/test-*"}]}]
     text = hub.read(REPO, "README.md").decode()
     assert "<!-- datagen dataset card -->" in text and "datagen generate style_clone --input CORPUS" in text
     provenance = json.loads(hub.read(REPO, "datagen.json"))
     assert provenance["run"]["pipeline"] == "style_clone" and provenance["models"] == {"task": "fake/model"}
-    assert provenance["splits"] == {"train": len(splits["train"]), "validation": len(splits["validation"]),
-                                    "test": 0}
+    assert provenance["splits"] == {name: len(items) for name, items in splits.items()}
     assert provenance["reproduce"][1] == f"datagen push run {REPO} --val-fraction 0.5"
     assert_no_token(run, hub.home, hub.root, texts=(result.stdout, result.stderr))
 
@@ -121,8 +122,9 @@ def test_public_with_a_licence_and_languages_when_asked(hub, run):
     assert result.committed and result.created and not result.private and not hub.repo(REPO).private
     data = card(hub).data
     assert data.license == "cc-by-4.0" and data.language == ["en", "fr"]
-    assert data.to_dict()["configs"][0]["data_files"] == [{"split": "train", "path": "data/train-*"}]
-    assert result.files == ["README.md", "data/train-00000-of-00001.parquet", "datagen.json"]
+    assert data.to_dict()["configs"][0]["data_files"] == [{"split": "train", "path": "data/train-*"},
+                                                          {"split": "test", "path": "data/test-*"}]
+    assert result.files == ["README.md", DATA["test"], DATA["train"], "datagen.json"]
 
 
 def test_pushing_the_same_run_again_makes_no_commit_and_sends_nothing(hub, run, workspace):
@@ -135,7 +137,8 @@ def test_pushing_the_same_run_again_makes_no_commit_and_sends_nothing(hub, run, 
     # A change is a commit, and a split that is gone is deleted with it.
     changed = push_run(run, REPO, val_fraction=0)
     assert changed.committed and commits(hub) == 3
-    assert set(hub.repo(REPO).head.files) == {".gitattributes", "README.md", "datagen.json", DATA["train"]}
+    assert set(hub.repo(REPO).head.files) == {".gitattributes", "README.md", "datagen.json", DATA["train"],
+                                              DATA["test"]}
 
 
 def test_parquet_is_the_same_bytes_for_the_same_data(run, tmp_path):
@@ -155,10 +158,10 @@ def test_an_upload_that_fails_stops_the_push_and_pushing_again_finishes_it(hub, 
     stopped = run_cli("push", str(run), REPO, "--val-fraction", "0.5", cwd=workspace)
     line = one_line_error(stopped)
     assert "run the same command again to finish the push" in line
-    assert commits(hub) == 1 and hub.count("lfs-upload") == 1  # the repository made, one object sent, no commit
+    assert commits(hub) == 1 and hub.count("lfs-upload") < len(DATA)  # the repository made, not all sent, no commit
     finished = run_cli("push", str(run), REPO, "--val-fraction", "0.5", cwd=workspace)
     assert finished.returncode == 0, finished.stderr
-    assert commits(hub) == 2 and len(hub.uploads) == len(set(hub.uploads)) == 2  # each object sent once
+    assert commits(hub) == 2 and len(hub.uploads) == len(set(hub.uploads)) == 3  # each object sent once
     assert set(DATA.values()) <= set(hub.repo(REPO).head.files)
     assert_no_token(run, hub.home, hub.root, texts=(stopped.stdout, stopped.stderr, finished.stdout,
                                                     finished.stderr))
@@ -169,9 +172,9 @@ def test_a_commit_cut_off_is_made_by_pushing_again_without_uploading_anything_ag
     with pytest.raises(DatagenError, match="run the same command again") as failed:
         push_run(run, REPO, val_fraction=0.5)
     assert "\n" not in str(failed.value) and TOKEN not in str(failed.value)
-    assert commits(hub) == 1 and hub.count("lfs-upload") == 2
+    assert commits(hub) == 1 and hub.count("lfs-upload") == 3
     assert push_run(run, REPO, val_fraction=0.5).committed
-    assert commits(hub) == 2 and hub.count("lfs-upload") == 2
+    assert commits(hub) == 2 and hub.count("lfs-upload") == 3
 
 
 def test_no_token_is_refused_before_anything_is_sent(hub, run, workspace, monkeypatch):
@@ -238,17 +241,20 @@ def test_the_card_has_the_gate_the_scores_and_the_compiled_program(hub, run, tmp
                                                                                "judge": "fake/judge"}}))
         state.with_name("best.eval.json").write_text('{"baseline": {}}')
         store.set_meta({"compiled": str(state)})
-    result = push_run(run, REPO, min_scores={"content": 0.75}, splits_note="Held-out chunks form the test split.")
+    result = push_run(run, REPO, min_scores={"content": 0.75})
     assert sum(result.splits.values()) == len(done) // 2  # a sample a chunk; every other one passes the gate
     text = hub.read(REPO, "README.md").decode()
     assert "| content | 1.000 |" in text  # the mean over the samples pushed: those that passed the gate
-    assert "content >= 0.75" in text and "Held-out chunks form the test split." in text
+    with RunStore(run) as store:
+        held = sum(split == "test" for split, _ in store.splits().values())
+    assert "content >= 0.75" in text and f"The held-out test split ({held} chunks) was drawn from a 0.1 share" in text
     assert "| judge (when compiled) | fake/judge |" in text
     assert {"compiled/best.json", "compiled/best.manifest.json", "compiled/best.eval.json"} <= set(result.files)
     assert hub.read(REPO, "compiled/best.json") == state.read_bytes()
     provenance = json.loads(hub.read(REPO, "datagen.json"))
-    assert provenance["gate"] == {"content": 0.75} and provenance["split_rule"] == "Held-out chunks form the test " \
-                                                                                  "split."
+    assert provenance["gate"] == {"content": 0.75}
+    assert provenance["split_rule"]["test_fraction"] == 0.1 and provenance["split_rule"]["by"] == "chunk"
+    assert provenance["split_rule"]["how"].startswith(f"The held-out test split ({held} chunks)")
     assert "--compiled compiled/best.json" in provenance["reproduce"][0]
     assert "--min-score content=0.75" in provenance["reproduce"][1]
 

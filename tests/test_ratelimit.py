@@ -14,6 +14,7 @@ from datagen.lm.gate import CUT, PROBE_SLOWDOWN, CallGate, Ticket
 from datagen.lm.roles import build_role_model
 from datagen.runs import generate as generate_engine
 
+from .conftest import written
 from .fakes import FakeEngine, FakeOpenAIServer
 from .test_generate import run
 
@@ -120,7 +121,7 @@ def test_rpm_spaces_every_lm_call_of_a_run_with_chunks_in_flight(workspace, tmp_
     engine = FakeEngine()
     report = run(workspace, out := tmp_path / "run", engine, limit=5, concurrency=5, rpm=120)
     assert out.exists()
-    assert report.exported == engine.calls == 5
+    assert written(report) == engine.calls == 5
     assert sorted(booked) == [0.0, 0.5, 1.0, 1.5, 2.0]  # every call went through the gate, in turn
 
 
@@ -146,7 +147,7 @@ def test_a_run_against_a_server_that_admits_k_at_once_settles_near_k_and_finishe
         finally:
             generate_engine.run_gates = made
     gate = next(iter(gates.values()))
-    assert report.chunks >= 40 and not report.failures and report.exported == report.chunks
+    assert report.chunks >= 40 and not report.failures and written(report) == report.chunks
     assert server.peak == K
     assert gate.level <= 2 * K  # settled near K, far below the 24 it started at
     answered = len(server.arrivals)  # the requests it admitted (a refused one is not an arrival)

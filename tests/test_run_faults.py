@@ -12,7 +12,7 @@ from datagen.runs import RunSettings, summarize
 from datagen.runs.generate import generate
 from datagen.workspace.pipelines import code_fingerprint, load_program, program_sources
 
-from .conftest import run_cli
+from .conftest import run_cli, written
 from .fakes import FakeEngine, FakeOpenAIServer, Unparseable, plain
 from .test_cli import assert_one_line_error
 from .test_factual_qa import QA_MODEL
@@ -92,7 +92,7 @@ def test_a_run_resumed_after_forward_was_edited_is_refused_unless_forced(workspa
         run(workspace, out, FakeEngine())
     forced = FakeEngine()
     report = run(workspace, out, forced, force=True)
-    assert report.resumed == 0 and forced.calls == report.chunks == report.exported  # afresh, one code throughout
+    assert report.resumed == 0 and forced.calls == report.chunks == written(report)  # afresh, one code throughout
 
 
 def test_an_edited_module_the_program_imports_is_noticed_even_through_another(workspace, tmp_path):
@@ -112,7 +112,7 @@ def test_comments_and_other_pipelines_do_not_refuse_a_resume(workspace, tmp_path
          "        # A comment changes no behaviour.\n        boundaries = {}\n")
     edit(workspace / "programs/factual_qa.py", "import dspy\n", "import dspy\nimport os\n")
     report = run(workspace, out, FakeEngine())
-    assert report.resumed == 1 and report.exported == report.chunks + 1
+    assert report.resumed == 1 and written(report) == report.chunks + 1
 
 
 def test_a_compiled_program_records_its_code_and_says_when_it_was_edited_since(workspace, caplog):

@@ -69,7 +69,7 @@ def test_a_run_records_its_split_and_it_is_the_same_on_every_machine(workspace, 
     make_run(workspace, tmp_path / "b", workspace / "data/samples", rule)
     with RunStore(tmp_path / "a") as a, RunStore(tmp_path / "b") as b:
         first, second = a.splits(), b.splits()
-        assert first == second and set(first) == set(a.chunk_ids())
+        assert first == second and set(first) == {c.id for c in a.chunks()}
     tests = [cid for cid, (split, _) in first.items() if split == "test"]
     assert 0 < len(tests) < len(first)
 
@@ -186,7 +186,7 @@ def test_a_run_made_before_splits_gets_its_split_at_export(workspace, tmp_path):
         store._db.execute("DELETE FROM meta WHERE key IN ('split_rule', 'split_seen')")
     export = write_export(out, "openai")
     with RunStore(out) as store:
-        assert set(store.splits()) == set(store.chunk_ids())
+        assert set(store.splits()) == {c.id for c in store.chunks()}
         assert json.loads(store.meta()["split_rule"]) == SplitSettings().model_dump()
         assert export.splits["test"] == sum(len(s) for c, s in store.done() if store.splits()[c.id][0] == "test")
 

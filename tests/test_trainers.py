@@ -279,3 +279,51 @@ def test_the_trainer_tier_is_not_collected_by_the_default_suite():
     conftest = (ROOT / "tests" / "conftest.py").read_text(encoding="utf-8")
     assert 'collect_ignore = ["trainers"]' in conftest
     assert (ROOT / "tests" / "trainers").is_dir()
+
+
+# --- from a run: datagen export RUN --for TRAINER -----------------------------------------------------------------
+
+@pytest.mark.parametrize("trainer", TRAINERS)
+def test_export_for_a_trainer_writes_the_runs_splits_and_never_names_test(workspace, trainer):
+    from datagen.dataset.export import split_samples
+    from datagen.dataset.records import openai_record, prompt_completion_record, sharegpt_record
+    from datagen.store import RunStore
+
+    from .conftest import run_cli
+    from .test_export import make_run
+
+    make_run(workspace, workspace / "out")
+    result = run_cli("export", "out", "--for", trainer, "--base-model", "Qwen/Qwen2.5-0.5B-Instruct",
+                     "--val-fraction", "0.3", "--system", SYSTEM, cwd=workspace)
+    assert result.returncode == 0, result.stderr
+    folder = workspace / "out" / f"for-{trainer}"
+    assert f"{trainer}: out/for-{trainer} (train " in result.stdout and f"cd out/for-{trainer} && " in result.stdout
+    with RunStore(workspace / "out") as store:
+        grouped = split_samples(store, val_fraction=0.3)
+    shape = {"axolotl": openai_record, "unsloth": openai_record, "trl": prompt_completion_record,
+             "llama-factory": sharegpt_record}[trainer]
+    for split in ("train", "validation", "test"):
+        assert grouped[split], split  # the run is big enough for all three
+        written = [json.loads(line) for line in (folder / f"{split}.jsonl").read_text().splitlines()]
+        assert written == [shape(sample, SYSTEM) for _, _, sample in grouped[split]]
+    configs = [p for p in folder.iterdir() if p.suffix in (".yaml", ".py") or p.name == "dataset_info.json"]
+    assert configs and not any("test.jsonl" in p.read_text() for p in configs)
+    card = (folder / "README.md").read_text()
+    assert "held-out test split" in card and "Qwen/Qwen2.5-0.5B-Instruct" in card
+    assert "configs:" not in card  # datasets would read the folder by the card's configs instead of its files
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["export", "out"], "give --format FORMAT (a file format) or --for TRAINER"),
+    (["export", "out", "--format", "openai", "--for", "trl"], "give --format FORMAT (a file format) or --for"),
+    (["export", "out", "--for", "trl"], "--for trl needs --base-model"),
+    (["export", "out", "--for", "megatron", "--base-model", "m"], "unknown trainer 'megatron'"),
+    (["export", "out", "--format", "openai", "--base-model", "m"], "--base-model goes with --for TRAINER"),
+    (["export", "out", "--for", "trl", "--base-model", "m", "--epochs", "0"], "--epochs must be above 0"),
+])
+def test_export_for_bad_input_gets_a_one_line_error(workspace, args, fragment):
+    from .conftest import run_cli
+    from .test_export import make_run, one_line_error
+
+    make_run(workspace, workspace / "out", limit=2)
+    assert fragment in one_line_error(run_cli(*args, cwd=workspace))

@@ -18,7 +18,7 @@ from datagen.store import Review, RunStore
 from datagen.view import Viewed, check_host, create_app, data
 from datagen.workspace import Config
 
-from .conftest import run_cli
+from .conftest import every_record, run_cli
 from .fakes import FakeEngine, plain
 from .test_generate import fake_model, read_jsonl
 
@@ -129,16 +129,16 @@ def test_a_correction_is_kept_beside_the_generated_sample_and_exported(run, tmp_
         assert store.result(chunk)["samples"][index].output == generated_output  # the generated text stays
     # Every export writes the correction; --exclude-rejected leaves the bad one out; --reviewed-only keeps the
     # corrected one alone (a correction counts as approved).
-    everything = read_jsonl(write_export(run, "jsonl", tmp_path / "all.jsonl").path)
+    everything = every_record(write_export(run, "jsonl", tmp_path / "all.jsonl").path)
     assert len(everything) == len(samples)
     assert [r["output"] for r in everything if r["chunk_id"] == chunk][index] == "A corrected passage."
-    kept = read_jsonl(write_export(run, "jsonl", tmp_path / "kept.jsonl", reviewed=NOT_REJECTED).path)
+    kept = every_record(write_export(run, "jsonl", tmp_path / "kept.jsonl", reviewed=NOT_REJECTED).path)
     assert len(kept) == len(samples) - 1
     assert (bad[2], bad[3]) not in {(r["input"], r["output"]) for r in kept}
-    approved = read_jsonl(write_export(run, "jsonl", tmp_path / "approved.jsonl", reviewed=REVIEWED).path)
+    approved = every_record(write_export(run, "jsonl", tmp_path / "approved.jsonl", reviewed=REVIEWED).path)
     assert [(r["input"], r["output"]) for r in approved] == [(generated_input, "A corrected passage.")]
     # An approved sample passes a gate that its generated text's score would fail.
-    gated = read_jsonl(write_export(run, "jsonl", tmp_path / "gated.jsonl", min_scores={"chrf": 1.0}).path)
+    gated = every_record(write_export(run, "jsonl", tmp_path / "gated.jsonl", min_scores={"chrf": 1.0}).path)
     assert [r["output"] for r in gated] == ["A corrected passage."]
     # Dropping the correction brings the generated text back.
     review(client, chunk, index, verdict="", drop_correction="1", input="x", output="y")
@@ -152,7 +152,7 @@ def test_the_export_command_takes_the_review_filters(run, workspace):
         store.set_review(Review(samples[0][0], samples[0][1], "bad"))
     result = run_cli("export", str(run), "-f", "sharegpt", "--exclude-rejected", cwd=workspace)
     assert result.returncode == 0, result.stderr
-    assert len(read_jsonl(run / "sharegpt.jsonl")) == len(samples) - 1
+    assert len(every_record(run / "sharegpt.jsonl")) == len(samples) - 1
     card = (run / "README.md").read_text()
     assert "1 samples reviewed: 0 good, 1 bad" in card and "samples rated bad left out" in card
     both = run_cli("export", str(run), "-f", "jsonl", "--exclude-rejected", "--reviewed-only", cwd=workspace)

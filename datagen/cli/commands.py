@@ -12,7 +12,8 @@ from rich.markup import escape
 from datagen.cli.check import judge_check
 from datagen.cli.logs import setup_logging
 from datagen.cli.output import err
-from datagen.cli.run import chunk, export_run, generate, inspect_run, push_run, status
+from datagen.cli.dataset import export_run, push_run
+from datagen.cli.run import chunk, generate, inspect_run, status
 from datagen.cli.tune import compiled_list, compiled_show, devset, evaluate, optimize
 from datagen.cli.workspace import init, models, new, pipelines, view
 from datagen.errors import DatagenError, Interrupted

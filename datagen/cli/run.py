@@ -1,5 +1,5 @@
 """The commands of a run: `chunk` a corpus, `generate` a dataset, see a run's `status`, `inspect` its samples and
-failures, `export` it for a trainer, `push` it to the Hugging Face Hub."""
+failures (`export` and `push` are in datagen.cli.dataset)."""
 
 import json
 import sys
@@ -327,78 +327,3 @@ def _samples_table(view: dict, order: str) -> Table:
                       escape(shorten(row["input"])), escape(shorten(row["output"])),
                       "\n".join(f"{metric} {value:.3f}" for metric, value in row["scores"].items()))
     return table
-
-
-def export_run(
-    run_dir: Annotated[Path, typer.Argument(help="A run folder made by `datagen generate` (holds run.db).")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="sharegpt, alpaca, openai (chat messages), hf "
-                                                            "(Hugging Face dataset folder), jsonl or parquet.")],
-    out_path: Annotated[Path | None, typer.Option("--out", "-o", help="File to write, or folder for hf "
-                                                                      "(default: in the run folder).")] = None,
-    system: Annotated[str | None, typer.Option(help="System prompt put first in every conversation.")] = None,
-    val_fraction: Annotated[float, typer.Option("--val-fraction", help="Share of the training samples put in "
-                                                "a validation split (by near-duplicate group); 0: none.")] = 0.1,
-    min_score: MinScore = None,
-    reviewed_only: Annotated[bool, typer.Option("--reviewed-only", help="Only samples a person approved or "
-                                                "corrected in datagen view.")] = False,
-    exclude_rejected: Annotated[bool, typer.Option("--exclude-rejected", help="Leave out samples a person rated "
-                                                   "bad in datagen view (and did not correct).")] = False,
-) -> None:
-    """Export a run's samples as sharegpt, alpaca, openai, hf, jsonl or parquet, with a dataset card: the train
-    split in the file, the validation and held-out test splits beside it (NAME.validation.jsonl, NAME.test.jsonl;
-    hf: a split each). A sample a person corrected in `datagen view` is exported as corrected."""
-    from datagen.dataset import write_export
-    from datagen.dataset.review import NOT_REJECTED, REVIEWED
-
-    if reviewed_only and exclude_rejected:
-        raise InputError("--reviewed-only keeps approved samples, which already leaves out rejected ones: give "
-                         "one of the two")
-    reviewed = REVIEWED if reviewed_only else NOT_REJECTED if exclude_rejected else None
-    result = write_export(run_dir, fmt, out_path, system, val_fraction, min_scores(min_score), reviewed)
-    splits = f": {', '.join(f'{name} {n}' for name, n in result.splits.items())}" if result.splits else ""
-    say(f"{fmt}: {result.path} ({result.samples} samples{splits})")
-    say(f"dataset card: {result.card}", to=err)
-
-
-def push_run(
-    run_dir: Annotated[Path, typer.Argument(help="A run folder made by `datagen generate` (holds run.db).")],
-    repo_id: Annotated[str, typer.Argument(help="The dataset repository on the Hub: NAMESPACE/NAME (or NAME, in "
-                                                "the token's own namespace); created if it does not exist.")],
-    public: Annotated[bool, typer.Option("--public", help="Create the repository public (default: "
-                                                          "private).")] = False,
-    license_id: Annotated[str | None, typer.Option("--license", help="The data's licence as the Hub names it, e.g. "
-                                                   "cc-by-4.0 (default: none in the card).")] = None,
-    language: Annotated[list[str] | None, typer.Option("--language", help="A language code for the card, e.g. en "
-                                                       "(repeatable).")] = None,
-    system: Annotated[str | None, typer.Option(help="System prompt put first in every conversation.")] = None,
-    val_fraction: Annotated[float, typer.Option("--val-fraction", help="Share of samples in the validation "
-                                                                       "split, chosen by sample id.")] = 0.1,
-    min_score: MinScore = None,
-    reviewed_only: Annotated[bool, typer.Option("--reviewed-only", help="Only samples a person approved or "
-                                                "corrected in datagen view.")] = False,
-    exclude_rejected: Annotated[bool, typer.Option("--exclude-rejected", help="Leave out samples a person rated "
-                                                   "bad in datagen view (and did not correct).")] = False,
-    message: Annotated[str | None, typer.Option("--message", "-m", help="The commit message.")] = None,
-) -> None:
-    """Push a run's samples to the Hugging Face Hub as a dataset: the splits as parquet, a dataset card and the
-    provenance, in one commit (private unless --public). The token is HF_TOKEN's, else `hf auth login`'s."""
-    import datasets  # noqa: F401  (before quiet_libraries: importing it sets huggingface_hub's log level)
-
-    from datagen.cli.logs import quiet_libraries
-    from datagen.dataset.hub import push_run as push
-    from datagen.dataset.review import NOT_REJECTED, REVIEWED
-
-    quiet_libraries()
-    if reviewed_only and exclude_rejected:
-        raise InputError("--reviewed-only keeps approved samples, which already leaves out rejected ones: give "
-                         "one of the two")
-    reviewed = REVIEWED if reviewed_only else NOT_REJECTED if exclude_rejected else None
-    result = push(run_dir, repo_id, private=not public, license=license_id, language=language,
-                  min_scores=min_scores(min_score), reviewed=reviewed, val_fraction=val_fraction, system=system,
-                  message=message)
-    splits = ", ".join(f"{name} {n}" for name, n in result.splits.items())
-    state = "private" if result.private else "public"
-    if result.committed:
-        say(f"pushed to {result.url} ({state}; {splits}): commit {result.commit}")
-    else:
-        say(f"{result.url} ({state}; {splits}) already holds this dataset: no new commit ({result.commit})")

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from datagen.dataset.review import NOT_REJECTED, REVIEWED
+from datagen.dataset.splits import split_note
 from datagen.errors import DatagenError
 from datagen.store import RunStore
 from datagen.util.files import replacing
@@ -142,8 +143,7 @@ def front_matter(metadata: str) -> list[str]:
 
 def dataset_card(store: RunStore, fmt: str, files: list[str], samples: int, *, system: str | None = None,
                  splits: dict[str, int] | None = None, val_fraction: float | None = None,
-                 min_scores: dict[str, float] | None = None, reviewed: str | None = None,
-                 splits_note: str | None = None) -> str:
+                 min_scores: dict[str, float] | None = None, reviewed: str | None = None) -> str:
     """The README.md written beside a local export: what made the data, and what the export holds.
 
     Args:
@@ -152,11 +152,10 @@ def dataset_card(store: RunStore, fmt: str, files: list[str], samples: int, *, s
         files: the names the export wrote, as the card lists them.
         samples: how many samples it holds.
         system: the system prompt put first in every conversation, shown in the card; None: none.
-        splits: {split: samples} (hf); None: no splits row.
-        val_fraction: the validation fraction the splits were drawn with, said in the splits row.
+        splits: {split: samples}; None: no splits row.
+        val_fraction: the share of the non-test near-duplicate groups in validation, said in the Splits section.
         min_scores: the quality gate applied ({metric: bar}); None: none.
         reviewed: the review filter applied (see `datagen.dataset.export.run_samples`).
-        splits_note: how the splits were drawn, a sentence; None: "validation fraction F, by sample id".
     """
     meta = store.meta()
     pipeline = meta.get("pipeline", "unknown")
@@ -171,10 +170,10 @@ def dataset_card(store: RunStore, fmt: str, files: list[str], samples: int, *, s
     ]
     contents = [("format", fmt), ("files", ", ".join(files)), ("samples exported", samples)]
     if splits is not None:
-        contents.append(("splits", ", ".join(f"{name} {n}" for name, n in splits.items())
-                         + f" ({splits_note or f'validation fraction {val_fraction}, by sample id'})"))
+        contents.append(("splits", ", ".join(f"{name} {n}" for name, n in splits.items())))
     contents += [*gate_row(store, samples, min_scores, reviewed), *review_row(store, reviewed)]
-    return "\n".join([*lines, *_table(contents), "", *run_sections(store, system)])
+    return "\n".join([*lines, *_table(contents), "", "## Splits", "", split_note(store, val_fraction or 0), "",
+                      *run_sections(store, system)])
 
 
 def score_means(store: RunStore, items: Iterable[tuple]) -> dict[str, tuple[float, int]]:
@@ -193,7 +192,7 @@ def score_means(store: RunStore, items: Iterable[tuple]) -> dict[str, tuple[floa
 def hub_card(store: RunStore, splits: dict[str, list], *, repo_id: str, files: list[str],
              reproduce: list[str], system: str | None = None, min_scores: dict[str, float] | None = None,
              reviewed: str | None = None, license: str | None = None, language: list[str] | None = None,
-             splits_note: str | None = None, models: dict[str, str] | None = None) -> str:
+             val_fraction: float = 0.1, models: dict[str, str] | None = None) -> str:
     """The README.md of a dataset pushed to the Hub (`datagen push`): the YAML metadata the Hub reads (see
     `card_metadata`), then what made the data and how to make it again. It carries no date, so that pushing the
     same run twice writes the same card (and the Hub gets no new commit).
@@ -209,7 +208,7 @@ def hub_card(store: RunStore, splits: dict[str, list], *, repo_id: str, files: l
         reviewed: the review filter applied (see `datagen.dataset.export.run_samples`).
         license: the licence the user gave (the Hub's identifier); None: no `license` field.
         language: language codes the user gave; None: no `language` field.
-        splits_note: how the splits were drawn, a sentence; None: "by sample id" with the split sizes.
+        val_fraction: the share of the non-test near-duplicate groups in validation, said in the Splits section.
         models: the model of each role by name ({"task": ..., "judge": ...}); None: the run's task model.
     """
     meta = store.meta()
@@ -226,8 +225,7 @@ def hub_card(store: RunStore, splits: dict[str, list], *, repo_id: str, files: l
         f"Training samples made by datagen's `{pipeline}` pipeline from a text corpus. Each "
         "record holds the chat `messages` (the input as the user turn, the output as the assistant's) and the flat "
         "fields `id`, `input`, `output`, `chunk_id`, `source`, `start`, `end` (where in the corpus it came from).",
-        "", "## Splits", "", splits_note or "Each sample's split is decided by its id alone, so a sample stays in "
-        "its split when the run grows.", "",
+        "", "## Splits", "", split_note(store, val_fraction), "",
         *_table(contents), "",
         "## Provenance", "", *_table(provenance_rows(meta)), "",
         "## Models", "", *_table((models or {"task": meta.get("model", "unknown")}).items(), ("role", "model")), "",

@@ -5,7 +5,6 @@ under a temporary name and renamed into place, and a dataset card (README.md) be
 data came from: pipeline, program fingerprint, model, counts, failures, date.
 """
 
-import hashlib
 import json
 import logging
 from collections.abc import Iterable, Iterator, Mapping
@@ -16,8 +15,12 @@ from pathlib import Path
 from datagen.text.chunking import Chunk
 from datagen.errors import DatagenError
 from datagen.util.files import replacing
+from datagen.dataset.records import (FLAT_FIELDS, alpaca_record, flat_record, openai_record, sample_id,
+                                     sharegpt_record)
 from datagen.dataset.card import CARD_FILE, check_card, dataset_card, write_card
 from datagen.dataset.splits import held_out, recorded_splits, validation_group
+from datagen.dataset.trainers import TrainerExport, TrainingSettings, write_trainer_export
+from datagen.dataset.trainers import check_settings as check_trainer_settings
 from datagen.dataset.review import NOT_REJECTED, REVIEWED, approved, as_reviewed, keeps
 from datagen.samples import Sample
 from datagen.store import RunStore
@@ -28,55 +31,7 @@ FORMATS = ("sharegpt", "alpaca", "openai", "hf", "jsonl", "parquet")
 # Where each format is written in the run folder unless told otherwise (hf is a folder).
 DEFAULT_NAMES = {"sharegpt": "sharegpt.jsonl", "alpaca": "alpaca.jsonl", "openai": "openai.jsonl",
                  "jsonl": "samples.jsonl", "parquet": "dataset.parquet", "hf": "hf"}
-FLAT_FIELDS = ("id", "input", "output", "chunk_id", "source", "start", "end")
 SPLITS = ("train", "validation", "test")
-
-
-def sample_id(chunk_id: str, index: int) -> str:
-    """A sample's stable id: a hash of its chunk's id (itself a hash of the chunk's text) and its place among
-    the chunk's samples. It does not depend on the run's other chunks, so it survives re-runs and growth."""
-    return hashlib.sha256(f"{chunk_id}/{index}".encode()).hexdigest()[:16]
-
-
-def sharegpt_record(sample: Sample, system: str | None = None) -> dict:
-    """ShareGPT: the input as the human turn, the output as the gpt turn, after the earlier turns of a
-    multi-turn sample and the system turn if given."""
-    turns = [{"from": who, "value": text} for user, assistant in sample.turns
-             for who, text in (("human", user), ("gpt", assistant))]
-    if system is not None:
-        turns.insert(0, {"from": "system", "value": system})
-    return {"conversations": turns}
-
-
-def alpaca_record(sample: Sample, system: str | None = None) -> dict:
-    """Alpaca: the input as the instruction, with no separate input, and the output; a multi-turn sample's
-    earlier turns as alpaca's `history` of [instruction, output] pairs."""
-    record = {"instruction": sample.input, "input": "", "output": sample.output}
-    if system is not None:
-        record["system"] = system
-    if sample.history:
-        record["history"] = [list(turn) for turn in sample.history]
-    return record
-
-
-def openai_record(sample: Sample, system: str | None = None) -> dict:
-    """Chat `messages` as fine-tuning APIs take them: the input as the user turn, the output as the assistant's,
-    after the earlier turns of a multi-turn sample."""
-    messages = [{"role": role, "content": text} for user, assistant in sample.turns
-                for role, text in (("user", user), ("assistant", assistant))]
-    if system is not None:
-        messages.insert(0, {"role": "system", "content": system})
-    return {"messages": messages}
-
-
-def flat_record(chunk: Chunk, index: int, sample: Sample) -> dict:
-    """One sample with its id and the place in the corpus it came from (the `jsonl` and `parquet` formats), and
-    a multi-turn sample's earlier turns as `history`, [user, assistant] pairs."""
-    record = {"id": sample_id(chunk.id, index), "input": sample.input, "output": sample.output,
-              "chunk_id": chunk.id, "source": chunk.source, "start": chunk.start, "end": chunk.end}
-    if sample.history:
-        record["history"] = [list(turn) for turn in sample.history]
-    return record
 
 
 _CHAT_RECORDS = {"sharegpt": sharegpt_record, "alpaca": alpaca_record, "openai": openai_record}
@@ -310,6 +265,52 @@ def write_export(run_dir: str | Path, fmt: str, out_path: str | Path | None = No
     return Export(target, card, sum(counts.values()), counts, files)
 
 
+def export_for_trainer(run_dir: str | Path, trainer: str, settings: TrainingSettings,
+                       out_dir: str | Path | None = None, *, val_fraction: float = 0.1,
+                       min_scores: dict[str, float] | None = None, reviewed: str | None = None) -> TrainerExport:
+    """Export a run for a trainer (`datagen export RUN --for TRAINER`): its splits in the record shape the trainer
+    reads and a config (or script) that trains on train and evaluates on validation, never naming the held-out
+    test split (datagen.dataset.trainers.write_trainer_export), with the dataset card beside them.
+
+    Args:
+        run_dir: a run folder made by `datagen generate`.
+        trainer: one of datagen.dataset.trainers.TRAINERS.
+        settings: the base model and the training numbers (`TrainingSettings`).
+        out_dir: the folder to write; default `RUN/for-TRAINER/`.
+        val_fraction: the share of the non-test near-duplicate groups in validation, in [0, 0.5]; default 0.1.
+        min_scores: {metric: bar}: leave out the samples scored below a bar (see `run_samples`).
+        reviewed: review.REVIEWED or review.NOT_REJECTED (see `run_samples`).
+
+    Returns:
+        The `TrainerExport`, the card last among its files.
+
+    Raises:
+        DatagenError: a bad value (InputError, naming its flag), a run with nothing finished, a bar no sample was
+            scored on, or a folder holding a README.md datagen did not write.
+    """
+    run = Path(run_dir)
+    if not 0 <= val_fraction <= 0.5:
+        raise DatagenError(f"--val-fraction must be between 0 and 0.5, got {val_fraction}")
+    check_trainer_settings(trainer, settings)
+    folder = Path(out_dir) if out_dir is not None else run / f"for-{trainer}"
+    if folder.exists() and not folder.is_dir():
+        raise DatagenError(f"{folder}: exists and is not a folder; --for writes a folder")
+    with RunStore.existing(run) as store:
+        check_card(folder / CARD_FILE)
+        if not store.counts()["done"]:
+            raise DatagenError(f"{run}: no finished chunks to export yet (run datagen generate)")
+        check_scored(store, min_scores)
+        grouped = split_samples(store, min_scores, reviewed, val_fraction)
+        export = write_trainer_export(trainer, {name: [sample for _, _, sample in kept]
+                                                for name, kept in grouped.items()}, folder, settings)
+        names = [path.name for path in export.files]
+        card = dataset_card(store, f"{trainer} (base model {settings.base_model})", names,
+                            sum(export.records.values()), system=settings.system, splits=export.records,
+                            val_fraction=val_fraction, min_scores=min_scores, reviewed=reviewed)
+        export.files.append(write_card(folder, card))
+    return export
+
+
 def _write_parquet(kept: Iterable[tuple[Chunk, int, Sample]], target: Path) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -323,25 +324,6 @@ def _write_parquet(kept: Iterable[tuple[Chunk, int, Sample]], target: Path) -> i
     with replacing(target) as partial:
         pq.write_table(pa.Table.from_pylist(rows, schema=schema), partial)
     return len(rows)
-
-
-def hf_dataset(splits: Mapping[str, Iterable[tuple[Chunk, int, Sample]]], system: str | None = None):
-    """A `datasets.DatasetDict` of the given splits ({split: [(chunk, index, sample)]}, as `split_samples` gives
-    them): each record the chat `messages` (openai form, `system` first when given) and the flat fields
-    (FLAT_FIELDS); a multi-turn sample's history is in its messages."""
-    import datasets
-
-    features = datasets.Features({
-        "messages": [{"role": datasets.Value("string"), "content": datasets.Value("string")}],
-        **{name: datasets.Value("int64" if name in ("start", "end") else "string") for name in FLAT_FIELDS}})
-    columns = {split: {name: [] for name in features} for split in splits}
-    for split, kept in splits.items():
-        for chunk, index, sample in kept:
-            record = {**openai_record(sample, system), **flat_record(chunk, index, sample)}
-            for name in features:
-                columns[split][name].append(record[name])
-    return datasets.DatasetDict({split: datasets.Dataset.from_dict(columns[split], features=features)
-                                 for split in splits})
 
 
 def hf_features():

@@ -32,8 +32,9 @@ from datagen._version import __version__
 from datagen.dataset.card import CARD_FILE, hub_card, is_card, tool_versions
 from datagen.dataset.export import check_scored, hf_dataset, split_samples
 from datagen.dataset.review import NOT_REJECTED, REVIEWED
+from datagen.dataset.splits import split_note
 from datagen.errors import DatagenError, InputError
-from datagen.store import GATE, RunStore
+from datagen.store import GATE, SPLIT_RULE, RunStore
 from datagen.util.redaction import redact, remember_key
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,7 @@ def check_card_fields(license: str | None, language: list[str] | None) -> None:
 def push_run(run_dir: str | Path, repo_id: str, *, private: bool = True, license: str | None = None,
              language: list[str] | None = None, min_scores: dict[str, float] | None = None,
              reviewed: str | None = None, val_fraction: float = 0.1, system: str | None = None,
-             message: str | None = None, splits_note: str | None = None) -> PushResult:
+             message: str | None = None) -> PushResult:
     """Push a run's samples to a dataset repository on the Hub, in one commit (see the module's docstring).
 
     Args:
@@ -154,7 +155,6 @@ def push_run(run_dir: str | Path, repo_id: str, *, private: bool = True, license
         val_fraction: the share of samples in the validation split, 0 to 0.5 (see `export.split_samples`).
         system: a system prompt put first in every conversation; None: none.
         message: the commit's message; None: "datagen push: PIPELINE, N samples".
-        splits_note: how the splits were drawn, a sentence for the card and datagen.json; None: by sample id.
 
     Returns:
         The `PushResult`.
@@ -188,8 +188,7 @@ def push_run(run_dir: str | Path, repo_id: str, *, private: bool = True, license
             user = api.whoami()["name"]  # the token checked before anything is written
             full_id = repo_id if "/" in repo_id else f"{user}/{repo_id}"
             settings = {"private": private, "license": license, "language": language, "min_scores": min_scores,
-                        "reviewed": reviewed, "val_fraction": val_fraction, "system": system,
-                        "splits_note": splits_note}
+                        "reviewed": reviewed, "val_fraction": val_fraction, "system": system}
             files = _stage(Path(staging), store, run, splits, full_id, settings)
             return _commit(api, full_id, files, private, message or
                            f"datagen push: {store.meta().get('pipeline', 'a run')}, "
@@ -217,7 +216,7 @@ def _stage(folder: Path, store: RunStore, run: Path, splits: dict, repo_id: str,
     card = hub_card(store, splits, repo_id=repo_id, files=sorted(files), reproduce=reproduce,
                     system=settings["system"], min_scores=settings["min_scores"], reviewed=settings["reviewed"],
                     license=settings["license"], language=settings["language"],
-                    splits_note=settings["splits_note"], models=models)
+                    val_fraction=settings["val_fraction"], models=models)
     files[CARD_FILE] = _write_text(folder / CARD_FILE, card)
     return files
 
@@ -317,8 +316,8 @@ def provenance_record(store: RunStore, splits: dict, settings: dict, models: dic
         "reviews": {"reviewed": len(reviews), "good": sum(r.verdict == "good" for r in reviews),
                     "bad": sum(r.verdict == "bad" for r in reviews), "corrected": sum(r.corrected for r in reviews)},
         "splits": {name: len(items) for name, items in splits.items()},
-        "split_rule": settings["splits_note"] or f"by sample id: a sample is in validation when its id hashes below "
-                                                 f"{settings['val_fraction']:g}",
+        "split_rule": {**json.loads(store.meta().get(SPLIT_RULE) or "{}"), "val_fraction": settings["val_fraction"],
+                       "how": split_note(store, settings["val_fraction"])},
         "system": settings["system"], "compiled": compiled, "reproduce": reproduce,
     }
 

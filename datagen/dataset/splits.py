@@ -220,11 +220,14 @@ def draw_splits(store: RunStore, rule: SplitSettings, seen: Sequence[str] = (), 
     return splits
 
 
-def split_note(store: RunStore) -> str:
-    """One paragraph on how the run's held-out split was drawn and what kept chunks out of it, for the card."""
+def split_note(store: RunStore, val_fraction: float = 0.0) -> str:
+    """A paragraph for a dataset card: how the run's held-out split was drawn, what kept chunks out of it, and how
+    the validation split was carved (`val_fraction`, 0: none)."""
     meta, counts = store.meta(), store.split_counts()
-    if SPLIT_RULE not in meta:
-        return "No held-out split was drawn for this run."
+    validation = (f" The validation split is carved from the rest at export: the near-duplicate groups whose id "
+                  f"hashes below {val_fraction:g}." if val_fraction else "")
+    if SPLIT_RULE not in meta or not json.loads(meta[SPLIT_RULE])["test_fraction"]:
+        return "No test split is held out of this run." + validation
     rule = json.loads(meta[SPLIT_RULE])
     test, train = counts.get("test", {}), counts.get("train", {})
     how = (f"whole source files, the {rule['test_fraction']:g} share with the smallest hashes of their names"
@@ -234,14 +237,14 @@ def split_note(store: RunStore) -> str:
             "run store; training files leave it out. Near-duplicate chunks (60% of one's word 3-grams in the other, "
             "by MinHash) share a split, chunks like the program's dev-set items and demos stay in train, and no "
             "chunk ever moves from train to test" + (f" (kept in train: {', '.join(moved)})" if moved else "")
-            + ". Validation is carved from the rest at export, by near-duplicate group.")
+            + "." + validation)
 
 
 def recorded_splits(store: RunStore) -> dict[str, Split]:
     """The run's recorded splits, {chunk id: Split}; chunks without one (a run made before datagen drew held-out
     splits) get theirs first, by the run's recorded rule, else the default ([splits] as SplitSettings() says)."""
-    recorded = store.splits()
-    if all(chunk_id in recorded for chunk_id in store.chunk_ids()):
+    recorded = store.splits()  # only the run's own chunks: all of them when as many as the run has
+    if len(recorded) == store.counts()["chunks"]:
         return {chunk_id: Split(split, group, "recorded") for chunk_id, (split, group) in recorded.items()}
     rule = store.meta().get(SPLIT_RULE)
     return draw_splits(store, SplitSettings(**json.loads(rule)) if rule else SplitSettings())

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import yaml
 
+from datagen.dataset.records import messages, openai_record, prompt_completion_record, sharegpt_record
 from datagen.errors import InputError
 from datagen.samples import Sample
 from datagen.text.tokens import count_tokens
@@ -131,35 +132,8 @@ class TrainerExport:
 
 # --- records --------------------------------------------------------------------------------------------------
 
-def _messages(sample: Sample, system: str | None) -> list[dict]:
-    """A sample's conversation as role/content messages: the system prompt, then each (user, assistant) turn."""
-    messages = [{"role": "system", "content": system}] if system is not None else []
-    for user, assistant in sample.turns:
-        messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
-    return messages
-
-
-def messages_record(sample: Sample, system: str | None = None) -> dict:
-    """`{"messages": [{"role", "content"}, ...]}`: what axolotl's chat_template stanza and Unsloth's script read."""
-    return {"messages": _messages(sample, system)}
-
-
-def prompt_completion_record(sample: Sample, system: str | None = None) -> dict:
-    """TRL's conversational prompt-completion: every message before the last assistant turn as `prompt`, that turn
-    as `completion`; SFTTrainer computes the loss on the completion only (`completion_only_loss`, on by default)."""
-    messages = _messages(sample, system)
-    return {"prompt": messages[:-1], "completion": messages[-1:]}
-
-
-def sharegpt_record(sample: Sample, system: str | None = None) -> dict:
-    """ShareGPT `{"conversations": [{"from", "value"}, ...]}` with human/gpt turns, the system turn first: what
-    LLaMA-Factory's sharegpt formatting reads with its default tags."""
-    names = {"system": "system", "user": "human", "assistant": "gpt"}
-    return {"conversations": [{"from": names[m["role"]], "value": m["content"]} for m in _messages(sample, system)]}
-
-
-RECORDS = {"axolotl": messages_record, "trl": prompt_completion_record, "llama-factory": sharegpt_record,
-           "unsloth": messages_record}
+RECORDS = {"axolotl": openai_record, "trl": prompt_completion_record, "llama-factory": sharegpt_record,
+           "unsloth": openai_record}
 
 
 # --- measuring ------------------------------------------------------------------------------------------------
@@ -169,8 +143,8 @@ def record_tokens(sample: Sample, system: str | None = None) -> int:
     yardstick (tiktoken's o200k_base, `datagen.text.tokens`: not the base model's tokenizer, which cannot be
     loaded offline), plus the chat template's markers (TEMPLATE_TOKENS_PER_MESSAGE a message and
     TEMPLATE_TOKENS_PER_RECORD a conversation)."""
-    messages = _messages(sample, system)
-    return (sum(count_tokens(m["content"]) for m in messages) + TEMPLATE_TOKENS_PER_MESSAGE * len(messages)
+    turns = messages(sample, system)
+    return (sum(count_tokens(m["content"]) for m in turns) + TEMPLATE_TOKENS_PER_MESSAGE * len(turns)
             + TEMPLATE_TOKENS_PER_RECORD)
 
 

@@ -118,10 +118,7 @@ def generate(program: "str | dspy.Module", inputs: Iterable[str | Path], out_dir
           RunStore(out) as store):
         _claim(store, stamp, chunks, partial(run_identity, pipeline, module, model, options=run_options),
                settings.force)
-        # The held-out split, drawn before any chunk runs; text the compiled program saw stays out of it.
-        draw_splits(store, config.splits, program_seen_texts(state, workspace), force=settings.force)
-        if state is not None:  # for datagen push: the program, its manifest and its evaluation beside the data
-            store.set_meta({COMPILED: str(Path(state).resolve())})
+        _hold_out(store, config, state, workspace, settings.force)
         report.resumed = store.counts()["done"]
         scorer = _gate_scorer(store, pipeline, workspace, config, min_scores, settings.concurrency)
         _run(store, report, module, model, scorer, config, settings, callbacks)
@@ -158,6 +155,14 @@ def _claim(store: RunStore, stamp: str, chunks: Callable[[], Iterator[Chunk]],
     if not unchanged or not store.counts()["chunks"]:
         store.add_chunks(chunks())
         store.set_meta({FILES_STAMP: stamp})
+
+
+def _hold_out(store: RunStore, config: Config, state: Path | None, workspace: Path, force: bool) -> None:
+    """Draw the run's held-out split before any chunk runs (datagen.dataset.splits), keeping the text the compiled
+    program saw (`state`, None: none) out of it, and record the program for `datagen push`."""
+    draw_splits(store, config.splits, program_seen_texts(state, workspace), force=force)
+    if state is not None:  # for datagen push: the program, its manifest and its evaluation beside the data
+        store.set_meta({COMPILED: str(Path(state).resolve())})
 
 
 def _gate_scorer(store: RunStore, pipeline: str, workspace: Path, config: Config,

@@ -1,7 +1,9 @@
 """The run store: one SQLite database per run folder, with the records it holds."""
 
 from datagen.store.records import Call, Outcome, Review, Step, sum_usage
-from datagen.store.run_store import BatchReader, RunStore
+from datagen.store.batch_reader import BatchReader
+from datagen.store.run_store import RunStore
 from datagen.store.schema import COMPILED, DB_FILE, GATE, SCHEMA, SPLIT_RULE, SPLIT_SEEN
 
-__all__ = ["COMPILED", "DB_FILE", "GATE", "SCHEMA", "SPLIT_RULE", "SPLIT_SEEN", "BatchReader", "Call", "Outcome", "Review", "RunStore", "Step", "sum_usage"]
+__all__ = ["COMPILED", "DB_FILE", "GATE", "SCHEMA", "SPLIT_RULE", "SPLIT_SEEN", "BatchReader", "Call", "Outcome",
+           "Review", "RunStore", "Step", "sum_usage"]

@@ -7,7 +7,6 @@ a chunk has at most one result, so no sample can be exported twice.
 
 import json
 import sqlite3
-import threading
 import time
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
@@ -15,6 +14,7 @@ from pathlib import Path
 
 from datagen.errors import RunFolderError
 from datagen.samples import Failed, Sample
+from datagen.store.batch_reader import BatchReader
 from datagen.store.records import Call, Outcome, Review, Step, sum_usage
 from datagen.store.schema import DB_FILE, SCHEMA
 from datagen.text.chunking import Chunk
@@ -105,17 +105,12 @@ class RunStore:
 
     def chunks(self) -> Iterator[Chunk]:
         """Every chunk of the run, in order."""
-        for row in self._db.execute(f"SELECT {_CHUNK_COLUMNS} FROM chunks ORDER BY ord").fetchall():
-            yield Chunk(*row)
-
-    def chunk_ids(self) -> list[str]:
-        return [chunk_id for (chunk_id,) in self._db.execute("SELECT id FROM chunks ORDER BY ord")]
+        return (Chunk(*row) for row in self._db.execute(f"SELECT {_CHUNK_COLUMNS} FROM chunks ORDER BY ord").fetchall())
 
     # --- held-out split -------------------------------------------------------------------------------------
 
     def splits(self) -> dict[str, tuple[str, str]]:
-        """Each chunk's recorded split and near-duplicate group: {chunk id: (split, group)}; a chunk without one
-        is missing (see datagen.dataset.splits)."""
+        """{chunk id: (split, near-duplicate group)} of the chunks with a recorded split (datagen.dataset.splits)."""
         return {chunk_id: (split, grp) for chunk_id, split, grp in self._db.execute(
             "SELECT s.chunk_id, s.split, s.grp FROM splits s JOIN chunks c ON c.id = s.chunk_id")}
 
@@ -474,26 +469,6 @@ class RunStore:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
-
-
-class BatchReader:
-    """Looks batch requests up by key from any thread, through a connection of its own (reads only; the store's
-    connection stays its owner thread's). Close it when done."""
-
-    def __init__(self, path: Path):
-        self._db = sqlite3.connect(path, check_same_thread=False)
-        self._lock = threading.Lock()
-
-    def lookup(self, key: str) -> tuple[bool, str | None, str | None, str | None] | None:
-        """None for a key never recorded; else (submitted, answer JSON, error kind, error message)."""
-        with self._lock:
-            row = self._db.execute("SELECT job IS NOT NULL, answer, error_kind, error FROM batch_requests "
-                                   "WHERE key = ?", (key,)).fetchone()
-        return None if row is None else (bool(row[0]), row[1], row[2], row[3])
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
 
 
 def _sample_row(sample: Sample) -> list:

@@ -2,12 +2,14 @@
 datagen's own .venv; the trainers' venvs need not hold datagen): python -m tests.trainers.make_exports OUT
 
 Each export is OUT/<trainer>-<variant>/: lora (a validation split, a system prompt, a multi-turn sample), full
-(no validation split), qlora.
+(no validation split), qlora, and run: a real run of style_clone on the sample corpus (a fake model answering),
+exported as `datagen export RUN --for TRAINER` writes it, dataset card included.
 """
 
 import sys
 from pathlib import Path
 
+from datagen.dataset.export import export_for_trainer
 from datagen.dataset.trainers import TRAINERS, TrainingSettings, write_trainer_export
 from datagen.samples import Sample
 
@@ -25,7 +27,25 @@ VARIANTS = {
 }
 
 
+def _run(out: Path) -> Path:
+    """A style_clone run over the repository's sample corpus, its held-out split drawn (a fake model answers)."""
+    from datagen.runs import RunSettings
+    from datagen.runs.generate import generate
+    from datagen.workspace import Config
+    from tests.fakes import FakeEngine
+    from tests.test_generate import fake_model
+
+    root = Path(__file__).resolve().parents[2]
+    generate("style_clone", [root / "data/samples"], out / "run", workspace=root, config=Config(),
+             model=fake_model(FakeEngine()), settings=RunSettings(max_tokens=200))
+    return out / "run"
+
+
 def main(out: Path) -> None:
+    run = _run(out)
+    for trainer in TRAINERS:
+        export = export_for_trainer(run, trainer, TrainingSettings(BASE_MODEL), out / f"{trainer}-run", val_fraction=0.3)
+        print(f"{trainer}-run: {', '.join(f.name for f in export.files)}; {export.command}")
     for trainer in TRAINERS:
         for variant, (settings, splits) in VARIANTS.items():
             if trainer == "unsloth" and settings.adapter == "full":

@@ -17,7 +17,7 @@ CAPABILITIES = {"bf16": True, "fp8": False, "n_gpu": 1, "n_node": 1, "compute_ca
 ENV_CAPABILITIES = {"torch_version": "2.13.0"}
 
 
-@pytest.fixture(params=["lora", "full", "qlora"])
+@pytest.fixture(params=["lora", "full", "qlora", "run"])
 def folder(request, exports):
     (found,) = [f for f in folders(exports, "axolotl") if f.name == f"axolotl-{request.param}"]
     return found

@@ -24,7 +24,7 @@ from llamafactory.hparams import get_train_args
 from .conftest import folders
 
 
-@pytest.fixture(params=["lora", "full", "qlora"])
+@pytest.fixture(params=["lora", "full", "qlora", "run"])
 def folder(request, exports):
     (found,) = [f for f in folders(exports, "llama-factory") if f.name == f"llama-factory-{request.param}"]
     return found

@@ -39,7 +39,7 @@ def load(folder, script_args):
         os.chdir(cwd)
 
 
-@pytest.fixture(params=["lora", "full", "qlora"])
+@pytest.fixture(params=["lora", "full", "qlora", "run"])
 def folder(request, exports):
     (found,) = [f for f in folders(exports, "trl") if f.name == f"trl-{request.param}"]
     return found
