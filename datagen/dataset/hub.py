@@ -36,6 +36,7 @@ from datagen.dataset.splits import split_note
 from datagen.errors import DatagenError, InputError
 from datagen.store import GATE, SPLIT_RULE, RunStore
 from datagen.util.redaction import redact, remember_key
+from datagen.workspace import MANIFEST_SUFFIX, evaluation_path, manifest_path, report_path
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +44,6 @@ REPO_TYPE = "dataset"
 DATA_DIR = "data"
 COMPILED_DIR = "compiled"
 PROVENANCE_FILE = "datagen.json"
-# The files of a compiled program beside its state NAME.json (the naming of datagen.workspace.compiled, which this
-# layer may not import): its manifest and its held-out evaluations.
-_COMPILED_SUFFIXES = {"manifest": ".manifest.json", "evaluation": ".eval.json"}
 NO_TOKEN = "no Hugging Face token: set HF_TOKEN or run `hf auth login`"
 
 
@@ -247,25 +245,24 @@ def _copy(source: Path, target: Path) -> Path:
 
 def _compiled_files(recorded: str | None, run: Path) -> dict[str, Path]:
     """The compiled program the run used (its meta's "compiled": the state's path, absolute or relative to the
-    current folder or to the run folder) as {path in the repository: file}: the state, then its manifest and
-    evaluations where they exist. None recorded, or the state gone: none (with a warning when gone)."""
+    current folder or to the run folder) as {path in the repository: file}: the state, then its manifest, its
+    held-out evaluations and their HTML report where they exist. None recorded, or the state gone: none (with a warning when gone)."""
     if not recorded:
         return {}
     state = next((p for p in (Path(recorded), run / recorded) if p.is_file()), None)
     if state is None:
         log.warning("%s: the run's compiled program is gone; pushed without it (datagen.json names it)", recorded)
         return {}
-    stem = state.name.removesuffix(".json")
     found = {f"{COMPILED_DIR}/{state.name}": state}
-    for suffix in _COMPILED_SUFFIXES.values():
-        if (extra := state.with_name(stem + suffix)).is_file():
+    for extra in (manifest_path(state), evaluation_path(state), report_path(state)):
+        if extra.is_file():
             found[f"{COMPILED_DIR}/{extra.name}"] = extra
     return found
 
 
 def _manifest_models(compiled: dict[str, Path]) -> dict[str, str]:
     """The models by role a compiled program was optimized with (its manifest's "models"), those named only."""
-    manifest = next((path for name, path in compiled.items() if name.endswith(_COMPILED_SUFFIXES["manifest"])), None)
+    manifest = next((path for name, path in compiled.items() if name.endswith(MANIFEST_SUFFIX)), None)
     if manifest is None:
         return {}
     try:

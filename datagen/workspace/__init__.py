@@ -1,18 +1,18 @@
 """The workspace: its configuration (datagen.toml), its pipelines (programs, signatures, metric suites) and
 compiled programs."""
 
-from datagen.workspace.config import (CONFIG_FILE, ChunkingSettings, Config, MetricSettings, ModelSettings, ROLES,
-                                      SplitSettings,
-                                      Role, find_workspace, flag_settings, load_config, unpriced_half)
+from datagen.workspace.config import (CONFIG_FILE, ROLES, ChunkingSettings, Config, MetricSettings, ModelSettings,
+                                      Role, SplitSettings, find_workspace, flag_settings, load_config, unpriced_half)
 from datagen.workspace.pipelines import (WORKSPACE_PACKAGES, builtin_workspace, code_fingerprint, find_pipelines,
                                          is_builtin, load_metric_suite, load_program, pipeline_root,
                                          search_space)
-from datagen.workspace.compiled import (COMPILED_DIR, compiled_state, evaluation_path, list_compiled, load_compiled,
-                                        read_manifest, read_state, report_path, resolve_program, save_compiled)
+from datagen.workspace.compiled import (COMPILED_DIR, MANIFEST_SUFFIX, compiled_state, evaluation_path, list_compiled,
+                                        load_compiled, manifest_path, read_manifest, read_state, report_path,
+                                        resolve_program, save_compiled)
 
-__all__ = ["COMPILED_DIR", "CONFIG_FILE", "ChunkingSettings", "Config", "MetricSettings", "ModelSettings", "ROLES",
-           "SplitSettings",
-           "Role", "WORKSPACE_PACKAGES", "builtin_workspace", "code_fingerprint", "compiled_state", "evaluation_path",
-           "find_pipelines", "find_workspace", "flag_settings", "is_builtin", "list_compiled", "load_compiled", "load_config",
-           "load_metric_suite", "load_program", "pipeline_root", "read_manifest", "read_state", "report_path",
-           "resolve_program", "save_compiled", "search_space", "unpriced_half"]
+__all__ = ["COMPILED_DIR", "CONFIG_FILE", "MANIFEST_SUFFIX", "ROLES", "WORKSPACE_PACKAGES", "ChunkingSettings", "Config",
+           "MetricSettings", "ModelSettings", "Role", "SplitSettings", "builtin_workspace", "code_fingerprint",
+           "compiled_state", "evaluation_path", "find_pipelines", "find_workspace", "flag_settings", "is_builtin",
+           "list_compiled", "load_compiled", "load_config", "load_metric_suite", "load_program", "manifest_path",
+           "pipeline_root", "read_manifest", "read_state", "report_path", "resolve_program", "save_compiled",
+           "search_space", "unpriced_half"]
