@@ -53,12 +53,10 @@ def embedded_run_records(result: subprocess.CompletedProcess, export: Path) -> l
     """The records a one-chunk `datagen generate` on the embedded model exported, after checking that it ended as
     such a run may: its chunk done, with a sample (exit 0), or with what a tiny model mostly writes (a title, a
     placeholder, part of the passage) dropped with its reason (no sample, exit 1 and the drop named)."""
-    import json
-
     from datagen.lm import LOCAL_MODEL
 
     assert LOCAL_MODEL in result.stderr and "1/1 chunks done, 0 failed" in result.stderr, result.stderr
-    records = [json.loads(line) for line in export.read_text(encoding="utf-8").splitlines()]
+    records = every_record(export)
     if records:
         assert result.returncode == 0 and len(records) == 1, result.stderr
     else:

@@ -120,6 +120,8 @@ class HubStandIn:
         self.uploads: list[str] = []  # the oid of each LFS object stored, in order
         self._signatures: dict[str, str] = {}  # oid -> the signature of its pre-signed upload URL
         self._faults: list[_Fault] = []
+        self._holds: dict[str, threading.Event] = {}  # route -> released when set
+        self.held = threading.Event()  # set once a request waits at a hold
         self._lock = threading.RLock()
         (self.root / "lfs").mkdir(parents=True, exist_ok=True)
         (self.root / "blobs").mkdir(parents=True, exist_ok=True)
@@ -147,6 +149,13 @@ class HubStandIn:
         lfs-upload, lfs-verify, commit, tree, paths-info, commits, resolve."""
         with self._lock:
             self._faults.append(_Fault(route, nth, times, status))
+
+    def hold(self, route: str) -> threading.Event:
+        """Keep every request to `route` waiting (at most 60 s) until the returned event is set: a push caught in
+        the middle, for a Ctrl-C. `held` is set once one waits."""
+        with self._lock:
+            self._holds[route] = threading.Event()
+            return self._holds[route]
 
     def count(self, route: str, status: int | None = 200) -> int:
         """How many requests to `route` were answered `status` (None: however answered)."""
@@ -232,6 +241,10 @@ class HubStandIn:
                 with hub._lock:
                     hub.requests.append(record)
                     fault = hub._fault(route)
+                    hold = hub._holds.get(route)
+                if hold is not None:
+                    hub.held.set()
+                    hold.wait(60)
                 if fault is not None:
                     if fault.status == 0:  # drop the connection: a reset, no answer
                         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

@@ -6,7 +6,7 @@ import sys
 from datagen.metrics.stylometry import background_path
 from datagen.workspace.pipelines import builtin_workspace, find_pipelines, is_builtin, load_program
 
-from .conftest import SAMPLES, run_cli
+from .conftest import SAMPLES, every_record, run_cli
 from .fakes import FakeOpenAIServer
 
 
@@ -35,7 +35,7 @@ def test_generate_style_clone_works_in_an_empty_folder(tmp_path):
                       "--model", "openai/fake", "--api-base", server.url, "--min-score", "generic_offline=0",
                       cwd=tmp_path)
     assert run.returncode == 0, run.stderr
-    assert len((tmp_path / "out/sharegpt.jsonl").read_text().splitlines()) == 2
+    assert len(every_record(tmp_path / "out/sharegpt.jsonl")) == 2
 
 
 def test_loading_workspaces_leaves_the_processs_own_sys_path_entries(workspace, monkeypatch):

@@ -216,7 +216,14 @@ def test_unknown_key_is_an_error_naming_the_file_and_the_key(tmp_path, toml, nam
     ("[models.task]\nmax_tokens = 0\n", "max_tokens"),
     ("[chunking]\nmax_tokens = 8\n", "chunking.max_tokens"),
     ('[models.task]\nengine = "turbo"\n', "engine"),
-], ids=["temperature-too-high", "temperature-negative", "max-tokens-zero", "chunk-too-small", "unknown-engine"])
+    ("[splits]\ntest_fraction = 1.5\n", "splits.test_fraction"),
+    ('[splits]\ntest_fraction = "0.2"\n', "splits.test_fraction"),
+    ('[splits]\nby = "file"\n', "splits.by"),
+    ('[chunking]\nmax_tokens = "512"\n', "chunking.max_tokens"),
+    ('[metrics.style_clone]\nweights = { content = "2" }\n', "weights"),
+], ids=["temperature-too-high", "temperature-negative", "max-tokens-zero", "chunk-too-small", "unknown-engine",
+        "test-fraction-too-high", "test-fraction-a-string", "split-by-unknown", "chunk-budget-a-string",
+        "weight-a-string"])
 def test_out_of_range_value_is_an_error_naming_the_file_and_the_setting(tmp_path, toml, key):
     path = write_config(tmp_path, toml)
     with pytest.raises(DatagenError) as exc:

@@ -16,6 +16,7 @@ from datagen.lm.local import LOCAL_MODEL
 from datagen.store import Outcome, RunStore
 from datagen.runs.summary import summarize
 
+from .conftest import written
 from .fakes import FakeOpenAIServer
 
 # Imported after datagen, which has litellm read its local price list: imported first, it fetches one.
@@ -348,7 +349,7 @@ def test_max_cost_stops_cleanly_before_the_spend_passes_it(workspace, tmp_path):
         assert report.chunks == 3  # a fourth would pass the cap
         spent = summarize(out, config).cost
         assert spent <= cap < spent + each
-        assert (out / "sharegpt.jsonl").exists() and report.exported == 3  # stopped cleanly: exported
+        assert (out / "sharegpt.jsonl").exists() and written(report) == 3  # stopped cleanly: exported
         _, _, again = priced_run(workspace, out, server, max_cost=cap)  # a resume keeps to the same budget
         assert again.chunks == 0 and again.stopped
 

@@ -326,3 +326,29 @@ def test_export_command_bad_input_gets_a_one_line_error(workspace, args, fragmen
     error = one_line_error(run_cli(*args, cwd=workspace))
     for fragment in fragments:
         assert fragment in error, error
+
+
+def test_a_split_no_longer_written_leaves_no_file_that_repeats_training_samples(run):
+    first = write_export(run, "openai")
+    assert first.files["validation"].exists()
+    again = write_export(run, "openai", val_fraction=0)
+    assert "validation" not in again.files and not first.files["validation"].exists()
+    assert len(read_jsonl(again.path)) == again.splits["train"]
+
+
+def test_exporting_sharegpt_over_generates_dataset_keeps_its_metadata_line_for_line(run):
+    export = write_export(run, "sharegpt")  # RUN/sharegpt.jsonl: generate's own dataset, with a validation split
+    for split, path in export.files.items():
+        metadata = read_jsonl(split_path(run / "metadata.jsonl", split))
+        assert len(metadata) == len(read_jsonl(path)) == export.splits[split]
+        assert {m["pipeline"] for m in metadata} <= {"style_clone"}
+
+
+def test_generate_again_after_an_export_over_its_files_leaves_no_validation_file(workspace, tmp_path):
+    out = tmp_path / "run"
+    make_run(workspace, out)
+    write_export(out, "sharegpt")
+    assert (out / "sharegpt.validation.jsonl").exists() and (out / "metadata.validation.jsonl").exists()
+    report = make_run(workspace, out)  # generate writes its dataset whole again: train and test only
+    assert not (out / "sharegpt.validation.jsonl").exists() and not (out / "metadata.validation.jsonl").exists()
+    assert len(read_jsonl(out / "sharegpt.jsonl")) == len(read_jsonl(out / "metadata.jsonl")) == report.exported

@@ -8,7 +8,7 @@ import tomllib
 
 from datagen.workspace import load_config
 
-from .conftest import embedded_run_records, run_cli
+from .conftest import embedded_run_records, every_record, run_cli
 from .fakes import FakeOpenAIServer
 
 MADE = ["datagen.toml", "programs/__init__.py", "signatures/__init__.py", "metrics/__init__.py",
@@ -31,7 +31,7 @@ def test_init_makes_a_workspace_whose_pipeline_and_test_run(tmp_path):
         run = run_cli("generate", "starter", "--input", "data/samples", "--out", "out", "--limit", "2",
                       "--model", "openai/fake", "--api-base", server.url, cwd=demo)
     assert run.returncode == 0, run.stderr
-    assert len((demo / "out/sharegpt.jsonl").read_text().splitlines()) == 2
+    assert len(every_record(demo / "out/sharegpt.jsonl")) == 2
     own = subprocess.run([sys.executable, "-m", "pytest", "tests/test_starter.py", "-q", "-p", "no:cacheprovider"],
                          cwd=demo, capture_output=True, text=True, timeout=120,
                          env={**os.environ, "DSPY_CACHEDIR": str(demo / ".dspy_cache")})

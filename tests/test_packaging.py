@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT
+from .conftest import ROOT, every_record
 from .fakes import FakeOpenAIServer, plain
 
 pytestmark = pytest.mark.timeout(600)
@@ -95,7 +95,7 @@ def test_installed_datagen_runs_anywhere(installed, tmp_path):
         run(installed, "datagen", "new", "qa", "--signature", "passage -> question, answer", cwd=demo)
         run(installed, "datagen", "generate", "qa", "--input", "data/samples", "--out", "out-qa", "--limit", "2",
             *fake, cwd=demo)
-        assert len((demo / "out-qa/sharegpt.jsonl").read_text().splitlines()) == 2
+        assert len(every_record(demo / "out-qa/sharegpt.jsonl")) == 2
 
         script = demo / "own.py"
         script.write_text(textwrap.dedent(f'''\

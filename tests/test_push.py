@@ -6,6 +6,7 @@ the token nowhere but in the Authorization header."""
 import io
 import json
 import re
+import signal
 
 import pyarrow.parquet as pq
 import pytest
@@ -17,7 +18,7 @@ from datagen.errors import DatagenError, InputError
 from datagen.samples import Score
 from datagen.store import RunStore
 
-from .conftest import run_cli
+from .conftest import run_cli, start_cli
 from .hub_standin import HubStandIn
 from .test_export import make_run
 
@@ -114,6 +115,8 @@ def test_push_makes_a_private_dataset_of_the_splits_the_card_and_the_provenance(
     assert provenance["run"]["pipeline"] == "style_clone" and provenance["models"] == {"task": "fake/model"}
     assert provenance["splits"] == {name: len(items) for name, items in splits.items()}
     assert provenance["reproduce"][1] == f"datagen push run {REPO} --val-fraction 0.5"
+    assert provenance["reproduce"][0] == "datagen generate style_clone --input CORPUS --out run --model fake/model " \
+                                         "--max-tokens 200"
     assert_no_token(run, hub.home, hub.root, texts=(result.stdout, result.stderr))
 
 
@@ -291,3 +294,43 @@ def test_with_xet_on_the_push_reaches_the_xet_token_endpoint_and_fails_in_one_li
     with pytest.raises(DatagenError, match="501") as failed:
         push_run(run, REPO)
     assert hub.count("xet", 501) == 1 and hub.count("lfs-batch", None) == 0 and "\n" not in str(failed.value)
+
+
+def test_ctrl_c_in_a_push_says_how_to_finish_it_and_pushing_again_does(hub, run, workspace):
+    release = hub.hold("commit")  # every object uploaded, the commit on its way
+    process = start_cli("push", str(run), REPO, cwd=workspace)
+    try:
+        assert hub.held.wait(120), "the push never reached its commit"
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        release.set()
+        process.kill()
+    assert process.returncode == 130 and "Traceback" not in stderr
+    [line] = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert "interrupted (Ctrl-C)" in line and "run the same command again to finish it" in line
+    uploads = hub.count("lfs-upload")
+    finished = run_cli("push", str(run), REPO, cwd=workspace)
+    assert finished.returncode == 0, finished.stderr
+    assert hub.count("lfs-upload") == uploads  # nothing sent twice
+    assert set(DATA.values()) <= set(hub.repo(REPO).head.files)
+    assert_no_token(run, hub.home, hub.root, texts=(stderr, finished.stdout, finished.stderr))
+
+
+def test_public_asked_for_an_existing_private_repository_changes_nothing(hub, run, caplog):
+    push_run(run, REPO, val_fraction=0.5)
+    again = push_run(run, REPO, private=False, val_fraction=0.5)
+    assert again.private and not again.committed and commits(hub) == 2  # its card does not claim --public either
+    assert "stays private" in caplog.text
+    assert "--public" not in json.loads(hub.read(REPO, "datagen.json"))["reproduce"][1]
+
+
+def test_a_hub_that_does_not_answer_is_named_in_one_line(run, workspace, tmp_path):
+    import socket
+
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    env = {"HF_ENDPOINT": endpoint, "HF_TOKEN": TOKEN, "HF_HOME": str(tmp_path / "home"), "HF_HUB_DISABLE_XET": "1"}
+    line = one_line_error(run_cli("push", str(run), REPO, cwd=workspace, env=env))
+    assert f"failed at {endpoint} (HF_ENDPOINT)" in line and TOKEN not in line

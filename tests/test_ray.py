@@ -12,7 +12,7 @@ import pytest
 
 from datagen.store import RunStore
 
-from .conftest import run_cli, start_cli
+from .conftest import every_record, run_cli, start_cli
 from .fakes import FakeOpenAIServer
 
 ray = pytest.importorskip("ray", reason="the [ray] extra is not installed")
@@ -68,7 +68,7 @@ def test_an_actor_killed_mid_run_loses_nothing(workspace, tmp_path):
         counts = store.counts()
         ids = [chunk.id for chunk, _ in store.done()]
     assert counts["failed"] == 0 and counts["done"] == counts["chunks"] and len(ids) == len(set(ids))
-    assert len((out / "sharegpt.jsonl").read_text().splitlines()) == counts["done"]
+    assert len(every_record(out / "sharegpt.jsonl")) == counts["done"]
 
 
 def test_a_driver_killed_mid_run_resumes_when_run_again(workspace, tmp_path):

@@ -18,7 +18,7 @@ from datagen.scaffold.pipeline import DEV_ITEMS
 from datagen.tuning import evaluate_pipeline
 from datagen.workspace import load_metric_suite, load_program
 
-from .conftest import run_cli
+from .conftest import every_record, run_cli
 from .fakes import FakeEngine, FakeOpenAIServer, fake_lm, plain
 from .test_cli import assert_one_line_error
 
@@ -49,8 +49,7 @@ def test_new_pipeline_generates_is_listed_and_its_own_test_passes(workspace):
         run = run_cli("generate", "qa", "--input", "data/samples", "--out", "out", "--model", "openai/fake",
                       "--api-base", server.url, cwd=workspace)
     assert run.returncode == 0, run.stderr
-    lines = (workspace / "out/sharegpt.jsonl").read_text().splitlines()
-    records = [json.loads(line)["conversations"] for line in lines]
+    records = [record["conversations"] for record in every_record(workspace / "out/sharegpt.jsonl")]
     assert records and len(records) == len(server.requests)
     for human, gpt in records:  # question -> answer
         assert human["value"].startswith("what is ") and gpt["value"].startswith("it is ")

@@ -22,7 +22,7 @@ from datagen.dataset.export import sample_id
 from datagen.store import RunStore
 
 from .browser import ViewServer, chromium, copy_workspace, missing, scored_run
-from .conftest import ROOT, run_cli
+from .conftest import ROOT, every_record, run_cli
 from .fakes import plain
 
 SCRIPT = "<script>alert(1)</script>"
@@ -283,7 +283,7 @@ def test_a_reviewer_rates_corrects_reloads_exports_and_checks_the_metrics(browse
     result = run_cli("export", str(served.run), "-f", "jsonl", "--exclude-rejected", "-o", str(out),
                      cwd=served.workspace)
     assert result.returncode == 0, result.stderr
-    records = {r["id"]: r for r in map(json.loads, out.read_text(encoding="utf-8").splitlines())}
+    records = {r["id"]: r for r in every_record(out)}  # every split: train, validation and test
     assert len(records) == len(chrf) - 1 and f"({len(chrf) - 1} samples" in result.stdout
     assert sample_id(*second) not in records
     assert records[sample_id(*third)]["output"] == CORRECTION

@@ -8,7 +8,7 @@ import typer
 
 from datagen.cli.options import MinScore, min_scores
 from datagen.cli.output import err, say
-from datagen.errors import InputError
+from datagen.errors import InputError, Interrupted
 
 RunDir = Annotated[Path, typer.Argument(help="A run folder made by `datagen generate` (holds run.db).")]
 System = Annotated[str | None, typer.Option(help="System prompt put first in every conversation.")]
@@ -65,12 +65,16 @@ def export_run(
     from datagen.dataset.export import export_for_trainer, write_export
     from datagen.dataset.trainers import TrainingSettings
 
-    if (fmt is None) == (trainer is None):
+    if fmt is not None and trainer is not None:
+        raise InputError("give --format FORMAT (a file format) or --for TRAINER (data and a config for a trainer), "
+                         "not both")
+    if fmt is None and trainer is None:
         raise InputError("give --format FORMAT (a file format) or --for TRAINER (data and a config for a trainer)")
     reviewed = review_filter(reviewed_only, exclude_rejected)
     if fmt is not None:
         given = [flag for flag, value in (("--base-model", base_model), ("--sequence-len", sequence_len),
-                                          ("--learning-rate", learning_rate), ("--template", template)) if value]
+                                          ("--learning-rate", learning_rate), ("--template", template),
+                                          ("--adapter", adapter != "lora"), ("--epochs", epochs != 3.0)) if value]
         if given:
             raise InputError(f"{given[0]} goes with --for TRAINER, not --format")
         result = write_export(run_dir, fmt, out_path, system, val_fraction, min_scores(min_score), reviewed)
@@ -115,9 +119,13 @@ def push_run(
     from datagen.dataset.hub import push_run as push
 
     quiet_libraries()
-    result = push(run_dir, repo_id, private=not public, license=license_id, language=language,
-                  min_scores=min_scores(min_score), reviewed=review_filter(reviewed_only, exclude_rejected),
-                  val_fraction=val_fraction, system=system, message=message)
+    try:
+        result = push(run_dir, repo_id, private=not public, license=license_id, language=language,
+                      min_scores=min_scores(min_score), reviewed=review_filter(reviewed_only, exclude_rejected),
+                      val_fraction=val_fraction, system=system, message=message)
+    except KeyboardInterrupt:
+        raise Interrupted("interrupted (Ctrl-C): the push may have stopped before its commit or just after it; run "
+                          "the same command again to finish it (nothing already uploaded is sent again)") from None
     state = "private" if result.private else "public"
     if result.committed:
         say(f"pushed to {result.url} ({state}; {_counts(result.splits)}): commit {result.commit}")

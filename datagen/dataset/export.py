@@ -28,6 +28,8 @@ from datagen.store import RunStore
 log = logging.getLogger(__name__)
 
 FORMATS = ("sharegpt", "alpaca", "openai", "hf", "jsonl", "parquet")
+# generate's dataset is the sharegpt export at its default place, with each sample's chunk and provenance beside it.
+METADATA_FILE = "metadata.jsonl"
 # Where each format is written in the run folder unless told otherwise (hf is a folder).
 DEFAULT_NAMES = {"sharegpt": "sharegpt.jsonl", "alpaca": "alpaca.jsonl", "openai": "openai.jsonl",
                  "jsonl": "samples.jsonl", "parquet": "dataset.parquet", "hf": "hf"}
@@ -127,6 +129,14 @@ def written_splits(store: RunStore, val_fraction: float) -> tuple[str, ...]:
     return ("train",) + (("validation",) if val_fraction > 0 else ()) + (("test",) if held_out(store) else ())
 
 
+def _drop_stale(targets: Iterable[Path | None], written: Iterable[str]) -> None:
+    """Remove the files an earlier export wrote for a split this one does not write (a validation split gone with
+    --val-fraction 0): read beside the new files, they would repeat training samples."""
+    for target in targets:
+        for split in set(SPLITS) - set(written) if target is not None else ():
+            split_path(target, split).unlink(missing_ok=True)
+
+
 def write_chat_export(store: RunStore, fmt: str, target: Path, *, system: str | None = None,
                       min_scores: dict[str, float] | None = None, reviewed: str | None = None,
                       val_fraction: float = 0.0, metadata: Path | None = None,
@@ -166,6 +176,7 @@ def write_chat_export(store: RunStore, fmt: str, target: Path, *, system: str | 
                 if sidecar is not None:
                     sidecar.write(_line({"chunk_id": chunk.id, "source": chunk.source, "start": chunk.start,
                                          "end": chunk.end, **(provenance or {})}))
+    _drop_stale((target, metadata), files)
     counts = {split: len(grouped[split]) for split in files}
     names = [path.name for path in files.values()]
     names += [split_path(metadata, split).name for split in files] if metadata is not None else []
@@ -242,8 +253,12 @@ def write_export(run_dir: str | Path, fmt: str, out_path: str | Path | None = No
         if reviewed == REVIEWED and not store.reviews():
             raise DatagenError(f"{run}: no sample has been reviewed yet (review them with datagen view {run})")
         if fmt in _CHAT_RECORDS:
+            # Over generate's own dataset (RUN/sharegpt.jsonl), its metadata is rewritten with it, line for line.
+            ours = fmt == "sharegpt" and target.resolve() == (run / DEFAULT_NAMES[fmt]).resolve()
+            meta = store.meta()
             return write_chat_export(store, fmt, target, system=system, min_scores=min_scores, reviewed=reviewed,
-                                     val_fraction=val_fraction)
+                                     val_fraction=val_fraction, metadata=run / METADATA_FILE if ours else None,
+                                     provenance={key: meta.get(key, "unknown") for key in ("pipeline", "model")})
         grouped = split_samples(store, min_scores, reviewed, val_fraction)
         names = written_splits(store, val_fraction)
         counts = {split: len(grouped[split]) for split in names}
@@ -258,6 +273,7 @@ def write_export(run_dir: str | Path, fmt: str, out_path: str | Path | None = No
                 _write_parquet(grouped[split], path)
             else:
                 write_jsonl(path, (flat_record(*item) for item in grouped[split]))
+        _drop_stale((target,), files)
         card = write_card(target.parent, dataset_card(store, fmt, [path.name for path in files.values()],
                                                       sum(counts.values()), system=system, splits=counts,
                                                       val_fraction=val_fraction, min_scores=min_scores,

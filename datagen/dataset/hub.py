@@ -34,7 +34,7 @@ from datagen.dataset.export import check_scored, hf_dataset, split_samples
 from datagen.dataset.review import NOT_REJECTED, REVIEWED
 from datagen.dataset.splits import split_note
 from datagen.errors import DatagenError, InputError
-from datagen.store import GATE, SPLIT_RULE, RunStore
+from datagen.store import CHUNK_TOKENS, GATE, SPLIT_RULE, RunStore
 from datagen.util.redaction import redact, remember_key
 from datagen.workspace import MANIFEST_SUFFIX, evaluation_path, manifest_path, report_path
 
@@ -185,10 +185,13 @@ def push_run(run_dir: str | Path, repo_id: str, *, private: bool = True, license
             api = HfApi(endpoint=hub_endpoint(), token=token, library_name="datagen", library_version=__version__)
             user = api.whoami()["name"]  # the token checked before anything is written
             full_id = repo_id if "/" in repo_id else f"{user}/{repo_id}"
-            settings = {"private": private, "license": license, "language": language, "min_scores": min_scores,
-                        "reviewed": reviewed, "val_fraction": val_fraction, "system": system}
+            info, created = _repository(api, full_id, private)
+            # The repository's own visibility (an existing one keeps its own) is what the card's commands say.
+            settings = {"private": bool(info.private), "license": license, "language": language,
+                        "min_scores": min_scores, "reviewed": reviewed, "val_fraction": val_fraction,
+                        "system": system}
             files = _stage(Path(staging), store, run, splits, full_id, settings)
-            return _commit(api, full_id, files, private, message or
+            return _commit(api, full_id, files, info, created, message or
                            f"datagen push: {store.meta().get('pipeline', 'a run')}, "
                            f"{sum(map(len, splits.values()))} samples", {k: len(v) for k, v in splits.items()})
 
@@ -276,14 +279,18 @@ def reproduce_commands(meta: dict[str, str], run: Path, repo_id: str, settings: 
                        compiled: str | None) -> list[str]:
     """The commands that make the dataset again: `datagen generate` with the run's pipeline, options, compiled
     program and gate (CORPUS stands for the inputs, which the run records by fingerprint only), then this push."""
-    generate = ["datagen generate", meta.get("pipeline", "PIPELINE"), "--input CORPUS", f"--out {run.name}"]
+    # The run folder as the user named it (its name alone when absolute: a local path says nothing on the Hub).
+    folder = run.name if run.is_absolute() else str(run)
+    generate = ["datagen generate", meta.get("pipeline", "PIPELINE"), "--input CORPUS", f"--out {folder}"]
+    generate += [f"--model {meta['model']}"] if meta.get("model") else []
+    generate += [f"--max-tokens {meta[CHUNK_TOKENS]}"] if meta.get(CHUNK_TOKENS) else []
     if compiled:
         generate.append(f"--compiled {compiled}")
     options = json.loads(meta.get("options") or "{}")
     generate += [f"-O {key}={json.dumps(value)}" for key, value in options.items()]
     gate = settings["min_scores"] or json.loads(meta.get(GATE) or "{}")
     generate += [f"--min-score {metric}={bar:g}" for metric, bar in gate.items()]
-    push = ["datagen push", run.name, repo_id, f"--val-fraction {settings['val_fraction']:g}"]
+    push = ["datagen push", folder, repo_id, f"--val-fraction {settings['val_fraction']:g}"]
     push += [f"--min-score {metric}={bar:g}" for metric, bar in (settings["min_scores"] or {}).items()]
     push += {None: [], REVIEWED: ["--reviewed-only"], NOT_REJECTED: ["--exclude-rejected"]}[settings["reviewed"]]
     if settings["system"] is not None:
@@ -319,34 +326,40 @@ def provenance_record(store: RunStore, splits: dict, settings: dict, models: dic
     }
 
 
-def _commit(api, repo_id: str, files: dict[str, Path], private: bool, message: str,
-            splits: dict[str, int]) -> PushResult:
-    """Create the repository if needed, then commit `files` in one commit, deleting the files of an earlier push
-    under data/ and compiled/ that this one no longer has; a commit that would change nothing is not made."""
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+def _repository(api, repo_id: str, private: bool):
+    """The repository's info and whether this push created it: created with `private` when missing; an existing
+    public one is refused unless `private` is False, an existing private one stays private (with a warning)."""
     from huggingface_hub.errors import RepositoryNotFoundError
 
     try:
         info = api.repo_info(repo_id, repo_type=REPO_TYPE)
-        created = False
     except RepositoryNotFoundError:
         api.create_repo(repo_id, repo_type=REPO_TYPE, private=private, exist_ok=True)
-        info, created = api.repo_info(repo_id, repo_type=REPO_TYPE), True
-    if not created and not info.private and private:
+        return api.repo_info(repo_id, repo_type=REPO_TYPE), True
+    if not info.private and private:
         raise DatagenError(f"{repo_id}: an existing public dataset; pass --public to push to it (datagen leaves a "
                            "repository's visibility as it is)")
-    if not created and info.private and not private:
+    if info.private and not private:
         log.warning("%s: an existing private dataset; it stays private (change it on the Hub)", repo_id)
+    return info, False
+
+
+def _commit(api, repo_id: str, files: dict[str, Path], info, created: bool, message: str,
+            splits: dict[str, int]) -> PushResult:
+    """Commit `files` in one commit to the repository (`info`, as `_repository` found it), deleting the files of
+    an earlier push under data/ and compiled/ that this one no longer has; a commit that would change nothing is not
+    made."""
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
     remote = set(api.list_repo_files(repo_id, repo_type=REPO_TYPE))
     if CARD_FILE in remote:
         _check_remote_card(api, repo_id)
     stale = sorted(path for path in remote - set(files) if path.split("/")[0] in (DATA_DIR, COMPILED_DIR))
     operations = [CommitOperationAdd(path, str(local)) for path, local in sorted(files.items())]
     operations += [CommitOperationDelete(path) for path in stale]
-    before = info.sha
     with _quiet_progress():
         commit = api.create_commit(repo_id, operations, commit_message=message, repo_type=REPO_TYPE)
-    return PushResult(repo_id, f"{api.endpoint}/datasets/{repo_id}", commit.oid, commit.oid != before,
+    return PushResult(repo_id, f"{api.endpoint}/datasets/{repo_id}", commit.oid, commit.oid != info.sha,
                       bool(info.private), created, splits, sorted(files))
 
 
@@ -410,8 +423,9 @@ def _hub_errors(repo_id: str) -> Iterator[None]:
         raise DatagenError(f"push to {repo_id} stopped: {_one_line(exc)}{cause}{again}") from None
     except ValueError as exc:  # the Hub refused the card's metadata, or answered malformed
         raise DatagenError(f"push to {repo_id} failed: {_one_line(exc)}") from None
-    except (*transport, OSError) as exc:
-        raise DatagenError(f"push to {repo_id} failed: {_one_line(exc) or type(exc).__name__}{again}") from None
+    except (*transport, OSError) as exc:  # nothing answered, or the connection broke: say where it went
+        raise DatagenError(f"push to {repo_id} failed at {hub_endpoint()} (HF_ENDPOINT): "
+                           f"{_one_line(exc) or type(exc).__name__}{again}") from None
 
 
 def _http_error(exc) -> str:

@@ -165,27 +165,28 @@ def draw_splits(store: RunStore, rule: SplitSettings, seen: Sequence[str] = (), 
         rule: the draw: `test_fraction` (0: no test split) and `by` ("chunk": a share of the chunks by chunk id;
             "source": whole files, the share of the sources with the smallest hashes).
         seen: texts the program saw (`program_seen_texts`): their near-duplicates are kept in train.
-        force: redraw a split drawn by another rule (generate --force: the run starts afresh).
+        force: draw by `rule` although the run's split was drawn by another (generate --force: the run starts
+            afresh). The chunks recorded in train stay there all the same; a test chunk the new rule puts in
+            train moves.
 
     Returns:
         {chunk id: Split} for every chunk of the run.
 
     Raises:
-        DatagenError: the run's split was drawn by another rule (it cannot be redrawn without moving chunks a
-            model may have trained on into test): use a new run folder, or --force to start afresh.
+        DatagenError: the run's split was drawn by another rule, without `force` (a new rule may move chunks a
+            model trained on into test, were it not for the chunks recorded in train staying there).
     """
     meta, recorded, seen = store.meta(), store.splits(), list(seen)
-    redraw = force and SPLIT_RULE in meta and meta[SPLIT_RULE] != _rule_json(rule)
-    if redraw:
-        meta, recorded = {}, {}
-    if SPLIT_RULE in meta and meta[SPLIT_RULE] != _rule_json(rule):
+    changed = SPLIT_RULE in meta and meta[SPLIT_RULE] != _rule_json(rule)
+    if changed and not force:
         was = json.loads(meta[SPLIT_RULE])
         raise DatagenError(f"{store.path.parent}: its held-out split was drawn with test_fraction "
                            f"{was['test_fraction']} by {was['by']}, not {rule.test_fraction} by {rule.by} ([splits] "
-                           "in datagen.toml): use a new --out, or --force to start afresh")
+                           "in datagen.toml): use a new --out, or --force to draw by the new rule (chunks already in "
+                           "train stay there)")
     chunks = list(store.chunks())
     seen_key = _fingerprint(seen) if seen else meta.get(SPLIT_SEEN, "")
-    if all(chunk.id in recorded for chunk in chunks) and meta.get(SPLIT_SEEN, "") == seen_key:
+    if not changed and all(chunk.id in recorded for chunk in chunks) and meta.get(SPLIT_SEEN, "") == seen_key:
         return {chunk.id: Split(*recorded[chunk.id], "recorded") for chunk in chunks}
     roots = near_duplicate_groups([chunk.text for chunk in chunks] + seen)
     members: dict[int, list[int]] = {}
@@ -216,7 +217,7 @@ def draw_splits(store: RunStore, rule: SplitSettings, seen: Sequence[str] = (), 
         for i in ours:  # a chunk whose own draw says train is in train by its draw, whatever its group did
             splits[chunks[i].id] = Split(split, name, "drawn" if split == "train" and not drawn(i) else why)
     store.set_splits(((cid, s.split, s.group, s.why) for cid, s in splits.items()),
-                     {SPLIT_RULE: _rule_json(rule), SPLIT_SEEN: seen_key}, redraw=redraw)
+                     {SPLIT_RULE: _rule_json(rule), SPLIT_SEEN: seen_key})
     return splits
 
 

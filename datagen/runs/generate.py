@@ -17,7 +17,7 @@ from pathlib import Path
 
 import dspy
 
-from datagen.dataset.export import write_chat_export
+from datagen.dataset.export import DEFAULT_NAMES, METADATA_FILE, write_chat_export
 from datagen.dataset.splits import draw_splits, program_seen_texts
 from datagen.errors import DatagenError, FailureKind, InputError
 from datagen.lm import CallGate, RoleModel, check_reachable, failure_kind, first_line, task_model, track_usage
@@ -29,17 +29,15 @@ from datagen.runs.identity import files_stamp, inputs_fingerprint, run_identity
 from datagen.runs.runner import Interrupt, drop_reason, run_chunks
 from datagen.runs.settings import Callbacks, Report, RunSettings, RunStatus
 from datagen.runs.window import bound_answers, check_budget
-from datagen.store import COMPILED, GATE, Outcome, RunStore
+from datagen.store import CHUNK_TOKENS, COMPILED, GATE, Outcome, RunStore
 from datagen.text import Chunk, chunk_documents, iter_documents
 from datagen.util import exclusive
 from datagen.workspace import Config, compiled_state, find_workspace, load_config, read_manifest, resolve_program
 
 log = logging.getLogger(__name__)
 
-DATA_FILE = "sharegpt.jsonl"
 FILES_STAMP = "files"  # run store meta key: the input files' stamp when the store last chunked them
 LOCK_FILE = "run.lock"  # held by the generate writing the run folder
-METADATA_FILE = "metadata.jsonl"
 # Run store meta keys of --batch runs: the generation whose requests are being asked, and the last one finished.
 BATCH_GENERATION, BATCH_DONE = "batch_generation", "batch_done"
 # Passages of the corpus that metrics may use as the author's references (style judges, stylometry).
@@ -104,7 +102,7 @@ def generate(program: "str | dspy.Module", inputs: Iterable[str | Path], out_dir
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder; --out takes a folder")
-    report = Report(pipeline, model.name, out / DATA_FILE, out / METADATA_FILE)
+    report = Report(pipeline, model.name, out / DEFAULT_NAMES["sharegpt"], out / METADATA_FILE)
     language = config.chunking.language
     run_options = (manifest.get("options") if compiled else options) or {}
 
@@ -118,7 +116,7 @@ def generate(program: "str | dspy.Module", inputs: Iterable[str | Path], out_dir
           RunStore(out) as store):
         _claim(store, stamp, chunks, partial(run_identity, pipeline, module, model, options=run_options),
                settings.force)
-        _hold_out(store, config, state, workspace, settings.force)
+        _prepare(store, config, state, workspace, budget, settings.force)
         report.resumed = store.counts()["done"]
         scorer = _gate_scorer(store, pipeline, workspace, config, min_scores, settings.concurrency)
         _run(store, report, module, model, scorer, config, settings, callbacks)
@@ -157,12 +155,12 @@ def _claim(store: RunStore, stamp: str, chunks: Callable[[], Iterator[Chunk]],
         store.set_meta({FILES_STAMP: stamp})
 
 
-def _hold_out(store: RunStore, config: Config, state: Path | None, workspace: Path, force: bool) -> None:
-    """Draw the run's held-out split before any chunk runs (datagen.dataset.splits), keeping the text the compiled
-    program saw (`state`, None: none) out of it, and record the program for `datagen push`."""
+def _prepare(store: RunStore, config: Config, state: Path | None, workspace: Path, budget: int, force: bool) -> None:
+    """Before any chunk runs: draw the run's held-out split (datagen.dataset.splits), keeping the text the compiled
+    program saw (`state`, None: none) out of it, and record the program and the chunk budget (what `datagen push`
+    puts beside the data, and its commands that make the dataset again)."""
     draw_splits(store, config.splits, program_seen_texts(state, workspace), force=force)
-    if state is not None:  # for datagen push: the program, its manifest and its evaluation beside the data
-        store.set_meta({COMPILED: str(Path(state).resolve())})
+    store.set_meta({CHUNK_TOKENS: str(budget), **({COMPILED: str(Path(state).resolve())} if state else {})})
 
 
 def _gate_scorer(store: RunStore, pipeline: str, workspace: Path, config: Config,

@@ -122,13 +122,10 @@ class RunStore:
             counts.setdefault(split, {})[why] = n
         return counts
 
-    def set_splits(self, rows: Iterable[tuple[str, str, str, str]], meta: dict[str, str], *,
-                   redraw: bool = False) -> None:
+    def set_splits(self, rows: Iterable[tuple[str, str, str, str]], meta: dict[str, str]) -> None:
         """Record (chunk id, split, group, why) rows, replacing a chunk's earlier row, and `meta`, in one
-        transaction; `redraw`: forget every earlier row first (a new rule)."""
+        transaction."""
         with self._transaction():
-            if redraw:
-                self._db.execute("DELETE FROM splits")
             self._db.executemany("INSERT OR REPLACE INTO splits VALUES (?, ?, ?, ?)", rows)
             self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta.items())
 

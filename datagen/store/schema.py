@@ -73,6 +73,8 @@ CREATE TABLE IF NOT EXISTS splits (
     why TEXT NOT NULL);  -- what decided it: "drawn", "near-duplicate", "seen by the program", "trained on"
 """
 
+# Meta key: the chunk budget the run's chunks were cut at, in tokens.
+CHUNK_TOKENS = "max_tokens"
 # Meta key: the compiled program's state file the run generated with (absolute), for datagen push.
 COMPILED = "compiled"
 # Meta key: the --min-score bars of the run's last export ({metric: bar}, JSON).

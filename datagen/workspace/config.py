@@ -23,7 +23,7 @@ Environment: `DATAGEN_<ROLE>_<SETTING>`, e.g. `DATAGEN_TASK_MODEL`, `DATAGEN_JUD
 import os
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -119,7 +119,7 @@ class ChunkingSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_tokens: int = Field(DEFAULT_MAX_TOKENS, ge=16)
+    max_tokens: int = Field(DEFAULT_MAX_TOKENS, ge=16, strict=True)
     language: str = Field(AUTO, description="the sentence splitter's rules: a pysbd language code, or \"auto\" "
                           "(picked by each paragraph's script)")
 
@@ -136,8 +136,8 @@ class SplitSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    test_fraction: float = Field(0.1, ge=0, lt=1, description="the share of chunks (or of source files) held out "
-                                 "of training; 0: none")
+    test_fraction: float = Field(0.1, ge=0, lt=1, strict=True, description="the share of chunks (or of source "
+                                 "files) held out of training; 0: none")
     by: Literal["chunk", "source"] = Field("chunk", description="draw chunks by their id, or whole source files")
 
 
@@ -146,8 +146,8 @@ class MetricSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    weights: dict[str, float] | None = None
-    threshold: float | None = Field(None, ge=0, le=1)
+    weights: dict[str, Annotated[float, Field(strict=True)]] | None = None
+    threshold: float | None = Field(None, ge=0, le=1, strict=True)
     # Other prose the stylometric metrics tell the author apart from, besides data/reference/ (e.g. other
     # authors of the same genre and period): files or folders, relative to the workspace.
     background: list[Path] = []  # pydantic copies a mutable default per instance
