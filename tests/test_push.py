@@ -250,14 +250,14 @@ def test_the_card_has_the_gate_the_scores_and_the_compiled_program(hub, run, tmp
     assert "| content | 1.000 |" in text  # the mean over the samples pushed: those that passed the gate
     with RunStore(run) as store:
         held = sum(split == "test" for split, _ in store.splits().values())
-    assert "content >= 0.75" in text and f"The held-out test split ({held} chunks) was drawn from a 0.1 share" in text
+    assert "content >= 0.75" in text and f"The held-out test split ({held} of the run's" in text and "drawn from a 0.1 share" in text
     assert "| judge (when compiled) | fake/judge |" in text
     assert {"compiled/best.json", "compiled/best.manifest.json", "compiled/best.eval.json"} <= set(result.files)
     assert hub.read(REPO, "compiled/best.json") == state.read_bytes()
     provenance = json.loads(hub.read(REPO, "datagen.json"))
     assert provenance["gate"] == {"content": 0.75}
     assert provenance["split_rule"]["test_fraction"] == 0.1 and provenance["split_rule"]["by"] == "chunk"
-    assert provenance["split_rule"]["how"].startswith(f"The held-out test split ({held} chunks)")
+    assert provenance["split_rule"]["how"].startswith(f"The held-out test split ({held} of the run's")
     assert "--compiled compiled/best.json" in provenance["reproduce"][0]
     assert "--min-score content=0.75" in provenance["reproduce"][1]
 
@@ -334,3 +334,18 @@ def test_a_hub_that_does_not_answer_is_named_in_one_line(run, workspace, tmp_pat
     env = {"HF_ENDPOINT": endpoint, "HF_TOKEN": TOKEN, "HF_HOME": str(tmp_path / "home"), "HF_HUB_DISABLE_XET": "1"}
     line = one_line_error(run_cli("push", str(run), REPO, cwd=workspace, env=env))
     assert f"failed at {endpoint} (HF_ENDPOINT)" in line and TOKEN not in line
+
+
+@pytest.mark.parametrize("endpoint", ["http://127.0.0.1:notaport", "ftp://hub.example"])
+def test_a_malformed_hf_endpoint_is_one_line_naming_it(run, workspace, endpoint):
+    line = one_line_error(run_cli("push", str(run), REPO, cwd=workspace, env={"HF_ENDPOINT": endpoint,
+                                                                            "HF_TOKEN": TOKEN}))
+    assert f"HF_ENDPOINT={endpoint!r}" in line and TOKEN not in line
+
+
+def test_a_run_not_finished_is_reproduced_with_its_limit(hub, workspace, tmp_path):
+    out = tmp_path / "partial"
+    make_run(workspace, out, limit=4)
+    push_run(out, REPO)
+    generate = json.loads(hub.read(REPO, "datagen.json"))["reproduce"][0]
+    assert generate.endswith("--max-tokens 200 --limit 4")

@@ -38,10 +38,10 @@ def corpus_with_copies(workspace, copies=4):
     return folder, repeated
 
 
-def make_run(workspace, out, inputs, splits=None, force=False):
+def make_run(workspace, out, inputs, splits=None, force=False, max_tokens=200):
     config = Config(splits=splits or SplitSettings())
     return generate("style_clone", [inputs], out, workspace=workspace, config=config,
-                    model=fake_model(FakeEngine()), settings=RunSettings(max_tokens=200, force=force))
+                    model=fake_model(FakeEngine()), settings=RunSettings(max_tokens=max_tokens, force=force))
 
 
 def containment(a: str, b: str) -> float:
@@ -121,6 +121,22 @@ def test_a_growing_run_never_moves_a_chunk_from_train_to_test(workspace, tmp_pat
     for cid, (split, group) in after.items():
         twins = [other for other, (_, g) in after.items() if g == group]
         assert len({after[t][0] for t in twins}) == 1, chunks[cid].source
+
+
+def test_text_trained_on_is_not_held_out_when_a_forced_run_cuts_it_anew(workspace, tmp_path):
+    out = tmp_path / "run"
+    make_run(workspace, out, workspace / "data/samples", SplitSettings(test_fraction=0.1), max_tokens=100)
+    with RunStore(out) as store:
+        trained = [c.text for c in store.chunks() if store.splits()[c.id][0] == "train"]
+    # Other chunk boundaries and a larger share held out: new chunks hold the old train chunks' text.
+    make_run(workspace, out, workspace / "data/samples", SplitSettings(test_fraction=0.6), force=True, max_tokens=200)
+    with RunStore(out) as store:
+        splits, chunks = store.splits(), list(store.chunks())
+        counts = store.split_counts()
+    held = [c for c in chunks if splits[c.id][0] == "test"]
+    assert held and counts["train"].get("trained on")
+    for chunk in held:
+        assert all(containment(old, chunk.text) < CONTAINMENT for old in trained)
 
 
 def test_the_split_rule_of_a_run_cannot_change_under_it(workspace, tmp_path):

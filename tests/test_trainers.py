@@ -318,6 +318,7 @@ def test_export_for_a_trainer_writes_the_runs_splits_and_never_names_test(worksp
     (["export", "out", "--format", "openai", "--for", "trl"], "or --for TRAINER (data and a config for a trainer), "
                                                               "not both"),
     (["export", "out", "--format", "openai", "--adapter", "full"], "--adapter goes with --for TRAINER"),
+    (["export", "out", "--format", "openai", "--epochs", "3"], "--epochs goes with --for TRAINER"),  # its default
     (["export", "out", "--for", "trl"], "--for trl needs --base-model"),
     (["export", "out", "--for", "megatron", "--base-model", "m"], "unknown trainer 'megatron'"),
     (["export", "out", "--format", "openai", "--base-model", "m"], "--base-model goes with --for TRAINER"),

@@ -49,10 +49,10 @@ def export_run(
     exclude_rejected: ExcludeRejected = False,
     base_model: Annotated[str | None, typer.Option("--base-model", help="--for: the Hugging Face id or local path "
                                                    "of the model to fine-tune.")] = None,
-    adapter: Annotated[str, typer.Option(help="--for: lora, qlora or full.")] = "lora",
+    adapter: Annotated[str | None, typer.Option(help="--for: lora, qlora or full (default: lora).")] = None,
     sequence_len: Annotated[int | None, typer.Option("--sequence-len", help="--for: the longest sequence in tokens "
                                                      "(default: measured from the data).")] = None,
-    epochs: Annotated[float, typer.Option(help="--for: passes over the train split.")] = 3.0,
+    epochs: Annotated[float | None, typer.Option(help="--for: passes over the train split (default: 3).")] = None,
     learning_rate: Annotated[float | None, typer.Option("--learning-rate", help="--for: default 2e-4 for lora and "
                                                         "qlora, 2e-5 for full.")] = None,
     template: Annotated[str | None, typer.Option(help="--for: the trainer's name of a chat template (default: the "
@@ -74,9 +74,13 @@ def export_run(
     if fmt is not None:
         given = [flag for flag, value in (("--base-model", base_model), ("--sequence-len", sequence_len),
                                           ("--learning-rate", learning_rate), ("--template", template),
-                                          ("--adapter", adapter != "lora"), ("--epochs", epochs != 3.0)) if value]
+                                          ("--adapter", adapter), ("--epochs", epochs)) if value is not None]
         if given:
             raise InputError(f"{given[0]} goes with --for TRAINER, not --format")
+        if fmt == "hf":  # the hf export imports datasets, and so huggingface_hub, which parses HF_ENDPOINT
+            from datagen.dataset.hub import check_endpoint
+
+            check_endpoint()
         result = write_export(run_dir, fmt, out_path, system, val_fraction, min_scores(min_score), reviewed)
         say(f"{fmt}: {result.path} ({result.samples} samples: {_counts(result.splits)})")
         say(f"dataset card: {result.card}", to=err)
@@ -84,8 +88,9 @@ def export_run(
     if not base_model:
         raise InputError(f"--for {trainer} needs --base-model: the Hugging Face id or local path of the model to "
                          "fine-tune, e.g. Qwen/Qwen2.5-0.5B-Instruct")
-    settings = TrainingSettings(base_model, adapter=adapter, sequence_len=sequence_len, epochs=epochs,
-                                learning_rate=learning_rate, system=system, template=template)
+    given = {"adapter": adapter, "epochs": epochs}  # left out: TrainingSettings' defaults
+    settings = TrainingSettings(base_model, sequence_len=sequence_len, learning_rate=learning_rate, system=system,
+                                template=template, **{key: value for key, value in given.items() if value is not None})
     result = export_for_trainer(run_dir, trainer, settings, out_path, val_fraction=val_fraction,
                                 min_scores=min_scores(min_score), reviewed=reviewed)
     say(f"{trainer}: {result.folder} ({_counts(result.records)}; sequence length {result.sequence_len}, the "
@@ -113,10 +118,13 @@ def push_run(
 ) -> None:
     """Push a run's samples to the Hugging Face Hub as a dataset: the splits as parquet, a dataset card and the
     provenance, in one commit (private unless --public). The token is HF_TOKEN's, else `hf auth login`'s."""
+    from datagen.dataset.hub import check_endpoint
+    from datagen.dataset.hub import push_run as push
+
+    check_endpoint()
     import datasets  # noqa: F401  (before quiet_libraries: importing it sets huggingface_hub's log level)
 
     from datagen.cli.logs import quiet_libraries
-    from datagen.dataset.hub import push_run as push
 
     quiet_libraries()
     try:

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from datagen._version import __version__
 from datagen.dataset.card import CARD_FILE, hub_card, is_card, tool_versions
@@ -86,6 +87,25 @@ def hub_token() -> str:
         raise DatagenError(NO_TOKEN)
     remember_key(token)
     return token
+
+
+def check_endpoint() -> None:
+    """Refuse an `HF_ENDPOINT` that is not an http(s) URL with a host, before huggingface_hub (which parses it when
+    imported, datasets importing it too) fails on it with a traceback.
+
+    Raises:
+        InputError: in one line, naming the variable and its value.
+    """
+    value = os.environ.get("HF_ENDPOINT")
+    if not value:
+        return
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (a port that is not a number raises here)
+    except ValueError as exc:
+        raise InputError(f"HF_ENDPOINT={value!r}: not a URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InputError(f"HF_ENDPOINT={value!r}: not an http(s) URL with a host, e.g. https://huggingface.co")
 
 
 def hub_endpoint() -> str:
@@ -210,7 +230,10 @@ def _stage(folder: Path, store: RunStore, run: Path, splits: dict, repo_id: str,
     models = {"task": meta.get("model", "unknown")}
     for role, name in _manifest_models(compiled).items():
         models[f"{role} (when compiled)"] = name
-    reproduce = reproduce_commands(meta, run, repo_id, settings, next(iter(compiled), None))
+    counts = store.counts()
+    ran = counts["done"] + counts["failed"]
+    reproduce = reproduce_commands(meta, run, repo_id, settings, next(iter(compiled), None),
+                                   ran if ran < counts["chunks"] else None)
     provenance = provenance_record(store, splits, settings, models, sorted(compiled), reproduce)
     files[PROVENANCE_FILE] = _write_text(folder / PROVENANCE_FILE, json.dumps(provenance, indent=2, sort_keys=True,
                                                                               ensure_ascii=False) + "\n")
@@ -276,14 +299,16 @@ def _manifest_models(compiled: dict[str, Path]) -> dict[str, str]:
 
 
 def reproduce_commands(meta: dict[str, str], run: Path, repo_id: str, settings: dict,
-                       compiled: str | None) -> list[str]:
-    """The commands that make the dataset again: `datagen generate` with the run's pipeline, options, compiled
-    program and gate (CORPUS stands for the inputs, which the run records by fingerprint only), then this push."""
+                       compiled: str | None, limit: int | None = None) -> list[str]:
+    """The commands that make the dataset again: `datagen generate` with the run's pipeline, model, chunk budget,
+    options, compiled program, gate and `limit` (the chunks a run not finished got to; None: every chunk), CORPUS
+    standing for the inputs, which the run records by fingerprint only; then this push."""
     # The run folder as the user named it (its name alone when absolute: a local path says nothing on the Hub).
     folder = run.name if run.is_absolute() else str(run)
     generate = ["datagen generate", meta.get("pipeline", "PIPELINE"), "--input CORPUS", f"--out {folder}"]
     generate += [f"--model {meta['model']}"] if meta.get("model") else []
     generate += [f"--max-tokens {meta[CHUNK_TOKENS]}"] if meta.get(CHUNK_TOKENS) else []
+    generate += [f"--limit {limit}"] if limit else []
     if compiled:
         generate.append(f"--compiled {compiled}")
     options = json.loads(meta.get("options") or "{}")

@@ -8,8 +8,9 @@ override the draw, each keeping text a model could have learned out of `test`:
   split: `test` only when the draw puts every member there. A chunk is a near-duplicate of another when most of
   its word 3-grams are in the other (containment, estimated with MinHash and an LSH index: `datasketch`).
 - A group holding a text the program saw (an item of the dev set it was optimized on, a demo) is `train`.
-- A chunk once recorded `train` stays `train` (a model trained on an earlier export saw it); a `test` chunk whose
-  group gains a `train` member moves to `train`, never the other way.
+- A chunk once recorded `train` stays `train` (a model trained on an earlier export saw it), and so does a chunk
+  like the text of a train chunk a restarted run dropped (`generate --force` with other chunk boundaries: the
+  store's retired texts); a `test` chunk whose group gains a `train` member moves to `train`, never the other way.
 
 The validation split is carved from the non-test chunks at export (`validation_group`), by near-duplicate group too.
 """
@@ -184,11 +185,12 @@ def draw_splits(store: RunStore, rule: SplitSettings, seen: Sequence[str] = (), 
                            f"{was['test_fraction']} by {was['by']}, not {rule.test_fraction} by {rule.by} ([splits] "
                            "in datagen.toml): use a new --out, or --force to draw by the new rule (chunks already in "
                            "train stay there)")
-    chunks = list(store.chunks())
-    seen_key = _fingerprint(seen) if seen else meta.get(SPLIT_SEEN, "")
+    chunks, retired = list(store.chunks()), store.retired_texts()  # retired: train text an earlier run dropped
+    outside = seen + retired
+    seen_key = _fingerprint(outside) if outside else meta.get(SPLIT_SEEN, "")
     if not changed and all(chunk.id in recorded for chunk in chunks) and meta.get(SPLIT_SEEN, "") == seen_key:
         return {chunk.id: Split(*recorded[chunk.id], "recorded") for chunk in chunks}
-    roots = near_duplicate_groups([chunk.text for chunk in chunks] + seen)
+    roots = near_duplicate_groups([chunk.text for chunk in chunks] + outside)
     members: dict[int, list[int]] = {}
     for i, group_root in enumerate(roots):
         members.setdefault(group_root, []).append(i)
@@ -207,7 +209,9 @@ def draw_splits(store: RunStore, rule: SplitSettings, seen: Sequence[str] = (), 
         if not ours:
             continue
         name = min(chunks[i].id for i in ours)
-        if len(ours) < len(group):
+        if any(i >= len(chunks) + len(seen) for i in group):
+            split, why = "train", "trained on"
+        elif len(ours) < len(group):
             split, why = "train", "seen by the program"
         elif all(drawn(i) for i in ours):
             trained = any(recorded.get(chunks[i].id, ("test",))[0] == "train" for i in ours)
@@ -234,7 +238,9 @@ def split_note(store: RunStore, val_fraction: float = 0.0) -> str:
     how = (f"whole source files, the {rule['test_fraction']:g} share with the smallest hashes of their names"
            if rule["by"] == "source" else f"a {rule['test_fraction']:g} share of the chunks, by a hash of each chunk id")
     moved = [f"{n} {why}" for why, n in sorted(train.items()) if why != "drawn"]
-    return (f"The held-out test split ({sum(test.values())} chunks) was drawn from {how}, once, and recorded in the "
+    total = sum(n for by_why in counts.values() for n in by_why.values())
+    return (f"The held-out test split ({sum(test.values())} of the run's {total} chunks, those not run yet included) "
+            f"was drawn from {how}, once, and recorded in the "
             "run store; training files leave it out. Near-duplicate chunks (60% of one's word 3-grams in the other, "
             "by MinHash) share a split, chunks like the program's dev-set items and demos stay in train, and no "
             "chunk ever moves from train to test" + (f" (kept in train: {', '.join(moved)})" if moved else "")

@@ -15,6 +15,7 @@ from pathlib import Path
 from datagen.errors import RunFolderError
 from datagen.samples import Failed, Sample
 from datagen.store.batch_reader import BatchReader
+from datagen.store.held_out import HeldOutSplit
 from datagen.store.records import Call, Outcome, Review, Step, sum_usage
 from datagen.store.schema import DB_FILE, SCHEMA
 from datagen.text.chunking import Chunk
@@ -26,7 +27,7 @@ _CHUNK_COLUMNS = 'id, source, start, "end", text, tokens'
 _JOINED_CHUNK_COLUMNS = ", ".join("c." + col for col in _CHUNK_COLUMNS.split(", "))  # chunks as c in a join
 
 
-class RunStore:
+class RunStore(HeldOutSplit):
     def __init__(self, run_dir: Path):
         self.path = Path(run_dir) / DB_FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -88,7 +89,9 @@ class RunStore:
         if changed:
             with self._transaction():
                 # Not the held-out split: a chunk id is its text's hash, and a chunk once in train (a model may
-                # have trained on it) must not be drawn into test by the run that replaces this one.
+                # have trained on it) must not be drawn into test by the run that replaces this one; nor, cut
+                # at other boundaries, may its text (retired).
+                self.retire_trained()
                 for table in ("reviews", "calls", "steps", "results", "chunks", "servers"):
                     self._db.execute(f"DELETE FROM {table}")
         self.set_meta(identity)
@@ -106,28 +109,6 @@ class RunStore:
     def chunks(self) -> Iterator[Chunk]:
         """Every chunk of the run, in order."""
         return (Chunk(*row) for row in self._db.execute(f"SELECT {_CHUNK_COLUMNS} FROM chunks ORDER BY ord").fetchall())
-
-    # --- held-out split -------------------------------------------------------------------------------------
-
-    def splits(self) -> dict[str, tuple[str, str]]:
-        """{chunk id: (split, near-duplicate group)} of the chunks with a recorded split (datagen.dataset.splits)."""
-        return {chunk_id: (split, grp) for chunk_id, split, grp in self._db.execute(
-            "SELECT s.chunk_id, s.split, s.grp FROM splits s JOIN chunks c ON c.id = s.chunk_id")}
-
-    def split_counts(self) -> dict[str, dict[str, int]]:
-        """{split: {why: chunks}}, what decided the recorded splits."""
-        counts: dict[str, dict[str, int]] = {}
-        for split, why, n in self._db.execute("SELECT s.split, s.why, count(*) FROM splits s JOIN chunks c "
-                                              "ON c.id = s.chunk_id GROUP BY s.split, s.why"):
-            counts.setdefault(split, {})[why] = n
-        return counts
-
-    def set_splits(self, rows: Iterable[tuple[str, str, str, str]], meta: dict[str, str]) -> None:
-        """Record (chunk id, split, group, why) rows, replacing a chunk's earlier row, and `meta`, in one
-        transaction."""
-        with self._transaction():
-            self._db.executemany("INSERT OR REPLACE INTO splits VALUES (?, ?, ?, ?)", rows)
-            self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta.items())
 
     _PENDING = ("FROM (SELECT * FROM chunks ORDER BY ord LIMIT ?) WHERE id NOT IN "
                 "(SELECT chunk_id FROM results WHERE status = 'done')")

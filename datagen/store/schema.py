@@ -71,6 +71,9 @@ CREATE TABLE IF NOT EXISTS splits (
     split TEXT NOT NULL CHECK (split IN ('train', 'test')),
     grp TEXT NOT NULL,  -- the group's first chunk id: near-duplicates share a group, and a group one split
     why TEXT NOT NULL);  -- what decided it: "drawn", "near-duplicate", "seen by the program", "trained on"
+-- The text of train chunks a restarted run (generate --force) dropped: cut at other boundaries, it is still text a
+-- model may have trained on, so no chunk like it is held out.
+CREATE TABLE IF NOT EXISTS retired (text TEXT PRIMARY KEY);
 """
 
 # Meta key: the chunk budget the run's chunks were cut at, in tokens.
