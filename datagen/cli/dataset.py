@@ -88,9 +88,9 @@ def export_run(
     if not base_model:
         raise InputError(f"--for {trainer} needs --base-model: the Hugging Face id or local path of the model to "
                          "fine-tune, e.g. Qwen/Qwen2.5-0.5B-Instruct")
-    given = {"adapter": adapter, "epochs": epochs}  # left out: TrainingSettings' defaults
+    chosen = {key: value for key, value in (("adapter", adapter), ("epochs", epochs)) if value is not None}
     settings = TrainingSettings(base_model, sequence_len=sequence_len, learning_rate=learning_rate, system=system,
-                                template=template, **{key: value for key, value in given.items() if value is not None})
+                                template=template, **chosen)  # what is left out: TrainingSettings' defaults
     result = export_for_trainer(run_dir, trainer, settings, out_path, val_fraction=val_fraction,
                                 min_scores=min_scores(min_score), reviewed=reviewed)
     say(f"{trainer}: {result.folder} ({_counts(result.records)}; sequence length {result.sequence_len}, the "
