@@ -5,16 +5,15 @@ under a temporary name and renamed into place, and a dataset card (README.md) be
 data came from: pipeline, program fingerprint, model, counts, failures, date.
 """
 
-import json
 import logging
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from datagen.text.chunking import Chunk
 from datagen.errors import DatagenError
-from datagen.util.files import replacing
+from datagen.util import json_line, jsonl_sink, replacing, write_jsonl
 from datagen.dataset.records import (FLAT_FIELDS, alpaca_record, flat_record, openai_record, sample_id,
                                      sharegpt_record)
 from datagen.dataset.card import CARD_FILE, check_card, dataset_card, write_card
@@ -84,27 +83,6 @@ def check_scored(store: RunStore, min_scores: dict[str, float] | None) -> None:
                            "not run again)")
 
 
-@contextmanager
-def _jsonl_file(path: Path) -> Iterator:
-    """`path` open for writing under a temporary name, renamed over `path` when the block ends without error."""
-    with replacing(path) as partial, partial.open("w", encoding="utf-8") as sink:
-        yield sink
-
-
-def _line(record: dict) -> str:
-    return json.dumps(record, ensure_ascii=False) + "\n"
-
-
-def write_jsonl(path: Path, records: Iterable[dict]) -> int:
-    """Write records as JSONL under a temporary name, then rename it over `path`; returns how many."""
-    count = 0
-    with _jsonl_file(path) as sink:
-        for record in records:
-            sink.write(_line(record))
-            count += 1
-    return count
-
-
 # --- exports ------------------------------------------------------------------------------------------------
 
 @dataclass
@@ -132,8 +110,9 @@ def written_splits(store: RunStore, val_fraction: float) -> tuple[str, ...]:
 def _drop_stale(targets: Iterable[Path | None], written: Iterable[str]) -> None:
     """Remove the files an earlier export wrote for a split this one does not write (a validation split gone with
     --val-fraction 0): read beside the new files, they would repeat training samples."""
-    for target in targets:
-        for split in set(SPLITS) - set(written) if target is not None else ():
+    gone = [split for split in SPLITS if split not in written]
+    for target in (target for target in targets if target is not None):
+        for split in gone:
             split_path(target, split).unlink(missing_ok=True)
 
 
@@ -169,12 +148,12 @@ def write_chat_export(store: RunStore, fmt: str, target: Path, *, system: str | 
     with ExitStack() as stack:
         for split in written_splits(store, val_fraction):
             files[split] = split_path(target, split)
-            data = stack.enter_context(_jsonl_file(files[split]))
-            sidecar = stack.enter_context(_jsonl_file(split_path(metadata, split))) if metadata is not None else None
+            data = stack.enter_context(jsonl_sink(files[split]))
+            sidecar = stack.enter_context(jsonl_sink(split_path(metadata, split))) if metadata is not None else None
             for chunk, _, sample in grouped[split]:
-                data.write(_line(to_record(sample, system)))
+                data.write(json_line(to_record(sample, system)))
                 if sidecar is not None:
-                    sidecar.write(_line({"chunk_id": chunk.id, "source": chunk.source, "start": chunk.start,
+                    sidecar.write(json_line({"chunk_id": chunk.id, "source": chunk.source, "start": chunk.start,
                                          "end": chunk.end, **(provenance or {})}))
     _drop_stale((target, metadata), files)
     counts = {split: len(grouped[split]) for split in files}

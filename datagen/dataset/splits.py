@@ -158,7 +158,7 @@ def _drawn_sources(sources: list[str], fraction: float) -> set[str]:
 
 
 def draw_splits(store: RunStore, rule: SplitSettings, seen: Sequence[str] = (), *,
-                  force: bool = False) -> dict[str, Split]:
+                force: bool = False) -> dict[str, Split]:
     """Draw the held-out split of the run's chunks that have none yet, re-check the groups, and record both.
 
     Args:
@@ -185,11 +185,13 @@ def draw_splits(store: RunStore, rule: SplitSettings, seen: Sequence[str] = (), 
                            f"{was['test_fraction']} by {was['by']}, not {rule.test_fraction} by {rule.by} ([splits] "
                            "in datagen.toml): use a new --out, or --force to draw by the new rule (chunks already in "
                            "train stay there)")
-    chunks, retired = list(store.chunks()), store.retired_texts()  # retired: train text an earlier run dropped
-    outside = seen + retired
+    outside = seen + store.retired_texts()  # retired: the text of train chunks a restarted run dropped
     seen_key = _fingerprint(outside) if outside else meta.get(SPLIT_SEEN, "")
-    if not changed and all(chunk.id in recorded for chunk in chunks) and meta.get(SPLIT_SEEN, "") == seen_key:
-        return {chunk.id: Split(*recorded[chunk.id], "recorded") for chunk in chunks}
+    # store.splits() holds the run's own chunks only: as many as the run has means every chunk has one. Checked
+    # before the chunks are read, so that a resume does not read every chunk's text for nothing.
+    if not changed and len(recorded) == store.counts()["chunks"] and meta.get(SPLIT_SEEN, "") == seen_key:
+        return {chunk_id: Split(split, group, "recorded") for chunk_id, (split, group) in recorded.items()}
+    chunks = list(store.chunks())
     roots = near_duplicate_groups([chunk.text for chunk in chunks] + outside)
     members: dict[int, list[int]] = {}
     for i, group_root in enumerate(roots):
@@ -228,15 +230,14 @@ def draw_splits(store: RunStore, rule: SplitSettings, seen: Sequence[str] = (), 
 def split_note(store: RunStore, val_fraction: float = 0.0) -> str:
     """A paragraph for a dataset card: how the run's held-out split was drawn, what kept chunks out of it, and how
     the validation split was carved (`val_fraction`, 0: none)."""
-    meta, counts = store.meta(), store.split_counts()
+    rule, counts = _recorded_rule(store), store.split_counts()
     validation = (f" The validation split is carved from the rest at export: the near-duplicate groups whose id "
                   f"hashes below {val_fraction:g}." if val_fraction else "")
-    if SPLIT_RULE not in meta or not json.loads(meta[SPLIT_RULE])["test_fraction"]:
+    if rule is None or not rule.test_fraction:
         return "No test split is held out of this run." + validation
-    rule = json.loads(meta[SPLIT_RULE])
     test, train = counts.get("test", {}), counts.get("train", {})
-    how = (f"whole source files, the {rule['test_fraction']:g} share with the smallest hashes of their names"
-           if rule["by"] == "source" else f"a {rule['test_fraction']:g} share of the chunks, by a hash of each chunk id")
+    how = (f"whole source files, the {rule.test_fraction:g} share with the smallest hashes of their names"
+           if rule.by == "source" else f"a {rule.test_fraction:g} share of the chunks, by a hash of each chunk id")
     moved = [f"{n} {why}" for why, n in sorted(train.items()) if why != "drawn"]
     total = sum(n for by_why in counts.values() for n in by_why.values())
     return (f"The held-out test split ({sum(test.values())} of the run's {total} chunks, those not run yet included) "
@@ -247,17 +248,21 @@ def split_note(store: RunStore, val_fraction: float = 0.0) -> str:
             + "." + validation)
 
 
+def _recorded_rule(store: RunStore) -> SplitSettings | None:
+    """The rule the run's split was drawn by; None: none was drawn yet."""
+    rule = store.meta().get(SPLIT_RULE)
+    return SplitSettings(**json.loads(rule)) if rule else None
+
+
 def recorded_splits(store: RunStore) -> dict[str, Split]:
     """The run's recorded splits, {chunk id: Split}; chunks without one (a run made before datagen drew held-out
     splits) get theirs first, by the run's recorded rule, else the default ([splits] as SplitSettings() says)."""
     recorded = store.splits()  # only the run's own chunks: all of them when as many as the run has
     if len(recorded) == store.counts()["chunks"]:
         return {chunk_id: Split(split, group, "recorded") for chunk_id, (split, group) in recorded.items()}
-    rule = store.meta().get(SPLIT_RULE)
-    return draw_splits(store, SplitSettings(**json.loads(rule)) if rule else SplitSettings())
+    return draw_splits(store, _recorded_rule(store) or SplitSettings())
 
 
 def held_out(store: RunStore) -> bool:
     """Whether the run holds a test split out: its rule's test_fraction is above 0 (the split may still be empty)."""
-    rule = store.meta().get(SPLIT_RULE)
-    return (json.loads(rule)["test_fraction"] if rule else SplitSettings().test_fraction) > 0
+    return (_recorded_rule(store) or SplitSettings()).test_fraction > 0

@@ -39,7 +39,7 @@ from datagen.dataset.records import messages, openai_record, prompt_completion_r
 from datagen.errors import InputError
 from datagen.samples import Sample
 from datagen.text.tokens import count_tokens
-from datagen.util.files import replacing
+from datagen.util import replacing, write_jsonl
 from datagen.dataset.unsloth_script import UNSLOTH_SCRIPT
 
 TRAINERS = ("axolotl", "trl", "llama-factory", "unsloth")
@@ -293,10 +293,6 @@ def _write_yaml(path: Path, config: dict, header: str) -> None:
     _write_text(path, header + yaml.safe_dump(config, sort_keys=False, allow_unicode=True, width=120))
 
 
-def _write_jsonl(path: Path, records: list[dict]) -> None:
-    _write_text(path, "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
-
-
 def write_trainer_export(trainer: str, splits: dict[str, list[Sample]], folder: Path,
                          settings: TrainingSettings) -> TrainerExport:
     """Write the splits as `trainer` reads them, and the config (or script) that trains on them, in `folder`.
@@ -345,7 +341,7 @@ def write_trainer_export(trainer: str, splits: dict[str, list[Sample]], folder: 
         path = folder / f"{name}.jsonl"
         records[name] = len(by_split[name])
         if by_split[name]:
-            _write_jsonl(path, [to_record(sample, settings.system) for sample in by_split[name]])
+            write_jsonl(path, (to_record(sample, settings.system) for sample in by_split[name]))
             files.append(path)
         else:  # an earlier export's file would read as this one's
             path.unlink(missing_ok=True)

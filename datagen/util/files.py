@@ -1,8 +1,9 @@
 """Writing a file (or a folder) whole or not at all."""
 
+import json
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,6 +27,29 @@ def replacing(target: Path) -> Iterator[Path]:
     except BaseException:
         _remove(temp)
         raise
+
+
+@contextmanager
+def jsonl_sink(path: Path) -> Iterator:
+    """`path` open for writing JSON lines (see `json_line`) under a temporary name, renamed over `path` when the
+    block ends without error (`replacing`)."""
+    with replacing(path) as partial, partial.open("w", encoding="utf-8") as sink:
+        yield sink
+
+
+def json_line(record: dict) -> str:
+    """One JSONL line: the record as JSON, non-ASCII kept as it is, and a newline."""
+    return json.dumps(record, ensure_ascii=False) + "\n"
+
+
+def write_jsonl(path: Path, records: Iterable[dict]) -> int:
+    """Write records as JSONL under a temporary name, then rename it over `path`; returns how many."""
+    count = 0
+    with jsonl_sink(path) as sink:
+        for record in records:
+            sink.write(json_line(record))
+            count += 1
+    return count
 
 
 def _swap_folder(new: Path, target: Path) -> None:
