@@ -236,3 +236,16 @@ def test_the_split_is_configured_in_datagen_toml_and_reported_by_generate(worksp
     (workspace / "datagen.toml").write_text("[splits]\ntest_fraction = 1.5\n")
     result = run_cli("generate", "style_clone", "-i", "data/samples", "-o", "out2", cwd=workspace)
     assert result.returncode != 0 and "test_fraction" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_run_whose_samples_all_fell_in_test_says_so(workspace):
+    (workspace / "datagen.toml").write_text("[splits]\ntest_fraction = 0.99\n")
+    with FakeOpenAIServer() as server:
+        result = run_cli("generate", "style_clone", "-i", "data/samples", "-o", "out", "--max-tokens", "200",
+                         "--limit", "2", "--model", "openai/fake", "--api-base", server.url, cwd=workspace)
+    held = read_jsonl(workspace / "out/sharegpt.test.jsonl")
+    assert held and not read_jsonl(workspace / "out/sharegpt.jsonl")
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 1 and len(errors) == 1, result.stderr
+    assert errors[0].startswith(f"error: the dataset is empty for training ({len(held)} sample"
+                                f"{'s' * (len(held) != 1)} in the held-out test split alone)"), errors

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from datagen.cli.options import MinScore, min_scores
-from datagen.cli.output import err, say
+from datagen.cli.output import err, plural, say
 from datagen.errors import InputError, Interrupted
 
 RunDir = Annotated[Path, typer.Argument(help="A run folder made by `datagen generate` (holds run.db).")]
@@ -82,7 +82,7 @@ def export_run(
 
             check_endpoint()
         result = write_export(run_dir, fmt, out_path, system, val_fraction, min_scores(min_score), reviewed)
-        say(f"{fmt}: {result.path} ({result.samples} samples: {_counts(result.splits)})")
+        say(f"{fmt}: {result.path} ({plural(result.samples, 'sample')}: {_counts(result.splits)})")
         say(f"dataset card: {result.card}", to=err)
         return
     if not base_model:

@@ -133,7 +133,10 @@ def generate(
         raise (Interrupted if report.interrupted else DatagenError)(
             f"{report.stopped}; {report.advice}")
     if report.exported == 0:
-        raise DatagenError(f"the dataset is empty: {summary.why_few_samples() or 'no chunk produced a sample'}")
+        why = summary.why_few_samples() or "no chunk produced a sample"
+        held = f" for training ({plural(report.held_out, 'sample')} in the held-out test split alone)" \
+            if report.held_out else ""
+        raise DatagenError(f"the dataset is empty{held}: {why}")
 
 
 def _progress_display() -> Progress:
@@ -199,7 +202,8 @@ def _print_report(report, out_dir: Path, config, gated: bool):
     held_back = f", {report.held_back} below --min-score kept out" if gated else ""
     say(f"dataset: {report.data_path} ({report.exported} samples{held_back})")
     if report.test_path is not None:
-        say(f"held-out test split: {report.test_path} ({report.held_out} samples; training leaves them out)")
+        say(f"held-out test split: {report.test_path} ({plural(report.held_out, 'sample')}; training leaves "
+            "them out)")
     if report.model in EMBEDDED_MODELS:
         say(f"note: {report.model} ({EMBEDDED_MODELS[report.model].about}) keeps everything offline; its rewrites "
             "are not training-grade. Set [models.task] in datagen.toml (or --model) to a capable model for real "
