@@ -75,7 +75,8 @@ def run_config(config: tuple, items: list, workspace: Path, settings) -> dict:
     from datagen.lm.adapters import DescribedJSONAdapter, JSONAdapter
     from datagen.lm.local import CONTEXT_WINDOW, DEFAULT_MAX_TOKENS, AsyncLlamaCppEngine, LlamaCppEngine
     from datagen.metrics import MetricContext
-    from datagen.tuning.evaluate import Evaluator, scorer_for
+    from datagen.metrics import scorer_for
+    from datagen.tuning.evaluate import Evaluator
     from datagen.workspace.pipelines import load_program
     from metrics.style_clone import THRESHOLD
 

@@ -4,6 +4,7 @@ The judges and the offline `grounded` check live in datagen.metrics.factual_qa; 
 weighs them (`[metrics.factual_qa]` in datagen.toml may override the weights and the pass mark).
 """
 
+from datagen.metrics.answers import AnswerF1, AnswerGrounded, AnswerNovelty, CorrectnessJudge
 from datagen.metrics.factual_qa import AccuracyJudge, AnswerableJudge, Grounded, SubstanceJudge
 
 METRICS = {
@@ -23,3 +24,17 @@ CRITERIA = {
     "answerable": "The question can be answered from the passage alone.",
     "non_trivial": "The question asks about something worth knowing, not a surface detail.",
 }
+
+# The model metrics (`datagen eval-model`): a model trained on the pairs is asked a held-out question, with no
+# passage, and should answer what the reference answer says. Its answer is judged against the reference and the
+# passage (`correct`), compared word by word with the reference (SQuAD's token F1), checked to use the passage's
+# words (`grounded`) and, as a gate, to say more than the question did: a repeated question answers nothing, though
+# every word of it is in the passage (datagen.metrics.answers). Measured with `python -m bench.answer_validity`
+# (docs/eval-model.md).
+MODEL_METRICS = {
+    "correct": lambda ctx: CorrectnessJudge(ctx.judge),
+    "answer_f1": lambda ctx: AnswerF1(),
+    "grounded": lambda ctx: AnswerGrounded(),
+    "novelty": lambda ctx: AnswerNovelty(),
+}
+MODEL_WEIGHTS = {"correct": 2.0, "answer_f1": 1.0, "grounded": 1.0, "novelty": 0.25}

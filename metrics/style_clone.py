@@ -6,6 +6,8 @@ themselves live in datagen.metrics; this module only chooses and weighs them (`[
 datagen.toml may override the weights and the pass mark).
 """
 
+from datagen.metrics.answers import (AnswerChrF, AnswerCoverage, AnswerEmbedding, AnswerNovelty, AnswerStyle,
+                                     AnswerStyleJudge)
 from datagen.metrics.coverage import ContentCoverage, Novelty
 from datagen.metrics.judges import (BoundariesJudge, ContentJudge, GenericnessJudge, PairwiseStyleJudge,
                                     StyleFidelityJudge, shared_references)
@@ -53,7 +55,26 @@ CRITERIA = {
     "style_fidelity": "The output reads as the author's own passage.",
     "boundaries": "The output starts and ends at natural places (no sentence cut off).",
 }
+
+# The model metrics (`datagen eval-model`): a model trained on the pairs is given a held-out generic input and
+# should answer the author's passage. Its answer is scored for the author's style (the stylometric classifier,
+# fitted on the run's training split), the input's content carried (coverage, embedding), closeness to the
+# author's own passage (chrF against the reference) and, as a gate, new wording: an answer that returns its input
+# did no work (datagen.metrics.answers). The judge (`style_fidelity`) is reported when asked for (`--metric`) and
+# counts once weighted in `[metrics.style_clone] model_weights`. Measured with `python -m bench.answer_validity`
+# (docs/eval-model.md).
+MODEL_METRICS = {
+    "style": lambda ctx: AnswerStyle(shared_classifier(ctx, "style_clone")),
+    "style_fidelity": lambda ctx: AnswerStyleJudge(ctx.judge, shared_references(ctx)),
+    "chrf": lambda ctx: AnswerChrF(),
+    "coverage": lambda ctx: AnswerCoverage(),
+    "novelty": lambda ctx: AnswerNovelty(),
+}
+MODEL_WEIGHTS = {"style": 2.0, "chrf": 1.0, "coverage": 1.0, "novelty": 0.25}
+
 if embedding_available():
     METRICS["embedding"] = lambda ctx: EmbeddingSimilarity()
     # Meaning kept, checked without an LLM: a weak judge passes a junk rephrase that this catches.
     WEIGHTS["embedding"] = 1.0
+    MODEL_METRICS["embedding"] = lambda ctx: AnswerEmbedding()
+    MODEL_WEIGHTS["embedding"] = 1.0

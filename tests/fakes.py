@@ -203,7 +203,9 @@ class FakeOpenAIServer:
     429 at once (as a provider's concurrency limit does); `peak` is the most it has admitted at once and
     `rejected` the requests it turned away. A string answer is sent as the message content as it is, lone
     surrogates included (JSON escapes them, as a server's JSON encoder does). `port` (default: any free one) lets
-    a test start a server again where a stopped one was; `stop()` takes it down mid-run, as a crash does.
+    a test start a server again where a stopped one was; `stop()` takes it down mid-run, as a crash does. `chat`
+    answers a request that is not a DSPy prompt (plain chat messages, as a fine-tuned model is asked) with
+    `chat(messages)`: a stand-in model whose answers are known.
 
     The Batch API: `POST /v1/files` (multipart, purpose "batch") stores an upload (`files`, counted in `uploads`);
     `POST /v1/batches` creates a batch of an uploaded JSONL file (`batches`, counted in `batches_created`), in
@@ -228,8 +230,10 @@ class FakeOpenAIServer:
                  by_field: dict | None = None, faults: Callable[[str, int], Fault | int | str | None] | None = None,
                  layout: Callable[[dict[str, str]], str] | None = None, max_concurrent: int | None = None,
                  batch_polls: int = 1, batch_end: "str | Callable[[int], str]" = "completed",
-                 batch_answered: int | None = None, port: int = 0, batch_api: bool = True):
+                 batch_answered: int | None = None, port: int = 0, batch_api: bool = True,
+                 chat: Callable[[list[dict]], str] | None = None):
         self.latency = latency
+        self.chat = chat
         self.batch_api = batch_api
         self.batch_404s = 0
         self._init_batches(batch_polls, batch_end, batch_answered)
@@ -540,8 +544,11 @@ class FakeOpenAIServer:
     def _completion(self, body: dict, text: str | None, truncated: bool, completion_id: str) -> dict:
         """A chat.completion answering `body`: `text`, else `answer()`'s; `truncated` cut off half-way with
         finish_reason length, as a model that ran out of tokens, reporting it used them all."""
+        messages = body.get("messages") or []
+        if text is None and self.chat is not None and not _OUTPUT_FIELDS.search(_split(messages)[0]):
+            text = self.chat(messages)
         if text is None:
-            text = answer(*_split(body.get("messages") or []), self.respond, self.by_field, self.layout)
+            text = answer(*_split(messages), self.respond, self.by_field, self.layout)
         if truncated:
             text = text[:len(text) // 2]
         completion = len(text.split())

@@ -5,6 +5,7 @@ under a temporary name and renamed into place, and a dataset card (README.md) be
 data came from: pipeline, program fingerprint, model, counts, failures, date.
 """
 
+import json
 import logging
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack
@@ -22,7 +23,7 @@ from datagen.dataset.trainers import TrainerExport, TrainingSettings, write_trai
 from datagen.dataset.trainers import check_settings as check_trainer_settings
 from datagen.dataset.review import NOT_REJECTED, REVIEWED, approved, as_reviewed, keeps
 from datagen.samples import Sample
-from datagen.store import RunStore
+from datagen.store import SYSTEM_PROMPT, RunStore
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,7 @@ def write_chat_export(store: RunStore, fmt: str, target: Path, *, system: str | 
                     sidecar.write(json_line({"chunk_id": chunk.id, "source": chunk.source, "start": chunk.start,
                                          "end": chunk.end, **(provenance or {})}))
     _drop_stale((target, metadata), files)
+    store.set_meta({SYSTEM_PROMPT: json.dumps(system)})  # what a model trained on it was given (eval-model)
     counts = {split: len(grouped[split]) for split in files}
     names = [path.name for path in files.values()]
     names += [split_path(metadata, split).name for split in files] if metadata is not None else []
@@ -245,6 +247,7 @@ def write_export(run_dir: str | Path, fmt: str, out_path: str | Path | None = No
             card = dataset_card(store, fmt, [f"{name}/" for name in names], sum(counts.values()), system=system,
                                 splits=counts, val_fraction=val_fraction, min_scores=min_scores, reviewed=reviewed)
             _save_hf(hf_dataset({name: grouped[name] for name in names}, system), target, card)
+            store.set_meta({SYSTEM_PROMPT: json.dumps(system)})
             return Export(target, target / CARD_FILE, sum(counts.values()), counts)
         files = {split: split_path(target, split) for split in names}
         for split, path in files.items():
@@ -298,6 +301,7 @@ def export_for_trainer(run_dir: str | Path, trainer: str, settings: TrainingSett
         grouped = split_samples(store, min_scores, reviewed, val_fraction)
         export = write_trainer_export(trainer, {name: [sample for _, _, sample in kept]
                                                 for name, kept in grouped.items()}, folder, settings)
+        store.set_meta({SYSTEM_PROMPT: json.dumps(settings.system)})
         names = [path.name for path in export.files]
         card = dataset_card(store, f"{trainer} (base model {settings.base_model})", names,
                             sum(export.records.values()), system=settings.system, splits=export.records,

@@ -29,15 +29,16 @@ from datagen.workspace import Config, load_metric_suite
 COMPOSITE = "composite"
 
 
-def measure(metric, chunk: str, sample: Sample) -> Score:
-    """`metric`'s score of `sample`, or a `Failed` one when its call raised or its judge's answer was cut off at
-    max_tokens (DSPy parses a cut-off answer as if it were whole). Raises what no other sample would escape (see
-    datagen.lm.failures.UNRECOVERABLE) and what is not an Exception (Ctrl-C, the optimizer's call cap)."""
+def measure(metric, chunk: str, sample: Sample, *answer: str) -> Score:
+    """`metric`'s score of `sample` (of `answer` to it, for a model metric: datagen.metrics.answers), or a `Failed`
+    one when its call raised or its judge's answer was cut off at max_tokens (DSPy parses a cut-off answer as if it
+    were whole). Raises what no other sample would escape (see datagen.lm.failures.UNRECOVERABLE) and what is not an
+    Exception (Ctrl-C, the optimizer's call cap)."""
 
     prefix = f"{'judge' if getattr(metric, 'kind', None) == 'judge' else 'metric'}_{metric.name}_"
     cut = truncations()
     try:
-        score = metric(chunk, sample)
+        score = metric(chunk, sample, *answer)
     except Exception as exc:
         kind = failure_kind(exc)
         if kind in UNRECOVERABLE:
@@ -126,9 +127,10 @@ class Scorer:
         """
         suite = load_metric_suite(pipeline, context.workspace)
         settings = context.config.metrics.get(pipeline)
-        weights = weights or (settings and settings.weights) or suite.WEIGHTS
+        declared, default_weights = self._declared(pipeline, suite)
+        weights = weights or (settings and getattr(settings, self.weights_setting)) or default_weights
         threshold = settings.threshold if settings and settings.threshold is not None else suite.THRESHOLD
-        available = [*suite.METRICS, COMPOSITE]
+        available = [*declared, COMPOSITE]
         names = list(dict.fromkeys(names or available))
         for name in [*names, *(parts or ())]:
             if name not in available:
@@ -138,19 +140,19 @@ class Scorer:
             for name in parts:
                 if not weights.get(name):
                     raise DatagenError(f"metric {name!r} does not count in {pipeline}'s composite (weights: "
-                                       f"{counted}); give it a weight in [metrics.{pipeline}] weights")
+                                       f"{counted}); give it a weight in [metrics.{pipeline}] {self.weights_setting}")
             weights = {name: weight for name, weight in weights.items() if name in parts}
         self.weights = dict(weights)
         wanted = [n for n in names if n != COMPOSITE]
         if COMPOSITE in names:
-            missing = sorted(set(weights) - set(suite.METRICS))
+            missing = sorted(set(weights) - set(declared))
             if missing:
                 raise DatagenError(f"metric weight {missing[0]!r}: pipeline {pipeline!r} has no such metric "
-                                   f"(metrics: {', '.join(suite.METRICS)})")
+                                   f"(metrics: {', '.join(declared)})")
             wanted += [n for n in weights if weights[n] and n not in wanted]
         self.names = names
         self.context = context
-        self.metrics = [suite.METRICS[name](context) for name in wanted]
+        self.metrics = [declared[name](context) for name in wanted]
         self.kinds = {metric.name: metric.kind for metric in self.metrics}
         self.composite = None
         if COMPOSITE in names:
@@ -174,13 +176,75 @@ class Scorer:
                 unknown model, nothing listening), as `measure` raises it.
             BaseException: what is not an Exception (Ctrl-C, the optimizer's call cap), as it is.
         """
-        scores = {metric.name: measure(metric, chunk, sample) for metric in self.metrics}
+        return self._scores(chunk, sample)
+
+    # The metrics module's declarations this scorer reads, and the `[metrics.PIPELINE]` setting overriding them.
+    weights_setting = "weights"
+
+    def _declared(self, pipeline: str, suite) -> tuple[dict, dict[str, float]]:
+        """The suite's metric factories ({name: factory}) and its composite's weights."""
+        return suite.METRICS, suite.WEIGHTS
+
+    def _scores(self, chunk: str, sample: Sample, *answer: str) -> dict:
+        scores = {metric.name: measure(metric, chunk, sample, *answer) for metric in self.metrics}
         if self.composite is not None:
             failed = [name for name in self.composite.weights if isinstance(scores[name], Failed)]
             scores[COMPOSITE] = Score(self.composite.combine(scores), "weighted mean of " + ", ".join(
                 f"{name} x{weight:g}" for name, weight in self.composite.weights.items()) + (
                 f"; {', '.join(failed)} failed, counted as 0" if failed else ""))
         return scores
+
+
+class AnswerScorer(Scorer):
+    """Scores a model's answers to held-out samples with a pipeline's model metrics (datagen.metrics.answers).
+
+    A `Scorer` of the metrics module's `MODEL_METRICS`, weighed by `[metrics.PIPELINE] model_weights` in
+    datagen.toml, else the module's `MODEL_WEIGHTS`; built the same way (see `Scorer.__init__`), from a context
+    whose corpus is the run's training split.
+
+    Raises:
+        DatagenError: as `Scorer` does, and when metrics/PIPELINE.py declares no `MODEL_METRICS` and
+            `MODEL_WEIGHTS`.
+    """
+
+    weights_setting = "model_weights"
+
+    def _declared(self, pipeline: str, suite) -> tuple[dict, dict[str, float]]:
+        declared, weights = getattr(suite, "MODEL_METRICS", None), getattr(suite, "MODEL_WEIGHTS", None)
+        if not isinstance(declared, dict) or not isinstance(weights, dict):
+            raise DatagenError(f"metrics/{pipeline}.py declares no model metrics: add MODEL_METRICS and "
+                               "MODEL_WEIGHTS to it (see the built-in metrics/style_clone.py and docs/eval-model.md)")
+        return declared, weights
+
+    def score(self, chunk: str, reference: Sample, answer: str) -> dict:
+        """Score a model's answer to a held-out sample.
+
+        Args:
+            chunk: the text of the chunk the sample was made from.
+            reference: the held-out sample (its input is what the model was given; its output, the reference).
+            answer: the model's answer.
+
+        Returns:
+            {metric name: Score}, as `Scorer.score` gives them.
+
+        Raises:
+            Exception: as `Scorer.score` raises.
+        """
+        return self._scores(chunk, reference, answer)
+
+
+def scorer_for(pipeline: str, context: MetricContext, metrics: list[str] | None,
+               kind: type[Scorer] = Scorer) -> Scorer:
+    """The scorer for `metrics` as `--metric` names them (None: every metric and the composite): a `kind`, Scorer
+    (the data metrics, the default) or AnswerScorer (the model metrics). With the
+    composite and metrics that count in it, the composite is made of those alone (their configured weights,
+    renormalised), as `optimize --metric` makes it; with the composite alone, or beside metrics that do not count
+    in it (chrf), it is the configured one. Raises DatagenError for an unknown metric."""
+    if not metrics or COMPOSITE not in metrics:
+        return kind(pipeline, context, metrics)
+    weighted = kind(pipeline, context, [COMPOSITE]).weights if len(set(metrics)) > 1 else {}
+    parts = [name for name in metrics if weighted.get(name)]
+    return kind(pipeline, context, metrics, parts=parts or None)
 
 
 def review_criteria(pipeline: str, workspace: Path) -> dict[str, str]:

@@ -180,9 +180,14 @@ composite, with:
 
     datagen evaluate $name --dev data/$name/dev.jsonl
     datagen optimize $name --dev data/$name/dev.jsonl
+
+and score a model trained on a run's pairs, on the run's held-out test split, with the model metrics:
+
+    datagen eval-model RUN --model openai/MY-FINE-TUNE --api-base http://localhost:8000/v1
 """
 
 from datagen.samples import Sample
+from datagen.metrics.answers import AnswerChrF, AnswerF1, AnswerNovelty
 from datagen.metrics.base import Score
 from datagen.metrics.judges import InstructionsJudge
 from signatures.$name import $signature_class
@@ -219,6 +224,15 @@ THRESHOLD = 0.6
 CRITERIA = {
     "follows_instructions": "The output does what the instructions ask of the passage.",
 }
+# The model metrics (`datagen eval-model`): a trained model's answer to a held-out input, against the reference
+# output: its closeness (chrF, token F1) and, as a gate, new wording (an answer that returns its input did no work).
+# metrics/style_clone.py and metrics/factual_qa.py show judged and task-specific ones (datagen.metrics.answers).
+MODEL_METRICS = {
+    "chrf": lambda ctx: AnswerChrF(),
+    "answer_f1": lambda ctx: AnswerF1(),
+    "novelty": lambda ctx: AnswerNovelty(),
+}
+MODEL_WEIGHTS = {"chrf": 1.0, "answer_f1": 1.0, "novelty": 0.25}
 ''')
 
 TEST = Template('''\

@@ -29,7 +29,7 @@ import dspy
 from datagen.dataset import DevItem, read_devset
 from datagen.errors import DatagenError
 from datagen.lm import RoleModel, check_reachable, task_model
-from datagen.metrics import COMPOSITE, Failed, MetricContext, Score, Scorer
+from datagen.metrics import COMPOSITE, Failed, MetricContext, Score, Scorer, scorer_for
 from datagen.runs import RayCluster, bound_answers, drop_reason, run_chunks
 from datagen.store import Outcome
 from datagen.tuning.report import write_report
@@ -181,18 +181,6 @@ def evaluate_pipeline(pipeline: str, dev: str | Path | list[DevItem], *, workspa
                           dev=dev_label(dev) + (f" ({split})" if split else ""), split=split,
                           concurrency=concurrency, cluster=cluster)
     return evaluator(program, str(program_path) if program_path else "uncompiled", model=model)
-
-
-def scorer_for(pipeline: str, context: MetricContext, metrics: list[str] | None) -> Scorer:
-    """The scorer for `metrics` as `--metric` names them (None: every metric and the composite). With the
-    composite and metrics that count in it, the composite is made of those alone (their configured weights,
-    renormalised), as `optimize --metric` makes it; with the composite alone, or beside metrics that do not count
-    in it (chrf), it is the configured one. Raises DatagenError for an unknown metric."""
-    if not metrics or COMPOSITE not in metrics:
-        return Scorer(pipeline, context, metrics)
-    weighted = Scorer(pipeline, context, [COMPOSITE]).weights if len(set(metrics)) > 1 else {}
-    parts = [name for name in metrics if weighted.get(name)]
-    return Scorer(pipeline, context, metrics, parts=parts or None)
 
 
 def _item_failure(outcome: Outcome) -> str | None:

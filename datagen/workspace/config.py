@@ -147,6 +147,8 @@ class MetricSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     weights: dict[str, Annotated[float, Field(strict=True)]] | None = None
+    # The model metrics' weights (`datagen eval-model`), overriding the module's MODEL_WEIGHTS.
+    model_weights: dict[str, Annotated[float, Field(strict=True)]] | None = None
     threshold: float | None = Field(None, ge=0, le=1, strict=True)
     # Other prose the stylometric metrics tell the author apart from, besides data/reference/ (e.g. other
     # authors of the same genre and period): files or folders, relative to the workspace.
