@@ -33,7 +33,7 @@ from datagen.metrics.base import Score, clamp
 from datagen.metrics.coverage import bigram_overlap, coverage
 from datagen.metrics.factual_qa import Grounded
 from datagen.metrics.judges import Judge, References, StyleFidelityJudge
-from datagen.metrics.overlap import embed
+from datagen.metrics.overlap import embedding
 from datagen.metrics.stylometry import CrossFittedClassifier
 from datagen.samples import Sample, transcript
 
@@ -111,8 +111,7 @@ class AnswerEmbedding:
     name, kind = "embedding", "offline"
 
     def __call__(self, chunk: str, reference: Sample, answer: str) -> Score:
-        a, b = embed([answer, reference.input])
-        cosine = float(a @ b)
+        cosine = float(embedding(answer) @ embedding(reference.input))  # the input's is kept for each model
         return Score(clamp(cosine), f"embedding cosine similarity of the answer and the input: {cosine:.2f}")
 
 

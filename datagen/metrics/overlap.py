@@ -142,7 +142,7 @@ def embed(texts: Sequence[str]) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=4096)
-def _embedding(text: str) -> np.ndarray:
+def embedding(text: str) -> np.ndarray:
     """One text's embedding, kept: a chunk is compared with each of its samples (and every candidate an
     optimizer or a validity check tries), and embedding it is the dear part."""
     return embed([text])[0]
@@ -154,7 +154,7 @@ class EmbeddingSimilarity:
     name, kind, aspect = "embedding", "offline", "content"
 
     def __call__(self, chunk: str, sample: Sample) -> Score:
-        a, b = _embedding(sample.input), _embedding(sample.output)
+        a, b = embedding(sample.input), embedding(sample.output)
         cosine = float(a @ b)
         # Negative cosines are rare with this model and mean "unrelated" as much as 0 does.
         return Score(clamp(cosine), f"embedding cosine similarity between input and output: {cosine:.2f}")

@@ -15,15 +15,20 @@ import time
 from dataclasses import dataclass
 
 from datagen.errors import InputError
-from datagen.lm import UNRECOVERABLE, RoleModel, failure_kind, first_line, track_usage
+from dspy.lm15 import Config, Message, Request
+
+from datagen.dataset.records import messages
+from datagen.lm import UNRECOVERABLE, RoleModel, failure_kind, first_line
 from datagen.lm.local import EMBEDDED_MODELS
 from datagen.lm.roles import build_role_model
 from datagen.model_eval.store import Answer
+from datagen.samples import Sample
 from datagen.workspace.config import ModelSettings, flag_settings
 
 _LABEL = re.compile(r"^[A-Za-z0-9_.\-]+$")
 DEFAULT_TEMPERATURE = 0.0  # greedy: the same model gives the same answers, so two runs compare
 DEFAULT_MAX_TOKENS = 1024
+_MESSAGE = {"user": Message.user, "assistant": Message.assistant}
 
 
 @dataclass(frozen=True)
@@ -60,11 +65,11 @@ def _labelled(value: str, option: str) -> tuple[str | None, str]:
     """(label, rest) of `--option LABEL=VALUE`; (None, value) when it has no label (a URL's or a model string's own
     characters before any "=" are not a label: they hold ":" or "/")."""
     label, sep, rest = value.partition("=")
-    if sep and _LABEL.match(label) and "/" not in label:
-        return label, rest
-    if sep and not rest:
+    if not (sep and _LABEL.match(label)):
+        return None, value
+    if not rest:
         raise InputError(f"{option} {value!r}: nothing after '='")
-    return None, value
+    return label, rest
 
 
 def parse_candidates(models: list[str], api_bases: list[str] | None = None, *,
@@ -111,16 +116,26 @@ def parse_candidates(models: list[str], api_bases: list[str] | None = None, *,
     return candidates
 
 
-def ask(model: RoleModel, messages: list[dict]) -> Answer:
-    """One candidate's answer to one held-out sample's messages, or the failure of the call.
+def chat_request(model: RoleModel, sample: Sample, system: str | None, settings: ModelSettings) -> Request:
+    """The request that asks `model` a held-out sample's input as the trained model saw its pairs: `system` first,
+    then the sample's earlier turns and its input (datagen.dataset.records.messages, less the answer), capped and
+    sampled as `settings` say (an explicit request carries its own: the LM's defaults do not apply to it)."""
+    turns = messages(sample, system)[:-1]
+    return Request(model=model.lm.model, system=system,
+                   messages=tuple(_MESSAGE[turn["role"]](turn["content"]) for turn in turns if turn["role"] != "system"),
+                   config=Config(max_tokens=settings.max_tokens, temperature=settings.temperature))
+
+
+def ask(model: RoleModel, request: Request) -> Answer:
+    """One candidate's answer to one held-out sample, or the failure of the call.
 
     Args:
         model: the candidate's model (`Candidate.model`).
-        messages: the chat messages, as role/content dicts, ending with the user's turn.
+        request: the sample's request (`chat_request`).
 
     Returns:
-        The `Answer`: its text and tokens, or the error and its kind (datagen.lm.failures) when the call failed
-        after its retries.
+        The `Answer`: its text, tokens and finish reason ("length": cut off at max_tokens), or the error and its
+        kind (datagen.lm.failures) when the call failed after its retries.
 
     Raises:
         Exception: a failure no other sample would escape (datagen.lm.failures.UNRECOVERABLE: a key refused, an
@@ -128,16 +143,13 @@ def ask(model: RoleModel, messages: list[dict]) -> Answer:
     """
     start = time.monotonic()
     try:
-        with track_usage() as tracker:
-            outputs = model.lm(messages=messages)
+        response = model.lm(request)
     except Exception as exc:
         kind = failure_kind(exc)
         if kind in UNRECOVERABLE:
             raise
         return Answer(None, first_line(exc), kind, seconds=time.monotonic() - start)
-    first = outputs[0] if outputs else ""
-    text = first["text"] if isinstance(first, dict) else first
-    usage = list(tracker.get_total_tokens().values())
-    prompt = sum(entry.get("prompt_tokens") or 0 for entry in usage) or None
-    completion = sum(entry.get("completion_tokens") or 0 for entry in usage) or None
-    return Answer(text or "", prompt_tokens=prompt, completion_tokens=completion, seconds=time.monotonic() - start)
+    usage = response.usage
+    return Answer(response.text or "", prompt_tokens=usage.input_tokens if usage else None,
+                  completion_tokens=usage.output_tokens if usage else None, seconds=time.monotonic() - start,
+                  finish_reason=response.finish_reason)

@@ -25,12 +25,11 @@ from pathlib import Path
 
 from datagen._version import __version__
 from datagen.dataset import sample_id, split_samples
-from datagen.dataset.records import messages
 from datagen.dataset.splits import recorded_splits
 from datagen.errors import DatagenError, InputError
 from datagen.lm import CallGate, check_reachable, gated
 from datagen.metrics import COMPOSITE, AnswerScorer, Failed, MetricContext, Score, scorer_for
-from datagen.model_eval.candidates import Candidate, ask
+from datagen.model_eval.candidates import Candidate, ask, chat_request
 from datagen.model_eval.report import write_report
 from datagen.model_eval.stats import mean_interval, paired_comparison
 from datagen.model_eval.store import FOLDER, Answer, AnswerStore
@@ -79,8 +78,8 @@ class EvaluationSettings:
         metrics: the model metrics to score, as `--metric` names them (with "composite": the composite of those
             named); default None: the composite and the metrics it weighs.
         concurrency: requests in flight at most, all candidates together; default 4.
-        rpm: requests a minute at most, per candidate; default None: no cap.
-        tpm: tokens a minute at most, per candidate; default None: no cap.
+        rpm: requests a minute at most, per server (per model for a hosted one); default None: no cap.
+        tpm: tokens a minute at most, per server (per model for a hosted one); default None: no cap.
         limit: evaluate only the first `limit` held-out samples (in chunk order); default None: all.
         force: ask every candidate again, its kept answers dropped (a model retrained and served again under the
             same name); default False.
@@ -162,8 +161,15 @@ class _Evaluation:
         models = {candidate.label: candidate.model() for candidate in self.candidates}
         for model in models.values():
             check_reachable(model)
-        gates = {model.lm.model: CallGate(self.settings.concurrency, rpm=self.settings.rpm, tpm=self.settings.tpm)
-                 for model in models.values()}
+        # One gate per server: candidates served together (a base model and its LoRA adapters on one vLLM) share
+        # its capacity, and a 429 from it slows them all.
+        by_server: dict[tuple, CallGate] = {}
+        gates = {}
+        for candidate in self.candidates:
+            server = candidate.settings.api_bases or (candidate.settings.model,)
+            gate = by_server.setdefault(server, CallGate(self.settings.concurrency, rpm=self.settings.rpm,
+                                                         tpm=self.settings.tpm))
+            gates[models[candidate.label].lm.model] = gate
         jobs = []
         for candidate in self.candidates:
             key = candidate.key(self.system)
@@ -172,8 +178,12 @@ class _Evaluation:
             kept = store.answers(key)
             jobs += [(candidate, key, held) for held in self.samples
                      if held.id not in kept or kept[held.id].text is None]
-        asked = _parallel(jobs, lambda job: ask(models[job[0].label], messages(job[2].sample, self.system)[:-1]),
-                          self.settings.concurrency, gates)
+        def asking(job) -> Answer:
+            candidate, _, held = job
+            model = models[candidate.label]
+            return ask(model, chat_request(model, held.sample, self.system, candidate.settings))
+
+        asked = _parallel(jobs, asking, self.settings.concurrency, gates)
         for done, ((candidate, key, held), answer) in enumerate(asked, 1):
             store.record(key, held.id, answer)
             self._tell("asking", done, len(jobs))
@@ -240,6 +250,7 @@ def _model_summary(candidate: Candidate, system: str | None, answers: dict[str, 
             "api_base": list(candidate.settings.api_bases), "temperature": candidate.settings.temperature,
             "max_tokens": candidate.settings.max_tokens, "key": candidate.key(system),
             "answered": sum(answer is not None and answer.text is not None for answer in own),
+            "cut_off": sum(answer is not None and answer.finish_reason == "length" for answer in own),
             "failed": sum(failures.values()), "failures": dict(failures), "failed_scores": dict(failed_scores),
             "tokens": {"prompt": sum(a.prompt_tokens or 0 for a in own if a),
                        "completion": sum(a.completion_tokens or 0 for a in own if a)},

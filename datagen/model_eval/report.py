@@ -47,8 +47,9 @@ def _models_table(result: dict) -> str:
         failures = ", ".join(f"{html.escape(kind)} {count}" for kind, count in model["failures"].items()) or "0"
         rows.append(f"<tr><th>{html.escape(model['label'])}<br><span class='interval'>"
                     f"{html.escape(model['model'] or '')}</span></th>{cells}"
-                    f"<td class='num'>{model['answered']}</td><td>{failures}</td></tr>")
-    return (f"<table><tr><th>model</th>{head}<th>answered</th><th>failed calls</th></tr>{''.join(rows)}</table>"
+                    f"<td class='num'>{model['answered']}</td><td>{failures}</td>"
+                    f"<td class='num'>{model['cut_off']}</td></tr>")
+    return (f"<table><tr><th>model</th>{head}<th>answered</th><th>failed calls</th><th>cut off at max_tokens</th></tr>{''.join(rows)}</table>"
             "<p>Each cell: the mean over every held-out sample (a failed call counts 0) and its 95% bootstrap "
             "interval.</p>")
 

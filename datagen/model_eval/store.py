@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS answers (
     kind TEXT,  -- the failure's kind (datagen.lm.failures)
     prompt_tokens INTEGER, completion_tokens INTEGER,
     seconds REAL,  -- the call's wall-clock time, retries included
+    finish_reason TEXT,  -- "length": cut off at max_tokens
     answered_at TEXT NOT NULL,
     PRIMARY KEY (candidate, sample_id));
 -- One row per (candidate, sample, scoring, metric).
@@ -56,6 +57,8 @@ class Answer:
         prompt_tokens: tokens of the request, as the server counted them; None when it did not say.
         completion_tokens: tokens of the answer; None when the server did not say.
         seconds: the call's wall-clock time, retries included.
+        finish_reason: why the answer ended, as the server said ("stop", "length": cut off at max_tokens); None
+            for a failed call.
     """
 
     text: str | None
@@ -64,6 +67,7 @@ class Answer:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     seconds: float = 0.0
+    finish_reason: str | None = None
 
 
 class AnswerStore:
@@ -98,7 +102,8 @@ class AnswerStore:
 
     def answers(self, candidate: str) -> dict[str, Answer]:
         """{sample id: Answer} of one candidate, failed calls included."""
-        rows = self._db.execute("SELECT sample_id, answer, error, kind, prompt_tokens, completion_tokens, seconds "
+        rows = self._db.execute("SELECT sample_id, answer, error, kind, prompt_tokens, completion_tokens, seconds, "
+                                "finish_reason "
                                 "FROM answers WHERE candidate = ?", (candidate,))
         return {row[0]: Answer(*row[1:]) for row in rows}
 
@@ -106,9 +111,10 @@ class AnswerStore:
         """Keep an answer (replacing the one before, and its scores)."""
         with self._transaction():
             self._db.execute("DELETE FROM scores WHERE candidate = ? AND sample_id = ?", (candidate, sample_id))
-            self._db.execute("INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            self._db.execute("INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                              (candidate, sample_id, answer.text, answer.error, answer.kind, answer.prompt_tokens,
-                              answer.completion_tokens, answer.seconds, datetime.now(UTC).isoformat()))
+                              answer.completion_tokens, answer.seconds, answer.finish_reason,
+                              datetime.now(UTC).isoformat()))
 
     def forget(self, candidate: str) -> int:
         """Drop a candidate's answers and scores; how many answers were dropped."""
