@@ -254,3 +254,10 @@ def test_bootstrap_intervals_hold_the_mean_and_pairs_compare_sample_by_sample():
     assert not separated(mean_interval(shifted), summary)  # the unpaired intervals overlap
     with pytest.raises(ValueError):
         paired_comparison([1.0], [1.0, 0.0])
+
+
+def test_a_key_the_server_refuses_stops_the_evaluation_in_one_line(workspace, tmp_path):
+    run = style_run(workspace, tmp_path / "run")
+    with FakeOpenAIServer(chat=last_user, responses=[401] * 50) as server:
+        with pytest.raises(DatagenError, match=r"^openai/tuned: auth: .*401"):
+            evaluate_models(run, parse_candidates(["tuned=openai/tuned"], [server.url]), None, workspace)

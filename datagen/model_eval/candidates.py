@@ -14,7 +14,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from datagen.errors import InputError
+from datagen.errors import DatagenError, InputError
 from dspy.lm15 import Config, Message, Request
 
 from datagen.dataset.records import messages
@@ -138,16 +138,16 @@ def ask(model: RoleModel, request: Request) -> Answer:
         kind (datagen.lm.failures) when the call failed after its retries.
 
     Raises:
-        Exception: a failure no other sample would escape (datagen.lm.failures.UNRECOVERABLE: a key refused, an
-            unknown model, nothing listening), as it is.
+        DatagenError: a failure no other sample would escape (datagen.lm.failures.UNRECOVERABLE: a key refused, an
+            unknown model, nothing listening), in one line naming the model.
     """
     start = time.monotonic()
     try:
         response = model.lm(request)
     except Exception as exc:
         kind = failure_kind(exc)
-        if kind in UNRECOVERABLE:
-            raise
+        if kind in UNRECOVERABLE:  # no other sample would fare better: one line, the evaluation stops
+            raise DatagenError(f"{model.name}: {kind}: {first_line(exc)}") from exc
         return Answer(None, first_line(exc), kind, seconds=time.monotonic() - start)
     usage = response.usage
     return Answer(response.text or "", prompt_tokens=usage.input_tokens if usage else None,

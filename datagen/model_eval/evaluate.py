@@ -27,7 +27,7 @@ from datagen._version import __version__
 from datagen.dataset import sample_id, split_samples
 from datagen.dataset.splits import recorded_splits
 from datagen.errors import DatagenError, InputError
-from datagen.lm import CallGate, check_reachable, gated
+from datagen.lm import CallGate, check_reachable, failure_kind, first_line, gated
 from datagen.metrics import COMPOSITE, AnswerScorer, Failed, MetricContext, Score, scorer_for
 from datagen.model_eval.candidates import Candidate, ask, chat_request
 from datagen.model_eval.report import write_report
@@ -201,8 +201,16 @@ class _Evaluation:
             judge = self.config.role("judge")
             gates[self.scorer.context.judge.lm.model] = CallGate(self.settings.concurrency, rpm=judge.rpm,
                                                                  tpm=judge.tpm)
-        scores = _parallel(jobs, lambda job: self.scorer.score(job[1].chunk.text, job[1].sample, job[2]),
-                           self.settings.concurrency, gates)
+        def scoring(job) -> dict:
+            _, held, answer = job
+            try:
+                return self.scorer.score(held.chunk.text, held.sample, answer)
+            except DatagenError:
+                raise
+            except Exception as exc:  # what no other answer would escape (a judge's key refused: scoring.measure)
+                raise DatagenError(f"scoring the answers: {failure_kind(exc)}: {first_line(exc)}") from exc
+
+        scores = _parallel(jobs, scoring, self.settings.concurrency, gates)
         for done, ((key, held, _), result) in enumerate(scores, 1):
             store.set_scores(key, held.id, self.scoring, result)
             self._tell("scoring", done, len(jobs))
