@@ -11,12 +11,13 @@ import pytest
 from datagen.dataset import read_devset
 from datagen.errors import DatagenError
 from datagen.lm.roles import RoleModel
+from datagen.metrics import AnswerScorer, MetricContext
 from datagen.metrics.judges import InstructionsJudge
 from datagen.samples import Sample
 from datagen.scaffold import scaffold
 from datagen.scaffold.pipeline import DEV_ITEMS
 from datagen.tuning import evaluate_pipeline
-from datagen.workspace import load_metric_suite, load_program
+from datagen.workspace import Config, load_metric_suite, load_program
 
 from .conftest import every_record, run_cli
 from .fakes import FakeEngine, FakeOpenAIServer, fake_lm, plain
@@ -181,3 +182,12 @@ def test_cli_refusals_are_one_line_errors(workspace, args, fragment):
     result = run_cli(*args, cwd=workspace)
     assert_one_line_error(result, fragment)
     assert result.stdout == "" and tree(workspace) == before
+
+
+def test_a_new_pipeline_declares_model_metrics_that_rank_the_reference_over_a_copy(workspace):
+    scaffold(workspace, "qa", QA)
+    scorer = AnswerScorer("qa", MetricContext(workspace, Config(), corpus=[]), ["composite"])
+    reference = Sample("When is the lamp lit?", "The keeper lights the lamp at dusk, every evening.")
+    best = scorer.score(PASSAGE, reference, reference.output)["composite"].value
+    copy = scorer.score(PASSAGE, reference, reference.input)["composite"].value
+    assert best > 0.9 and copy == 0.0  # the reference itself, and the question returned (the novelty gate)

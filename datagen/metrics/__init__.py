@@ -1,5 +1,6 @@
 """The reusable metrics: `Score` and the `Metric` shape (base), LLM judges (judges, factual_qa), offline
-stylometry, overlap and coverage metrics, and the weighted `Composite`. A workspace's metrics/PIPELINE.py chooses
+stylometry, overlap and coverage metrics, the model metrics that score a trained model's answers (answers, scored
+by `AnswerScorer`), and the weighted `Composite`. A workspace's metrics/PIPELINE.py chooses
 and weighs them; `Scorer` scores samples with a pipeline's suite (scoring). How far a metric can be trusted:
 `datagen.metrics.checks`.
 

@@ -10,15 +10,13 @@ code, the training split the style metrics were fitted on, the judge model), so 
 answers again without asking the models again.
 """
 
-import sqlite3
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from datagen.errors import RunFolderError
 from datagen.samples import Failed, Score
+from datagen.util.database import open_database, transaction
 
 FOLDER = "model-eval"
 DB_FILE = "answers.db"
@@ -83,13 +81,7 @@ class AnswerStore:
     def __init__(self, run_dir: Path):
         self.path = Path(run_dir) / FOLDER / DB_FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._db = sqlite3.connect(self.path, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise RunFolderError(f"{self.path}: not a datagen answer store ({exc})") from None
+        self._db = open_database(self.path, SCHEMA, "datagen answer store")
 
     def close(self) -> None:
         self._db.close()
@@ -109,7 +101,7 @@ class AnswerStore:
 
     def record(self, candidate: str, sample_id: str, answer: Answer) -> None:
         """Keep an answer (replacing the one before, and its scores)."""
-        with self._transaction():
+        with transaction(self._db):
             self._db.execute("DELETE FROM scores WHERE candidate = ? AND sample_id = ?", (candidate, sample_id))
             self._db.execute("INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                              (candidate, sample_id, answer.text, answer.error, answer.kind, answer.prompt_tokens,
@@ -118,7 +110,7 @@ class AnswerStore:
 
     def forget(self, candidate: str) -> int:
         """Drop a candidate's answers and scores; how many answers were dropped."""
-        with self._transaction():
+        with transaction(self._db):
             self._db.execute("DELETE FROM scores WHERE candidate = ?", (candidate,))
             return self._db.execute("DELETE FROM answers WHERE candidate = ?", (candidate,)).rowcount
 
@@ -137,15 +129,6 @@ class AnswerStore:
         rows: Iterable[tuple] = [(candidate, sample_id, scoring, metric, score.value, score.feedback,
                                   score.kind if isinstance(score, Failed) else None)
                                  for metric, score in scores.items()]
-        with self._transaction():
+        with transaction(self._db):
             self._db.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")

@@ -9,7 +9,6 @@ import json
 import sqlite3
 import time
 from collections.abc import Collection, Iterable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from datagen.errors import RunFolderError
@@ -19,6 +18,7 @@ from datagen.store.held_out import HeldOutSplit
 from datagen.store.records import Call, Outcome, Review, Step, sum_usage
 from datagen.store.schema import DB_FILE, SCHEMA
 from datagen.text.chunking import Chunk
+from datagen.util.database import open_database, transaction
 
 # How a refusal names a part of a run's identity that changed (others by their key).
 _IDENTITY = {"program": "a different program", "inputs": "different inputs",
@@ -31,14 +31,7 @@ class RunStore(HeldOutSplit):
     def __init__(self, run_dir: Path):
         self.path = Path(run_dir) / DB_FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._db = sqlite3.connect(self.path, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # NORMAL in WAL mode: a power cut may lose the last commits, never corrupt the database.
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise RunFolderError(f"{self.path}: not a datagen run store ({exc})") from None
+        self._db = open_database(self.path, SCHEMA, "datagen run store")
 
     @classmethod
     def over(cls, db: sqlite3.Connection) -> "RunStore":
@@ -438,15 +431,8 @@ class RunStore(HeldOutSplit):
         """A read-only view of the batch answers for other threads (an LM engine's): see BatchReader."""
         return BatchReader(self.path)
 
-    @contextmanager
     def _transaction(self):
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        return transaction(self._db)
 
 
 def _sample_row(sample: Sample) -> list:

@@ -168,8 +168,9 @@ class Config(BaseModel):
             `DEFAULT_MAX_TOKENS`; `language`, default "auto").
         splits: how the held-out test split is drawn, the [splits] table (`test_fraction`, default 0.1; `by`,
             "chunk" or "source", default "chunk").
-        metrics: {pipeline name: MetricSettings}, the [metrics.PIPELINE] tables: a composite's weights, pass mark
-            (in [0, 1]) and background prose, overriding the pipeline's metrics module; default {}.
+        metrics: {pipeline name: MetricSettings}, the [metrics.PIPELINE] tables: a composite's weights, the model
+            metrics' weights (`datagen eval-model`), pass mark (in [0, 1]) and background prose, overriding the
+            pipeline's metrics module; default {}.
     """
 
     model_config = ConfigDict(extra="forbid")
