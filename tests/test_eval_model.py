@@ -261,3 +261,19 @@ def test_a_key_the_server_refuses_stops_the_evaluation_in_one_line(workspace, tm
     with FakeOpenAIServer(chat=last_user, responses=[401] * 50) as server:
         with pytest.raises(DatagenError, match=r"^openai/tuned: auth: .*401"):
             evaluate_models(run, parse_candidates(["tuned=openai/tuned"], [server.url]), None, workspace)
+
+
+def test_min_score_evaluates_only_the_held_out_samples_that_pass_the_data_gate(workspace, tmp_path):
+    run = tmp_path / "run"
+    generate("style_clone", [workspace / "data/samples"], run, workspace=workspace,
+             config=Config(splits=SplitSettings(test_fraction=0.5)), model=fake_model(FakeEngine()),
+             settings=RunSettings(max_tokens=100), min_scores={"coverage": 0.0})
+    with RunStore(run) as store:
+        every = held_out_samples(store)
+        coverage = {held.id: store.sample_scores(held.chunk.id)[0]["coverage"] for held in every}
+        bar = sorted(coverage.values())[len(coverage) // 2]
+        kept = held_out_samples(store, min_scores={"coverage": bar})
+    assert 0 < len(kept) < len(every) and {held.id for held in kept} == {i for i, v in coverage.items() if v >= bar}
+    with pytest.raises(DatagenError, match="no sample has a 'content' score"):
+        evaluate_models(run, parse_candidates(["openai/a"], ["http://127.0.0.1:9/v1"]),
+                        EvaluationSettings(min_scores={"content": 0.5}), workspace)

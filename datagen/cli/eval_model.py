@@ -9,7 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from datagen.cli.dataset import RunDir
-from datagen.cli.options import Workspace, workspace_root
+from datagen.cli.options import Workspace, min_scores, workspace_root
 from datagen.cli.output import err, out, say, shown
 
 
@@ -35,6 +35,9 @@ def eval_model(
                                                      "composite: the composite of those named (default: the "
                                                      "composite and the metrics it weighs).")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N held-out samples.")] = None,
+    min_score: Annotated[list[str] | None, typer.Option("--min-score", help="Only the held-out samples whose data "
+                                                        "scores reach METRIC=VALUE (repeatable), as the export's "
+                                                        "--min-score kept them.")] = None,
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, help="Requests in flight, all models "
                                              "together.")] = 4,
     rpm: Annotated[float | None, typer.Option(min=0.001, help="Requests a minute per server (per model for hosted ones), at most.")] = None,
@@ -66,6 +69,7 @@ def eval_model(
 
         settings = EvaluationSettings(system=None if no_system else system or RECORDED, metrics=metric,
                                       concurrency=concurrency, rpm=rpm, tpm=tpm, limit=limit, force=force,
+                                      min_scores=min_scores(min_score),
                                       on_progress=shown_progress)
         result = evaluate_models(run_dir, candidates, settings, workspace_root(workspace))
     _print(result, run_dir)

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from datagen._version import __version__
-from datagen.dataset import sample_id, split_samples
+from datagen.dataset import check_scored, sample_id, split_samples
 from datagen.dataset.splits import recorded_splits
 from datagen.errors import DatagenError, InputError
 from datagen.lm import CallGate, check_reachable, failure_kind, first_line, gated
@@ -81,6 +81,8 @@ class EvaluationSettings:
         rpm: requests a minute at most, per server (per model for a hosted one); default None: no cap.
         tpm: tokens a minute at most, per server (per model for a hosted one); default None: no cap.
         limit: evaluate only the first `limit` held-out samples (in chunk order); default None: all.
+        min_scores: {metric: bar}: only the held-out samples whose data scores reach every bar, as the export's
+            `--min-score` keeps them (a reference that failed the gate is no reference); default None: all.
         force: ask every candidate again, its kept answers dropped (a model retrained and served again under the
             same name); default False.
     """
@@ -91,14 +93,18 @@ class EvaluationSettings:
     rpm: float | None = None
     tpm: int | None = None
     limit: int | None = None
+    min_scores: dict[str, float] | None = None
     force: bool = False
     on_progress: Callable[[Progress], None] | None = field(default=None, repr=False)
 
 
-def held_out_samples(store: RunStore, limit: int | None = None) -> list[HeldOut]:
-    """The run's held-out test samples (as reviewed: datagen.dataset.export.run_samples), in chunk order; the first
-    `limit` of them when given."""
-    test = split_samples(store, val_fraction=0.0)["test"]
+def held_out_samples(store: RunStore, limit: int | None = None,
+                     min_scores: dict[str, float] | None = None) -> list[HeldOut]:
+    """The run's held-out test samples (as reviewed, and those reaching `min_scores`' bars when given:
+    datagen.dataset.export.run_samples), in chunk order; the first `limit` of them when given. Raises DatagenError
+    for a bar no sample was scored on."""
+    check_scored(store, min_scores)
+    test = split_samples(store, min_scores, val_fraction=0.0)["test"]
     return [HeldOut(sample_id(chunk.id, index), chunk, sample) for chunk, index, sample in test[:limit]]
 
 
@@ -317,7 +323,7 @@ def evaluate_models(run_dir: str | Path, candidates: list[Candidate], settings: 
     with RunStore.existing(run) as runs:
         meta = runs.meta()
         pipeline = meta.get("pipeline") or ""
-        samples = held_out_samples(runs, settings.limit)
+        samples = held_out_samples(runs, settings.limit, settings.min_scores)
         texts = training_texts(runs)
     if not samples:
         raise DatagenError(f"{run}: no held-out test sample to evaluate on (its test split is empty: see [splits] "
