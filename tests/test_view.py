@@ -1,10 +1,13 @@
 """datagen view over HTTP (Starlette's test client, the app in process): the sample list's filters and order, the
 review form and what it stores, the safety rules (token, Host, escaping, no secrets), evaluations and compare,
-and exports and older stores with reviews. The browser tests are in test_view_browser.py."""
+exports and older stores with reviews, and a run's model evaluation (`datagen eval-model`). The browser tests are
+in test_view_browser.py."""
 
+import html
 import json
 import re
 import sqlite3
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -13,13 +16,15 @@ from starlette.testclient import TestClient
 from datagen.dataset import write_export
 from datagen.dataset.review import NOT_REJECTED, REVIEWED
 from datagen.metrics import Score
+from datagen.model_eval import EvaluationSettings, evaluate_models, held_out_samples, parse_candidates
 from datagen.runs.generate import RunSettings, generate
 from datagen.store import Review, RunStore
 from datagen.view import Viewed, check_host, create_app, data
-from datagen.workspace import Config
+from datagen.workspace import Config, SplitSettings
 
-from .conftest import every_record, run_cli
-from .fakes import FakeEngine, plain
+from .browser import copy_workspace
+from .conftest import ROOT, every_record, run_cli
+from .fakes import FakeEngine, FakeOpenAIServer, plain, status
 from .test_generate import fake_model, read_jsonl
 
 CRITERIA = {"content": "keeps every fact", "genericness": "plain prose"}
@@ -280,3 +285,131 @@ def test_the_pipelines_criteria_are_what_reviewers_rate(workspace):
     assert set(review_criteria("factual_qa", workspace)) == {"accuracy", "answerable", "non_trivial"}
     scaffold(workspace, "pirate", None)  # a new pipeline rates on what its judge measures
     assert set(review_criteria("pirate", workspace)) == {"follows_instructions"}
+
+
+# --- a run's model evaluation --------------------------------------------------------------------------------
+
+BROKEN = "This model's maximum context length is 8 tokens"
+
+
+def model_evaluated_run(workspace: Path, run: Path) -> dict:
+    """A style_clone run on the fake model with a held-out split, and `datagen eval-model`'s record of it (as
+    written to RUN/model-eval/eval.json) over three stand-in models served over HTTP: `oracle` answers each
+    sample's reference, `echo` its input with a script tag after it, `broken` refuses every call (a 400 whose
+    message names its own server, which the view must blank out)."""
+    generate("style_clone", [workspace / "data/samples"], run, workspace=workspace,
+             config=Config(splits=SplitSettings(test_fraction=0.3)), model=fake_model(FakeEngine()),
+             settings=RunSettings(max_tokens=200))
+    with RunStore(run) as store:
+        references = {held.sample.input: held.sample.output for held in held_out_samples(store)}
+
+    def asked(messages: list[dict]) -> str:
+        return [m for m in messages if m["role"] == "user"][-1]["content"]
+
+    with (FakeOpenAIServer(chat=lambda messages: references.get(asked(messages), "?")) as oracle,
+          FakeOpenAIServer(chat=lambda messages: f"{asked(messages)} {SCRIPT}") as echo,
+          FakeOpenAIServer(faults=lambda source, attempt: status(400, message=f"{BROKEN} ({broken.url})")) as broken):
+        servers = {"oracle": oracle, "echo": echo, "broken": broken}
+        candidates = parse_candidates([f"{label}=openai/{label}" for label in servers],
+                                      [f"{label}={server.url}" for label, server in servers.items()])
+        return evaluate_models(run, candidates, EvaluationSettings(), workspace)
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    """(run folder, eval-model's record) of model_evaluated_run, for the module's tests."""
+    base = tmp_path_factory.mktemp("model-eval")
+    workspace = copy_workspace(ROOT, base / "ws")
+    result = model_evaluated_run(workspace, base / "run")
+    assert [m["label"] for m in result["models"]] == ["oracle", "echo", "broken"] and result["samples"]
+    return base / "run", result
+
+
+def section(page: str, pattern: str) -> str:
+    """The HTML inside the first element `pattern` (a regex of its opening tag) opens, to the first closing tag of
+    its name (so not an element that holds another of its own kind)."""
+    tag = re.match(r"<(\w+)", pattern).group(1)
+    found = re.search(rf"{pattern}(.*?)</{tag}>", page, re.S)
+    assert found, f"no {pattern} in the page"
+    return found.group(1)
+
+
+def answer_of(held: str, label: str) -> str:
+    """The HTML of `label`'s answer (beside the reference) in a held-out sample's section."""
+    return held.split(f'<div class="pair answer" data-model="{label}">', 1)[1].split('<div class="pair answer"')[0]
+
+
+def text_of(fragment: str) -> str:
+    """What a browser shows of an HTML fragment: its tags dropped, its entities read."""
+    return html.unescape(re.sub(r"<[^>]+>", "", fragment))
+
+
+def cells(row: str) -> list[str]:
+    """The text of each <td> of a table row's HTML."""
+    return [text_of(cell) for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+
+
+def test_the_model_evaluation_page_shows_each_model_the_pairs_and_every_answer_against_the_reference(evaluated):
+    run, result = evaluated
+    client = client_for(run)
+    assert 'href="/r/0/model-eval"' in client.get("/r/0").text
+    page = client.get("/r/0/model-eval")
+    assert page.status_code == 200
+    # The models: each label, its composite mean with its interval, what it answered and how its calls failed.
+    names = result["metrics"]["names"]
+    assert names[0] == "composite"
+    for model in result["models"]:
+        row = section(page.text, rf'<tr data-model="{model["label"]}">')
+        assert f"<th>{model['label']}<" in row
+        failures = ", ".join(f"{kind} {n}" for kind, n in model["failures"].items()) or "0"
+        assert cells(row) == [*(f"{s['mean']:.3f} [{s['low']:.3f}, {s['high']:.3f}]"
+                                for s in (model["scores"][name] for name in names)),
+                              str(model["answered"]), failures, "0"]
+    oracle, echo, broken = result["models"]
+    assert oracle["scores"]["composite"]["mean"] > echo["scores"]["composite"]["mean"]
+    assert broken["answered"] == 0 and sum(broken["failures"].values()) == len(result["samples"])
+    # The pairs: one row each, its wins, ties and losses, win rate and mean difference with their intervals.
+    pairs = re.findall(r"<tr><td>(\w+)</td><td>(\w+)</td>(.*?)</tr>", section(page.text, '<table id="pairs">'), re.S)
+    assert [(first, second) for first, second, _ in pairs] == [(p["first"], p["second"]) for p in result["pairs"]]
+    for (*_, row), pair in zip(pairs, result["pairs"]):
+        assert cells(row) == [
+            str(pair["n"]), f"{pair['wins']} / {pair['ties']} / {pair['losses']}",
+            f"{pair['win_rate']:.3f} [{pair['win_low']:.3f}, {pair['win_high']:.3f}]",
+            f"{pair['difference']:+.3f} [{pair['difference_low']:+.3f}, {pair['difference_high']:+.3f}]"]
+    # Every held-out sample: its input, and each answer beside the reference, with a word diff against it.
+    for sample in result["samples"]:
+        held = section(page.text, rf'<section class="held-out" id="sample-{sample["id"]}">')
+        assert text_of(section(held, '<pre class="text input">')) == sample["input"]
+        exact = answer_of(held, "oracle")
+        assert text_of(section(exact, '<pre class="text answer-text">')) == sample["reference"]
+        assert "<ins>" not in exact and "<del>" not in exact  # the same text: nothing marked
+        echoed = answer_of(held, "echo")
+        reference = section(echoed, '<pre class="text reference">')
+        answer = section(echoed, '<pre class="text answer-text">')
+        assert text_of(reference) == sample["reference"] and text_of(answer) == f"{sample['input']} {SCRIPT}"
+        assert "<del>" in reference and "<ins>" in answer
+        assert BROKEN in text_of(answer_of(held, "broken"))
+        scores = sample["answers"]["echo"]["scores"]
+        assert f"{scores['chrf']['value']:.3f}" in echoed and html.escape(scores["chrf"]["feedback"]) in echoed
+    # The echo's script tag is text; the broken model's server is blanked out of its error.
+    assert SCRIPT not in page.text and "&lt;script&gt;" in page.text
+    assert broken["api_base"][0] not in page.text and "[redacted]" in page.text
+
+
+def test_a_run_without_a_model_evaluation_has_no_link_and_a_broken_one_says_why(run):
+    client = client_for(run)
+    assert "model-eval" not in client.get("/r/0").text
+    missing = client.get("/r/0/model-eval")
+    assert missing.status_code == 404 and "this run has no model evaluation" in missing.text
+    folder = run / "model-eval"
+    folder.mkdir()
+    for content, says in (("{not json", "not readable as a model evaluation"),
+                          ('{"models": "none"}', "not a model evaluation as datagen eval-model writes it"),
+                          ('{"models": [], "run": "r", "pipeline": "p", "created": "c", "system": null, "held_out": 1, '
+                           '"metrics": {"names": ["composite"]}, "pairs": [], "samples": [{"id": "x"}]}',
+                           "KeyError")):
+        (folder / "eval.json").write_text(content)
+        assert 'href="/r/0/model-eval"' in client.get("/r/0").text  # the run page is whole, with the link
+        page = client.get("/r/0/model-eval")
+        assert page.status_code == 200 and says in section(page.text, '<p id="problem">')
+        assert "<table" not in page.text

@@ -2,7 +2,8 @@
 command. A reviewer opens a run, orders the samples worst first by chrf, rates two from the keyboard, corrects a
 third in the form, reloads and finds all of it stored (in the pages and in the run store); the export leaves the
 rejected sample out and writes the correction; `judge-check --human` reports the agreement worked out by hand.
-And pages show a sample's `<script>` as text, and the server refuses a change without the session's token.
+And pages show a sample's `<script>` as text, and the server refuses a change without the session's token. A run
+evaluated by `datagen eval-model` links to its models page, which shows each model's answer against the reference.
 
 The browser is Debian's chromium and chromium-driver (tests/browser.py). Without them these tests are skipped,
 unless DATAGEN_BROWSER_TESTS=1 (as `make test` sets, after installing them): then they fail.
@@ -24,6 +25,7 @@ from datagen.store import RunStore
 from .browser import ViewServer, chromium, copy_workspace, missing, scored_run
 from .conftest import ROOT, every_record, run_cli
 from .fakes import plain
+from .test_view import BROKEN, model_evaluated_run
 
 SCRIPT = "<script>alert(1)</script>"
 CORRECTION = "A keeper's line, corrected by hand.\nAnd a second line."
@@ -69,6 +71,18 @@ def served(browser, tmp_path_factory):
     assert report.samples >= 8 and not report.failures
     with ViewServer(str(run), cwd=workspace) as server:
         yield Served(server.url, run, workspace)
+        assert server.process.poll() is None, f"datagen view stopped: {server.stderr()}"
+
+
+@pytest.fixture(scope="module")
+def evaluated_view(browser, tmp_path_factory):
+    """`datagen view RUN --port 0` over a run evaluated by `datagen eval-model` (test_view.model_evaluated_run):
+    the server's URL and the evaluation's record."""
+    base = tmp_path_factory.mktemp("model-eval-view")
+    workspace = copy_workspace(ROOT, base / "ws")
+    result = model_evaluated_run(workspace, base / "run")
+    with ViewServer(str(base / "run"), cwd=workspace) as server:
+        yield server.url, result
         assert server.process.poll() is None, f"datagen view stopped: {server.stderr()}"
 
 
@@ -417,3 +431,42 @@ def test_a_change_without_the_session_token_is_refused(served):
     token = page.split('name="token" value="', 1)[1].split('"', 1)[0]
     assert post(target, {"verdict": "bad", "token": token}, host="attacker.example") == 400
     assert reviews(served.run).get((chunk, index)) == before
+
+
+# --- a run's model evaluation --------------------------------------------------------------------------------
+
+def test_the_models_page_shows_each_answer_against_the_reference_and_runs_nothing(browser, evaluated_view, served):
+    from selenium.webdriver.common.by import By
+
+    driver, (url, result) = browser, evaluated_view
+    page_errors(driver)
+    driver.get(f"{served.url}/r/0")  # a run no eval-model evaluated: no link
+    element(driver, "dl.counts")
+    assert not elements(driver, "a#model-eval")
+    driver.get(f"{url}/r/0")
+    navigates(driver, lambda: element(driver, "a#model-eval").click(), "table#models")
+    assert urllib.parse.urlparse(driver.current_url).path == "/r/0/model-eval"
+    for model in result["models"]:
+        composite = model["scores"]["composite"]
+        cell = element(driver, f'table#models tr[data-model="{model["label"]}"] td[data-metric="composite"]')
+        mean, low, high = (f"{composite[key]:.3f}" for key in ("mean", "low", "high"))
+        assert cell.text.split() == [mean, f"[{low},", f"{high}]"]  # the interval under the mean
+    shown = elements(driver, "section.held-out")
+    assert [section.get_attribute("id") for section in shown] == [f"sample-{s['id']}" for s in result["samples"]]
+    for section, sample in zip(shown, result["samples"]):
+        def answer(label: str, css: str):
+            return section.find_element(By.CSS_SELECTOR, f'div.answer[data-model="{label}"] {css}')
+
+        assert section.find_element(By.CSS_SELECTOR, "pre.input").text == sample["input"]
+        # The oracle's answer is the reference: shown beside it, nothing marked.
+        assert answer("oracle", "pre.reference").text == answer("oracle", "pre.answer-text").text == sample["reference"]
+        assert not section.find_elements(By.CSS_SELECTOR, 'div.answer[data-model="oracle"] ins, '
+                                                          'div.answer[data-model="oracle"] del')
+        # The echo's: what it added marked, what it left out of the reference struck, its script tag as text.
+        assert answer("echo", "pre.reference").text == sample["reference"]
+        assert answer("echo", "pre.answer-text").text == f"{sample['input']} {SCRIPT}"
+        assert answer("echo", "pre.answer-text ins") and answer("echo", "pre.reference del")
+        assert BROKEN in answer("broken", ".error").text
+    assert driver.execute_script("return document.querySelectorAll('main script, main img').length") == 0
+    no_alert(driver)
+    assert not page_errors(driver)

@@ -12,6 +12,7 @@ sample list's query string.
 
 import hmac
 import secrets
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
@@ -34,6 +35,7 @@ from datagen.errors import DatagenError
 from datagen.samples import Sample
 from datagen.util import REDACTED, redact
 from datagen.view.diff import word_diff
+from datagen.view.model_eval import evaluation_file, evaluation_view
 
 HERE = Path(__file__).parent
 # Security headers on every response: no framing (clickjacking), scripts and styles from this server only.
@@ -80,6 +82,12 @@ def create_app(viewed: list[Viewed], *, hosts: list[str], secrets_shown: list[st
     pages = Pages(viewed, secrets_shown, token or secrets.token_urlsafe(32))
     return Starlette(routes=pages.routes(), exception_handlers={HTTPException: pages.error},
                      middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=hosts)])
+
+
+def _hidden_texts(texts: Iterable[str]) -> list[str]:
+    """The texts to blank out of pages: those of 8 characters or more (a shorter one would blank common words, and
+    is no secret), longest first (a secret that contains another is blanked whole)."""
+    return sorted({s for s in texts if s and len(s) >= 8}, key=len, reverse=True)
 
 
 # --- the sample list's query string ------------------------------------------------------------------------------
@@ -156,8 +164,7 @@ class Pages:
     def __init__(self, viewed: list[Viewed], secrets_shown: list[str], token: str):
         self.viewed = viewed
         self.token = token
-        # Longest first: a secret that contains another is blanked whole.
-        self.hidden = sorted({s for s in secrets_shown if s and len(s) >= 8}, key=len, reverse=True)
+        self.hidden = _hidden_texts(secrets_shown)
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True)
         env.filters["shown"] = self.shown
         env.globals.update(token=token, runs=[v.source for v in viewed], verdicts=VERDICTS,
@@ -174,14 +181,16 @@ class Pages:
             Route("/r/{run:int}/s/{chunk}/{index:int}", self.sample),
             Route("/r/{run:int}/s/{chunk}/{index:int}/review", self.save_review, methods=["POST"]),
             Route("/r/{run:int}/c/{chunk}", self.chunk),
+            Route("/r/{run:int}/model-eval", self.model_eval),
             Route("/compare", self.compare),
             Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
         ]
 
-    def shown(self, text) -> str:
-        """`text` as a page may show it: API keys and the session's hidden texts blanked out (None: "")."""
+    def shown(self, text, also: Sequence[str] = ()) -> str:
+        """`text` as a page may show it: API keys, the session's hidden texts and `also` (a page's own: the servers
+        of the models a run's evaluation asked) blanked out (None: "")."""
         text = redact(None if text is None else str(text))
-        for secret in self.hidden:
+        for secret in _hidden_texts([*self.hidden, *also]) if also else self.hidden:
             text = text.replace(secret, REDACTED)
         return text or ""
 
@@ -220,8 +229,9 @@ class Pages:
         costs = {model: (item.prices.get(model).cost(u["prompt_tokens"], u["completion_tokens"])
                          if item.prices.get(model) else None) for model, u in summary["usage"].items()}
         cost = sum(costs.values()) if costs and None not in costs.values() else (0.0 if not costs else None)
+        model_eval = evaluation_file(item.source)
         return self.page(request, "run.html", number=number, source=item.source, summary=summary, costs=costs,
-                         cost=cost, bins=data.BINS)
+                         cost=cost, bins=data.BINS, model_eval=model_eval is not None and model_eval.is_file())
 
     async def samples(self, request: Request) -> Response:
         """/r/{run}/samples: a page of the sample list, filtered and ordered as its query string says."""
@@ -262,6 +272,25 @@ class Pages:
         number, item = self.source_of(request)
         found = self.detail(item, request.path_params["chunk"], None)
         return self.page(request, "chunk.html", number=number, source=item.source, found=found)
+
+    async def model_eval(self, request: Request) -> Response:
+        """/r/{run}/model-eval: the run's model evaluation (`datagen eval-model`): the models, the pairs of them, and
+        a page of the held-out samples, each model's answer beside the reference; instead, one line that says why
+        when the run has none (404) or its eval.json cannot be read."""
+        number, item = self.source_of(request)
+        page = page_number(request.query_params.get("page"))
+        file = evaluation_file(item.source)
+        evaluation, problem, status = None, None, 200
+        if file is None or not file.is_file():
+            problem, status = "this run has no model evaluation: datagen eval-model writes one", 404
+        else:
+            try:
+                evaluation = evaluation_view(file, self.shown, page)
+            except DatagenError as exc:
+                problem = self.shown(str(exc))
+        return self.page(request, "model_eval.html", status, number=number, source=item.source,
+                         evaluation=evaluation, problem=problem, page_number=page,
+                         pages=page_count(evaluation["total"] if evaluation else 0))
 
     async def save_review(self, request: Request) -> Response:
         """POST /r/{run}/s/{chunk}/{index}/review: the review form stored (403 without the session's token, 400
