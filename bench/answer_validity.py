@@ -20,8 +20,8 @@ is set against the one it should give, on ground truth nobody on the project wro
   ones (`near_copy`: a cheap imitation of the style). Scored by the real MODEL_METRICS and MODEL_WEIGHTS of
   metrics/style_clone.py through AnswerScorer (the judge, unweighted, left out). Beside them: the composite
   without chrF (`composite -chrf`: the oracle's chrF is 1 by construction, which no model's answer reaches, so
-  this is the ranking a styled answer in other words than the reference's would get), and a proposed `style`
-  (`style log-odds`, StyleLogOdds) with the composites it would make (`composite log-odds`, and `-chrf`).
+  this is the ranking a styled answer in other words than the reference's would get), and, as `style` was at
+  first, P(author's style) (`style P`, StyleProbability) with the composites it made (`composite P`, and `-chrf`).
 - **factual_qa** (`--only factual_qa`), on the project's own hand-written set, data/factual_qa/answers.jsonl
   (28 questions on data/factual_qa/corpus/, each with its paragraph, a reference answer, a paraphrase of it and a
   fluent wrong answer that contradicts the passage): the offline part of the model composite (answer_f1,
@@ -154,11 +154,10 @@ def score_all(scorer: AnswerScorer, items: list[tuple[str, Sample, dict[str, str
     return values
 
 
-class StyleLogOdds:
-    """A proposed `style`, not the pipeline's: the answer's stylometric log-odds as a share of the author's typical
-    passage's (CrossFittedClassifier.typical_logit), clamped to [0, 1]. P(author's style), which `style` is, is
-    near 1 for any text with the Bible's names and subjects (the World English Bible's version scores 0.9 and
-    more), while the log-odds still tell how much of the author's evidence an answer carries."""
+class StyleProbability:
+    """What `style` was at first: P(author's style) of the answer, from the same classifier. It is near 1 for any
+    text with the Bible's names and subjects (the World English Bible's version scored 0.9 and more), which is why
+    `style` became the share of a typical passage's log-odds (datagen.metrics.answers.AnswerStyle)."""
 
     name, kind = "style", "offline"
 
@@ -166,25 +165,24 @@ class StyleLogOdds:
         self.classifier = classifier
 
     def __call__(self, chunk: str, reference: Sample, answer: str) -> Score:
-        logit = self.classifier.logit(answer, chunk)
-        return Score(clamp(logit / self.classifier.typical_logit), f"stylometric log-odds {logit:.1f}")
+        return Score(clamp(self.classifier.probability(answer, chunk)))
 
 
 def style_variants(scorer: AnswerScorer) -> Callable[[str, Sample, str, dict], dict[str, float]]:
     """What the style_clone part reports beside the pipeline's composite: the composite without chrF (what an
     answer that is not the reference word for word could reach at best: the oracle's chrF is 1 by construction),
-    StyleLogOdds, and the composite with StyleLogOdds as its `style`, with and without chrF."""
-    proposed = StyleLogOdds(shared_classifier(scorer.context, "style_clone"))
+    and, before, StyleProbability and the composite with it as its `style`, with and without chrF."""
+    before = StyleProbability(shared_classifier(scorer.context, "style_clone"))
     without_chrf = {name: weight for name, weight in scorer.weights.items() if name != "chrf"}
     composites = {"composite -chrf": (Composite(scorer.metrics, without_chrf), False),
-                  "composite log-odds": (Composite(scorer.metrics, scorer.weights), True),
-                  "composite log-odds -chrf": (Composite(scorer.metrics, without_chrf), True)}
+                  "composite P": (Composite(scorer.metrics, scorer.weights), True),
+                  "composite P -chrf": (Composite(scorer.metrics, without_chrf), True)}
 
     def extra(chunk: str, reference: Sample, answer: str, scores: dict) -> dict[str, float]:
-        swapped = {**scores, "style": proposed(chunk, reference, answer)}
-        return {"style log-odds": swapped["style"].value,
-                **{name: composite.combine(swapped if logodds else scores)
-                   for name, (composite, logodds) in composites.items()}}
+        swapped = {**scores, "style": before(chunk, reference, answer)}
+        return {"style P": swapped["style"].value,
+                **{name: composite.combine(swapped if probability else scores)
+                   for name, (composite, probability) in composites.items()}}
     return extra
 
 

@@ -7,7 +7,7 @@ metrics/PIPELINE.py (`MODEL_METRICS`, `MODEL_WEIGHTS`), each built from a `Metri
 run's training split: no metric is fitted on held-out text. docs/eval-model.md gives each one's measured validity.
 
 Each model metric is a name, a kind ("offline" or "judge") and a call `metric(chunk, reference, answer) -> Score`:
-- `style`: the stylometric P(author's style) of the answer (datagen.metrics.stylometry's classifier).
+- `style`: the answer's stylometric log-odds of being the author's, as a share of a typical passage's.
 - `chrf`: chrF of the answer against the reference output (Popović 2015, sacrebleu's sentence chrF).
 - `coverage`: how much of the input's content the answer carries, and nothing else (datagen.metrics.coverage).
 - `embedding`: cosine similarity of the answer's and the input's sentence embeddings.
@@ -64,8 +64,17 @@ class AnswerMetric(Protocol):
 
 
 class AnswerStyle:
-    """P(author's style) of the answer, from a stylometric classifier fitted on the run's training split against
-    plain prose (the classifier never saw a held-out chunk: it scores one with the mean of its fold models)."""
+    """How much of the author's stylometric evidence the answer carries: its log-odds of being the author's, from a
+    classifier fitted on the run's training split against plain prose, as a share of a typical author passage's
+    (CrossFittedClassifier.typical_logit), clamped to [0, 1]. The classifier never saw a held-out chunk: it scores
+    one with the mean of its fold models.
+
+    Log-odds rather than P(author's style): fitted against plain prose, the classifier also learns the author's
+    subjects and names, and gives P near 1 to any text about them. Measured on held-out Bible passages
+    (bench/answer_validity.py, docs/eval-model.md), P rated the plain World English version of a passage 0.91 and a
+    Basic English rewrite 0.97 (the King James reference: 0.999), where the share of the log-odds rates them 0.31
+    and 0.46 (the reference 0.97).
+    """
 
     name, kind = "style", "offline"
 
@@ -73,8 +82,10 @@ class AnswerStyle:
         self.classifier = classifier
 
     def __call__(self, chunk: str, reference: Sample, answer: str) -> Score:
-        p = self.classifier.probability(answer, chunk)
-        return Score(clamp(p), f"stylometric P(author's style) of the answer: {p:.2f}")
+        logit = self.classifier.logit(answer, chunk)
+        share = clamp(logit / self.classifier.typical_logit)
+        return Score(share, f"stylometric log-odds of the author's style {logit:.1f}, {share:.0%} of a typical "
+                            "author passage's")
 
 
 class AnswerChrF:

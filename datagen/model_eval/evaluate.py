@@ -138,20 +138,21 @@ def _parallel(jobs: list, work: Callable, concurrency: int, gates: dict[str, Cal
             return work(job)
 
     pending = iter(jobs)
-    with ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="eval-model") as pool:
-        running: dict[Future, object] = {}
-        try:
-            while True:
-                while len(running) < concurrency and (job := next(pending, None)) is not None:
-                    running[pool.submit(run, job)] = job
-                if not running:
-                    return
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    yield running.pop(future), future.result()
-        finally:
-            for future in running:
-                future.cancel()
+    pool = ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="eval-model")
+    running: dict[Future, object] = {}
+    try:
+        while True:
+            while len(running) < concurrency and (job := next(pending, None)) is not None:
+                running[pool.submit(run, job)] = job
+            if not running:
+                return
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield running.pop(future), future.result()
+    finally:
+        # Stopped early (Ctrl-C, a failure no job would escape): the calls in flight are abandoned, not waited for;
+        # what was answered is committed already.
+        pool.shutdown(wait=not running, cancel_futures=True)
 
 
 class _Evaluation:
