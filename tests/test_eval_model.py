@@ -10,6 +10,7 @@ import pytest
 
 from datagen.dataset.export import write_export
 from datagen.errors import DatagenError, InputError
+from datagen.metrics import AnswerScorer, MetricContext, scorer_for
 from datagen.metrics.answers import token_f1
 from datagen.model_eval import (EvaluationSettings, evaluate_models, held_out_samples, mean_interval,
                                 paired_comparison, parse_candidates, separated)
@@ -20,7 +21,7 @@ from datagen.store import RunStore
 from datagen.workspace import Config, SplitSettings
 
 from .conftest import run_cli
-from .fakes import FakeEngine, FakeOpenAIServer, FromInputs, plain
+from .fakes import FakeEngine, FakeOpenAIServer, FromInputs
 from .test_factual_qa import CORPUS, QA_MODEL
 from .test_generate import fake_model
 
@@ -74,9 +75,15 @@ def assert_ranked(result: dict, *labels: str) -> None:
         assert low > 0, pair
 
 
-def test_style_clone_ranks_the_oracle_over_a_plain_rewrite_over_a_copy(workspace, tmp_path):
+def shortened(messages: list[dict]) -> str:
+    """A base model's rewrite, known in advance: the input with every third word left out (its content mostly
+    kept, none of the author's style added). The input's words merely reordered would be a copy of it."""
+    return " ".join(word for i, word in enumerate(last_user(messages).split()) if i % 3 != 2)
+
+
+def test_style_clone_ranks_the_oracle_over_a_shortened_input_over_a_copy(workspace, tmp_path):
     run = style_run(workspace, tmp_path / "run")
-    with oracle(run) as best, FakeOpenAIServer(chat=lambda m: plain(last_user(m))) as base, copier() as copy:
+    with oracle(run) as best, FakeOpenAIServer(chat=shortened) as base, copier() as copy:
         candidates = parse_candidates(["oracle=openai/oracle", "base=openai/base", "copy=openai/copy"],
                                       [f"oracle={best.url}", f"base={base.url}", f"copy={copy.url}"])
         result = evaluate_models(run, candidates, EvaluationSettings(), workspace)
@@ -277,3 +284,79 @@ def test_min_score_evaluates_only_the_held_out_samples_that_pass_the_data_gate(w
     with pytest.raises(DatagenError, match="no sample has a 'content' score"):
         evaluate_models(run, parse_candidates(["openai/a"], ["http://127.0.0.1:9/v1"]),
                         EvaluationSettings(min_scores={"content": 0.5}), workspace)
+
+
+def test_a_lone_surrogate_or_reasoning_in_an_answer_is_handled_as_generate_handles_it(workspace, tmp_path):
+    run = style_run(workspace, tmp_path / "run")
+    answers = references(run)
+    with FakeOpenAIServer(chat=lambda m: "half \ud83d a character") as broken, \
+            FakeOpenAIServer(chat=lambda m: "<think>Archaic words, then.</think>" + answers[last_user(m)]) as thinker:
+        candidates = parse_candidates(["broken=openai/b", "thinker=openai/t"],
+                                      [f"broken={broken.url}", f"thinker={thinker.url}"])
+        result = evaluate_models(run, candidates, EvaluationSettings(limit=3), workspace)
+    summary = {model["label"]: model for model in result["models"]}
+    assert summary["broken"]["failures"] == {"encoding": 3} and summary["broken"]["answered"] == 0
+    assert summary["thinker"]["scores"]["chrf"]["mean"] == 1.0  # the reasoning is not part of the answer
+
+
+def test_the_input_in_another_order_or_a_placeholder_fails_the_novelty_gate(workspace, tmp_path):
+    run = style_run(workspace, tmp_path / "run")
+    with RunStore(run) as store:
+        held = held_out_samples(store)[0]
+    context = MetricContext(workspace, Config(), corpus=training_texts_of(run))
+    scorer = scorer_for("style_clone", context, ["composite"], AnswerScorer)
+    words = held.sample.input.split()
+    for answer in (" ".join(reversed(words)), " ".join(words[1::2] + words[::2]), "[rewritten passage]"):
+        scores = scorer.score(held.chunk.text, held.sample, answer)
+        assert scores["novelty"].value == 0.0 and scores["composite"].value == 0.0, (answer, scores["novelty"])
+    assert scorer.score(held.chunk.text, held.sample, held.sample.output)["composite"].value > 0.5
+
+
+def training_texts_of(run) -> list[str]:
+    with RunStore(run) as store:
+        return training_texts(store)
+
+
+def test_eval_model_never_writes_a_run_store_nor_reads_one_without_a_recorded_split(workspace, tmp_path):
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    with sqlite3.connect(foreign / "run.db") as db:
+        db.execute("CREATE TABLE t (x)")
+    with pytest.raises(DatagenError, match="not a datagen run store"):
+        evaluate_models(foreign, parse_candidates(["openai/a"], ["http://127.0.0.1:9/v1"]), None, workspace)
+    with sqlite3.connect(foreign / "run.db") as db:
+        assert [row[0] for row in db.execute("SELECT name FROM sqlite_master")] == ["t"]
+    run = style_run(workspace, tmp_path / "run")
+    with sqlite3.connect(run / "run.db") as db:
+        db.execute("DELETE FROM splits")  # as a run made before datagen drew held-out splits
+    with pytest.raises(DatagenError, match="not every chunk has a recorded held-out split"):
+        evaluate_models(run, parse_candidates(["openai/a"], ["http://127.0.0.1:9/v1"]), None, workspace)
+    with sqlite3.connect(run / "run.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM splits").fetchone() == (0,)
+
+
+def test_generate_resumed_keeps_the_system_prompt_of_the_users_export(workspace, tmp_path):
+    run = style_run(workspace, tmp_path / "run")
+    write_export(run, "openai", system="You write as the author.")
+    style_run(workspace, run)  # a resume with nothing to do rewrites generate's own dataset
+    with copier() as server:
+        result = evaluate_models(run, parse_candidates(["tuned=openai/tuned"], [server.url]),
+                                 EvaluationSettings(limit=1), workspace)
+    assert result["system"] == "You write as the author."
+
+
+def test_the_command_fails_when_a_model_answered_nothing_and_force_asks_only_the_samples_named(workspace, tmp_path):
+    run = style_run(workspace, tmp_path / "run")
+    with copier() as good, FakeOpenAIServer(chat=last_user, responses=[400] * 10) as bad:
+        result = run_cli("eval-model", str(run), "-m", "good=openai/good", "-m", "bad=openai/bad", "--api-base",
+                         f"good={good.url}", "--api-base", f"bad={bad.url}", "--limit", "3", cwd=workspace)
+        assert result.returncode == 1 and "bad answered none of the 3 held-out samples" in result.stderr
+        assert "bad: invalid_request 3 (first error: [openai/bad] scripted 400)" in result.stderr, result.stderr
+        assert (run / "model-eval/eval.json").is_file()  # written all the same, the good model's answers in it
+        asked = len(good.arrivals)
+        evaluate_models(run, parse_candidates(["good=openai/good"], [good.url]),
+                        EvaluationSettings(limit=1, force=True), workspace)
+        assert len(good.arrivals) == asked + 1
+        evaluate_models(run, parse_candidates(["good=openai/good"], [good.url]), EvaluationSettings(limit=3),
+                        workspace)
+        assert len(good.arrivals) == asked + 1  # the other two kept their answers

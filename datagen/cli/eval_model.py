@@ -11,6 +11,7 @@ from rich.table import Table
 from datagen.cli.dataset import RunDir
 from datagen.cli.options import Workspace, min_scores, workspace_root
 from datagen.cli.output import err, out, say, shown
+from datagen.errors import DatagenError, InputError
 
 
 def _interval(summary: dict) -> str:
@@ -52,7 +53,6 @@ def eval_model(
 ) -> None:
     """Score models on the run's held-out test split with the pipeline's model metrics: a table, eval.json and an
     HTML report in RUN/model-eval/ (also shown by datagen view RUN)."""
-    from datagen.errors import InputError
     from datagen.model_eval import RECORDED, EvaluationSettings, evaluate_models, parse_candidates
 
     if system is not None and no_system:
@@ -67,12 +67,17 @@ def eval_model(
                 bars[step.step] = progress.add_task(step.step, total=step.total)
             progress.update(bars[step.step], completed=step.done)
 
-        settings = EvaluationSettings(system=None if no_system else system or RECORDED, metrics=metric,
+        settings = EvaluationSettings(system=None if no_system else RECORDED if system is None else system,
+                                      metrics=metric,
                                       concurrency=concurrency, rpm=rpm, tpm=tpm, limit=limit, force=force,
                                       min_scores=min_scores(min_score),
                                       on_progress=shown_progress)
         result = evaluate_models(run_dir, candidates, settings, workspace_root(workspace))
     _print(result, run_dir)
+    silent = [summary["label"] for summary in result["models"] if not summary["answered"]]
+    if silent:
+        raise DatagenError(f"{', '.join(silent)} answered none of the {result['held_out']} held-out samples (see "
+                           "the failed calls above)")
 
 
 def _print(result: dict, run_dir: Path) -> None:
@@ -83,6 +88,13 @@ def _print(result: dict, run_dir: Path) -> None:
         table.add_row(escape(summary["label"]), *(_interval(summary["scores"][name]) for name in names),
                       str(summary["answered"]), str(summary["failed"]), str(summary["cut_off"]))
     out.print(table)
+    system = "none" if result["system"] is None else repr(result["system"])
+    say(f"system prompt: {system}", to=err)
+    for summary in result["models"]:
+        failed = {**summary["failures"], **{f"{name} failed": n for name, n in summary["failed_scores"].items()}}
+        if failed:
+            say(f"{summary['label']}: " + ", ".join(f"{kind} {n}" for kind, n in failed.items())
+                + (f" (first error: {summary['first_error']})" if summary.get("first_error") else ""), to=err)
     for pair in result["pairs"]:
         if pair["win_rate"] is not None:
             say(f"{pair['first']} vs {pair['second']}: wins {pair['win_rate']:.0%} "

@@ -76,10 +76,12 @@ def passes(scores: dict[str, float], min_scores: dict[str, float] | None) -> boo
     return all(scores.get(name, -1.0) >= bar for name, bar in (min_scores or {}).items())
 
 
-def check_scored(store: RunStore, min_scores: dict[str, float] | None) -> None:
+def check_scored(store: RunStore, min_scores: dict[str, float] | None, run: Path | None = None) -> None:
+    """Raise DatagenError, naming the run folder (`run`, default the store's), when a bar's metric scored no
+    sample."""
     missing = sorted(set(min_scores or {}) - store.scored_metrics())
     if missing:
-        raise DatagenError(f"{store.path.parent}: no sample has a {missing[0]!r} score; score them with "
+        raise DatagenError(f"{run or store.path.parent}: no sample has a {missing[0]!r} score; score them with "
                            f"datagen generate ... --min-score {missing[0]}=VALUE (finished chunks are only scored, "
                            "not run again)")
 
@@ -157,7 +159,6 @@ def write_chat_export(store: RunStore, fmt: str, target: Path, *, system: str | 
                     sidecar.write(json_line({"chunk_id": chunk.id, "source": chunk.source, "start": chunk.start,
                                          "end": chunk.end, **(provenance or {})}))
     _drop_stale((target, metadata), files)
-    store.set_meta({SYSTEM_PROMPT: json.dumps(system)})  # what a model trained on it was given (eval-model)
     counts = {split: len(grouped[split]) for split in files}
     names = [path.name for path in files.values()]
     names += [split_path(metadata, split).name for split in files] if metadata is not None else []
@@ -237,9 +238,13 @@ def write_export(run_dir: str | Path, fmt: str, out_path: str | Path | None = No
             # Over generate's own dataset (RUN/sharegpt.jsonl), its metadata is rewritten with it, line for line.
             ours = fmt == "sharegpt" and target.resolve() == (run / DEFAULT_NAMES[fmt]).resolve()
             meta = store.meta()
-            return write_chat_export(store, fmt, target, system=system, min_scores=min_scores, reviewed=reviewed,
-                                     val_fraction=val_fraction, metadata=run / METADATA_FILE if ours else None,
-                                     provenance={key: meta.get(key, "unknown") for key in ("pipeline", "model")})
+            export = write_chat_export(store, fmt, target, system=system, min_scores=min_scores, reviewed=reviewed,
+                                       val_fraction=val_fraction, metadata=run / METADATA_FILE if ours else None,
+                                       provenance={key: meta.get(key, "unknown") for key in ("pipeline", "model")})
+            # What a model trained on it was given, for eval-model (generate's own dataset, remade on every
+            # resume, leaves the recorded prompt of the export a user chose as it was).
+            store.set_meta({SYSTEM_PROMPT: json.dumps(system)})
+            return export
         grouped = split_samples(store, min_scores, reviewed, val_fraction)
         names = written_splits(store, val_fraction)
         counts = {split: len(grouped[split]) for split in names}

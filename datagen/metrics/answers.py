@@ -11,8 +11,9 @@ Each model metric is a name, a kind ("offline" or "judge") and a call `metric(ch
 - `chrf`: chrF of the answer against the reference output (Popović 2015, sacrebleu's sentence chrF).
 - `coverage`: how much of the input's content the answer carries, and nothing else (datagen.metrics.coverage).
 - `embedding`: cosine similarity of the answer's and the input's sentence embeddings.
-- `novelty`: the share of the answer's word pairs that are not the input's, and a gate (`floor`): an answer that
-  returns its input, or nearly, did no work however well the rest scores it (a copy of a style rewrite's input
+- `novelty`: the share of the answer's word pairs that are not the input's (0 for a degenerate answer: the input's
+  words in any order, a placeholder, ...), and a gate (`floor`): an answer that returns its input, or nearly, did
+  no work however well the rest scores it (a copy of a style rewrite's input
   carries all its content; a copy of a question is grounded in the passage).
 - `answer_f1`: SQuAD's token F1 of the answer against the reference answer (Rajpurkar et al. 2016).
 - `grounded`: the share of the answer's content words that occur in the chunk (datagen.metrics.factual_qa).
@@ -36,6 +37,7 @@ from datagen.metrics.judges import Judge, References, StyleFidelityJudge
 from datagen.metrics.overlap import embedding
 from datagen.metrics.stylometry import CrossFittedClassifier
 from datagen.samples import Sample, transcript
+from datagen.text.degenerate import degenerate
 
 
 class AnswerMetric(Protocol):
@@ -129,13 +131,22 @@ class AnswerEmbedding:
 class AnswerNovelty:
     """The share of the answer's word pairs that are not the input's (a copy of the input: 0), and a gate: below
     `floor` it scales the composite down (datagen.metrics.composite). 0.15, as for the data metric `novelty`:
-    a text that reuses more than 85% of another's word pairs is that text with a word or two changed."""
+    a text that reuses more than 85% of another's word pairs is that text with a word or two changed.
+
+    A degenerate answer scores 0 too: one the pipelines would drop as output (datagen.text.degenerate: empty, a
+    placeholder, data or code, not language, one sentence repeated, or the input again, its words in any order).
+    Word pairs alone let the input's words shuffled or reversed through the gate, where content metrics that
+    ignore word order rate them as highly as a copy (found by a user's trial: word salad of the input scored
+    above a real model's answers)."""
 
     name, kind = "novelty", "offline"
     floor = 0.15
 
     def __call__(self, chunk: str, reference: Sample, answer: str) -> Score:
-        new = 1.0 - bigram_overlap(reference.input, answer) if answer.strip() else 0.0
+        reason = degenerate(answer, source=reference.input)
+        if reason is not None:
+            return Score(0.0, f"the answer is degenerate against the input: {reason}")
+        new = 1.0 - bigram_overlap(reference.input, answer)
         return Score(new, f"{new:.0%} of the answer's word pairs are not the input's")
 
 

@@ -14,11 +14,12 @@ import re
 import time
 from dataclasses import dataclass
 
-from datagen.errors import DatagenError, InputError
+from datagen.errors import DatagenError, FailureKind, InputError
 from dspy.lm15 import Config, Message, Request
 
 from datagen.dataset.records import messages
-from datagen.lm import UNRECOVERABLE, RoleModel, failure_kind, first_line
+from datagen.lm import UNRECOVERABLE, RoleModel, failure_kind, first_line, holds_invalid_text
+from datagen.lm.adapters import without_reasoning
 from datagen.lm.local import EMBEDDED_MODELS
 from datagen.lm.roles import build_role_model
 from datagen.model_eval.store import Answer
@@ -134,8 +135,10 @@ def ask(model: RoleModel, request: Request) -> Answer:
         request: the sample's request (`chat_request`).
 
     Returns:
-        The `Answer`: its text, tokens and finish reason ("length": cut off at max_tokens), or the error and its
-        kind (datagen.lm.failures) when the call failed after its retries.
+        The `Answer`: its text (after any reasoning up to a closing tag such as </think>, as the pipelines read
+        answers), tokens and finish reason ("length": cut off at max_tokens); or the error and its kind
+        (datagen.lm.failures) when the call failed after its retries, or answered text that is not valid Unicode
+        (kind "encoding").
 
     Raises:
         DatagenError: a failure no other sample would escape (datagen.lm.failures.UNRECOVERABLE: a key refused, an
@@ -150,6 +153,10 @@ def ask(model: RoleModel, request: Request) -> Answer:
             raise DatagenError(f"{model.name}: {kind}: {first_line(exc)}") from exc
         return Answer(None, first_line(exc), kind, seconds=time.monotonic() - start)
     usage = response.usage
-    return Answer(response.text or "", prompt_tokens=usage.input_tokens if usage else None,
+    text = without_reasoning(response.text or "")  # a reasoning model's thinking is not its answer
+    if holds_invalid_text(text):  # a lone surrogate (half a character): not text, and SQLite cannot store it
+        return Answer(None, "the answer holds a lone surrogate (half of a character): not valid Unicode",
+                      FailureKind.ENCODING, seconds=time.monotonic() - start)
+    return Answer(text, prompt_tokens=usage.input_tokens if usage else None,
                   completion_tokens=usage.output_tokens if usage else None, seconds=time.monotonic() - start,
                   finish_reason=response.finish_reason)

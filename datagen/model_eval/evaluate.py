@@ -16,8 +16,10 @@ committed as it comes (datagen.model_eval.store), so an evaluation stopped at an
 import hashlib
 import json
 import logging
+import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,7 +28,7 @@ from pathlib import Path
 from datagen._version import __version__
 from datagen.dataset import check_scored, sample_id, split_samples
 from datagen.dataset.splits import recorded_splits
-from datagen.errors import DatagenError, InputError
+from datagen.errors import DatagenError, InputError, RunFolderError
 from datagen.lm import CallGate, check_reachable, failure_kind, first_line, gated
 from datagen.metrics import COMPOSITE, AnswerScorer, Failed, MetricContext, Score, scorer_for
 from datagen.model_eval.candidates import Candidate, ask, chat_request
@@ -34,7 +36,7 @@ from datagen.model_eval.report import write_report
 from datagen.model_eval.stats import mean_interval, paired_comparison
 from datagen.model_eval.store import FOLDER, Answer, AnswerStore
 from datagen.samples import Sample
-from datagen.store import SYSTEM_PROMPT, RunStore
+from datagen.store import DB_FILE, SYSTEM_PROMPT, RunStore
 from datagen.text.chunking import Chunk
 from datagen.util import replacing
 from datagen.util.locking import exclusive
@@ -101,9 +103,7 @@ class EvaluationSettings:
 def held_out_samples(store: RunStore, limit: int | None = None,
                      min_scores: dict[str, float] | None = None) -> list[HeldOut]:
     """The run's held-out test samples (as reviewed, and those reaching `min_scores`' bars when given:
-    datagen.dataset.export.run_samples), in chunk order; the first `limit` of them when given. Raises DatagenError
-    for a bar no sample was scored on."""
-    check_scored(store, min_scores)
+    datagen.dataset.export.run_samples), in chunk order; the first `limit` of them when given."""
     test = split_samples(store, min_scores, val_fraction=0.0)["test"]
     return [HeldOut(sample_id(chunk.id, index), chunk, sample) for chunk, index, sample in test[:limit]]
 
@@ -181,7 +181,7 @@ class _Evaluation:
         for candidate in self.candidates:
             key = candidate.key(self.system)
             if self.settings.force:
-                store.forget(key)
+                store.forget(key, [held.id for held in self.samples])
             kept = store.answers(key)
             jobs += [(candidate, key, held) for held in self.samples
                      if held.id not in kept or kept[held.id].text is None]
@@ -267,6 +267,7 @@ def _model_summary(candidate: Candidate, system: str | None, answers: dict[str, 
             "answered": sum(answer is not None and answer.text is not None for answer in own),
             "cut_off": sum(answer is not None and answer.finish_reason == "length" for answer in own),
             "failed": sum(failures.values()), "failures": dict(failures), "failed_scores": dict(failed_scores),
+            "first_error": next((answer.error for answer in own if answer and answer.text is None), None),
             "tokens": {"prompt": sum(a.prompt_tokens or 0 for a in own if a),
                        "completion": sum(a.completion_tokens or 0 for a in own if a)},
             "scores": {name: mean_interval(series) for name, series in values.items()}}
@@ -292,6 +293,34 @@ def _sample_record(held: HeldOut, by_model: dict[str, tuple[dict, dict]]) -> dic
     return {"id": held.id, "chunk_id": held.chunk.id, "source": held.chunk.source, "input": held.sample.input,
             "history": [list(turn) for turn in held.sample.history], "reference": held.sample.output,
             "answers": answers}
+
+
+@contextmanager
+def _read_only(run: Path) -> Iterator[RunStore]:
+    """The run's store, opened read-only: eval-model never writes a run store (nor makes one of another file)."""
+    path = run / DB_FILE
+    if not path.is_file():
+        raise RunFolderError(f"{run}: not a datagen run folder (no {DB_FILE}); make one with datagen generate")
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    try:
+        store = RunStore.over(db)
+        try:
+            store.meta()
+        except sqlite3.DatabaseError as exc:
+            raise RunFolderError(f"{path}: not a datagen run store ({exc})") from None
+        yield store
+    finally:
+        db.close()
+
+
+def _check_split(run: Path, store: RunStore) -> None:
+    """Refuse a run whose chunks do not all have a recorded split: one made before datagen drew held-out splits
+    (its exports held nothing out, so a model may have trained on any chunk), or one with chunks added since the
+    last generate (which records their split)."""
+    if len(store.splits()) != store.counts()["chunks"]:
+        raise DatagenError(f"{run}: not every chunk has a recorded held-out split (a run made before datagen drew "
+                           "one, or chunks added since): a model trained on its exports may have seen any of them; "
+                           "run datagen generate on it to record the split, and train on an export made after")
 
 
 def evaluate_models(run_dir: str | Path, candidates: list[Candidate], settings: EvaluationSettings | None = None,
@@ -321,14 +350,20 @@ def evaluate_models(run_dir: str | Path, candidates: list[Candidate], settings: 
     run = Path(run_dir)
     workspace = Path(workspace) if workspace else find_workspace()
     config = load_config(workspace)
-    with RunStore.existing(run) as runs:
+    with _read_only(run) as runs:
         meta = runs.meta()
         pipeline = meta.get("pipeline") or ""
+        _check_split(run, runs)
+        check_scored(runs, settings.min_scores, run)
         samples = held_out_samples(runs, settings.limit, settings.min_scores)
         texts = training_texts(runs)
     if not samples:
-        raise DatagenError(f"{run}: no held-out test sample to evaluate on (its test split is empty: see [splits] "
-                           "test_fraction in datagen.toml, and let datagen generate finish the test chunks)")
+        why = ("none reaches the --min-score bars" if settings.min_scores else "its test split is empty: see "
+               "[splits] test_fraction in datagen.toml, and let datagen generate finish the test chunks")
+        raise DatagenError(f"{run}: no held-out test sample to evaluate on ({why})")
+    if len(set(texts)) < 4:
+        raise DatagenError(f"{run}: its training split has {len(set(texts))} distinct chunks; the style metrics are "
+                           "fitted on at least 4 (a smaller [splits] test_fraction, or a larger corpus)")
     suite = load_metric_suite(pipeline, workspace)  # its one-line error first, before any model is built
     metrics = settings.metrics or [COMPOSITE]
     scorer = scorer_for(pipeline, MetricContext(workspace, config, corpus=texts), metrics, AnswerScorer)

@@ -108,11 +108,13 @@ class AnswerStore:
                               answer.completion_tokens, answer.seconds, answer.finish_reason,
                               datetime.now(UTC).isoformat()))
 
-    def forget(self, candidate: str) -> int:
-        """Drop a candidate's answers and scores; how many answers were dropped."""
+    def forget(self, candidate: str, sample_ids: Iterable[str]) -> int:
+        """Drop a candidate's answers to these samples, and their scores; how many answers were dropped."""
+        rows = [(candidate, sample_id) for sample_id in sample_ids]
         with transaction(self._db):
-            self._db.execute("DELETE FROM scores WHERE candidate = ?", (candidate,))
-            return self._db.execute("DELETE FROM answers WHERE candidate = ?", (candidate,)).rowcount
+            self._db.executemany("DELETE FROM scores WHERE candidate = ? AND sample_id = ?", rows)
+            return sum(self._db.execute("DELETE FROM answers WHERE candidate = ? AND sample_id = ?", row).rowcount
+                       for row in rows)
 
     def scores(self, candidate: str, scoring: str) -> dict[str, dict[str, Score]]:
         """{sample id: {metric: Score or Failed}} of one candidate's answers, as `scoring` scored them."""

@@ -86,6 +86,6 @@ GATE = "min_scores"
 # the texts the program saw (its dev set and demos), which may not be held out.
 SPLIT_RULE = "split_rule"
 SPLIT_SEEN = "split_seen"
-# Meta key: the system prompt of the run's last chat export (JSON: a string, or null for none), which a model trained
-# on it was given: `datagen eval-model` asks the trained model with it.
+# Meta key: the system prompt of the run's last `datagen export` with turns (a chat format, hf, --for TRAINER; JSON: a
+# string, or null for none), which a model trained on it was given: `datagen eval-model` asks the model with it.
 SYSTEM_PROMPT = "system_prompt"
