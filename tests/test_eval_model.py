@@ -181,6 +181,9 @@ def test_the_model_is_asked_with_the_system_prompt_of_the_runs_export(workspace,
         assert first["messages"][-1]["role"] == "user" and first["temperature"] == 0
         evaluate_models(run, candidates, EvaluationSettings(limit=2, system=None), workspace)
         assert [m["role"] for m in server.requests[-1]["messages"]] == ["user"]
+        write_export(run, "openai", system="")  # an empty prompt is sent as none
+        evaluate_models(run, candidates, EvaluationSettings(limit=2, force=True), workspace)
+        assert [m["role"] for m in server.requests[-1]["messages"]] == ["user"]
 
 
 def test_a_provider_limit_on_requests_in_flight_is_met_without_failures(workspace, tmp_path):
