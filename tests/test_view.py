@@ -364,7 +364,7 @@ def test_the_model_evaluation_page_shows_each_model_the_pairs_and_every_answer_a
         failures = ", ".join(f"{kind} {n}" for kind, n in model["failures"].items()) or "0"
         assert cells(row) == [*(f"{s['mean']:.3f} [{s['low']:.3f}, {s['high']:.3f}]"
                                 for s in (model["scores"][name] for name in names)),
-                              str(model["answered"]), failures, "0"]
+                              str(model["answered"]), failures, "0", str(model["cut_off"])]
     oracle, echo, broken = result["models"]
     assert oracle["scores"]["composite"]["mean"] > echo["scores"]["composite"]["mean"]
     assert broken["answered"] == 0 and sum(broken["failures"].values()) == len(result["samples"])

@@ -37,7 +37,8 @@ def evaluation_view(file: Path, shown: Callable[[object, Sequence[str]], str], p
 
     Returns:
         {run, pipeline, created, system (None: none), held_out, names (the metrics), models, pairs, samples (the
-        page's), total (samples in all)}. A model: label, model, answered, failed, failures and failed_scores
+        page's), total (samples in all)}. A model: label, model, answered, failed, cut_off (answers cut off at
+        max_tokens), failures and failed_scores
         ({kind or metric: count}), scores ({metric: {mean, low, high, n}}). A pair: first, second, metric, n, wins,
         ties, losses, win_rate, win_low, win_high, difference, difference_low, difference_high. A sample: id,
         chunk_id, source, input, history ([(user, assistant)]), reference, answers: [{label, text (None: the call
@@ -84,7 +85,7 @@ def _number(value) -> float | None:
 
 def _model(model: dict, names: list[str], show: Callable[[object], str]) -> dict:
     return {"label": str(model["label"]), "model": show(model["model"]), "answered": int(model["answered"]),
-            "failed": int(model["failed"]),
+            "failed": int(model["failed"]), "cut_off": int(model["cut_off"]),
             "failures": {str(kind): int(n) for kind, n in model["failures"].items()},
             "failed_scores": {str(name): int(n) for name, n in model["failed_scores"].items()},
             "scores": {name: _summary(model["scores"][name]) for name in names}}
