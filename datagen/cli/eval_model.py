@@ -41,8 +41,10 @@ def eval_model(
                                                         "--min-score kept them.")] = None,
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, help="Requests in flight, all models "
                                              "together.")] = 4,
-    rpm: Annotated[float | None, typer.Option(min=0.001, help="Requests a minute per server (per model for hosted ones), at most.")] = None,
-    tpm: Annotated[int | None, typer.Option(min=1, help="Tokens a minute per server (per model for hosted ones), at most.")] = None,
+    rpm: Annotated[float | None, typer.Option(min=0.001, help="Requests a minute per server (per model for hosted "
+                                              "ones), at most.")] = None,
+    tpm: Annotated[int | None, typer.Option(min=1, help="Tokens a minute per server (per model for hosted ones), "
+                                            "at most.")] = None,
     temperature: Annotated[float | None, typer.Option(min=0, max=2, help="Sampling temperature (default: 0, "
                                                       "greedy).")] = None,
     max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=1, help="Cap on each answer in tokens "
@@ -82,7 +84,8 @@ def eval_model(
 
 def _print(result: dict, run_dir: Path) -> None:
     names = result["metrics"]["names"]
-    table = Table("model", *names, "answered", "failed", "cut off", title=f"{result['pipeline']} on {result['held_out']} "
+    table = Table("model", *names, "answered", "failed", "cut off",
+                  title=f"{result['pipeline']} on {result['held_out']} "
                   "held-out samples: mean [95% interval] (a failed call counts 0)")
     for summary in result["models"]:
         table.add_row(escape(summary["label"]), *(_interval(summary["scores"][name]) for name in names),

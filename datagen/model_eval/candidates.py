@@ -119,13 +119,13 @@ def parse_candidates(models: list[str], api_bases: list[str] | None = None, *,
 
 def chat_request(model: RoleModel, sample: Sample, system: str | None, settings: ModelSettings) -> Request:
     """The request that asks `model` a held-out sample's input as the trained model saw its pairs: `system` first
-    (None or "": none),
-    then the sample's earlier turns and its input (datagen.dataset.records.messages, less the answer), capped and
-    sampled as `settings` say (an explicit request carries its own: the LM's defaults do not apply to it)."""
-    turns = messages(sample, system)[:-1]
+    (None or "": none), then the sample's earlier turns and its input (datagen.dataset.records.messages, less the
+    answer), capped and sampled as `settings` say (an explicit request carries its own: the LM's defaults do not
+    apply to it)."""
+    turns = messages(sample)[:-1]  # the system prompt goes apart, in the request's own field
     # An empty system prompt goes as none: a request's system text may not be empty (lm15 refuses it).
     return Request(model=model.lm.model, system=system or None,
-                   messages=tuple(_MESSAGE[turn["role"]](turn["content"]) for turn in turns if turn["role"] != "system"),
+                   messages=tuple(_MESSAGE[turn["role"]](turn["content"]) for turn in turns),
                    config=Config(max_tokens=settings.max_tokens, temperature=settings.temperature))
 
 

@@ -16,10 +16,8 @@ committed as it comes (datagen.model_eval.store), so an evaluation stopped at an
 import hashlib
 import json
 import logging
-import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,7 +26,7 @@ from pathlib import Path
 from datagen._version import __version__
 from datagen.dataset import check_scored, sample_id, split_samples
 from datagen.dataset.splits import recorded_splits
-from datagen.errors import DatagenError, InputError, RunFolderError
+from datagen.errors import DatagenError, InputError
 from datagen.lm import CallGate, check_reachable, failure_kind, first_line, gated
 from datagen.metrics import COMPOSITE, AnswerScorer, Failed, MetricContext, Score, scorer_for
 from datagen.model_eval.candidates import Candidate, ask, chat_request
@@ -36,7 +34,7 @@ from datagen.model_eval.report import write_report
 from datagen.model_eval.stats import mean_interval, paired_comparison
 from datagen.model_eval.store import FOLDER, Answer, AnswerStore
 from datagen.samples import Sample
-from datagen.store import DB_FILE, SYSTEM_PROMPT, RunStore
+from datagen.store import SYSTEM_PROMPT, RunStore
 from datagen.text.chunking import Chunk
 from datagen.util import replacing
 from datagen.util.locking import exclusive
@@ -162,6 +160,8 @@ class _Evaluation:
                  scorer: AnswerScorer, scoring: str, settings: EvaluationSettings, config: Config):
         self.run, self.samples, self.candidates, self.system = run, samples, candidates, system
         self.scorer, self.scoring, self.settings, self.config = scorer, scoring, settings, config
+        # Each candidate's answers are kept under its fingerprint with this system prompt (Candidate.key).
+        self.keys = {candidate.label: candidate.key(system) for candidate in candidates}
 
     def ask_all(self, store: AnswerStore) -> None:
         """Ask each candidate the samples it has no answer to (or whose call failed), keeping each answer."""
@@ -179,12 +179,13 @@ class _Evaluation:
             gates[models[candidate.label].lm.model] = gate
         jobs = []
         for candidate in self.candidates:
-            key = candidate.key(self.system)
+            key = self.keys[candidate.label]
             if self.settings.force:
                 store.forget(key, [held.id for held in self.samples])
             kept = store.answers(key)
             jobs += [(candidate, key, held) for held in self.samples
                      if held.id not in kept or kept[held.id].text is None]
+
         def asking(job) -> Answer:
             candidate, _, held = job
             model = models[candidate.label]
@@ -198,8 +199,7 @@ class _Evaluation:
     def score_all(self, store: AnswerStore) -> None:
         """Score every answer not yet scored by this scoring, keeping the scores."""
         jobs = []
-        for candidate in self.candidates:
-            key = candidate.key(self.system)
+        for key in self.keys.values():
             answers, scored = store.answers(key), store.scores(key, self.scoring)
             jobs += [(key, held, answers[held.id].text) for held in self.samples
                      if held.id in answers and answers[held.id].text is not None and held.id not in scored]
@@ -208,6 +208,7 @@ class _Evaluation:
             judge = self.config.role("judge")
             gates[self.scorer.context.judge.lm.model] = CallGate(self.settings.concurrency, rpm=judge.rpm,
                                                                  tpm=judge.tpm)
+
         def scoring(job) -> dict:
             _, held, answer = job
             try:
@@ -230,18 +231,15 @@ class _Evaluation:
         """The evaluation record (see the module's docstring)."""
         names = list(self.scorer.names if COMPOSITE not in self.scorer.names
                      else dict.fromkeys([COMPOSITE, *self.scorer.kinds]))
-        by_model = {}
-        for candidate in self.candidates:
-            key = candidate.key(self.system)
-            by_model[candidate.label] = (store.answers(key), store.scores(key, self.scoring))
+        by_model = {label: (store.answers(key), store.scores(key, self.scoring)) for label, key in self.keys.items()}
         values = {label: {name: [_value(scores.get(held.id, {}), name) for held in self.samples] for name in names}
                   for label, (_, scores) in by_model.items()}
         return {
             "run": str(self.run), "pipeline": pipeline, "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "system": self.system, "held_out": len(self.samples),
             "metrics": {"names": names, "kinds": self.scorer.kinds, "weights": self.scorer.weights},
-            "models": [_model_summary(candidate, self.system, *by_model[candidate.label], values[candidate.label],
-                                      self.samples) for candidate in self.candidates],
+            "models": [_model_summary(candidate, self.keys[candidate.label], *by_model[candidate.label],
+                                      values[candidate.label], self.samples) for candidate in self.candidates],
             "pairs": _pairs(values, names),
             "samples": [_sample_record(held, by_model) for held in self.samples],
         }
@@ -253,7 +251,7 @@ def _value(scores: dict[str, Score], name: str) -> float:
     return 0.0 if score is None or isinstance(score, Failed) else score.value
 
 
-def _model_summary(candidate: Candidate, system: str | None, answers: dict[str, Answer],
+def _model_summary(candidate: Candidate, key: str, answers: dict[str, Answer],
                    scores: dict[str, dict[str, Score]], values: dict[str, list[float]],
                    samples: list[HeldOut]) -> dict:
     own = [answers.get(held.id) for held in samples]
@@ -263,7 +261,7 @@ def _model_summary(candidate: Candidate, system: str | None, answers: dict[str, 
                             if isinstance(score, Failed))
     return {"label": candidate.label, "model": candidate.settings.model,
             "api_base": list(candidate.settings.api_bases), "temperature": candidate.settings.temperature,
-            "max_tokens": candidate.settings.max_tokens, "key": candidate.key(system),
+            "max_tokens": candidate.settings.max_tokens, "key": key,
             "answered": sum(answer is not None and answer.text is not None for answer in own),
             "cut_off": sum(answer is not None and answer.finish_reason == "length" for answer in own),
             "failed": sum(failures.values()), "failures": dict(failures), "failed_scores": dict(failed_scores),
@@ -293,24 +291,6 @@ def _sample_record(held: HeldOut, by_model: dict[str, tuple[dict, dict]]) -> dic
     return {"id": held.id, "chunk_id": held.chunk.id, "source": held.chunk.source, "input": held.sample.input,
             "history": [list(turn) for turn in held.sample.history], "reference": held.sample.output,
             "answers": answers}
-
-
-@contextmanager
-def _read_only(run: Path) -> Iterator[RunStore]:
-    """The run's store, opened read-only: eval-model never writes a run store (nor makes one of another file)."""
-    path = run / DB_FILE
-    if not path.is_file():
-        raise RunFolderError(f"{run}: not a datagen run folder (no {DB_FILE}); make one with datagen generate")
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-    try:
-        store = RunStore.over(db)
-        try:
-            store.meta()
-        except sqlite3.DatabaseError as exc:
-            raise RunFolderError(f"{path}: not a datagen run store ({exc})") from None
-        yield store
-    finally:
-        db.close()
 
 
 def _check_split(run: Path, store: RunStore) -> None:
@@ -350,7 +330,7 @@ def evaluate_models(run_dir: str | Path, candidates: list[Candidate], settings: 
     run = Path(run_dir)
     workspace = Path(workspace) if workspace else find_workspace()
     config = load_config(workspace)
-    with _read_only(run) as runs:
+    with RunStore.reading(run) as runs:  # eval-model never writes a run store, nor makes one of another file
         meta = runs.meta()
         pipeline = meta.get("pipeline") or ""
         _check_split(run, runs)
@@ -368,7 +348,8 @@ def evaluate_models(run_dir: str | Path, candidates: list[Candidate], settings: 
     metrics = settings.metrics or [COMPOSITE]
     scorer = scorer_for(pipeline, MetricContext(workspace, config, corpus=texts), metrics, AnswerScorer)
     system = _recorded_system(meta) if settings.system == RECORDED else settings.system
-    evaluation = _Evaluation(run, samples, candidates, system, scorer, _scoring_key(scorer, Path(suite.__file__), texts), settings, config)
+    scoring = _scoring_key(scorer, Path(suite.__file__), texts)
+    evaluation = _Evaluation(run, samples, candidates, system, scorer, scoring, settings, config)
     folder = run / FOLDER
     with exclusive(folder / ".lock", f"{folder}", "wait for that eval-model to finish"), AnswerStore(run) as store:
         evaluation.ask_all(store)

@@ -49,7 +49,8 @@ def _models_table(result: dict) -> str:
                     f"{html.escape(model['model'] or '')}</span></th>{cells}"
                     f"<td class='num'>{model['answered']}</td><td>{failures}</td>"
                     f"<td class='num'>{model['cut_off']}</td></tr>")
-    return (f"<table><tr><th>model</th>{head}<th>answered</th><th>failed calls</th><th>cut off at max_tokens</th></tr>{''.join(rows)}</table>"
+    return (f"<table><tr><th>model</th>{head}<th>answered</th><th>failed calls</th><th>cut off at max_tokens</th>"
+            f"</tr>{''.join(rows)}</table>"
             "<p>Each cell: the mean over every held-out sample (a failed call counts 0) and its 95% bootstrap "
             "interval.</p>")
 

@@ -9,6 +9,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Collection, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from datagen.errors import RunFolderError
@@ -44,10 +45,28 @@ class RunStore(HeldOutSplit):
     @classmethod
     def existing(cls, run_dir: str | Path) -> "RunStore":
         """The store of a run folder that `datagen generate` made; refused (never created) when there is none."""
-        run = Path(run_dir)
-        if not (run / DB_FILE).is_file():
-            raise RunFolderError(f"{run}: not a datagen run folder (no {DB_FILE}); make one with datagen generate")
-        return cls(run)
+        return cls(_made_run(run_dir))
+
+    @classmethod
+    @contextmanager
+    def reading(cls, run_dir: str | Path) -> Iterator["RunStore"]:
+        """The store of a run folder that `datagen generate` made, opened read-only for the block: nothing in the
+        file is created, migrated or written (a write raises sqlite3.OperationalError).
+
+        Raises:
+            RunFolderError: the folder holds no run.db, or one that is not a datagen run store.
+        """
+        path = _made_run(run_dir) / DB_FILE
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        try:
+            store = cls.over(db)
+            try:
+                store.meta()
+            except sqlite3.DatabaseError as exc:
+                raise RunFolderError(f"{path}: not a datagen run store ({exc})") from None
+            yield store
+        finally:
+            db.close()
 
     def close(self) -> None:
         self._db.close()
@@ -433,6 +452,14 @@ class RunStore(HeldOutSplit):
 
     def _transaction(self):
         return transaction(self._db)
+
+
+def _made_run(run_dir: str | Path) -> Path:
+    """`run_dir` as a Path, refused when it holds no run store (datagen generate makes one)."""
+    run = Path(run_dir)
+    if not (run / DB_FILE).is_file():
+        raise RunFolderError(f"{run}: not a datagen run folder (no {DB_FILE}); make one with datagen generate")
+    return run
 
 
 def _sample_row(sample: Sample) -> list:
