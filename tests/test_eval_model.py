@@ -95,11 +95,23 @@ def test_style_clone_ranks_the_oracle_over_a_shortened_input_over_a_copy(workspa
     assert written["models"] == result["models"] and (run / "model-eval/report.html").is_file()
 
 
-def test_the_style_metrics_are_fitted_on_the_training_split_alone(workspace, tmp_path):
+def test_the_style_metrics_are_fitted_on_the_training_split_alone(workspace, tmp_path, monkeypatch):
     run = style_run(workspace, tmp_path / "run")
     with RunStore(run) as store:
         held, texts = held_out_samples(store), training_texts(store)
     assert held and texts and not {h.chunk.text for h in held} & set(texts)
+    corpora = []  # what evaluate_models fits the metrics on: the context's corpus
+
+    class Recorded(MetricContext):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            corpora.append(list(self.corpus))
+
+    monkeypatch.setattr("datagen.model_eval.evaluate.MetricContext", Recorded)
+    with copier() as server:
+        evaluate_models(run, parse_candidates(["tuned=openai/tuned"], [server.url]), EvaluationSettings(limit=1),
+                        workspace)
+    assert corpora == [texts]
 
 
 def judge_server() -> FakeOpenAIServer:
