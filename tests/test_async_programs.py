@@ -1,7 +1,11 @@
 """A program with `aforward` runs through `generate` on DSPy's async path (acall, the async engine, the gate's
 async admission), end to end over real HTTP to the fake server, with its forward never called."""
 
+import asyncio
+
 import dspy
+import pytest
+from dspy.utils.exceptions import LMTimeoutError
 
 from datagen import Sample
 from datagen.workspace.config import Config, ModelSettings
@@ -11,7 +15,7 @@ from datagen.lm.roles import build_role_model
 from datagen.store import RunStore
 
 from .conftest import every_record, written
-from .fakes import FakeOpenAIServer
+from .fakes import TRICKLE, FakeOpenAIServer
 from .test_generate import read_jsonl
 
 
@@ -59,3 +63,16 @@ def test_an_async_program_backs_off_from_a_server_that_admits_two_at_once(worksp
     assert report.chunks == written(report) > 0 and not report.failures
     print(f"K=2: {len(server.arrivals)} answered, {server.rejected} refused")
     assert server.peak == 2 and server.rejected < len(server.arrivals) / 2
+
+
+def test_an_async_call_past_its_timeout_is_retried_and_names_the_wall_clock_limit():
+    # The answer trickles in a byte every half second, so no read ever waits long: only the role's timeout, a
+    # wall-clock limit on the whole call, ends it; on the async path as on the threaded one it is a retryable
+    # LMTimeoutError that says which limit it reached.
+    settings = ModelSettings(model="openai/fake", num_retries=1, timeout=1)
+    with FakeOpenAIServer(faults=lambda source, attempt: TRICKLE) as server:
+        model = build_role_model(settings.model_copy(update={"api_base": server.url}), "task")
+        with pytest.raises(LMTimeoutError, match="within the timeout of 1 s"):
+            asyncio.run(dspy.Predict("passage -> generic").acall(passage="The lamp was lit.", lm=model.lm,
+                                                                 adapter=model.adapter))
+    assert [s.attempt for s in server.served] == [0, 1]

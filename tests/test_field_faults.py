@@ -179,6 +179,9 @@ def test_the_timeout_bounds_a_call_that_trickles(workspace, engine):
     ((status, failure, message),) = stored(workspace / "out", "SELECT status, failure, message FROM results")
     assert (status, failure) == ("failed", "timeout"), message
     assert [s.attempt for s in server.served] == [0, 1]  # the attempt timed out, and so did its retry
+    # Bytes came every half second: the message names the wall-clock limit the call reached, on either engine.
+    assert "within the timeout of 1 s" in message and "no bytes" not in message, message
+    assert "within the timeout of 1 s" in result.stderr
 
 
 # --- a lone surrogate ---------------------------------------------------------------------------------------------
