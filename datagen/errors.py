@@ -8,11 +8,12 @@ The exceptions, for a library caller to catch apart (the CLI turns each into a o
     ├── PipelineNotFound  no pipeline of that name in the workspace or among the built-in ones
     ├── RunFolderError    a run folder that is not datagen's, or was made by another run (other pipeline or settings)
     ├── ModelUnreachable  a model's server that cannot be reached
-    └── Interrupted       the user stopped the command (Ctrl-C); what was finished is kept
+    └── Interrupted       the command was stopped (Ctrl-C, SIGTERM, SIGHUP); what was finished is kept
 
 `FailureKind` is not an exception: it names why a chunk failed, as the run store keeps it.
 """
 
+import signal
 from enum import StrEnum
 
 
@@ -50,9 +51,17 @@ class ModelUnreachable(DatagenError):
 
 
 class Interrupted(DatagenError):
-    """The user stopped the command (Ctrl-C); what was finished is kept."""
+    """The command was stopped by a signal (Ctrl-C, SIGTERM, SIGHUP); what was finished is kept.
 
-    exit_code = 130  # the shell's convention for a command ended by SIGINT
+    Args:
+        message: the one line to show.
+        signum: the signal that stopped it; default SIGINT (Ctrl-C). The exit status is the shell's for it,
+            128 + its number: 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP.
+    """
+
+    def __init__(self, message: str, signum: int = signal.SIGINT):
+        super().__init__(message)
+        self.exit_code = 128 + signum
 
 
 class FailureKind(StrEnum):

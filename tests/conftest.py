@@ -44,9 +44,10 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 120
     return subprocess.run(**_cli(args, cwd, env, wrapper), capture_output=True, timeout=timeout)
 
 
-def start_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Popen:
-    """Start the installed `datagen` command in a subprocess and return at once (to signal it, to race it)."""
-    return subprocess.Popen(**_cli(args, cwd, env), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+def start_cli(*args: str, cwd: Path, env: dict | None = None, wrapper: list[str] | None = None) -> subprocess.Popen:
+    """Start the installed `datagen` command (optionally under `wrapper`) in a subprocess and return at once (to
+    signal it, to race it)."""
+    return subprocess.Popen(**_cli(args, cwd, env, wrapper), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def embedded_run_records(result: subprocess.CompletedProcess, export: Path) -> list[dict]:

@@ -1,5 +1,5 @@
 """Interruptions, for real: `datagen generate` killed (SIGKILL) at random moments and resumed, stopped with
-Ctrl-C, and raced by a second process on the same run folder or study."""
+Ctrl-C, SIGTERM or SIGHUP, and raced by a second process on the same run folder or study."""
 
 import json
 import random
@@ -8,6 +8,8 @@ import sqlite3
 import subprocess
 import threading
 import time
+
+import pytest
 
 from datagen.text.chunking import chunk_documents
 from datagen.text.ingest import iter_documents
@@ -89,18 +91,24 @@ def test_killed_at_random_moments_and_resumed_the_export_is_byte_identical(works
     assert len(chunks) <= paid <= len(chunks) + killed * CONCURRENCY
 
 
-def test_ctrl_c_finishes_the_chunks_in_flight_and_says_how_to_resume(workspace):
+# What a user, a service manager (systemd, Docker, Kubernetes, Slurm: SIGTERM) and a closed terminal (SIGHUP) send:
+# each stops a run as Ctrl-C does, with the shell's exit status for it.
+STOPS = [(signal.SIGINT, "Ctrl-C", 130), (signal.SIGTERM, "SIGTERM", 143), (signal.SIGHUP, "SIGHUP", 129)]
+
+
+@pytest.mark.parametrize("signum, label, status", STOPS, ids=[label for _, label, _ in STOPS])
+def test_a_stop_signal_finishes_the_chunks_in_flight_and_says_how_to_resume(workspace, signum, label, status):
     with FakeOpenAIServer(latency=0.3) as server:
         process = start_cli(*generate_args(server), cwd=workspace)
         assert wait_for(lambda: len(server.arrivals) >= 6, process=process)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signum)
         _, stderr = process.communicate(timeout=30)
         asked = len(server.arrivals)
-        assert process.returncode == 130, stderr
+        assert process.returncode == status, stderr
         assert "Traceback" not in stderr
-        assert "stopping: nothing new starts; what is in flight finishes and is kept" in stderr
+        assert f"stopping ({label}): nothing new starts; what is in flight finishes and is kept" in stderr
         assert_one_line_error(subprocess.CompletedProcess([], process.returncode, "", stderr),
-                              "interrupted (Ctrl-C)", "run the same command again to resume")
+                              f"interrupted ({label})", "run the same command again to resume")
         # Every call made was for a chunk that finished and was kept: none paid for and thrown away.
         with sqlite3.connect(workspace / "out/run.db") as db:
             assert db.execute("SELECT count(*) FROM results WHERE status = 'done'").fetchone()[0] == asked
@@ -111,22 +119,36 @@ def test_ctrl_c_finishes_the_chunks_in_flight_and_says_how_to_resume(workspace):
     assert len(server.arrivals) == 44
 
 
-def test_a_second_ctrl_c_stops_at_once_without_waiting_for_the_model(workspace):
+@pytest.mark.parametrize("first, second, label, status", [
+    (signal.SIGINT, signal.SIGINT, "Ctrl-C", 130), (signal.SIGTERM, signal.SIGTERM, "SIGTERM", 143),
+    (signal.SIGHUP, signal.SIGINT, "Ctrl-C", 130)], ids=["ctrl-c twice", "sigterm twice", "sighup then ctrl-c"])
+def test_a_second_stop_signal_stops_at_once_without_waiting_for_the_model(workspace, first, second, label, status):
     with FakeOpenAIServer(latency=30) as server:  # a model that hangs
         process = start_cli(*generate_args(server, "out", "--limit", "8"), cwd=workspace)
         assert wait_for(lambda: len(server.arrivals) >= CONCURRENCY, process=process)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(first)
         time.sleep(0.5)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(second)
         _, stderr = process.communicate(timeout=20)
     # It ended without waiting for the model: no answer came (each would take 30 s), so no chunk finished.
     with sqlite3.connect(workspace / "out" / "run.db") as db:
         assert db.execute("SELECT count(*) FROM results").fetchone()[0] == 0
-    assert process.returncode == 130
+    assert process.returncode == status, stderr
     assert "Traceback" not in stderr
-    assert_one_line_error(subprocess.CompletedProcess([], 130, "", stderr), "interrupted (Ctrl-C)",
+    assert_one_line_error(subprocess.CompletedProcess([], status, "", stderr), f"interrupted ({label})",
                           "finished chunks are kept in out", "again to resume")
     assert integrity(workspace / "out") == "ok"
+
+
+def test_a_stop_signal_ignored_at_start_stays_ignored(workspace):
+    # nohup starts a command with SIGHUP ignored: the terminal closing must not stop it.
+    with FakeOpenAIServer(latency=0.2) as server:
+        process = start_cli(*generate_args(server, "out", "--limit", "8"), cwd=workspace, wrapper=["nohup"])
+        assert wait_for(lambda: len(server.arrivals) >= 2, process=process)
+        process.send_signal(signal.SIGHUP)
+        _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    assert "stopping" not in stderr and len(every_record(workspace / "out/sharegpt.jsonl")) > 0
 
 
 def test_a_second_generate_on_a_run_folder_in_use_is_refused(workspace):

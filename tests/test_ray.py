@@ -1,6 +1,6 @@
 """`--executor ray` on a real local Ray cluster (started for each run and stopped after it): the same export byte
-for byte as a single-process run, an actor killed mid-run losing nothing, a driver killed and run again resuming,
-and evaluate on actors. Ray is an optional extra: these tests need it (`make test` installs it)."""
+for byte as a single-process run, an actor killed mid-run losing nothing, a driver killed and run again resuming, a
+driver sent SIGTERM stopping cleanly, and evaluate on actors. Ray is an optional extra: these tests need it (`make test` installs it)."""
 
 import json
 import os
@@ -87,6 +87,28 @@ def test_a_driver_killed_mid_run_resumes_when_run_again(workspace, tmp_path):
     assert again.returncode == 0, again.stderr
     assert f"resumed: {finished} chunks were already done" in again.stderr
     assert (out / "sharegpt.jsonl").read_bytes() == (tmp_path / "local" / "sharegpt.jsonl").read_bytes()
+
+
+def test_sigterm_to_the_driver_stops_the_run_as_ctrl_c_does(workspace, tmp_path):
+    # ray.init makes SIGTERM end a driver at once: datagen keeps its own handler, so the chunks in flight on the
+    # actors finish and are kept, and the export is written.
+    out = tmp_path / "run"
+    with FakeOpenAIServer(latency=0.3) as server:
+        args = generate_args(server, out, "--executor", "ray", "--actors", "2", "--concurrency", "2")
+        first = start_cli(*args, cwd=workspace)
+        while not (out / "run.db").exists() or done_chunks(out) < 2:
+            assert first.poll() is None, first.stderr.read()  # still running (the test's timeout bounds the wait)
+            time.sleep(0.2)
+        first.send_signal(signal.SIGTERM)
+        _, stderr = first.communicate(timeout=600)
+        asked = len(server.arrivals)
+        assert first.returncode == 143, stderr
+        assert "stopping (SIGTERM)" in stderr and "Traceback" not in stderr
+        assert stderr.strip().splitlines()[-1].startswith("error: interrupted (SIGTERM); run the same command again")
+        assert done_chunks(out) == asked == len(every_record(out / "sharegpt.jsonl"))  # nothing paid for and lost
+        again = run_cli(*args, cwd=workspace, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert f"resumed: {asked} chunks were already done" in again.stderr
 
 
 def test_evaluate_on_actors_scores_as_one_process_does(workspace, tmp_path):

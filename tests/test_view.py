@@ -6,9 +6,11 @@ in test_view_browser.py."""
 import html
 import json
 import re
+import signal
 import sqlite3
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
+from urllib.request import urlopen
 
 import pytest
 from starlette.testclient import TestClient
@@ -23,7 +25,7 @@ from datagen.view import Viewed, check_host, create_app, data
 from datagen.workspace import Config, SplitSettings
 
 from .browser import copy_workspace
-from .conftest import ROOT, every_record, run_cli
+from .conftest import ROOT, every_record, run_cli, start_cli
 from .fakes import FakeEngine, FakeOpenAIServer, plain, status
 from .test_generate import fake_model, read_jsonl
 
@@ -413,3 +415,18 @@ def test_a_run_without_a_model_evaluation_has_no_link_and_a_broken_one_says_why(
         page = client.get("/r/0/model-eval")
         assert page.status_code == 200 and says in section(page.text, '<p id="problem">')
         assert "<table" not in page.text
+
+
+@pytest.mark.parametrize("signum, label", [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM"),
+                                           (signal.SIGHUP, "SIGHUP")], ids=["ctrl-c", "sigterm", "sighup"])
+def test_view_stops_on_each_stop_signal_as_on_ctrl_c(run, workspace, signum, label):
+    viewer = start_cli("view", str(run), "--port", "0", cwd=workspace)
+    try:
+        url = re.search(r"http://\S+/", viewer.stdout.readline()).group(0)
+        assert urlopen(url, timeout=30).status == 200
+        viewer.send_signal(signum)
+        _, stderr = viewer.communicate(timeout=60)
+    finally:
+        viewer.kill()
+    assert viewer.returncode == 128 + signum, stderr
+    assert "Traceback" not in stderr and stderr.strip().splitlines()[-1] == f"error: interrupted ({label})"

@@ -18,6 +18,8 @@ from datagen.cli.run import chunk, generate, inspect_run, status
 from datagen.cli.tune import compiled_list, compiled_show, devset, evaluate, optimize
 from datagen.cli.workspace import init, models, new, pipelines, view
 from datagen.errors import DatagenError, Interrupted
+from datagen.lm.errors import causes
+from datagen.util import handling_stop_signals, interrupted
 
 app = typer.Typer(help="Turn raw text into training datasets with declarative DSPy pipelines.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -45,13 +47,21 @@ def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show d
 def main() -> None:
     """Run the `datagen` command (the console script) on sys.argv, and exit.
 
-    A DatagenError, a Ctrl-C or an OSError (a file that vanished, a full disk, a permission) ends it with one line
-    `error: ...` on stderr and the error's exit status: 1, or 130 for Ctrl-C. Usage errors are typer's (status 2).
+    A DatagenError, a stop signal or an OSError (a file that vanished, a full disk, a permission) ends it with one
+    line `error: ...` on stderr and the error's exit status: 1, or 128 + the signal's number for a stop signal (130
+    for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP: each is handled as Ctrl-C is, see datagen.util.signals). Usage
+    errors are typer's (status 2).
     """
     try:
-        app()
-    except KeyboardInterrupt:
-        _fail(Interrupted("interrupted (Ctrl-C)"))
+        with handling_stop_signals():
+            app()
+    except KeyboardInterrupt as exc:
+        _fail(interrupted(exc))
+    except SystemExit as exc:  # typer ends a command a stop signal interrupted with a silent exit 130: say which
+        stop = next((cause for cause in causes(exc) if isinstance(cause, KeyboardInterrupt)), None)
+        if stop is None:
+            raise
+        _fail(interrupted(stop))
     except DatagenError as exc:
         _fail(exc)
     except OSError as exc:  # a file that vanished, a full disk, a permission: name it (-v shows where it came from)

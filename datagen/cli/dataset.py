@@ -8,7 +8,8 @@ import typer
 
 from datagen.cli.options import MinScore, min_scores
 from datagen.cli.output import err, plural, say
-from datagen.errors import InputError, Interrupted
+from datagen.errors import InputError
+from datagen.util import interrupted
 
 RunDir = Annotated[Path, typer.Argument(help="A run folder made by `datagen generate` (holds run.db).")]
 System = Annotated[str | None, typer.Option(help="System prompt put first in every conversation.")]
@@ -131,9 +132,9 @@ def push_run(
         result = push(run_dir, repo_id, private=not public, license=license_id, language=language,
                       min_scores=min_scores(min_score), reviewed=review_filter(reviewed_only, exclude_rejected),
                       val_fraction=val_fraction, system=system, message=message)
-    except KeyboardInterrupt:
-        raise Interrupted("interrupted (Ctrl-C): the push may have stopped before its commit or just after it; run "
-                          "the same command again to finish it (nothing already uploaded is sent again)") from None
+    except KeyboardInterrupt as exc:
+        raise interrupted(exc, "the push may have stopped before its commit or just after it; run the same command "
+                               "again to finish it (nothing already uploaded is sent again)") from None
     state = "private" if result.private else "public"
     if result.committed:
         say(f"pushed to {result.url} ({state}; {_counts(result.splits)}): commit {result.commit}")

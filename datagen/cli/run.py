@@ -17,6 +17,7 @@ from datagen.cli.options import (DEFAULT_ACTORS, INPUTS_HELP, LOCAL, Actors, Exe
                                  task_config, workspace_root)
 from datagen.cli.output import err, out, plural, say
 from datagen.errors import DatagenError, InputError, Interrupted
+from datagen.util import interrupted
 
 RunFolder = Annotated[Path, typer.Argument(help="A run folder made by `datagen generate`.")]
 
@@ -125,13 +126,14 @@ def generate(
             report = run_generate(pipeline, inputs, out_dir, workspace=root, config=config, settings=settings,
                                   options=pipeline_options(option), compiled=compiled,
                                   min_scores=min_scores(min_score), callbacks=callbacks)
-        except KeyboardInterrupt:  # a second Ctrl-C: chunks in flight abandoned, the rest is in the store
-            raise Interrupted(f"interrupted (Ctrl-C): finished chunks are kept in {out_dir}; run the same "
-                              "command again to resume") from None
+        except KeyboardInterrupt as exc:  # a second stop signal: chunks in flight abandoned, the rest is stored
+            raise interrupted(exc, f"finished chunks are kept in {out_dir}; run the same command again to "
+                                   "resume") from None
     summary = _print_report(report, out_dir, config, gated=bool(min_score))
+    if report.interrupted:
+        raise Interrupted(f"{report.stopped}; {report.advice}", report.stop_signal)
     if report.stopped:
-        raise (Interrupted if report.interrupted else DatagenError)(
-            f"{report.stopped}; {report.advice}")
+        raise DatagenError(f"{report.stopped}; {report.advice}")
     if report.exported == 0:
         why = summary.why_few_samples() or "no chunk produced a sample"
         held = f" for training ({plural(report.held_out, 'sample')} in the held-out test split alone)" \

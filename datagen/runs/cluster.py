@@ -16,9 +16,11 @@ limits are shared out: each of N actors gets 1/N of every gate's rpm, tpm and re
 import concurrent.futures
 import logging
 import math
+import signal
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import dspy
@@ -86,11 +88,14 @@ class RayExecutor:
         _ship_workspace_by_value(ray)
         self._started = not ray.is_initialized()
         if self._started:
-            try:
-                ray.init(address=address, num_cpus=None if address else actors, include_dashboard=False,
-                         log_to_driver=False, configure_logging=False)
-            except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise DatagenError(f"cannot reach the Ray cluster at {address}: {exc}") from None
+            # ray.init makes SIGTERM end the driver at once (sys.exit); the run's own handler stays instead, so that
+            # SIGTERM stops a run on Ray as Ctrl-C does (datagen.util.signals).
+            with _keeping_sigterm_handler():
+                try:
+                    ray.init(address=address, num_cpus=None if address else actors, include_dashboard=False,
+                             log_to_driver=False, configure_logging=False)
+                except (ConnectionError, RuntimeError, ValueError) as exc:
+                    raise DatagenError(f"cannot reach the Ray cluster at {address}: {exc}") from None
         per_actor = max(1, math.ceil(concurrency / actors))
         shared = {name: (max(1, math.ceil(gate.concurrency / actors)), *gate.shared_rates(actors))
                   for name, gate in gates.items()}
@@ -142,6 +147,20 @@ class RayExecutor:
             self._ray.kill(actor)
         if self._started:
             self._ray.shutdown()
+
+
+@contextmanager
+def _keeping_sigterm_handler() -> Iterator[None]:
+    """Put SIGTERM's handler back as it was on the way out (in the main thread, the only one that can)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if before is not None:
+            signal.signal(signal.SIGTERM, before)
 
 
 def _redacted(outcome: Outcome) -> Outcome:

@@ -53,9 +53,9 @@ def generate(program: "str | dspy.Module", inputs: Iterable[str | Path], out_dir
 
     `out_dir` is a run folder: its store (run.db) keeps every result as it finishes, so calling this again with
     the same arguments resumes, sending only unfinished chunks to the model. Ctrl-C (SIGINT, when called from the
-    main thread) stops the run cleanly: no chunk starts, those in flight finish and are kept, the export is
-    written, and the report's `stopped` says so; a second Ctrl-C raises KeyboardInterrupt at once (what is in the
-    store stays there). Only one call at a time may write a run folder.
+    main thread; SIGTERM and SIGHUP alike) stops the run cleanly: no chunk starts, those in flight finish and are
+    kept, the export is written, and the report's `stopped` says so; a second raises KeyboardInterrupt at once
+    (what is in the store stays there). Only one call at a time may write a run folder.
 
     Args:
         program: a dspy.Module whose `forward(chunk: str)` returns a dspy.Prediction with `samples` (a list of
@@ -257,7 +257,8 @@ def _run(store: RunStore, report: Report, program: dspy.Module, model: RoleModel
                                     scorer=scorer, interrupt=run.interrupt, retried=store.failed_ids(), gates=gates,
                                     admit=cap.admit if cap else None, cluster=settings.cluster))
     if run.interrupt.requested and store.pending_count(settings.limit):
-        report.stopped, report.interrupted = "interrupted (Ctrl-C)", True
+        report.stopped, report.interrupted = f"interrupted ({run.interrupt.label})", True
+        report.stop_signal = run.interrupt.signum
     elif cap is not None and cap.refused and store.pending_count(settings.limit):
         report.stopped, report.advice = cap.why(), "raise --max-cost to continue"
 

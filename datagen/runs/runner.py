@@ -28,7 +28,7 @@ from datagen.lm import (BATCH_KINDS, FATAL, CallGate, CallLog, RoleModel, failur
 from datagen.metrics import Scorer
 from datagen.store import Outcome
 from datagen.text import Chunk
-from datagen.util import redact
+from datagen.util import Stopped, handling_stop_signals, redact, signal_label
 
 log = logging.getLogger(__name__)
 
@@ -377,29 +377,36 @@ class EventLoopThread:
 
 
 class Interrupt:
-    """Ctrl-C during a run, as a SIGINT handler: the first press lets the chunks in flight finish (they are
-    paid for) and starts no more; a second stops at once with KeyboardInterrupt."""
+    """A stop signal during a run (Ctrl-C, SIGTERM, SIGHUP; see datagen.util.signals), as their handler: the first
+    lets the chunks in flight finish (they are paid for) and starts no more; a second stops at once with
+    KeyboardInterrupt (`Stopped`, naming the signal)."""
 
     def __init__(self):
-        self.requested = False
+        self.signum: int | None = None  # the first stop signal received; None: none yet
         self.forced = False
+
+    @property
+    def requested(self) -> bool:
+        """A stop was asked for."""
+        return self.signum is not None
+
+    @property
+    def label(self) -> str:
+        """The first stop signal as messages name it ("Ctrl-C", "SIGTERM", "SIGHUP")."""
+        return signal_label(self.signum if self.signum is not None else signal.SIGINT)
 
     def __call__(self, signum, frame) -> None:
         if self.requested:
             self.forced = True
-            raise KeyboardInterrupt
-        self.requested = True
-        log.warning("stopping: nothing new starts; what is in flight finishes and is kept (batch jobs stay with the "
-                    "run); Ctrl-C again to stop at once")
+            raise Stopped(signum)
+        self.signum = signum
+        again = "Ctrl-C again" if signum == signal.SIGINT else f"{self.label} again (or Ctrl-C)"
+        log.warning("stopping (%s): nothing new starts; what is in flight finishes and is kept (batch jobs stay "
+                    "with the run); %s to stop at once", self.label, again)
 
     @contextmanager
     def handling(self) -> Iterator["Interrupt"]:
-        """Handle SIGINT this way for the duration (only the main thread can set a signal handler)."""
-        if threading.current_thread() is not threading.main_thread():
+        """Handle the stop signals this way for the duration (in the main thread; elsewhere signals are left
+        alone)."""
+        with handling_stop_signals(self):
             yield self
-            return
-        previous = signal.signal(signal.SIGINT, self)
-        try:
-            yield self
-        finally:
-            signal.signal(signal.SIGINT, previous)

@@ -162,7 +162,8 @@ class Report:
         dropped: candidates the program's own checks rejected, by reason.
         stopped: why the run stopped before its last chunk; None when it did not.
         advice: what to do about a stop.
-        interrupted: stopped by Ctrl-C.
+        interrupted: stopped by a stop signal (Ctrl-C, SIGTERM, SIGHUP: see datagen.util.signals).
+        stop_signal: that signal's number (signal.SIGINT for Ctrl-C); None when none stopped the run.
         deferred: chunks waiting for a batch job's answers (with `batch`).
         batch: what the batch jobs did (with `batch`).
     """
@@ -185,6 +186,7 @@ class Report:
     stopped: str | None = None
     advice: str = "run the same command again to resume"
     interrupted: bool = False
+    stop_signal: int | None = None
     deferred: int = 0
     batch: BatchSummary | None = None
 

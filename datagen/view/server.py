@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from datagen.errors import DatagenError
+from datagen.util import Stopped, handling_stop_signals
 from datagen.metrics.scoring import review_criteria
 from datagen.runs.cost import run_prices
 from datagen.view.app import Viewed, create_app
@@ -99,7 +100,7 @@ def bind(host: str, port: int) -> socket.socket:
 
 def serve(viewed: list[Viewed], host: str, port: int, *, secrets_shown: list[str] = (),
           on_ready: Callable[[str], None] = print) -> None:
-    """Serve the app over `viewed` until interrupted.
+    """Serve the app over `viewed` until a stop signal (Ctrl-C, SIGTERM, SIGHUP) shuts it down gracefully.
 
     Args:
         viewed: The sources to show (viewed_sources).
@@ -111,6 +112,7 @@ def serve(viewed: list[Viewed], host: str, port: int, *, secrets_shown: list[str
 
     Raises:
         DatagenError: The address cannot be bound, or `viewed` is empty.
+        Stopped: (a KeyboardInterrupt) once a stop signal has shut the server down, naming the signal.
     """
     import uvicorn
 
@@ -121,4 +123,15 @@ def serve(viewed: list[Viewed], host: str, port: int, *, secrets_shown: list[str
     app = create_app(viewed, hosts=hosts, secrets_shown=secrets_shown)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
     on_ready(f"http://{shown_host}:{bound}/")
-    server.run(sockets=[sock])
+    received = []
+
+    def shut_down(signum, frame) -> None:
+        received.append(signum)
+        server.handle_exit(signum, frame)
+
+    # Every stop signal shuts the server down gracefully (uvicorn does it for SIGINT and SIGTERM; SIGHUP too here,
+    # which raising in the event loop would not), then stops the command as Ctrl-C does.
+    with handling_stop_signals(shut_down):
+        server.run(sockets=[sock])
+    if received:
+        raise Stopped(received[0])
