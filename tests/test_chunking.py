@@ -328,12 +328,13 @@ def test_the_language_setting_is_checked_and_reaches_the_chunker(tmp_path):
 @pytest.mark.parametrize("sep", [" ", ""])
 def test_a_long_line_is_never_handed_whole_to_pysbd_or_the_tokenizer(monkeypatch, sep):
     import datagen.text.chunking as chunking
+    import datagen.text.sentences as sentences
 
     rng = random.Random(0)
     words = [rng.choice(WORDS).capitalize() + ("." if rng.random() < 0.01 else "") for _ in range(25_000)]
     text = sep.join(words)  # about 125,000 characters on one line
     segmented, counted = [], []
-    real_segmenter, real_head = chunking._segmenter, chunking.head_within
+    real_segmenter, real_head = sentences._segmenter, chunking.head_within
 
     def segmenter(language):
         real = real_segmenter(language)
@@ -347,13 +348,13 @@ def test_a_long_line_is_never_handed_whole_to_pysbd_or_the_tokenizer(monkeypatch
         counted.append(len(t))
         return real_head(t, budget)
 
-    monkeypatch.setattr(chunking, "_segmenter", segmenter)
+    monkeypatch.setattr(sentences, "_segmenter", segmenter)
     monkeypatch.setattr(chunking, "head_within", head_within)
     monkeypatch.setattr(chunking, "count_tokens", counting)
     chunks = list(Chunker(200, count=counting).chunks(Document("long.txt", text)))
     assert "".join(c.text for c in chunks).replace(" ", "") == text.replace(" ", "")
     assert all(c.tokens <= 200 for c in chunks)
-    assert max(segmented, default=0) <= chunking._SENTENCE_WINDOW_CHARS  # pysbd is quadratic in its input
+    assert max(segmented, default=0) <= sentences.SENTENCE_WINDOW_CHARS  # pysbd is quadratic in its input
     # Each count or encoding covers about a chunk (a few, aiming a cut), never the line: linear in all.
     assert max(counted) <= 200 * chunking._HEAD_CHARS_PER_TOKEN
     assert sum(counted) <= 5 * len(text)
