@@ -179,7 +179,8 @@ class Chunker:
     """Packs blocks (or, for an over-long block, its sentences, lines or rows) into chunks of at most `max_tokens`.
 
     `language` chooses pysbd's sentence rules (a pysbd code such as "de"); "auto" picks them from each
-    paragraph's script. Either way a sentence ends at every sentence terminal Unicode knows ('।', '؟', '։', ...).
+    paragraph's script. Either way a sentence ends at every mark that ends one in its script ('।', '؟', '։', '།',
+    '׃', ...: see `datagen.text.sentences`).
     """
 
     def __init__(self, max_tokens: int = DEFAULT_MAX_TOKENS, count: Callable[[str], int] = count_tokens,
