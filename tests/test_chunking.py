@@ -2,6 +2,7 @@ import random
 import re
 
 import pytest
+import regex
 
 from datagen.text.chunking import Chunker, chunk_documents, chunk_id, is_cut_from
 from datagen.text.ingest import Document, read_text
@@ -139,22 +140,25 @@ SCRIPTS = {
     "greek": ("φάρος θάλασσα νύχτα άνεμος βάρκα σχοινί λάδι παράθυρο καταιγίδα φύλακας, σκάλα τσάι", ".;", " "),
     "russian": ("маяк море ночь ветер лодка верёвка масло окно буря смотритель, лестница чай", ".?!", " "),
     "burmese": ("မီးပြတိုက် ပင်လယ် ည လေ လှေ ကြိုး ဆီ ပြတင်းပေါက် မုန်တိုင်း စောင့်", "။", " "),
-    "khmer": ("ប្រទីប សមុទ្រ យប់ ខ្យល់ ទូក ខ្សែ ប្រេង បង្អួច ព្យុះ អ្នកយាម", "។", " "),
+    "khmer": ("ប្រទីប សមុទ្រ យប់ ខ្យល់ ទូក ខ្សែ ប្រេង បង្អួច ព្យុះ អ្នកយាម", "។៚", " "),
     "chinese": ("灯塔 大海 夜晚 风 小船 绳子 灯油 窗户 暴风雨 看守人，楼梯 热茶", "。！？", ""),
     "japanese": ("灯台 海 夜 風 小舟 綱 油 窓 嵐 番人、階段 お茶", "。", ""),
 }
 
 
-def script_text(script: str, seed: int, sentences: int = 40, words: tuple[int, int] = (6, 30)) -> tuple[str, set]:
-    """A paragraph of sentences in `script`, and the offsets where its sentences start and end."""
-    vocab, ends, sep = SCRIPTS[script]
+def script_text(script: str | tuple[str, str, str], seed: int, sentences: int = 40,
+                words: tuple[int, int] = (6, 30)) -> tuple[str, set]:
+    """A paragraph of sentences in `script` (a name in SCRIPTS, or its words, ends and separator), and the offsets
+    where its sentences start and end."""
+    vocab, ends, sep = SCRIPTS[script] if isinstance(script, str) else script
     vocab = vocab.split()
     rng = random.Random(seed)
     text, bounds = "", {0}
     for _ in range(sentences):
         sentence = (sep or "").join(rng.choice(vocab) for _ in range(rng.randint(*words))).rstrip("،,、，፣")
-        text += ("" if not text else sep) + sentence + rng.choice(ends)
-        bounds |= {len(text) - len(sentence) - 1, len(text)}
+        end = rng.choice(ends)
+        text += ("" if not text else sep) + sentence + end
+        bounds |= {len(text) - len(sentence) - len(end), len(text)}
     return text, bounds
 
 
@@ -192,6 +196,116 @@ def test_a_comma_or_colon_never_ends_a_sentence():
     budget = count_tokens(sentence) + 5
     for c in Chunker(budget).chunks(Document("ar.txt", text)):
         assert c.text.endswith(".") and c.text.startswith("ذهب")
+
+
+# Marks Unicode files under Terminal_Punctuation but not Sentence_Terminal that end a sentence, a verse or a section
+# in their script, with a range of that script's code points whose letters make the words of the test's sentences
+# (made up, in the historic scripts). Every other such mark is a comma, semicolon, colon or word separator.
+TERMINAL_ENDS = {
+    "greek": ("\N{GREEK QUESTION MARK}", "α-ω"),
+    "hebrew": ("\N{HEBREW PUNCTUATION SOF PASUQ}", "א-ת"),
+    "samaritan": ("\u0833\u0834\u0835\u0838\u083a\u083b\u083c", "\u0800-\u0815"),
+    "mandaic": ("\N{MANDAIC PUNCTUATION}", "\u0840-\u0858"),
+    "thai": ("\N{THAI CHARACTER ANGKHANKHU}\N{THAI CHARACTER KHOMUT}", "ก-ฮ"),
+    "tibetan": ("\u0f08\u0f0d\u0f0e\u0f0f\u0f10\u0f11\u0f12", "\u0f40-\u0f6a"),
+    "khmer": ("\N{KHMER SIGN KOOMUUT}", "\u1780-\u17a2"),
+    "mongolian": ("\N{MONGOLIAN FOUR DOTS}", "\u1820-\u1842"),
+    "cornish": ("\N{CORNISH VERSE DIVIDER}", "a-z"),
+    "tai viet": ("\N{TAI VIET SYMBOL KOI KOI}", "\uaa80-\uaaaf"),
+    "imperial aramaic": ("\N{IMPERIAL ARAMAIC SECTION SIGN}", "\U00010840-\U00010855"),
+    "manichaean": ("\U00010af0\U00010af1\U00010af2\U00010af3", "\U00010ac0-\U00010ae4"),
+    "avestan": ("\U00010b3c\U00010b3d\U00010b3e\U00010b3f", "\U00010b00-\U00010b35"),
+    "psalter pahlavi": ("\U00010b99\U00010b9a\U00010b9b\U00010b9c", "\U00010b80-\U00010b91"),
+    "soyombo": ("\N{SOYOMBO TERMINAL MARK-1}\N{SOYOMBO TERMINAL MARK-2}", "\U00011a50-\U00011a83"),
+    "marchen": ("\N{MARCHEN MARK SHAD}", "\U00011c72-\U00011c8f"),
+}
+_CODE_POINTS = "".join(map(chr, [*range(0xD800), *range(0xE000, 0x110000)]))
+TERMINAL_ONLY = regex.findall(r"[\p{Terminal_Punctuation}--\p{Sentence_Terminal}]", _CODE_POINTS, flags=regex.V1)
+
+
+def made_up_text(letters: str, ends: str, seed: int) -> tuple[str, set]:
+    """A paragraph of made-up words of `letters` (a regex range), its sentences ending in `ends`, and the offsets
+    where its sentences start and end."""
+    alphabet = regex.findall(rf"[{letters}&&\p{{L}}]", _CODE_POINTS, flags=regex.V1)
+    rng = random.Random(seed)
+    vocab = " ".join("".join(rng.choices(alphabet, k=rng.randint(2, 5))) for _ in range(30))
+    return script_text((vocab, ends, " "), seed, sentences=30, words=(4, 14))
+
+
+@pytest.mark.parametrize("script", list(TERMINAL_ENDS))
+def test_the_sentence_ends_unicode_files_as_terminal_punctuation_end_sentences(script):
+    ends, letters = TERMINAL_ENDS[script]
+    text, bounds = made_up_text(letters, ends, seed=len(script))
+    longest = longest_sentence(text, bounds)
+    for budget in (longest, 3 * longest):
+        chunks = list(Chunker(budget).chunks(Document("s.txt", text)))
+        assert len(chunks) > 1
+        for c in chunks:
+            assert c.start in bounds and c.end in bounds, f"{script} cut mid-sentence: {c.text[-30:]!r}"
+
+
+@pytest.mark.parametrize("mark", sorted(set(TERMINAL_ONLY) - set("".join(e for e, _ in TERMINAL_ENDS.values()))))
+def test_the_rest_of_terminal_punctuation_never_ends_a_sentence(mark):
+    # Commas, semicolons, colons and word separators: ',', '、', 'ETHIOPIC COMMA', 'RUNIC SINGLE PUNCTUATION', ...
+    sentence = f"Keeper{mark} lamp sea gale{mark} bell ship reef tide rope oil wick glass storm gull fog."
+    text = " ".join([sentence] * 6)
+    # Room for a sentence and the next one's first clauses (had they been cut off at the mark), not for two.
+    for c in Chunker(2 * count_tokens(sentence) - 3).chunks(Document("s.txt", text)):
+        assert c.text.startswith("Keeper") and c.text.endswith("fog."), f"cut at {mark!r}: {c.text!r}"
+
+
+# Tibetan as it is written: a shad after a clause or sentence, then a space; after 'ང' a tsheg before it, after 'ག'
+# a space; a sentence's end doubled ('། །', the next sentence written right after it), or the double shad as one
+# mark, or two shads run together at a chapter's end.
+TIBETAN = ["ལྷ་ས་ནི་བོད་ཀྱི་རྒྱལ་ས་ཡིན། ", "ཁོང་ལྷ་སར་ཕེབས་སོང་། ", "བོད་ལ་རི་མཐོན་པོ་མང་པོ་ཡོད། ",
+           "དེ་ནི་བྱང་ཆུབ་སེམས་དཔའི་སྤྱོད་པ་ཞེས་བྱ་བ་ཡིན་ནོ། །", "ཆོས་ཐམས་ཅད་མི་རྟག་པ་ཡིན་ནོ༎ ",
+           "ཁོང་ཚོ་ཉིན་རེ་བཞིན་ཇ་འཐུང་གི་ཡོད། ", "བཀྲ་ཤིས་བདེ་ལེགས་ཕུན་སུམ་ཚོགས་པར་ཤོག །", "སྐབས་དང་པོ་རྫོགས་སོ།། "]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_tibetan_is_cut_at_its_shads(seed):
+    rng = random.Random(seed)
+    text, bounds = "༄༅། །", {0, 5}
+    for sentence in rng.choices(TIBETAN, k=40):
+        text += sentence
+        bounds |= {len(text) - len(sentence), len(text.rstrip())}
+    text = text.rstrip()
+    longest = longest_sentence(text, bounds)
+    for budget in (longest, longest + 25, 3 * longest):
+        chunks = list(Chunker(budget).chunks(Document("bo.txt", text)))
+        assert len(chunks) > 1
+        for c in chunks:
+            assert c.start in bounds and c.end in bounds, f"cut mid-sentence: {c.text[:12]!r}...{c.text[-12:]!r}"
+
+
+def test_a_tibetan_paragraph_longer_than_the_sentence_splitters_window_is_cut_at_its_shads():
+    import datagen.text.sentences as sentences
+
+    sentence = TIBETAN[3]  # ends in '། །', the next sentence right after it
+    text = sentence * (sentences.SENTENCE_WINDOW_CHARS // len(sentence) + 50)
+    for c in Chunker(count_tokens(sentence)).chunks(Document("bo.txt", text)):
+        assert c.text == sentence, f"cut mid-sentence: {c.text[:12]!r}...{c.text[-12:]!r}"
+
+
+def test_hebrew_verses_end_at_sof_pasuq():
+    verses = ["בְּרֵאשִׁית בָּרָא אֱלֹהִים אֵת הַשָּׁמַיִם וְאֵת הָאָרֶץ׃",
+              "וְהָאָרֶץ הָיְתָה תֹהוּ וָבֹהוּ וְחֹשֶׁךְ עַל־פְּנֵי תְהוֹם וְרוּחַ אֱלֹהִים מְרַחֶפֶת עַל־פְּנֵי הַמָּיִם׃",
+              "וַיֹּאמֶר אֱלֹהִים יְהִי אוֹר וַיְהִי־אוֹר׃",
+              "וַיַּרְא אֱלֹהִים אֶת־הָאוֹר כִּי־טוֹב וַיַּבְדֵּל אֱלֹהִים בֵּין הָאוֹר וּבֵין הַחֹשֶׁךְ׃",
+              "וַיִּקְרָא אֱלֹהִים לָאוֹר יוֹם וְלַחֹשֶׁךְ קָרָא לָיְלָה וַיְהִי־עֶרֶב וַיְהִי־בֹקֶר יוֹם אֶחָד׃"]
+    text = " ".join(verses * 3)
+    for budget in (max(map(count_tokens, verses)), count_tokens(" ".join(verses[:2])) + 3):
+        for c in Chunker(budget).chunks(Document("he.txt", text)):
+            assert c.text.startswith(tuple(v.split()[0] for v in verses)) and c.text.endswith("׃"), c.text
+
+
+def test_old_thai_is_cut_after_its_angkhankhu():
+    phrases = ["ผู้ดูแลประภาคารปีนบันไดทุกเย็นเพื่อจุดตะเกียง", "ลมทะเลในฤดูหนาวหนาวมาก", "เขาจึงนำชาร้อนไปด้วยเสมอ"]
+    rng = random.Random(3)
+    stanzas = [" ".join(rng.choices(phrases, k=rng.randint(2, 4))) + "๚ะ" for _ in range(12)]
+    text = " ".join(stanzas) + "๛"
+    for c in Chunker(max(map(count_tokens, stanzas)) + 2).chunks(Document("th.txt", text)):
+        assert c.text.startswith(tuple(phrases)) and c.text.endswith(("๚ะ", "๚ะ๛")), c.text
 
 
 def test_thai_is_cut_between_sentences_at_spaces():
@@ -328,12 +442,13 @@ def test_the_language_setting_is_checked_and_reaches_the_chunker(tmp_path):
 @pytest.mark.parametrize("sep", [" ", ""])
 def test_a_long_line_is_never_handed_whole_to_pysbd_or_the_tokenizer(monkeypatch, sep):
     import datagen.text.chunking as chunking
+    import datagen.text.sentences as sentences
 
     rng = random.Random(0)
     words = [rng.choice(WORDS).capitalize() + ("." if rng.random() < 0.01 else "") for _ in range(25_000)]
     text = sep.join(words)  # about 125,000 characters on one line
     segmented, counted = [], []
-    real_segmenter, real_head = chunking._segmenter, chunking.head_within
+    real_segmenter, real_head = sentences._segmenter, chunking.head_within
 
     def segmenter(language):
         real = real_segmenter(language)
@@ -347,13 +462,13 @@ def test_a_long_line_is_never_handed_whole_to_pysbd_or_the_tokenizer(monkeypatch
         counted.append(len(t))
         return real_head(t, budget)
 
-    monkeypatch.setattr(chunking, "_segmenter", segmenter)
+    monkeypatch.setattr(sentences, "_segmenter", segmenter)
     monkeypatch.setattr(chunking, "head_within", head_within)
     monkeypatch.setattr(chunking, "count_tokens", counting)
     chunks = list(Chunker(200, count=counting).chunks(Document("long.txt", text)))
     assert "".join(c.text for c in chunks).replace(" ", "") == text.replace(" ", "")
     assert all(c.tokens <= 200 for c in chunks)
-    assert max(segmented, default=0) <= chunking._SENTENCE_WINDOW_CHARS  # pysbd is quadratic in its input
+    assert max(segmented, default=0) <= sentences.SENTENCE_WINDOW_CHARS  # pysbd is quadratic in its input
     # Each count or encoding covers about a chunk (a few, aiming a cut), never the line: linear in all.
     assert max(counted) <= 200 * chunking._HEAD_CHARS_PER_TOKEN
     assert sum(counted) <= 5 * len(text)

@@ -17,7 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from datagen.text.chunking import AUTO, DEFAULT_MAX_TOKENS, Chunk, Chunker, chunk_documents, chunk_id, is_cut_from
+from datagen.text.chunking import DEFAULT_MAX_TOKENS, Chunk, Chunker, chunk_documents, chunk_id, is_cut_from
+from datagen.text.sentences import AUTO
 from datagen.errors import DatagenError, InputError, RunFolderError
 from datagen.util.files import replacing
 from datagen.text.ingest import Document, iter_documents

@@ -10,48 +10,21 @@ A chunk is a span of its document: `document.text[start:end] == chunk.text`, exc
 block or table, whose text adds the fence lines or header rows they lack (see `Chunk`).
 """
 
-import functools
 import hashlib
 import logging
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 
-import regex  # tiktoken's own dependency; unlike re, it knows Unicode's Sentence_Terminal and Script properties
+import regex
 
 from datagen.text.ingest import Document
+from datagen.text.sentences import AUTO, SentenceSplitter, Span, trimmed
 from datagen.text.tokens import count_tokens, head_within
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_TOKENS = 512
-# `language` for a sentence splitter that picks pysbd's rules from each paragraph's script.
-AUTO = "auto"
 _SPACES = regex.compile(r"\s*")
-# pysbd is exact but slow on very long inputs; a longer paragraph is first cut at line ends or sentence ends.
-_SENTENCE_WINDOW_CHARS = 20_000
-# A sentence end: Unicode's sentence terminals, every script's (. ! ? । ॥ ؟ ۔ ։ ። ፧ ။ 。 ...), followed by closing
-# quotes or brackets.
-_CLOSERS = r"[\p{Pe}\p{Pf}\"'»”’]*"
-_TERMINAL_END = regex.compile(rf"\p{{Sentence_Terminal}}{_CLOSERS}\s*\Z")
-# Marks that languages end sentences with beyond Unicode's: Greek's question mark (';', and its own code point)
-# and Armenian's full stop typed as a colon.
-_LANGUAGE_ENDS = {"el": ";\u037e", "hy": ":"}
-# Terminals the sentence splitter ends a sentence at whatever pysbd's rules say, when followed by a space: every
-# one but '.', '!' and '?', which pysbd's rules decide (abbreviations, decimals, "Yahoo!"; in Armenian '.' is no
-# sentence end).
-_FIRM_END = regex.compile(rf"(?![.!?])\p{{Sentence_Terminal}}{_CLOSERS}(?=\s)")
-# Where a sentence may end at all: a window with none of these is one sentence, and pysbd, whose abbreviation
-# rules take time quadratic in the window, is not run on it.
-_MAYBE_END = regex.compile(r"[\p{Sentence_Terminal};:\u037e\n\r]")
-_LAST_END = regex.compile(r"(?r)\p{Sentence_Terminal}\s")
-# pysbd's rules by script, for `language = "auto"` (Latin and the rest: English). Devanagari gets Marathi's rules,
-# which end sentences at '.' as well (Hindi's do not); the danda ends one in either.
-_SCRIPT_LANGUAGES = {"Greek": "el", "Armenian": "hy", "Devanagari": "mr", "Arabic": "ar", "Ethiopic": "am",
-                     "Myanmar": "my", "Cyrillic": "ru", "Han": "zh", "Hiragana": "ja", "Katakana": "ja"}
-_SCRIPT = regex.compile("|".join(rf"(?P<{name}>\p{{Script={name}}}+)" for name in _SCRIPT_LANGUAGES)
-                        + r"|(?P<Latin>\p{Script=Latin}+)")
-_SCRIPT_SAMPLE_CHARS = 2000
 # An over-long paragraph is known to be over the budget from its first max_tokens * this many characters: it is
 # not counted whole (tiktoken takes seconds on a megabyte-long run of letters).
 _HEAD_CHARS_PER_TOKEN = 16
@@ -87,30 +60,11 @@ def chunk_id(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def languages() -> list[str]:
-    """The values `language` takes: "auto" (pysbd's rules picked by each paragraph's script) or a pysbd code."""
-    from pysbd.languages import LANGUAGE_CODES
-
-    return [AUTO, *sorted(LANGUAGE_CODES)]
-
-
 def is_cut_from(document_text: str, chunk: Chunk) -> bool:
     """Whether `chunk` is cut from `document_text`: its text is the span `start:end`, or holds it (a piece of a
     cut code block or table, with the fence lines or header rows it carries)."""
     span = document_text[chunk.start:chunk.end]
     return chunk.text == span or (bool(span) and span in chunk.text)
-
-
-Span = tuple[int, int]
-
-
-def _trimmed(text: str, start: int, end: int) -> Span | None:
-    segment = text[start:end]
-    stripped = segment.strip()
-    if not stripped:
-        return None
-    lead = len(segment) - len(segment.lstrip())
-    return start + lead, start + lead + len(stripped)
 
 
 @dataclass(frozen=True)
@@ -144,7 +98,7 @@ def blocks(text: str) -> Iterator[_Block]:
     paragraph: list[Span] = []
 
     def flush(kind: str = "text") -> Iterator[_Block]:
-        if paragraph and (span := _trimmed(text, paragraph[0][0], paragraph[-1][1])) is not None:
+        if paragraph and (span := trimmed(text, paragraph[0][0], paragraph[-1][1])) is not None:
             yield _Block(kind, *span)
         paragraph.clear()
 
@@ -164,7 +118,7 @@ def blocks(text: str) -> Iterator[_Block]:
             i = len(lines) if j is None else j
         elif _HEADING.match(line):
             yield from flush()
-            yield _Block("heading", *_trimmed(text, start, end))
+            yield _Block("heading", *trimmed(text, start, end))
         elif paragraph and _UNDERLINE.match(line):  # a setext heading: the paragraph is its title
             paragraph.append((start, end))
             yield from flush("heading")
@@ -221,98 +175,12 @@ class _Unit:
         return (self.frame.reopen_tokens if self.prefix else 0) + (self.frame.close_tokens if self.suffix else 0)
 
 
-@functools.cache
-def _segmenter(language: str):
-    import pysbd
-
-    return pysbd.Segmenter(language=language, clean=False)
-
-
-def _script_language(text: str) -> str:
-    """pysbd's language for the script most of the letters of `text` are in (English for Latin and the rest)."""
-    letters: Counter[str] = Counter()
-    for match in _SCRIPT.finditer(text[:_SCRIPT_SAMPLE_CHARS]):
-        letters[_SCRIPT_LANGUAGES.get(match.lastgroup, "en")] += len(match[0])
-    if not letters:
-        return "en"
-    language = letters.most_common(1)[0][0]
-    return "ja" if language == "zh" and letters["ja"] else language
-
-
-class _SentenceSplitter:
-    """Sentence spans from pysbd (rule-based, no download) with the rules of `language` (or, for "auto", of each
-    paragraph's script), ending a sentence too at every other sentence terminal Unicode knows (so that a
-    paragraph in any script is cut at its sentence ends) and never at a comma or colon."""
-
-    def __init__(self, language: str = AUTO):
-        if language not in languages():
-            raise ValueError(f"unknown language {language!r}: one of {', '.join(languages())}")
-        self.language = language
-
-    def spans(self, text: str, start: int, end: int) -> Iterator[Span]:
-        for w_start, w_end in self._windows(text, start, end):
-            if not _MAYBE_END.search(text, w_start, w_end):
-                if (span := _trimmed(text, w_start, w_end)) is not None:
-                    yield span
-                continue
-            language = _script_language(text[w_start:w_end]) if self.language == AUTO else self.language
-            yield from self._joined(text, self._split(text, w_start, w_end, language), language)
-
-    @staticmethod
-    def _split(text: str, start: int, end: int, language: str) -> Iterator[Span]:
-        cursor = start
-        for sentence in _segmenter(language).segment(text[start:end]):
-            # pysbd returns verbatim substrings with clean=False; locate each to get exact offsets.
-            found = text.find(sentence, cursor, end)
-            if found < 0:
-                log.debug("sentence splitter altered text near offset %d; keeping the rest whole", cursor)
-                break
-            cursor = found + len(sentence)
-            for firm in _FIRM_END.finditer(text, found, cursor):
-                if (span := _trimmed(text, found, firm.end())) is not None:
-                    yield span
-                found = firm.end()
-            if (span := _trimmed(text, found, cursor)) is not None:
-                yield span
-        if (rest := _trimmed(text, cursor, end)) is not None:
-            yield rest
-
-    @staticmethod
-    def _joined(text: str, spans: Iterable[Span], language: str) -> Iterator[Span]:
-        """Spans joined where a piece does not end a sentence: no terminal (a comma, a colon) and no line end."""
-        extra = _LANGUAGE_ENDS.get(language, "")
-        pending: Span | None = None
-        for span in spans:
-            pending = span if pending is None else (pending[0], span[1])
-            piece = text[pending[0]:pending[1]]
-            if _TERMINAL_END.search(piece) or (extra and piece.rstrip("\"'»”’)]").endswith(tuple(extra))) \
-                    or "\n" in text[pending[1]:_SPACES.match(text, pending[1]).end()]:
-                yield pending
-                pending = None
-        if pending is not None:
-            yield pending
-
-    @staticmethod
-    def _windows(text: str, start: int, end: int) -> Iterator[Span]:
-        while end - start > _SENTENCE_WINDOW_CHARS:
-            limit = start + _SENTENCE_WINDOW_CHARS
-            cut = text.rfind("\n", start, limit)
-            if (found := _LAST_END.search(text, start, limit)) is not None:
-                cut = max(cut, found.start() + 1)
-            if cut <= start:
-                cut = text.rfind(" ", start, limit)
-            if cut <= start:
-                cut = limit
-            yield start, cut
-            start = cut
-        yield start, end
-
-
 class Chunker:
     """Packs blocks (or, for an over-long block, its sentences, lines or rows) into chunks of at most `max_tokens`.
 
     `language` chooses pysbd's sentence rules (a pysbd code such as "de"); "auto" picks them from each
-    paragraph's script. Either way a sentence ends at every sentence terminal Unicode knows ('।', '؟', '։', ...).
+    paragraph's script. Either way a sentence ends at every mark that ends one in its script ('।', '؟', '։', '།',
+    '׃', ...: see `datagen.text.sentences`).
     """
 
     def __init__(self, max_tokens: int = DEFAULT_MAX_TOKENS, count: Callable[[str], int] = count_tokens,
@@ -321,7 +189,7 @@ class Chunker:
             raise ValueError(f"max_tokens must be at least 16, got {max_tokens}")
         self.max_tokens = max_tokens
         self._count = count
-        self._sentences = _SentenceSplitter(language)
+        self._sentences = SentenceSplitter(language)
 
     def chunks(self, document: Document) -> Iterator[Chunk]:
         """The chunks of a document, in order."""
@@ -410,7 +278,7 @@ class Chunker:
             space = text.rfind(" ", start + 1, cut + 1)
             if space > start:
                 cut = space
-        span = _trimmed(text, start, cut)
+        span = trimmed(text, start, cut)
         return span, self._count(text[span[0]:span[1]]) if span else 0
 
     def _aimed_cut(self, text: str, start: int, end: int, budget: int, window: int) -> int:

@@ -28,7 +28,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from datagen.text.chunking import AUTO, DEFAULT_MAX_TOKENS, languages
+from datagen.text.chunking import DEFAULT_MAX_TOKENS
+from datagen.text.sentences import AUTO, languages
 from datagen.errors import ConfigError, DatagenError
 
 CONFIG_FILE = "datagen.toml"
