@@ -223,7 +223,10 @@ class FakeOpenAIServer:
     `batch_lines` counts the lines answered; `chat_requests` the requests to `/v1/chat/completions` itself, so
     that a test can tell a batch run made no interactive call. With `batch_api=False` it is a server without the
     Batch API (llama.cpp's, vLLM's): every `/v1/files` and `/v1/batches` route answers 404 `{"detail": "Not
-    Found"}`, as their FastAPI apps do, counted in `batch_404s`.
+    Found"}`, as their FastAPI apps do, counted in `batch_404s`. `batch_results(output, errors)` rewrites the
+    result files of a batch as it ends (gets the lines of its output and error files, returns the lines to
+    serve in each): a provider's faulty files (a custom_id twice, in both files, one of no request, one left
+    out); the batch's request counts are those of the lines served.
     """
 
     def __init__(self, latency: float = 0.0, respond=plain, responses: list | None = None, record: bool = True,
@@ -231,8 +234,10 @@ class FakeOpenAIServer:
                  layout: Callable[[dict[str, str]], str] | None = None, max_concurrent: int | None = None,
                  batch_polls: int = 1, batch_end: "str | Callable[[int], str]" = "completed",
                  batch_answered: int | None = None, port: int = 0, batch_api: bool = True,
-                 chat: Callable[[list[dict]], str] | None = None):
+                 chat: Callable[[list[dict]], str] | None = None,
+                 batch_results: Callable[[list[dict], list[dict]], tuple[list[dict], list[dict]]] | None = None):
         self.latency = latency
+        self.batch_results = batch_results
         self.chat = chat
         self.batch_api = batch_api
         self.batch_404s = 0
@@ -516,6 +521,8 @@ class FakeOpenAIServer:
                    "response": {"status_code": status_code, "request_id": f"req_{index}", "body": payload},
                    "error": None}
             (output if status_code == 200 else errors).append(row)
+        if self.batch_results is not None:
+            output, errors = self.batch_results(output, errors)
         with self._lock:
             self.batch_lines += answered
             batch["status"] = end

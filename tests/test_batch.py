@@ -262,13 +262,17 @@ def test_the_error_message_is_the_providers(store):
 @pytest.mark.parametrize("end, kind", [("expired", "batch_expired"), ("cancelled", "batch_cancelled"),
                                        ("failed", "batch_failed")])
 def test_a_job_that_ends_early_fails_the_requests_it_left(store, end, kind):
+    statuses: list[JobStatus] = []
     with FakeOpenAIServer(batch_end=end, batch_answered=3) as server:
         rounds = Rounds(Rephrase(), PASSAGES)
-        summary = run_batches(store, role_model(server), rounds, poll_seconds=0.01)
+        summary = run_batches(store, role_model(server), rounds, poll_seconds=0.01, on_status=statuses.append)
     answered = 0 if end == "failed" else 3
     assert len(rounds.done) == answered and set(rounds.failed.values()) == {kind}
     assert len(rounds.failed) == len(PASSAGES) - answered
     assert (summary.answered, summary.failed) == (answered, len(PASSAGES) - answered)
+    # The job's last status counts as the store does (a cancelled job's file names none of the requests it left).
+    assert (statuses[-1].completed, statuses[-1].failed) == (answered, len(PASSAGES) - answered)
+    assert (store.batch_counts()["answered"], store.batch_counts()["failed"]) == (answered, len(PASSAGES) - answered)
     assert server.batches_created == 1 and server.chat_requests == 0
 
 
@@ -285,6 +289,94 @@ def test_a_cancelled_job_is_collected_on_resume(store):
         summary = run_batches(store, model, rounds, poll_seconds=0.01)
     assert summary.resumed_jobs == 1 and len(rounds.done) == 2
     assert set(rounds.failed.values()) == {"batch_cancelled"} and server.batches_created == 1
+
+
+# --- result files that do not name each request once (a provider's fault) -------------------------------------
+
+def _error_line(line: dict) -> dict:
+    """An error line for the request `line` answers, as a provider writes one for a request it could not serve."""
+    return {"id": "batch_req_x", "custom_id": line["custom_id"], "error": None,
+            "response": {"status_code": 500, "request_id": "req_x", "body": {"error": {"message": "server had an error",
+                                                                                       "type": "server_error"}}}}
+
+
+def _differing(line: dict) -> dict:
+    """`line` with another answer to its request (another completion, other text)."""
+    other = json.loads(json.dumps(line))
+    other["response"]["body"]["id"] = "chatcmpl-other"
+    message = other["response"]["body"]["choices"][0]["message"]
+    message["content"] = message["content"].replace(" ## ]]\n", " ## ]]\nAnother answer: ", 1)
+    assert other["response"]["body"]["choices"] != line["response"]["body"]["choices"]
+    return other
+
+
+def _foreign(line: dict) -> dict:
+    return {**line, "custom_id": request_key("a request this run never made")}
+
+
+def _no_id(line: dict) -> dict:
+    return {key: value for key, value in line.items() if key != "custom_id"}
+
+
+# name: (rewrite of the result files (output lines, error lines), expected (answered, failed) of 3 requests, whether
+# the files need a warning). The last request's line is the one each fault touches.
+FAULTY_FILES = {
+    "in both files": (lambda out, err: (out, err + [_error_line(out[-1])]), (3, 0), True),
+    "an error line before its answer": (lambda out, err: ([_error_line(out[-1])] + out, err), (3, 0), True),
+    "repeated alike": (lambda out, err: (out + [out[-1]], err), (3, 0), True),
+    "repeated, differing": (lambda out, err: (out + [_differing(out[-1])], err), (2, 1), True),
+    "an answer and an error, repeated, differing": (
+        lambda out, err: (out + [_differing(out[-1])], err + [_error_line(out[-1])]), (2, 1), True),
+    "not in the batch": (lambda out, err: (out + [_foreign(out[-1])], err), (3, 0), True),
+    "without a custom_id": (lambda out, err: (out + [_no_id(out[-1])], err), (3, 0), True),
+    "a line that is no JSON object": (lambda out, err: (out + [["not", "an", "object"]], err), (3, 0), True),
+    "missing": (lambda out, err: (out[:-1], err), (2, 1), False),
+}
+
+
+@pytest.mark.parametrize("fault", FAULTY_FILES)
+def test_result_files_naming_a_request_twice_or_never_are_settled_by_one_rule_and_counted_as_stored(store, caplog,
+                                                                                                   fault):
+    """The rule: a request with one answer gets it, however often it is repeated and whatever error lines name it
+    too; one given differing answers fails (none is known to be its own); one with no line fails; a line of no
+    request of the job is ignored. What the summary, the job's last status and the store count agree."""
+    rewrite, (answered, failed), warned = FAULTY_FILES[fault]
+    statuses: list[JobStatus] = []
+    with FakeOpenAIServer(batch_results=rewrite) as server, caplog.at_level("WARNING", "datagen.runs"):
+        rounds = Rounds(Rephrase(), PASSAGES[:3])
+        summary = run_batches(store, role_model(server), rounds, poll_seconds=0.01, on_status=statuses.append)
+    counts = store.batch_counts()
+    assert (summary.answered, summary.failed) == (counts["answered"], counts["failed"]) == (answered, failed)
+    assert (statuses[-1].status, statuses[-1].completed, statuses[-1].failed) == ("completed", answered, failed)
+    assert counts["in_flight"] == counts["unsubmitted"] == 0
+    assert len(rounds.done) == answered and list(rounds.failed.values()) == ["batch_failed"] * failed
+    assert {text: p.plain for text, p in rounds.done.items()} == {text: plain(text) for text in rounds.done}
+    assert summary.prompt_tokens == 10 * answered  # the tokens of the answers kept, each once
+    said = [r.getMessage() for r in caplog.records if r.name == "datagen.runs.batch"]
+    assert bool([line for line in said if "result files" in line]) == warned, said
+    assert all("\n" not in line for line in said)
+
+
+def test_generate_counts_a_job_of_faulty_result_files_as_its_run_store_holds_it(workspace):
+    """The real command: its job line and its summary count what run.db holds, and the faults are said once, in
+    one line."""
+    def rewrite(output, errors):  # the first request also failed, the last answered twice differently, a stray line
+        return output + [_differing(output[-1]), _foreign(output[0])], errors + [_error_line(output[0])]
+
+    with FakeOpenAIServer(batch_results=rewrite) as server:
+        result = run_cli("generate", "style_clone", "-i", "data/samples", "-o", "out", "--max-tokens", "300",
+                         "--limit", "3", "--batch", "--batch-poll", "0.01", "--model", "openai/fake",
+                         "--api-base", server.url, cwd=workspace)
+    assert "Traceback" not in result.stderr, result.stderr
+    with RunStore(workspace / "out") as run:
+        counts = run.batch_counts()
+    assert (counts["answered"], counts["failed"]) == (2, 1)
+    [ended] = [line for line in result.stderr.splitlines() if line.startswith("batch job 1 (") and "completed" in line]
+    assert ended.endswith("completed, 3 requests: 2 answered, 1 failed"), result.stderr
+    assert "0 resumed; 2 answered, 1 failed" in result.stderr
+    faults = [line for line in result.stderr.splitlines() if "its result files" in line]
+    assert len(faults) == 1 and "differing answers" in faults[0] and "1 line of no request" in faults[0]
+    assert "this call: 3 chunks" in result.stderr and "samples, 1 failed" in result.stderr
 
 
 @pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])

@@ -20,6 +20,7 @@ from datagen.cli.workspace import init, models, new, pipelines, view
 from datagen.errors import DatagenError, Interrupted
 from datagen.lm.errors import causes
 from datagen.util import handling_stop_signals, interrupted
+from datagen.workspace import WORKSPACE_VARIABLE, find_workspace, load_config, unknown_variables
 
 app = typer.Typer(help="Turn raw text into training datasets with declarative DSPy pipelines.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -40,8 +41,22 @@ app.add_typer(compiled, name="compiled")
 
 @app.callback()
 def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show debug logging.")] = False) -> None:
-    # Before any command: logging, progress bars and redaction on stderr.
+    # Before any command: logging, progress bars and redaction on stderr; a word on mistyped DATAGEN_ variables.
     setup_logging(verbose)
+    _warn_unknown_variables()
+
+
+def _warn_unknown_variables() -> None:
+    """A warning line for each DATAGEN_ variable set that datagen does not read (datagen.workspace's
+    `unknown_variables`), once per command. The key variables named by api_key_env in the workspace's config count
+    as read: the workspace found as --workspace's default finds it (a command given --workspace may read
+    another)."""
+    try:
+        config = load_config(find_workspace(os.environ.get(WORKSPACE_VARIABLE) or None))
+    except (DatagenError, OSError):
+        config = None  # a command that reads the config says what is wrong with it
+    for line in unknown_variables(config=config):
+        logging.getLogger(__name__).warning("%s", line)
 
 
 def main() -> None:

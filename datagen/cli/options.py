@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from datagen.errors import InputError
+from datagen.workspace import WORKSPACE_VARIABLE
 
 INPUTS_HELP = "Text, Markdown, PDF, EPUB, DOCX or HTML files, or folders (searched recursively)."
 # --executor's default and --actors': a Ray option given with the local executor is refused, so both are named.
@@ -17,7 +18,7 @@ DEFAULT_ACTORS = 2
 
 Pipeline = Annotated[str, typer.Argument(help="Pipeline name: programs/NAME.py in the workspace, else the built-in "
                                               "of that name.")]
-Workspace = Annotated[Path | None, typer.Option("--workspace", "-w", envvar="DATAGEN_WORKSPACE",
+Workspace = Annotated[Path | None, typer.Option("--workspace", "-w", envvar=WORKSPACE_VARIABLE,
                                                 help="Workspace folder (default: nearest with datagen.toml "
                                                      "or programs/).")]
 MaxTokens = Annotated[int | None, typer.Option("--max-tokens", min=16,

@@ -25,7 +25,7 @@ from datagen.lm.names import remember_configured
 from datagen.lm.names import track_usage  # noqa: F401
 from datagen.lm.servers import BOARD, DEFAULT_COOLDOWN, ServerSet, servers_of, spread
 from datagen.util.redaction import remember_key
-from datagen.workspace.config import Config, ModelSettings, Role
+from datagen.workspace.config import Config, ModelSettings, Role, role_variable
 
 log = logging.getLogger(__name__)
 
@@ -161,8 +161,8 @@ def bounded(model: RoleModel, cap: int, why: str = "") -> RoleModel:
         return model
     why = "DSPy's least for a reasoning model" if reasoning else why
     _warn_once(("cap", model.role, model.name, cap), "%s (%s role) has no max_tokens: its answers are capped at %s "
-               "tokens%s; to choose the cap, set max_tokens in [models.%s] of datagen.toml or DATAGEN_%s_MAX_TOKENS",
-               model.name, model.role, f"{cap:,}", f" ({why})" if why else "", model.role, model.role.upper())
+               "tokens%s; to choose the cap, set max_tokens in [models.%s] of datagen.toml or %s", model.name,
+               model.role, f"{cap:,}", f" ({why})" if why else "", model.role, role_variable(model.role, "max_tokens"))
     lm = model.lm.copy(**{"max_completion_tokens" if reasoning else "max_tokens": cap})
     return dataclasses.replace(model, lm=lm, default_cap=True)
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datagen.errors import DatagenError, FailureKind, InputError
 from datagen.lm import RoleModel
 from datagen.lm.batch import RequestBook, batch_model, check_batchable
+from datagen.runs.batch_results import settle
 from datagen.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,7 @@ COMPLETION_WINDOW = "24h"
 MAX_REQUESTS = 50_000  # OpenAI's limit of requests per batch
 MAX_FILE_BYTES = 200 * 1000 * 1000  # OpenAI's limit of a batch input file: 200 MB
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
-# Kinds of BatchRequestError, by the error code of a line of the error file or the state a job ended in.
-_KIND_BY_CODE = {"batch_expired": FailureKind.BATCH_EXPIRED, "batch_cancelled": FailureKind.BATCH_CANCELLED}
+# Kinds of BatchRequestError by the state a job ended in, for the requests it left unanswered.
 _KIND_BY_END = {"expired": FailureKind.BATCH_EXPIRED, "cancelled": FailureKind.BATCH_CANCELLED,
                 "failed": FailureKind.BATCH_FAILED, "completed": FailureKind.BATCH_FAILED}
 # Polls of a job that may fail in a row (the provider unreachable) before the run stops; a re-run resumes it.
@@ -159,7 +159,9 @@ class OpenAIBatchClient:
 class JobStatus:
     """A job's state, as `on_status` hears it: the local `job` id, the provider's `batch_id`, its `status`
     ("new", "uploaded", then the provider's: validating, in_progress, finalizing, completed, failed, expired,
-    cancelling, cancelled), and its requests: how many, how many the provider answered and failed so far."""
+    cancelling, cancelled), and its requests: how many, and how many were answered and failed: while it runs, as
+    the provider counts them; once it has ended, as the run store holds them (each request once, by the rule of
+    datagen.runs.batch_results), which the run's summary adds up."""
 
     job: int
     batch_id: str | None
@@ -201,8 +203,10 @@ def run_batches(store: RunStore, model: RoleModel, run_round: Callable[[RoleMode
     jobs still in flight are polled to their end (never submitted again). Then, in a loop: a round runs; if no
     chunk deferred, the run is done; else every recorded request no job carries is submitted, in jobs of at most
     `batch_size` requests (None: `MAX_REQUESTS`) and at most 200 MB of JSONL each, and every job in flight is
-    polled every `poll_seconds` seconds until it ends: its answers and failed lines are stored, and the requests it
-    left unanswered (expired, cancelled, failed) get an error of that kind. Then the next round.
+    polled every `poll_seconds` seconds until it ends: its answers and failed lines are stored, each request once
+    (result files that name a request twice, or a request of no job, are settled by the rule of
+    datagen.runs.batch_results, and said in a warning), and the requests it left unanswered (expired, cancelled,
+    failed) get an error of that kind. Then the next round.
 
     `should_stop()` (e.g. Ctrl-C) is asked before each round, before submitting and between polls: when true the
     run stops, leaving its jobs in the store for the next run to poll. `on_status(JobStatus)` hears each job's
@@ -264,10 +268,9 @@ class _Driver:
         self.store, self.client, self.poll_seconds = store, client, poll_seconds
         self.on_status, self.stop, self.summary = on_status, stop, summary
 
-    def _tell(self, job: dict, info: BatchInfo | None = None) -> None:
+    def _tell(self, job: dict, completed: int = 0, failed: int = 0) -> None:
         if self.on_status:
-            self.on_status(JobStatus(job["id"], job["batch_id"], job["status"], job["requests"],
-                                     info.completed if info else 0, info.failed if info else 0))
+            self.on_status(JobStatus(job["id"], job["batch_id"], job["status"], job["requests"], completed, failed))
 
     def submit(self, batch_size: int) -> int:
         """Submit every request no job carries, in jobs of at most `batch_size` requests and MAX_FILE_BYTES;
@@ -324,16 +327,16 @@ class _Driver:
         except Exception as exc:
             raise DatagenError(f"batch job {job_id}: creating its batch failed: {exc}") from exc
         self.store.update_batch_job(job_id, batch_id=info.id, status=info.status)
-        self._tell(self._job(job_id), info)
+        self._tell(self._job(job_id), info.completed, info.failed)
 
     def _no_batch_api(self, job_id: int, exc: NoBatchAPI) -> None:
         """End a job the server cannot take (it has no Batch API) as failed, its requests with the reason, and
         raise `exc`: no later run waits for the job (`datagen status` lists it failed, not in flight), and a later
         --batch run against a server with the API submits the requests anew."""
         message = str(exc)
-        self.store.finish_batch_job(job_id, "failed", {}, {key: (FailureKind.BATCH_FAILED, message)
-                                                           for key in self.store.batch_job_keys(job_id)})
-        self._tell(self._job(job_id))
+        keys = self.store.batch_job_keys(job_id)
+        self.store.finish_batch_job(job_id, "failed", {}, {key: (FailureKind.BATCH_FAILED, message) for key in keys})
+        self._tell(self._job(job_id), 0, len(keys))
         raise exc
 
     def finish_jobs(self) -> bool:
@@ -357,79 +360,47 @@ class _Driver:
                     continue
                 failures.pop(job["id"], None)
                 if info.status in TERMINAL:
-                    self._collect(job, info)
-                    self._tell({**job, "status": info.status}, info)
+                    self._tell({**job, "status": info.status}, *self._collect(job, info))
                 elif info.status != job["status"]:
                     self.store.update_batch_job(job["id"], status=info.status)
-                    self._tell({**job, "status": info.status}, info)
+                    self._tell({**job, "status": info.status}, info.completed, info.failed)
             active = self.store.batch_jobs(exclude=TERMINAL)
             if active and _wait(self.poll_seconds, self.stop):
                 return False
         return True
 
-    def _collect(self, job: dict, info: BatchInfo) -> None:
-        """Store an ended job's answers and errors, and give each request it left unanswered an error of the kind
-        its end says; then mark it ended (all in one transaction)."""
-        answers: dict[str, str] = {}
-        errors: dict[str, tuple[str, str]] = {}
-        for file_id in (info.output_file_id, info.error_file_id):
-            if not file_id:
-                continue
-            for line in _lines(self.client.content(file_id)):
-                key = line.get("custom_id")
-                response = line.get("response") or {}
-                body = response.get("body")
-                if response.get("status_code") == 200 and isinstance(body, dict) and not line.get("error"):
-                    answers[key] = json.dumps(body, ensure_ascii=False)
-                    usage = body.get("usage") or {}
-                    self.summary.prompt_tokens += usage.get("prompt_tokens") or 0
-                    self.summary.completion_tokens += usage.get("completion_tokens") or 0
-                else:
-                    errors[key] = _line_error(line)
-        left = [key for key in self.store.batch_job_keys(job["id"]) if key not in answers and key not in errors]
+    def _collect(self, job: dict, info: BatchInfo) -> tuple[int, int]:
+        """Store an ended job's answers and errors, settled one per request (datagen.runs.batch_results), and give
+        each request it left unanswered an error of the kind its end says; then mark it ended (all in one
+        transaction). Returns (answered, failed): its requests as the store now holds them."""
+        keys = self.store.batch_job_keys(job["id"])
+        settled = settle(keys, (self.client.content(file_id) for file_id in (info.output_file_id, info.error_file_id)
+                                if file_id))
+        answers, errors = settled.answers, settled.errors
         why = {"expired": "the batch's 24 h completion window ended before this request was run",
                "cancelled": "the batch was cancelled before this request was run",
                "failed": f"the batch failed: {info.errors or 'no reason given'}",
                "completed": "the batch completed without answering this request"}[info.status]
-        for key in left:
-            errors[key] = (_KIND_BY_END[info.status], why)
+        for key in keys:
+            if key not in answers and key not in errors:
+                errors[key] = (_KIND_BY_END[info.status], why)
         self.store.finish_batch_job(job["id"], info.status, answers, errors, info.output_file_id, info.error_file_id)
-        ours = set(self.store.batch_job_keys(job["id"]))
-        self.summary.answered += len(ours & answers.keys())
-        self.summary.failed += len(ours & errors.keys())
+        self.summary.answered += len(answers)
+        self.summary.failed += len(errors)
+        self.summary.prompt_tokens += settled.prompt_tokens
+        self.summary.completion_tokens += settled.completion_tokens
+        if faults := settled.faults():
+            log.warning("batch job %s (%s): its result files %s", job["id"], info.id, faults)
         if errors:
             log.warning("batch job %s (%s) ended %s: %d requests answered, %d failed (%s)", job["id"], info.id,
                         info.status, len(answers), len(errors), next(iter(errors.values()))[1])
+        return len(answers), len(errors)
 
 
 def _line(key: str, body: str) -> str:
     """One line of a batch input file (without its newline)."""
     return json.dumps({"custom_id": key, "method": "POST", "url": ENDPOINT, "body": json.loads(body)},
                       ensure_ascii=False, separators=(",", ":"))
-
-
-def _lines(data: bytes) -> Iterator[dict]:
-    for raw in data.splitlines():
-        if raw.strip():
-            try:
-                yield json.loads(raw)
-            except json.JSONDecodeError:
-                log.warning("a line of a batch result file is not JSON: %.200r", raw)
-
-
-def _line_error(line: dict) -> tuple[str, str]:
-    """(kind, message) of a line the provider did not answer well."""
-    error = line.get("error") or {}
-    response = line.get("response") or {}
-    body = response.get("body") if isinstance(response.get("body"), dict) else {}
-    inner = body.get("error") if isinstance(body.get("error"), dict) else {}
-    code = error.get("code") or inner.get("code") or inner.get("type")
-    message = error.get("message") or inner.get("message") or (
-        f"HTTP {response.get('status_code')}" if response.get("status_code") else "no answer")
-    status = response.get("status_code")
-    if status and status != 200 and not message.startswith("HTTP"):
-        message = f"HTTP {status}: {message}"
-    return _KIND_BY_CODE.get(code, FailureKind.BATCH_FAILED), message
 
 
 def _wait(seconds: float, stop: Callable[[], bool]) -> bool:

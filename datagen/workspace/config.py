@@ -17,11 +17,14 @@ tpm = 2000000                    # tokens a minute at most
 max_tokens = 512
 ```
 
-Environment: `DATAGEN_<ROLE>_<SETTING>`, e.g. `DATAGEN_TASK_MODEL`, `DATAGEN_JUDGE_API_BASE`.
+Environment: `DATAGEN_<ROLE>_<SETTING>`, e.g. `DATAGEN_TASK_MODEL`, `DATAGEN_JUDGE_API_BASE`; `known_variables` lists
+every DATAGEN_ variable datagen reads, and `unknown_variables` names the others set.
 """
 
+import difflib
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -36,6 +39,11 @@ CONFIG_FILE = "datagen.toml"
 ROLES = ("task", "judge", "prompt")
 Role = Literal["task", "judge", "prompt"]
 _SECRET_KEYS = {"api_key", "key", "token", "secret", "password"}
+ENV_PREFIX = "DATAGEN_"
+WORKSPACE_VARIABLE = "DATAGEN_WORKSPACE"  # the default of --workspace (datagen.cli.options)
+# Read by this repository's tests and Makefile, not by datagen: known all the same, so that the commands a test
+# runs under `make test` (which sets them) warn of none.
+TEST_VARIABLES = ("DATAGEN_BROWSER_TESTS", "DATAGEN_TRAINER_EXPORTS")
 
 
 class ModelSettings(BaseModel):
@@ -227,11 +235,70 @@ def _refuse_secrets(data: dict, where: str) -> None:
                 f"environment variable and name it with api_key_env")
 
 
-def _from_env(environ: dict[str, str]) -> dict:
+def role_variable(role: str, setting: str) -> str:
+    """The environment variable that sets a role's setting: `DATAGEN_<ROLE>_<SETTING>`, upper case.
+
+    Args:
+        role: "task", "judge" or "prompt".
+        setting: a field of `ModelSettings`, e.g. "max_tokens".
+    """
+    return f"{ENV_PREFIX}{role.upper()}_{setting.upper()}"
+
+
+def known_variables() -> tuple[str, ...]:
+    """Every DATAGEN_ environment variable that is read: each role's settings (`role_variable`), the workspace
+    (`WORKSPACE_VARIABLE`) and the test suite's (`TEST_VARIABLES`). The one list `unknown_variables` goes by,
+    with the variables a role's api_key_env names."""
+    return (*(role_variable(role, name) for role in ROLES for name in ModelSettings.model_fields), WORKSPACE_VARIABLE,
+            *TEST_VARIABLES)
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None, config: Config | None = None) -> list[str]:
+    """One line for each variable named DATAGEN_... (in any case) that is set and not read: a mistyped name
+    (DATAGEN_TASK_TIMOUT) would otherwise be ignored without a word. Read are the `known_variables` and the key
+    variables a role's api_key_env names (in `config` or in `environ`). Each line names the variable, says it is
+    ignored and names the closest known variable (difflib); a name ending in KEY, TOKEN, SECRET or PASSWORD is
+    pointed to api_key_env instead. Values are never quoted (one may be a key).
+
+    Args:
+        environ: the environment variables; default None: `os.environ`.
+        config: the workspace's configuration, whose api_key_env names count as read; default None: only those
+            set in `environ` (DATAGEN_<ROLE>_API_KEY_ENV).
+
+    Returns:
+        The lines, in the order of the variables' names; [] when every DATAGEN_ variable set is read.
+    """
+    environ = os.environ if environ is None else environ
+    known = known_variables()
+    holders = {environ.get(role_variable(role, "api_key_env")) for role in ROLES}
+    holders |= {settings.api_key_env for settings in (config.models.values() if config else ())}
+    # Matched on what follows the prefix, which every known name shares and would make any name look close.
+    rests = {variable.removeprefix(ENV_PREFIX): variable for variable in known}
+    lines = []
+    for name in sorted(environ):
+        if not name.upper().startswith(ENV_PREFIX) or name in known or name in holders:
+            continue
+        ignored = f"{name} is not a variable datagen reads: it is ignored"
+        rest = name.upper().removeprefix(ENV_PREFIX)
+        if rest.rsplit("_", 1)[-1].lower() in _SECRET_KEYS:
+            setting = difflib.get_close_matches(rest, [f"{role.upper()}_API_KEY_ENV" for role in ROLES], n=1,
+                                                cutoff=0)[0]
+            lines.append(f"{ignored} (a key is read from the variable api_key_env names: set {ENV_PREFIX}{setting} "
+                         "to its name)")
+            continue
+        close = difflib.get_close_matches(rest, rests, n=1, cutoff=0.6)
+        nearest = rests[(close or difflib.get_close_matches(rest, rests, n=1, cutoff=0))[0]]
+        lines.append(f"{ignored} (did you mean {nearest}?)" if close else
+                     f"{ignored} (the nearest known is {nearest}; datagen reads DATAGEN_<ROLE>_<SETTING> and "
+                     f"{WORKSPACE_VARIABLE}: see docs/config.md)")
+    return lines
+
+
+def _from_env(environ: Mapping[str, str]) -> dict:
     models: dict[str, dict] = {}
     for role in ROLES:
         for name in ModelSettings.model_fields:
-            value = environ.get(f"DATAGEN_{role.upper()}_{name.upper()}")
+            value = environ.get(role_variable(role, name))
             if value:
                 models.setdefault(role, {})[name] = value
     return {"models": models}
