@@ -5,7 +5,7 @@ from datagen.workspace.config import (CONFIG_FILE, ROLES, ChunkingSettings, Conf
                                       Role, SplitSettings, find_workspace, flag_settings, load_config, unpriced_half)
 from datagen.workspace.pipelines import (WORKSPACE_PACKAGES, builtin_workspace, code_fingerprint, find_pipelines,
                                          is_builtin, load_metric_suite, load_program, pipeline_root,
-                                         search_space)
+                                         search_space, signature_parts)
 from datagen.workspace.compiled import (COMPILED_DIR, MANIFEST_SUFFIX, compiled_state, evaluation_path, list_compiled,
                                         load_compiled, manifest_path, read_manifest, read_state, report_path,
                                         resolve_program, save_compiled)
@@ -15,4 +15,4 @@ __all__ = ["COMPILED_DIR", "CONFIG_FILE", "MANIFEST_SUFFIX", "ROLES", "WORKSPACE
            "compiled_state", "evaluation_path", "find_pipelines", "find_workspace", "flag_settings", "is_builtin",
            "list_compiled", "load_compiled", "load_config", "load_metric_suite", "load_program", "manifest_path",
            "pipeline_root", "read_manifest", "read_state", "report_path", "resolve_program", "save_compiled",
-           "search_space", "unpriced_half"]
+           "search_space", "signature_parts", "unpriced_half"]
