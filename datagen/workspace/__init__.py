@@ -6,13 +6,13 @@ from datagen.workspace.config import (CONFIG_FILE, ROLES, ChunkingSettings, Conf
 from datagen.workspace.pipelines import (WORKSPACE_PACKAGES, builtin_workspace, code_fingerprint, find_pipelines,
                                          is_builtin, load_metric_suite, load_program, pipeline_root,
                                          search_space, signature_parts)
-from datagen.workspace.compiled import (COMPILED_DIR, MANIFEST_SUFFIX, compiled_state, evaluation_path, list_compiled,
-                                        load_compiled, manifest_path, read_manifest, read_state, report_path,
-                                        resolve_program, save_compiled)
+from datagen.workspace.compiled import (COMPILED_DIR, MANIFEST_SUFFIX, compiled_state, demo_fault, evaluation_path,
+                                        list_compiled, load_compiled, manifest_path, read_manifest, read_state,
+                                        report_path, resolve_program, save_compiled)
 
-__all__ = ["COMPILED_DIR", "CONFIG_FILE", "MANIFEST_SUFFIX", "ROLES", "WORKSPACE_PACKAGES", "ChunkingSettings", "Config",
-           "MetricSettings", "ModelSettings", "Role", "SplitSettings", "builtin_workspace", "code_fingerprint",
-           "compiled_state", "evaluation_path", "find_pipelines", "find_workspace", "flag_settings", "is_builtin",
-           "list_compiled", "load_compiled", "load_config", "load_metric_suite", "load_program", "manifest_path",
-           "pipeline_root", "read_manifest", "read_state", "report_path", "resolve_program", "save_compiled",
-           "search_space", "signature_parts", "unpriced_half"]
+__all__ = ["COMPILED_DIR", "CONFIG_FILE", "MANIFEST_SUFFIX", "ROLES", "WORKSPACE_PACKAGES", "ChunkingSettings",
+           "Config", "MetricSettings", "ModelSettings", "Role", "SplitSettings", "builtin_workspace",
+           "code_fingerprint", "compiled_state", "demo_fault", "evaluation_path", "find_pipelines", "find_workspace",
+           "flag_settings", "is_builtin", "list_compiled", "load_compiled", "load_config", "load_metric_suite",
+           "load_program", "manifest_path", "pipeline_root", "read_manifest", "read_state", "report_path",
+           "resolve_program", "save_compiled", "search_space", "signature_parts", "unpriced_half"]
