@@ -68,6 +68,14 @@ def _compiled(ws: Path, state: bytes | None, manifest: bool = True) -> None:
         path.with_name("broken.manifest.json").unlink()
 
 
+def _demos(ws: Path, *demos) -> None:
+    """A compiled style_clone made as `datagen optimize` makes it, its rephrase's demos then replaced by `demos`."""
+    path = save_compiled(load_program("style_clone", ws), "style_clone", "broken", ws, {})
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    saved["rephrase"]["demos"] = list(demos)
+    path.write_text(json.dumps(saved), encoding="utf-8")
+
+
 def _dev(ws: Path, second_line: bytes) -> None:
     (ws / "dev.jsonl").write_bytes(b'{"chunk": "A fine passage.", "split": "train"}\n' + second_line + b"\n")
 
@@ -136,6 +144,11 @@ CASES = {
                             [*GENERATE, "--api-base", "{api}", "--compiled", COMPILED], {}, [COMPILED, "not valid JSON"]),
     "compiled: no manifest": (lambda ws: _compiled(ws, None, manifest=False),
                               [*GENERATE, "--api-base", "{api}", "--compiled", COMPILED], {}, [COMPILED, "manifest"]),
+    "compiled: a demo without its output": (lambda ws: _demos(ws, {"passage": "A passage.", "generic": "Plain."},
+                                                              {"passage": "A passage."}),
+                                             [*GENERATE, "--api-base", "{api}", "--compiled", COMPILED], {},
+                                             [COMPILED, "demo 2 of 2 of predictor 'rephrase'",
+                                              "no output field 'generic'"]),
     "compiled: no such name": (None, [*GENERATE, "--api-base", "{api}", "--compiled", "nosuch"], {},
                                ["nosuch", "no such compiled program", "compiled/style_clone/"]),
     "compiled show: garbage bytes": (lambda ws: _compiled(ws, b"\x89PNG\x00\xff\xfe"), ["compiled", "show", COMPILED],
@@ -144,6 +157,8 @@ CASES = {
                                    [COMPILED, "expected a JSON object"]),
     "compiled show: truncated": (lambda ws: _compiled(ws, TRUNCATED), ["compiled", "show", COMPILED], {},
                                  [COMPILED, "not valid JSON"]),
+    "compiled show: a demo not an object": (lambda ws: _demos(ws, "A passage. Plain."), ["compiled", "show", COMPILED],
+                                            {}, [COMPILED, "demo 1 of 1 of predictor 'rephrase'", "not an object"]),
     "compiled show: no manifest": (lambda ws: _compiled(ws, None, manifest=False), ["compiled", "show", COMPILED], {},
                                    [COMPILED, "manifest"]),
     "evaluate: bad JSON line": (lambda ws: _dev(ws, b'{"chunk": "cut'), ["evaluate", "style_clone", "--dev", "dev.jsonl"],

@@ -1,6 +1,7 @@
 """`datagen devset --from-review`: a reviewed run becomes a labeled dev set, whose human demos `optimize` puts first."""
 
 import json
+import logging
 import sqlite3
 from dataclasses import dataclass
 
@@ -208,6 +209,20 @@ def test_only_a_predictors_fields_make_its_demo(workspace):
                      {"demos": {"rephrase": {"passage": "p", "generic": "g", "notes": "n"}}}),
              DevItem(Chunk("id2", "s", 0, 1, "y", 1), "train", {"demos": {"rephrase": {"passage": "only an input"}}})]
     assert labeled_demos(items, program) == {"rephrase": [dspy.Example(passage="p", generic="g")]}
+
+
+def test_a_labeled_demo_lacking_an_output_is_left_out_with_a_warning(workspace, caplog):
+    """DSPy would show it with the output "not supplied", and a compiled program holding it is refused."""
+    program = load_program("style_clone", workspace, {"repair_boundaries": True})
+    items = [DevItem(Chunk("id", "notes.md", 0, 1, "x", 1), "train",
+                     {"demos": {"add_boundaries": {"passage": "x", "opening": "It began."}}}),
+             DevItem(Chunk("id2", "s", 0, 1, "y", 1), "train",
+                     {"demos": {"add_boundaries": {"passage": "y", "opening": "", "closing": ""}}})]
+    with caplog.at_level(logging.WARNING, "datagen"):
+        kept = labeled_demos(items, program)
+    assert kept == {"add_boundaries": [dspy.Example(passage="y", opening="", closing="")]}
+    assert "1 labeled demo(s) of predictor 'add_boundaries' left out" in caplog.text
+    assert "from notes.md: no output field 'closing'" in caplog.text
 
 
 def test_each_predictor_gives_the_call_that_made_an_approved_sample():

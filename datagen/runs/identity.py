@@ -12,7 +12,7 @@ import dspy
 from datagen._version import __version__
 from datagen.lm import RoleModel
 from datagen.text import Chunk, iter_files
-from datagen.workspace.pipelines import code_fingerprint
+from datagen.workspace import code_fingerprint, signature_parts
 
 
 def program_fingerprint(program: dspy.Module, model: RoleModel) -> str:
@@ -30,13 +30,7 @@ def program_fingerprint(program: dspy.Module, model: RoleModel) -> str:
     cap = None if model.default_cap else model.lm.kwargs.get("max_tokens")
     parts = {"model": [model.name, model.lm.kwargs.get("temperature"), cap]}
     for name, predictor in program.named_predictors():
-        signature = predictor.signature
-        parts[name] = {
-            "fields": [[f, str(info.annotation), info.json_schema_extra.get("desc")]
-                       for f, info in signature.fields.items()],
-            "instructions": signature.instructions,
-            "demos": [dict(demo) for demo in predictor.demos],
-        }
+        parts[name] = {**signature_parts(predictor.signature), "demos": [dict(demo) for demo in predictor.demos]}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -8,6 +8,7 @@ reason. A dev set made from a reviewed run (`datagen devset --from-review`) carr
 its train items go first among each predictor's demos once the optimizer has compiled.
 """
 
+import logging
 import threading
 from collections import Counter
 
@@ -17,6 +18,9 @@ from datagen.dataset import DevItem
 from datagen.errors import DatagenError
 from datagen.metrics import Composite
 from datagen.runs import drop_reason
+from datagen.workspace import demo_fault
+
+log = logging.getLogger(__name__)
 
 # Demos a bootstrapped program keeps per predictor: enough to show a style, few enough for a small context.
 MAX_DEMOS = 3
@@ -72,11 +76,14 @@ class DemoCheck:
 def labeled_demos(items: list[DevItem], program: dspy.Module) -> dict[str, list[dspy.Example]]:
     """The human-labeled demos of dev items (their `demos` reference, {predictor name: {field: value}}, as
     `datagen devset --from-review` writes it), by predictor name in dev set order: each a dspy.Example of the
-    fields the predictor's signature has, as DSPy keeps a labeled demo; one without an input and an output field
-    of the signature is skipped (DSPy would not show it). Give only the items demos may come from (train: val
-    items stay held out). Raises DatagenError for a predictor the program does not have, or a malformed entry."""
+    fields the predictor's signature has, as DSPy keeps a labeled demo; one lacking an output field, or every
+    input field, of the signature is left out, with a warning (DSPy would not show it whole, and a compiled program
+    holding it would be refused: `datagen.workspace.demo_fault`). Give only the items demos may come from (train:
+    val items stay held out). Raises DatagenError for a predictor the program does not have, or a malformed
+    entry."""
     predictors = dict(program.named_predictors())
     found: dict[str, list[dspy.Example]] = {}
+    left_out: dict[str, tuple[int, str]] = {}  # by predictor: how many, and the first's source and fault
     for item in items:
         demos = item.references.get("demos")
         if demos is None:
@@ -94,9 +101,15 @@ def labeled_demos(items: list[DevItem], program: dspy.Module) -> dict[str, list[
                                    "{field: value}")
             signature = predictors[name].signature
             kept = {key: value for key, value in fields.items() if key in signature.fields}
-            if (any(key in signature.input_fields for key in kept)
-                    and any(key in signature.output_fields for key in kept)):
+            fault = demo_fault(kept, list(signature.input_fields), list(signature.output_fields))
+            if fault:
+                count, first = left_out.get(name, (0, f"from {item.chunk.source}: {fault}"))
+                left_out[name] = (count + 1, first)
+            else:
                 found.setdefault(name, []).append(dspy.Example(**kept))
+    for name, (count, first) in left_out.items():
+        log.warning("%d labeled demo(s) of predictor %r left out, DSPy would not show them whole (the first %s)",
+                    count, name, first)
     return found
 
 

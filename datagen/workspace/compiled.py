@@ -4,7 +4,9 @@
 options, each predictor's fields, models per role by name, optimizer and settings, dev-set hash, scores before and
 after, dspy version, date); `NAME.report.html` shows the held-out scores before and after, and `NAME.eval.json` holds
 them sample by sample. DSPy's `load` re-applies saved field descriptions by position, so a state saved for other
-fields would be silently misassigned: loading compares the fields first and refuses a mismatch."""
+fields would be silently misassigned: loading compares the fields first and refuses a mismatch. A demo DSPy would
+leave out of the prompt, or show with an output "not supplied", is refused (see `demo_fault`), and a state saved by
+another DSPy version is loaded with a warning naming both."""
 
 import importlib.metadata
 import json
@@ -77,9 +79,68 @@ def read_manifest(state: str | Path) -> dict:
 
 
 def read_state(state: str | Path) -> dict:
-    """A compiled program's saved DSPy state, with its manifest checked first."""
-    read_manifest(state)
-    return _json_object(Path(state))
+    """A compiled program's saved DSPy state, with its manifest checked first.
+
+    Args:
+        state: the state file (compiled/PIPELINE/NAME.json).
+
+    Returns:
+        The state as DSPy saved it: {predictor name: its state (signature, demos...), "metadata": ...}.
+
+    Raises:
+        DatagenError: no such file, no manifest beside it, either not a JSON object, or a demo of a predictor the
+            manifest lists that is malformed (see `demo_fault`), named by predictor and number.
+    """
+    signatures = read_manifest(state).get("signatures")
+    saved = _json_object(Path(state))
+    for name, fields in (signatures if isinstance(signatures, dict) else {}).items():
+        _check_demos(state, name, saved.get(name), fields)
+    return saved
+
+
+def demo_fault(demo: object, inputs: list[str], outputs: list[str]) -> str | None:
+    """What is wrong with a demo of a predictor whose signature has these fields, or None.
+
+    DSPy's adapters show a demo with every field whole; one lacking some fields is shown as "an example of the
+    task, though some input or output fields are not supplied", each missing output written "Not supplied for
+    this particular example.", and one lacking every input or every output is left out of the prompt without a
+    word. A missing (or null) output is a fault: the model is shown an answer that leaves a field out (what a
+    dataset must never hold), or nothing at all. A missing input is not, while one input is there: the demo still
+    shows a whole answer to the inputs it has, as DSPy's partly labeled demos do.
+
+    Args:
+        demo: the demo as saved (a JSON value).
+        inputs: the signature's input field names.
+        outputs: the signature's output field names.
+
+    Returns:
+        None for a demo DSPy shows whole; else why not, in a few words ("not an object (str)", "no output field
+        'generic'", "none of the input fields 'passage'").
+    """
+    if not isinstance(demo, dict):
+        return f"not an object ({type(demo).__name__})"
+    missing = [field for field in outputs if demo.get(field) is None]
+    if missing:
+        return f"no output field {missing[0]!r}"
+    if inputs and all(demo.get(field) is None for field in inputs):
+        return f"none of the input fields {', '.join(map(repr, inputs))}"
+    return None
+
+
+def _check_demos(state, name: str, saved: object, fields: object) -> None:
+    """Refuse a malformed demo of predictor `name` (its `saved` state; `fields` as the manifest lists them)."""
+    if not isinstance(saved, dict) or "demos" not in saved or not isinstance(fields, list):
+        return  # no state of that predictor, or not one of DSPy's: loading it says so
+    demos = saved["demos"]
+    if not isinstance(demos, list):
+        raise DatagenError(f"{state}: the demos of predictor {name!r} are not a list ({type(demos).__name__})")
+    inputs, outputs = ([field[0] for field in fields if isinstance(field, list) and field[1:2] == [role]]
+                       for role in ("input", "output"))
+    for number, demo in enumerate(demos, 1):
+        fault = demo_fault(demo, inputs, outputs)
+        if fault:
+            raise DatagenError(f"{state}: demo {number} of {len(demos)} of predictor {name!r}: {fault} (fix or "
+                               "remove it, or run datagen optimize again)")
 
 
 def _json_object(path: Path) -> dict:
@@ -119,23 +180,52 @@ def compiled_state(pipeline: str, compiled: str | Path, workspace: Path) -> Path
 
 
 def load_compiled(pipeline: str, state: str | Path, workspace: Path) -> dspy.Module:
-    """The pipeline's program with the compiled state applied, refusing a state compiled for other fields.
-    `state` is a path or a name (see `compiled_state`)."""
+    """The pipeline's program with the compiled state applied.
+
+    Args:
+        pipeline: the pipeline it was compiled for.
+        state: a path or a name (see `compiled_state`).
+        workspace: the workspace the pipeline (and a name) is looked up in.
+
+    Returns:
+        The program built with the options it was compiled with, its instructions and demos the state's. A warning
+        (datagen's log) says when the state was saved by another DSPy version than the one loading it, naming
+        both, and when the pipeline's code was edited since.
+
+    Raises:
+        DatagenError: no such compiled program, no manifest, compiled for another pipeline or for other fields,
+            a malformed demo (see `demo_fault`; named by predictor and number), or a state this DSPy cannot load.
+    """
     state = compiled_state(pipeline, state, workspace)
     manifest = read_manifest(state)
     if manifest.get("pipeline") != pipeline:
         raise DatagenError(f"{state}: compiled for pipeline {manifest.get('pipeline')!r}, not {pipeline!r}")
     program = load_program(pipeline, workspace, manifest.get("options") or {})
     _check_fields(state, manifest.get("signatures", {}), signature_fields(program))
-    _json_object(Path(state))
+    saved = read_state(state)
+    compiled_with = _dspy_version(saved) or manifest.get("dspy")
+    if compiled_with != dspy.__version__:
+        # DSPy's own `load` says so through its logger, which datagen's commands keep quiet: said here instead.
+        log.warning("%s: compiled with dspy %s, loaded with dspy %s: its prompts and demos may not work as they "
+                    "did; run datagen optimize again with this version", state, compiled_with or "(not recorded)",
+                    dspy.__version__)
     try:
-        program.load(str(state))
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a state of the wrong shape
-        raise DatagenError(f"{state}: not a saved DSPy program state ({type(exc).__name__}: {exc})") from None
+        program.load_state(saved)
+    except (KeyError, TypeError, ValueError, AttributeError, NotImplementedError) as exc:  # the wrong shape
+        raise DatagenError(f"{state}: not a saved DSPy program state that dspy {dspy.__version__} can load "
+                           f"({type(exc).__name__}: {exc})") from None
     if manifest.get("code") not in (None, code_fingerprint(program)):  # fields unchanged, code edited: it may still fit
         log.warning("%s: the pipeline's code was edited since it was compiled; run datagen optimize again if its "
                     "prompts and demos no longer fit", state)
     return program
+
+
+def _dspy_version(saved: dict) -> str | None:
+    """The DSPy version a state was saved by, as DSPy's `save` records it (metadata.dependency_versions.dspy)."""
+    metadata = saved.get("metadata")
+    versions = metadata.get("dependency_versions") if isinstance(metadata, dict) else None
+    found = versions.get("dspy") if isinstance(versions, dict) else None
+    return str(found) if found is not None else None
 
 
 def _check_fields(state, saved: dict, current: dict) -> None:

@@ -16,14 +16,19 @@ import hashlib
 import importlib
 import inspect
 import json
+import logging
 import re
 import sys
+import textwrap
+import types
+import weakref
 from pathlib import Path
 
 import dspy
 
 from datagen.errors import DatagenError, PipelineNotFound
 
+log = logging.getLogger(__name__)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # The workspace packages a pipeline imports from.
 WORKSPACE_PACKAGES = ("programs", "signatures", "metrics")
@@ -31,6 +36,8 @@ WORKSPACE_PACKAGES = ("programs", "signatures", "metrics")
 # taken out again. An entry the process put there itself (pytest's rootdir, a notebook's folder, PYTHONPATH) stays,
 # even when it is a workspace: a child process spawned later inherits sys.path and must still import from it.
 _INSERTED: list[str] = []
+# The program classes without a source file already said to have a partial code fingerprint: said once each.
+_PARTIAL_SAID: "weakref.WeakSet[type]" = weakref.WeakSet()
 
 
 def builtin_workspace() -> Path:
@@ -184,12 +191,16 @@ def program_sources(program: dspy.Module) -> dict[str, str]:
     """The source files a program's behaviour comes from, as {path: sha256 of its code}: the module defining its
     class, and the workspace modules (programs/, signatures/, metrics/) it imports, directly or through one
     another, with the packages they sit in. Paths are relative to the workspace (the module's root); a file's
-    comments and formatting do not count (see `_code`)."""
+    comments and formatting do not count (see `_code`). A class without a source file (defined in `python -`,
+    `python -c`, `exec`, some notebook kernels) has none: {} (see `code_fingerprint`)."""
     name = type(program).__module__
-    # The file its class was defined in: its module may since have been dropped from sys.modules (another
-    # workspace's, or the same one's loaded afresh), or replaced by a module of the same name from elsewhere.
-    file = _class_file(type(program)) or getattr(sys.modules.get(name), "__file__", None)
-    if not file:
+    file = _class_file(type(program))
+    if file is None and not _own_functions(type(program)):
+        # No method of its own to tell where it was defined: the file of the module it names, where there is one.
+        # The module may since have been dropped from sys.modules (another workspace's, or the same one's loaded
+        # afresh), or replaced by a module of the same name from elsewhere: a method's file is the surer sign.
+        file = getattr(sys.modules.get(name), "__file__", None)
+    if not file or not Path(file).is_file():  # `python -` names its __main__ "<stdin>"
         return {}
     path = Path(file).resolve()
     root = path.parents[name.count(".") + (path.name == "__init__.py")]
@@ -207,18 +218,124 @@ def program_sources(program: dspy.Module) -> dict[str, str]:
     return found
 
 
+def _own_functions(cls: type) -> dict[str, types.FunctionType]:
+    """The functions a class defines itself, by attribute name: methods, and those under a staticmethod,
+    classmethod or property."""
+    found = {}
+    for attr, value in vars(cls).items():
+        value = getattr(value, "__func__", None) or getattr(value, "fget", None) or value
+        if isinstance(value, types.FunctionType):
+            found[attr] = value
+    return found
+
+
 def _class_file(cls: type) -> str | None:
-    """The source file of a class's own methods (their code objects keep it), or None."""
-    for value in vars(cls).values():
-        code = getattr(value, "__code__", None)
-        if code is not None and Path(code.co_filename).is_file():
-            return code.co_filename
+    """The source file of a class's own methods (their code objects keep it), or None: none of them has one that
+    exists (a class defined in `python -`, `exec` or a notebook cell), or the class defines no method."""
+    for function in _own_functions(cls).values():
+        if Path(function.__code__.co_filename).is_file():
+            return function.__code__.co_filename
     return None
 
 
 def code_fingerprint(program: dspy.Module) -> str:
-    """A hash of the program's own code (see `program_sources`): an edit to it changes the fingerprint."""
-    return hashlib.sha256(json.dumps(program_sources(program), sort_keys=True).encode()).hexdigest()
+    """A hash of the program's own code: an edit to it changes the fingerprint, and the same code gives the same
+    hash in every process.
+
+    Args:
+        program: the program; its class's source files are hashed (see `program_sources`).
+
+    Returns:
+        The sha256 (hex) of its source files' code; for a class without a source file, of what can be known of
+        it (see `_sourceless_code`), which is said once per class in a warning (datagen's log).
+    """
+    sources = program_sources(program)
+    if not sources:
+        sources = _sourceless_code(program)
+        if type(program) not in _PARTIAL_SAID:
+            _PARTIAL_SAID.add(type(program))
+            log.warning("%s has no source file (defined in %s): its code fingerprint is partial, made of its own "
+                        "methods and class attributes and its predictors' signatures and instructions; an edit to "
+                        "code it calls elsewhere goes unnoticed when a run resumes", type(program).__qualname__,
+                        _defined_in(type(program)))
+    return hashlib.sha256(json.dumps(sources, sort_keys=True).encode()).hexdigest()
+
+
+def _sourceless_code(program: dspy.Module) -> dict[str, str]:
+    """What can be known of the code of a program whose class has no source file, as {part: what it holds}.
+
+    Each function the class defines itself counts by its source where Python keeps it (`inspect` reads it from
+    linecache, where a notebook kernel puts each cell; comments and formatting aside), else by its compiled code
+    (bytecode, constants and names, line numbers aside; a new Python version compiles it anew); its other class
+    attributes by value, its base classes by name, and each predictor's signature (fields and instructions).
+
+    Args:
+        program: the program.
+
+    Returns:
+        {"class:ATTR": ..., "doc": ..., "bases": ..., "predictor:NAME": ...}: strings that are the same in every
+        process for the same code (object addresses are left out).
+    """
+    cls = type(program)
+    functions = _own_functions(cls)
+    parts = {f"class:{attr}": _function_code(function) for attr, function in functions.items()}
+    parts.update({f"class:{attr}": json.dumps(_constant(value)) for attr, value in vars(cls).items()
+                  if attr not in functions and not (attr.startswith("__") and attr.endswith("__"))})
+    parts["doc"] = cls.__doc__ or ""
+    parts["bases"] = " ".join(f"{base.__module__}.{base.__qualname__}" for base in cls.__mro__)
+    parts.update({f"predictor:{name}": json.dumps(signature_parts(predictor.signature), sort_keys=True,
+                                                  default=str) for name, predictor in program.named_predictors()})
+    return parts
+
+
+def signature_parts(signature: type[dspy.Signature]) -> dict:
+    """A signature's fields in order, as [name, type, description], and its instructions: what a program's
+    fingerprints hold of it.
+
+    Args:
+        signature: a predictor's signature.
+
+    Returns:
+        {"fields": [[name, annotation as text, description or None], ...], "instructions": text}.
+    """
+    return {"fields": [[f, str(info.annotation), (info.json_schema_extra or {}).get("desc")]
+                       for f, info in signature.fields.items()],
+            "instructions": signature.instructions}
+
+
+def _defined_in(cls: type) -> str:
+    files = {function.__code__.co_filename for function in _own_functions(cls).values()}
+    return ", ".join(sorted(files)) or f"module {cls.__module__}"
+
+
+def _function_code(function: types.FunctionType) -> str:
+    try:
+        source = textwrap.dedent(inspect.getsource(function))
+    except (OSError, TypeError):  # no file and nothing in linecache: `python -`, `python -c`, `exec`
+        return json.dumps(_code_object(function.__code__)
+                          + [_constant(function.__defaults__), _constant(function.__kwdefaults__)])
+    return hashlib.sha256(_code(source.encode())).hexdigest()
+
+
+def _code_object(code: types.CodeType) -> list:
+    """What a code object does, the same in every process: its bytecode, constants (nested functions' code
+    included), names and arguments; not its file or line numbers."""
+    return [code.co_name, code.co_code.hex(), _constant(code.co_consts), code.co_names, code.co_varnames,
+            code.co_freevars, code.co_cellvars, code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount]
+
+
+def _constant(value) -> str | list:
+    """A value as the same text in every process: a set's items sorted (their order follows string hashing,
+    which differs from process to process), an object's address left out of its repr."""
+    if isinstance(value, types.CodeType):
+        return _code_object(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(json.dumps(_constant(item)) for item in value)
+    if isinstance(value, (tuple, list)):
+        return [_constant(item) for item in value]
+    if isinstance(value, dict):
+        return [[_constant(key), _constant(item)] for key, item in value.items()]
+    return re.sub(r" at 0x[0-9A-Fa-f]+", "", repr(value))
 
 
 def _code(source: bytes) -> bytes:
