@@ -86,6 +86,16 @@ def check_scored(store: RunStore, min_scores: dict[str, float] | None, run: Path
                            "not run again)")
 
 
+def _record_system_prompt(store: RunStore, system: str | None) -> None:
+    """Record in the store the system prompt an export gave its records (None: none): what a model trained on it was
+    given, which `datagen eval-model` asks it with. Only `datagen export` records it (generate's own dataset, remade
+    on every resume, leaves the prompt of the export a user chose as it was). Nothing is written when the store
+    holds it already."""
+    recorded = store.meta().get(SYSTEM_PROMPT)
+    if (json.loads(recorded) if recorded else None) != system:  # none recorded: none given
+        store.set_meta({SYSTEM_PROMPT: json.dumps(system)})
+
+
 # --- exports ------------------------------------------------------------------------------------------------
 
 @dataclass
@@ -241,9 +251,7 @@ def write_export(run_dir: str | Path, fmt: str, out_path: str | Path | None = No
             export = write_chat_export(store, fmt, target, system=system, min_scores=min_scores, reviewed=reviewed,
                                        val_fraction=val_fraction, metadata=run / METADATA_FILE if ours else None,
                                        provenance={key: meta.get(key, "unknown") for key in ("pipeline", "model")})
-            # What a model trained on it was given, for eval-model (generate's own dataset, remade on every
-            # resume, leaves the recorded prompt of the export a user chose as it was).
-            store.set_meta({SYSTEM_PROMPT: json.dumps(system)})
+            _record_system_prompt(store, system)
             return export
         grouped = split_samples(store, min_scores, reviewed, val_fraction)
         names = written_splits(store, val_fraction)
@@ -252,7 +260,7 @@ def write_export(run_dir: str | Path, fmt: str, out_path: str | Path | None = No
             card = dataset_card(store, fmt, [f"{name}/" for name in names], sum(counts.values()), system=system,
                                 splits=counts, val_fraction=val_fraction, min_scores=min_scores, reviewed=reviewed)
             _save_hf(hf_dataset({name: grouped[name] for name in names}, system), target, card)
-            store.set_meta({SYSTEM_PROMPT: json.dumps(system)})
+            _record_system_prompt(store, system)
             return Export(target, target / CARD_FILE, sum(counts.values()), counts)
         files = {split: split_path(target, split) for split in names}
         for split, path in files.items():
@@ -306,7 +314,7 @@ def export_for_trainer(run_dir: str | Path, trainer: str, settings: TrainingSett
         grouped = split_samples(store, min_scores, reviewed, val_fraction)
         export = write_trainer_export(trainer, {name: [sample for _, _, sample in kept]
                                                 for name, kept in grouped.items()}, folder, settings)
-        store.set_meta({SYSTEM_PROMPT: json.dumps(settings.system)})
+        _record_system_prompt(store, settings.system)
         names = [path.name for path in export.files]
         card = dataset_card(store, f"{trainer} (base model {settings.base_model})", names,
                             sum(export.records.values()), system=settings.system, splits=export.records,

@@ -6,6 +6,7 @@ a chunk has at most one result, so no sample can be exported twice.
 """
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
@@ -17,9 +18,10 @@ from datagen.samples import Failed, Sample
 from datagen.store.batch_jobs import BatchJobs
 from datagen.store.held_out import HeldOutSplit
 from datagen.store.records import Call, Outcome, Review, Step, sum_usage
-from datagen.store.schema import DB_FILE, SCHEMA
+from datagen.store.schema import CORE_TABLES, DB_FILE, SCHEMA
 from datagen.text.chunking import Chunk
-from datagen.util.database import open_database, transaction
+from datagen.util import unwritable
+from datagen.util.database import open_database, open_read_only, transaction
 
 # How a refusal names a part of a run's identity that changed (others by their key).
 _IDENTITY = {"program": "a different program", "inputs": "different inputs",
@@ -29,44 +31,62 @@ _JOINED_CHUNK_COLUMNS = ", ".join("c." + col for col in _CHUNK_COLUMNS.split(", 
 
 
 class RunStore(HeldOutSplit, BatchJobs):
+    """A run folder's store (RUN/run.db), made when missing, open for writing.
+
+    Args:
+        run_dir: the run folder; made when missing.
+
+    Raises:
+        RunFolderError: run.db is there but is not a datagen run store.
+    """
+
     def __init__(self, run_dir: Path):
         self.path = Path(run_dir) / DB_FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = open_database(self.path, SCHEMA, "datagen run store")
 
     @classmethod
-    def over(cls, db: sqlite3.Connection) -> "RunStore":
+    def over(cls, db: sqlite3.Connection, path: Path | None = None) -> "RunStore":
         """A store that reads through `db`, a connection the caller opened and closes (read-only, or an in-memory
-        database of this schema: datagen view); nothing is created or migrated."""
+        database of this schema: datagen view); nothing is created or migrated. `path`: the run.db it reads, for
+        messages (None: an evaluation's in-memory database)."""
         store = cls.__new__(cls)
-        store.path, store._db = None, db
+        store.path, store._db = path, db
         return store
 
     @classmethod
     def existing(cls, run_dir: str | Path) -> "RunStore":
-        """The store of a run folder that `datagen generate` made; refused (never created) when there is none."""
-        return cls(_made_run(run_dir))
-
-    @classmethod
-    @contextmanager
-    def reading(cls, run_dir: str | Path) -> Iterator["RunStore"]:
-        """The store of a run folder that `datagen generate` made, opened read-only for the block: nothing in the
-        file is created, migrated or written (a write raises sqlite3.OperationalError).
+        """The store of a run folder that `datagen generate` made; refused (never created) when there is none. On a
+        folder this process cannot write (a read-only disk, no write permission, a full disk) it is opened
+        read-only, as `reading` opens it: everything reads, and a write fails.
 
         Raises:
             RunFolderError: the folder holds no run.db, or one that is not a datagen run store.
         """
         path = _made_run(run_dir) / DB_FILE
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        if unwritable(path.parent) is None and os.access(path, os.W_OK):
+            return cls(path.parent)
+        return cls._read_only(path)
+
+    @classmethod
+    @contextmanager
+    def reading(cls, run_dir: str | Path) -> Iterator["RunStore"]:
+        """The store of a run folder that `datagen generate` made, opened read-only for the block, on any disk (a
+        read-only one included: see `read_only_db`): nothing in the file is created, migrated or written (a write
+        raises sqlite3.OperationalError).
+
+        Raises:
+            RunFolderError: the folder holds no run.db, or one that is not a datagen run store.
+        """
+        store = cls._read_only(_made_run(run_dir) / DB_FILE)
         try:
-            store = cls.over(db)
-            try:
-                store.meta()
-            except sqlite3.DatabaseError as exc:
-                raise RunFolderError(f"{path}: not a datagen run store ({exc})") from None
             yield store
         finally:
-            db.close()
+            store.close()
+
+    @classmethod
+    def _read_only(cls, path: Path) -> "RunStore":
+        return cls.over(read_only_db(path), path)
 
     def close(self) -> None:
         self._db.close()
@@ -355,6 +375,18 @@ class RunStore(HeldOutSplit, BatchJobs):
 
     def _transaction(self):
         return transaction(self._db)
+
+
+def read_only_db(path: Path, *, check_same_thread: bool = True) -> sqlite3.Connection:
+    """A read-only connection to the run store at `path` (a run folder's run.db), on any disk: SQLite's read-only
+    mode, or where the folder cannot be written its immutable mode or a copy in memory (datagen.util.database.
+    open_read_only says when each). A store made by an older version reads as the current one, its newer tables
+    empty; every write raises sqlite3.OperationalError.
+
+    Raises:
+        RunFolderError: the file is not a datagen run store.
+    """
+    return open_read_only(path, SCHEMA, "datagen run store", CORE_TABLES, check_same_thread=check_same_thread)
 
 
 def _made_run(run_dir: str | Path) -> Path:

@@ -147,7 +147,7 @@ def human_check(run_dir: str | Path, min_scores: dict[str, float] | None = None,
     scores, or a gate's metric was never scored in it.
     """
     run_dir = Path(run_dir)
-    with RunStore.existing(run_dir) as store:
+    with RunStore.reading(run_dir) as store:
         reviews = store.reviews()
         if not reviews:
             raise DatagenError(f"{run_dir}: no sample has been reviewed yet; review some with datagen view {run_dir}")
