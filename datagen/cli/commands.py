@@ -18,6 +18,7 @@ from datagen.cli.run import chunk, generate, inspect_run, status
 from datagen.cli.tune import compiled_list, compiled_show, devset, evaluate, optimize
 from datagen.cli.workspace import init, models, new, pipelines, view
 from datagen.errors import DatagenError, Interrupted
+from datagen.util import refused_write
 
 app = typer.Typer(help="Turn raw text into training datasets with declarative DSPy pipelines.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -47,6 +48,7 @@ def main() -> None:
 
     A DatagenError, a Ctrl-C or an OSError (a file that vanished, a full disk, a permission) ends it with one line
     `error: ...` on stderr and the error's exit status: 1, or 130 for Ctrl-C. Usage errors are typer's (status 2).
+    A write the disk refused (datagen.util.disk: full, read-only, no permission) names the folder and what to do.
     """
     try:
         app()
@@ -57,7 +59,8 @@ def main() -> None:
     except OSError as exc:  # a file that vanished, a full disk, a permission: name it (-v shows where it came from)
         logging.getLogger(__name__).debug("", exc_info=True)
         culprit = f"{exc.filename}: " if exc.filename else ""
-        _fail(DatagenError(f"{culprit}{exc.strerror or exc}"))
+        # A folder made on the way to a write, on a full or read-only disk: said as every refused write is.
+        _fail(refused_write(exc) or DatagenError(f"{culprit}{exc.strerror or exc}"))
 
 
 def _fail(exc: DatagenError) -> None:

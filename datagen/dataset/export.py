@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from datagen.text.chunking import Chunk
-from datagen.errors import DatagenError
+from datagen.errors import DatagenError, DiskError
 from datagen.util import json_line, jsonl_sink, replacing, write_jsonl
 from datagen.dataset.records import (FLAT_FIELDS, alpaca_record, flat_record, openai_record, sample_id,
                                      sharegpt_record)
@@ -89,11 +89,16 @@ def check_scored(store: RunStore, min_scores: dict[str, float] | None, run: Path
 def _record_system_prompt(store: RunStore, system: str | None) -> None:
     """Record in the store the system prompt an export gave its records (None: none): what a model trained on it was
     given, which `datagen eval-model` asks it with. Only `datagen export` records it (generate's own dataset, remade
-    on every resume, leaves the prompt of the export a user chose as it was). Nothing is written when the store
-    holds it already."""
+    on every resume, leaves the prompt of the export a user chose as it was). A run folder on a read-only or full
+    disk cannot keep it: said in a warning (the export itself is written)."""
     recorded = store.meta().get(SYSTEM_PROMPT)
-    if (json.loads(recorded) if recorded else None) != system:  # none recorded: none given
+    if (json.loads(recorded) if recorded else None) == system:  # none recorded: none given
+        return
+    try:
         store.set_meta({SYSTEM_PROMPT: json.dumps(system)})
+    except DiskError as exc:
+        log.warning("this export's system prompt is not recorded, so give datagen eval-model the same --system (or "
+                    "--no-system): %s", exc)
 
 
 # --- exports ------------------------------------------------------------------------------------------------
@@ -224,6 +229,7 @@ def write_export(run_dir: str | Path, fmt: str, out_path: str | Path | None = No
     Raises:
         DatagenError: an unknown format, a bad value, a run with nothing finished, a bar no sample was scored on,
             or a target the export would damage (a folder for a file, a README.md datagen did not write).
+        DiskError: the target's disk is full or read-only (what it held is left whole; a run folder is only read).
     """
     run = Path(run_dir)
     if fmt not in FORMATS:
@@ -298,6 +304,7 @@ def export_for_trainer(run_dir: str | Path, trainer: str, settings: TrainingSett
     Raises:
         DatagenError: a bad value (InputError, naming its flag), a run with nothing finished, a bar no sample was
             scored on, or a folder holding a README.md datagen did not write.
+        DiskError: `out_dir` is on a full or read-only disk, or not writable (as for `write_export`).
     """
     run = Path(run_dir)
     if not 0 <= val_fraction <= 0.5:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from datagen.errors import RunFolderError
+from datagen.errors import DiskError, RunFolderError
 from datagen.samples import Failed, Sample
 from datagen.store.batch_jobs import BatchJobs
 from datagen.store.held_out import HeldOutSplit
@@ -38,11 +38,12 @@ class RunStore(HeldOutSplit, BatchJobs):
 
     Raises:
         RunFolderError: run.db is there but is not a datagen run store.
+        DiskError: the folder cannot be made or written (a full disk, a read-only one, no permission); so does a
+            write (a transaction) the disk refuses later, after its rollback.
     """
 
     def __init__(self, run_dir: Path):
         self.path = Path(run_dir) / DB_FILE
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = open_database(self.path, SCHEMA, "datagen run store")
 
     @classmethod
@@ -58,22 +59,25 @@ class RunStore(HeldOutSplit, BatchJobs):
     def existing(cls, run_dir: str | Path) -> "RunStore":
         """The store of a run folder that `datagen generate` made; refused (never created) when there is none. On a
         folder this process cannot write (a read-only disk, no write permission, a full disk) it is opened
-        read-only, as `reading` opens it: everything reads, and a write fails.
+        read-only, as `reading` opens it: everything reads, and a write raises DiskError naming the folder.
 
         Raises:
             RunFolderError: the folder holds no run.db, or one that is not a datagen run store.
         """
         path = _made_run(run_dir) / DB_FILE
         if unwritable(path.parent) is None and os.access(path, os.W_OK):
-            return cls(path.parent)
+            try:
+                return cls(path.parent)
+            except DiskError:  # the disk filled up meanwhile: what is there can still be read
+                pass
         return cls._read_only(path)
 
     @classmethod
     @contextmanager
     def reading(cls, run_dir: str | Path) -> Iterator["RunStore"]:
         """The store of a run folder that `datagen generate` made, opened read-only for the block, on any disk (a
-        read-only one included: see `read_only_db`): nothing in the file is created, migrated or written (a write
-        raises sqlite3.OperationalError).
+        read-only one included: see `read_only_db`): nothing in the file is created, migrated or written; a write
+        raises DiskError naming the folder.
 
         Raises:
             RunFolderError: the folder holds no run.db, or one that is not a datagen run store.
@@ -374,7 +378,7 @@ class RunStore(HeldOutSplit, BatchJobs):
         return {(row[0], row[1]): _review(row) for row in self._db.execute(f"SELECT {_REVIEW_COLUMNS} FROM reviews")}
 
     def _transaction(self):
-        return transaction(self._db)
+        return transaction(self._db, self.path)
 
 
 def read_only_db(path: Path, *, check_same_thread: bool = True) -> sqlite3.Connection:

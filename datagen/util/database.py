@@ -1,6 +1,6 @@
 """The one way datagen opens its SQLite files (the run store, the answer store): write-ahead logging, a commit that
-a power cut may lose but never corrupts, explicit transactions, and a way in for reading alone that works on any
-disk (a read-only one included)."""
+a power cut may lose but never corrupts, explicit transactions, a write the disk refuses said in one line
+(`DiskError`), and a way in for reading alone that works on a read-only disk."""
 
 import re
 import shutil
@@ -11,7 +11,7 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 
 from datagen.errors import RunFolderError
-from datagen.util.disk import disk_error, unwritable
+from datagen.util.disk import disk_error, unwritable, writing
 
 _TABLE = re.compile(r"^\s*CREATE TABLE IF NOT EXISTS (\w+)", re.M)
 
@@ -20,7 +20,7 @@ def open_database(path: Path, schema: str, what: str) -> sqlite3.Connection:
     """Open (or make) the SQLite database at `path` with `schema` (CREATE ... IF NOT EXISTS statements).
 
     Args:
-        path: the database file; its folder must exist.
+        path: the database file; its folder is made when missing.
         schema: the SQL run on every open, which creates what is missing and changes nothing else.
         what: what the file should be, for the error (e.g. "datagen run store").
 
@@ -30,29 +30,38 @@ def open_database(path: Path, schema: str, what: str) -> sqlite3.Connection:
 
     Raises:
         RunFolderError: the file is not a SQLite database (or not one this schema fits): "`path`: not a `what`".
+        DiskError: the folder cannot be made or written: its disk is full or read-only, or permission is denied.
     """
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    db = None
     try:
         db = sqlite3.connect(path, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(schema)
     except sqlite3.DatabaseError as exc:
-        raise RunFolderError(f"{path}: not a {what} ({exc})") from None
+        if db is not None:
+            db.close()
+        raise disk_error(exc, path) or _not_a(path, what, str(exc)) from None
     return db
 
 
 @contextmanager
-def transaction(db: sqlite3.Connection) -> Iterator[None]:
-    """One write transaction on an autocommit connection: committed when the block ends, rolled back when it
-    raises (Ctrl-C included). BEGIN IMMEDIATE takes the write lock at once, so two writers wait rather than fail
-    half-way."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
+def transaction(db: sqlite3.Connection, path: Path) -> Iterator[None]:
+    """One write transaction on an autocommit connection to the database at `path`: committed when the block ends,
+    rolled back when it raises (Ctrl-C included). BEGIN IMMEDIATE takes the write lock at once, so two writers wait
+    rather than fail half-way. A write the disk refuses (full, read-only: see datagen.util.disk) raises DiskError
+    naming `path`'s folder, after the rollback: the database is as the last commit left it."""
+    with writing(path):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:  # a failed COMMIT may have rolled back already
+                db.execute("ROLLBACK")
+            raise
 
 
 def open_read_only(path: Path, schema: str, what: str, required: Collection[str], *,
@@ -83,6 +92,7 @@ def open_read_only(path: Path, schema: str, what: str, required: Collection[str]
 
     Raises:
         RunFolderError: the file is not a SQLite database, or lacks a `required` table: "`path`: not a `what`".
+        DiskError: a -wal that has to be copied meets a full or read-only temporary folder.
     """
     try:
         db = _reader(path, check_same_thread)
@@ -133,10 +143,11 @@ def _copied(path: Path, wal: Path, check_same_thread: bool) -> sqlite3.Connectio
     try:
         with tempfile.TemporaryDirectory(prefix="datagen-read-") as folder:
             copy = Path(folder) / path.name
-            shutil.copyfile(path, copy)
-            shutil.copyfile(wal, copy.with_name(wal.name))
-            with closing(sqlite3.connect(copy)) as source:
-                source.backup(memory)
+            with writing(Path(folder)):
+                shutil.copyfile(path, copy)
+                shutil.copyfile(wal, copy.with_name(wal.name))
+                with closing(sqlite3.connect(copy)) as source:
+                    source.backup(memory)
     except BaseException:
         memory.close()
         raise

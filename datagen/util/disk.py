@@ -1,18 +1,27 @@
-"""A write the disk refuses: a full disk, a read-only one, or a folder without write permission, told from other
-errors (`disk_error`), and a folder that cannot be written told before writing (`unwritable`)."""
+"""A write the disk refuses, said in one line: a full disk, a read-only one, or a folder without write permission.
+
+Every place datagen writes (its SQLite stores, the files it writes whole, its lock files) runs the write in
+`writing`, which turns the operating system's or SQLite's refusal into a DiskError naming the folder and what to do,
+instead of a traceback. What was written before stays as it was: SQLite rolls the transaction back, a file written
+whole leaves the previous version in place.
+"""
 
 import errno
 import os
 import shutil
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from datagen.errors import DiskError
+from datagen.errors import DatagenError, DiskError
 
 FULL, READ_ONLY, DENIED = "full", "read-only", "denied"
 # What each errno of a refused write means (EACCES and EPERM only for a file the write names: see disk_error).
 _ERRNOS = {errno.ENOSPC: FULL, errno.EDQUOT: FULL, errno.EROFS: READ_ONLY, errno.EACCES: DENIED,
            errno.EPERM: DENIED}
+# Errnos that are refused writes wherever they come from (`refused_write`).
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 # Below this much free space a disk counts as full: SQLite cannot count on making its -shm (32 KiB) or its next
 # -wal frames, and an I/O error it could not name more precisely is taken for a full disk.
 _NEARLY_FULL = 1 << 20
@@ -61,6 +70,30 @@ def disk_error(exc: BaseException, path: Path) -> DiskError | None:
         if kind == DENIED and not cause.filename:  # a socket's, say: a refused write names its file
             kind = None
     return None if kind is None else DiskError(_message(kind, folder))
+
+
+def refused_write(exc: OSError) -> DiskError | None:
+    """`disk_error` for an OSError caught far from its write (the CLI's last resort, for a folder made on the way):
+    only an errno that is a refused write wherever it comes from (ENOSPC, EDQUOT, EROFS) and names its file; None
+    for any other."""
+    if exc.errno not in _WRITE_ERRNOS or not exc.filename:
+        return None
+    return disk_error(exc, Path(os.fsdecode(exc.filename)))
+
+
+@contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Run the block's write to `path` (a file or a folder): an error the disk gave it (see `disk_error`) is raised as
+    that DiskError instead; any other error as it is."""
+    try:
+        yield
+    except DatagenError:
+        raise  # said already (a DiskError of a write inside this one among them)
+    except Exception as exc:
+        error = disk_error(exc, path)
+        if error is None:
+            raise
+        raise error from exc
 
 
 def _message(kind: str, folder: Path) -> str:

@@ -3,9 +3,9 @@ of two runs sample by sample.
 
 A `Source` is one database in the run store's schema: a run folder's `run.db`, read through a read-only
 connection per request (so that a run `generate` is still writing is read as it stands, and the view cannot
-damage it; a run folder on a read-only disk is shown all the same), or an evaluation (`eval.json` of `datagen
-evaluate`, or the one `datagen optimize` writes beside a compiled program) loaded into an in-memory database of
-the same tables, read-only to the reviewer.
+damage it; a run folder on a read-only disk is shown all the same, only a review cannot be saved there), or an
+evaluation (`eval.json` of `datagen evaluate`, or the one `datagen optimize` writes beside a compiled program)
+loaded into an in-memory database of the same tables, read-only to the reviewer.
 """
 
 import json
@@ -70,7 +70,8 @@ class Source:
 
     @contextmanager
     def store(self) -> Iterator[RunStore]:
-        """The run store, to write a review (a run folder only; made up to date with the schema first)."""
+        """The run store, to write a review (a run folder only; made up to date with the schema first). Raises
+        DiskError for a run folder on a read-only disk, or one whose disk is full."""
         if not self.writable:
             raise DatagenError(f"{self.label}: an evaluation is read-only; review the samples of a run folder")
         with RunStore(self.path.parent) as store:
