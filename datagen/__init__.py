@@ -14,8 +14,8 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 from datagen._moved import install as _keep_moved_paths  # noqa: E402
 from datagen._version import __version__  # noqa: E402
 from datagen.api import Evaluation, Optimization, evaluate, optimize  # noqa: E402
-from datagen.errors import (ConfigError, DatagenError, FailureKind, InputError, Interrupted,  # noqa: E402
-                            ModelUnreachable, PipelineNotFound, RunFolderError)
+from datagen.errors import (ConfigError, DatagenError, DiskError, FailureKind, InputError,  # noqa: E402
+                            Interrupted, ModelUnreachable, PipelineNotFound, RunFolderError)
 from datagen.lm import RoleModel, role_model  # noqa: E402
 from datagen.metrics import Composite, Failed, Metric, MetricContext, Score  # noqa: E402
 from datagen.runs import BatchOptions, Callbacks, RayCluster, Report, RunSettings, RunStatus  # noqa: E402
@@ -35,6 +35,6 @@ __all__ = [
     "Sample", "Score", "Failed", "Metric", "MetricContext", "Composite", "RoleModel", "role_model", "Config",
     "load_config", "find_workspace", "load_program",
     # what they raise, and how a chunk fails
-    "DatagenError", "InputError", "ConfigError", "PipelineNotFound", "RunFolderError", "ModelUnreachable",
+    "DatagenError", "InputError", "ConfigError", "PipelineNotFound", "RunFolderError", "ModelUnreachable", "DiskError",
     "Interrupted", "FailureKind",
 ]

@@ -8,6 +8,8 @@ The exceptions, for a library caller to catch apart (the CLI turns each into a o
     ├── PipelineNotFound  no pipeline of that name in the workspace or among the built-in ones
     ├── RunFolderError    a run folder that is not datagen's, or was made by another run (other pipeline or settings)
     ├── ModelUnreachable  a model's server that cannot be reached
+    ├── DiskError         a folder datagen must write to that cannot take it: a full disk, a read-only one, no
+    │                     permission; what was written before is kept
     └── Interrupted       the command was stopped (Ctrl-C, SIGTERM, SIGHUP); what was finished is kept
 
 `FailureKind` is not an exception: it names why a chunk failed, as the run store keeps it.
@@ -48,6 +50,12 @@ class RunFolderError(DatagenError):
 
 class ModelUnreachable(DatagenError):
     """A model's server that cannot be reached (nothing listens at its api_base, or the connection fails)."""
+
+
+class DiskError(DatagenError):
+    """A folder datagen must write to cannot take the write: its disk is full, it is read-only, or permission is
+    denied. The message names the folder and what to do; what was written before is kept (the run store's
+    commits, files written whole)."""
 
 
 class Interrupted(DatagenError):

@@ -19,7 +19,7 @@ from datagen.cli.tune import compiled_list, compiled_show, devset, evaluate, opt
 from datagen.cli.workspace import init, models, new, pipelines, view
 from datagen.errors import DatagenError, Interrupted
 from datagen.lm.errors import causes
-from datagen.util import handling_stop_signals, interrupted
+from datagen.util import handling_stop_signals, interrupted, refused_write
 from datagen.workspace import WORKSPACE_VARIABLE, find_workspace, load_config, unknown_variables
 
 app = typer.Typer(help="Turn raw text into training datasets with declarative DSPy pipelines.",
@@ -64,7 +64,8 @@ def main() -> None:
 
     A DatagenError, a stop signal or an OSError (a file that vanished, a full disk, a permission) ends it with one
     line `error: ...` on stderr and the error's exit status: 1, or 128 + the signal's number for a stop signal (130
-    for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP: each is handled as Ctrl-C is, see datagen.util.signals). Usage
+    for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP: each is handled as Ctrl-C is, see datagen.util.signals). A write
+    the disk refused (datagen.util.disk: full, read-only, no permission) names the folder and what to do. Usage
     errors are typer's (status 2).
     """
     try:
@@ -82,7 +83,8 @@ def main() -> None:
     except OSError as exc:  # a file that vanished, a full disk, a permission: name it (-v shows where it came from)
         logging.getLogger(__name__).debug("", exc_info=True)
         culprit = f"{exc.filename}: " if exc.filename else ""
-        _fail(DatagenError(f"{culprit}{exc.strerror or exc}"))
+        # A folder made on the way to a write, on a full or read-only disk: said as every refused write is.
+        _fail(refused_write(exc) or DatagenError(f"{culprit}{exc.strerror or exc}"))
 
 
 def _fail(exc: DatagenError) -> None:

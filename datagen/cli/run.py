@@ -3,6 +3,7 @@ failures (`export` and `push` are in datagen.cli.dataset)."""
 
 import json
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -17,7 +18,7 @@ from datagen.cli.options import (DEFAULT_ACTORS, INPUTS_HELP, LOCAL, Actors, Exe
                                  task_config, workspace_root)
 from datagen.cli.output import err, out, plural, say
 from datagen.errors import DatagenError, InputError, Interrupted
-from datagen.util import interrupted
+from datagen.util import interrupted, json_line, jsonl_sink
 
 RunFolder = Annotated[Path, typer.Argument(help="A run folder made by `datagen generate`.")]
 
@@ -65,15 +66,12 @@ def chunk(
         if out_file.is_dir():
             raise InputError(f"{out_file}: is a folder; --out takes a file name")
         out_file.parent.mkdir(parents=True, exist_ok=True)
-    sink = out_file.open("w", encoding="utf-8") if out_file else sys.stdout
     count = 0
-    try:
+    # A file is written whole: a full disk or a bad input half-way leaves the one there before as it was.
+    with jsonl_sink(out_file) if out_file else nullcontext(sys.stdout) as sink:
         for piece in chunk_documents(iter_documents(inputs), budget, config.chunking.language):
-            sink.write(json.dumps(piece.to_dict(), ensure_ascii=False) + "\n")
+            sink.write(json_line(piece.to_dict()))
             count += 1
-    finally:
-        if out_file:
-            sink.close()
     if out_file:
         err.print(f"{count} chunks (at most {budget} tokens each) written to {out_file}")
 

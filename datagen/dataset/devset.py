@@ -219,7 +219,7 @@ def reviewed_devset(run_dir: str | Path, pipeline: str | None = None, val_fracti
     _check_fraction(val_fraction)
     chosen: list[tuple[Chunk, list[dict], dict]] = []
     result = ReviewedDevset([])
-    with RunStore.existing(run_dir) as store:
+    with RunStore.reading(run_dir) as store:
         meta = store.meta()
         made_by = meta.get("pipeline")
         if pipeline is not None and made_by != pipeline:

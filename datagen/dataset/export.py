@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from datagen.text.chunking import Chunk
-from datagen.errors import DatagenError
+from datagen.errors import DatagenError, DiskError
 from datagen.util import json_line, jsonl_sink, replacing, write_jsonl
 from datagen.dataset.records import (FLAT_FIELDS, alpaca_record, flat_record, openai_record, sample_id,
                                      sharegpt_record)
@@ -84,6 +84,21 @@ def check_scored(store: RunStore, min_scores: dict[str, float] | None, run: Path
         raise DatagenError(f"{run or store.path.parent}: no sample has a {missing[0]!r} score; score them with "
                            f"datagen generate ... --min-score {missing[0]}=VALUE (finished chunks are only scored, "
                            "not run again)")
+
+
+def _record_system_prompt(store: RunStore, system: str | None) -> None:
+    """Record in the store the system prompt an export gave its records (None: none): what a model trained on it was
+    given, which `datagen eval-model` asks it with. Only `datagen export` records it (generate's own dataset, remade
+    on every resume, leaves the prompt of the export a user chose as it was). A run folder on a read-only or full
+    disk cannot keep it: said in a warning (the export itself is written)."""
+    recorded = store.meta().get(SYSTEM_PROMPT)
+    if (json.loads(recorded) if recorded else None) == system:  # none recorded: none given
+        return
+    try:
+        store.set_meta({SYSTEM_PROMPT: json.dumps(system)})
+    except DiskError as exc:
+        log.warning("this export's system prompt is not recorded, so give datagen eval-model the same --system (or "
+                    "--no-system): %s", exc)
 
 
 # --- exports ------------------------------------------------------------------------------------------------
@@ -214,6 +229,7 @@ def write_export(run_dir: str | Path, fmt: str, out_path: str | Path | None = No
     Raises:
         DatagenError: an unknown format, a bad value, a run with nothing finished, a bar no sample was scored on,
             or a target the export would damage (a folder for a file, a README.md datagen did not write).
+        DiskError: the target's disk is full or read-only (what it held is left whole; a run folder is only read).
     """
     run = Path(run_dir)
     if fmt not in FORMATS:
@@ -241,9 +257,7 @@ def write_export(run_dir: str | Path, fmt: str, out_path: str | Path | None = No
             export = write_chat_export(store, fmt, target, system=system, min_scores=min_scores, reviewed=reviewed,
                                        val_fraction=val_fraction, metadata=run / METADATA_FILE if ours else None,
                                        provenance={key: meta.get(key, "unknown") for key in ("pipeline", "model")})
-            # What a model trained on it was given, for eval-model (generate's own dataset, remade on every
-            # resume, leaves the recorded prompt of the export a user chose as it was).
-            store.set_meta({SYSTEM_PROMPT: json.dumps(system)})
+            _record_system_prompt(store, system)
             return export
         grouped = split_samples(store, min_scores, reviewed, val_fraction)
         names = written_splits(store, val_fraction)
@@ -252,7 +266,7 @@ def write_export(run_dir: str | Path, fmt: str, out_path: str | Path | None = No
             card = dataset_card(store, fmt, [f"{name}/" for name in names], sum(counts.values()), system=system,
                                 splits=counts, val_fraction=val_fraction, min_scores=min_scores, reviewed=reviewed)
             _save_hf(hf_dataset({name: grouped[name] for name in names}, system), target, card)
-            store.set_meta({SYSTEM_PROMPT: json.dumps(system)})
+            _record_system_prompt(store, system)
             return Export(target, target / CARD_FILE, sum(counts.values()), counts)
         files = {split: split_path(target, split) for split in names}
         for split, path in files.items():
@@ -290,6 +304,7 @@ def export_for_trainer(run_dir: str | Path, trainer: str, settings: TrainingSett
     Raises:
         DatagenError: a bad value (InputError, naming its flag), a run with nothing finished, a bar no sample was
             scored on, or a folder holding a README.md datagen did not write.
+        DiskError: `out_dir` is on a full or read-only disk, or not writable (as for `write_export`).
     """
     run = Path(run_dir)
     if not 0 <= val_fraction <= 0.5:
@@ -306,7 +321,7 @@ def export_for_trainer(run_dir: str | Path, trainer: str, settings: TrainingSett
         grouped = split_samples(store, min_scores, reviewed, val_fraction)
         export = write_trainer_export(trainer, {name: [sample for _, _, sample in kept]
                                                 for name, kept in grouped.items()}, folder, settings)
-        store.set_meta({SYSTEM_PROMPT: json.dumps(settings.system)})
+        _record_system_prompt(store, settings.system)
         names = [path.name for path in export.files]
         card = dataset_card(store, f"{trainer} (base model {settings.base_model})", names,
                             sum(export.records.values()), system=settings.system, splits=export.records,

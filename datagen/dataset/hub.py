@@ -37,6 +37,7 @@ from datagen.dataset.splits import split_note
 from datagen.errors import DatagenError, InputError
 from datagen.store import CHUNK_TOKENS, GATE, SPLIT_RULE, RunStore
 from datagen.util.redaction import redact, remember_key
+from datagen.util import writing
 from datagen.workspace import MANIFEST_SUFFIX, evaluation_path, manifest_path, report_path
 
 log = logging.getLogger(__name__)
@@ -210,7 +211,8 @@ def push_run(run_dir: str | Path, repo_id: str, *, private: bool = True, license
             settings = {"private": bool(info.private), "license": license, "language": language,
                         "min_scores": min_scores, "reviewed": reviewed, "val_fraction": val_fraction,
                         "system": system}
-            files = _stage(Path(staging), store, run, splits, full_id, settings)
+            with writing(Path(staging)):  # a full temporary folder: said as such, not as the Hub's failure
+                files = _stage(Path(staging), store, run, splits, full_id, settings)
             return _commit(api, full_id, files, info, created, message or
                            f"datagen push: {store.meta().get('pipeline', 'a run')}, "
                            f"{sum(map(len, splits.values()))} samples", {k: len(v) for k, v in splits.items()})

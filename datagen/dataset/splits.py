@@ -27,7 +27,7 @@ import regex
 from datasketch import MinHash, MinHashLSH
 
 from datagen.dataset.devset import read_devset
-from datagen.errors import DatagenError
+from datagen.errors import DatagenError, DiskError
 from datagen.store import SPLIT_RULE, SPLIT_SEEN, RunStore
 from datagen.workspace import SplitSettings, read_manifest
 
@@ -171,7 +171,8 @@ def draw_splits(store: RunStore, rule: SplitSettings, seen: Sequence[str] = (), 
             train moves.
 
     Returns:
-        {chunk id: Split} for every chunk of the run.
+        {chunk id: Split} for every chunk of the run. A store that cannot record them (a run folder on a
+        read-only or full disk) gets them drawn all the same, with a warning.
 
     Raises:
         DatagenError: the run's split was drawn by another rule, without `force` (a new rule may move chunks a
@@ -222,8 +223,11 @@ def draw_splits(store: RunStore, rule: SplitSettings, seen: Sequence[str] = (), 
             split, why = "train", "near-duplicate"
         for i in ours:  # a chunk whose own draw says train is in train by its draw, whatever its group did
             splits[chunks[i].id] = Split(split, name, "drawn" if split == "train" and not drawn(i) else why)
-    store.set_splits(((cid, s.split, s.group, s.why) for cid, s in splits.items()),
-                     {SPLIT_RULE: _rule_json(rule), SPLIT_SEEN: seen_key})
+    try:
+        store.set_splits(((cid, s.split, s.group, s.why) for cid, s in splits.items()),
+                         {SPLIT_RULE: _rule_json(rule), SPLIT_SEEN: seen_key})
+    except DiskError as exc:  # drawn the same way each time, until the store can record it
+        log.warning("the held-out split is drawn for this command and not recorded: %s", exc)
     return splits
 
 

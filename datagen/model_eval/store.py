@@ -76,11 +76,12 @@ class AnswerStore:
 
     Raises:
         RunFolderError: answers.db is there but is not a SQLite database of this schema.
+        DiskError: model-eval/ cannot be made or written (a full disk, a read-only one, no permission); so does
+            keeping an answer or a score on a disk that fills up.
     """
 
     def __init__(self, run_dir: Path):
         self.path = Path(run_dir) / FOLDER / DB_FILE
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = open_database(self.path, SCHEMA, "datagen answer store")
 
     def close(self) -> None:
@@ -101,7 +102,7 @@ class AnswerStore:
 
     def record(self, candidate: str, sample_id: str, answer: Answer) -> None:
         """Keep an answer (replacing the one before, and its scores)."""
-        with transaction(self._db):
+        with transaction(self._db, self.path):
             self._db.execute("DELETE FROM scores WHERE candidate = ? AND sample_id = ?", (candidate, sample_id))
             self._db.execute("INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                              (candidate, sample_id, answer.text, answer.error, answer.kind, answer.prompt_tokens,
@@ -111,7 +112,7 @@ class AnswerStore:
     def forget(self, candidate: str, sample_ids: Iterable[str]) -> int:
         """Drop a candidate's answers to these samples, and their scores; how many answers were dropped."""
         rows = [(candidate, sample_id) for sample_id in sample_ids]
-        with transaction(self._db):
+        with transaction(self._db, self.path):
             self._db.executemany("DELETE FROM scores WHERE candidate = ? AND sample_id = ?", rows)
             return sum(self._db.execute("DELETE FROM answers WHERE candidate = ? AND sample_id = ?", row).rowcount
                        for row in rows)
@@ -131,6 +132,6 @@ class AnswerStore:
         rows: Iterable[tuple] = [(candidate, sample_id, scoring, metric, score.value, score.feedback,
                                   score.kind if isinstance(score, Failed) else None)
                                  for metric, score in scores.items()]
-        with transaction(self._db):
+        with transaction(self._db, self.path):
             self._db.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 

@@ -16,18 +16,19 @@ and never submits a request twice.
 
 import json
 import logging
-import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from datagen.errors import DatagenError, FailureKind, InputError
 from datagen.lm import RoleModel
 from datagen.lm.batch import RequestBook, batch_model, check_batchable
 from datagen.runs.batch_results import settle
 from datagen.store import RunStore
+from datagen.util import writing
 
 log = logging.getLogger(__name__)
 
@@ -294,6 +295,20 @@ class _Driver:
     def _job(self, job_id: int) -> dict:
         return next(job for job in self.store.batch_jobs() if job["id"] == job_id)
 
+    def _requests_file(self, job_id: int) -> Path:
+        """The job's requests as a JSONL file in the temporary folder, for its upload (the caller removes it). A
+        full or read-only temporary folder raises DiskError, the file removed."""
+        file = tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".jsonl", delete=False)
+        path = Path(file.name)
+        try:
+            with writing(path), file:
+                for key, body in self.store.batch_job_requests(job_id):
+                    file.write(_line(key, body) + "\n")
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return path
+
     def _start(self, job_id: int) -> None:
         """Take a job from its row to a created batch: upload its file (unless uploaded), then create its batch
         (unless one of its file exists already), committing each id as soon as it is known."""
@@ -303,17 +318,15 @@ class _Driver:
             self.summary.requests += job["requests"]
         uploaded_now = False
         if not job["input_file_id"]:
-            with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".jsonl", delete=False) as file:
-                for key, body in self.store.batch_job_requests(job_id):
-                    file.write(_line(key, body) + "\n")
+            requests = self._requests_file(job_id)
             try:
-                file_id = self.client.upload(file.name, f"datagen-job-{job_id}.jsonl")
+                file_id = self.client.upload(str(requests), f"datagen-job-{job_id}.jsonl")
             except NoBatchAPI as exc:
                 self._no_batch_api(job_id, exc)
             except Exception as exc:
                 raise DatagenError(f"batch job {job_id}: the upload of its requests failed: {exc}") from exc
             finally:
-                os.unlink(file.name)
+                requests.unlink()
             self.store.update_batch_job(job_id, input_file_id=file_id, status="uploaded")
             job, uploaded_now = self._job(job_id), True
             self._tell(job)

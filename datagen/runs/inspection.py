@@ -25,7 +25,7 @@ def inspect_item(run_dir: str | Path, item_id: str, prompts: bool = False) -> di
     too): the chunk, its status, its steps, its samples with their scores and feedback (only the one asked
     for, given a sample id), its failure, and with `prompts` every LM call it made."""
     item_id = item_id.strip().lower()
-    with RunStore.existing(run_dir) as store:
+    with RunStore.reading(run_dir) as store:
         chunk, index = _resolve(store, item_id)
         result = store.result(chunk.id) or {}
         feedback = store.sample_feedback(chunk.id)
@@ -66,7 +66,7 @@ def _resolve(store: RunStore, item_id: str) -> tuple[Chunk, int | None]:
 def list_samples(run_dir: str | Path, limit: int = 5, worst: bool = False, seed: int = 0) -> dict:
     """Up to `limit` finished samples with their place in the corpus and their scores: a random pick (`seed`),
     or with `worst` the lowest-scored first (by composite where a sample has one, else its lowest score)."""
-    with RunStore.existing(run_dir) as store:
+    with RunStore.reading(run_dir) as store:
         rows = [{"id": sample_id(chunk.id, i), "chunk_id": chunk.id, "source": chunk.source, "start": chunk.start,
                  "end": chunk.end, "input": sample.input, "output": sample.output,
                  "scores": dict(sorted(scores.get(i, {}).items()))}
@@ -93,7 +93,7 @@ def _badness(row: dict) -> float:
 
 def list_failed(run_dir: str | Path, limit: int = 5) -> dict:
     """The first `limit` failed chunks in corpus order, each with its failure's kind, message and raw answer."""
-    with RunStore.existing(run_dir) as store:
+    with RunStore.reading(run_dir) as store:
         failed = [{"chunk_id": chunk.id, "source": chunk.source, "start": chunk.start, "end": chunk.end,
                    "kind": kind, "message": message, "raw": raw} for chunk, kind, message, raw in store.failed()]
     return {"run": str(run_dir), "total": len(failed), "failed": failed[:limit]}

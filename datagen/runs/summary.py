@@ -103,7 +103,7 @@ def summarize(run_dir: str | Path, config: Config | None = None) -> RunSummary:
     """A run's summary, read from its store. `config` (the workspace's, `load_config()`) prices the models it
     sets `input_price` / `output_price` for; without it, `cost` is at litellm's bundled prices alone."""
     run_dir = Path(run_dir)
-    with RunStore.existing(run_dir) as store:
+    with RunStore.reading(run_dir) as store:
         counts, meta = store.counts(), store.meta()
         gate = json.loads(meta.get(GATE) or "{}")
         kept = sum(1 for _ in run_samples(store, gate)) if gate else None

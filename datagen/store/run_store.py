@@ -6,20 +6,22 @@ a chunk has at most one result, so no sample can be exported twice.
 """
 
 import json
+import os
 import sqlite3
 import time
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from datagen.errors import RunFolderError
+from datagen.errors import DiskError, RunFolderError
 from datagen.samples import Failed, Sample
-from datagen.store.batch_reader import BatchReader
+from datagen.store.batch_jobs import BatchJobs
 from datagen.store.held_out import HeldOutSplit
 from datagen.store.records import Call, Outcome, Review, Step, sum_usage
-from datagen.store.schema import DB_FILE, SCHEMA
+from datagen.store.schema import CORE_TABLES, DB_FILE, SCHEMA
 from datagen.text.chunking import Chunk
-from datagen.util.database import open_database, transaction
+from datagen.util import unwritable
+from datagen.util.database import open_database, open_read_only, transaction
 
 # How a refusal names a part of a run's identity that changed (others by their key).
 _IDENTITY = {"program": "a different program", "inputs": "different inputs",
@@ -28,45 +30,67 @@ _CHUNK_COLUMNS = 'id, source, start, "end", text, tokens'
 _JOINED_CHUNK_COLUMNS = ", ".join("c." + col for col in _CHUNK_COLUMNS.split(", "))  # chunks as c in a join
 
 
-class RunStore(HeldOutSplit):
+class RunStore(HeldOutSplit, BatchJobs):
+    """A run folder's store (RUN/run.db), made when missing, open for writing.
+
+    Args:
+        run_dir: the run folder; made when missing.
+
+    Raises:
+        RunFolderError: run.db is there but is not a datagen run store.
+        DiskError: the folder cannot be made or written (a full disk, a read-only one, no permission); so does a
+            write (a transaction) the disk refuses later, after its rollback.
+    """
+
     def __init__(self, run_dir: Path):
         self.path = Path(run_dir) / DB_FILE
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = open_database(self.path, SCHEMA, "datagen run store")
 
     @classmethod
-    def over(cls, db: sqlite3.Connection) -> "RunStore":
+    def over(cls, db: sqlite3.Connection, path: Path | None = None) -> "RunStore":
         """A store that reads through `db`, a connection the caller opened and closes (read-only, or an in-memory
-        database of this schema: datagen view); nothing is created or migrated."""
+        database of this schema: datagen view); nothing is created or migrated. `path`: the run.db it reads, for
+        messages (None: an evaluation's in-memory database)."""
         store = cls.__new__(cls)
-        store.path, store._db = None, db
+        store.path, store._db = path, db
         return store
 
     @classmethod
     def existing(cls, run_dir: str | Path) -> "RunStore":
-        """The store of a run folder that `datagen generate` made; refused (never created) when there is none."""
-        return cls(_made_run(run_dir))
-
-    @classmethod
-    @contextmanager
-    def reading(cls, run_dir: str | Path) -> Iterator["RunStore"]:
-        """The store of a run folder that `datagen generate` made, opened read-only for the block: nothing in the
-        file is created, migrated or written (a write raises sqlite3.OperationalError).
+        """The store of a run folder that `datagen generate` made; refused (never created) when there is none. On a
+        folder this process cannot write (a read-only disk, no write permission, a full disk) it is opened
+        read-only, as `reading` opens it: everything reads, and a write raises DiskError naming the folder.
 
         Raises:
             RunFolderError: the folder holds no run.db, or one that is not a datagen run store.
         """
         path = _made_run(run_dir) / DB_FILE
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-        try:
-            store = cls.over(db)
+        if unwritable(path.parent) is None and os.access(path, os.W_OK):
             try:
-                store.meta()
-            except sqlite3.DatabaseError as exc:
-                raise RunFolderError(f"{path}: not a datagen run store ({exc})") from None
+                return cls(path.parent)
+            except DiskError:  # the disk filled up meanwhile: what is there can still be read
+                pass
+        return cls._read_only(path)
+
+    @classmethod
+    @contextmanager
+    def reading(cls, run_dir: str | Path) -> Iterator["RunStore"]:
+        """The store of a run folder that `datagen generate` made, opened read-only for the block, on any disk (a
+        read-only one included: see `read_only_db`): nothing in the file is created, migrated or written; a write
+        raises DiskError naming the folder.
+
+        Raises:
+            RunFolderError: the folder holds no run.db, or one that is not a datagen run store.
+        """
+        store = cls._read_only(_made_run(run_dir) / DB_FILE)
+        try:
             yield store
         finally:
-            db.close()
+            store.close()
+
+    @classmethod
+    def _read_only(cls, path: Path) -> "RunStore":
+        return cls.over(read_only_db(path), path)
 
     def close(self) -> None:
         self._db.close()
@@ -353,105 +377,20 @@ class RunStore(HeldOutSplit):
         """Every review, by (chunk id, sample index)."""
         return {(row[0], row[1]): _review(row) for row in self._db.execute(f"SELECT {_REVIEW_COLUMNS} FROM reviews")}
 
-    # --- provider batch jobs (datagen/runs/batch.py) ------------------------------------------------------------------
-
-    def add_batch_requests(self, requests: Iterable[tuple[str, str]]) -> None:
-        """Record requests waiting for a batch job ((key, body as JSON) pairs); a key already there is kept as it
-        is (its answer, its job)."""
-        with self._transaction():
-            self._db.executemany("INSERT OR IGNORE INTO batch_requests (key, body) VALUES (?, ?)", requests)
-
-    def clear_batch_errors(self) -> int:
-        """Forget the requests batch jobs failed: one asked again (its chunk retried) is recorded and submitted
-        anew, and one nobody asks again is not paid for twice; answers stay. Returns how many were forgotten."""
-        with self._transaction():
-            return self._db.execute("DELETE FROM batch_requests WHERE error_kind IS NOT NULL").rowcount
-
-    def unsubmitted_batch_requests(self) -> Iterator[tuple[str, str]]:
-        """(key, body) of the requests no job carries yet, in the order they were recorded."""
-        reader = sqlite3.connect(self.path)  # its own snapshot: jobs are written while this is read
-        try:
-            yield from reader.execute("SELECT key, body FROM batch_requests WHERE job IS NULL AND answer IS NULL "
-                                      "AND error_kind IS NULL ORDER BY rowid")
-        finally:
-            reader.close()
-
-    def unsubmitted_batch_count(self) -> int:
-        return self._db.execute("SELECT count(*) FROM batch_requests WHERE job IS NULL AND answer IS NULL "
-                                "AND error_kind IS NULL").fetchone()[0]
-
-    def add_batch_job(self, keys: list[str]) -> int:
-        """A new job (status "new") carrying the requests `keys`, committed before anything is uploaded; its id."""
-        now = time.time()
-        with self._transaction():
-            job = self._db.execute("INSERT INTO batch_jobs (status, requests, created_at, updated_at) "
-                                   "VALUES ('new', ?, ?, ?)", (len(keys), now, now)).lastrowid
-            self._db.executemany("UPDATE batch_requests SET job = ? WHERE key = ?", ((job, key) for key in keys))
-        return job
-
-    def update_batch_job(self, job: int, **fields) -> None:
-        """Set a job's `batch_id`, `input_file_id`, `output_file_id`, `error_file_id` or `status` (committed)."""
-        allowed = {"batch_id", "input_file_id", "output_file_id", "error_file_id", "status"}
-        if not fields or set(fields) - allowed:
-            raise ValueError(f"batch job fields: {sorted(allowed)}, got {sorted(fields)}")
-        columns = ", ".join(f"{name} = ?" for name in fields)
-        with self._transaction():
-            self._db.execute(f"UPDATE batch_jobs SET {columns}, updated_at = ? WHERE id = ?",
-                             (*fields.values(), time.time(), job))
-
-    def batch_jobs(self, statuses: Collection[str] | None = None, *, exclude: Collection[str] = ()) -> list[dict]:
-        """Jobs as dicts (id, batch_id, input_file_id, output_file_id, error_file_id, status, requests,
-        created_at, updated_at), oldest first: those with a status in `statuses` (all by default), less those in
-        `exclude`."""
-        rows = self._db.execute("SELECT id, batch_id, input_file_id, output_file_id, error_file_id, status, requests, "
-                                "created_at, updated_at FROM batch_jobs ORDER BY id")
-        names = [d[0] for d in rows.description]
-        jobs = [dict(zip(names, row)) for row in rows]
-        return [job for job in jobs if (statuses is None or job["status"] in statuses) and job["status"] not in exclude]
-
-    def batch_job_requests(self, job: int) -> Iterator[tuple[str, str]]:
-        """(key, body as JSON) of the requests a job carries, in the order they were recorded."""
-        reader = sqlite3.connect(self.path)  # its own snapshot, as for unsubmitted_batch_requests
-        try:
-            yield from reader.execute("SELECT key, body FROM batch_requests WHERE job = ? ORDER BY rowid", (job,))
-        finally:
-            reader.close()
-
-    def batch_job_keys(self, job: int) -> list[str]:
-        """The keys of the requests a job carries."""
-        return [key for (key,) in self._db.execute("SELECT key FROM batch_requests WHERE job = ? ORDER BY rowid",
-                                                   (job,))]
-
-    def finish_batch_job(self, job: int, status: str, answers: dict[str, str], errors: dict[str, tuple[str, str]],
-                         output_file_id: str | None = None, error_file_id: str | None = None) -> None:
-        """In one transaction: the job's answers ({key: response body as JSON}) and errors ({key: (kind,
-        message)}) stored, and the job set to its final `status`. Keys the job does not carry are ignored."""
-        with self._transaction():
-            self._db.executemany("UPDATE batch_requests SET answer = ?, error_kind = NULL, error = NULL "
-                                 "WHERE key = ? AND job = ?", ((body, key, job) for key, body in answers.items()))
-            self._db.executemany("UPDATE batch_requests SET error_kind = ?, error = ? WHERE key = ? AND job = ? "
-                                 "AND answer IS NULL", ((kind, message, key, job)
-                                                        for key, (kind, message) in errors.items()))
-            self._db.execute("UPDATE batch_jobs SET status = ?, output_file_id = ?, error_file_id = ?, updated_at = ? "
-                             "WHERE id = ?", (status, output_file_id, error_file_id, time.time(), job))
-
-    def batch_counts(self) -> dict[str, int]:
-        """Batch requests by state: answered, failed (an error), in_flight (a job carries them, no answer yet),
-        unsubmitted; and jobs."""
-        answered, failed, in_flight, unsubmitted = self._db.execute(
-            "SELECT count(answer), count(error_kind), "
-            "sum(job IS NOT NULL AND answer IS NULL AND error_kind IS NULL), "
-            "sum(job IS NULL AND answer IS NULL AND error_kind IS NULL) FROM batch_requests").fetchone()
-        jobs = self._db.execute("SELECT count(*) FROM batch_jobs").fetchone()[0]
-        return {"answered": answered, "failed": failed, "in_flight": in_flight or 0, "unsubmitted": unsubmitted or 0,
-                "jobs": jobs}
-
-    def batch_reader(self) -> "BatchReader":
-        """A read-only view of the batch answers for other threads (an LM engine's): see BatchReader."""
-        return BatchReader(self.path)
-
     def _transaction(self):
-        return transaction(self._db)
+        return transaction(self._db, self.path)
+
+
+def read_only_db(path: Path, *, check_same_thread: bool = True) -> sqlite3.Connection:
+    """A read-only connection to the run store at `path` (a run folder's run.db), on any disk: SQLite's read-only
+    mode, or where the folder cannot be written its immutable mode or a copy in memory (datagen.util.database.
+    open_read_only says when each). A store made by an older version reads as the current one, its newer tables
+    empty; every write raises sqlite3.OperationalError.
+
+    Raises:
+        RunFolderError: the file is not a datagen run store.
+    """
+    return open_read_only(path, SCHEMA, "datagen run store", CORE_TABLES, check_same_thread=check_same_thread)
 
 
 def _made_run(run_dir: str | Path) -> Path:

@@ -75,6 +75,9 @@ CREATE TABLE IF NOT EXISTS splits (
 -- model may have trained on, so no chunk like it is held out.
 CREATE TABLE IF NOT EXISTS retired (text TEXT PRIMARY KEY);
 """
+# The tables every run store has held since the first: a file without one of them is not a run store (one without a
+# table added since reads it as empty, see datagen.util.database.open_read_only).
+CORE_TABLES = ("meta", "chunks", "results")
 
 # Meta key: the chunk budget the run's chunks were cut at, in tokens.
 CHUNK_TOKENS = "max_tokens"

@@ -25,7 +25,7 @@ from datagen.metrics import COMPOSITE
 from datagen.runs import bound_answers
 from datagen.tuning.budget import CallBudgetExhausted
 from datagen.tuning.optimize import PROPOSING, Session, estimate_calls
-from datagen.util import exclusive
+from datagen.util import exclusive, writing
 from datagen.workspace import COMPILED_DIR, Config, load_program
 from datagen.workspace.compiled import report_path
 from datagen.workspace.pipelines import search_space
@@ -94,7 +94,7 @@ def search_pipeline(pipeline: str, dev: str | Path, trials: int, *, optimizers=D
     # One process at a time per study: a second would take the first one's running trials for a killed
     # process's and fail them (see _open_study), and both would write the same compiled program.
     with exclusive(storage.with_name(f"{pipeline}.{name}.lock"), f"study {name!r} of {pipeline}",
-                   "wait for that search to finish, or use another --name"):
+                   "wait for that search to finish, or use another --name"), writing(storage):
         study = _open_study(storage, name, space, seed)
         done = _complete(study)
         result = SearchResult(storage, name, done, 0, 0, session.counter.by_role, usage=session.usage,

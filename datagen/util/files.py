@@ -7,6 +7,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from datagen.util.disk import writing
+
 
 @contextmanager
 def replacing(target: Path) -> Iterator[Path]:
@@ -16,14 +18,19 @@ def replacing(target: Path) -> Iterator[Path]:
     Readers see the old version or the new one, never part of one; a process killed mid-write leaves at most a
     `*.partial*` beside the target; two processes writing one target each write their own, and the last wins.
     The name keeps the target's suffix, for writers that choose a format by it (DSPy's `save`).
+
+    Raises:
+        DiskError: the disk refused a write of the block (full, read-only, no permission: see datagen.util.disk);
+            the partial file is removed, and `target` is as it was.
     """
     temp = target.with_name(f"{target.stem}.{uuid.uuid4().hex[:8]}.partial{target.suffix}")
     try:
-        yield temp
-        if temp.is_dir():
-            _swap_folder(temp, target)
-        else:
-            temp.replace(target)
+        with writing(target):
+            yield temp
+            if temp.is_dir():
+                _swap_folder(temp, target)
+            else:
+                temp.replace(target)
     except BaseException:
         _remove(temp)
         raise

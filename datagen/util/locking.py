@@ -11,13 +11,21 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from datagen.errors import DatagenError
+from datagen.util.disk import writing
 
 
 @contextmanager
 def exclusive(lock_file: Path, what: str, advice: str) -> Iterator[None]:
-    """Hold `lock_file` for the duration, or refuse at once: "`what` is in use by process N; `advice`"."""
-    lock_file.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    """Hold `lock_file` for the duration, or refuse at once: "`what` is in use by process N; `advice`".
+
+    Raises:
+        DatagenError: another process holds the lock.
+        DiskError: the lock file cannot be made or written (a full disk, a read-only one, no permission), so
+            neither could what it guards.
+    """
+    with writing(lock_file):
+        lock_file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -26,8 +34,9 @@ def exclusive(lock_file: Path, what: str, advice: str) -> Iterator[None]:
             holder = f"process {pid}" if pid else "another process"
             raise DatagenError(f"{what} is in use by {holder}; {advice}") from None
         # The holder's pid, for the message above (only the lock decides; the pid is informative).
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        with writing(lock_file):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock

@@ -3,8 +3,9 @@ of two runs sample by sample.
 
 A `Source` is one database in the run store's schema: a run folder's `run.db`, read through a read-only
 connection per request (so that a run `generate` is still writing is read as it stands, and the view cannot
-damage it), or an evaluation (`eval.json` of `datagen evaluate`, or the one `datagen optimize` writes beside a
-compiled program) loaded into an in-memory database of the same tables, read-only to the reviewer.
+damage it; a run folder on a read-only disk is shown all the same, only a review cannot be saved there), or an
+evaluation (`eval.json` of `datagen evaluate`, or the one `datagen optimize` writes beside a compiled program)
+loaded into an in-memory database of the same tables, read-only to the reviewer.
 """
 
 import json
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from datagen.errors import DatagenError
-from datagen.store import DB_FILE, SCHEMA, RunStore
+from datagen.store import DB_FILE, SCHEMA, RunStore, read_only_db
 from datagen.workspace.compiled import evaluation_path
 
 PAGE = 50  # samples a list page shows
@@ -61,7 +62,7 @@ class Source:
             with self._lock:  # one in-memory connection, shared by the server's threads
                 yield self._memory
             return
-        db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10, check_same_thread=False)
+        db = read_only_db(self.path, check_same_thread=False)
         try:
             yield db
         finally:
@@ -69,7 +70,8 @@ class Source:
 
     @contextmanager
     def store(self) -> Iterator[RunStore]:
-        """The run store, to write a review (a run folder only)."""
+        """The run store, to write a review (a run folder only; made up to date with the schema first). Raises
+        DiskError for a run folder on a read-only disk, or one whose disk is full."""
         if not self.writable:
             raise DatagenError(f"{self.label}: an evaluation is read-only; review the samples of a run folder")
         with RunStore(self.path.parent) as store:
@@ -85,8 +87,7 @@ def open_sources(targets: list[Path]) -> list[Source]:
     sources: list[Source] = []
     for target in targets:
         if (target / DB_FILE).is_file():
-            with RunStore(target):  # brings an older store up to the schema (the reviews table), before reading
-                pass
+            read_only_db(target / DB_FILE).close()  # refuses a file that is not a run store; nothing is written
             sources.append(Source(_unique(target.name or str(target), sources), str(target), target / DB_FILE, True))
             continue
         file = target / EVAL_FILE if target.is_dir() else target

@@ -18,6 +18,7 @@ from pathlib import Path
 import dspy
 
 from datagen.errors import DatagenError
+from datagen.util.disk import writing
 from datagen.util.files import replacing
 from datagen.workspace.pipelines import code_fingerprint, load_program
 
@@ -51,20 +52,28 @@ def report_path(state: Path) -> Path:
 
 
 def save_compiled(program: dspy.Module, pipeline: str, name: str, workspace: Path, manifest: dict) -> Path:
-    """Write the program's state and its manifest to compiled/PIPELINE/NAME.json; returns the state's path."""
+    """Write the program's state and its manifest to compiled/PIPELINE/NAME.json; returns the state's path.
+
+    Raises:
+        DatagenError: `name` is not a plain file name.
+        DiskError: compiled/PIPELINE/ is on a full or read-only disk, or not writable; a program saved there
+            before under `name` is left whole, state and manifest.
+    """
     if not _NAME.match(name):
         raise DatagenError(f"compiled program name {name!r}: use letters, digits, '.', '_' or '-'")
     folder = workspace / COMPILED_DIR / pipeline
-    folder.mkdir(parents=True, exist_ok=True)
+    with writing(folder):
+        folder.mkdir(parents=True, exist_ok=True)
     state = folder / f"{name}.json"
     full = {"pipeline": pipeline, "name": name, "signatures": signature_fields(program),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "dspy": importlib.metadata.version("dspy"), **manifest}
-    # The state first, then its manifest: a program is only listed (and loaded) once its manifest is there.
+    # Both written in full before either takes its place (a full disk stops it with the old pair whole), then the
+    # state, then its manifest: a program is only listed (and loaded) once its manifest is there.
     with replacing(manifest_path(state)) as manifest_partial:
+        manifest_partial.write_text(json.dumps(full, indent=1, ensure_ascii=False), encoding="utf-8")
         with replacing(state) as partial:
             program.save(str(partial))
-        manifest_partial.write_text(json.dumps(full, indent=1, ensure_ascii=False), encoding="utf-8")
     return state
 
 

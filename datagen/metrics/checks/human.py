@@ -39,6 +39,7 @@ from datagen.errors import DatagenError
 from datagen.metrics.checks.stats import Estimate, auc_estimate, spearman_estimate
 from datagen.metrics.scoring import COMPOSITE
 from datagen.store import GATE, Review, RunStore
+from datagen.util import replacing
 
 RESAMPLES = 2000
 MIN_EACH = 2  # good and bad samples an AUC, a precision/recall or a best bar needs of each
@@ -120,9 +121,11 @@ class HumanCheck:
         return data
 
     def write_json(self, path: str | Path) -> Path:
-        """Write `as_json()` to `path` (UTF-8, indented); returns the path."""
+        """Write `as_json()` to `path` whole (UTF-8, indented; a file there before is replaced, or left as it was
+        when the write fails: DiskError for a full or read-only disk); returns the path."""
         path = Path(path)
-        path.write_text(json.dumps(self.as_json(), indent=1), encoding="utf-8")
+        with replacing(path) as partial:
+            partial.write_text(json.dumps(self.as_json(), indent=1), encoding="utf-8")
         return path
 
 
@@ -147,7 +150,7 @@ def human_check(run_dir: str | Path, min_scores: dict[str, float] | None = None,
     scores, or a gate's metric was never scored in it.
     """
     run_dir = Path(run_dir)
-    with RunStore.existing(run_dir) as store:
+    with RunStore.reading(run_dir) as store:
         reviews = store.reviews()
         if not reviews:
             raise DatagenError(f"{run_dir}: no sample has been reviewed yet; review some with datagen view {run_dir}")

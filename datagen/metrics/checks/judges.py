@@ -43,7 +43,7 @@ class Check:
 def comparison_sets(run_dir: Path, other: list[Path] | None, limit: int) -> tuple[str, list[str], dict]:
     """The run's pipeline, the author's passages, and what to compare them with: their generic rephrases
     (paired), and another author's passages when given."""
-    with RunStore.existing(run_dir) as store:
+    with RunStore.reading(run_dir) as store:
         pipeline = store.meta().get("pipeline", "")
         pairs = random_sample([s for _, samples in store.done() for s in samples], limit)
     if len(pairs) < 2:

@@ -46,6 +46,7 @@ from datagen.metrics.coverage import sentences
 from datagen.metrics.scoring import COMPOSITE, MetricContext, Scorer, measure
 from datagen.samples import Sample
 from datagen.text import chunk_documents, iter_documents
+from datagen.util import replacing
 from datagen.workspace import Config, load_metric_suite
 
 # The degenerate rewrites the true one is set against (see `perturbations`), each named by its check.
@@ -152,8 +153,11 @@ class Validity:
                              for name, n in self.failures.scored.items()}}
 
     def write_json(self, path: str | Path) -> Path:
+        """Write `as_json()` to `path` whole (UTF-8, indented; a file there before is replaced, or left as it was
+        when the write fails: DiskError for a full or read-only disk); returns the path."""
         path = Path(path)
-        path.write_text(json.dumps(self.as_json(), indent=1), encoding="utf-8")
+        with replacing(path) as partial:
+            partial.write_text(json.dumps(self.as_json(), indent=1), encoding="utf-8")
         return path
 
 
