@@ -44,10 +44,14 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 120
     return subprocess.run(**_cli(args, cwd, env, wrapper), capture_output=True, timeout=timeout)
 
 
-def start_cli(*args: str, cwd: Path, env: dict | None = None, wrapper: list[str] | None = None) -> subprocess.Popen:
+def start_cli(*args: str, cwd: Path, env: dict | None = None, wrapper: list[str] | None = None,
+              terminal: int | None = None) -> subprocess.Popen:
     """Start the installed `datagen` command (optionally under `wrapper`) in a subprocess and return at once (to
-    signal it, to race it)."""
-    return subprocess.Popen(**_cli(args, cwd, env, wrapper), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    signal it, to race it). Its stdout and stderr are pipes; with `terminal` (a pseudo-terminal's file descriptor)
+    its stdin, stdout and stderr are that terminal."""
+    streams = ({"stdout": subprocess.PIPE, "stderr": subprocess.PIPE} if terminal is None
+               else {"stdin": terminal, "stdout": terminal, "stderr": terminal})
+    return subprocess.Popen(**_cli(args, cwd, env, wrapper), **streams)
 
 
 def embedded_run_records(result: subprocess.CompletedProcess, export: Path) -> list[dict]:

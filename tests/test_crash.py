@@ -2,6 +2,7 @@
 Ctrl-C, SIGTERM or SIGHUP, and raced by a second process on the same run folder or study."""
 
 import json
+import os
 import random
 import signal
 import sqlite3
@@ -137,6 +138,26 @@ def test_a_second_stop_signal_stops_at_once_without_waiting_for_the_model(worksp
     assert "Traceback" not in stderr
     assert_one_line_error(subprocess.CompletedProcess([], status, "", stderr), f"interrupted ({label})",
                           "finished chunks are kept in out", "again to resume")
+    assert integrity(workspace / "out") == "ok"
+
+
+def test_a_run_whose_terminal_hangs_up_stops_cleanly_with_sighups_status(workspace):
+    # The terminal closes (its master side goes), then SIGHUP comes, as the kernel sends it: every write to the
+    # terminal now fails (EIO), and the run must still finish its chunks in flight, write the dataset and exit 129.
+    with FakeOpenAIServer(latency=0.3) as server:
+        master, terminal = os.openpty()
+        process = start_cli(*generate_args(server), cwd=workspace, terminal=terminal)
+        os.close(terminal)
+        try:
+            assert wait_for(lambda: len(server.arrivals) >= 6, process=process)
+        finally:
+            os.close(master)
+        process.send_signal(signal.SIGHUP)
+        assert process.wait(timeout=60) == 129
+        asked = len(server.arrivals)
+    with sqlite3.connect(workspace / "out/run.db") as db:
+        assert db.execute("SELECT count(*) FROM results WHERE status = 'done'").fetchone()[0] == asked
+    assert len(every_record(workspace / "out/sharegpt.jsonl")) == asked
     assert integrity(workspace / "out") == "ok"
 
 

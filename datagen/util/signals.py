@@ -7,9 +7,11 @@ three the same meaning: a command stops as its first Ctrl-C stops it (generate l
 `datagen view` shuts its server down), and exits with the shell's status for the signal, 128 + its number.
 
 A signal the process was started with ignored stays ignored: `nohup` ignores SIGHUP, and a shell ignores SIGINT
-in the commands it puts in the background.
+in the commands it puts in the background. After SIGHUP, what would have gone to the terminal (now gone) goes
+nowhere, so that the command still finishes and exits as it should.
 """
 
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -54,6 +56,18 @@ def interrupted(exc: KeyboardInterrupt, advice: str = "") -> Interrupted:
     return Interrupted(f"interrupted ({signal_label(signum)})" + (f": {advice}" if advice else ""), signum)
 
 
+def _leave_hung_up_terminal() -> None:
+    """Point stdout and stderr at /dev/null where they can no longer be written: after a terminal hangs up (what
+    SIGHUP says), every write to it fails (EIO), which would fail the command's last words and its exit status with
+    them. An empty write tells: it fails on a hung-up terminal and does nothing anywhere else."""
+    with open(os.devnull, "wb") as null:
+        for fd in (1, 2):
+            try:
+                os.write(fd, b"")
+            except OSError:
+                os.dup2(null.fileno(), fd)
+
+
 def raise_stopped(signum: int, frame) -> None:
     """A signal handler raising `Stopped` in the main thread, as Python's own SIGINT handler raises
     KeyboardInterrupt."""
@@ -74,9 +88,15 @@ def handling_stop_signals(handler: Callable[[int, object], None] = raise_stopped
         yield
         return
     previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+
+    def handle(signum: int, frame) -> None:
+        if signum == signal.SIGHUP:
+            _leave_hung_up_terminal()
+        handler(signum, frame)
+
     for signum, before in previous.items():
         if before is not signal.SIG_IGN:
-            signal.signal(signum, handler)
+            signal.signal(signum, handle)
     try:
         yield
     finally:
