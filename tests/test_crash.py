@@ -141,6 +141,22 @@ def test_a_second_stop_signal_stops_at_once_without_waiting_for_the_model(worksp
     assert integrity(workspace / "out") == "ok"
 
 
+@pytest.mark.parametrize("signum, label", [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")],
+                         ids=["ctrl-c", "sigterm"])
+def test_evaluate_stops_at_the_first_stop_signal_without_waiting_for_the_model(workspace, signum, label):
+    # evaluate (and optimize, which scores through it) keeps nothing of an item in flight: the first signal stops
+    # it at once, instead of after every call in flight has come back.
+    with FakeOpenAIServer(latency=30) as server:  # a model that hangs
+        process = start_cli("evaluate", "style_clone", "--dev", "data/style_clone/dev.jsonl", "--metric", "chrf",
+                            "--concurrency", "2", "--model", "openai/fake", "--api-base", server.url, "--out",
+                            "evals/e", cwd=workspace)
+        assert wait_for(lambda: len(server.arrivals) >= 2, process=process)
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=20)  # before any call in flight comes back (each takes 30 s)
+    assert process.returncode == 128 + signum and "Traceback" not in stderr
+    assert_one_line_error(subprocess.CompletedProcess([], process.returncode, "", stderr), f"interrupted ({label})")
+
+
 def test_a_run_whose_terminal_hangs_up_stops_cleanly_with_sighups_status(workspace):
     # The terminal closes (its master side goes), then SIGHUP comes, as the kernel sends it: every write to the
     # terminal now fails (EIO), and the run must still finish its chunks in flight, write the dataset and exit 129.

@@ -64,6 +64,8 @@ def test_the_warning_comes_once_per_command_whether_it_reads_the_config_or_not(w
     ("DATAGEN_PROMPT_TEMPERATUR", "DATAGEN_PROMPT_TEMPERATURE"), ("DATAGEN_WORKSPASE", "DATAGEN_WORKSPACE"),
     ("datagen_task_model", "DATAGEN_TASK_MODEL"),  # read only in upper case
     ("DATAGEN_JUDGE_KEY_ENV", "DATAGEN_JUDGE_API_KEY_ENV"), ("DATAGEN_JUDGE_TOKEN", "DATAGEN_JUDGE_API_KEY_ENV"),
+    # A near miss ending like a key's name is a typo; a key set where its variable's name goes is not.
+    ("DATAGEN_TASK_MAX_TOKEN", "DATAGEN_TASK_MAX_TOKENS"), ("DATAGEN_TASK_API_KEY", "DATAGEN_TASK_API_KEY_ENV"),
     ("DATAGEN_FOO", "DATAGEN_"),  # nothing close: the nearest all the same, and what datagen reads
 ])
 def test_each_unknown_name_is_one_line_naming_the_closest_known_variable(name, closest):
@@ -84,3 +86,10 @@ def test_every_datagen_variable_read_anywhere_in_the_repository_is_a_known_one()
              for name in match.groups() if name}
     assert {"DATAGEN_BROWSER_TESTS", "DATAGEN_TRAINER_EXPORTS"} <= found  # the pattern finds what is there
     assert found <= set(known_variables()), found - set(known_variables())
+
+
+def test_a_key_like_name_is_sent_to_api_key_env_and_a_near_miss_of_max_tokens_is_not():
+    [key] = unknown_variables({"DATAGEN_TASK_API_KEY": SECRET})
+    [typo] = unknown_variables({"DATAGEN_TASK_MAX_TOKEN": "5"})
+    assert "set DATAGEN_TASK_API_KEY_ENV to its name" in key and "did you mean" not in key
+    assert typo.endswith("(did you mean DATAGEN_TASK_MAX_TOKENS?)")

@@ -250,6 +250,7 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
     def may_start(in_flight: int) -> bool:
         return not (interrupt and interrupt.requested) and (admit is None or admit(in_flight))
 
+    stopped = False
     try:
         source = in_order.numbered(chunks) if in_order else iter(chunks)
         for outcome in _as_finished(executor, source, concurrency, may_start, retried):
@@ -259,9 +260,13 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
             stop.check_fatal(outcome)
             yield from in_order.put(outcome) if in_order else (outcome,)
             stop.check_first_failures(outcome)
+    except KeyboardInterrupt:
+        stopped = True
+        raise
     finally:
-        # Stopped at once (a second Ctrl-C): calls in flight are abandoned, not waited for.
-        executor.shutdown(wait=not (interrupt and interrupt.forced), cancel_futures=True)
+        # Stopped at once (a stop signal with no `interrupt` to let the chunks in flight finish, as in evaluate and
+        # optimize, or a second one): calls in flight are abandoned, not waited for.
+        executor.shutdown(wait=not stopped, cancel_futures=True)
 
 
 def _as_finished(executor: ChunkExecutor, chunks: Iterator[Chunk], concurrency: int,

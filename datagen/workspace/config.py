@@ -258,7 +258,7 @@ def unknown_variables(environ: Mapping[str, str] | None = None, config: Config |
     (DATAGEN_TASK_TIMOUT) would otherwise be ignored without a word. Read are the `known_variables` and the key
     variables a role's api_key_env names (in `config` or in `environ`). Each line names the variable, says it is
     ignored and names the closest known variable (difflib); a name ending in KEY, TOKEN, SECRET or PASSWORD is
-    pointed to api_key_env instead. Values are never quoted (one may be a key).
+    pointed to api_key_env instead, unless it is a near miss of a known one (DATAGEN_TASK_MAX_TOKEN). Values are never quoted (one may be a key).
 
     Args:
         environ: the environment variables; default None: `os.environ`.
@@ -280,13 +280,17 @@ def unknown_variables(environ: Mapping[str, str] | None = None, config: Config |
             continue
         ignored = f"{name} is not a variable datagen reads: it is ignored"
         rest = name.upper().removeprefix(ENV_PREFIX)
-        if rest.rsplit("_", 1)[-1].lower() in _SECRET_KEYS:
+        # A near miss of a known name (MAX_TOKEN) is a typo; a key-like name otherwise holds a key (API_KEY with
+        # the key in it is no typo of API_KEY_ENV, which takes a variable's name).
+        close = [match for match in difflib.get_close_matches(rest, rests, n=1, cutoff=0.85)
+                 if not match.endswith("API_KEY_ENV")]
+        if not close and rest.rsplit("_", 1)[-1].lower() in _SECRET_KEYS:
             setting = difflib.get_close_matches(rest, [f"{role.upper()}_API_KEY_ENV" for role in ROLES], n=1,
                                                 cutoff=0)[0]
             lines.append(f"{ignored} (a key is read from the variable api_key_env names: set {ENV_PREFIX}{setting} "
                          "to its name)")
             continue
-        close = difflib.get_close_matches(rest, rests, n=1, cutoff=0.6)
+        close = close or difflib.get_close_matches(rest, rests, n=1, cutoff=0.6)
         nearest = rests[(close or difflib.get_close_matches(rest, rests, n=1, cutoff=0))[0]]
         lines.append(f"{ignored} (did you mean {nearest}?)" if close else
                      f"{ignored} (the nearest known is {nearest}; datagen reads DATAGEN_<ROLE>_<SETTING> and "
