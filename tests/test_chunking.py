@@ -472,3 +472,19 @@ def test_a_long_line_is_never_handed_whole_to_pysbd_or_the_tokenizer(monkeypatch
     # Each count or encoding covers about a chunk (a few, aiming a cut), never the line: linear in all.
     assert max(counted) <= 200 * chunking._HEAD_CHARS_PER_TOKEN
     assert sum(counted) <= 5 * len(text)
+
+
+@pytest.mark.parametrize("text", [
+    "བཀྲ་ཤིས་བདེ་ལེགས་ཕུན་སུམ་ཚོགས་" * 200 + "།",  # Tibetan: syllables, no spaces, one long sentence
+    "བཀྲཤིསབདེལེགསཕུནསུམཚོགས" * 200 + "།",  # ... without even a tsheg: consonants with vowel signs
+    "".join(random.Random(7).choices(["👩‍👩‍👧‍👦", "🏳️‍🌈", "👍🏽", "🇫🇷", "क्षि", "é"], k=2000)),
+], ids=["tibetan", "tibetan-without-tsheg", "emoji-and-clusters"])
+def test_a_sentence_over_the_budget_is_cut_between_characters_as_written(text):
+    # Without a space to cut at, a piece ends after a separator of syllables (Tibetan's tsheg), else between two
+    # grapheme clusters: never between a consonant and its vowel sign, nor inside an emoji sequence.
+    chunks = list(chunk_documents([Document("x.txt", text)], 20))
+    boundaries = {m.start() for m in regex.finditer(r"\X", text)} | {len(text)}
+    assert len(chunks) > 5 and all(c.start in boundaries and c.end in boundaries for c in chunks)
+    assert all(c.tokens <= 20 for c in chunks)
+    if "་" in text:
+        assert all(c.text.endswith(("་", "།")) for c in chunks)

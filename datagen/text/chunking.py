@@ -25,6 +25,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_TOKENS = 512
 _SPACES = regex.compile(r"\s*")
+# Where text that writes no spaces between words may be cut: after a syllable or word separator (Tibetan's tsheg, a
+# zero-width space, Ethiopic's wordspace), else between two grapheme clusters (Unicode's extended grapheme
+# clusters, UAX #29), never inside one (a consonant and its vowel sign, an emoji sequence joined by ZWJ).
+_SEPARATOR = regex.compile(r"(?r)[\N{TIBETAN MARK INTERSYLLABIC TSHEG}\N{ZERO WIDTH SPACE}\N{ETHIOPIC WORDSPACE}]")
+_GRAPHEME = regex.compile(r"\X")
 # An over-long paragraph is known to be over the budget from its first max_tokens * this many characters: it is
 # not counted whole (tiktoken takes seconds on a megabyte-long run of letters).
 _HEAD_CHARS_PER_TOKEN = 16
@@ -273,11 +278,10 @@ class Chunker:
             start = max(span[1] if span else cut, start + 1)
 
     def _piece(self, text: str, start: int, cut: int, end: int) -> tuple[Span | None, int]:
-        """The piece text[start:cut] ends at the last space in it, if any, and its tokens."""
+        """The piece text[start:cut], ended where a line may break before `cut` (see `_break_before`), and its
+        tokens."""
         if cut < end:
-            space = text.rfind(" ", start + 1, cut + 1)
-            if space > start:
-                cut = space
+            cut = _break_before(text, start, cut)
         span = trimmed(text, start, cut)
         return span, self._count(text[span[0]:span[1]]) if span else 0
 
@@ -362,3 +366,21 @@ def chunk_documents(documents: Iterable[Document], max_tokens: int = DEFAULT_MAX
             yield chunk
     if duplicates:
         log.warning("dropped %d chunk(s) whose text repeats an earlier chunk", duplicates)
+
+
+def _break_before(text: str, start: int, cut: int) -> int:
+    """Where the piece text[start:cut] of an over-long sentence should end: at its last space; else after its last
+    separator of syllables or words; else at its last grapheme cluster boundary; else (one cluster longer than the
+    piece) at `cut` itself."""
+    space = text.rfind(" ", start + 1, cut + 1)
+    if space > start:
+        return space
+    separator = _SEPARATOR.search(text, start + 1, cut)
+    if separator:
+        return separator.end()
+    boundary = start
+    for cluster in _GRAPHEME.finditer(text, start, cut + 64):  # a cluster ending past `cut` ends the search
+        if cluster.end() > cut:
+            break
+        boundary = cluster.end()
+    return boundary if boundary > start else cut
