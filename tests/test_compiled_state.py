@@ -75,6 +75,20 @@ def test_only_another_version_is_warned_of(workspace, caplog):
     assert f"compiled with dspy {OTHER}, loaded with dspy {dspy.__version__}" in caplog.text
 
 
+def test_a_version_is_compared_as_pep_440_and_shown_safe_to_print(workspace, caplog):
+    # "v3.4.1" is the installed 3.4.1; a version string made to garble a terminal is shown escaped and cut short.
+    spelled = compiled(workspace, "spelled", state=lambda saved: saved["metadata"]["dependency_versions"].update(
+        dspy=f"v{dspy.__version__}"))
+    hostile = compiled(workspace, "hostile", state=lambda saved: saved["metadata"]["dependency_versions"].update(
+        dspy="9" * 5000 + "\x1b[31mRED"))
+    with caplog.at_level(logging.WARNING, "datagen"):
+        load_compiled("style_clone", spelled, workspace)
+        assert not caplog.records
+        load_compiled("style_clone", hostile, workspace)
+    [warning] = [record.getMessage() for record in caplog.records]
+    assert "\x1b" not in warning and len(warning) < 400 and f"loaded with dspy {dspy.__version__}" in warning
+
+
 def test_a_state_this_dspy_cannot_load_is_refused_naming_its_version(workspace):
     """DSPy 2.5's chain-of-thought state (extended_signature), which DSPy 3 refuses with NotImplementedError."""
     def old(saved):

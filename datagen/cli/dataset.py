@@ -84,7 +84,8 @@ def export_run(
             check_endpoint()
         result = write_export(run_dir, fmt, out_path, system, val_fraction, min_scores(min_score), reviewed)
         say(f"{fmt}: {result.path} ({plural(result.samples, 'sample')}: {_counts(result.splits)})")
-        say(f"dataset card: {result.card}", to=err)
+        if result.card is not None:  # None: it could not be written, which a warning has said
+            say(f"dataset card: {result.card}", to=err)
         return
     if not base_model:
         raise InputError(f"--for {trainer} needs --base-model: the Hugging Face id or local path of the model to "

@@ -125,8 +125,9 @@ def generate(
                                   options=pipeline_options(option), compiled=compiled,
                                   min_scores=min_scores(min_score), callbacks=callbacks)
         except KeyboardInterrupt as exc:  # a second stop signal: chunks in flight abandoned, the rest is stored
-            raise interrupted(exc, f"finished chunks are kept in {out_dir}; run the same command again to "
-                                   "resume") from None
+            kept = (f"finished chunks are kept in {out_dir}; run the same command again to resume"
+                    if (out_dir / "run.db").exists() else "stopped before any chunk ran")
+            raise interrupted(exc, kept) from None
     summary = _print_report(report, out_dir, config, gated=bool(min_score))
     if report.interrupted:
         raise Interrupted(f"{report.stopped}; {report.advice}", report.stop_signal)

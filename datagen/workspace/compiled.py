@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import dspy
+from packaging.version import InvalidVersion, Version
 
 from datagen.errors import DatagenError
 from datagen.util.disk import writing
@@ -212,8 +213,9 @@ def load_compiled(pipeline: str, state: str | Path, workspace: Path) -> dspy.Mod
     program = load_program(pipeline, workspace, manifest.get("options") or {})
     _check_fields(state, manifest.get("signatures", {}), signature_fields(program))
     saved = read_state(state)
-    compiled_with = _dspy_version(saved) or manifest.get("dspy")
-    if compiled_with != dspy.__version__:
+    recorded = _dspy_version(saved) or manifest.get("dspy")
+    compiled_with = _shown(str(recorded)) if recorded is not None else None
+    if not _same_version(compiled_with, dspy.__version__):
         # DSPy's own `load` says so through its logger, which datagen's commands keep quiet: said here instead.
         log.warning("%s: compiled with dspy %s, loaded with dspy %s: its prompts and demos may not work as they "
                     "did; run datagen optimize again with this version", state, compiled_with or "(not recorded)",
@@ -235,6 +237,21 @@ def _dspy_version(saved: dict) -> str | None:
     versions = metadata.get("dependency_versions") if isinstance(metadata, dict) else None
     found = versions.get("dspy") if isinstance(versions, dict) else None
     return str(found) if found is not None else None
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    """A version string from a file, safe to print: control characters escaped (a terminal's colour codes), at
+    most `limit` characters."""
+    text = text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _same_version(recorded: str | None, installed: str) -> bool:
+    """Whether a recorded version is the installed one, as PEP 440 compares them ("v3.4.1" is 3.4.1)."""
+    try:
+        return recorded is not None and Version(recorded) == Version(installed)
+    except InvalidVersion:
+        return recorded == installed
 
 
 def _check_fields(state, saved: dict, current: dict) -> None:
