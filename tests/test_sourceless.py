@@ -132,3 +132,40 @@ def test_a_notebook_cells_source_counts_comments_and_formatting_aside(tmp_path, 
     assert prints["plain"] == prints["commented"] != prints["edited"]
     # Said once for each class, however often its fingerprint is taken.
     assert [r.getMessage().split(" (")[0] for r in caplog.records] == [f"Unfiled {PARTIAL}"] * len(cells)
+
+
+BASED = '''
+import functools
+import dspy
+
+
+def logged(forward):
+    @functools.wraps(forward)
+    def wrapper(self, chunk):
+        return forward(self, chunk)
+    return wrapper
+
+
+class Base(dspy.Module):
+    def tidy(self, text):
+        return text.strip()
+
+
+class Unfiled(Base):
+    def __init__(self):
+        super().__init__()
+        self.rephrase = dspy.Predict("passage -> generic")
+
+    @logged
+    def forward(self, chunk):
+        return self.tidy(self.rephrase(passage=chunk).generic)
+'''
+
+
+@pytest.mark.parametrize("edit", [("text.strip()", "text.lower()"), ("self.tidy(", "str(")],
+                         ids=["a base class's method", "a decorated forward"])
+def test_the_partial_fingerprint_follows_a_base_class_defined_beside_it_and_a_decorated_method(edit):
+    # Found by a new user's trial: an edit to a base class defined in the same stdin, or inside a forward behind
+    # functools.wraps, went unnoticed (the wrapper's code is the decorator's, whatever it wraps).
+    assert code_fingerprint(define(BASED)) == code_fingerprint(define(BASED))
+    assert code_fingerprint(define(BASED)) != code_fingerprint(define(BASED.replace(*edit)))

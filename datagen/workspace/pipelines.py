@@ -264,10 +264,11 @@ def code_fingerprint(program: dspy.Module) -> str:
 def _sourceless_code(program: dspy.Module) -> dict[str, str]:
     """What can be known of the code of a program whose class has no source file, as {part: what it holds}.
 
-    Each function the class defines itself counts by its source where Python keeps it (`inspect` reads it from
-    linecache, where a notebook kernel puts each cell; comments and formatting aside), else by its compiled code
-    (bytecode, constants and names, line numbers aside; a new Python version compiles it anew); its other class
-    attributes by value, its base classes by name, and each predictor's signature (fields and instructions).
+    Each function the class, or a base class without a source file either, defines itself counts by its source
+    where Python keeps it (`inspect` reads it from linecache, where a notebook kernel puts each cell; comments and
+    formatting aside), else by its compiled code (bytecode, constants and names, line numbers aside; a new Python
+    version compiles it anew; a decorated function's own code too); their other class attributes by value, the
+    base classes by name, and each predictor's signature (fields and instructions).
 
     Args:
         program: the program.
@@ -277,10 +278,14 @@ def _sourceless_code(program: dspy.Module) -> dict[str, str]:
         process for the same code (object addresses are left out).
     """
     cls = type(program)
-    functions = _own_functions(cls)
-    parts = {f"class:{attr}": _function_code(function) for attr, function in functions.items()}
-    parts.update({f"class:{attr}": json.dumps(_constant(value)) for attr, value in vars(cls).items()
-                  if attr not in functions and not (attr.startswith("__") and attr.endswith("__"))})
+    parts = {}
+    # The class, and its base classes without a source file either (defined beside it: their methods are its own).
+    for owner in [cls, *(base for base in cls.__mro__[1:] if _class_file(base) is None and _own_functions(base))]:
+        where = "class" if owner is cls else f"base {owner.__qualname__}"
+        functions = _own_functions(owner)
+        parts.update({f"{where}:{attr}": _function_code(function) for attr, function in functions.items()})
+        parts.update({f"{where}:{attr}": json.dumps(_constant(value)) for attr, value in vars(owner).items()
+                      if attr not in functions and not (attr.startswith("__") and attr.endswith("__"))})
     parts["doc"] = cls.__doc__ or ""
     parts["bases"] = " ".join(f"{base.__module__}.{base.__qualname__}" for base in cls.__mro__)
     parts.update({f"predictor:{name}": json.dumps(signature_parts(predictor.signature), sort_keys=True,
@@ -310,10 +315,13 @@ def _defined_in(cls: type) -> str:
 
 def _function_code(function: types.FunctionType) -> str:
     try:
-        source = textwrap.dedent(inspect.getsource(function))
+        source = textwrap.dedent(inspect.getsource(function))  # a decorated function's own (inspect unwraps it)
     except (OSError, TypeError):  # no file and nothing in linecache: `python -`, `python -c`, `exec`
-        return json.dumps(_code_object(function.__code__)
-                          + [_constant(function.__defaults__), _constant(function.__kwdefaults__)])
+        # A function behind a decorator (functools.wraps' __wrapped__) counts too: the wrapper's code is the
+        # decorator's, the same whatever it wraps.
+        chain = [function] + ([inspect.unwrap(function)] if hasattr(function, "__wrapped__") else [])
+        return json.dumps([_code_object(f.__code__) + [_constant(f.__defaults__), _constant(f.__kwdefaults__)]
+                           for f in chain if isinstance(f, types.FunctionType)])
     return hashlib.sha256(_code(source.encode())).hexdigest()
 
 
