@@ -77,8 +77,9 @@ def _seconds(lm) -> float | None:
 def _over_time(lm, seconds: float) -> LMTimeoutError:
     """The error an attempt ended at its deadline raises: the limit it reached, in the user's terms."""
     return LMTimeoutError(f"no complete answer within the timeout of {seconds:g} s (a wall-clock limit on the "
-                          "whole call, however steadily the answer arrives); raise the role's timeout in "
-                          "datagen.toml or DATAGEN_<ROLE>_TIMEOUT if the model needs longer", model=lm.model)
+                          "whole call, however steadily the answer arrives); if the model needs longer, raise it: "
+                          "the role's timeout in datagen.toml, DATAGEN_<ROLE>_TIMEOUT, or a dspy.LM's timeout=",
+                          model=lm.model)
 
 
 def bound_attempt(attempt):
