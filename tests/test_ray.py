@@ -34,8 +34,18 @@ def actor_pids() -> list[int]:
 
 
 def done_chunks(run) -> int:
+    """The run's chunks done; 0 before its store exists."""
+    if not (run / "run.db").exists():
+        return 0
     with RunStore(run) as store:
         return store.counts()["done"]
+
+
+def wait_running(process, condition) -> None:
+    """Wait until `condition()` holds, `process` running all along (the test's timeout bounds the wait)."""
+    while not condition():
+        assert process.poll() is None, process.stderr.read()
+        time.sleep(0.2)
 
 
 def test_a_run_on_two_actors_writes_the_same_export_as_one_process(workspace, tmp_path):
@@ -57,9 +67,7 @@ def test_an_actor_killed_mid_run_loses_nothing(workspace, tmp_path):
     with FakeOpenAIServer(latency=0.5) as server:
         run = start_cli(*generate_args(server, out, "--executor", "ray", "--actors", "2", "--concurrency", "2"),
                         cwd=workspace)
-        while len(actor_pids()) < 2 or not (out / "run.db").exists() or done_chunks(out) < 2:
-            assert run.poll() is None, run.stderr.read()  # still running (the test's timeout bounds the wait)
-            time.sleep(0.2)
+        wait_running(run, lambda: len(actor_pids()) >= 2 and done_chunks(out) >= 2)
         os.kill(actor_pids()[0], signal.SIGKILL)
         _, stderr = run.communicate(timeout=600)
     assert run.returncode == 0, stderr
@@ -76,9 +84,7 @@ def test_a_driver_killed_mid_run_resumes_when_run_again(workspace, tmp_path):
     with FakeOpenAIServer(latency=0.3) as server:
         args = generate_args(server, out, "--executor", "ray", "--actors", "2", "--concurrency", "2")
         first = start_cli(*args, cwd=workspace)
-        while not (out / "run.db").exists() or done_chunks(out) < 3:
-            assert first.poll() is None, first.stderr.read()  # still running (the test's timeout bounds the wait)
-            time.sleep(0.2)
+        wait_running(first, lambda: done_chunks(out) >= 3)
         first.kill()
         first.wait()
         finished = done_chunks(out)
@@ -96,9 +102,7 @@ def test_sigterm_to_the_driver_stops_the_run_as_ctrl_c_does(workspace, tmp_path)
     with FakeOpenAIServer(latency=0.3) as server:
         args = generate_args(server, out, "--executor", "ray", "--actors", "2", "--concurrency", "2")
         first = start_cli(*args, cwd=workspace)
-        while not (out / "run.db").exists() or done_chunks(out) < 2:
-            assert first.poll() is None, first.stderr.read()  # still running (the test's timeout bounds the wait)
-            time.sleep(0.2)
+        wait_running(first, lambda: done_chunks(out) >= 2)
         first.send_signal(signal.SIGTERM)
         _, stderr = first.communicate(timeout=600)
         asked = len(server.arrivals)
