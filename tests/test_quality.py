@@ -228,6 +228,9 @@ def test_planted_contamination_is_found_and_named():
     assert all(c.source == planted[c.index] and 1 <= c.shared and 0 < c.share < 1 for c in found
                if c.index in planted)
     assert NgramIndex(protected).check(samples) == found  # deterministic
+    first, second = protected[0].text.split(), protected[1].text.split()
+    both = " ".join(first[:14] + ["and"] + second[:20])  # 2 of the first's 13-grams, 8 of the second's
+    assert [(c.source, c.shared) for c in NgramIndex(protected).check([both])] == [(protected[1].source, 8)]
 
 
 def test_contamination_short_texts_scripts_and_n():
