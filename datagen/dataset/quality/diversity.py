@@ -40,13 +40,13 @@ TOKEN_BUDGET = 100_000
 OPENING_UNITS = 3
 TOP_OPENINGS = 5
 # Template collapse: one opening begins this share of the texts or more. On the four novels of bench/'s corpus, the
-# most common opening of a 64-token chunk begins under 2% of them (bench/quality_scale.py): a tenth is five
-# times what prose does, and low enough to catch a rephrase formula before it takes over.
+# most common opening of a 64-token chunk begins 0.3% of them (bench/quality_scale.py): a tenth is thirty times
+# what prose does, and low enough to catch a rephrase formula before it takes over.
 OPENING_BAR = 0.1
 # ... and at least this many texts: in a run of 5 samples, one opening is a fifth of them, and no sign of a template.
 OPENING_MIN_COUNT = 3
-# A figure of the samples worse than the source's by more than this share is called narrowed: two halves of one
-# novel differ by about 1% (bench/quality_scale.py), so 5% is not noise.
+# A figure of the samples worse than the source's by more than this share is called narrowed: two halves of the
+# novels' chunks (different books) differ by 3% in distinct-2 (bench/quality_scale.py), so 5% is not noise.
 NARROWED_MARGIN = 0.05
 # The characters of a text read for its opening (three units are well inside them).
 _OPENING_CHARS = 200
@@ -201,7 +201,7 @@ def _narrowed(mine: Diversity, theirs: Diversity) -> tuple[str, ...]:
     for name, label in (("distinct_2", "distinct-2"), ("distinct_1", "distinct-1")):
         a, b = getattr(mine, name), getattr(theirs, name)
         if a is not None and b is not None and a < b * (1 - NARROWED_MARGIN):
-            found.append(f"{label} {a:.2f} against the source's {b:.2f}")
+            found.append(f"{label} {a:.3f} against the source's {b:.3f}")
     a, b = mine.compression_ratio, theirs.compression_ratio
     if a is not None and b is not None and a > b * (1 + NARROWED_MARGIN):
         found.append(f"compression ratio {a:.2f} against the source's {b:.2f} (more repetitive)")
