@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from datagen.dataset.quality import (NgramIndex, Protected, collapse, collapsed, compare, diversity, duplicates,
+from datagen.dataset.quality import (NgramIndex, Protected, collapse, collapsed, compare, diversity_of, duplicates,
                                      lexical_pairs, semantic_pairs)
 from datagen.dataset.quality import near_duplicates
 from datagen.dataset.quality.diversity import compression_ratio, distinct_n, spread
@@ -176,9 +176,9 @@ def test_planted_template_collapse_is_found_and_natural_text_is_not():
     samples = [f"{formulas[i % 2]} {text}" if i in planted else text for i, text in enumerate(texts)]
     precision, recall = precision_recall(set(collapsed(samples)), planted)
     assert precision >= 0.95 and recall >= 0.95, (precision, recall)
-    verdict = collapse(diversity(samples))
+    verdict = collapse(diversity_of(samples))
     assert verdict and "'here is a'" in verdict and "'sure here is'" in verdict
-    assert collapse(diversity(texts)) is None and collapsed(texts) == []
+    assert collapse(diversity_of(texts)) is None and collapsed(texts) == []
     comparison = compare(samples, texts)
     assert any("template collapse" in line for line in comparison.narrowed)
     assert comparison.samples.measured_units == comparison.source.measured_units  # the same budget for both
@@ -186,19 +186,19 @@ def test_planted_template_collapse_is_found_and_natural_text_is_not():
 
 
 def test_diversity_edge_cases():
-    empty = diversity([])
+    empty = diversity_of([])
     assert (empty.texts, empty.distinct_1, empty.openings, empty.spread) == (0, None, (), None)
-    one = diversity(["one short text"], np.ones((1, 4)) / 2)
+    one = diversity_of(["one short text"], np.ones((1, 4)) / 2)
     assert one.distinct_1 == 1.0 and one.spread is None and one.openings[0].text == "one short text"
-    cjk = diversity(["灯塔看守人每天晚上", "灯塔看守人记录天气"])  # a character a unit: an opening of three
+    cjk = diversity_of(["灯塔看守人每天晚上", "灯塔看守人记录天气"])  # a character a unit: an opening of three
     assert cjk.openings[0].text == "灯 塔 看" and cjk.openings[0].count == 2
-    assert collapse(diversity(["same start here", "same start there"])) is None  # two texts: no template
-    big = diversity(sentences(), budget=500)
-    assert big.measured_units == 500 and big == diversity(sentences(), budget=500)  # deterministic draw
+    assert collapse(diversity_of(["same start here", "same start there"])) is None  # two texts: no template
+    big = diversity_of(sentences(), budget=500)
+    assert big.measured_units == 500 and big == diversity_of(sentences(), budget=500)  # deterministic draw
     with pytest.raises(InputError, match="one row a text"):
-        diversity(["a", "b"], np.ones((3, 4)))
+        diversity_of(["a", "b"], np.ones((3, 4)))
     with pytest.raises(InputError, match="budget"):
-        diversity(["a"], budget=0)
+        diversity_of(["a"], budget=0)
 
 
 # --- contamination ----------------------------------------------------------------------------------------------

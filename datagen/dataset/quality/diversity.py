@@ -137,7 +137,7 @@ def _measured(texts: Sequence[str], budget: int) -> list[list[str]]:
     return drawn
 
 
-def diversity(texts: Sequence[str], embeddings: np.ndarray | None = None, *,
+def diversity_of(texts: Sequence[str], embeddings: np.ndarray | None = None, *,
               budget: int = TOKEN_BUDGET) -> Diversity:
     """The diversity figures of `texts` (see the module's docstring for each).
 
@@ -187,11 +187,11 @@ def compare(samples: Sequence[str], source: Sequence[str], sample_embeddings: np
         budget: the most units measured for each (default TOKEN_BUDGET).
 
     Raises:
-        InputError: as `diversity`.
+        InputError: as `diversity_of`.
     """
     available = min(sum(len(units(text)) for text in pile) for pile in (samples, source))
     shared = max(1, min(budget, available))
-    mine, theirs = diversity(samples, sample_embeddings, budget=shared), diversity(source, source_embeddings,
+    mine, theirs = diversity_of(samples, sample_embeddings, budget=shared), diversity_of(source, source_embeddings,
                                                                                    budget=shared)
     return Comparison(mine, theirs, _narrowed(mine, theirs))
 
