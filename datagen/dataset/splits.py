@@ -23,10 +23,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import regex
-from datasketch import MinHash, MinHashLSH
-
 from datagen.dataset.devset import read_devset
+from datagen.dataset.quality.minhash import UnionFind, candidate_pairs, signatures, word_shingles
 from datagen.errors import DatagenError, DiskError
 from datagen.store import SPLIT_RULE, SPLIT_SEEN, RunStore
 from datagen.workspace import SplitSettings, read_manifest
@@ -40,13 +38,9 @@ log = logging.getLogger(__name__)
 SHINGLE_WORDS = 3
 # A near-duplicate: at least this share of the smaller text's shingles are in the other one.
 CONTAINMENT = 0.6
-# MinHash permutations (datasketch's default): the Jaccard estimate's standard error is about 1/sqrt(128), 0.09.
-NUM_PERM = 128
 # The LSH index's Jaccard threshold for candidates, low enough to find a chunk inside one up to about twice its
 # size at CONTAINMENT (Jaccard = c*m / (M + m - c*m) = 0.25 for m/M = 1/2); each candidate is then checked.
 LSH_THRESHOLD = 0.2
-
-_WORD = regex.compile(r"[\p{L}\p{N}]+")
 
 
 @dataclass(frozen=True)
@@ -72,10 +66,7 @@ def validation_group(group: str, val_fraction: float) -> bool:
 
 def shingles(text: str) -> set[str]:
     """The text's word 3-grams (lower-cased runs of letters and digits); a text of fewer words is one shingle."""
-    words = [word.lower() for word in _WORD.findall(text)]
-    if len(words) < SHINGLE_WORDS:
-        return {" ".join(words)} if words else set()
-    return {" ".join(words[i:i + SHINGLE_WORDS]) for i in range(len(words) - SHINGLE_WORDS + 1)}
+    return word_shingles(text, SHINGLE_WORDS)
 
 
 def near_duplicate_groups(texts: Sequence[str]) -> list[int]:
@@ -87,25 +78,12 @@ def near_duplicate_groups(texts: Sequence[str]) -> list[int]:
     Groups are closed under the relation (a chain of near-duplicates is one group).
     """
     sets = [shingles(text) for text in texts]
-    hashes = MinHash.bulk([[s.encode() for s in own] for own in sets], num_perm=NUM_PERM)
-    index = MinHashLSH(threshold=LSH_THRESHOLD, num_perm=NUM_PERM)
-    parent = list(range(len(texts)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i, minhash in enumerate(hashes):
-        if not sets[i]:
-            continue
-        for j in index.query(minhash):
-            if _contained(minhash.jaccard(hashes[j]), len(sets[i]), len(sets[j])):
-                a, b = sorted((root(i), root(j)))
-                parent[b] = a
-        index.insert(i, minhash)
-    return [root(i) for i in range(len(texts))]
+    hashes = signatures([[s.encode() for s in own] for own in sets])
+    groups = UnionFind(len(texts))
+    for i, j in candidate_pairs(hashes, LSH_THRESHOLD, skip=lambda i: not sets[i]):
+        if _contained(hashes[i].jaccard(hashes[j]), len(sets[i]), len(sets[j])):
+            groups.join(i, j)
+    return groups.roots()
 
 
 def _contained(jaccard: float, size_a: int, size_b: int) -> bool:

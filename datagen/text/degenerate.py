@@ -286,6 +286,13 @@ def tokens(text: str) -> list[str]:
     return _TOKEN.findall(unicodedata.normalize("NFKC", text).translate(_TYPOGRAPHY).casefold())
 
 
+def units(text: str) -> list[str]:
+    """`text`'s units, NFKC-normalised and case-folded: a word (a run of letters, marks and digits) in a script that
+    spaces its words, a single character in one that does not (Han, kana, Thai, Lao, Khmer, Myanmar), so that a
+    Chinese or Thai sentence is not one "word". Punctuation and spacing are dropped."""
+    return _UNITS.findall(unicodedata.normalize("NFKC", text).casefold())
+
+
 def copy_measures(text: str, source: str) -> tuple[float, float, float]:
     """(similarity, part, carried): difflib's ratio between the tokens of `text` and of `source` (1.0 for the
     same); the share of `text`'s tokens in its longest run found verbatim in `source`; and the share of `source`'s

@@ -1,0 +1,232 @@
+"""Diversity of a list of texts (one field of a run's samples, or its source chunks), in figures a person can read.
+
+- distinct-1, distinct-2: distinct unigrams (bigrams) over all unigrams (bigrams) of the texts (Li et al. 2016, "A
+  Diversity-Promoting Objective Function for Neural Conversation Models"), n-grams inside each text. Units are
+  datagen.text.units: words, or characters in a script that does not space its words.
+- compression ratio: the texts' UTF-8 size over its gzip size, joined by newlines (Shaib et al. 2024,
+  "Standardizing the Measurement of Text Diversity"): 1 for text gzip cannot shorten, higher the more the texts
+  repeat one another. gzip sees repeats within 32 KiB, so the figure is comparable between equal token budgets; on a
+  few words it is below 1 (gzip's header outweighs them).
+- openings: the most common first three units of a text, with their share of the texts: a model trained on texts
+  that mostly open one way learns to expect that opening. Counted over every text, not a subsample.
+- embedding spread: the mean cosine distance between two different texts' unit embeddings (1 - mean pairwise
+  cosine; Tevet and Berant 2021 compare such embedding-based measures), computed exactly in O(n) from the sum of the
+  rows: |sum|^2 = n + sum over i != j of cos(i, j).
+
+distinct-n and the compression ratio both fall as more text is measured, so they are measured on at most
+TOKEN_BUDGET units, texts drawn in a fixed pseudo-random order (the same every time), and `compare` measures samples
+and source chunks on the same budget. Template collapse is an opening shared by OPENING_BAR of the texts or more.
+
+Rows to store (a `diversity` table, one a figure): scope TEXT ("samples", "chunks"), field TEXT ("input",
+"output", "text"), measure TEXT ("distinct_1", "distinct_2", "compression_ratio", "spread", "texts", "units"),
+value REAL; and one a top opening (an `openings` table): scope, field, rank INTEGER, opening TEXT, count INTEGER,
+share REAL.
+"""
+
+import gzip
+import random
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from datagen.errors import InputError
+from datagen.text import units
+
+# Units measured by distinct-n and compression: about 100,000 words (some 1,000 samples of 100 words): a fraction
+# of a second, and enough that the figures move little with the draw.
+TOKEN_BUDGET = 100_000
+OPENING_UNITS = 3
+TOP_OPENINGS = 5
+# Template collapse: one opening begins this share of the texts or more. On the four novels of bench/'s corpus, the
+# most common opening of a 64-token chunk begins 0.3% of them (bench/quality_scale.py): a tenth is thirty times
+# what prose does, and low enough to catch a rephrase formula before it takes over.
+OPENING_BAR = 0.1
+# ... and at least this many texts: in a run of 5 samples, one opening is a fifth of them, and no sign of a template.
+OPENING_MIN_COUNT = 3
+# A figure of the samples worse than the source's by more than this share is called narrowed: two halves of the
+# novels' chunks (different books) differ by 3% in distinct-2 (bench/quality_scale.py), so 5% is not noise.
+NARROWED_MARGIN = 0.05
+# The characters of a text read for its opening (three units are well inside them).
+_OPENING_CHARS = 200
+
+
+@dataclass(frozen=True)
+class Opening:
+    """A text's first OPENING_UNITS units (joined by spaces, case-folded), how many texts open so, their share."""
+
+    text: str
+    count: int
+    share: float
+
+
+@dataclass(frozen=True)
+class Diversity:
+    """The diversity figures of a list of texts.
+
+    `texts`: how many there were; `measured_texts` and `measured_units`: the texts and units distinct-n and the
+    compression ratio were measured on (all, under TOKEN_BUDGET); `distinct_1`, `distinct_2`, `compression_ratio`
+    (None: no text had a unit); `openings`: the TOP_OPENINGS most common, over every text; `spread`: the mean
+    pairwise cosine distance of the embeddings, None when none were given or fewer than two.
+    """
+
+    texts: int
+    measured_texts: int
+    measured_units: int
+    distinct_1: float | None
+    distinct_2: float | None
+    compression_ratio: float | None
+    openings: tuple[Opening, ...]
+    spread: float | None
+
+
+def distinct_n(token_lists: Sequence[Sequence[str]], n: int) -> float | None:
+    """Distinct n-grams over all n-grams (Li et al. 2016), n-grams inside each text; None when there are none."""
+    grams = [tuple(tokens[i:i + n]) for tokens in token_lists for i in range(len(tokens) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else None
+
+
+def compression_ratio(texts: Sequence[str]) -> float | None:
+    """UTF-8 size over gzip size (level 9) of the texts joined by newlines; None when they are all empty."""
+    data = "\n".join(texts).encode()
+    return len(data) / len(gzip.compress(data, compresslevel=9, mtime=0)) if data.strip() else None
+
+
+def opening_of(text: str) -> str:
+    """A text's opening: its first OPENING_UNITS units, case-folded, joined by spaces ("" when it has none)."""
+    return " ".join(units(text[:_OPENING_CHARS])[:OPENING_UNITS])
+
+
+def openings(texts: Sequence[str], top: int = TOP_OPENINGS) -> tuple[Opening, ...]:
+    """The `top` most common first-three-unit openings, with their share of all the texts (a text without a unit
+    opens with nothing and counts in no opening's count, but in the total); ties in the order first seen."""
+    counts = Counter(opening_of(text) for text in texts)
+    counts.pop("", None)
+    return tuple(Opening(text, count, round(count / len(texts), 4)) for text, count in counts.most_common(top))
+
+
+def spread(embeddings: np.ndarray) -> float | None:
+    """Mean cosine distance over pairs of different rows of unit `embeddings` (n x d); None for fewer than two.
+
+    Raises:
+        InputError: `embeddings` is not a 2-D array.
+    """
+    matrix = np.asarray(embeddings, dtype=np.float64)
+    if matrix.ndim != 2:
+        raise InputError(f"embeddings must be one row per text (a 2-D array), not an array of shape {matrix.shape}")
+    count = len(matrix)
+    if count < 2:
+        return None
+    total = matrix.sum(axis=0)
+    own = float((matrix * matrix).sum())  # n for unit rows; the exact self-similarities all the same
+    return round(1 - (float(total @ total) - own) / (count * (count - 1)), 4)
+
+
+def _measured(texts: Sequence[str], budget: int) -> list[list[str]]:
+    """The units of texts drawn in a fixed pseudo-random order until `budget` units (the text that crosses it cut)."""
+    order = list(range(len(texts)))
+    random.Random(0).shuffle(order)
+    drawn, used = [], 0
+    for i in order:
+        if used >= budget:
+            break
+        own = units(texts[i])[:budget - used]
+        drawn.append(own)
+        used += len(own)
+    return drawn
+
+
+def diversity_of(texts: Sequence[str], embeddings: np.ndarray | None = None, *,
+              budget: int = TOKEN_BUDGET) -> Diversity:
+    """The diversity figures of `texts` (see the module's docstring for each).
+
+    Args:
+        texts: one field of every sample, or the source chunks' texts.
+        embeddings: their unit embeddings, one row a text (datagen.metrics.overlap.embed), for the spread; None:
+            no spread.
+        budget: the most units distinct-n and the compression ratio read (default TOKEN_BUDGET, 100,000).
+
+    Raises:
+        InputError: `budget` below 1, or embeddings not one 2-D row per text.
+    """
+    if budget < 1:
+        raise InputError(f"a diversity budget must be at least 1 unit, not {budget}")
+    if embeddings is not None and len(embeddings) != len(texts):
+        raise InputError(f"{len(embeddings)} embeddings for {len(texts)} texts: one row a text")
+    drawn = _measured(texts, budget)
+    return Diversity(
+        texts=len(texts), measured_texts=len(drawn), measured_units=sum(map(len, drawn)),
+        distinct_1=_rounded(distinct_n(drawn, 1)), distinct_2=_rounded(distinct_n(drawn, 2)),
+        compression_ratio=_rounded(compression_ratio([" ".join(own) for own in drawn])),
+        openings=openings(texts), spread=None if embeddings is None else spread(embeddings))
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Samples beside their source chunks, measured on the same budget (`samples`, `source`), and `narrowed`: a
+    plain sentence for each way the samples are less diverse than the source by more than NARROWED_MARGIN (5%), and
+    a template collapse (`collapse`); empty when none."""
+
+    samples: Diversity
+    source: Diversity
+    narrowed: tuple[str, ...]
+
+
+def compare(samples: Sequence[str], source: Sequence[str], sample_embeddings: np.ndarray | None = None,
+            source_embeddings: np.ndarray | None = None, *, budget: int = TOKEN_BUDGET) -> Comparison:
+    """The diversity of `samples` beside that of `source` (the chunks they were made from), both measured on the
+    same number of units (the smaller of `budget` and what each has), so that the figures compare.
+
+    Args:
+        samples, source: the texts; sample_embeddings, source_embeddings: their unit embeddings, or None.
+        budget: the most units measured for each (default TOKEN_BUDGET).
+
+    Raises:
+        InputError: as `diversity_of`.
+    """
+    available = min(sum(len(units(text)) for text in pile) for pile in (samples, source))
+    shared = max(1, min(budget, available))
+    mine, theirs = diversity_of(samples, sample_embeddings, budget=shared), diversity_of(source, source_embeddings,
+                                                                                   budget=shared)
+    return Comparison(mine, theirs, _narrowed(mine, theirs))
+
+
+def _narrowed(mine: Diversity, theirs: Diversity) -> tuple[str, ...]:
+    found = []
+    for name, label in (("distinct_2", "distinct-2"), ("distinct_1", "distinct-1")):
+        a, b = getattr(mine, name), getattr(theirs, name)
+        if a is not None and b is not None and a < b * (1 - NARROWED_MARGIN):
+            found.append(f"{label} {a:.3f} against the source's {b:.3f}")
+    a, b = mine.compression_ratio, theirs.compression_ratio
+    if a is not None and b is not None and a > b * (1 + NARROWED_MARGIN):
+        found.append(f"compression ratio {a:.2f} against the source's {b:.2f} (more repetitive)")
+    if mine.spread is not None and theirs.spread is not None and mine.spread < theirs.spread * (1 - NARROWED_MARGIN):
+        found.append(f"embedding spread {mine.spread:.2f} against the source's {theirs.spread:.2f}")
+    verdict = collapse(mine)
+    if verdict:
+        found.append(verdict)
+    return tuple(found)
+
+
+def collapse(figures: Diversity, bar: float = OPENING_BAR) -> str | None:
+    """A plain sentence when the texts collapse to a template: an opening begins at least `bar` of them (default
+    OPENING_BAR, 0.1) and OPENING_MIN_COUNT (3) or more; None otherwise."""
+    over = [o for o in figures.openings if o.share >= bar and o.count >= OPENING_MIN_COUNT]
+    if not over:
+        return None
+    shown = ", ".join(f"'{o.text}' ({o.share:.0%})" for o in over)
+    return f"template collapse: {shown} of the {figures.texts} texts open the same way (bar {bar:.0%})"
+
+
+def collapsed(texts: Sequence[str], bar: float = OPENING_BAR) -> list[int]:
+    """The positions of the texts that open with an opening shared by at least `bar` of all the texts (and by
+    OPENING_MIN_COUNT or more): the ones a template took over (to show or flag them)."""
+    keys = [opening_of(text) for text in texts]
+    counts = Counter(key for key in keys if key)
+    return [i for i, key in enumerate(keys)
+            if key and counts[key] >= max(bar * len(texts), OPENING_MIN_COUNT)]
