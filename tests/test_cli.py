@@ -205,8 +205,15 @@ def test_the_configured_language_reaches_the_chunker(workspace):
         generate = run_cli("generate", "style_clone", "-i", "greek", "-o", "out", "--model", "openai/fake",
                            "--api-base", server.url, cwd=workspace)
     assert generate.returncode == 0, generate.stderr
-    samples = [json.loads(line) for line in (workspace / "out/sharegpt.jsonl").read_text().splitlines()]
-    assert [s["conversations"][1]["value"] for s in samples] == [row["text"] for row in rows]
+    assert [s["output"] for s in _every_sample(workspace)] == [row["text"] for row in rows]
+
+
+def _every_sample(workspace) -> list[dict]:
+    """Every sample of the run in out/, near-duplicates included (the text repeats its sentences on purpose)."""
+    exported = run_cli("export", "out", "--format", "jsonl", "--keep-near-duplicates", "--val-fraction", "0",
+                       cwd=workspace)
+    assert exported.returncode == 0, exported.stderr
+    return [json.loads(line) for line in (workspace / "out/samples.jsonl").read_text().splitlines()]
 
 
 def test_a_changed_language_is_noticed_on_resume(workspace):
@@ -221,8 +228,7 @@ def test_a_changed_language_is_noticed_on_resume(workspace):
         assert len(server.requests) == 1
         third = run_cli(*args, "--force", "--api-base", server.url, cwd=workspace)
     assert third.returncode == 0, third.stderr
-    samples = [json.loads(line) for line in (workspace / "out/sharegpt.jsonl").read_text().splitlines()]
-    assert [s["conversations"][1]["value"] for s in samples] == [
+    assert [s["output"] for s in _every_sample(workspace)] == [
         c.text for c in chunk_documents(iter_documents([workspace / "greek"]), 40)]
 
 

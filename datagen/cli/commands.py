@@ -14,6 +14,7 @@ from datagen.cli.logs import setup_logging
 from datagen.cli.output import err
 from datagen.cli.dataset import export_run, push_run
 from datagen.cli.eval_model import eval_model
+from datagen.cli.quality import quality
 from datagen.cli.run import chunk, generate, inspect_run, status
 from datagen.cli.tune import compiled_list, compiled_show, devset, evaluate, optimize
 from datagen.cli.workspace import init, models, new, pipelines, view
@@ -27,7 +28,8 @@ app = typer.Typer(help="Turn raw text into training datasets with declarative DS
 
 # Every command by name, in the order `datagen --help` lists them.
 COMMANDS = {"chunk": chunk, "generate": generate, "evaluate": evaluate, "optimize": optimize, "new": new, "init": init,
-            "inspect": inspect_run, "judge-check": judge_check, "devset": devset, "status": status, "models": models,
+            "inspect": inspect_run, "judge-check": judge_check, "devset": devset, "status": status, "quality": quality,
+            "models": models,
             "pipelines": pipelines, "view": view, "export": export_run, "push": push_run, "eval-model": eval_model}
 for name, command in COMMANDS.items():
     app.command(name)(command)

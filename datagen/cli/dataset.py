@@ -8,6 +8,8 @@ import typer
 
 from datagen.cli.options import MinScore, min_scores
 from datagen.cli.output import err, plural, say
+from datagen.cli.quality import (KeepContaminated, KeepNearDuplicates, NearDuplicates, Ngram, Protect, say_left_out,
+                                 screen_from)
 from datagen.errors import InputError
 from datagen.util import interrupted
 
@@ -58,11 +60,17 @@ def export_run(
                                                         "qlora, 2e-5 for full.")] = None,
     template: Annotated[str | None, typer.Option(help="--for: the trainer's name of a chat template (default: the "
                                                  "base model's own).")] = None,
+    near_duplicates: NearDuplicates = None,
+    keep_near_duplicates: KeepNearDuplicates = False,
+    keep_contaminated: KeepContaminated = False,
+    protect: Protect = None,
+    ngram: Ngram = 13,
 ) -> None:
     """Export a run's samples as a file format (--format) or for a trainer (--for), with a dataset card: the train
     split, and the validation and held-out test splits beside it (NAME.validation.jsonl, NAME.test.jsonl; hf: a
     split each; --for: train.jsonl, validation.jsonl, test.jsonl and a config that never names test). A sample a
-    person corrected in `datagen view` is exported as corrected."""
+    person corrected in `datagen view` is exported as corrected. Near-duplicates of an earlier sample and samples
+    sharing a 13-gram with the dev set or the held-out split are left out (`datagen quality` lists them)."""
     from datagen.dataset.export import export_for_trainer, write_export
     from datagen.dataset.trainers import TrainingSettings
 
@@ -72,6 +80,7 @@ def export_run(
     if fmt is None and trainer is None:
         raise InputError("give --format FORMAT (a file format) or --for TRAINER (data and a config for a trainer)")
     reviewed = review_filter(reviewed_only, exclude_rejected)
+    screen = screen_from(near_duplicates, keep_near_duplicates, keep_contaminated, protect, ngram)
     if fmt is not None:
         given = [flag for flag, value in (("--base-model", base_model), ("--sequence-len", sequence_len),
                                           ("--learning-rate", learning_rate), ("--template", template),
@@ -82,8 +91,9 @@ def export_run(
             from datagen.dataset.hub import check_endpoint
 
             check_endpoint()
-        result = write_export(run_dir, fmt, out_path, system, val_fraction, min_scores(min_score), reviewed)
+        result = write_export(run_dir, fmt, out_path, system, val_fraction, min_scores(min_score), reviewed, screen)
         say(f"{fmt}: {result.path} ({plural(result.samples, 'sample')}: {_counts(result.splits)})")
+        say_left_out(result.left_out)
         if result.card is not None:  # None: it could not be written, which a warning has said
             say(f"dataset card: {result.card}", to=err)
         return
@@ -94,7 +104,8 @@ def export_run(
     settings = TrainingSettings(base_model, sequence_len=sequence_len, learning_rate=learning_rate, system=system,
                                 template=template, **chosen)  # what is left out: TrainingSettings' defaults
     result = export_for_trainer(run_dir, trainer, settings, out_path, val_fraction=val_fraction,
-                                min_scores=min_scores(min_score), reviewed=reviewed)
+                                min_scores=min_scores(min_score), reviewed=reviewed, screen=screen)
+    say_left_out(result.left_out)
     say(f"{trainer}: {result.folder} ({_counts(result.records)}; sequence length {result.sequence_len}, the "
         f"longest record {result.longest_tokens} tokens)")
     say(f"train with: {result.command}")
@@ -117,6 +128,11 @@ def push_run(
     reviewed_only: ReviewedOnly = False,
     exclude_rejected: ExcludeRejected = False,
     message: Annotated[str | None, typer.Option("--message", "-m", help="The commit message.")] = None,
+    near_duplicates: NearDuplicates = None,
+    keep_near_duplicates: KeepNearDuplicates = False,
+    keep_contaminated: KeepContaminated = False,
+    protect: Protect = None,
+    ngram: Ngram = 13,
 ) -> None:
     """Push a run's samples to the Hugging Face Hub as a dataset: the splits as parquet, a dataset card and the
     provenance, in one commit (private unless --public). The token is HF_TOKEN's, else `hf auth login`'s."""
@@ -124,6 +140,7 @@ def push_run(
     from datagen.dataset.hub import push_run as push
 
     check_endpoint()
+    screen = screen_from(near_duplicates, keep_near_duplicates, keep_contaminated, protect, ngram)
     import datasets  # noqa: F401  (before quiet_libraries: importing it sets huggingface_hub's log level)
 
     from datagen.cli.logs import quiet_libraries
@@ -132,10 +149,11 @@ def push_run(
     try:
         result = push(run_dir, repo_id, private=not public, license=license_id, language=language,
                       min_scores=min_scores(min_score), reviewed=review_filter(reviewed_only, exclude_rejected),
-                      val_fraction=val_fraction, system=system, message=message)
+                      val_fraction=val_fraction, system=system, message=message, screen=screen)
     except KeyboardInterrupt as exc:
         raise interrupted(exc, "the push may have stopped before its commit or just after it; run the same command "
                                "again to finish it (nothing already uploaded is sent again)") from None
+    say_left_out(result.left_out)
     state = "private" if result.private else "public"
     if result.committed:
         say(f"pushed to {result.url} ({state}; {_counts(result.splits)}): commit {result.commit}")

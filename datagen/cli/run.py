@@ -200,8 +200,11 @@ def _print_report(report, out_dir: Path, config, gated: bool):
     err.print(f"this call: {report.chunks} chunks through [bold]{report.pipeline}[/] on {report.model} in "
               f"{report.seconds:.1f}s{rate}: {report.samples} samples, {sum(report.failures.values())} failed")
     summary = print_summary(out_dir, config)
+    from datagen.cli.quality import left_out_line
+
     held_back = f", {report.held_back} below --min-score kept out" if gated else ""
-    say(f"dataset: {report.data_path} ({report.exported} samples{held_back})")
+    screened = f", {left_out_line(report.left_out)}" if report.left_out else ""
+    say(f"dataset: {report.data_path} ({report.exported} samples{held_back}{screened})")
     if report.test_path is not None:
         say(f"held-out test split: {report.test_path} ({plural(report.held_out, 'sample')}; training leaves "
             "them out)")
@@ -255,9 +258,37 @@ def print_summary(run_dir: Path, config=None):
         say(f"  dropped by the pipeline's own checks: {summary.drops()}", to=err)
     if summary.gate:
         say(f"  quality gate {summary.gate_line()}", to=err)
+    for line in _quality_lines(summary):
+        say(f"  {line}", to=err)
     if (why := summary.why_few_samples()) is not None:
         say(f"  why so few samples: {why}", to=err)
     return summary
+
+
+def _quality_lines(summary) -> list[str]:
+    """The run's dataset-level quality in a few lines (datagen quality RUN shows it whole)."""
+    from datagen.dataset.screening import DEFAULT_THRESHOLDS
+
+    quality = summary.quality
+    if quality is None:
+        return ["quality: not measured for these samples yet (datagen quality RUN)"] if summary.samples else []
+    flagged = len({row[0] for row in quality.groups(DEFAULT_THRESHOLDS)})
+    contaminated = len({row[0] for row in quality.contamination})
+    lines = [f"quality: {plural(flagged, 'near-duplicate')} (lexical >= 0.6), {contaminated} contaminated, of "
+             f"{plural(len(quality.keys), 'sample')} (datagen quality RUN lists them)"]
+    for name, comparison in quality.diversity.items():
+        mine, source = comparison.samples, comparison.source
+        top = mine.openings[0] if mine.openings else None
+        opening = f"; most common opening '{top.text}' {top.share:.0%}" if top else ""
+        lines.append(f"diversity of {name}: distinct-2 {_figure(mine.distinct_2)} (source chunks "
+                     f"{_figure(source.distinct_2)}), compression ratio {_figure(mine.compression_ratio)} "
+                     f"({_figure(source.compression_ratio)}){opening}")
+        lines += [f"  narrower than the source: {line}" for line in comparison.narrowed]
+    return lines
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def status(run_dir: RunFolder, workspace: Workspace = None) -> None:

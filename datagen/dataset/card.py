@@ -143,7 +143,8 @@ def front_matter(metadata: str) -> list[str]:
 
 def dataset_card(store: RunStore, fmt: str, files: list[str], samples: int, *, system: str | None = None,
                  splits: dict[str, int] | None = None, val_fraction: float | None = None,
-                 min_scores: dict[str, float] | None = None, reviewed: str | None = None) -> str:
+                 min_scores: dict[str, float] | None = None, reviewed: str | None = None,
+                 screening: tuple | None = None) -> str:
     """The README.md written beside a local export: what made the data, and what the export holds.
 
     Args:
@@ -156,6 +157,8 @@ def dataset_card(store: RunStore, fmt: str, files: list[str], samples: int, *, s
         val_fraction: the share of the non-test near-duplicate groups in validation, said in the Splits section.
         min_scores: the quality gate applied ({metric: bar}); None: none.
         reviewed: the review filter applied (see `datagen.dataset.export.run_samples`).
+        screening: (the export's `Selection`, the `Screen` it applied), for the Dataset quality section
+            (`quality_section`); None: no such section.
     """
     meta = store.meta()
     pipeline = meta.get("pipeline", "unknown")
@@ -173,7 +176,53 @@ def dataset_card(store: RunStore, fmt: str, files: list[str], samples: int, *, s
         contents.append(("splits", ", ".join(f"{name} {n}" for name, n in splits.items())))
     contents += [*gate_row(store, samples, min_scores, reviewed), *review_row(store, reviewed)]
     return "\n".join([*lines, *_table(contents), "", "## Splits", "", split_note(store, val_fraction or 0), "",
-                      *run_sections(store, system)])
+                      *(quality_section(*screening) if screening else []), *run_sections(store, system)])
+
+
+def quality_section(selection, screen) -> list[str]:
+    """The card's Dataset quality section: what the export's screen left out, and each field's diversity beside
+    the source chunks' (datagen.dataset.screening; docs/quality.md says what each figure is).
+
+    Args:
+        selection: the export's `datagen.dataset.export.Selection`.
+        screen: the `datagen.dataset.screening.Screen` it applied.
+    """
+    quality = selection.quality
+    if quality is None:
+        return ["## Dataset quality", "", "Not screened: near-duplicates and contaminated samples were kept "
+                "(--keep-near-duplicates, --keep-contaminated).", ""]
+    counts = selection.left_out_counts
+    bars = " or ".join(f"{kind} similarity >= {bar:g}" for kind, bar in (screen.near_duplicates or {}).items())
+    rows = [("near-duplicates left out", f"{counts.get('near-duplicate', 0)} ({bars} on the input or the output; "
+             "each group keeps its first sample)" if screen.near_duplicates else "kept (not screened)"),
+            ("contaminated left out", f"{counts.get('contaminated', 0)} (sharing a {screen.ngram}-gram with the dev "
+             "set, the held-out split or a protected file)" if screen.contaminated else "kept (not screened)")]
+    lines = ["## Dataset quality", "", f"Measured offline over the run's {len(quality.keys)} samples, never by a "
+             "model.", "", *_table(rows), ""]
+    return lines + diversity_table(quality.diversity)
+
+
+def diversity_table(diversity: dict) -> list[str]:
+    """Each field's diversity (`datagen.dataset.quality.Comparison` by field) beside the source chunks', as a
+    Markdown table, then a line for each way the samples narrowed the corpus."""
+    if not diversity:
+        return []
+    lines = ["### Diversity", "", "| texts | count | distinct-1 | distinct-2 | compression ratio | most common opening "
+             "| embedding spread |", "|---|---|---|---|---|---|---|"]
+    for name, comparison in diversity.items():
+        for label, figures in ((f"{name}", comparison.samples), (f"source chunks (beside {name})", comparison.source)):
+            top = figures.openings[0] if figures.openings else None
+            cells = [label, figures.texts, _figure(figures.distinct_1), _figure(figures.distinct_2),
+                     _figure(figures.compression_ratio), f"{top.text} ({top.share:.0%})" if top else "-",
+                     _figure(figures.spread)]
+            lines.append("| " + " | ".join(_cell(cell) for cell in cells) + " |")
+    narrowed = [f"- {name}: {line}" for name, comparison in diversity.items() for line in comparison.narrowed]
+    return lines + ["", *(["Narrower than the source:", "", *narrowed, ""] if narrowed else
+                          ["No field is narrower than its source chunks.", ""])]
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def score_means(store: RunStore, items: Iterable[tuple]) -> dict[str, tuple[float, int]]:
@@ -192,7 +241,7 @@ def score_means(store: RunStore, items: Iterable[tuple]) -> dict[str, tuple[floa
 def hub_card(store: RunStore, splits: dict[str, list], *, repo_id: str, files: list[str],
              reproduce: list[str], system: str | None = None, min_scores: dict[str, float] | None = None,
              reviewed: str | None = None, license: str | None = None, language: list[str] | None = None,
-             val_fraction: float = 0.1, models: dict[str, str] | None = None) -> str:
+             val_fraction: float = 0.1, models: dict[str, str] | None = None, screening: tuple | None = None) -> str:
     """The README.md of a dataset pushed to the Hub (`datagen push`): the YAML metadata the Hub reads (see
     `card_metadata`), then what made the data and how to make it again. It carries no date, so that pushing the
     same run twice writes the same card (and the Hub gets no new commit).
@@ -210,6 +259,7 @@ def hub_card(store: RunStore, splits: dict[str, list], *, repo_id: str, files: l
         language: language codes the user gave; None: no `language` field.
         val_fraction: the share of the non-test near-duplicate groups in validation, said in the Splits section.
         models: the model of each role by name ({"task": ..., "judge": ...}); None: the run's task model.
+        screening: (the push's `Selection`, its `Screen`), for the Dataset quality section; None: none.
     """
     meta = store.meta()
     pipeline = meta.get("pipeline", "unknown")
@@ -234,7 +284,8 @@ def hub_card(store: RunStore, splits: dict[str, list], *, repo_id: str, files: l
         lines += ["## Scores", "", "Means over the samples in this dataset (each metric scored 0 to 1).", "",
                   "| metric | mean | samples scored |", "|---|---|---|",
                   *(f"| {_cell(m)} | {mean:.3f} | {n} |" for m, (mean, n) in means.items()), ""]
-    lines += ["## Files", "", *(f"- `{name}`" for name in files), "",
+    lines += [*(quality_section(*screening) if screening else []),
+              "## Files", "", *(f"- `{name}`" for name in files), "",
               "## Reproduce", "", fence + "bash", *reproduce, fence, "",
               "## Load", "", fence + "python", "from datasets import load_dataset", "",
               f"dataset = load_dataset({json.dumps(repo_id)})", fence, "",

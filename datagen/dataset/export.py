@@ -22,6 +22,7 @@ from datagen.dataset.splits import held_out, recorded_splits, validation_group
 from datagen.dataset.trainers import TrainerExport, TrainingSettings, write_trainer_export
 from datagen.dataset.trainers import check_settings as check_trainer_settings
 from datagen.dataset.review import NOT_REJECTED, REVIEWED, approved, as_reviewed, keeps
+from datagen.dataset.screening import KEEP_ALL, Flag, RunQuality, Screen, measure
 from datagen.samples import Sample
 from datagen.store import SYSTEM_PROMPT, RunStore
 
@@ -57,18 +58,51 @@ def run_samples(store: RunStore, min_scores: dict[str, float] | None = None,
 
 def split_samples(store: RunStore, min_scores: dict[str, float] | None = None, reviewed: str | None = None,
                   val_fraction: float = 0.1) -> dict[str, list[tuple[Chunk, int, Sample]]]:
-    """The samples `run_samples` keeps, by split: {"train": [...], "validation": [...], "test": [...]}, each in
-    chunk order. A sample is in test when its chunk is held out (the run's recorded split, drawn first when the
-    run has none: datagen.dataset.splits.recorded_splits); else in validation when its chunk's near-duplicate
-    group is carved out by `val_fraction` (`validation_group`), else in train."""
+    """The samples `run_samples` keeps, by split, none screened out (`select_samples` with KEEP_ALL)."""
+    return select_samples(store, min_scores, reviewed, val_fraction, KEEP_ALL).splits
+
+
+@dataclass
+class Selection:
+    """The samples an export writes, `splits` ({"train": [(chunk, index, sample)], "validation": ..., "test":
+    ...}, each in chunk order), the ones its screen left out (`left_out`: {(chunk id, index): Flag}), and the
+    run's measured `quality` (None: nothing screened)."""
+
+    splits: dict[str, list[tuple[Chunk, int, Sample]]]
+    left_out: dict[tuple[str, int], Flag] = field(default_factory=dict)
+    quality: RunQuality | None = None
+
+    @property
+    def left_out_counts(self) -> dict[str, int]:
+        """{reason: samples left out}, for each reason that left one out."""
+        counts: dict[str, int] = {}
+        for flag in self.left_out.values():
+            counts[flag.reason] = counts.get(flag.reason, 0) + 1
+        return counts
+
+
+def select_samples(store: RunStore, min_scores: dict[str, float] | None = None, reviewed: str | None = None,
+                   val_fraction: float = 0.1, screen: Screen = Screen(), *, workspace: Path | None = None,
+                   embed=None) -> Selection:
+    """The samples an export writes, by split: those `run_samples` keeps, less those `screen` leaves out (near-
+    duplicates of an earlier kept sample, contaminated ones: datagen.dataset.screening, measured and recorded on
+    first use). A sample is in test when its chunk is held out (the run's recorded split, drawn first when the run
+    has none: datagen.dataset.splits.recorded_splits); else in validation when its chunk's near-duplicate group is
+    carved out by `val_fraction` (`validation_group`), else in train. `workspace` and `embed`: as
+    `screening.measure` takes them."""
+    kept = list(run_samples(store, min_scores, reviewed))
+    quality = None if screen == KEEP_ALL else measure(store, screen, workspace=workspace, embed=embed)
+    flags = quality.flags([(chunk.id, index) for chunk, index, _ in kept], screen) if quality else {}
     splits: dict[str, list] = {name: [] for name in SPLITS}
     recorded = recorded_splits(store)
-    for chunk, index, sample in run_samples(store, min_scores, reviewed):
+    for chunk, index, sample in kept:
+        if (chunk.id, index) in flags:
+            continue
         own = recorded[chunk.id]
         name = "test" if own.split == "test" else "validation" if validation_group(own.group, val_fraction) \
             else "train"
         splits[name].append((chunk, index, sample))
-    return splits
+    return Selection(splits, flags, quality)
 
 
 def passes(scores: dict[str, float], min_scores: dict[str, float] | None) -> bool:
@@ -112,6 +146,7 @@ class Export:
     samples: int  # in every split
     splits: dict[str, int] = field(default_factory=dict)  # samples by split, for the splits written
     files: dict[str, Path] = field(default_factory=dict)  # the file of each split (not for hf)
+    left_out: dict[str, int] = field(default_factory=dict)  # samples the screen left out, by reason
 
 
 def split_path(target: Path, split: str) -> Path:
@@ -137,7 +172,7 @@ def _drop_stale(targets: Iterable[Path | None], written: Iterable[str]) -> None:
 def write_chat_export(store: RunStore, fmt: str, target: Path, *, system: str | None = None,
                       min_scores: dict[str, float] | None = None, reviewed: str | None = None,
                       val_fraction: float = 0.0, metadata: Path | None = None,
-                      provenance: Mapping[str, str] | None = None) -> Export:
+                      provenance: Mapping[str, str] | None = None, screen: Screen = Screen()) -> Export:
     """Write a run's samples as chat records, a JSON line each, in chunk order, a file per split, and the
     dataset card beside them.
 
@@ -155,13 +190,17 @@ def write_chat_export(store: RunStore, fmt: str, target: Path, *, system: str | 
         metadata: a second JSONL file, line for line with `target` (a file per split too): each sample's chunk
             id, source and span, then `provenance`; None: none.
         provenance: what each metadata line ends with (generate's: the pipeline and the model).
+        screen: the near-duplicates and contaminated samples to leave out (datagen.dataset.screening.Screen);
+            default: lexical near-duplicates at 0.6 and samples sharing a 13-gram with the dev set or the held-out
+            split; KEEP_ALL: none.
 
     Returns:
         The `Export`. Its `card` is None when the folder holds a README.md that datagen did not write: that one
         is kept, with a warning (`write_export` refuses such a folder before writing anything).
     """
     to_record = _CHAT_RECORDS[fmt]
-    grouped = split_samples(store, min_scores, reviewed, val_fraction)
+    selection = select_samples(store, min_scores, reviewed, val_fraction, screen)
+    grouped = selection.splits
     files: dict[str, Path] = {}
     with ExitStack() as stack:
         for split in written_splits(store, val_fraction):
@@ -178,12 +217,14 @@ def write_chat_export(store: RunStore, fmt: str, target: Path, *, system: str | 
     names = [path.name for path in files.values()]
     names += [split_path(metadata, split).name for split in files] if metadata is not None else []
     card = dataset_card(store, fmt, names, sum(counts.values()), system=system, splits=counts,
-                        val_fraction=val_fraction, min_scores=min_scores, reviewed=reviewed)
+                        val_fraction=val_fraction, min_scores=min_scores, reviewed=reviewed,
+                        screening=(selection, screen))
     try:
-        return Export(target, write_card(target.parent, card), sum(counts.values()), counts, files)
+        written = write_card(target.parent, card)
     except DatagenError as exc:  # a README.md that is not ours: keep it, the dataset itself is written
         log.warning("no dataset card: %s", exc)
-        return Export(target, None, sum(counts.values()), counts, files)
+        written = None
+    return Export(target, written, sum(counts.values()), counts, files, selection.left_out_counts)
 
 
 def _check_target(fmt: str, target: Path) -> None:
@@ -203,7 +244,7 @@ def _check_target(fmt: str, target: Path) -> None:
 
 def write_export(run_dir: str | Path, fmt: str, out_path: str | Path | None = None, system: str | None = None,
                  val_fraction: float = 0.1, min_scores: dict[str, float] | None = None,
-                 reviewed: str | None = None) -> Export:
+                 reviewed: str | None = None, screen: Screen = Screen()) -> Export:
     """Export a run directory's samples, each exactly once, in chunk order, split into train, validation and
     the run's held-out test split (datagen.dataset.splits).
 
@@ -222,9 +263,10 @@ def write_export(run_dir: str | Path, fmt: str, out_path: str | Path | None = No
         min_scores: {metric: bar}: leave out the samples scored below a bar (see `run_samples`).
         reviewed: review.REVIEWED or review.NOT_REJECTED: leave out the samples a person did not approve, or
             rejected; a person's correction is exported instead of the generated text.
+        screen: the near-duplicates and contaminated samples to leave out (see `write_chat_export`).
 
     Returns:
-        The `Export`: the files, the card, the samples by split.
+        The `Export`: the files, the card, the samples by split, and those the screen left out.
 
     Raises:
         DatagenError: an unknown format, a bad value, a run with nothing finished, a bar no sample was scored on,
@@ -256,18 +298,21 @@ def write_export(run_dir: str | Path, fmt: str, out_path: str | Path | None = No
             meta = store.meta()
             export = write_chat_export(store, fmt, target, system=system, min_scores=min_scores, reviewed=reviewed,
                                        val_fraction=val_fraction, metadata=run / METADATA_FILE if ours else None,
-                                       provenance={key: meta.get(key, "unknown") for key in ("pipeline", "model")})
+                                       provenance={key: meta.get(key, "unknown") for key in ("pipeline", "model")},
+                                       screen=screen)
             _record_system_prompt(store, system)
             return export
-        grouped = split_samples(store, min_scores, reviewed, val_fraction)
+        selection = select_samples(store, min_scores, reviewed, val_fraction, screen)
+        grouped, left_out = selection.splits, selection.left_out_counts
         names = written_splits(store, val_fraction)
         counts = {split: len(grouped[split]) for split in names}
         if fmt == "hf":
             card = dataset_card(store, fmt, [f"{name}/" for name in names], sum(counts.values()), system=system,
-                                splits=counts, val_fraction=val_fraction, min_scores=min_scores, reviewed=reviewed)
+                                splits=counts, val_fraction=val_fraction, min_scores=min_scores, reviewed=reviewed,
+                                screening=(selection, screen))
             _save_hf(hf_dataset({name: grouped[name] for name in names}, system), target, card)
             _record_system_prompt(store, system)
-            return Export(target, target / CARD_FILE, sum(counts.values()), counts)
+            return Export(target, target / CARD_FILE, sum(counts.values()), counts, left_out=left_out)
         files = {split: split_path(target, split) for split in names}
         for split, path in files.items():
             if fmt == "parquet":
@@ -278,13 +323,14 @@ def write_export(run_dir: str | Path, fmt: str, out_path: str | Path | None = No
         card = write_card(target.parent, dataset_card(store, fmt, [path.name for path in files.values()],
                                                       sum(counts.values()), system=system, splits=counts,
                                                       val_fraction=val_fraction, min_scores=min_scores,
-                                                      reviewed=reviewed))
-    return Export(target, card, sum(counts.values()), counts, files)
+                                                      reviewed=reviewed, screening=(selection, screen)))
+    return Export(target, card, sum(counts.values()), counts, files, left_out)
 
 
 def export_for_trainer(run_dir: str | Path, trainer: str, settings: TrainingSettings,
                        out_dir: str | Path | None = None, *, val_fraction: float = 0.1,
-                       min_scores: dict[str, float] | None = None, reviewed: str | None = None) -> TrainerExport:
+                       min_scores: dict[str, float] | None = None, reviewed: str | None = None,
+                       screen: Screen = Screen()) -> TrainerExport:
     """Export a run for a trainer (`datagen export RUN --for TRAINER`): its splits in the record shape the trainer
     reads and a config (or script) that trains on train and evaluates on validation, never naming the held-out
     test split (datagen.dataset.trainers.write_trainer_export), with the dataset card beside them.
@@ -297,6 +343,7 @@ def export_for_trainer(run_dir: str | Path, trainer: str, settings: TrainingSett
         val_fraction: the share of the non-test near-duplicate groups in validation, in [0, 0.5]; default 0.1.
         min_scores: {metric: bar}: leave out the samples scored below a bar (see `run_samples`).
         reviewed: review.REVIEWED or review.NOT_REJECTED (see `run_samples`).
+        screen: the near-duplicates and contaminated samples to leave out (see `write_chat_export`).
 
     Returns:
         The `TrainerExport`, the card last among its files.
@@ -318,15 +365,18 @@ def export_for_trainer(run_dir: str | Path, trainer: str, settings: TrainingSett
         if not store.counts()["done"]:
             raise DatagenError(f"{run}: no finished chunks to export yet (run datagen generate)")
         check_scored(store, min_scores)
-        grouped = split_samples(store, min_scores, reviewed, val_fraction)
+        selection = select_samples(store, min_scores, reviewed, val_fraction, screen)
+        grouped = selection.splits
         export = write_trainer_export(trainer, {name: [sample for _, _, sample in kept]
                                                 for name, kept in grouped.items()}, folder, settings)
         _record_system_prompt(store, settings.system)
         names = [path.name for path in export.files]
         card = dataset_card(store, f"{trainer} (base model {settings.base_model})", names,
                             sum(export.records.values()), system=settings.system, splits=export.records,
-                            val_fraction=val_fraction, min_scores=min_scores, reviewed=reviewed)
+                            val_fraction=val_fraction, min_scores=min_scores, reviewed=reviewed,
+                            screening=(selection, screen))
         export.files.append(write_card(folder, card))
+        export.left_out = selection.left_out_counts
     return export
 
 

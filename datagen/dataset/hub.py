@@ -31,11 +31,12 @@ from urllib.parse import urlsplit
 
 from datagen._version import __version__
 from datagen.dataset.card import CARD_FILE, hub_card, is_card, tool_versions
-from datagen.dataset.export import check_scored, hf_dataset, split_samples
+from datagen.dataset.export import check_scored, hf_dataset, select_samples
+from datagen.dataset.screening import Screen
 from datagen.dataset.review import NOT_REJECTED, REVIEWED
 from datagen.dataset.splits import split_note
 from datagen.errors import DatagenError, InputError
-from datagen.store import CHUNK_TOKENS, GATE, SPLIT_RULE, RunStore
+from datagen.store import CHUNK_TOKENS, GATE, QUALITY, SPLIT_RULE, RunStore
 from datagen.util.redaction import redact, remember_key
 from datagen.util import writing
 from datagen.workspace import MANIFEST_SUFFIX, evaluation_path, manifest_path, report_path
@@ -62,6 +63,7 @@ class PushResult:
         created: whether the push created the repository.
         splits: {split: samples pushed}, every split (an empty one has no file).
         files: every file of the push, by its path in the repository.
+        left_out: samples the push's screen left out, by reason (datagen.dataset.screening); {}: none.
     """
 
     repo_id: str
@@ -72,6 +74,7 @@ class PushResult:
     created: bool
     splits: dict[str, int] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    left_out: dict[str, int] = field(default_factory=dict)
 
 
 def hub_token() -> str:
@@ -156,7 +159,7 @@ def check_card_fields(license: str | None, language: list[str] | None) -> None:
 def push_run(run_dir: str | Path, repo_id: str, *, private: bool = True, license: str | None = None,
              language: list[str] | None = None, min_scores: dict[str, float] | None = None,
              reviewed: str | None = None, val_fraction: float = 0.1, system: str | None = None,
-             message: str | None = None) -> PushResult:
+             message: str | None = None, screen: Screen = Screen()) -> PushResult:
     """Push a run's samples to a dataset repository on the Hub, in one commit (see the module's docstring).
 
     Args:
@@ -174,6 +177,9 @@ def push_run(run_dir: str | Path, repo_id: str, *, private: bool = True, license
         val_fraction: the share of samples in the validation split, 0 to 0.5 (see `export.split_samples`).
         system: a system prompt put first in every conversation; None: none.
         message: the commit's message; None: "datagen push: PIPELINE, N samples".
+        screen: the near-duplicates and contaminated samples to leave out (datagen.dataset.screening.Screen; the
+            default leaves out lexical near-duplicates at 0.6 and samples sharing a 13-gram with the dev set or the
+            held-out split).
 
     Returns:
         The `PushResult`.
@@ -197,7 +203,8 @@ def push_run(run_dir: str | Path, repo_id: str, *, private: bool = True, license
         check_scored(store, min_scores)
         if reviewed == REVIEWED and not store.reviews():
             raise DatagenError(f"{run}: no sample has been reviewed yet (review them with datagen view {run})")
-        splits = split_samples(store, min_scores, reviewed, val_fraction)
+        selection = select_samples(store, min_scores, reviewed, val_fraction, screen)
+        splits = selection.splits
         if not any(splits.values()):
             raise DatagenError(f"{run}: no sample passes the gate and the review filter: nothing to push")
         with _hub_errors(repo_id):
@@ -210,12 +217,14 @@ def push_run(run_dir: str | Path, repo_id: str, *, private: bool = True, license
             # The repository's own visibility (an existing one keeps its own) is what the card's commands say.
             settings = {"private": bool(info.private), "license": license, "language": language,
                         "min_scores": min_scores, "reviewed": reviewed, "val_fraction": val_fraction,
-                        "system": system}
+                        "system": system, "screening": (selection, screen)}
             with writing(Path(staging)):  # a full temporary folder: said as such, not as the Hub's failure
                 files = _stage(Path(staging), store, run, splits, full_id, settings)
-            return _commit(api, full_id, files, info, created, message or
-                           f"datagen push: {store.meta().get('pipeline', 'a run')}, "
-                           f"{sum(map(len, splits.values()))} samples", {k: len(v) for k, v in splits.items()})
+            result = _commit(api, full_id, files, info, created, message or
+                             f"datagen push: {store.meta().get('pipeline', 'a run')}, "
+                             f"{sum(map(len, splits.values()))} samples", {k: len(v) for k, v in splits.items()})
+            result.left_out = selection.left_out_counts
+            return result
 
 
 def _stage(folder: Path, store: RunStore, run: Path, splits: dict, repo_id: str, settings: dict) -> dict[str, Path]:
@@ -242,7 +251,7 @@ def _stage(folder: Path, store: RunStore, run: Path, splits: dict, repo_id: str,
     card = hub_card(store, splits, repo_id=repo_id, files=sorted(files), reproduce=reproduce,
                     system=settings["system"], min_scores=settings["min_scores"], reviewed=settings["reviewed"],
                     license=settings["license"], language=settings["language"],
-                    val_fraction=settings["val_fraction"], models=models)
+                    val_fraction=settings["val_fraction"], models=models, screening=settings["screening"])
     files[CARD_FILE] = _write_text(folder / CARD_FILE, card)
     return files
 
@@ -327,6 +336,8 @@ def reproduce_commands(meta: dict[str, str], run: Path, repo_id: str, settings: 
     push += [f"--language {code}" for code in settings["language"] or []]
     if not settings["private"]:
         push.append("--public")
+    if settings.get("screening"):
+        push += settings["screening"][1].as_flags()
     return [" ".join(generate), " ".join(push)]
 
 
@@ -337,7 +348,7 @@ def provenance_record(store: RunStore, splits: dict, settings: dict, models: dic
     meta = {}
     for key, value in store.meta().items():
         try:
-            meta[key] = json.loads(value) if key in (GATE, "options") else value
+            meta[key] = json.loads(value) if key in (GATE, "options", QUALITY) else value
         except ValueError:
             meta[key] = value
     reviews = list(store.reviews().values())
@@ -350,6 +361,7 @@ def provenance_record(store: RunStore, splits: dict, settings: dict, models: dic
         "split_rule": {**json.loads(store.meta().get(SPLIT_RULE) or "{}"), "val_fraction": settings["val_fraction"],
                        "how": split_note(store, settings["val_fraction"])},
         "system": settings["system"], "compiled": compiled, "reproduce": reproduce,
+        "left_out": settings["screening"][0].left_out_counts if settings.get("screening") else {},
     }
 
 

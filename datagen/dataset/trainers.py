@@ -30,7 +30,7 @@ tests/trainers/; see docs/training.md):
 import json
 import math
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -119,6 +119,7 @@ class TrainerExport:
         sequence_len: the sequence length the config uses.
         longest_tokens: the longest record measured, in tokens (datagen's yardstick, template markers included).
         command: the shell command that starts training on these files.
+        left_out: samples the export's screen left out, by reason (datagen.dataset.screening); {}: none.
     """
 
     folder: Path
@@ -128,6 +129,7 @@ class TrainerExport:
     sequence_len: int
     longest_tokens: int
     command: str
+    left_out: dict[str, int] = field(default_factory=dict)
 
 
 # --- records --------------------------------------------------------------------------------------------------

@@ -272,7 +272,8 @@ def _export(store: RunStore, report: Report, min_scores: dict[str, float] | None
     store.set_meta({GATE: json.dumps(min_scores or {})})  # for `datagen status`: the gate the export passed
     report.exported, report.held_out = export.splits["train"], export.splits.get("test", 0)
     report.test_path = export.files.get("test")
-    report.held_back = store.sample_count() - export.samples
+    report.left_out = export.left_out
+    report.held_back = store.sample_count() - export.samples - sum(export.left_out.values())
 
 
 def _reporting(callbacks: Callbacks, report: Report, meter: CostMeter, gate: CallGate,

@@ -159,6 +159,8 @@ class Report:
         held_out: samples in the held-out test split (`test_path`), which training leaves out.
         test_path: the test split's file beside `data_path`; None when the run holds no test split out.
         held_back: samples in the store kept out of the export by `min_scores`.
+        left_out: samples the export's screen left out, by reason ({"near-duplicate": n, "contaminated": n};
+            datagen.dataset.screening).
         dropped: candidates the program's own checks rejected, by reason.
         stopped: why the run stopped before its last chunk; None when it did not.
         advice: what to do about a stop.
@@ -182,6 +184,7 @@ class Report:
     held_out: int = 0
     test_path: Path | None = None
     held_back: int = 0
+    left_out: dict[str, int] = field(default_factory=dict)
     dropped: Counter = field(default_factory=Counter)
     stopped: str | None = None
     advice: str = "run the same command again to resume"

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from datagen.dataset import run_samples
+from datagen.dataset.screening import RunQuality, recorded_quality
 from datagen.runs.batch import TERMINAL
 from datagen.runs.cost import CostMeter, run_prices
 from datagen.store import GATE, RunStore
@@ -30,6 +31,7 @@ class RunSummary:
     # failures, last_error.
     servers: list[dict] = field(default_factory=list)
     held_out: int = 0  # chunks in the held-out test split (datagen.dataset.splits)
+    quality: RunQuality | None = None  # as last measured (datagen.dataset.screening); None: not for these samples
 
     @property
     def pending(self) -> int:
@@ -110,4 +112,5 @@ def summarize(run_dir: str | Path, config: Config | None = None) -> RunSummary:
         return RunSummary(run_dir, meta, counts["chunks"], counts["done"], counts["failed"], store.sample_count(),
                           store.failures(), store.usage(), store.dropped(), gate, kept, config,
                           batch_jobs=store.batch_jobs(), servers=store.servers(),
-                          held_out=sum(store.split_counts().get("test", {}).values()))
+                          held_out=sum(store.split_counts().get("test", {}).values()),
+                          quality=recorded_quality(store))

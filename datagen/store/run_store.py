@@ -17,6 +17,7 @@ from datagen.errors import DiskError, RunFolderError
 from datagen.samples import Failed, Sample
 from datagen.store.batch_jobs import BatchJobs
 from datagen.store.held_out import HeldOutSplit
+from datagen.store.quality import QualityRecords
 from datagen.store.records import Call, Outcome, Review, Step, sum_usage
 from datagen.store.schema import CORE_TABLES, DB_FILE, SCHEMA
 from datagen.text.chunking import Chunk
@@ -30,7 +31,7 @@ _CHUNK_COLUMNS = 'id, source, start, "end", text, tokens'
 _JOINED_CHUNK_COLUMNS = ", ".join("c." + col for col in _CHUNK_COLUMNS.split(", "))  # chunks as c in a join
 
 
-class RunStore(HeldOutSplit, BatchJobs):
+class RunStore(HeldOutSplit, BatchJobs, QualityRecords):
     """A run folder's store (RUN/run.db), made when missing, open for writing.
 
     Args:

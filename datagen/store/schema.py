@@ -74,6 +74,23 @@ CREATE TABLE IF NOT EXISTS splits (
 -- The text of train chunks a restarted run (generate --force) dropped: cut at other boundaries, it is still text a
 -- model may have trained on, so no chunk like it is held out.
 CREATE TABLE IF NOT EXISTS retired (text TEXT PRIMARY KEY);
+-- Dataset-level quality (datagen/dataset/screening.py), measured from the samples' text, never an LM call. Near-duplicate
+-- pairs of samples by one field, down to the kind's floor so that any threshold above it re-flags without measuring...
+CREATE TABLE IF NOT EXISTS near_duplicates (
+    field TEXT NOT NULL,  -- "input" or "output"
+    kind TEXT NOT NULL,  -- "lexical" (character 5-gram Jaccard) or "semantic" (embedding cosine)
+    chunk_id TEXT NOT NULL, sample INTEGER NOT NULL,  -- the earlier sample in the run's order
+    other_chunk TEXT NOT NULL, other_sample INTEGER NOT NULL,  -- the later one
+    similarity REAL NOT NULL,
+    PRIMARY KEY (field, kind, chunk_id, sample, other_chunk, other_sample));
+-- ...samples sharing n-grams with protected text (the dev set, the held-out split, evaluation files)...
+CREATE TABLE IF NOT EXISTS contamination (
+    chunk_id TEXT NOT NULL, sample INTEGER NOT NULL, field TEXT NOT NULL,
+    source TEXT NOT NULL,  -- the protected text it shares the most n-grams with
+    shared INTEGER NOT NULL, share REAL NOT NULL,  -- how many of them, and their share of that text's
+    PRIMARY KEY (chunk_id, sample, field));
+-- ...and the sentence embeddings of texts (all-MiniLM-L6-v2, float16), by the sha256 of the text: computed once.
+CREATE TABLE IF NOT EXISTS embeddings (text_hash TEXT PRIMARY KEY, vector BLOB NOT NULL);
 """
 # The tables every run store has held since the first: a file without one of them is not a run store (one without a
 # table added since reads it as empty, see datagen.util.database.open_read_only).
@@ -89,6 +106,9 @@ GATE = "min_scores"
 # the texts the program saw (its dev set and demos), which may not be held out.
 SPLIT_RULE = "split_rule"
 SPLIT_SEEN = "split_seen"
+# Meta key: the run's dataset-level quality (datagen/dataset/screening.py): JSON of what it was measured on (a
+# fingerprint of the samples, the protected texts and the settings) and the diversity figures.
+QUALITY = "quality"
 # Meta key: the system prompt of the run's last `datagen export` with turns (a chat format, hf, --for TRAINER; JSON: a
 # string, or null for none), which a model trained on it was given: `datagen eval-model` asks the model with it.
 SYSTEM_PROMPT = "system_prompt"

@@ -1,0 +1,350 @@
+"""Screening a run's samples as a dataset: near-duplicates, contamination and diversity, measured once from the
+samples' text (never an LM call), recorded in the run store, and applied by every export.
+
+`measure` reads every finished sample (as reviewed) and records, in the run store:
+
+- the near-duplicate pairs of each field (input, output), down to the floor of each kind, so that an export can
+  flag them again at any threshold without measuring (datagen.dataset.quality.near_duplicates);
+- the samples that share n-grams with protected text: the dev set and demos of the compiled program the run used,
+  the held-out split's chunks (for the samples outside it), and evaluation files a user names
+  (datagen.dataset.quality.contamination);
+- the diversity of each field beside the source chunks' (datagen.dataset.quality.diversity).
+
+It measures again only when the samples, the protected texts or the settings changed (a fingerprint of them is
+recorded), and the embeddings the semantic kind needs are stored as they are computed, so an interrupted measure
+goes on where it stopped. `Screen` says what an export leaves out; `flags` applies it to the samples an export keeps.
+"""
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from datagen.dataset.quality import (Comparison, Diversity, NgramIndex, Opening, Pair, Protected, compare,
+                                     duplicates, lexical_pairs, semantic_pairs)
+from datagen.dataset.quality.contamination import DEFAULT_N
+from datagen.dataset.quality.near_duplicates import LEXICAL, SEMANTIC
+from datagen.dataset.review import as_reviewed
+from datagen.dataset.splits import program_seen_texts, recorded_splits
+from datagen.errors import DatagenError, DiskError, InputError
+from datagen.store import COMPILED, QUALITY, RunStore
+from datagen.store.quality import SampleKey
+
+log = logging.getLogger(__name__)
+
+FIELDS = ("input", "output")
+# What an export leaves out unless told otherwise: lexical near-duplicates at 0.6. The semantic kind is asked for
+# by name: it embeds every sample (about 20 texts a second on 2 cores, so 100,000 samples take over an hour).
+DEFAULT_THRESHOLDS = {LEXICAL: 0.6}
+NEAR_DUPLICATE, CONTAMINATED = "near-duplicate", "contaminated"
+# Texts embedded between two commits of their embeddings: what an interrupted measure loses at most.
+_EMBED_BATCH = 256
+
+
+@dataclass(frozen=True)
+class Screen:
+    """What an export leaves out of a run's samples, and what `measure` measures for it.
+
+    Args:
+        near_duplicates: {kind: least similarity that flags}, kinds "lexical" (character 5-gram Jaccard) and
+            "semantic" (embedding cosine, which embeds every sample); default {"lexical": 0.6}; None: keep them.
+        contaminated: leave out the samples that share an n-gram with protected text; default True.
+        ngram: the n-gram length of the contamination test, in words, 5 to 50; default 13 (lm-eval, GPT-3).
+        protect: evaluation files whose text no training sample may share (JSONL, JSON, or plain text by
+            paragraph), beside the dev set and the held-out split, which are always protected.
+    """
+
+    near_duplicates: Mapping[str, float] | None = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
+    contaminated: bool = True
+    ngram: int = DEFAULT_N
+    protect: tuple[Path, ...] = ()
+
+    def as_flags(self) -> list[str]:
+        """The `datagen export` / `datagen push` flags that apply this screen (none for the default)."""
+        flags = ["--keep-near-duplicates"] if self.near_duplicates is None else \
+            [] if dict(self.near_duplicates) == DEFAULT_THRESHOLDS else \
+            [f"--near-duplicates {kind}={bar:g}" for kind, bar in self.near_duplicates.items()]
+        flags += [] if self.contaminated else ["--keep-contaminated"]
+        flags += [] if self.ngram == DEFAULT_N else [f"--ngram {self.ngram}"]
+        return flags + [f"--protect {path}" for path in self.protect]
+
+    @property
+    def semantic(self) -> bool:
+        """Whether the screen needs embeddings (a semantic threshold)."""
+        return SEMANTIC in (self.near_duplicates or {})
+
+    def check(self) -> None:
+        """Raise InputError for a kind that is not one, or a threshold outside 0 to 1."""
+        for kind, bar in (self.near_duplicates or {}).items():
+            if kind not in (LEXICAL, SEMANTIC):
+                raise InputError(f"unknown near-duplicate kind {kind!r}: use lexical or semantic")
+            if not 0 < bar <= 1:
+                raise InputError(f"a {kind} near-duplicate threshold is a similarity above 0 and up to 1, not {bar}")
+
+
+KEEP_ALL = Screen(near_duplicates=None, contaminated=False)
+
+
+@dataclass(frozen=True)
+class Flag:
+    """Why an export leaves a sample out: `reason` (NEAR_DUPLICATE or CONTAMINATED) and `detail`, a sentence that
+    names what it repeats or shares ("output nearly repeats c0003#0 (lexical, 0.83)")."""
+
+    reason: str
+    detail: str
+
+
+@dataclass
+class RunQuality:
+    """A run's measured quality. `keys`: every finished sample, in the run's order; `pairs`: {field: [Pair]}, by
+    position in `keys`; `contamination`: (sample, field, source, shared, share) rows; `diversity`: {field:
+    Comparison of the samples with the source chunks}; `settings`: what it was measured with; `fresh`: measured by
+    this call (False: read from the store)."""
+
+    keys: list[SampleKey]
+    pairs: dict[str, list[Pair]]
+    contamination: list[tuple[SampleKey, str, str, int, float]]
+    diversity: dict[str, Comparison]
+    settings: dict
+    fresh: bool = False
+
+    def flags(self, kept: Sequence[SampleKey], screen: Screen) -> dict[SampleKey, Flag]:
+        """The samples of `kept` (in the run's order) that `screen` leaves out, each with why: a contaminated one,
+        then, among the rest, each near-duplicate of an earlier one kept (so a duplicate whose original an earlier
+        filter left out, the quality gate or a review, stays)."""
+        found: dict[SampleKey, Flag] = {}
+        wanted = set(kept)
+        if screen.contaminated:
+            for key, name, source, shared, share in self.contamination:
+                if key in wanted and key not in found:
+                    found[key] = Flag(CONTAMINATED, f"{name} shares {shared} {self.settings['ngram']}-gram"
+                                      f"{'s' * (shared != 1)} with {source} ({share:.0%} of it)")
+        if screen.near_duplicates:
+            rest = [key for key in kept if key not in found]
+            position = {key: i for i, key in enumerate(rest)}
+            for name, pairs in self.pairs.items():
+                moved = [Pair(*sorted((position[self.keys[p.first]], position[self.keys[p.second]])), p.similarity,
+                              p.kind) for p in pairs if self.keys[p.first] in position and self.keys[p.second] in position]
+                for dup in duplicates(len(rest), moved, screen.near_duplicates):
+                    if rest[dup.index] not in found:
+                        found[rest[dup.index]] = Flag(NEAR_DUPLICATE, f"{name} nearly repeats {_named(rest[dup.via])}"
+                                                      f" ({dup.kind}, {dup.similarity:.2f})")
+        return found
+
+    def groups(self, thresholds: Mapping[str, float]) -> list[tuple[SampleKey, SampleKey, str, str, float]]:
+        """Every sample the run's near-duplicate groups flag at `thresholds` over all its samples: (flagged sample,
+        the sample it is most alike, field, kind, similarity), in the run's order."""
+        rows = [(dup.index, dup.via, name, dup.kind, dup.similarity) for name, pairs in self.pairs.items()
+                for dup in duplicates(len(self.keys), pairs, thresholds)]
+        return [(self.keys[i], self.keys[via], name, kind, similarity)
+                for i, via, name, kind, similarity in sorted(rows)]
+
+
+def _named(key: SampleKey) -> str:
+    """A sample as reports name it: its chunk id and index ("c0003#0")."""
+    return f"{key[0]}#{key[1]}"
+
+
+def read_protected(path: Path) -> list[Protected]:
+    """The protected texts of an evaluation file: a record's string values joined (JSONL, a line each; JSON, a list
+    of records or strings), else each paragraph of a text file. Each named "FILE:N" (line, item or paragraph).
+
+    Raises:
+        InputError: the file is missing or unreadable, or a JSONL line is not JSON (naming the file and line).
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read this protected file: {exc}") from None
+    if path.suffix == ".jsonl":
+        records = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    records.append((number, json.loads(line)))
+                except json.JSONDecodeError as exc:
+                    raise InputError(f"{path}:{number}: not a JSON line ({exc.msg})") from None
+    elif path.suffix == ".json":
+        try:
+            loaded = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}: not JSON ({exc.msg}, line {exc.lineno})") from None
+        records = list(enumerate(loaded if isinstance(loaded, list) else [loaded], 1))
+    else:
+        records = list(enumerate((p for p in text.split("\n\n") if p.strip()), 1))
+    return [Protected(f"{path}:{number}", joined) for number, record in records
+            if (joined := "\n".join(_strings(record)).strip())]
+
+
+def _strings(value) -> list[str]:
+    """Every string inside a JSON value (a record's fields, a chat's message contents), in order."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Mapping):
+        return [s for item in value.values() for s in _strings(item)]
+    if isinstance(value, list):
+        return [s for item in value for s in _strings(item)]
+    return []
+
+
+def _protected(store: RunStore, screen: Screen, workspace: Path | None) -> tuple[list[Protected], list[Protected]]:
+    """(texts protected from every sample: the program's dev set and demos, the evaluation files; the held-out
+    chunks, protected from the samples outside the held-out split)."""
+    state = store.meta().get(COMPILED)
+    try:
+        seen = program_seen_texts(state, workspace)
+    except (DatagenError, OSError, ValueError) as exc:  # the compiled program moved or went since the run
+        log.warning("no contamination check against the compiled program's dev set: %s", exc)
+        seen = []
+    everyone = [Protected(f"the dev set or demos of {Path(state).name}", text) for text in seen]
+    for path in screen.protect:
+        everyone += read_protected(Path(path))
+    test = {chunk_id for chunk_id, split in recorded_splits(store).items() if split.split == "test"}
+    held = [Protected(f"held-out chunk {chunk.id}", chunk.text) for chunk in store.chunks() if chunk.id in test]
+    return everyone, held
+
+
+def _fingerprint(*parts) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(json.dumps(part, sort_keys=True, ensure_ascii=False).encode())
+    return digest.hexdigest()[:16]
+
+
+def measure(store: RunStore, screen: Screen = Screen(), *, workspace: Path | None = None,
+            embed: Callable[[Sequence[str]], np.ndarray] | None = None) -> RunQuality:
+    """The run's quality, read from the store when recorded for the same samples and settings, else measured and
+    recorded (see the module's docstring).
+
+    Args:
+        store: the run's store.
+        screen: the n-gram length, the protected files, and whether to measure the semantic kind (a semantic
+            threshold) that `measure` needs; its thresholds themselves are applied later (`RunQuality.flags`).
+        workspace: where the compiled program's dev set path is looked up; None: the current folder.
+        embed: texts to unit embeddings (datagen.text.embeddings.embed); needed for the semantic kind, which also
+            gives the diversity's embedding spread. None: datagen.text.embeddings.embed.
+
+    Raises:
+        InputError: a protected file that cannot be read, or an n outside 5 to 50.
+    A store that cannot be written (a read-only or full disk) gets its quality measured all the same, not recorded
+    (a warning says so).
+    """
+    screen.check()
+    reviews = store.reviews()
+    keys, texts, chunks = [], {name: [] for name in FIELDS}, []
+    for chunk, samples in store.done():
+        chunks.append(chunk.text)
+        for index, sample in enumerate(samples):
+            sample = as_reviewed(sample, reviews.get((chunk.id, index)))
+            keys.append((chunk.id, index))
+            for name in FIELDS:
+                texts[name].append(getattr(sample, name))
+    everyone, held = _protected(store, screen, workspace)
+    settings = {"ngram": screen.ngram, "semantic": screen.semantic, "protected": len(everyone),
+                "held_out": len(held), "samples": len(keys)}
+    fingerprint = _fingerprint(keys, texts, chunks, settings, [(p.source, p.text) for p in everyone + held])
+    recorded = json.loads(store.meta().get(QUALITY) or "{}")
+    if recorded.get("fingerprint") == fingerprint:
+        return _read(store, keys, recorded)
+    quality = _measure(store, keys, texts, chunks, (everyone, held), settings, embed)
+    try:
+        store.set_quality(_pair_rows(quality), _contamination_rows(quality), json.dumps(
+            {"fingerprint": fingerprint, "settings": settings,
+             "diversity": {name: asdict(c) for name, c in quality.diversity.items()}}))
+    except DiskError as exc:
+        log.warning("the dataset's quality is measured for this command and not recorded: %s", exc)
+    return quality
+
+
+def _measure(store: RunStore, keys: list[SampleKey], texts: dict[str, list[str]], chunks: list[str],
+             protected: tuple[list[Protected], list[Protected]], settings: dict,
+             embed: Callable | None) -> RunQuality:
+    everyone, held = protected
+    test = {chunk_id for chunk_id, split in recorded_splits(store).items() if split.split == "test"}
+    outside = [i for i, key in enumerate(keys) if key[0] not in test]
+    pairs, contamination, diversity = {}, [], {}
+    source_embeddings = _embeddings(store, chunks, embed) if settings["semantic"] else None
+    for name in FIELDS:
+        own = texts[name]
+        pairs[name] = lexical_pairs(own)
+        embeddings = _embeddings(store, own, embed) if settings["semantic"] else None
+        if embeddings is not None:
+            pairs[name] += semantic_pairs(embeddings)
+        found = {c.index: c for c in NgramIndex(everyone, settings["ngram"]).check(own)} if everyone else {}
+        if held:
+            for c in NgramIndex(held, settings["ngram"]).check([own[i] for i in outside]):
+                c = type(c)(outside[c.index], c.source, c.shared, c.share)
+                if c.index not in found or c.shared > found[c.index].shared:
+                    found[c.index] = c
+        contamination += [(keys[i], name, c.source, c.shared, c.share) for i, c in sorted(found.items())]
+        diversity[name] = compare(own, chunks, embeddings, source_embeddings) if own else None
+    return RunQuality(keys, pairs, contamination, {k: v for k, v in diversity.items() if v is not None}, settings,
+                      fresh=True)
+
+
+def _embeddings(store: RunStore, texts: Sequence[str], embed: Callable | None) -> np.ndarray:
+    """Unit embeddings of `texts`, those stored read back and the rest computed and stored a batch at a time."""
+    if embed is None:
+        from datagen.text.embeddings import embed
+    hashes = [hashlib.sha256(text.encode()).hexdigest() for text in texts]
+    known = store.embeddings(sorted(set(hashes)))
+    missing = sorted({h: t for h, t in zip(hashes, texts) if h not in known}.items())
+    for start in range(0, len(missing), _EMBED_BATCH):
+        batch = missing[start:start + _EMBED_BATCH]
+        vectors = embed([text for _, text in batch])
+        rows = list(zip((h for h, _ in batch), vectors))
+        known.update((h, np.asarray(v, dtype=np.float16).astype(np.float32)) for h, v in rows)
+        try:
+            store.add_embeddings(rows)
+        except DiskError:  # a read-only run: embedded for this command alone
+            pass
+    if not texts:
+        return np.zeros((0, 384), dtype=np.float32)
+    matrix = np.stack([known[h] for h in hashes])
+    return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+
+
+def _pair_rows(quality: RunQuality):
+    for name, pairs in quality.pairs.items():
+        for p in pairs:
+            yield (name, p.kind, *quality.keys[p.first], *quality.keys[p.second], p.similarity)
+
+
+def _contamination_rows(quality: RunQuality):
+    for key, name, source, shared, share in quality.contamination:
+        yield (*key, name, source, shared, share)
+
+
+def _read(store: RunStore, keys: list[SampleKey], recorded: dict) -> RunQuality:
+    position = {key: i for i, key in enumerate(keys)}
+    pairs: dict[str, list[Pair]] = {name: [] for name in FIELDS}
+    for name, kind, a, b, similarity in store.near_duplicate_pairs():
+        pairs.setdefault(name, []).append(Pair(position[a], position[b], similarity, kind))
+    diversity = {name: _comparison(figures) for name, figures in recorded.get("diversity", {}).items()}
+    return RunQuality(keys, {name: sorted(own) for name, own in pairs.items()}, store.contaminated(), diversity,
+                      recorded["settings"])
+
+
+def _comparison(figures: dict) -> Comparison:
+    def diversity(d: dict) -> Diversity:
+        return Diversity(**{**d, "openings": tuple(Opening(**o) for o in d["openings"])})
+    return Comparison(diversity(figures["samples"]), diversity(figures["source"]), tuple(figures["narrowed"]))
+
+
+def recorded_quality(store: RunStore) -> RunQuality | None:
+    """The run's quality as last recorded, read without measuring (for `status` and the view); None when never
+    measured, or measured on samples the run no longer has as they were."""
+    recorded = json.loads(store.meta().get(QUALITY) or "{}")
+    if not recorded:
+        return None
+    keys = [(chunk.id, index) for chunk, samples in store.done() for index in range(len(samples))]
+    if recorded.get("settings", {}).get("samples") != len(keys):
+        return None
+    try:
+        return _read(store, keys, recorded)
+    except KeyError:  # a pair names a sample the run lost since (generate --force)
+        return None
