@@ -302,28 +302,33 @@ def write_export(run_dir: str | Path, fmt: str, out_path: str | Path | None = No
                                        screen=screen)
             _record_system_prompt(store, system)
             return export
-        selection = select_samples(store, min_scores, reviewed, val_fraction, screen)
-        grouped, left_out = selection.splits, selection.left_out_counts
-        names = written_splits(store, val_fraction)
-        counts = {split: len(grouped[split]) for split in names}
-        if fmt == "hf":
-            card = dataset_card(store, fmt, [f"{name}/" for name in names], sum(counts.values()), system=system,
-                                splits=counts, val_fraction=val_fraction, min_scores=min_scores, reviewed=reviewed,
-                                screening=(selection, screen))
-            _save_hf(hf_dataset({name: grouped[name] for name in names}, system), target, card)
-            _record_system_prompt(store, system)
-            return Export(target, target / CARD_FILE, sum(counts.values()), counts, left_out=left_out)
-        files = {split: split_path(target, split) for split in names}
-        for split, path in files.items():
-            if fmt == "parquet":
-                _write_parquet(grouped[split], path)
-            else:
-                write_jsonl(path, (flat_record(*item) for item in grouped[split]))
-        _drop_stale((target,), files)
-        card = write_card(target.parent, dataset_card(store, fmt, [path.name for path in files.values()],
-                                                      sum(counts.values()), system=system, splits=counts,
-                                                      val_fraction=val_fraction, min_scores=min_scores,
-                                                      reviewed=reviewed, screening=(selection, screen)))
+        return _write_data(store, fmt, target, select_samples(store, min_scores, reviewed, val_fraction, screen),
+                           dict(system=system, val_fraction=val_fraction, min_scores=min_scores, reviewed=reviewed,
+                                screening=screen))
+
+
+def _write_data(store: RunStore, fmt: str, target: Path, selection: Selection, settings: dict) -> Export:
+    """Write the hf folder, or the jsonl or parquet files, of `selection` at `target`, with the card; `settings`:
+    the card's (system, val_fraction, min_scores, reviewed) and the `Screen` applied (`screening`)."""
+    grouped, left_out = selection.splits, selection.left_out_counts
+    names = written_splits(store, settings["val_fraction"])
+    counts = {split: len(grouped[split]) for split in names}
+    card_settings = {**settings, "screening": (selection, settings["screening"])}
+    if fmt == "hf":
+        card = dataset_card(store, fmt, [f"{name}/" for name in names], sum(counts.values()), splits=counts,
+                            **card_settings)
+        _save_hf(hf_dataset({name: grouped[name] for name in names}, settings["system"]), target, card)
+        _record_system_prompt(store, settings["system"])
+        return Export(target, target / CARD_FILE, sum(counts.values()), counts, left_out=left_out)
+    files = {split: split_path(target, split) for split in names}
+    for split, path in files.items():
+        if fmt == "parquet":
+            _write_parquet(grouped[split], path)
+        else:
+            write_jsonl(path, (flat_record(*item) for item in grouped[split]))
+    _drop_stale((target,), files)
+    card = write_card(target.parent, dataset_card(store, fmt, [path.name for path in files.values()],
+                                                  sum(counts.values()), splits=counts, **card_settings))
     return Export(target, card, sum(counts.values()), counts, files, left_out)
 
 
