@@ -150,8 +150,10 @@ def _named(key: SampleKey) -> str:
 
 
 def read_protected(path: Path) -> list[Protected]:
-    """The protected texts of an evaluation file: a record's string values joined (JSONL, a line each; JSON, a list
-    of records or strings), else each paragraph of a text file. Each named "FILE:N" (line, item or paragraph).
+    """The protected texts of an evaluation file: each string value of a record (JSONL, a line each; JSON, a list of
+    records or strings), else each paragraph of a text file. Each named "FILE:N" (line, item or paragraph). A
+    record's fields are protected one by one, so that a sample quoting the reference answer alone is found (joined
+    to the question, an answer of 8 to 12 words would be inside no 13-gram of its own).
 
     Raises:
         InputError: the file is missing or unreadable, or a JSONL line is not JSON (naming the file and line).
@@ -176,8 +178,8 @@ def read_protected(path: Path) -> list[Protected]:
         records = list(enumerate(loaded if isinstance(loaded, list) else [loaded], 1))
     else:
         records = list(enumerate((p for p in text.split("\n\n") if p.strip()), 1))
-    return [Protected(f"{path}:{number}", joined) for number, record in records
-            if (joined := "\n".join(_strings(record)).strip())]
+    return [Protected(f"{path}:{number}", text) for number, record in records for text in _strings(record)
+            if text.strip()]
 
 
 def _strings(value) -> list[str]:
