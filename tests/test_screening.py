@@ -219,3 +219,29 @@ def test_a_read_only_run_is_screened_without_writing(planted_run, tmp_path):
     assert quality.fresh and quality.settings["ngram"] == 9
     with RunStore.reading(planted_run) as store:
         assert recorded_quality(store).settings["ngram"] != 9
+
+
+def test_a_training_sample_quoting_a_held_out_chunk_is_contaminated_and_a_test_sample_is_not(tmp_path):
+    """The held-out split protects its chunks from the samples outside it: a train sample quoting 15 words of a
+    test chunk is flagged, named with that chunk; the test chunk's own samples are not (they are the test)."""
+    from datagen.dataset.splits import draw_splits
+    from datagen.samples import Sample
+    from datagen.store.records import Outcome
+    from datagen.text.chunking import Chunk
+    from datagen.workspace import SplitSettings
+
+    texts = sentences(20, 40)[:40]
+    with RunStore(tmp_path) as store:
+        chunks = [Chunk(f"c{i:02d}", f"doc{i}.txt", 0, len(text), text, len(text.split()))
+                  for i, text in enumerate(texts)]
+        store.add_chunks(chunks)
+        splits = draw_splits(store, SplitSettings(test_fraction=0.3))
+        test = [c for c in chunks if splits[c.id].split == "test"]
+        train = [c for c in chunks if splits[c.id].split == "train"]
+        quote = " ".join(test[0].text.split()[2:17])
+        for chunk in chunks:
+            quoting = chunk in (train[0], test[1])
+            store.record(Outcome(chunk, [Sample(plain(chunk.text), chunk.text + (f" {quote}" if quoting else ""))]))
+        flagged = measure(store).contamination
+    assert [(key[0], field, source) for key, field, source, _, _ in flagged] == [
+        (train[0].id, "output", f"held-out chunk {test[0].id}")]

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from datagen.dataset.quality import (Comparison, Diversity, NgramIndex, Opening, Pair, Protected, compare,
-                                     duplicates, lexical_pairs, semantic_pairs)
+from datagen.dataset.quality import (Comparison, Contamination, Diversity, NgramIndex, Opening, Pair, Protected,
+                                     compare, duplicates, lexical_pairs, semantic_pairs)
 from datagen.dataset.quality.contamination import DEFAULT_N
 from datagen.dataset.quality.near_duplicates import LEXICAL, SEMANTIC
 from datagen.dataset.review import as_reviewed
@@ -193,9 +193,30 @@ def _strings(value) -> list[str]:
     return []
 
 
-def _protected(store: RunStore, screen: Screen, workspace: Path | None) -> tuple[list[Protected], list[Protected]]:
-    """(texts protected from every sample: the program's dev set and demos, the evaluation files; the held-out
-    chunks, protected from the samples outside the held-out split)."""
+@dataclass(frozen=True)
+class _Protection:
+    """`everyone`: texts protected from every sample (the program's dev set and demos, the evaluation files);
+    `held`: the held-out chunks' texts, protected from the samples of the chunks outside `test` (the held-out ids)."""
+
+    everyone: list[Protected]
+    held: list[Protected]
+    test: frozenset[str]
+
+    def contaminated(self, keys: list[SampleKey], texts: list[str], n: int) -> dict[int, Contamination]:
+        """{position: Contamination} of `texts` (one field, by the positions of `keys`): the protected text each
+        shares the most n-grams with."""
+        found = {c.index: c for c in NgramIndex(self.everyone, n).check(texts)} if self.everyone else {}
+        outside = [i for i, key in enumerate(keys) if key[0] not in self.test]
+        for c in NgramIndex(self.held, n).check([texts[i] for i in outside]) if self.held else ():
+            c = Contamination(outside[c.index], c.source, c.shared, c.share)
+            if c.index not in found or c.shared > found[c.index].shared:
+                found[c.index] = c
+        return found
+
+
+def _protected(store: RunStore, screen: Screen, workspace: Path | None) -> _Protection:
+    """What `measure` protects: the compiled program's dev set and demos, the `screen`'s files, the held-out
+    chunks."""
     state = store.meta().get(COMPILED)
     try:
         seen = program_seen_texts(state, workspace)
@@ -205,9 +226,9 @@ def _protected(store: RunStore, screen: Screen, workspace: Path | None) -> tuple
     everyone = [Protected(f"the dev set or demos of {Path(state).name}", text) for text in seen]
     for path in screen.protect:
         everyone += read_protected(Path(path))
-    test = {chunk_id for chunk_id, split in recorded_splits(store).items() if split.split == "test"}
+    test = frozenset(chunk_id for chunk_id, split in recorded_splits(store).items() if split.split == "test")
     held = [Protected(f"held-out chunk {chunk.id}", chunk.text) for chunk in store.chunks() if chunk.id in test]
-    return everyone, held
+    return _Protection(everyone, held, test)
 
 
 def _fingerprint(*parts) -> str:
@@ -245,14 +266,15 @@ def measure(store: RunStore, screen: Screen = Screen(), *, workspace: Path | Non
             keys.append((chunk.id, index))
             for name in FIELDS:
                 texts[name].append(getattr(sample, name))
-    everyone, held = _protected(store, screen, workspace)
-    settings = {"ngram": screen.ngram, "semantic": screen.semantic, "protected": len(everyone),
-                "held_out": len(held), "samples": len(keys)}
-    fingerprint = _fingerprint(keys, texts, chunks, settings, [(p.source, p.text) for p in everyone + held])
+    protection = _protected(store, screen, workspace)
+    settings = {"ngram": screen.ngram, "semantic": screen.semantic, "protected": len(protection.everyone),
+                "held_out": len(protection.held), "samples": len(keys)}
+    fingerprint = _fingerprint(keys, texts, chunks, settings,
+                               [(p.source, p.text) for p in protection.everyone + protection.held])
     recorded = json.loads(store.meta().get(QUALITY) or "{}")
     if recorded.get("fingerprint") == fingerprint:
         return _read(store, keys, recorded)
-    quality = _measure(store, keys, texts, chunks, (everyone, held), settings, embed)
+    quality = _measure(store, keys, texts, chunks, protection, settings, embed)
     try:
         store.set_quality(_pair_rows(quality), _contamination_rows(quality), json.dumps(
             {"fingerprint": fingerprint, "settings": settings,
@@ -263,11 +285,7 @@ def measure(store: RunStore, screen: Screen = Screen(), *, workspace: Path | Non
 
 
 def _measure(store: RunStore, keys: list[SampleKey], texts: dict[str, list[str]], chunks: list[str],
-             protected: tuple[list[Protected], list[Protected]], settings: dict,
-             embed: Callable | None) -> RunQuality:
-    everyone, held = protected
-    test = {chunk_id for chunk_id, split in recorded_splits(store).items() if split.split == "test"}
-    outside = [i for i, key in enumerate(keys) if key[0] not in test]
+             protection: _Protection, settings: dict, embed: Callable | None) -> RunQuality:
     pairs, contamination, diversity = {}, [], {}
     source_embeddings = _embeddings(store, chunks, embed) if settings["semantic"] else None
     for name in FIELDS:
@@ -276,12 +294,7 @@ def _measure(store: RunStore, keys: list[SampleKey], texts: dict[str, list[str]]
         embeddings = _embeddings(store, own, embed) if settings["semantic"] else None
         if embeddings is not None:
             pairs[name] += semantic_pairs(embeddings)
-        found = {c.index: c for c in NgramIndex(everyone, settings["ngram"]).check(own)} if everyone else {}
-        if held:
-            for c in NgramIndex(held, settings["ngram"]).check([own[i] for i in outside]):
-                c = type(c)(outside[c.index], c.source, c.shared, c.share)
-                if c.index not in found or c.shared > found[c.index].shared:
-                    found[c.index] = c
+        found = protection.contaminated(keys, own, settings["ngram"])
         contamination += [(keys[i], name, c.source, c.shared, c.share) for i, c in sorted(found.items())]
         diversity[name] = compare(own, chunks, embeddings, source_embeddings) if own else None
     return RunQuality(keys, pairs, contamination, {k: v for k, v in diversity.items() if v is not None}, settings,
