@@ -10,7 +10,8 @@ offline composite), then runs, each command printed before it runs so that it ca
 2. `datagen evaluate`: score the uncompiled pipeline on its held-out (val) items;
 3. `datagen optimize`: compile it with the cheapest preset (bootstrap), under a cap on LM calls;
 4. `datagen generate`: run the compiled program over the corpus, with the pass mark as quality gate;
-5. `datagen export`: write the kept samples as a Hugging Face dataset folder;
+5. `datagen export`: write the kept samples as a Hugging Face dataset folder, less the near-duplicates and the
+   samples that quote the dev set (screened: docs/quality.md);
 
 and ends with a table of what each step gave (held-out scores before and after with n and failures, samples kept
 and dropped by reason, where each file went) and the command that opens the run in a browser. Every role runs on
@@ -86,7 +87,9 @@ def main() -> int:
     args = parser.parse_args()
     from datagen.lm import EMBEDDED_MODELS
     from datagen.metrics.overlap import embedding_available
+    from datagen.dataset.export import select_samples
     from datagen.runs import summarize
+    from datagen.store import RunStore
     from datagen.workspace import builtin_workspace, load_metric_suite, read_manifest
 
     pass_mark = load_metric_suite("style_clone", builtin_workspace()).THRESHOLD  # the gate on the composite
@@ -119,8 +122,13 @@ def main() -> int:
     generated = datagen("generate", "style_clone", "--input", CORPUS, "--compiled", "demo",
                         "--min-score", f"composite={pass_mark}", "--out", run, *ws, check=False)
     summary = summarize(ROOT / run)
+    left_out = {}
     if summary.kept:
         datagen("export", run, "--format", "hf", "--out", export)
+        with RunStore.reading(ROOT / run) as store:  # what the export's screen left out, as recorded by it
+            left_out = select_samples(store, {"composite": pass_mark}).left_out_counts
+    screened = ", ".join(f"{n} {reason}" for reason, n in left_out.items())
+    exported = (summary.kept or 0) - sum(left_out.values())
 
     items = [json.loads(line) for line in (out / "dev.jsonl").read_text().splitlines()]
     before = json.loads((out / "eval-uncompiled/eval.json").read_text())
@@ -141,8 +149,9 @@ def main() -> int:
                      f"pass mark (composite >= {pass_mark})", run),
         ("", f"failed: {failed}", ""),
         ("", f"dropped by the pipeline's checks: {dropped}", ""),
-        ("export", f"{summary.kept or 0} samples as a Hugging Face dataset" if summary.kept
+        ("export", f"{exported} samples as a Hugging Face dataset" if summary.kept
                    else "nothing to export: no sample passed", export if summary.kept else ""),
+        ("", f"screened out: {screened or 'none'} (datagen quality {run} names them)", ""),
     ]
     width = max(len(row[1]) for row in rows)
     print("\n" + "=" * (width + 24))

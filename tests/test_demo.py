@@ -2,6 +2,7 @@
 and a table at the end whose figures are the run's own; nothing degenerate is exported."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -55,7 +56,11 @@ def test_the_demo_walks_the_loop_and_ends_with_a_table_of_what_each_step_gave(tm
         import datasets
 
         records = [record for split in datasets.load_from_disk(str(out / "hf")).values() for record in split]
-    assert len(records) == (summary.kept or 0)
+    # The gate's samples less those the export's screen left out, each reason counted in the table.
+    screened = re.search(r"screened out: (.*) \(datagen quality", table).group(1)
+    left_out = {reason: int(n) for n, reason in re.findall(r"(\d+) ([\w-]+)", screened)}
+    assert set(left_out) <= {"near-duplicate", "contaminated"} and (left_out or screened == "none"), screened
+    assert len(records) == (summary.kept or 0) - sum(left_out.values())
     if not records:
         assert "nothing to export" in table
     for record in records:
