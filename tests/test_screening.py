@@ -83,8 +83,10 @@ def test_planted_near_duplicates_and_contamination_are_left_out_of_the_export(pl
         selection = select_samples(store, screen=screen)
     near = {source[key[0]] for key, flag in selection.left_out.items() if flag.reason == NEAR_DUPLICATE}
     dirty = {source[key[0]] for key, flag in selection.left_out.items() if flag.reason == CONTAMINATED}
-    assert all(p >= 0.95 and r >= 0.95 for p, r in [precision_recall(near, set(copies))]), (near, copies)
-    assert all(p >= 0.95 and r >= 0.95 for p, r in [precision_recall(dirty, quoting)]), (precision_recall(dirty, quoting), dirty - quoting, quoting - dirty)
+    precision, recall = precision_recall(near, set(copies))
+    assert precision >= 0.95 and recall >= 0.95, (precision, recall)
+    precision, recall = precision_recall(dirty, quoting)
+    assert precision >= 0.95 and recall >= 0.95, (precision, recall, dirty - quoting, quoting - dirty)
     for key, flag in selection.left_out.items():  # each explained: what it repeats, or what it shares
         if flag.reason == NEAR_DUPLICATE and source[key[0]] in copies:
             of = re.search(r"nearly repeats (\S+)#\d+ \(lexical, [01]\.\d+\)", flag.detail)

@@ -127,8 +127,8 @@ class RunQuality:
             rest = [key for key in kept if key not in found]
             position = {key: i for i, key in enumerate(rest)}
             for name, pairs in self.pairs.items():
-                moved = [Pair(*sorted((position[self.keys[p.first]], position[self.keys[p.second]])), p.similarity,
-                              p.kind) for p in pairs if self.keys[p.first] in position and self.keys[p.second] in position]
+                ends = [(position.get(self.keys[p.first]), position.get(self.keys[p.second]), p) for p in pairs]
+                moved = [Pair(a, b, p.similarity, p.kind) for a, b, p in ends if a is not None and b is not None]
                 for dup in duplicates(len(rest), moved, screen.near_duplicates):
                     if rest[dup.index] not in found:
                         found[rest[dup.index]] = Flag(NEAR_DUPLICATE, f"{name} nearly repeats {_named(rest[dup.via])}"
