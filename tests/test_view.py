@@ -248,6 +248,7 @@ def test_an_evaluation_with_a_baseline_is_compared_sample_by_sample(tmp_path):
     assert changes == ["-0.500", "+0.000", "+0.400"]  # largest drop first
     sample = client.get("/r/1/s/c1/0")
     assert sample.status_code == 200 and "read-only" in sample.text and 'id="review"' not in sample.text
+    assert client.get("/r/1/quality").status_code == 404 and "/quality" not in client.get("/r/1").text
     assert client.post("/r/1/s/c1/0/review", data={"token": TOKEN, "verdict": "good"}).status_code == 400
 
 
@@ -430,3 +431,186 @@ def test_view_stops_on_each_stop_signal_as_on_ctrl_c(run, workspace, signum, lab
         viewer.kill()
     assert viewer.returncode == 128 + signum, stderr
     assert "Traceback" not in stderr and stderr.strip().splitlines()[-1] == f"error: interrupted ({label})"
+
+
+# --- a run's dataset quality ---------------------------------------------------------------------------------
+
+# A sentence of the corpus (section III), given to `datagen quality --protect` as an evaluation file's text.
+PROTECTED = ("He slept the clock round, and woke hungry as a shark, and ate a quantity of salt pork and ship’s biscuit "
+             "that would have shamed a press-gang")
+QUALITY_KEY = "sk-quality-test-0123456789abcdef"
+
+
+def screened_run(workspace: Path, run: Path) -> dict:
+    """A style_clone run on the fake model whose corpus prints its opening twice (reprint.md: the first five
+    paragraphs again, a word in two of them changed for another of the same length, so that its chunks begin where the
+    original's do), measured by `datagen quality RUN --protect protected.txt` (PROTECTED). The rephrase of the
+    opening passage carries a script tag and QUALITY_KEY, which the pages must show as text and blank out.
+    Returns {"copies": {each reprint sample: the original sample at the same place}, "contaminated": the sample whose
+    output holds PROTECTED, "protected": the file's path, "samples": {key: Sample}}."""
+    story = (workspace / "data/samples/lighthouse_keeper.md").read_text(encoding="utf-8")
+    opening = "\n\n".join(story.split("\n\n")[:5])
+    assert "dear reader" in opening and "Ninety-two steps" in opening and PROTECTED in story
+    (workspace / "data/samples/reprint.md").write_text(
+        opening.replace("dear reader", "good reader").replace("Ninety-two steps", "Ninety-one steps"), encoding="utf-8")
+
+    def respond(text: str) -> str:
+        return plain(text) + (f" {SCRIPT} {QUALITY_KEY}" if "Confession" in text else "")
+
+    generate("style_clone", [workspace / "data/samples"], run, workspace=workspace, config=Config(),
+             model=fake_model(FakeEngine(respond=respond)), settings=RunSettings(max_tokens=200))
+    protected = run.parent / "protected.txt"
+    protected.write_text(PROTECTED + "\n", encoding="utf-8")
+    measured = run_cli("quality", str(run), "--protect", str(protected), cwd=workspace)
+    assert measured.returncode == 0, measured.stderr
+    with RunStore(run) as store:
+        done = [(chunk, (chunk.id, i), sample) for chunk, samples in store.done() for i, sample in enumerate(samples)]
+    originals = {chunk.start: key for chunk, key, _ in done if chunk.source.endswith("lighthouse_keeper.md")}
+    copies = {key: originals[chunk.start] for chunk, key, _ in done if chunk.source.endswith("reprint.md")}
+    (contaminated,) = [key for _, key, sample in done if PROTECTED in sample.output]
+    return {"copies": copies, "contaminated": contaminated, "protected": protected,
+            "samples": {key: sample for _, key, sample in done}}
+
+
+@pytest.fixture(scope="module")
+def screened(tmp_path_factory):
+    """(run folder, screened_run's record), for the module's tests."""
+    base = tmp_path_factory.mktemp("screened")
+    workspace = copy_workspace(ROOT, base / "ws")
+    planted = screened_run(workspace, base / "run")
+    assert len(planted["copies"]) == 2, "the reprint's two edited chunks are done (its others, the same, are dropped)"
+    return base / "run", planted
+
+
+def run_db_state(run: Path) -> tuple[bytes, bytes]:
+    """The run store's database and write-ahead log as they are on disk (a write changes one of them; a reader's
+    -shm index is no data)."""
+    wal = run / "run.db-wal"
+    return (run / "run.db").read_bytes(), wal.read_bytes() if wal.exists() else b""
+
+
+def test_the_quality_page_shows_each_near_duplicate_beside_its_original_the_contamination_and_diversity(
+        screened, monkeypatch):
+    from datagen.dataset.quality.near_duplicates import char_shingles, jaccard
+    from datagen.dataset.screening import DEFAULT_THRESHOLDS, recorded_quality
+
+    run, planted = screened
+    monkeypatch.setenv("PROVIDER_API_KEY", QUALITY_KEY)
+    samples, before = planted["samples"], run_db_state(run)
+    with RunStore(run) as store:
+        quality = recorded_quality(store)
+    client = client_for(run)
+    assert 'href="/r/0/quality"' in client.get("/r/0").text
+    page = client.get("/r/0/quality")
+    assert page.status_code == 200 and 'id="not-measured"' not in page.text
+    # Every reprinted passage is flagged, in both fields, as repeating the original at the same place; nothing else.
+    rows = re.findall(r'<section class="duplicate" data-flagged="(\w+)#(\d+)" data-of="(\w+)#(\d+)" '
+                      r'data-field="(\w+)">(.*?)</section>', page.text, re.S)
+    shown = {((a, int(i)), (b, int(j)), name) for a, i, b, j, name, _ in rows}
+    assert shown == {(copy, of, name) for copy, of in planted["copies"].items() for name in ("input", "output")}
+    assert len(rows) == len(quality.groups(DEFAULT_THRESHOLDS))
+    for a, i, b, j, name, body in rows:
+        flagged, of = getattr(samples[a, int(i)], name), getattr(samples[b, int(j)], name)
+        # Both texts, whole (the copy's changed words marked), both samples linked, and the exact similarity.
+        assert text_of(section(body, '<pre class="text original">')) == of.replace(QUALITY_KEY, "[redacted]")
+        assert text_of(section(body, '<pre class="text flagged">')) == flagged.replace(QUALITY_KEY, "[redacted]")
+        if name == "output":
+            assert "<ins>good</ins>" in body or "<ins>one</ins>" in body
+        assert f'href="/r/0/s/{a}/{i}"' in body and f'href="/r/0/s/{b}/{j}"' in body
+        similarity = round(jaccard(char_shingles(flagged), char_shingles(of)), 4)  # as recorded
+        assert 0.6 <= similarity < 1 and f'<span class="similarity">{similarity:.2f}</span>' in body
+    flagged_count = len(planted["copies"])
+    assert text_of(section(page.text, '<p id="duplicate-count">')).startswith(
+        f"{flagged_count} sample{'s' * (flagged_count != 1)} nearly repeat")
+    # The contaminated sample: the protected file's line, every one of its 13-grams shared (100%).
+    (row,) = re.findall(r'<tr data-sample="(\w+)#(\d+)">(.*?)</tr>', page.text, re.S)
+    (key, name, source, shared, share), = quality.contamination
+    assert ((row[0], int(row[1])), name, source) == (planted["contaminated"], "output", f"{planted['protected']}:1")
+    assert cells(row[2])[:5] == [f"{key[0]}#{key[1]}", "output", source, str(shared), "100%"] and shared > 1
+    # The diversity of each field beside its source chunks, and the ways it narrowed them.
+    for name, comparison in quality.diversity.items():
+        for texts, figures in (("samples", comparison.samples), ("source", comparison.source)):
+            row = section(page.text, f'<tr data-texts="{texts}" data-field="{name}">')
+            openings = ", ".join(f"{o.text} ({o.share:.0%})" for o in figures.openings)
+            assert cells(row)[1:] == [str(len(samples)), *(f"{v:.3f}" for v in (
+                figures.distinct_1, figures.distinct_2, figures.compression_ratio)), openings, "-"]
+    narrowed = [text_of(line) for line in re.findall(r"<li>(.*?)</li>", section(page.text, '<ul id="narrowed">'))]
+    assert narrowed == [f"{name}: {line}" for name, c in quality.diversity.items() for line in c.narrowed]
+    assert narrowed  # the input: the fake rephrase repeats "plain"
+    assert "distinct-2</dt>" in page.text and "compression ratio</dt>" in page.text
+    # Texts are escaped, and the key blanked out; the view read the store and wrote nothing.
+    assert SCRIPT not in page.text and html.escape(SCRIPT, quote=False) in page.text
+    assert QUALITY_KEY not in page.text and "[redacted]" in page.text
+    assert run_db_state(run) == before
+
+
+def test_a_flagged_samples_page_says_why_exports_leave_it_out_and_links_to_what_it_repeats(screened):
+    run, planted = screened
+    client = client_for(run)
+    copy, original = next(iter(planted["copies"].items()))
+    page = client.get(f"/r/0/s/{copy[0]}/{copy[1]}")
+    flag = section(page.text, '<p class="flag" id="flag">')
+    assert text_of(flag).startswith(f"left out of exports: input nearly repeats {original[0]}#{original[1]} (lexical, ")
+    assert f'<a href="/r/0/s/{original[0]}/{original[1]}" id="repeats">' in flag
+    assert "--keep-near-duplicates" in flag
+    contaminated = planted["contaminated"]
+    flag = section(client.get(f"/r/0/s/{contaminated[0]}/{contaminated[1]}").text, '<p class="flag" id="flag">')
+    assert text_of(flag).startswith(f"left out of exports: output shares ")
+    assert f"13-grams with {planted['protected']}:1 (100% of it)" in text_of(flag) and "--keep-contaminated" in flag
+    assert 'id="flag"' not in client.get(f"/r/0/s/{original[0]}/{original[1]}").text  # the original is kept
+
+
+def test_a_run_not_measured_for_its_samples_says_how_to_measure_and_is_not_written(run, workspace):
+    chunk = stored(run)[0][0]
+    # generate measures the dataset it writes: a run made before datagen measured any has no such record or tables.
+    db = sqlite3.connect(run / "run.db")
+    db.executescript("DROP TABLE near_duplicates; DROP TABLE contamination; DELETE FROM meta WHERE key = 'quality';")
+    db.close()
+    client = client_for(run)
+    before = run_db_state(run)
+    page = client.get("/r/0/quality")
+    assert page.status_code == 200
+    said = text_of(section(page.text, '<p id="not-measured">'))
+    assert "has not been measured yet" in said and f"datagen quality {run}" in said
+    assert 'id="flag"' not in client.get(f"/r/0/s/{chunk}/0").text
+    assert run_db_state(run) == before
+    with RunStore(run) as store:
+        assert "quality" not in store.meta()
+    # Measured, then a chunk's samples gone (its result dropped): the record is of other samples, and said so.
+    assert run_cli("quality", str(run), cwd=workspace).returncode == 0
+    assert 'id="not-measured"' not in client.get("/r/0/quality").text
+    db = sqlite3.connect(run / "run.db")
+    db.execute("DELETE FROM results WHERE chunk_id = ?", (chunk,))
+    db.commit()
+    db.close()
+    said = text_of(section(client.get("/r/0/quality").text, '<p id="not-measured">'))
+    assert "measured on other samples" in said and f"datagen quality {run}" in said
+
+
+def test_the_quality_lists_are_paged_and_show_a_correction_as_exported(screened, tmp_path, monkeypatch):
+    import shutil
+
+    run = shutil.copytree(screened[0], tmp_path / "run")
+    planted = screened[1]
+    client = client_for(run)
+    monkeypatch.setattr(data, "PAGE", 1)
+    listed, pattern = [], r'data-flagged="(\w+#\d+)" data-of="(\w+#\d+)" data-field="(\w+)"'
+    for number in range(1, 2 * len(planted["copies"]) + 2):  # a row a page: each field of each copy, then none
+        page = client.get(f"/r/0/quality?duplicates={number}&contaminated=1").text
+        listed.append(re.findall(pattern, page))
+    assert 'href="?duplicates=2&amp;contaminated=1#duplicates"' in client.get("/r/0/quality").text
+    assert [len(rows) for rows in listed] == [1] * 2 * len(planted["copies"]) + [0]
+    assert sorted(row for rows in listed for row in rows) == sorted((f"{a[0]}#{a[1]}", f"{b[0]}#{b[1]}", name)
+                                                                    for a, b in planted["copies"].items()
+                                                                    for name in ("input", "output"))
+    for query in ("duplicates=0", "duplicates=abc", "contaminated=-1"):
+        assert client.get(f"/r/0/quality?{query}").status_code == 400
+    # A copy corrected by a reviewer: its corrected output is shown (as every export writes it), tagged.
+    monkeypatch.setattr(data, "PAGE", 50)
+    copy = next(iter(planted["copies"]))
+    corrected = "A keeper's tale, rewritten by hand."
+    assert review(client, *copy, verdict="", input=planted["samples"][copy].input, output=corrected).status_code == 303
+    page = client.get("/r/0/quality").text
+    row = section(page, f'<section class="duplicate" data-flagged="{copy[0]}#{copy[1]}" data-of="[^"]+" '
+                        'data-field="output">')
+    assert text_of(section(row, '<pre class="text flagged">')) == corrected and '<span class="tag"' in row

@@ -3,7 +3,8 @@ command. A reviewer opens a run, orders the samples worst first by chrf, rates t
 third in the form, reloads and finds all of it stored (in the pages and in the run store); the export leaves the
 rejected sample out and writes the correction; `judge-check --human` reports the agreement worked out by hand.
 And pages show a sample's `<script>` as text, and the server refuses a change without the session's token. A run
-evaluated by `datagen eval-model` links to its models page, which shows each model's answer against the reference.
+evaluated by `datagen eval-model` links to its models page, which shows each model's answer against the reference. A
+run measured by `datagen quality` links to its quality page, from which a flagged sample leads to the one it repeats.
 
 The browser is Debian's chromium and chromium-driver (tests/browser.py). Without them these tests are skipped,
 unless DATAGEN_BROWSER_TESTS=1 (as `make test` sets, after installing them): then they fail.
@@ -25,7 +26,7 @@ from datagen.store import RunStore
 from .browser import ViewServer, chromium, copy_workspace, missing, scored_run
 from .conftest import ROOT, every_record, run_cli
 from .fakes import plain
-from .test_view import BROKEN, model_evaluated_run
+from .test_view import BROKEN, model_evaluated_run, screened_run
 
 SCRIPT = "<script>alert(1)</script>"
 CORRECTION = "A keeper's line, corrected by hand.\nAnd a second line."
@@ -83,6 +84,18 @@ def evaluated_view(browser, tmp_path_factory):
     result = model_evaluated_run(workspace, base / "run")
     with ViewServer(str(base / "run"), cwd=workspace) as server:
         yield server.url, result
+        assert server.process.poll() is None, f"datagen view stopped: {server.stderr()}"
+
+
+@pytest.fixture(scope="module")
+def screened_view(browser, tmp_path_factory):
+    """`datagen view RUN --port 0` over test_view.screened_run (a reprinted passage, a protected sentence): the
+    server's URL and the run's record."""
+    base = tmp_path_factory.mktemp("quality-view")
+    workspace = copy_workspace(ROOT, base / "ws")
+    planted = screened_run(workspace, base / "run")
+    with ViewServer(str(base / "run"), cwd=workspace) as server:
+        yield server.url, planted
         assert server.process.poll() is None, f"datagen view stopped: {server.stderr()}"
 
 
@@ -467,6 +480,44 @@ def test_the_models_page_shows_each_answer_against_the_reference_and_runs_nothin
         assert answer("echo", "pre.answer-text").text == f"{sample['input']} {SCRIPT}"
         assert answer("echo", "pre.answer-text ins") and answer("echo", "pre.reference del")
         assert BROKEN in answer("broken", ".error").text
+    assert driver.execute_script("return document.querySelectorAll('main script, main img').length") == 0
+    no_alert(driver)
+    assert not page_errors(driver)
+
+
+# --- a run's dataset quality ---------------------------------------------------------------------------------
+
+def test_the_quality_page_leads_from_a_flagged_sample_to_the_one_it_repeats(browser, screened_view):
+    from selenium.webdriver.common.by import By
+
+    driver, (url, planted) = browser, screened_view
+    page_errors(driver)
+    driver.get(f"{url}/r/0")
+    navigates(driver, lambda: element(driver, "a#quality").click(), "section.duplicate")
+    assert urllib.parse.urlparse(driver.current_url).path == "/r/0/quality"
+    first = elements(driver, "section.duplicate")[0]
+    flagged, original = (link.text for link in first.find_elements(By.CSS_SELECTOR, "h4 a.sample"))
+    expected = {f"{a[0]}#{a[1]}": f"{b[0]}#{b[1]}" for a, b in planted["copies"].items()}
+    assert expected[flagged] == original
+    # The two texts side by side, the copy's changed word marked, the script tag in them shown as text.
+    assert first.find_elements(By.CSS_SELECTOR, "pre.flagged ins") and first.find_elements(By.CSS_SELECTOR,
+                                                                                          "pre.original del")
+    assert SCRIPT in first.find_element(By.CSS_SELECTOR, "pre.flagged").text
+    contaminated = planted["contaminated"]
+    row = element(driver, "table#contamination tr[data-sample]")
+    assert row.get_attribute("data-sample") == f"{contaminated[0]}#{contaminated[1]}"
+    assert row.find_element(By.CSS_SELECTOR, "td.share").text == "100%"
+    assert elements(driver, "table#diversity-table tr[data-texts]")
+    # The flagged sample's page says why exports leave it out; its link opens the sample it repeats.
+    def key(name: str) -> tuple[str, int]:
+        chunk, index = name.split("#")
+        return chunk, int(index)
+
+    navigates(driver, lambda: first.find_element(By.CSS_SELECTOR, "h4 a.sample").click(), "p#flag")
+    assert here(driver) == key(flagged)
+    assert element(driver, "p#flag").text.startswith(f"left out of exports: input nearly repeats {original}")
+    navigates(driver, lambda: element(driver, "a#repeats").click(), "form#review")
+    assert here(driver) == key(original) and not elements(driver, "p#flag")  # the original is kept
     assert driver.execute_script("return document.querySelectorAll('main script, main img').length") == 0
     no_alert(driver)
     assert not page_errors(driver)

@@ -92,10 +92,12 @@ KEEP_ALL = Screen(near_duplicates=None, contaminated=False)
 @dataclass(frozen=True)
 class Flag:
     """Why an export leaves a sample out: `reason` (NEAR_DUPLICATE or CONTAMINATED) and `detail`, a sentence that
-    names what it repeats or shares ("output nearly repeats c0003#0 (lexical, 0.83)")."""
+    names what it repeats or shares ("output nearly repeats c0003#0 (lexical, 0.83)"); for a near-duplicate,
+    `other` is the sample `detail` names (for a link to it: datagen view), else None."""
 
     reason: str
     detail: str
+    other: SampleKey | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -132,7 +134,7 @@ class RunQuality:
                 for dup in duplicates(len(rest), moved, screen.near_duplicates):
                     if rest[dup.index] not in found:
                         found[rest[dup.index]] = Flag(NEAR_DUPLICATE, f"{name} nearly repeats {_named(rest[dup.via])}"
-                                                      f" ({dup.kind}, {dup.similarity:.2f})")
+                                                      f" ({dup.kind}, {dup.similarity:.2f})", rest[dup.via])
         return found
 
     def groups(self, thresholds: Mapping[str, float]) -> list[tuple[SampleKey, SampleKey, str, str, float]]:

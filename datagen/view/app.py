@@ -36,6 +36,7 @@ from datagen.samples import Sample
 from datagen.util import REDACTED, redact
 from datagen.view.diff import word_diff
 from datagen.view.model_eval import evaluation_file, evaluation_view
+from datagen.view.quality import quality_page, sample_flag
 
 HERE = Path(__file__).parent
 # Security headers on every response: no framing (clickjacking), scripts and styles from this server only.
@@ -178,6 +179,7 @@ class Pages:
             Route("/r/{run:int}", self.run_page),
             Route("/r/{run:int}/samples", self.samples),
             Route("/r/{run:int}/failed", self.failed),
+            Route("/r/{run:int}/quality", self.quality),
             Route("/r/{run:int}/s/{chunk}/{index:int}", self.sample),
             Route("/r/{run:int}/s/{chunk}/{index:int}/review", self.save_review, methods=["POST"]),
             Route("/r/{run:int}/c/{chunk}", self.chunk),
@@ -265,7 +267,26 @@ class Pages:
         left, right = word_diff(self.shown(shown_input), self.shown(shown_output))
         return self.page(request, "sample.html", number=number, item=item, source=item.source, found=found,
                          sample=chosen, review=review, diff=(left, right), query=query, before=before, after=after,
-                         saved=request.query_params.get("saved"))
+                         saved=request.query_params.get("saved"), flag=sample_flag(item.source, chunk_id, index))
+
+    async def quality(self, request: Request) -> Response:
+        """/r/{run}/quality: the run's dataset-level quality as last recorded (datagen.view.quality): each
+        near-duplicate beside the sample it repeats, a word diff of the two texts, the contaminated samples, and
+        each field's diversity beside the source chunks'; a page of each list (?duplicates=N, ?contaminated=N). A
+        run not measured for its samples is said so, with the command that measures it; an evaluation has none
+        (404)."""
+        number, item = self.source_of(request)
+        if not item.source.writable:
+            raise HTTPException(404, f"{item.source.name}: an evaluation has no dataset quality (datagen quality "
+                                     "measures a run folder's)")
+        asked = {name: page_number(request.query_params.get(name)) for name in ("duplicates", "contaminated")}
+        found = quality_page(item.source, **asked)
+        for row in found.get("duplicates", []):
+            row["diff"] = word_diff(self.shown(row["original"]), self.shown(row["text"]))
+        pages = {"duplicates": page_count(found.get("duplicate_rows", 0)),
+                 "contaminated": page_count(found.get("contaminated_rows", 0))}
+        return self.page(request, "quality.html", number=number, source=item.source, found=found, asked=asked,
+                         pages=pages)
 
     async def chunk(self, request: Request) -> Response:
         """/r/{run}/c/{chunk}: a chunk's text, its samples, and its steps and LM calls (or its failure)."""
