@@ -233,6 +233,20 @@ def _protected(store: RunStore, screen: Screen, workspace: Path | None) -> _Prot
     return _Protection(everyone, held, test)
 
 
+def _samples(store: RunStore) -> tuple[list[SampleKey], dict[str, list[str]], list[str]]:
+    """(every finished sample's key, in the run's order; {field: its texts, as reviewed}; the done chunks' texts)."""
+    reviews = store.reviews()
+    keys, texts, chunks = [], {name: [] for name in FIELDS}, []
+    for chunk, samples in store.done():
+        chunks.append(chunk.text)
+        for index, sample in enumerate(samples):
+            sample = as_reviewed(sample, reviews.get((chunk.id, index)))
+            keys.append((chunk.id, index))
+            for name in FIELDS:
+                texts[name].append(getattr(sample, name))
+    return keys, texts, chunks
+
+
 def _fingerprint(*parts) -> str:
     digest = hashlib.sha256()
     for part in parts:
@@ -259,20 +273,11 @@ def measure(store: RunStore, screen: Screen = Screen(), *, workspace: Path | Non
     (a warning says so).
     """
     screen.check()
-    reviews = store.reviews()
-    keys, texts, chunks = [], {name: [] for name in FIELDS}, []
-    for chunk, samples in store.done():
-        chunks.append(chunk.text)
-        for index, sample in enumerate(samples):
-            sample = as_reviewed(sample, reviews.get((chunk.id, index)))
-            keys.append((chunk.id, index))
-            for name in FIELDS:
-                texts[name].append(getattr(sample, name))
+    keys, texts, chunks = _samples(store)
     protection = _protected(store, screen, workspace)
     settings = {"ngram": screen.ngram, "semantic": screen.semantic, "protected": len(protection.everyone),
-                "held_out": len(protection.held), "samples": len(keys)}
-    fingerprint = _fingerprint(keys, texts, chunks, settings,
-                               [(p.source, p.text) for p in protection.everyone + protection.held])
+                "held_out": len(protection.held), "samples": _fingerprint(keys, texts, chunks)}
+    fingerprint = _fingerprint(settings, [(p.source, p.text) for p in protection.everyone + protection.held])
     recorded = json.loads(store.meta().get(QUALITY) or "{}")
     if recorded.get("fingerprint") == fingerprint:
         return _read(store, keys, recorded)
@@ -354,12 +359,13 @@ def _comparison(figures: dict) -> Comparison:
 
 def recorded_quality(store: RunStore) -> RunQuality | None:
     """The run's quality as last recorded, read without measuring (for `status` and the view); None when never
-    measured, or measured on samples the run no longer has as they were."""
+    measured, or measured on other samples than the run's now (more of them, or a correction since: a fingerprint
+    of the samples' keys and texts, as reviewed, and the chunks' texts is recorded with it)."""
     recorded = json.loads(store.meta().get(QUALITY) or "{}")
     if not recorded:
         return None
-    keys = [(chunk.id, index) for chunk, samples in store.done() for index in range(len(samples))]
-    if recorded.get("settings", {}).get("samples") != len(keys):
+    keys, texts, chunks = _samples(store)
+    if recorded.get("settings", {}).get("samples") != _fingerprint(keys, texts, chunks):
         return None
     try:
         return _read(store, keys, recorded)

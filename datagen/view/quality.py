@@ -21,7 +21,8 @@ class Recorded:
 
     Args:
         quality: as recorded for the samples the run holds now; None when there is none.
-        stale: a quality is recorded, but for other samples (generate added, retried or redid some since).
+        stale: a quality is recorded, but for other samples (generate added, retried or redid some since, or a
+            reviewer corrected one).
         groups: the near-duplicates at DEFAULT_THRESHOLDS, `RunQuality.groups` rows (flagged sample, the sample it
             is most alike, field, kind, similarity), in the run's order.
         flags: what a plain `datagen export RUN` leaves out ({sample: Flag}): the default screen over every sample.
