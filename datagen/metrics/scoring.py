@@ -261,7 +261,7 @@ def diversity_bar(pipeline: str, workspace: Path, config: Config) -> DiversityBa
 
     Returns:
         The bar; None when neither the module (a pipeline without one declares none) nor datagen.toml declares
-        one.
+        one, or when the bar holds nothing (`fields = []`, or neither an opening share nor a distinct-2).
 
     Raises:
         DatagenError: the module's DIVERSITY_BAR is not a DiversityBar.
@@ -273,7 +273,8 @@ def diversity_bar(pipeline: str, workspace: Path, config: Config) -> DiversityBa
         raise DatagenError(f"{file}: DIVERSITY_BAR must be a datagen.DiversityBar, not {type(declared).__name__}")
     settings = config.metrics.get(pipeline)
     override = settings.diversity_bar.model_dump(exclude_none=True) if settings and settings.diversity_bar else {}
-    return replace(declared or DiversityBar(), **override) if override else declared
+    bar = replace(declared or DiversityBar(), **override) if override else declared
+    return None if bar is None or bar.empty else bar
 
 
 def review_criteria(pipeline: str, workspace: Path) -> dict[str, str]:

@@ -72,6 +72,11 @@ class DiversityBar:
             raise ConfigError(f"DiversityBar fields: expected a list of {' and '.join(FIELDS)}, got {self.fields!r}")
         object.__setattr__(self, "fields", tuple(dict.fromkeys(self.fields)))  # a list given, repeats dropped
 
+    @property
+    def empty(self) -> bool:
+        """Whether the bar holds nothing to anything: no field, or neither an opening share nor a distinct-2."""
+        return not self.fields or (self.opening_share is None and self.distinct_2 is None)
+
     def describe(self) -> str:
         """The bar in words, e.g. "input: no opening on 10% or more of the texts, 3 at least"; "none" for an empty
         one."""
@@ -80,7 +85,7 @@ class DiversityBar:
             parts.append(f"no opening on {self.opening_share:.0%} or more of the texts, {OPENING_MIN_COUNT} at least")
         if self.distinct_2 is not None:
             parts.append(f"distinct-2 {self.distinct_2:.3f} or more")
-        if not self.fields or not parts:
+        if self.empty:
             return "none"
         return "; ".join(f"{name}: {', '.join(parts)}" for name in self.fields)
 
