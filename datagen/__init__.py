@@ -14,6 +14,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 from datagen._moved import install as _keep_moved_paths  # noqa: E402
 from datagen._version import __version__  # noqa: E402
 from datagen.api import Evaluation, Optimization, evaluate, optimize  # noqa: E402
+from datagen.dataset.quality import DiversityBar  # noqa: E402
 from datagen.errors import (ConfigError, DatagenError, DiskError, FailureKind, InputError,  # noqa: E402
                             Interrupted, ModelUnreachable, PipelineNotFound, RunFolderError)
 from datagen.lm import RoleModel, role_model  # noqa: E402
@@ -33,7 +34,7 @@ __all__ = [
     "Report", "Evaluation", "Optimization", "write_evaluation",
     # what they take
     "Sample", "Score", "Failed", "Metric", "MetricContext", "Composite", "RoleModel", "role_model", "Config",
-    "load_config", "find_workspace", "load_program",
+    "load_config", "find_workspace", "load_program", "DiversityBar",
     # what they raise, and how a chunk fails
     "DatagenError", "InputError", "ConfigError", "PipelineNotFound", "RunFolderError", "ModelUnreachable", "DiskError",
     "Interrupted", "FailureKind",

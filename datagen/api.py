@@ -23,7 +23,7 @@ import dspy
 from datagen.dataset import DevItem, read_devset
 from datagen.errors import DatagenError
 from datagen.lm import RoleModel, as_role_model
-from datagen.metrics import COMPOSITE
+from datagen.metrics import COMPOSITE, diversity_bar
 from datagen.text import Chunk, chunk_id
 from datagen.tuning import (MAX_DEMOS, DSPyMetric, Evaluator, MetricScorer, Result, Session, check_optimizers,
                             dev_label, evaluate_pipeline, optimize_pipeline)
@@ -49,6 +49,11 @@ class Evaluation:
         models: model names by role; default {}.
         pipeline: the pipeline's name (a program object's class name); default "".
         created: when it was made (ISO 8601, UTC); default "".
+        diversity: each sample field's diversity beside the dev chunks', {"input": {"samples", "source",
+            "narrowed"}, "output": ...} (a `datagen.dataset.quality.Comparison` as a dict); default {} (no sample).
+        diversity_bar: a named pipeline's diversity bar and its verdict, {"opening_share", "distinct_2", "fields",
+            "met", "broken"} (met: True, False, or None when nothing was measured; broken: a sentence per
+            breach), or None (the default) without a bar (see `datagen.tuning.diversity_report`).
     """
 
     program: str
@@ -60,6 +65,8 @@ class Evaluation:
     models: dict[str, str] = field(default_factory=dict)
     pipeline: str = ""
     created: str = ""
+    diversity: dict[str, dict] = field(default_factory=dict)
+    diversity_bar: dict | None = None
 
     @property
     def score(self) -> float | None:
@@ -78,19 +85,21 @@ class Evaluation:
         """The JSON-able form `datagen.tuning.write_evaluation` and the HTML report take.
 
         Returns:
-            {"pipeline", "program", "dev", "created", "models", "metrics", "failures", "samples", "usage"}: the
-            fields, by name (the containers themselves, not copies).
+            {"pipeline", "program", "dev", "created", "models", "metrics", "failures", "samples", "usage",
+            "diversity", "diversity_bar"}: the fields, by name (the containers themselves, not copies).
         """
         return {"pipeline": self.pipeline, "program": self.program, "dev": self.dev, "created": self.created,
                 "models": self.models, "metrics": self.metrics, "failures": self.failures,
-                "samples": self.samples, "usage": self.usage}
+                "samples": self.samples, "usage": self.usage, "diversity": self.diversity,
+                "diversity_bar": self.diversity_bar}
 
     @classmethod
     def from_dict(cls, result: dict) -> "Evaluation":
         """The Evaluation of an evaluation record (`as_dict()`'s form, as datagen.tuning.evaluate makes it).
 
         Args:
-            result: the record, with every key `as_dict()` writes (other keys are ignored).
+            result: the record, with every key `as_dict()` writes (other keys are ignored; "diversity" and
+                "diversity_bar" may be missing, in a record written before they were measured).
 
         Returns:
             The `Evaluation` holding the record's values.
@@ -100,7 +109,8 @@ class Evaluation:
         """
         return cls(program=result["program"], dev=result["dev"], metrics=result["metrics"],
                    samples=result["samples"], failures=result["failures"], usage=result["usage"],
-                   models=result["models"], pipeline=result["pipeline"], created=result["created"])
+                   models=result["models"], pipeline=result["pipeline"], created=result["created"],
+                   diversity=result.get("diversity") or {}, diversity_bar=result.get("diversity_bar"))
 
 
 @dataclass
@@ -210,8 +220,9 @@ def evaluate(program: "str | dspy.Module", devset: DevSet, metric: DSPyMetric | 
     if metrics:
         raise DatagenError("evaluate: give `metric` or `metrics` (a pipeline's metric names), not both")
     name, module = resolve_program(program, workspace, options)
+    bar = diversity_bar(name, workspace, config) if isinstance(program, str) else None  # a pipeline's own
     evaluator = Evaluator(name, dev_items(devset), MetricScorer(metric), config, dev=dev_label(devset), split=split,
-                          concurrency=concurrency)
+                          concurrency=concurrency, bar=bar)
     return Evaluation.from_dict(evaluator(module, name, model=model))
 
 

@@ -1,9 +1,11 @@
 """The factual QA pipeline's metrics, and how much each counts in its composite.
 
 The judges and the offline `grounded` check live in datagen.metrics.factual_qa; this module only chooses and
-weighs them (`[metrics.factual_qa]` in datagen.toml may override the weights and the pass mark).
+weighs them (`[metrics.factual_qa]` in datagen.toml may override the weights and the pass mark, and
+`[metrics.factual_qa.diversity_bar]` the diversity bar).
 """
 
+from datagen import DiversityBar
 from datagen.metrics.answers import AnswerF1, AnswerGrounded, AnswerNovelty, CorrectnessJudge
 from datagen.metrics.factual_qa import AccuracyJudge, AnswerableJudge, Grounded, SubstanceJudge
 
@@ -17,6 +19,12 @@ METRICS = {
 # Grounding is the judge-free check that a weak judge cannot wave through.
 WEIGHTS = {"accuracy": 2.0, "answerable": 1.5, "non_trivial": 1.0, "grounded": 1.0}
 THRESHOLD = 0.6
+# The diversity bar `datagen evaluate` and `datagen optimize` report (docs/quality.md): the questions must not
+# collapse to a formula ("According to the passage, what ..."). Questions open with a few question words, so their
+# openings repeat more than prose's: of the 28 questions a person wrote for data/factual_qa/answers.jsonl the most
+# common opening ("where was the") begins 7%, against 0.3% for prose. A fifth, twice the bar on prose, leaves honest
+# questions that room and still flags a formula; on a dev set, 3 questions at least must share it.
+DIVERSITY_BAR = DiversityBar(opening_share=0.2, fields=("input",))
 # What a person reviewing a pair in `datagen view` rates from 1 to 5, each named after the metric that measures it
 # (see `datagen judge-check RUN --human`).
 CRITERIA = {

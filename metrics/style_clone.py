@@ -3,9 +3,11 @@
 Style, content and fluency are scored apart (one opaque number hides which one failed), by LLM judges and by
 offline metrics that need no LLM, so every run gets a signal it can trust even on a weak judge model. The metrics
 themselves live in datagen.metrics; this module only chooses and weighs them (`[metrics.style_clone]` in
-datagen.toml may override the weights and the pass mark).
+datagen.toml may override the weights and the pass mark, and `[metrics.style_clone.diversity_bar]` the
+diversity bar).
 """
 
+from datagen import DiversityBar
 from datagen.metrics.answers import (AnswerChrF, AnswerCoverage, AnswerEmbedding, AnswerNovelty, AnswerStyle,
                                      AnswerStyleJudge)
 from datagen.metrics.coverage import ContentCoverage, Novelty
@@ -47,6 +49,14 @@ WEIGHTS = {"content": 2.0, "genericness": 1.0, "generic_offline": 1.0, "boundari
 # (ten verses, World English Bible) of pairs. With judges, a copy still scores 0, and a placeholder rated generic
 # but without content about 0.32.
 THRESHOLD = 0.45
+# The diversity bar `datagen evaluate` and `datagen optimize` report (docs/quality.md): the generic rephrase, what
+# a trained model is given, must not collapse to a formula ("Here is a plain version: ...") that the model would
+# then expect of every prompt. Prose does not repeat its openings: the most common opening of the four novels'
+# 64-token chunks begins 0.3% of them (bench/quality_scale.py), so an opening on a tenth of the rephrases is thirty
+# times what prose does (the template-collapse bar of `status` and the card); on a dev set, 3 rephrases at least
+# must share it. No distinct-2 bar: distinct-2 rises as less text is measured, so a figure would hold for one dev
+# set's size only, and evaluate already says when the rephrases are narrower than their chunks.
+DIVERSITY_BAR = DiversityBar(opening_share=0.1, fields=("input",))
 # What a person reviewing a sample in `datagen view` rates from 1 to 5, each named after the metric that measures
 # it, so that `datagen judge-check RUN --human` can set the metric against the person's ratings.
 CRITERIA = {

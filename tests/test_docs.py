@@ -25,7 +25,8 @@ import pytest
 import typer.main
 
 from datagen.cli import app
-from datagen.workspace.config import ROLES, ChunkingSettings, Config, MetricSettings, ModelSettings
+from datagen.workspace.config import (ROLES, ChunkingSettings, Config, DiversityBarSettings, MetricSettings,
+                                     ModelSettings)
 
 from .conftest import ROOT
 from .fakes import FakeOpenAIServer, plain
@@ -290,7 +291,8 @@ def test_cli_reference_names_no_command_or_option_that_does_not_exist():
     assert not wrong, "docs/cli.md documents what the CLI does not have:\n" + "\n".join(wrong)
 
 
-CONFIG_SECTIONS = {"[models.ROLE]": ModelSettings, "[chunking]": ChunkingSettings, "[metrics.PIPELINE]": MetricSettings}
+CONFIG_SECTIONS = {"[models.ROLE]": ModelSettings, "[chunking]": ChunkingSettings, "[metrics.PIPELINE]": MetricSettings,
+                   "[metrics.PIPELINE.diversity_bar]": DiversityBarSettings}
 
 
 def test_config_reference_names_every_field_with_its_default():

@@ -34,3 +34,25 @@ def shown(path: Path) -> Path:
         return path.resolve().relative_to(Path.cwd().resolve())
     except ValueError:
         return path
+
+
+def figure(value: float | None) -> str:
+    """A diversity figure in two decimals, or "-" when there is none."""
+    return "-" if value is None else f"{value:.2f}"
+
+
+def diversity_lines(name: str, comparison, source: str = "source chunks") -> list[str]:
+    """A field's diversity beside its source's (a `datagen.dataset.quality.Comparison`) in one line, then one line
+    for each way the field is narrower than the source: what `status` and `evaluate` print.
+
+    Args:
+        name: the field ("input", "output").
+        comparison: its figures beside the source's.
+        source: what the source is called, e.g. "source chunks" (a run's) or "dev chunks" (an evaluation's).
+    """
+    mine, theirs = comparison.samples, comparison.source
+    top = mine.openings[0] if mine.openings else None
+    opening = f"; most common opening '{top.text}' {top.share:.0%}" if top else ""
+    return [f"diversity of {name}: distinct-2 {figure(mine.distinct_2)} ({source} {figure(theirs.distinct_2)}), "
+            f"compression ratio {figure(mine.compression_ratio)} ({figure(theirs.compression_ratio)}){opening}",
+            *(f"  narrower than the {source}: {line}" for line in comparison.narrowed)]

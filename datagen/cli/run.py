@@ -16,7 +16,7 @@ from rich.table import Table
 from datagen.cli.options import (DEFAULT_ACTORS, INPUTS_HELP, LOCAL, Actors, Executor, MaxTokens, MinScore,
                                  Pipeline, RayAddress, Workspace, min_scores, pipeline_options, ray_cluster,
                                  task_config, workspace_root)
-from datagen.cli.output import err, out, plural, say
+from datagen.cli.output import diversity_lines, err, out, plural, say
 from datagen.errors import DatagenError, InputError, Interrupted
 from datagen.util import interrupted, json_line, jsonl_sink
 
@@ -277,18 +277,8 @@ def _quality_lines(summary) -> list[str]:
     lines = [f"quality: {plural(flagged, 'near-duplicate')} (lexical >= 0.6), {contaminated} contaminated, of "
              f"{plural(len(quality.keys), 'sample')} (datagen quality RUN lists them)"]
     for name, comparison in quality.diversity.items():
-        mine, source = comparison.samples, comparison.source
-        top = mine.openings[0] if mine.openings else None
-        opening = f"; most common opening '{top.text}' {top.share:.0%}" if top else ""
-        lines.append(f"diversity of {name}: distinct-2 {_figure(mine.distinct_2)} (source chunks "
-                     f"{_figure(source.distinct_2)}), compression ratio {_figure(mine.compression_ratio)} "
-                     f"({_figure(source.compression_ratio)}){opening}")
-        lines += [f"  narrower than the source: {line}" for line in comparison.narrowed]
+        lines += diversity_lines(name, comparison)
     return lines
-
-
-def _figure(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
 
 
 def status(run_dir: RunFolder, workspace: Workspace = None) -> None:

@@ -13,7 +13,7 @@ from datagen.cli.logs import quiet_libraries
 from datagen.cli.options import (DEFAULT_ACTORS, INPUTS_HELP, LOCAL, Actors, ApiBase, Executor, MaxTokens, Model,
                                  Pipeline, PipelineOptions, RayAddress, Workspace, pipeline_options, ray_cluster,
                                  task_config, workspace_root)
-from datagen.cli.output import err, out, say, shown
+from datagen.cli.output import diversity_lines, err, out, say, shown
 from datagen.errors import DatagenError, InputError
 
 Metrics = Annotated[list[str] | None, typer.Option("--metric", "-m", help="Only this metric (repeatable; default: "
@@ -60,7 +60,7 @@ def evaluate(
 
     quiet_libraries()  # again: the metrics may import libraries that log (sentence-transformers)
 
-    from datagen.tuning import evaluate_pipeline, failed_text, write_evaluation
+    from datagen.tuning import evaluate_pipeline, failed_text, field_diversity, write_evaluation
 
     root = workspace_root(workspace)
     with err.status(f"evaluating {pipeline} on {dev}"):
@@ -76,6 +76,10 @@ def evaluate(
     out.print(table)
     for failure in result["failures"]:
         say(f"  failed {failure['chunk_id']}: {failure['kind']}: {failure['message']}", to=err)
+    for name, comparison in field_diversity(result).items():
+        for line in diversity_lines(name, comparison, "dev chunks"):
+            say(line)
+    _print_bar(result)
     folder = out_dir or root / "evals" / f"{pipeline}-{datetime.now():%Y%m%d-%H%M%S}"
     data, report = write_evaluation(result, folder)
     say(f"results: {data}\nreport: {report}")
@@ -119,6 +123,7 @@ def optimize(
         result, after, compiled = _optimize_once(pipeline, dev, optimizer, name, settings)
     if result.before and after:
         _print_held_out(pipeline, result.before, after, compiled)
+        _print_bars(result.before, _saved_after(result) if compiled is None else compiled)
     _print_requests(result)
     if result.state:
         say(f"compiled: {result.state}\nreport: {result.report}")
@@ -179,6 +184,43 @@ def _print_held_out(pipeline: str, before: dict, after: tuple, compiled: dict | 
     if not better:
         err.print("[yellow]the compiled program is not better than the uncompiled one on the held-out items: "
                   "keep generating without --compiled, or try more trials or another optimizer[/]")
+
+
+def _print_bar(evaluation: dict | None, which: str = "", why: str = "") -> None:
+    """The diversity bar's verdict on an evaluation's predictions (`which`: " (before)", " (after)"): a line when
+    met or not measured, a warning when broken (then `why`); nothing without a bar."""
+    from datagen.tuning import bar_broken, bar_line
+
+    line = bar_line(evaluation or {})
+    if line is None:
+        return
+    if bar_broken(evaluation):
+        err.print(f"[yellow]warning: diversity bar{which} {escape(line)}{escape(why)}[/]", highlight=False,
+                  soft_wrap=True)
+    else:
+        say(f"diversity bar{which}: {line}")
+
+
+def _print_bars(before: dict, after: dict | None) -> None:
+    """The diversity bar's verdicts on the held-out predictions before and after compiling; a compiled program
+    that broke a bar the uncompiled one met is said to have climbed into a template."""
+    from datagen.tuning import bar_broken
+
+    _print_bar(before, " (before)")
+    climbed = bar_broken(after) and (before.get("diversity_bar") or {}).get("met") is True
+    _print_bar(after, " (after)", ": the optimizer climbed into a template the uncompiled program did not use; "
+               "read the compiled program's predictions in the report before generating with it" if climbed else "")
+
+
+def _saved_after(result) -> dict | None:
+    """A search's best trial's held-out evaluation, as saved beside its compiled program (it may be an earlier
+    run's trial); None when nothing was saved."""
+    import json
+
+    from datagen.workspace import evaluation_path
+
+    saved = result.state and evaluation_path(result.state)
+    return json.loads(saved.read_text(encoding="utf-8")) if saved and saved.is_file() else None
 
 
 def _print_requests(result) -> None:

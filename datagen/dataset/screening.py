@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from datagen.dataset.quality import (Comparison, Contamination, Diversity, NgramIndex, Opening, Pair, Protected,
-                                     compare, duplicates, lexical_pairs, semantic_pairs)
+from datagen.dataset.quality import (Comparison, Contamination, NgramIndex, Pair, Protected, compare, duplicates,
+                                     lexical_pairs, semantic_pairs)
 from datagen.dataset.quality.contamination import DEFAULT_N
 from datagen.dataset.quality.near_duplicates import LEXICAL, SEMANTIC
 from datagen.dataset.review import as_reviewed
@@ -346,15 +346,9 @@ def _read(store: RunStore, keys: list[SampleKey], recorded: dict) -> RunQuality:
     pairs: dict[str, list[Pair]] = {name: [] for name in FIELDS}
     for name, kind, a, b, similarity in store.near_duplicate_pairs():
         pairs.setdefault(name, []).append(Pair(position[a], position[b], similarity, kind))
-    diversity = {name: _comparison(figures) for name, figures in recorded.get("diversity", {}).items()}
+    diversity = {name: Comparison.from_dict(figures) for name, figures in recorded.get("diversity", {}).items()}
     return RunQuality(keys, {name: sorted(own) for name, own in pairs.items()}, store.contaminated(), diversity,
                       recorded["settings"])
-
-
-def _comparison(figures: dict) -> Comparison:
-    def diversity(d: dict) -> Diversity:
-        return Diversity(**{**d, "openings": tuple(Opening(**o) for o in d["openings"])})
-    return Comparison(diversity(figures["samples"]), diversity(figures["source"]), tuple(figures["narrowed"]))
 
 
 def recorded_quality(store: RunStore) -> RunQuality | None:

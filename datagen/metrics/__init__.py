@@ -10,8 +10,8 @@ scikit-learn or an embedding model, which importing this package does not.
 
 from datagen.metrics.base import Failed, Metric, Score, clamp
 from datagen.metrics.composite import Composite
-from datagen.metrics.scoring import (COMPOSITE, AnswerScorer, MetricContext, Scorer, parse_thresholds,
-                                     review_criteria, scorer_for)
+from datagen.metrics.scoring import (COMPOSITE, AnswerScorer, MetricContext, Scorer, diversity_bar,
+                                     parse_thresholds, review_criteria, scorer_for)
 
 __all__ = ["COMPOSITE", "AnswerScorer", "Composite", "Failed", "Metric", "MetricContext", "Score", "Scorer", "clamp",
-           "parse_thresholds", "review_criteria", "scorer_for"]
+           "diversity_bar", "parse_thresholds", "review_criteria", "scorer_for"]

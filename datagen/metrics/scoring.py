@@ -1,7 +1,8 @@
 """Scoring samples with a pipeline's metrics, chosen by convention in the workspace's metrics/PIPELINE.py.
 
 That module names its metrics and how to build each from a `MetricContext` (`METRICS`), and the weights and
-pass mark of its composite (`WEIGHTS`, `THRESHOLD`), which `[metrics.PIPELINE]` in datagen.toml may override.
+pass mark of its composite (`WEIGHTS`, `THRESHOLD`), which `[metrics.PIPELINE]` in datagen.toml may override, and
+the diversity bar its samples are held to (`DIVERSITY_BAR`, see `diversity_bar`).
 A scorer builds only the metrics asked for, so gating on an offline metric loads no judge model.
 
 A metric that fails on a sample (its judge call failed, or its answer was cut off at max_tokens) costs only its own
@@ -15,16 +16,17 @@ listening) are raised, to fail the chunk.
 """
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
+from datagen.dataset.quality import DiversityBar
 from datagen.errors import DatagenError
 from datagen.lm import UNRECOVERABLE, RoleModel, failure_kind, first_line, judge_model, truncations
 from datagen.metrics.base import Failed, Score
 from datagen.metrics.composite import Composite
 from datagen.samples import Sample
-from datagen.workspace import Config, load_metric_suite
+from datagen.workspace import Config, load_metric_suite, metric_suite_file
 
 COMPOSITE = "composite"
 
@@ -245,6 +247,34 @@ def scorer_for(pipeline: str, context: MetricContext, metrics: list[str] | None,
     weighted = kind(pipeline, context, [COMPOSITE]).weights if len(set(metrics)) > 1 else {}
     parts = [name for name in metrics if weighted.get(name)]
     return kind(pipeline, context, metrics, parts=parts or None)
+
+
+def diversity_bar(pipeline: str, workspace: Path, config: Config) -> DiversityBar | None:
+    """The diversity bar of a pipeline's samples (reported by `datagen evaluate` and `datagen optimize`): its
+    metrics module's `DIVERSITY_BAR`, with the keys `[metrics.PIPELINE.diversity_bar]` of datagen.toml sets over
+    it (over `DiversityBar()`'s defaults when the module declares none).
+
+    Args:
+        pipeline: the pipeline's name, whose metrics/PIPELINE.py is read (the workspace's, else the built-in one).
+        workspace: the workspace.
+        config: its configuration.
+
+    Returns:
+        The bar; None when neither the module (a pipeline without one declares none) nor datagen.toml declares
+        one, or when the bar holds nothing (`fields = []`, or neither an opening share nor a distinct-2).
+
+    Raises:
+        DatagenError: the module's DIVERSITY_BAR is not a DiversityBar.
+        ConfigError: the override makes a bar out of range (see DiversityBar).
+    """
+    file = metric_suite_file(pipeline, workspace)
+    declared = getattr(load_metric_suite(pipeline, workspace), "DIVERSITY_BAR", None) if file else None
+    if declared is not None and not isinstance(declared, DiversityBar):
+        raise DatagenError(f"{file}: DIVERSITY_BAR must be a datagen.DiversityBar, not {type(declared).__name__}")
+    settings = config.metrics.get(pipeline)
+    override = settings.diversity_bar.model_dump(exclude_none=True) if settings and settings.diversity_bar else {}
+    bar = replace(declared or DiversityBar(), **override) if override else declared
+    return None if bar is None or bar.empty else bar
 
 
 def review_criteria(pipeline: str, workspace: Path) -> dict[str, str]:

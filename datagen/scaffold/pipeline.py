@@ -186,6 +186,7 @@ and score a model trained on a run's pairs, on the run's held-out test split, wi
     datagen eval-model RUN --model openai/MY-FINE-TUNE --api-base http://localhost:8000/v1
 """
 
+from datagen import DiversityBar
 from datagen.samples import Sample
 from datagen.metrics.answers import AnswerChrF, AnswerF1, AnswerNovelty
 from datagen.metrics.base import Score
@@ -219,6 +220,9 @@ METRICS = {
 }
 WEIGHTS = {"follows_instructions": 2.0, "distinct_output": 1.0}
 THRESHOLD = 0.6
+# The diversity bar `datagen evaluate` and `datagen optimize` report (docs/quality.md): the inputs must not collapse
+# to a formula, an opening (first three words) on a tenth of them or more, and 3 or more.
+DIVERSITY_BAR = DiversityBar(opening_share=0.1, fields=("input",))
 # What a person reviewing a sample in `datagen view` rates from 1 to 5 (what a 5 means), named after the metric that
 # measures it, so that `datagen judge-check RUN --human` sets the metric against the ratings.
 CRITERIA = {

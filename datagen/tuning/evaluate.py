@@ -4,9 +4,10 @@ An `Evaluator` is one dev set scored one way: by a pipeline's own metrics (a `Sc
 run makes it, judged by the judge role's model) or by a DSPy-convention metric of the caller's (`MetricScorer`:
 once per item). Called on a program, it gives the evaluation record (what `datagen.tuning.report` renders and
 `datagen evaluate` writes as eval.json): per-metric summaries, every sample with its scores and feedback, the dev
-items the program failed on, and the tokens spent per model. `datagen evaluate` and `datagen.evaluate` build
-one through `evaluate_pipeline` (or directly, for a metric of the caller's); an optimizer holds one for its
-held-out scores (`datagen.tuning.optimize.Session`).
+items the program failed on, the tokens spent per model, and the samples' diversity beside the dev chunks' with
+the pipeline's diversity bar checked on it (datagen.tuning.diversity_report). `datagen evaluate` and
+`datagen.evaluate` build one through `evaluate_pipeline` (or directly, for a metric of the caller's); an optimizer
+holds one for its held-out scores (`datagen.tuning.optimize.Session`).
 
 Every dev item counts in every mean, as `dspy.Evaluate` counts it: an item the program failed on (no answer, an
 answer that did not parse, every candidate dropped by the pipeline's own checks) counts 0 on every metric, and an
@@ -29,9 +30,11 @@ import dspy
 from datagen.dataset import DevItem, read_devset
 from datagen.errors import DatagenError
 from datagen.lm import RoleModel, check_reachable, task_model
-from datagen.metrics import COMPOSITE, Failed, MetricContext, Score, Scorer, scorer_for
+from datagen.dataset.quality import DiversityBar
+from datagen.metrics import COMPOSITE, Failed, MetricContext, Score, Scorer, diversity_bar, scorer_for
 from datagen.runs import RayCluster, bound_answers, drop_reason, run_chunks
 from datagen.store import Outcome
+from datagen.tuning.diversity_report import measure_diversity
 from datagen.tuning.report import write_report
 from datagen.util import replacing
 from datagen.workspace import Config, find_workspace, load_config, resolve_program
@@ -83,12 +86,15 @@ class Evaluator:
         split: run only the items of this split ("train" or "val"); default: every item.
         concurrency: items in flight.
         cluster: run the items (and a `Scorer`'s scoring) on Ray actors instead of threads.
+        bar: the pipeline's diversity bar, checked on the samples (`datagen.metrics.diversity_bar`); default
+            None: the samples' diversity is measured, no bar checked.
     """
 
     def __init__(self, pipeline: str, items: list[DevItem], scorer: "Scorer | MetricScorer", config: Config, *,
-                 dev: str, split: str | None = None, concurrency: int = 1, cluster: RayCluster | None = None):
+                 dev: str, split: str | None = None, concurrency: int = 1, cluster: RayCluster | None = None,
+                 bar: DiversityBar | None = None):
         self.pipeline, self.items, self.scorer, self.config = pipeline, items, scorer, config
-        self.dev, self.split, self.concurrency, self.cluster = dev, split, concurrency, cluster
+        self.dev, self.split, self.concurrency, self.cluster, self.bar = dev, split, concurrency, cluster, bar
 
     def __call__(self, program: dspy.Module, label: str, *, model: "RoleModel | dspy.LM | None" = None,
                  items: list[DevItem] | None = None) -> dict:
@@ -122,6 +128,9 @@ class Evaluator:
         if scorer is None:
             self.scorer.score_outcomes(outcomes)
         parts = scorer.composite.weights if scorer and scorer.composite else ()
+        # From the samples already made: the diversity figures and the bar cost no LM call.
+        diversity, bar = measure_diversity([sample for o in outcomes for sample in o.samples],
+                                           [item.chunk.text for item in items], self.bar)
         return {
             "pipeline": self.pipeline,
             "program": label,
@@ -132,6 +141,8 @@ class Evaluator:
             "failures": _item_failures(outcomes),
             "samples": [_sample_record(o, index) for o in outcomes for index in range(len(o.samples))],
             "usage": _total_usage(outcomes),
+            "diversity": diversity,
+            "diversity_bar": bar,
         }
 
 
@@ -164,7 +175,8 @@ def evaluate_pipeline(pipeline: str, dev: str | Path | list[DevItem], *, workspa
         The evaluation record (see the module's doc); `write_evaluation` writes it with its HTML report.
 
     Raises:
-        DatagenError: `options` with `program_path`, an unknown pipeline or metric, a bad dev set or compiled state.
+        DatagenError: `options` with `program_path`, an unknown pipeline or metric, a bad dev set or compiled state,
+            or a diversity bar that is not a DiversityBar or out of range (ConfigError; see `diversity_bar`).
         ModelUnreachable: the task or judge model's server does not answer.
     """
     workspace = workspace or find_workspace()
@@ -179,7 +191,7 @@ def evaluate_pipeline(pipeline: str, dev: str | Path | list[DevItem], *, workspa
         context.judge = judge
     evaluator = Evaluator(pipeline, items, scorer_for(pipeline, context, metrics), config,
                           dev=dev_label(dev) + (f" ({split})" if split else ""), split=split,
-                          concurrency=concurrency, cluster=cluster)
+                          concurrency=concurrency, cluster=cluster, bar=diversity_bar(pipeline, workspace, config))
     return evaluator(program, str(program_path) if program_path else "uncompiled", model=model)
 
 

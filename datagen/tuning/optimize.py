@@ -36,10 +36,11 @@ import dspy
 from datagen.dataset import DevItem, read_devset
 from datagen.errors import DatagenError
 from datagen.lm import RoleModel, check_reachable, role_model, task_model, track_usage
-from datagen.metrics import COMPOSITE, MetricContext, Scorer
+from datagen.metrics import COMPOSITE, MetricContext, Scorer, diversity_bar
 from datagen.runs import bound_answers, program_fingerprint
 from datagen.tuning.budget import CallBudgetExhausted, CallCounter
 from datagen.tuning.demos import MAX_DEMOS, DemoCheck, count_labeled, labeled_demos, with_labeled_demos
+from datagen.tuning.diversity_report import bar_line
 from datagen.tuning.evaluate import DSPyMetric, Evaluator, MetricScorer, dev_label
 from datagen.tuning.report import failure_kinds, parts_failed_text, write_report
 from datagen.util import replacing
@@ -219,7 +220,8 @@ class Session:
 
     Raises:
         DatagenError: an unknown optimizer or metric, mipro without optuna, `max_calls` under 1, a dev set lacking
-            a split or with demos for a predictor the program lacks.
+            a split or with demos for a predictor the program lacks, a named pipeline's diversity bar that is not
+            a DiversityBar or out of range (see `datagen.metrics.diversity_bar`).
         ModelUnreachable: a model's server does not answer.
     """
 
@@ -267,8 +269,11 @@ class Session:
             check_reachable(self.judge)
         self.judged = len(judged)
         self.per_example = len(self.program.named_predictors()) + self.judged
+        # A named pipeline's diversity bar, checked on the held-out predictions before and after (a program object
+        # has no metrics module to declare one).
+        bar = diversity_bar(self.pipeline, self.workspace, self.config) if isinstance(program, str) else None
         self.evaluator = Evaluator(self.pipeline, self.items, self.scorer, self.config, dev=f"{dev_label(dev)} (val)",
-                                   split="val")
+                                   split="val", bar=bar)
         self.counter = CallCounter(max_calls)
         for role, role_model_ in (("task", self.model), ("judge", self.judge), ("prompt", self.prompt)):
             if role_model_:
@@ -353,8 +358,9 @@ class Session:
         return result
 
     def save(self, program: dspy.Module, name: str, before: dict, after: dict, settings: dict) -> tuple[Path, Path]:
-        """compiled/PIPELINE/NAME.json with its manifest, and the held-out before/after evaluations beside it: as
-        JSON (NAME.eval.json, for datagen view) and as an HTML report."""
+        """compiled/PIPELINE/NAME.json with its manifest (the held-out scores and diversity bar's verdicts before
+        and after among it), and the held-out before/after evaluations beside it: as JSON (NAME.eval.json, for
+        datagen view) and as an HTML report."""
         state = save_compiled(program, self.pipeline, name, self.workspace, {
             "options": settings.pop("options", self.options), **settings,
             "models": {"task": self.model.name, "judge": self.judge.name if self.judge else None,
@@ -364,6 +370,7 @@ class Session:
                     "val": len(self.val)},
             "scores": {"before": composite_mean(before), "after": composite_mean(after)},
             "held_out": {"before": held_out_line(before), "after": held_out_line(after)},
+            "diversity_bar": {"before": bar_line(before), "after": bar_line(after)},  # None: no bar declared
             "metrics": dict(self.scorer.weights),  # the composite's parts and weights
             "labeled_demos": count_labeled(program, self.labeled),  # by predictor: human demos it kept
             "demos": self.demos(program),

@@ -3,8 +3,9 @@
 `render_report` turns an evaluation result (the dict `datagen evaluate` builds and writes as JSON) into one HTML
 document: a header (pipeline, program, dev set, date, models), a summary table per metric (against a baseline
 when the result carries one) with n and the failed items by kind beside each mean (a failed item counts 0 in it:
-see datagen.tuning.evaluate), a histogram per metric as inline SVG, the worst samples with their input and output
-side by side and every metric's feedback, and the items the program failed on. The page has no script and
+see datagen.tuning.evaluate), the diversity bar's verdict and each field's diversity beside the dev chunks' (and
+the baseline's), a histogram per metric as inline SVG, the worst samples with their input and output side by side
+and every metric's feedback, and the items the program failed on. The page has no script and
 refers to nothing outside itself, and every piece of text taken from the result is HTML-escaped.
 """
 
@@ -12,6 +13,7 @@ import html
 import math
 from pathlib import Path
 
+from datagen.tuning.diversity_report import bar_line, field_diversity
 from datagen.util import replacing
 
 BINS = 10  # histogram bins over [0, 1]
@@ -52,7 +54,7 @@ svg text { font-size: 10px; fill: #555; }
 def render_report(result: dict, worst: int = WORST) -> str:
     """The whole report as one HTML document; `worst` is how many of the lowest-scoring samples it shows."""
     baseline = result.get("baseline")
-    body = [_header(result), _summary(result, baseline), _histograms(result, baseline),
+    body = [_header(result), _summary(result, baseline), _diversity(result, baseline), _histograms(result, baseline),
             _worst_samples(result.get("samples") or [], worst), _failures(result.get("failures") or [])]
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             f"<title>datagen evaluation: {_e(result.get('pipeline', ''))}</title>\n<style>{_CSS}</style>\n"
@@ -144,6 +146,47 @@ def _summary_row(name: str, stats: dict, base_metrics: dict | None) -> str:
         cells.append(f"<td>{_e(failed_text(base))}</td>")
         cells.append(f"<td class=\"num{direction}\">{_number(delta, sign=True)}</td>")
     return "<tr>" + "".join(cells) + "</tr>"
+
+
+def _diversity(result: dict, baseline: dict | None) -> str:
+    """The diversity bar's verdict (the baseline's beside it), then a row per field for the predictions, the dev
+    chunks and the baseline's predictions, and the ways the predictions are narrower than the chunks; "" for a
+    result without figures (written before evaluations measured them)."""
+    if "diversity" not in result:
+        return ""
+    bar = "".join(_bar_verdict(label, line) for label, record in (("Diversity bar", result),
+                                                                  ("Baseline's diversity bar", baseline or {}))
+                  if (line := bar_line(record)))
+    mine, theirs = field_diversity(result), field_diversity(baseline or {})
+    rows, narrowed = [], []
+    for name, comparison in mine.items():
+        own = [(name, comparison.samples), (f"{name}: dev chunks", comparison.source)]
+        own += [(f"{name}: baseline", theirs[name].samples)] if name in theirs else []
+        rows += [_diversity_row(label, figures) for label, figures in own]
+        narrowed += [f"<li>{_e(name)}: {_e(line)}</li>" for line in comparison.narrowed]
+    if not rows:
+        return f"<h2>Diversity</h2>\n{bar}<p class=\"muted\">No samples to measure.</p>"
+    head = "".join(f"<th>{label}</th>" for label in ("Field", "Texts", "distinct-1", "distinct-2",
+                                                     "Compression ratio", "Most common openings"))
+    table = f"<table>\n<tr>{head}</tr>\n" + "\n".join(rows) + "\n</table>"
+    notes = f"<p>Narrower than the dev chunks:</p><ul>{''.join(narrowed)}</ul>" if narrowed else ""
+    return (f"<h2>Diversity</h2>\n<p class=\"muted\">Each field of the predictions beside the dev chunks, measured on "
+            f"the same number of words (docs/quality.md).</p>\n{bar}{table}\n{notes}")
+
+
+def _bar_verdict(label: str, line: str) -> str:
+    """A diversity bar's verdict (`bar_line`) as a paragraph, in red when the bar is broken."""
+    css = " class=\"down\"" if line.startswith("broken") else ""
+    return f"<p><strong>{_e(label)}:</strong> <span{css}>{_e(line)}</span></p>\n"
+
+
+def _diversity_row(label: str, figures) -> str:
+    """One row of the diversity table: a field's figures (a datagen.dataset.quality.Diversity)."""
+    openings = ", ".join(f"'{o.text}' {o.share:.0%}" for o in figures.openings[:3]) or "—"
+    numbers = "".join(f"<td class=\"num\">{_number(value)}</td>" for value in (
+        figures.distinct_1, figures.distinct_2, figures.compression_ratio))
+    return (f"<tr><td>{_e(label)}</td><td class=\"num\">{figures.texts}</td>{numbers}<td>{_e(openings)}</td>"
+            "</tr>")
 
 
 def _sample_value(sample: dict, metric: str) -> float | None:

@@ -150,8 +150,23 @@ class SplitSettings(BaseModel):
     by: Literal["chunk", "source"] = Field("chunk", description="draw chunks by their id, or whole source files")
 
 
+class DiversityBarSettings(BaseModel):
+    """The [metrics.PIPELINE.diversity_bar] table: the pipeline's diversity bar (`DIVERSITY_BAR` in
+    metrics/PIPELINE.py, a datagen.dataset.quality.DiversityBar), key by key; a key left out keeps the module's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    opening_share: float | None = Field(None, gt=0, le=1, strict=True, description="an opening beginning this "
+                                        "share of a field's texts or more (and 3 or more) breaks the bar")
+    distinct_2: float | None = Field(None, ge=0, le=1, strict=True, description="a field's distinct-2 under this "
+                                     "breaks the bar")
+    fields: list[Literal["input", "output"]] | None = Field(None, description="the sample fields barred; [] for "
+                                                             "no bar")
+
+
 class MetricSettings(BaseModel):
-    """How a pipeline's composite metric is made: which metrics count and how much, and the pass mark."""
+    """How a pipeline's composite metric is made: which metrics count and how much, and the pass mark; and the
+    diversity bar its samples are held to (reported by evaluate and optimize)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -162,6 +177,7 @@ class MetricSettings(BaseModel):
     # Other prose the stylometric metrics tell the author apart from, besides data/reference/ (e.g. other
     # authors of the same genre and period): files or folders, relative to the workspace.
     background: list[Path] = []  # pydantic copies a mutable default per instance
+    diversity_bar: DiversityBarSettings | None = None
 
 
 class Config(BaseModel):
@@ -178,8 +194,8 @@ class Config(BaseModel):
         splits: how the held-out test split is drawn, the [splits] table (`test_fraction`, default 0.1; `by`,
             "chunk" or "source", default "chunk").
         metrics: {pipeline name: MetricSettings}, the [metrics.PIPELINE] tables: a composite's weights, the model
-            metrics' weights (`datagen eval-model`), pass mark (in [0, 1]) and background prose, overriding the
-            pipeline's metrics module; default {}.
+            metrics' weights (`datagen eval-model`), pass mark (in [0, 1]), background prose and diversity bar,
+            overriding the pipeline's metrics module; default {}.
     """
 
     model_config = ConfigDict(extra="forbid")

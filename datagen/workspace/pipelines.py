@@ -175,15 +175,21 @@ def load_program(name: str, workspace: Path, options: dict | None = None) -> dsp
     return cls(**(options or {}))
 
 
+def metric_suite_file(name: str, workspace: Path) -> Path | None:
+    """The file metrics/NAME.py of pipeline `name` that `load_metric_suite` loads: the workspace's, else the
+    built-in one; None when neither exists (or `name` is not a Python identifier)."""
+    files = [root / "metrics" / f"{name}.py" for root in (workspace, builtin_workspace()) if _NAME.match(name)]
+    return next((file for file in files if file.is_file()), None)
+
+
 def load_metric_suite(name: str, workspace: Path):
     """The module metrics/NAME.py, the metrics of pipeline `name` (see datagen.metrics.scoring): the workspace's, else
     the built-in one. Raises DatagenError when neither exists."""
-    roots = [root for root in (workspace, builtin_workspace())
-             if _NAME.match(name) and (root / "metrics" / f"{name}.py").is_file()]
-    if not roots:
+    file = metric_suite_file(name, workspace)
+    if file is None:
         raise DatagenError(f"pipeline {name!r} has no metrics: add metrics/{name}.py to {workspace} "
                            "(see metrics/style_clone.py)")
-    _use_workspace(roots[0])
+    _use_workspace(file.parents[1])
     return importlib.import_module(f"metrics.{name}")
 
 

@@ -80,6 +80,12 @@ class Diversity:
     openings: tuple[Opening, ...]
     spread: float | None
 
+    @classmethod
+    def from_dict(cls, figures: dict) -> "Diversity":
+        """The figures as `dataclasses.asdict` gave them (a run store's record, an evaluation's JSON), openings
+        as dicts. Raises KeyError or TypeError for a dict of other keys."""
+        return cls(**{**figures, "openings": tuple(Opening(**o) for o in figures["openings"])})
+
 
 def distinct_n(token_lists: Sequence[Sequence[str]], n: int) -> float | None:
     """Distinct n-grams over all n-grams (Li et al. 2016), n-grams inside each text; None when there are none."""
@@ -176,6 +182,13 @@ class Comparison:
     source: Diversity
     narrowed: tuple[str, ...]
 
+    @classmethod
+    def from_dict(cls, figures: dict) -> "Comparison":
+        """The comparison as `dataclasses.asdict` gave it ({"samples", "source", "narrowed"}). Raises KeyError or
+        TypeError for a dict of other keys."""
+        return cls(Diversity.from_dict(figures["samples"]), Diversity.from_dict(figures["source"]),
+                   tuple(figures["narrowed"]))
+
 
 def compare(samples: Sequence[str], source: Sequence[str], sample_embeddings: np.ndarray | None = None,
             source_embeddings: np.ndarray | None = None, *, budget: int = TOKEN_BUDGET) -> Comparison:
@@ -213,10 +226,16 @@ def _narrowed(mine: Diversity, theirs: Diversity) -> tuple[str, ...]:
     return tuple(found)
 
 
+def formulas(figures: Diversity, bar: float = OPENING_BAR) -> tuple[Opening, ...]:
+    """The top openings of `figures` that begin at least `bar` of the texts (a share in (0, 1]; default
+    OPENING_BAR, 0.1) and OPENING_MIN_COUNT (3) or more: a template's, most common first."""
+    return tuple(o for o in figures.openings if o.share >= bar and o.count >= OPENING_MIN_COUNT)
+
+
 def collapse(figures: Diversity, bar: float = OPENING_BAR) -> str | None:
     """A plain sentence when the texts collapse to a template: an opening begins at least `bar` of them (default
     OPENING_BAR, 0.1) and OPENING_MIN_COUNT (3) or more; None otherwise."""
-    over = [o for o in figures.openings if o.share >= bar and o.count >= OPENING_MIN_COUNT]
+    over = formulas(figures, bar)
     if not over:
         return None
     shown = ", ".join(f"'{o.text}' ({o.share:.0%})" for o in over)
