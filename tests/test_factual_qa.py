@@ -12,6 +12,8 @@ import pytest
 
 from datagen.workspace.config import Config
 from datagen.errors import DatagenError
+from datagen.dataset import write_export
+from datagen.dataset.screening import KEEP_ALL
 from datagen.tuning import evaluate_pipeline
 from datagen.dataset.export import write_export
 from datagen.runs.generate import RunSettings, generate
@@ -152,9 +154,14 @@ def test_without_validation_every_pair_is_kept(workspace, tmp_path):
     report = run(workspace, tmp_path / "run", {"validate": False, "questions": 4}, engine)
     assert engine.calls == report.chunks * 5  # the questions, and four answers
     assert report.samples == 4 * report.chunks
-    asked = [r["conversations"][0]["value"] for r in every_record(report.data_path)]
+    every = write_export(tmp_path / "run", "jsonl", screen=KEEP_ALL)
+    asked = [r["input"] for r in every_record(every.path)]
     assert asked.count(TRIVIAL) == asked.count(UNANSWERABLE) == report.chunks
     assert all(stored["dropped"] == [] for stored in stored_outputs(tmp_path / "run"))
+    # The dataset itself asks each of the fake's repeated questions once: the others are near-duplicates.
+    exported = [r["conversations"][0]["value"] for r in every_record(report.data_path)]
+    assert exported.count(TRIVIAL) == exported.count(UNANSWERABLE) == 1 < report.chunks
+    assert report.left_out["near-duplicate"] >= 2 * (report.chunks - 1)
 
 
 @pytest.mark.parametrize("options, message", [
