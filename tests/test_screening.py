@@ -169,7 +169,7 @@ def test_quality_and_status_and_the_card_show_it_for_a_real_run(planted, tmp_pat
     assert f"shares" in quality.stdout and f"{evals}:" in quality.stdout
     assert "template collapse: 'here is a'" in quality.stdout
     assert status.returncode == 0 and "quality: " in status.stderr and "diversity of input: distinct-2" in status.stderr
-    assert "narrower than the source: template collapse" in status.stderr
+    assert "narrower than the source chunks: template collapse" in status.stderr
     assert export.returncode == 0, export.stderr
     assert re.search(r"screened: [1-9]\d* contaminated and \d+ near-duplicates? left out", export.stderr), export.stderr
     card = (workspace / "run/README.md").read_text(encoding="utf-8")
