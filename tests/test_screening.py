@@ -13,7 +13,8 @@ import pytest
 
 from datagen.dataset.export import select_samples, write_export
 from datagen.dataset.quality import collapsed
-from datagen.dataset.screening import CONTAMINATED, KEEP_ALL, NEAR_DUPLICATE, Screen, measure, recorded_quality
+from datagen.dataset.screening import (CONTAMINATED, KEEP_ALL, NEAR_DUPLICATE, Screen, measure, read_protected,
+                                       recorded_quality)
 from datagen.store import RunStore
 from datagen.text.embeddings import embedding_available
 
@@ -247,3 +248,16 @@ def test_a_training_sample_quoting_a_held_out_chunk_is_contaminated_and_a_test_s
         flagged = measure(store).contamination
     assert [(key[0], field, source) for key, field, source, _, _ in flagged] == [
         (train[0].id, "output", f"held-out chunk {test[0].id}")]
+
+
+@pytest.mark.parametrize("name, bom", [("eval.JSONL", False), ("eval.ndjson", False), ("eval.jsonl", True),
+                                       ("Eval.Json", True)])
+def test_an_evaluation_file_is_read_by_its_records_whatever_its_suffix_case_or_byte_order_mark(tmp_path, name, bom):
+    """JSON Lines under its other name or an upper-case suffix, and a file a Windows tool began with a byte-order
+    mark, are read record by record, each field on its own: read as a text paragraph (or refused), a reference
+    answer of 8 to 12 words would not be protected on its own."""
+    record = {"question": "When did the train leave?", "answer": "The train to the city left at seven minutes past"}
+    body = json.dumps([record]) if name.lower().endswith(".json") else json.dumps(record) + "\n"
+    path = tmp_path / name
+    path.write_bytes(b"\xef\xbb\xbf" * bom + body.encode("utf-8"))
+    assert [(p.source, p.text) for p in read_protected(path)] == [(f"{path}:1", text) for text in record.values()]

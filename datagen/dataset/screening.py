@@ -152,19 +152,21 @@ def _named(key: SampleKey) -> str:
 
 
 def read_protected(path: Path) -> list[Protected]:
-    """The protected texts of an evaluation file: each string value of a record (JSONL, a line each; JSON, a list of
-    records or strings), else each paragraph of a text file. Each named "FILE:N" (line, item or paragraph). A
-    record's fields are protected one by one, so that a sample quoting the reference answer alone is found (joined
-    to the question, an answer of 8 to 12 words would be inside no 13-gram of its own).
+    """The protected texts of an evaluation file: each string value of a record (JSONL, a line each, named
+    `.jsonl` or `.ndjson`; JSON, `.json`, a list of records or strings; the suffix in any case), else each paragraph
+    of a text file. Each named "FILE:N" (line, item or paragraph). A record's fields are protected one by one, so
+    that a sample quoting the reference answer alone is found (joined to the question, an answer of 8 to 12 words
+    would be inside no 13-gram of its own). A byte-order mark (which Windows tools write) is not text.
 
     Raises:
         InputError: the file is missing or unreadable, or a JSONL line is not JSON (naming the file and line).
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read this protected file: {exc}") from None
-    if path.suffix == ".jsonl":
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
         records = []
         for number, line in enumerate(text.splitlines(), 1):
             if line.strip():
@@ -172,7 +174,7 @@ def read_protected(path: Path) -> list[Protected]:
                     records.append((number, json.loads(line)))
                 except json.JSONDecodeError as exc:
                     raise InputError(f"{path}:{number}: not a JSON line ({exc.msg})") from None
-    elif path.suffix == ".json":
+    elif suffix == ".json":
         try:
             loaded = json.loads(text)
         except json.JSONDecodeError as exc:
