@@ -21,6 +21,7 @@ from datagen.text.embeddings import embedding_available
 from .conftest import every_record, run_cli
 from .fakes import FakeOpenAIServer, plain
 from .test_export import make_run
+from .test_optimize import engine  # noqa: F401 (a fixture)
 from .test_quality import edited, precision_recall, sentences
 
 FORMULA = "Here is a plain version:"
@@ -261,3 +262,22 @@ def test_an_evaluation_file_is_read_by_its_records_whatever_its_suffix_case_or_b
     path = tmp_path / name
     path.write_bytes(b"\xef\xbb\xbf" * bom + body.encode("utf-8"))
     assert [(p.source, p.text) for p in read_protected(path)] == [(f"{path}:1", text) for text in record.values()]
+
+
+def test_a_dataset_the_screen_empties_says_so(workspace, engine):  # noqa: F811
+    """generate --compiled over the very chunks the program's dev set holds: every sample is contaminated, and the
+    empty dataset's error says that, not that no chunk produced a sample."""
+    from .test_optimize import DEV, run_optimize
+
+    run_optimize(workspace, engine)
+    corpus = workspace / "corpus"
+    corpus.mkdir()
+    for n, line in enumerate((workspace / DEV).read_text(encoding="utf-8").splitlines()[:3]):
+        (corpus / f"dev{n}.md").write_text(json.loads(line)["chunk"] + "\n", encoding="utf-8")
+    with FakeOpenAIServer() as server:
+        result = run_cli("generate", "style_clone", "-i", "corpus", "-o", "run", "--compiled", "bootstrap",
+                         "--model", "openai/fake", "--api-base", server.url, cwd=workspace)
+    assert result.returncode == 1
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert re.fullmatch(r"error: the dataset is empty: [1-9]\d* contaminated left out \(datagen quality RUN names "
+                        r"each\)", error), result.stderr
