@@ -168,7 +168,9 @@ def test_quality_and_status_and_the_card_show_it_for_a_real_run(planted, tmp_pat
         assert len(server.requests) == calls  # never an LM call
     assert quality.returncode == 0, quality.stderr
     assert "nearly repeats" in quality.stdout and "(lexical, 0." in quality.stdout
-    assert f"shares" in quality.stdout and f"{evals}:" in quality.stdout
+    # Named as the export's flags name them: how many of which n-grams, shared with which line of the file.
+    assert re.search(rf"(input|output) shares ([2-9]|\d\d+) 13-grams with {re.escape(str(evals))}:\d+ \(\d+% of it\)",
+                     quality.stdout), quality.stdout
     assert "template collapse: 'here is a'" in quality.stdout
     assert status.returncode == 0 and "quality: " in status.stderr and "diversity of input: distinct-2" in status.stderr
     assert "narrower than the source: template collapse" in status.stderr
@@ -281,3 +283,17 @@ def test_a_dataset_the_screen_empties_says_so(workspace, engine):  # noqa: F811
     (error,) = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert re.fullmatch(r"error: the dataset is empty: [1-9]\d* contaminated left out \(datagen quality RUN names "
                         r"each\)", error), result.stderr
+
+
+def test_quality_lines_count_one_flagged_sample_in_the_singular():
+    from datagen.cli.quality import quality_lines
+    from datagen.dataset.quality import Pair
+    from datagen.dataset.screening import RunQuality
+
+    result = RunQuality([("a", 0), ("b", 0)], {"input": [Pair(0, 1, 0.9, "lexical")], "output": []},
+                        [(("b", 0), "output", "eval.jsonl:3", 1, 0.5)], {}, {"ngram": 13})
+    assert quality_lines(result, {"lexical": 0.6}) == [
+        "near-duplicates (lexical >= 0.6): 1 sample repeats an earlier one",
+        "  b#0 input nearly repeats a#0 (lexical, 0.90)",
+        "contaminated (13-grams shared with protected text): 1 sample",
+        "  b#0 output shares 1 13-gram with eval.jsonl:3 (50% of it)"]

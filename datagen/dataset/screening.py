@@ -123,8 +123,7 @@ class RunQuality:
         if screen.contaminated:
             for key, name, source, shared, share in self.contamination:
                 if key in wanted and key not in found:
-                    found[key] = Flag(CONTAMINATED, f"{name} shares {shared} {self.settings['ngram']}-gram"
-                                      f"{'s' * (shared != 1)} with {source} ({share:.0%} of it)")
+                    found[key] = Flag(CONTAMINATED, shared_detail(name, shared, self.settings["ngram"], source, share))
         if screen.near_duplicates:
             rest = [key for key in kept if key not in found]
             position = {key: i for i, key in enumerate(rest)}
@@ -144,6 +143,12 @@ class RunQuality:
                 for dup in duplicates(len(self.keys), pairs, thresholds)]
         return [(self.keys[i], self.keys[via], name, kind, similarity)
                 for i, via, name, kind, similarity in sorted(rows)]
+
+
+def shared_detail(name: str, shared: int, n: int, source: str, share: float) -> str:
+    """A contaminated sample's field in words, as exports, `datagen quality` and the view say it: "output shares 4
+    13-grams with evals/test.jsonl:12 (31% of it)" (`shared` n-grams of length `n`, `share` of the source's, 0-1)."""
+    return f"{name} shares {shared} {n}-gram{'s' * (shared != 1)} with {source} ({share:.0%} of it)"
 
 
 def _named(key: SampleKey) -> str:
