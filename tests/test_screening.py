@@ -13,13 +13,15 @@ import pytest
 
 from datagen.dataset.export import select_samples, write_export
 from datagen.dataset.quality import collapsed
-from datagen.dataset.screening import CONTAMINATED, KEEP_ALL, NEAR_DUPLICATE, Screen, measure, recorded_quality
+from datagen.dataset.screening import (CONTAMINATED, KEEP_ALL, NEAR_DUPLICATE, Screen, measure, read_protected,
+                                       recorded_quality)
 from datagen.store import RunStore
 from datagen.text.embeddings import embedding_available
 
 from .conftest import every_record, run_cli
 from .fakes import FakeOpenAIServer, plain
 from .test_export import make_run
+from .test_optimize import engine  # noqa: F401 (a fixture)
 from .test_quality import edited, precision_recall, sentences
 
 FORMULA = "Here is a plain version:"
@@ -166,7 +168,9 @@ def test_quality_and_status_and_the_card_show_it_for_a_real_run(planted, tmp_pat
         assert len(server.requests) == calls  # never an LM call
     assert quality.returncode == 0, quality.stderr
     assert "nearly repeats" in quality.stdout and "(lexical, 0." in quality.stdout
-    assert f"shares" in quality.stdout and f"{evals}:" in quality.stdout
+    # Named as the export's flags name them: how many of which n-grams, shared with which line of the file.
+    assert re.search(rf"(input|output) shares ([2-9]|\d\d+) 13-grams with {re.escape(str(evals))}:\d+ \(\d+% of it\)",
+                     quality.stdout), quality.stdout
     assert "template collapse: 'here is a'" in quality.stdout
     assert status.returncode == 0 and "quality: " in status.stderr and "diversity of input: distinct-2" in status.stderr
     assert "narrower than the source chunks: template collapse" in status.stderr
@@ -247,3 +251,49 @@ def test_a_training_sample_quoting_a_held_out_chunk_is_contaminated_and_a_test_s
         flagged = measure(store).contamination
     assert [(key[0], field, source) for key, field, source, _, _ in flagged] == [
         (train[0].id, "output", f"held-out chunk {test[0].id}")]
+
+
+@pytest.mark.parametrize("name, bom", [("eval.JSONL", False), ("eval.ndjson", False), ("eval.jsonl", True),
+                                       ("Eval.Json", True)])
+def test_an_evaluation_file_is_read_by_its_records_whatever_its_suffix_case_or_byte_order_mark(tmp_path, name, bom):
+    """JSON Lines under its other name or an upper-case suffix, and a file a Windows tool began with a byte-order
+    mark, are read record by record, each field on its own: read as a text paragraph (or refused), a reference
+    answer of 8 to 12 words would not be protected on its own."""
+    record = {"question": "When did the train leave?", "answer": "The train to the city left at seven minutes past"}
+    body = json.dumps([record]) if name.lower().endswith(".json") else json.dumps(record) + "\n"
+    path = tmp_path / name
+    path.write_bytes(b"\xef\xbb\xbf" * bom + body.encode("utf-8"))
+    assert [(p.source, p.text) for p in read_protected(path)] == [(f"{path}:1", text) for text in record.values()]
+
+
+def test_a_dataset_the_screen_empties_says_so(workspace, engine):  # noqa: F811
+    """generate --compiled over the very chunks the program's dev set holds: every sample is contaminated, and the
+    empty dataset's error says that, not that no chunk produced a sample."""
+    from .test_optimize import DEV, run_optimize
+
+    run_optimize(workspace, engine)
+    corpus = workspace / "corpus"
+    corpus.mkdir()
+    for n, line in enumerate((workspace / DEV).read_text(encoding="utf-8").splitlines()[:3]):
+        (corpus / f"dev{n}.md").write_text(json.loads(line)["chunk"] + "\n", encoding="utf-8")
+    with FakeOpenAIServer() as server:
+        result = run_cli("generate", "style_clone", "-i", "corpus", "-o", "run", "--compiled", "bootstrap",
+                         "--model", "openai/fake", "--api-base", server.url, cwd=workspace)
+    assert result.returncode == 1
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert re.fullmatch(r"error: the dataset is empty: [1-9]\d* contaminated left out \(datagen quality RUN names "
+                        r"each\)", error), result.stderr
+
+
+def test_quality_lines_count_one_flagged_sample_in_the_singular():
+    from datagen.cli.quality import quality_lines
+    from datagen.dataset.quality import Pair
+    from datagen.dataset.screening import RunQuality
+
+    result = RunQuality([("a", 0), ("b", 0)], {"input": [Pair(0, 1, 0.9, "lexical")], "output": []},
+                        [(("b", 0), "output", "eval.jsonl:3", 1, 0.5)], {}, {"ngram": 13})
+    assert quality_lines(result, {"lexical": 0.6}) == [
+        "near-duplicates (lexical >= 0.6): 1 sample repeats an earlier one",
+        "  b#0 input nearly repeats a#0 (lexical, 0.90)",
+        "contaminated (13-grams shared with protected text): 1 sample",
+        "  b#0 output shares 1 13-gram with eval.jsonl:3 (50% of it)"]

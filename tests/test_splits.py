@@ -155,6 +155,24 @@ def test_the_split_rule_of_a_run_cannot_change_under_it(workspace, tmp_path):
     assert sum(s == "test" for s, _ in after.values()) >= sum(s == "test" for s, _ in before.values())
 
 
+def test_the_programs_dev_set_is_found_from_its_workspace_whatever_the_current_folder(
+        workspace, engine, tmp_path, monkeypatch):  # noqa: F811
+    """`optimize` records the dev path as it was given, relative to the folder it ran in (the workspace): a later
+    `datagen quality RUN` or `datagen export RUN` run from another folder still protects the dev set's items."""
+    from pathlib import Path
+
+    from datagen.tuning import optimize_pipeline
+
+    from .test_optimize import DEV
+
+    monkeypatch.chdir(workspace)
+    state = optimize_pipeline("style_clone", Path(DEV), "bootstrap", workspace=workspace, config=CONFIG,
+                              model=fake_model(engine)).state
+    dev = [json.loads(line)["chunk"] for line in (workspace / DEV).read_text().splitlines()]
+    monkeypatch.chdir(tmp_path)
+    assert not (tmp_path / DEV).exists() and set(dev) <= set(program_seen_texts(str(state.resolve())))
+
+
 def test_the_programs_dev_items_and_demos_are_never_held_out(workspace, engine, tmp_path):  # noqa: F811
     state = run_optimize(workspace, engine).state
     seen = program_seen_texts(state, workspace)

@@ -590,6 +590,8 @@ def test_a_run_not_measured_for_its_samples_says_how_to_measure_and_is_not_writt
 def test_the_quality_lists_are_paged_and_show_a_correction_as_exported(screened, tmp_path, monkeypatch):
     import shutil
 
+    from datagen.dataset.screening import measure
+
     run = shutil.copytree(screened[0], tmp_path / "run")
     planted = screened[1]
     client = client_for(run)
@@ -605,11 +607,18 @@ def test_the_quality_lists_are_paged_and_show_a_correction_as_exported(screened,
                                                                     for name in ("input", "output"))
     for query in ("duplicates=0", "duplicates=abc", "contaminated=-1"):
         assert client.get(f"/r/0/quality?{query}").status_code == 400
-    # A copy corrected by a reviewer: its corrected output is shown (as every export writes it), tagged.
+    # A copy corrected by a reviewer (still a near-duplicate: a word more): the same open view says at once that the
+    # record is of other samples, on the quality page and the copy's own, until measured again; then the corrected
+    # output is shown (as every export writes it), tagged.
     monkeypatch.setattr(data, "PAGE", 50)
     copy = next(iter(planted["copies"]))
-    corrected = "A keeper's tale, rewritten by hand."
+    corrected = planted["samples"][copy].output + " Indeed."
     assert review(client, *copy, verdict="", input=planted["samples"][copy].input, output=corrected).status_code == 303
+    said = text_of(section(client.get("/r/0/quality").text, '<p id="not-measured">'))
+    assert "measured on other samples" in said and "a reviewer corrected one" in said
+    assert 'id="flag"' not in client.get(f"/r/0/s/{copy[0]}/{copy[1]}").text
+    with RunStore(run) as store:
+        measure(store)
     page = client.get("/r/0/quality").text
     row = section(page, f'<section class="duplicate" data-flagged="{copy[0]}#{copy[1]}" data-of="[^"]+" '
                         'data-field="output">')

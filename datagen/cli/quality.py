@@ -90,16 +90,18 @@ def quality_lines(result, thresholds, show: int = 10) -> list[str]:
     """A run's quality (`datagen.dataset.screening.RunQuality`) as lines: the near-duplicates at `thresholds`
     and the contaminated samples (the first `show` of each named), then each field's diversity."""
     from datagen.dataset.card import diversity_table
+    from datagen.dataset.screening import shared_detail
 
     groups = result.groups(thresholds)
     bars = ", ".join(f"{kind} >= {bar:g}" for kind, bar in thresholds.items())
-    lines = [f"near-duplicates ({bars}): {plural(len({row[0] for row in groups}), 'sample')} repeat an earlier one"]
+    repeating = len({row[0] for row in groups})
+    lines = [f"near-duplicates ({bars}): {plural(repeating, 'sample')} repeat{'s' * (repeating == 1)} an earlier one"]
     lines += [f"  {_key(flagged)} {name} nearly repeats {_key(of)} ({kind}, {similarity:.2f})"
               for flagged, of, name, kind, similarity in groups[:show]]
     contaminated = result.contamination
     lines.append(f"contaminated ({result.settings['ngram']}-grams shared with protected text): "
                  f"{plural(len({row[0] for row in contaminated}), 'sample')}")
-    lines += [f"  {_key(key)} {name} shares {shared} with {source} ({share:.0%} of it)"
+    lines += [f"  {_key(key)} {shared_detail(name, shared, result.settings['ngram'], source, share)}"
               for key, name, source, shared, share in contaminated[:show]]
     table = diversity_table(result.diversity)
     if table:

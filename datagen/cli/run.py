@@ -17,6 +17,7 @@ from datagen.cli.options import (DEFAULT_ACTORS, INPUTS_HELP, LOCAL, Actors, Exe
                                  Pipeline, RayAddress, Workspace, min_scores, pipeline_options, ray_cluster,
                                  task_config, workspace_root)
 from datagen.cli.output import diversity_lines, err, out, plural, say
+from datagen.cli.quality import left_out_line
 from datagen.errors import DatagenError, InputError, Interrupted
 from datagen.util import interrupted, json_line, jsonl_sink
 
@@ -134,7 +135,8 @@ def generate(
     if report.stopped:
         raise DatagenError(f"{report.stopped}; {report.advice}")
     if report.exported == 0:
-        why = summary.why_few_samples() or "no chunk produced a sample"
+        why = summary.why_few_samples() or (f"{left_out_line(report.left_out)} (datagen quality RUN names each)"
+                                            if report.left_out else "no chunk produced a sample")
         held = f" for training ({plural(report.held_out, 'sample')} in the held-out test split alone)" \
             if report.held_out else ""
         raise DatagenError(f"the dataset is empty{held}: {why}")
@@ -200,7 +202,6 @@ def _print_report(report, out_dir: Path, config, gated: bool):
     err.print(f"this call: {report.chunks} chunks through [bold]{report.pipeline}[/] on {report.model} in "
               f"{report.seconds:.1f}s{rate}: {report.samples} samples, {sum(report.failures.values())} failed")
     summary = print_summary(out_dir, config)
-    from datagen.cli.quality import left_out_line
 
     held_back = f", {report.held_back} below --min-score kept out" if gated else ""
     screened = f", {left_out_line(report.left_out)}" if report.left_out else ""

@@ -123,8 +123,7 @@ class RunQuality:
         if screen.contaminated:
             for key, name, source, shared, share in self.contamination:
                 if key in wanted and key not in found:
-                    found[key] = Flag(CONTAMINATED, f"{name} shares {shared} {self.settings['ngram']}-gram"
-                                      f"{'s' * (shared != 1)} with {source} ({share:.0%} of it)")
+                    found[key] = Flag(CONTAMINATED, shared_detail(name, shared, self.settings["ngram"], source, share))
         if screen.near_duplicates:
             rest = [key for key in kept if key not in found]
             position = {key: i for i, key in enumerate(rest)}
@@ -146,25 +145,33 @@ class RunQuality:
                 for i, via, name, kind, similarity in sorted(rows)]
 
 
+def shared_detail(name: str, shared: int, n: int, source: str, share: float) -> str:
+    """A contaminated sample's field in words, as exports, `datagen quality` and the view say it: "output shares 4
+    13-grams with evals/test.jsonl:12 (31% of it)" (`shared` n-grams of length `n`, `share` of the source's, 0-1)."""
+    return f"{name} shares {shared} {n}-gram{'s' * (shared != 1)} with {source} ({share:.0%} of it)"
+
+
 def _named(key: SampleKey) -> str:
     """A sample as reports name it: its chunk id and index ("c0003#0")."""
     return f"{key[0]}#{key[1]}"
 
 
 def read_protected(path: Path) -> list[Protected]:
-    """The protected texts of an evaluation file: each string value of a record (JSONL, a line each; JSON, a list of
-    records or strings), else each paragraph of a text file. Each named "FILE:N" (line, item or paragraph). A
-    record's fields are protected one by one, so that a sample quoting the reference answer alone is found (joined
-    to the question, an answer of 8 to 12 words would be inside no 13-gram of its own).
+    """The protected texts of an evaluation file: each string value of a record (JSONL, a line each, named
+    `.jsonl` or `.ndjson`; JSON, `.json`, a list of records or strings; the suffix in any case), else each paragraph
+    of a text file. Each named "FILE:N" (line, item or paragraph). A record's fields are protected one by one, so
+    that a sample quoting the reference answer alone is found (joined to the question, an answer of 8 to 12 words
+    would be inside no 13-gram of its own). A byte-order mark (which Windows tools write) is not text.
 
     Raises:
         InputError: the file is missing or unreadable, or a JSONL line is not JSON (naming the file and line).
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read this protected file: {exc}") from None
-    if path.suffix == ".jsonl":
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
         records = []
         for number, line in enumerate(text.splitlines(), 1):
             if line.strip():
@@ -172,7 +179,7 @@ def read_protected(path: Path) -> list[Protected]:
                     records.append((number, json.loads(line)))
                 except json.JSONDecodeError as exc:
                     raise InputError(f"{path}:{number}: not a JSON line ({exc.msg})") from None
-    elif path.suffix == ".json":
+    elif suffix == ".json":
         try:
             loaded = json.loads(text)
         except json.JSONDecodeError as exc:

@@ -93,7 +93,9 @@ def _contained(jaccard: float, size_a: int, size_b: int) -> bool:
 
 def program_seen_texts(state: str | Path | None, workspace: Path | None = None) -> list[str]:
     """The texts a compiled program saw while it was optimized: its dev set's items (the manifest's `dev`,
-    looked up as given, then in `workspace`) and every string in its demos. None: no compiled program, nothing.
+    looked up as given, then in `workspace`, then in the workspace the program was saved in, the folder above
+    compiled/PIPELINE/: the path is as `optimize` was given it) and every string in its demos. None: no compiled
+    program, nothing.
 
     A dev set that is no longer there is logged and skipped; its items that became demos are still found."""
     if state is None:
@@ -102,7 +104,8 @@ def program_seen_texts(state: str | Path | None, workspace: Path | None = None) 
     texts: list[str] = []
     dev = (manifest.get("dev") or {}).get("path")
     if dev:
-        found = next((p for p in (Path(dev), (workspace or Path()) / dev) if p.is_file()), None)
+        homes = [workspace or Path(), *Path(state).resolve().parents[2:3]]  # datagen quality RUN run from elsewhere
+        found = next((p for p in (Path(dev), *(home / dev for home in homes)) if p.is_file()), None)
         if found is None:
             log.warning("%s: the dev set it was optimized on, %s, is not there; only its demos are kept out of the "
                         "held-out split", state, dev)

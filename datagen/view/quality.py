@@ -35,10 +35,10 @@ class Recorded:
 
 
 def recorded(source: data.Source) -> Recorded:
-    """The run's recorded quality, read once while the run store does not change (a large run's takes a read of
-    every sample: see data.Source.cached)."""
+    """The run's recorded quality, read once while the run store and its reviews do not change (a large run's takes
+    a read of every sample: see data.Source.cached; a correction makes the record stale)."""
     with source.read() as db:
-        return source.cached(db, ("quality",), lambda: _recorded(RunStore.over(db)))
+        return source.cached(db, ("quality",), lambda: _recorded(RunStore.over(db)), reviews=True)
 
 
 def _recorded(store: RunStore) -> Recorded:
