@@ -263,3 +263,15 @@ def test_contamination_does_not_depend_on_the_hash_seed():
                            env={"PYTHONHASHSEED": seed, "PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}).stdout
             for seed in ("1", "2")}
     assert len(runs) == 1 and "Contamination(" in runs.pop()
+
+
+def test_an_opening_the_source_shares_is_not_a_template_the_pipeline_made():
+    """style_clone's outputs are the chunks: a corpus whose reports all open alike is not a collapse; a formula the
+    pipeline put before them is."""
+    source = [f"The harbour was {word} today, and the boats stayed {word} in the bay" for word in
+              "calm rough grey busy quiet empty full cold warm wet".split()]
+    source += [f"Another line, number {i}, about ships and the sea" for i in range(10)]
+    assert collapse(compare(source, source).samples) is not None  # alone, the opening is over the bar...
+    assert not any("template collapse" in line for line in compare(source, source).narrowed)  # ...and inherited
+    formulaic = compare([f"Here is a plain version: {text}" for text in source], source).narrowed
+    assert any(line.startswith("template collapse: 'here is a' (100%)") for line in formulaic), formulaic

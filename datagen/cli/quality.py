@@ -49,9 +49,9 @@ def screen_from(near_duplicates: list[str] | None, keep_near_duplicates: bool, k
         raise InputError(f"--ngram {ngram}: give an n-gram length of {N_RANGE[0]} to {N_RANGE[1]} words")
     for path in protect or []:
         if not path.is_file():
-            raise InputError(f"--protect {path}: no such file")
+            raise InputError(f"--protect {path}: {'a folder: name its files' if path.is_dir() else 'no such file'}")
     screen = Screen(None if keep_near_duplicates else thresholds or dict(DEFAULT_THRESHOLDS),
-                    contaminated=not keep_contaminated, ngram=ngram, protect=tuple(protect or ()))
+                    contaminated=not keep_contaminated, ngram=ngram, protect=tuple(protect) if protect else None)
     screen.check()
     return screen
 
@@ -89,8 +89,10 @@ def quality(
 def quality_lines(result, thresholds, show: int = 10) -> list[str]:
     """A run's quality (`datagen.dataset.screening.RunQuality`) as lines: the near-duplicates at `thresholds`
     and the contaminated samples (the first `show` of each named), then each field's diversity."""
+    from collections import Counter
+
     from datagen.dataset.card import diversity_table
-    from datagen.dataset.screening import shared_detail
+    from datagen.dataset.screening import shared_detail, source_kind
 
     groups = result.groups(thresholds)
     bars = ", ".join(f"{kind} >= {bar:g}" for kind, bar in thresholds.items())
@@ -98,9 +100,14 @@ def quality_lines(result, thresholds, show: int = 10) -> list[str]:
     lines = [f"near-duplicates ({bars}): {plural(repeating, 'sample')} repeat{'s' * (repeating == 1)} an earlier one"]
     lines += [f"  {_key(flagged)} {name} nearly repeats {_key(of)} ({kind}, {similarity:.2f})"
               for flagged, of, name, kind, similarity in groups[:show]]
-    contaminated = result.contamination
-    lines.append(f"contaminated ({result.settings['ngram']}-grams shared with protected text): "
-                 f"{plural(len({row[0] for row in contaminated}), 'sample')}")
+    contaminated, settings = result.contamination, result.settings
+    files = ", ".join(settings.get("files", ())) or "none"
+    lines.append(f"protected: {plural(settings.get('protected', 0), 'text')} of the compiled program's dev set and demos "
+                 f"and of the files ({files}), {plural(settings.get('held_out', 0), 'held-out chunk')}")
+    kinds = Counter(source_kind(source) for key, source in {row[0]: row[2] for row in contaminated}.items())
+    by_kind = f" ({', '.join(f'{kind}: {n}' for kind, n in kinds.items())})" if kinds else ""
+    lines.append(f"contaminated ({settings['ngram']}-grams shared with protected text): "
+                 f"{plural(len({row[0] for row in contaminated}), 'sample')}{by_kind}")
     lines += [f"  {_key(key)} {shared_detail(name, shared, result.settings['ngram'], source, share)}"
               for key, name, source, shared, share in contaminated[:show]]
     table = diversity_table(result.diversity)
@@ -117,5 +124,6 @@ def _key(key: tuple[str, int]) -> str:
 def say_left_out(counts: dict[str, int]) -> None:
     """Say on stderr what an export's screen left out, and how to keep it."""
     if counts:
-        say(f"screened: {left_out_line(counts)} (see datagen quality RUN; keep them with --keep-near-duplicates, "
-            "--keep-contaminated)", to=err)
+        say(f"screened: {left_out_line(counts)} (datagen quality RUN names each, with the sample it repeats or the "
+            "text it shares: the dev set, the held-out split or a protected file; keep them with "
+            "--keep-near-duplicates, --keep-contaminated)", to=err)

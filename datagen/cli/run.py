@@ -205,7 +205,7 @@ def _print_report(report, out_dir: Path, config, gated: bool):
 
     held_back = f", {report.held_back} below --min-score kept out" if gated else ""
     screened = f", {left_out_line(report.left_out)}" if report.left_out else ""
-    say(f"dataset: {report.data_path} ({report.exported} samples{held_back}{screened})")
+    say(f"dataset: {report.data_path} ({plural(report.exported, 'sample')}{held_back}{screened})")
     if report.test_path is not None:
         say(f"held-out test split: {report.test_path} ({plural(report.held_out, 'sample')}; training leaves "
             "them out)")
@@ -268,14 +268,17 @@ def print_summary(run_dir: Path, config=None):
 
 def _quality_lines(summary) -> list[str]:
     """The run's dataset-level quality in a few lines (datagen quality RUN shows it whole)."""
-    from datagen.dataset.screening import DEFAULT_THRESHOLDS
+    from datagen.dataset.screening import DEFAULT_THRESHOLDS, SEMANTIC
 
     quality = summary.quality
     if quality is None:
         return ["quality: not measured for these samples yet (datagen quality RUN)"] if summary.samples else []
-    flagged = len({row[0] for row in quality.groups(DEFAULT_THRESHOLDS)})
+    # The semantic kind counts where it was measured, at the threshold docs/quality.md gives.
+    thresholds = {**DEFAULT_THRESHOLDS, **({SEMANTIC: 0.9} if quality.settings.get("semantic") else {})}
+    flagged = len({row[0] for row in quality.groups(thresholds)})
     contaminated = len({row[0] for row in quality.contamination})
-    lines = [f"quality: {plural(flagged, 'near-duplicate')} (lexical >= 0.6), {contaminated} contaminated, of "
+    bars = ", ".join(f"{kind} >= {bar:g}" for kind, bar in thresholds.items())
+    lines = [f"quality: {plural(flagged, 'near-duplicate')} ({bars}), {contaminated} contaminated, of "
              f"{plural(len(quality.keys), 'sample')} (datagen quality RUN lists them)"]
     for name, comparison in quality.diversity.items():
         lines += diversity_lines(name, comparison)

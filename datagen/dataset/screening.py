@@ -27,7 +27,7 @@ import numpy as np
 from datagen.dataset.quality import (Comparison, Contamination, NgramIndex, Pair, Protected, compare, duplicates,
                                      lexical_pairs, semantic_pairs)
 from datagen.dataset.quality.contamination import DEFAULT_N
-from datagen.dataset.quality.near_duplicates import LEXICAL, SEMANTIC
+from datagen.dataset.quality.near_duplicates import LEXICAL, LEXICAL_FLOOR, SEMANTIC, SEMANTIC_FLOOR
 from datagen.dataset.review import as_reviewed
 from datagen.dataset.splits import program_seen_texts, recorded_splits
 from datagen.errors import DatagenError, DiskError, InputError
@@ -40,7 +40,10 @@ FIELDS = ("input", "output")
 # What an export leaves out unless told otherwise: lexical near-duplicates at 0.6. The semantic kind is asked for
 # by name: it embeds every sample (about 20 texts a second on 2 cores, so 100,000 samples take over an hour).
 DEFAULT_THRESHOLDS = {LEXICAL: 0.6}
+FLOORS = {LEXICAL: LEXICAL_FLOOR, SEMANTIC: SEMANTIC_FLOOR}
 NEAR_DUPLICATE, CONTAMINATED = "near-duplicate", "contaminated"
+# How a contamination's source names the compiled program's dev set, and a held-out chunk (`source_kind`).
+_DEV_PREFIX, _HELD_PREFIX = "the dev set or demos of ", "held-out chunk "
 # Texts embedded between two commits of their embeddings: what an interrupted measure loses at most.
 _EMBED_BATCH = 256
 
@@ -55,13 +58,15 @@ class Screen:
         contaminated: leave out the samples that share an n-gram with protected text; default True.
         ngram: the n-gram length of the contamination test, in words, 5 to 50; default 13 (lm-eval, GPT-3).
         protect: evaluation files whose text no training sample may share (JSONL, JSON, or plain text by
-            paragraph), beside the dev set and the held-out split, which are always protected.
+            paragraph), beside the dev set and the held-out split, which are always protected; default None: the
+            files the run's last measure protected (none at first), so that a resumed run or a later export keeps
+            protecting them; (): none.
     """
 
     near_duplicates: Mapping[str, float] | None = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
     contaminated: bool = True
     ngram: int = DEFAULT_N
-    protect: tuple[Path, ...] = ()
+    protect: tuple[Path, ...] | None = None
 
     def as_flags(self) -> list[str]:
         """The `datagen export` / `datagen push` flags that apply this screen (none for the default)."""
@@ -70,7 +75,7 @@ class Screen:
             [f"--near-duplicates {kind}={bar:g}" for kind, bar in self.near_duplicates.items()]
         flags += [] if self.contaminated else ["--keep-contaminated"]
         flags += [] if self.ngram == DEFAULT_N else [f"--ngram {self.ngram}"]
-        return flags + [f"--protect {path}" for path in self.protect]
+        return flags + [f"--protect {path}" for path in self.protect or ()]
 
     @property
     def semantic(self) -> bool:
@@ -78,12 +83,14 @@ class Screen:
         return SEMANTIC in (self.near_duplicates or {})
 
     def check(self) -> None:
-        """Raise InputError for a kind that is not one, or a threshold outside 0 to 1."""
+        """Raise InputError for a kind that is not one, or a threshold outside its floor to 1 (pairs are only kept
+        down to the floor: 0.4 lexical, 0.8 semantic)."""
         for kind, bar in (self.near_duplicates or {}).items():
             if kind not in (LEXICAL, SEMANTIC):
                 raise InputError(f"unknown near-duplicate kind {kind!r}: use lexical or semantic")
-            if not 0 < bar <= 1:
-                raise InputError(f"a {kind} near-duplicate threshold is a similarity above 0 and up to 1, not {bar}")
+            if not FLOORS[kind] <= bar <= 1:
+                raise InputError(f"a {kind} near-duplicate threshold is a similarity from {FLOORS[kind]:g} (the "
+                                 f"least datagen keeps pairs at) to 1, not {bar:g}")
 
 
 KEEP_ALL = Screen(near_duplicates=None, contaminated=False)
@@ -149,6 +156,16 @@ def shared_detail(name: str, shared: int, n: int, source: str, share: float) -> 
     """A contaminated sample's field in words, as exports, `datagen quality` and the view say it: "output shares 4
     13-grams with evals/test.jsonl:12 (31% of it)" (`shared` n-grams of length `n`, `share` of the source's, 0-1)."""
     return f"{name} shares {shared} {n}-gram{'s' * (shared != 1)} with {source} ({share:.0%} of it)"
+
+
+DEV_SET, HELD_OUT, PROTECTED_FILE = "the dev set", "the held-out split", "a protected file"
+
+
+def source_kind(source: str) -> str:
+    """What kind of protected text a contamination `source` names: DEV_SET (the compiled program's dev set and
+    demos), HELD_OUT (a held-out chunk) or PROTECTED_FILE (an evaluation file's item)."""
+    return DEV_SET if source.startswith(_DEV_PREFIX) else HELD_OUT if source.startswith(_HELD_PREFIX) \
+        else PROTECTED_FILE
 
 
 def _named(key: SampleKey) -> str:
@@ -223,8 +240,16 @@ class _Protection:
         return found
 
 
-def _protected(store: RunStore, screen: Screen, workspace: Path | None) -> _Protection:
-    """What `measure` protects: the compiled program's dev set and demos, the `screen`'s files, the held-out
+def _recorded_files(recorded: dict) -> tuple[Path, ...]:
+    """The evaluation files the run's last measure protected, those still there (a warning names the others)."""
+    files = [Path(path) for path in recorded.get("settings", {}).get("files", ())]
+    for gone in (path for path in files if not path.is_file()):
+        log.warning("%s: protected by this run's last measure, and no longer there: no longer protected", gone)
+    return tuple(path for path in files if path.is_file())
+
+
+def _protected(store: RunStore, files: Sequence[Path], workspace: Path | None) -> _Protection:
+    """What `measure` protects: the compiled program's dev set and demos, the evaluation `files`, the held-out
     chunks."""
     state = store.meta().get(COMPILED)
     try:
@@ -232,11 +257,11 @@ def _protected(store: RunStore, screen: Screen, workspace: Path | None) -> _Prot
     except (DatagenError, OSError, ValueError) as exc:  # the compiled program moved or went since the run
         log.warning("no contamination check against the compiled program's dev set: %s", exc)
         seen = []
-    everyone = [Protected(f"the dev set or demos of {Path(state).name}", text) for text in seen]
-    for path in screen.protect:
+    everyone = [Protected(f"{_DEV_PREFIX}{Path(state).name}", text) for text in seen]
+    for path in files:
         everyone += read_protected(Path(path))
     test = frozenset(chunk_id for chunk_id, split in recorded_splits(store).items() if split.split == "test")
-    held = [Protected(f"held-out chunk {chunk.id}", chunk.text) for chunk in store.chunks() if chunk.id in test]
+    held = [Protected(f"{_HELD_PREFIX}{chunk.id}", chunk.text) for chunk in store.chunks() if chunk.id in test]
     return _Protection(everyone, held, test)
 
 
@@ -280,13 +305,16 @@ def measure(store: RunStore, screen: Screen = Screen(), *, workspace: Path | Non
     (a warning says so).
     """
     screen.check()
-    keys, texts, chunks = _samples(store)
-    protection = _protected(store, screen, workspace)
-    settings = {"ngram": screen.ngram, "semantic": screen.semantic, "protected": len(protection.everyone),
-                "held_out": len(protection.held), "samples": _fingerprint(keys, texts, chunks)}
-    fingerprint = _fingerprint(settings, [(p.source, p.text) for p in protection.everyone + protection.held])
     recorded = json.loads(store.meta().get(QUALITY) or "{}")
-    if recorded.get("fingerprint") == fingerprint:
+    files = screen.protect if screen.protect is not None else _recorded_files(recorded)
+    keys, texts, chunks = _samples(store)
+    protection = _protected(store, files, workspace)
+    settings = {"ngram": screen.ngram, "protected": len(protection.everyone), "held_out": len(protection.held),
+                "files": [str(Path(path).absolute()) for path in files], "samples": _fingerprint(keys, texts, chunks)}
+    # The semantic kind is kept out of the fingerprint: a measure with it holds everything one without it does.
+    fingerprint = _fingerprint(settings, [(p.source, p.text) for p in protection.everyone + protection.held])
+    settings["semantic"] = screen.semantic or recorded.get("settings", {}).get("semantic", False)
+    if recorded.get("fingerprint") == fingerprint and recorded["settings"].get("semantic") >= screen.semantic:
         return _read(store, keys, recorded)
     quality = _measure(store, keys, texts, chunks, protection, settings, embed)
     try:

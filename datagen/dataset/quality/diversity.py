@@ -206,10 +206,14 @@ def compare(samples: Sequence[str], source: Sequence[str], sample_embeddings: np
     shared = max(1, min(budget, available))
     mine, theirs = diversity_of(samples, sample_embeddings, budget=shared), diversity_of(source, source_embeddings,
                                                                                    budget=shared)
-    return Comparison(mine, theirs, _narrowed(mine, theirs))
+    # An opening the source itself begins as often (half as often or more) is the corpus', not a template the
+    # pipeline made: style_clone's outputs are the chunks, and a corpus of reports may open each the same way.
+    openings_of_source = Counter(opening_of(text) for text in source)
+    inherited = {o.text for o in formulas(mine) if openings_of_source[o.text] >= o.share * len(source) / 2}
+    return Comparison(mine, theirs, _narrowed(mine, theirs, inherited))
 
 
-def _narrowed(mine: Diversity, theirs: Diversity) -> tuple[str, ...]:
+def _narrowed(mine: Diversity, theirs: Diversity, inherited: set[str] = frozenset()) -> tuple[str, ...]:
     found = []
     for name, label in (("distinct_2", "distinct-2"), ("distinct_1", "distinct-1")):
         a, b = getattr(mine, name), getattr(theirs, name)
@@ -220,7 +224,7 @@ def _narrowed(mine: Diversity, theirs: Diversity) -> tuple[str, ...]:
         found.append(f"compression ratio {a:.2f} against the source's {b:.2f} (more repetitive)")
     if mine.spread is not None and theirs.spread is not None and mine.spread < theirs.spread * (1 - NARROWED_MARGIN):
         found.append(f"embedding spread {mine.spread:.2f} against the source's {theirs.spread:.2f}")
-    verdict = collapse(mine)
+    verdict = collapse(mine, exclude=inherited)
     if verdict:
         found.append(verdict)
     return tuple(found)
@@ -232,10 +236,11 @@ def formulas(figures: Diversity, bar: float = OPENING_BAR) -> tuple[Opening, ...
     return tuple(o for o in figures.openings if o.share >= bar and o.count >= OPENING_MIN_COUNT)
 
 
-def collapse(figures: Diversity, bar: float = OPENING_BAR) -> str | None:
+def collapse(figures: Diversity, bar: float = OPENING_BAR, exclude: set[str] = frozenset()) -> str | None:
     """A plain sentence when the texts collapse to a template: an opening begins at least `bar` of them (default
-    OPENING_BAR, 0.1) and OPENING_MIN_COUNT (3) or more; None otherwise."""
-    over = formulas(figures, bar)
+    OPENING_BAR, 0.1) and OPENING_MIN_COUNT (3) or more, other than those in `exclude` (openings the source opens
+    with as much: `compare`); None otherwise."""
+    over = [o for o in formulas(figures, bar) if o.text not in exclude]
     if not over:
         return None
     shown = ", ".join(f"'{o.text}' ({o.share:.0%})" for o in over)
