@@ -107,6 +107,11 @@ def test_planted_near_duplicates_and_contamination_are_left_out_of_the_export(pl
     card = (export.path.parent / "README.md").read_text(encoding="utf-8")
     assert f"| near-duplicates left out | {export.left_out[NEAR_DUPLICATE]} (" in card
     assert f"| contaminated left out | {export.left_out[CONTAMINATED]} (" in card
+    row = re.search(r"\| contaminated left out \| (\d+) \(sharing a 13-gram with protected text; (.*?)\) \|", card)
+    kinds = dict((kind, int(n)) for kind, n in re.findall(r"(the dev set|the held-out split|a protected file): (\d+)",
+                                                           row.group(2)))
+    assert sum(kinds.values()) == int(row.group(1)) and kinds["a protected file"] > 0, row.group(0)
+    assert f"evaluation files ({evals.name})" in card and str(evals.parent) not in card  # names, not local paths
 
 
 def test_planted_template_collapse_is_found_and_reported(planted_run):

@@ -191,12 +191,25 @@ def quality_section(selection, screen) -> list[str]:
     if quality is None:
         return ["## Dataset quality", "", "Not screened: near-duplicates and contaminated samples were kept "
                 "(--keep-near-duplicates, --keep-contaminated).", ""]
+    from collections import Counter
+
+    from datagen.dataset.screening import CONTAMINATED, source_kind
+
     counts = selection.left_out_counts
     bars = " or ".join(f"{kind} similarity >= {bar:g}" for kind, bar in (screen.near_duplicates or {}).items())
+    sources = {key: source for key, _, source, _, _ in reversed(quality.contamination)}  # a sample's first row
+    kinds = Counter(source_kind(sources[key]) for key, flag in selection.left_out.items()
+                    if flag.reason == CONTAMINATED)
+    by_kind = "; ".join(f"{kind}: {n}" for kind, n in kinds.items())
+    settings = quality.settings
+    # File names only: a card goes to the Hub, and a local path says nothing there.
+    files = ", ".join(Path(path).name for path in settings.get("files", ())) or "none"
     rows = [("near-duplicates left out", f"{counts.get('near-duplicate', 0)} ({bars} on the input or the output; "
              "each group keeps its first sample)" if screen.near_duplicates else "kept (not screened)"),
-            ("contaminated left out", f"{counts.get('contaminated', 0)} (sharing a {screen.ngram}-gram with the dev "
-             "set, the held-out split or a protected file)" if screen.contaminated else "kept (not screened)")]
+            ("contaminated left out", f"{counts.get('contaminated', 0)} (sharing a {screen.ngram}-gram with "
+             f"protected text{'; ' + by_kind if by_kind else ''})" if screen.contaminated else "kept (not screened)"),
+            ("protected text", f"{settings.get('protected', 0)} texts of the compiled program's dev set and demos and "
+             f"of the evaluation files ({files}); {settings.get('held_out', 0)} held-out chunks")]
     lines = ["## Dataset quality", "", f"Measured offline over the run's {len(quality.keys)} samples, never by a "
              "model.", "", *_table(rows), ""]
     return lines + diversity_table(quality.diversity)
