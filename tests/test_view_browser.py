@@ -79,23 +79,24 @@ def served(browser, tmp_path_factory):
 def evaluated_view(browser, tmp_path_factory):
     """`datagen view RUN --port 0` over a run evaluated by `datagen eval-model` (test_view.model_evaluated_run):
     the server's URL and the evaluation's record."""
-    base = tmp_path_factory.mktemp("model-eval-view")
-    workspace = copy_workspace(ROOT, base / "ws")
-    result = model_evaluated_run(workspace, base / "run")
-    with ViewServer(str(base / "run"), cwd=workspace) as server:
-        yield server.url, result
-        assert server.process.poll() is None, f"datagen view stopped: {server.stderr()}"
+    yield from _view_over(tmp_path_factory, "model-eval-view", model_evaluated_run)
 
 
 @pytest.fixture(scope="module")
 def screened_view(browser, tmp_path_factory):
     """`datagen view RUN --port 0` over test_view.screened_run (a reprinted passage, a protected sentence): the
     server's URL and the run's record."""
-    base = tmp_path_factory.mktemp("quality-view")
+    yield from _view_over(tmp_path_factory, "quality-view", screened_run)
+
+
+def _view_over(tmp_path_factory, name: str, make_run):
+    """`datagen view RUN --port 0` over the run `make_run(workspace, run)` makes in a copy of the workspace: yields
+    the server's URL and what `make_run` returned, then checks the server is still up."""
+    base = tmp_path_factory.mktemp(name)
     workspace = copy_workspace(ROOT, base / "ws")
-    planted = screened_run(workspace, base / "run")
+    made = make_run(workspace, base / "run")
     with ViewServer(str(base / "run"), cwd=workspace) as server:
-        yield server.url, planted
+        yield server.url, made
         assert server.process.poll() is None, f"datagen view stopped: {server.stderr()}"
 
 

@@ -268,13 +268,14 @@ def print_summary(run_dir: Path, config=None):
 
 def _quality_lines(summary) -> list[str]:
     """The run's dataset-level quality in a few lines (datagen quality RUN shows it whole)."""
-    from datagen.dataset.screening import DEFAULT_THRESHOLDS, SEMANTIC
+    from datagen.dataset.quality import THRESHOLDS
+    from datagen.dataset.screening import DEFAULT_THRESHOLDS
 
     quality = summary.quality
     if quality is None:
         return ["quality: not measured for these samples yet (datagen quality RUN)"] if summary.samples else []
-    # The semantic kind counts where it was measured, at the threshold docs/quality.md gives.
-    thresholds = {**DEFAULT_THRESHOLDS, **({SEMANTIC: 0.9} if quality.settings.get("semantic") else {})}
+    # The semantic kind counts where it was measured, at its default threshold (docs/quality.md).
+    thresholds = THRESHOLDS if quality.settings.get("semantic") else DEFAULT_THRESHOLDS
     flagged = len({row[0] for row in quality.groups(thresholds)})
     contaminated = len({row[0] for row in quality.contamination})
     bars = ", ".join(f"{kind} >= {bar:g}" for kind, bar in thresholds.items())

@@ -4,11 +4,13 @@ and what the export holds."""
 import importlib.metadata
 import json
 import re
+from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
 from datagen.dataset.review import NOT_REJECTED, REVIEWED
+from datagen.dataset.screening import CONTAMINATED, source_kind
 from datagen.dataset.splits import split_note
 from datagen.errors import DatagenError
 from datagen.store import RunStore
@@ -191,10 +193,6 @@ def quality_section(selection, screen) -> list[str]:
     if quality is None:
         return ["## Dataset quality", "", "Not screened: near-duplicates and contaminated samples were kept "
                 "(--keep-near-duplicates, --keep-contaminated).", ""]
-    from collections import Counter
-
-    from datagen.dataset.screening import CONTAMINATED, source_kind
-
     counts = selection.left_out_counts
     bars = " or ".join(f"{kind} similarity >= {bar:g}" for kind, bar in (screen.near_duplicates or {}).items())
     sources = {key: source for key, _, source, _, _ in reversed(quality.contamination)}  # a sample's first row

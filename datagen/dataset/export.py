@@ -7,6 +7,7 @@ data came from: pipeline, program fingerprint, model, counts, failures, date.
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -75,10 +76,7 @@ class Selection:
     @property
     def left_out_counts(self) -> dict[str, int]:
         """{reason: samples left out}, for each reason that left one out."""
-        counts: dict[str, int] = {}
-        for flag in self.left_out.values():
-            counts[flag.reason] = counts.get(flag.reason, 0) + 1
-        return counts
+        return dict(Counter(flag.reason for flag in self.left_out.values()))
 
 
 def select_samples(store: RunStore, min_scores: dict[str, float] | None = None, reviewed: str | None = None,
