@@ -5,7 +5,8 @@
 One fake OpenAI-compatible server (tests/fakes.py, in a process of its own, a fixed latency per request) answers
 every client. Each client runs in a fresh process of its own, after one warm-up call, on the same short passages
 (one LM call per passage; each run's passages start with a prefix of their own, so no cache can answer), with
-rate limits off and caches off:
+rate limits off and every client's defaults on, its response caches included, as a user runs it (--caches-off: DSPy's
+and curator's response caches off, the figures before issue 29):
 
   datagen (before)  `datagen.generate` of the baseline worktree (--baseline, e.g. commit 91c60f7's thread pool),
                     first on sys.path of its process, with this repository's venv
@@ -120,7 +121,8 @@ def _datagen_model(job: dict):
     from datagen.workspace.config import ModelSettings
     from datagen.lm.roles import build_role_model
 
-    dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)  # every call reaches the server
+    if job.get("caches_off"):
+        dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
     settings = ModelSettings(model="openai/bench", api_base=job["url"], engine=job["engine"])
     model = build_role_model(settings, "task")
     if job.get("warm", True):  # not for the batch line: its run must make no interactive call at all
@@ -176,9 +178,10 @@ def _child_batch(job: dict):
     return str(Path(datagen.__file__).resolve().parent), run
 
 
-def curator_env(cache: Path) -> dict:
-    """The environment curator runs offline in: no cache, no display, no telemetry, litellm's bundled prices."""
-    return {"CURATOR_DISABLE_CACHE": "true", "CURATOR_CACHE_DIR": str(cache), "CURATOR_DISABLE_RICH_DISPLAY": "1",
+def curator_env(cache: Path, caches_off: bool) -> dict:
+    """The environment curator runs offline in: its cache in `cache` (off with `caches_off`), no display, no
+    telemetry, litellm's bundled prices."""
+    return {**({"CURATOR_DISABLE_CACHE": "true"} if caches_off else {}), "CURATOR_CACHE_DIR": str(cache), "CURATOR_DISABLE_RICH_DISPLAY": "1",
             "TELEMETRY_ENABLED": "0", "BESPOKE_CURATOR_TRACKER_DISABLED": "1", "LITELLM_LOCAL_MODEL_COST_MAP": "True",
             "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_CACHE": str(cache / "hf"),
             "TOKENIZERS_PARALLELISM": "false"}
@@ -365,8 +368,9 @@ def run_points(args, work: Path, pythons: dict, results: dict) -> None:
                     texts = passages(prefix, chunks, args.words)
                     folder = work / f"{client}-{latency:g}-{concurrency}"
                     job = {"client": client, "url": server.url, "concurrency": concurrency, "prefix": prefix,
-                           "engine": args.engine, "max_tokens": args.max_tokens, "out": str(folder / "out")}
-                    env = None
+                           "engine": args.engine, "max_tokens": args.max_tokens, "out": str(folder / "out"),
+                           "caches_off": args.caches_off}
+                    env = {"DSPY_CACHEDIR": str(folder / "dspy-cache")}  # DSPy's disk cache starts empty, per client
                     if client in ("before", "now"):
                         code = args.baseline if client == "before" else args.now
                         job.update(code=str(code), workspace=str(code), corpus=str(folder / "corpus"))
@@ -380,7 +384,7 @@ def run_points(args, work: Path, pythons: dict, results: dict) -> None:
                         folder.mkdir(parents=True)
                         job["messages"] = str(folder / "messages.json")
                         Path(job["messages"]).write_text(json.dumps(render_messages(texts)))
-                        env = curator_env(folder / "curator-cache")
+                        env = curator_env(folder / "curator-cache", args.caches_off)
                     try:
                         figures = measure(server, job, pythons[client], work, env, args.timeout)
                         figures.update(derive(figures, concurrency, latency))
@@ -411,6 +415,7 @@ def run_memory(args, work: Path, pythons: dict, results: dict) -> None:
             write_corpus(folder / "corpus", passages(prefix, size, args.words))
             job = {"client": "now", "url": server.url, "concurrency": args.memory_concurrency, "prefix": prefix,
                    "engine": args.engine, "max_tokens": args.max_tokens, "out": str(folder / "out"),
+                           "caches_off": args.caches_off,
                    "code": str(args.now), "workspace": str(args.now), "corpus": str(folder / "corpus")}
             try:
                 m = measure(server, job, pythons["now"], work, None, args.timeout)
@@ -446,7 +451,8 @@ def run_batch_line(args, work: Path, pythons: dict, results: dict) -> None:
     write_corpus(folder / "corpus", passages(prefix, chunks, args.words))
     with ServerProcess(0.2) as server:  # the latency applies to interactive calls only: a batch has none
         job = {"client": "batch-api", "url": server.url, "concurrency": args.batch_concurrency, "prefix": prefix,
-               "engine": args.engine, "max_tokens": args.max_tokens, "out": str(folder / "out"), "warm": False,
+               "engine": args.engine, "max_tokens": args.max_tokens, "out": str(folder / "out"),
+                           "caches_off": args.caches_off, "warm": False,
                "code": str(args.now), "workspace": str(args.now), "corpus": str(folder / "corpus"),
                "batch_size": size, "batch_poll": args.batch_poll}
         try:
@@ -504,6 +510,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-poll", type=float, default=0.05, help="seconds between polls of a batch job")
     parser.add_argument("--batch-concurrency", type=int, default=64,
                         help="chunks in flight in a batch round (no network calls there; default 64)")
+    parser.add_argument("--caches-off", action="store_true",
+                        help="DSPy's and curator's response caches off in every client (default: as a user runs them)")
     parser.add_argument("--skip-memory", action="store_true", help="no memory line")
     parser.add_argument("--only-memory", action="store_true", help="only the memory line")
     parser.add_argument("--skip-batch", action="store_true", help="no batch line")

@@ -45,15 +45,29 @@ class StyleClone(dspy.Module):
         self.rephrase = dspy.Predict(RephraseAsGeneric)
 
     def forward(self, chunk: str) -> dspy.Prediction:
-        boundaries = {}
-        if self.add_boundaries is not None:
-            # The model writes only the two sentences, so the chunk stays verbatim between them by construction.
-            added = self.add_boundaries(passage=chunk)
-            boundaries = {field: usable_boundary(added[field], chunk, field) for field in ("opening", "closing")}
-        styled = " ".join(part for part in (boundaries.get("opening"), chunk, boundaries.get("closing")) if part)
-        generic = self.rephrase(passage=styled).generic
-        reason = degenerate(generic, source=styled, field="generic", min_length_ratio=REWRITE_MIN_LENGTH_RATIO)
-        if reason:
-            return dspy.Prediction(**boundaries, generic=generic, samples=[],
-                                   dropped=[{"reason": reason, "generic": generic}])
-        return dspy.Prediction(**boundaries, generic=generic, samples=[Sample(input=generic, output=styled)])
+        added = self.add_boundaries(passage=chunk) if self.add_boundaries is not None else None
+        boundaries, styled = framed(chunk, added)
+        return made(boundaries, styled, self.rephrase(passage=styled).generic)
+
+    async def aforward(self, chunk: str) -> dspy.Prediction:
+        """`forward` with each step awaited: `datagen generate` runs it on one event loop, without a thread a call."""
+        added = await self.add_boundaries.acall(passage=chunk) if self.add_boundaries is not None else None
+        boundaries, styled = framed(chunk, added)
+        return made(boundaries, styled, (await self.rephrase.acall(passage=styled)).generic)
+
+
+def framed(chunk: str, added: dspy.Prediction | None) -> tuple[dict[str, str], str]:
+    """The usable boundary sentences of `added` (AddBoundaries' answer; None: no repair) and the chunk framed by
+    them. The model writes only the two sentences, so the chunk stays verbatim between them by construction."""
+    boundaries = {} if added is None else {field: usable_boundary(added[field], chunk, field)
+                                           for field in ("opening", "closing")}
+    return boundaries, " ".join(part for part in (boundaries.get("opening"), chunk, boundaries.get("closing")) if part)
+
+
+def made(boundaries: dict[str, str], styled: str, generic: str) -> dspy.Prediction:
+    """The prediction: the sample (generic -> styled), or none and why when the rephrase is degenerate."""
+    reason = degenerate(generic, source=styled, field="generic", min_length_ratio=REWRITE_MIN_LENGTH_RATIO)
+    if reason:
+        return dspy.Prediction(**boundaries, generic=generic, samples=[],
+                               dropped=[{"reason": reason, "generic": generic}])
+    return dspy.Prediction(**boundaries, generic=generic, samples=[Sample(input=generic, output=styled)])

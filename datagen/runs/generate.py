@@ -253,7 +253,12 @@ def _run(store: RunStore, report: Report, program: dspy.Module, model: RoleModel
         if settings.batch:
             report.batch = _run_batched(run, callbacks.on_batch)
         else:
-            _record(run, run_chunks(program, model, store.pending(settings.limit), settings.concurrency,
+            # The run store is the cache: a finished chunk is never asked again, so DSPy's response cache would only
+            # add a key, a pickle and a disk write to every call (a third of the throughput at 256 in flight,
+            # bench/README.md). What it gave, a hard-killed chunk's finished steps not asked again, is bounded by
+            # the chunks in flight and measured there too.
+            _record(run, run_chunks(program, model.with_settings(cache=False), store.pending(settings.limit),
+                                    settings.concurrency,
                                     scorer=scorer, interrupt=run.interrupt, retried=store.failed_ids(), gates=gates,
                                     admit=cap.admit if cap else None, cluster=settings.cluster))
     if run.interrupt.requested and store.pending_count(settings.limit):
