@@ -2,6 +2,7 @@
 async admission), end to end over real HTTP to the fake server, with its forward never called."""
 
 import asyncio
+import threading
 
 import dspy
 import pytest
@@ -76,3 +77,33 @@ def test_an_async_call_past_its_timeout_is_retried_and_names_the_wall_clock_limi
             asyncio.run(dspy.Predict("passage -> generic").acall(passage="The lamp was lit.", lm=model.lm,
                                                                  adapter=model.adapter))
     assert [s.attempt for s in server.served] == [0, 1]
+
+
+class SyncOnly(AsyncRephrase):
+    """The same program whose forward is allowed: for a model that has no async counterpart."""
+
+    def forward(self, chunk):
+        generic = self.rephrase(passage=chunk).generic
+        return dspy.Prediction(generic=generic, title="", samples=[Sample(input=generic, output=chunk)])
+
+
+def test_an_async_program_on_litellms_route_ends_and_runs_again(workspace, tmp_path):
+    # litellm leaves a task of its own running on the loop: waiting for every task held the run open for ever.
+    with FakeOpenAIServer() as server:
+        model = build_role_model(ModelSettings(model="openai/fake", api_base=server.url, engine="litellm"), "task")
+        for out in ("first", "second"):
+            result = []
+            worker = threading.Thread(target=lambda: result.append(generate(
+                AsyncRephrase(), [workspace / "data/samples"], tmp_path / out, workspace=workspace, config=Config(),
+                model=model, settings=RunSettings(max_tokens=200, limit=2))), daemon=True)
+            worker.start()
+            worker.join(timeout=120)
+            assert result and written(result[0]) == 2, f"the {out} run did not end"
+
+
+def test_an_async_program_runs_its_forward_with_a_model_that_has_no_async_engine(workspace, tmp_path):
+    from .fakes import fake_lm
+
+    report = generate(SyncOnly(), [workspace / "data/samples"], tmp_path / "run", workspace=workspace,
+                      config=Config(), model=fake_lm(), settings=RunSettings(max_tokens=200, limit=2))
+    assert written(report) == 2 and not report.failures

@@ -80,6 +80,16 @@ class RoleModel:
                                    default_cap=self.default_cap and "max_tokens" not in settings)
 
     @property
+    def asynchronous(self) -> bool:
+        """Whether its LM answers `acall`: a dspy.LM on a provider string, or a custom engine given with its
+        `async_engine`; a BaseLM of the caller's own that overrides `aforward`. A program's `aforward` runs only
+        with such a model (datagen.runs.runner), else its `forward` does."""
+        lm = self.lm
+        if isinstance(lm, dspy.LM):
+            return isinstance(lm.engine, str) or lm._async_engine_spec is not None
+        return type(lm).aforward is not dspy.BaseLM.aforward
+
+    @property
     def max_tokens(self) -> int | None:
         """The cap on one answer's tokens its requests carry (None: none, the server's default)."""
         return self.lm.kwargs.get("max_tokens") or self.lm.kwargs.get("max_completion_tokens")

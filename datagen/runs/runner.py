@@ -107,7 +107,7 @@ class ChunkRunner:
         call_log = CallLog(self.names)
         with (model.context(**{**self.settings, "callbacks": [*self.settings["callbacks"], call_log]}, trace=[]),
               track_usage() as tracker):
-            outcome = _outcome(self.program, chunk, self.loop)
+            outcome = _outcome(self.program, chunk, self.loop if model.asynchronous else None)
             cut = call_log.truncated  # the program's answers cut off; a judge's, later, costs only its metric
             if self.scorer is not None and outcome.failure is None:
                 _score(self.scorer, outcome)
@@ -208,7 +208,8 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
     """Run every chunk through the program, at most `concurrency` in flight and no more read ahead.
 
     `chunks` is read, and outcomes are yielded, in the calling thread (the run store's). A program with `aforward`
-    runs it (`acall`) on one asyncio event loop shared by the run, each chunk's worker waiting.
+    runs it (`acall`) on one asyncio event loop shared by the run, each chunk's worker waiting, when the model
+    answers asynchronously (`RoleModel.asynchronous`); else its `forward` runs in the worker.
 
     Args:
         program: the DSPy program.
@@ -351,6 +352,7 @@ class EventLoopThread:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="datagen-loop", daemon=True)
         self._thread.start()
+        self._chunks: set[asyncio.Task] = set()  # the chunks' tasks (the loop's only), not the libraries'
 
     def run(self, coroutine):
         """Run `coroutine` on the loop, in the calling thread's context (DSPy's settings, the chunk's call log and
@@ -360,20 +362,24 @@ class EventLoopThread:
 
         def start():
             task = self._loop.create_task(coroutine, context=context)
+            self._chunks.add(task)
+            task.add_done_callback(self._chunks.discard)
             task.add_done_callback(lambda t: done.cancel() if t.cancelled() else (
                 done.set_exception(t.exception()) if t.exception() else done.set_result(t.result())))
         self._loop.call_soon_threadsafe(start)
         return done.result()
 
     def close(self, wait: bool) -> None:
-        """Stop the loop: with `wait` once its tasks are done (their workers have their results), else at once,
-        cancelling them."""
+        """Stop the loop: with `wait` once the chunks' tasks are done (their workers have their results), else at
+        once, cancelling them. Tasks a library left running on the loop (litellm's logging worker never ends) are
+        cancelled either way: waiting for them held a run on litellm's route open for ever."""
         async def stop():
-            tasks = [t for t in asyncio.all_tasks(self._loop) if t is not asyncio.current_task()]
-            if not wait:
-                for task in tasks:
-                    task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            if wait:
+                await asyncio.gather(*self._chunks, return_exceptions=True)
+            others = [t for t in asyncio.all_tasks(self._loop) if t is not asyncio.current_task()]
+            for task in others:
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
             self._loop.stop()
         asyncio.run_coroutine_threadsafe(stop(), self._loop)
         if wait:
