@@ -24,7 +24,8 @@ from datagen.lm import RoleModel
 from datagen.metrics import COMPOSITE
 from datagen.runs import bound_answers
 from datagen.tuning.budget import CallBudgetExhausted
-from datagen.tuning.optimize import PROPOSING, Session, estimate_calls
+from datagen.tuning.optimize import Session
+from datagen.tuning.presets import PROPOSING, estimate_calls
 from datagen.util import exclusive, writing
 from datagen.workspace import COMPILED_DIR, Config, load_program
 from datagen.workspace.compiled import report_path
