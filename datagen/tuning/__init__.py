@@ -1,6 +1,7 @@
 """Tuning: evaluating a program on a dev set (evaluate), compiling it with DSPy's optimizers against a metric
-(optimize, its optimizers' presets, with the call cap of budget and the demo checks of demos), the samples' diversity and the pipeline's
-diversity bar (diversity_report), the HTML report (report), and the pipeline-level search (search).
+(optimize, its optimizers' presets, the estimate of its spend, with the caps of budget and the demo checks of
+demos), the samples' diversity and the pipeline's diversity bar (diversity_report), the HTML report (report), and
+the pipeline-level search (search).
 
 `datagen.tuning.search` is reached by its path: it loads optuna, which importing this package does not.
 """

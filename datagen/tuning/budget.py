@@ -18,8 +18,8 @@ from datagen.runs import Price
 
 
 class CallBudgetExhausted(BaseException):
-    """Raised by the LM call that would pass --max-calls, or start once --max-cost is reached. A BaseException, so that no optimizer's
-    `except Exception` (nor DSPy's callback guard) can swallow it and carry on spending."""
+    """Raised by the LM call that would pass --max-calls, or start once --max-cost is reached. A BaseException, so
+    that no optimizer's `except Exception` (nor DSPy's callback guard) can swallow it and carry on spending."""
 
 
 @dataclass
