@@ -106,13 +106,18 @@ def message_tokens(messages: list[dict]) -> int:
 def signature_tokens(signature: type[dspy.Signature], adapter: dspy.Adapter, chunks: list[str],
                      demos: list | None = None) -> float:
     """The mean tokens of `signature`'s prompt as `adapter` formats it, each input field given each of `chunks`
-    in turn (with `demos`, a predictor's, shown)."""
+    in turn (with `demos`, a predictor's, shown). An adapter whose `format` raises counts the instructions and
+    the inputs alone (an estimate never stops a run)."""
     if not chunks:
         return 0.0
     total = 0
     for chunk in chunks:
         inputs = {name: chunk for name in signature.input_fields}
-        total += message_tokens(adapter.format(signature, demos=list(demos or []), inputs=inputs))
+        try:
+            messages = adapter.format(signature, demos=list(demos or []), inputs=inputs)
+        except Exception:  # an adapter that cannot format offline: its instructions and inputs, no scaffolding
+            messages = [{"content": signature.instructions}, {"content": "\n".join(inputs.values())}]
+        total += message_tokens(messages)
     return total / len(chunks)
 
 

@@ -24,6 +24,7 @@ from datagen.lm import RoleModel
 from datagen.metrics import COMPOSITE
 from datagen.runs import bound_answers
 from datagen.tuning.budget import CallBudgetExhausted
+from datagen.tuning.estimate import Estimate
 from datagen.tuning.optimize import Session
 from datagen.tuning.presets import PROPOSING, DevSize, role_calls
 from datagen.util import exclusive, writing
@@ -105,13 +106,7 @@ def search_pipeline(pipeline: str, dev: str | Path, trials: int, *, optimizers=D
         result = SearchResult(storage, name, done, 0, 0, session.counter.by_role, usage=session.usage,
                               cached=session.counter.cached)
         to_run = trials - len(done)
-        # An upper bound: every trial priced as the dearest optimizer at the most demos.
-        per_trial = max((role_calls(o, len(session.train), len(session.val), session.per_example, held_out=1,
-                                    judged=session.judged) for o in optimizers), key=lambda c: sum(c.values()))
-        baseline = DevSize(len(session.train), len(session.val), session.per_example, session.judged).scored(
-            len(session.val))
-        calls = (baseline + Counter({role: to_run * n for role, n in per_trial.items()})) if to_run > 0 else Counter()
-        result.estimate = session.estimate(calls, optimizers)
+        result.estimate = _estimate(session, optimizers, to_run)
         if on_estimate:
             on_estimate(result.estimate)
         if to_run <= 0:
@@ -160,6 +155,18 @@ def search_pipeline(pipeline: str, dev: str | Path, trials: int, *, optimizers=D
             result.stopped = (f"{exc}: stopped after {result.ran} trial(s) of this run; run the same command again "
                               "to continue the study")
         return _with_best(result, session, name)
+
+
+def _estimate(session: Session, optimizers: list[str], to_run: int) -> Estimate:
+    """The Estimate of `to_run` trials and the baseline: an upper bound, every trial priced as the dearest
+    optimizer at the most demos."""
+    if to_run <= 0:
+        return session.estimate(Counter(), optimizers)
+    per_trial = max((role_calls(o, len(session.train), len(session.val), session.per_example, held_out=1,
+                                judged=session.judged) for o in optimizers), key=lambda c: sum(c.values()))
+    baseline = DevSize(len(session.train), len(session.val), session.per_example, session.judged).scored(
+        len(session.val))
+    return session.estimate(baseline + Counter({role: to_run * n for role, n in per_trial.items()}), optimizers)
 
 
 def _with_best(result: SearchResult, session: Session, name: str) -> SearchResult:
