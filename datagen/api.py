@@ -230,7 +230,8 @@ def optimize(program: "str | dspy.Module", devset: DevSet, metric: DSPyMetric | 
              optimizer: str = "bootstrap", model: "RoleModel | dspy.LM | None" = None,
              prompt: "RoleModel | dspy.LM | None" = None, max_calls: int | None = None, seed: int = 0,
              demos: int = MAX_DEMOS, workspace: Path | None = None, config: Config | None = None,
-             options: dict | None = None, name: str | None = None, metrics: list[str] | None = None) -> Optimization:
+             options: dict | None = None, name: str | None = None, metrics: list[str] | None = None,
+             max_cost: float | None = None) -> Optimization:
     """Compile a program with a DSPy optimizer on the dev set's train items, and score it on the val items before
     and after (items without a split count as train).
 
@@ -251,6 +252,9 @@ def optimize(program: "str | dspy.Module", devset: DevSet, metric: DSPyMetric | 
         max_calls: a cap on the LM requests sent, every role's (a call DSPy's cache answers sends none: `cached`):
             the request that would pass it is refused and nothing is compiled (`stopped` says so); default None:
             no cap.
+        max_cost: a cap on the US dollars spent, every role's tokens priced at the role's price as each request
+            comes back: the request that would start once the spend has reached it is refused and nothing is
+            compiled; every role's model needs a price (ConfigError otherwise); default None: no cap.
         seed: the optimizer's seed; default 0.
         demos: with `metric`, the bootstrapped demos kept per predictor; default `MAX_DEMOS` (a named pipeline's
             composite keeps 3).
@@ -280,7 +284,7 @@ def optimize(program: "str | dspy.Module", devset: DevSet, metric: DSPyMetric | 
             raise DatagenError("optimize: without a metric, give a pipeline name and a dev.jsonl file "
                                "(its metrics/NAME.py scores it)")
         result = optimize_pipeline(program, devset, optimizer, name=name, workspace=workspace, config=config,
-                                   options=options, max_calls=max_calls, seed=seed,
+                                   options=options, max_calls=max_calls, max_cost=max_cost, seed=seed,
                                    model=None if model is None else as_role_model(model),
                                    prompt=None if prompt is None else as_role_model(prompt, "prompt"),
                                    metrics=metrics)
@@ -290,7 +294,7 @@ def optimize(program: "str | dspy.Module", devset: DevSet, metric: DSPyMetric | 
         raise DatagenError("optimize: give `metric` or `metrics` (a pipeline's metric names), not both")
     session = Session(program.deepcopy() if isinstance(program, dspy.Module) else program, _as_given(devset),
                       [optimizer], metric=metric, workspace=workspace, config=config, options=options,
-                      max_calls=max_calls, model=model,
+                      max_calls=max_calls, max_cost=max_cost, model=model,
                       prompt=None if prompt is None else as_role_model(prompt, "prompt"))
     result = session.tune(optimizer, seed=seed, demos=demos)
     return _optimization(result, result.program)

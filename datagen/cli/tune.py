@@ -33,6 +33,9 @@ Trials = Annotated[int | None, typer.Option(
                             "pipeline options) until the study holds N trials; rerun to continue.")]
 MaxCalls = Annotated[int | None, typer.Option("--max-calls", min=1, help="Hard cap on LM requests sent, every role "
                                                                          "counted (DSPy cache hits send none).")]
+MaxCost = Annotated[float | None, typer.Option("--max-cost", min=0, help="Stop before the spend passes this many "
+                                                                         "US dollars (every role's tokens priced "
+                                                                         "as they come; needs every role's price).")]
 DEFAULT_OPTIMIZER = "bootstrap"
 
 
@@ -93,6 +96,7 @@ def optimize(
     name: Annotated[str | None, typer.Option(help="Save as compiled/PIPELINE/NAME.json (default: the optimizer's "
                                                   "name; with --trials, 'search', also the study's name).")] = None,
     max_calls: MaxCalls = None,
+    max_cost: MaxCost = None,
     metric: ClimbedMetrics = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Start without asking after the estimate.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the optimizer's random choices.")] = 0,
@@ -107,16 +111,22 @@ def optimize(
     quiet_libraries()
     root = workspace_root(workspace)
 
-    def confirm(estimate: int) -> None:
-        cap = f", capped at {max_calls}" if max_calls else ""
+    def confirm(estimate) -> None:
+        caps = [cap for cap in (max_calls and f"{max_calls} requests", max_cost is not None and f"${max_cost:g}")
+                if cap]
         what = f"{trials} trials: at most" if trials else f"{(optimizer or [DEFAULT_OPTIMIZER])[0]}:"
-        err.print(f"{what} about {estimate} LM requests (every role, held-out scoring included){cap}",
-                  highlight=False)
-        if not yes and sys.stdin.isatty() and not typer.confirm("start?", default=True, err=True):
+        line = estimate.line().removeprefix("about ")
+        err.print(f"{what} about {escape(line)} (every role, held-out scoring included)"
+                  + (f", capped at {' and '.join(caps)}" if caps else ""), highlight=False, soft_wrap=True)
+        if estimate.warning:
+            err.print(f"[yellow]warning: {escape(estimate.warning)}[/]", highlight=False, soft_wrap=True)
+        # A cap too small for the preset is said, not refused: the estimate is a reading (DSPy's cache may answer
+        # many calls), and a small capped run is a fair smoke test; at a terminal the default answer is then no.
+        if not yes and sys.stdin.isatty() and not typer.confirm("start?", default=not estimate.warning, err=True):
             raise typer.Exit(1)
 
     settings = dict(workspace=root, config=task_config(root, model, api_base), options=pipeline_options(option),
-                    max_calls=max_calls, seed=seed, on_estimate=confirm, metrics=metric)
+                    max_calls=max_calls, max_cost=max_cost, seed=seed, on_estimate=confirm, metrics=metric)
     if trials:
         result, after, compiled = _search(pipeline, dev, trials, optimizer, name, settings)
     else:
@@ -229,9 +239,11 @@ def _print_requests(result) -> None:
     calls = ", ".join(f"{role} {n}" for role, n in sorted(result.calls.items())) or "none"
     tokens = ", ".join(f"{lm} {n}" for lm, n in sorted(result.usage.items()))
     cached = ", ".join(f"{role} {n}" for role, n in sorted(result.cached.items()))
-    err.print(f"LM requests sent: {calls} (estimate was {result.estimate})"
+    spent = getattr(result, "spent", None)
+    err.print(f"LM requests sent: {calls} (estimate was {int(result.estimate)})"
               + (f"; answered from DSPy's cache: {cached}" if cached else "")
-              + (f"; tokens: {tokens}" if tokens else ""), highlight=False)
+              + (f"; tokens: {tokens}" if tokens else "")
+              + (f"; spent: ${spent:.4f}" if spent is not None and tokens else ""), highlight=False, soft_wrap=True)
 
 
 def _composite(evaluation: dict) -> tuple[float | None, int, str]:

@@ -282,6 +282,12 @@ class RequestWatcher(BaseCallback):
         """One request of `lm` is about to be sent; raise to refuse it."""
         raise NotImplementedError
 
+    def answered(self, lm, usage: dict) -> None:
+        """A request of `lm` told of by `sending` came back (answered, or failed after the server reported what it
+        spent), with the tokens it spent as the provider reported them ({"prompt_tokens": int,
+        "completion_tokens": int, ...}; {} when it reported none). Once per request, in the thread that sent it.
+        Does nothing unless a subclass says otherwise."""
+
 
 def _watchers() -> list[RequestWatcher]:
     return [c for c in dspy.settings.get("callbacks", []) if isinstance(c, RequestWatcher)]
@@ -297,9 +303,14 @@ def watch_attempt(attempt):
         The wrapper, with `attempt`'s signature.
     """
     def attempt_watched(lm, call, backend, request, provider, state, results):
-        for watcher in _watchers():
+        watchers = _watchers()
+        for watcher in watchers:
             watcher.sending(lm)
-        return attempt(lm, call, backend, request, provider, state, results)
+        sent = len(results)  # DSPy appends what each attempt spent (`results`), whether it ends well or not
+        try:
+            return attempt(lm, call, backend, request, provider, state, results)
+        finally:
+            _tell_answered(watchers, lm, results[sent:])
     return attempt_watched
 
 
@@ -313,10 +324,25 @@ def watch_aattempt(aattempt):
         The wrapper, a coroutine function with `aattempt`'s signature.
     """
     async def aattempt_watched(lm, call, backend, request, provider, state, results):
-        for watcher in _watchers():
+        watchers = _watchers()
+        for watcher in watchers:
             watcher.sending(lm)
-        return await aattempt(lm, call, backend, request, provider, state, results)
+        sent = len(results)
+        try:
+            return await aattempt(lm, call, backend, request, provider, state, results)
+        finally:
+            _tell_answered(watchers, lm, results[sent:])
     return aattempt_watched
+
+
+def _tell_answered(watchers: list[RequestWatcher], lm, spent: list) -> None:
+    """Each watcher told what one request spent: the usage of the results its attempt added (none: {})."""
+    usage: dict = {}
+    for result in spent:
+        for key in ("prompt_tokens", "completion_tokens"):
+            usage[key] = usage.get(key, 0) + int((getattr(result, "usage", None) or {}).get(key) or 0)
+    for watcher in watchers:
+        watcher.answered(lm, usage)
 
 
 # The longest Retry-After a retry waits for: DSPy's own backoff cap. DSPy waits for any Retry-After, however long

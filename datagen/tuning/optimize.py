@@ -6,7 +6,9 @@ scored on them before and after with the same metric and judge, so the gain is m
 A dev set made from a reviewed run (`datagen devset --from-review`) carries human-labeled demos: those of its
 train items go first among each predictor's demos once the optimizer has compiled (datagen.tuning.demos).
 Every LM request of every role counts against `max_calls` (datagen.tuning.budget); the request that would pass it
-is refused before it is sent.
+is refused before it is sent. The tokens each request spent are priced as they come back, and the request that
+would start once they have reached `max_cost` is refused. Before any, the run's spend is estimated in requests and
+dollars (datagen.tuning.estimate).
 
 Every held-out item counts in the held-out means (datagen.tuning.evaluate): an item the program failed on counts 0,
 so a compiled program that makes a sample for every item is not read as worse than one that made a sample for one.
@@ -16,8 +18,7 @@ by a judge that could not answer is not read as the program's. A bootstrapped de
 agree with it (`datagen.tuning.demos.DemoCheck`); the candidates rejected are counted by reason in the result and
 the manifest.
 
-Each optimizer datagen offers is one `Preset`: how it is built, what its compile takes, whether it asks the prompt
-role's model for instructions, and what it is expected to spend.
+Each optimizer datagen offers is one `Preset` (datagen.tuning.presets).
 """
 
 import contextlib
@@ -34,14 +35,16 @@ from pathlib import Path
 import dspy
 
 from datagen.dataset import DevItem, read_devset
-from datagen.errors import DatagenError
+from datagen.errors import ConfigError, DatagenError
 from datagen.lm import RoleModel, check_reachable, role_model, task_model, track_usage
 from datagen.metrics import COMPOSITE, MetricContext, Scorer, diversity_bar
-from datagen.runs import bound_answers, program_fingerprint
+from datagen.runs import Price, bound_answers, program_fingerprint, run_prices
 from datagen.tuning.budget import CallBudgetExhausted, CallCounter
 from datagen.tuning.demos import MAX_DEMOS, DemoCheck, count_labeled, labeled_demos, with_labeled_demos
 from datagen.tuning.diversity_report import bar_line
+from datagen.tuning.estimate import Estimate, budget_warning, estimate, role_tokens
 from datagen.tuning.evaluate import DSPyMetric, Evaluator, MetricScorer, dev_label
+from datagen.tuning.presets import PRESETS, check_optimizers, least_calls, role_calls
 from datagen.tuning.report import failure_kinds, parts_failed_text, write_report
 from datagen.util import replacing
 from datagen.workspace import (Config, code_fingerprint, evaluation_path, find_workspace, load_config,
@@ -52,109 +55,6 @@ log = logging.getLogger(__name__)
 
 # DSPy's `max_errors` for a compile: failed candidate runs never stop one (see Session.compile).
 UNLIMITED_ERRORS = 2**31
-RANDOM_SEARCH_CANDIDATES = 4
-GEPA_METRIC_CALLS = 60
-COPRO_BREADTH, COPRO_DEPTH = 3, 2
-SIMBA_BATCH, SIMBA_CANDIDATES, SIMBA_STEPS = 8, 3, 2
-
-
-@dataclass(frozen=True)
-class DevSize:
-    """What a compile's spend depends on: the train and val items, the LM calls one item costs when scored (one
-    program run and the judge calls of one metric score), and those judge calls alone."""
-
-    train: int
-    val: int
-    per_example: int
-    judged: int = 0
-
-
-@dataclass(frozen=True)
-class Preset:
-    """One optimizer as datagen sets it for an unlabeled dev set: no labeled demos (input-only demos would be
-    silently dropped), and a pass/fail verdict while bootstrapping (the `DemoCheck` it is built with gives one under
-    `trace`).
-
-    Args:
-        build: (check, task model, prompt model or None, seed, demos kept per predictor) -> the DSPy optimizer.
-        calls: a reading, made before it starts, of the LM calls its compile makes, every role's (held-out
-            scoring apart).
-        proposing: whether it asks the prompt role's model to write instructions.
-        compile_kwargs: (trainset, seed) -> what its `compile` takes besides the program and the trainset.
-    """
-
-    build: Callable[[DemoCheck, RoleModel, RoleModel | None, int, int], object]
-    calls: Callable[[DevSize], int]
-    proposing: bool = False
-    compile_kwargs: Callable[[list, int], dict] = lambda trainset, seed: {}
-
-
-PRESETS = {
-    "bootstrap": Preset(
-        lambda check, task, prompt, seed, demos: dspy.BootstrapFewShot(
-            metric=check, max_bootstrapped_demos=demos, max_labeled_demos=0, max_rounds=1),
-        # each train item is tried once until MAX_DEMOS pass
-        calls=lambda size: size.train * size.per_example),
-    "bootstrap-rs": Preset(
-        lambda check, task, prompt, seed, demos: dspy.BootstrapFewShotWithRandomSearch(
-            metric=check, max_bootstrapped_demos=demos, max_labeled_demos=0,
-            num_candidate_programs=RANDOM_SEARCH_CANDIDATES, num_threads=1),
-        # each candidate bootstraps, then is scored on the train set
-        calls=lambda size: (RANDOM_SEARCH_CANDIDATES + 3) * 2 * size.train * size.per_example),
-    "mipro": Preset(
-        lambda check, task, prompt, seed, demos: dspy.MIPROv2(
-            metric=check, prompt_model=prompt.lm, task_model=task.lm, auto="light", max_bootstrapped_demos=demos,
-            max_labeled_demos=0, num_threads=1, seed=seed, verbose=False),
-        # MIPROv2 light: demo sets, ~10 instruction proposals, ~10 minibatch trials
-        calls=lambda size: (6 * size.train * size.per_example + 12 + 10 * min(35, size.val) * size.per_example
-                            + size.val * size.per_example),
-        proposing=True),
-    "gepa": Preset(
-        lambda check, task, prompt, seed, demos: dspy.GEPA(
-            metric=check.gepa, reflection_lm=prompt.lm, max_metric_calls=GEPA_METRIC_CALLS, num_threads=1,
-            seed=seed),
-        # its metric calls, each minibatch scored again for feedback (judges only), and the reflections
-        calls=lambda size: (GEPA_METRIC_CALLS * size.per_example + GEPA_METRIC_CALLS // 2 * size.judged
-                            + GEPA_METRIC_CALLS // 3),
-        proposing=True,
-        # GEPA needs a set to select candidates on: the train items (val stays held out)
-        compile_kwargs=lambda trainset, seed: {"valset": trainset}),
-    "copro": Preset(
-        lambda check, task, prompt, seed, demos: dspy.COPRO(
-            prompt_model=prompt.lm, metric=check, breadth=COPRO_BREADTH, depth=COPRO_DEPTH),
-        # every candidate instruction scored on the whole train set, proposals in batches
-        calls=lambda size: (COPRO_BREADTH * COPRO_DEPTH * size.train * size.per_example
-                            + (COPRO_DEPTH + 1) * COPRO_BREADTH),
-        proposing=True,
-        compile_kwargs=lambda trainset, seed: {"eval_kwargs": {"num_threads": 1, "display_progress": False}}),
-    "simba": Preset(
-        lambda check, task, prompt, seed, demos: dspy.SIMBA(
-            metric=check, bsize=SIMBA_BATCH, num_candidates=SIMBA_CANDIDATES, max_steps=SIMBA_STEPS,
-            max_demos=demos, prompt_model=prompt.lm, num_threads=1),
-        # per step: the batch run by candidates at two temperatures, rules or demos added
-        calls=lambda size: SIMBA_STEPS * (min(SIMBA_BATCH, size.train) * (3 * SIMBA_CANDIDATES + 1)
-                                          * size.per_example + 2 * SIMBA_CANDIDATES),
-        proposing=True,
-        compile_kwargs=lambda trainset, seed: {"seed": seed}),
-}
-OPTIMIZERS = tuple(PRESETS)
-# The optimizers that ask a model (the prompt role) to write instructions.
-PROPOSING = tuple(name for name, preset in PRESETS.items() if preset.proposing)
-
-
-def estimate_calls(optimizer: str, train: int, val: int, per_example: int, held_out: int = 2,
-                   judged: int = 0) -> int:
-    """A reading of what the preset will spend, before it starts: LM calls of every role, `held_out`
-    evaluations of the val items included. `per_example` is one program run plus the judge calls of one
-    metric score, `judged` those judge calls alone."""
-    return held_out * val * per_example + PRESETS[optimizer].calls(DevSize(train, val, per_example, judged))
-
-
-def check_optimizers(optimizers) -> None:
-    """Raises DatagenError naming the first of `optimizers` datagen does not offer (see `PRESETS`)."""
-    for name in optimizers:
-        if name not in PRESETS:
-            raise DatagenError(f"unknown optimizer {name!r}: use one of {', '.join(OPTIMIZERS)}")
 
 
 def _require_optuna(optimizers) -> None:
@@ -167,7 +67,9 @@ def _require_optuna(optimizers) -> None:
 class Result:
     """What an optimize run did: the compiled state file (None when stopped, or not saved), the held-out
     evaluations `before` and `after` compiling (datagen.tuning.evaluate's records), the LM requests sent by role
-    (`calls`) and the calls answered from DSPy's cache (`cached`), the estimate made before, why it stopped, tokens
+    (`calls`) and the calls answered from DSPy's cache (`cached`), the estimate made before (an `Estimate`: an int,
+    the LM requests, with their dollars), the US dollars spent (`spent`; None when a model has no price), why it
+    stopped, tokens
     by model name, the report, the bootstrapped `demos`: {"kept": {predictor: demos}, "rejected": {reason:
     candidates}}, and the compiled `program` itself."""
 
@@ -182,6 +84,7 @@ class Result:
     cached: Counter = field(default_factory=Counter)
     demos: dict = field(default_factory=dict)
     program: dspy.Module | None = None
+    spent: float | None = None
 
 
 def dev_hash(path: str | Path) -> str:
@@ -213,12 +116,14 @@ class Session:
         config: its configuration; default: its datagen.toml.
         options: a named pipeline's options.
         max_calls: the cap on LM requests, every role's.
+        max_cost: the cap on US dollars spent, every role's tokens priced as they come (see `CallCounter`).
         model: the task model; default: the LM dspy is configured with, else the task role's.
         judge: the judges' model; default: the judge role's.
         prompt: the model a proposing optimizer asks for instructions; default: the prompt role's.
         metrics: the composite's parts, by name.
 
     Raises:
+        ConfigError: `max_cost` while a role's model has no price, or under 0.
         DatagenError: an unknown optimizer or metric, mipro without optuna, `max_calls` under 1, a dev set lacking
             a split or with demos for a predictor the program lacks, a named pipeline's diversity bar that is not
             a DiversityBar or out of range (see `datagen.metrics.diversity_bar`).
@@ -228,10 +133,13 @@ class Session:
     def __init__(self, program: "str | dspy.Module", dev: str | Path | list[DevItem], optimizers, *,
                  metric: DSPyMetric | None = None, workspace: Path | None = None, config: Config | None = None,
                  options: dict | None = None, max_calls: int | None = None, model: RoleModel | None = None,
-                 judge: RoleModel | None = None, prompt: RoleModel | None = None, metrics: list[str] | None = None):
+                 judge: RoleModel | None = None, prompt: RoleModel | None = None, metrics: list[str] | None = None,
+                 max_cost: float | None = None):
         check_optimizers(optimizers)
         if max_calls is not None and max_calls < 1:
             raise DatagenError(f"--max-calls must be at least 1, got {max_calls}")
+        if max_cost is not None and not max_cost >= 0:
+            raise ConfigError(f"--max-cost must be 0 or more US dollars, got {max_cost}")
         _require_optuna(optimizers)
         self.workspace = workspace or find_workspace()
         self.config = config or load_config(self.workspace)
@@ -267,19 +175,50 @@ class Session:
         self.judge = self.scorer.context.judge if judged else None
         if self.judge:
             check_reachable(self.judge)
-        self.judged = len(judged)
+        self.judged, self.judges = len(judged), judged
         self.per_example = len(self.program.named_predictors()) + self.judged
         # A named pipeline's diversity bar, checked on the held-out predictions before and after (a program object
         # has no metrics module to declare one).
         bar = diversity_bar(self.pipeline, self.workspace, self.config) if isinstance(program, str) else None
         self.evaluator = Evaluator(self.pipeline, self.items, self.scorer, self.config, dev=f"{dev_label(dev)} (val)",
                                    split="val", bar=bar)
-        self.counter = CallCounter(max_calls)
+        self.counter = CallCounter(max_calls, max_cost)
+        self.models = self._priced(max_cost is not None)  # {role: (model name, Price or None)}
         for role, role_model_ in (("task", self.model), ("judge", self.judge), ("prompt", self.prompt)):
             if role_model_:
-                self.counter.add(role, role_model_.lm)
+                self.counter.add(role, role_model_.lm, self.models[role][1])
         self.usage: Counter = Counter()  # tokens (prompt + completion) by model name
         self.rejected: Counter = Counter()  # candidate demos not kept, by reason (DemoCheck), every compile's
+
+    def _priced(self, capped: bool) -> dict[str, tuple[str, Price | None]]:
+        """The model and price of each role the run calls; with a cost cap, a model without a price is refused."""
+        roles = {role: model for role, model in (("task", self.model), ("judge", self.judge),
+                                                 ("prompt", self.prompt)) if model}
+        prices = run_prices({model.name for model in roles.values()}, self.config)
+        for role, model in roles.items():
+            if capped and prices[model.name] is None:
+                raise ConfigError(f"--max-cost needs the price of {model.name}: set input_price and output_price "
+                                  f"(US dollars per million tokens) in [models.{role}] of datagen.toml")
+        return {role: (model.name, prices[model.name]) for role, model in roles.items()}
+
+    def estimate(self, calls: Counter, optimizers) -> Estimate:
+        """The Estimate of `calls` by role: tokens read from the program's prompts on the dev set, dollars at the
+        roles' prices, and a warning when a cap leaves the first of `optimizers` that cannot do what it is for too
+        few requests (held-out scoring before and after counted)."""
+        tokens = role_tokens(self.program, self.model, self.judges, self.judge, self.prompt,
+                             [item.chunk.text for item in self.items])
+        reading = estimate(calls, tokens, self.models)
+        for name in optimizers:
+            least = least_calls(name, len(self.train), len(self.val), self.per_example, judged=self.judged)
+            warning = budget_warning(name, PRESETS[name].purpose, least, self.counter.limit, self.counter.max_cost,
+                                     reading.per_call())
+            if warning:
+                return Estimate(reading.roles, warning)
+        return reading
+
+    def spent(self) -> float | None:
+        """US dollars spent so far, every role's; None when a model without a price spent tokens."""
+        return None if self.counter.unpriced_tokens else self.counter.spent
 
     def counting(self):
         """Every DSPy call inside counts against the cap (the caller's own callbacks kept)."""
@@ -354,6 +293,8 @@ class Session:
             result.stopped = f"{exc}: stopped, nothing compiled"
             result.demos = result.demos or {"kept": {}, "rejected": dict(self.rejected.most_common())}
             return result
+        finally:
+            result.spent = self.spent()
         result.program = compiled
         return result
 
@@ -385,8 +326,8 @@ def optimize_pipeline(pipeline: str, dev: str | Path, optimizer: str = "bootstra
                       workspace: Path | None = None, config: Config | None = None, options: dict | None = None,
                       max_calls: int | None = None, seed: int = 0, model: RoleModel | None = None,
                       judge: RoleModel | None = None, prompt: RoleModel | None = None,
-                      on_estimate: Callable[[int], None] | None = None,
-                      metrics: list[str] | None = None) -> Result:
+                      on_estimate: Callable[[Estimate], None] | None = None,
+                      metrics: list[str] | None = None, max_cost: float | None = None) -> Result:
     """Compile a named pipeline against its composite and save it (`datagen optimize`).
 
     The pipeline is compiled by `optimizer` on the dev set's train items, scored before and after on its val
@@ -395,7 +336,7 @@ def optimize_pipeline(pipeline: str, dev: str | Path, optimizer: str = "bootstra
     Args:
         pipeline: the pipeline's name.
         dev: a dev.jsonl file with items in both splits.
-        optimizer: one of `OPTIMIZERS`.
+        optimizer: one of `datagen.tuning.presets.OPTIMIZERS`.
         name: the compiled program's NAME; default: the optimizer's.
         workspace: the workspace; default: found from the current folder.
         config: its configuration; default: its datagen.toml.
@@ -405,10 +346,14 @@ def optimize_pipeline(pipeline: str, dev: str | Path, optimizer: str = "bootstra
         model: the task model; default: the LM dspy is configured with, else the task role's.
         judge: the judges' model; default: the judge role's.
         prompt: the model a proposing optimizer asks for instructions; default: the prompt role's.
-        on_estimate: called with the estimated LM calls before any is made.
+        on_estimate: called before any LM call with the `Estimate`: an int, the LM requests (every role's,
+            held-out scoring included), with their split by role, tokens, dollars (`cost`, None when a price is
+            unknown) and `warning` (a cap too small for the optimizer to do what it is for; the run goes on).
         metrics: the composite's parts (default: every metric weighted in it), their configured weights
             renormalised, e.g. the offline ones alone when no capable judge is at hand; "composite" names the
             configured composite (as `evaluate --metric composite` does).
+        max_cost: the cap on US dollars spent, every role's; the request that would start once the spend has
+            reached it is refused and nothing saved. Every role's model needs a price.
 
     Returns:
         The Result, with the state and report saved unless it `stopped`.
@@ -417,17 +362,20 @@ def optimize_pipeline(pipeline: str, dev: str | Path, optimizer: str = "bootstra
         DatagenError: see `Session`; also an unknown metric, or one that does not count in the composite.
     """
     session = Session(pipeline, dev, [optimizer], workspace=workspace, config=config, options=options,
-                      max_calls=max_calls, model=model, judge=judge, prompt=prompt, metrics=metrics)
-    estimate = estimate_calls(optimizer, len(session.train), len(session.val), session.per_example,
-                              judged=session.judged)
+                      max_calls=max_calls, model=model, judge=judge, prompt=prompt, metrics=metrics,
+                      max_cost=max_cost)
+    reading = session.estimate(role_calls(optimizer, len(session.train), len(session.val), session.per_example,
+                                          judged=session.judged), [optimizer])
     if on_estimate:
-        on_estimate(estimate)
-    result = session.tune(optimizer, seed=seed, estimate=estimate)
+        on_estimate(reading)
+    result = session.tune(optimizer, seed=seed, estimate=reading)
     if result.stopped:
-        result.stopped += f" (raise --max-calls; the estimate was {estimate})"
+        cap, was = (("--max-cost", f"${reading.cost:.4f}") if "--max-cost" in result.stopped and reading.cost
+                    is not None else ("--max-calls", f"{int(reading)} requests"))
+        result.stopped += f" (raise {cap}; the estimate was {was})"
         return result
     result.state, result.report = session.save(result.program, name or optimizer, result.before, result.after, {
-        "optimizer": optimizer, "seed": seed, "max_calls": max_calls})
+        "optimizer": optimizer, "seed": seed, "max_calls": max_calls, "max_cost": max_cost})
     return result
 
 

@@ -24,7 +24,9 @@ from datagen.lm import RoleModel
 from datagen.metrics import COMPOSITE
 from datagen.runs import bound_answers
 from datagen.tuning.budget import CallBudgetExhausted
-from datagen.tuning.optimize import PROPOSING, Session, estimate_calls
+from datagen.tuning.estimate import Estimate
+from datagen.tuning.optimize import Session
+from datagen.tuning.presets import PROPOSING, DevSize, role_calls
 from datagen.util import exclusive, writing
 from datagen.workspace import COMPILED_DIR, Config, load_program
 from datagen.workspace.compiled import report_path
@@ -68,6 +70,7 @@ class SearchResult:
     report: Path | None = None
     stopped: str | None = None
     usage: Counter = field(default_factory=Counter)
+    spent: float | None = None  # US dollars, every role's; None when a model without a price spent tokens
 
 
 def study_storage(workspace: Path, pipeline: str) -> Path:
@@ -78,16 +81,19 @@ def search_pipeline(pipeline: str, dev: str | Path, trials: int, *, optimizers=D
                     name: str = "search", workspace: Path | None = None, config: Config | None = None,
                     options: dict | None = None, max_calls: int | None = None, seed: int = 0,
                     model: RoleModel | None = None, judge: RoleModel | None = None, prompt: RoleModel | None = None,
-                    on_estimate=None, on_trial=None, metrics: list[str] | None = None) -> SearchResult:
+                    on_estimate=None, on_trial=None, metrics: list[str] | None = None,
+                    max_cost: float | None = None) -> SearchResult:
     """Run the study `name` of `pipeline` until it holds `trials` complete trials, and save its best trial as
-    compiled/PIPELINE/NAME.json. `on_estimate` gets the estimated LM calls of the trials still to run before
-    any is made; `on_trial` gets each Trial as it ends. `metrics`: the composite's parts, as for
-    `datagen.tuning.optimize.optimize_pipeline`."""
+    compiled/PIPELINE/NAME.json. `on_estimate` gets the `Estimate` (datagen.tuning.estimate: an int, the LM
+    requests, with their dollars and a warning when a cap is too small) of the trials still to run before any is
+    made; `on_trial` gets each Trial as it ends. `metrics`: the composite's parts, and `max_cost` the cap on US
+    dollars spent, as for `datagen.tuning.optimize.optimize_pipeline`."""
     if trials < 1:
         raise DatagenError(f"--trials must be at least 1, got {trials}")
     optimizers = list(dict.fromkeys(optimizers))
     session = Session(pipeline, dev, optimizers, workspace=workspace, config=config, options=options,
-                      max_calls=max_calls, model=model, judge=judge, prompt=prompt, metrics=metrics)
+                      max_calls=max_calls, model=model, judge=judge, prompt=prompt, metrics=metrics,
+                      max_cost=max_cost)
     cuts = _cuts(session)
     space = _space(session, optimizers, list(cuts))
     storage = study_storage(session.workspace, pipeline)
@@ -100,10 +106,7 @@ def search_pipeline(pipeline: str, dev: str | Path, trials: int, *, optimizers=D
         result = SearchResult(storage, name, done, 0, 0, session.counter.by_role, usage=session.usage,
                               cached=session.counter.cached)
         to_run = trials - len(done)
-        # An upper bound: every trial priced as the dearest optimizer at the most demos.
-        per_trial = max(estimate_calls(o, len(session.train), len(session.val), session.per_example, held_out=1,
-                                       judged=session.judged) for o in optimizers)
-        result.estimate = (session.per_example * len(session.val) + to_run * per_trial) if to_run > 0 else 0
+        result.estimate = _estimate(session, optimizers, to_run)
         if on_estimate:
             on_estimate(result.estimate)
         if to_run <= 0:
@@ -154,7 +157,20 @@ def search_pipeline(pipeline: str, dev: str | Path, trials: int, *, optimizers=D
         return _with_best(result, session, name)
 
 
+def _estimate(session: Session, optimizers: list[str], to_run: int) -> Estimate:
+    """The Estimate of `to_run` trials and the baseline: an upper bound, every trial priced as the dearest
+    optimizer at the most demos."""
+    if to_run <= 0:
+        return session.estimate(Counter(), optimizers)
+    per_trial = max((role_calls(o, len(session.train), len(session.val), session.per_example, held_out=1,
+                                judged=session.judged) for o in optimizers), key=lambda c: sum(c.values()))
+    baseline = DevSize(len(session.train), len(session.val), session.per_example, session.judged).scored(
+        len(session.val))
+    return session.estimate(baseline + Counter({role: to_run * n for role, n in per_trial.items()}), optimizers)
+
+
 def _with_best(result: SearchResult, session: Session, name: str) -> SearchResult:
+    result.spent = session.spent()
     result.best = max(result.trials, key=lambda t: t.score or 0.0, default=None)
     saved = session.workspace / COMPILED_DIR / session.pipeline / f"{name}.json"
     if result.state is None and saved.is_file():  # the best trial is an earlier run's
