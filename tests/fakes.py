@@ -156,6 +156,46 @@ class Served:
     fault: Fault | None
 
 
+class PromptCache:
+    """A provider's automatic prompt caching, as OpenAI reports it: a request's cached tokens are the longest prefix
+    of its prompt that an earlier request's prompt shares, rounded down to `minimum` + a multiple of `step` tokens
+    (0 below `minimum`; OpenAI's are 1024 and 128). A prompt's tokens are the words (split on whitespace) of each
+    message's role and content, in order. Thread-safe."""
+
+    def __init__(self, minimum: int = 64, step: int = 16):
+        self.minimum, self.step = minimum, step
+        self._prefixes: set[bytes] = set()  # digests of the prefixes seen, at each length a cached count can take
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def tokens(messages: list[dict]) -> list[str]:
+        """The prompt's tokens, as this cache counts them (and the fake server's prompt_tokens with it)."""
+        return [word for m in messages for word in f"{m.get('role', '')} {_content(m)}".split()]
+
+    def cached(self, tokens: list[str]) -> int:
+        """How many of `tokens` (a prompt) are cached, remembering the prompt for the requests after it."""
+        digest, boundaries = hashlib.sha256(), []
+        for length in range(self.minimum, len(tokens) + 1, self.step):
+            start = length - self.step if boundaries else 0
+            digest.update("\0".join(tokens[start:length]).encode() + b"\1")
+            boundaries.append((length, digest.digest()))
+        with self._lock:
+            hit = 0
+            for length, key in boundaries:  # a prefix seen means every shorter one was seen too
+                if key not in self._prefixes:
+                    break
+                hit = length
+            self._prefixes.update(key for _, key in boundaries)
+        return hit
+
+
+def _content(message: dict) -> str:
+    content = message.get("content") or ""
+    if isinstance(content, list):  # content parts
+        return " ".join(part.get("text") or "" for part in content if isinstance(part, dict))
+    return str(content)
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     # The listen backlog: the default (5) refuses or resets connections when dozens of clients connect at once.
@@ -227,6 +267,11 @@ class FakeOpenAIServer:
     result files of a batch as it ends (gets the lines of its output and error files, returns the lines to
     serve in each): a provider's faulty files (a custom_id twice, in both files, one of no request, one left
     out); the batch's request counts are those of the lines served.
+
+    `prompt_cache` (a `PromptCache`, or True for one with its test-friendly defaults) reports cached prompt tokens
+    as OpenAI's automatic prompt caching does, in `usage.prompt_tokens_details.cached_tokens` (summed in
+    `cached_tokens`), with `prompt_tokens` the prompt's words (`PromptCache.tokens`). Without it every answer
+    reports 10 prompt tokens and no details.
     """
 
     def __init__(self, latency: float = 0.0, respond=plain, responses: list | None = None, record: bool = True,
@@ -235,8 +280,11 @@ class FakeOpenAIServer:
                  batch_polls: int = 1, batch_end: "str | Callable[[int], str]" = "completed",
                  batch_answered: int | None = None, port: int = 0, batch_api: bool = True,
                  chat: Callable[[list[dict]], str] | None = None,
-                 batch_results: Callable[[list[dict], list[dict]], tuple[list[dict], list[dict]]] | None = None):
+                 batch_results: Callable[[list[dict], list[dict]], tuple[list[dict], list[dict]]] | None = None,
+                 prompt_cache: "PromptCache | bool" = False):
         self.latency = latency
+        self.prompt_cache = PromptCache() if prompt_cache is True else prompt_cache or None
+        self.cached_tokens = 0  # cached prompt tokens reported, in all
         self.batch_results = batch_results
         self.chat = chat
         self.batch_api = batch_api
@@ -561,11 +609,19 @@ class FakeOpenAIServer:
         completion = len(text.split())
         if truncated:
             completion = body.get("max_tokens") or body.get("max_completion_tokens") or completion
+        usage = {"prompt_tokens": 10}
+        if self.prompt_cache is not None:
+            tokens = PromptCache.tokens(messages)
+            cached = self.prompt_cache.cached(tokens)
+            usage = {"prompt_tokens": len(tokens), "prompt_tokens_details": {"cached_tokens": cached}}
+            with self._lock:
+                self.cached_tokens += cached
         return {"id": completion_id, "object": "chat.completion", "created": int(time.time()),
                 "model": body.get("model", "fake"),
                 "choices": [{"index": 0, "finish_reason": "length" if truncated else "stop",
                              "message": {"role": "assistant", "content": text}}],
-                "usage": {"prompt_tokens": 10, "completion_tokens": completion, "total_tokens": 10 + completion}}
+                "usage": {**usage, "completion_tokens": completion,
+                          "total_tokens": usage["prompt_tokens"] + completion}}
 
     def _answer_line(self, body: dict) -> tuple[int, dict]:
         """(status, body) for one batch line: what `/v1/chat/completions` would answer it."""

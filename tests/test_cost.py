@@ -56,7 +56,8 @@ def test_a_price_is_per_million_tokens():
 
 def test_a_model_in_litellms_list_has_its_bundled_price_with_or_without_the_provider_prefix():
     assert model_price(KNOWN) == Price(pytest.approx(bundled("gpt-4o-mini", "input_cost_per_token")),
-                                       pytest.approx(bundled("gpt-4o-mini", "output_cost_per_token")))
+                                       pytest.approx(bundled("gpt-4o-mini", "output_cost_per_token")),
+                                       pytest.approx(bundled("gpt-4o-mini", "cache_read_input_token_cost")))
     assert model_price("gpt-4o-mini") == model_price(KNOWN)
     # As litellm's own cost_per_token has it.
     litellm_prompt, litellm_completion = litellm.cost_per_token(model=KNOWN, prompt_tokens=1234,
@@ -268,7 +269,7 @@ def record_run(run_dir, usages: list[dict]) -> None:
 def test_run_summary_cost_at_litellms_prices(tmp_path):
     record_run(tmp_path / "run", [{KNOWN: usage(1000, 100)}, {KNOWN: usage(2000, 200)}])
     summary = summarize(tmp_path / "run")
-    assert summary.usage == {KNOWN: usage(3000, 300)}
+    assert summary.usage == {KNOWN: usage(3000, 300, prompt_tokens_details={"cached_tokens": 0})}
     assert summary.cost == pytest.approx(model_price(KNOWN).cost(3000, 300))
     assert summary.cost == pytest.approx(model_price(KNOWN).cost(3000, 300))
 

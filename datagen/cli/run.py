@@ -232,6 +232,7 @@ def print_summary(run_dir: Path, config=None):
     from collections import Counter
 
     from datagen.runs import summarize
+    from datagen.store import cached_tokens
 
     summary = summarize(run_dir, config)
     say(f"run {run_dir}: {summary.meta.get('pipeline', '?')}, {summary.done}/{summary.chunks} chunks done, "
@@ -241,12 +242,10 @@ def print_summary(run_dir: Path, config=None):
     for kind, (count, example) in summary.failures.items():
         say(f"  {count} × {kind}: e.g. {example}", to=err)
     for model_name, usage in summary.usage.items():
-        say(f"  tokens on {model_name}: {usage['prompt_tokens']:,} prompt + {usage['completion_tokens']:,} "
+        cached = f" ({cached_tokens(usage):,} cached)" if cached_tokens(usage) else ""
+        say(f"  tokens on {model_name}: {usage['prompt_tokens']:,} prompt{cached} + {usage['completion_tokens']:,} "
             "completion", to=err)
-    cost = summary.cost
-    unknown = (f"  cost: unknown (no price for {', '.join(summary.unpriced)}: set input_price and output_price in "
-               "its [models.ROLE] of datagen.toml)")
-    say(f"  cost: ${cost:.4f}" if cost is not None else unknown, to=err)
+    say(_cost_summary(summary), to=err)
     for server in summary.server_lines():
         say(f"  {server}", to=err)
     if summary.batch_jobs:
@@ -264,6 +263,18 @@ def print_summary(run_dir: Path, config=None):
     if (why := summary.why_few_samples()) is not None:
         say(f"  why so few samples: {why}", to=err)
     return summary
+
+
+def _cost_summary(summary) -> str:
+    """The run's cost in a line: "  cost: $0.0123", saying when cached prompt tokens were priced as plain input,
+    or why the cost is unknown."""
+    cost = summary.cost
+    if cost is None:
+        return (f"  cost: unknown (no price for {', '.join(summary.unpriced)}: set input_price and output_price in "
+                "its [models.ROLE] of datagen.toml)")
+    if full := summary.cached_at_input:
+        return f"  cost: ${cost:.4f} (cached tokens of {', '.join(full)} at the input price: set cached_input_price)"
+    return f"  cost: ${cost:.4f}"
 
 
 def _quality_lines(summary) -> list[str]:

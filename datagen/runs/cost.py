@@ -5,8 +5,14 @@ A price comes from the role's `input_price` / `output_price` in datagen.toml whe
 tokens), else from litellm's bundled price list (`litellm.model_cost`, read from litellm's local copy: `datagen`
 sets `LITELLM_LOCAL_MODEL_COST_MAP`, so nothing is fetched). A model neither knows has no price (None), and a
 spend that includes its tokens is unknown rather than guessed.
+
+Cached prompt tokens (the part of a prompt the provider read from its prompt cache, as its usage reports it:
+`datagen.store.cached_tokens`) are priced at the role's `cached_input_price` when set, else at litellm's
+`cache_read_input_token_cost` where its list has one; a model with neither has its cached tokens priced as plain
+input: a provider's discount is never guessed, so the figure errs high.
 """
 
+import dataclasses
 import functools
 import math
 import sys
@@ -15,7 +21,7 @@ from dataclasses import dataclass
 
 from datagen.errors import ConfigError
 from datagen.lm import LOCAL_MODEL
-from datagen.store import RunStore, sum_usage
+from datagen.store import RunStore, cached_tokens, sum_usage
 from datagen.workspace import ROLES, Config, ModelSettings
 from datagen.workspace.config import unpriced_half
 
@@ -41,15 +47,21 @@ def _charged(model: str) -> tuple[str, bool]:
 
 @dataclass(frozen=True)
 class Price:
-    """What a model's tokens cost: `input` per million prompt tokens and `output` per million completion tokens,
-    in US dollars."""
+    """What a model's tokens cost: `input` per million prompt tokens, `output` per million completion tokens and
+    `cached_input` per million cached prompt tokens (read from the provider's prompt cache), in US dollars.
+    `cached_input` None (the default): no cached rate is known, and cached prompt tokens cost `input`."""
 
     input: float
     output: float
+    cached_input: float | None = None
 
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        """US dollars for that many prompt and completion tokens."""
-        return (prompt_tokens * self.input + completion_tokens * self.output) / PER
+    def cost(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> float:
+        """US dollars for that many prompt and completion tokens, `cached_tokens` of the prompt tokens (0 by
+        default; at most `prompt_tokens`, more counts as `prompt_tokens`) at the cached rate."""
+        cached = min(max(cached_tokens, 0), prompt_tokens)
+        cached_rate = self.input if self.cached_input is None else self.cached_input
+        return ((prompt_tokens - cached) * self.input + cached * cached_rate
+                + completion_tokens * self.output) / PER
 
 
 def model_price(model: str, settings: ModelSettings | None = None, *, batch: bool = False) -> Price | None:
@@ -66,6 +78,11 @@ def model_price(model: str, settings: ModelSettings | None = None, *, batch: boo
     `input_cost_per_token_batches` / `output_cost_per_token_batches` where litellm lists them, else half the
     interactive price (the discount OpenAI's and Anthropic's batch APIs give).
 
+    The cached rate (`Price.cached_input`) is the role's `cached_input_price` when set (over either price above);
+    else, at litellm's price, the entry's `cache_read_input_token_cost` (`cache_read_input_token_cost_batches` at
+    batch prices); else None, and cached prompt tokens are priced as plain input. At the role's own prices without
+    `cached_input_price`, it is None: litellm's cached rate is not mixed with the user's prices.
+
     Each model is looked up in litellm's list once per process (this runs for every chunk).
 
     Raises ConfigError (a DatagenError) when `settings` sets one of `input_price` / `output_price` without the
@@ -76,8 +93,11 @@ def model_price(model: str, settings: ModelSettings | None = None, *, batch: boo
             given = "output_price" if missing == "input_price" else "input_price"
             raise ConfigError(f"model {model}: {missing} is not set while {given} is: a price needs both "
                                f"(US dollars per million tokens)")
-        return Price(settings.input_price, settings.output_price)
-    return _bundled_price(model, batch)
+        return Price(settings.input_price, settings.output_price, settings.cached_input_price)
+    price = _bundled_price(model, batch)
+    if price is not None and settings is not None and settings.cached_input_price is not None:
+        price = dataclasses.replace(price, cached_input=settings.cached_input_price)
+    return price
 
 
 @functools.cache
@@ -91,6 +111,8 @@ def _bundled_price(model: str, batch: bool) -> Price | None:
     prompt, completion = entry.get("input_cost_per_token"), entry.get("output_cost_per_token")
     if not _numbers(prompt, completion):
         return None
+    cached = entry.get("cache_read_input_token_cost_batches" if batch else "cache_read_input_token_cost")
+    cached = cached * PER if _numbers(cached) else None
     if batch:
         batch_prompt, batch_completion = (entry.get("input_cost_per_token_batches"),
                                           entry.get("output_cost_per_token_batches"))
@@ -98,7 +120,7 @@ def _bundled_price(model: str, batch: bool) -> Price | None:
             prompt, completion = batch_prompt, batch_completion
         else:
             prompt, completion = prompt * BATCH_DISCOUNT, completion * BATCH_DISCOUNT
-    return Price(prompt * PER, completion * PER)
+    return Price(prompt * PER, completion * PER, cached)
 
 
 def _numbers(*values) -> bool:
@@ -147,8 +169,9 @@ class CostMeter:
     `prices` maps the model names usage is keyed by ({model: {"prompt_tokens": int, "completion_tokens": int,
     ...}}, the shape of `RunStore.usage()` and of a chunk outcome's `usage`) to their `Price`, or None when
     unknown; `run_prices` makes it from a config. A model missing from it is priced by `model_price` the first
-    time it spends tokens (at batch prices for a `batch_key`). Prompt tokens are all priced as uncached input (a
-    provider's cache discount is not counted, so the figure errs high). One writer: not thread-safe.
+    time it spends tokens (at batch prices for a `batch_key`). Cached prompt tokens (`prompt_tokens_details.
+    cached_tokens`, as providers report them) are priced at the price's cached rate (`Price.cached_input`; plain
+    input where it has none). One writer: not thread-safe.
 
     To resume a run, `add(store.usage(), chunks=N)` once with N the chunks it had already run (done or failed),
     and count those in `projected`'s `done`.
@@ -173,26 +196,33 @@ class CostMeter:
         self.usage = sum_usage(self.usage, usage)
         self.chunks += chunks
 
-    def _spending(self) -> Iterator[tuple[str, int, int]]:
-        """(model, prompt tokens, completion tokens) of each model that spent tokens."""
+    def _spending(self) -> Iterator[tuple[str, int, int, int]]:
+        """(model, prompt tokens, completion tokens, cached prompt tokens) of each model that spent tokens."""
         for model, counts in self.usage.items():
             prompt, completion = int(counts.get("prompt_tokens") or 0), int(counts.get("completion_tokens") or 0)
             if prompt or completion:
-                yield model, prompt, completion
+                yield model, prompt, completion, cached_tokens(counts)
 
     @property
     def unpriced(self) -> list[str]:
         """The models that spent tokens and have no price: why `spent` is None."""
-        return [model for model, _, _ in self._spending() if self.price(model) is None]
+        return [model for model, *_ in self._spending() if self.price(model) is None]
+
+    @property
+    def cached_at_input(self) -> list[str]:
+        """The models that spent cached prompt tokens and have a price without a cached rate: their cached tokens
+        are priced as plain input in `spent` (no discount is guessed)."""
+        return [model for model, _, _, cached in self._spending()
+                if cached and (price := self.price(model)) is not None and price.cached_input is None]
 
     @property
     def spent(self) -> float | None:
         """US dollars spent so far (0.0 before any tokens); None when a model that spent tokens has no price."""
         total = 0.0
-        for model, prompt, completion in self._spending():
+        for model, prompt, completion, cached in self._spending():
             if (price := self.price(model)) is None:
                 return None
-            total += price.cost(prompt, completion)
+            total += price.cost(prompt, completion, cached)
         return total
 
     @property

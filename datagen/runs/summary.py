@@ -21,7 +21,7 @@ class RunSummary:
     failed: int
     samples: int
     failures: dict[str, tuple[int, str]]  # kind -> (count, an example message)
-    usage: dict[str, dict[str, int]]  # model -> {prompt_tokens, completion_tokens}
+    usage: dict[str, dict]  # model -> {prompt_tokens, completion_tokens, prompt_tokens_details: {cached_tokens}}
     dropped: dict[str, int] = field(default_factory=dict)  # candidates the pipeline's own checks rejected, by reason
     gate: dict[str, float] = field(default_factory=dict)  # the --min-score bars of the last generate
     kept: int | None = None  # samples that pass the gate (None without one)
@@ -54,6 +54,12 @@ class RunSummary:
     def unpriced(self) -> list[str]:
         """The models that spent tokens and have no price (why `cost` is None)."""
         return self._meter().unpriced
+
+    @property
+    def cached_at_input(self) -> list[str]:
+        """The models whose cached prompt tokens `cost` prices as plain input: they have a price but no cached rate
+        (neither `cached_input_price` in datagen.toml nor litellm's `cache_read_input_token_cost`)."""
+        return self._meter().cached_at_input
 
     def _meter(self) -> CostMeter:
         meter = CostMeter(run_prices(self.usage, self.config))

@@ -88,3 +88,13 @@ def sum_usage(earlier: dict | None, more: dict | None) -> dict:
         elif value is not None or key not in total:
             total[key] = value
     return total
+
+
+def cached_tokens(counts: dict | None) -> int:
+    """The cached prompt tokens of one model's usage ({"prompt_tokens": n, "prompt_tokens_details":
+    {"cached_tokens": k}, ...}, as DSPy's usage tracker and `RunStore.usage` give it): `k`, a part of the prompt
+    tokens that the provider read from its prompt cache (OpenAI's automatic prompt caching, Anthropic's cache
+    reads, vLLM's prefix caching, as each reports it); 0 where it reported none."""
+    details = (counts or {}).get("prompt_tokens_details")
+    value = details.get("cached_tokens") if isinstance(details, dict) else None
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) and value > 0 else 0

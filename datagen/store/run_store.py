@@ -247,13 +247,17 @@ class RunStore(HeldOutSplit, BatchJobs, QualityRecords):
         names = [d[0] for d in rows.description]
         return [dict(zip(names, row)) for row in rows]
 
-    def usage(self) -> dict[str, dict[str, int]]:
-        """Tokens spent per model over the whole run, failed chunks included."""
+    def usage(self) -> dict[str, dict]:
+        """Tokens spent per model over the whole run, failed chunks included: {model: {"prompt_tokens": int,
+        "completion_tokens": int, "prompt_tokens_details": {"cached_tokens": int}}}, the cached prompt tokens (a
+        part of the prompt tokens) as the provider reported them (0 where it reported none; `cached_tokens`)."""
         rows = self._db.execute(
             "SELECT u.key, sum(json_extract(u.value, '$.prompt_tokens')), "
-            "sum(json_extract(u.value, '$.completion_tokens')) FROM results, json_each(results.usage) u "
-            "WHERE results.usage IS NOT NULL GROUP BY u.key")
-        return {model: {"prompt_tokens": p or 0, "completion_tokens": c or 0} for model, p, c in rows}
+            "sum(json_extract(u.value, '$.completion_tokens')), "
+            "sum(json_extract(u.value, '$.prompt_tokens_details.cached_tokens')) "
+            "FROM results, json_each(results.usage) u WHERE results.usage IS NOT NULL GROUP BY u.key")
+        return {model: {"prompt_tokens": p or 0, "completion_tokens": c or 0,
+                        "prompt_tokens_details": {"cached_tokens": k or 0}} for model, p, c, k in rows}
 
     def failures(self) -> dict[str, tuple[int, str]]:
         """Failed chunks by kind: how many, and one example message."""

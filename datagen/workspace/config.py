@@ -72,6 +72,10 @@ class ModelSettings(BaseModel):
                                       "self-hosted and unknown models)")
     output_price: float | None = Field(None, ge=0, allow_inf_nan=False, description="US dollars per million "
                                        "completion tokens; set together with input_price")
+    cached_input_price: float | None = Field(None, ge=0, allow_inf_nan=False, description="US dollars per "
+                                             "million cached prompt tokens (read from the provider's prompt "
+                                             "cache); overrides litellm's cached rate; unset and unknown to "
+                                             "litellm: cached tokens cost input_price")
     cooldown: float | None = Field(None, gt=0, allow_inf_nan=False, description="with several api_bases: seconds a "
                                    "server that failed a request is left out before it is tried again (default 10)")
 
@@ -111,7 +115,7 @@ class ModelSettings(BaseModel):
             return ()
         return (self.api_base,) if isinstance(self.api_base, str) else tuple(self.api_base)
 
-    @field_validator("rpm", "tpm", "input_price", "output_price", mode="before")
+    @field_validator("rpm", "tpm", "input_price", "output_price", "cached_input_price", mode="before")
     @classmethod
     def _not_a_flag(cls, value):
         # TOML's `rpm = true` would otherwise read as 1 call a minute.
