@@ -10,7 +10,7 @@ class RephraseAsGeneric(dspy.Signature):
     Remove the author's voice: no distinctive vocabulary, archaic or regional words, asides to the reader,
     unusual punctuation or sentence rhythm. Do not add anything that is not in the passage."""
 
-    passage: str = dspy.InputField(desc="a passage written in a distinctive authorial style")
+    passage: str = dspy.InputField()
     generic: str = dspy.OutputField(desc="the same content in plain, generic modern prose")
 
 
@@ -22,5 +22,5 @@ class AddBoundaries(dspy.Signature):
     summarise or rewrite the passage itself."""
 
     passage: str = dspy.InputField(desc="a passage cut from a longer text")
-    opening: str = dspy.OutputField(desc="one short sentence in the author's style to put before the passage, or empty")
-    closing: str = dspy.OutputField(desc="one short sentence in the author's style to put after the passage, or empty")
+    opening: str = dspy.OutputField(desc="the sentence before the passage, or empty")
+    closing: str = dspy.OutputField(desc="the sentence after the passage, or empty")

@@ -313,6 +313,7 @@ def test_the_prompt_echoed_in_an_answer_is_a_placeholder():
     echoed = f"{REWRITE}\n\nRespond with a JSON object in the following order of fields: `generic`.yaml\n}}:{{ 1."
     assert degenerate(echoed, source=SOURCE, field="generic") == "placeholder"
     for sentence in ("Your output fields are: 1. `generic` (str)", "respond with the corresponding output fields",
+                     "Respond with the output fields `[[ ## generic ## ]]`",  # datagen's ChatAdapter
                      "Answer with a JSON object with these keys: generic",  # datagen's DescribedJSONAdapter
                      "The user's message gives each input after its marker ([[ ## passage ## ]])."):
         assert degenerate(f"{REWRITE} {sentence}", field="generic") == "placeholder"

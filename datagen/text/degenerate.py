@@ -106,7 +106,7 @@ _LOREM = regex.compile(r"^\W*lorem ipsum\b", regex.I)
 # The prompt echoed: the fixed sentences DSPy's adapters (dspy/adapters/chat_adapter.py, json_adapter.py) and
 # datagen's DescribedJSONAdapter write around the fields, which no prose holds. A tiny model continued its answer
 # with them (bench/embedded_models.py).
-_PROMPT_ECHO = regex.compile(r"Respond with (?:a JSON object|the corresponding output fields)|Your (?:input|output) "
+_PROMPT_ECHO = regex.compile(r"Respond with (?:a JSON object|the (?:corresponding )?output fields)|Your (?:input|output) "
                              r"fields are:|In adhering to this structure, your objective is|Answer with a JSON object "
                              r"with these keys|The user's message gives each input after its marker", regex.I)
 
