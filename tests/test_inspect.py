@@ -227,14 +227,19 @@ def test_a_killed_run_leaves_no_result_without_its_log_nor_a_log_without_its_res
 
 
 def test_a_call_answered_from_dspys_cache_is_marked_cached(workspace, tmp_path):
+    # generate's task model skips DSPy's cache (the run store is the cache): a new run folder asks it again. The
+    # quality gate's judge keeps DSPy's cache, and the second run's judge call, answered from it, is marked so.
     dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=True)  # (the disk default is ~/.dspy_cache)
-    engine = FakeEngine()
-    model = RoleModel("task", dspy.LM("fake/model", engine=engine, cache=True), dspy.ChatAdapter(), None)
-    for out in (tmp_path / "first", tmp_path / "again"):
-        generate("style_clone", [workspace / "data/samples"], out, workspace=workspace, config=Config(), model=model,
-                 settings=RunSettings(max_tokens=300, limit=1))
-    assert engine.calls == 1
-    (first,), (again,) = (inspect_item(out, first_sample(out)[0].id, prompts=True)["calls"]
-                          for out in (tmp_path / "first", tmp_path / "again"))
-    assert (first["cached"], again["cached"], again["usage"]) == (False, True, None)
-    assert first["messages"] == again["messages"] and first["response"] == again["response"]
+    with FakeOpenAIServer(by_field=JUDGE_ANSWERS) as server:
+        config = Config(models={"task": ModelSettings(model="openai/task", api_base=server.url),
+                                "judge": ModelSettings(model="openai/judge", api_base=server.url)})
+        for out in (tmp_path / "first", tmp_path / "again"):
+            generate("style_clone", [workspace / "data/samples"], out, workspace=workspace, config=config,
+                     min_scores={"content": 0.0}, settings=RunSettings(max_tokens=300, limit=1))
+    (task, judge), (task_again, judge_again) = (inspect_item(out, first_sample(out)[2], prompts=True)["calls"]
+                                                for out in (tmp_path / "first", tmp_path / "again"))
+    assert [call["step"] for call in (task, judge)] == ["rephrase", "judge:content"]
+    assert (task["cached"], task_again["cached"]) == (False, False)  # asked twice
+    assert (judge["cached"], judge_again["cached"], judge_again["usage"]) == (False, True, None)
+    assert judge["messages"] == judge_again["messages"] and judge["response"] == judge_again["response"]
+    assert len(server.requests) == 3  # the task's twice, the judge's once

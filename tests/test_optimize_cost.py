@@ -100,3 +100,52 @@ def test_a_cap_that_fits_says_nothing(workspace, engine):  # noqa: F811
     optimize_pipeline("style_clone", workspace / DEV, "bootstrap", workspace=workspace, config=CONFIG,
                       model=run_optimize.__globals__["fake_model"](engine), max_calls=3, on_estimate=estimates.append)
     assert "bootstrap needs about" in estimates[0].warning and "--max-calls 3 allows 3" in estimates[0].warning
+
+
+def _spent(stderr: str) -> tuple[int, float]:
+    """The tokens and the dollars of the requests line optimize prints at the end."""
+    match = re.search(r"tokens: \S+ ([\d,]+); spent: \$(\d+\.\d{4})", stderr)
+    assert match, stderr
+    return int(match.group(1).replace(",", "")), float(match.group(2))
+
+
+def test_the_spend_prices_the_providers_cached_prompt_tokens_at_the_cached_rate(workspace):
+    from .fakes import PromptCache
+
+    # $1,000 a million uncached prompt tokens, nothing for cached ones or completions: the spend is the uncached
+    # prompt tokens the server counted, exactly.
+    (workspace / "datagen.toml").write_text(PRICED.replace("input_price = 1", "input_price = 1000")
+                                            .replace("output_price = 2", "output_price = 0")
+                                            + "cached_input_price = 0\n")
+    with FakeOpenAIServer(prompt_cache=True) as server:
+        result = run_cli(*ARGS, "--api-base", server.url, "--max-calls", "12", "--yes", cwd=workspace)
+        prompt = sum(len(PromptCache.tokens(body["messages"])) for body in server.requests)
+        cached = server.cached_tokens
+    assert cached > 0
+    _, spent = _spent(result.stderr)
+    assert spent == pytest.approx((prompt - cached) * 1000 / 1e6, abs=1e-4)
+
+
+def test_a_compile_stopped_by_the_cap_counts_the_tokens_it_spent(workspace):
+    # As above, about $0.1 a request: the held-out baseline (the 4 val items) spends about $0.4, so a cap of $0.55
+    # stops the run inside the compile, whose tokens must count in the line as they count in the spend.
+    (workspace / "datagen.toml").write_text(PRICED.replace("input_price = 1", "input_price = 1000")
+                                            .replace("output_price = 2", "output_price = 2000"))
+    with FakeOpenAIServer(respond=lambda passage: "plain words " * 20) as server:
+        result = run_cli(*ARGS, "--api-base", server.url, "--max-cost", "0.55", "--yes", cwd=workspace)
+    assert result.returncode == 1 and "--max-cost $0.55 reached" in result.stderr, result.stderr
+    tokens, spent = _spent(result.stderr)
+    assert spent >= 0.55 and tokens * 2000 / 1e6 >= spent - 1e-4  # no token costs more than $2,000 a million
+
+
+def test_simba_on_too_few_train_items_is_refused_before_any_call(workspace, engine):  # noqa: F811
+    from datagen.errors import DatagenError
+
+    lines = (workspace / DEV).read_text().splitlines()
+    small = [line for line in lines if '"train"' in line][:5] + [line for line in lines if '"val"' in line][:2]
+    (workspace / "small.jsonl").write_text("\n".join(small) + "\n")
+    with pytest.raises(DatagenError, match=r"small.jsonl: simba needs at least 8 train items \(its batch\), the dev "
+                                           r"set has 5"):
+        optimize_pipeline("style_clone", workspace / "small.jsonl", "simba", workspace=workspace, config=CONFIG,
+                          model=run_optimize.__globals__["fake_model"](engine))
+    assert engine.calls == 0

@@ -157,3 +157,11 @@ def test_status_says_when_cached_tokens_are_priced_as_plain_input(workspace, tmp
     assert summarize(out, config).cost == pytest.approx(priced(counts, Price(2.0, 4.0, 2.0)))
     shown = run_cli("status", str(out), cwd=workspace)
     assert "(cached tokens of openai/task at the input price: set cached_input_price)" in shown.stderr
+
+
+def test_a_cached_rate_above_the_input_price_is_refused_as_a_typo(tmp_path):
+    (tmp_path / "datagen.toml").write_text('[models.task]\nmodel = "openai/x"\ninput_price = 2\noutput_price = 8\n'
+                                           'cached_input_price = 5\n')
+    with pytest.raises(ConfigError, match=r"models.task.cached_input_price \(5\) is above input_price \(2\): a "
+                                          r"cached prompt token costs at most an uncached one"):
+        load_config(tmp_path)

@@ -49,7 +49,7 @@ def test_the_tokens_of_failed_attempts_count_after_the_chunk_succeeds_on_resume(
     assert not run(workspace, out, healthy).failures
     billed = {"prompt_tokens": failing.prompt + healthy.prompt,
               "completion_tokens": failing.completion + healthy.completion}
-    assert summarize(out).usage == {"fake/model": billed}
+    assert summarize(out).usage == {"fake/model": {**billed, "prompt_tokens_details": {"cached_tokens": 0}}}
     card = (out / "README.md").read_text(encoding="utf-8")
     assert f"{billed['prompt_tokens']:,} prompt + {billed['completion_tokens']:,} completion" in card
 
@@ -86,8 +86,8 @@ def edit(path, old, new):
 def test_a_run_resumed_after_forward_was_edited_is_refused_unless_forced(workspace, tmp_path):
     out = tmp_path / "run"
     run(workspace, out, FakeEngine(), limit=1)
-    edit(workspace / "programs/style_clone.py", "generic = self.rephrase(passage=styled).generic",
-         "generic = self.rephrase(passage=styled).generic.strip()")
+    edit(workspace / "programs/style_clone.py", "self.rephrase(passage=styled).generic)",
+         "self.rephrase(passage=styled).generic.strip())")
     with pytest.raises(DatagenError, match="different program code"):
         run(workspace, out, FakeEngine())
     forced = FakeEngine()
@@ -108,8 +108,8 @@ def test_an_edited_module_the_program_imports_is_noticed_even_through_another(wo
 def test_comments_and_other_pipelines_do_not_refuse_a_resume(workspace, tmp_path):
     out = tmp_path / "run"
     run(workspace, out, FakeEngine(), limit=1)
-    edit(workspace / "programs/style_clone.py", "        boundaries = {}\n",
-         "        # A comment changes no behaviour.\n        boundaries = {}\n")
+    edit(workspace / "programs/style_clone.py", "        boundaries, styled = framed(chunk, added)\n",
+         "        # A comment changes no behaviour.\n        boundaries, styled = framed(chunk, added)\n")
     edit(workspace / "programs/factual_qa.py", "import dspy\n", "import dspy\nimport os\n")
     report = run(workspace, out, FakeEngine())
     assert report.resumed == 1 and written(report) == report.chunks + 1
@@ -121,8 +121,8 @@ def test_a_compiled_program_records_its_code_and_says_when_it_was_edited_since(w
     with caplog.at_level(logging.WARNING, "datagen.workspace.compiled"):
         load_compiled("style_clone", state, workspace)
         assert not caplog.records
-        edit(workspace / "programs/style_clone.py", "generic = self.rephrase(passage=styled).generic",
-             "generic = self.rephrase(passage=styled).generic.strip()")
+        edit(workspace / "programs/style_clone.py", "self.rephrase(passage=styled).generic)",
+             "self.rephrase(passage=styled).generic.strip())")
         load_compiled("style_clone", state, workspace)
     assert "code was edited since it was compiled" in caplog.text
 

@@ -33,6 +33,7 @@ import dspy
 from dspy.utils.callback import BaseCallback
 
 from datagen.lm.errors import causes
+from datagen.store import cached_tokens
 
 CUT = 0.75  # a 429 leaves this share of the requests in flight
 # Near the level a 429 last cut (its "ceiling"), recovery is this many times slower: the provider's limit is about
@@ -336,11 +337,14 @@ def watch_aattempt(aattempt):
 
 
 def _tell_answered(watchers: list[RequestWatcher], lm, spent: list) -> None:
-    """Each watcher told what one request spent: the usage of the results its attempt added (none: {})."""
+    """Each watcher told what one request spent: the usage of the results its attempt added ({"prompt_tokens",
+    "completion_tokens", "cached_tokens"}: the prompt tokens the provider read from its prompt cache; none: {})."""
     usage: dict = {}
     for result in spent:
+        counts = getattr(result, "usage", None) or {}
         for key in ("prompt_tokens", "completion_tokens"):
-            usage[key] = usage.get(key, 0) + int((getattr(result, "usage", None) or {}).get(key) or 0)
+            usage[key] = usage.get(key, 0) + int(counts.get(key) or 0)
+        usage["cached_tokens"] = usage.get("cached_tokens", 0) + cached_tokens(counts)
     for watcher in watchers:
         watcher.answered(lm, usage)
 

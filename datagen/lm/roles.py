@@ -81,13 +81,17 @@ class RoleModel:
 
     @property
     def asynchronous(self) -> bool:
-        """Whether its LM answers `acall`: a dspy.LM on a provider string, or a custom engine given with its
-        `async_engine`; a BaseLM of the caller's own that overrides `aforward`. A program's `aforward` runs only
-        with such a model (datagen.runs.runner), else its `forward` does."""
+        """Whether a program's `aforward` runs with it (datagen.runs.runner; else its `forward` does): a dspy.LM
+        on DSPy's native engine (`engine = "lm15"`, or the default for a provider it serves: NATIVE_PROVIDERS), or a
+        custom engine given with its `async_engine`; a BaseLM of the caller's own that overrides `aforward`. Not on
+        litellm's route: its async path loses the retries of a request a server refused or let time out (the
+        first chunks of tests/test_faults.py's fault mix all failed there, none on its sync path)."""
         lm = self.lm
-        if isinstance(lm, dspy.LM):
-            return isinstance(lm.engine, str) or lm._async_engine_spec is not None
-        return type(lm).aforward is not dspy.BaseLM.aforward
+        if not isinstance(lm, dspy.LM):
+            return type(lm).aforward is not dspy.BaseLM.aforward
+        if not isinstance(lm.engine, str):
+            return lm._async_engine_spec is not None
+        return lm.engine == "lm15" or (lm.engine == "auto" and lm.model.split("/")[0] in NATIVE_PROVIDERS)
 
     @property
     def max_tokens(self) -> int | None:
@@ -95,6 +99,8 @@ class RoleModel:
         return self.lm.kwargs.get("max_tokens") or self.lm.kwargs.get("max_completion_tokens")
 
 
+# The providers DSPy 3.4's native engine (lm15) serves itself; others go through litellm under engine "auto".
+NATIVE_PROVIDERS = ("openai", "hosted_vllm", "anthropic", "gemini", "xai")
 # The cap on one answer's tokens for a role that sets no max_tokens (see `bounded`). Without a cap a self-hosted
 # server generates until the model stops or its context ends: a rambling model held one call 5 minutes (2,380
 # tokens, issue 22). A task answer carries its chunk's content about once: a plain rewrite of the shared parallel

@@ -93,10 +93,11 @@ class CallCounter(RequestWatcher):
             sent.requests += 1
 
     def answered(self, lm, usage: dict) -> None:
-        """A request of `lm` came back having spent `usage`: its tokens priced at its role's price."""
+        """A request of `lm` came back having spent `usage`: its tokens priced at its role's price, the prompt
+        tokens read from the provider's prompt cache (`cached_tokens`) at its cached rate."""
         prompt, completion = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
         with self._lock:
             if (price := self._prices.get(self._role(lm))) is None:
                 self.unpriced_tokens += prompt + completion
             else:
-                self.spent += price.cost(prompt, completion)
+                self.spent += price.cost(prompt, completion, usage.get("cached_tokens", 0))

@@ -44,7 +44,7 @@ from datagen.tuning.demos import MAX_DEMOS, DemoCheck, count_labeled, labeled_de
 from datagen.tuning.diversity_report import bar_line
 from datagen.tuning.estimate import Estimate, budget_warning, estimate, role_tokens
 from datagen.tuning.evaluate import DSPyMetric, Evaluator, MetricScorer, dev_label
-from datagen.tuning.presets import PRESETS, check_optimizers, least_calls, role_calls
+from datagen.tuning.presets import PRESETS, check_optimizers, check_train_size, least_calls, role_calls
 from datagen.tuning.report import failure_kinds, parts_failed_text, write_report
 from datagen.util import replacing
 from datagen.workspace import (Config, code_fingerprint, evaluation_path, find_workspace, load_config,
@@ -152,6 +152,7 @@ class Session:
         if not self.train or not self.val:
             raise DatagenError(f"{dev if named else 'the dev set'}: needs items in both splits (\"split\": \"train\" "
                                "and \"val\"); datagen devset makes such a file")
+        check_train_size(optimizers, len(self.train), dev if named else "the dev set")
         labeled_demos(self.val, self.program)  # checked, never used: val items stay held out
         self.labeled = labeled_demos(self.train, self.program)  # human-labeled demos (devset --from-review)
         self.model = bound_answers(self.program, task_model(self.config, model), self.config.chunking.max_tokens,
@@ -253,21 +254,21 @@ class Session:
         model = model or self.model
         check = DemoCheck(self.climbed)
         preset = PRESETS[optimizer]
-        try:
-            # DSPy's optimizers re-raise a program's error once `max_errors` (default 10) have happened, which ended
-            # a real SmolLM2-135M bootstrap with a traceback on its tenth unparseable answer. A failed run is a
-            # rejected candidate here, counted below; what no item escapes (a bad key, no server) has already
-            # stopped the held-out baseline before any compile.
-            with (model.context(max_errors=UNLIMITED_ERRORS), track_usage() as tracker,
-                  contextlib.redirect_stdout(_LogLines())):
-                tuner = preset.build(check, model, self.prompt, seed, demos)
-                compiled = tuner.compile(program, trainset=trainset, **preset.compile_kwargs(trainset, seed))
-        finally:
-            self.rejected.update(check.rejected)
+        with track_usage() as tracker:
+            try:
+                # DSPy's optimizers re-raise a program's error once `max_errors` (default 10) have happened, which
+                # ended a real SmolLM2-135M bootstrap with a traceback on its tenth unparseable answer. A failed run
+                # is a rejected candidate here, counted below; what no item escapes (a bad key, no server) has
+                # already stopped the held-out baseline before any compile.
+                with model.context(max_errors=UNLIMITED_ERRORS), contextlib.redirect_stdout(_LogLines()):
+                    tuner = preset.build(check, model, self.prompt, seed, demos)
+                    compiled = tuner.compile(program, trainset=trainset, **preset.compile_kwargs(trainset, seed))
+            finally:  # a compile stopped by a cap has spent tokens too
+                self.rejected.update(check.rejected)
+                self._add_usage(tracker.get_total_tokens())
         # A candidate whose run raised (an answer that did not parse) never reached the check: DSPy counts those.
         self.rejected["program failed"] += getattr(tuner, "error_count", 0)
         self.rejected += Counter()  # no zero counts
-        self._add_usage(tracker.get_total_tokens())
         with_labeled_demos(compiled, self.labeled, demos)
         return compiled
 

@@ -54,6 +54,7 @@ class Preset:
         purpose: what `least` buys, in words ("bootstrap a demo", "propose 3 instructions").
         proposing: whether it asks the prompt role's model to write instructions.
         compile_kwargs: (trainset, seed) -> what its `compile` takes besides the program and the trainset.
+        min_train: the fewest train items it runs on (SIMBA asserts a trainset of at least its batch).
     """
 
     build: Callable[[DemoCheck, RoleModel, RoleModel | None, int, int], object]
@@ -62,6 +63,7 @@ class Preset:
     purpose: str
     proposing: bool = False
     compile_kwargs: Callable[[list, int], dict] = lambda trainset, seed: {}
+    min_train: int = 1
 
 
 PRESETS = {
@@ -117,7 +119,7 @@ PRESETS = {
                             + Counter(prompt=SIMBA_STEPS * 2 * SIMBA_CANDIDATES)),
         least=lambda size: min(SIMBA_BATCH, size.train) * SIMBA_CANDIDATES * size.per_example + PROPOSALS,
         purpose=f"propose {PROPOSALS} rules or demos", proposing=True,
-        compile_kwargs=lambda trainset, seed: {"seed": seed}),
+        compile_kwargs=lambda trainset, seed: {"seed": seed}, min_train=SIMBA_BATCH),
 }
 OPTIMIZERS = tuple(PRESETS)
 # The optimizers that ask a model (the prompt role) to write instructions.
@@ -144,6 +146,15 @@ def least_calls(optimizer: str, train: int, val: int, per_example: int, held_out
     """The LM calls a run of the preset makes before its compile has done what it is for (`Preset.least`),
     `held_out` evaluations of the val items included (the one after compiling too: nothing is saved without it)."""
     return held_out * val * per_example + PRESETS[optimizer].least(DevSize(train, val, per_example, judged))
+
+
+def check_train_size(optimizers, train: int, dev) -> None:
+    """Raises DatagenError naming the first of `optimizers` that cannot run on `train` train items (`min_train`), and
+    the dev set `dev` (its path, or words naming it): before any LM call, not in a traceback from DSPy."""
+    for name in optimizers:
+        if train < (least := PRESETS[name].min_train):
+            raise DatagenError(f"{dev}: {name} needs at least {least} train items (its batch), the dev set has {train}: "
+                               "draw a larger one (datagen devset --n) or choose another --optimizer")
 
 
 def check_optimizers(optimizers) -> None:

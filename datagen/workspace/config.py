@@ -352,7 +352,8 @@ def load_config(workspace: Path | None = None, environ: dict[str, str] | None = 
         ConfigError: datagen.toml is not valid TOML (or not UTF-8); a [models.ROLE] table of the file sets a key
             (api_key, key, token, secret, password: keys go in the variable named by api_key_env); a setting of the
             file or of the environment is invalid (the message names the file or "environment (DATAGEN_*)" and the
-            setting); or a role sets one of input_price and output_price without the other.
+            setting); or a role sets one of input_price and output_price without the other, or a
+            cached_input_price above its input_price.
     """
     workspace = Path(workspace) if workspace else find_workspace()
     environ = os.environ if environ is None else environ
@@ -373,6 +374,13 @@ def load_config(workspace: Path | None = None, environ: dict[str, str] | None = 
             where = path if role not in env.models else f"{path} with the environment (DATAGEN_*)"
             raise ConfigError(f"{where}: models.{role}.{missing}: required when "
                                f"{'input_price' if missing == 'output_price' else 'output_price'} is set")
+        if (settings.cached_input_price is not None and settings.input_price is not None
+                and settings.cached_input_price > settings.input_price):
+            # A provider's prompt cache discounts a token (OpenAI 50-90%, Anthropic 90%): never dearer, so a typo.
+            where = path if role not in env.models else f"{path} with the environment (DATAGEN_*)"
+            raise ConfigError(f"{where}: models.{role}.cached_input_price ({settings.cached_input_price:g}) is above "
+                               f"input_price ({settings.input_price:g}): a cached prompt token costs at most an "
+                               "uncached one")
     return config
 
 
