@@ -339,6 +339,8 @@ def watch_aattempt(aattempt):
 def _tell_answered(watchers: list[RequestWatcher], lm, spent: list) -> None:
     """Each watcher told what one request spent: the usage of the results its attempt added ({"prompt_tokens",
     "completion_tokens", "cached_tokens"}: the prompt tokens the provider read from its prompt cache; none: {})."""
+    if not watchers:  # every attempt of a generate run passes here, with none to tell
+        return
     usage: dict = {}
     for result in spent:
         counts = getattr(result, "usage", None) or {}
