@@ -86,13 +86,22 @@ class ChunkRunner:
 
     def run_one(self, chunk: Chunk, model: RoleModel) -> Outcome:
         """The chunk's outcome with `model` as the task model: a failure is an outcome too (this raises only what
-        a chunk raises past its own handling, e.g. KeyboardInterrupt)."""
+        a chunk raises past its own handling, e.g. KeyboardInterrupt). A program with `aforward` runs on the
+        runner's event loop, this thread waiting for it (`submit` runs it there without a thread)."""
         with gated(self.gates):
             try:
                 return self._run(chunk, model)
             except Exception as exc:  # datagen's own bookkeeping failed: the chunk fails, the run goes on
-                log.exception("chunk %s: %s", chunk.id, exc)
-                return Outcome(chunk, failure=failure_kind(exc), message=first_line(exc))
+                return _bookkeeping_failed(chunk, exc)
+
+    def submit(self, chunk: Chunk, model: RoleModel) -> concurrent.futures.Future | None:
+        """The chunk's outcome, to come, as `run_one`'s. A program with `aforward`, on a model that answers
+        asynchronously (`RoleModel.asynchronous`), runs as a task of the runner's event loop, with no thread of its
+        own waiting for it (a thread a chunk in flight cost CPU at hundreds in flight); `None` otherwise: the caller
+        runs `run_one` in a thread."""
+        if self.loop is None or not model.asynchronous:
+            return None
+        return self.loop.submit(self._arun(chunk, model), contextvars.Context())
 
     def close(self, wait: bool) -> None:
         """Stop the event loop, if any: with `wait` once its chunks are done, else at once."""
@@ -100,38 +109,86 @@ class ChunkRunner:
             self.loop.close(wait=wait)
 
     def _run(self, chunk: Chunk, model: RoleModel) -> Outcome:
-        started = time.monotonic()
-        # Usage is tracked per chunk, so tokens spent on a chunk that then fails are still counted. Each chunk gets a
-        # trace of its own: DSPy's shared one keeps the last 10,000 predictions, inputs included, for the whole run.
-        # And a call log of its own (its steps, its LM calls), stored with its result.
-        call_log = CallLog(self.names)
-        with (model.context(**{**self.settings, "callbacks": [*self.settings["callbacks"], call_log]}, trace=[]),
-              track_usage() as tracker):
-            outcome = _outcome(self.program, chunk, self.loop if model.asynchronous else None)
+        started, call_log = time.monotonic(), CallLog(self.names)
+        with self._chunk_context(model, call_log) as tracker:
+            if self.loop is not None and model.asynchronous:
+                outcome = self.loop.run(_aoutcome(self.program, chunk))
+            else:
+                outcome = _outcome(self.program, chunk)
             cut = call_log.truncated  # the program's answers cut off; a judge's, later, costs only its metric
             if self.scorer is not None and outcome.failure is None:
                 _score(self.scorer, outcome)
-        if cut and outcome.failure != FailureKind.DEFERRED:
-            # Whatever came of it, a sample or a parse error, it was made from a cut-off answer.
-            cap = model.lm.kwargs.get("max_tokens") or model.lm.kwargs.get("max_completion_tokens")
-            outcome.failure, outcome.samples, outcome.scores = FailureKind.TRUNCATED, [], []
-            outcome.message = (f"the model's answer was cut off at max_tokens={cap or 'the server default'} "
-                               "(finish_reason length): raise the model's max_tokens")
-        outcome.usage = tracker.get_total_tokens()
-        outcome.steps, outcome.calls = call_log.steps, call_log.calls
-        outcome.seconds = time.monotonic() - started
-        return outcome
+        return _finished(outcome, model, call_log, cut, tracker, started)
+
+    async def _arun(self, chunk: Chunk, model: RoleModel) -> Outcome:
+        """`run_one` as a task of the event loop: the scorer (synchronous, its judges' calls blocking) runs in a
+        thread, so that the loop goes on with the other chunks."""
+        with gated(self.gates):
+            try:
+                started, call_log = time.monotonic(), CallLog(self.names)
+                with self._chunk_context(model, call_log) as tracker:
+                    outcome = await _aoutcome(self.program, chunk)
+                    cut = call_log.truncated
+                    if self.scorer is not None and outcome.failure is None:
+                        await asyncio.to_thread(_score, self.scorer, outcome)
+                return _finished(outcome, model, call_log, cut, tracker, started)
+            except Exception as exc:
+                return _bookkeeping_failed(chunk, exc)
+
+    @contextmanager
+    def _chunk_context(self, model: RoleModel, call_log: CallLog) -> Iterator:
+        """The chunk's DSPy settings: the model, the caller's callbacks and the chunk's call log; a trace of its
+        own (DSPy's shared one keeps the last 10,000 predictions, inputs included, for the whole run); and a usage
+        tracker of its own, yielded, so that tokens spent on a chunk that then fails are still counted."""
+        with (model.context(**{**self.settings, "callbacks": [*self.settings["callbacks"], call_log]}, trace=[]),
+              track_usage() as tracker):
+            yield tracker
 
 
-def _outcome(program: dspy.Module, chunk: Chunk, loop: "EventLoopThread | None") -> Outcome:
+def _bookkeeping_failed(chunk: Chunk, exc: Exception) -> Outcome:
+    """datagen's own bookkeeping of a chunk failed: the chunk fails, the run goes on."""
+    log.exception("chunk %s: %s", chunk.id, exc)
+    return Outcome(chunk, failure=failure_kind(exc), message=first_line(exc))
+
+
+def _finished(outcome: Outcome, model: RoleModel, call_log: CallLog, cut: int, tracker, started: float) -> Outcome:
+    """The outcome with its usage, steps, LM calls and time; failed as truncated when `cut` (the program's answers
+    cut off at max_tokens) is not zero."""
+    if cut and outcome.failure != FailureKind.DEFERRED:
+        # Whatever came of it, a sample or a parse error, it was made from a cut-off answer.
+        cap = model.lm.kwargs.get("max_tokens") or model.lm.kwargs.get("max_completion_tokens")
+        outcome.failure, outcome.samples, outcome.scores = FailureKind.TRUNCATED, [], []
+        outcome.message = (f"the model's answer was cut off at max_tokens={cap or 'the server default'} "
+                           "(finish_reason length): raise the model's max_tokens")
+    outcome.usage = tracker.get_total_tokens()
+    outcome.steps, outcome.calls = call_log.steps, call_log.calls
+    outcome.seconds = time.monotonic() - started
+    return outcome
+
+
+def _outcome(program: dspy.Module, chunk: Chunk) -> Outcome:
     try:
-        if loop is not None:
-            prediction = loop.run(program.acall(chunk=chunk.text))
-        else:
-            prediction = program(chunk=chunk.text)
+        prediction = program(chunk=chunk.text)
     except Exception as exc:  # recorded per chunk; the caller decides what is fatal
-        return Outcome(chunk, failure=failure_kind(exc), message=first_line(exc),
-                       raw=redact(getattr(exc, "lm_response", None)))
+        return _program_failed(chunk, exc)
+    return _predicted(chunk, prediction)
+
+
+async def _aoutcome(program: dspy.Module, chunk: Chunk) -> Outcome:
+    try:
+        prediction = await program.acall(chunk=chunk.text)
+    except Exception as exc:
+        return _program_failed(chunk, exc)
+    return _predicted(chunk, prediction)
+
+
+def _program_failed(chunk: Chunk, exc: Exception) -> Outcome:
+    return Outcome(chunk, failure=failure_kind(exc), message=first_line(exc),
+                   raw=redact(getattr(exc, "lm_response", None)))
+
+
+def _predicted(chunk: Chunk, prediction: dspy.Prediction) -> Outcome:
+    """The outcome of the program's prediction: its samples, or why it made none."""
     outputs = {key: value for key, value in prediction.items() if key != "samples"}
     outcome = Outcome(chunk, outputs=outputs)
     samples = list(getattr(prediction, "samples", None) or [])
@@ -188,8 +245,9 @@ class ThreadExecutor:
         self._blas = threadpool_limits(limits=1) if concurrency > 1 else None
 
     def submit(self, chunk: Chunk, retried: bool) -> concurrent.futures.Future:
-        """The chunk's outcome, to come, from a worker thread."""
-        return self._pool.submit(self._runner.run_one, chunk, self._fresh if retried else self._model)
+        """The chunk's outcome, to come: from a task of the runner's event loop, or from a worker thread."""
+        model = self._fresh if retried else self._model
+        return self._runner.submit(chunk, model) or self._pool.submit(self._runner.run_one, chunk, model)
 
     def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
         """Stop the event loop and the threads (with `wait`, once the chunks in flight are done), and give numpy
@@ -357,7 +415,11 @@ class EventLoopThread:
     def run(self, coroutine):
         """Run `coroutine` on the loop, in the calling thread's context (DSPy's settings, the chunk's call log and
         gates), and wait for its result (or its exception)."""
-        context = contextvars.copy_context()
+        return self.submit(coroutine, contextvars.copy_context()).result()
+
+    def submit(self, coroutine, context: contextvars.Context) -> concurrent.futures.Future:
+        """Start `coroutine` as a task of the loop, in `context`; its result (or exception) to come. A task the
+        loop cancels (`close(wait=False)`) cancels the future."""
         done = concurrent.futures.Future()
 
         def start():
@@ -367,7 +429,7 @@ class EventLoopThread:
             task.add_done_callback(lambda t: done.cancel() if t.cancelled() else (
                 done.set_exception(t.exception()) if t.exception() else done.set_result(t.result())))
         self._loop.call_soon_threadsafe(start)
-        return done.result()
+        return done
 
     def close(self, wait: bool) -> None:
         """Stop the loop: with `wait` once the chunks' tasks are done (their workers have their results), else at
