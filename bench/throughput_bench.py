@@ -11,6 +11,8 @@ and curator's response caches off, the figures before issue 29):
   datagen (before)  `datagen.generate` of the baseline worktree (--baseline, e.g. commit 91c60f7's thread pool),
                     first on sys.path of its process, with this repository's venv
   datagen (now)     `datagen.generate` of this working tree (or of --now PATH), pipeline style_clone
+  datagen (workers) the same with `RunSettings(cluster=WorkerProcesses(--workers))`: the chunks on worker
+                    processes (`--executor processes`); its CPU counts the workers' (waited-for children)
   module.batch()    the same program's `batch()` at the same thread count (this working tree)
   curator           bespokelabs-curator 0.1.31 in a venv of its own (--curator-venv; made on first use), sent
                     the very system + user messages datagen's style_clone sends (rendered here with the adapter)
@@ -45,8 +47,8 @@ CURATOR = "bespokelabs-curator==0.1.31"
 CURATOR_VENV = Path.home() / ".cache" / "datagen" / "bench-curator"
 MARK = "@@throughput-bench "  # the children's protocol lines on stdout (libraries may print there too)
 PARAGRAPHS_PER_FILE = 100
-CLIENTS = {"before": "datagen (before)", "now": "datagen (now)", "batch": "module.batch()",
-           "curator": "curator 0.1.31"}
+CLIENTS = {"before": "datagen (before)", "now": "datagen (now)", "workers": "datagen (workers)",
+           "batch": "module.batch()", "curator": "curator 0.1.31"}
 _WORDS = ("the river lantern morning harbour quiet letter garden window winter market captain kitchen "
           "station evening village doctor mountain ribbon story silver meadow candle journey travel stranger "
           "answered slowly carried across beneath although because whenever never always perhaps certainly "
@@ -142,8 +144,11 @@ def _child_datagen(job: dict):
     batch = {"batch": True, "batch_poll": job["batch_poll"], "batch_size": job["batch_size"]} if job.get(
         "batch_size") else {}
 
+    cluster = datagen.WorkerProcesses(job["workers"]) if job["client"] == "workers" else None
+
     def run():
-        settings = datagen.RunSettings(max_tokens=job["max_tokens"], concurrency=job["concurrency"], **batch)
+        settings = datagen.RunSettings(max_tokens=job["max_tokens"], concurrency=job["concurrency"], cluster=cluster,
+                                       **batch)
         report = datagen.generate(PIPELINE, [job["corpus"]], job["out"], workspace=Path(job["workspace"]),
                                   model=model, settings=settings)
         if not batch:
@@ -228,7 +233,7 @@ def child_main(job_file: str) -> None:
     job = json.loads(Path(job_file).read_text())
     for noisy in ("LiteLLM", "httpx", "dspy", "bespokelabs", "curator"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
-    setup = {"before": _child_datagen, "now": _child_datagen, "batch": _child_batch, "curator": _child_curator,
+    setup = {"before": _child_datagen, "now": _child_datagen, "workers": _child_datagen, "batch": _child_batch, "curator": _child_curator,
              "batch-api": _child_datagen}
     where, run = setup[job["client"]](job)
     _, _, baseline_mib = _usage()
@@ -371,9 +376,10 @@ def run_points(args, work: Path, pythons: dict, results: dict) -> None:
                            "engine": args.engine, "max_tokens": args.max_tokens, "out": str(folder / "out"),
                            "caches_off": args.caches_off}
                     env = {"DSPY_CACHEDIR": str(folder / "dspy-cache")}  # DSPy's disk cache starts empty, per client
-                    if client in ("before", "now"):
+                    if client in ("before", "now", "workers"):
                         code = args.baseline if client == "before" else args.now
-                        job.update(code=str(code), workspace=str(code), corpus=str(folder / "corpus"))
+                        job.update(code=str(code), workspace=str(code), corpus=str(folder / "corpus"),
+                                   workers=args.workers)
                         write_corpus(folder / "corpus", texts)
                         check_chunks(folder / "corpus", texts, args.max_tokens)
                     elif client == "batch":
@@ -497,6 +503,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--curator-venv", type=Path, default=CURATOR_VENV,
                         help=f"a venv with {CURATOR} (default {CURATOR_VENV}, made on first use)")
     parser.add_argument("--no-install", action="store_true", help="skip curator when its venv is missing")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="worker processes of the 'workers' client (--executor processes; default 2)")
     parser.add_argument("--engine", choices=["auto", "lm15", "litellm"],
                         help="the datagen model's DSPy engine (default: unset, datagen's own choice)")
     parser.add_argument("--words", type=int, default=30, help="words per passage (default 30)")

@@ -19,7 +19,8 @@ from datagen.errors import (ConfigError, DatagenError, DiskError, FailureKind, I
                             Interrupted, ModelUnreachable, PipelineNotFound, RunFolderError)
 from datagen.lm import RoleModel, role_model  # noqa: E402
 from datagen.metrics import Composite, Failed, Metric, MetricContext, Score  # noqa: E402
-from datagen.runs import BatchOptions, Callbacks, RayCluster, Report, RunSettings, RunStatus  # noqa: E402
+from datagen.runs import (BatchOptions, Callbacks, RayCluster, Report, RunSettings, RunStatus,  # noqa: E402
+                          WorkerProcesses)
 from datagen.runs.generate import generate  # noqa: E402
 from datagen.samples import Sample  # noqa: E402
 from datagen.tuning import write_evaluation  # noqa: E402
@@ -30,8 +31,8 @@ _keep_moved_paths()  # the 0.1 import paths (datagen.models, ...) answered, with
 __all__ = [
     "__version__",
     # generate, evaluate, optimize: the three verbs
-    "generate", "evaluate", "optimize", "RunSettings", "BatchOptions", "RayCluster", "Callbacks", "RunStatus",
-    "Report", "Evaluation", "Optimization", "write_evaluation",
+    "generate", "evaluate", "optimize", "RunSettings", "BatchOptions", "RayCluster", "WorkerProcesses", "Callbacks",
+    "RunStatus", "Report", "Evaluation", "Optimization", "write_evaluation",
     # what they take
     "Sample", "Score", "Failed", "Metric", "MetricContext", "Composite", "RoleModel", "role_model", "Config",
     "load_config", "find_workspace", "load_program", "DiversityBar",

@@ -1,6 +1,6 @@
 """The options several commands take, declared once, and what turns their values into the library's arguments
-(a workspace folder, a config with the task model's flags on top, pipeline options, quality gates, a Ray
-cluster). A value the library cannot use is refused here with a one-line InputError."""
+(a workspace folder, a config with the task model's flags on top, pipeline options, quality gates, worker
+processes or a Ray cluster). A value the library cannot use is refused here with a one-line InputError."""
 
 import json
 from pathlib import Path
@@ -12,9 +12,11 @@ from datagen.errors import InputError
 from datagen.workspace import WORKSPACE_VARIABLE
 
 INPUTS_HELP = "Text, Markdown, PDF, EPUB, DOCX or HTML files, or folders (searched recursively)."
-# --executor's default and --actors': a Ray option given with the local executor is refused, so both are named.
+# --executor's default, --actors' and --workers': an option given with another executor is refused, so all are named.
 LOCAL = "local"
 DEFAULT_ACTORS = 2
+DEFAULT_WORKERS = 2
+EXECUTORS = (LOCAL, "processes", "ray")
 
 Pipeline = Annotated[str, typer.Argument(help="Pipeline name: programs/NAME.py in the workspace, else the built-in "
                                               "of that name.")]
@@ -30,8 +32,11 @@ MinScore = Annotated[list[str] | None, typer.Option(
 Model = Annotated[str | None, typer.Option(help="Task model (overrides config).")]
 ApiBase = Annotated[str | None, typer.Option(help="Base URL of the task model's server.")]
 PipelineOptions = Annotated[list[str] | None, typer.Option("--option", "-O", help="Pipeline option KEY=VALUE.")]
-Executor = Annotated[str, typer.Option("--executor", help="Where chunks run: local (threads in this process) or ray "
-                                                    "(Ray actors; pip install 'datagen\\[ray]').")]
+Executor = Annotated[str, typer.Option("--executor", help="Where chunks run: local (threads in this process), "
+                                                    "processes (worker processes of this machine) or ray (Ray actors; "
+                                                    "pip install 'datagen\\[ray]').")]
+Workers = Annotated[int, typer.Option("--workers", min=1, help="--executor processes: how many worker processes run "
+                                                               "chunks.")]
 Actors = Annotated[int, typer.Option("--actors", min=1, help="--executor ray: how many Ray actors run chunks.")]
 RayAddress = Annotated[str | None, typer.Option("--ray-address", help="--executor ray: a running Ray cluster's "
                                                 "address (default: a local one, started for the run).")]
@@ -98,25 +103,32 @@ def min_scores(pairs: list[str] | None) -> dict[str, float] | None:
     return parse_thresholds(pairs) if pairs else None
 
 
-def ray_cluster(executor: str, actors: int, address: str | None):
-    """Where the chunks run: a Ray cluster (datagen.runs.RayCluster) for `--executor ray`, or None for this
-    process.
+def executor_cluster(executor: str, actors: int, address: str | None, workers: int = DEFAULT_WORKERS):
+    """Where the chunks run: worker processes (datagen.runs.WorkerProcesses) for `--executor processes`, a Ray
+    cluster (datagen.runs.RayCluster) for `--executor ray`, or None for threads of this process.
 
     Args:
-        executor: `--executor`: local or ray.
+        executor: `--executor`: local, processes or ray.
         actors: `--actors`, for ray only.
         address: `--ray-address`, for ray only (None: a local cluster started for the run).
+        workers: `--workers`, for processes only.
 
     Raises:
-        InputError: An executor of another name, or a Ray option with the local executor.
+        InputError: An executor of another name, or an option of another executor.
         DatagenError: Ray asked for and not installed.
     """
-    if executor not in (LOCAL, "ray"):
-        raise InputError(f"--executor {executor!r}: use local or ray")
+    if executor not in EXECUTORS:
+        raise InputError(f"--executor {executor!r}: use local, processes or ray")
+    if executor != "ray" and (address is not None or actors != DEFAULT_ACTORS):
+        raise InputError("--actors and --ray-address go with --executor ray")
+    if executor != "processes" and workers != DEFAULT_WORKERS:
+        raise InputError("--workers goes with --executor processes")
     if executor == LOCAL:
-        if address is not None or actors != DEFAULT_ACTORS:
-            raise InputError("--actors and --ray-address go with --executor ray")
         return None
+    if executor == "processes":
+        from datagen.runs import WorkerProcesses
+
+        return WorkerProcesses(workers)
     from datagen.runs import RayCluster, ray_module
 
     ray_module()

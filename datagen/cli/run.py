@@ -13,9 +13,9 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
                            TimeRemainingColumn)
 from rich.table import Table
 
-from datagen.cli.options import (DEFAULT_ACTORS, INPUTS_HELP, LOCAL, Actors, Executor, MaxTokens, MinScore,
-                                 Pipeline, RayAddress, Workspace, min_scores, pipeline_options, ray_cluster,
-                                 task_config, workspace_root)
+from datagen.cli.options import (DEFAULT_ACTORS, DEFAULT_WORKERS, INPUTS_HELP, LOCAL, Actors, Executor, MaxTokens,
+                                 MinScore, Pipeline, RayAddress, Workers, Workspace, executor_cluster, min_scores,
+                                 pipeline_options, task_config, workspace_root)
 from datagen.cli.output import diversity_lines, err, out, plural, say
 from datagen.cli.quality import left_out_line
 from datagen.errors import DatagenError, InputError, Interrupted
@@ -100,6 +100,7 @@ def generate(
     executor: Executor = LOCAL,
     actors: Actors = DEFAULT_ACTORS,
     ray_address: RayAddress = None,
+    workers: Workers = DEFAULT_WORKERS,
     workspace: Workspace = None,
 ) -> None:
     """Run a pipeline over text files and write a ShareGPT dataset (re-run to resume)."""
@@ -121,7 +122,7 @@ def generate(
             settings = RunSettings(max_tokens=max_tokens, limit=limit, concurrency=concurrency, rpm=rpm, tpm=tpm,
                                    max_failures=max_failures, max_cost=max_cost, force=force,
                                    batch=BatchOptions(poll=batch_poll, size=batch_size) if batch else None,
-                                   cluster=ray_cluster(executor, actors, ray_address))
+                                   cluster=executor_cluster(executor, actors, ray_address, workers))
             report = run_generate(pipeline, inputs, out_dir, workspace=root, config=config, settings=settings,
                                   options=pipeline_options(option), compiled=compiled,
                                   min_scores=min_scores(min_score), callbacks=callbacks)

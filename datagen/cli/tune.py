@@ -10,9 +10,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from datagen.cli.logs import quiet_libraries
-from datagen.cli.options import (DEFAULT_ACTORS, INPUTS_HELP, LOCAL, Actors, ApiBase, Executor, MaxTokens, Model,
-                                 Pipeline, PipelineOptions, RayAddress, Workspace, pipeline_options, ray_cluster,
-                                 task_config, workspace_root)
+from datagen.cli.options import (DEFAULT_ACTORS, DEFAULT_WORKERS, INPUTS_HELP, LOCAL, Actors, ApiBase, Executor,
+                                 MaxTokens, Model, Pipeline, PipelineOptions, RayAddress, Workers, Workspace,
+                                 executor_cluster, pipeline_options, task_config, workspace_root)
 from datagen.cli.output import diversity_lines, err, out, say, shown
 from datagen.errors import DatagenError, InputError
 
@@ -56,6 +56,7 @@ def evaluate(
     executor: Executor = LOCAL,
     actors: Actors = DEFAULT_ACTORS,
     ray_address: RayAddress = None,
+    workers: Workers = DEFAULT_WORKERS,
     workspace: Workspace = None,
 ) -> None:
     """Run a pipeline on a dev set and score every sample with its metrics: a table, JSON and an HTML report."""
@@ -70,7 +71,7 @@ def evaluate(
         result = evaluate_pipeline(pipeline, dev, workspace=root, config=task_config(root, model, api_base),
                                    program_path=program, options=pipeline_options(option), metrics=metric,
                                    split=split, concurrency=concurrency,
-                                   cluster=ray_cluster(executor, actors, ray_address))
+                                   cluster=executor_cluster(executor, actors, ray_address, workers))
     table = Table("metric", "kind", "mean", "std", "min", "max", "n", "failed", title=f"{pipeline} on {dev} "
                   "(a failed item counts 0)")
     for name, s in result["metrics"].items():

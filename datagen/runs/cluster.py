@@ -57,19 +57,24 @@ class ChunkWorker:
     DSPy's cache set as the driver's is (`cache`: dspy.configure_cache's arguments)."""
 
     def __init__(self, program, model, fresh, scorer, gates: dict, cache: dict):
-        dspy.configure_cache(**cache)
-        # Usage and messages name each model as the user configured it (datagen.lm.names), in this process too.
-        # (The judge only if the scorer built it: `judge` is a cached_property, read without building it.)
-        for role_model in (model, fresh, scorer and scorer.context.__dict__.get("judge")):
-            if role_model is not None:
-                remember_configured(role_model)
-
+        configure_worker(model, fresh, scorer, cache)
         self.model, self.fresh = model, fresh
         self.runner = ChunkRunner(program, scorer, {name: CallGate(*limits) for name, limits in gates.items()})
 
     def run(self, chunk: Chunk, retried: bool) -> Outcome:
         """One chunk's outcome (a failure is an outcome too; this raises only if the process dies)."""
         return self.runner.run_one(chunk, self.fresh if retried else self.model)
+
+
+def configure_worker(model, fresh, scorer, cache: dict) -> None:
+    """Set up a worker process (a Ray actor's, datagen.runs.processes' worker) as the driver is: DSPy's cache
+    (`cache`: dspy.configure_cache's arguments, see `cache_settings`), and each model's name as the user configured
+    it (datagen.lm.names), so that usage and messages name it so here too."""
+    dspy.configure_cache(**cache)
+    # (The judge only if the scorer built it: `judge` is a cached_property, read without building it.)
+    for role_model in (model, fresh, scorer and scorer.context.__dict__.get("judge")):
+        if role_model is not None:
+            remember_configured(role_model)
 
 
 class RayExecutor:
@@ -100,7 +105,7 @@ class RayExecutor:
         shared = {name: (max(1, math.ceil(gate.concurrency / actors)), *gate.shared_rates(actors))
                   for name, gate in gates.items()}
         self._remote = ray.remote(num_cpus=1, max_concurrency=per_actor, max_restarts=0)(ChunkWorker)
-        cache = _cache_settings()
+        cache = cache_settings()
         self._spawn = lambda: self._remote.remote(program, model, fresh, scorer, shared, cache)
         self._actors = {n: self._spawn() for n in range(actors)}
         self._busy = dict.fromkeys(self._actors, 0)
@@ -125,7 +130,7 @@ class RayExecutor:
             self._busy[number] -= 1
         error = future.exception()
         if error is None:
-            done.set_result(_redacted(future.result()))
+            done.set_result(redacted(future.result()))
             return
         if not isinstance(error, self._ray.exceptions.RayActorError):
             done.set_exception(error)
@@ -163,9 +168,9 @@ def _keeping_sigterm_handler() -> Iterator[None]:
             signal.signal(signal.SIGTERM, before)
 
 
-def _redacted(outcome: Outcome) -> Outcome:
-    """The outcome with every API key known here blanked out of its messages (an actor knows only the keys in its
-    own environment; the store is written here)."""
+def redacted(outcome: Outcome) -> Outcome:
+    """The outcome with every API key known here blanked out of its messages (a worker, a Ray actor or a worker
+    process, knows only the keys in its own environment; the store is written here)."""
     outcome.message, outcome.raw = redact(outcome.message), redact(outcome.raw)
     for entry in (*outcome.steps, *outcome.calls):
         entry.error = redact(entry.error)
@@ -174,8 +179,8 @@ def _redacted(outcome: Outcome) -> Outcome:
     return outcome
 
 
-def _cache_settings() -> dict:
-    """The driver's DSPy cache settings (a run turns the memory cache off, a benchmark both), for the actors."""
+def cache_settings() -> dict:
+    """The driver's DSPy cache settings (a run turns the memory cache off, a benchmark both), for the workers."""
     cache = dspy.cache
     return {"enable_disk_cache": cache.enable_disk_cache, "enable_memory_cache": cache.enable_memory_cache,
             "disk_cache_dir": cache.disk_cache_dir}

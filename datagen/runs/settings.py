@@ -1,5 +1,5 @@
 """What a run is told and what it tells back: `RunSettings` (and an executor's own options: `BatchOptions`,
-`RayCluster`), `Callbacks`, `RunStatus` as the run goes, and the `Report` at its end."""
+`RayCluster`, `WorkerProcesses`), `Callbacks`, `RunStatus` as the run goes, and the `Report` at its end."""
 
 import warnings
 from collections import Counter
@@ -10,6 +10,7 @@ from pathlib import Path
 from datagen.errors import ConfigError
 from datagen.runs.batch import BatchSummary, JobStatus
 from datagen.runs.cluster import RayCluster
+from datagen.runs.processes import WorkerProcesses
 from datagen.store import Outcome
 
 # The release that drops RunSettings' flat batch_poll and batch_size (use `batch=BatchOptions(...)`).
@@ -48,7 +49,8 @@ class RunSettings:
         force: reuse a run folder made by another program or other inputs, starting afresh.
         batch: send the task model's requests as provider batch jobs, with these `BatchOptions`; `True` for the
             default options; None (or `False`): ask the model directly. Not with `cluster`.
-        cluster: run the chunks on Ray actors (`RayCluster`); None: in this process.
+        cluster: run the chunks on Ray actors (`RayCluster`) or on worker processes of this machine
+            (`WorkerProcesses`); None: in this process.
 
     `batch_poll` and `batch_size`, the flat spellings of `BatchOptions.poll` and `.size` (with `batch=True`), are
     still taken with a DeprecationWarning until datagen 0.3; without `batch` they change nothing, as before.
@@ -65,7 +67,7 @@ class RunSettings:
     batch: BatchOptions | None = None
     batch_poll: InitVar[float | None] = None
     batch_size: InitVar[int | None] = None
-    cluster: RayCluster | None = None
+    cluster: RayCluster | WorkerProcesses | None = None
 
     def __post_init__(self, batch_poll: float | None, batch_size: int | None) -> None:
         batch = {True: BatchOptions(), False: None}[self.batch] if isinstance(self.batch, bool) else self.batch
@@ -93,7 +95,7 @@ class RunSettings:
         """
         if self.batch and self.cluster is not None:
             raise ConfigError("--batch sends the requests to the provider's batch API from here: not with "
-                              "--executor ray")
+                              "--executor ray or processes")
         if self.batch and self.max_cost is not None:
             raise ConfigError("--max-cost does not apply with --batch: a batch job's cost is known only once it "
                               "ends (use --limit to bound a batch run)")

@@ -32,7 +32,7 @@ from datagen.errors import DatagenError
 from datagen.lm import RoleModel, check_reachable, task_model
 from datagen.dataset.quality import DiversityBar
 from datagen.metrics import COMPOSITE, Failed, MetricContext, Score, Scorer, diversity_bar, scorer_for
-from datagen.runs import RayCluster, bound_answers, drop_reason, run_chunks
+from datagen.runs import RayCluster, WorkerProcesses, bound_answers, drop_reason, run_chunks
 from datagen.store import Outcome
 from datagen.tuning.diversity_report import measure_diversity
 from datagen.tuning.report import write_report
@@ -85,13 +85,14 @@ class Evaluator:
         dev: how the record names the dev set.
         split: run only the items of this split ("train" or "val"); default: every item.
         concurrency: items in flight.
-        cluster: run the items (and a `Scorer`'s scoring) on Ray actors instead of threads.
+        cluster: run the items (and a `Scorer`'s scoring) on Ray actors or worker processes instead of threads.
         bar: the pipeline's diversity bar, checked on the samples (`datagen.metrics.diversity_bar`); default
             None: the samples' diversity is measured, no bar checked.
     """
 
     def __init__(self, pipeline: str, items: list[DevItem], scorer: "Scorer | MetricScorer", config: Config, *,
-                 dev: str, split: str | None = None, concurrency: int = 1, cluster: RayCluster | None = None,
+                 dev: str, split: str | None = None, concurrency: int = 1,
+                 cluster: RayCluster | WorkerProcesses | None = None,
                  bar: DiversityBar | None = None):
         self.pipeline, self.items, self.scorer, self.config = pipeline, items, scorer, config
         self.dev, self.split, self.concurrency, self.cluster, self.bar = dev, split, concurrency, cluster, bar
@@ -150,7 +151,7 @@ def evaluate_pipeline(pipeline: str, dev: str | Path | list[DevItem], *, workspa
                       config: Config | None = None, program_path: str | Path | None = None,
                       options: dict | None = None, metrics: list[str] | None = None, split: str | None = None,
                       concurrency: int = 1, model: "RoleModel | dspy.LM | None" = None,
-                      judge: RoleModel | None = None, cluster: RayCluster | None = None) -> dict:
+                      judge: RoleModel | None = None, cluster: RayCluster | WorkerProcesses | None = None) -> dict:
     """Run a named pipeline on a dev set and score each sample with the pipeline's own metrics (`datagen evaluate`).
 
     Style metrics are fitted on every item of the dev set, whichever `split` is scored: a score must not depend on
@@ -169,7 +170,8 @@ def evaluate_pipeline(pipeline: str, dev: str | Path | list[DevItem], *, workspa
         concurrency: items in flight.
         model: the task model; default: the LM dspy is configured with, else the config's task role.
         judge: the judges' model; default: the judge role's.
-        cluster: run the items and score them on Ray actors (datagen.runs.cluster).
+        cluster: run the items and score them on Ray actors (datagen.runs.cluster) or worker processes
+            (datagen.runs.processes).
 
     Returns:
         The evaluation record (see the module's doc); `write_evaluation` writes it with its HTML report.
