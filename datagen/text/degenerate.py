@@ -209,25 +209,67 @@ _IDENTIFIER = regex.compile(
 _EDGE_PUNCTUATION = "\"'`.,;:!?()[]{}<>_*\u2018\u2019\u201c\u201d\u00ab\u00bb\u2026"
 
 
-def _is_not_language(text: str) -> bool:
-    visible = _INVISIBLE.sub("", text)
-    letters = len(_LETTER.findall(visible))
+class _CharTable(dict):
+    """A `str.translate` table filled on demand: a code point's entry is `classify(char)` (a string, or None to
+    delete it), computed the first time the code point is met and kept (a text has few distinct characters). One
+    translate then classifies every character of a text in C, where a regex match per character or per word cost
+    Python a call each (bench/degenerate.py --cpu)."""
+
+    def __init__(self, classify, fixed: dict[int, str] | None = None):
+        super().__init__(fixed or {})
+        self._classify = classify
+
+    def __missing__(self, code: int) -> str | None:
+        value = self[code] = self._classify(chr(code))
+        return value
+
+
+def _kind(char: str) -> str | None:
+    """None for an invisible character (deleted), else `l` letter, `m` mark, `n` number, `s` symbol, `o` other."""
+    if _INVISIBLE.match(char):
+        return None
+    for kind, pattern in _KIND_PATTERNS:
+        if pattern.match(char):
+            return kind
+    return "o"
+
+
+_KIND_PATTERNS = (("l", regex.compile(r"\p{L}")), ("m", regex.compile(r"\p{M}")), ("n", _DIGIT), ("s", _SYMBOL))
+# Each visible character of a text as its kind (`_kind`): `text.translate(_KINDS)` has the length of the text with
+# its invisible characters taken out, and counts its letters, marks, numbers and symbols.
+_KINDS = _CharTable(_kind)
+# A letter of a script that writes its vowels as `v` (a vowel, accents aside) or `c`; other characters deleted, a
+# space kept (it parts words).
+_VOWEL_CLASSES = _CharTable(lambda char: ("v" if _base(char) in _VOWELS else "c") if _VOWEL_SCRIPTS.match(char)
+                            else None, {ord(" "): " "})
+# A letter of one of _SCRIPT_GROUPS as the group's number (the first group that matches, as in `_GROUPS`).
+_GROUP_NUMBERS = {name: str(number) for number, name in enumerate(_SCRIPT_GROUPS)}
+_GROUP_CODES = _CharTable(lambda char: _GROUP_NUMBERS[match.lastgroup] if (match := _GROUPS.match(char)) else None)
+# A token (from text.split(), one per line) without a letter, and one that is an identifier, whole.
+_LETTERLESS_LINE = regex.compile(r"^[^\p{L}\p{M}\n]+$", regex.M)
+_IDENTIFIER_LINE = regex.compile(f"^(?:{_IDENTIFIER.pattern})$", regex.X | regex.M)
+
+
+def _is_not_language(text: str, kinds: str) -> bool:
+    """`kinds`: `text.translate(_KINDS)`."""
+    letters = kinds.count("l") + kinds.count("m")
     if letters == 0:
         return True
     # Symbols (emoji, math, box drawing, currency...) or symbols and punctuation together outweighing letters.
-    symbols = len(_SYMBOL.findall(visible))
-    others = len(visible) - letters - len(_DIGIT.findall(visible))
-    if len(visible) >= 10 and (symbols > 0.2 * len(visible) or others > letters):
+    symbols = kinds.count("s")
+    others = len(kinds) - letters - kinds.count("n")
+    if len(kinds) >= 10 and (symbols > 0.2 * len(kinds) or others > letters):
         return True
     tokens = [token.strip(_EDGE_PUNCTUATION) for token in text.split()]
     tokens = [token for token in tokens if token]
     if tokens:
-        numbers = sum(1 for token in tokens if not _LETTER.search(token))
+        lines = "\n".join(tokens)  # a token holds no line break
+        numbers = len(_LETTERLESS_LINE.findall(lines))
         if len(tokens) >= 4 and numbers > 0.7 * len(tokens):
             return True
-        if sum(1 for token in tokens if _IDENTIFIER.fullmatch(token)) > 0.5 * len(tokens):
+        if len(_IDENTIFIER_LINE.findall(lines)) > 0.5 * len(tokens):
             return True
-    return _repeats(text) or _random_letters(tokens) or _mixed_scripts(text)
+    return _repeats(text) or _random_letters(tokens, letters) or _mixed_scripts(text)
 
 
 def _repeats(text: str) -> bool:
@@ -235,28 +277,29 @@ def _repeats(text: str) -> bool:
     most units the same one, or few distinct trigrams of units."""
     units = [unit.casefold() for unit in _UNITS.findall(text)]
     # (Six `ha`s of laughter are a line of dialogue: eight units or more, and more than 60% of them.)
-    if len(units) >= 8 and Counter(units).most_common(1)[0][1] > 0.6 * len(units):
+    if len(units) >= 8 and max(Counter(units).values()) > 0.6 * len(units):
         return True
     if len(units) < 12:
         return False
-    trigrams = list(zip(units, units[1:], units[2:]))
-    return len(set(trigrams)) < 0.4 * len(trigrams)
+    return len(set(zip(units, units[1:], units[2:]))) < 0.4 * (len(units) - 2)
 
 
-def _random_letters(tokens: list[str]) -> bool:
+def _random_letters(tokens: list[str], letters: int) -> bool:
     """Keyboard mash or random letters in a script that writes its vowels (Latin, Cyrillic, Greek): hardly a
     vowel among eight letters or more, or, from twenty letters on, at least RANDOM_CONSONANT_PAIRS of the pairs of
-    neighbouring letters within words two consonants (acronyms in capitals left out: `BBC`, `NYPD`)."""
-    words = [[_base(c) for c in _VOWEL_SCRIPTS.findall(word)] for word in tokens
-             if not (len(word) > 1 and word.isupper())]
-    letters = [c for word in words for c in word]
-    if len(letters) < 8 or len(letters) < 0.5 * sum(len(_LETTER.findall(word)) for word in tokens):
+    neighbouring letters within words two consonants (acronyms in capitals left out: `BBC`, `NYPD`). `letters`:
+    how many letters and marks the tokens have."""
+    words = " ".join(word for word in tokens if not (len(word) > 1 and word.isupper())).translate(_VOWEL_CLASSES)
+    scripted = len(words) - words.count(" ")
+    if scripted < 8 or scripted < 0.5 * letters:
         return False
-    if sum(1 for c in letters if c in _VOWELS) < 0.15 * len(letters):
+    vowels = words.count("v")
+    if vowels < 0.15 * scripted:
         return True
-    pairs = [(a, b) for word in words for a, b in zip(word, word[1:])]
-    consonants = sum(1 for a, b in pairs if a not in _VOWELS and b not in _VOWELS)
-    return len(letters) >= 20 and consonants >= RANDOM_CONSONANT_PAIRS * len(pairs)
+    pairs = scripted - len(words.split())  # a word of n letters has n - 1 pairs
+    consonant_runs = words.replace("v", " ").split()
+    consonants = scripted - vowels - len(consonant_runs)  # a run of n consonants has n - 1 consonant pairs
+    return scripted >= 20 and consonants >= RANDOM_CONSONANT_PAIRS * pairs
 
 
 @functools.cache
@@ -268,9 +311,9 @@ def _base(char: str) -> str:
 
 def _mixed_scripts(text: str) -> bool:
     """Letters of three or more scripts, each a good share of them: a character soup, not a language."""
-    counts = Counter(match.lastgroup for match in _GROUPS.finditer(text))
-    total = sum(counts.values())
-    return total >= 15 and sum(1 for n in counts.values() if n >= 0.2 * total) >= 3
+    codes = text.translate(_GROUP_CODES)
+    total = len(codes)
+    return total >= 15 and sum(1 for code in set(codes) if codes.count(code) >= 0.2 * total) >= 3
 
 
 # --- copy and length --------------------------------------------------------------------------------------------
@@ -406,15 +449,16 @@ def degenerate(text: str | None, *, source: str | None = None, field: str | None
     Checks run in the order of REASONS; the first that applies is returned. Raises nothing: any text has an
     answer. The thresholds and how they were measured: see the module's docstring.
     """
-    if text is None or not _INVISIBLE.sub("", text):
+    kinds = "" if text is None else text.translate(_KINDS)
+    if not kinds:
         return "empty"
     if _is_placeholder(text, field):
         return "placeholder"
-    if not _CONTENT.search(text):
+    if "l" not in kinds and "n" not in kinds and "s" not in kinds:  # _CONTENT
         return "empty"
     if _is_serialized(text):
         return "serialized"
-    if _is_not_language(text):
+    if _is_not_language(text, kinds):
         return "not_language"
     if source is not None and source.strip():
         if _is_copy(text, source):
