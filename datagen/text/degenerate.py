@@ -42,13 +42,14 @@ prose: Gutenberg's `[Illustration]` markers, page numbers, a list of reprint yea
 
 import ast
 import difflib
-import functools
 import json
 import math
 import unicodedata
 from collections import Counter
 
 import regex
+
+from datagen.text.not_language import KINDS, RANDOM_CONSONANT_PAIRS, UNITS, is_not_language  # noqa: F401
 
 REASONS = ("empty", "placeholder", "serialized", "not_language", "copy", "too_short")
 
@@ -82,16 +83,11 @@ MIN_SHARED_WORDS = 0.25
 REWRITE_MIN_WORDS = 20
 SOURCE_MIN_WORDS = 40
 SPACED_WORD_LENGTH = 10
-# The share of consonant pairs among neighbouring letters from which letters are random: English prose of twenty
-# letters or more has at most 0.45 (Polish, dense with clusters, about 0.38); random letters about 0.6.
-RANDOM_CONSONANT_PAIRS = 0.5
 
 # --- empty and placeholder --------------------------------------------------------------------------------------
 
-_INVISIBLE = regex.compile(r"[\p{Cf}\p{Cc}\p{Z}\s]+")
 _ALNUM_RUN = regex.compile(r"[\p{L}\p{M}\p{N}]+")
 _NOT_ALNUM_OR_SPACE = regex.compile(r"[^\p{L}\p{M}\p{N}\s]+")
-_CONTENT = regex.compile(r"[\p{L}\p{N}\p{S}]")
 # Wrapping that a template or a model puts around a bare name: braces, brackets, quotes, field-marker hashes.
 _WRAPPING = "{}[]<>()\"'`*#$%|_ \t\n\u2018\u2019\u201c\u201d\u00ab\u00bb"
 # Fillers that stand for text in templates and forms. (Not `none`, `nil` or `nan`: "None." is an answer, and a
@@ -185,137 +181,6 @@ def is_serialized_object(text: str) -> bool:
     return False
 
 
-# --- not language -----------------------------------------------------------------------------------------------
-
-_LETTER = regex.compile(r"[\p{L}\p{M}]")
-_SYMBOL = regex.compile(r"\p{S}")
-_DIGIT = regex.compile(r"\p{N}")
-# Units of text for counting repetition: a word in a script that spaces its words, a character in one that does
-# not (Han, kana, Thai, ...).
-_UNITS = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}]|[\p{L}\p{M}\p{N}]+")
-_VOWEL_SCRIPTS = regex.compile(r"[\p{Script=Latin}\p{Script=Cyrillic}\p{Script=Greek}]")
-_VOWELS = set("aeiouyıæøœåəɛɔаеёиоуыэюяіїєαεηιουω")
-_INDIC = (r"[\p{Script=Devanagari}\p{Script=Bengali}\p{Script=Gurmukhi}\p{Script=Gujarati}\p{Script=Oriya}"
-          r"\p{Script=Tamil}\p{Script=Telugu}\p{Script=Kannada}\p{Script=Malayalam}\p{Script=Sinhala}"
-          r"\p{Script=Tibetan}\p{Script=Thai}\p{Script=Lao}\p{Script=Khmer}\p{Script=Myanmar}]")
-_SCRIPT_GROUPS = {"Latin": r"\p{Script=Latin}", "Cyrillic": r"\p{Script=Cyrillic}", "Greek": r"\p{Script=Greek}",
-                  "CJK": r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}]", "Arabic": r"\p{Script=Arabic}",
-                  "Hebrew": r"\p{Script=Hebrew}", "Indic": _INDIC}
-_GROUPS = regex.compile("|".join(f"(?P<{name}>{pattern})" for name, pattern in _SCRIPT_GROUPS.items()))
-_IDENTIFIER = regex.compile(
-    r"""(?:\p{L}[\p{L}\p{N}]*(?:_[\p{L}\p{N}]+)+|[\w-]{2,}(?:\.[\w-]+)*\.[A-Za-z][A-Za-z0-9]{0,4}
-    |(?:https?://|www\.)\S+|[~.]?/\S*/\S*|[A-Za-z]:\\\S*
-    |(?=(?:\w*\p{L}){3})(?=(?:\w*\p{N}){3})\w+)""", regex.X)
-_EDGE_PUNCTUATION = "\"'`.,;:!?()[]{}<>_*\u2018\u2019\u201c\u201d\u00ab\u00bb\u2026"
-
-
-class _CharTable(dict):
-    """A `str.translate` table filled on demand: a code point's entry is `classify(char)` (a string, or None to
-    delete it), computed the first time the code point is met and kept (a text has few distinct characters). One
-    translate then classifies every character of a text in C, where a regex match per character or per word cost
-    Python a call each (bench/degenerate.py --cpu)."""
-
-    def __init__(self, classify, fixed: dict[int, str] | None = None):
-        super().__init__(fixed or {})
-        self._classify = classify
-
-    def __missing__(self, code: int) -> str | None:
-        value = self[code] = self._classify(chr(code))
-        return value
-
-
-def _kind(char: str) -> str | None:
-    """None for an invisible character (deleted), else `l` letter, `m` mark, `n` number, `s` symbol, `o` other."""
-    if _INVISIBLE.match(char):
-        return None
-    for kind, pattern in _KIND_PATTERNS:
-        if pattern.match(char):
-            return kind
-    return "o"
-
-
-_KIND_PATTERNS = (("l", regex.compile(r"\p{L}")), ("m", regex.compile(r"\p{M}")), ("n", _DIGIT), ("s", _SYMBOL))
-# Each visible character of a text as its kind (`_kind`): `text.translate(_KINDS)` has the length of the text with
-# its invisible characters taken out, and counts its letters, marks, numbers and symbols.
-_KINDS = _CharTable(_kind)
-# A letter of a script that writes its vowels as `v` (a vowel, accents aside) or `c`; other characters deleted, a
-# space kept (it parts words).
-_VOWEL_CLASSES = _CharTable(lambda char: ("v" if _base(char) in _VOWELS else "c") if _VOWEL_SCRIPTS.match(char)
-                            else None, {ord(" "): " "})
-# A letter of one of _SCRIPT_GROUPS as the group's number (the first group that matches, as in `_GROUPS`).
-_GROUP_NUMBERS = {name: str(number) for number, name in enumerate(_SCRIPT_GROUPS)}
-_GROUP_CODES = _CharTable(lambda char: _GROUP_NUMBERS[match.lastgroup] if (match := _GROUPS.match(char)) else None)
-# A token (from text.split(), one per line) without a letter, and one that is an identifier, whole.
-_LETTERLESS_LINE = regex.compile(r"^[^\p{L}\p{M}\n]+$", regex.M)
-_IDENTIFIER_LINE = regex.compile(f"^(?:{_IDENTIFIER.pattern})$", regex.X | regex.M)
-
-
-def _is_not_language(text: str, kinds: str) -> bool:
-    """`kinds`: `text.translate(_KINDS)`."""
-    letters = kinds.count("l") + kinds.count("m")
-    if letters == 0:
-        return True
-    # Symbols (emoji, math, box drawing, currency...) or symbols and punctuation together outweighing letters.
-    symbols = kinds.count("s")
-    others = len(kinds) - letters - kinds.count("n")
-    if len(kinds) >= 10 and (symbols > 0.2 * len(kinds) or others > letters):
-        return True
-    tokens = [token.strip(_EDGE_PUNCTUATION) for token in text.split()]
-    tokens = [token for token in tokens if token]
-    if tokens:
-        lines = "\n".join(tokens)  # a token holds no line break
-        numbers = len(_LETTERLESS_LINE.findall(lines))
-        if len(tokens) >= 4 and numbers > 0.7 * len(tokens):
-            return True
-        if len(_IDENTIFIER_LINE.findall(lines)) > 0.5 * len(tokens):
-            return True
-    return _repeats(text) or _random_letters(tokens, letters) or _mixed_scripts(text)
-
-
-def _repeats(text: str) -> bool:
-    """One unit repeated (`the the the the the the`, `好好好好好好`), or a short loop (`I am here. I am here. ...`):
-    most units the same one, or few distinct trigrams of units."""
-    units = [unit.casefold() for unit in _UNITS.findall(text)]
-    # (Six `ha`s of laughter are a line of dialogue: eight units or more, and more than 60% of them.)
-    if len(units) >= 8 and max(Counter(units).values()) > 0.6 * len(units):
-        return True
-    if len(units) < 12:
-        return False
-    return len(set(zip(units, units[1:], units[2:]))) < 0.4 * (len(units) - 2)
-
-
-def _random_letters(tokens: list[str], letters: int) -> bool:
-    """Keyboard mash or random letters in a script that writes its vowels (Latin, Cyrillic, Greek): hardly a
-    vowel among eight letters or more, or, from twenty letters on, at least RANDOM_CONSONANT_PAIRS of the pairs of
-    neighbouring letters within words two consonants (acronyms in capitals left out: `BBC`, `NYPD`). `letters`:
-    how many letters and marks the tokens have."""
-    words = " ".join(word for word in tokens if not (len(word) > 1 and word.isupper())).translate(_VOWEL_CLASSES)
-    scripted = len(words) - words.count(" ")
-    if scripted < 8 or scripted < 0.5 * letters:
-        return False
-    vowels = words.count("v")
-    if vowels < 0.15 * scripted:
-        return True
-    pairs = scripted - len(words.split())  # a word of n letters has n - 1 pairs
-    consonant_runs = words.replace("v", " ").split()
-    consonants = scripted - vowels - len(consonant_runs)  # a run of n consonants has n - 1 consonant pairs
-    return scripted >= 20 and consonants >= RANDOM_CONSONANT_PAIRS * pairs
-
-
-@functools.cache
-def _base(char: str) -> str:
-    """A letter without its accents, case-folded: `É` -> `e`. (Cached: a text has few distinct letters, and this ran
-    for each letter of every output, a tenth of a run's client CPU in bench/throughput_bench.py.)"""
-    return unicodedata.normalize("NFD", char)[0].casefold()
-
-
-def _mixed_scripts(text: str) -> bool:
-    """Letters of three or more scripts, each a good share of them: a character soup, not a language."""
-    codes = text.translate(_GROUP_CODES)
-    total = len(codes)
-    return total >= 15 and sum(1 for code in set(codes) if codes.count(code) >= 0.2 * total) >= 3
-
-
 # --- copy and length --------------------------------------------------------------------------------------------
 
 _TYPOGRAPHY = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'",
@@ -324,6 +189,10 @@ _TYPOGRAPHY = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201
                              "\u2015": "-", "\u2212": "-", "\u2026": "..."})
 _TOKEN = regex.compile(r"[\p{L}\p{M}\p{N}]+|[^\s\p{L}\p{M}\p{N}]")
 _ALNUM = regex.compile(r"[\p{L}\p{N}]")
+
+
+# The tokens that hold a letter, a digit or a symbol (not only marks): the words of a text.
+_WORD = regex.compile(r"[\p{L}\p{M}\p{N}]*[\p{L}\p{N}][\p{L}\p{M}\p{N}]*|\p{S}")
 
 
 def tokens(text: str) -> list[str]:
@@ -336,7 +205,29 @@ def units(text: str) -> list[str]:
     """`text`'s units, NFKC-normalised and case-folded: a word (a run of letters, marks and digits) in a script that
     spaces its words, a single character in one that does not (Han, kana, Thai, Lao, Khmer, Myanmar), so that a
     Chinese or Thai sentence is not one "word". Punctuation and spacing are dropped."""
-    return _UNITS.findall(unicodedata.normalize("NFKC", text).casefold())
+    return UNITS.findall(unicodedata.normalize("NFKC", text).casefold())
+
+
+class _Compared:
+    """A text as `copy` and `_unlike_its_source` read it, each form made once (each check re-made them from the
+    text before: eight NFKC normalisations a check): `folded`, NFKC-normalised and case-folded; `tokens`, as
+    `tokens()` makes them (the typography is made alike after case-folding here, which gives the same: no case
+    folding makes or changes a character _TYPOGRAPHY maps); `words`, the tokens with a letter, a digit or a
+    symbol, found in one pass (`_WORD`)."""
+
+    __slots__ = ("folded", "tokens", "_typed", "_words")
+
+    def __init__(self, text: str):
+        self.folded = unicodedata.normalize("NFKC", text).casefold()
+        self._typed = self.folded.translate(_TYPOGRAPHY)
+        self.tokens = _TOKEN.findall(self._typed)
+        self._words: list[str] | None = None
+
+    @property
+    def words(self) -> list[str]:
+        if self._words is None:
+            self._words = _WORD.findall(self._typed)
+        return self._words
 
 
 def copy_measures(text: str, source: str) -> tuple[float, float, float]:
@@ -358,23 +249,19 @@ def _longest_run(mine: list[str], theirs: list[str]) -> tuple[difflib.SequenceMa
 
 def length(text: str) -> int:
     """How much text there is, comparable across scripts: its letters and digits."""
-    return len(_ALNUM.findall(text))
+    return _length(text.translate(KINDS))
 
 
-def _words(text: str) -> list[str]:
-    return [token for token in tokens(text) if _CONTENT.search(token)]
+def _length(kinds: str) -> int:
+    """`length` of a text from its `kinds` (`text.translate(KINDS)`)."""
+    return kinds.count("l") + kinds.count("n")
 
 
-def _split_bag(text: str) -> Counter:
-    """Words as runs of letters and digits, split at any other mark: `tight-fisted` is `tight` and `fisted`."""
-    return Counter(_ALNUM_RUN.findall(unicodedata.normalize("NFKC", text).casefold()))
-
-
-def _joined_bag(text: str) -> Counter:
-    """Words as spans between spaces, every other mark deleted: `tight-fisted` is `tightfisted`, `round--apart`
-    `roundapart`."""
-    stripped = _NOT_ALNUM_OR_SPACE.sub("", unicodedata.normalize("NFKC", text).casefold())
-    return Counter(stripped.split())
+def _bags(folded: str) -> tuple[Counter, Counter]:
+    """A folded text's words counted two ways: as runs of letters and digits, split at any other mark
+    (`tight-fisted` is `tight` and `fisted`), and as spans between spaces, every other mark deleted
+    (`tightfisted`; `round--apart` is `roundapart`)."""
+    return Counter(_ALNUM_RUN.findall(folded)), Counter(_NOT_ALNUM_OR_SPACE.sub("", folded).split())
 
 
 def _f1(mine: Counter, theirs: Counter) -> float:
@@ -386,49 +273,52 @@ def word_bag_f1(text: str, source: str) -> float:
     """The F-measure of the words `text` and `source` share, counted with repeats, in any order (punctuation, case
     and typography aside): 1.0 for the same words, however shuffled. Punctuation taken out may leave a space or
     none (`tight fisted`, `tightfisted`), so the words are read both ways and the better match counts."""
-    return max(_f1(bag(text), bag(source)) for bag in (_split_bag, _joined_bag))
+    return _bag_f1(_Compared(text), _Compared(source))
 
 
-def _is_copy(text: str, source: str) -> bool:
-    mine = tokens(text)
-    matcher, part, carried = _longest_run(mine, tokens(source))
+def _bag_f1(mine: _Compared, theirs: _Compared) -> float:
+    return max(_f1(a, b) for a, b in zip(_bags(mine.folded), _bags(theirs.folded)))
+
+
+def _is_copy(mine: _Compared, theirs: _Compared) -> bool:
+    matcher, part, carried = _longest_run(mine.tokens, theirs.tokens)
     # quick_ratio bounds ratio from above in linear time: ratio's full alignment (quadratic) is computed only for a
     # text that might reach the bar, which a real rewrite never does.
     similar = matcher is not None and matcher.quick_ratio() >= COPY_SIMILARITY and matcher.ratio() >= COPY_SIMILARITY
-    return (similar or word_bag_f1(text, source) >= WORD_BAG_COPY
-            or (max(part, carried) >= PART_COPY_SHARE and len(mine) >= PART_COPY_MIN_TOKENS))
+    return (similar or _bag_f1(mine, theirs) >= WORD_BAG_COPY
+            or (max(part, carried) >= PART_COPY_SHARE and len(mine.tokens) >= PART_COPY_MIN_TOKENS))
 
 
-def _letter_pairs(text: str) -> list[str]:
+def _letter_pairs(words: list[str]) -> list[str]:
     pairs = []
-    for word in _words(text):
+    for word in words:
         word = f"^{word}$"  # a word's first and last letters are pairs with its edges
         pairs += [word[i:i + 2] for i in range(len(word) - 1)]
     return pairs
 
 
-def _mean_log_likelihood(text: str, model: Counter, starts: Counter, alphabet: int) -> float:
-    pairs = _letter_pairs(text)
+def _mean_log_likelihood(words: list[str], model: Counter, starts: Counter, alphabet: int) -> float:
+    pairs = _letter_pairs(words)
     return sum(math.log((model[p] + 0.5) / (starts[p[0]] + 0.5 * alphabet)) for p in pairs) / len(pairs)
 
 
-def _unlike_its_source(text: str, source: str) -> bool:
+def _unlike_its_source(mine: _Compared, theirs: _Compared) -> bool:
     """A rewrite whose letters do not follow its source's language (letters shuffled within words, another
     language) and that shares few of its words: a letter-pair model of the source (add-0.5 smoothing) reads the
     text FOREIGN_LETTERS_GAP nats a pair worse than the source itself, and under MIN_SHARED_WORDS of the text's
     words are the source's. Only for scripts that space their words (a Chinese or Thai "word" is a clause)."""
-    words, source_words = _words(text), _words(source)
+    words, source_words = mine.words, theirs.words
     if (len(words) < REWRITE_MIN_WORDS or len(source_words) < SOURCE_MIN_WORDS
             or sum(map(len, source_words)) > SPACED_WORD_LENGTH * len(source_words)):
         return False
     vocabulary = set(source_words)
     if sum(word in vocabulary for word in words) >= MIN_SHARED_WORDS * len(words):
         return False
-    pairs = _letter_pairs(source)
+    pairs = _letter_pairs(source_words)
     model, starts = Counter(pairs), Counter(pair[0] for pair in pairs)
     alphabet = len({char for pair in pairs for char in pair}) + 1
-    gap = (_mean_log_likelihood(source, model, starts, alphabet)
-           - _mean_log_likelihood(text, model, starts, alphabet))
+    gap = (_mean_log_likelihood(source_words, model, starts, alphabet)
+           - _mean_log_likelihood(words, model, starts, alphabet))
     return gap >= FOREIGN_LETTERS_GAP
 
 
@@ -449,22 +339,23 @@ def degenerate(text: str | None, *, source: str | None = None, field: str | None
     Checks run in the order of REASONS; the first that applies is returned. Raises nothing: any text has an
     answer. The thresholds and how they were measured: see the module's docstring.
     """
-    kinds = "" if text is None else text.translate(_KINDS)
+    kinds = "" if text is None else text.translate(KINDS)
     if not kinds:
         return "empty"
     if _is_placeholder(text, field):
         return "placeholder"
-    if "l" not in kinds and "n" not in kinds and "s" not in kinds:  # _CONTENT
+    if "l" not in kinds and "n" not in kinds and "s" not in kinds:  # no letter, digit or symbol
         return "empty"
     if _is_serialized(text):
         return "serialized"
-    if _is_not_language(text, kinds):
+    if is_not_language(text, kinds):
         return "not_language"
     if source is not None and source.strip():
-        if _is_copy(text, source):
+        mine, theirs = _Compared(text), _Compared(source)
+        if _is_copy(mine, theirs):
             return "copy"
-        if min_length_ratio is not None and _unlike_its_source(text, source):
+        if min_length_ratio is not None and _unlike_its_source(mine, theirs):
             return "not_language"
-        if min_length_ratio is not None and length(text) <= min_length_ratio * length(source):
+        if min_length_ratio is not None and _length(kinds) <= min_length_ratio * length(source):
             return "too_short"
     return None
