@@ -257,36 +257,56 @@ def _length(kinds: str) -> int:
     return kinds.count("l") + kinds.count("n")
 
 
-def _bags(folded: str) -> tuple[Counter, Counter]:
-    """A folded text's words counted two ways: as runs of letters and digits, split at any other mark
-    (`tight-fisted` is `tight` and `fisted`), and as spans between spaces, every other mark deleted
-    (`tightfisted`; `round--apart` is `roundapart`)."""
-    return Counter(_ALNUM_RUN.findall(folded)), Counter(_NOT_ALNUM_OR_SPACE.sub("", folded).split())
+def _bags(folded: str) -> tuple[list[str], list[str]]:
+    """A folded text's words read two ways: as runs of letters and digits, split at any other mark (`tight-fisted`
+    is `tight` and `fisted`), and as spans between spaces, every other mark deleted (`tightfisted`; `round--apart`
+    is `roundapart`)."""
+    return _ALNUM_RUN.findall(folded), _NOT_ALNUM_OR_SPACE.sub("", folded).split()
 
 
-def _f1(mine: Counter, theirs: Counter) -> float:
-    shared = sum((mine & theirs).values())
-    return 2 * shared / (sum(mine.values()) + sum(theirs.values())) if shared else 0.0
+def _f1(mine: list[str], theirs: list[str]) -> float:
+    shared = sum((Counter(mine) & Counter(theirs)).values())
+    return 2 * shared / (len(mine) + len(theirs)) if shared else 0.0
+
+
+def _shared_at_most(mine: list[str], theirs: list[str]) -> int:
+    """A bound, made in C, on how many items two lists share counted with repeats (and on their longest common run):
+    the items of each that occur in the other at all, the fewer of the two counts."""
+    if not mine or not theirs:
+        return 0
+    in_theirs, in_mine = set(theirs).__contains__, set(mine).__contains__
+    return min(sum(map(in_theirs, mine)), sum(map(in_mine, theirs)))
 
 
 def word_bag_f1(text: str, source: str) -> float:
     """The F-measure of the words `text` and `source` share, counted with repeats, in any order (punctuation, case
     and typography aside): 1.0 for the same words, however shuffled. Punctuation taken out may leave a space or
     none (`tight fisted`, `tightfisted`), so the words are read both ways and the better match counts."""
-    return _bag_f1(_Compared(text), _Compared(source))
-
-
-def _bag_f1(mine: _Compared, theirs: _Compared) -> float:
-    return max(_f1(a, b) for a, b in zip(_bags(mine.folded), _bags(theirs.folded)))
+    return max(_f1(a, b) for a, b in zip(_bags(_Compared(text).folded), _bags(_Compared(source).folded)))
 
 
 def _is_copy(mine: _Compared, theirs: _Compared) -> bool:
-    matcher, part, carried = _longest_run(mine.tokens, theirs.tokens)
-    # quick_ratio bounds ratio from above in linear time: ratio's full alignment (quadratic) is computed only for a
-    # text that might reach the bar, which a real rewrite never does.
-    similar = matcher is not None and matcher.quick_ratio() >= COPY_SIMILARITY and matcher.ratio() >= COPY_SIMILARITY
-    return (similar or _bag_f1(mine, theirs) >= WORD_BAG_COPY
-            or (max(part, carried) >= PART_COPY_SHARE and len(mine.tokens) >= PART_COPY_MIN_TOKENS))
+    """Whether `mine` is a copy of `theirs` (see the module's docstring). difflib's measures and the word bags'
+    F-measure are computed only where `_shared_at_most` leaves them room to reach their bar, which a real rewrite
+    seldom does: the verdict is the one the measures give (bench/degenerate.py --cpu)."""
+    a, b = mine.tokens, theirs.tokens
+    bound = _shared_at_most(a, b)  # difflib's matches and longest run cannot exceed it
+    similar = part_copy = False
+    if bound and (2 * bound / (len(a) + len(b)) >= COPY_SIMILARITY or (len(a) >= PART_COPY_MIN_TOKENS and max(
+            bound / len(a), bound / len(b)) >= PART_COPY_SHARE)):
+        matcher, part, carried = _longest_run(a, b)
+        # quick_ratio bounds ratio from above in linear time: ratio's full alignment (quadratic) is computed only
+        # for a text that might reach the bar, which a real rewrite never does.
+        similar = matcher.quick_ratio() >= COPY_SIMILARITY and matcher.ratio() >= COPY_SIMILARITY
+        part_copy = max(part, carried) >= PART_COPY_SHARE and len(a) >= PART_COPY_MIN_TOKENS
+    if similar or part_copy:
+        return True
+    for words, source_words in zip(_bags(mine.folded), _bags(theirs.folded)):
+        shared = _shared_at_most(words, source_words)
+        if shared and 2 * shared / (len(words) + len(source_words)) >= WORD_BAG_COPY and (
+                _f1(words, source_words) >= WORD_BAG_COPY):
+            return True
+    return False
 
 
 def _letter_pairs(words: list[str]) -> list[str]:
@@ -307,6 +327,8 @@ def _unlike_its_source(mine: _Compared, theirs: _Compared) -> bool:
     language) and that shares few of its words: a letter-pair model of the source (add-0.5 smoothing) reads the
     text FOREIGN_LETTERS_GAP nats a pair worse than the source itself, and under MIN_SHARED_WORDS of the text's
     words are the source's. Only for scripts that space their words (a Chinese or Thai "word" is a clause)."""
+    if len(mine.tokens) < REWRITE_MIN_WORDS or len(theirs.tokens) < SOURCE_MIN_WORDS:
+        return False  # (fewer tokens, fewer words: the words need not be found)
     words, source_words = mine.words, theirs.words
     if (len(words) < REWRITE_MIN_WORDS or len(source_words) < SOURCE_MIN_WORDS
             or sum(map(len, source_words)) > SPACED_WORD_LENGTH * len(source_words)):
