@@ -225,7 +225,8 @@ def check_sets(pairs: dict[str, list[dict]]) -> dict[str, list[tuple[str, dict]]
                                  for r in records for side in ("plain", "plain_basic") if r.get(side)]
     rng = random.Random(0)
     sets["3. degenerate output"] = [(text, {"source": r["styled"], **rewrite}) for records in pairs.values()
-                                    for r in records for text in degenerate_cases(r["styled"], r["plain"], rng).values()]
+                                    for r in records
+                                    for text in degenerate_cases(r["styled"], r["plain"], rng).values()]
     sets["random texts"] = [(text, kwargs) for text in random_texts(random.Random(1), 3000)
                             for kwargs in ({"field": FIELD}, {"source": text[::-1], **rewrite})]
     return sets
@@ -238,16 +239,14 @@ def cpu_per_check(pairs: dict[str, list[dict]], revision: str, rounds: int) -> N
     print(f"   {'set':<42} {'checks':>7} {'before us':>10} {'now us':>8} {'now/before':>10}")
     differ = []
     for name, checks in check_sets(pairs).items():
-        times = {}
+        times, verdicts = {}, {}
         for label, check in (("before", before.degenerate), ("now", degenerate)) * rounds:
             start = time.process_time()
-            verdicts = [check(text, **kwargs) for text, kwargs in checks]
+            verdicts[label] = [check(text, **kwargs) for text, kwargs in checks]
             spent = time.process_time() - start
             times[label] = min(times.get(label, spent), spent)
-            if label == "before":
-                expected = verdicts
-            else:
-                differ += [(name, text, old, new) for (text, _), old, new in zip(checks, expected, verdicts) if old != new]
+        differ += [(name, text, old, new) for (text, _), old, new in zip(checks, verdicts["before"], verdicts["now"])
+                   if old != new]
         print(f"   {name:<42} {len(checks):>7} {1e6 * times['before'] / len(checks):>10.1f} "
               f"{1e6 * times['now'] / len(checks):>8.1f} {times['now'] / times['before']:>10.2f}")
     for name, text, old, new in differ[:20]:
@@ -262,7 +261,8 @@ def main() -> None:
     parser.add_argument("--cpu", action="store_true", help="time the check against --against instead (see above)")
     parser.add_argument("--against", default=BEFORE_CHEAPER, metavar="REVISION",
                         help=f"the git revision --cpu compares with (default {BEFORE_CHEAPER}, before issue 29's fix)")
-    parser.add_argument("--rounds", type=int, default=3, help="--cpu's timed rounds per set, the least kept (default 3)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="--cpu's timed rounds per set, the least kept (default 3)")
     args = parser.parse_args()
     if args.rounds < 1:
         raise SystemExit(f"--rounds {args.rounds}: must be at least 1")
