@@ -15,6 +15,14 @@ catch rate, and the measures its bars were set from.
    word in twenty left out, the first half of the source, without its first sentence, followed by a sentence of
    its own or of the rewrite), the rewrite followed by the prompt's own instruction, half of the rewrite, placeholders, serialized
    objects, gibberish of the rewrite's length; each should be caught.
+
+    python -m bench.degenerate --cpu      # the check's CPU per text, this tree against --against (about 2 minutes)
+
+`--cpu` runs every check the three parts make, the rephrases bench/throughput_bench.py's fake model answers
+(`generate`'s workload: one check per sample) and random strings of many scripts and kinds of character, through
+this tree's `degenerate` and through the one at `--against` (a git revision, loaded from `git show`), and prints
+each set's CPU time per check (the least of --rounds, process CPU, not wall), side by side. Any text the two
+judge differently (another reason, or one drops it and the other not) is printed and fails the run (exit 1).
 """
 
 import argparse
@@ -22,6 +30,9 @@ import json
 import random
 import re
 import string
+import subprocess
+import time
+import types
 from collections import Counter
 from pathlib import Path
 
@@ -34,6 +45,8 @@ from datagen.text.ingest import iter_documents
 ROOT = Path(__file__).resolve().parents[1]
 CORPORA = ROOT.parent / "shared" / "corpora"
 FIELD = "generic"
+# The last commit before the check was made cheaper (issue 29): --cpu's default --against.
+BEFORE_CHEAPER = "6039820"
 
 
 def novel_texts(novel: Path) -> dict[str, list[str]]:
@@ -165,11 +178,100 @@ def catch_rate(pairs: dict[str, list[dict]]) -> None:
               f"{ {r: n for r, n in reasons.most_common() if r} }")
 
 
+# --- --cpu: the check's CPU per text, against another revision ------------------------------------------------
+
+def module_at(revision: str) -> types.ModuleType:
+    """datagen/text/degenerate.py as it is at a git `revision`, loaded as a module of its own."""
+    shown = subprocess.run(["git", "show", f"{revision}:datagen/text/degenerate.py"], cwd=ROOT, capture_output=True,
+                           text=True)
+    if shown.returncode != 0:
+        raise SystemExit(f"--against {revision}: no datagen/text/degenerate.py there ({shown.stderr.strip()})")
+    module = types.ModuleType(f"degenerate_at_{revision}")
+    exec(compile(shown.stdout, f"{revision}:datagen/text/degenerate.py", "exec"), module.__dict__)
+    return module
+
+
+def random_texts(rng: random.Random, count: int) -> list[str]:
+    """Random strings of letters of many scripts (accented, cased, ligatures), marks, digits, symbols,
+    punctuation, spaces and invisible characters, in words: every path of the check, not only prose's."""
+    pool = ("abcdeiouyxzqwrtsßÆŒĳﬁÉéàçñİıДджиоыЁΑαωήΣς中文好かなカナ한국ابתשअकी่ก" "́̈0123456789٣"
+            "$€+=<>©™😀─.,;:!?'\"()[]{}_-/\\~*#@‘’“”«»—–…" "\u200b\u00a0\t\n  ")
+    texts = []
+    for _ in range(count):
+        alphabet, plain = rng.sample(pool, rng.randint(2, 24)), rng.random()  # each text its own mix
+        words = [("".join(rng.choices(alphabet, k=rng.randint(1, 9))) if rng.random() > plain
+                  else rng.choice(_PLAIN_WORDS)) for _ in range(rng.randint(1, 40))]
+        texts.append(" ".join(words))
+    return texts
+
+
+_PLAIN_WORDS = ("the passage river NYPD BBC passage_text1234.csv http://x.org/a ~/a/b C:\\x v2 1923, "
+                "шесть слов σήμερα 今日は 很好 الكتاب hello.").split()
+
+
+def check_sets(pairs: dict[str, list[dict]]) -> dict[str, list[tuple[str, dict]]]:
+    """Every check the three parts make, generate's rephrases and random texts: {set: [(text, keywords)]}."""
+    from bench.fake_server import reworded
+    from bench.throughput_bench import passage
+
+    rewrite = {"field": FIELD, "min_length_ratio": REWRITE_MIN_LENGTH_RATIO}
+    bench = [passage("P.", index, 30) for index in range(1280)]
+    sets = {"generate's rephrases (throughput_bench)": [(reworded(p), {"source": p, **rewrite}) for p in bench]}
+    prose = [text for novel in sorted(CORPORA.glob("*.txt")) for texts in novel_texts(novel).values() for text in texts]
+    prose += [r[side] for records in pairs.values() for r in records for side in ("styled", "plain", "plain_basic")
+              if r.get(side)]
+    sets["1. real prose, no source"] = [(text, {"field": FIELD}) for text in prose]
+    sets["2. human rewrites"] = [(r[side], {"source": r["styled"], **rewrite}) for records in pairs.values()
+                                 for r in records for side in ("plain", "plain_basic") if r.get(side)]
+    rng = random.Random(0)
+    sets["3. degenerate output"] = [(text, {"source": r["styled"], **rewrite}) for records in pairs.values()
+                                    for r in records
+                                    for text in degenerate_cases(r["styled"], r["plain"], rng).values()]
+    sets["random texts"] = [(text, kwargs) for text in random_texts(random.Random(1), 3000)
+                            for kwargs in ({"field": FIELD}, {"source": text[::-1], **rewrite})]
+    return sets
+
+
+def cpu_per_check(pairs: dict[str, list[dict]], revision: str, rounds: int) -> None:
+    """Prints each set's CPU per check, this tree's `degenerate` against `revision`'s; exits 1 on any other verdict."""
+    before = module_at(revision)
+    print(f"CPU per degenerate() check (least of {rounds} rounds, process CPU): {revision} -> this tree")
+    print(f"   {'set':<42} {'checks':>7} {'before us':>10} {'now us':>8} {'now/before':>10}")
+    differ = []
+    for name, checks in check_sets(pairs).items():
+        times, verdicts = {}, {}
+        for label, check in (("before", before.degenerate), ("now", degenerate)) * rounds:
+            start = time.process_time()
+            verdicts[label] = [check(text, **kwargs) for text, kwargs in checks]
+            spent = time.process_time() - start
+            times[label] = min(times.get(label, spent), spent)
+        differ += [(name, text, old, new) for (text, _), old, new in zip(checks, verdicts["before"], verdicts["now"])
+                   if old != new]
+        print(f"   {name:<42} {len(checks):>7} {1e6 * times['before'] / len(checks):>10.1f} "
+              f"{1e6 * times['now'] / len(checks):>8.1f} {times['now'] / times['before']:>10.2f}")
+    for name, text, old, new in differ[:20]:
+        print(f"   DIFFERENT in {name}: {old} -> {new}: {text[:90]!r}")
+    if differ:
+        raise SystemExit(f"{len(differ)} checks judged differently from {revision}")
+    print("   every verdict the same")
+
+
 def main() -> None:
-    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cpu", action="store_true", help="time the check against --against instead (see above)")
+    parser.add_argument("--against", default=BEFORE_CHEAPER, metavar="REVISION",
+                        help=f"the git revision --cpu compares with (default {BEFORE_CHEAPER}, before issue 29's fix)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="--cpu's timed rounds per set, the least kept (default 3)")
+    args = parser.parse_args()
+    if args.rounds < 1:
+        raise SystemExit(f"--rounds {args.rounds}: must be at least 1")
     if not CORPORA.is_dir():
         raise SystemExit(f"{CORPORA}: not found (the benchmark reads the shared corpora beside the repository)")
     pairs = read_pairs()
+    if args.cpu:
+        cpu_per_check(pairs, args.against, args.rounds)
+        return
     prose_false_positives(pairs)
     rewrite_false_positives(pairs)
     catch_rate(pairs)

@@ -119,6 +119,11 @@ DEGENERATE = {
     "المنارة المنارة المنارة المنارة المنارة المنارة المنارة المنارة": "not_language",
     "दीपक दीपक दीपक दीपक दीपक दीपक दीपक दीपक": "not_language",
     "маяк lamp 灯塔 маяк lamp 灯塔 маяк lamp 灯塔 маяк lamp 灯塔": "not_language",
+    # Three scripts a fifth each, nothing repeated (Cyrillic and CJK are two groups: the check reads each
+    # character's group from a table, and two groups must not share an entry).
+    "маяк lamp 灯塔灯 ночь wind 夜晚晚 море sea 海洋海 свет light 光芒光": "not_language",
+    # A letter whose accentless form is two letters (`ŉ` is `ʼn`) counts as one consonant.
+    "ŉŉŉŉ ŉŉŉŉŉ ŉŉŉ ŉŉŉŉ": "not_language",
 }
 
 

@@ -42,13 +42,14 @@ prose: Gutenberg's `[Illustration]` markers, page numbers, a list of reprint yea
 
 import ast
 import difflib
-import functools
 import json
 import math
 import unicodedata
 from collections import Counter
 
 import regex
+
+from datagen.text.not_language import KINDS, RANDOM_CONSONANT_PAIRS, UNITS, is_not_language  # noqa: F401
 
 REASONS = ("empty", "placeholder", "serialized", "not_language", "copy", "too_short")
 
@@ -82,16 +83,11 @@ MIN_SHARED_WORDS = 0.25
 REWRITE_MIN_WORDS = 20
 SOURCE_MIN_WORDS = 40
 SPACED_WORD_LENGTH = 10
-# The share of consonant pairs among neighbouring letters from which letters are random: English prose of twenty
-# letters or more has at most 0.45 (Polish, dense with clusters, about 0.38); random letters about 0.6.
-RANDOM_CONSONANT_PAIRS = 0.5
 
 # --- empty and placeholder --------------------------------------------------------------------------------------
 
-_INVISIBLE = regex.compile(r"[\p{Cf}\p{Cc}\p{Z}\s]+")
 _ALNUM_RUN = regex.compile(r"[\p{L}\p{M}\p{N}]+")
 _NOT_ALNUM_OR_SPACE = regex.compile(r"[^\p{L}\p{M}\p{N}\s]+")
-_CONTENT = regex.compile(r"[\p{L}\p{N}\p{S}]")
 # Wrapping that a template or a model puts around a bare name: braces, brackets, quotes, field-marker hashes.
 _WRAPPING = "{}[]<>()\"'`*#$%|_ \t\n\u2018\u2019\u201c\u201d\u00ab\u00bb"
 # Fillers that stand for text in templates and forms. (Not `none`, `nil` or `nan`: "None." is an answer, and a
@@ -185,94 +181,6 @@ def is_serialized_object(text: str) -> bool:
     return False
 
 
-# --- not language -----------------------------------------------------------------------------------------------
-
-_LETTER = regex.compile(r"[\p{L}\p{M}]")
-_SYMBOL = regex.compile(r"\p{S}")
-_DIGIT = regex.compile(r"\p{N}")
-# Units of text for counting repetition: a word in a script that spaces its words, a character in one that does
-# not (Han, kana, Thai, ...).
-_UNITS = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}]|[\p{L}\p{M}\p{N}]+")
-_VOWEL_SCRIPTS = regex.compile(r"[\p{Script=Latin}\p{Script=Cyrillic}\p{Script=Greek}]")
-_VOWELS = set("aeiouyıæøœåəɛɔаеёиоуыэюяіїєαεηιουω")
-_INDIC = (r"[\p{Script=Devanagari}\p{Script=Bengali}\p{Script=Gurmukhi}\p{Script=Gujarati}\p{Script=Oriya}"
-          r"\p{Script=Tamil}\p{Script=Telugu}\p{Script=Kannada}\p{Script=Malayalam}\p{Script=Sinhala}"
-          r"\p{Script=Tibetan}\p{Script=Thai}\p{Script=Lao}\p{Script=Khmer}\p{Script=Myanmar}]")
-_SCRIPT_GROUPS = {"Latin": r"\p{Script=Latin}", "Cyrillic": r"\p{Script=Cyrillic}", "Greek": r"\p{Script=Greek}",
-                  "CJK": r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}]", "Arabic": r"\p{Script=Arabic}",
-                  "Hebrew": r"\p{Script=Hebrew}", "Indic": _INDIC}
-_GROUPS = regex.compile("|".join(f"(?P<{name}>{pattern})" for name, pattern in _SCRIPT_GROUPS.items()))
-_IDENTIFIER = regex.compile(
-    r"""(?:\p{L}[\p{L}\p{N}]*(?:_[\p{L}\p{N}]+)+|[\w-]{2,}(?:\.[\w-]+)*\.[A-Za-z][A-Za-z0-9]{0,4}
-    |(?:https?://|www\.)\S+|[~.]?/\S*/\S*|[A-Za-z]:\\\S*
-    |(?=(?:\w*\p{L}){3})(?=(?:\w*\p{N}){3})\w+)""", regex.X)
-_EDGE_PUNCTUATION = "\"'`.,;:!?()[]{}<>_*\u2018\u2019\u201c\u201d\u00ab\u00bb\u2026"
-
-
-def _is_not_language(text: str) -> bool:
-    visible = _INVISIBLE.sub("", text)
-    letters = len(_LETTER.findall(visible))
-    if letters == 0:
-        return True
-    # Symbols (emoji, math, box drawing, currency...) or symbols and punctuation together outweighing letters.
-    symbols = len(_SYMBOL.findall(visible))
-    others = len(visible) - letters - len(_DIGIT.findall(visible))
-    if len(visible) >= 10 and (symbols > 0.2 * len(visible) or others > letters):
-        return True
-    tokens = [token.strip(_EDGE_PUNCTUATION) for token in text.split()]
-    tokens = [token for token in tokens if token]
-    if tokens:
-        numbers = sum(1 for token in tokens if not _LETTER.search(token))
-        if len(tokens) >= 4 and numbers > 0.7 * len(tokens):
-            return True
-        if sum(1 for token in tokens if _IDENTIFIER.fullmatch(token)) > 0.5 * len(tokens):
-            return True
-    return _repeats(text) or _random_letters(tokens) or _mixed_scripts(text)
-
-
-def _repeats(text: str) -> bool:
-    """One unit repeated (`the the the the the the`, `好好好好好好`), or a short loop (`I am here. I am here. ...`):
-    most units the same one, or few distinct trigrams of units."""
-    units = [unit.casefold() for unit in _UNITS.findall(text)]
-    # (Six `ha`s of laughter are a line of dialogue: eight units or more, and more than 60% of them.)
-    if len(units) >= 8 and Counter(units).most_common(1)[0][1] > 0.6 * len(units):
-        return True
-    if len(units) < 12:
-        return False
-    trigrams = list(zip(units, units[1:], units[2:]))
-    return len(set(trigrams)) < 0.4 * len(trigrams)
-
-
-def _random_letters(tokens: list[str]) -> bool:
-    """Keyboard mash or random letters in a script that writes its vowels (Latin, Cyrillic, Greek): hardly a
-    vowel among eight letters or more, or, from twenty letters on, at least RANDOM_CONSONANT_PAIRS of the pairs of
-    neighbouring letters within words two consonants (acronyms in capitals left out: `BBC`, `NYPD`)."""
-    words = [[_base(c) for c in _VOWEL_SCRIPTS.findall(word)] for word in tokens
-             if not (len(word) > 1 and word.isupper())]
-    letters = [c for word in words for c in word]
-    if len(letters) < 8 or len(letters) < 0.5 * sum(len(_LETTER.findall(word)) for word in tokens):
-        return False
-    if sum(1 for c in letters if c in _VOWELS) < 0.15 * len(letters):
-        return True
-    pairs = [(a, b) for word in words for a, b in zip(word, word[1:])]
-    consonants = sum(1 for a, b in pairs if a not in _VOWELS and b not in _VOWELS)
-    return len(letters) >= 20 and consonants >= RANDOM_CONSONANT_PAIRS * len(pairs)
-
-
-@functools.cache
-def _base(char: str) -> str:
-    """A letter without its accents, case-folded: `É` -> `e`. (Cached: a text has few distinct letters, and this ran
-    for each letter of every output, a tenth of a run's client CPU in bench/throughput_bench.py.)"""
-    return unicodedata.normalize("NFD", char)[0].casefold()
-
-
-def _mixed_scripts(text: str) -> bool:
-    """Letters of three or more scripts, each a good share of them: a character soup, not a language."""
-    counts = Counter(match.lastgroup for match in _GROUPS.finditer(text))
-    total = sum(counts.values())
-    return total >= 15 and sum(1 for n in counts.values() if n >= 0.2 * total) >= 3
-
-
 # --- copy and length --------------------------------------------------------------------------------------------
 
 _TYPOGRAPHY = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'",
@@ -281,6 +189,10 @@ _TYPOGRAPHY = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201
                              "\u2015": "-", "\u2212": "-", "\u2026": "..."})
 _TOKEN = regex.compile(r"[\p{L}\p{M}\p{N}]+|[^\s\p{L}\p{M}\p{N}]")
 _ALNUM = regex.compile(r"[\p{L}\p{N}]")
+
+
+# The tokens that hold a letter, a digit or a symbol (not only marks): the words of a text.
+_WORD = regex.compile(r"[\p{L}\p{M}\p{N}]*[\p{L}\p{N}][\p{L}\p{M}\p{N}]*|\p{S}")
 
 
 def tokens(text: str) -> list[str]:
@@ -293,7 +205,29 @@ def units(text: str) -> list[str]:
     """`text`'s units, NFKC-normalised and case-folded: a word (a run of letters, marks and digits) in a script that
     spaces its words, a single character in one that does not (Han, kana, Thai, Lao, Khmer, Myanmar), so that a
     Chinese or Thai sentence is not one "word". Punctuation and spacing are dropped."""
-    return _UNITS.findall(unicodedata.normalize("NFKC", text).casefold())
+    return UNITS.findall(unicodedata.normalize("NFKC", text).casefold())
+
+
+class _Compared:
+    """A text as `copy` and `_unlike_its_source` read it, each form made once (each check re-made them from the
+    text before: eight NFKC normalisations a check): `folded`, NFKC-normalised and case-folded; `tokens`, as
+    `tokens()` makes them (the typography is made alike after case-folding here, which gives the same: no case
+    folding makes or changes a character _TYPOGRAPHY maps); `words`, the tokens with a letter, a digit or a
+    symbol, found in one pass (`_WORD`)."""
+
+    __slots__ = ("folded", "tokens", "_typed", "_words")
+
+    def __init__(self, text: str):
+        self.folded = unicodedata.normalize("NFKC", text).casefold()
+        self._typed = self.folded.translate(_TYPOGRAPHY)
+        self.tokens = _TOKEN.findall(self._typed)
+        self._words: list[str] | None = None
+
+    @property
+    def words(self) -> list[str]:
+        if self._words is None:
+            self._words = _WORD.findall(self._typed)
+        return self._words
 
 
 def copy_measures(text: str, source: str) -> tuple[float, float, float]:
@@ -315,77 +249,98 @@ def _longest_run(mine: list[str], theirs: list[str]) -> tuple[difflib.SequenceMa
 
 def length(text: str) -> int:
     """How much text there is, comparable across scripts: its letters and digits."""
-    return len(_ALNUM.findall(text))
+    return _length(text.translate(KINDS))
 
 
-def _words(text: str) -> list[str]:
-    return [token for token in tokens(text) if _CONTENT.search(token)]
+def _length(kinds: str) -> int:
+    """`length` of a text from its `kinds` (`text.translate(KINDS)`)."""
+    return kinds.count("l") + kinds.count("n")
 
 
-def _split_bag(text: str) -> Counter:
-    """Words as runs of letters and digits, split at any other mark: `tight-fisted` is `tight` and `fisted`."""
-    return Counter(_ALNUM_RUN.findall(unicodedata.normalize("NFKC", text).casefold()))
+def _bags(folded: str) -> tuple[list[str], list[str]]:
+    """A folded text's words read two ways: as runs of letters and digits, split at any other mark (`tight-fisted`
+    is `tight` and `fisted`), and as spans between spaces, every other mark deleted (`tightfisted`; `round--apart`
+    is `roundapart`)."""
+    return _ALNUM_RUN.findall(folded), _NOT_ALNUM_OR_SPACE.sub("", folded).split()
 
 
-def _joined_bag(text: str) -> Counter:
-    """Words as spans between spaces, every other mark deleted: `tight-fisted` is `tightfisted`, `round--apart`
-    `roundapart`."""
-    stripped = _NOT_ALNUM_OR_SPACE.sub("", unicodedata.normalize("NFKC", text).casefold())
-    return Counter(stripped.split())
+def _f1(mine: list[str], theirs: list[str]) -> float:
+    shared = sum((Counter(mine) & Counter(theirs)).values())
+    return 2 * shared / (len(mine) + len(theirs)) if shared else 0.0
 
 
-def _f1(mine: Counter, theirs: Counter) -> float:
-    shared = sum((mine & theirs).values())
-    return 2 * shared / (sum(mine.values()) + sum(theirs.values())) if shared else 0.0
+def _shared_at_most(mine: list[str], theirs: list[str]) -> int:
+    """A bound, made in C, on how many items two lists share counted with repeats (and on their longest common run):
+    the items of each that occur in the other at all, the fewer of the two counts."""
+    if not mine or not theirs:
+        return 0
+    in_theirs, in_mine = set(theirs).__contains__, set(mine).__contains__
+    return min(sum(map(in_theirs, mine)), sum(map(in_mine, theirs)))
 
 
 def word_bag_f1(text: str, source: str) -> float:
     """The F-measure of the words `text` and `source` share, counted with repeats, in any order (punctuation, case
     and typography aside): 1.0 for the same words, however shuffled. Punctuation taken out may leave a space or
     none (`tight fisted`, `tightfisted`), so the words are read both ways and the better match counts."""
-    return max(_f1(bag(text), bag(source)) for bag in (_split_bag, _joined_bag))
+    return max(_f1(a, b) for a, b in zip(_bags(_Compared(text).folded), _bags(_Compared(source).folded)))
 
 
-def _is_copy(text: str, source: str) -> bool:
-    mine = tokens(text)
-    matcher, part, carried = _longest_run(mine, tokens(source))
-    # quick_ratio bounds ratio from above in linear time: ratio's full alignment (quadratic) is computed only for a
-    # text that might reach the bar, which a real rewrite never does.
-    similar = matcher is not None and matcher.quick_ratio() >= COPY_SIMILARITY and matcher.ratio() >= COPY_SIMILARITY
-    return (similar or word_bag_f1(text, source) >= WORD_BAG_COPY
-            or (max(part, carried) >= PART_COPY_SHARE and len(mine) >= PART_COPY_MIN_TOKENS))
+def _is_copy(mine: _Compared, theirs: _Compared) -> bool:
+    """Whether `mine` is a copy of `theirs` (see the module's docstring). difflib's measures and the word bags'
+    F-measure are computed only where `_shared_at_most` leaves them room to reach their bar, which a real rewrite
+    seldom does: the verdict is the one the measures give (bench/degenerate.py --cpu)."""
+    a, b = mine.tokens, theirs.tokens
+    bound = _shared_at_most(a, b)  # difflib's matches and longest run cannot exceed it
+    similar = part_copy = False
+    if bound and (2 * bound / (len(a) + len(b)) >= COPY_SIMILARITY or (len(a) >= PART_COPY_MIN_TOKENS and max(
+            bound / len(a), bound / len(b)) >= PART_COPY_SHARE)):
+        matcher, part, carried = _longest_run(a, b)
+        # quick_ratio bounds ratio from above in linear time: ratio's full alignment (quadratic) is computed only
+        # for a text that might reach the bar, which a real rewrite never does.
+        similar = matcher.quick_ratio() >= COPY_SIMILARITY and matcher.ratio() >= COPY_SIMILARITY
+        part_copy = max(part, carried) >= PART_COPY_SHARE and len(a) >= PART_COPY_MIN_TOKENS
+    if similar or part_copy:
+        return True
+    for words, source_words in zip(_bags(mine.folded), _bags(theirs.folded)):
+        shared = _shared_at_most(words, source_words)
+        if shared and 2 * shared / (len(words) + len(source_words)) >= WORD_BAG_COPY and (
+                _f1(words, source_words) >= WORD_BAG_COPY):
+            return True
+    return False
 
 
-def _letter_pairs(text: str) -> list[str]:
+def _letter_pairs(words: list[str]) -> list[str]:
     pairs = []
-    for word in _words(text):
+    for word in words:
         word = f"^{word}$"  # a word's first and last letters are pairs with its edges
         pairs += [word[i:i + 2] for i in range(len(word) - 1)]
     return pairs
 
 
-def _mean_log_likelihood(text: str, model: Counter, starts: Counter, alphabet: int) -> float:
-    pairs = _letter_pairs(text)
+def _mean_log_likelihood(words: list[str], model: Counter, starts: Counter, alphabet: int) -> float:
+    pairs = _letter_pairs(words)
     return sum(math.log((model[p] + 0.5) / (starts[p[0]] + 0.5 * alphabet)) for p in pairs) / len(pairs)
 
 
-def _unlike_its_source(text: str, source: str) -> bool:
+def _unlike_its_source(mine: _Compared, theirs: _Compared) -> bool:
     """A rewrite whose letters do not follow its source's language (letters shuffled within words, another
     language) and that shares few of its words: a letter-pair model of the source (add-0.5 smoothing) reads the
     text FOREIGN_LETTERS_GAP nats a pair worse than the source itself, and under MIN_SHARED_WORDS of the text's
     words are the source's. Only for scripts that space their words (a Chinese or Thai "word" is a clause)."""
-    words, source_words = _words(text), _words(source)
+    if len(mine.tokens) < REWRITE_MIN_WORDS or len(theirs.tokens) < SOURCE_MIN_WORDS:
+        return False  # (fewer tokens, fewer words: the words need not be found)
+    words, source_words = mine.words, theirs.words
     if (len(words) < REWRITE_MIN_WORDS or len(source_words) < SOURCE_MIN_WORDS
             or sum(map(len, source_words)) > SPACED_WORD_LENGTH * len(source_words)):
         return False
     vocabulary = set(source_words)
     if sum(word in vocabulary for word in words) >= MIN_SHARED_WORDS * len(words):
         return False
-    pairs = _letter_pairs(source)
+    pairs = _letter_pairs(source_words)
     model, starts = Counter(pairs), Counter(pair[0] for pair in pairs)
     alphabet = len({char for pair in pairs for char in pair}) + 1
-    gap = (_mean_log_likelihood(source, model, starts, alphabet)
-           - _mean_log_likelihood(text, model, starts, alphabet))
+    gap = (_mean_log_likelihood(source_words, model, starts, alphabet)
+           - _mean_log_likelihood(words, model, starts, alphabet))
     return gap >= FOREIGN_LETTERS_GAP
 
 
@@ -406,21 +361,23 @@ def degenerate(text: str | None, *, source: str | None = None, field: str | None
     Checks run in the order of REASONS; the first that applies is returned. Raises nothing: any text has an
     answer. The thresholds and how they were measured: see the module's docstring.
     """
-    if text is None or not _INVISIBLE.sub("", text):
+    kinds = "" if text is None else text.translate(KINDS)
+    if not kinds:
         return "empty"
     if _is_placeholder(text, field):
         return "placeholder"
-    if not _CONTENT.search(text):
+    if "l" not in kinds and "n" not in kinds and "s" not in kinds:  # no letter, digit or symbol
         return "empty"
     if _is_serialized(text):
         return "serialized"
-    if _is_not_language(text):
+    if is_not_language(text, kinds):
         return "not_language"
     if source is not None and source.strip():
-        if _is_copy(text, source):
+        mine, theirs = _Compared(text), _Compared(source)
+        if _is_copy(mine, theirs):
             return "copy"
-        if min_length_ratio is not None and _unlike_its_source(text, source):
+        if min_length_ratio is not None and _unlike_its_source(mine, theirs):
             return "not_language"
-        if min_length_ratio is not None and length(text) <= min_length_ratio * length(source):
+        if min_length_ratio is not None and _length(kinds) <= min_length_ratio * length(source):
             return "too_short"
     return None
