@@ -287,6 +287,18 @@ def test_a_resume_with_unchanged_files_does_not_chunk_them_again(workspace, tmp_
     assert chunked
 
 
+def test_a_new_run_chunks_its_inputs_once_unless_they_are_too_many_to_keep(workspace, tmp_path, monkeypatch):
+    chunked = []
+    monkeypatch.setattr(ENGINE, "chunk_documents", lambda *a: chunked.append(a) or chunk_documents(*a))
+    report = run(workspace, tmp_path / "kept", FakeEngine())
+    total = len(list(chunk_documents(iter_documents([workspace / "data/samples"]), RUN_BUDGET)))
+    assert len(chunked) == 1 and report.chunks == written(report) == total  # identified and stored from one pass
+    monkeypatch.setattr(ENGINE, "CLAIM_KEPT_CHARS", 100)  # more than a claim keeps: chunked again to be stored
+    report = run(workspace, tmp_path / "again", FakeEngine())
+    assert len(chunked) == 3 and report.chunks == written(report) == total
+    assert (tmp_path / "kept/sharegpt.jsonl").read_bytes() == (tmp_path / "again/sharegpt.jsonl").read_bytes()
+
+
 def test_limit_then_full_run_continues_the_same_run(workspace, tmp_path):
     out = tmp_path / "run"
     first = FakeEngine()

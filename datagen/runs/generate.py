@@ -40,6 +40,9 @@ FILES_STAMP = "files"  # run store meta key: the input files' stamp when the sto
 LOCK_FILE = "run.lock"  # held by the generate writing the run folder
 # Run store meta keys of --batch runs: the generation whose requests are being asked, and the last one finished.
 BATCH_GENERATION, BATCH_DONE = "batch_generation", "batch_done"
+# The most characters of chunks a claim keeps in memory, from chunking the inputs to identify them, to store them
+# (more: the inputs are chunked again, as a resume's changed files are).
+CLAIM_KEPT_CHARS = 64 * 2 ** 20
 # Passages of the corpus that metrics may use as the author's references (style judges, stylometry).
 CORPUS_SAMPLE = 200
 
@@ -145,14 +148,27 @@ def _claim(store: RunStore, stamp: str, chunks: Callable[[], Iterator[Chunk]],
     """Claim the run folder's store for this run (`identity`, given the inputs' fingerprint; see RunStore.claim)
     and store the chunks, unless the files are unchanged since it last chunked them (`stamp`)."""
     # Files unchanged since the store last chunked them (a resume): their chunks are in the store already.
-    # Otherwise chunked twice (cheap next to one LM call): once to identify the inputs, once to store them,
-    # so that the store is never written to before it is known to belong to this run.
+    # Otherwise the chunks identify the inputs before they are stored, so that the store is never written to
+    # before it is known to belong to this run: kept from that pass when they fit in CLAIM_KEPT_CHARS, else the
+    # inputs are chunked again (a tenth of a second a thousand chunks, besides the tokenizer's load).
     stored = store.meta()
     unchanged = stored.get(FILES_STAMP) == stamp
-    store.claim(identity(stored["inputs"] if unchanged else inputs_fingerprint(chunks())), force)
+    kept: list[Chunk] = []
+    store.claim(identity(stored["inputs"] if unchanged else inputs_fingerprint(_keeping(chunks(), kept))), force)
     if not unchanged or not store.counts()["chunks"]:
-        store.add_chunks(chunks())
+        store.add_chunks(kept if kept and sum(len(c.text) for c in kept) <= CLAIM_KEPT_CHARS else chunks())
         store.set_meta({FILES_STAMP: stamp})
+
+
+def _keeping(chunks: Iterator[Chunk], kept: list[Chunk]) -> Iterator[Chunk]:
+    """`chunks`, each also put in `kept` until they hold over CLAIM_KEPT_CHARS characters (then `kept` holds one
+    more chunk than that, and no more)."""
+    size = 0
+    for chunk in chunks:
+        if size <= CLAIM_KEPT_CHARS:
+            kept.append(chunk)
+            size += len(chunk.text)
+        yield chunk
 
 
 def _prepare(store: RunStore, config: Config, state: Path | None, workspace: Path, budget: int, force: bool) -> None:
