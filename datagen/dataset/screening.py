@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from datagen.dataset.quality import (Comparison, Contamination, NgramIndex, Pair, Protected, compare, duplicates,
-                                     lexical_pairs, semantic_pairs)
+from datagen.dataset.quality import (Comparison, Contamination, NgramIndex, Pair, Protected, compare_each,
+                                     duplicates, lexical_pairs, semantic_pairs)
 from datagen.dataset.quality.contamination import DEFAULT_N
 from datagen.dataset.quality.near_duplicates import LEXICAL, LEXICAL_FLOOR, SEMANTIC, SEMANTIC_FLOOR
 from datagen.dataset.review import as_reviewed
@@ -328,19 +328,20 @@ def measure(store: RunStore, screen: Screen = Screen(), *, workspace: Path | Non
 
 def _measure(store: RunStore, keys: list[SampleKey], texts: dict[str, list[str]], chunks: list[str],
              protection: _Protection, settings: dict, embed: Callable | None) -> RunQuality:
-    pairs, contamination, diversity = {}, [], {}
+    pairs, contamination, embeddings = {}, [], {}
     source_embeddings = _embeddings(store, chunks, embed) if settings["semantic"] else None
     for name in FIELDS:
         own = texts[name]
         pairs[name] = lexical_pairs(own)
-        embeddings = _embeddings(store, own, embed) if settings["semantic"] else None
-        if embeddings is not None:
-            pairs[name] += semantic_pairs(embeddings)
+        embeddings[name] = _embeddings(store, own, embed) if settings["semantic"] else None
+        if embeddings[name] is not None:
+            pairs[name] += semantic_pairs(embeddings[name])
         found = protection.contaminated(keys, own, settings["ngram"])
         contamination += [(keys[i], name, c.source, c.shared, c.share) for i, c in sorted(found.items())]
-        diversity[name] = compare(own, chunks, embeddings, source_embeddings) if own else None
-    return RunQuality(keys, pairs, contamination, {k: v for k, v in diversity.items() if v is not None}, settings,
-                      fresh=True)
+    # Each field beside the source chunks, read once for both.
+    diversity = compare_each({name: texts[name] for name in FIELDS if texts[name]}, chunks, embeddings,
+                             source_embeddings)
+    return RunQuality(keys, pairs, contamination, diversity, settings, fresh=True)
 
 
 def _embeddings(store: RunStore, texts: Sequence[str], embed: Callable | None) -> np.ndarray:

@@ -15,7 +15,7 @@ An evaluation record holds them as:
 from collections.abc import Sequence
 from dataclasses import asdict
 
-from datagen.dataset.quality import Comparison, DiversityBar, compare
+from datagen.dataset.quality import Comparison, DiversityBar, compare_each
 from datagen.dataset.quality.bar import FIELDS
 from datagen.samples import Sample
 
@@ -35,8 +35,8 @@ def measure_diversity(samples: Sequence[Sample], chunks: Sequence[str],
     Returns:
         (`diversity`, `diversity_bar`) as an evaluation record holds them (see the module's doc).
     """
-    comparisons = {name: compare([getattr(sample, name) for sample in samples], chunks)
-                   for name in FIELDS} if samples else {}
+    comparisons = compare_each({name: [getattr(sample, name) for sample in samples] for name in FIELDS},
+                               chunks) if samples else {}
     figures = {name: asdict(comparison) for name, comparison in comparisons.items()}
     if bar is None:
         return figures, None

@@ -5,10 +5,10 @@ diversity beside the source chunks, a pipeline's diversity bar, and contaminatio
 from datagen.dataset.quality.bar import BarVerdict, DiversityBar
 from datagen.dataset.quality.contamination import Contamination, NgramIndex, Protected
 from datagen.dataset.quality.diversity import (Comparison, Diversity, Opening, collapse, collapsed, compare,
-                                               diversity_of, formulas)
+                                               compare_each, diversity_of, formulas)
 from datagen.dataset.quality.near_duplicates import (THRESHOLDS, Duplicate, Pair, duplicates, lexical_pairs,
                                                      semantic_pairs)
 
 __all__ = ["BarVerdict", "Comparison", "Contamination", "Diversity", "DiversityBar", "Duplicate", "NgramIndex",
-           "Opening", "Pair", "Protected", "THRESHOLDS", "collapse", "collapsed", "compare", "diversity_of",
-           "duplicates", "formulas", "lexical_pairs", "semantic_pairs"]
+           "Opening", "Pair", "Protected", "THRESHOLDS", "collapse", "collapsed", "compare", "compare_each",
+           "diversity_of", "duplicates", "formulas", "lexical_pairs", "semantic_pairs"]

@@ -26,7 +26,7 @@ share REAL.
 import gzip
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,9 +107,14 @@ def opening_of(text: str) -> str:
 def openings(texts: Sequence[str], top: int = TOP_OPENINGS) -> tuple[Opening, ...]:
     """The `top` most common first-three-unit openings, with their share of all the texts (a text without a unit
     opens with nothing and counts in no opening's count, but in the total); ties in the order first seen."""
-    counts = Counter(opening_of(text) for text in texts)
+    return _top_openings([opening_of(text) for text in texts], top)
+
+
+def _top_openings(keys: Sequence[str], top: int = TOP_OPENINGS) -> tuple[Opening, ...]:
+    """`openings` of texts whose openings (`opening_of`) are `keys`."""
+    counts = Counter(keys)
     counts.pop("", None)
-    return tuple(Opening(text, count, round(count / len(texts), 4)) for text, count in counts.most_common(top))
+    return tuple(Opening(text, count, round(count / len(keys), 4)) for text, count in counts.most_common(top))
 
 
 def spread(embeddings: np.ndarray) -> float | None:
@@ -129,15 +134,42 @@ def spread(embeddings: np.ndarray) -> float | None:
     return round(1 - (float(total @ total) - own) / (count * (count - 1)), 4)
 
 
-def _measured(texts: Sequence[str], budget: int) -> list[list[str]]:
-    """The units of texts drawn in a fixed pseudo-random order until `budget` units (the text that crosses it cut)."""
+@dataclass(frozen=True)
+class _Pile:
+    """Texts read once for their figures: `drawn`, the units of the texts in the fixed pseudo-random draw order
+    for as long as fewer than the budget were read (what any budget up to it measures); `total`, all the texts'
+    units; `opening_keys`, each text's `opening_of`."""
+
+    texts: Sequence[str]
+    drawn: list[list[str]]
+    total: int
+    opening_keys: list[str]
+
+
+def _pile(texts: Sequence[str], budget: int) -> _Pile:
+    """`texts` tokenized once (`units`): a text's units serve the units counted, the draw and its opening."""
     order = list(range(len(texts)))
     random.Random(0).shuffle(order)
-    drawn, used = [], 0
+    drawn, total, keys = [], 0, [""] * len(texts)
     for i in order:
+        own = units(texts[i])
+        if total < budget:
+            drawn.append(own)
+        total += len(own)
+        # A text of _OPENING_CHARS or fewer opens with its own first units; a longer one is cut first, as opening_of
+        # cuts it (a cut may split a word).
+        keys[i] = " ".join(own[:OPENING_UNITS]) if len(texts[i]) <= _OPENING_CHARS else opening_of(texts[i])
+    return _Pile(texts, drawn, total, keys)
+
+
+def _measured(pile: _Pile, budget: int) -> list[list[str]]:
+    """The units of texts drawn in a fixed pseudo-random order until `budget` units (the text that crosses it cut);
+    `budget` at most the pile's."""
+    drawn, used = [], 0
+    for own in pile.drawn:
         if used >= budget:
             break
-        own = units(texts[i])[:budget - used]
+        own = own[:budget - used]
         drawn.append(own)
         used += len(own)
     return drawn
@@ -158,14 +190,19 @@ def diversity_of(texts: Sequence[str], embeddings: np.ndarray | None = None, *,
     """
     if budget < 1:
         raise InputError(f"a diversity budget must be at least 1 unit, not {budget}")
-    if embeddings is not None and len(embeddings) != len(texts):
-        raise InputError(f"{len(embeddings)} embeddings for {len(texts)} texts: one row a text")
-    drawn = _measured(texts, budget)
+    return _diversity(_pile(texts, budget), embeddings, budget)
+
+
+def _diversity(pile: _Pile, embeddings: np.ndarray | None, budget: int) -> Diversity:
+    """`diversity_of` a pile read for `budget` units or more."""
+    if embeddings is not None and len(embeddings) != len(pile.texts):
+        raise InputError(f"{len(embeddings)} embeddings for {len(pile.texts)} texts: one row a text")
+    drawn = _measured(pile, budget)
     return Diversity(
-        texts=len(texts), measured_texts=len(drawn), measured_units=sum(map(len, drawn)),
+        texts=len(pile.texts), measured_texts=len(drawn), measured_units=sum(map(len, drawn)),
         distinct_1=_rounded(distinct_n(drawn, 1)), distinct_2=_rounded(distinct_n(drawn, 2)),
         compression_ratio=_rounded(compression_ratio([" ".join(own) for own in drawn])),
-        openings=openings(texts), spread=None if embeddings is None else spread(embeddings))
+        openings=_top_openings(pile.opening_keys), spread=None if embeddings is None else spread(embeddings))
 
 
 def _rounded(value: float | None) -> float | None:
@@ -202,15 +239,37 @@ def compare(samples: Sequence[str], source: Sequence[str], sample_embeddings: np
     Raises:
         InputError: as `diversity_of`.
     """
-    available = min(sum(len(units(text)) for text in pile) for pile in (samples, source))
-    shared = max(1, min(budget, available))
-    mine, theirs = diversity_of(samples, sample_embeddings, budget=shared), diversity_of(source, source_embeddings,
-                                                                                   budget=shared)
+    return compare_each({"": samples}, source, {"": sample_embeddings}, source_embeddings, budget=budget)[""]
+
+
+def compare_each(fields: Mapping[str, Sequence[str]], source: Sequence[str],
+                 embeddings: Mapping[str, np.ndarray | None] | None = None, source_embeddings: np.ndarray | None = None,
+                 *, budget: int = TOKEN_BUDGET) -> dict[str, Comparison]:
+    """`compare` for each field of the samples beside one source, {field: Comparison}, the source read once.
+
+    Args:
+        fields: {field: its texts} (a sample's input, its output).
+        source: the chunks the samples were made from.
+        embeddings: {field: the texts' unit embeddings, or None}; None: none. source_embeddings: the source's.
+        budget: the most units measured for each (default TOKEN_BUDGET).
+
+    Raises:
+        InputError: as `diversity_of`.
+    """
+    budget = max(1, budget)  # each measured on one unit at least
+    theirs = _pile(source, budget)
     # An opening the source itself begins as often (half as often or more) is the corpus', not a template the
     # pipeline made: style_clone's outputs are the chunks, and a corpus of reports may open each the same way.
-    openings_of_source = Counter(opening_of(text) for text in source)
-    inherited = {o.text for o in formulas(mine) if openings_of_source[o.text] >= o.share * len(source) / 2}
-    return Comparison(mine, theirs, _narrowed(mine, theirs, inherited))
+    openings_of_source = Counter(theirs.opening_keys)
+    found = {}
+    for name, samples in fields.items():
+        own = _pile(samples, budget)
+        shared = max(1, min(budget, own.total, theirs.total))
+        mine = _diversity(own, (embeddings or {}).get(name), shared)
+        inherited = {o.text for o in formulas(mine) if openings_of_source[o.text] >= o.share * len(source) / 2}
+        figures = _diversity(theirs, source_embeddings, shared)
+        found[name] = Comparison(mine, figures, _narrowed(mine, figures, inherited))
+    return found
 
 
 def _narrowed(mine: Diversity, theirs: Diversity, inherited: set[str] = frozenset()) -> tuple[str, ...]:

@@ -46,7 +46,9 @@ LSH_THRESHOLD = 0.3
 # at a Jaccard of 0.4 is sqrt(0.4 * 0.6 / 128) = 0.043, so a pair at the floor falls 0.15 (3.5 errors) below it
 # with a probability of about 2 in 10,000.
 ESTIMATE_MARGIN = 0.15
-ESTIMATE_BATCH = 65_536  # candidate pairs compared at a time (2 x 128 x 8 bytes each: 128 MiB)
+# Candidate pairs compared at a time (2 x 128 x 8 bytes each: 8 MiB, about what the cache holds: 65,536 at a time
+# took several times as long).
+ESTIMATE_BATCH = 4_096
 # Flagged by default from these similarities (measured in bench/quality_scale.py: docs/quality.md).
 LEXICAL_THRESHOLD = 0.6
 # Cosine: Data Designer drops questions above 0.9; pairs are kept from 0.8 to re-threshold below it.
