@@ -275,3 +275,18 @@ def test_an_opening_the_source_shares_is_not_a_template_the_pipeline_made():
     assert not any("template collapse" in line for line in compare(source, source).narrowed)  # ...and inherited
     formulaic = compare([f"Here is a plain version: {text}" for text in source], source).narrowed
     assert any(line.startswith("template collapse: 'here is a' (100%)") for line in formulaic), formulaic
+
+
+def test_each_field_beside_the_source_reads_every_text_once(monkeypatch):
+    from datagen.dataset.quality import compare_each
+    from datagen.dataset.quality import diversity
+
+    source = sentences()[:120]
+    fields = {"input": [f"Question {i}: what did {text[:40]}" for i, text in enumerate(source)],
+              "output": [text.upper() for text in source[::-1]]}
+    expected = {name: compare(texts, source, budget=500) for name, texts in fields.items()}
+    read = []
+    monkeypatch.setattr(diversity, "units", lambda text: read.append(text) or units(text))
+    assert compare_each(fields, source, budget=500) == expected  # the same figures as field by field
+    long = [text for text in [*source, *fields["input"], *fields["output"]] if len(text) > 200]
+    assert len(read) == 3 * len(source) + len(long)  # a text once (and a long one's opening, cut as opening_of cuts)
