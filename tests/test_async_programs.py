@@ -59,6 +59,32 @@ def test_an_async_program_runs_on_the_loop_with_its_calls_logged_and_counted(wor
         assert store.usage()["openai/fake"]["prompt_tokens"] == 10 * calls  # the fake's 10 a call, all counted
 
 
+class SeesCallbacks(AsyncRephrase):
+    """AsyncRephrase, noting the global DSPy callbacks each chunk runs under."""
+
+    seen: list = []
+
+    async def aforward(self, chunk):
+        self.seen.append(list(dspy.settings.get("callbacks") or []))
+        return await super().aforward(chunk)
+
+
+def test_a_chunks_calls_are_logged_without_a_global_dspy_callback(workspace, tmp_path):
+    # DSPy runs a global callback's bookkeeping on every module, adapter and LM call: the call log hears only the
+    # predictors and LMs it is put on.
+    program = SeesCallbacks()
+    with FakeOpenAIServer() as server:
+        model = build_role_model(ModelSettings(model="openai/fake", api_base=server.url), "task")
+        report = generate(program, [workspace / "data/samples"], tmp_path / "run", workspace=workspace,
+                          config=Config(), model=model, settings=RunSettings(max_tokens=200, limit=3))
+    assert report.chunks == 3 and program.seen == [[]] * 3
+    with RunStore(tmp_path / "run") as store:
+        for chunk, _ in store.done():
+            assert [step.step for step in store.steps(chunk.id)] == ["rephrase", "title"]
+            assert [(call.step, bool(call.response)) for call in store.calls(chunk.id)] == [("rephrase", True),
+                                                                                            ("title", True)]
+
+
 def test_an_async_program_backs_off_from_a_server_that_admits_two_at_once(workspace, tmp_path):
     with FakeOpenAIServer(latency=0.02, max_concurrent=2) as server:
         report = run(workspace, tmp_path / "run", server, concurrency=12)

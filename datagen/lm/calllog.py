@@ -1,8 +1,13 @@
 """A chunk's call log: what each step of the program was given and answered, and every LM call's exact messages
-and raw completion, gathered by a DSPy callback while the chunk runs and written to the run store with its result.
+and raw completion, gathered while the chunk runs and written to the run store with its result.
 
-DSPy's settings are per thread, so `generate.run_chunks` hands each chunk a log of its own. A program that runs
-steps in DSPy's own worker threads (dspy.Parallel) still reports to its chunk's log, hence the lock, and the
+The log hears the calls through `CallRouter`, a DSPy callback put on the program's and the metrics' predictors and
+on the LMs they call (`route_calls`), not among DSPy's global callbacks: DSPy runs a global callback's bookkeeping
+(inspect.getcallargs, a Protocol isinstance check) on every module, adapter and LM call, seven times a chunk of
+style_clone, which was over a quarter of a chunk's CPU on its event loop (py-spy, bench/README.md, issue 29). The
+router hands each event to the running chunk's log, the DSPy setting `CALL_LOG`, which the runner sets per chunk
+(`dspy.context`: per thread and per asyncio task). A program that runs steps in DSPy's own worker threads
+(dspy.Parallel) still reports to its chunk's log (DSPy hands its settings on to them), hence the lock, and the
 stack of running steps kept per thread.
 """
 
@@ -10,7 +15,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import dspy
@@ -24,14 +29,62 @@ from datagen.util.redaction import redact
 from datagen.store import Call, Step
 
 
+CALL_LOG = "datagen_call_log"  # the DSPy setting holding the running chunk's CallLog
+
+
 def step_names(program: dspy.Module, metrics: Iterable = ()) -> dict[int, str]:
     """Each predictor's name, by identity: its name in the program ("rephrase"), or "judge:METRIC" for a
     predictor a metric holds."""
-    names = {id(predictor): name for name, predictor in program.named_predictors()}
+    return {id(predictor): name for predictor, name in _predictors(program, metrics)}
+
+
+def route_calls(program: dspy.Module, metrics: Iterable = ()) -> None:
+    """Put the `CallRouter` on the program's predictors and on those the metrics hold (once: a second call changes
+    nothing); each LM is routed when a routed predictor first calls it (its own `lm`, else DSPy's), and the task
+    model's by the runner. The router stays on them, idle outside a chunk (no `CALL_LOG` set). An LM called by
+    the program's own code, never through one of these predictors nor as the task model, is not logged."""
+    route(*(predictor for predictor, _ in _predictors(program, metrics)))
+
+
+def route(*instances) -> None:
+    """Add the `CallRouter` to each instance's DSPy callbacks (a dspy.Module or a dspy.BaseLM), unless it has one
+    (a copy of a routed LM has its own)."""
+    for instance in instances:
+        callbacks = getattr(instance, "callbacks", None)
+        if callbacks is not None and not any(isinstance(c, CallRouter) for c in callbacks):
+            instance.callbacks = [*callbacks, _ROUTER]  # a new list: the caller's may be shared
+
+
+def _predictors(program: dspy.Module, metrics: Iterable) -> Iterator[tuple[dspy.Predict, str]]:
+    yield from ((predictor, name) for name, predictor in program.named_predictors())
     for metric in metrics:
-        names.update({id(value): f"judge:{metric.name}" for value in vars(metric).values()
-                      if isinstance(value, dspy.Predict)})
-    return names
+        yield from ((value, f"judge:{metric.name}") for value in vars(metric).values()
+                    if isinstance(value, dspy.Predict))
+
+
+class CallRouter(BaseCallback):
+    """Hands a routed predictor's and LM's call events to the running chunk's CallLog (the DSPy setting `CALL_LOG`);
+    does nothing outside a chunk. Before a predictor runs, the LM it will call is routed too."""
+
+    def on_module_start(self, call_id, instance, inputs):
+        if (log := dspy.settings.get(CALL_LOG)) is not None:
+            route(getattr(instance, "lm", None) or dspy.settings.lm)
+            log.on_module_start(call_id, instance, inputs)
+
+    def on_module_end(self, call_id, outputs, exception=None):
+        if (log := dspy.settings.get(CALL_LOG)) is not None:
+            log.on_module_end(call_id, outputs, exception)
+
+    def on_lm_start(self, call_id, instance, inputs):
+        if (log := dspy.settings.get(CALL_LOG)) is not None:
+            log.on_lm_start(call_id, instance, inputs)
+
+    def on_lm_end(self, call_id, outputs, exception=None):
+        if (log := dspy.settings.get(CALL_LOG)) is not None:
+            log.on_lm_end(call_id, outputs, exception)
+
+
+_ROUTER = CallRouter()  # holds no state: one for the process
 
 
 @dataclass
@@ -42,8 +95,9 @@ class _InFlight:
     alone: bool = True  # no other LM call of the chunk overlapped it, so the usage entry it added is its own
 
 
-class CallLog(BaseCallback):
-    """Collects a chunk's steps (predictor calls) and LM calls, in the order they started."""
+class CallLog:
+    """Collects a chunk's steps (predictor calls) and LM calls, in the order they started, from the `CallRouter`:
+    set it as the DSPy setting `CALL_LOG` for the chunk's calls (`dspy.context(**{CALL_LOG: log})`)."""
 
     def __init__(self, names: dict[int, str]):
         self.names = names  # from step_names()
@@ -125,11 +179,11 @@ class TruncationCounter(logging.Filter):
         if not record.getMessage().startswith("LM response was truncated"):
             return True
         _seen.truncated = truncations() + 1
-        logs = [c for c in dspy.settings.callbacks if isinstance(c, CallLog)]  # the chunk this thread runs
-        for log in logs:
+        log = dspy.settings.get(CALL_LOG)  # the chunk this thread or task runs
+        if log is not None:
             with log._lock:
                 log.truncated += 1
-        return not logs  # the chunk's failure says it; the warning would only repeat it
+        return log is None  # the chunk's failure says it; the warning would only repeat it
 
 
 _seen = threading.local()
