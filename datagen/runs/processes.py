@@ -1,7 +1,8 @@
 """Running chunks on worker processes of this machine (`--executor processes`): past one core, without Ray.
 
-One datagen process tops out at about one LM call per CPU-millisecond-per-call it spends (DSPy alone costs ~3 ms a
-call): a machine with spare cores runs more chunks a second with more processes. Each worker process (spawned, not
+One datagen process tops out at about 1 / (its CPU seconds a call) calls a second (about 6 ms a chunk of one call,
+DSPy's own share about 1.5 ms: bench/README.md): a machine with spare cores runs more chunks a second with more
+processes. Each worker process (spawned, not
 forked: forking a process that runs threads is unsafe) is built once with the program, its models, the scorer and
 its share of the gates, and runs the chunks it is handed exactly as a local run does (datagen.runs.runner's
 `ThreadExecutor`: its share of `--concurrency` in threads, or on its event loop for an `aforward` program). Each
