@@ -6,22 +6,16 @@ workers not dying of it), and a one-line error for an option of another executor
 import os
 import signal
 import subprocess
-import time
 
 import pytest
 
 from datagen.store import RunStore
 
 from .conftest import every_record, run_cli, start_cli
+from .executors import MODEL, done_chunks, generate_args, wait_running
 from .fakes import FakeOpenAIServer
 
-MODEL = ("--model", "openai/fake-model")
 pytestmark = pytest.mark.timeout(600)  # worker processes import DSPy each: seconds, more on a loaded machine
-
-
-def generate_args(server, out, *more):
-    return ("generate", "style_clone", "--input", "data/samples", "--out", str(out), "--max-tokens", "200",
-            *MODEL, "--api-base", server.url, *more)
 
 
 def processes_args(server, out, workers="2", concurrency="2"):
@@ -32,21 +26,6 @@ def worker_pids(driver: int) -> list[int]:
     """The driver's worker processes (spawned by multiprocessing; its resource tracker is left out)."""
     found = subprocess.run(["pgrep", "-P", str(driver), "-f", "spawn_main"], capture_output=True, text=True).stdout
     return [int(pid) for pid in found.split()]
-
-
-def done_chunks(run) -> int:
-    """The run's chunks done; 0 before its store exists."""
-    if not (run / "run.db").exists():
-        return 0
-    with RunStore(run) as store:
-        return store.counts()["done"]
-
-
-def wait_running(process, condition) -> None:
-    """Wait until `condition()` holds, `process` running all along (the test's timeout bounds the wait)."""
-    while not condition():
-        assert process.poll() is None, process.stderr.read()
-        time.sleep(0.2)
 
 
 def alive(pid: int) -> bool:

@@ -6,46 +6,24 @@ import json
 import os
 import signal
 import subprocess
-import time
 
 import pytest
 
 from datagen.store import RunStore
 
 from .conftest import every_record, run_cli, start_cli
+from .executors import MODEL, done_chunks, generate_args, wait_running
 from .fakes import FakeOpenAIServer
 
 ray = pytest.importorskip("ray", reason="the [ray] extra is not installed")
 # A local Ray cluster starts in seconds, and minutes on a loaded machine: more than the suite's 300 s per test.
 pytestmark = pytest.mark.timeout(900)
 
-MODEL = ("--model", "openai/fake-model")
-
-
-def generate_args(server, out, *more):
-    return ("generate", "style_clone", "--input", "data/samples", "--out", str(out), "--max-tokens", "200",
-            *MODEL, "--api-base", server.url, *more)
-
 
 def actor_pids() -> list[int]:
     """The processes of datagen's Ray actors (Ray names them after the actor class)."""
     found = subprocess.run(["pgrep", "-f", "ray::ChunkWorker"], capture_output=True, text=True).stdout
     return [int(pid) for pid in found.split()]
-
-
-def done_chunks(run) -> int:
-    """The run's chunks done; 0 before its store exists."""
-    if not (run / "run.db").exists():
-        return 0
-    with RunStore(run) as store:
-        return store.counts()["done"]
-
-
-def wait_running(process, condition) -> None:
-    """Wait until `condition()` holds, `process` running all along (the test's timeout bounds the wait)."""
-    while not condition():
-        assert process.poll() is None, process.stderr.read()
-        time.sleep(0.2)
 
 
 def test_a_run_on_two_actors_writes_the_same_export_as_one_process(workspace, tmp_path):
