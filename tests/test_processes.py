@@ -112,6 +112,8 @@ def test_ctrl_c_to_the_process_group_stops_the_run_as_in_one_process(workspace, 
     (("--workers", "3"), "--workers goes with --executor processes"),
     (("--executor", "processes", "--actors", "3"), "--actors and --ray-address go with --executor ray"),
     (("--executor", "threads"), "--executor 'threads': use local, processes or ray"),
+    # More workers than cores add only memory: 1,000 of them ran this machine out of it (a new user's try).
+    (("--executor", "processes", "--workers", "100000"), "--workers must be between 1 and this machine's"),
 ])
 def test_an_option_of_another_executor_is_refused_in_one_line(workspace, tmp_path, flags, message):
     result = run_cli(*generate_args(_Unreached(), tmp_path / "out", *flags), cwd=workspace)

@@ -240,15 +240,33 @@ class WorkerProcesses:
     this machine, for runs that one process's CPU bounds (many chunks in flight to a fast server).
 
     Args:
-        workers: how many worker processes run the chunks (at least 1); about one per spare core.
+        workers: how many worker processes run the chunks: at least 1, at most the cores this process may run on
+            (`available_cores`); about one per spare core.
+
+    Raises:
+        DatagenError: `workers` out of that range.
     """
 
     workers: int = 2
+
+    def __post_init__(self):
+        cores = available_cores()
+        if not 1 <= self.workers <= cores:
+            # Past one a core a worker adds no throughput, only its memory (DSPy and the program, ~250 MB each).
+            raise DatagenError(f"--workers must be between 1 and this machine's {cores} cores, got {self.workers}")
 
     def executor(self, program, model, fresh, scorer, gates: Mapping[str, CallGate],
                  concurrency: int) -> ProcessExecutor:
         """The workers, started, with everything a chunk needs (see ProcessExecutor): the runner's `Cluster`."""
         return ProcessExecutor(program, model, fresh, scorer, gates, workers=self.workers, concurrency=concurrency)
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system tells it, else the machine's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def worker_main(conn, setup: bytes) -> None:
