@@ -68,6 +68,17 @@ def test_a_worker_killed_mid_run_loses_nothing(workspace, tmp_path):
     assert len(every_record(out / "sharegpt.jsonl")) == counts["done"]
 
 
+def test_no_more_workers_start_than_chunks_may_be_in_flight(workspace, tmp_path):
+    out = tmp_path / "run"
+    with FakeOpenAIServer(latency=0.5) as server:  # 8 chunks one at a time: seconds left after the first
+        run = start_cli(*processes_args(server, out, workers="2", concurrency="1"), "--limit", "8", cwd=workspace)
+        wait_running(run, lambda: done_chunks(out) >= 1)
+        started = worker_pids(run.pid)
+        _, stderr = run.communicate(timeout=300)
+    assert run.returncode == 0, stderr
+    assert len(started) == 1  # --concurrency 1: a second worker would have had nothing to run
+
+
 def test_a_driver_killed_mid_run_takes_its_workers_along_and_resumes_when_run_again(workspace, tmp_path):
     out = tmp_path / "run"
     with FakeOpenAIServer(latency=0.3) as server:

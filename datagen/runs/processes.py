@@ -83,9 +83,10 @@ class _Worker:
 
 
 class ProcessExecutor:
-    """Hands chunks to `workers` worker processes, least busy first, as futures (`submit`): a `ChunkExecutor` for
-    datagen.runs.runner. `concurrency`: chunks in flight over all workers (each runs its share at once); rate
-    limits are shared out alike: each of N workers keeps to 1/N of every gate's rpm and tpm.
+    """Hands chunks to `workers` worker processes (no more than `concurrency`), least busy first, as futures
+    (`submit`): a `ChunkExecutor` for datagen.runs.runner. `concurrency`: chunks in flight over all workers (each
+    runs its share at once); rate limits are shared out alike: each of N workers keeps to 1/N of every gate's rpm
+    and tpm.
 
     Raises DatagenError when `workers` is below 1 or the program, its models or the scorer cannot be pickled."""
 
@@ -93,6 +94,7 @@ class ProcessExecutor:
                  concurrency: int):
         if workers < 1:
             raise DatagenError(f"--workers must be at least 1, got {workers}")
+        workers = min(workers, max(concurrency, 1))  # a worker with no chunk in flight to run would only start
         shared = {name: (max(1, math.ceil(gate.concurrency / workers)), *gate.shared_rates(workers))
                   for name, gate in gates.items()}
         per_worker = max(1, math.ceil(concurrency / workers))
