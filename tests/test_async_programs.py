@@ -2,6 +2,7 @@
 async admission), end to end over real HTTP to the fake server, with its forward never called."""
 
 import asyncio
+import contextvars
 import threading
 
 import dspy
@@ -133,7 +134,7 @@ def test_the_event_loop_closes_with_a_librarys_task_still_running():
         asyncio.get_running_loop().create_task(asyncio.sleep(3600))
         return "done"
 
-    assert loop.run(chunk()) == "done"
+    assert loop.submit(chunk(), contextvars.Context()).result() == "done"
     closing = threading.Thread(target=loop.close, args=(True,), daemon=True)
     closing.start()
     closing.join(timeout=30)

@@ -89,6 +89,8 @@ class ChunkRunner:
         """The chunk's outcome with `model` as the task model: a failure is an outcome too (this raises only what
         a chunk raises past its own handling, e.g. KeyboardInterrupt). A program with `aforward` runs on the
         runner's event loop, this thread waiting for it (`submit` runs it there without a thread)."""
+        if (task := self.submit(chunk, model)) is not None:
+            return task.result()
         with gated(self.gates):
             try:
                 return self._run(chunk, model)
@@ -112,10 +114,7 @@ class ChunkRunner:
     def _run(self, chunk: Chunk, model: RoleModel) -> Outcome:
         started, call_log = time.monotonic(), CallLog(self.names)
         with self._chunk_context(model, call_log) as tracker:
-            if self.loop is not None and model.asynchronous:
-                outcome = self.loop.run(_aoutcome(self.program, chunk))
-            else:
-                outcome = _outcome(self.program, chunk)
+            outcome = _outcome(self.program, chunk)
             cut = call_log.truncated  # the program's answers cut off; a judge's, later, costs only its metric
             if self.scorer is not None and outcome.failure is None:
                 _score(self.scorer, outcome)
@@ -405,19 +404,14 @@ class _StopRule:
 
 
 class EventLoopThread:
-    """An asyncio event loop in a thread of its own, for programs with `aforward`: a worker thread hands it a
-    chunk's coroutine and waits for the result. DSPy's async LMs do their I/O on it, without a thread a call."""
+    """An asyncio event loop in a thread of its own, for programs with `aforward`: each chunk's coroutine runs on it
+    as a task (`submit`). DSPy's async LMs do their I/O on it, without a thread a call."""
 
     def __init__(self):
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="datagen-loop", daemon=True)
         self._thread.start()
         self._chunks: set[asyncio.Task] = set()  # the chunks' tasks (the loop's only), not the libraries'
-
-    def run(self, coroutine):
-        """Run `coroutine` on the loop, in the calling thread's context (DSPy's settings, the chunk's call log and
-        gates), and wait for its result (or its exception)."""
-        return self.submit(coroutine, contextvars.copy_context()).result()
 
     def submit(self, coroutine, context: contextvars.Context) -> concurrent.futures.Future:
         """Start `coroutine` as a task of the loop, in `context`; its result (or exception) to come. A task the
