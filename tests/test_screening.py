@@ -135,7 +135,7 @@ def test_thresholds_move_without_measuring_again(planted_run, monkeypatch):
         kept_all = select_samples(store, screen=KEEP_ALL)
         import datagen.dataset.screening as screening
 
-        monkeypatch.setattr(screening, "lexical_pairs", lambda texts: pytest.fail("measured again"))
+        monkeypatch.setattr(screening.SampleIndex, "pairs", lambda *_: pytest.fail("measured again"))
         assert not measure(store).fresh  # the same samples and settings: read back from the store
     assert strict.get(NEAR_DUPLICATE, 0) < default[NEAR_DUPLICATE] <= loose[NEAR_DUPLICATE]
     assert not kept_all.left_out and kept_all.quality is None

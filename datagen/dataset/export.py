@@ -23,7 +23,7 @@ from datagen.dataset.splits import held_out, recorded_splits, validation_group
 from datagen.dataset.trainers import TrainerExport, TrainingSettings, write_trainer_export
 from datagen.dataset.trainers import check_settings as check_trainer_settings
 from datagen.dataset.review import NOT_REJECTED, REVIEWED, approved, as_reviewed, keeps
-from datagen.dataset.screening import KEEP_ALL, Flag, RunQuality, Screen, measure
+from datagen.dataset.screening import KEEP_ALL, Flag, RunQuality, SampleIndex, Screen, measure
 from datagen.samples import Sample
 from datagen.store import SYSTEM_PROMPT, RunStore
 
@@ -81,15 +81,16 @@ class Selection:
 
 def select_samples(store: RunStore, min_scores: dict[str, float] | None = None, reviewed: str | None = None,
                    val_fraction: float = 0.1, screen: Screen = Screen(), *, workspace: Path | None = None,
-                   embed=None) -> Selection:
+                   embed=None, lexical_index: SampleIndex | None = None) -> Selection:
     """The samples an export writes, by split: those `run_samples` keeps, less those `screen` leaves out (near-
     duplicates of an earlier kept sample, contaminated ones: datagen.dataset.screening, measured and recorded on
     first use). A sample is in test when its chunk is held out (the run's recorded split, drawn first when the run
     has none: datagen.dataset.splits.recorded_splits); else in validation when its chunk's near-duplicate group is
-    carved out by `val_fraction` (`validation_group`), else in train. `workspace` and `embed`: as
+    carved out by `val_fraction` (`validation_group`), else in train. `workspace`, `embed` and `lexical_index`: as
     `screening.measure` takes them."""
     kept = list(run_samples(store, min_scores, reviewed))
-    quality = None if screen == KEEP_ALL else measure(store, screen, workspace=workspace, embed=embed)
+    quality = None if screen == KEEP_ALL else measure(store, screen, workspace=workspace, embed=embed,
+                                                                lexical_index=lexical_index)
     flags = quality.flags([(chunk.id, index) for chunk, index, _ in kept], screen) if quality else {}
     splits: dict[str, list] = {name: [] for name in SPLITS}
     recorded = recorded_splits(store)
@@ -170,7 +171,8 @@ def _drop_stale(targets: Iterable[Path | None], written: Iterable[str]) -> None:
 def write_chat_export(store: RunStore, fmt: str, target: Path, *, system: str | None = None,
                       min_scores: dict[str, float] | None = None, reviewed: str | None = None,
                       val_fraction: float = 0.0, metadata: Path | None = None,
-                      provenance: Mapping[str, str] | None = None, screen: Screen = Screen()) -> Export:
+                      provenance: Mapping[str, str] | None = None, screen: Screen = Screen(),
+                      lexical_index: SampleIndex | None = None) -> Export:
     """Write a run's samples as chat records, a JSON line each, in chunk order, a file per split, and the
     dataset card beside them.
 
@@ -191,13 +193,15 @@ def write_chat_export(store: RunStore, fmt: str, target: Path, *, system: str | 
         screen: the near-duplicates and contaminated samples to leave out (datagen.dataset.screening.Screen);
             default: lexical near-duplicates at 0.6 and samples sharing a 13-gram with the dev set or the held-out
             split; KEEP_ALL: none.
+        lexical_index: the samples' lexical near-duplicate pairs, found as a run recorded them
+            (datagen.dataset.screening.SampleIndex); None: found here.
 
     Returns:
         The `Export`. Its `card` is None when the folder holds a README.md that datagen did not write: that one
         is kept, with a warning (`write_export` refuses such a folder before writing anything).
     """
     to_record = _CHAT_RECORDS[fmt]
-    selection = select_samples(store, min_scores, reviewed, val_fraction, screen)
+    selection = select_samples(store, min_scores, reviewed, val_fraction, screen, lexical_index=lexical_index)
     grouped = selection.splits
     files: dict[str, Path] = {}
     with ExitStack() as stack:

@@ -18,19 +18,20 @@ goes on where it stopped. `Screen` says what an export leaves out; `flags` appli
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from datagen.dataset.quality import (Comparison, Contamination, NgramIndex, Pair, Protected, compare_each,
-                                     duplicates, lexical_pairs, semantic_pairs)
+from datagen.dataset.quality import (Comparison, Contamination, LexicalIndex, NgramIndex, Pair, Protected,
+                                     compare_each, duplicates, semantic_pairs)
 from datagen.dataset.quality.contamination import DEFAULT_N
 from datagen.dataset.quality.near_duplicates import LEXICAL, LEXICAL_FLOOR, SEMANTIC, SEMANTIC_FLOOR
 from datagen.dataset.review import as_reviewed
 from datagen.dataset.splits import program_seen_texts, recorded_splits
 from datagen.errors import DatagenError, DiskError, InputError
+from datagen.samples import Sample
 from datagen.store import COMPILED, QUALITY, RunStore
 from datagen.store.quality import SampleKey
 
@@ -150,6 +151,26 @@ class RunQuality:
                 for dup in duplicates(len(self.keys), pairs, thresholds)]
         return [(self.keys[i], self.keys[via], name, kind, similarity)
                 for i, via, name, kind, similarity in sorted(rows)]
+
+
+class SampleIndex:
+    """The lexical near-duplicate index of a run's samples, one `LexicalIndex` a field: samples added as they come
+    (`add`), their pairs looked up by field (`pairs`), the samples not added before (reviewed texts among them)
+    added then. The pairs are those `measure` finds without it (`lexical_pairs`: they do not depend on the order in
+    which the texts were added). datagen.runs.screening keeps one in a process of its own during a run."""
+
+    def __init__(self):
+        self._fields = {name: LexicalIndex() for name in FIELDS}
+
+    def add(self, samples: Iterable[Sample]) -> None:
+        """Index each of `samples`' fields."""
+        for sample in samples:
+            for name, index in self._fields.items():
+                index.add(getattr(sample, name))
+
+    def pairs(self, name: str, texts: Sequence[str]) -> list[Pair]:
+        """The lexical pairs of `texts`, field `name`'s texts in the run's order (see `lexical_pairs`)."""
+        return self._fields[name].pairs(texts)
 
 
 def shared_detail(name: str, shared: int, n: int, source: str, share: float) -> str:
@@ -287,7 +308,8 @@ def _fingerprint(*parts) -> str:
 
 
 def measure(store: RunStore, screen: Screen = Screen(), *, workspace: Path | None = None,
-            embed: Callable[[Sequence[str]], np.ndarray] | None = None) -> RunQuality:
+            embed: Callable[[Sequence[str]], np.ndarray] | None = None,
+            lexical_index: SampleIndex | None = None) -> RunQuality:
     """The run's quality, read from the store when recorded for the same samples and settings, else measured and
     recorded (see the module's docstring).
 
@@ -298,6 +320,8 @@ def measure(store: RunStore, screen: Screen = Screen(), *, workspace: Path | Non
         workspace: where the compiled program's dev set path is looked up; None: the current folder.
         embed: texts to unit embeddings (datagen.text.embeddings.embed); needed for the semantic kind, which also
             gives the diversity's embedding spread. None: datagen.text.embeddings.embed.
+        lexical_index: the samples' lexical pairs found as they were recorded (a `SampleIndex`, or what has its
+            `pairs`: datagen.runs.screening's process); None: found here.
 
     Raises:
         InputError: a protected file that cannot be read, or an n outside 5 to 50.
@@ -316,7 +340,8 @@ def measure(store: RunStore, screen: Screen = Screen(), *, workspace: Path | Non
     settings["semantic"] = screen.semantic or recorded.get("settings", {}).get("semantic", False)
     if recorded.get("fingerprint") == fingerprint and recorded["settings"].get("semantic") >= screen.semantic:
         return _read(store, keys, recorded)
-    quality = _measure(store, keys, texts, chunks, protection, settings, embed)
+    quality = _measure(store, keys, texts, chunks, protection, settings, embed,
+                       lexical_index or SampleIndex())
     try:
         store.set_quality(_pair_rows(quality), _contamination_rows(quality), json.dumps(
             {"fingerprint": fingerprint, "settings": settings,
@@ -327,12 +352,12 @@ def measure(store: RunStore, screen: Screen = Screen(), *, workspace: Path | Non
 
 
 def _measure(store: RunStore, keys: list[SampleKey], texts: dict[str, list[str]], chunks: list[str],
-             protection: _Protection, settings: dict, embed: Callable | None) -> RunQuality:
+             protection: _Protection, settings: dict, embed: Callable | None, index) -> RunQuality:
     pairs, contamination, embeddings = {}, [], {}
     source_embeddings = _embeddings(store, chunks, embed) if settings["semantic"] else None
     for name in FIELDS:
         own = texts[name]
-        pairs[name] = lexical_pairs(own)
+        pairs[name] = index.pairs(name, own)
         embeddings[name] = _embeddings(store, own, embed) if settings["semantic"] else None
         if embeddings[name] is not None:
             pairs[name] += semantic_pairs(embeddings[name])

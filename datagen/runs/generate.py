@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -26,7 +26,9 @@ from datagen.metrics import MetricContext, Scorer
 from datagen.runs.batch import BatchSummary, JobStatus, run_batches
 from datagen.runs.cost import CostMeter, SpendCap, batch_key, run_meter
 from datagen.runs.identity import files_stamp, inputs_fingerprint, run_identity
+from datagen.runs.processes import available_cores
 from datagen.runs.runner import Interrupt, drop_reason, run_chunks
+from datagen.runs.screening import IndexProcess
 from datagen.runs.settings import Callbacks, Report, RunSettings, RunStatus
 from datagen.runs.window import bound_answers, check_budget
 from datagen.store import CHUNK_TOKENS, COMPILED, GATE, Outcome, RunStore
@@ -43,6 +45,10 @@ BATCH_GENERATION, BATCH_DONE = "batch_generation", "batch_done"
 # The most characters of chunks a claim keeps in memory, from chunking the inputs to identify them, to store them
 # (more: the inputs are chunked again, as a resume's changed files are).
 CLAIM_KEPT_CHARS = 64 * 2 ** 20
+# The least chunks to run for which the samples' near-duplicates are found beside the run, in a process of its own
+# (datagen.runs.screening): it takes about 2 s of CPU to start, which a smaller run's export (well under a second of
+# near-duplicates at 500 samples) would wait for.
+INDEX_BESIDE_FROM = 500
 # Passages of the corpus that metrics may use as the author's references (style judges, stylometry).
 CORPUS_SAMPLE = 200
 
@@ -122,10 +128,29 @@ def generate(program: "str | dspy.Module", inputs: Iterable[str | Path], out_dir
         _prepare(store, config, state, workspace, budget, settings.force)
         report.resumed = store.counts()["done"]
         scorer = _gate_scorer(store, pipeline, workspace, config, min_scores, settings.concurrency)
-        _run(store, report, module, model, scorer, config, settings, callbacks)
-        _export(store, report, min_scores)
+        with _lexical_index(store.pending_count(settings.limit)) as lexical_index:
+            _run(store, report, module, model, scorer, config, settings, callbacks, lexical_index)
+            _export(store, report, min_scores, lexical_index)
     report.seconds = time.monotonic() - started
     return report
+
+
+@contextmanager
+def _lexical_index(pending: int) -> Iterator[IndexProcess | None]:
+    """The samples' near-duplicate index in a process of its own (datagen.runs.screening), ended on the way out,
+    for a run of at least INDEX_BESIDE_FROM `pending` chunks; None for a smaller one, on a machine of one core (it
+    would only take the run's core), or when it cannot be started."""
+    if pending < INDEX_BESIDE_FROM or available_cores() < 2:
+        yield None
+        return
+    try:
+        index = IndexProcess()
+    except OSError as exc:
+        log.warning("no near-duplicate index beside the run (%s): the export finds the pairs", exc)
+        yield None
+        return
+    with index:
+        yield index
 
 
 def _task_model(program: dspy.Module, config: Config, model: "RoleModel | dspy.LM | None", settings: RunSettings,
@@ -250,12 +275,14 @@ class _Run:
     meter: CostMeter
     interrupt: Interrupt
     on_outcome: Callable[[Outcome], None] | None
+    lexical_index: IndexProcess | None
 
 
 def _run(store: RunStore, report: Report, program: dspy.Module, model: RoleModel, scorer: Scorer | None,
-         config: Config, settings: RunSettings, callbacks: Callbacks) -> None:
-    """Run the pending chunks, recording each outcome as it comes, and say in `report` why the run stopped early,
-    if it did."""
+         config: Config, settings: RunSettings, callbacks: Callbacks,
+         lexical_index: IndexProcess | None) -> None:
+    """Run the pending chunks, recording each outcome as it comes (its samples also put in `lexical_index`, when
+    given), and say in `report` why the run stopped early, if it did."""
     total = store.pending_count(settings.limit)
     if callbacks.on_start:
         callbacks.on_start(total)
@@ -264,7 +291,7 @@ def _run(store: RunStore, report: Report, program: dspy.Module, model: RoleModel
                       batched=model.name if settings.batch else None, capped=settings.max_cost is not None)
     cap = SpendCap(settings.max_cost, meter) if settings.max_cost is not None else None
     run = _Run(store, report, program, model, scorer, settings, gates, meter, Interrupt(),
-               _reporting(callbacks, report, meter, gates[model.lm.model], total))
+               _reporting(callbacks, report, meter, gates[model.lm.model], total), lexical_index)
     with run.interrupt.handling():
         if settings.batch:
             report.batch = _run_batched(run, callbacks.on_batch)
@@ -284,12 +311,15 @@ def _run(store: RunStore, report: Report, program: dspy.Module, model: RoleModel
         report.stopped, report.advice = cap.why(), "raise --max-cost to continue"
 
 
-def _export(store: RunStore, report: Report, min_scores: dict[str, float] | None) -> None:
+def _export(store: RunStore, report: Report, min_scores: dict[str, float] | None,
+            lexical_index: IndexProcess | None) -> None:
     """Write the dataset from the store, whole: ShareGPT JSONL, its metadata line for line, and the dataset card
-    beside them; samples scored below `min_scores` are left out. Counted in `report`."""
+    beside them; samples scored below `min_scores` are left out. Counted in `report`. `lexical_index`: the samples
+    this call recorded, indexed for the screening's near-duplicates (None: the export finds them)."""
     export = write_chat_export(store, "sharegpt", report.data_path, min_scores=min_scores,
                                metadata=report.metadata_path,
-                               provenance={"pipeline": report.pipeline, "model": report.model})
+                               provenance={"pipeline": report.pipeline, "model": report.model},
+                               lexical_index=lexical_index)
     store.set_meta({GATE: json.dumps(min_scores or {})})  # for `datagen status`: the gate the export passed
     report.exported, report.held_out = export.splits["train"], export.splits.get("test", 0)
     report.test_path = export.files.get("test")
@@ -327,6 +357,8 @@ def _record(run: _Run, outcomes: Iterator[Outcome]) -> None:
                 report.deferred += 1
                 continue
             run.store.record(outcome)
+            if run.lexical_index is not None:  # its near-duplicates found beside the run, not after it
+                run.lexical_index.add(outcome.samples)
             run.meter.add(outcome.usage)  # a chunk's tokens, every step's, counted once: when it is recorded
             report.chunks += 1
             report.samples += len(outcome.samples)

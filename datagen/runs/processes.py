@@ -62,8 +62,7 @@ class _Worker:
         self.conn, theirs = context.Pipe()
         self.process = context.Process(target=worker_main, args=(theirs, setup), name=f"datagen-worker-{slot}",
                                        daemon=True)
-        with _blocked(WORKER_IGNORES):  # kept blocked through exec until the worker ignores them
-            self.process.start()
+        start_ignoring_terminal(self.process)
         theirs.close()
         self.outbox: queue.SimpleQueue = queue.SimpleQueue()  # (number, chunk, retried); None: stop
         self.sender = threading.Thread(target=self._send, name=f"datagen-worker-{slot}-send", daemon=True)
@@ -105,8 +104,6 @@ class ProcessExecutor:
             raise DatagenError(f"--executor processes: the program, its models or the scorer cannot be sent to a "
                                f"worker process: {first_line(exc)}") from None
         self._context = get_context("spawn")
-        # Started now: starting it (with a worker's spawn) unblocks SIGINT in the thread that does.
-        resource_tracker.ensure_running()
         self._lock = threading.Lock()
         self._tasks: dict[int, _Task] = {}
         self._numbers = itertools.count()
@@ -275,9 +272,7 @@ def worker_main(conn, setup: bytes) -> None:
     """A worker process: build the program, models, scorer and gates from `setup` (cloudpickled), then run the
     chunks the driver sends on `conn` as a local run does, sending their outcomes back, several to a message;
     exit when told to (None: once every chunk handed is done) or at once when the driver is gone."""
-    for signum in WORKER_IGNORES:
-        signal.signal(signum, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, WORKER_IGNORES)
+    ignore_terminal_signals()
     try:
         program, model, fresh, scorer, gates, cache, levels, concurrency = cloudpickle.loads(setup)
         for name, level in levels.items():
@@ -353,6 +348,22 @@ def _exit_text(code: int | None) -> str:
     if code is not None and code < 0:
         return f"was killed ({signal.Signals(-code).name})"
     return f"exited (code {code})"
+
+
+def start_ignoring_terminal(process) -> None:
+    """Start `process` (spawned) with WORKER_IGNORES blocked, kept blocked through exec until it ignores them
+    (its target calls `ignore_terminal_signals` first): none is lost to the default action (exit) while it imports."""
+    # Started first: starting multiprocessing's resource tracker (with a first spawn) unblocks SIGINT in the thread.
+    resource_tracker.ensure_running()
+    with _blocked(WORKER_IGNORES):
+        process.start()
+
+
+def ignore_terminal_signals() -> None:
+    """In a process started by `start_ignoring_terminal`: ignore WORKER_IGNORES, then unblock them."""
+    for signum in WORKER_IGNORES:
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, WORKER_IGNORES)
 
 
 @contextmanager

@@ -6,9 +6,10 @@ from datagen.dataset.quality.bar import BarVerdict, DiversityBar
 from datagen.dataset.quality.contamination import Contamination, NgramIndex, Protected
 from datagen.dataset.quality.diversity import (Comparison, Diversity, Opening, collapse, collapsed, compare,
                                                compare_each, diversity_of, formulas)
-from datagen.dataset.quality.near_duplicates import (THRESHOLDS, Duplicate, Pair, duplicates, lexical_pairs,
-                                                     semantic_pairs)
+from datagen.dataset.quality.near_duplicates import (THRESHOLDS, Duplicate, LexicalIndex, Pair, duplicates,
+                                                     lexical_pairs, semantic_pairs)
 
-__all__ = ["BarVerdict", "Comparison", "Contamination", "Diversity", "DiversityBar", "Duplicate", "NgramIndex",
+__all__ = ["BarVerdict", "Comparison", "Contamination", "Diversity", "DiversityBar", "Duplicate", "LexicalIndex",
+           "NgramIndex",
            "Opening", "Pair", "Protected", "THRESHOLDS", "collapse", "collapsed", "compare", "compare_each",
            "diversity_of", "duplicates", "formulas", "lexical_pairs", "semantic_pairs"]

@@ -40,6 +40,24 @@ def signatures(sets: Iterable[Iterable], hashfunc: Callable | None = None) -> li
     return MinHash.bulk(sets, num_perm=NUM_PERM, **extra)
 
 
+def signer(hashfunc: Callable | None = None) -> Callable[[Iterable], MinHash]:
+    """A function of one text's shingles to its signature, the one `signatures` gives (the permutations drawn once,
+    as `MinHash.bulk` draws them, not once a text). `hashfunc`: as `signatures`'."""
+    empty = MinHash(num_perm=NUM_PERM, **({"hashfunc": hashfunc} if hashfunc is not None else {}))
+
+    def sign(shingles: Iterable) -> MinHash:
+        signature = empty.copy()
+        signature.update_batch(shingles)
+        return signature
+    return sign
+
+
+def lsh_index(threshold: float) -> MinHashLSH:
+    """An empty LSH index of NUM_PERM-permutation signatures at Jaccard `threshold`, in (0, 1): datasketch picks
+    its bands for it, weighing false positives and false negatives alike."""
+    return MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
+
+
 def candidate_pairs(hashes: Sequence[MinHash], threshold: float, skip: Callable[[int], bool] = lambda i: False
                     ) -> Iterator[tuple[int, int]]:
     """The candidate pairs (i, j), j < i, of an LSH index at Jaccard `threshold`, i in order: each signature is
@@ -51,7 +69,7 @@ def candidate_pairs(hashes: Sequence[MinHash], threshold: float, skip: Callable[
         threshold: the index's Jaccard threshold, in (0, 1): datasketch picks its bands for it.
         skip: texts neither queried nor indexed (a text without shingles: its signature is meaningless).
     """
-    index = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
+    index = lsh_index(threshold)
     for i, minhash in enumerate(hashes):
         if skip(i):
             continue

@@ -32,7 +32,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 import regex
 
-from datagen.dataset.quality.minhash import UnionFind, candidate_pairs, signatures
+from datagen.dataset.quality.minhash import NUM_PERM, UnionFind, lsh_index, signer
 from datagen.errors import InputError
 
 LEXICAL, SEMANTIC = "lexical", "semantic"
@@ -46,9 +46,6 @@ LSH_THRESHOLD = 0.3
 # at a Jaccard of 0.4 is sqrt(0.4 * 0.6 / 128) = 0.043, so a pair at the floor falls 0.15 (3.5 errors) below it
 # with a probability of about 2 in 10,000.
 ESTIMATE_MARGIN = 0.15
-# Candidate pairs compared at a time (2 x 128 x 8 bytes each: 8 MiB, about what the cache holds: 65,536 at a time
-# took several times as long).
-ESTIMATE_BATCH = 4_096
 # Flagged by default from these similarities (measured in bench/quality_scale.py: docs/quality.md).
 LEXICAL_THRESHOLD = 0.6
 # Cosine: Data Designer drops questions above 0.9; pairs are kept from 0.8 to re-threshold below it.
@@ -115,7 +112,8 @@ def jaccard(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def lexical_pairs(texts: Sequence[str], floor: float = LEXICAL_FLOOR) -> list[Pair]:
-    """Every pair of texts whose character 5-gram Jaccard similarity is at least `floor`, sorted.
+    """Every pair of texts whose character 5-gram Jaccard similarity is at least `floor`, sorted (a fresh
+    `LexicalIndex(floor).pairs(texts)`).
 
     Args:
         texts: one field of every sample (or any texts), in order.
@@ -126,33 +124,80 @@ def lexical_pairs(texts: Sequence[str], floor: float = LEXICAL_FLOOR) -> list[Pa
     Raises:
         InputError: `floor` outside (0, 1].
     """
-    if not 0 < floor <= 1:
-        raise InputError(f"a lexical near-duplicate floor must be in (0, 1], not {floor}")
-    sets = [char_shingles(text) for text in texts]
-    hashes = signatures(sets, hashfunc=int)
-    candidates = np.array(list(candidate_pairs(hashes, min(LSH_THRESHOLD, floor), skip=lambda i: not sets[i].size)),
-                          dtype=np.int64).reshape(-1, 2)
-    found = []
-    for i, j in candidates[_likely(hashes, candidates, floor)].tolist():
-        similarity = jaccard(sets[i], sets[j])
-        if similarity >= floor:
-            found.append(Pair(j, i, round(similarity, 4), LEXICAL))
-    return sorted(found)
+    return LexicalIndex(floor).pairs(texts)
 
 
-def _likely(hashes: Sequence, candidates: np.ndarray, floor: float) -> np.ndarray:
-    """Which candidate pairs (rows i, j) are worth the exact check: those whose MinHash estimate of the Jaccard
-    similarity (the share of equal signature values) reaches `floor` - ESTIMATE_MARGIN. The LSH index, set low so as
-    not to miss a pair at the floor, passes many unrelated texts (74 a text on 30-word English passages whose median
-    similarity is 0.15, bench/README.md): their exact checks took half of lexical_pairs' time."""
-    if not len(candidates):
-        return np.zeros(0, dtype=bool)
-    values = np.stack([minhash.hashvalues for minhash in hashes])
-    estimate = np.empty(len(candidates))
-    for start in range(0, len(candidates), ESTIMATE_BATCH):
-        batch = candidates[start:start + ESTIMATE_BATCH]
-        estimate[start:start + len(batch)] = (values[batch[:, 0]] == values[batch[:, 1]]).mean(axis=1)
-    return estimate >= floor - ESTIMATE_MARGIN
+class LexicalIndex:
+    """The lexical near-duplicate pairs of texts added one at a time, in any order: `pairs(texts)` is
+    `lexical_pairs(texts)`, computing only for the texts not added yet.
+
+    Each text added is shingled, signed, queried against the texts before it in the LSH index, its likely candidates
+    checked exactly, and inserted. Two texts are candidates when their signatures share a band, whichever came
+    first, so the pairs do not depend on the order: a run adds each sample as it is recorded, while it waits on the
+    model, and its export only looks the pairs up. A text is added once, however often it occurs (its copies are
+    pairs of similarity 1.0 when it has shingles).
+
+    Memory: a text's shingle hashes (4 bytes each, about one a character) and its signature (1 KiB), a text added.
+
+    Args:
+        floor: the least Jaccard similarity kept, in (0, 1]; default LEXICAL_FLOOR (0.4), as `lexical_pairs`'.
+
+    Raises:
+        InputError: `floor` outside (0, 1].
+    """
+
+    def __init__(self, floor: float = LEXICAL_FLOOR):
+        if not 0 < floor <= 1:
+            raise InputError(f"a lexical near-duplicate floor must be in (0, 1], not {floor}")
+        self.floor = floor
+        self._ids: dict[str, int] = {}
+        self._sets: list[np.ndarray] = []
+        self._values = np.empty((64, NUM_PERM), dtype=np.uint64)  # the signatures, a row a text (grown by doubling)
+        self._similar: dict[int, dict[int, float]] = {}  # a text's id: {an earlier text's id: their similarity}
+        self._sign = signer(hashfunc=int)
+        self._lsh = lsh_index(min(LSH_THRESHOLD, floor))
+
+    def __len__(self) -> int:
+        """How many distinct texts were added."""
+        return len(self._sets)
+
+    def add(self, text: str) -> None:
+        """Add `text` (nothing when it was added before), finding its pairs with every text added before it."""
+        if text in self._ids:
+            return
+        own = self._ids[text] = len(self._sets)
+        shingles = char_shingles(text)
+        self._sets.append(shingles)
+        if not shingles.size:  # nothing to compare: never paired (its signature would be meaningless)
+            return
+        signature = self._sign(shingles)
+        if own == len(self._values):
+            self._values = np.concatenate([self._values, np.empty_like(self._values)])
+        self._values[own] = signature.hashvalues
+        others = self._lsh.query(signature)
+        if others:
+            others = np.fromiter(others, dtype=np.int64, count=len(others))
+            estimate = (self._values[others] == signature.hashvalues).mean(axis=1)
+            for other in others[estimate >= self.floor - ESTIMATE_MARGIN].tolist():
+                similarity = jaccard(shingles, self._sets[other])
+                if similarity >= self.floor:
+                    self._similar.setdefault(own, {})[other] = round(similarity, 4)
+        self._lsh.insert(own, signature)
+
+    def pairs(self, texts: Sequence[str]) -> list[Pair]:
+        """Every pair of `texts` whose similarity is at least the floor, sorted, by positions in `texts` (the texts
+        not added yet are added first)."""
+        positions: dict[int, list[int]] = {}
+        for position, text in enumerate(texts):
+            self.add(text)
+            positions.setdefault(self._ids[text], []).append(position)
+        found = []
+        for own, at in positions.items():
+            if self._sets[own].size:  # copies of one text
+                found += [Pair(first, second, 1.0, LEXICAL) for k, first in enumerate(at) for second in at[k + 1:]]
+            for other, similarity in self._similar.get(own, {}).items():
+                found += [Pair(min(a, b), max(a, b), similarity, LEXICAL) for a in at for b in positions.get(other, ())]
+        return sorted(found)
 
 
 def semantic_pairs(embeddings: np.ndarray, floor: float = SEMANTIC_FLOOR) -> list[Pair]:
