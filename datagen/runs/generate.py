@@ -33,7 +33,7 @@ from datagen.runs.settings import Callbacks, Report, RunSettings, RunStatus
 from datagen.runs.window import bound_answers, check_budget
 from datagen.store import CHUNK_TOKENS, COMPILED, GATE, Outcome, RunStore
 from datagen.text import Chunk, chunk_documents, iter_documents
-from datagen.util import exclusive
+from datagen.util import exclusive, frozen_heap
 from datagen.workspace import Config, compiled_state, find_workspace, load_config, read_manifest, resolve_program
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ def generate(program: "str | dspy.Module", inputs: Iterable[str | Path], out_dir
     stamp = files_stamp(inputs, budget, language)
     # One run at a time per folder: two would both send its pending chunks to the model, paying twice.
     with (exclusive(out / LOCK_FILE, str(out), "wait for the run there to finish, or use another --out"),
-          RunStore(out) as store):
+          RunStore(out) as store, frozen_heap()):
         _claim(store, stamp, chunks, partial(run_identity, pipeline, module, model, options=run_options),
                settings.force)
         _prepare(store, config, state, workspace, budget, settings.force)

@@ -35,6 +35,7 @@ from datagen.runs.cluster import MAX_HANDOFFS, cache_settings, configure_worker,
 from datagen.runs.runner import ThreadExecutor
 from datagen.store import Outcome
 from datagen.text import Chunk
+from datagen.util import frozen_heap
 
 log = logging.getLogger(__name__)
 
@@ -287,10 +288,11 @@ def worker_main(conn, setup: bytes) -> None:
     finished: queue.SimpleQueue = queue.SimpleQueue()
     sender = threading.Thread(target=_send_outcomes, args=(conn, finished), name="datagen-send", daemon=True)
     sender.start()
-    while (tasks := _receive(conn)) is not None:
-        for number, chunk, retried in tasks:
-            executor.submit(chunk, retried).add_done_callback(lambda future, n=number: finished.put((n, future)))
-    executor.shutdown(wait=True)
+    with frozen_heap():  # what the worker was built with, out of the collector's walks (datagen.util.heap)
+        while (tasks := _receive(conn)) is not None:
+            for number, chunk, retried in tasks:
+                executor.submit(chunk, retried).add_done_callback(lambda future, n=number: finished.put((n, future)))
+        executor.shutdown(wait=True)
     finished.put(None)
     sender.join()
 

@@ -23,6 +23,7 @@ from datagen.dataset.quality.near_duplicates import LEXICAL
 from datagen.dataset.screening import FIELDS, SampleIndex
 from datagen.runs.processes import ignore_terminal_signals, start_ignoring_terminal
 from datagen.samples import Sample
+from datagen.util import frozen_heap
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,11 @@ def serve(conn) -> None:
     (field, texts)) on `conn`, answering the pairs as (first, second, similarity) or, failing, why in one line;
     until told to stop (None) or its run's end closes."""
     ignore_terminal_signals()
+    with frozen_heap():  # the imports' objects out of the collector's walks (datagen.util.heap)
+        _answer(conn)
+
+
+def _answer(conn) -> None:
     index, failed = SampleIndex(), None
     while True:
         try:
