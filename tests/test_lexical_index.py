@@ -5,11 +5,13 @@ answers the same, ignores the terminal's Ctrl-C, and when killed leaves the expo
 big enough to use it exports what one without it does, and leaves no process behind."""
 
 import logging
-import multiprocessing
 import os
 import random
 import signal
+import subprocess
+import sys
 from itertools import combinations
+from pathlib import Path
 
 import pytest
 
@@ -22,11 +24,12 @@ from datagen.runs.screening import IndexProcess
 from datagen.samples import Sample
 from datagen.store import RunStore
 
-INDEX_PROCESS = "datagen-screening"
-
 from .fakes import FakeEngine
 from .test_generate import fake_model
 from .test_quality import edited, sentences
+
+INDEX_CALL = b"datagen.runs.screening import serve"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -64,27 +67,82 @@ def test_an_index_filled_in_any_order_gives_the_pairs_of_one_pass(texts):
     assert not any(i >= len(texts) - 3 or j >= len(texts) - 3 for i, j in found)  # nothing to shingle: no pair
 
 
+def index_processes() -> list[int]:
+    """The ids of this process's children that run the near-duplicate index (read from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            command = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):  # gone meanwhile
+            continue
+        if parent == os.getpid() and INDEX_CALL in command:
+            found.append(int(stat.parent.name))
+    return found
+
+
 def test_the_index_process_answers_as_the_index_does_and_ignores_ctrl_c(texts):
     samples = [Sample(text, text[::-1]) for text in texts]
     with IndexProcess() as process:
         process.add(samples[:100])
-        os.kill(process._process.pid, signal.SIGINT)  # the terminal's Ctrl-C reaches the whole process group
+        os.kill(process.pid, signal.SIGINT)  # the terminal's Ctrl-C reaches the whole process group
         process.add(samples[100:150])
         for name, own in (("input", texts), ("output", [text[::-1] for text in texts])):
             assert as_tuples(process.pairs(name, own)) == as_tuples(SampleIndex().pairs(name, own))
-        assert process._process.is_alive()
-    assert not process._process.is_alive() and not multiprocessing.active_children()
+        assert index_processes() == [process.pid]
+    assert not index_processes()
 
 
 def test_a_killed_index_process_leaves_the_pairs_to_this_one(texts, caplog):
     with IndexProcess() as process:
         process.add(Sample(text, text) for text in texts[:80])
-        process._process.kill()
-        process._process.join()
-        process.add([Sample(text, text) for text in texts[80:]])  # a broken pipe, not an error
+        os.kill(process.pid, signal.SIGKILL)
+        process.add([Sample(text, text) for text in texts[80:]])  # nobody to send them to: not an error
         with caplog.at_level(logging.WARNING):
             assert as_tuples(process.pairs("input", texts)) == as_tuples(lexical_pairs(texts))
-    assert "near-duplicate index's process is gone" in caplog.text
+            assert as_tuples(process.pairs("output", texts)) == as_tuples(lexical_pairs(texts))
+    said = [record.getMessage() for record in caplog.records if "near-duplicate index" in record.getMessage()]
+    assert said == ["the near-duplicate index's process was killed (signal 9): the export finds the pairs itself"]
+
+
+def test_a_stopped_index_process_holds_up_neither_the_run_nor_its_end(texts):
+    """A process that stops answering (SIGSTOP) while samples keep coming: `add` never waits for it, and leaving on
+    an exception (a Ctrl-C at the export) ends it at once."""
+    with pytest.raises(KeyboardInterrupt):
+        with IndexProcess() as process:
+            os.kill(process.pid, signal.SIGSTOP)
+            for _ in range(40):  # far more than a socket's buffer holds
+                process.add(Sample(text * 20, text) for text in texts)
+            raise KeyboardInterrupt
+    assert not process._process.is_alive() and not index_processes()
+
+
+def test_a_script_that_calls_generate_unguarded_runs_once(tmp_path, texts):
+    """A script that calls `generate` at its top level, with no `if __name__ == "__main__":` guard (as the README's
+    example does): the index process must not run it again."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for n, text in enumerate(texts[:40]):
+        (corpus / f"p{n:04d}.txt").write_text(text + "\n", encoding="utf-8")
+    script = tmp_path / "make.py"
+    script.write_text(f"""
+import sys
+sys.path.insert(0, {str(ROOT)!r})
+print("top level", flush=True)
+import datagen.runs.generate as engine
+from datagen import Config, RunSettings
+from tests.fakes import FakeEngine
+from tests.test_generate import fake_model
+engine.INDEX_BESIDE_FROM = 1
+engine.available_cores = lambda: 2
+report = engine.generate("style_clone", [{str(corpus)!r}], {str(tmp_path / "run")!r}, workspace={str(ROOT)!r},
+                         config=Config(), model=fake_model(FakeEngine()), settings=RunSettings(max_tokens=200))
+print("exported", report.exported, flush=True)
+""")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("top level") == 1 and "exported" in done.stdout
+    assert "near-duplicate index" not in done.stderr
 
 
 def test_a_run_with_its_index_beside_it_exports_what_one_without_does(tmp_path, texts, monkeypatch):
@@ -92,15 +150,16 @@ def test_a_run_with_its_index_beside_it_exports_what_one_without_does(tmp_path, 
     corpus.mkdir()
     for n, text in enumerate(t for t in texts if len(t.split()) > 3):
         (corpus / f"p{n:04d}.txt").write_text(text + "\n", encoding="utf-8")
+    monkeypatch.setattr(generate_module, "available_cores", lambda: 2)  # the process, even on a one-core machine
     exports = {}
     for run in ("without", "beside", "killed"):
         monkeypatch.setattr(generate_module, "INDEX_BESIDE_FROM", 10 ** 9 if run == "without" else 1)
         seen = []
 
         def heard(_, run=run, seen=seen):  # the index process, looked for as the run goes; killed in one run
-            seen.append([child for child in multiprocessing.active_children() if child.name == INDEX_PROCESS])
+            seen.append(index_processes())
             if run == "killed" and len(seen) == 5:
-                seen[-1][0].kill()
+                os.kill(seen[-1][0], signal.SIGKILL)
         report = generate_module.generate("style_clone", [corpus], tmp_path / run, workspace=tmp_path / "ws",
                                           model=fake_model(FakeEngine()), config=Config(),
                                           settings=RunSettings(max_tokens=200), callbacks=Callbacks(on_outcome=heard))
@@ -108,6 +167,6 @@ def test_a_run_with_its_index_beside_it_exports_what_one_without_does(tmp_path, 
         assert all(seen[:5]) if run != "without" else not any(seen)
         with RunStore(tmp_path / run) as store:
             exports[run] = (report.data_path.read_text(), sorted(store.near_duplicate_pairs()))
-        assert not [child for child in multiprocessing.active_children() if child.name == INDEX_PROCESS]
+        assert not index_processes()
     assert exports["beside"] == exports["without"] == exports["killed"]
     assert len(exports["without"][1]) >= 20  # the edited and verbatim copies

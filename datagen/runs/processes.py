@@ -2,12 +2,12 @@
 
 One datagen process tops out at about 1 / (its CPU seconds a call) calls a second (about 6 ms a chunk of one call,
 DSPy's own share about 1.5 ms: bench/README.md): a machine with spare cores runs more chunks a second with more
-processes. Each worker process (spawned, not
-forked: forking a process that runs threads is unsafe) is built once with the program, its models, the scorer and
-its share of the gates, and runs the chunks it is handed exactly as a local run does (datagen.runs.runner's
-`ThreadExecutor`: its share of `--concurrency` in threads, or on its event loop for an `aforward` program). Each
-chunk's `Outcome` comes back to the driver, the only writer of the run store: per-chunk commit, resume, exports,
-the run-folder lock and the stop signals hold as in one process.
+processes. Each worker process (a fresh interpreter, `start_child`: not forked, since forking a process that runs
+threads is unsafe, nor multiprocessing's spawn, which runs the caller's script again) is built once with the
+program, its models, the scorer and its share of the gates, and runs the chunks it is handed exactly as a local
+run does (datagen.runs.runner's `ThreadExecutor`: its share of `--concurrency` in threads, or on its event loop for
+an `aforward` program). Each chunk's `Outcome` comes back to the driver, the only writer of the run store:
+per-chunk commit, resume, exports, the run-folder lock and the stop signals hold as in one process.
 
 A worker ignores the terminal's Ctrl-C and SIGHUP (they reach its process group too): the driver decides what a
 stop means. A worker that dies loses only its chunks in flight: each goes to another (a new process takes the dead
@@ -21,11 +21,14 @@ import math
 import os
 import queue
 import signal
+import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from multiprocessing import connection, get_context, resource_tracker
+from multiprocessing import connection
 
 import cloudpickle
 
@@ -58,18 +61,19 @@ class _Task:
 class _Worker:
     """One worker process, the driver's end of its pipe, and a thread sending it tasks, several to a message."""
 
-    def __init__(self, context, setup: bytes, slot: int):
+    def __init__(self, setup: bytes, slot: int):
         self.slot, self.busy, self.ready, self.dead = slot, 0, False, False
-        self.conn, theirs = context.Pipe()
-        self.process = context.Process(target=worker_main, args=(theirs, setup), name=f"datagen-worker-{slot}",
-                                       daemon=True)
-        start_ignoring_terminal(self.process)
-        theirs.close()
+        self.process, self.conn = start_child("datagen.runs.processes:worker_child")
         self.outbox: queue.SimpleQueue = queue.SimpleQueue()  # (number, chunk, retried); None: stop
-        self.sender = threading.Thread(target=self._send, name=f"datagen-worker-{slot}-send", daemon=True)
+        self.sender = threading.Thread(target=self._send, args=(setup,), name=f"datagen-worker-{slot}-send",
+                                       daemon=True)
         self.sender.start()
 
-    def _send(self) -> None:
+    def _send(self, setup: bytes) -> None:
+        try:
+            self.conn.send_bytes(setup)  # first: what the worker is built from (sent here: it waits for its imports)
+        except OSError:
+            return
         while True:
             batch = _drained(self.outbox)
             try:
@@ -104,14 +108,13 @@ class ProcessExecutor:
         except Exception as exc:
             raise DatagenError(f"--executor processes: the program, its models or the scorer cannot be sent to a "
                                f"worker process: {first_line(exc)}") from None
-        self._context = get_context("spawn")
         self._lock = threading.Lock()
         self._tasks: dict[int, _Task] = {}
         self._numbers = itertools.count()
         self._closing = False
         self._broken: str | None = None  # why workers cannot start: every chunk then fails with it
         self._wake = os.pipe()
-        self._workers = [_Worker(self._context, self._setup, slot) for slot in range(workers)]
+        self._workers = [_Worker(self._setup, slot) for slot in range(workers)]
         self._reader = threading.Thread(target=self._read, name="datagen-workers-read", daemon=True)
         self._reader.start()
 
@@ -137,7 +140,6 @@ class ProcessExecutor:
         while True:
             with self._lock:
                 watched = {w.conn: w for w in self._workers if not w.dead}
-                watched.update({w.process.sentinel: w for w in self._workers if not w.dead})
                 closing = self._closing
             if closing and not watched:
                 return
@@ -189,7 +191,7 @@ class ProcessExecutor:
             return
         log.warning("a worker process %s; its chunks in flight go to the others", how)
         with self._lock:
-            self._workers[worker.slot] = _Worker(self._context, self._setup, worker.slot)
+            self._workers[worker.slot] = _Worker(self._setup, worker.slot)
             orphaned = [task for task in self._tasks.values() if task.worker is worker]
             for task in orphaned:
                 del self._tasks[task.number]
@@ -269,11 +271,22 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def worker_child(fd: int) -> None:
+    """A worker process (`start_child`): `worker_main` on the connection of file descriptor `fd`, the setup its
+    first message."""
+    ignore_terminal_signals()
+    conn = connection.Connection(fd)
+    try:
+        setup = conn.recv_bytes()
+    except (EOFError, OSError):  # the driver is gone already
+        return
+    worker_main(conn, setup)
+
+
 def worker_main(conn, setup: bytes) -> None:
     """A worker process: build the program, models, scorer and gates from `setup` (cloudpickled), then run the
     chunks the driver sends on `conn` as a local run does, sending their outcomes back, several to a message;
     exit when told to (None: once every chunk handed is done) or at once when the driver is gone."""
-    ignore_terminal_signals()
     try:
         program, model, fresh, scorer, gates, cache, levels, concurrency = cloudpickle.loads(setup)
         for name, level in levels.items():
@@ -352,17 +365,62 @@ def _exit_text(code: int | None) -> str:
     return f"exited (code {code})"
 
 
-def start_ignoring_terminal(process) -> None:
-    """Start `process` (spawned) with WORKER_IGNORES blocked, kept blocked through exec until it ignores them
-    (its target calls `ignore_terminal_signals` first): none is lost to the default action (exit) while it imports."""
-    # Started first: starting multiprocessing's resource tracker (with a first spawn) unblocks SIGINT in the thread.
-    resource_tracker.ensure_running()
-    with _blocked(WORKER_IGNORES):
-        process.start()
+class ChildProcess:
+    """A process `start_child` started, with `multiprocessing.Process`'s `pid`, `kill`, `join`, `is_alive` and
+    `exitcode` (negative: the signal that killed it)."""
+
+    def __init__(self, popen: subprocess.Popen):
+        self._popen = popen
+        self.pid = popen.pid
+
+    def kill(self) -> None:
+        """SIGKILL it (nothing once it has been waited for)."""
+        self._popen.kill()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for it to end, `timeout` seconds at most (None: as long as it takes)."""
+        try:
+            self._popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def is_alive(self) -> bool:
+        """Whether it has not ended."""
+        return self._popen.poll() is None
+
+    @property
+    def exitcode(self) -> int | None:
+        """Its exit code once ended, else None."""
+        return self._popen.poll()
+
+
+def start_child(call: str) -> tuple[ChildProcess, connection.Connection]:
+    """A Python process of this interpreter and `sys.path` that runs `call(fd)` (e.g. "datagen.runs.screening:serve")
+    on its end of a socket pair, and this process's end, as `multiprocessing.connection.Connection`s.
+
+    Not multiprocessing's spawn: that imports the caller's main module again in the child, so a script that calls
+    `datagen.generate` at its top level, without an `if __name__ == "__main__":` guard, would run a second time
+    there (and a script read from stdin cannot be imported at all). The process starts with WORKER_IGNORES blocked
+    (`call` ignores them first: `ignore_terminal_signals`) and its stdin closed; its output is this process's.
+
+    Raises:
+        OSError: the process cannot be started.
+    """
+    module, function = call.split(":")
+    ours, theirs = socket.socketpair()
+    code = f"import sys; from {module} import {function}; {function}(int(sys.argv[1]))"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
+    try:
+        with _blocked(WORKER_IGNORES):
+            process = subprocess.Popen([sys.executable, "-c", code, str(theirs.fileno())],
+                                       pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env)
+    finally:
+        theirs.close()
+    return ChildProcess(process), connection.Connection(ours.detach())
 
 
 def ignore_terminal_signals() -> None:
-    """In a process started by `start_ignoring_terminal`: ignore WORKER_IGNORES, then unblock them."""
+    """In a process `start_child` started: ignore WORKER_IGNORES, then unblock them."""
     for signum in WORKER_IGNORES:
         signal.signal(signum, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, WORKER_IGNORES)

@@ -10,18 +10,22 @@ for the GIL with the chunks on the event loop and cost two to three times its ow
 38 s to save 6.7 s of export, same command). In a process it takes a core the run leaves idle (a run is one core
 at most: the GIL). A machine with one core keeps the pairs for the export, as before.
 
-The process ignores the terminal's Ctrl-C and SIGHUP (the run decides what a stop means), and exits when the run's
-end of its pipe closes (the run ended, or died). Should it die or fail, the export finds the pairs itself, with a
-warning: the dataset is the same.
+The process is a fresh interpreter (`datagen.runs.processes.start_child`), not multiprocessing's spawn, which would
+run the caller's script again in it. It ignores the terminal's Ctrl-C and SIGHUP (the run decides what a stop
+means), and exits when the run's end of its socket closes (the run ended, or died). The run never waits on it while
+it goes: the samples go through a thread of their own. Should it die or fail, the export finds the pairs itself,
+with one warning: the dataset is the same.
 """
 
 import logging
+import queue
+import threading
 from collections.abc import Iterable, Sequence
 
 from datagen.dataset.quality import Pair
 from datagen.dataset.quality.near_duplicates import LEXICAL
 from datagen.dataset.screening import FIELDS, SampleIndex
-from datagen.runs.processes import ignore_terminal_signals, start_ignoring_terminal
+from datagen.runs.processes import ignore_terminal_signals, start_child
 from datagen.samples import Sample
 from datagen.util import frozen_heap
 
@@ -29,88 +33,110 @@ log = logging.getLogger(__name__)
 
 # How long the process may take to exit once told to, before it is killed (seconds).
 EXIT_SECONDS = 10
+# How often a wait for the process's answer checks that it is still there (seconds).
+_POLL_SECONDS = 0.5
 
 
 class IndexProcess:
-    """A `SampleIndex` in a spawned process, with its `add` and `pairs`; a context manager that ends the process.
+    """A `SampleIndex` in a process of its own, with its `add` and `pairs`; a context manager that ends the process
+    (at once when leaving on an exception, a Ctrl-C among them).
 
-    `add` sends the samples' texts down a pipe and returns (the pipe's buffer full, it waits for the process to
-    catch up); `pairs` asks for one field's pairs and waits for them. Once the process is gone (killed, or it
-    failed), `pairs` finds them in this process from the texts it is given.
+    `add` hands the samples' texts to a thread that sends them, and returns at once; `pairs` asks for one field's
+    pairs and waits for them while the process is there. Once it is gone (it died, or failed), `pairs` finds them in
+    this process from the texts it is given, and says so once.
 
     Raises:
         OSError: the process cannot be started.
     """
 
     def __init__(self):
-        from multiprocessing import get_context  # spawned, not forked: the run has threads
-
-        context = get_context("spawn")
-        self._conn, child = context.Pipe()
-        self._process = context.Process(target=serve, args=(child,), daemon=True, name="datagen-screening")
-        start_ignoring_terminal(self._process)  # the terminal's Ctrl-C reaches the whole process group
-        child.close()  # the process's end: when it dies, `recv` here raises EOFError
+        self._process, self._conn = start_child("datagen.runs.screening:serve")
+        self._outbox: queue.SimpleQueue = queue.SimpleQueue()  # messages to send; None: the last
+        self._sender = threading.Thread(target=self._send, name="datagen-screening-send", daemon=True)
+        self._sender.start()
         self._lost: str | None = None
+
+    @property
+    def pid(self) -> int:
+        """The process's id."""
+        return self._process.pid
 
     def __enter__(self) -> "IndexProcess":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, kind, *exc) -> None:
+        self.close(wait=kind is None)
 
     def add(self, samples: Iterable[Sample]) -> None:
         """Index each of `samples`' fields in the process (nothing once it is gone)."""
         texts = [tuple(getattr(sample, name) for name in FIELDS) for sample in samples]
         if texts and self._lost is None:
-            self._ask(("add", texts), reply=False)
+            self._outbox.put(("add", texts))
 
     def pairs(self, name: str, texts: Sequence[str]) -> list[Pair]:
         """The lexical pairs of `texts`, field `name`'s texts in the run's order (`SampleIndex.pairs`)."""
         if self._lost is None:
-            found = self._ask(("pairs", (name, list(texts))), reply=True)
+            self._outbox.put(("pairs", (name, list(texts))))
+            found = self._answer()
             if found is not None:
                 return [Pair(first, second, similarity, LEXICAL) for first, second, similarity in found]
-        log.warning("the near-duplicate index's process is gone (%s): the export finds the pairs itself", self._lost)
-        index = SampleIndex()
-        return index.pairs(name, texts)
+            log.warning("the near-duplicate index's process %s: the export finds the pairs itself", self._lost)
+        return SampleIndex().pairs(name, texts)
 
-    def _ask(self, message: tuple, reply: bool):
-        try:
-            self._conn.send(message)
-            if not reply:
-                return None
-            answer = self._conn.recv()
-        except (OSError, EOFError) as exc:  # the process died: a broken pipe, or its end closed
-            self._lost = f"{type(exc).__name__}, exit code {self._process.exitcode}"
-            return None
-        if isinstance(answer, str):  # it failed: why
-            self._lost = answer
-            return None
-        return answer
-
-    def close(self) -> None:
-        """End the process: told to, then killed after EXIT_SECONDS."""
+    def _send(self) -> None:
+        while (message := self._outbox.get()) is not None:
+            try:
+                self._conn.send(message)
+            except OSError:  # gone: `pairs` finds out why
+                return
         try:
             self._conn.send(None)
         except OSError:
             pass
-        self._conn.close()
-        self._process.join(EXIT_SECONDS)
+
+    def _answer(self):
+        """The process's answer, or None (`_lost` then says why) once it is gone or said it failed."""
+        try:
+            while not self._conn.poll(_POLL_SECONDS):
+                if not self._process.is_alive():  # gone without a word
+                    return self._gone()
+            answer = self._conn.recv()
+        except (OSError, EOFError):  # its end closed: it died
+            return self._gone()
+        if isinstance(answer, str):
+            self._lost = f"failed ({answer})"
+            return None
+        return answer
+
+    def _gone(self) -> None:
+        self._process.join(_POLL_SECONDS)
+        code = self._process.exitcode
+        self._lost = ("closed its end of the socket" if code is None else
+                      f"was killed (signal {-code})" if code < 0 else f"exited (code {code})")
+
+    def close(self, wait: bool = True) -> None:
+        """End the process: told to, then killed after EXIT_SECONDS (at once without `wait`)."""
+        self._outbox.put(None)
+        self._process.join(EXIT_SECONDS if wait else 0)
         if self._process.is_alive():
             self._process.kill()
             self._process.join()
+        self._sender.join()  # done: its last message sent, or its socket's other end gone with the process
+        self._conn.close()
 
 
-def serve(conn) -> None:
-    """The process: a `SampleIndex` fed ("add", [texts of each field, a sample at a time]) and asked ("pairs",
-    (field, texts)) on `conn`, answering the pairs as (first, second, similarity) or, failing, why in one line;
-    until told to stop (None) or its run's end closes."""
+def serve(fd: int) -> None:
+    """The process (`start_child`): a `SampleIndex` fed ("add", [texts of each field, a sample at a time]) and asked
+    ("pairs", (field, texts)) on the connection of file descriptor `fd`, answering the pairs as (first, second,
+    similarity) or, failing, why in one line; until told to stop (None) or its run's end closes."""
+    from multiprocessing.connection import Connection
+
     ignore_terminal_signals()
     with frozen_heap():  # the imports' objects out of the collector's walks (datagen.util.heap)
-        _answer(conn)
+        _serve_on(Connection(fd))
 
 
-def _answer(conn) -> None:
+def _serve_on(conn) -> None:
     index, failed = SampleIndex(), None
     while True:
         try:
