@@ -70,7 +70,7 @@ class IndexProcess:
     def add(self, samples: Iterable[Sample]) -> None:
         """Index each of `samples`' fields in the process (nothing once it is gone)."""
         texts = [tuple(getattr(sample, name) for name in FIELDS) for sample in samples]
-        if texts and self._lost is None:
+        if texts and self._sender.is_alive():  # else the process is gone: nothing would send them
             self._outbox.put(("add", texts))
 
     def pairs(self, name: str, texts: Sequence[str]) -> list[Pair]:
