@@ -28,7 +28,7 @@ from .fakes import FakeEngine
 from .test_generate import fake_model
 from .test_quality import edited, sentences
 
-INDEX_CALL = b"datagen.runs.screening import serve"
+INDEX_CALL = b"datagen.runs.screening:serve"
 ROOT = Path(__file__).resolve().parent.parent
 
 

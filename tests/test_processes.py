@@ -24,8 +24,8 @@ def processes_args(server, out, workers="2", concurrency="2"):
 
 def worker_pids(driver: int) -> list[int]:
     """The driver's worker processes (`start_child`'s interpreters running `worker_child`)."""
-    found = subprocess.run(["pgrep", "-P", str(driver), "-f", "import worker_child"], capture_output=True,
-                           text=True).stdout
+    found = subprocess.run(["pgrep", "-P", str(driver), "-f", "datagen.runs.processes:worker_child"],
+                           capture_output=True, text=True).stdout
     return [int(pid) for pid in found.split()]
 
 

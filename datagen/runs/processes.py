@@ -15,6 +15,7 @@ one's place), at most `MAX_HANDOFFS` times before it fails as `worker_died`. A w
 """
 
 import concurrent.futures
+import importlib
 import itertools
 import logging
 import math
@@ -271,11 +272,8 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def worker_child(fd: int) -> None:
-    """A worker process (`start_child`): `worker_main` on the connection of file descriptor `fd`, the setup its
-    first message."""
-    ignore_terminal_signals()
-    conn = connection.Connection(fd)
+def worker_child(conn) -> None:
+    """A worker process (`start_child`): `worker_main` on `conn`, the setup its first message."""
     try:
         setup = conn.recv_bytes()
     except (EOFError, OSError):  # the driver is gone already
@@ -301,11 +299,10 @@ def worker_main(conn, setup: bytes) -> None:
     finished: queue.SimpleQueue = queue.SimpleQueue()
     sender = threading.Thread(target=_send_outcomes, args=(conn, finished), name="datagen-send", daemon=True)
     sender.start()
-    with frozen_heap():  # what the worker was built with, out of the collector's walks (datagen.util.heap)
-        while (tasks := _receive(conn)) is not None:
-            for number, chunk, retried in tasks:
-                executor.submit(chunk, retried).add_done_callback(lambda future, n=number: finished.put((n, future)))
-        executor.shutdown(wait=True)
+    while (tasks := _receive(conn)) is not None:
+        for number, chunk, retried in tasks:
+            executor.submit(chunk, retried).add_done_callback(lambda future, n=number: finished.put((n, future)))
+    executor.shutdown(wait=True)
     finished.put(None)
     sender.join()
 
@@ -395,35 +392,41 @@ class ChildProcess:
 
 
 def start_child(call: str) -> tuple[ChildProcess, connection.Connection]:
-    """A Python process of this interpreter and `sys.path` that runs `call(fd)` (e.g. "datagen.runs.screening:serve")
-    on its end of a socket pair, and this process's end, as `multiprocessing.connection.Connection`s.
+    """A Python process of this interpreter and `sys.path` that runs `call(conn)` (e.g.
+    "datagen.runs.screening:serve"), `conn` its end of a socket pair, and this process's end (both
+    `multiprocessing.connection.Connection`s): see `child_main`.
 
     Not multiprocessing's spawn: that imports the caller's main module again in the child, so a script that calls
     `datagen.generate` at its top level, without an `if __name__ == "__main__":` guard, would run a second time
-    there (and a script read from stdin cannot be imported at all). The process starts with WORKER_IGNORES blocked
-    (`call` ignores them first: `ignore_terminal_signals`) and its stdin closed; its output is this process's.
+    there (and a script read from stdin cannot be imported at all). The process starts with WORKER_IGNORES blocked,
+    and its stdin closed; its output is this process's.
 
     Raises:
         OSError: the process cannot be started.
     """
-    module, function = call.split(":")
     ours, theirs = socket.socketpair()
-    code = f"import sys; from {module} import {function}; {function}(int(sys.argv[1]))"
+    code = "import sys; from datagen.runs.processes import child_main; child_main(sys.argv[1], int(sys.argv[2]))"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
     try:
         with _blocked(WORKER_IGNORES):
-            process = subprocess.Popen([sys.executable, "-c", code, str(theirs.fileno())],
+            process = subprocess.Popen([sys.executable, "-c", code, call, str(theirs.fileno())],
                                        pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env)
     finally:
         theirs.close()
     return ChildProcess(process), connection.Connection(ours.detach())
 
 
-def ignore_terminal_signals() -> None:
-    """In a process `start_child` started: ignore WORKER_IGNORES, then unblock them."""
+def child_main(call: str, fd: int) -> None:
+    """A `start_child` process: ignore the terminal's WORKER_IGNORES (blocked since it started, so none was lost to
+    the default action, exit, while it imported), then run `call` ("module:function") on the connection of file
+    descriptor `fd`, the heap it imported kept out of the garbage collector's walks (datagen.util.heap)."""
     for signum in WORKER_IGNORES:
         signal.signal(signum, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, WORKER_IGNORES)
+    module, function = call.split(":")
+    run = getattr(importlib.import_module(module), function)
+    with frozen_heap():
+        run(connection.Connection(fd))
 
 
 @contextmanager

@@ -24,10 +24,9 @@ from collections.abc import Iterable, Sequence
 
 from datagen.dataset.quality import Pair
 from datagen.dataset.quality.near_duplicates import LEXICAL
-from datagen.dataset.screening import FIELDS, SampleIndex
-from datagen.runs.processes import ignore_terminal_signals, start_child
+from datagen.dataset.screening import SampleIndex
+from datagen.runs.processes import start_child
 from datagen.samples import Sample
-from datagen.util import frozen_heap
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +68,9 @@ class IndexProcess:
 
     def add(self, samples: Iterable[Sample]) -> None:
         """Index each of `samples`' fields in the process (nothing once it is gone)."""
-        texts = [tuple(getattr(sample, name) for name in FIELDS) for sample in samples]
-        if texts and self._sender.is_alive():  # else the process is gone: nothing would send them
-            self._outbox.put(("add", texts))
+        samples = list(samples)
+        if samples and self._sender.is_alive():  # else the process is gone: nothing would send them
+            self._outbox.put(("add", samples))
 
     def pairs(self, name: str, texts: Sequence[str]) -> list[Pair]:
         """The lexical pairs of `texts`, field `name`'s texts in the run's order (`SampleIndex.pairs`)."""
@@ -125,18 +124,10 @@ class IndexProcess:
         self._conn.close()
 
 
-def serve(fd: int) -> None:
-    """The process (`start_child`): a `SampleIndex` fed ("add", [texts of each field, a sample at a time]) and asked
-    ("pairs", (field, texts)) on the connection of file descriptor `fd`, answering the pairs as (first, second,
-    similarity) or, failing, why in one line; until told to stop (None) or its run's end closes."""
-    from multiprocessing.connection import Connection
-
-    ignore_terminal_signals()
-    with frozen_heap():  # the imports' objects out of the collector's walks (datagen.util.heap)
-        _serve_on(Connection(fd))
-
-
-def _serve_on(conn) -> None:
+def serve(conn) -> None:
+    """The process (`start_child`): a `SampleIndex` fed ("add", [samples]) and asked ("pairs", (field, texts)) on
+    `conn`, answering the pairs as (first, second, similarity) or, failing, why in one line; until told to stop
+    (None) or its run's end closes."""
     index, failed = SampleIndex(), None
     while True:
         try:
@@ -148,7 +139,7 @@ def _serve_on(conn) -> None:
         kind, payload = message
         try:
             if failed is None and kind == "add":
-                index.add(Sample(*texts) for texts in payload)
+                index.add(payload)
             elif kind == "pairs":
                 conn.send(failed or [(p.first, p.second, p.similarity) for p in index.pairs(*payload)])
         except Exception as exc:  # said to the run when it asks for pairs: it then finds them itself

@@ -36,13 +36,12 @@ def signatures(sets: Iterable[Iterable], hashfunc: Callable | None = None) -> li
         sets: each text's shingles, as `hashfunc` takes them (read one text at a time).
         hashfunc: a shingle to a 32-bit integer; None: datasketch's SHA-1 of bytes (`sets` then hold bytes).
     """
-    extra = {"hashfunc": hashfunc} if hashfunc is not None else {}
-    return MinHash.bulk(sets, num_perm=NUM_PERM, **extra)
+    return list(map(signer(hashfunc), sets))
 
 
 def signer(hashfunc: Callable | None = None) -> Callable[[Iterable], MinHash]:
-    """A function of one text's shingles to its signature, the one `signatures` gives (the permutations drawn once,
-    as `MinHash.bulk` draws them, not once a text). `hashfunc`: as `signatures`'."""
+    """A function of one text's shingles to its MinHash signature (NUM_PERM permutations, seed 1), the permutations
+    drawn once, as `MinHash.bulk` draws them, not once a text. `hashfunc`: as `signatures`'."""
     empty = MinHash(num_perm=NUM_PERM, **({"hashfunc": hashfunc} if hashfunc is not None else {}))
 
     def sign(shingles: Iterable) -> MinHash:

@@ -157,10 +157,6 @@ class LexicalIndex:
         self._sign = signer(hashfunc=int)
         self._lsh = lsh_index(min(LSH_THRESHOLD, floor))
 
-    def __len__(self) -> int:
-        """How many distinct texts were added."""
-        return len(self._sets)
-
     def add(self, text: str) -> None:
         """Add `text` (nothing when it was added before), finding its pairs with every text added before it."""
         if text in self._ids:
