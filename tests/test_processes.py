@@ -135,3 +135,31 @@ def test_an_option_of_another_executor_is_refused_in_one_line(workspace, tmp_pat
 
 class _Unreached:
     url = "http://127.0.0.1:9/v1"  # never asked: the options are refused first
+
+
+def tears_down_into(conn) -> None:
+    """A `start_child` call: an exit handler that would write the file named by the first message, then "ready";
+    raises when that message asks it to."""
+    import atexit
+    from pathlib import Path
+
+    path = conn.recv()
+    atexit.register(Path(path).write_text, "torn down")
+    conn.send("ready")
+    if path.endswith("raise"):
+        raise RuntimeError("asked to")
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_a_child_exits_as_its_call_returns_without_the_interpreters_teardown(tmp_path, fails):
+    """Its answers all went through its socket: the interpreter's teardown (a third of a second with DSPy's heap,
+    which the run waited for) is skipped; a call that raises exits as Python does, teardown and all."""
+    from datagen.runs.processes import start_child
+
+    process, conn = start_child(f"{__name__}:tears_down_into")
+    marker = tmp_path / ("raise" if fails else "returned")
+    conn.send(str(marker))
+    assert conn.recv() == "ready"
+    process.join(60)
+    assert process.exitcode == (1 if fails else 0)
+    assert marker.exists() is fails
