@@ -332,3 +332,17 @@ def test_redact_blanks_the_keys_read_and_the_variables_named_like_keys(monkeypat
                                    api_key_env="MY_LLM_CREDENTIAL"), "task")
     assert redact(text) == f"refused {REDACTED} and {REDACTED}; abc"
     assert redact(None) is None and redact("") == ""
+
+
+def test_redact_follows_the_environment_as_it_changes(monkeypatch):
+    """The keys are looked up again once the environment changes (they are kept between calls, for speed)."""
+    first, second = "sk-" + secrets.token_hex(8), "sk-" + secrets.token_hex(8)
+    monkeypatch.setenv("SOME_PROVIDER_API_KEY", first)
+    assert redact(f"{first} {second}") == f"{REDACTED} {second}"
+    monkeypatch.setenv("SOME_PROVIDER_API_KEY", second)  # changed in place: the same variable, a new value
+    assert redact(f"{first} {second}") == f"{first} {REDACTED}"
+    monkeypatch.setenv("ANOTHER_TOKEN", first)  # a variable added
+    assert redact(f"{first} {second}") == f"{REDACTED} {REDACTED}"
+    monkeypatch.delenv("ANOTHER_TOKEN")
+    monkeypatch.delenv("SOME_PROVIDER_API_KEY")
+    assert redact(f"{first} {second}") == f"{first} {second}"

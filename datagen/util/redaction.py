@@ -20,8 +20,22 @@ def redact(text: str | None) -> str | None:
     """`text` with every API key in use replaced by REDACTED."""
     if not text:
         return text
-    keys = {*_keys_read, *(value for name, value in os.environ.items() if _KEY_VARIABLE.search(name))}
-    # Longest first, so that a key containing another is blanked whole; short values are no keys ("no-key", "1").
-    for key in sorted((k for k in keys if len(k) >= 8), key=len, reverse=True):
+    for key in _keys():
         text = text.replace(key, REDACTED)
     return text
+
+
+_known: tuple = (None, None, ())  # (the environment's raw items, the keys read, the keys) when last looked at
+
+
+def _keys() -> tuple[str, ...]:
+    """The keys to blank out, longest first (so that a key containing another is blanked whole); short values are
+    no keys ("no-key", "1"). Read again only when the environment or the keys read changed: decoding every variable
+    at each call was a few percent of a run's CPU (every LM answer is redacted before it is stored)."""
+    global _known
+    # The raw (bytes) items, compared without decoding; `os.environ` keeps them in `_data` on every platform.
+    environment, read = tuple(getattr(os.environ, "_data", os.environ).items()), frozenset(_keys_read)
+    if (environment, read) != _known[:2]:
+        keys = {*read, *(value for name, value in os.environ.items() if _KEY_VARIABLE.search(name))}
+        _known = (environment, read, tuple(sorted((k for k in keys if len(k) >= 8), key=len, reverse=True)))
+    return _known[2]
