@@ -18,7 +18,7 @@ from datagen.lm.roles import build_role_model
 from datagen.store import RunStore
 
 from .conftest import every_record, written
-from .fakes import TRICKLE, FakeOpenAIServer
+from .fakes import TRICKLE, FakeOpenAIServer, PromptCache
 from .test_generate import read_jsonl
 
 
@@ -147,3 +147,39 @@ def test_an_async_program_runs_its_forward_with_a_model_that_has_no_async_engine
     report = generate(SyncOnly(), [workspace / "data/samples"], tmp_path / "run", workspace=workspace,
                       config=Config(), model=fake_lm(), settings=RunSettings(max_tokens=200, limit=2))
     assert written(report) == 2 and not report.failures
+
+
+class Together(dspy.Module):
+    """Two steps at once (asyncio.gather), then a third made on the fly (no attribute of the program)."""
+
+    def __init__(self):
+        super().__init__()
+        self.rephrase = dspy.Predict("passage -> generic")
+        self.title = dspy.Predict("passage -> title")
+
+    async def aforward(self, chunk):
+        generic, title = await asyncio.gather(self.rephrase.acall(passage=chunk), self.title.acall(passage=chunk))
+        summary = (await dspy.Predict("generic -> summary").acall(generic=generic.generic)).summary
+        return dspy.Prediction(samples=[Sample(input=generic.generic, output=chunk)], title=title.title,
+                               summary=summary)
+
+
+def test_calls_made_at_once_are_each_logged_under_their_own_step_with_their_own_tokens(workspace, tmp_path):
+    """Each LM call belongs to the step it runs in, even when a chunk's steps overlap, and its usage is its own
+    answer's (the fake server counts each prompt's words: the three prompts differ)."""
+    with FakeOpenAIServer(latency=0.05, prompt_cache=True) as server:
+        model = build_role_model(ModelSettings(model="openai/fake", api_base=server.url), "task")
+        report = generate(Together(), [workspace / "data/samples"], tmp_path / "run", workspace=workspace,
+                          config=Config(), model=model, settings=RunSettings(max_tokens=200, limit=3))
+    assert report.chunks == 3 and not report.failures
+    with RunStore(tmp_path / "run") as store:
+        for chunk, _ in store.done():
+            steps = store.steps(chunk.id)
+            assert sorted(step.step for step in steps[:2]) == ["rephrase", "title"]  # started together
+            assert steps[2].step == "StringSignature" and steps[2].outputs["summary"]  # the one made on the fly
+            calls = store.calls(chunk.id)
+            assert sorted(call.step for call in calls) == sorted(step.step for step in steps)
+            for call in calls:
+                assert call.usage["prompt_tokens"] == len(PromptCache.tokens(call.messages)) and not call.cached
+                step = next(step for step in steps if step.step == call.step)
+                assert step.outputs and all(value in call.response for value in step.outputs.values())

@@ -28,13 +28,14 @@ from .conftest import ROOT
 
 # What datagen wraps: (owner, attribute).
 OWNERS = {"socket.socket": socket.socket, "ssl.SSLSocket": ssl.SSLSocket, "execution": execution, "costs": costs,
-          "capabilities": capabilities}
+          "capabilities": capabilities, "dspy.Predict": dspy.Predict}
 HOOKED = [("socket.socket", "recv"), ("socket.socket", "recv_into"), ("ssl.SSLSocket", "recv"),
           ("ssl.SSLSocket", "recv_into"), ("execution", "_attempt"), ("execution", "_aattempt"),
           ("execution", "_delay"), ("execution", "_cached"), ("execution", "RouterConfig"), ("costs", "model_info"),
-          ("capabilities", "model_info")]
+          ("capabilities", "model_info"), ("execution", "execute"), ("execution", "aexecute"),
+          ("dspy.Predict", "forward"), ("dspy.Predict", "aforward")]
 HOOKED_NOW = "[" + ", ".join(f"{owner}.{name}" for owner, name in HOOKED) + "]"  # in a fresh interpreter
-IMPORTS = "import socket, ssl\nfrom dspy.clients import capabilities, costs, execution\n"
+IMPORTS = "import socket, ssl\nimport dspy\nfrom dspy.clients import capabilities, costs, execution\n"
 
 
 def run_python(code: str) -> str:
@@ -101,6 +102,10 @@ def test_the_other_hooks_wrap_what_dspy_and_the_socket_module_have():
     assert socket.socket.recv.__wrapped__ is socket.socket.__mro__[1].recv  # the C method of _socket.socket
     assert [f.__module__ for f in chain(execution._delay)] == ["datagen.lm.gate", "dspy.clients.execution"]
     assert [f.__module__ for f in chain(execution._cached)] == ["datagen.lm.calllog", "dspy.clients.execution"]
+    for hooked, owner in ((execution.execute, "dspy.clients.execution"), (execution.aexecute, "dspy.clients.execution"),
+                          (dspy.Predict.forward, "dspy.predict.predict"), (dspy.Predict.aforward, "dspy.predict.predict")):
+        assert [f.__module__ for f in chain(hooked)] == ["datagen.lm.calllog", owner]  # the call log's, once
+    assert inspect.iscoroutinefunction(execution.aexecute) and inspect.iscoroutinefunction(dspy.Predict.aforward)
     assert execution.RouterConfig.keywords == {"max_connections": 4096}
     assert costs.model_info is capabilities.model_info  # one memo for both
     assert costs.model_info.__wrapped__ is model_metadata.model_info

@@ -7,7 +7,7 @@ package changes nothing in DSPy or the socket module.
 
 from datagen.lm.adapters import holds_invalid_text
 from datagen.lm.batch import RequestBook, batch_model, check_batchable
-from datagen.lm.calllog import CALL_LOG, CallLog, route, route_calls, step_names, truncations
+from datagen.lm.calllog import CALL_LOG, CallLog, step_names, truncations
 from datagen.lm.errors import BatchRequestError, Deferred
 from datagen.lm.failures import BATCH_KINDS, FATAL, UNRECOVERABLE, failure_kind, first_line
 from datagen.lm.gate import CallGate, RequestWatcher, gated
@@ -21,5 +21,4 @@ __all__ = ["BATCH_KINDS", "BatchRequestError", "CALL_LOG", "CallGate", "CallLog"
            "FATAL", "LOCAL_MODEL", "RequestBook", "RequestWatcher", "RoleModel", "SCAFFOLD_TOKENS", "UNRECOVERABLE",
            "as_role_model", "batch_model", "bounded", "check_batchable", "check_reachable", "default_max_tokens",
            "failure_kind", "first_line", "gated", "holds_invalid_text", "install_hooks", "judge_model",
-           "remember_configured", "role_model", "route", "route_calls", "step_names", "task_model", "track_usage",
-           "truncations"]
+           "remember_configured", "role_model", "step_names", "task_model", "track_usage", "truncations"]

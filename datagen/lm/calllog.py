@@ -1,26 +1,29 @@
 """A chunk's call log: what each step of the program was given and answered, and every LM call's exact messages
 and raw completion, gathered while the chunk runs and written to the run store with its result.
 
-The log hears the calls through `CallRouter`, a DSPy callback put on the program's and the metrics' predictors and
-on the LMs they call (`route_calls`), not among DSPy's global callbacks: DSPy runs a global callback's bookkeeping
-(inspect.getcallargs, a Protocol isinstance check) on every module, adapter and LM call, seven times a chunk of
-style_clone, which was over a quarter of a chunk's CPU on its event loop (py-spy, bench/README.md, issue 29). The
-router hands each event to the running chunk's log, the DSPy setting `CALL_LOG`, which the runner sets per chunk
-(`dspy.context`: per thread and per asyncio task). A program that runs steps in DSPy's own worker threads
-(dspy.Parallel) still reports to its chunk's log (DSPy hands its settings on to them), hence the lock, and the
-stack of running steps kept per thread.
+The log hears the calls through two wrappers that `datagen.lm.hooks` installs: `log_steps` on `dspy.Predict`'s
+`forward` and `aforward` (a step: one predictor call), and `log_calls` on DSPy's `execute` and `aexecute` (an LM
+call, which DSPy's `BaseLM.__call__` and `acall` look up at each call). Each hands the event to the running chunk's
+log, the DSPy setting `CALL_LOG`, which the runner sets per chunk (`dspy.context`: per thread and per asyncio task),
+and does nothing else outside a chunk. Not DSPy callbacks: DSPy runs a callback's bookkeeping (a uuid, inspect's
+getcallargs, a Protocol isinstance check) on every call it hears, a tenth of a chunk's CPU on the event loop at 256
+in flight (`python -m bench.phase_cpu 256 20`, py-spy), and only instances that carry it are heard.
+
+The step an LM call belongs to is the innermost step running in its thread or asyncio task (a context variable).
+A program that runs steps in DSPy's own worker threads (dspy.Parallel) still reports to its chunk's log (DSPy hands
+its settings on to them), hence the lock.
 """
 
+import contextvars
 import json
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
 import dspy
 from dspy.clients.legacy_outputs import value
-from dspy.utils.callback import BaseCallback
 
 from datagen.lm.adapters import valid_text, valid_values
 from datagen.lm.names import configured_name
@@ -31,28 +34,17 @@ from datagen.store import Call, Step
 
 CALL_LOG = "datagen_call_log"  # the DSPy setting holding the running chunk's CallLog
 
+# The name of the innermost step running in this thread or task; None: none.
+_running_step: contextvars.ContextVar[str | None] = contextvars.ContextVar("datagen_running_step", default=None)
+# Whether an LM call is being logged in this thread or task: a call made inside it (a custom LM whose forward calls
+# another LM) is part of it, not a call of its own.
+_in_call: contextvars.ContextVar[bool] = contextvars.ContextVar("datagen_in_call", default=False)
+
 
 def step_names(program: dspy.Module, metrics: Iterable = ()) -> dict[int, str]:
     """Each predictor's name, by identity: its name in the program ("rephrase"), or "judge:METRIC" for a
     predictor a metric holds."""
     return {id(predictor): name for predictor, name in _predictors(program, metrics)}
-
-
-def route_calls(program: dspy.Module, metrics: Iterable = ()) -> None:
-    """Put the `CallRouter` on the program's predictors and on those the metrics hold (once: a second call changes
-    nothing); each LM is routed when a routed predictor first calls it (its own `lm`, else DSPy's), and the task
-    model's by the runner. The router stays on them, idle outside a chunk (no `CALL_LOG` set). An LM called by
-    the program's own code, never through one of these predictors nor as the task model, is not logged."""
-    route(*(predictor for predictor, _ in _predictors(program, metrics)))
-
-
-def route(*instances) -> None:
-    """Add the `CallRouter` to each instance's DSPy callbacks (a dspy.Module or a dspy.BaseLM), unless it has one
-    (a copy of a routed LM has its own)."""
-    for instance in instances:
-        callbacks = getattr(instance, "callbacks", None)
-        if callbacks is not None and not any(isinstance(c, CallRouter) for c in callbacks):
-            instance.callbacks = [*callbacks, _ROUTER]  # a new list: the caller's may be shared
 
 
 def _predictors(program: dspy.Module, metrics: Iterable) -> Iterator[tuple[dspy.Predict, str]]:
@@ -62,111 +54,127 @@ def _predictors(program: dspy.Module, metrics: Iterable) -> Iterator[tuple[dspy.
                     if isinstance(value, dspy.Predict))
 
 
-class CallRouter(BaseCallback):
-    """Hands a routed predictor's and LM's call events to the running chunk's CallLog (the DSPy setting `CALL_LOG`);
-    does nothing outside a chunk. Before a predictor runs, the LM it will call is routed too."""
-
-    def on_module_start(self, call_id, instance, inputs):
-        if (log := dspy.settings.get(CALL_LOG)) is not None:
-            route(getattr(instance, "lm", None) or dspy.settings.lm)
-            log.on_module_start(call_id, instance, inputs)
-
-    def on_module_end(self, call_id, outputs, exception=None):
-        if (log := dspy.settings.get(CALL_LOG)) is not None:
-            log.on_module_end(call_id, outputs, exception)
-
-    def on_lm_start(self, call_id, instance, inputs):
-        if (log := dspy.settings.get(CALL_LOG)) is not None:
-            log.on_lm_start(call_id, instance, inputs)
-
-    def on_lm_end(self, call_id, outputs, exception=None):
-        if (log := dspy.settings.get(CALL_LOG)) is not None:
-            log.on_lm_end(call_id, outputs, exception)
-
-
-_ROUTER = CallRouter()  # holds no state: one for the process
-
-
-@dataclass
-class _InFlight:
-    call: Call
-    started: float
-    counted: int | None  # usage entries the chunk's tracker held for the model when the call started
-    alone: bool = True  # no other LM call of the chunk overlapped it, so the usage entry it added is its own
-
-
 class CallLog:
-    """Collects a chunk's steps (predictor calls) and LM calls, in the order they started, from the `CallRouter`:
-    set it as the DSPy setting `CALL_LOG` for the chunk's calls (`dspy.context(**{CALL_LOG: log})`)."""
+    """Collects a chunk's steps (predictor calls) and LM calls, in the order they started: set it as the DSPy
+    setting `CALL_LOG` for the chunk's calls (`dspy.context(**{CALL_LOG: log})`).
+
+    Args:
+        names: from `step_names`: each step is named so; a predictor not there by its signature's name.
+    """
 
     def __init__(self, names: dict[int, str]):
-        self.names = names  # from step_names()
+        self.names = names
         self.steps: list[Step] = []
         self.calls: list[Call] = []
-        self._open_steps: dict[str, Step] = {}
-        self._open_calls: dict[str, _InFlight] = {}
         self.truncated = 0  # LM answers cut off at max_tokens (finish_reason "length")
-        self._local = threading.local()
         self._lock = threading.Lock()
 
-    def _running(self) -> list[str]:
-        """The names of the steps running in this thread, innermost last."""
-        if not hasattr(self._local, "steps"):
-            self._local.steps = []
-        return self._local.steps
-
-    def on_module_start(self, call_id, instance, inputs):
-        if not isinstance(instance, dspy.Predict):
-            return  # the program, or a wrapper such as ChainOfThought: its predictors are logged themselves
-        fields = instance.signature.input_fields
-        step = Step(self.names.get(id(instance), instance.signature.__name__),
-                    valid_values({key: value for key, value in inputs.get("kwargs", {}).items() if key in fields}))
+    @contextmanager
+    def step(self, predictor: dspy.Predict, inputs: dict) -> Iterator[Callable]:
+        """Log a call of `predictor` given `inputs` as a step for the duration, the innermost step of this thread or
+        task; yields `done(prediction)`, which records the prediction's fields and returns it. An exception
+        raised inside is recorded as the step's error."""
+        fields = predictor.signature.input_fields
+        step = Step(self.names.get(id(predictor), predictor.signature.__name__),
+                    valid_values({key: value for key, value in inputs.items() if key in fields}))
         with self._lock:
             self.steps.append(step)
-            self._open_steps[call_id] = step
-        self._running().append(step.step)
+        running = _running_step.set(step.step)
 
-    def on_module_end(self, call_id, outputs, exception=None):
-        with self._lock:
-            step = self._open_steps.pop(call_id, None)
-        if step is None:
-            return
-        self._running().pop()
-        if exception is None:
-            step.outputs = valid_values(dict(outputs.items()))  # storable, whatever the adapter let through
-        else:
-            step.error = _error(exception)
+        def done(prediction):
+            step.outputs = valid_values(dict(prediction.items()))  # storable, whatever the adapter let through
+            return prediction
+        try:
+            yield done
+        except BaseException as exc:
+            step.error = _error(exc)
+            raise
+        finally:
+            _running_step.reset(running)
 
-    def on_lm_start(self, call_id, instance, inputs):
-        running = self._running()
-        model = configured_name(instance.model)
-        call = Call(running[-1] if running else model, model, _messages(inputs))
-        entries = _usage_entries(model)
+    @contextmanager
+    def call(self, lm, call) -> Iterator[Callable]:
+        """Log an LM call (DSPy's `PreparedCall` `call` to `lm`) for the duration, under the innermost step running
+        in this thread or task (else its model's name); yields `done(result)`, which records DSPy's `CallResult`
+        (the raw completion, its usage and whether the cache answered) and returns it. An exception raised inside
+        is recorded as the call's error."""
+        model = configured_name(lm.model)
+        logged = Call(_running_step.get() or model, model, call.messages or [{"role": "user", "content": call.prompt}])
         with self._lock:
-            for other in self._open_calls.values():
-                other.alone = False
-            self.calls.append(call)
-            self._open_calls[call_id] = _InFlight(call, time.monotonic(), None if entries is None else len(entries),
-                                                  alone=not self._open_calls)
-        server_tries.set(call.servers)  # the requests it sends to a role's servers (this thread's or task's)
+            self.calls.append(logged)
+        started, inside = time.monotonic(), _in_call.set(True)
+        server_tries.set(logged.servers)  # the requests it sends to a role's servers (this thread's or task's)
 
-    def on_lm_end(self, call_id, outputs, exception=None):
-        with self._lock:
-            flight = self._open_calls.pop(call_id, None)
-        if flight is None:
-            return
-        server_tries.set(None)
-        call = flight.call
-        call.seconds = time.monotonic() - flight.started
-        if exception is not None:
-            call.error = _error(exception)
-            return
-        call.response = valid_text(redact(_response(outputs)))  # as it came, reasoning and all
-        entries = _usage_entries(call.model)
-        if flight.alone and flight.counted is not None and entries is not None:
-            # DSPy counts no tokens for a cache hit: a call that added no usage entry was answered from the cache.
-            added = entries[flight.counted:]
-            call.usage, call.cached = (added[0] if added else None), not added
+        def done(result):
+            logged.response = valid_text(redact(_response(result.outputs)))  # as it came, reasoning and all
+            # DSPy counts no tokens for a cache hit (its tracker is given none).
+            logged.usage, logged.cached = (None if result.cache_hit else result.usage), result.cache_hit
+            return result
+        try:
+            yield done
+        except BaseException as exc:
+            logged.error = _error(exc)
+            raise
+        finally:
+            logged.seconds = time.monotonic() - started
+            server_tries.set(None)
+            _in_call.reset(inside)
+
+
+def log_steps(forward):
+    """`dspy.Predict.forward`, each call inside a chunk logged as a step of its CallLog (`CALL_LOG`).
+
+    Args:
+        forward: `Predict.forward(self, **kwargs)`.
+
+    Returns:
+        The wrapper, with `forward`'s signature.
+    """
+    def forward_logged(self, **kwargs):
+        if (log := dspy.settings.get(CALL_LOG)) is None:
+            return forward(self, **kwargs)
+        with log.step(self, kwargs) as done:
+            return done(forward(self, **kwargs))
+    return forward_logged
+
+
+def log_asteps(aforward):
+    """`log_steps` for `dspy.Predict.aforward`."""
+    async def aforward_logged(self, **kwargs):
+        if (log := dspy.settings.get(CALL_LOG)) is None:
+            return await aforward(self, **kwargs)
+        with log.step(self, kwargs) as done:
+            return done(await aforward(self, **kwargs))
+    return aforward_logged
+
+
+def log_calls(execute):
+    """DSPy's `execute(lm, call)` (one LM call, its retries included: a `CallResult`), each call inside a chunk
+    logged in its CallLog (`CALL_LOG`) with its messages, raw completion, usage and time; a call made inside
+    another (a custom LM whose forward calls another LM) is part of it.
+
+    Args:
+        execute: `dspy.clients.execution.execute`, which `BaseLM.__call__` looks up at each call.
+
+    Returns:
+        The wrapper, with `execute`'s signature.
+    """
+    def execute_logged(lm, call):
+        if _in_call.get() or (log := dspy.settings.get(CALL_LOG)) is None:
+            return execute(lm, call)
+        with log.call(lm, call) as done:
+            return done(execute(lm, call))
+    return execute_logged
+
+
+def log_acalls(aexecute):
+    """`log_calls` for DSPy's `aexecute`, which `BaseLM.acall` looks up at each call."""
+    async def aexecute_logged(lm, call):
+        if _in_call.get() or (log := dspy.settings.get(CALL_LOG)) is None:
+            return await aexecute(lm, call)
+        with log.call(lm, call) as done:
+            return done(await aexecute(lm, call))
+    return aexecute_logged
 
 
 class TruncationCounter(logging.Filter):
@@ -226,17 +234,6 @@ def _cut_off(result) -> bool:
         return any(response.finish_reason == "length" for response in result.responses)
     choices = value(result.raw, "choices", []) or []
     return any(value(choice, "finish_reason") == "length" for choice in choices)
-
-
-def _usage_entries(model: str) -> list | None:
-    """The usage entries the chunk's tracker (`datagen.lm.names.track_usage`) holds for `model`; None without one."""
-    tracker = dspy.settings.usage_tracker
-    return None if tracker is None else tracker.usage_data.get(model, [])
-
-
-def _messages(inputs: dict) -> list:
-    """The messages an LM call sends: the adapter's, or a bare prompt as the one user message DSPy makes of it."""
-    return inputs.get("messages") or [{"role": "user", "content": inputs.get("prompt")}]
 
 
 def _response(outputs) -> str:

@@ -3,9 +3,9 @@
 DSPy 3.4 offers no hook for what a run needs, so datagen replaces some of its internals with wrappers that call
 the originals. Each wrapper is written beside its concept: the per-call deadline (datagen.lm.deadline); the rate
 gate, the request watchers and the retry-wait cap (datagen.lm.gate); the spread over several servers
-(datagen.lm.servers); the model metadata memo (datagen.lm.metadata_cache); the truncation check of cached answers
-(datagen.lm.calllog). This module alone installs them, in the order written below, after checking that the DSPy
-it finds has what they wrap.
+(datagen.lm.servers); the model metadata memo (datagen.lm.metadata_cache); the call log's hearing of each step and
+LM call, and the truncation check of cached answers (datagen.lm.calllog). This module alone installs them, in the
+order written below, after checking that the DSPy it finds has what they wrap.
 
 Importing datagen installs nothing. `install()` runs where LM calls are about to be made: when a role model is
 made (`datagen.lm.RoleModel`, so `role_model`, `task_model`, `judge_model` and the batch engine's model) or
@@ -24,7 +24,8 @@ import dspy
 from dspy.clients import capabilities, costs, execution, model_metadata
 
 from datagen.errors import DatagenError
-from datagen.lm.calllog import DSPY_LM_LOGGER, TruncationCounter, warn_of_cut_off
+from datagen.lm.calllog import (DSPY_LM_LOGGER, TruncationCounter, log_acalls, log_asteps, log_calls, log_steps,
+                                warn_of_cut_off)
 from datagen.lm.deadline import bound_aattempt, bound_attempt, bound_read
 from datagen.lm.gate import (cap_retry_wait, gate_aattempt, gate_attempt, watch_aattempt, watch_attempt,
                              widen_connection_pool)
@@ -33,15 +34,18 @@ from datagen.lm.servers import spread_aattempt, spread_attempt
 
 DSPY_VERSIONS = ">=3.4.1,<3.5"  # the DSPy these wrappers are written for (pyproject.toml asks for the same)
 
-# What the wrappers replace or call, by module, with the parameters each function is called with: a DSPy that
-# lacks one, or changed its parameters, would be wrapped wrongly.
+# What the wrappers replace or call, by module (or class), with the parameters each function is called with: a DSPy
+# that lacks one, or changed its parameters, would be wrapped wrongly.
 DSPY_INTERNALS = {
     execution: {"_attempt": ("lm", "call", "backend", "request", "provider", "state", "results"),
                 "_aattempt": ("lm", "call", "backend", "request", "provider", "state", "results"),
                 "_delay": ("exc", "attempt"),
                 "_cached": ("lm", "call", "asynchronous"),
                 "_engine": ("lm", "call", "asynchronous"),
+                "execute": ("lm", "call"),
+                "aexecute": ("lm", "call"),
                 "RouterConfig": None},
+    dspy.Predict: {"forward": ("self", "kwargs"), "aforward": ("self", "kwargs")},
     model_metadata: {"model_info": ("provider", "model", "namespaces")},
     costs: {"model_info": None},
     capabilities: {"model_info": None},
@@ -128,6 +132,11 @@ def _install_rest() -> None:
     execution._delay = _wrapped(execution._delay, cap_retry_wait)
     # execute/aexecute look the cache up at each call.
     execution._cached = _wrapped(execution._cached, warn_of_cut_off)
+    # BaseLM.__call__/acall import execute/aexecute at each call; Predict.__call__/acall call self.forward/aforward.
+    execution.execute, execution.aexecute = (_wrapped(execution.execute, log_calls),
+                                             _wrapped(execution.aexecute, log_acalls))
+    dspy.Predict.forward, dspy.Predict.aforward = (_wrapped(dspy.Predict.forward, log_steps),
+                                                   _wrapped(dspy.Predict.aforward, log_asteps))
     # DSPy builds each native engine's router with it.
     execution.RouterConfig = _wrapped(execution.RouterConfig, widen_connection_pool)
     # Both modules imported the function by name and look it up at each call; one memo serves both.

@@ -24,7 +24,7 @@ from threadpoolctl import threadpool_limits
 
 from datagen.errors import DatagenError, FailureKind, InputError
 from datagen.lm import (BATCH_KINDS, CALL_LOG, FATAL, CallGate, CallLog, RoleModel, failure_kind, first_line, gated,
-                        holds_invalid_text, route, route_calls, step_names, track_usage)
+                        holds_invalid_text, step_names, track_usage)
 from datagen.metrics import Scorer
 from datagen.store import Outcome
 from datagen.text import Chunk
@@ -82,7 +82,6 @@ class ChunkRunner:
         # are handed on explicitly: DSPy's context does not follow work into worker threads.
         self.settings = {"disable_history": True, "callbacks": list(callbacks)}
         self.names = step_names(program, scorer.metrics if scorer else ())
-        route_calls(program, scorer.metrics if scorer else ())
         self.loop = EventLoopThread() if is_async(program) else None
 
     def run_one(self, chunk: Chunk, model: RoleModel) -> Outcome:
@@ -137,11 +136,10 @@ class ChunkRunner:
 
     @contextmanager
     def _chunk_context(self, model: RoleModel, call_log: CallLog) -> Iterator:
-        """The chunk's DSPy settings: the model, the caller's callbacks and the chunk's call log (heard through the
-        routed predictors and LMs: datagen.lm.calllog); a trace of its own (DSPy's shared one keeps the last 10,000
+        """The chunk's DSPy settings: the model, the caller's callbacks and the chunk's call log (which hears its
+        steps and LM calls: datagen.lm.calllog); a trace of its own (DSPy's shared one keeps the last 10,000
         predictions, inputs included, for the whole run); and a usage tracker of its own, yielded, so that tokens
         spent on a chunk that then fails are still counted."""
-        route(model.lm)
         with model.context(**self.settings, trace=[], **{CALL_LOG: call_log}), track_usage() as tracker:
             yield tracker
 
