@@ -310,12 +310,18 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
 
     stopped = False
     try:
-        source = in_order.numbered(chunks) if in_order else iter(chunks)
-        for outcome in _as_finished(executor, source, concurrency, may_start, retried):
+        slots = _Slots(executor, in_order.numbered(chunks) if in_order else iter(chunks), concurrency, may_start,
+                       retried)
+        for outcome in slots.outcomes():
             if outcome.failure == FailureKind.DEFERRED:  # a batch round: asked, not yet answered
                 yield outcome
                 continue
             stop.check_fatal(outcome)
+            if outcome.failure is None and admit is None:
+                # The finished chunk's slot is not left idle while the caller records its outcome (a store write, a
+                # thread switch). After a failure it waits: the caller may stop there (--max-failures), and so may
+                # the run (its first chunks all failed); and a spending cap's `admit` must first see what it cost.
+                slots.fill()
             yield from in_order.put(outcome) if in_order else (outcome,)
             stop.check_first_failures(outcome)
     except KeyboardInterrupt:
@@ -327,21 +333,33 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
         executor.shutdown(wait=not stopped, cancel_futures=True)
 
 
-def _as_finished(executor: ChunkExecutor, chunks: Iterator[Chunk], concurrency: int,
-                 may_start: Callable[[int], bool], retried: Collection[str]) -> Iterator[Outcome]:
-    """Outcomes as the chunks finish, starting the next chunk while fewer than `concurrency` are in flight and
-    `may_start(in_flight)` allows it."""
-    finished: queue.SimpleQueue = queue.SimpleQueue()
-    in_flight = 0
-    while True:
-        while in_flight < concurrency and may_start(in_flight) and (chunk := next(chunks, None)) is not None:
-            executor.submit(chunk, chunk.id in retried).add_done_callback(finished.put)
-            in_flight += 1
-        if not in_flight:
-            return
-        outcome = _next(finished)
-        in_flight -= 1
-        yield outcome
+class _Slots:
+    """The chunks in flight: at most `concurrency`, the next one started while `may_start(in_flight)` allows it;
+    their outcomes as they finish."""
+
+    def __init__(self, executor: ChunkExecutor, chunks: Iterator[Chunk], concurrency: int,
+                 may_start: Callable[[int], bool], retried: Collection[str]):
+        self._executor, self._chunks, self._concurrency = executor, chunks, concurrency
+        self._may_start, self._retried = may_start, retried
+        self._finished: queue.SimpleQueue = queue.SimpleQueue()
+        self._in_flight = 0
+
+    def fill(self) -> None:
+        """Start chunks while there are free slots, chunks left, and `may_start` allows it."""
+        while (self._in_flight < self._concurrency and self._may_start(self._in_flight)
+               and (chunk := next(self._chunks, None)) is not None):
+            self._executor.submit(chunk, chunk.id in self._retried).add_done_callback(self._finished.put)
+            self._in_flight += 1
+
+    def outcomes(self) -> Iterator[Outcome]:
+        """The outcomes as the chunks finish, the slots filled before each wait, until none is in flight."""
+        while True:
+            self.fill()
+            if not self._in_flight:
+                return
+            outcome = _next(self._finished)
+            self._in_flight -= 1
+            yield outcome
 
 
 def _next(finished: queue.SimpleQueue) -> Outcome:
