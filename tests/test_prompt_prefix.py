@@ -84,3 +84,18 @@ def test_the_chat_prompt_carries_no_scaffolding_that_buys_nothing():
         "reasoning": "Fine.", "answerable": True, "accurate": True, "trivial": False})
     assert adapter.parse(ValidatePair, answer) == {"reasoning": "Fine.", "answerable": True, "accurate": True,
                                                    "trivial": False}
+
+
+def test_a_signatures_system_message_is_made_once_and_follows_its_instructions():
+    """Made once a signature (DSPy makes it again at every call), it is still what DSPy would make: for new
+    instructions (an optimizer's candidate, or instructions set on the class in place) it is made afresh."""
+    adapter = ChatAdapter()
+    signature = dspy.Signature("passage -> generic", "Rewrite the passage.")
+    first = adapter.format(signature, [], {"passage": "one"})[0]["content"]
+    assert adapter.format(signature, [], {"passage": "two"})[0]["content"] is first  # made once
+    assert first == dspy.ChatAdapter.format_system_message(adapter, signature)
+    proposed = signature.with_instructions("Say it plainly.")
+    assert "Say it plainly." in adapter.format(proposed, [], {"passage": "one"})[0]["content"]
+    signature.instructions = "Changed in place."
+    changed = adapter.format(signature, [], {"passage": "one"})[0]["content"]
+    assert "Changed in place." in changed and changed == dspy.ChatAdapter.format_system_message(adapter, signature)

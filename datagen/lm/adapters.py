@@ -18,6 +18,7 @@ import json
 import re
 import sys
 import textwrap
+import weakref
 
 import dspy
 from dspy.adapters.types.tool import ToolCalls
@@ -112,6 +113,10 @@ class _Strict:
         return None
 
 
+# {signature class: {(adapter class, instructions): system message}}: kept while the signature lives.
+_SYSTEM_MESSAGES: "weakref.WeakKeyDictionary[type, dict]" = weakref.WeakKeyDictionary()
+
+
 class ChatAdapter(_Strict, dspy.ChatAdapter):
     """dspy.ChatAdapter reading field markers wherever they stand, and falling back to our JSONAdapter.
 
@@ -120,6 +125,15 @@ class ChatAdapter(_Strict, dspy.ChatAdapter):
     instructions, and the reminder at the end of each input message, which repeats the system message's layout
     (types included) and is sent with every call after the input, where no prefix cache serves it: it names the
     fields in order and the type of each that is not text. Markers, layout and parsing are DSPy's."""
+
+    def format_system_message(self, signature) -> str:
+        # Made once a signature: DSPy makes it again at every call (each field's placeholder through a pydantic
+        # TypeAdapter), 50-120 us a call, a few percent of a run's CPU on its event loop (py-spy, bench/README.md).
+        key = (type(self), signature.instructions)  # all else in it is the signature's, fixed with its class
+        made = _SYSTEM_MESSAGES.setdefault(signature, {})
+        if (message := made.get(key)) is None:
+            message = made[key] = super().format_system_message(signature)
+        return message
 
     def format_field_description(self, signature) -> str:
         described = super().format_field_description(signature)
