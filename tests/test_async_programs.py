@@ -183,3 +183,43 @@ def test_calls_made_at_once_are_each_logged_under_their_own_step_with_their_own_
                 assert call.usage["prompt_tokens"] == len(PromptCache.tokens(call.messages)) and not call.cached
                 step = next(step for step in steps if step.step == call.step)
                 assert step.outputs and all(value in call.response for value in step.outputs.values())
+
+
+class OwnForward(dspy.Predict):
+    """A Predict whose forward is its own: it asks the model directly, then fails when told to."""
+
+    def forward(self, **kwargs):
+        answer = dspy.settings.lm(messages=[{"role": "user", "content": f"Rephrase: {kwargs['passage']}"}])[0]
+        if "fail" in kwargs["passage"]:
+            raise RuntimeError("boom inside the predictor")
+        return dspy.Prediction(generic=answer)
+
+
+class WithOwnForward(dspy.Module):
+    def __init__(self):
+        super().__init__()
+        self.mine = OwnForward("passage -> generic")
+
+    def forward(self, chunk):
+        return dspy.Prediction(samples=[Sample(input=self.mine(passage=chunk).generic, output=chunk)])
+
+
+def test_a_predictor_whose_forward_is_its_own_is_still_logged_as_a_step(workspace, tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("The keeper climbed the stairs.\n")
+    (corpus / "b.txt").write_text("This one will fail, as asked.\n")
+    with FakeOpenAIServer() as server:
+        model = build_role_model(ModelSettings(model="openai/fake", api_base=server.url), "task")
+        report = generate(WithOwnForward(), [corpus], tmp_path / "run", workspace=workspace, config=Config(),
+                          model=model, settings=RunSettings(max_tokens=200, concurrency=1))
+    assert report.chunks == 2 and sum(report.failures.values()) == 1
+    with RunStore(tmp_path / "run") as store:
+        logged = {chunk.text: (store.steps(chunk.id), store.calls(chunk.id)) for chunk in store.chunks()}
+    for text, (steps, calls) in logged.items():
+        assert [step.step for step in steps] == ["mine"] and [call.step for call in calls] == ["mine"]
+        assert calls[0].messages[0]["content"] == f"Rephrase: {text}" and calls[0].response
+        if "fail" in text:
+            assert steps[0].error == "RuntimeError: boom inside the predictor" and steps[0].outputs is None
+        else:
+            assert steps[0].outputs == {"generic": calls[0].response} and steps[0].error is None

@@ -33,7 +33,7 @@ HOOKED = [("socket.socket", "recv"), ("socket.socket", "recv_into"), ("ssl.SSLSo
           ("ssl.SSLSocket", "recv_into"), ("execution", "_attempt"), ("execution", "_aattempt"),
           ("execution", "_delay"), ("execution", "_cached"), ("execution", "RouterConfig"), ("costs", "model_info"),
           ("capabilities", "model_info"), ("execution", "execute"), ("execution", "aexecute"),
-          ("dspy.Predict", "forward"), ("dspy.Predict", "aforward")]
+          ("dspy.Predict", "__call__"), ("dspy.Predict", "acall")]
 HOOKED_NOW = "[" + ", ".join(f"{owner}.{name}" for owner, name in HOOKED) + "]"  # in a fresh interpreter
 IMPORTS = "import socket, ssl\nimport dspy\nfrom dspy.clients import capabilities, costs, execution\n"
 
@@ -102,10 +102,12 @@ def test_the_other_hooks_wrap_what_dspy_and_the_socket_module_have():
     assert socket.socket.recv.__wrapped__ is socket.socket.__mro__[1].recv  # the C method of _socket.socket
     assert [f.__module__ for f in chain(execution._delay)] == ["datagen.lm.gate", "dspy.clients.execution"]
     assert [f.__module__ for f in chain(execution._cached)] == ["datagen.lm.calllog", "dspy.clients.execution"]
-    for hooked, owner in ((execution.execute, "dspy.clients.execution"), (execution.aexecute, "dspy.clients.execution"),
-                          (dspy.Predict.forward, "dspy.predict.predict"), (dspy.Predict.aforward, "dspy.predict.predict")):
+    for hooked, owner in ((execution.execute, "dspy.clients.execution"),
+                          (execution.aexecute, "dspy.clients.execution"),
+                          (dspy.Predict.__call__, "dspy.predict.predict"),
+                          (dspy.Predict.acall, "dspy.predict.predict")):
         assert [f.__module__ for f in chain(hooked)] == ["datagen.lm.calllog", owner]  # the call log's, once
-    assert inspect.iscoroutinefunction(execution.aexecute) and inspect.iscoroutinefunction(dspy.Predict.aforward)
+    assert inspect.iscoroutinefunction(execution.aexecute) and inspect.iscoroutinefunction(dspy.Predict.acall)
     assert execution.RouterConfig.keywords == {"max_connections": 4096}
     assert costs.model_info is capabilities.model_info  # one memo for both
     assert costs.model_info.__wrapped__ is model_metadata.model_info

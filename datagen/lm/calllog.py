@@ -2,7 +2,7 @@
 and raw completion, gathered while the chunk runs and written to the run store with its result.
 
 The log hears the calls through two wrappers that `datagen.lm.hooks` installs: `log_steps` on `dspy.Predict`'s
-`forward` and `aforward` (a step: one predictor call), and `log_calls` on DSPy's `execute` and `aexecute` (an LM
+`__call__` and `acall` (a step: one predictor call), and `log_calls` on DSPy's `execute` and `aexecute` (an LM
 call, which DSPy's `BaseLM.__call__` and `acall` look up at each call). Each hands the event to the running chunk's
 log, the DSPy setting `CALL_LOG`, which the runner sets per chunk (`dspy.context`: per thread and per asyncio task),
 and does nothing else outside a chunk. Not DSPy callbacks: DSPy runs a callback's bookkeeping (a uuid, inspect's
@@ -121,31 +121,32 @@ class CallLog:
             _in_call.reset(inside)
 
 
-def log_steps(forward):
-    """`dspy.Predict.forward`, each call inside a chunk logged as a step of its CallLog (`CALL_LOG`).
+def log_steps(call):
+    """`dspy.Predict.__call__`, each call inside a chunk logged as a step of its CallLog (`CALL_LOG`), whatever the
+    predictor's class does in its `forward` (a subclass may replace it).
 
     Args:
-        forward: `Predict.forward(self, **kwargs)`.
+        call: `Predict.__call__(self, *args, **kwargs)` (positional arguments are refused by it).
 
     Returns:
-        The wrapper, with `forward`'s signature.
+        The wrapper, with `call`'s signature.
     """
-    def forward_logged(self, **kwargs):
-        if (log := dspy.settings.get(CALL_LOG)) is None:
-            return forward(self, **kwargs)
+    def call_logged(self, *args, **kwargs):
+        if args or (log := dspy.settings.get(CALL_LOG)) is None:
+            return call(self, *args, **kwargs)
         with log.step(self, kwargs) as done:
-            return done(forward(self, **kwargs))
-    return forward_logged
+            return done(call(self, **kwargs))
+    return call_logged
 
 
-def log_asteps(aforward):
-    """`log_steps` for `dspy.Predict.aforward`."""
-    async def aforward_logged(self, **kwargs):
-        if (log := dspy.settings.get(CALL_LOG)) is None:
-            return await aforward(self, **kwargs)
+def log_asteps(acall):
+    """`log_steps` for `dspy.Predict.acall`."""
+    async def acall_logged(self, *args, **kwargs):
+        if args or (log := dspy.settings.get(CALL_LOG)) is None:
+            return await acall(self, *args, **kwargs)
         with log.step(self, kwargs) as done:
-            return done(await aforward(self, **kwargs))
-    return aforward_logged
+            return done(await acall(self, **kwargs))
+    return acall_logged
 
 
 def log_calls(execute):

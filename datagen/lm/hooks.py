@@ -45,7 +45,7 @@ DSPY_INTERNALS = {
                 "execute": ("lm", "call"),
                 "aexecute": ("lm", "call"),
                 "RouterConfig": None},
-    dspy.Predict: {"forward": ("self", "kwargs"), "aforward": ("self", "kwargs")},
+    dspy.Predict: {"__call__": ("self", "args", "kwargs"), "acall": ("self", "args", "kwargs")},
     model_metadata: {"model_info": ("provider", "model", "namespaces")},
     costs: {"model_info": None},
     capabilities: {"model_info": None},
@@ -132,11 +132,12 @@ def _install_rest() -> None:
     execution._delay = _wrapped(execution._delay, cap_retry_wait)
     # execute/aexecute look the cache up at each call.
     execution._cached = _wrapped(execution._cached, warn_of_cut_off)
-    # BaseLM.__call__/acall import execute/aexecute at each call; Predict.__call__/acall call self.forward/aforward.
+    # BaseLM.__call__/acall import execute/aexecute at each call.
     execution.execute, execution.aexecute = (_wrapped(execution.execute, log_calls),
                                              _wrapped(execution.aexecute, log_acalls))
-    dspy.Predict.forward, dspy.Predict.aforward = (_wrapped(dspy.Predict.forward, log_steps),
-                                                   _wrapped(dspy.Predict.aforward, log_asteps))
+    # On the calls, not forward/aforward: a subclass of Predict may replace those.
+    dspy.Predict.__call__, dspy.Predict.acall = (_wrapped(dspy.Predict.__call__, log_steps),
+                                                 _wrapped(dspy.Predict.acall, log_asteps))
     # DSPy builds each native engine's router with it.
     execution.RouterConfig = _wrapped(execution.RouterConfig, widen_connection_pool)
     # Both modules imported the function by name and look it up at each call; one memo serves both.
