@@ -88,7 +88,8 @@ def test_the_chat_prompt_carries_no_scaffolding_that_buys_nothing():
 
 def test_a_signatures_system_message_is_made_once_and_follows_its_instructions():
     """Made once a signature (DSPy makes it again at every call), it is still what DSPy would make: for new
-    instructions (an optimizer's candidate, or instructions set on the class in place) it is made afresh."""
+    instructions (an optimizer's candidate, or instructions set on the class in place) or a field's description
+    edited in place it is made afresh."""
     adapter = ChatAdapter()
     signature = dspy.Signature("passage -> generic", "Rewrite the passage.")
     first = adapter.format(signature, [], {"passage": "one"})[0]["content"]
@@ -99,3 +100,7 @@ def test_a_signatures_system_message_is_made_once_and_follows_its_instructions()
     signature.instructions = "Changed in place."
     changed = adapter.format(signature, [], {"passage": "one"})[0]["content"]
     assert "Changed in place." in changed and changed == dspy.ChatAdapter.format_system_message(adapter, signature)
+    signature.output_fields["generic"].json_schema_extra["desc"] = "the passage in plain words"  # a field, in place
+    described = adapter.format(signature, [], {"passage": "one"})[0]["content"]
+    assert "the passage in plain words" in described
+    assert described == dspy.ChatAdapter.format_system_message(adapter, signature)

@@ -113,7 +113,7 @@ class _Strict:
         return None
 
 
-# {signature class: {(adapter class, instructions): system message}}: kept while the signature lives.
+# {signature class: {(adapter class, instructions, fields): system message}}: kept while the signature lives.
 _SYSTEM_MESSAGES: "weakref.WeakKeyDictionary[type, dict]" = weakref.WeakKeyDictionary()
 
 
@@ -127,9 +127,14 @@ class ChatAdapter(_Strict, dspy.ChatAdapter):
     fields in order and the type of each that is not text. Markers, layout and parsing are DSPy's."""
 
     def format_system_message(self, signature) -> str:
-        # Made once a signature: DSPy makes it again at every call (each field's placeholder through a pydantic
-        # TypeAdapter), 50-120 us a call, a few percent of a run's CPU on its event loop (py-spy, bench/README.md).
-        key = (type(self), signature.instructions)  # all else in it is the signature's, fixed with its class
+        """DSPy's system message, made once for a signature as it stands (its instructions, its fields' names,
+        types, descriptions and prefixes, even when edited in place) and this adapter's class: DSPy makes it again
+        at every call (each field's placeholder through a pydantic TypeAdapter), 50-120 us, a few percent of a
+        run's CPU on its event loop (py-spy, bench/README.md). A subclass whose system message also depends on
+        the instance's own settings overrides this."""
+        key = (type(self), signature.instructions,
+               tuple((name, field.annotation, repr(field.json_schema_extra))
+                     for name, field in signature.model_fields.items()))
         made = _SYSTEM_MESSAGES.setdefault(signature, {})
         if (message := made.get(key)) is None:
             message = made[key] = super().format_system_message(signature)
