@@ -223,3 +223,33 @@ def test_a_predictor_whose_forward_is_its_own_is_still_logged_as_a_step(workspac
             assert steps[0].error == "RuntimeError: boom inside the predictor" and steps[0].outputs is None
         else:
             assert steps[0].outputs == {"generic": calls[0].response} and steps[0].error is None
+
+
+class InParallel(dspy.Module):
+    """Two steps run by dspy.Parallel, in its worker threads."""
+
+    def __init__(self):
+        super().__init__()
+        self.rephrase = dspy.Predict("passage -> generic")
+        self.title = dspy.Predict("passage -> title")
+
+    def forward(self, chunk):
+        generic, title = dspy.Parallel(num_threads=2, disable_progress_bar=True)(
+            [(self.rephrase, {"passage": chunk}), (self.title, {"passage": chunk})])
+        return dspy.Prediction(samples=[Sample(input=generic.generic, output=chunk)], title=title.title)
+
+
+def test_the_tokens_spent_in_dspy_parallel_are_counted(workspace, tmp_path):
+    """dspy.Parallel gives each of its threads a copy of the usage tracker: the chunk's tokens must be counted all
+    the same, in the run's usage as in each call."""
+    with FakeOpenAIServer() as server:
+        model = build_role_model(ModelSettings(model="openai/fake", api_base=server.url), "task")
+        report = generate(InParallel(), [workspace / "data/samples"], tmp_path / "run", workspace=workspace,
+                          config=Config(), model=model, settings=RunSettings(max_tokens=200, limit=3))
+        answered = len(server.arrivals)
+    assert report.chunks == 3 and not report.failures and answered == 6
+    with RunStore(tmp_path / "run") as store:
+        calls = [call for chunk, _ in store.done() for call in store.calls(chunk.id)]
+        assert sorted(call.step for call in calls) == ["rephrase"] * 3 + ["title"] * 3
+        assert all(call.usage["prompt_tokens"] == 10 for call in calls)
+        assert store.usage()["openai/fake"]["prompt_tokens"] == 10 * answered  # the fake's 10 a call, all counted

@@ -44,6 +44,12 @@ class _ConfiguredNames(UsageTracker):
     def add_usage(self, lm: str, usage_entry: dict) -> None:
         super().add_usage(configured_name(lm), usage_entry)
 
+    def __deepcopy__(self, memo) -> "_ConfiguredNames":
+        # dspy.Parallel deep-copies the usage tracker into each of its worker threads and drops the copies with
+        # them: the tokens a program spends in dspy.Parallel would go uncounted (not in the run's usage, its cost,
+        # nor its --max-cost). The one tracker is shared instead: adding usage is a list append.
+        return self
+
 
 @contextmanager
 def track_usage() -> Iterator[UsageTracker]:
