@@ -13,6 +13,7 @@ from datagen.runs import generate as ENGINE
 from datagen.runs.generate import generate
 from datagen.runs.runner import FAILURES_BEFORE_FIRST_SUCCESS
 from datagen.runs.window import check_budget, prompt_overhead
+from datagen.store import RunStore
 from datagen.text.ingest import iter_documents, read_text
 from datagen.lm.roles import JUDGE_MAX_TOKENS, RoleModel, default_max_tokens
 from datagen.workspace.pipelines import load_program
@@ -76,6 +77,21 @@ def test_run_stops_when_the_first_chunks_all_fail(workspace, tmp_path):
                  model=fake_model(engine), settings=RunSettings(max_tokens=200))
     # No more calls than chunks read: the fifth failure stopped it, nothing was read ahead beyond concurrency.
     assert engine.calls == FAILURES_BEFORE_FIRST_SUCCESS
+
+
+def test_max_failures_starts_no_more_chunks_and_keeps_those_in_flight(workspace, tmp_path):
+    """As a first Ctrl-C does: the chunks in flight when the last allowed failure comes finish and are recorded
+    (they are paid for), so that a resume does not ask them again."""
+    engine = FakeEngine(fail_after=3)
+    report = generate("style_clone", [workspace / "data/samples"], tmp_path / "out", workspace=workspace,
+                      config=Config(), model=fake_model(engine),
+                      settings=RunSettings(max_tokens=200, concurrency=4, max_failures=2))
+    assert report.stopped == "stopped after 2 failed chunks (--max-failures)"
+    with RunStore(tmp_path / "out") as store:
+        recorded = [call for chunk in store.chunks() for call in store.calls(chunk.id)]
+        assert store.pending_count(None) > 0  # it stopped before the end
+    assert len(recorded) == engine.calls  # every call asked is in the store
+    assert report.chunks == 3 + sum(report.failures.values()) and sum(report.failures.values()) >= 2
 
 
 def test_limit_stops_after_n_chunks(workspace, tmp_path):

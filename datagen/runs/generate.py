@@ -348,8 +348,8 @@ def _reporting(callbacks: Callbacks, report: Report, meter: CostMeter, gate: Cal
 
 
 def _record(run: _Run, outcomes: Iterator[Outcome]) -> None:
-    """Record each chunk's outcome as it comes, counting it in the report and its spend in the meter; stop after
-    `max_failures`."""
+    """Record each chunk's outcome as it comes, counting it in the report and its spend in the meter; after
+    `max_failures` failed chunks, start no more (those in flight are recorded as they finish)."""
     report, max_failures = run.report, run.settings.max_failures
     with closing(outcomes):  # closed at once on a stop: the chunks in flight are then waited for, not leaked
         for outcome in outcomes:
@@ -370,9 +370,10 @@ def _record(run: _Run, outcomes: Iterator[Outcome]) -> None:
                             outcome.message)
             if run.on_outcome:
                 run.on_outcome(outcome)
-            if max_failures is not None and sum(report.failures.values()) >= max_failures:
+            if max_failures is not None and not report.stopped and sum(report.failures.values()) >= max_failures:
+                # As a first Ctrl-C does: nothing new starts; the chunks in flight, paid for, are still recorded.
                 report.stopped = f"stopped after {max_failures} failed chunks (--max-failures)"
-                return
+                run.interrupt.finish()
 
 
 def _run_batched(run: _Run, on_batch: Callable[[JobStatus], None] | None) -> BatchSummary:

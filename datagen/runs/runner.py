@@ -306,7 +306,7 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
     stop = _StopRule(model.name, every)
 
     def may_start(in_flight: int) -> bool:
-        return not (interrupt and interrupt.requested) and (admit is None or admit(in_flight))
+        return not (interrupt and interrupt.ending) and (admit is None or admit(in_flight))
 
     stopped = False
     try:
@@ -469,11 +469,22 @@ class Interrupt:
     def __init__(self):
         self.signum: int | None = None  # the first stop signal received; None: none yet
         self.forced = False
+        self._finishing = False
 
     @property
     def requested(self) -> bool:
-        """A stop was asked for."""
+        """A stop signal was received."""
         return self.signum is not None
+
+    @property
+    def ending(self) -> bool:
+        """No chunk starts any more: a stop signal was received, or `finish` was called."""
+        return self.requested or self._finishing
+
+    def finish(self) -> None:
+        """Start no more chunks, for a reason of the caller's own (no signal): as after a first stop signal, the
+        chunks in flight finish, and their outcomes come (they are paid for)."""
+        self._finishing = True
 
     @property
     def label(self) -> str:
