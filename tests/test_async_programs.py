@@ -13,7 +13,7 @@ from datagen import Sample
 from datagen.workspace.config import Config, ModelSettings
 from datagen.runs import RunSettings
 from datagen.runs.generate import generate
-from datagen.runs.runner import EventLoopThread
+from datagen.runs.event_loop import EventLoopThread
 from datagen.lm.roles import build_role_model
 from datagen.store import RunStore
 
