@@ -149,13 +149,17 @@ def test_an_async_program_runs_its_forward_with_a_model_that_has_no_async_engine
     assert written(report) == 2 and not report.failures
 
 
-class Together(dspy.Module):
-    """Two steps at once (asyncio.gather), then a third made on the fly (no attribute of the program)."""
+class TwoOfAPassage(dspy.Module):
+    """Two steps, each given the passage: a rephrase and a title."""
 
     def __init__(self):
         super().__init__()
         self.rephrase = dspy.Predict("passage -> generic")
         self.title = dspy.Predict("passage -> title")
+
+
+class Together(TwoOfAPassage):
+    """Both steps at once (asyncio.gather), then a third made on the fly (no attribute of the program)."""
 
     async def aforward(self, chunk):
         generic, title = await asyncio.gather(self.rephrase.acall(passage=chunk), self.title.acall(passage=chunk))
@@ -225,13 +229,8 @@ def test_a_predictor_whose_forward_is_its_own_is_still_logged_as_a_step(workspac
             assert steps[0].outputs == {"generic": calls[0].response} and steps[0].error is None
 
 
-class InParallel(dspy.Module):
-    """Two steps run by dspy.Parallel, in its worker threads."""
-
-    def __init__(self):
-        super().__init__()
-        self.rephrase = dspy.Predict("passage -> generic")
-        self.title = dspy.Predict("passage -> title")
+class InParallel(TwoOfAPassage):
+    """Both steps run by dspy.Parallel, in its worker threads."""
 
     def forward(self, chunk):
         generic, title = dspy.Parallel(num_threads=2, disable_progress_bar=True)(
