@@ -17,7 +17,7 @@ import pytest
 
 from datagen import Callbacks, Config, RunSettings
 from datagen.dataset.quality import lexical_pairs
-from datagen.dataset.quality.near_duplicates import LexicalIndex, char_shingles, jaccard
+from datagen.dataset.quality.near_duplicates import LexicalIndex, char_shingles, jaccard, jaccards
 from datagen.dataset.screening import SampleIndex
 from datagen.runs import generate as generate_module
 from datagen.runs.screening import IndexProcess
@@ -65,6 +65,24 @@ def test_an_index_filled_in_any_order_gives_the_pairs_of_one_pass(texts):
     copies = [(i, j) for i, j in combinations(range(len(texts)), 2) if texts[i] == texts[j] and shingles[i].size]
     assert len(copies) >= 15 and all(found[pair] == 1.0 for pair in copies)
     assert not any(i >= len(texts) - 3 or j >= len(texts) - 3 for i, j in found)  # nothing to shingle: no pair
+
+
+def test_a_repetitive_corpus_gives_the_exact_pairs_checked_many_at_once():
+    """Texts of 20 words drawn from 25 (a template's fill-ins, a benchmark's corpus): each has dozens of LSH
+    candidates, checked together (`jaccards`); the pairs are those of every pair compared one by one."""
+    rng = random.Random(3)
+    vocabulary = [f"w{k}ord" for k in range(25)]
+    texts = [" ".join(rng.choice(vocabulary) for _ in range(20)) for _ in range(150)] + ["w1ord", "w1ord"]
+    shingles = [char_shingles(text) for text in texts]
+    others = shingles[1:60] + [shingles[-1]]
+    assert [round(x, 9) for x in jaccards(shingles[0], others).tolist()] == \
+        [round(jaccard(shingles[0], other), 9) for other in others]
+    assert jaccards(shingles[-1], shingles[:3]).tolist() == [jaccard(shingles[-1], other) for other in shingles[:3]]
+    exact = {(i, j): round(jaccard(shingles[i], shingles[j]), 4) for i, j in combinations(range(len(texts)), 2)}
+    found = {(p.first, p.second): p.similarity for p in lexical_pairs(texts)}
+    assert len(found) >= 50 and (len(texts) - 2, len(texts) - 1) in found
+    assert {pair for pair, similarity in exact.items() if similarity >= 0.6} <= set(found)
+    assert all(exact[pair] == similarity for pair, similarity in found.items())
 
 
 def index_processes() -> list[int]:

@@ -111,6 +111,19 @@ def jaccard(a: np.ndarray, b: np.ndarray) -> float:
     return shared / union if union else 0.0
 
 
+def jaccards(a: np.ndarray, others: Sequence[np.ndarray]) -> np.ndarray:
+    """`jaccard(a, b)` for each b of `others` (sorted, unique hash arrays, none empty), in a few numpy calls for
+    them all: on a corpus of repetitive texts a sample has a hundred candidates to check, and one `jaccard` call
+    each was most of the near-duplicate index's time (bench/throughput_bench.py's corpus, issue 29)."""
+    lengths = np.fromiter(map(len, others), dtype=np.int64, count=len(others))
+    joined = np.concatenate(others)
+    at = np.minimum(np.searchsorted(a, joined), max(a.size - 1, 0))
+    found = a[at] == joined if a.size else np.zeros(joined.size, dtype=bool)
+    shared = np.add.reduceat(found, np.concatenate([[0], np.cumsum(lengths)[:-1]]), dtype=np.int64)
+    union = a.size + lengths - shared
+    return shared / union
+
+
 def lexical_pairs(texts: Sequence[str], floor: float = LEXICAL_FLOOR) -> list[Pair]:
     """Every pair of texts whose character 5-gram Jaccard similarity is at least `floor`, sorted (a fresh
     `LexicalIndex(floor).pairs(texts)`).
@@ -174,10 +187,12 @@ class LexicalIndex:
         if others:
             others = np.fromiter(others, dtype=np.int64, count=len(others))
             estimate = (self._values[others] == signature.hashvalues).mean(axis=1)
-            for other in others[estimate >= self.floor - ESTIMATE_MARGIN].tolist():
-                similarity = jaccard(shingles, self._sets[other])
-                if similarity >= self.floor:
-                    self._similar.setdefault(own, {})[other] = round(similarity, 4)
+            likely = others[estimate >= self.floor - ESTIMATE_MARGIN].tolist()
+            if likely:
+                sets = [self._sets[other] for other in likely]
+                for other, similarity in zip(likely, jaccards(shingles, sets).tolist()):
+                    if similarity >= self.floor:
+                        self._similar.setdefault(own, {})[other] = round(similarity, 4)
         self._lsh.insert(own, signature)
 
     def pairs(self, texts: Sequence[str]) -> list[Pair]:
