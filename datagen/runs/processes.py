@@ -341,12 +341,17 @@ def _result(future: concurrent.futures.Future) -> tuple[Outcome | None, BaseExce
 
 def _drained(items: queue.SimpleQueue) -> list:
     """The next item, waiting for it, and every item queued behind it."""
-    batch = [items.get()]
+    return [items.get(), *queued(items)]
+
+
+def queued(items: queue.SimpleQueue) -> list:
+    """Every item queued now, in order, without waiting."""
+    found = []
     while True:
         try:
-            batch.append(items.get_nowait())
+            found.append(items.get_nowait())
         except queue.Empty:
-            return batch
+            return found
 
 
 def _log_levels() -> dict[str, int]:
