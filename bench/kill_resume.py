@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from bench.fake_server import ServerProcess
-from bench.throughput_bench import passages, write_corpus
+from bench.throughput_bench import CHUNK_TOKENS, passages, write_corpus
 
 ROOT = Path(__file__).resolve().parent.parent
 CALLS_PER_CHUNK = 2  # style_clone with repair_boundaries: the boundary sentences, then the rephrase
@@ -42,7 +42,7 @@ def done_chunks(run: Path) -> int:
 def command(corpus: Path, run: Path, url: str, concurrency: int) -> list[str]:
     return [str(ROOT / ".venv/bin/datagen"), "generate", "style_clone", "--input", str(corpus), "--out", str(run),
             "--option", "repair_boundaries=true", "--model", "openai/bench", "--api-base", url,
-            "--max-tokens", "64", "--concurrency", str(concurrency), "--workspace", str(ROOT)]
+            "--max-tokens", str(CHUNK_TOKENS), "--concurrency", str(concurrency), "--workspace", str(ROOT)]
 
 
 def main() -> None:

@@ -46,7 +46,7 @@ def main() -> None:
     import datagen
     import datagen.runs.generate as engine
     from bench.fake_server import ServerProcess
-    from bench.throughput_bench import passages, write_corpus
+    from bench.throughput_bench import CHUNK_TOKENS, passages, write_corpus
     from datagen.lm.roles import build_role_model
     from datagen.workspace.config import ModelSettings
 
@@ -63,7 +63,7 @@ def main() -> None:
         write_corpus(work / "corpus", passages(os.environ.get("SEED", f"P{time.time()}."), concurrency * rounds, 30))
         wall, cpu = time.monotonic(), time.process_time()
         report = datagen.generate("style_clone", [work / "corpus"], work / "out", workspace=SOURCE, model=model,
-                                  settings=datagen.RunSettings(max_tokens=64, concurrency=concurrency))
+                                  settings=datagen.RunSettings(max_tokens=CHUNK_TOKENS, concurrency=concurrency))
         wall, cpu = time.monotonic() - wall, time.process_time() - cpu
         print(f"samples {report.samples} wall {wall:.1f}s {report.samples / wall:.1f}/s cpu {cpu:.1f}s "
               f"{1000 * cpu / report.samples:.2f} ms/sample; (wall, cpu) {times}")

@@ -28,6 +28,7 @@ most ceil(chunks / batch size) per pipeline step), with rounds, wall and CPU sec
 
 import argparse
 import datetime
+import itertools
 import json
 import math
 import os
@@ -47,23 +48,50 @@ CURATOR = "bespokelabs-curator==0.1.31"
 CURATOR_VENV = Path.home() / ".cache" / "datagen" / "bench-curator"
 MARK = "@@throughput-bench "  # the children's protocol lines on stdout (libraries may print there too)
 PARAGRAPHS_PER_FILE = 100
+# The chunk budget in tokens: over one passage (30 words: 38 to 65 tokens, mean 50, over 82,000 drawn), under two.
+CHUNK_TOKENS = 72
 CLIENTS = {"before": "datagen (before)", "now": "datagen (now)", "workers": "datagen (workers)",
            "batch": "module.batch()", "curator": "curator 0.1.31"}
-_WORDS = ("the river lantern morning harbour quiet letter garden window winter market captain kitchen "
-          "station evening village doctor mountain ribbon story silver meadow candle journey travel stranger "
-          "answered slowly carried across beneath although because whenever never always perhaps certainly "
-          "bright heavy narrow golden patient curious ancient gentle restless open closed distant familiar "
-          "walked remembered wondered listened returned promised gathered watched waited followed").split()
+# The passages' words: English's commonest words first, then made-up ones, drawn by Zipf's law (a word's share
+# about 1 / its rank, as in English prose), so that two passages share about as many character 5-grams as two
+# passages of a novel do. Thirty words drawn evenly from 72, as before, made every passage a near-duplicate
+# candidate of hundreds of others (LSH candidates a text, at 5,120 texts: 445 against 0.2-7 in ../shared's novels,
+# `python bench/throughput_bench.py` issue 29's note), which made the run's near-duplicate screening check
+# 40-90 pairs exactly for each sample, work no real corpus makes it do.
+_COMMON = ("the of and to a in that it was he i his you with as for had is her she but at not on be him my they by "
+           "all this so have which from were me said one there would them an or no if their are when what could up "
+           "we out been into will more then do very any little who some time upon man now your like before about "
+           "than old know should only see such down our over these much other made well great must may good came "
+           "come how eyes night hand never house back away again long found way might face room door").split()
+_SYLLABLES = [onset + vowel for onset in ("b", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w")
+              for vowel in ("a", "e", "i", "o", "u")]
+_VOCABULARY_SIZE = 20_000
+
+
+def _vocabulary() -> tuple[list[str], list[float]]:
+    """The words, commonest first, and their cumulative Zipf weights (1 / rank)."""
+    rng, words = random.Random(0), list(_COMMON)
+    seen = set(words)
+    while len(words) < _VOCABULARY_SIZE:
+        word = "".join(rng.choice(_SYLLABLES) for _ in range(rng.choice((2, 2, 2, 3))))
+        if word not in seen:
+            seen.add(word)
+            words.append(word)
+    return words, list(itertools.accumulate(1 / rank for rank in range(1, len(words) + 1)))
+
+
+_WORDS, _WEIGHTS = _vocabulary()
 
 
 # --- the passages -------------------------------------------------------------------------------------------
 
 def passage(prefix: str, index: int, words: int) -> str:
-    """A short distinct passage of about `words` words, starting with the run's prefix."""
-    rng = random.Random(index)
-    body = [rng.choice(_WORDS) for _ in range(words)]
+    """A distinct passage of `words` words drawn by Zipf's law, in sentences of 12, numbered `index` after the
+    run's `prefix` (which also seeds the draw: each run's passages are its own, so that no cache answers them)."""
+    rng = random.Random(f"{prefix}-{index}")
+    body = rng.choices(_WORDS, cum_weights=_WEIGHTS, k=words)
     sentences = [" ".join(body[i:i + 12]).capitalize() + "." for i in range(0, words, 12)]
-    return f"{prefix} passage {index}. " + " ".join(sentences)
+    return f"{index}. " + " ".join(sentences)
 
 
 def passages(prefix: str, count: int, words: int) -> list[str]:
@@ -508,8 +536,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--engine", choices=["auto", "lm15", "litellm"],
                         help="the datagen model's DSPy engine (default: unset, datagen's own choice)")
     parser.add_argument("--words", type=int, default=30, help="words per passage (default 30)")
-    parser.add_argument("--max-tokens", type=int, default=64,
-                        help="chunk budget: over one passage, under two (default 64)")
+    parser.add_argument("--max-tokens", type=int, default=CHUNK_TOKENS,
+                        help=f"chunk budget: over one passage, under two (default {CHUNK_TOKENS})")
     parser.add_argument("--memory-sizes", type=int, nargs=2, default=[10_000, 100_000], metavar=("SMALL", "LARGE"))
     parser.add_argument("--memory-latency", type=float, default=0.005)
     parser.add_argument("--memory-concurrency", type=int, default=64)
