@@ -3,8 +3,9 @@
     .venv/bin/python -m bench.throughput_bench --baseline /work/bench-baseline     # --help for the knobs
 
 One fake OpenAI-compatible server (tests/fakes.py, in a process of its own, a fixed latency per request) answers
-every client. Each client runs in a fresh process of its own, after one warm-up call, on the same short passages
-(one LM call per passage; each run's passages start with a prefix of their own, so no cache can answer), with
+every client. Each client runs in a fresh process of its own, after one warm-up run of one passage through its own
+entry point (`datagen.generate`, curator's `LLM.__call__`; `module.batch()`: one LM call), on the same kind of short
+passages (one LM call per passage; each run's passages drawn from a seed of their own, so no cache can answer), with
 rate limits off and every client's defaults on, its response caches included, as a user runs it (--caches-off: DSPy's
 and curator's response caches off, the figures before issue 29):
 
@@ -174,11 +175,21 @@ def _child_datagen(job: dict):
 
     cluster = datagen.WorkerProcesses(job["workers"]) if job["client"] == "workers" else None
 
-    def run():
+    def generate(corpus: str, out: str):
         settings = datagen.RunSettings(max_tokens=job["max_tokens"], concurrency=job["concurrency"], cluster=cluster,
                                        **batch)
-        report = datagen.generate(PIPELINE, [job["corpus"]], job["out"], workspace=Path(job["workspace"]),
-                                  model=model, settings=settings)
+        return datagen.generate(PIPELINE, [corpus], out, workspace=Path(job["workspace"]), model=model,
+                                settings=settings)
+
+    if job.get("warm", True):
+        # One warm-up run of one passage, as curator's warm-up is a run of one row: what a process does once
+        # (load the tokenizer, import the program) is left out of both timed runs alike.
+        warm = Path(job["out"]).parent / "warm-up"
+        generate(str(write_corpus(warm / "corpus", [passage(f"{job['prefix']} warm-up", 0, job["words"])])),
+                 str(warm / "out"))
+
+    def run():
+        report = generate(job["corpus"], job["out"])
         if not batch:
             return report.samples, sum(report.failures.values())
         summary = report.batch
@@ -401,7 +412,7 @@ def run_points(args, work: Path, pythons: dict, results: dict) -> None:
                     texts = passages(prefix, chunks, args.words)
                     folder = work / f"{client}-{latency:g}-{concurrency}"
                     job = {"client": client, "url": server.url, "concurrency": concurrency, "prefix": prefix,
-                           "engine": args.engine, "max_tokens": args.max_tokens, "out": str(folder / "out"),
+                           "words": args.words, "engine": args.engine, "max_tokens": args.max_tokens, "out": str(folder / "out"),
                            "caches_off": args.caches_off}
                     env = {"DSPY_CACHEDIR": str(folder / "dspy-cache")}  # DSPy's disk cache starts empty, per client
                     if client in ("before", "now", "workers"):
@@ -448,7 +459,7 @@ def run_memory(args, work: Path, pythons: dict, results: dict) -> None:
             folder = work / f"memory-{size}"
             write_corpus(folder / "corpus", passages(prefix, size, args.words))
             job = {"client": "now", "url": server.url, "concurrency": args.memory_concurrency, "prefix": prefix,
-                   "engine": args.engine, "max_tokens": args.max_tokens, "out": str(folder / "out"),
+                   "words": args.words, "engine": args.engine, "max_tokens": args.max_tokens, "out": str(folder / "out"),
                            "caches_off": args.caches_off,
                    "code": str(args.now), "workspace": str(args.now), "corpus": str(folder / "corpus")}
             try:
@@ -485,7 +496,7 @@ def run_batch_line(args, work: Path, pythons: dict, results: dict) -> None:
     write_corpus(folder / "corpus", passages(prefix, chunks, args.words))
     with ServerProcess(0.2) as server:  # the latency applies to interactive calls only: a batch has none
         job = {"client": "batch-api", "url": server.url, "concurrency": args.batch_concurrency, "prefix": prefix,
-               "engine": args.engine, "max_tokens": args.max_tokens, "out": str(folder / "out"),
+               "words": args.words, "engine": args.engine, "max_tokens": args.max_tokens, "out": str(folder / "out"),
                            "caches_off": args.caches_off, "warm": False,
                "code": str(args.now), "workspace": str(args.now), "corpus": str(folder / "corpus"),
                "batch_size": size, "batch_poll": args.batch_poll}
