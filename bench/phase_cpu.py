@@ -6,7 +6,8 @@ SRC=folder: the datagen checkout to import and take style_clone from (default: t
 in the same session, run from that folder (its fake server is started from it):
 `cd ../before && SRC=$PWD SEED=M. python ../datagen/bench/phase_cpu.py 64 20`. SEED=text: the corpus' prefix
 (default: the time), so that two checkouts run on the same corpus. PROFILE=N: print cProfile's N costliest calls
-of each phase. KEEP=folder: copy the run folder there.
+of each phase. KEEP=folder: copy the run folder there. WARM=1: a run of one passage first, as the throughput
+benchmark's warm-up (what a process does once is then not counted).
 """
 
 import cProfile
@@ -55,11 +56,15 @@ def main() -> None:
     work = Path(tempfile.mkdtemp())
     os.environ["DSPY_CACHEDIR"] = str(work / "dc")
     times: dict = {}
-    for name in PHASES:
-        setattr(engine, name, timed(name, getattr(engine, name), times, int(os.environ.get("PROFILE", 0))))
     with ServerProcess(latency) as server:
         model = build_role_model(ModelSettings(model="openai/bench", api_base=server.url), "task")
         model.lm("warm-up x")
+        if os.environ.get("WARM"):
+            write_corpus(work / "warm-up", passages("warm-up", 1, 30))
+            datagen.generate("style_clone", [work / "warm-up"], work / "warm-out", workspace=SOURCE, model=model,
+                             settings=datagen.RunSettings(max_tokens=CHUNK_TOKENS, concurrency=concurrency))
+        for name in PHASES:
+            setattr(engine, name, timed(name, getattr(engine, name), times, int(os.environ.get("PROFILE", 0))))
         write_corpus(work / "corpus", passages(os.environ.get("SEED", f"P{time.time()}."), concurrency * rounds, 30))
         wall, cpu = time.monotonic(), time.process_time()
         report = datagen.generate("style_clone", [work / "corpus"], work / "out", workspace=SOURCE, model=model,
