@@ -5,8 +5,9 @@
 `datagen generate` used to send its task model's calls through DSPy's response cache, whose one use in a run the
 run store does not already serve is this: a chunk of several LM calls killed half-way (SIGKILL, a power cut, a
 second Ctrl-C) gets its finished calls from the cache when the run resumes. The store records a chunk when it is
-done, so without the cache those calls are asked again. The bound: at most one in-flight chunk's finished calls
-each, so at most concurrency x (calls a chunk - 1) requests a kill.
+done, so without the cache those calls are asked again. The bound: each chunk in flight at the kill asks again the
+calls it had finished (at most calls a chunk - 1: what the cache would have answered) and the one it was waiting
+for (asked again with any cache), so at most concurrency x calls a chunk requests a kill.
 
 This runs style_clone with boundary repair (two calls a chunk) through the CLI, as a user does, against the fake
 server (its own process, a fixed latency), kills the run with SIGKILL once some chunks are done, resumes it to the
@@ -55,7 +56,8 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kill-resume-"))
     corpus, run = write_corpus(work / "corpus", passages(f"Run {time.time_ns()}.", args.chunks, 30)), work / "run"
-    env = {**os.environ, "DSPY_CACHEDIR": str(work / "dspy-cache")}
+    # PYTHONPATH: the CLI runs this checkout's datagen, whatever checkout the venv's editable install points at.
+    env = {**os.environ, "DSPY_CACHEDIR": str(work / "dspy-cache"), "PYTHONPATH": str(ROOT)}
     with ServerProcess(args.latency) as server:
         cmd = command(corpus, run, server.url, args.concurrency)
         first = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -70,13 +72,14 @@ def main() -> None:
         total, finished = server.count(), done_chunks(run)
     ideal = CALLS_PER_CHUNK * finished
     extra = total - ideal
-    bound = args.concurrency * (CALLS_PER_CHUNK - 1)
+    bound = args.concurrency * CALLS_PER_CHUNK
     print(f"style_clone with repair_boundaries ({CALLS_PER_CHUNK} calls a chunk), {args.chunks} chunks, "
           f"concurrency {args.concurrency}, {args.latency:g} s a request")
     print(f"  killed (SIGKILL) with {killed_at} chunks done and {sent_before} requests sent; resumed to "
           f"{finished} chunks done")
     print(f"  requests: {total} against {ideal} for an unkilled run: {extra} asked twice "
-          f"({100 * extra / ideal:.1f}% of the run; the bound, concurrency x (calls - 1), is {bound} a kill)")
+          f"({100 * extra / ideal:.1f}% of the run; the bound, concurrency x calls, is {bound} a kill, of which "
+          f"{args.concurrency * (CALLS_PER_CHUNK - 1)} finished calls a response cache would have answered)")
 
 
 if __name__ == "__main__":

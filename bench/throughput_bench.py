@@ -49,7 +49,8 @@ CURATOR = "bespokelabs-curator==0.1.31"
 CURATOR_VENV = Path.home() / ".cache" / "datagen" / "bench-curator"
 MARK = "@@throughput-bench "  # the children's protocol lines on stdout (libraries may print there too)
 PARAGRAPHS_PER_FILE = 100
-# The chunk budget in tokens: over one passage (30 words: 38 to 65 tokens, mean 50, over 82,000 drawn), under two.
+# The chunk budget in tokens: over one passage (30 words: 36 to 67 tokens, mean 50, over 400,000 drawn), under two
+# (two passages: 78 tokens at the least, over 112,000 drawn).
 CHUNK_TOKENS = 72
 CLIENTS = {"before": "datagen (before)", "now": "datagen (now)", "workers": "datagen (workers)",
            "batch": "module.batch()", "curator": "curator 0.1.31"}

@@ -78,6 +78,10 @@ def test_a_repetitive_corpus_gives_the_exact_pairs_checked_many_at_once():
     assert [round(x, 9) for x in jaccards(shingles[0], others).tolist()] == \
         [round(jaccard(shingles[0], other), 9) for other in others]
     assert jaccards(shingles[-1], shingles[:3]).tolist() == [jaccard(shingles[-1], other) for other in shingles[:3]]
+    empty = char_shingles("!!!")  # nothing to shingle: 0.0 with anything, as jaccard says
+    assert jaccards(shingles[0], [shingles[1], empty, shingles[0]]).tolist() == \
+        [jaccard(shingles[0], shingles[1]), 0.0, 1.0]
+    assert jaccards(empty, [shingles[0], empty]).tolist() == [0.0, 0.0] and jaccards(shingles[0], []).size == 0
     exact = {(i, j): round(jaccard(shingles[i], shingles[j]), 4) for i, j in combinations(range(len(texts)), 2)}
     found = {(p.first, p.second): p.similarity for p in lexical_pairs(texts)}
     assert len(found) >= 50 and (len(texts) - 2, len(texts) - 1) in found

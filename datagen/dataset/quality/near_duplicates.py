@@ -112,16 +112,19 @@ def jaccard(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def jaccards(a: np.ndarray, others: Sequence[np.ndarray]) -> np.ndarray:
-    """`jaccard(a, b)` for each b of `others` (sorted, unique hash arrays, none empty), in a few numpy calls for
-    them all: on a corpus of repetitive texts a sample has a hundred candidates to check, and one `jaccard` call
-    each was most of the near-duplicate index's time (bench/throughput_bench.py's corpus, issue 29)."""
+    """`jaccard(a, b)` for each b of `others` (sorted, unique hash arrays), in a few numpy calls for them all: on a
+    corpus of repetitive texts a sample has a hundred candidates to check, and one `jaccard` call each was most of
+    the near-duplicate index's time (bench/throughput_bench.py's corpus before issue 29's fifth pass). An empty
+    array is 0.0 with any other, as in `jaccard`."""
     lengths = np.fromiter(map(len, others), dtype=np.int64, count=len(others))
-    joined = np.concatenate(others)
+    joined = np.concatenate(others) if len(others) else a[:0]
     at = np.minimum(np.searchsorted(a, joined), max(a.size - 1, 0))
     found = a[at] == joined if a.size else np.zeros(joined.size, dtype=bool)
-    shared = np.add.reduceat(found, np.concatenate([[0], np.cumsum(lengths)[:-1]]), dtype=np.int64)
+    hits = np.concatenate([[0], np.cumsum(found, dtype=np.int64)])  # shared so far, by position in `joined`
+    ends = np.cumsum(lengths)
+    shared = hits[ends] - hits[ends - lengths]
     union = a.size + lengths - shared
-    return shared / union
+    return np.divide(shared, union, out=np.zeros(len(others)), where=union > 0)
 
 
 def lexical_pairs(texts: Sequence[str], floor: float = LEXICAL_FLOOR) -> list[Pair]:
