@@ -35,8 +35,8 @@ EXIT_SECONDS = 10
 # How often a wait for the process's answer checks that it is still there (seconds).
 _POLL_SECONDS = 0.5
 # How long the samples recorded after one are gathered before they are sent together (seconds): the process then
-# wakes once for many. One a message, it spent 1.6 ms of CPU a sample of bench/throughput_bench.py's corpus, and 2.7
-# during a run at 256 x 200 ms (its working set cold at each wake); 32 a message, 1.2 (/tmp measurements, issue 29).
+# wakes once for many. One a message, it spent 1.6 ms of CPU a sample (its working set cold at each wake); 32 a
+# message, 1.2 (bench/README.md, issue 29's fifth pass).
 GATHER_SECONDS = 0.2
 
 
@@ -91,7 +91,7 @@ class IndexProcess:
     def _send(self) -> None:
         while True:
             first = self._outbox.get()
-            if first is not None and first[0] == "add":
+            if _is_add(first):
                 self._hurry.wait(GATHER_SECONDS)
             for message in _merged([first, *queued(self._outbox)]):
                 try:
@@ -137,12 +137,16 @@ def _merged(messages: list) -> list:
     """`messages` in order, each run of adds one add of all their samples."""
     merged = []
     for message in messages:
-        if message is not None and message[0] == "add" and merged and merged[-1] is not None \
-                and merged[-1][0] == "add":
+        if merged and _is_add(message) and _is_add(merged[-1]):
             merged[-1] = ("add", merged[-1][1] + message[1])
         else:
             merged.append(message)
     return merged
+
+
+def _is_add(message) -> bool:
+    """Whether an outbox message is samples to add (not a request for pairs, nor the last: None)."""
+    return message is not None and message[0] == "add"
 
 
 def serve(conn) -> None:
