@@ -89,7 +89,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     import datagen
     from bench.fake_server import ServerProcess
-    from bench.throughput_bench import CHUNK_TOKENS, passages, write_corpus
+    from bench.throughput_bench import CHUNK_TOKENS, passages, warm_up, write_corpus
     from datagen.lm.roles import build_role_model
     from datagen.runs.runner import run_chunks
     from datagen.text import chunk_documents, iter_documents
@@ -103,9 +103,10 @@ def main() -> None:
     settings = datagen.RunSettings(max_tokens=CHUNK_TOKENS, concurrency=concurrency)
     with ServerProcess(latency) as server:
         model = build_role_model(ModelSettings(model="openai/bench", api_base=server.url), "task")
-        write_corpus(work / "warm-up", passages("warm-up", 1, 30))
-        datagen.generate("style_clone", [work / "warm-up"], work / "warm-out", workspace=ROOT, model=model,
-                         settings=settings)
+        def generate(corpus: Path, out: Path):
+            return datagen.generate("style_clone", [corpus], out, workspace=ROOT, model=model, settings=settings)
+
+        warm_up(generate, work / "warm-up", "chunk-latency")
         install_stamps()
         corpus = write_corpus(work / "corpus", passages(f"P{time.time()}.", concurrency * rounds, 30))
         wall, cpu = time.monotonic(), time.process_time()
@@ -115,8 +116,7 @@ def main() -> None:
                                        concurrency))
             done = sum(1 for outcome in outcomes if outcome.failure is None)
         else:
-            done = datagen.generate("style_clone", [corpus], work / "out", workspace=ROOT, model=model,
-                                    settings=settings).samples
+            done = generate(corpus, work / "out").samples
         wall, cpu = time.monotonic() - wall, time.process_time() - cpu
     what = "run_chunks alone" if os.environ.get("RUNNER") else "generate"
     print(f"{what}: {done} chunks done of {concurrency * rounds} in {wall:.2f} s ({done / wall:.1f}/s, ideal "

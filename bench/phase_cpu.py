@@ -47,7 +47,7 @@ def main() -> None:
     import datagen
     import datagen.runs.generate as engine
     from bench.fake_server import ServerProcess
-    from bench.throughput_bench import CHUNK_TOKENS, passages, write_corpus
+    from bench.throughput_bench import CHUNK_TOKENS, passages, warm_up, write_corpus
     from datagen.lm.roles import build_role_model
     from datagen.workspace.config import ModelSettings
 
@@ -59,16 +59,18 @@ def main() -> None:
     with ServerProcess(latency) as server:
         model = build_role_model(ModelSettings(model="openai/bench", api_base=server.url), "task")
         model.lm("warm-up x")
+        settings = datagen.RunSettings(max_tokens=CHUNK_TOKENS, concurrency=concurrency)
+
+        def generate(corpus: Path, out: Path):
+            return datagen.generate("style_clone", [corpus], out, workspace=SOURCE, model=model, settings=settings)
+
         if os.environ.get("WARM"):
-            write_corpus(work / "warm-up", passages("warm-up", 1, 30))
-            datagen.generate("style_clone", [work / "warm-up"], work / "warm-out", workspace=SOURCE, model=model,
-                             settings=datagen.RunSettings(max_tokens=CHUNK_TOKENS, concurrency=concurrency))
+            warm_up(generate, work / "warm-up", "phase-cpu")
         for name in PHASES:
             setattr(engine, name, timed(name, getattr(engine, name), times, int(os.environ.get("PROFILE", 0))))
         write_corpus(work / "corpus", passages(os.environ.get("SEED", f"P{time.time()}."), concurrency * rounds, 30))
         wall, cpu = time.monotonic(), time.process_time()
-        report = datagen.generate("style_clone", [work / "corpus"], work / "out", workspace=SOURCE, model=model,
-                                  settings=datagen.RunSettings(max_tokens=CHUNK_TOKENS, concurrency=concurrency))
+        report = generate(work / "corpus", work / "out")
         wall, cpu = time.monotonic() - wall, time.process_time() - cpu
         print(f"samples {report.samples} wall {wall:.1f}s {report.samples / wall:.1f}/s cpu {cpu:.1f}s "
               f"{1000 * cpu / report.samples:.2f} ms/sample; (wall, cpu) {times}")

@@ -100,6 +100,13 @@ def passages(prefix: str, count: int, words: int) -> list[str]:
     return [passage(prefix, i, words) for i in range(count)]
 
 
+def warm_up(generate, folder: Path, prefix: str, words: int = 30) -> None:
+    """The benchmarks' warm-up of datagen: `generate(corpus, out)` of one passage under `folder`, as curator's
+    warm-up is a run of one row, so that what a process does once (load the tokenizer, import the program) is left
+    out of the timed run."""
+    generate(write_corpus(folder / "corpus", [passage(f"{prefix} warm-up", 0, words)]), folder / "out")
+
+
 def write_corpus(folder: Path, texts: list[str]) -> Path:
     """Text files under `folder`, one paragraph per passage (at a small chunk budget, one chunk per passage)."""
     folder.mkdir(parents=True)
@@ -157,8 +164,6 @@ def _datagen_model(job: dict):
         dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
     settings = ModelSettings(model="openai/bench", api_base=job["url"], engine=job["engine"])
     model = build_role_model(settings, "task")
-    if job.get("warm", True):  # not for the batch line: its run must make no interactive call at all
-        model.lm(f"{job['prefix']} warm-up")  # litellm imports some modules on first use
     return model
 
 
@@ -176,18 +181,14 @@ def _child_datagen(job: dict):
 
     cluster = datagen.WorkerProcesses(job["workers"]) if job["client"] == "workers" else None
 
-    def generate(corpus: str, out: str):
+    def generate(corpus: str | Path, out: str | Path):
         settings = datagen.RunSettings(max_tokens=job["max_tokens"], concurrency=job["concurrency"], cluster=cluster,
                                        **batch)
         return datagen.generate(PIPELINE, [corpus], out, workspace=Path(job["workspace"]), model=model,
                                 settings=settings)
 
-    if job.get("warm", True):
-        # One warm-up run of one passage, as curator's warm-up is a run of one row: what a process does once
-        # (load the tokenizer, import the program) is left out of both timed runs alike.
-        warm = Path(job["out"]).parent / "warm-up"
-        generate(str(write_corpus(warm / "corpus", [passage(f"{job['prefix']} warm-up", 0, job["words"])])),
-                 str(warm / "out"))
+    if job.get("warm", True):  # not for the batch line: its run must make no interactive call at all
+        warm_up(generate, Path(job["out"]).parent / "warm-up", job["prefix"], job["words"])
 
     def run():
         report = generate(job["corpus"], job["out"])
@@ -210,6 +211,7 @@ def _child_batch(job: dict):
     from datagen.workspace.pipelines import load_program
 
     model = _datagen_model(job)
+    model.lm(f"{job['prefix']} warm-up")  # its warm-up: one LM call (litellm imports some modules on first use)
     program = load_program(PIPELINE, Path(job["workspace"]))
     texts = json.loads(Path(job["passages"]).read_text())
 
@@ -413,8 +415,8 @@ def run_points(args, work: Path, pythons: dict, results: dict) -> None:
                     texts = passages(prefix, chunks, args.words)
                     folder = work / f"{client}-{latency:g}-{concurrency}"
                     job = {"client": client, "url": server.url, "concurrency": concurrency, "prefix": prefix,
-                           "words": args.words, "engine": args.engine, "max_tokens": args.max_tokens, "out": str(folder / "out"),
-                           "caches_off": args.caches_off}
+                           "words": args.words, "engine": args.engine, "max_tokens": args.max_tokens,
+                           "out": str(folder / "out"), "caches_off": args.caches_off}
                     env = {"DSPY_CACHEDIR": str(folder / "dspy-cache")}  # DSPy's disk cache starts empty, per client
                     if client in ("before", "now", "workers"):
                         code = args.baseline if client == "before" else args.now
@@ -460,8 +462,8 @@ def run_memory(args, work: Path, pythons: dict, results: dict) -> None:
             folder = work / f"memory-{size}"
             write_corpus(folder / "corpus", passages(prefix, size, args.words))
             job = {"client": "now", "url": server.url, "concurrency": args.memory_concurrency, "prefix": prefix,
-                   "words": args.words, "engine": args.engine, "max_tokens": args.max_tokens, "out": str(folder / "out"),
-                           "caches_off": args.caches_off,
+                   "words": args.words, "engine": args.engine, "max_tokens": args.max_tokens,
+                   "out": str(folder / "out"), "caches_off": args.caches_off,
                    "code": str(args.now), "workspace": str(args.now), "corpus": str(folder / "corpus")}
             try:
                 m = measure(server, job, pythons["now"], work, None, args.timeout)
@@ -497,8 +499,8 @@ def run_batch_line(args, work: Path, pythons: dict, results: dict) -> None:
     write_corpus(folder / "corpus", passages(prefix, chunks, args.words))
     with ServerProcess(0.2) as server:  # the latency applies to interactive calls only: a batch has none
         job = {"client": "batch-api", "url": server.url, "concurrency": args.batch_concurrency, "prefix": prefix,
-               "words": args.words, "engine": args.engine, "max_tokens": args.max_tokens, "out": str(folder / "out"),
-                           "caches_off": args.caches_off, "warm": False,
+               "words": args.words, "engine": args.engine, "max_tokens": args.max_tokens,
+               "out": str(folder / "out"), "caches_off": args.caches_off, "warm": False,
                "code": str(args.now), "workspace": str(args.now), "corpus": str(folder / "corpus"),
                "batch_size": size, "batch_poll": args.batch_poll}
         try:
