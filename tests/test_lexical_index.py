@@ -20,7 +20,7 @@ from datagen.dataset.quality import lexical_pairs
 from datagen.dataset.quality.near_duplicates import LexicalIndex, char_shingles, jaccard, jaccards
 from datagen.dataset.screening import SampleIndex
 from datagen.runs import generate as generate_module
-from datagen.runs.screening import IndexProcess, _merged
+from datagen.runs.screening import IndexProcess
 from datagen.samples import Sample
 from datagen.store import RunStore
 
@@ -113,15 +113,6 @@ def test_the_index_process_answers_as_the_index_does_and_ignores_ctrl_c(texts):
             assert as_tuples(process.pairs(name, own)) == as_tuples(SampleIndex().pairs(name, own))
         assert index_processes() == [process.pid]
     assert not index_processes()
-
-
-def test_samples_gathered_for_the_process_keep_their_order_around_other_messages():
-    """The sender joins the adds queued together into one message; a request for pairs, or the end, still comes
-    after every sample added before it and before every sample added after it."""
-    a, b, c = (Sample(text, text) for text in ("one", "two", "three"))
-    messages = [("add", [a]), ("add", [b]), ("pairs", ("input", ["one", "two"])), ("add", [c]), None]
-    assert _merged(messages) == [("add", [a, b]), ("pairs", ("input", ["one", "two"])), ("add", [c]), None]
-    assert _merged([None]) == [None] and _merged([("add", [a])]) == [("add", [a])]
 
 
 def test_a_killed_index_process_leaves_the_pairs_to_this_one(texts, caplog):
