@@ -1,8 +1,9 @@
 """The samples' lexical near-duplicates found as a run records them (datagen/dataset/quality/near_duplicates.py's
 LexicalIndex, datagen/runs/screening.py's IndexProcess): an index filled in any order, in parts, gives the pairs
 of one pass over the texts, every pair at the flagging threshold among them; the index in a process of its own
-answers the same, ignores the terminal's Ctrl-C, and when killed leaves the export to find the same pairs; a run
-big enough to use it exports what one without it does, and leaves no process behind."""
+answers the same, ignores the terminal's Ctrl-C, and when killed leaves the export to find the same pairs; it finds
+the near-duplicate groups of the run's held-out split as datagen.dataset.splits does; a run big enough to use it
+exports and records what one without it does (its held-out split too), and leaves no process behind."""
 
 import logging
 import os
@@ -10,6 +11,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 from itertools import combinations
 from pathlib import Path
 
@@ -19,10 +21,12 @@ from datagen import Callbacks, Config, RunSettings
 from datagen.dataset.quality import lexical_pairs
 from datagen.dataset.quality.near_duplicates import LexicalIndex, char_shingles, jaccard, jaccards
 from datagen.dataset.screening import SampleIndex
+from datagen.dataset.splits import near_duplicate_groups
 from datagen.runs import generate as generate_module
 from datagen.runs.screening import IndexProcess
 from datagen.samples import Sample
 from datagen.store import RunStore
+from datagen.workspace import SplitSettings
 
 from .fakes import FakeEngine
 from .test_generate import fake_model
@@ -115,6 +119,28 @@ def test_the_index_process_answers_as_the_index_does_and_ignores_ctrl_c(texts):
     assert not index_processes()
 
 
+def test_the_index_process_groups_the_held_out_splits_texts_as_this_one_does(texts, caplog):
+    """Asked for groups first, then fed samples and asked for pairs: each answer is the one asked for; killed, the
+    groups are found here, with one warning."""
+    samples = [Sample(text, text) for text in texts]
+    with IndexProcess() as process:
+        process.group(texts)
+        process.add(samples)
+        assert process.groups(texts) == near_duplicate_groups(texts)
+        assert as_tuples(process.pairs("input", texts)) == as_tuples(SampleIndex().pairs("input", texts))
+    with IndexProcess() as process:
+        process.group(texts)
+        os.kill(process.pid, signal.SIGKILL)  # still importing: it has not answered
+        deadline = time.monotonic() + 60
+        while not process.grouped() and time.monotonic() < deadline:  # gone: nothing left to wait for
+            time.sleep(0.05)
+        with caplog.at_level(logging.WARNING):
+            assert process.groups(texts) == near_duplicate_groups(texts)
+    said = [record.getMessage() for record in caplog.records if "near-duplicate index" in record.getMessage()]
+    assert said == ["the near-duplicate index's process was killed (signal 9): the held-out split's groups are found "
+                    "here"]
+
+
 def test_a_killed_index_process_leaves_the_pairs_to_this_one(texts, caplog):
     with IndexProcess() as process:
         process.add(Sample(text, text) for text in texts[:80])
@@ -173,6 +199,7 @@ def test_a_run_with_its_index_beside_it_exports_what_one_without_does(tmp_path, 
     for n, text in enumerate(t for t in texts if len(t.split()) > 3):
         (corpus / f"p{n:04d}.txt").write_text(text + "\n", encoding="utf-8")
     monkeypatch.setattr(generate_module, "available_cores", lambda: 2)  # the process, even on a one-core machine
+    config = Config(splits=SplitSettings(test_fraction=0.3))  # not the default: a split left to the export differs
     exports = {}
     for run in ("without", "beside", "killed"):
         monkeypatch.setattr(generate_module, "INDEX_BESIDE_FROM", 10 ** 9 if run == "without" else 1)
@@ -183,12 +210,15 @@ def test_a_run_with_its_index_beside_it_exports_what_one_without_does(tmp_path, 
             if run == "killed" and len(seen) == 5:
                 os.kill(seen[-1][0], signal.SIGKILL)
         report = generate_module.generate("style_clone", [corpus], tmp_path / run, workspace=tmp_path / "ws",
-                                          model=fake_model(FakeEngine()), config=Config(),
+                                          model=fake_model(FakeEngine()), config=config,
                                           settings=RunSettings(max_tokens=200), callbacks=Callbacks(on_outcome=heard))
         assert report.exported > 0 and not report.failures
         assert all(seen[:5]) if run != "without" else not any(seen)
         with RunStore(tmp_path / run) as store:
-            exports[run] = (report.data_path.read_text(), sorted(store.near_duplicate_pairs()))
+            exports[run] = (report.data_path.read_text(), sorted(store.near_duplicate_pairs()), store.splits())
         assert not index_processes()
     assert exports["beside"] == exports["without"] == exports["killed"]
     assert len(exports["without"][1]) >= 20  # the edited and verbatim copies
+    splits = exports["without"][2]
+    assert len(splits) > len({group for _, group in splits.values()})  # the copies' chunks grouped, in one split
+    assert 0.2 < sum(split == "test" for split, _ in splits.values()) / len(splits) < 0.4

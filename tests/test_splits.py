@@ -6,7 +6,7 @@ import pytest
 
 from datagen.dataset.export import split_path, write_export
 from datagen.dataset.splits import (CONTAINMENT, draw_splits, near_duplicate_groups, program_seen_texts,
-                                    recorded_splits, shingles)
+                                    recorded_splits, shingles, split_texts)
 from datagen.errors import DatagenError
 from datagen.runs import RunSettings
 from datagen.runs.generate import generate
@@ -87,6 +87,25 @@ def test_near_duplicate_chunks_never_straddle_two_splits(workspace, tmp_path):
     for held in by_split["test"]:
         for kept in by_split["train"]:
             assert containment(held.text, kept.text) < CONTAINMENT, (held.source, kept.source)
+
+
+def test_a_draw_with_its_groups_found_elsewhere_is_the_draw_made_here(workspace, tmp_path):
+    """What a run's index process does (datagen.runs.screening.SplitDraw): the texts of `split_texts` grouped
+    elsewhere and handed to `draw_splits`; nothing to group once the split is recorded; groups of other texts (a
+    list of another length) not taken."""
+    corpus, repeated = corpus_with_copies(workspace)
+    rule, seen = SplitSettings(test_fraction=0.6), [repeated]  # the copies kept in train, by their groups alone
+    draws = {}
+    for way in ("here", "elsewhere", "wrong"):
+        make_run(workspace, tmp_path / way, corpus, rule)
+        with RunStore(tmp_path / way) as store:
+            texts = split_texts(store, rule, seen)
+            assert texts[-1] == repeated and len(texts) == store.counts()["chunks"] + 1
+            groups = {"here": None, "elsewhere": near_duplicate_groups(texts), "wrong": [0]}[way]
+            draws[way] = {cid: (s.split, s.why) for cid, s in draw_splits(store, rule, seen, groups=groups).items()}
+            assert split_texts(store, rule, seen) is None
+    assert draws["elsewhere"] == draws["here"] == draws["wrong"]
+    assert any(why == "seen by the program" for _, why in draws["here"].values())
 
 
 def test_whole_source_files_are_held_out_by_source(workspace, tmp_path):

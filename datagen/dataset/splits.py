@@ -138,8 +138,54 @@ def _drawn_sources(sources: list[str], fraction: float) -> set[str]:
     return set(ranked[:min(len(sources) - 1, math.ceil(fraction * len(sources)))])
 
 
-def draw_splits(store: RunStore, rule: SplitSettings, seen: Sequence[str] = (), *,
-                force: bool = False) -> dict[str, Split]:
+@dataclass(frozen=True)
+class _Standing:
+    """Where a run's split stands before a draw: the store's meta, its recorded splits and its chunk count, the texts
+    kept out of test (`outside`: the program's, then the retired ones), their fingerprint, and whether the rule
+    changed."""
+
+    meta: dict[str, str]
+    recorded: dict[str, tuple[str, str]]
+    chunks: int
+    outside: list[str]
+    seen_key: str
+    changed: bool
+
+    @property
+    def whole(self) -> bool:
+        """Whether every chunk has its split (store.splits() holds the run's own chunks only), drawn by the rule
+        and with the texts kept out as they are now."""
+        return (not self.changed and len(self.recorded) == self.chunks
+                and self.meta.get(SPLIT_SEEN, "") == self.seen_key)
+
+
+def _standing(store: RunStore, rule: SplitSettings, seen: Sequence[str], force: bool) -> _Standing:
+    """Where the run's split stands (see `draw_splits` for the DatagenError a changed rule raises)."""
+    meta = store.meta()
+    changed = SPLIT_RULE in meta and meta[SPLIT_RULE] != _rule_json(rule)
+    if changed and not force:
+        was = json.loads(meta[SPLIT_RULE])
+        raise DatagenError(f"{store.path.parent}: its held-out split was drawn with test_fraction "
+                           f"{was['test_fraction']} by {was['by']}, not {rule.test_fraction} by {rule.by} ([splits] "
+                           "in datagen.toml): use a new --out, or --force to draw by the new rule (chunks already in "
+                           "train stay there)")
+    outside = list(seen) + store.retired_texts()  # retired: the text of train chunks a restarted run dropped
+    seen_key = _fingerprint(outside) if outside else meta.get(SPLIT_SEEN, "")
+    return _Standing(meta, store.splits(), store.counts()["chunks"], outside, seen_key, changed)
+
+
+def split_texts(store: RunStore, rule: SplitSettings, seen: Sequence[str] = (), *,
+                force: bool = False) -> list[str] | None:
+    """The texts a draw of the run's split groups (`near_duplicate_groups` of them is what `draw_splits` takes as
+    `groups`): the run's chunks' in the store's order, then `seen`, then the store's retired texts. None when
+    there is nothing to draw: every chunk has its split, by `rule`, with `seen` kept out. Arguments and DatagenError
+    as `draw_splits`'s: the rule is checked here, so that a run can refuse before it spends."""
+    standing = _standing(store, rule, seen, force)
+    return None if standing.whole else [chunk.text for chunk in store.chunks()] + standing.outside
+
+
+def draw_splits(store: RunStore, rule: SplitSettings, seen: Sequence[str] = (), *, force: bool = False,
+                groups: Sequence[int] | None = None) -> dict[str, Split]:
     """Draw the held-out split of the run's chunks that have none yet, re-check the groups, and record both.
 
     Args:
@@ -150,6 +196,8 @@ def draw_splits(store: RunStore, rule: SplitSettings, seen: Sequence[str] = (), 
         force: draw by `rule` although the run's split was drawn by another (generate --force: the run starts
             afresh). The chunks recorded in train stay there all the same; a test chunk the new rule puts in
             train moves.
+        groups: `near_duplicate_groups(split_texts(store, rule, seen))`, found elsewhere (the near-duplicate
+            index's process of a run: datagen.runs.screening); None, or a list of another length: found here.
 
     Returns:
         {chunk id: Split} for every chunk of the run. A store that cannot record them (a run folder on a
@@ -159,22 +207,13 @@ def draw_splits(store: RunStore, rule: SplitSettings, seen: Sequence[str] = (), 
         DatagenError: the run's split was drawn by another rule, without `force` (a new rule may move chunks a
             model trained on into test, were it not for the chunks recorded in train staying there).
     """
-    meta, recorded, seen = store.meta(), store.splits(), list(seen)
-    changed = SPLIT_RULE in meta and meta[SPLIT_RULE] != _rule_json(rule)
-    if changed and not force:
-        was = json.loads(meta[SPLIT_RULE])
-        raise DatagenError(f"{store.path.parent}: its held-out split was drawn with test_fraction "
-                           f"{was['test_fraction']} by {was['by']}, not {rule.test_fraction} by {rule.by} ([splits] "
-                           "in datagen.toml): use a new --out, or --force to draw by the new rule (chunks already in "
-                           "train stay there)")
-    outside = seen + store.retired_texts()  # retired: the text of train chunks a restarted run dropped
-    seen_key = _fingerprint(outside) if outside else meta.get(SPLIT_SEEN, "")
-    # store.splits() holds the run's own chunks only: as many as the run has means every chunk has one. Checked
-    # before the chunks are read, so that a resume does not read every chunk's text for nothing.
-    if not changed and len(recorded) == store.counts()["chunks"] and meta.get(SPLIT_SEEN, "") == seen_key:
+    standing, seen = _standing(store, rule, seen, force), list(seen)
+    recorded = standing.recorded
+    if standing.whole:  # checked before the chunks are read, so that a resume does not read every text for nothing
         return {chunk_id: Split(split, group, "recorded") for chunk_id, (split, group) in recorded.items()}
     chunks = list(store.chunks())
-    roots = near_duplicate_groups([chunk.text for chunk in chunks] + outside)
+    texts = [chunk.text for chunk in chunks] + standing.outside
+    roots = list(groups) if groups is not None and len(groups) == len(texts) else near_duplicate_groups(texts)
     members: dict[int, list[int]] = {}
     for i, group_root in enumerate(roots):
         members.setdefault(group_root, []).append(i)
@@ -206,7 +245,7 @@ def draw_splits(store: RunStore, rule: SplitSettings, seen: Sequence[str] = (), 
             splits[chunks[i].id] = Split(split, name, "drawn" if split == "train" and not drawn(i) else why)
     try:
         store.set_splits(((cid, s.split, s.group, s.why) for cid, s in splits.items()),
-                         {SPLIT_RULE: _rule_json(rule), SPLIT_SEEN: seen_key})
+                         {SPLIT_RULE: _rule_json(rule), SPLIT_SEEN: standing.seen_key})
     except DiskError as exc:  # drawn the same way each time, until the store can record it
         log.warning("the held-out split is drawn for this command and not recorded: %s", exc)
     return splits

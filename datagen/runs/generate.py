@@ -8,7 +8,7 @@ behind its rate gate and the run behind its spending cap, records each outcome a
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -18,7 +18,7 @@ from pathlib import Path
 import dspy
 
 from datagen.dataset.export import DEFAULT_NAMES, METADATA_FILE, write_chat_export
-from datagen.dataset.splits import draw_splits, program_seen_texts
+from datagen.dataset.splits import draw_splits, program_seen_texts, split_texts
 from datagen.errors import DatagenError, FailureKind, InputError
 from datagen.lm import CallGate, RoleModel, check_reachable, failure_kind, first_line, task_model, track_usage
 from datagen.lm.batch import batch_model
@@ -28,7 +28,7 @@ from datagen.runs.cost import CostMeter, SpendCap, batch_key, run_meter
 from datagen.runs.identity import files_stamp, inputs_fingerprint, run_identity
 from datagen.runs.processes import available_cores
 from datagen.runs.runner import Interrupt, drop_reason, run_chunks
-from datagen.runs.screening import IndexProcess
+from datagen.runs.screening import IndexProcess, SplitDraw
 from datagen.runs.settings import Callbacks, Report, RunSettings, RunStatus
 from datagen.runs.window import bound_answers, check_budget
 from datagen.store import CHUNK_TOKENS, COMPILED, GATE, Outcome, RunStore
@@ -125,11 +125,11 @@ def generate(program: "str | dspy.Module", inputs: Iterable[str | Path], out_dir
           RunStore(out) as store, frozen_heap()):
         _claim(store, stamp, chunks, partial(run_identity, pipeline, module, model, options=run_options),
                settings.force)
-        _prepare(store, config, state, workspace, budget, settings.force)
+        split = _prepare(store, config, state, workspace, budget, settings.force)
         report.resumed = store.counts()["done"]
         scorer = _gate_scorer(store, pipeline, workspace, config, min_scores, settings.concurrency)
         with _lexical_index(store.pending_count(settings.limit)) as lexical_index:
-            _run(store, report, module, model, scorer, config, settings, callbacks, lexical_index)
+            _run(store, report, module, model, scorer, config, settings, callbacks, lexical_index, split(lexical_index))
             _export(store, report, min_scores, lexical_index)
     report.seconds = time.monotonic() - started
     return report
@@ -196,12 +196,22 @@ def _keeping(chunks: Iterator[Chunk], kept: list[Chunk]) -> Iterator[Chunk]:
         yield chunk
 
 
-def _prepare(store: RunStore, config: Config, state: Path | None, workspace: Path, budget: int, force: bool) -> None:
-    """Before any chunk runs: draw the run's held-out split (datagen.dataset.splits), keeping the text the compiled
-    program saw (`state`, None: none) out of it, and record the program and the chunk budget (what `datagen push`
-    puts beside the data, and its commands that make the dataset again)."""
-    draw_splits(store, config.splits, program_seen_texts(state, workspace), force=force)
+def _prepare(store: RunStore, config: Config, state: Path | None, workspace: Path, budget: int,
+             force: bool) -> Callable[[IndexProcess | None], SplitDraw]:
+    """Before any chunk runs: record the compiled program (`state`, None: none) and the chunk budget (what `datagen
+    push` puts beside the data, and its commands that make the dataset again), and check the held-out split's rule
+    (a changed one refused before any call, datagen.dataset.splits). Returns the split's draw, to start once the
+    run knows whether the near-duplicate index's process is beside it (`SplitDraw`)."""
+    seen = program_seen_texts(state, workspace)
+    to_group = split_texts(store, config.splits, seen, force=force)
     store.set_meta({CHUNK_TOKENS: str(budget), **({COMPILED: str(Path(state).resolve())} if state else {})})
+    return partial(SplitDraw, partial(_draw, store, config, seen, force), to_group)
+
+
+def _draw(store: RunStore, config: Config, seen: list[str], force: bool, groups: Sequence[int] | None) -> None:
+    """Draw the run's held-out split (datagen.dataset.splits), keeping `seen`, the text the compiled program saw, out
+    of it; with the chunks' near-duplicate `groups` when the index's process found them (None: found here)."""
+    draw_splits(store, config.splits, seen, force=force, groups=groups)
 
 
 def _gate_scorer(store: RunStore, pipeline: str, workspace: Path, config: Config,
@@ -276,13 +286,15 @@ class _Run:
     interrupt: Interrupt
     on_outcome: Callable[[Outcome], None] | None
     lexical_index: IndexProcess | None
+    split: SplitDraw
 
 
 def _run(store: RunStore, report: Report, program: dspy.Module, model: RoleModel, scorer: Scorer | None,
          config: Config, settings: RunSettings, callbacks: Callbacks,
-         lexical_index: IndexProcess | None) -> None:
+         lexical_index: IndexProcess | None, split: SplitDraw) -> None:
     """Run the pending chunks, recording each outcome as it comes (its samples also put in `lexical_index`, when
-    given), and say in `report` why the run stopped early, if it did."""
+    given; the held-out `split` recorded once its groups come, and at the end), and say in `report` why the run
+    stopped early, if it did."""
     total = store.pending_count(settings.limit)
     if callbacks.on_start:
         callbacks.on_start(total)
@@ -291,7 +303,7 @@ def _run(store: RunStore, report: Report, program: dspy.Module, model: RoleModel
                       batched=model.name if settings.batch else None, capped=settings.max_cost is not None)
     cap = SpendCap(settings.max_cost, meter) if settings.max_cost is not None else None
     run = _Run(store, report, program, model, scorer, settings, gates, meter, Interrupt(),
-               _reporting(callbacks, report, meter, gates[model.lm.model], total), lexical_index)
+               _reporting(callbacks, report, meter, gates[model.lm.model], total), lexical_index, split)
     with run.interrupt.handling():
         if settings.batch:
             report.batch = _run_batched(run, callbacks.on_batch)
@@ -304,6 +316,7 @@ def _run(store: RunStore, report: Report, program: dspy.Module, model: RoleModel
                                     settings.concurrency,
                                     scorer=scorer, interrupt=run.interrupt, retried=store.failed_ids(), gates=gates,
                                     admit=cap.admit if cap else None, cluster=settings.cluster))
+    split.finish()
     if run.interrupt.requested and store.pending_count(settings.limit):
         report.stopped, report.interrupted = f"interrupted ({run.interrupt.label})", True
         report.stop_signal = run.interrupt.signum
@@ -359,6 +372,7 @@ def _record(run: _Run, outcomes: Iterator[Outcome]) -> None:
             run.store.record(outcome)
             if run.lexical_index is not None:  # its near-duplicates found beside the run, not after it
                 run.lexical_index.add(outcome.samples)
+                run.split.poll()
             run.meter.add(outcome.usage)  # a chunk's tokens, every step's, counted once: when it is recorded
             report.chunks += 1
             report.samples += len(outcome.samples)
