@@ -89,8 +89,12 @@ class Diversity:
 
 def distinct_n(token_lists: Sequence[Sequence[str]], n: int) -> float | None:
     """Distinct n-grams over all n-grams (Li et al. 2016), n-grams inside each text; None when there are none."""
-    grams = [tuple(tokens[i:i + n]) for tokens in token_lists for i in range(len(tokens) - n + 1)]
-    return len(set(grams)) / len(grams) if grams else None
+    distinct, count = set(), 0
+    for tokens in token_lists:
+        if len(tokens) >= n:  # its n-grams as tuples, zipped from n shifted copies: no Python step per n-gram
+            distinct.update(zip(*(tokens[i:] for i in range(n))))
+            count += len(tokens) - n + 1
+    return len(distinct) / count if count else None
 
 
 def compression_ratio(texts: Sequence[str]) -> float | None:
@@ -261,13 +265,15 @@ def compare_each(fields: Mapping[str, Sequence[str]], source: Sequence[str],
     # An opening the source itself begins as often (half as often or more) is the corpus', not a template the
     # pipeline made: style_clone's outputs are the chunks, and a corpus of reports may open each the same way.
     openings_of_source = Counter(theirs.opening_keys)
-    found = {}
+    found, source_figures = {}, {}  # the source's, by budget: the same for every field at least as long
     for name, samples in fields.items():
         own = _pile(samples, budget)
         shared = max(1, min(budget, own.total, theirs.total))
         mine = _diversity(own, (embeddings or {}).get(name), shared)
         inherited = {o.text for o in formulas(mine) if openings_of_source[o.text] >= o.share * len(source) / 2}
-        figures = _diversity(theirs, source_embeddings, shared)
+        if shared not in source_figures:
+            source_figures[shared] = _diversity(theirs, source_embeddings, shared)
+        figures = source_figures[shared]
         found[name] = Comparison(mine, figures, _narrowed(mine, figures, inherited))
     return found
 
