@@ -1,7 +1,6 @@
-"""CPU seconds of each phase of `datagen.generate` (claim, prepare, run, the held-out split's draw, export) on
-bench/fake_server.py. The draw is timed wherever it happens: before the run, or, with the near-duplicate index's
-process beside the run (datagen.runs.screening), inside it once its groups came (its seconds then also the run's;
-before issue 29's sixth pass, inside prepare).
+"""CPU seconds of each phase of `datagen.generate` (claim, prepare, run, export) on bench/fake_server.py. The
+held-out split's draw is in the run's phase (datagen.runs.screening.SplitDraw: at its start, or once the
+near-duplicate index's process beside it found its groups); in prepare before issue 29's sixth pass.
 
     python -m bench.phase_cpu CONCURRENCY ROUNDS [LATENCY_S]    # CONCURRENCY x ROUNDS one-call chunks
 
@@ -24,7 +23,7 @@ import time
 from pathlib import Path
 
 SOURCE = Path(os.environ.get("SRC", Path(__file__).resolve().parents[1]))
-PHASES = ("_claim", "_prepare", "_draw", "_run", "_export")
+PHASES = ("_claim", "_prepare", "_run", "_export")
 
 
 def timed(name: str, fn, times: dict, profile: int):
@@ -69,7 +68,7 @@ def main() -> None:
 
         if os.environ.get("WARM"):
             warm_up(generate, work / "warm-up", "phase-cpu")
-        for name in (name for name in PHASES if hasattr(engine, name)):
+        for name in PHASES:
             setattr(engine, name, timed(name, getattr(engine, name), times, int(os.environ.get("PROFILE", 0))))
         write_corpus(work / "corpus", passages(os.environ.get("SEED", f"P{time.time()}."), concurrency * rounds, 30))
         wall, cpu = time.monotonic(), time.process_time()

@@ -9,6 +9,7 @@ import logging
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -21,11 +22,11 @@ from datagen import Callbacks, Config, RunSettings
 from datagen.dataset.quality import lexical_pairs
 from datagen.dataset.quality.near_duplicates import LexicalIndex, char_shingles, jaccard, jaccards
 from datagen.dataset.screening import SampleIndex
-from datagen.dataset.splits import near_duplicate_groups
+from datagen.dataset.splits import near_duplicate_groups, recorded_splits, split_texts
 from datagen.runs import generate as generate_module
-from datagen.runs.screening import IndexProcess
+from datagen.runs.screening import IndexProcess, SplitDraw
 from datagen.samples import Sample
-from datagen.store import RunStore
+from datagen.store import SPLIT_RULE, SPLIT_SEEN, RunStore
 from datagen.workspace import SplitSettings
 
 from .fakes import FakeEngine
@@ -222,3 +223,64 @@ def test_a_run_with_its_index_beside_it_exports_what_one_without_does(tmp_path, 
     splits = exports["without"][2]
     assert len(splits) > len({group for _, group in splits.values()})  # the copies' chunks grouped, in one split
     assert 0.2 < sum(split == "test" for split, _ in splits.values()) / len(splits) < 0.4
+
+
+def undrawn(run: Path) -> None:
+    """The run folder as a run killed before its held-out split was drawn leaves it: no split, no rule recorded."""
+    with sqlite3.connect(run / "run.db") as db:
+        db.execute("DELETE FROM splits")
+        db.execute("DELETE FROM meta WHERE key IN (?, ?)", (SPLIT_RULE, SPLIT_SEEN))
+
+
+def corpus_run(tmp_path, texts, rule):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir(exist_ok=True)
+    for n, text in enumerate(t for t in texts if len(t.split()) > 3):
+        (corpus / f"p{n:04d}.txt").write_text(text + "\n", encoding="utf-8")
+    report = generate_module.generate("style_clone", [corpus], tmp_path / "run", workspace=tmp_path / "ws",
+                                      model=fake_model(FakeEngine()), config=Config(splits=rule),
+                                      settings=RunSettings(max_tokens=200))
+    with RunStore(tmp_path / "run") as store:
+        return report, store.splits()
+
+
+def test_an_export_of_a_run_killed_before_its_draw_draws_by_the_runs_rule(tmp_path, texts):
+    """A fresh run waiting for its groups records its rule first (`SplitDraw`, `reserve_rule`): killed before it
+    drew, an export of its folder draws by that rule, not the default, and the run resumes unrefused to the same
+    split a clean run draws."""
+    rule = SplitSettings(test_fraction=0.3)  # not the default
+    _, clean = corpus_run(tmp_path, texts, rule)
+    undrawn(tmp_path / "run")
+    with RunStore(tmp_path / "run") as store, IndexProcess() as process:
+        SplitDraw(store, rule, [], False, split_texts(store, rule), process)  # asks for the groups, draws nothing
+        assert not store.splits()
+    with RunStore(tmp_path / "run") as store:
+        assert {cid: s.split for cid, s in recorded_splits(store).items()} == {c: s for c, (s, _) in clean.items()}
+    report, resumed = corpus_run(tmp_path, texts, rule)
+    assert resumed == clean and report.chunks == 0 and report.resumed > 0
+
+
+def stuck(*_):
+    raise AssertionError("the split waited for a stopped process")
+
+
+def test_a_stuck_index_process_holds_up_no_split(tmp_path, texts):
+    """At the run's end the split does not wait for groups that have not come: a process stopped (SIGSTOP) has
+    them found here, the split the same."""
+    rule = SplitSettings(test_fraction=0.3)
+    _, clean = corpus_run(tmp_path, texts, rule)
+    undrawn(tmp_path / "run")
+    with pytest.raises(KeyboardInterrupt):  # leaving on an exception: the stopped process killed at once
+        with RunStore(tmp_path / "run") as store, IndexProcess() as process:
+            os.kill(process.pid, signal.SIGSTOP)
+            split = SplitDraw(store, rule, [], False, split_texts(store, rule), process)
+            signal.signal(signal.SIGALRM, stuck)
+            signal.alarm(120)  # a split that waited for the process would wait for ever: the test fails instead
+            try:
+                split.poll()
+                split.finish()
+            finally:
+                signal.alarm(0)
+            assert store.splits() == clean
+            raise KeyboardInterrupt
+    assert not index_processes()

@@ -2,6 +2,9 @@
 never held out, no chunk moved from train to test, and training exports disjoint from it by id and by text."""
 
 import json
+import sqlite3
+from contextlib import chdir
+
 import pytest
 
 from datagen.dataset.export import split_path, write_export
@@ -211,6 +214,11 @@ def test_the_programs_dev_items_and_demos_are_never_held_out(workspace, engine, 
         assert max(containment(chunk.text, item) for item in dev) < CONTAINMENT
     kept = [c for c in chunks if max(containment(c.text, item) for item in dev) >= CONTAINMENT]
     assert kept and all(splits[c.id][0] == "train" for c in kept)
+    # Drawn by another command (an export of the run killed before its draw), from elsewhere: the same split.
+    with sqlite3.connect(out / "run.db") as db:
+        db.execute("DELETE FROM splits")
+    with RunStore(out) as store, chdir(tmp_path):
+        assert {cid: (s.split, s.group) for cid, s in recorded_splits(store).items()} == splits
 
 
 def test_training_exports_leave_the_test_split_out_by_id_and_by_text(workspace, tmp_path):

@@ -26,7 +26,7 @@ from pathlib import Path
 from datagen.dataset.devset import read_devset
 from datagen.dataset.quality.minhash import UnionFind, candidate_pairs, signatures, word_shingles
 from datagen.errors import DatagenError, DiskError
-from datagen.store import SPLIT_RULE, SPLIT_SEEN, RunStore
+from datagen.store import COMPILED, SPLIT_RULE, SPLIT_SEEN, RunStore
 from datagen.workspace import SplitSettings, read_manifest
 
 log = logging.getLogger(__name__)
@@ -184,6 +184,17 @@ def split_texts(store: RunStore, rule: SplitSettings, seen: Sequence[str] = (), 
     return None if standing.whole else [chunk.text for chunk in store.chunks()] + standing.outside
 
 
+def reserve_rule(store: RunStore, rule: SplitSettings) -> bool:
+    """Record `rule` as the split rule of a run that has no split recorded yet, ahead of its draw: a draw another
+    command makes before the run's own (an export of the run killed before it: `recorded_splits`) is made by it,
+    and the run, resumed, is not refused for a rule it never drew by. False, recording nothing, for a run with
+    splits recorded: its rule is theirs."""
+    if store.splits():
+        return False
+    store.set_meta({SPLIT_RULE: _rule_json(rule)})
+    return True
+
+
 def draw_splits(store: RunStore, rule: SplitSettings, seen: Sequence[str] = (), *, force: bool = False,
                 groups: Sequence[int] | None = None) -> dict[str, Split]:
     """Draw the held-out split of the run's chunks that have none yet, re-check the groups, and record both.
@@ -280,11 +291,18 @@ def _recorded_rule(store: RunStore) -> SplitSettings | None:
 
 def recorded_splits(store: RunStore) -> dict[str, Split]:
     """The run's recorded splits, {chunk id: Split}; chunks without one (a run made before datagen drew held-out
-    splits) get theirs first, by the run's recorded rule, else the default ([splits] as SplitSettings() says)."""
+    splits, or killed before its draw) get theirs first, by the run's recorded rule, else the default ([splits] as
+    SplitSettings() says), keeping the text its compiled program saw out of test (`program_seen_texts` of the
+    program the run recorded; a program no longer there is said in a warning)."""
     recorded = store.splits()  # only the run's own chunks: all of them when as many as the run has
     if len(recorded) == store.counts()["chunks"]:
         return {chunk_id: Split(split, group, "recorded") for chunk_id, (split, group) in recorded.items()}
-    return draw_splits(store, _recorded_rule(store) or SplitSettings())
+    try:
+        seen = program_seen_texts(store.meta().get(COMPILED))
+    except (DatagenError, OSError, ValueError) as exc:  # the compiled program moved or went since the run
+        log.warning("the held-out split is drawn without the text the run's compiled program saw: %s", exc)
+        seen = []
+    return draw_splits(store, _recorded_rule(store) or SplitSettings(), seen)
 
 
 def held_out(store: RunStore) -> bool:

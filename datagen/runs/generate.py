@@ -8,7 +8,7 @@ behind its rate gate and the run behind its spending cap, records each outcome a
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -18,7 +18,7 @@ from pathlib import Path
 import dspy
 
 from datagen.dataset.export import DEFAULT_NAMES, METADATA_FILE, write_chat_export
-from datagen.dataset.splits import draw_splits, program_seen_texts, split_texts
+from datagen.dataset.splits import program_seen_texts, split_texts
 from datagen.errors import DatagenError, FailureKind, InputError
 from datagen.lm import CallGate, RoleModel, check_reachable, failure_kind, first_line, task_model, track_usage
 from datagen.lm.batch import batch_model
@@ -125,11 +125,11 @@ def generate(program: "str | dspy.Module", inputs: Iterable[str | Path], out_dir
           RunStore(out) as store, frozen_heap()):
         _claim(store, stamp, chunks, partial(run_identity, pipeline, module, model, options=run_options),
                settings.force)
-        split = _prepare(store, config, state, workspace, budget, settings.force)
+        held_out = _prepare(store, config, state, workspace, budget, settings.force)
         report.resumed = store.counts()["done"]
         scorer = _gate_scorer(store, pipeline, workspace, config, min_scores, settings.concurrency)
         with _lexical_index(store.pending_count(settings.limit)) as lexical_index:
-            _run(store, report, module, model, scorer, config, settings, callbacks, lexical_index, split(lexical_index))
+            _run(store, report, module, model, scorer, config, settings, callbacks, lexical_index, held_out)
             _export(store, report, min_scores, lexical_index)
     report.seconds = time.monotonic() - started
     return report
@@ -205,13 +205,7 @@ def _prepare(store: RunStore, config: Config, state: Path | None, workspace: Pat
     seen = program_seen_texts(state, workspace)
     to_group = split_texts(store, config.splits, seen, force=force)
     store.set_meta({CHUNK_TOKENS: str(budget), **({COMPILED: str(Path(state).resolve())} if state else {})})
-    return partial(SplitDraw, partial(_draw, store, config, seen, force), to_group)
-
-
-def _draw(store: RunStore, config: Config, seen: list[str], force: bool, groups: Sequence[int] | None) -> None:
-    """Draw the run's held-out split (datagen.dataset.splits), keeping `seen`, the text the compiled program saw, out
-    of it; with the chunks' near-duplicate `groups` when the index's process found them (None: found here)."""
-    draw_splits(store, config.splits, seen, force=force, groups=groups)
+    return partial(SplitDraw, store, config.splits, seen, force, to_group)
 
 
 def _gate_scorer(store: RunStore, pipeline: str, workspace: Path, config: Config,
@@ -291,10 +285,10 @@ class _Run:
 
 def _run(store: RunStore, report: Report, program: dspy.Module, model: RoleModel, scorer: Scorer | None,
          config: Config, settings: RunSettings, callbacks: Callbacks,
-         lexical_index: IndexProcess | None, split: SplitDraw) -> None:
+         lexical_index: IndexProcess | None, held_out: Callable[[IndexProcess | None], SplitDraw]) -> None:
     """Run the pending chunks, recording each outcome as it comes (its samples also put in `lexical_index`, when
-    given; the held-out `split` recorded once its groups come, and at the end), and say in `report` why the run
-    stopped early, if it did."""
+    given), draw the held-out split (`held_out`: drawn at once, or once `lexical_index` found its groups, or at the
+    end), and say in `report` why the run stopped early, if it did."""
     total = store.pending_count(settings.limit)
     if callbacks.on_start:
         callbacks.on_start(total)
@@ -302,6 +296,7 @@ def _run(store: RunStore, report: Report, program: dspy.Module, model: RoleModel
     meter = run_meter(store, config, [called.name for _, called in _models(model, scorer)],
                       batched=model.name if settings.batch else None, capped=settings.max_cost is not None)
     cap = SpendCap(settings.max_cost, meter) if settings.max_cost is not None else None
+    split = held_out(lexical_index)
     run = _Run(store, report, program, model, scorer, settings, gates, meter, Interrupt(),
                _reporting(callbacks, report, meter, gates[model.lm.model], total), lexical_index, split)
     with run.interrupt.handling():
@@ -316,7 +311,7 @@ def _run(store: RunStore, report: Report, program: dspy.Module, model: RoleModel
                                     settings.concurrency,
                                     scorer=scorer, interrupt=run.interrupt, retried=store.failed_ids(), gates=gates,
                                     admit=cap.admit if cap else None, cluster=settings.cluster))
-    split.finish()
+        split.finish()  # a first Ctrl-C while it draws lets it finish, as it lets the chunks in flight
     if run.interrupt.requested and store.pending_count(settings.limit):
         report.stopped, report.interrupted = f"interrupted ({run.interrupt.label})", True
         report.stop_signal = run.interrupt.signum

@@ -24,14 +24,17 @@ bench.phase_cpu 64 20`), and the same share of every larger run, taken off its s
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from functools import partial
 
 from datagen.dataset.quality import Pair
 from datagen.dataset.quality.near_duplicates import LEXICAL
 from datagen.dataset.screening import SampleIndex
-from datagen.dataset.splits import near_duplicate_groups
+from datagen.dataset.splits import draw_splits, near_duplicate_groups, reserve_rule
 from datagen.runs.processes import queued, start_child
 from datagen.samples import Sample
+from datagen.store import RunStore
+from datagen.workspace import SplitSettings
 
 log = logging.getLogger(__name__)
 
@@ -220,35 +223,38 @@ def serve(conn) -> None:
 class SplitDraw:
     """The run's held-out split (datagen.dataset.splits), drawn with the near-duplicate groups of its chunks found in
     the index's process while the run goes, and recorded as soon as they come (`poll`, between outcomes) or at
-    `finish`; without the process, drawn here at once. A run that ends on an error (or a second Ctrl-C) before its
-    split is recorded has it drawn when resumed: `split_texts` finds it missing.
+    `finish`. Only a fresh run's draw waits so (`reserve_rule`: its rule is recorded at once, so that an export of
+    the run killed before its draw draws by it); a redraw, or a run without the process, draws here at once. A run
+    that ends on an error (or a second Ctrl-C) before its split is recorded has it drawn when resumed.
 
     Args:
-        draw: `draw_splits` of the run's store, rule and seen texts, given the groups (None: it finds them).
+        store, rule, seen, force: as `draw_splits` takes them.
         texts: `split_texts` of the same: the texts to group; None: nothing to draw.
         index: the run's index process; None: none.
     """
 
-    def __init__(self, draw: Callable[[Sequence[int] | None], object], texts: Sequence[str] | None,
-                 index: IndexProcess | None):
-        self._draw, self._texts, self._index = draw, texts, index
+    def __init__(self, store: RunStore, rule: SplitSettings, seen: Sequence[str], force: bool,
+                 texts: Sequence[str] | None, index: IndexProcess | None):
+        self._draw = partial(draw_splits, store, rule, seen, force=force)
+        self._texts, self._index = texts, index
         if texts is None:
             return
-        if index is None:
-            self._finish(None)
-        else:
+        if index is not None and reserve_rule(store, rule):
             index.group(texts)
+        else:
+            self._finish(None)
 
     def poll(self) -> None:
-        """Record the split if its groups have come (a run killed before it is drawn anew when resumed)."""
+        """Record the split if its groups have come."""
         if self._texts is not None and self._index.grouped():
             self.finish()
 
     def finish(self) -> None:
-        """Record the split now, waiting for its groups (nothing when recorded already)."""
+        """Record the split now (nothing when recorded already): with the process's groups when they came, else
+        found here, without waiting for a process that is slow (a run too short for it) or stuck."""
         if self._texts is not None:
-            self._finish(self._index.groups(self._texts))
+            self._finish(self._index.groups(self._texts) if self._index.grouped() else None)
 
     def _finish(self, groups: Sequence[int] | None) -> None:
-        self._draw(groups)
+        self._draw(groups=groups)
         self._texts = None
