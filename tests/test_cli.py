@@ -1,7 +1,11 @@
 """The `datagen` command, run for real in subprocesses."""
 
 import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -9,6 +13,8 @@ from datagen.text import chunk_documents, iter_documents
 
 from .conftest import run_cli
 from .fakes import MALFORMED, FakeOpenAIServer, plain
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def assert_one_line_error(result, *fragments):
@@ -27,6 +33,18 @@ def test_help_lists_every_command_with_a_description(tmp_path):
                            ("pipelines", "List")]:
         line = next(line for line in result.stdout.splitlines() if f" {command} " in line)
         assert words in line
+
+
+def test_python_m_datagen_is_the_datagen_command(tmp_path):
+    """`python -m datagen`, for an environment whose scripts folder is not on PATH: the same commands, the same
+    exit codes."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    helped = subprocess.run([sys.executable, "-m", "datagen", "--help"], capture_output=True, text=True, cwd=tmp_path,
+                            env=env, timeout=120)
+    assert helped.returncode == 0 and re.search(r"\bgenerate\b.*ShareGPT", helped.stdout)
+    unknown = subprocess.run([sys.executable, "-m", "datagen", "nosuch"], capture_output=True, text=True,
+                             cwd=tmp_path, env=env, timeout=120)
+    assert unknown.returncode != 0 and "nosuch" in unknown.stderr
 
 
 def test_chunk_writes_jsonl_that_recovers_the_source(workspace):
