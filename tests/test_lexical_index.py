@@ -24,6 +24,7 @@ from datagen.dataset.quality.near_duplicates import LexicalIndex, char_shingles,
 from datagen.dataset.screening import SampleIndex
 from datagen.dataset.splits import near_duplicate_groups, recorded_splits, split_texts
 from datagen.runs import generate as generate_module
+from datagen.runs import screening as screening_module
 from datagen.runs.screening import IndexProcess, SplitDraw
 from datagen.samples import Sample
 from datagen.store import SPLIT_RULE, SPLIT_SEEN, RunStore
@@ -264,23 +265,28 @@ def stuck(*_):
     raise AssertionError("the split waited for a stopped process")
 
 
-def test_a_stuck_index_process_holds_up_no_split(tmp_path, texts):
-    """At the run's end the split does not wait for groups that have not come: a process stopped (SIGSTOP) has
-    them found here, the split the same."""
+def test_a_stuck_index_process_holds_up_neither_the_split_nor_the_export(tmp_path, texts, monkeypatch, caplog):
+    """A process stopped (SIGSTOP) at the run's end: the split does not wait for groups that have not come (found
+    here), and a wait for its pairs gives up once it spends no CPU for STUCK_SECONDS (ended, the pairs found here,
+    said in one warning): the split and the pairs the same."""
+    monkeypatch.setattr(screening_module, "STUCK_SECONDS", 2.0)
     rule = SplitSettings(test_fraction=0.3)
     _, clean = corpus_run(tmp_path, texts, rule)
     undrawn(tmp_path / "run")
-    with pytest.raises(KeyboardInterrupt):  # leaving on an exception: the stopped process killed at once
-        with RunStore(tmp_path / "run") as store, IndexProcess() as process:
+    signal.signal(signal.SIGALRM, stuck)
+    signal.alarm(120)  # a wait for the stopped process would last for ever: the test fails instead
+    try:
+        with RunStore(tmp_path / "run") as store, IndexProcess() as process, caplog.at_level(logging.WARNING):
+            process.add(Sample(text, text) for text in texts)
             os.kill(process.pid, signal.SIGSTOP)
             split = SplitDraw(store, rule, [], False, split_texts(store, rule), process)
-            signal.signal(signal.SIGALRM, stuck)
-            signal.alarm(120)  # a split that waited for the process would wait for ever: the test fails instead
-            try:
-                split.poll()
-                split.finish()
-            finally:
-                signal.alarm(0)
+            split.poll()
+            split.finish()
             assert store.splits() == clean
-            raise KeyboardInterrupt
+            assert as_tuples(process.pairs("input", texts)) == as_tuples(lexical_pairs(texts))
+    finally:
+        signal.alarm(0)
+    said = [record.getMessage() for record in caplog.records if "near-duplicate index" in record.getMessage()]
+    assert said == ["the near-duplicate index's process spent no CPU for 2 s (stopped, or stuck), and was ended: the "
+                    "export finds the pairs itself"]
     assert not index_processes()

@@ -13,8 +13,9 @@ at most: the GIL). A machine with one core keeps the pairs for the export, as be
 The process is a fresh interpreter (`datagen.runs.processes.start_child`), not multiprocessing's spawn, which would
 run the caller's script again in it. It ignores the terminal's Ctrl-C and SIGHUP (the run decides what a stop
 means), and exits when the run's end of its socket closes (the run ended, or died). The run never waits on it while
-it goes: the samples go through a thread of their own. Should it die or fail, the export finds the pairs itself,
-with one warning: the dataset is the same.
+it goes: the samples go through a thread of their own. Should it die, fail, or stop working (no CPU for
+STUCK_SECONDS while an answer is awaited: stopped, deadlocked; it is then ended), the export finds the pairs
+itself, with one warning: the dataset is the same.
 
 The process also finds the near-duplicate groups of the run's chunks that its held-out split is drawn with
 (`SplitDraw`): 0.19 s of the run's own CPU before its first call at 1,280 chunks, 0.1 s at 640 (`python -m
@@ -24,8 +25,11 @@ bench.phase_cpu 64 20`), and the same share of every larger run, taken off its s
 import logging
 import queue
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from functools import partial
+
+import psutil
 
 from datagen.dataset.quality import Pair
 from datagen.dataset.quality.near_duplicates import LEXICAL
@@ -42,6 +46,10 @@ log = logging.getLogger(__name__)
 EXIT_SECONDS = 10
 # How often a wait for the process's answer checks that it is still there (seconds).
 _POLL_SECONDS = 0.5
+# How long a wait for its answer sees the process spend no CPU before taking it for stuck (stopped by SIGSTOP or a
+# debugger, deadlocked), ending it and finding the answer here (seconds): a process working through a backlog on a
+# loaded machine still gets some CPU in that time.
+STUCK_SECONDS = 30.0
 # How long the samples recorded after one are gathered before they are sent together (seconds): the process then
 # wakes once for many. One a message, it spent 1.6 ms of CPU a sample (its working set cold at each wake); 32 a
 # message, 1.2 (bench/README.md, issue 29's fifth pass).
@@ -68,6 +76,7 @@ class IndexProcess:
         self._sender.start()
         self._lost: str | None = None
         self._grouping = False  # asked for groups (`group`), not yet read
+        self._said = False  # that the pairs are found here, once
 
     @property
     def pid(self) -> int:
@@ -112,16 +121,18 @@ class IndexProcess:
 
     def pairs(self, name: str, texts: Sequence[str]) -> list[Pair]:
         """The lexical pairs of `texts`, field `name`'s texts in the run's order (`SampleIndex.pairs`)."""
-        if self._grouping:  # its groups are answered first: read past them
+        if self._grouping and self._lost is None:  # its groups are answered first: read past them
             self._answer(loses=False)
-            self._grouping = False
+        self._grouping = False
         if self._lost is None:
             self._outbox.put(("pairs", (name, list(texts))))
             self._hurry.set()
             found = self._answer()
             if found is not None:
                 return [Pair(first, second, similarity, LEXICAL) for first, second, similarity in found]
+        if not self._said:
             log.warning("the near-duplicate index's process %s: the export finds the pairs itself", self._lost)
+            self._said = True
         return SampleIndex().pairs(name, texts)
 
     def _send(self) -> None:
@@ -140,10 +151,15 @@ class IndexProcess:
     def _answer(self, loses: bool = True):
         """The process's answer, or None (`_lost` then says why) once it is gone or (`loses`) said it failed; a
         failure said when not `loses` is the answer, a string."""
+        progress = _Progress(self.pid)
         try:
             while not self._conn.poll(_POLL_SECONDS):
                 if not self._process.is_alive():  # gone without a word
                     return self._gone()
+                if progress.stalled(STUCK_SECONDS):
+                    self._process.kill()
+                    self._lost = f"spent no CPU for {STUCK_SECONDS:g} s (stopped, or stuck), and was ended"
+                    return None
             answer = self._conn.recv()
         except (OSError, EOFError):  # its end closed: it died
             return self._gone()
@@ -168,6 +184,29 @@ class IndexProcess:
             self._process.join()
         self._sender.join()  # done: its last message sent, or its socket's other end gone with the process
         self._conn.close()
+
+
+class _Progress:
+    """Whether a process spends CPU, checked as one waits for it (its user and system CPU time, by psutil)."""
+
+    def __init__(self, pid: int):
+        self._pid, self._cpu, self._since = pid, self._seconds(pid), time.monotonic()
+
+    def stalled(self, seconds: float) -> bool:
+        """Whether its CPU time has not moved for `seconds` (False once it cannot be read: the process is gone)."""
+        cpu = self._seconds(self._pid)
+        if cpu is None or cpu != self._cpu:
+            self._cpu, self._since = cpu, time.monotonic()
+            return False
+        return time.monotonic() - self._since >= seconds
+
+    @staticmethod
+    def _seconds(pid: int) -> float | None:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            return None
+        return times.user + times.system
 
 
 def _merged(messages: list) -> list:
