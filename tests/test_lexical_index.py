@@ -22,7 +22,7 @@ from datagen import Callbacks, Config, RunSettings
 from datagen.dataset.quality import lexical_pairs
 from datagen.dataset.quality.near_duplicates import LexicalIndex, char_shingles, jaccard, jaccards
 from datagen.dataset.screening import SampleIndex
-from datagen.dataset.splits import near_duplicate_groups, recorded_splits, split_texts
+from datagen.dataset.splits import near_duplicate_groups, recorded_splits, reserve_rule, split_texts
 from datagen.runs import generate as generate_module
 from datagen.runs import screening as screening_module
 from datagen.runs.screening import IndexProcess, SplitDraw
@@ -233,15 +233,16 @@ def undrawn(run: Path) -> None:
         db.execute("DELETE FROM meta WHERE key IN (?, ?)", (SPLIT_RULE, SPLIT_SEEN))
 
 
-def corpus_run(tmp_path, texts, rule):
+def corpus_run(tmp_path, texts, rule, run="run"):
+    """A run of `texts` (a file each) into tmp_path/`run`, by the held-out `rule`: its report and its splits."""
     corpus = tmp_path / "corpus"
     corpus.mkdir(exist_ok=True)
     for n, text in enumerate(t for t in texts if len(t.split()) > 3):
         (corpus / f"p{n:04d}.txt").write_text(text + "\n", encoding="utf-8")
-    report = generate_module.generate("style_clone", [corpus], tmp_path / "run", workspace=tmp_path / "ws",
+    report = generate_module.generate("style_clone", [corpus], tmp_path / run, workspace=tmp_path / "ws",
                                       model=fake_model(FakeEngine()), config=Config(splits=rule),
                                       settings=RunSettings(max_tokens=200))
-    with RunStore(tmp_path / "run") as store:
+    with RunStore(tmp_path / run) as store:
         return report, store.splits()
 
 
@@ -259,6 +260,11 @@ def test_an_export_of_a_run_killed_before_its_draw_draws_by_the_runs_rule(tmp_pa
         assert {cid: s.split for cid, s in recorded_splits(store).items()} == {c: s for c, (s, _) in clean.items()}
     report, resumed = corpus_run(tmp_path, texts, rule)
     assert resumed == clean and report.chunks == 0 and report.resumed > 0
+    undrawn(tmp_path / "run")
+    with RunStore(tmp_path / "run") as store:
+        reserve_rule(store, rule)
+    other = SplitSettings(test_fraction=0.2)  # resumed by another rule before any draw: nothing to refuse
+    assert corpus_run(tmp_path, texts, other)[1] == corpus_run(tmp_path, texts, other, "afresh")[1] != clean
 
 
 def stuck(*_):

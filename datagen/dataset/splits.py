@@ -161,9 +161,9 @@ class _Standing:
 
 def _standing(store: RunStore, rule: SplitSettings, seen: Sequence[str], force: bool) -> _Standing:
     """Where the run's split stands (see `draw_splits` for the DatagenError a changed rule raises)."""
-    meta = store.meta()
+    meta, recorded = store.meta(), store.splits()
     changed = SPLIT_RULE in meta and meta[SPLIT_RULE] != _rule_json(rule)
-    if changed and not force:
+    if changed and not force and recorded:  # a rule recorded ahead of a draw never made (`reserve_rule`) binds nothing
         was = json.loads(meta[SPLIT_RULE])
         raise DatagenError(f"{store.path.parent}: its held-out split was drawn with test_fraction "
                            f"{was['test_fraction']} by {was['by']}, not {rule.test_fraction} by {rule.by} ([splits] "
@@ -171,7 +171,7 @@ def _standing(store: RunStore, rule: SplitSettings, seen: Sequence[str], force: 
                            "train stay there)")
     outside = list(seen) + store.retired_texts()  # retired: the text of train chunks a restarted run dropped
     seen_key = _fingerprint(outside) if outside else meta.get(SPLIT_SEEN, "")
-    return _Standing(meta, store.splits(), store.counts()["chunks"], outside, seen_key, changed)
+    return _Standing(meta, recorded, store.counts()["chunks"], outside, seen_key, changed)
 
 
 def split_texts(store: RunStore, rule: SplitSettings, seen: Sequence[str] = (), *,
