@@ -2,4 +2,5 @@
 
 from datagen.cli import main
 
-main()
+if __name__ == "__main__":  # imported (a walk over datagen's modules), it runs nothing
+    main()
