@@ -29,8 +29,8 @@ from datagen.dataset.quality import (Comparison, Contamination, LexicalIndex, Ng
 from datagen.dataset.quality.contamination import DEFAULT_N
 from datagen.dataset.quality.near_duplicates import LEXICAL, LEXICAL_FLOOR, SEMANTIC, SEMANTIC_FLOOR
 from datagen.dataset.review import as_reviewed
-from datagen.dataset.splits import program_seen_texts, recorded_splits
-from datagen.errors import DatagenError, DiskError, InputError
+from datagen.dataset.splits import recorded_program_texts, recorded_splits
+from datagen.errors import DiskError, InputError
 from datagen.samples import Sample
 from datagen.store import COMPILED, QUALITY, RunStore
 from datagen.store.quality import SampleKey
@@ -273,11 +273,8 @@ def _protected(store: RunStore, files: Sequence[Path], workspace: Path | None) -
     """What `measure` protects: the compiled program's dev set and demos, the evaluation `files`, the held-out
     chunks."""
     state = store.meta().get(COMPILED)
-    try:
-        seen = program_seen_texts(state, workspace)
-    except (DatagenError, OSError, ValueError) as exc:  # the compiled program moved or went since the run
-        log.warning("no contamination check against the compiled program's dev set: %s", exc)
-        seen = []
+    seen = recorded_program_texts(store, workspace, unread="no contamination check against the compiled program's "
+                                                           "dev set")
     everyone = [Protected(f"{_DEV_PREFIX}{Path(state).name}", text) for text in seen]
     for path in files:
         everyone += read_protected(Path(path))

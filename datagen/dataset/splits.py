@@ -297,12 +297,20 @@ def recorded_splits(store: RunStore) -> dict[str, Split]:
     recorded = store.splits()  # only the run's own chunks: all of them when as many as the run has
     if len(recorded) == store.counts()["chunks"]:
         return {chunk_id: Split(split, group, "recorded") for chunk_id, (split, group) in recorded.items()}
-    try:
-        seen = program_seen_texts(store.meta().get(COMPILED))
-    except (DatagenError, OSError, ValueError) as exc:  # the compiled program moved or went since the run
-        log.warning("the held-out split is drawn without the text the run's compiled program saw: %s", exc)
-        seen = []
+    seen = recorded_program_texts(store, unread="the held-out split is drawn without the text the run's compiled "
+                                                "program saw")
     return draw_splits(store, _recorded_rule(store) or SplitSettings(), seen)
+
+
+def recorded_program_texts(store: RunStore, workspace: Path | None = None, *, unread: str) -> list[str]:
+    """`program_seen_texts` of the compiled program the run recorded ([] for none; `workspace` as it takes it); []
+    too when the program cannot be read (moved or gone since the run), with a warning that starts with `unread`,
+    what goes without it."""
+    try:
+        return program_seen_texts(store.meta().get(COMPILED), workspace)
+    except (DatagenError, OSError, ValueError) as exc:
+        log.warning("%s: %s", unread, exc)
+        return []
 
 
 def held_out(store: RunStore) -> bool:
