@@ -252,3 +252,32 @@ def test_the_tokens_spent_in_dspy_parallel_are_counted(workspace, tmp_path):
         assert sorted(call.step for call in calls) == ["rephrase"] * 3 + ["title"] * 3
         assert all(call.usage["prompt_tokens"] == 10 for call in calls)
         assert store.usage()["openai/fake"]["prompt_tokens"] == 10 * answered  # the fake's 10 a call, all counted
+
+
+class CountsChunks(AsyncRephrase):
+    """AsyncRephrase, counting its chunks in flight (started, not yet returned) at their most."""
+
+    def __init__(self):
+        super().__init__()
+        self.in_flight = self.most = 0
+
+    async def aforward(self, chunk):
+        self.in_flight += 1  # on the run's one event loop: no lock needed
+        self.most = max(self.most, self.in_flight)
+        try:
+            return await super().aforward(chunk)
+        finally:
+            self.in_flight -= 1
+
+
+def test_chunks_beyond_the_concurrency_wait_at_the_gate_with_their_requests(workspace, tmp_path):
+    # On the event loop more chunks run than --concurrency (runner.LOOKAHEAD), prepared, so that a request goes out
+    # as soon as one comes back; the gate holds their requests: the server never has more than --concurrency.
+    program = CountsChunks()
+    with FakeOpenAIServer(latency=0.1, max_concurrent=100) as server:  # a limit never reached: `peak` is counted
+        model = build_role_model(ModelSettings(model="openai/fake", api_base=server.url), "task")
+        report = generate(program, [workspace / "data/samples"], tmp_path / "run", workspace=workspace,
+                          config=Config(), model=model, settings=RunSettings(max_tokens=200, concurrency=2))
+    assert report.chunks == written(report) > 4 and not report.failures
+    assert server.peak == 2 and not server.rejected
+    assert program.most > 2

@@ -4,6 +4,7 @@ watchers -> server spread -> rate gate -> deadline -> DSPy's attempt), once howe
 made, or unpickled in another process, installs them; and a socket read of a thread with no datagen deadline is
 never bounded."""
 
+import asyncio
 import inspect
 import logging
 import pickle
@@ -17,25 +18,30 @@ from types import SimpleNamespace
 import dspy
 import pytest
 from dspy.clients import capabilities, costs, execution, model_metadata
+from dspy.clients.engines.lm15_engine import AsyncLM15Engine
 from dspy.utils.exceptions import LMTimeoutError
 
 from datagen.errors import DatagenError
 from datagen.lm import RoleModel, install_hooks
 from datagen.lm.deadline import bound_attempt
 from datagen.lm.hooks import check_dspy
+from datagen.lm.roles import build_role_model
+from datagen.workspace.config import ModelSettings
 
 from .conftest import ROOT
+from .fakes import FakeOpenAIServer
 
 # What datagen wraps: (owner, attribute).
 OWNERS = {"socket.socket": socket.socket, "ssl.SSLSocket": ssl.SSLSocket, "execution": execution, "costs": costs,
-          "capabilities": capabilities, "dspy.Predict": dspy.Predict}
+          "capabilities": capabilities, "dspy.Predict": dspy.Predict, "AsyncLM15Engine": AsyncLM15Engine}
 HOOKED = [("socket.socket", "recv"), ("socket.socket", "recv_into"), ("ssl.SSLSocket", "recv"),
           ("ssl.SSLSocket", "recv_into"), ("execution", "_attempt"), ("execution", "_aattempt"),
           ("execution", "_delay"), ("execution", "_cached"), ("execution", "RouterConfig"), ("costs", "model_info"),
           ("capabilities", "model_info"), ("execution", "execute"), ("execution", "aexecute"),
-          ("dspy.Predict", "__call__"), ("dspy.Predict", "acall")]
+          ("dspy.Predict", "__call__"), ("dspy.Predict", "acall"), ("AsyncLM15Engine", "complete")]
 HOOKED_NOW = "[" + ", ".join(f"{owner}.{name}" for owner, name in HOOKED) + "]"  # in a fresh interpreter
-IMPORTS = "import socket, ssl\nimport dspy\nfrom dspy.clients import capabilities, costs, execution\n"
+IMPORTS = ("import socket, ssl\nimport dspy\nfrom dspy.clients import capabilities, costs, execution\n"
+           "from dspy.clients.engines.lm15_engine import AsyncLM15Engine\n")
 
 
 def run_python(code: str) -> str:
@@ -111,6 +117,34 @@ def test_the_other_hooks_wrap_what_dspy_and_the_socket_module_have():
     assert execution.RouterConfig.keywords == {"max_connections": 4096}
     assert costs.model_info is capabilities.model_info  # one memo for both
     assert costs.model_info.__wrapped__ is model_metadata.model_info
+    assert [f.__module__ for f in chain(AsyncLM15Engine.complete)] == ["datagen.lm.native",
+                                                                       "dspy.clients.engines.lm15_engine"]
+
+
+def test_the_native_engine_makes_a_provider_in_a_thread_once_and_finds_it_on_the_loop_after(monkeypatch):
+    # DSPy finds every request's provider in a worker thread; once made, datagen finds it on the event loop
+    # (datagen.lm.native): the hop only queued the request behind the loop's other work.
+    hops = []
+    to_thread = asyncio.to_thread
+
+    async def counted(func, /, *args, **kwargs):
+        hops.append(func.__name__)
+        return await to_thread(func, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "to_thread", counted)
+    with FakeOpenAIServer() as server:
+        lm = build_role_model(ModelSettings(model="openai/fake", api_base=server.url), "task").lm.copy(cache=False)
+
+        async def ask() -> tuple[list, int, list]:
+            first = await lm.acall(messages=[{"role": "user", "content": "say 0"}])
+            made = hops.count("_target")
+            after = [await lm.acall(messages=[{"role": "user", "content": f"say {i}"}]) for i in (1, 2, 3)]
+            return first, made, after
+
+        first, made, after = asyncio.run(ask())  # one event loop: one engine, made by the first call
+    assert made == 1 and hops.count("_target") == 1
+    assert hops.count("prepare") == 4  # the other hops are DSPy's as they were: each call made them
+    assert all(answer and answer[0] for answer in [first, *after])
 
 
 def test_installing_twice_is_installing_once():

@@ -1,6 +1,7 @@
 """How `run_chunks` keeps its slots busy: a chunk that succeeded gives its slot to the next chunk before the caller
 records its outcome; after a failure (the caller or the run may stop there), or under a spending cap (which must
-first see what the chunk cost), the next chunk waits for the caller."""
+first see what the chunk cost), the next chunk waits for the caller. On the event loop, `LOOKAHEAD` chunks more
+than `concurrency` are in flight, their requests held at the gate."""
 
 import threading
 
@@ -37,7 +38,7 @@ def chunks_of(count: int) -> list[Chunk]:
 
 @pytest.mark.parametrize("case", ["succeeded", "capped", "failed"])
 def test_the_next_chunk_starts_while_the_caller_records_one_that_succeeded(case):
-    chunks = chunks_of(3)
+    chunks = chunks_of(4)
     program = Marks(chunks, failing=["passage 0"] if case == "failed" else ())
     admitted = []
 
@@ -50,12 +51,16 @@ def test_the_next_chunk_starts_while_the_caller_records_one_that_succeeded(case)
         outcomes = run_chunks(program, model, chunks, concurrency=1, admit=admit if case == "capped" else None)
         first = next(outcomes)
         assert first.chunk.id == "c0" and bool(first.failure) == (case == "failed")
-        # The caller holds the first outcome (as generate does while it stores it): one slot, so the second chunk
-        # may start meanwhile only if the slot was given back before the outcome was handed on.
+        # One slot, and on the event loop a chunk more waiting at the gate (none under a spending cap, whose first
+        # chunks start before their cost is known): that one started with the first.
+        ahead = 0 if case == "capped" else 1
+        assert all(program.started[f"passage {i}"].wait(timeout=30) for i in range(1, 1 + ahead))
+        # The caller holds the first outcome (as generate does while it stores it): the next chunk may start
+        # meanwhile only if the first's slot was given back before its outcome was handed on.
         eager = case == "succeeded"
-        assert program.started["passage 1"].wait(timeout=30 if eager else 0.5) is eager
-        assert [o.chunk.id for o in outcomes] == ["c1", "c2"]
+        assert program.started[f"passage {1 + ahead}"].wait(timeout=30 if eager else 0.5) is eager
+        assert [o.chunk.id for o in outcomes] == ["c1", "c2", "c3"]
     assert all(program.started[c.text].is_set() for c in chunks)
     if case == "capped":
         # Each chunk admitted with none in flight, the one before it recorded (asked once more at the end).
-        assert len(admitted) >= 3 and set(admitted) == {0}
+        assert len(admitted) >= 4 and set(admitted) == {0}

@@ -3,9 +3,10 @@
 DSPy 3.4 offers no hook for what a run needs, so datagen replaces some of its internals with wrappers that call
 the originals. Each wrapper is written beside its concept: the per-call deadline (datagen.lm.deadline); the rate
 gate, the request watchers and the retry-wait cap (datagen.lm.gate); the spread over several servers
-(datagen.lm.servers); the model metadata memo (datagen.lm.metadata_cache); the call log's hearing of each step and
-LM call, and the truncation check of cached answers (datagen.lm.calllog). This module alone installs them, in the
-order written below, after checking that the DSPy it finds has what they wrap.
+(datagen.lm.servers); the model metadata memo (datagen.lm.metadata_cache); the native engine's provider lookup
+on the event loop (datagen.lm.native); the call log's hearing of each step and LM call, and the truncation check of
+cached answers (datagen.lm.calllog). This module alone installs them, in the order written below, after checking
+that the DSPy it finds has what they wrap.
 
 Importing datagen installs nothing. `install()` runs where LM calls are about to be made: when a role model is
 made (`datagen.lm.RoleModel`, so `role_model`, `task_model`, `judge_model` and the batch engine's model) or
@@ -22,6 +23,7 @@ import threading
 
 import dspy
 from dspy.clients import capabilities, costs, execution, model_metadata
+from dspy.clients.engines.lm15_engine import AsyncLM15Engine
 
 from datagen.errors import DatagenError
 from datagen.lm.calllog import (DSPY_LM_LOGGER, TruncationCounter, log_acalls, log_asteps, log_calls, log_steps,
@@ -30,6 +32,7 @@ from datagen.lm.deadline import bound_aattempt, bound_attempt, bound_read
 from datagen.lm.gate import (cap_retry_wait, gate_aattempt, gate_attempt, watch_aattempt, watch_attempt,
                              widen_connection_pool)
 from datagen.lm.metadata_cache import memoise
+from datagen.lm.native import lookup_on_loop
 from datagen.lm.servers import spread_aattempt, spread_attempt
 
 DSPY_VERSIONS = ">=3.4.1,<3.5"  # the DSPy these wrappers are written for (pyproject.toml asks for the same)
@@ -49,6 +52,8 @@ DSPY_INTERNALS = {
     model_metadata: {"model_info": ("provider", "model", "namespaces")},
     costs: {"model_info": None},
     capabilities: {"model_info": None},
+    AsyncLM15Engine: {"complete": ("self", "request"), "resolve": ("self", "model"),
+                      "_target": ("self", "request", "streaming")},
 }
 
 # Each attempt of an LM call (each try of DSPy's retry loop, sync `_attempt` or async `_aattempt`) passes these,
@@ -140,6 +145,8 @@ def _install_rest() -> None:
                                                  _wrapped(dspy.Predict.acall, log_asteps))
     # DSPy builds each native engine's router with it.
     execution.RouterConfig = _wrapped(execution.RouterConfig, widen_connection_pool)
+    # DSPy's async native engine, each of its calls: its provider found on the loop once made.
+    AsyncLM15Engine.complete = _wrapped(AsyncLM15Engine.complete, lookup_on_loop)
     # Both modules imported the function by name and look it up at each call; one memo serves both.
     memo = _wrapped(model_metadata.model_info, memoise)
     costs.model_info = capabilities.model_info = memo

@@ -84,6 +84,8 @@ class RayExecutor:
     all actors (each gets its share of threads). Raises DatagenError when Ray is not installed or the cluster
     cannot be reached."""
 
+    lookahead = 0  # chunks beyond `concurrency` are measured on this process's event loop only (runner.LOOKAHEAD)
+
     def __init__(self, program, model, fresh, scorer, gates: Mapping[str, CallGate], *, actors: int,
                  concurrency: int, address: str | None = None):
         if actors < 1:

@@ -95,6 +95,8 @@ class ProcessExecutor:
 
     Raises DatagenError when `workers` is below 1 or the program, its models or the scorer cannot be pickled."""
 
+    lookahead = 0  # chunks beyond `concurrency` are measured on this process's event loop only (runner.LOOKAHEAD)
+
     def __init__(self, program, model, fresh, scorer, gates: Mapping[str, CallGate], *, workers: int,
                  concurrency: int):
         if workers < 1:

@@ -34,10 +34,19 @@ log = logging.getLogger(__name__)
 
 # When this many chunks fail in a row before any succeeds, the problem is not the chunks: stop spending.
 FAILURES_BEFORE_FIRST_SUCCESS = 5
+# Chunks on the event loop beyond `concurrency`: formatted, their request waiting at the gate for a slot, so that a
+# request goes out as soon as one comes back, not after a whole chunk's preparation (its adapter's format and
+# DSPy's thread hops, about 10-20 ms with 32 in flight). 16 more: 32 and 64 x 200 ms went from 130 and 220 to 139
+# and 254 samples/s (bench/README.md, issue 29's seventh pass); 32 more were slower at 64 in flight.
+LOOKAHEAD = 16
 
 
 class ChunkExecutor(Protocol):
-    """Where a run's chunks are run: `ThreadExecutor` here, `datagen.runs.cluster.RayExecutor` on Ray actors."""
+    """Where a run's chunks are run: `ThreadExecutor` here, `datagen.runs.cluster.RayExecutor` on Ray actors.
+    `lookahead`: chunks it may be given beyond `concurrency`, which wait, prepared, at the rate gate for a request's
+    slot (0: none)."""
+
+    lookahead: int
 
     def submit(self, chunk: Chunk, retried: bool) -> concurrent.futures.Future:
         """The chunk's `Outcome`, to come; `retried`: it failed before, so it asks the model afresh."""
@@ -236,6 +245,9 @@ class ThreadExecutor:
                  gates: Mapping[str, CallGate], concurrency: int):
         self._model, self._fresh = model, fresh
         self._runner = ChunkRunner(program, scorer, gates, dspy.settings.get("callbacks", []))
+        # A chunk on the event loop waits at the gate without a thread; on a worker thread it would hold one.
+        on_loop = self._runner.loop is not None and model.asynchronous and fresh.asynchronous
+        self.lookahead = min(concurrency, LOOKAHEAD) if on_loop else 0
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="datagen")
         # Chunks in flight are the parallelism: a BLAS thread pool per numpy call (the offline metrics' MiniLM
         # embedding) on top of them oversubscribes the cores. 8 chunks in flight scored by the embedding metric on 2
@@ -262,7 +274,8 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
                cluster: Cluster | None = None, ordered: bool = False, every: bool = False,
                interrupt: "Interrupt | None" = None, admit: Callable[[int], bool] | None = None,
                retried: Collection[str] = (), retry_model: RoleModel | None = None) -> Iterator[Outcome]:
-    """Run every chunk through the program, at most `concurrency` in flight and no more read ahead.
+    """Run every chunk through the program, at most `concurrency` requests in flight, and no more chunks read ahead
+    than are in flight.
 
     `chunks` is read, and outcomes are yielded, in the calling thread (the run store's). A program with `aforward`
     runs it (`acall`) on one asyncio event loop shared by the run, each chunk's worker waiting, when the model
@@ -272,7 +285,9 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
         program: the DSPy program.
         model: the task model.
         chunks: the chunks to run.
-        concurrency: chunks in flight at most (at least 1).
+        concurrency: requests in flight at most (at least 1), each model's gate holding them (`gates`); chunks in
+            flight: as many, and on the event loop up to LOOKAHEAD more, waiting at the task model's gate (none
+            with `admit`).
         scorer: scores each sample; None: no scores.
         gates: {model name as DSPy knows it: CallGate} for every LM call; None: one gate for the task model,
             its requests in flight cut on 429s.
@@ -302,6 +317,9 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
     fresh = retry_model or model.with_settings(cache=False)
     executor = (ThreadExecutor(program, model, fresh, scorer, gates, concurrency) if cluster is None
                 else cluster.executor(program, model, fresh, scorer, gates, concurrency))
+    # Chunks beyond `concurrency` only where the task model's gate holds their requests back, and not under a
+    # spending cap: the first chunks start before what a chunk costs is known, and each more would pass it further.
+    ahead = executor.lookahead if admit is None and model.lm.model in gates else 0
     in_order = _InOrder() if ordered else None
     stop = _StopRule(model.name, every)
 
@@ -310,8 +328,8 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
 
     stopped = False
     try:
-        slots = _Slots(executor, in_order.numbered(chunks) if in_order else iter(chunks), concurrency, may_start,
-                       retried)
+        slots = _Slots(executor, in_order.numbered(chunks) if in_order else iter(chunks), concurrency + ahead,
+                       may_start, retried)
         for outcome in slots.outcomes():
             if outcome.failure == FailureKind.DEFERRED:  # a batch round: asked, not yet answered
                 yield outcome
