@@ -6,8 +6,9 @@
 run store does not already serve is this: a chunk of several LM calls killed half-way (SIGKILL, a power cut, a
 second Ctrl-C) gets its finished calls from the cache when the run resumes. The store records a chunk when it is
 done, so without the cache those calls are asked again. The bound: each chunk in flight at the kill asks again the
-calls it had finished (at most calls a chunk - 1: what the cache would have answered) and the one it was waiting
-for (asked again with any cache), so at most concurrency x calls a chunk requests a kill.
+calls it had finished (at most calls a chunk - 1: what the cache would have answered), and each request in flight
+is asked again (with any cache): at most chunks in flight x (calls a chunk - 1) + concurrency requests a kill, the
+chunks in flight being concurrency + min(concurrency, datagen.runs.runner.LOOKAHEAD) (those waiting at the gate).
 
 This runs style_clone with boundary repair (two calls a chunk) through the CLI, as a user does, against the fake
 server (its own process, a fixed latency), kills the run with SIGKILL once some chunks are done, resumes it to the
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from bench.fake_server import ServerProcess
 from bench.throughput_bench import CHUNK_TOKENS, passages, write_corpus
+from datagen.runs.runner import LOOKAHEAD
 
 ROOT = Path(__file__).resolve().parent.parent
 CALLS_PER_CHUNK = 2  # style_clone with repair_boundaries: the boundary sentences, then the rephrase
@@ -72,14 +74,16 @@ def main() -> None:
         total, finished = server.count(), done_chunks(run)
     ideal = CALLS_PER_CHUNK * finished
     extra = total - ideal
-    bound = args.concurrency * CALLS_PER_CHUNK
+    chunks_in_flight = args.concurrency + min(args.concurrency, LOOKAHEAD)
+    cached = chunks_in_flight * (CALLS_PER_CHUNK - 1)  # finished calls a response cache would have answered
+    bound = cached + args.concurrency
     print(f"style_clone with repair_boundaries ({CALLS_PER_CHUNK} calls a chunk), {args.chunks} chunks, "
           f"concurrency {args.concurrency}, {args.latency:g} s a request")
     print(f"  killed (SIGKILL) with {killed_at} chunks done and {sent_before} requests sent; resumed to "
           f"{finished} chunks done")
     print(f"  requests: {total} against {ideal} for an unkilled run: {extra} asked twice "
-          f"({100 * extra / ideal:.1f}% of the run; the bound, concurrency x calls, is {bound} a kill, of which "
-          f"{args.concurrency * (CALLS_PER_CHUNK - 1)} finished calls a response cache would have answered)")
+          f"({100 * extra / ideal:.1f}% of the run; the bound is {bound} a kill, of which {cached} finished calls "
+          f"a response cache would have answered)")
 
 
 if __name__ == "__main__":
