@@ -3,6 +3,8 @@ async admission), end to end over real HTTP to the fake server, with its forward
 
 import asyncio
 import contextvars
+import subprocess
+import sys
 import threading
 
 import dspy
@@ -17,7 +19,7 @@ from datagen.runs.event_loop import EventLoopThread
 from datagen.lm.roles import build_role_model
 from datagen.store import RunStore
 
-from .conftest import every_record, written
+from .conftest import ROOT, every_record, written
 from .fakes import TRICKLE, FakeOpenAIServer, PromptCache
 from .test_generate import read_jsonl
 
@@ -281,3 +283,71 @@ def test_chunks_beyond_the_concurrency_wait_at_the_gate_with_their_requests(work
     assert report.chunks == written(report) > 4 and not report.failures
     assert server.peak == 2 and not server.rejected
     assert program.most > 2
+
+
+class SecondModel(dspy.Module):
+    """One step on the task model, awaited; then one on a model of the program's own (`dspy.context(lm=...)`)."""
+
+    def __init__(self, other):
+        super().__init__()
+        self.other = other
+        self.rephrase = dspy.Predict("passage -> generic")
+        self.title = dspy.Predict("generic -> title")
+
+    async def aforward(self, chunk):
+        generic = (await self.rephrase.acall(passage=chunk)).generic
+        with dspy.context(lm=self.other):
+            title = (await self.title.acall(generic=generic)).title
+        return dspy.Prediction(generic=generic, title=title, samples=[Sample(input=generic, output=chunk)])
+
+
+def test_a_model_the_run_was_not_told_of_has_no_more_requests_in_flight_than_the_concurrency(workspace, tmp_path):
+    # With chunks waiting at the task model's gate beyond --concurrency, a program's own second model would get
+    # their requests all at once: it gets a gate of its own (datagen.lm.ModelGates).
+    with FakeOpenAIServer(latency=0.1) as task, FakeOpenAIServer(latency=0.1, max_concurrent=100) as other:
+        own = build_role_model(ModelSettings(model="openai/other", api_base=other.url), "task").lm
+        model = build_role_model(ModelSettings(model="openai/fake", api_base=task.url), "task")
+        report = generate(SecondModel(own), [workspace / "data/samples"], tmp_path / "run", workspace=workspace,
+                          config=Config(), model=model, settings=RunSettings(max_tokens=200, concurrency=2))
+    assert report.chunks == written(report) > 4 and not report.failures
+    assert len(other.arrivals) == report.chunks and other.peak == 2 and not other.rejected
+
+
+MIXED = """
+import sys
+import dspy
+from datagen import Sample
+from datagen.workspace.config import Config, ModelSettings
+from datagen.runs import RunSettings
+from datagen.runs.generate import generate
+from datagen.lm.roles import build_role_model
+
+
+class Mixed(dspy.Module):
+    def __init__(self):
+        super().__init__()
+        self.rephrase = dspy.Predict("passage -> generic")
+        self.title = dspy.Predict("generic -> title")
+
+    async def aforward(self, chunk):
+        generic = (await self.rephrase.acall(passage=chunk)).generic
+        title = self.title(generic=generic).title  # a synchronous call on the event loop
+        return dspy.Prediction(title=title, samples=[Sample(input=generic, output=chunk)])
+
+
+model = build_role_model(ModelSettings(model="openai/fake", api_base=sys.argv[1]), "task")
+report = generate(Mixed(), [sys.argv[2]], sys.argv[3], workspace=sys.argv[4], config=Config(), model=model,
+                  settings=RunSettings(max_tokens=200, concurrency=1, limit=6))
+print("chunks", report.chunks, "failures", sum(report.failures.values()))
+"""
+
+
+def test_a_synchronous_call_inside_aforward_waits_at_no_gate_it_would_never_leave(workspace, tmp_path):
+    # The loop's thread blocked in the gate's wait for a slot that only a request of that loop would free: the run
+    # hung (the chunk waiting beyond --concurrency held the slot). It is let through instead.
+    with FakeOpenAIServer(latency=0.05) as server:
+        done = subprocess.run([sys.executable, "-c", MIXED, server.url, str(workspace / "data/samples"),
+                               str(tmp_path / "run"), str(workspace)], capture_output=True, text=True, timeout=120,
+                              cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "chunks 6 failures 0" in done.stdout

@@ -131,6 +131,12 @@ class CallGate:
         with self._lock:
             if self._take():
                 return Ticket(self._clock(), tokens)
+            if _on_event_loop():
+                # A synchronous call inside an `aforward` (e.g. `self.step(...)` not awaited) blocks the loop whose
+                # requests would free the slot it waits for: waiting would never end. It goes at once, one over the
+                # limit at most: while it blocks, no other request of the loop starts.
+                self.in_flight += 1
+                return Ticket(self._clock(), tokens)
             woken = threading.Event()
             self._waiters.append(_Waiter(woken.set))
         woken.wait()
@@ -182,13 +188,47 @@ class CallGate:
             self._hand_on()
 
 
+def _on_event_loop() -> bool:
+    """Whether this thread runs an asyncio event loop (a blocking wait here would stop it)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+class ModelGates(Mapping):
+    """A run's gates by model name (`lm.model`), a gate of `concurrency` made for a model first met: a program's own
+    second LM (`dspy.context(lm=...)`), an evaluation's judge. Every model a run calls then has at most
+    `concurrency` requests in flight, whatever the chunks in flight (datagen.runs.runner.LOOKAHEAD)."""
+
+    def __init__(self, gates: Mapping[str, CallGate], concurrency: int):
+        self._gates, self._concurrency = dict(gates), concurrency
+        self._lock = threading.Lock()
+
+    def __getitem__(self, model: str) -> CallGate:
+        if model is None:  # an LM without a model name: nothing to count its requests by
+            raise KeyError(model)
+        with self._lock:
+            if model not in self._gates:
+                self._gates[model] = CallGate(self._concurrency)
+            return self._gates[model]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._gates))
+
+    def __len__(self) -> int:
+        return len(self._gates)
+
+
 _gates: contextvars.ContextVar[Mapping[str, CallGate]] = contextvars.ContextVar("datagen_gates", default={})
 
 
 @contextmanager
 def gated(gates: Mapping[str, CallGate]) -> Iterator[None]:
     """Requests made within (in this thread or task, and in the threads and tasks it starts) pass `gates[model]`,
-    `model` being the LM's model name as DSPy knows it (`lm.model`); other models' requests pass freely."""
+    `model` being the LM's model name as DSPy knows it (`lm.model`); a model `gates` lacks passes freely (a
+    `ModelGates` has one for every model)."""
     token = _gates.set(gates)
     try:
         yield

@@ -22,8 +22,8 @@ import dspy
 from threadpoolctl import threadpool_limits
 
 from datagen.errors import DatagenError, FailureKind, InputError
-from datagen.lm import (BATCH_KINDS, CALL_LOG, FATAL, CallGate, CallLog, RoleModel, failure_kind, first_line, gated,
-                        holds_invalid_text, step_names, track_usage)
+from datagen.lm import (BATCH_KINDS, CALL_LOG, FATAL, CallGate, CallLog, ModelGates, RoleModel, failure_kind,
+                        first_line, gated, holds_invalid_text, step_names, track_usage)
 from datagen.metrics import Scorer
 from datagen.runs.event_loop import EventLoopThread
 from datagen.store import Outcome
@@ -289,8 +289,8 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
             flight: as many, and on the event loop up to LOOKAHEAD more, waiting at the task model's gate (none
             with `admit`).
         scorer: scores each sample; None: no scores.
-        gates: {model name as DSPy knows it: CallGate} for every LM call; None: one gate for the task model,
-            its requests in flight cut on 429s.
+        gates: {model name as DSPy knows it: CallGate} for the LM calls; a model not in it (None: any model) gets a
+            gate of `concurrency` when first called (`datagen.lm.ModelGates`), its requests in flight cut on 429s.
         cluster: run the chunks on its workers (e.g. a `RayCluster`'s actors); None: on threads of this process.
         ordered: yield the outcomes in `chunks`' order, not as they finish.
         every: run every chunk even when the first ones all fail (a dev set, its size bounding the spend).
@@ -310,16 +310,16 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
     """
     if concurrency < 1:
         raise InputError(f"--concurrency must be at least 1, got {concurrency}")
-    if gates is None:
-        gates = {model.lm.model: CallGate(concurrency)}
+    # A gate for every model the chunks call: with chunks beyond `concurrency`, they no longer bound its requests.
+    gates = ModelGates(gates or {}, concurrency)
     # DSPy caches an answer that came back, whether or not it then parsed: a failed chunk would get its bad answer
     # (malformed, empty, cut off) again from the cache, and a cut-off one, unflagged then, would pass as a sample.
     fresh = retry_model or model.with_settings(cache=False)
     executor = (ThreadExecutor(program, model, fresh, scorer, gates, concurrency) if cluster is None
                 else cluster.executor(program, model, fresh, scorer, gates, concurrency))
-    # Chunks beyond `concurrency` only where the task model's gate holds their requests back, and not under a
-    # spending cap: the first chunks start before what a chunk costs is known, and each more would pass it further.
-    ahead = executor.lookahead if admit is None and model.lm.model in gates else 0
+    # Chunks beyond `concurrency`, their requests held at the gates, but not under a spending cap: the first chunks
+    # start before what a chunk costs is known, and each more would pass it further.
+    ahead = executor.lookahead if admit is None else 0
     in_order = _InOrder() if ordered else None
     stop = _StopRule(model.name, every)
 
