@@ -5,8 +5,9 @@ DSPy 3.4's `AsyncLM15Engine.complete` finds each request's provider in a worker 
 blocks. A made provider stays on the engine, and finding it again is a dict lookup: the hop then only puts the call
 at the back of the event loop's queue, behind every other chunk's step, with the request ready to go. With chunks
 waiting at the rate gate (datagen.runs.runner.LOOKAHEAD), that hop came between a slot freed and the next request
-written: 250.2, 255.7, 246.3 samples/s against 266.9, 267.0, 251.0 without it at 64 x 200 ms (bench/README.md,
-issue 29's seventh pass).
+written. Measured with this lookup patched into a checkout with the lookahead (`WARM=1 python -m bench.phase_cpu 64
+20`, alternated, three each): 250.2, 255.7, 246.3 samples/s without it, 266.9, 267.0, 251.0 with it at 64 x 200 ms
+(issue 29's seventh pass; bench/README.md gives both changes against neither).
 """
 
 

@@ -36,8 +36,8 @@ log = logging.getLogger(__name__)
 FAILURES_BEFORE_FIRST_SUCCESS = 5
 # Chunks on the event loop beyond `concurrency`: formatted, their request waiting at the gate for a slot, so that a
 # request goes out as soon as one comes back, not after a whole chunk's preparation (its adapter's format and
-# DSPy's thread hops, about 10-20 ms with 32 in flight). 16 more: 32 and 64 x 200 ms went from 130 and 220 to 139
-# and 254 samples/s (bench/README.md, issue 29's seventh pass); 32 more were slower at 64 in flight.
+# DSPy's thread hops, about 10-20 ms with 32 in flight). 16 more: 131 to 136 samples/s at 32 x 200 ms, and 32 or 64
+# more were slower than 16 at 64 in flight (bench/README.md, issue 29's seventh pass).
 LOOKAHEAD = 16
 
 
