@@ -19,6 +19,6 @@ from datagen.lm.roles import (SCAFFOLD_TOKENS, RoleModel, as_role_model, bounded
 
 __all__ = ["BATCH_KINDS", "BatchRequestError", "CALL_LOG", "CallGate", "CallLog", "Deferred", "EMBEDDED_MODELS",
            "FATAL", "LOCAL_MODEL", "ModelGates", "RequestBook", "RequestWatcher", "RoleModel", "SCAFFOLD_TOKENS",
-           "UNRECOVERABLE", "as_role_model", "batch_model", "bounded", "check_batchable", "check_reachable", "default_max_tokens",
-           "failure_kind", "first_line", "gated", "holds_invalid_text", "install_hooks", "judge_model",
-           "remember_configured", "role_model", "step_names", "task_model", "track_usage", "truncations"]
+           "UNRECOVERABLE", "as_role_model", "batch_model", "bounded", "check_batchable", "check_reachable",
+           "default_max_tokens", "failure_kind", "first_line", "gated", "holds_invalid_text", "install_hooks",
+           "judge_model", "remember_configured", "role_model", "step_names", "task_model", "track_usage", "truncations"]
