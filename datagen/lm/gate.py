@@ -209,10 +209,11 @@ class ModelGates(Mapping):
     def __getitem__(self, model: str) -> CallGate:
         if model is None:  # an LM without a model name: nothing to count its requests by
             raise KeyError(model)
-        with self._lock:
-            if model not in self._gates:
-                self._gates[model] = CallGate(self._concurrency)
-            return self._gates[model]
+        gate = self._gates.get(model)  # every request asks: no lock once the model has its gate
+        if gate is None:
+            with self._lock:
+                gate = self._gates.setdefault(model, CallGate(self._concurrency))
+        return gate
 
     def __iter__(self) -> Iterator[str]:
         return iter(list(self._gates))
