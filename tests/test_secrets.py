@@ -263,11 +263,17 @@ def test_the_scanner_finds_a_key_in_sqlite_parquet_arrow_and_text(tmp_path):
 def test_a_key_quoted_back_by_the_provider_is_stored_and_printed_redacted(tmp_path):
     ws = _workspace(tmp_path)
     s = Scenario(tmp_path, ws, new_keys(), {})
-    # The task model's first answers quote a key and parse as nothing (a raw answer, stored); later chunks'
-    # judges get an error quoting theirs (a failure message, the step's and the call's error, all stored).
+    # The task model's answers for one chunk quote a key and parse as nothing (a raw answer, stored); the other
+    # chunks' judges get an error quoting theirs (a failure message, the step's and the call's error, all stored).
+    # Scripted by the chunk, not by the order of arrival: chunks in flight interleave their requests.
     quoted = s.keys["OPENAI_API_KEY"]
     quoting = f"My key is {quoted}, as you asked."
-    with (FakeOpenAIServer(by_field=ANSWERS, responses=[quoting] * 2) as task, EchoingProvider(400) as judge,
+    chosen: dict[str, str] = {}
+
+    def quote_for_one_chunk(source: str, attempt: int) -> str | None:
+        return quoting if chosen.setdefault("source", source) == source else None
+
+    with (FakeOpenAIServer(by_field=ANSWERS, faults=quote_for_one_chunk) as task, EchoingProvider(400) as judge,
           EchoingProvider(401) as refusing, FakeOpenAIServer() as prompt):
         (ws / "datagen.toml").write_text(_toml({"task": task.url, "judge": judge.url, "prompt": prompt.url}))
         s.run("generate", "style_clone", "--input", "data/samples", "--out", "out/judged", "--limit", "3",
