@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from datagen.runs.interrupt import Interrupt
 from datagen.text.chunking import chunk_documents
 from datagen.text.ingest import iter_documents
 
@@ -118,6 +119,51 @@ def test_a_stop_signal_finishes_the_chunks_in_flight_and_says_how_to_resume(work
     assert resumed.returncode == 0, resumed.stderr
     assert f"resumed: {asked} chunks were already done" in resumed.stderr
     assert len(server.arrivals) == 44
+
+
+def test_a_stop_signal_sends_nothing_for_the_chunks_waiting_their_turn(workspace):
+    # Chunks beyond --concurrency wait at the gate, prepared (datagen.runs.runner.LOOKAHEAD). A stop gives them
+    # back unsent: only the requests in flight are paid for, and the chunks that waited run on resume. The model
+    # answers nothing until the stop has been heard, so no request can slip through before it whatever the load.
+    heard = threading.Event()
+    with FakeOpenAIServer(faults=lambda source, attempt: heard.wait(120) and None) as server:
+        process = start_cli(*generate_args(server), cwd=workspace)
+        assert wait_for(lambda: len(server.arrivals) >= CONCURRENCY, process=process)
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)
+        reader.start()
+        process.send_signal(signal.SIGINT)
+        assert wait_for(lambda: any("stopping (Ctrl-C)" in line for line in lines), process=process)
+        heard.set()
+        assert process.wait(timeout=60) == 130
+        reader.join(timeout=10)
+        asked = len(server.arrivals)
+        resumed = run_cli(*generate_args(server), cwd=workspace)
+        total = len(server.arrivals)
+    assert asked == CONCURRENCY, "".join(lines)
+    with sqlite3.connect(workspace / "out/run.db") as db:
+        assert db.execute("SELECT count(*) FROM results WHERE status = 'done'").fetchone()[0] == 44
+    assert resumed.returncode == 0 and f"resumed: {CONCURRENCY} chunks were already done" in resumed.stderr
+    assert total == 44  # every chunk asked once: none paid for twice
+
+
+def test_the_run_hears_once_that_it_is_ending_by_a_signal_or_for_its_own_reason():
+    # What gives back the chunks waiting their turn (above) on a stop signal, --max-failures and a spending cap.
+    heard: list[str] = []
+    interrupt = Interrupt()
+    with interrupt.calling(lambda: heard.append("runner")):
+        assert not heard
+        interrupt.finish()  # --max-failures
+        interrupt.finish()
+        assert heard == ["runner"]
+        with interrupt.calling(lambda: heard.append("late")):  # already ending: told at once
+            pass
+    assert heard == ["runner", "late"]
+    signalled = Interrupt()
+    with signalled.calling(lambda: heard.append("signal")):
+        signalled(signal.SIGTERM, None)
+    signalled.finish()
+    assert heard == ["runner", "late", "signal"] and signalled.requested
 
 
 @pytest.mark.parametrize("first, second, label, status", [

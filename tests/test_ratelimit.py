@@ -10,7 +10,7 @@ import pytest
 from datagen.workspace.config import Config, ModelSettings
 from datagen.runs import RunSettings
 from datagen.runs.generate import generate
-from datagen.lm.gate import CUT, PROBE_SLOWDOWN, CallGate, Ticket
+from datagen.lm.gate import CUT, PROBE_SLOWDOWN, CallGate, Ticket, Turn, gated
 from datagen.lm.roles import build_role_model
 from datagen.runs import generate as generate_engine
 
@@ -101,6 +101,67 @@ def test_a_waiting_coroutine_gets_the_next_free_slot_and_a_cancelled_one_gives_i
         gate.exit(first, 1, rate_limited=False)
         await asyncio.wait_for(third, 5)  # the slot went past the cancelled waiter
         assert gate.in_flight == 1
+
+    asyncio.run(scenario())
+
+
+async def _ask(gate: CallGate, turn: Turn) -> Ticket:
+    """One request of `turn` through `gate`."""
+    with gated({}, turn):
+        return await gate.aenter(1)
+
+
+def test_a_full_gate_lets_the_chunk_that_started_first_through_first():
+    # A chunk's later calls (ranked as it started) go before the first calls of chunks started after it; requests
+    # of one rank go in the order they came.
+    async def scenario():
+        gate = CallGate(1)
+        held = await gate.aenter(1)
+        order: list[str] = []
+
+        async def request(name: str, rank: int):
+            ticket = await _ask(gate, Turn(rank))
+            order.append(name)
+            gate.exit(ticket, 1, rate_limited=False)
+
+        tasks = []
+        for name, rank in (("late", 7), ("early", 3), ("middle", 5), ("early again", 3)):
+            tasks.append(asyncio.ensure_future(request(name, rank)))
+            await asyncio.sleep(0)  # queued in this order
+        await asyncio.sleep(0.01)
+        assert not order
+        gate.exit(held, 1, rate_limited=False)
+        await asyncio.wait_for(asyncio.gather(*tasks), 5)
+        assert order == ["early", "early again", "middle", "late"]
+
+    asyncio.run(scenario())
+
+
+def test_a_withdrawn_turn_sends_nothing_and_one_that_sent_or_was_handed_a_slot_goes_on():
+    async def scenario():
+        gate = CallGate(1)
+        busy, idle, handed = Turn(0), Turn(1), Turn(2)
+        held = await _ask(gate, busy)  # busy has sent a request
+        waiting = {turn.rank: asyncio.ensure_future(_ask(gate, turn)) for turn in (busy, idle)}
+        await asyncio.sleep(0.01)
+        for turn in (busy, idle):
+            turn.withdraw()
+        assert not busy.withdrawn and idle.withdrawn
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(waiting[1], 5)  # its waiting request gave up, unsent
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(_ask(gate, idle), 5)  # and so does any it makes later
+        gate.exit(held, 1, rate_limited=False)
+        second = await asyncio.wait_for(waiting[0], 5)  # the busy one's next request gets the slot
+        assert (busy.sent, idle.sent, gate.in_flight) == (2, 0, 1)
+        # Handed the slot, not yet resumed: a request about to be sent is sent.
+        late = asyncio.ensure_future(_ask(gate, handed))
+        await asyncio.sleep(0.01)
+        gate.exit(second, 1, rate_limited=False)  # hands the slot on, waking `late` soon
+        await asyncio.sleep(0)  # the wake-up has run; `late` has not yet resumed
+        handed.withdraw()
+        gate.exit(await asyncio.wait_for(late, 5), 1, rate_limited=False)
+        assert not handed.withdrawn and handed.sent == 1 and gate.in_flight == 0
 
     asyncio.run(scenario())
 

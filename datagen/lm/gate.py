@@ -17,17 +17,21 @@ retry waits at most MAX_RETRY_AFTER for a provider's Retry-After.
   further one of the burst takes one more away (the provider had no room for it either); each success adds
   1/limit (about one more request in flight per round of successes), up to `concurrency`, and PROBE_SLOWDOWN
   times slower within one request of the level the last cut came at.
+- Who goes first: a free slot goes to the waiting request of the chunk that started first (its `Turn`'s rank, given
+  by `gated`), then to the one that came first. A chunk's later calls waiting (its next step, a retry, its judge)
+  go before the first calls of chunks that started after it, so that those do not hold it back.
 """
 
 import asyncio
 import contextvars
 import functools
+import heapq
+import itertools
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import dspy
 from dspy.utils.callback import BaseCallback
@@ -49,6 +53,28 @@ CHARS_PER_TOKEN = 4  # an estimate good enough to book a budget: the provider's 
 class _Waiter:
     wake: Callable[[], None]
     handed: bool = False  # given a slot (which it must give back if it no longer wants it)
+
+
+@dataclass(eq=False)
+class Turn:
+    """A chunk's place at the gates, for the requests made within `gated(gates, turn)`: a lower `rank` is let
+    through a full gate first; `sent` counts those let through. A turn withdrawn (`withdraw`) before it sent any
+    sends none: its requests waiting on an event loop, and any it makes there later, raise asyncio.CancelledError
+    (a chunk given back unpaid when a run stops: datagen.runs.runner)."""
+
+    rank: int = 0
+    sent: int = 0
+    withdrawn: bool = False
+    _waiting: set[asyncio.Future] = field(default_factory=set, repr=False)  # its requests waiting for a slot
+
+    def withdraw(self) -> None:
+        """Withdraw the turn, unless it has sent a request or been handed a slot for one. Call it on the event loop
+        its requests wait on."""
+        if self.sent or any(future.done() for future in self._waiting):
+            return
+        self.withdrawn = True
+        for future in self._waiting:
+            future.cancel()
 
 
 @dataclass
@@ -83,7 +109,8 @@ class CallGate:
         self._ceiling = float("inf")  # the level the last 429 cut came at
         self._clock, self._sleep = clock, sleep
         self._lock = threading.Lock()
-        self._waiters: deque[_Waiter] = deque()
+        self._waiters: list[tuple[int, int, _Waiter]] = []  # a heap: (rank, arrival, waiter)
+        self._arrivals = itertools.count()
 
     def shared_rates(self, parts: int) -> tuple[float | None, float | None]:
         """This gate's rpm and tpm split into `parts` equal shares (None: no cap), for gates of `parts` processes
@@ -109,17 +136,23 @@ class CallGate:
             self.requests += 1
         return start
 
-    def _take(self, waiter: _Waiter | None = None) -> bool:
-        """Under the lock: a slot now, if one is free and nobody queued before."""
-        if self.in_flight < self.level and (not self._waiters or self._waiters[0] is waiter):
+    def _take(self, rank: int) -> bool:
+        """Under the lock: a slot now, if one is free and nobody of this `rank` or before waits for one."""
+        if self.in_flight < self.level and (not self._waiters or rank < self._waiters[0][0]):
             self.in_flight += 1
             return True
         return False
 
+    def _queue(self, rank: int, wake: Callable[[], None]) -> tuple[int, int, _Waiter]:
+        """Under the lock: a waiter of `rank` queued, woken by `wake` once handed a slot."""
+        entry = (rank, next(self._arrivals), _Waiter(wake))
+        heapq.heappush(self._waiters, entry)
+        return entry
+
     def _hand_on(self) -> None:
-        """Under the lock: give free slots to the waiters, first come first served."""
+        """Under the lock: give free slots to the waiters, the lowest rank first, then the first come."""
         while self._waiters and self.in_flight < self.level:
-            waiter = self._waiters.popleft()
+            _, _, waiter = heapq.heappop(self._waiters)
             waiter.handed = True
             self.in_flight += 1
             waiter.wake()
@@ -128,41 +161,54 @@ class CallGate:
         """Wait (blocking this thread) for the request's turn and a slot; `exit` it when it is answered."""
         if (wait := self.book(tokens) - self._clock()) > 0:
             self._sleep(wait)
+        turn = _turn.get()
         with self._lock:
-            if self._take():
+            if self._take(turn.rank):
+                turn.sent += 1
                 return Ticket(self._clock(), tokens)
             if _on_event_loop():
                 # A synchronous call inside an `aforward` (e.g. `self.step(...)` not awaited) blocks the loop whose
                 # requests would free the slot it waits for: waiting would never end. It goes at once, one over the
                 # limit at most: while it blocks, no other request of the loop starts.
                 self.in_flight += 1
+                turn.sent += 1
                 return Ticket(self._clock(), tokens)
             woken = threading.Event()
-            self._waiters.append(_Waiter(woken.set))
+            self._queue(turn.rank, woken.set)
         woken.wait()
+        turn.sent += 1
         return Ticket(self._clock(), tokens)
 
     async def aenter(self, tokens: int) -> Ticket:
-        """`enter` for a coroutine: waits without blocking the event loop."""
+        """`enter` for a coroutine: waits without blocking the event loop. Raises asyncio.CancelledError for a request
+        of a withdrawn `Turn`."""
+        turn = _turn.get()
+        if turn.withdrawn:
+            raise asyncio.CancelledError
         if (wait := self.book(tokens) - self._clock()) > 0:
             await asyncio.sleep(wait)
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         with self._lock:
-            if self._take():
+            if self._take(turn.rank):
+                turn.sent += 1
                 return Ticket(self._clock(), tokens)
-            waiter = _Waiter(lambda: loop.call_soon_threadsafe(lambda: future.done() or future.set_result(None)))
-            self._waiters.append(waiter)
+            entry = self._queue(turn.rank, lambda: loop.call_soon_threadsafe(_settle, future))
+        turn._waiting.add(future)
         try:
             await future
         except asyncio.CancelledError:
             with self._lock:
-                if waiter.handed:  # given a slot it will not use: on to the next
+                if entry[2].handed:  # given a slot it will not use: on to the next
                     self.in_flight -= 1
                     self._hand_on()
                 else:
-                    self._waiters.remove(waiter)
+                    self._waiters.remove(entry)
+                    heapq.heapify(self._waiters)
             raise
+        finally:
+            turn._waiting.discard(future)
+        turn.sent += 1
         return Ticket(self._clock(), tokens)
 
     def exit(self, ticket: Ticket, used: int | None, rate_limited: bool) -> None:
@@ -186,6 +232,12 @@ class CallGate:
                     grow /= PROBE_SLOWDOWN
                 self.limit = min(float(self.concurrency), self.limit + grow)
             self._hand_on()
+
+
+def _settle(future: asyncio.Future) -> None:
+    """Wake a waiter's future (on its loop), unless it was cancelled meanwhile."""
+    if not future.done():
+        future.set_result(None)
 
 
 def _on_event_loop() -> bool:
@@ -223,18 +275,26 @@ class ModelGates(Mapping):
 
 
 _gates: contextvars.ContextVar[Mapping[str, CallGate]] = contextvars.ContextVar("datagen_gates", default={})
+_turn: contextvars.ContextVar[Turn] = contextvars.ContextVar("datagen_turn", default=Turn())
 
 
 @contextmanager
-def gated(gates: Mapping[str, CallGate]) -> Iterator[None]:
+def gated(gates: Mapping[str, CallGate], turn: Turn | None = None) -> Iterator[None]:
     """Requests made within (in this thread or task, and in the threads and tasks it starts) pass `gates[model]`,
     `model` being the LM's model name as DSPy knows it (`lm.model`); a model `gates` lacks passes freely (a
-    `ModelGates` has one for every model)."""
-    token = _gates.set(gates)
+    `ModelGates` has one for every model).
+
+    Args:
+        gates: {model name: CallGate}.
+        turn: the requests' place at a full gate, and the count of what they did (a chunk's own, ranked in the order
+            the chunks started). None: a turn of rank 0 of their own, first come first served.
+    """
+    tokens = _gates.set(gates), _turn.set(turn or Turn())
     try:
         yield
     finally:
-        _gates.reset(token)
+        _gates.reset(tokens[0])
+        _turn.reset(tokens[1])
 
 
 def estimate_tokens(lm, call) -> int:

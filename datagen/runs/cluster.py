@@ -148,6 +148,9 @@ class RayExecutor:
             return
         self._send(chunk, retried, done, handoffs + 1)
 
+    def give_back(self) -> None:
+        """Nothing: each chunk handed to a worker finishes there (with no chunk beyond `concurrency`, few wait)."""
+
     def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
         """Stop the actors (and the local cluster this started). The runner waits for chunks in flight itself."""
         for actor in self._actors.values():

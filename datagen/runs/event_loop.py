@@ -5,6 +5,7 @@ import asyncio
 import concurrent.futures
 import contextvars
 import threading
+from collections.abc import Callable
 
 
 class EventLoopThread:
@@ -30,6 +31,10 @@ class EventLoopThread:
                 done.set_exception(t.exception()) if t.exception() else done.set_result(t.result())))
         self._loop.call_soon_threadsafe(start)
         return done
+
+    def call_soon(self, callback: Callable[[], object]) -> None:
+        """Call `callback()` on the loop's thread, soon; from any thread."""
+        self._loop.call_soon_threadsafe(callback)
 
     def close(self, wait: bool) -> None:
         """Stop the loop: with `wait` once the chunks' tasks are done (their workers have their results), else at

@@ -27,7 +27,8 @@ from datagen.runs.batch import BatchSummary, JobStatus, run_batches
 from datagen.runs.cost import CostMeter, SpendCap, batch_key, run_meter
 from datagen.runs.identity import files_stamp, inputs_fingerprint, run_identity
 from datagen.runs.processes import available_cores
-from datagen.runs.runner import Interrupt, drop_reason, run_chunks
+from datagen.runs.interrupt import Interrupt
+from datagen.runs.runner import drop_reason, run_chunks
 from datagen.runs.screening import IndexProcess, SplitDraw
 from datagen.runs.settings import Callbacks, Report, RunSettings, RunStatus
 from datagen.runs.window import bound_answers, check_budget

@@ -215,6 +215,9 @@ class ProcessExecutor:
         for task in tasks:
             task.done.set_exception(DatagenError(self._broken))
 
+    def give_back(self) -> None:
+        """Nothing: each chunk handed to a worker finishes there (with no chunk beyond `concurrency`, few wait)."""
+
     def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
         """Stop the workers: with `wait` each finishes what it was handed first (the runner has waited for the
         chunks in flight already), else each is killed at once. No worker process outlives this."""

@@ -9,26 +9,27 @@ stop the run.
 import asyncio
 import concurrent.futures
 import contextvars
+import itertools
 import logging
 import queue
-import signal
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Protocol
 
 import dspy
 from threadpoolctl import threadpool_limits
 
 from datagen.errors import DatagenError, FailureKind, InputError
-from datagen.lm import (BATCH_KINDS, CALL_LOG, FATAL, CallGate, CallLog, ModelGates, RoleModel, failure_kind,
+from datagen.lm import (BATCH_KINDS, CALL_LOG, FATAL, CallGate, CallLog, ModelGates, RoleModel, Turn, failure_kind,
                         first_line, gated, holds_invalid_text, step_names, track_usage)
 from datagen.metrics import Scorer
 from datagen.runs.event_loop import EventLoopThread
+from datagen.runs.interrupt import Interrupt
 from datagen.store import Outcome
 from datagen.text import Chunk
-from datagen.util import Stopped, handling_stop_signals, redact, signal_label
+from datagen.util import redact
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,10 @@ class ChunkExecutor(Protocol):
 
     def submit(self, chunk: Chunk, retried: bool) -> concurrent.futures.Future:
         """The chunk's `Outcome`, to come; `retried`: it failed before, so it asks the model afresh."""
+
+    def give_back(self) -> None:
+        """The run is ending: chunks in flight that have sent no request yet may end unrun, their futures cancelled
+        (a later run runs them). Quick; from any thread."""
 
     def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
         """Stop: with `wait` once the chunks in flight are done, else at once."""
@@ -92,6 +97,10 @@ class ChunkRunner:
         self.settings = {"disable_history": True, "callbacks": list(callbacks)}
         self.names = step_names(program, scorer.metrics if scorer else ())
         self.loop = EventLoopThread() if is_async(program) else None
+        # Each chunk's rank at the gates, in the order they start: a chunk's later calls go before the first calls
+        # of the chunks after it (datagen.lm.gate), so that chunks waiting beyond `concurrency` do not hold it back.
+        self._ranks = itertools.count()
+        self._turns: set[Turn] = set()  # the turns of the chunks on the event loop
 
     def run_one(self, chunk: Chunk, model: RoleModel) -> Outcome:
         """The chunk's outcome with `model` as the task model: a failure is an outcome too (this raises only what
@@ -99,7 +108,7 @@ class ChunkRunner:
         runner's event loop, this thread waiting for it (`submit` runs it there without a thread)."""
         if (task := self.submit(chunk, model)) is not None:
             return task.result()
-        with gated(self.gates):
+        with gated(self.gates, Turn(next(self._ranks))):
             try:
                 return self._run(chunk, model)
             except Exception as exc:  # datagen's own bookkeeping failed: the chunk fails, the run goes on
@@ -112,7 +121,19 @@ class ChunkRunner:
         runs `run_one` in a thread."""
         if self.loop is None or not model.asynchronous:
             return None
-        return self.loop.submit(self._arun(chunk, model), contextvars.Context())
+        turn = Turn(next(self._ranks))
+        self._turns.add(turn)
+        future = self.loop.submit(self._arun(chunk, model, turn), contextvars.Context())
+        future.add_done_callback(lambda _: self._turns.discard(turn))
+        return future
+
+    def give_back(self) -> None:
+        """Withdraw the turns (`Turn.withdraw`) of the chunks on the event loop that have sent no request yet: each
+        ends unrun, its future cancelled, and costs nothing (a later run runs it); the others finish. Quick; from
+        any thread."""
+        if self.loop is not None:
+            turns = list(self._turns)  # the loop thread discards turns meanwhile
+            self.loop.call_soon(lambda: [turn.withdraw() for turn in turns])
 
     def close(self, wait: bool) -> None:
         """Stop the event loop, if any: with `wait` once its chunks are done, else at once."""
@@ -128,10 +149,10 @@ class ChunkRunner:
                 _score(self.scorer, outcome)
         return _finished(outcome, model, call_log, cut, tracker, started)
 
-    async def _arun(self, chunk: Chunk, model: RoleModel) -> Outcome:
-        """`run_one` as a task of the event loop: the scorer (synchronous, its judges' calls blocking) runs in a
-        thread, so that the loop goes on with the other chunks."""
-        with gated(self.gates):
+    async def _arun(self, chunk: Chunk, model: RoleModel, turn: Turn) -> Outcome:
+        """`run_one` as a task of the event loop, its requests taking `turn` at the gates: the scorer (synchronous,
+        its judges' calls blocking) runs in a thread, so that the loop goes on with the other chunks."""
+        with gated(self.gates, turn):
             try:
                 started, call_log = time.monotonic(), CallLog(self.names)
                 with self._chunk_context(model, call_log) as tracker:
@@ -260,6 +281,11 @@ class ThreadExecutor:
         model = self._fresh if retried else self._model
         return self._runner.submit(chunk, model) or self._pool.submit(self._runner.run_one, chunk, model)
 
+    def give_back(self) -> None:
+        """Chunks on the event loop that have sent nothing yet end unrun (`ChunkRunner.give_back`); those on worker
+        threads finish."""
+        self._runner.give_back()
+
     def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
         """Stop the event loop and the threads (with `wait`, once the chunks in flight are done), and give numpy
         its BLAS threads back."""
@@ -294,7 +320,8 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
         cluster: run the chunks on its workers (e.g. a `RayCluster`'s actors); None: on threads of this process.
         ordered: yield the outcomes in `chunks`' order, not as they finish.
         every: run every chunk even when the first ones all fail (a dev set, its size bounding the spend).
-        interrupt: once it is requested no chunk starts; those in flight finish and are yielded.
+        interrupt: once it is ending no chunk starts; those in flight that have sent a request finish and are
+            yielded, those that have not are given back (no outcome: a later run runs them).
         admit: asked `admit(in_flight)` before each chunk starts; False ends the run as an interrupt does (e.g. a
             spending cap).
         retried: ids of chunks that failed before: they ask the model afresh, past DSPy's cache.
@@ -330,30 +357,40 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
     try:
         slots = _Slots(executor, in_order.numbered(chunks) if in_order else iter(chunks), concurrency + ahead,
                        may_start, retried)
-        for outcome in slots.outcomes():
-            if outcome.failure == FailureKind.DEFERRED:  # a batch round: asked, not yet answered
-                yield outcome
-                continue
-            stop.check_fatal(outcome)
-            if outcome.failure is None and admit is None:
-                # The finished chunk's slot is not left idle while the caller records its outcome (a store write, a
-                # thread switch). After a failure it waits: the caller may stop there (--max-failures), and so may
-                # the run (its first chunks all failed); and a spending cap's `admit` must first see what it cost.
-                slots.fill()
-            yield from in_order.put(outcome) if in_order else (outcome,)
-            stop.check_first_failures(outcome)
+        with interrupt.calling(executor.give_back) if interrupt else nullcontext():
+            yield from _outcomes(slots, stop, in_order, admit is None)
     except KeyboardInterrupt:
         stopped = True
         raise
     finally:
+        if not stopped:  # the run ends (it is done, or stops on an error): what has sent nothing is not sent now
+            executor.give_back()
         # Stopped at once (a stop signal with no `interrupt` to let the chunks in flight finish, as in evaluate and
         # optimize, or a second one): calls in flight are abandoned, not waited for.
         executor.shutdown(wait=not stopped, cancel_futures=True)
 
 
+def _outcomes(slots: "_Slots", stop: "_StopRule", in_order: "_InOrder | None", refill: bool) -> Iterator[Outcome]:
+    """The outcomes of `slots`, checked by `stop`, in order with `in_order`; after a success the next chunk starts
+    before the outcome is yielded when `refill`."""
+    for outcome in slots.outcomes():
+        if outcome.failure == FailureKind.DEFERRED:  # a batch round: asked, not yet answered
+            yield outcome
+            continue
+        stop.check_fatal(outcome)
+        if outcome.failure is None and refill:
+            # The finished chunk's slot is not left idle while the caller records its outcome (a store write, a
+            # thread switch). After a failure it waits: the caller may stop there (--max-failures), and so may
+            # the run (its first chunks all failed); and a spending cap's `admit` must first see what it cost.
+            slots.fill()
+        yield from in_order.put(outcome) if in_order else (outcome,)
+        stop.check_first_failures(outcome)
+
+
 class _Slots:
     """The chunks in flight: at most `concurrency`, the next one started while `may_start(in_flight)` allows it;
-    their outcomes as they finish."""
+    their outcomes as they finish. Once it does not, the run is ending: the chunks that have sent nothing are
+    given back (`ChunkExecutor.give_back`), and have no outcome."""
 
     def __init__(self, executor: ChunkExecutor, chunks: Iterator[Chunk], concurrency: int,
                  may_start: Callable[[int], bool], retried: Collection[str]):
@@ -364,8 +401,12 @@ class _Slots:
 
     def fill(self) -> None:
         """Start chunks while there are free slots, chunks left, and `may_start` allows it."""
-        while (self._in_flight < self._concurrency and self._may_start(self._in_flight)
-               and (chunk := next(self._chunks, None)) is not None):
+        while self._in_flight < self._concurrency:
+            if not self._may_start(self._in_flight):
+                self._executor.give_back()
+                return
+            if (chunk := next(self._chunks, None)) is None:
+                return
             self._executor.submit(chunk, chunk.id in self._retried).add_done_callback(self._finished.put)
             self._in_flight += 1
 
@@ -375,17 +416,18 @@ class _Slots:
             self.fill()
             if not self._in_flight:
                 return
-            outcome = _next(self._finished)
+            finished = _next(self._finished)
             self._in_flight -= 1
-            yield outcome
+            if not finished.cancelled():  # else given back, unrun
+                yield finished.result()  # raising here what a chunk raised past its own handling (KeyboardInterrupt)
 
 
-def _next(finished: queue.SimpleQueue) -> Outcome:
-    """The next outcome (raising here what a chunk raised past its own handling, e.g. KeyboardInterrupt); waiting
-    in short steps, so that Ctrl-C reaches this (the main) thread at once."""
+def _next(finished: queue.SimpleQueue) -> concurrent.futures.Future:
+    """The next chunk's future to finish; waiting in short steps, so that Ctrl-C reaches this (the main) thread at
+    once."""
     while True:
         try:
-            return finished.get(timeout=0.5).result()
+            return finished.get(timeout=0.5)
         except queue.Empty:
             continue
 
@@ -435,50 +477,3 @@ class _StopRule:
         if self.failed_first >= FAILURES_BEFORE_FIRST_SUCCESS and not self.every:
             raise DatagenError(f"the first {self.failed_first} chunks all failed ({outcome.failure}: "
                                f"{outcome.message}); stopped before spending more")
-
-
-class Interrupt:
-    """A stop signal during a run (Ctrl-C, SIGTERM, SIGHUP; see datagen.util.signals), as their handler: the first
-    lets the chunks in flight finish (they are paid for) and starts no more; a second stops at once with
-    KeyboardInterrupt (`Stopped`, naming the signal)."""
-
-    def __init__(self):
-        self.signum: int | None = None  # the first stop signal received; None: none yet
-        self.forced = False
-        self._finishing = False
-
-    @property
-    def requested(self) -> bool:
-        """A stop signal was received."""
-        return self.signum is not None
-
-    @property
-    def ending(self) -> bool:
-        """No chunk starts any more: a stop signal was received, or `finish` was called."""
-        return self.requested or self._finishing
-
-    def finish(self) -> None:
-        """Start no more chunks, for a reason of the caller's own (no signal): as after a first stop signal, the
-        chunks in flight finish, and their outcomes come (they are paid for)."""
-        self._finishing = True
-
-    @property
-    def label(self) -> str:
-        """The first stop signal as messages name it ("Ctrl-C", "SIGTERM", "SIGHUP")."""
-        return signal_label(self.signum if self.signum is not None else signal.SIGINT)
-
-    def __call__(self, signum, frame) -> None:
-        if self.requested:
-            self.forced = True
-            raise Stopped(signum)
-        self.signum = signum
-        again = "Ctrl-C again" if signum == signal.SIGINT else f"{self.label} again (or Ctrl-C)"
-        log.warning("stopping (%s): nothing new starts; what is in flight finishes and is kept (batch jobs stay "
-                    "with the run); %s to stop at once", self.label, again)
-
-    @contextmanager
-    def handling(self) -> Iterator["Interrupt"]:
-        """Handle the stop signals this way for the duration (in the main thread; elsewhere signals are left
-        alone)."""
-        with handling_stop_signals(self):
-            yield self
