@@ -358,7 +358,8 @@ def _reporting(callbacks: Callbacks, report: Report, meter: CostMeter, gate: Cal
 
 def _record(run: _Run, outcomes: Iterator[Outcome]) -> None:
     """Record each chunk's outcome as it comes, counting it in the report and its spend in the meter; after
-    `max_failures` failed chunks, start no more (those in flight are recorded as they finish)."""
+    `max_failures` failed chunks, start no more (those in flight that have sent a request are recorded as they
+    finish; the others are given back, unsent)."""
     report, max_failures = run.report, run.settings.max_failures
     with closing(outcomes):  # closed at once on a stop: the chunks in flight are then waited for, not leaked
         for outcome in outcomes:
