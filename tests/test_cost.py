@@ -355,6 +355,17 @@ def test_max_cost_stops_cleanly_before_the_spend_passes_it(workspace, tmp_path):
         assert again.chunks == 0 and again.stopped
 
 
+def test_max_cost_with_chunks_in_flight_runs_each_chunk_it_admits(workspace, tmp_path):
+    # A chunk the cap does not admit now (those in flight would pass it) may be admitted once they finish: the
+    # chunk admitted before it, still to send its request, is not given back as at a stop.
+    # A resumed run knows what a chunk costs from its start: 2 done, room for 1 more, and 2 slots.
+    with FakeOpenAIServer(latency=0.2) as server:
+        _, statuses, _ = priced_run(workspace, tmp_path / "run", server, limit=2)
+        cap = statuses[-1].spent / 2 * 3.5
+        _, _, report = priced_run(workspace, tmp_path / "run", server, max_cost=cap, concurrency=2)
+    assert report.chunks == 1 and report.stopped.startswith(f"--max-cost ${cap:g} reached"), report.stopped
+
+
 def test_max_cost_needs_every_models_price(workspace, tmp_path):
     with FakeOpenAIServer() as server:
         config = Config(models={"task": ModelSettings(model="openai/unpriced", api_base=server.url)})

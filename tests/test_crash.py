@@ -108,7 +108,7 @@ def test_a_stop_signal_finishes_the_chunks_in_flight_and_says_how_to_resume(work
         asked = len(server.arrivals)
         assert process.returncode == status, stderr
         assert "Traceback" not in stderr
-        assert f"stopping ({label}): nothing new starts; what is in flight finishes and is kept" in stderr
+        assert f"stopping ({label}): nothing new starts; what has been sent finishes and is kept" in stderr
         assert_one_line_error(subprocess.CompletedProcess([], process.returncode, "", stderr),
                               f"interrupted ({label})", "run the same command again to resume")
         # Every call made was for a chunk that finished and was kept: none paid for and thrown away.
@@ -148,7 +148,7 @@ def test_a_stop_signal_sends_nothing_for_the_chunks_waiting_their_turn(workspace
 
 
 def test_the_run_hears_once_that_it_is_ending_by_a_signal_or_for_its_own_reason():
-    # What gives back the chunks waiting their turn (above) on a stop signal, --max-failures and a spending cap.
+    # What gives back the chunks waiting their turn (above) on a stop signal and on --max-failures.
     heard: list[str] = []
     interrupt = Interrupt()
     with interrupt.calling(lambda: heard.append("runner")):

@@ -1,5 +1,7 @@
 import json
 import logging
+import threading
+import time
 from pathlib import Path
 
 import dspy
@@ -15,11 +17,11 @@ from datagen.runs.runner import FAILURES_BEFORE_FIRST_SUCCESS
 from datagen.runs.window import check_budget, prompt_overhead
 from datagen.store import RunStore
 from datagen.text.ingest import iter_documents, read_text
-from datagen.lm.roles import JUDGE_MAX_TOKENS, RoleModel, default_max_tokens
+from datagen.lm.roles import JUDGE_MAX_TOKENS, RoleModel, build_role_model, default_max_tokens
 from datagen.workspace.pipelines import load_program
 
 from .conftest import every_record, written
-from .fakes import FakeEngine, FakeOpenAIServer, Unparseable, fake_lm, plain
+from .fakes import TRUNCATED, FakeEngine, FakeOpenAIServer, Unparseable, fake_lm, plain
 
 
 
@@ -77,6 +79,30 @@ def test_run_stops_when_the_first_chunks_all_fail(workspace, tmp_path):
                  model=fake_model(engine), settings=RunSettings(max_tokens=200))
     # No more calls than chunks read: the fifth failure stopped it, nothing was read ahead beyond concurrency.
     assert engine.calls == FAILURES_BEFORE_FIRST_SUCCESS
+
+
+def test_a_run_stopped_by_its_first_failures_keeps_the_chunks_that_had_sent_a_request(workspace, tmp_path):
+    # The first five chunks the server sees fail at once; the others are answered well, a second later. The fifth
+    # failure stops the run while chunks that have sent a request are in flight: they are paid for, so they are
+    # recorded (a resume does not ask them again), and the DatagenError comes after.
+    failing, lock = set(), threading.Lock()
+
+    def first_five_fail(source: str, attempt: int):
+        with lock:
+            if source in failing or len(failing) < FAILURES_BEFORE_FIRST_SUCCESS:
+                failing.add(source)
+                return TRUNCATED
+        time.sleep(1.0)
+        return None
+
+    with FakeOpenAIServer(faults=first_five_fail) as server:
+        model = build_role_model(ModelSettings(model="openai/fake", api_base=server.url), "task")
+        with pytest.raises(DatagenError, match=f"first {FAILURES_BEFORE_FIRST_SUCCESS} chunks all failed"):
+            generate("style_clone", [workspace / "data/samples"], tmp_path / "out", workspace=workspace,
+                     config=Config(), model=model, settings=RunSettings(max_tokens=200, concurrency=4))
+        answered = {served.source for served in server.served if served.fault is None}
+    with RunStore(tmp_path / "out") as store:
+        assert answered and store.counts()["done"] == len(answered)
 
 
 def test_max_failures_starts_no_more_chunks_and_keeps_those_in_flight(workspace, tmp_path):

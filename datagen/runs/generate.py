@@ -63,8 +63,8 @@ def generate(program: "str | dspy.Module", inputs: Iterable[str | Path], out_dir
 
     `out_dir` is a run folder: its store (run.db) keeps every result as it finishes, so calling this again with
     the same arguments resumes, sending only unfinished chunks to the model. Ctrl-C (SIGINT, when called from the
-    main thread; SIGTERM and SIGHUP alike) stops the run cleanly: no chunk starts, those in flight finish and are
-    kept, the export is written, and the report's `stopped` says so; a second raises KeyboardInterrupt at once
+    main thread; SIGTERM and SIGHUP alike) stops the run cleanly: no chunk starts, those in flight that have sent a
+    request finish and are kept (the others are given back unsent), the export is written, and the report's `stopped` says so; a second raises KeyboardInterrupt at once
     (what is in the store stays there). Only one call at a time may write a run folder.
 
     Args:
@@ -383,7 +383,8 @@ def _record(run: _Run, outcomes: Iterator[Outcome]) -> None:
                 run.on_outcome(outcome)
             if max_failures is not None and not report.stopped and sum(report.failures.values()) >= max_failures:
                 # As a first Ctrl-C does: nothing new starts; the chunks in flight, paid for, are still recorded.
-                report.stopped = f"stopped after {max_failures} failed chunks (--max-failures)"
+                report.stopped = (f"stopped after {max_failures} failed chunk{'s' * (max_failures != 1)} "
+                                  "(--max-failures)")
                 run.interrupt.finish()
 
 

@@ -53,7 +53,7 @@ class Interrupt:
         if not self._finishing:
             self._ended()
         again = "Ctrl-C again" if signum == signal.SIGINT else f"{self.label} again (or Ctrl-C)"
-        log.warning("stopping (%s): nothing new starts; what is in flight finishes and is kept (batch jobs stay "
+        log.warning("stopping (%s): nothing new starts; what has been sent finishes and is kept (batch jobs stay "
                     "with the run); %s to stop at once", self.label, again)
 
     @contextmanager

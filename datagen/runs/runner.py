@@ -322,8 +322,8 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
         every: run every chunk even when the first ones all fail (a dev set, its size bounding the spend).
         interrupt: once it is ending no chunk starts; those in flight that have sent a request finish and are
             yielded, those that have not are given back (no outcome: a later run runs them).
-        admit: asked `admit(in_flight)` before each chunk starts; False ends the run as an interrupt does (e.g. a
-            spending cap).
+        admit: asked `admit(in_flight)` before each chunk starts (e.g. a spending cap); False: none starts now,
+            and the run ends once none is in flight.
         retried: ids of chunks that failed before: they ask the model afresh, past DSPy's cache.
         retry_model: the task model for those (None: `model` with DSPy's cache off).
 
@@ -333,7 +333,8 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
     Raises:
         InputError: `concurrency` below 1.
         DatagenError: a failure no other chunk would escape (bad key, unknown model, nothing listening), or the
-            first chunks all failed (unless `every`).
+            first chunks all failed (unless `every`): raised once the chunks in flight that had sent a request are
+            yielded.
     """
     if concurrency < 1:
         raise InputError(f"--concurrency must be at least 1, got {concurrency}")
@@ -371,26 +372,34 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
 
 
 def _outcomes(slots: "_Slots", stop: "_StopRule", in_order: "_InOrder | None", refill: bool) -> Iterator[Outcome]:
-    """The outcomes of `slots`, checked by `stop`, in order with `in_order`; after a success the next chunk starts
-    before the outcome is yielded when `refill`."""
+    """The outcomes of `slots`, in order with `in_order`; after a success the next chunk starts before the outcome
+    is yielded when `refill`. When `stop` stops the run (a fatal failure, its first chunks all failed), no chunk
+    starts and those that have sent nothing are given back; the outcomes of the others still come (they are paid
+    for), but for fatal failures (not kept: they would fail again), and then its DatagenError is raised."""
+    error: DatagenError | None = None
     for outcome in slots.outcomes():
         if outcome.failure == FailureKind.DEFERRED:  # a batch round: asked, not yet answered
             yield outcome
             continue
-        stop.check_fatal(outcome)
+        if (fatal := stop.fatal(outcome)) is not None:
+            error = error or fatal
+            slots.stop()
+            continue
         if outcome.failure is None and refill:
             # The finished chunk's slot is not left idle while the caller records its outcome (a store write, a
             # thread switch). After a failure it waits: the caller may stop there (--max-failures), and so may
             # the run (its first chunks all failed); and a spending cap's `admit` must first see what it cost.
             slots.fill()
         yield from in_order.put(outcome) if in_order else (outcome,)
-        stop.check_first_failures(outcome)
+        if error is None and (error := stop.first_failures(outcome)) is not None:
+            slots.stop()
+    if error is not None:
+        raise error
 
 
 class _Slots:
-    """The chunks in flight: at most `concurrency`, the next one started while `may_start(in_flight)` allows it;
-    their outcomes as they finish. Once it does not, the run is ending: the chunks that have sent nothing are
-    given back (`ChunkExecutor.give_back`), and have no outcome."""
+    """The chunks in flight: at most `concurrency`, the next one started while `may_start(in_flight)` allows it
+    and the slots are not stopped (`stop`); their outcomes as they finish (none for a chunk given back)."""
 
     def __init__(self, executor: ChunkExecutor, chunks: Iterator[Chunk], concurrency: int,
                  may_start: Callable[[int], bool], retried: Collection[str]):
@@ -398,17 +407,19 @@ class _Slots:
         self._may_start, self._retried = may_start, retried
         self._finished: queue.SimpleQueue = queue.SimpleQueue()
         self._in_flight = 0
+        self._stopped = False
 
     def fill(self) -> None:
         """Start chunks while there are free slots, chunks left, and `may_start` allows it."""
-        while self._in_flight < self._concurrency:
-            if not self._may_start(self._in_flight):
-                self._executor.give_back()
-                return
-            if (chunk := next(self._chunks, None)) is None:
-                return
+        while (not self._stopped and self._in_flight < self._concurrency and self._may_start(self._in_flight)
+               and (chunk := next(self._chunks, None)) is not None):
             self._executor.submit(chunk, chunk.id in self._retried).add_done_callback(self._finished.put)
             self._in_flight += 1
+
+    def stop(self) -> None:
+        """Start no more chunks, and give back those in flight that have sent nothing (`ChunkExecutor.give_back`)."""
+        self._stopped = True
+        self._executor.give_back()
 
     def outcomes(self) -> Iterator[Outcome]:
         """The outcomes as the chunks finish, the slots filled before each wait, until none is in flight."""
@@ -464,16 +475,19 @@ class _StopRule:
         self.succeeded = False
         self.failed_first = 0
 
-    def check_fatal(self, outcome: Outcome) -> None:
-        """Raise DatagenError for a fatal failure (nothing listening counts only before any chunk succeeded)."""
+    def fatal(self, outcome: Outcome) -> DatagenError | None:
+        """The error that stops the run if `outcome` is a fatal failure (nothing listening counts only before any
+        chunk succeeded), else None, the outcome counted."""
         if outcome.failure in FATAL or (outcome.failure == FailureKind.TRANSPORT and not self.succeeded):
-            raise DatagenError(f"{self.model_name}: {outcome.message}")
+            return DatagenError(f"{self.model_name}: {outcome.message}")
         self.succeeded = self.succeeded or outcome.failure is None
         # A batch job's failure came in with its whole job, already paid: no reason to stop the others.
         self.failed_first += not self.succeeded and outcome.failure not in BATCH_KINDS
+        return None
 
-    def check_first_failures(self, outcome: Outcome) -> None:
-        """Raise DatagenError once the first chunks have all failed (unless `every`)."""
+    def first_failures(self, outcome: Outcome) -> DatagenError | None:
+        """The error that stops the run once its first chunks have all failed (never with `every`), else None."""
         if self.failed_first >= FAILURES_BEFORE_FIRST_SUCCESS and not self.every:
-            raise DatagenError(f"the first {self.failed_first} chunks all failed ({outcome.failure}: "
-                               f"{outcome.message}); stopped before spending more")
+            return DatagenError(f"the first {self.failed_first} chunks all failed ({outcome.failure}: "
+                                f"{outcome.message}); stopped before spending more")
+        return None
