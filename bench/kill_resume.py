@@ -42,10 +42,18 @@ def done_chunks(run: Path) -> int:
         return 0
 
 
-def command(corpus: Path, run: Path, url: str, concurrency: int) -> list[str]:
+def command(corpus: Path, run: Path, url: str, concurrency: int, *options: str) -> list[str]:
+    """`datagen generate` of style_clone (with `options`, e.g. "--option", "repair_boundaries=true") through this
+    checkout's CLI, against the fake server at `url`."""
     return [str(ROOT / ".venv/bin/datagen"), "generate", "style_clone", "--input", str(corpus), "--out", str(run),
-            "--option", "repair_boundaries=true", "--model", "openai/bench", "--api-base", url,
+            *options, "--model", "openai/bench", "--api-base", url,
             "--max-tokens", str(CHUNK_TOKENS), "--concurrency", str(concurrency), "--workspace", str(ROOT)]
+
+
+def cli_env(work: Path) -> dict[str, str]:
+    """The CLI's environment: DSPy's cache in `work`, and this checkout's datagen first on the path (whatever
+    checkout the venv's editable install points at)."""
+    return {**os.environ, "DSPY_CACHEDIR": str(work / "dspy-cache"), "PYTHONPATH": str(ROOT)}
 
 
 def main() -> None:
@@ -58,10 +66,9 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kill-resume-"))
     corpus, run = write_corpus(work / "corpus", passages(f"Run {time.time_ns()}.", args.chunks, 30)), work / "run"
-    # PYTHONPATH: the CLI runs this checkout's datagen, whatever checkout the venv's editable install points at.
-    env = {**os.environ, "DSPY_CACHEDIR": str(work / "dspy-cache"), "PYTHONPATH": str(ROOT)}
+    env = cli_env(work)
     with ServerProcess(args.latency) as server:
-        cmd = command(corpus, run, server.url, args.concurrency)
+        cmd = command(corpus, run, server.url, args.concurrency, "--option", "repair_boundaries=true")
         first = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         while done_chunks(run) < args.kill_after * args.chunks and first.poll() is None:
             time.sleep(0.05)

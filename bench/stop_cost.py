@@ -12,7 +12,6 @@ has passed, it sends SIGINT, and counts.
 """
 
 import argparse
-import os
 import signal
 import subprocess
 import tempfile
@@ -20,22 +19,18 @@ import time
 from pathlib import Path
 
 from bench.fake_server import ServerProcess
-from bench.throughput_bench import CHUNK_TOKENS, passages, write_corpus
-
-ROOT = Path(__file__).resolve().parent.parent
+from bench.kill_resume import cli_env, command
+from bench.throughput_bench import passages, write_corpus
+from datagen.runs.runner import LOOKAHEAD
 
 
 def stop_once(corpus: Path, run: Path, url: str, server: ServerProcess, concurrency: int,
               latency: float) -> tuple[int, float, int]:
     """One run stopped with SIGINT: (its exit status, seconds from the signal to its exit, requests sent after
     the signal)."""
-    cmd = [str(ROOT / ".venv/bin/datagen"), "generate", "style_clone", "--input", str(corpus), "--out", str(run),
-           "--model", "openai/bench", "--api-base", url, "--max-tokens", str(CHUNK_TOKENS), "--concurrency",
-           str(concurrency), "--workspace", str(ROOT)]
-    # PYTHONPATH: the CLI runs this checkout's datagen, whatever checkout the venv's editable install points at.
-    env = {**os.environ, "DSPY_CACHEDIR": str(run.parent / "dspy-cache"), "PYTHONPATH": str(ROOT)}
     before = server.count()
-    process = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(command(corpus, run, url, concurrency), env=cli_env(run.parent),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while server.count() - before < 2 * concurrency and process.poll() is None:
         time.sleep(0.01)
     time.sleep(latency / 4)
@@ -56,7 +51,7 @@ def main() -> None:
         for concurrency in args.concurrency:
             for attempt in range(args.runs):
                 # Enough chunks that the run is still going when it is stopped: 4 rounds of chunks in flight.
-                chunks = 4 * (concurrency + concurrency)
+                chunks = 4 * (concurrency + min(concurrency, LOOKAHEAD))
                 folder = work / f"c{concurrency}-{attempt}"
                 corpus = write_corpus(folder / "corpus", passages(f"Run {time.time_ns()}.", chunks, 30))
                 status, seconds, after = stop_once(corpus, folder / "run", server.url, server, concurrency,

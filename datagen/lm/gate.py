@@ -149,6 +149,11 @@ class CallGate:
         heapq.heappush(self._waiters, entry)
         return entry
 
+    def _admitted(self, turn: "Turn", tokens: int) -> Ticket:
+        """A request of `turn` let through: counted as sent, its ticket taken now."""
+        turn.sent += 1
+        return Ticket(self._clock(), tokens)
+
     def _hand_on(self) -> None:
         """Under the lock: give free slots to the waiters, the lowest rank first, then the first come."""
         while self._waiters and self.in_flight < self.level:
@@ -164,20 +169,17 @@ class CallGate:
         turn = _turn.get()
         with self._lock:
             if self._take(turn.rank):
-                turn.sent += 1
-                return Ticket(self._clock(), tokens)
+                return self._admitted(turn, tokens)
             if _on_event_loop():
                 # A synchronous call inside an `aforward` (e.g. `self.step(...)` not awaited) blocks the loop whose
                 # requests would free the slot it waits for: waiting would never end. It goes at once, one over the
                 # limit at most: while it blocks, no other request of the loop starts.
                 self.in_flight += 1
-                turn.sent += 1
-                return Ticket(self._clock(), tokens)
+                return self._admitted(turn, tokens)
             woken = threading.Event()
             self._queue(turn.rank, woken.set)
         woken.wait()
-        turn.sent += 1
-        return Ticket(self._clock(), tokens)
+        return self._admitted(turn, tokens)
 
     async def aenter(self, tokens: int) -> Ticket:
         """`enter` for a coroutine: waits without blocking the event loop. Raises asyncio.CancelledError for a request
@@ -191,8 +193,7 @@ class CallGate:
         future = loop.create_future()
         with self._lock:
             if self._take(turn.rank):
-                turn.sent += 1
-                return Ticket(self._clock(), tokens)
+                return self._admitted(turn, tokens)
             entry = self._queue(turn.rank, lambda: loop.call_soon_threadsafe(_settle, future))
         turn._waiting.add(future)
         try:
@@ -208,8 +209,7 @@ class CallGate:
             raise
         finally:
             turn._waiting.discard(future)
-        turn.sent += 1
-        return Ticket(self._clock(), tokens)
+        return self._admitted(turn, tokens)
 
     def exit(self, ticket: Ticket, used: int | None, rate_limited: bool) -> None:
         """The request is over: `used` tokens (the provider's count; None if unknown, keeping the estimate), and

@@ -63,9 +63,9 @@ def generate(program: "str | dspy.Module", inputs: Iterable[str | Path], out_dir
 
     `out_dir` is a run folder: its store (run.db) keeps every result as it finishes, so calling this again with
     the same arguments resumes, sending only unfinished chunks to the model. Ctrl-C (SIGINT, when called from the
-    main thread; SIGTERM and SIGHUP alike) stops the run cleanly: no chunk starts, those in flight that have sent a
-    request finish and are kept (the others are given back unsent), the export is written, and the report's `stopped` says so; a second raises KeyboardInterrupt at once
-    (what is in the store stays there). Only one call at a time may write a run folder.
+    main thread; SIGTERM and SIGHUP alike) stops the run cleanly: no chunk starts, those that have sent a request
+    finish and are kept (the others are given back unsent), the export is written, and the report's `stopped` says
+    so; a second raises KeyboardInterrupt at once (the store keeps what it has). One call at a time per run folder.
 
     Args:
         program: a dspy.Module whose `forward(chunk: str)` returns a dspy.Prediction with `samples` (a list of

@@ -3,8 +3,9 @@
 Ctrl-C sends SIGINT; service managers and schedulers send SIGTERM (`kill PID`, systemd, Docker, Kubernetes, Slurm,
 each before a SIGKILL some seconds later); a closed terminal sends SIGHUP. Python turns only SIGINT into
 KeyboardInterrupt and lets the other two end the process at once, losing what was in flight. datagen gives all
-three the same meaning: a command stops as its first Ctrl-C stops it (generate lets the chunks that have sent a request finish,
-`datagen view` shuts its server down), and exits with the shell's status for the signal, 128 + its number.
+three the same meaning: a command stops as its first Ctrl-C stops it (generate lets the chunks that have sent a
+request finish, `datagen view` shuts its server down), and exits with the shell's status for the signal, 128 + its
+number.
 
 A signal the process was started with ignored stays ignored: `nohup` ignores SIGHUP, and a shell ignores SIGINT
 in the commands it puts in the background. After SIGHUP, what would have gone to the terminal (now gone) goes
