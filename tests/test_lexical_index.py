@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from datagen import Callbacks, Config, RunSettings
-from datagen.dataset.quality import lexical_pairs
+from datagen.dataset.quality import Protected, lexical_pairs
 from datagen.dataset.quality.near_duplicates import LexicalIndex, char_shingles, jaccard, jaccards
-from datagen.dataset.screening import SampleIndex
+from datagen.dataset.screening import Protection, SampleIndex, recorded_quality
 from datagen.dataset.splits import near_duplicate_groups, recorded_splits, reserve_rule, split_texts
 from datagen.runs import generate as generate_module
 from datagen.runs import screening as screening_module
@@ -143,6 +143,34 @@ def test_the_index_process_groups_the_held_out_splits_texts_as_this_one_does(tex
                     "here"]
 
 
+def test_the_index_process_screens_as_this_one_does_and_killed_leaves_it_here(texts, caplog):
+    """The contamination and diversity measured in the process, from the units it read as the chunks and samples
+    came, are those measured here from nothing; a killed process leaves them to this one, with one warning."""
+    chunks = texts[:120]
+    samples = [Sample(f"{text} {chunks[(i * 7) % 120]}" if i % 5 == 0 else text.upper(), text)
+               for i, text in enumerate(chunks)]  # every fifth quotes another chunk
+    keys = [(f"c{i:04d}", 0) for i in range(len(samples))]
+    fields = {"input": [s.input for s in samples], "output": [s.output for s in samples]}
+    test = frozenset(key for key, _ in keys[::7])
+    protection = Protection([Protected("the dev set", chunks[3])],
+                            [Protected(f"held-out chunk {key}", chunks[i]) for i, (key, _) in enumerate(keys)
+                             if key in test], test)
+    expected = SampleIndex().screened(keys, fields, chunks, protection, 13)
+    assert expected[0] and set(expected[1]) == {"input", "output"}  # contaminated samples, both fields measured
+    with IndexProcess() as process:
+        process.group(chunks)
+        process.add(samples)
+        process.groups(chunks)
+        assert process.screened(keys, fields, chunks, protection, 13) == expected
+        os.kill(process.pid, signal.SIGKILL)
+        with caplog.at_level(logging.WARNING):
+            assert process.screened(keys, fields, chunks, protection, 8) == \
+                SampleIndex().screened(keys, fields, chunks, protection, 8)
+    said = [record.getMessage() for record in caplog.records if "near-duplicate index" in record.getMessage()]
+    assert said == ["the near-duplicate index's process was killed (signal 9): the export measures the samples "
+                    "itself"]
+
+
 def test_a_killed_index_process_leaves_the_pairs_to_this_one(texts, caplog):
     with IndexProcess() as process:
         process.add(Sample(text, text) for text in texts[:80])
@@ -217,7 +245,9 @@ def test_a_run_with_its_index_beside_it_exports_what_one_without_does(tmp_path, 
         assert report.exported > 0 and not report.failures
         assert all(seen[:5]) if run != "without" else not any(seen)
         with RunStore(tmp_path / run) as store:
-            exports[run] = (report.data_path.read_text(), sorted(store.near_duplicate_pairs()), store.splits())
+            quality = recorded_quality(store)
+            exports[run] = (report.data_path.read_text(), sorted(store.near_duplicate_pairs()), store.splits(),
+                            quality.contamination, quality.diversity)
         assert not index_processes()
     assert exports["beside"] == exports["without"] == exports["killed"]
     assert len(exports["without"][1]) >= 20  # the edited and verbatim copies

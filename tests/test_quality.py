@@ -265,6 +265,90 @@ def test_contamination_does_not_depend_on_the_hash_seed():
     assert len(runs) == 1 and "Contamination(" in runs.pop()
 
 
+def shared_grams(tokens, n):
+    return {tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)}
+
+
+def reference_check(protected, samples, n=13, min_shared=1):
+    """The contamination test as the module's docstring states it, one sample and one protected text at a time."""
+    found = []
+    for index, sample in enumerate(samples):
+        own, best = units(sample), None
+        for owner, item in enumerate(protected):
+            theirs = units(item.text)
+            if len(theirs) >= n:
+                grams = shared_grams(theirs, n)
+                shared = len(grams & shared_grams(own, n))
+            elif len(theirs) >= 8 or (theirs and theirs == own):  # looked for whole (a short text: only equal)
+                grams = {tuple(theirs)}
+                shared = int(tuple(theirs) in shared_grams(own, len(theirs)) if len(theirs) >= 8 else 1)
+            else:
+                continue
+            if shared and (best is None or shared > best[2]):
+                best = (index, item.source, shared, round(shared / len(grams), 4))
+        if best and best[2] >= min_shared:
+            found.append(best)
+    return found
+
+
+def test_contamination_flags_what_one_text_at_a_time_flags():
+    """The index looks every sample's keys up at once, in batches: the same flags, source, counts and shares as a
+    sample checked against each protected text in turn, ties to the earlier text."""
+    rng = random.Random(3)
+    words = [f"w{i}" for i in range(30)]
+
+    def text(length):
+        return " ".join(rng.choice(words) for _ in range(length))
+    for _ in range(60):
+        protected = [Protected(f"p{i}", text(rng.choice([1, 8, 10, 13, 20, 40]))) for i in range(rng.randrange(8))]
+        samples = [text(rng.choice([0, 1, 8, 13, 30])) for _ in range(rng.randrange(40))]
+        samples = [f"{sample} {rng.choice(protected).text} {text(3)}" if protected and rng.random() < 0.4 else sample
+                   for sample in samples]
+        for n, least in ((13, 1), (8, 2)):
+            flags = [(c.index, c.source, c.shared, c.share) for c in NgramIndex(protected, n).check(samples, least)]
+            assert flags == reference_check(protected, samples, n, least)
+    first, second = (Protected(f"p{i}", " ".join(f"{i}x{j}" for j in range(20))) for i in (1, 2))
+    tied = [f"{second.text} and {first.text}", f"{first.text} and {second.text[:40]}"]  # 8 and 8; 8 and fewer
+    assert [(c.index, c.source, c.shared) for c in NgramIndex([first, second]).check(tied)] == [
+        (0, "p1", 8), (1, "p1", 8)]
+
+
+def test_contamination_checks_more_texts_than_one_batch(monkeypatch):
+    from datagen.dataset.quality import contamination
+    protected, samples, _ = contaminated_corpus()
+    found = NgramIndex(protected).check(samples)
+    monkeypatch.setattr(contamination, "_CHECKED_AT_ONCE", 7)
+    assert NgramIndex(protected).check(samples) == found and found
+
+
+def test_distinct_n_counts_what_a_set_of_n_grams_counts():
+    """Units numbered and n-grams counted by numpy: the figures of a set of tuples, for any n, vocabulary and
+    lengths (an n-gram never crosses two texts)."""
+    rng = random.Random(2)
+    for _ in range(300):
+        vocabulary = rng.choice([1, 2, 5, 1000])
+        lists = [[str(rng.randrange(vocabulary)) for _ in range(rng.choice([0, 1, 2, 3, 20]))]
+                 for _ in range(rng.randrange(6))]
+        for n in (1, 2, 3, 13):
+            grams = [gram for tokens in lists for gram in shared_grams(tokens, n) if len(tokens) >= n]
+            count = sum(max(len(tokens) - n + 1, 0) for tokens in lists)
+            expected = len({gram for tokens in lists for gram in shared_grams(tokens, n)}) / count if count else None
+            assert distinct_n(lists, n) == expected, (lists, n, grams)
+    wide = [[f"w{i}-{j}" for j in range(40)] for i in range(200)] * 2  # 8,000 units: 5-grams past one number
+    assert distinct_n(wide, 5) == 0.5 and distinct_n(wide, 1) == 0.5
+
+
+def test_text_units_are_units_kept_as_far_as_there_is_room():
+    from datagen.dataset.quality.text_units import TextUnits, ngram_keys
+    texts = sentences()[:50]
+    known = TextUnits(kept=sum(len(units(text)) for text in texts[:10]))
+    for text in texts:
+        assert known(text) == units(text)
+        assert sorted(known.ngrams(text, 13).tolist()) == sorted(ngram_keys(units(text), 13))
+    assert all(known(text) is known(text) for text in texts[:10])  # kept: one list
+    assert known(texts[20]) is not known(texts[20])  # past the room: read again, the same units
+
+
 def test_an_opening_the_source_shares_is_not_a_template_the_pipeline_made():
     """style_clone's outputs are the chunks: a corpus whose reports all open alike is not a collapse; a formula the
     pipeline put before them is."""
@@ -290,3 +374,7 @@ def test_each_field_beside_the_source_reads_every_text_once(monkeypatch):
     assert compare_each(fields, source, budget=500) == expected  # the same figures as field by field
     long = [text for text in [*source, *fields["input"], *fields["output"]] if len(text) > 200]
     assert len(read) == 3 * len(source) + len(long)  # a text once (and a long one's opening, cut as opening_of cuts)
+    itself = compare(source, source, budget=500)
+    read.clear()  # a field that is the source itself (style_clone's output) is read, and measured, once
+    assert compare_each({"output": list(source)}, source, budget=500) == {"output": itself}
+    assert len(read) == len(source) + len([text for text in source if len(text) > 200])

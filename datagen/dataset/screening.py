@@ -27,6 +27,7 @@ import numpy as np
 from datagen.dataset.quality import (Comparison, Contamination, LexicalIndex, NgramIndex, Pair, Protected,
                                      compare_each, duplicates, semantic_pairs)
 from datagen.dataset.quality.contamination import DEFAULT_N
+from datagen.dataset.quality.text_units import TextUnits
 from datagen.dataset.quality.near_duplicates import LEXICAL, LEXICAL_FLOOR, SEMANTIC, SEMANTIC_FLOOR
 from datagen.dataset.review import as_reviewed
 from datagen.dataset.splits import recorded_program_texts, recorded_splits
@@ -153,24 +154,79 @@ class RunQuality:
                 for i, via, name, kind, similarity in sorted(rows)]
 
 
+@dataclass(frozen=True)
+class Protection:
+    """What a run's samples are screened against: `everyone`, texts protected from every sample (the program's dev
+    set and demos, the evaluation files); `held`, the held-out chunks' texts, protected from the samples of the
+    chunks outside `test` (the held-out ids)."""
+
+    everyone: list[Protected]
+    held: list[Protected]
+    test: frozenset[str]
+
+    def contaminated(self, keys: list[SampleKey], texts: list[str], n: int,
+                     known: TextUnits | None = None) -> dict[int, Contamination]:
+        """{position: Contamination} of `texts` (one field, by the positions of `keys`): the protected text each
+        shares the most n-grams with. `known`: where the texts' units and n-grams are read (None: computed)."""
+        known = known or TextUnits()
+        found = {c.index: c for c in NgramIndex(self.everyone, n, known).check(texts)} if self.everyone else {}
+        outside = [i for i, key in enumerate(keys) if key[0] not in self.test]
+        for c in NgramIndex(self.held, n, known).check([texts[i] for i in outside]) if self.held else ():
+            c = Contamination(outside[c.index], c.source, c.shared, c.share)
+            if c.index not in found or c.shared > found[c.index].shared:
+                found[c.index] = c
+        return found
+
+
 class SampleIndex:
-    """The lexical near-duplicate index of a run's samples, one `LexicalIndex` a field: samples added as they come
-    (`add`), their pairs looked up by field (`pairs`), the samples not added before (reviewed texts among them)
-    added then. The pairs are those `measure` finds without it (`lexical_pairs`: they do not depend on the order in
-    which the texts were added). datagen.runs.screening keeps one in a process of its own during a run."""
+    """The lexical near-duplicate index of a run's samples, one `LexicalIndex` a field, and their texts' units
+    (`TextUnits`): samples added as they come (`add`), their pairs looked up by field (`pairs`), the samples not
+    added before (reviewed texts among them) added then, and their contamination and diversity measured from the
+    units kept (`screened`). The pairs are those `measure` finds without it (`lexical_pairs`: they do not depend on
+    the order in which the texts were added). datagen.runs.screening keeps one in a process of its own during a
+    run."""
 
     def __init__(self):
         self._fields = {name: LexicalIndex() for name in FIELDS}
+        self._known = TextUnits()
 
     def add(self, samples: Iterable[Sample]) -> None:
-        """Index each of `samples`' fields."""
+        """Index each of `samples`' fields, and keep their units and DEFAULT_N-grams."""
         for sample in samples:
             for name, index in self._fields.items():
-                index.add(getattr(sample, name))
+                text = getattr(sample, name)
+                index.add(text)
+                self._known.ngrams(text, DEFAULT_N)
+
+    def read(self, texts: Iterable[str]) -> None:
+        """Keep the units of `texts` (the run's chunks: the source of its diversity, its held-out texts)."""
+        self._known.add(texts)
 
     def pairs(self, name: str, texts: Sequence[str]) -> list[Pair]:
         """The lexical pairs of `texts`, field `name`'s texts in the run's order (see `lexical_pairs`)."""
         return self._fields[name].pairs(texts)
+
+    def screened(self, keys: list[SampleKey], texts: dict[str, list[str]], chunks: list[str], protection: Protection,
+                 n: int, embeddings: dict[str, np.ndarray | None] | None = None,
+                 source_embeddings: np.ndarray | None = None) -> tuple[list[tuple], dict[str, Comparison]]:
+        """The samples' contamination, as (key, field, source, shared, share) rows, and each field's diversity beside
+        the source `chunks` (`measure`'s), their units read from those kept.
+
+        Args:
+            keys: every sample's key, in the run's order; texts: {field: its texts, by the positions of `keys`}.
+            chunks: the source chunks' texts; protection: what the samples must not share n-grams with.
+            n: the n-gram length of the contamination test, in units.
+            embeddings, source_embeddings: the fields' and the chunks' unit embeddings, for the diversity's spread
+                (None: no spread).
+        """
+        contamination = []
+        for name in FIELDS:
+            found = protection.contaminated(keys, texts[name], n, self._known)
+            contamination += [(keys[i], name, c.source, c.shared, c.share) for i, c in sorted(found.items())]
+        # Each field beside the source chunks, read once for both.
+        diversity = compare_each({name: texts[name] for name in FIELDS if texts[name]}, chunks, embeddings,
+                                 source_embeddings, tokens=self._known)
+        return contamination, diversity
 
 
 def shared_detail(name: str, shared: int, n: int, source: str, share: float) -> str:
@@ -240,27 +296,6 @@ def _strings(value) -> list[str]:
     return []
 
 
-@dataclass(frozen=True)
-class _Protection:
-    """`everyone`: texts protected from every sample (the program's dev set and demos, the evaluation files);
-    `held`: the held-out chunks' texts, protected from the samples of the chunks outside `test` (the held-out ids)."""
-
-    everyone: list[Protected]
-    held: list[Protected]
-    test: frozenset[str]
-
-    def contaminated(self, keys: list[SampleKey], texts: list[str], n: int) -> dict[int, Contamination]:
-        """{position: Contamination} of `texts` (one field, by the positions of `keys`): the protected text each
-        shares the most n-grams with."""
-        found = {c.index: c for c in NgramIndex(self.everyone, n).check(texts)} if self.everyone else {}
-        outside = [i for i, key in enumerate(keys) if key[0] not in self.test]
-        for c in NgramIndex(self.held, n).check([texts[i] for i in outside]) if self.held else ():
-            c = Contamination(outside[c.index], c.source, c.shared, c.share)
-            if c.index not in found or c.shared > found[c.index].shared:
-                found[c.index] = c
-        return found
-
-
 def _recorded_files(recorded: dict) -> tuple[Path, ...]:
     """The evaluation files the run's last measure protected, those still there (a warning names the others)."""
     files = [Path(path) for path in recorded.get("settings", {}).get("files", ())]
@@ -269,7 +304,7 @@ def _recorded_files(recorded: dict) -> tuple[Path, ...]:
     return tuple(path for path in files if path.is_file())
 
 
-def _protected(store: RunStore, files: Sequence[Path], workspace: Path | None) -> _Protection:
+def _protected(store: RunStore, files: Sequence[Path], workspace: Path | None) -> Protection:
     """What `measure` protects: the compiled program's dev set and demos, the evaluation `files`, the held-out
     chunks."""
     state = store.meta().get(COMPILED)
@@ -280,7 +315,7 @@ def _protected(store: RunStore, files: Sequence[Path], workspace: Path | None) -
         everyone += read_protected(Path(path))
     test = frozenset(chunk_id for chunk_id, split in recorded_splits(store).items() if split.split == "test")
     held = [Protected(f"{_HELD_PREFIX}{chunk.id}", chunk.text) for chunk in store.chunks() if chunk.id in test]
-    return _Protection(everyone, held, test)
+    return Protection(everyone, held, test)
 
 
 def _samples(store: RunStore) -> tuple[list[SampleKey], dict[str, list[str]], list[str]]:
@@ -317,8 +352,8 @@ def measure(store: RunStore, screen: Screen = Screen(), *, workspace: Path | Non
         workspace: where the compiled program's dev set path is looked up; None: the current folder.
         embed: texts to unit embeddings (datagen.text.embeddings.embed); needed for the semantic kind, which also
             gives the diversity's embedding spread. None: datagen.text.embeddings.embed.
-        lexical_index: the samples' lexical pairs found as they were recorded (a `SampleIndex`, or what has its
-            `pairs`: datagen.runs.screening's process); None: found here.
+        lexical_index: the samples' lexical pairs found, and units read, as they were recorded (a `SampleIndex`, or
+            what has its `pairs` and `screened`: datagen.runs.screening's process); None: found here.
 
     Raises:
         InputError: a protected file that cannot be read, or an n outside 5 to 50.
@@ -349,8 +384,8 @@ def measure(store: RunStore, screen: Screen = Screen(), *, workspace: Path | Non
 
 
 def _measure(store: RunStore, keys: list[SampleKey], texts: dict[str, list[str]], chunks: list[str],
-             protection: _Protection, settings: dict, embed: Callable | None, index) -> RunQuality:
-    pairs, contamination, embeddings = {}, [], {}
+             protection: Protection, settings: dict, embed: Callable | None, index) -> RunQuality:
+    pairs, embeddings = {}, {}
     source_embeddings = _embeddings(store, chunks, embed) if settings["semantic"] else None
     for name in FIELDS:
         own = texts[name]
@@ -358,11 +393,8 @@ def _measure(store: RunStore, keys: list[SampleKey], texts: dict[str, list[str]]
         embeddings[name] = _embeddings(store, own, embed) if settings["semantic"] else None
         if embeddings[name] is not None:
             pairs[name] += semantic_pairs(embeddings[name])
-        found = protection.contaminated(keys, own, settings["ngram"])
-        contamination += [(keys[i], name, c.source, c.shared, c.share) for i, c in sorted(found.items())]
-    # Each field beside the source chunks, read once for both.
-    diversity = compare_each({name: texts[name] for name in FIELDS if texts[name]}, chunks, embeddings,
-                             source_embeddings)
+    contamination, diversity = index.screened(keys, texts, chunks, protection, settings["ngram"], embeddings,
+                                              source_embeddings)
     return RunQuality(keys, pairs, contamination, diversity, settings, fresh=True)
 
 

@@ -30,6 +30,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import connection
+from typing import NoReturn
 
 import cloudpickle
 
@@ -440,6 +441,13 @@ def child_main(call: str, fd: int) -> None:
     run = getattr(importlib.import_module(module), function)
     with frozen_heap():
         run(connection.Connection(fd))
+    exit_child()
+
+
+def exit_child() -> NoReturn:
+    """End this `start_child` process now (code 0), its output flushed, without freeing what it built: a call
+    that holds much (the near-duplicate index of a run's samples) ends so rather than return, which frees it first,
+    while the run waits for the process to end (15 to 30 ms at 640 samples, `python -m bench.phase_cpu 32 20`)."""
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)

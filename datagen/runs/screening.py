@@ -1,4 +1,5 @@
-"""The samples' lexical near-duplicate index, kept during a run in a process of its own (`IndexProcess`).
+"""The samples' lexical near-duplicate index and their texts' units, kept during a run in a process of its own
+(`IndexProcess`).
 
 The export's screening finds the near-duplicate pairs of every sample (datagen.dataset.screening): a few ms a sample,
 seconds a run, the longest part of the export at thousands of samples (8.5 s of a 5,120-sample run's 28 s,
@@ -17,6 +18,11 @@ it goes: the samples go through a thread of their own. Should it die, fail, or s
 STUCK_SECONDS while an answer is awaited: stopped, deadlocked; it is then ended), the export finds the pairs
 itself, with one warning: the dataset is the same.
 
+It also reads each sample's units and 13-grams as it indexes it, and the chunks' units once their groups are found
+(datagen.dataset.quality.text_units), and measures the samples' contamination and diversity for the export from
+them (`SampleIndex.screened`): at 640 samples, 34 ms there against 114 ms from nothing (bench/README.md, issue 29's
+ninth pass).
+
 The process also finds the near-duplicate groups of the run's chunks that its held-out split is drawn with
 (`SplitDraw`): 0.19 s of the run's own CPU before its first call at 1,280 chunks, 0.1 s at 640 (`python -m
 bench.phase_cpu 64 20`), and the same share of every larger run, taken off its start.
@@ -33,11 +39,12 @@ import psutil
 
 from datagen.dataset.quality import Pair
 from datagen.dataset.quality.near_duplicates import LEXICAL
-from datagen.dataset.screening import SampleIndex
+from datagen.dataset.screening import Protection, SampleIndex
 from datagen.dataset.splits import draw_splits, near_duplicate_groups, reserve_rule
-from datagen.runs.processes import queued, start_child
+from datagen.runs.processes import exit_child, queued, start_child
 from datagen.samples import Sample
 from datagen.store import RunStore
+from datagen.store.quality import SampleKey
 from datagen.workspace import SplitSettings
 
 log = logging.getLogger(__name__)
@@ -130,10 +137,27 @@ class IndexProcess:
             found = self._answer()
             if found is not None:
                 return [Pair(first, second, similarity, LEXICAL) for first, second, similarity in found]
-        if not self._said:
-            log.warning("the near-duplicate index's process %s: the export finds the pairs itself", self._lost)
-            self._said = True
+        self._say_lost("finds the pairs")
         return SampleIndex().pairs(name, texts)
+
+    def screened(self, keys: list[SampleKey], texts: dict[str, list[str]], chunks: list[str], protection: Protection,
+                 n: int, embeddings: dict | None = None, source_embeddings=None) -> tuple[list[tuple], dict]:
+        """`SampleIndex.screened` in the process, from the units it read as the samples came (and the chunks, with
+        their groups); measured here, from the texts given, once it is gone or failed."""
+        if self._lost is None:
+            self._outbox.put(("screened", (keys, texts, chunks, protection, n, embeddings, source_embeddings)))
+            self._hurry.set()
+            found = self._answer()
+            if found is not None:
+                return found
+        self._say_lost("measures the samples")
+        return SampleIndex().screened(keys, texts, chunks, protection, n, embeddings, source_embeddings)
+
+    def _say_lost(self, what: str) -> None:
+        """Warn, once, that the process is lost and the export does `what` itself."""
+        if not self._said:
+            log.warning("the near-duplicate index's process %s: the export %s itself", self._lost, what)
+            self._said = True
 
     def _send(self) -> None:
         while True:
@@ -178,12 +202,26 @@ class IndexProcess:
         """End the process: told to, then killed after EXIT_SECONDS (at once without `wait`)."""
         self._outbox.put(None)
         self._hurry.set()
+        if wait:
+            self._wait_for_exit(EXIT_SECONDS)
         self._process.join(EXIT_SECONDS if wait else 0)
         if self._process.is_alive():
             self._process.kill()
             self._process.join()
         self._sender.join()  # done: its last message sent, or its socket's other end gone with the process
         self._conn.close()
+
+
+    def _wait_for_exit(self, seconds: float) -> None:
+        """Until the process's end of the socket closes as it exits (answers nobody asked for read past), `seconds`
+        at most. The socket wakes this at once; `join` alone polls, sleeping twice as long each time up to 50 ms,
+        and overshot the exit by up to as much (`python -m bench.phase_cpu 32 20`)."""
+        deadline = time.monotonic() + seconds
+        try:
+            while self._conn.poll(max(0.0, deadline - time.monotonic())):
+                self._conn.recv()
+        except (EOFError, OSError):  # it exited: its end closed
+            pass
 
 
 class _Progress:
@@ -235,8 +273,10 @@ def _groups(texts: Sequence[str]) -> list[int] | str:
 
 def serve(conn) -> None:
     """The process (`start_child`): a `SampleIndex` fed ("add", [samples]) and asked ("pairs", (field, texts)) on
-    `conn`, answering the pairs as (first, second, similarity) or, failing, why in one line; and asked ("groups",
-    texts), answering their near-duplicate groups or why not; until told to stop (None) or its run's end closes."""
+    `conn`, answering the pairs as (first, second, similarity) or, failing, why in one line; asked ("screened",
+    `SampleIndex.screened`'s arguments), answering its contamination rows and diversity or why not; and asked
+    ("groups", texts), answering their near-duplicate groups or why not; until told to stop (None: it exits at
+    once, `exit_child`) or its run's end closes."""
     index, failed = SampleIndex(), None
     while True:
         try:
@@ -244,18 +284,21 @@ def serve(conn) -> None:
         except (EOFError, OSError):
             return
         if message is None:
-            return
+            exit_child()
         kind, payload = message
         try:
             if failed is None and kind == "add":
                 index.add(payload)
             elif kind == "pairs":
                 conn.send(failed or [(p.first, p.second, p.similarity) for p in index.pairs(*payload)])
+            elif kind == "screened":
+                conn.send(failed or index.screened(*payload))
             elif kind == "groups":
                 conn.send(_groups(payload))
+                index.read(payload)  # the held-out chunks' units, and the diversity's source, read while the run goes
         except Exception as exc:  # said to the run when it asks for pairs: it then finds them itself
             failed = f"{type(exc).__name__}: {exc}"
-            if kind == "pairs":
+            if kind in ("pairs", "screened"):
                 conn.send(failed)
 
 

@@ -20,18 +20,20 @@ TEXT (the protected text, as `Protected.source` names it: "dev set: data/dev.jso
 "eval file: exam.jsonl:12"), shared INTEGER, share REAL, n INTEGER.
 """
 
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from datagen.errors import InputError
-from datagen.text import units
+from datagen.dataset.quality.text_units import TextUnits, ngram_keys
 
 DEFAULT_N = 13
 # Whole protected texts looked for inside samples from this length: the low end of the 8-13 range.
 SHORT_MIN = 8
+# Texts whose keys are looked up together: a numpy call for many, not a few calls a text (at 10,000 texts, a third
+# of the time), with their keys' arrays bounded (some 2 MB of keys for texts of 100 words).
+_CHECKED_AT_ONCE = 2048
 # n outside this range is refused: below it common phrases overlap by chance, above it a reworded copy escapes.
 N_RANGE = (5, 50)
 
@@ -56,33 +58,29 @@ class Contamination:
     share: float
 
 
-def _keys(tokens: Sequence[str], size: int) -> set[int]:
-    """The hashes of `tokens`' `size`-grams (Python's hash of a tuple: equal within a process, which is all an
-    index built and read in one process needs)."""
-    return {hash(tuple(tokens[i:i + size])) for i in range(len(tokens) - size + 1)}
-
-
 class NgramIndex:
     """Protected texts' n-grams, to check samples against (sorted numpy arrays: 16 bytes an n-gram).
 
     Args:
         protected: the texts to protect; an n-gram held by several counts for the first.
         n: the n-gram length in units (default 13, as lm-eval and GPT-3; open-r1 uses 8).
+        known: where texts' units and n-grams are read (and kept); None: computed afresh.
 
     Raises:
         InputError: `n` outside N_RANGE (5 to 50).
     """
 
-    def __init__(self, protected: Iterable[Protected], n: int = DEFAULT_N):
+    def __init__(self, protected: Iterable[Protected], n: int = DEFAULT_N, known: TextUnits | None = None):
         if not N_RANGE[0] <= n <= N_RANGE[1]:
             raise InputError(f"a contamination n-gram length must be {N_RANGE[0]} to {N_RANGE[1]} words, not {n}")
         self.n = n
+        self._known = known or TextUnits()
         self.sources: list[str] = []
         self._sizes: list[int] = []  # each protected text's number of keys
         self._short_lengths: set[int] = set()  # lengths of protected texts looked for whole inside samples
         keys, owners = [], []
         for owner, item in enumerate(protected):
-            own = self._protected_keys(units(item.text))
+            own = self._protected_keys(self._known(item.text))
             self.sources.append(item.source)
             self._sizes.append(len(own))
             keys.append(np.fromiter(own, dtype=np.int64, count=len(own)))
@@ -95,16 +93,20 @@ class NgramIndex:
 
     def _protected_keys(self, tokens: list[str]) -> set[int]:
         if len(tokens) >= self.n:
-            return _keys(tokens, self.n)
+            return ngram_keys(tokens, self.n)
         if len(tokens) >= min(SHORT_MIN, self.n):
             self._short_lengths.add(len(tokens))
         return {hash(tuple(tokens))} if tokens else set()
 
-    def _sample_keys(self, tokens: list[str]) -> set[int]:
-        found = _keys(tokens, self.n) | ({hash(tuple(tokens))} if 0 < len(tokens) < self.n else set())
+    def _sample_keys(self, text: str) -> np.ndarray:
+        """The keys a sample is looked up by: its n-grams, itself whole when shorter than n, and its runs of the
+        length of each short protected text; distinct."""
+        found = self._known.ngrams(text, self.n)
+        tokens = self._known(text)
+        more = {hash(tuple(tokens))} if 0 < len(tokens) < self.n else set()
         for length in self._short_lengths:
-            found |= _keys(tokens, length)
-        return found
+            more |= ngram_keys(tokens, length)
+        return np.union1d(found, np.fromiter(more, dtype=np.int64, count=len(more))) if more else found
 
     def check(self, texts: Sequence[str], min_shared: int = 1) -> list[Contamination]:
         """The contaminated texts among `texts`, by position.
@@ -119,24 +121,27 @@ class NgramIndex:
         """
         if min_shared < 1:
             raise InputError(f"min_shared must be at least 1 shared n-gram, not {min_shared}")
+        if not self._keys.size:
+            return []
         flagged = []
-        for index, text in enumerate(texts):
-            found = self._matches(self._sample_keys(units(text)))
-            if found and found[1] >= min_shared:
-                owner, shared = found
-                flagged.append(Contamination(index, self.sources[owner], shared,
-                                             round(shared / self._sizes[owner], 4)))
+        for start in range(0, len(texts), _CHECKED_AT_ONCE):
+            batch = [self._sample_keys(text) for text in texts[start:start + _CHECKED_AT_ONCE]]
+            flagged += [Contamination(start + index, self.sources[owner], shared,
+                                      round(shared / self._sizes[owner], 4))
+                        for index, owner, shared in self._matches(batch) if shared >= min_shared]
         return flagged
 
-    def _matches(self, keys: set[int]) -> tuple[int, int] | None:
-        """(the protected text sharing the most of `keys`, how many; the earlier on a tie), or None."""
-        if not keys or not self._keys.size:
-            return None
-        wanted = np.fromiter(keys, dtype=np.int64, count=len(keys))
+    def _matches(self, keys: list[np.ndarray]) -> Iterator[tuple[int, int, int]]:
+        """(position in `keys`, the protected text sharing the most of its keys, how many; the earlier on a tie)
+        for each of `keys` (each text's distinct keys) that shares any: every text's keys looked up at once."""
+        wanted = np.concatenate(keys) if keys else np.empty(0, dtype=np.int64)
         at = np.minimum(np.searchsorted(self._keys, wanted), self._keys.size - 1)
-        owners = self._owners[at[self._keys[at] == wanted]]
-        if not owners.size:
-            return None
-        counts = Counter(owners.tolist())
-        owner = min(counts, key=lambda o: (-counts[o], o))
-        return owner, counts[owner]
+        hit = self._keys[at] == wanted
+        sample = np.repeat(np.arange(len(keys)), [len(own) for own in keys])[hit]
+        width = len(self.sources)
+        pairs, shared = np.unique(sample * width + self._owners[at[hit]], return_counts=True)
+        sample, owner = np.divmod(pairs, width)
+        order = np.lexsort((owner, -shared, sample))  # by text, then the most shared, then the earlier owner
+        sample, owner, shared = sample[order], owner[order], shared[order]
+        first = np.flatnonzero(np.r_[True, sample[1:] != sample[:-1]]) if sample.size else sample
+        return zip(sample[first].tolist(), owner[first].tolist(), shared[first].tolist())
