@@ -120,6 +120,43 @@ def test_max_failures_starts_no_more_chunks_and_keeps_those_in_flight(workspace,
     assert report.chunks == 3 + sum(report.failures.values()) and sum(report.failures.values()) >= 2
 
 
+@pytest.mark.parametrize("good", [0, 4])
+def test_max_failures_sends_no_chunk_waiting_at_the_gate(workspace, tmp_path, good):
+    """While failures are counted, a failed request's slot goes to no chunk waiting at the gate before the count
+    stops the run: the first `good` chunks answered, every later answer cut off, the failures are those of the
+    --concurrency slots, no more (chunks waiting at the gate, a slot's worth each, made 8 fail at -c 4 for
+    --max-failures 1)."""
+    answered, lock = set(), threading.Lock()
+
+    def later_ones_cut_off(source: str, attempt: int):
+        with lock:
+            if source in answered or len(answered) < good:
+                answered.add(source)
+                return None
+        return TRUNCATED
+
+    with FakeOpenAIServer(latency=0.2, faults=later_ones_cut_off) as server:  # answers that come back together
+        model = build_role_model(ModelSettings(model="openai/fake", api_base=server.url), "task")
+        report = generate("style_clone", [workspace / "data/samples"], tmp_path / "out", workspace=workspace,
+                          config=Config(), model=model,
+                          settings=RunSettings(max_tokens=200, concurrency=4, max_failures=1))
+    assert report.stopped == "stopped after 1 failed chunk (--max-failures)"
+    assert 1 <= sum(report.failures.values()) <= 4 and report.samples == good
+
+
+def test_chunks_wait_at_the_gate_only_once_one_has_succeeded(workspace, tmp_path):
+    """Until a chunk succeeds the model may fail every request, and a chunk waiting at the gate would send as soon as
+    a failed one freed its slot: every answer cut off at -c 4, the first five failures stop the run with at most
+    the three others in flight sent besides (answers that come back together, as they would from one server)."""
+    with FakeOpenAIServer(latency=0.2, faults=lambda source, attempt: TRUNCATED) as server:
+        model = build_role_model(ModelSettings(model="openai/fake", api_base=server.url), "task")
+        with pytest.raises(DatagenError, match=f"first {FAILURES_BEFORE_FIRST_SUCCESS} chunks all failed"):
+            generate("style_clone", [workspace / "data/samples"], tmp_path / "out", workspace=workspace,
+                     config=Config(), model=model, settings=RunSettings(max_tokens=200, concurrency=4))
+        sent = {served.source for served in server.served}
+    assert FAILURES_BEFORE_FIRST_SUCCESS <= len(sent) <= FAILURES_BEFORE_FIRST_SUCCESS + 3
+
+
 def test_limit_stops_after_n_chunks(workspace, tmp_path):
     engine = FakeEngine()
     report = generate("style_clone", [workspace / "data/samples"], tmp_path / "out", workspace=workspace,

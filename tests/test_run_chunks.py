@@ -1,7 +1,7 @@
 """How `run_chunks` keeps its slots busy: a chunk that succeeded gives its slot to the next chunk before the caller
 records its outcome; after a failure (the caller or the run may stop there), or under a spending cap (which must
-first see what the chunk cost), the next chunk waits for the caller. On the event loop, `LOOKAHEAD` chunks more
-than `concurrency` are in flight, their requests held at the gate."""
+first see what the chunk cost), the next chunk waits for the caller. On the event loop, once a chunk has succeeded,
+`LOOKAHEAD` chunks more than `concurrency` are in flight, their requests held at the gate."""
 
 import threading
 
@@ -51,9 +51,10 @@ def test_the_next_chunk_starts_while_the_caller_records_one_that_succeeded(case)
         outcomes = run_chunks(program, model, chunks, concurrency=1, admit=admit if case == "capped" else None)
         first = next(outcomes)
         assert first.chunk.id == "c0" and bool(first.failure) == (case == "failed")
-        # One slot, and on the event loop a chunk more waiting at the gate (none under a spending cap, whose first
-        # chunks start before their cost is known): that one started with the first.
-        ahead = 0 if case == "capped" else 1
+        # One slot, and on the event loop, once a chunk has succeeded, a chunk more waiting at the gate (none under a
+        # spending cap, whose first chunks start before their cost is known): it started before the first's outcome
+        # came. None while every chunk has failed: a waiting one would send as soon as a failed one's slot is freed.
+        ahead = 1 if case == "succeeded" else 0
         assert all(program.started[f"passage {i}"].wait(timeout=30) for i in range(1, 1 + ahead))
         # The caller holds the first outcome (as generate does while it stores it): the next chunk may start
         # meanwhile only if the first's slot was given back before its outcome was handed on.

@@ -309,9 +309,9 @@ def _run(store: RunStore, report: Report, program: dspy.Module, model: RoleModel
             # bench/README.md). What it gave, a hard-killed chunk's finished steps not asked again, is bounded by
             # the chunks in flight and measured there too.
             _record(run, run_chunks(program, model.with_settings(cache=False), store.pending(settings.limit),
-                                    settings.concurrency,
-                                    scorer=scorer, interrupt=run.interrupt, retried=store.failed_ids(), gates=gates,
-                                    admit=cap.admit if cap else None, cluster=settings.cluster))
+                                    settings.concurrency, scorer=scorer, interrupt=run.interrupt,
+                                    retried=store.failed_ids(), gates=gates, admit=cap.admit if cap else None,
+                                    cluster=settings.cluster, lookahead=settings.max_failures is None))
         split.finish()  # a first Ctrl-C while it draws lets it finish, as it lets the chunks in flight
     if run.interrupt.requested and store.pending_count(settings.limit):
         report.stopped, report.interrupted = f"interrupted ({run.interrupt.label})", True

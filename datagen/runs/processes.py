@@ -402,10 +402,11 @@ class ChildProcess:
         return self._popen.poll()
 
 
-def start_child(call: str) -> tuple[ChildProcess, connection.Connection]:
+def start_child(call: str, niceness: int = 0) -> tuple[ChildProcess, connection.Connection]:
     """A Python process of this interpreter and `sys.path` that runs `call(conn)` (e.g.
     "datagen.runs.screening:serve"), `conn` its end of a socket pair, and this process's end (both
-    `multiprocessing.connection.Connection`s): see `child_main`.
+    `multiprocessing.connection.Connection`s): see `child_main`. `niceness`: added to its nice value before it
+    imports anything (0: as this process; 10: it gets a core the others leave idle, and little of a busy one).
 
     Not multiprocessing's spawn: that imports the caller's main module again in the child, so a script that calls
     `datagen.generate` at its top level, without an `if __name__ == "__main__":` guard, would run a second time
@@ -416,11 +417,12 @@ def start_child(call: str) -> tuple[ChildProcess, connection.Connection]:
         OSError: the process cannot be started.
     """
     ours, theirs = socket.socketpair()
-    code = "import sys; from datagen.runs.processes import child_main; child_main(sys.argv[1], int(sys.argv[2]))"
+    code = ("import os, sys; os.nice(int(sys.argv[3])); from datagen.runs.processes import child_main; "
+            "child_main(sys.argv[1], int(sys.argv[2]))")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
     try:
         with _blocked(WORKER_IGNORES):
-            process = subprocess.Popen([sys.executable, "-c", code, call, str(theirs.fileno())],
+            process = subprocess.Popen([sys.executable, "-c", code, call, str(theirs.fileno()), str(niceness)],
                                        pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env)
     finally:
         theirs.close()

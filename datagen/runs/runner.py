@@ -299,7 +299,8 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
                scorer: Scorer | None = None, gates: Mapping[str, CallGate] | None = None,
                cluster: Cluster | None = None, ordered: bool = False, every: bool = False,
                interrupt: "Interrupt | None" = None, admit: Callable[[int], bool] | None = None,
-               retried: Collection[str] = (), retry_model: RoleModel | None = None) -> Iterator[Outcome]:
+               retried: Collection[str] = (), retry_model: RoleModel | None = None,
+               lookahead: bool = True) -> Iterator[Outcome]:
     """Run every chunk through the program, at most `concurrency` requests in flight, and no more chunks read ahead
     than are in flight.
 
@@ -312,8 +313,8 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
         model: the task model.
         chunks: the chunks to run.
         concurrency: requests in flight at most (at least 1), each model's gate holding them (`gates`); chunks in
-            flight: as many, and on the event loop up to LOOKAHEAD more, waiting at the task model's gate (none
-            with `admit`).
+            flight: as many, and on the event loop, once a chunk has succeeded, up to LOOKAHEAD more, waiting at the
+            task model's gate (none with `admit`, nor without `lookahead`).
         scorer: scores each sample; None: no scores.
         gates: {model name as DSPy knows it: CallGate} for the LM calls; a model not in it (None: any model) gets a
             gate of `concurrency` when first called (`datagen.lm.ModelGates`), its requests in flight cut on 429s.
@@ -326,6 +327,8 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
             and the run ends once none is in flight.
         retried: ids of chunks that failed before: they ask the model afresh, past DSPy's cache.
         retry_model: the task model for those (None: `model` with DSPy's cache off).
+        lookahead: whether chunks beyond `concurrency` may wait at the gate (False where the caller stops at a count
+            of failures, --max-failures: a failed request's slot would go to a waiting chunk before the count).
 
     Yields:
         Each chunk's `Outcome`.
@@ -345,9 +348,10 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
     fresh = retry_model or model.with_settings(cache=False)
     executor = (ThreadExecutor(program, model, fresh, scorer, gates, concurrency) if cluster is None
                 else cluster.executor(program, model, fresh, scorer, gates, concurrency))
-    # Chunks beyond `concurrency`, their requests held at the gates, but not under a spending cap: the first chunks
-    # start before what a chunk costs is known, and each more would pass it further.
-    ahead = executor.lookahead if admit is None else 0
+    # Chunks beyond `concurrency`, their requests held at the gates, but not under a spending cap (the first chunks
+    # start before what a chunk costs is known, and each more would pass it further), nor where failures are counted
+    # (a failed request's slot would go at once to a waiting chunk, before the caller could stop).
+    ahead = executor.lookahead if admit is None and lookahead else 0
     in_order = _InOrder() if ordered else None
     stop = _StopRule(model.name, every)
 
@@ -356,7 +360,7 @@ def run_chunks(program: dspy.Module, model: RoleModel, chunks: Iterable[Chunk], 
 
     stopped = False
     try:
-        slots = _Slots(executor, in_order.numbered(chunks) if in_order else iter(chunks), concurrency + ahead,
+        slots = _Slots(executor, in_order.numbered(chunks) if in_order else iter(chunks), concurrency, ahead,
                        may_start, retried)
         with interrupt.calling(executor.give_back) if interrupt else nullcontext():
             yield from _outcomes(slots, stop, in_order, admit is None)
@@ -398,12 +402,13 @@ def _outcomes(slots: "_Slots", stop: "_StopRule", in_order: "_InOrder | None", r
 
 
 class _Slots:
-    """The chunks in flight: at most `concurrency`, the next one started while `may_start(in_flight)` allows it
-    and the slots are not stopped (`stop`); their outcomes as they finish (none for a chunk given back)."""
+    """The chunks in flight, at most `concurrency` (`ahead` more once one has succeeded: a chunk waiting would send
+    as soon as a failed one frees its slot), started while `may_start(in_flight)` allows and not stopped (`stop`);
+    their outcomes as they finish (none for a chunk given back)."""
 
-    def __init__(self, executor: ChunkExecutor, chunks: Iterator[Chunk], concurrency: int,
+    def __init__(self, executor: ChunkExecutor, chunks: Iterator[Chunk], concurrency: int, ahead: int,
                  may_start: Callable[[int], bool], retried: Collection[str]):
-        self._executor, self._chunks, self._concurrency = executor, chunks, concurrency
+        self._executor, self._chunks, self._concurrency, self._ahead = executor, chunks, concurrency, ahead
         self._may_start, self._retried = may_start, retried
         self._finished: queue.SimpleQueue = queue.SimpleQueue()
         self._in_flight = 0
@@ -430,12 +435,14 @@ class _Slots:
             finished = _next(self._finished)
             self._in_flight -= 1
             if not finished.cancelled():  # else given back, unrun
-                yield finished.result()  # raising here what a chunk raised past its own handling (KeyboardInterrupt)
+                outcome = finished.result()  # raising what a chunk raised past its own handling (KeyboardInterrupt)
+                if outcome.failure is None:
+                    self._concurrency, self._ahead = self._concurrency + self._ahead, 0
+                yield outcome
 
 
 def _next(finished: queue.SimpleQueue) -> concurrent.futures.Future:
-    """The next chunk's future to finish; waiting in short steps, so that Ctrl-C reaches this (the main) thread at
-    once."""
+    """The next chunk's future to finish; waiting in short steps, so that Ctrl-C reaches this thread at once."""
     while True:
         try:
             return finished.get(timeout=0.5)

@@ -49,6 +49,11 @@ from datagen.workspace import SplitSettings
 
 log = logging.getLogger(__name__)
 
+# What the process adds to its nice value: its work can wait, the run's cannot. At nice 0 it took CPU from the run on
+# two cores (the model's server beside them), importing and grouping the chunks while the run sent its first
+# requests: at 256 x 200 ms the first 256 went out over 0.67-0.71 s at nice 0, 0.50-0.56 s at 10 (`python -m
+# bench.arrivals 256 0.2`, alternated; bench/README.md, issue 29's ninth pass).
+NICENESS = 10
 # How long the process may take to exit once told to, before it is killed (seconds).
 EXIT_SECONDS = 10
 # How often a wait for the process's answer checks that it is still there (seconds).
@@ -76,7 +81,7 @@ class IndexProcess:
     """
 
     def __init__(self):
-        self._process, self._conn = start_child("datagen.runs.screening:serve")
+        self._process, self._conn = start_child("datagen.runs.screening:serve", niceness=NICENESS)
         self._outbox: queue.SimpleQueue = queue.SimpleQueue()  # messages to send; None: the last
         self._hurry = threading.Event()  # set once a message waits that is not an add: samples are no longer gathered
         self._sender = threading.Thread(target=self._send, name="datagen-screening-send", daemon=True)
