@@ -37,9 +37,11 @@ def _serve(latency: float, judge: bool, conn) -> None:
     by_field = {"rating": _rating} if judge else None
     with FakeOpenAIServer(latency=latency, record=False, by_field=by_field, respond=reworded) as server:
         conn.send(server.url)
-        while (message := conn.recv()) in ("count", "counts"):
+        while (message := conn.recv()) in ("count", "counts", "times"):
             if message == "count":
                 conn.send(len(server.arrivals))
+            elif message == "times":
+                conn.send(list(server.arrivals))
             else:
                 conn.send({"arrivals": len(server.arrivals), "chat_requests": server.chat_requests,
                            "batches_created": server.batches_created, "uploads": server.uploads,
@@ -48,9 +50,9 @@ def _serve(latency: float, judge: bool, conn) -> None:
 
 class ServerProcess:
     """`with ServerProcess(latency=0.2) as server:` serves on `server.url`; `server.count()` is the number of
-    requests it has received so far, and `server.counts()` a dict of its counters: `arrivals` (the same number),
-    `chat_requests` (requests to /v1/chat/completions itself), `batches_created`, `uploads` and `batch_lines`
-    (lines of batch jobs answered). With `judge`, judges' ratings are numbers (1-5, by the passage)."""
+    requests it has received so far, `server.times()` when each arrived, and `server.counts()` a dict of its counters:
+    `arrivals` (the same number), `chat_requests` (requests to /v1/chat/completions itself), `batches_created`,
+    `uploads` and `batch_lines` (lines of batch jobs answered). With `judge`, judges' ratings are numbers (1-5, by the passage)."""
 
     def __init__(self, latency: float, judge: bool = False):
         context = multiprocessing.get_context("spawn")
@@ -64,6 +66,11 @@ class ServerProcess:
 
     def counts(self) -> dict[str, int]:
         self._conn.send("counts")
+        return self._conn.recv()
+
+    def times(self) -> list[float]:
+        """When each request arrived (`time.monotonic()`, the machine's clock: comparable across its processes)."""
+        self._conn.send("times")
         return self._conn.recv()
 
     def __enter__(self) -> "ServerProcess":

@@ -287,8 +287,8 @@ def child_main(job_file: str) -> None:
     samples, failed, *extra = run()
     seconds = time.monotonic() - started
     cpu, peak, _ = _usage()
-    _say("done", {"seconds": seconds, "cpu": cpu - cpu_before, "samples": samples, "failed": failed,
-                  "peak_mib": peak, **(extra[0] if extra else {})})
+    _say("done", {"seconds": seconds, "started": started, "cpu": cpu - cpu_before, "samples": samples,
+                  "failed": failed, "peak_mib": peak, **(extra[0] if extra else {})})
 
 
 # --- the parent: start a client, count the server's calls, collect the figures -----------------------------
@@ -399,6 +399,31 @@ def row(latency: float, concurrency: int, chunks: int, label: str, result: dict 
             f"{result['cpu_ms_per_call']:>7.2f} {result['peak_mib']:>8.0f}{failed}")
 
 
+def prepare(args, client: str, url: str, concurrency: int, folder: Path, prefix: str,
+            texts: list[str]) -> tuple[dict, dict]:
+    """One client's job (what `measure` hands its process) and environment, its inputs written under `folder`:
+    `texts` as a corpus for datagen, rendered to messages for curator."""
+    job = {"client": client, "url": url, "concurrency": concurrency, "prefix": prefix, "words": args.words,
+           "engine": args.engine, "max_tokens": args.max_tokens, "out": str(folder / "out"),
+           "caches_off": args.caches_off}
+    env = {"DSPY_CACHEDIR": str(folder / "dspy-cache")}  # DSPy's disk cache starts empty, per client
+    if client in ("before", "now", "workers"):
+        code = args.baseline if client == "before" else args.now
+        job.update(code=str(code), workspace=str(code), corpus=str(folder / "corpus"), workers=args.workers)
+        write_corpus(folder / "corpus", texts)
+        check_chunks(folder / "corpus", texts, args.max_tokens)
+    elif client == "batch":
+        folder.mkdir(parents=True)
+        job.update(code=str(ROOT), workspace=str(ROOT), passages=str(folder / "passages.json"))
+        Path(job["passages"]).write_text(json.dumps(texts))
+    else:
+        folder.mkdir(parents=True)
+        job["messages"] = str(folder / "messages.json")
+        Path(job["messages"]).write_text(json.dumps(render_messages(texts)))
+        env = curator_env(folder / "curator-cache", args.caches_off)
+    return job, env
+
+
 def run_points(args, work: Path, pythons: dict, results: dict) -> None:
     from bench.fake_server import ServerProcess
 
@@ -412,27 +437,9 @@ def run_points(args, work: Path, pythons: dict, results: dict) -> None:
                 results["points"].append(point)
                 for n, client in enumerate(args.clients):
                     prefix = f"Run {run_id}-{client}-{latency:g}-{concurrency}."
-                    texts = passages(prefix, chunks, args.words)
                     folder = work / f"{client}-{latency:g}-{concurrency}"
-                    job = {"client": client, "url": server.url, "concurrency": concurrency, "prefix": prefix,
-                           "words": args.words, "engine": args.engine, "max_tokens": args.max_tokens,
-                           "out": str(folder / "out"), "caches_off": args.caches_off}
-                    env = {"DSPY_CACHEDIR": str(folder / "dspy-cache")}  # DSPy's disk cache starts empty, per client
-                    if client in ("before", "now", "workers"):
-                        code = args.baseline if client == "before" else args.now
-                        job.update(code=str(code), workspace=str(code), corpus=str(folder / "corpus"),
-                                   workers=args.workers)
-                        write_corpus(folder / "corpus", texts)
-                        check_chunks(folder / "corpus", texts, args.max_tokens)
-                    elif client == "batch":
-                        folder.mkdir(parents=True)
-                        job.update(code=str(ROOT), workspace=str(ROOT), passages=str(folder / "passages.json"))
-                        Path(job["passages"]).write_text(json.dumps(texts))
-                    else:
-                        folder.mkdir(parents=True)
-                        job["messages"] = str(folder / "messages.json")
-                        Path(job["messages"]).write_text(json.dumps(render_messages(texts)))
-                        env = curator_env(folder / "curator-cache", args.caches_off)
+                    job, env = prepare(args, client, server.url, concurrency, folder, prefix,
+                                       passages(prefix, chunks, args.words))
                     try:
                         figures = measure(server, job, pythons[client], work, env, args.timeout)
                         figures.update(derive(figures, concurrency, latency))
