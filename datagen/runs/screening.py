@@ -64,8 +64,10 @@ _POLL_SECONDS = 0.5
 STUCK_SECONDS = 30.0
 # How long the samples recorded after one are gathered before they are sent together (seconds): the process then
 # wakes once for many. One a message, it spent 1.6 ms of CPU a sample (its working set cold at each wake); 32 a
-# message, 1.2 (bench/README.md, issue 29's fifth pass).
-GATHER_SECONDS = 0.2
+# message, 1.2 (bench/README.md, issue 29's fifth pass). Those gathered when the run ends are indexed while the
+# export waits: at 0.2 s it waited 13-15 ms for the pairs, at 0.05 s 5-9 ms (`WARM=1 PROFILE=40 python -m
+# bench.phase_cpu 32 20`, `pairs` in the export's profile, alternated; issue 29's ninth pass).
+GATHER_SECONDS = 0.05
 
 
 class IndexProcess:
