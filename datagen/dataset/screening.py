@@ -27,8 +27,8 @@ import numpy as np
 from datagen.dataset.quality import (Comparison, Contamination, LexicalIndex, NgramIndex, Pair, Protected,
                                      compare_each, duplicates, semantic_pairs)
 from datagen.dataset.quality.contamination import DEFAULT_N
-from datagen.dataset.quality.text_units import TextUnits
 from datagen.dataset.quality.near_duplicates import LEXICAL, LEXICAL_FLOOR, SEMANTIC, SEMANTIC_FLOOR
+from datagen.dataset.quality.text_units import TextUnits
 from datagen.dataset.review import as_reviewed
 from datagen.dataset.splits import recorded_program_texts, recorded_splits
 from datagen.errors import DiskError, InputError

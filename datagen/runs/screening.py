@@ -20,8 +20,8 @@ itself, with one warning: the dataset is the same.
 
 It also reads each sample's units and 13-grams as it indexes it, and the chunks' units once their groups are found
 (datagen.dataset.quality.text_units), and measures the samples' contamination and diversity for the export from
-them (`SampleIndex.screened`): at 640 samples, 34 ms there against 114 ms from nothing (bench/README.md, issue 29's
-ninth pass).
+them (`SampleIndex.screened`): at 640 samples 34 ms there, against 88 ms from nothing (`python -m
+bench.screen_cost`).
 
 The process also finds the near-duplicate groups of the run's chunks that its held-out split is drawn with
 (`SplitDraw`): 0.19 s of the run's own CPU before its first call at 1,280 chunks, 0.1 s at 640 (`python -m
@@ -35,6 +35,7 @@ import time
 from collections.abc import Iterable, Sequence
 from functools import partial
 
+import numpy as np
 import psutil
 
 from datagen.dataset.quality import Pair
@@ -148,7 +149,8 @@ class IndexProcess:
         return SampleIndex().pairs(name, texts)
 
     def screened(self, keys: list[SampleKey], texts: dict[str, list[str]], chunks: list[str], protection: Protection,
-                 n: int, embeddings: dict | None = None, source_embeddings=None) -> tuple[list[tuple], dict]:
+                 n: int, embeddings: dict[str, np.ndarray | None] | None = None,
+                 source_embeddings: np.ndarray | None = None) -> tuple[list[tuple], dict]:
         """`SampleIndex.screened` in the process, from the units it read as the samples came (and the chunks, with
         their groups); measured here, from the texts given, once it is gone or failed."""
         if self._lost is None:
@@ -222,7 +224,8 @@ class IndexProcess:
     def _wait_for_exit(self, seconds: float) -> None:
         """Until the process's end of the socket closes as it exits (answers nobody asked for read past), `seconds`
         at most. The socket wakes this at once; `join` alone polls, sleeping twice as long each time up to 50 ms,
-        and overshot the exit by up to as much (`python -m bench.phase_cpu 32 20`)."""
+        and overshot the exit by up to as much (15-32 ms for the whole close at 640 samples, 10-14 now: a time
+        stamp patched around `close`, issue 29's ninth pass)."""
         deadline = time.monotonic() + seconds
         try:
             while self._conn.poll(max(0.0, deadline - time.monotonic())):

@@ -31,8 +31,9 @@ from datagen.dataset.quality.text_units import TextUnits, ngram_keys
 DEFAULT_N = 13
 # Whole protected texts looked for inside samples from this length: the low end of the 8-13 range.
 SHORT_MIN = 8
-# Texts whose keys are looked up together: a numpy call for many, not a few calls a text (at 10,000 texts, a third
-# of the time), with their keys' arrays bounded (some 2 MB of keys for texts of 100 words).
+# Texts whose keys are looked up together: a numpy call for many, not a few calls a text, with their keys' arrays
+# bounded (some 2 MB of keys for texts of 100 words). 10,240 texts of 30 words against 256 protected ones: 24 ms with
+# their units and 13-grams kept (a `TextUnits`), against 266 ms for the check that looked each text up alone.
 _CHECKED_AT_ONCE = 2048
 # n outside this range is refused: below it common phrases overlap by chance, above it a reworded copy escapes.
 N_RANGE = (5, 50)

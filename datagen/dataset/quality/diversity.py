@@ -95,7 +95,8 @@ def distinct_n(token_lists: Sequence[Sequence[str]], n: int) -> float | None:
 
 def _distinct(token_lists: Sequence[Sequence[str]], sizes: Sequence[int]) -> list[float | None]:
     """`distinct_n` for each n of `sizes`, the units numbered once for all: an n-gram is a row of n numbers, and
-    its distinct rows are counted by numpy (at 100,000 units, a fifth of the time of a set of tuples)."""
+    its distinct rows are counted by numpy (distinct-1 and -2 of 105,400 units: 26 ms, against 66 ms for sets of
+    tuples, best of five on this 2-core machine)."""
     # A unit's number: the position it first comes at (the numbers are not consecutive; below len(ids) all).
     numbers: dict[str, int] = {}
     ids = np.fromiter(map(numbers.setdefault, itertools.chain.from_iterable(token_lists), itertools.count()),
