@@ -36,11 +36,14 @@ def timings(times: list[float], figures: dict, concurrency: int, latency: float)
 
 
 def main(argv: list[str]) -> None:
-    own = argparse.ArgumentParser(add_help=False)
-    own.add_argument("point", type=float, nargs=2, metavar=("CONCURRENCY", "LATENCY_S"))
-    own.add_argument("--repeat", type=int, default=2)
+    own = argparse.ArgumentParser(prog="python -m bench.arrivals", description=__doc__.split("\n\n")[0],
+                                  epilog="Other options are bench.throughput_bench's (--clients, --rounds, --words, "
+                                         "--now, --curator-venv, ...): python -m bench.throughput_bench --help")
+    own.add_argument("concurrency", type=int, help="requests in flight")
+    own.add_argument("latency", type=float, metavar="latency_s", help="seconds a request")
+    own.add_argument("--repeat", type=int, default=2, help="runs of each client, alternated (default 2)")
     mine, rest = own.parse_known_args(argv)
-    concurrency, latency = int(mine.point[0]), mine.point[1]
+    concurrency, latency = mine.concurrency, mine.latency
     args = parse_args(rest + ([] if "--clients" in rest else ["--clients", "now", "curator"]))
     args.now = args.now.resolve()
     pythons = {client: sys.executable for client in CLIENTS}

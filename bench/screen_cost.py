@@ -8,7 +8,7 @@ style_clone-like samples of bench/throughput_bench.py's 30-word passages (input:
 output: the passage), a twentieth of the chunks held out, eight dev texts protected; best of five, milliseconds.
 """
 
-import sys
+import argparse
 import time
 import tracemalloc
 
@@ -58,4 +58,6 @@ def main(sizes: list[int]) -> None:
 
 
 if __name__ == "__main__":
-    main([int(arg) for arg in sys.argv[1:]] or [640, 5120])
+    parser = argparse.ArgumentParser(prog="python -m bench.screen_cost", description=__doc__.split("\n\n")[0])
+    parser.add_argument("samples", type=int, nargs="*", default=[640, 5120], help="run sizes (default 640 5120)")
+    main(parser.parse_args().samples)

@@ -139,8 +139,8 @@ def test_the_index_process_groups_the_held_out_splits_texts_as_this_one_does(tex
         with caplog.at_level(logging.WARNING):
             assert process.groups(texts) == near_duplicate_groups(texts)
     said = [record.getMessage() for record in caplog.records if "near-duplicate index" in record.getMessage()]
-    assert said == ["the near-duplicate index's process was killed (signal 9): the held-out split's groups are found "
-                    "here"]
+    assert said == ["the near-duplicate index's process was killed (signal 9): the run does its work itself (the same "
+                    "results)"]
 
 
 def test_the_index_process_screens_as_this_one_does_and_killed_leaves_it_here(texts, caplog):
@@ -167,8 +167,20 @@ def test_the_index_process_screens_as_this_one_does_and_killed_leaves_it_here(te
             assert process.screened(keys, fields, chunks, protection, 8) == \
                 SampleIndex().screened(keys, fields, chunks, protection, 8)
     said = [record.getMessage() for record in caplog.records if "near-duplicate index" in record.getMessage()]
-    assert said == ["the near-duplicate index's process was killed (signal 9): the export measures the samples "
-                    "itself"]
+    assert said == ["the near-duplicate index's process was killed (signal 9): the run does its work itself (the same "
+                    "results)"]
+
+
+def test_the_index_process_imports_this_datagen_whatever_else_is_on_the_path(texts, tmp_path, monkeypatch, caplog):
+    """A workspace holding a `datagen` folder (a clone of another version) ahead of this datagen on sys.path: the
+    process imports the datagen this one runs, and answers."""
+    (tmp_path / "datagen").mkdir()
+    (tmp_path / "datagen" / "__init__.py").write_text("raise ImportError('another datagen')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with IndexProcess() as process, caplog.at_level(logging.WARNING):
+        process.add(Sample(text, text) for text in texts)
+        assert as_tuples(process.pairs("input", texts)) == as_tuples(lexical_pairs(texts))
+    assert not [record for record in caplog.records if "near-duplicate index" in record.getMessage()]
 
 
 def test_a_killed_index_process_leaves_the_pairs_to_this_one(texts, caplog):
@@ -180,7 +192,8 @@ def test_a_killed_index_process_leaves_the_pairs_to_this_one(texts, caplog):
             assert as_tuples(process.pairs("input", texts)) == as_tuples(lexical_pairs(texts))
             assert as_tuples(process.pairs("output", texts)) == as_tuples(lexical_pairs(texts))
     said = [record.getMessage() for record in caplog.records if "near-duplicate index" in record.getMessage()]
-    assert said == ["the near-duplicate index's process was killed (signal 9): the export finds the pairs itself"]
+    assert said == ["the near-duplicate index's process was killed (signal 9): the run does its work itself (the same "
+                    "results)"]
 
 
 def test_a_stopped_index_process_holds_up_neither_the_run_nor_its_end(texts):
@@ -324,5 +337,5 @@ def test_a_stuck_index_process_holds_up_neither_the_split_nor_the_export(tmp_pat
         signal.alarm(0)
     said = [record.getMessage() for record in caplog.records if "near-duplicate index" in record.getMessage()]
     assert said == ["the near-duplicate index's process spent no CPU for 2 s (stopped, or stuck), and was ended: the "
-                    "export finds the pairs itself"]
+                    "run does its work itself (the same results)"]
     assert not index_processes()

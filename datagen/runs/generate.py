@@ -383,9 +383,17 @@ def _record(run: _Run, outcomes: Iterator[Outcome]) -> None:
                 run.on_outcome(outcome)
             if max_failures is not None and not report.stopped and sum(report.failures.values()) >= max_failures:
                 # As a first Ctrl-C does: nothing new starts; the chunks in flight, paid for, are still recorded.
-                report.stopped = (f"stopped after {max_failures} failed chunk{'s' * (max_failures != 1)} "
-                                  "(--max-failures)")
+                report.stopped = _failures_stop(report, max_failures)
                 run.interrupt.finish()
+    if max_failures is not None and report.stopped:  # the chunks in flight then may have failed too: say how many
+        report.stopped = _failures_stop(report, max_failures)
+
+
+def _failures_stop(report: Report, max_failures: int) -> str:
+    """Why a run stopped on --max-failures, with the failures it came to: "stopped after 4 failed chunks
+    (--max-failures 1)"."""
+    failed = sum(report.failures.values())
+    return f"stopped after {failed} failed chunk{'s' * (failed != 1)} (--max-failures {max_failures})"
 
 
 def _run_batched(run: _Run, on_batch: Callable[[JobStatus], None] | None) -> BatchSummary:

@@ -30,6 +30,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import connection
+from pathlib import Path
 from typing import NoReturn
 
 import cloudpickle
@@ -417,12 +418,16 @@ def start_child(call: str, niceness: int = 0) -> tuple[ChildProcess, connection.
         OSError: the process cannot be started.
     """
     ours, theirs = socket.socketpair()
-    code = ("import os, sys; os.nice(int(sys.argv[3])); from datagen.runs.processes import child_main; "
-            "child_main(sys.argv[1], int(sys.argv[2]))")
+    # datagen itself imported from where this process has it, first, then the rest by this process's path: a
+    # `datagen` folder in the workspace (a clone of another version, on sys.path ahead of the installed one) would
+    # otherwise be the child's, and fail to read what this one sends it.
+    code = ("import os, sys; os.nice(int(sys.argv[3])); sys.path.insert(0, sys.argv[4]); import datagen; "
+            "del sys.path[0]; from datagen.runs.processes import child_main; child_main(sys.argv[1], int(sys.argv[2]))")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
+    home = str(Path(__file__).resolve().parents[2])  # the folder datagen's package is in
     try:
         with _blocked(WORKER_IGNORES):
-            process = subprocess.Popen([sys.executable, "-c", code, call, str(theirs.fileno()), str(niceness)],
+            process = subprocess.Popen([sys.executable, "-c", code, call, str(theirs.fileno()), str(niceness), home],
                                        pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env)
     finally:
         theirs.close()

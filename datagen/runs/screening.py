@@ -15,8 +15,8 @@ The process is a fresh interpreter (`datagen.runs.processes.start_child`), not m
 run the caller's script again in it. It ignores the terminal's Ctrl-C and SIGHUP (the run decides what a stop
 means), and exits when the run's end of its socket closes (the run ended, or died). The run never waits on it while
 it goes: the samples go through a thread of their own. Should it die, fail, or stop working (no CPU for
-STUCK_SECONDS while an answer is awaited: stopped, deadlocked; it is then ended), the export finds the pairs
-itself, with one warning: the dataset is the same.
+STUCK_SECONDS while an answer is awaited: stopped, deadlocked; it is then ended), the run does its work itself,
+with one warning: the dataset is the same.
 
 It also reads each sample's units and 13-grams as it indexes it, and the chunks' units once their groups are found
 (datagen.dataset.quality.text_units), and measures the samples' contamination and diversity for the export from
@@ -130,8 +130,11 @@ class IndexProcess:
         self._grouping = False
         if isinstance(found, list):
             return found
-        log.warning("the near-duplicate index's process %s: the held-out split's groups are found here",
-                    self._lost or f"failed ({found})")
+        if self._lost is not None:
+            self._say_lost()
+        else:
+            log.warning("the near-duplicate index's process failed at the held-out split's groups (%s): they are "
+                        "found here", found)
         return near_duplicate_groups(texts)
 
     def pairs(self, name: str, texts: Sequence[str]) -> list[Pair]:
@@ -145,7 +148,7 @@ class IndexProcess:
             found = self._answer()
             if found is not None:
                 return [Pair(first, second, similarity, LEXICAL) for first, second, similarity in found]
-        self._say_lost("finds the pairs")
+        self._say_lost()
         return SampleIndex().pairs(name, texts)
 
     def screened(self, keys: list[SampleKey], texts: dict[str, list[str]], chunks: list[str], protection: Protection,
@@ -159,13 +162,15 @@ class IndexProcess:
             found = self._answer()
             if found is not None:
                 return found
-        self._say_lost("measures the samples")
+        self._say_lost()
         return SampleIndex().screened(keys, texts, chunks, protection, n, embeddings, source_embeddings)
 
-    def _say_lost(self, what: str) -> None:
-        """Warn, once, that the process is lost and the export does `what` itself."""
+    def _say_lost(self) -> None:
+        """Warn, once, that the process is lost and its work (the split's groups, the pairs, the contamination and
+        diversity) is done in the run's own process."""
         if not self._said:
-            log.warning("the near-duplicate index's process %s: the export %s itself", self._lost, what)
+            log.warning("the near-duplicate index's process %s: the run does its work itself (the same results)",
+                        self._lost)
             self._said = True
 
     def _send(self) -> None:
