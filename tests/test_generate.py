@@ -81,20 +81,25 @@ def test_run_stops_when_the_first_chunks_all_fail(workspace, tmp_path):
     assert engine.calls == FAILURES_BEFORE_FIRST_SUCCESS
 
 
+def by_first_chunks(count: int, first, rest):
+    """A FakeOpenAIServer `faults` function: each request of the first `count` chunks the server sees (by source)
+    gets `first()`, every other request `rest()` (None: answered well)."""
+    seen, lock = set(), threading.Lock()
+
+    def fault(source: str, attempt: int):
+        with lock:
+            among_first = source in seen or len(seen) < count
+            if among_first:
+                seen.add(source)
+        return first() if among_first else rest()
+    return fault
+
+
 def test_a_run_stopped_by_its_first_failures_keeps_the_chunks_that_had_sent_a_request(workspace, tmp_path):
     # The first five chunks the server sees fail at once; the others are answered well, a second later. The fifth
     # failure stops the run while chunks that have sent a request are in flight: they are paid for, so they are
     # recorded (a resume does not ask them again), and the DatagenError comes after.
-    failing, lock = set(), threading.Lock()
-
-    def first_five_fail(source: str, attempt: int):
-        with lock:
-            if source in failing or len(failing) < FAILURES_BEFORE_FIRST_SUCCESS:
-                failing.add(source)
-                return TRUNCATED
-        time.sleep(1.0)
-        return None
-
+    first_five_fail = by_first_chunks(FAILURES_BEFORE_FIRST_SUCCESS, lambda: TRUNCATED, lambda: time.sleep(1.0))
     with FakeOpenAIServer(faults=first_five_fail) as server:
         model = build_role_model(ModelSettings(model="openai/fake", api_base=server.url), "task")
         with pytest.raises(DatagenError, match=f"first {FAILURES_BEFORE_FIRST_SUCCESS} chunks all failed"):
@@ -127,15 +132,7 @@ def test_max_failures_sends_no_chunk_waiting_at_the_gate(workspace, tmp_path, go
     stops the run: the first `good` chunks answered, every later answer cut off, the failures are those of the
     --concurrency slots, no more (chunks waiting at the gate, a slot's worth each, made 8 fail at -c 4 for
     --max-failures 1)."""
-    answered, lock = set(), threading.Lock()
-
-    def later_ones_cut_off(source: str, attempt: int):
-        with lock:
-            if source in answered or len(answered) < good:
-                answered.add(source)
-                return None
-        return TRUNCATED
-
+    later_ones_cut_off = by_first_chunks(good, lambda: None, lambda: TRUNCATED)
     with FakeOpenAIServer(latency=0.2, faults=later_ones_cut_off) as server:  # answers that come back together
         model = build_role_model(ModelSettings(model="openai/fake", api_base=server.url), "task")
         report = generate("style_clone", [workspace / "data/samples"], tmp_path / "out", workspace=workspace,
