@@ -1,5 +1,6 @@
 import json
 import logging
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -15,7 +16,8 @@ from datagen.runs import generate as ENGINE
 from datagen.runs.generate import generate
 from datagen.runs.runner import FAILURES_BEFORE_FIRST_SUCCESS
 from datagen.runs.window import check_budget, prompt_overhead
-from datagen.store import RunStore
+from datagen.samples import Sample
+from datagen.store import Outcome, RunStore
 from datagen.text.ingest import iter_documents, read_text
 from datagen.lm.roles import JUDGE_MAX_TOKENS, RoleModel, build_role_model, default_max_tokens
 from datagen.workspace.pipelines import load_program
@@ -466,8 +468,6 @@ def test_chunks_in_parallel_call_numpy_with_one_blas_thread_each(workspace, tmp_
     import numpy  # noqa: F401  (loads its BLAS)
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from datagen.samples import Sample
-
     def threads() -> set[int]:
         return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
 
@@ -484,3 +484,22 @@ def test_chunks_in_parallel_call_numpy_with_one_blas_thread_each(workspace, tmp_
                  model=fake_model(), settings=RunSettings(max_tokens=200, limit=4, concurrency=2))
         assert threads() == {2}
     assert len(seen) == 4 and all(pools == {1} for pools in seen)
+
+
+def test_pending_chunks_are_read_a_page_at_a_time_and_hold_no_snapshot(tmp_path):
+    """Read as a run reads them, each recorded as it comes: every chunk within the limit that is not done, once, in
+    order (a failed one again); and between two chunks no read holds a snapshot, so that a checkpoint can start
+    SQLite's write-ahead log over (it grew to the whole run's writes behind one)."""
+    chunks = [Chunk(f"c{i:04d}", "doc.txt", i, i + 1, f"text {i}", 1) for i in range(700)]
+    with RunStore(tmp_path / "run") as store:
+        store.add_chunks(chunks)
+        store.record(Outcome(chunk=chunks[3], samples=[Sample("in", "out")]))  # done: not pending
+        store.record(Outcome(chunk=chunks[400], failure="parse", message="no output"))  # failed: pending again
+        seen, checkpoints = [], sqlite3.connect(store.path, timeout=0)
+        for chunk in store.pending(650):
+            seen.append(chunk.id)
+            store.record(Outcome(chunk=chunk, samples=[Sample("in", "out")]))
+            if len(seen) % 100 == 1:  # busy: a reader's snapshot kept it from restarting the log
+                assert checkpoints.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0
+        checkpoints.close()
+    assert seen == [chunk.id for chunk in chunks[:650] if chunk.id != "c0003"]

@@ -109,6 +109,15 @@ def index_processes() -> list[int]:
     return found
 
 
+def ended() -> bool:
+    """Whether this process's index processes are gone within 30 s (told to end, they exit without the run
+    waiting for them: IndexProcess.close)."""
+    deadline = time.monotonic() + 30
+    while index_processes() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return not index_processes()
+
+
 def test_the_index_process_answers_as_the_index_does_and_ignores_ctrl_c(texts):
     samples = [Sample(text, text[::-1]) for text in texts]
     with IndexProcess() as process:
@@ -118,7 +127,7 @@ def test_the_index_process_answers_as_the_index_does_and_ignores_ctrl_c(texts):
         for name, own in (("input", texts), ("output", [text[::-1] for text in texts])):
             assert as_tuples(process.pairs(name, own)) == as_tuples(SampleIndex().pairs(name, own))
         assert index_processes() == [process.pid]
-    assert not index_processes()
+    assert ended()
 
 
 def test_the_index_process_groups_the_held_out_splits_texts_as_this_one_does(texts, caplog):
@@ -208,6 +217,18 @@ def test_a_stopped_index_process_holds_up_neither_the_run_nor_its_end(texts):
     assert not process._process.is_alive() and not index_processes()
 
 
+def test_the_run_ends_without_waiting_for_the_index_process_to_exit(texts, monkeypatch):
+    """Leaving the block, the process is told to end and a thread of its own waits for it: one that does not exit
+    (stopped) is still there as the block ends, and is killed EXIT_SECONDS later."""
+    monkeypatch.setattr(screening_module, "EXIT_SECONDS", 5)
+    with IndexProcess() as process:
+        process.add(Sample(text, text) for text in texts)
+        assert as_tuples(process.pairs("input", texts)) == as_tuples(lexical_pairs(texts))
+        os.kill(process.pid, signal.SIGSTOP)
+    assert index_processes() == [process.pid]
+    assert ended()
+
+
 def test_a_script_that_calls_generate_unguarded_runs_once(tmp_path, texts):
     """A script that calls `generate` at its top level, with no `if __name__ == "__main__":` guard (as the README's
     example does): the index process must not run it again."""
@@ -261,7 +282,7 @@ def test_a_run_with_its_index_beside_it_exports_what_one_without_does(tmp_path, 
             quality = recorded_quality(store)
             exports[run] = (report.data_path.read_text(), sorted(store.near_duplicate_pairs()), store.splits(),
                             quality.contamination, quality.diversity)
-        assert not index_processes()
+        assert ended()
     assert exports["beside"] == exports["without"] == exports["killed"]
     assert len(exports["without"][1]) >= 20  # the edited and verbatim copies
     splits = exports["without"][2]
@@ -338,4 +359,4 @@ def test_a_stuck_index_process_holds_up_neither_the_split_nor_the_export(tmp_pat
     said = [record.getMessage() for record in caplog.records if "near-duplicate index" in record.getMessage()]
     assert said == ["the near-duplicate index's process spent no CPU for 2 s (stopped, or stuck), and was ended: the "
                     "run does its work itself (the same results)"]
-    assert not index_processes()
+    assert ended()

@@ -453,8 +453,8 @@ def child_main(call: str, fd: int) -> None:
 
 def exit_child() -> NoReturn:
     """End this `start_child` process now (code 0), its output flushed, without freeing what it built: a call
-    that holds much (the near-duplicate index of a run's samples) ends so rather than return, which frees it first,
-    while the run waits for the process to end (15 to 30 ms at 640 samples: a time stamp patched around
+    that holds much (the near-duplicate index of a run's samples) ends so rather than return, which frees it first
+    (15 to 30 ms more before the process is gone, at 640 samples: a time stamp patched around
     `IndexProcess.close`, issue 29's ninth pass)."""
     sys.stdout.flush()
     sys.stderr.flush()

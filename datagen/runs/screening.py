@@ -213,24 +213,33 @@ class IndexProcess:
                       f"was killed (signal {-code})" if code < 0 else f"exited (code {code})")
 
     def close(self, wait: bool = True) -> None:
-        """End the process: told to, then killed after EXIT_SECONDS (at once without `wait`)."""
+        """End the process: told to, then killed after EXIT_SECONDS (at once without `wait`). With `wait`, a thread
+        of its own waits for it to exit, and this returns at once: the run does not wait for the kernel to free the
+        process's memory (12-16 ms of a 640-sample run's end, its index and imports some 140 MB: a time stamp
+        patched around `close`, issue 29's tenth pass)."""
         self._outbox.put(None)
         self._hurry.set()
         if wait:
-            self._wait_for_exit(EXIT_SECONDS)
-        self._process.join(EXIT_SECONDS if wait else 0)
+            threading.Thread(target=self._end, args=(EXIT_SECONDS,), name="datagen-screening-end",
+                             daemon=True).start()
+        else:
+            self._end(0)
+
+    def _end(self, seconds: float) -> None:
+        """Wait `seconds` at most for the process to exit, kill it if it has not, and let go of its socket."""
+        if seconds:
+            self._wait_for_exit(seconds)
+        self._process.join(seconds)
         if self._process.is_alive():
             self._process.kill()
             self._process.join()
         self._sender.join()  # done: its last message sent, or its socket's other end gone with the process
         self._conn.close()
 
-
     def _wait_for_exit(self, seconds: float) -> None:
         """Until the process's end of the socket closes as it exits (answers nobody asked for read past), `seconds`
         at most. The socket wakes this at once; `join` alone polls, sleeping twice as long each time up to 50 ms,
-        and overshot the exit by up to as much (15-32 ms for the whole close at 640 samples, 10-14 now: a time
-        stamp patched around `close`, issue 29's ninth pass)."""
+        and overshot the exit by up to as much."""
         deadline = time.monotonic() + seconds
         try:
             while self._conn.poll(max(0.0, deadline - time.monotonic())):
