@@ -154,6 +154,26 @@ def _usage() -> tuple[float, float, float]:
     return cpu, max(own.ru_maxrss, children.ru_maxrss) / 1024, own.ru_maxrss / 1024  # KiB on Linux
 
 
+def _children() -> set[int]:
+    """The ids of this process's children, ended ones not yet reaped among them (read from /proc)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == os.getpid():  # its parent
+                found.add(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):  # gone meanwhile
+            pass
+    return found
+
+
+def _reaped(before: set[int], seconds: float = 30) -> None:
+    """Wait (`seconds` at most) until the children a run started are reaped, so that their CPU is counted
+    (RUSAGE_CHILDREN): datagen's near-duplicate index process ends after `generate` returns."""
+    deadline = time.monotonic() + seconds
+    while _children() - before and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def _datagen_model(job: dict):
     import dspy
 
@@ -282,10 +302,11 @@ def child_main(job_file: str) -> None:
     _say("ready", {"code": where, "baseline_mib": baseline_mib})
     if sys.stdin.readline().strip() != "go":
         return
-    cpu_before = _usage()[0]
+    cpu_before, children = _usage()[0], _children()
     started = time.monotonic()
     samples, failed, *extra = run()
     seconds = time.monotonic() - started
+    _reaped(children)
     cpu, peak, _ = _usage()
     _say("done", {"seconds": seconds, "started": started, "cpu": cpu - cpu_before, "samples": samples,
                   "failed": failed, "peak_mib": peak, **(extra[0] if extra else {})})
