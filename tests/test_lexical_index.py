@@ -16,6 +16,7 @@ import time
 from itertools import combinations
 from pathlib import Path
 
+import psutil
 import pytest
 
 from datagen import Callbacks, Config, RunSettings
@@ -215,6 +216,25 @@ def test_a_stopped_index_process_holds_up_neither_the_run_nor_its_end(texts):
                 process.add(Sample(text * 20, text) for text in texts)
             raise KeyboardInterrupt
     assert not process._process.is_alive() and not index_processes()
+
+
+def test_flushed_samples_are_sent_at_once_not_gathered(texts, monkeypatch):
+    """Samples added are gathered for GATHER_SECONDS before they are sent; once `flush` says the run is over, they
+    go at once: the process spends CPU indexing them though nothing asked it anything (gathered for an hour here)."""
+    monkeypatch.setattr(screening_module, "GATHER_SECONDS", 3600)
+    with IndexProcess() as process:
+        process.group(texts[:10])
+        assert process.groups(texts[:10]) == near_duplicate_groups(texts[:10])  # imported, and waiting
+        cpu = psutil.Process(process.pid).cpu_times()
+        process.add(Sample(text * 3, text) for text in texts * 3)
+        process.flush()
+        deadline, spent = time.monotonic() + 60, 0.0
+        while spent < 0.05 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            now = psutil.Process(process.pid).cpu_times()
+            spent = now.user + now.system - cpu.user - cpu.system
+        assert spent >= 0.05
+        assert as_tuples(process.pairs("output", texts * 3)) == as_tuples(lexical_pairs(texts * 3))
 
 
 def test_the_run_ends_without_waiting_for_the_index_process_to_exit(texts, monkeypatch):

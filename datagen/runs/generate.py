@@ -312,6 +312,8 @@ def _run(store: RunStore, report: Report, program: dspy.Module, model: RoleModel
                                     settings.concurrency, scorer=scorer, interrupt=run.interrupt,
                                     retried=store.failed_ids(), gates=gates, admit=cap.admit if cap else None,
                                     cluster=settings.cluster, lookahead=settings.max_failures is None))
+        if lexical_index is not None:  # no more samples to gather: the last ones indexed while the export reads
+            lexical_index.flush()
         split.finish()  # a first Ctrl-C while it draws lets it finish, as it lets the chunks in flight
     if run.interrupt.requested and store.pending_count(settings.limit):
         report.stopped, report.interrupted = f"interrupted ({run.interrupt.label})", True
