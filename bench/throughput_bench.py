@@ -20,6 +20,9 @@ and curator's response caches off, the figures before issue 29):
 
 Columns: samples/s; ratio = samples/s / ideal (concurrency / latency / calls per sample); client CPU ms per LM
 call (the client process's CPU time, children included, over the calls the server saw); the client's peak RSS.
+With --repeat N, each client runs N times at each point, the clients alternated, and the row is its run of median
+samples/s, the N runs' range after it: one run's figure moves by 1-3% from one run to the next on this shared
+2-core machine, more than two clients at parity differ by.
 Then the memory line: datagen (now)'s peak RSS at two corpus sizes at a short latency, and the growth. Then the
 batch line: datagen (now) with `RunSettings(batch=True)` on --batch-chunks chunks (one step: style_clone makes one
 LM call per chunk), every request through the fake server's Batch API (/v1/files, /v1/batches), in jobs of at most
@@ -411,13 +414,25 @@ HEADER = (f"{'latency':>7} {'conc':>4} {'chunks':>6}  {'client':<17} {'samples/s
           f"{'CPU ms':>7} {'peak MiB':>8}")
 
 
+def median_run(runs: list[dict]) -> dict:
+    """The run of median samples/s among a client's `runs` at one point (the lower middle one of an even number),
+    with every run's samples/s in "runs"; the first failed run when one failed."""
+    failed = [run for run in runs if "error" in run]
+    if failed:
+        return failed[0]
+    ordered = sorted(runs, key=lambda run: run["samples_per_s"])
+    return {**ordered[(len(ordered) - 1) // 2], "runs": [run["samples_per_s"] for run in runs]}
+
+
 def row(latency: float, concurrency: int, chunks: int, label: str, result: dict | None, first: bool) -> str:
     point = f"{latency * 1000:>5.0f}ms {concurrency:>4} {chunks:>6}" if first else " " * 19
     if result is None or "error" in result:
         return f"{point}  {label:<17} {'(failed: see above)':>33}"
     failed = f"  ({result['failed']} failed)" if result.get("failed") else ""
+    spread = result.get("runs", [])
+    spread = f"  ({len(spread)} runs: {min(spread):.1f}-{max(spread):.1f})" if len(spread) > 1 else ""
     return (f"{point}  {label:<17} {result['samples_per_s']:>9.1f} {result['ratio']:>6.2f} "
-            f"{result['cpu_ms_per_call']:>7.2f} {result['peak_mib']:>8.0f}{failed}")
+            f"{result['cpu_ms_per_call']:>7.2f} {result['peak_mib']:>8.0f}{failed}{spread}")
 
 
 def prepare(args, client: str, url: str, concurrency: int, folder: Path, prefix: str,
@@ -456,9 +471,10 @@ def run_points(args, work: Path, pythons: dict, results: dict) -> None:
                 chunks = args.rounds * concurrency
                 point = {"latency": latency, "concurrency": concurrency, "chunks": chunks, "clients": {}}
                 results["points"].append(point)
-                for n, client in enumerate(args.clients):
-                    prefix = f"Run {run_id}-{client}-{latency:g}-{concurrency}."
-                    folder = work / f"{client}-{latency:g}-{concurrency}"
+                runs: dict[str, list[dict]] = {client: [] for client in args.clients}
+                for repeat, client in itertools.product(range(args.repeat), args.clients):  # alternated
+                    prefix = f"Run {run_id}-{client}-{latency:g}-{concurrency}-{repeat}."
+                    folder = work / f"{client}-{latency:g}-{concurrency}-{repeat}"
                     job, env = prepare(args, client, server.url, concurrency, folder, prefix,
                                        passages(prefix, chunks, args.words))
                     try:
@@ -467,10 +483,12 @@ def run_points(args, work: Path, pythons: dict, results: dict) -> None:
                     except ClientFailed as exc:
                         print(f"  {exc}", file=sys.stderr, flush=True)
                         figures = {"error": str(exc)}
-                    point["clients"][client] = figures
-                    print(row(latency, concurrency, chunks, CLIENTS[client], figures, n == 0), flush=True)
+                    runs[client].append(figures)
                     if figures.get("failed"):
                         print(f"  warning: {figures['failed']} chunks failed in this run", file=sys.stderr)
+                for n, client in enumerate(args.clients):
+                    point["clients"][client] = figures = median_run(runs[client])
+                    print(row(latency, concurrency, chunks, CLIENTS[client], figures, n == 0), flush=True)
                 if args.json:
                     Path(args.json).write_text(json.dumps(results, indent=2))
 
@@ -565,6 +583,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=20,
                         help="chunks per point = rounds x concurrency (ideally rounds x latency seconds)")
     parser.add_argument("--clients", nargs="+", choices=list(CLIENTS), default=list(CLIENTS))
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs of each client at each point, alternated; the median run is shown (default 1)")
     parser.add_argument("--baseline", type=Path, default=Path("/work/bench-baseline"),
                         help="a worktree of the 'before' commit (git worktree add /work/bench-baseline 91c60f7); "
                              "skipped when absent")
