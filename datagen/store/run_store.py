@@ -168,10 +168,11 @@ class RunStore(HeldOutSplit, BatchJobs, QualityRecords):
             while after < last:
                 # A page at a time, each read whole: a statement open for the whole run held a snapshot, behind
                 # which SQLite cannot start its write-ahead log over (19 MB at 640 chunks, all copied into the
-                # database as the store closed, 9 ms after the run's last answer).
+                # database as the store closed, 9 ms after the run's last answer). Each done chunk looked up by its
+                # key, not a list of every done chunk made again for each page.
                 rows = reader.execute(
-                    f"SELECT ord, {_CHUNK_COLUMNS} FROM chunks WHERE ord > ? AND ord <= ? AND id NOT IN "
-                    "(SELECT chunk_id FROM results WHERE status = 'done') ORDER BY ord LIMIT ?",
+                    f"SELECT ord, {_CHUNK_COLUMNS} FROM chunks WHERE ord > ? AND ord <= ? AND NOT EXISTS (SELECT 1 "
+                    "FROM results WHERE chunk_id = chunks.id AND status = 'done') ORDER BY ord LIMIT ?",
                     (after, last, _PENDING_PAGE)).fetchall()
                 if not rows:
                     return
